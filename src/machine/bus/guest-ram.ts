@@ -1,0 +1,37 @@
+// Guest physical RAM: one ArrayBuffer with typed views, and the bounds check every DMA goes through.
+
+import { MachineError } from "../base/machine-error.ts";
+
+export class GuestRam {
+  readonly u8: Uint8Array;
+  readonly u16: Uint16Array;
+  readonly i32: Int32Array;
+  readonly view: DataView;
+
+  /** @param base guest-physical address of byte 0 (0x8000_0000 on the virt board)
+   *  @param size bytes; a multiple of 4 KiB */
+  constructor(
+    readonly base: number,
+    readonly size: number,
+  ) {
+    if (size <= 0 || size % 4096 !== 0)
+      throw new MachineError("bad-ram-size", `RAM size ${size} is not a positive multiple of 4 KiB`);
+    const buffer = new ArrayBuffer(size);
+    this.u8 = new Uint8Array(buffer);
+    this.u16 = new Uint16Array(buffer);
+    this.i32 = new Int32Array(buffer);
+    this.view = new DataView(buffer);
+  }
+
+  /**
+   * Offset into `u8` of the guest-physical range [lo + hi·2^32, … + len), or -1 when any byte of it lies
+   * outside RAM. `lo`/`hi` are the two 32-bit halves of a 64-bit address (either signedness).
+   * Guest-controlled: every address a device takes from the guest (descriptors, DMA) goes through here.
+   */
+  offsetOf(lo: number, hi: number, len: number): number {
+    if (hi !== 0 || len < 0) return -1;
+    const off = (lo >>> 0) - this.base;
+    if (off < 0 || off + len > this.size) return -1;
+    return off;
+  }
+}
