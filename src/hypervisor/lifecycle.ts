@@ -1,0 +1,138 @@
+// The VM lifecycle of Compute Engine (cloud.google.com/compute/docs/instances/instance-life-cycle): its
+// states, the one table of legal transitions between them, and the states in which each action is legal.
+
+import { HypervisorError } from "./hypervisor-error.ts";
+
+export const VM_STATUSES = [
+  "PROVISIONING",
+  "STAGING",
+  "RUNNING",
+  "STOPPING",
+  "TERMINATED",
+  "SUSPENDING",
+  "SUSPENDED",
+  "REPAIRING",
+] as const;
+export type VmStatus = (typeof VM_STATUSES)[number];
+
+export function isVmStatus(value: unknown): value is VmStatus {
+  return typeof value === "string" && (VM_STATUSES as readonly string[]).includes(value);
+}
+
+/**
+ * Every legal transition, and the only place one is defined. Compute Engine's life cycle, plus the edges a
+ * host needs when a step fails: the rollbacks go back to the state the action started from, so a failed
+ * request "changes nothing" that the user can see.
+ */
+const TRANSITIONS: Readonly<Record<VmStatus, readonly VmStatus[]>> = {
+  // Resources are reserved. Then the VMM is prepared; if reservation fails on start the VM stays
+  // TERMINATED, and on resume it stays SUSPENDED (its state files untouched).
+  PROVISIONING: ["STAGING", "TERMINATED", "SUSPENDED"],
+  // The VMM process is being started (fresh boot, or restoring a suspended state). A VMM that cannot start
+  // rolls back like PROVISIONING does.
+  STAGING: ["RUNNING", "TERMINATED", "SUSPENDED", "REPAIRING"],
+  // stop / guest power-off → STOPPING; suspend → SUSPENDING; VMM died or engine error → REPAIRING.
+  // A guest reboot or an API reset keeps the VM RUNNING and is not a transition.
+  RUNNING: ["STOPPING", "SUSPENDING", "REPAIRING"],
+  // "CPU and memory released, disks kept."
+  STOPPING: ["TERMINATED"],
+  TERMINATED: ["PROVISIONING"],
+  // The guest's whole state is written to files; a failed write resumes the guest (back to RUNNING), a VMM
+  // that dies while suspending is repaired like one that dies while running.
+  SUSPENDING: ["SUSPENDED", "RUNNING", "REPAIRING"],
+  // resume → PROVISIONING → STAGING → RUNNING; stop discards the saved state (Compute Engine allows
+  // stopping a suspended instance).
+  SUSPENDED: ["PROVISIONING", "STOPPING"],
+  // Per the automaticRestart policy: a fresh boot (resources are still reserved, so straight to STAGING)
+  // or TERMINATED.
+  REPAIRING: ["STAGING", "TERMINATED"],
+};
+
+export class IllegalTransitionError extends HypervisorError {
+  constructor(
+    readonly from: VmStatus,
+    readonly to: VmStatus,
+  ) {
+    super(
+      "illegal-transition",
+      `a VM cannot go from ${from} to ${to}; from ${from} it can go only to ${TRANSITIONS[from].join(", ")}`,
+    );
+  }
+}
+
+export function canTransition(from: VmStatus, to: VmStatus): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+/** Returns `to` when the table allows from → to, else throws IllegalTransitionError naming both states. */
+export function transition(from: VmStatus, to: VmStatus): VmStatus {
+  if (!canTransition(from, to)) throw new IllegalTransitionError(from, to);
+  return to;
+}
+
+export const VM_ACTIONS = [
+  "start",
+  "stop",
+  "reset",
+  "suspend",
+  "resume",
+  "delete",
+  "setMachineType",
+] as const;
+export type VmAction = (typeof VM_ACTIONS)[number];
+
+/**
+ * Where each API action is legal, and the first status it moves the VM to (undefined: the action does
+ * not change the status by itself). Every target is checked against TRANSITIONS by the test.
+ */
+const ACTIONS: Readonly<Record<VmAction, { readonly from: readonly VmStatus[]; readonly first?: VmStatus }>> =
+  {
+    start: { from: ["TERMINATED"], first: "PROVISIONING" },
+    // A suspended VM can be stopped: its saved state is discarded.
+    stop: { from: ["RUNNING", "SUSPENDED"], first: "STOPPING" },
+    // A hard reset of the machine: the VM stays RUNNING.
+    reset: { from: ["RUNNING"] },
+    suspend: { from: ["RUNNING"], first: "SUSPENDING" },
+    resume: { from: ["SUSPENDED"], first: "PROVISIONING" },
+    // "delete from any stable state"; a RUNNING VM is stopped first (first: STOPPING is applied by the
+    // hypervisor only when the VM is RUNNING).
+    delete: { from: ["RUNNING", "TERMINATED", "SUSPENDED"] },
+    // Compute Engine changes the machine type only of a stopped instance.
+    setMachineType: { from: ["TERMINATED"] },
+  };
+
+export class IllegalActionError extends HypervisorError {
+  constructor(
+    readonly action: VmAction,
+    readonly status: VmStatus,
+    vmName: string,
+  ) {
+    super(
+      "illegal-action",
+      `cannot ${action} VM '${vmName}' while it is ${status}; ${action} is allowed only when the VM is ` +
+        `${ACTIONS[action].from.join(" or ")}`,
+    );
+  }
+}
+
+export function isActionLegal(action: VmAction, status: VmStatus): boolean {
+  return ACTIONS[action].from.includes(status);
+}
+
+/** The statuses in which `action` is legal. */
+export function legalStatuses(action: VmAction): readonly VmStatus[] {
+  return ACTIONS[action].from;
+}
+
+/** The status `action` moves a VM to first, or undefined when the action itself keeps the status. */
+export function firstStatusOf(action: VmAction): VmStatus | undefined {
+  return ACTIONS[action].first;
+}
+
+/** Throws IllegalActionError (naming the VM, the action, its status and where it is legal) unless legal. */
+export function checkAction(action: VmAction, status: VmStatus, vmName: string): void {
+  if (!isActionLegal(action, status)) throw new IllegalActionError(action, status, vmName);
+}
+
+/** Stable statuses: no operation is in progress on the VM. */
+export const STABLE_STATUSES: readonly VmStatus[] = ["RUNNING", "TERMINATED", "SUSPENDED"];
