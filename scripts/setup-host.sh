@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Makes sure this (Debian bookworm) host has the Debian packages tsvm's tests and guest images need:
+# the riscv64 cross tool chain, Linux 6.1 source, OpenSBI, QEMU, and the kernel/busybox build tools.
+# Idempotent and quick when everything is there (one dpkg-query); uses sudo only when not root.
+set -euo pipefail
+
+packages=(
+  gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu linux-source-6.1 opensbi qemu-system-misc qemu-utils
+  flex bison bc cpio e2fsprogs xz-utils dpkg-dev libelf-dev make
+)
+src_list=/etc/apt/sources.list.d/tsvm-src.sources
+
+if [[ $(id -u) -eq 0 ]]; then
+  as_root=()
+elif command -v sudo >/dev/null; then
+  as_root=(sudo)
+else
+  as_root=(false)
+fi
+
+fail() {
+  echo "tsvm setup-host: $*" >&2
+  exit 1
+}
+
+# `apt-get source busybox` (the guest image's busybox) needs a deb-src entry; add ours unless one for
+# bookworm main exists already.
+needs_update=0
+if ! grep -rqsE '^(Types:.*deb-src|deb-src[[:space:]].*bookworm[[:space:]].*main)' \
+  /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  echo "tsvm setup-host: adding the Debian source-package entry $src_list" >&2
+  printf '%s\n' 'Types: deb-src' 'URIs: http://deb.debian.org/debian' 'Suites: bookworm' \
+    'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' |
+    "${as_root[@]}" tee "$src_list" >/dev/null || fail "cannot write $src_list (need root or sudo)"
+  needs_update=1
+fi
+
+# One dpkg-query for all of them keeps the already-set-up case fast.
+installed=" $(dpkg-query -W -f='${db:Status-Status}:${Package} ' "${packages[@]}" 2>/dev/null || true) "
+missing=()
+for p in "${packages[@]}"; do
+  [[ $installed == *" installed:$p "* ]] || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0 && needs_update == 0)); then
+  exit 0
+fi
+
+if ((${#missing[@]} > 0)); then
+  echo "tsvm setup-host: installing Debian packages: ${missing[*]}" >&2
+fi
+"${as_root[@]}" apt-get update -q >&2 ||
+  fail "apt-get update failed (see above); check the network and /etc/apt/sources.list.d"
+if ((${#missing[@]} > 0)); then
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    "${missing[@]}" >&2 || fail "apt-get install ${missing[*]} failed (see above)"
+fi
