@@ -1,0 +1,274 @@
+// The data directory: every VM's files under one root (TSVM_HOME), each write atomic (temp file, fsync,
+// rename, fsync of the directory) so that a crash at any point leaves either the old or the new file.
+//
+// Layout:
+//   $TSVM_HOME/vms/<name>/vm.json      the definition (VmRecord)
+//   $TSVM_HOME/vms/<name>/disk.img     the VM's own root disk (a reflink or copy of its image)
+//   $TSVM_HOME/vms/<name>/state/       suspended state files, written by the VMM
+//   $TSVM_HOME/vms/<name>/console.log  serial console history (append-only, written by the VMM)
+//   $TSVM_HOME/vms/<name>/vmm.json     pid and control socket of the running VMM, for re-attaching
+//   $TSVM_HOME/api.sock, api-token, daemon.pid   the daemon's (see the api layer)
+
+import { randomBytes } from "node:crypto";
+import { constants } from "node:fs";
+import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { homedir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { HypervisorError } from "./hypervisor-error.ts";
+import {
+  CorruptRecordError,
+  parseVmRecord,
+  serializeVmRecord,
+  VM_NAME_PATTERN,
+  type VmRecord,
+} from "./vm-record.ts";
+
+/** A definition is a few KiB; anything far bigger is not one of ours, and is not read into memory. */
+const MAX_DEFINITION_BYTES = 1 << 20;
+const DEFINITION_FILE = "vm.json";
+const TEMP_PREFIX = ".tmp-";
+
+/** `TSVM_HOME` when set, else `${XDG_DATA_HOME:-~/.local/share}/tsvm`; always absolute. */
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.TSVM_HOME) return resolve(env.TSVM_HOME);
+  const base = env.XDG_DATA_HOME
+    ? resolve(env.XDG_DATA_HOME)
+    : join(env.HOME ?? homedir(), ".local", "share");
+  return join(base, "tsvm");
+}
+
+export class VmNotFoundError extends HypervisorError {
+  constructor(readonly vmName: string) {
+    super("not-found", `the VM '${vmName}' was not found`);
+  }
+}
+
+export class VmExistsError extends HypervisorError {
+  constructor(readonly vmName: string) {
+    super("already-exists", `the VM '${vmName}' already exists`);
+  }
+}
+
+export class InvalidNameError extends HypervisorError {
+  constructor(name: string) {
+    super(
+      "invalid-name",
+      `'${name.slice(0, 80)}' is not a valid VM name: use 1 to 63 lowercase letters, digits and hyphens, ` +
+        "starting with a letter and not ending with a hyphen",
+    );
+  }
+}
+
+export function checkVmName(name: string): void {
+  if (!VM_NAME_PATTERN.test(name)) throw new InvalidNameError(name);
+}
+
+/** fsync of a directory: makes a rename or a new entry in it durable. */
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+function tempNameFor(path: string): string {
+  return join(dirname(path), `${TEMP_PREFIX}${randomBytes(6).toString("hex")}`);
+}
+
+/**
+ * Replaces `path` with `data` atomically: a reader sees the old file or the new one, never a mix, and after
+ * a crash the file is one of the two. The temp file is removed when any step fails.
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const temp = tempNameFor(path);
+  try {
+    const fh = await open(temp, "wx", mode);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(temp, path);
+  } catch (e) {
+    await rm(temp, { force: true });
+    throw e;
+  }
+  await syncDir(dirname(path));
+}
+
+/**
+ * Copies `source` to `path` atomically, as a reflink (copy-on-write, instant) where the filesystem can,
+ * else as a full copy.
+ */
+export async function copyFileAtomic(source: string, path: string): Promise<void> {
+  const temp = tempNameFor(path);
+  try {
+    await copyFile(source, temp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+    const fh = await open(temp, "r+");
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(temp, path);
+  } catch (e) {
+    await rm(temp, { force: true });
+    throw e;
+  }
+  await syncDir(dirname(path));
+}
+
+export interface VmPaths {
+  readonly dir: string;
+  readonly definition: string;
+  readonly disk: string;
+  readonly stateDir: string;
+  readonly consoleLog: string;
+  readonly vmm: string;
+}
+
+/** A VM directory whose definition cannot be used; listed so that a user sees it, never overwritten. */
+export interface BrokenVm {
+  readonly name: string;
+  readonly error: HypervisorError;
+}
+
+export class VmStore {
+  readonly vmsDir: string;
+
+  private constructor(readonly home: string) {
+    this.vmsDir = join(home, "vms");
+  }
+
+  /** Opens (creating when missing) the data directory at `home`, and removes temp files a crash left. */
+  static async open(home: string): Promise<VmStore> {
+    const store = new VmStore(resolve(home));
+    await mkdir(store.vmsDir, { recursive: true, mode: 0o700 });
+    for (const entry of await readdir(store.vmsDir)) {
+      if (entry.startsWith(TEMP_PREFIX))
+        await rm(join(store.vmsDir, entry), { recursive: true, force: true });
+    }
+    return store;
+  }
+
+  paths(name: string): VmPaths {
+    checkVmName(name);
+    const dir = join(this.vmsDir, name);
+    return {
+      dir,
+      definition: join(dir, DEFINITION_FILE),
+      disk: join(dir, "disk.img"),
+      stateDir: join(dir, "state"),
+      consoleLog: join(dir, "console.log"),
+      vmm: join(dir, "vmm.json"),
+    };
+  }
+
+  /**
+   * Creates the VM's directory with its definition, atomically: the directory is assembled under a temp
+   * name and renamed into place, so a crash never leaves a VM directory without a definition. Throws
+   * VmExistsError, changing nothing, when the name is taken.
+   */
+  async create(record: VmRecord): Promise<void> {
+    const paths = this.paths(record.name);
+    if (await exists(paths.dir)) throw new VmExistsError(record.name);
+    const temp = tempNameFor(paths.dir);
+    try {
+      await mkdir(temp, { mode: 0o700 });
+      await writeFileAtomic(join(temp, DEFINITION_FILE), serializeVmRecord(record));
+      // rename() onto an existing non-empty directory fails (ENOTEMPTY/EEXIST): a racing create loses here.
+      await rename(temp, paths.dir);
+    } catch (e) {
+      await rm(temp, { recursive: true, force: true });
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "ENOTEMPTY" || code === "EEXIST") throw new VmExistsError(record.name);
+      throw e;
+    }
+    await syncDir(this.vmsDir);
+  }
+
+  /** Reads and validates the definition; VmNotFoundError or CorruptRecordError (the file is left as is). */
+  async read(name: string): Promise<VmRecord> {
+    const paths = this.paths(name);
+    let text: string;
+    try {
+      const size = (await stat(paths.definition)).size;
+      if (size > MAX_DEFINITION_BYTES) {
+        throw new CorruptRecordError(
+          paths.definition,
+          `it is ${size} bytes, larger than any definition (limit ${MAX_DEFINITION_BYTES})`,
+        );
+      }
+      text = await readFile(paths.definition, "utf8");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") {
+        if (await exists(paths.dir)) throw new CorruptRecordError(paths.definition, "the file is missing");
+        throw new VmNotFoundError(name);
+      }
+      throw e;
+    }
+    const record = parseVmRecord(text, paths.definition);
+    if (record.name !== name) {
+      // A definition copied into another VM's directory would otherwise make two VMs share one name.
+      throw new CorruptRecordError(
+        paths.definition,
+        `it names the VM '${record.name}' but lies in the directory of '${name}'`,
+      );
+    }
+    return record;
+  }
+
+  /** Replaces the definition of an existing VM atomically. */
+  async write(record: VmRecord): Promise<void> {
+    const paths = this.paths(record.name);
+    if (!(await exists(paths.dir))) throw new VmNotFoundError(record.name);
+    await writeFileAtomic(paths.definition, serializeVmRecord(record));
+  }
+
+  /** Every VM in the data directory, by name; the broken ones separately with what is wrong with each. */
+  async list(): Promise<{ vms: VmRecord[]; broken: BrokenVm[] }> {
+    const vms: VmRecord[] = [];
+    const broken: BrokenVm[] = [];
+    const names = (await readdir(this.vmsDir)).filter((n) => VM_NAME_PATTERN.test(n)).sort();
+    for (const name of names) {
+      try {
+        vms.push(await this.read(name));
+      } catch (e) {
+        if (e instanceof VmNotFoundError) continue; // deleted while we listed
+        if (e instanceof HypervisorError) broken.push({ name, error: e });
+        else throw e;
+      }
+    }
+    return { vms, broken };
+  }
+
+  /**
+   * Removes the VM's directory and everything in it. It is first renamed to a temp name (atomic: the VM is
+   * gone at once, and a crash mid-way leaves only a temp directory that the next open removes).
+   */
+  async remove(name: string): Promise<void> {
+    const paths = this.paths(name);
+    const temp = tempNameFor(paths.dir);
+    try {
+      await rename(paths.dir, temp);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new VmNotFoundError(name);
+      throw e;
+    }
+    await syncDir(this.vmsDir);
+    await rm(temp, { recursive: true, force: true });
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw e;
+  }
+}
