@@ -1,0 +1,141 @@
+// Differential ISA compliance: every tests/compliance/*.S program must pass on QEMU's virt board (which
+// proves the program right) and then on the tsvm machine; a program reports through the sifive_test
+// finisher, so the process exit code is 0 for pass or the number of the failing check.
+import assert from "node:assert/strict";
+import { type SpawnSyncReturns, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "../..");
+const GCC = "riscv64-linux-gnu-gcc";
+const QEMU = "qemu-system-riscv64";
+/** Common to every program; a change to any of them rebuilds everything. */
+const SHARED_SOURCES = ["runtime.S", "test.h", "link.ld"];
+const GCC_FLAGS = [
+  "-march=rv64gc",
+  "-mabi=lp64d",
+  "-nostdlib",
+  "-nostartfiles",
+  "-static",
+  "-fno-pie",
+  "-no-pie",
+  "-ffreestanding",
+  "-O2",
+  "-Wl,--build-id=none",
+];
+const QEMU_TIMEOUT_MS = 30_000;
+/** The emulator is far slower than QEMU's JIT; the programs are small, so this is still a hang guard. */
+const TSVM_TIMEOUT_MS = 120_000;
+
+function commandWorks(command: string, args: string[]): boolean {
+  const r = spawnSync(command, args, { stdio: "ignore", timeout: 60_000 });
+  return r.error === undefined && r.status === 0;
+}
+
+function cacheRoot(): string {
+  const base = process.env.TSVM_CACHE ?? join(homedir(), ".cache", "tsvm");
+  return join(base, "compliance");
+}
+
+/** Programs: every *.S except the runtime, optionally with a C companion `<name>.c`. */
+function programs(): string[] {
+  const only = process.env.TSVM_COMPLIANCE_ONLY?.split(",").filter((s) => s !== "");
+  return readdirSync(here)
+    .filter((f) => f.endsWith(".S") && !SHARED_SOURCES.includes(f))
+    .map((f) => f.slice(0, -2))
+    .filter((name) => only === undefined || only.includes(name))
+    .sort();
+}
+
+/** Builds `<name>.elf` into a directory named by the hash of its inputs, unless it is already there. */
+function build(name: string, gccVersion: string): string {
+  const sources = [...SHARED_SOURCES, `${name}.S`];
+  if (existsSync(join(here, `${name}.c`))) sources.push(`${name}.c`);
+  const hash = createHash("sha256");
+  hash.update(gccVersion);
+  hash.update(GCC_FLAGS.join(" "));
+  for (const s of sources) {
+    hash.update(s);
+    hash.update(readFileSync(join(here, s)));
+  }
+  const dir = join(cacheRoot(), hash.digest("hex").slice(0, 20));
+  const elf = join(dir, `${name}.elf`);
+  if (existsSync(elf)) return elf;
+  mkdirSync(dir, { recursive: true });
+  const tmp = `${elf}.${process.pid}.tmp`;
+  const inputs = sources.filter((s) => !s.endsWith(".h") && !s.endsWith(".ld")).map((s) => join(here, s));
+  const r = spawnSync(GCC, [...GCC_FLAGS, "-T", join(here, "link.ld"), "-I", here, "-o", tmp, ...inputs], {
+    encoding: "utf8",
+    timeout: 120_000,
+  });
+  if (r.status !== 0) {
+    rmSync(tmp, { force: true });
+    assert.fail(`${name}: build failed\n${r.stderr}${r.stdout}`);
+  }
+  renameSync(tmp, elf);
+  return elf;
+}
+
+/** Turns a finished run into an assertion that names the failing check. */
+function assertPassed(
+  where: string,
+  name: string,
+  r: SpawnSyncReturns<string>,
+  requireUartPass: boolean,
+): void {
+  const output = `${r.stdout ?? ""}${r.stderr ?? ""}`.trim();
+  if (r.error !== undefined) {
+    const timedOut = (r.error as NodeJS.ErrnoException).code === "ETIMEDOUT";
+    assert.fail(`${name} on ${where}: ${timedOut ? "timed out (no report)" : r.error.message}\n${output}`);
+  }
+  if (r.status === null) assert.fail(`${name} on ${where}: killed by ${r.signal}\n${output}`);
+  if (r.status !== 0) {
+    assert.fail(`${name} on ${where}: check ${r.status} failed (exit code ${r.status})\n${output}`);
+  }
+  if (requireUartPass)
+    assert.match(r.stdout, /PASS/, `${name} on ${where}: exit code 0 but no PASS on the UART\n${output}`);
+}
+
+const gccFound = commandWorks(GCC, ["--version"]);
+const qemuFound = commandWorks(QEMU, ["--version"]);
+const tsvmBin = join(root, "bin", "tsvm");
+const tsvmRunAvailable = gccFound && commandWorks(tsvmBin, ["run", "--help"]);
+
+if (!gccFound) {
+  process.stderr.write(
+    `\n*** SKIPPING the ISA compliance suite: ${GCC} not found (apt-get install gcc-riscv64-linux-gnu) ***\n\n`,
+  );
+  test("ISA compliance suite", { skip: `${GCC} not found: apt-get install gcc-riscv64-linux-gnu` }, () => {});
+} else {
+  const gccVersion = spawnSync(GCC, ["--version"], { encoding: "utf8" }).stdout;
+  for (const name of programs()) {
+    test(name, async (t) => {
+      const elf = build(name, gccVersion);
+      await t.test("qemu", { skip: qemuFound ? false : `${QEMU} not found` }, () => {
+        const r = spawnSync(
+          QEMU,
+          ["-M", "virt", "-bios", "none", "-kernel", elf, "-nographic", "-smp", "1", "-m", "128M"],
+          { encoding: "utf8", timeout: QEMU_TIMEOUT_MS, stdio: ["ignore", "pipe", "pipe"] },
+        );
+        assertPassed("QEMU", name, r, true);
+      });
+      await t.test("tsvm", (tt) => {
+        if (!tsvmRunAvailable) {
+          tt.todo("tsvm run not available yet");
+          return;
+        }
+        const r = spawnSync(tsvmBin, ["run", "--bios", "none", "--kernel", elf], {
+          encoding: "utf8",
+          timeout: TSVM_TIMEOUT_MS,
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        assertPassed("tsvm", name, r, false);
+      });
+    });
+  }
+}
