@@ -80,6 +80,7 @@
 #define FFLAGS_NV 0x10
 
 // ---- Trap record (runtime.S fills it; one for M, one for S) ----------------------------------------
+// The handlers find their record through mscratch/sscratch: a test that uses those CSRs restores them.
 #define TRAP_CAUSE 0
 #define TRAP_EPC 8
 #define TRAP_TVAL 16
