@@ -1,0 +1,61 @@
+// The interface the hypervisor sees of an engine that runs one VM (emulator or KVM): lifecycle, the exit
+// event with a typed reason, statistics and declared capabilities.
+
+/** Why a VM stopped running. */
+export type ExitReason =
+  /** The guest powered off (sifive_test FINISHER_PASS or FINISHER_FAIL with its code). */
+  | { readonly kind: "poweroff"; readonly code: number }
+  /** The guest asked for a reset and the engine was told to exit on reset instead of rebooting. */
+  | { readonly kind: "reset" }
+  /** A bare-metal program ended through HTIF `tohost` with this exit code. */
+  | { readonly kind: "htif-exit"; readonly code: number }
+  /** The host stopped the VM (`stop()`). */
+  | { readonly kind: "stopped" }
+  /** The engine failed; the message is written for a user. */
+  | { readonly kind: "error"; readonly message: string };
+
+export interface EngineCapabilities {
+  readonly snapshot: boolean;
+  readonly dirtyPageTracking: boolean;
+  readonly liveMigration: boolean;
+}
+
+export interface EngineStats {
+  /** Instructions retired per vCPU since power-on. */
+  readonly instret: readonly number[];
+  /** Guest instructions per host second over the last measurement window. */
+  readonly instructionsPerSecond: number;
+  /** Host milliseconds spent running guest code since start. */
+  readonly busyMs: number;
+  /** Host milliseconds since start. */
+  readonly uptimeMs: number;
+  /** Guest resets so far. */
+  readonly resets: number;
+}
+
+export type EngineState = "created" | "running" | "paused" | "exited";
+
+export interface Engine {
+  readonly capabilities: EngineCapabilities;
+  readonly state: EngineState;
+  /** Resolves with the exit reason once the VM has stopped for good. */
+  readonly exited: Promise<ExitReason>;
+  /** Starts the vCPUs. Legal once, from "created". */
+  start(): Promise<void>;
+  /** Resolves once every vCPU is parked. Legal from "running". */
+  pause(): Promise<void>;
+  /** Legal from "paused". */
+  resume(): Promise<void>;
+  /** Stops the VM for good (exit reason "stopped" unless it had already exited). Legal in every state. */
+  stop(): Promise<void>;
+  stats(): EngineStats;
+}
+
+/** A lifecycle call made in a state where it is not legal. */
+export class EngineStateError extends Error {
+  readonly code = "engine-state";
+  constructor(action: string, state: EngineState) {
+    super(`cannot ${action} a VM that is ${state}`);
+    this.name = "EngineStateError";
+  }
+}
