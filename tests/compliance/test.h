@@ -90,7 +90,8 @@
 #define TRAP_SAVE_T0 48
 #define TRAP_SAVE_T1 56
 #define TRAP_SAVE_T2 64
-#define TRAP_REC_SIZE 72
+#define TRAP_VECTOR 72   // free for tests: e.g. which vectored entry was taken
+#define TRAP_REC_SIZE 80
 
 #ifdef __ASSEMBLER__
 
