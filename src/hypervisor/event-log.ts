@@ -1,0 +1,57 @@
+// The stream of VM events (transitions, resets, creations, deletions) with sequence numbers, so that a
+// watcher can ask for everything after the last event it saw and then follow new ones.
+
+import type { VmStatus } from "./lifecycle.ts";
+
+export type VmEventType = "transition" | "reset" | "deleted" | "notice";
+
+export interface VmEvent {
+  /** Increases by one per event within a daemon's life; the newest events of a restarted daemon start above
+   *  the replayed history. */
+  readonly seq: number;
+  readonly time: string;
+  readonly type: VmEventType;
+  readonly vmName: string;
+  readonly vmId: string;
+  readonly from: VmStatus | null;
+  readonly to: VmStatus | null;
+  readonly message: string;
+}
+
+/** Events kept in memory for `since` queries; the VM histories in vm.json are the durable record. */
+const MAX_KEPT_EVENTS = 10000;
+
+export class EventLog {
+  private readonly events: VmEvent[] = [];
+  private nextSeq = 1;
+  private readonly listeners = new Set<(e: VmEvent) => void>();
+
+  append(event: Omit<VmEvent, "seq">): VmEvent {
+    const e: VmEvent = { seq: this.nextSeq++, ...event };
+    this.events.push(e);
+    if (this.events.length > MAX_KEPT_EVENTS) this.events.splice(0, this.events.length - MAX_KEPT_EVENTS);
+    for (const listener of this.listeners) listener(e);
+    return e;
+  }
+
+  /** Events with seq > `after`, oldest first, at most `limit`; optionally of one VM. */
+  since(after: number, limit = 1000, vmName?: string): VmEvent[] {
+    const out: VmEvent[] = [];
+    for (const e of this.events) {
+      if (e.seq <= after || (vmName !== undefined && e.vmName !== vmName)) continue;
+      out.push(e);
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
+  get lastSeq(): number {
+    return this.nextSeq - 1;
+  }
+
+  /** Calls `listener` for each new event until the returned function is called. */
+  subscribe(listener: (e: VmEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}

@@ -1,0 +1,194 @@
+// The VMM process: hosts one guest (through its engine's `createGuest`) and serves the control protocol of
+// vmm-protocol.ts on a Unix socket, so that the VM lives on when the daemon stops, crashes or restarts.
+// Started by vmm-process.ts as `node vmm-main.ts <vmm-spec.json>`, detached, with an IPC channel used only
+// to report that the guest runs (or why it could not start).
+
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, rename, rm, unlink } from "node:fs/promises";
+import { createServer, type Socket } from "node:net";
+import { dirname, join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { writeFileAtomic } from "./store.ts";
+import type { VmmExit } from "./vmm.ts";
+import {
+  encodeMessage,
+  type GuestFactory,
+  type HelloResult,
+  LineDecoder,
+  VMM_PROTOCOL_VERSION,
+  type VmmExitRecord,
+  type VmmGuest,
+  type VmmRequest,
+  type VmmResponse,
+  type VmmRunRecord,
+  type VmmSpec,
+} from "./vmm-protocol.ts";
+
+const specPath = process.argv[2];
+if (!specPath) {
+  process.stderr.write("usage: vmm-main.ts <vmm-spec.json>\n");
+  process.exit(2);
+}
+const spec = JSON.parse(await readFile(specPath, "utf8")) as VmmSpec;
+const runRecordPath = join(spec.vmDir, "vmm.json");
+const exitRecordPath = join(spec.vmDir, "exit.json");
+const startedAt = new Date().toISOString();
+let guest: VmmGuest | undefined;
+let exiting = false;
+
+function log(message: string): void {
+  process.stderr.write(`${new Date().toISOString()} vmm[${process.pid}] ${spec.name}: ${message}\n`);
+}
+
+/** Records why we exit, removes the run record, and ends the process. Runs once. */
+async function exitVmm(exit: VmmExit, code = 0): Promise<never> {
+  if (!exiting) {
+    exiting = true;
+    log(`exiting: ${exit.reason} (${exit.detail})`);
+    const record: VmmExitRecord = { ...exit, vmId: spec.vmId, at: new Date().toISOString() };
+    try {
+      await guest?.close();
+    } catch (e) {
+      log(`closing the guest failed: ${(e as Error).message}`);
+    }
+    await writeFileAtomic(exitRecordPath, `${JSON.stringify(record)}\n`);
+    await rm(runRecordPath, { force: true });
+    await unlink(spec.socketPath).catch(() => {});
+  }
+  process.exit(code);
+}
+
+process.on("uncaughtException", (e) => {
+  log(`internal error: ${e.stack ?? e.message}`);
+  void exitVmm({ reason: "crashed", detail: `internal error in the VMM: ${e.message}` }, 70);
+});
+process.on("SIGTERM", () => void exitVmm({ reason: "forced", detail: "the VMM received SIGTERM" }));
+process.on("SIGINT", () => void exitVmm({ reason: "forced", detail: "the VMM received SIGINT" }));
+// A VMM must survive the daemon: when the IPC channel to a dead daemon closes, nothing happens.
+process.on("disconnect", () => {});
+
+/** Sends one message on the IPC channel (when there is one), resolving once it is flushed. */
+function sendToLauncher(msg: { type: "ready" | "failed"; message?: string }): Promise<void> {
+  return new Promise((resolve) => {
+    if (!process.send || !process.connected) return resolve();
+    process.send(msg, undefined, {}, () => resolve());
+  });
+}
+
+let stopTimer: NodeJS.Timeout | undefined;
+
+/** Writes the guest's state to a fresh directory, then swaps it in place of the old state directory. */
+async function suspendGuest(g: VmmGuest): Promise<void> {
+  const temp = join(spec.vmDir, `.tmp-state-${randomBytes(6).toString("hex")}`);
+  await mkdir(temp);
+  try {
+    await g.saveState(temp);
+  } catch (e) {
+    await rm(temp, { recursive: true, force: true });
+    throw e;
+  }
+  const old = join(spec.vmDir, `.tmp-old-state-${randomBytes(6).toString("hex")}`);
+  await rename(spec.stateDir, old).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== "ENOENT") throw e;
+  });
+  await rename(temp, spec.stateDir);
+  await rm(old, { recursive: true, force: true });
+}
+
+async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<void> {
+  const reply = (msg: Omit<VmmResponse, "id">) => {
+    if (!socket.destroyed) socket.write(encodeMessage({ id: req.id, ...msg }));
+  };
+  try {
+    switch (req.method) {
+      case "hello": {
+        const result: HelloResult = {
+          protocol: VMM_PROTOCOL_VERSION,
+          vmId: spec.vmId,
+          pid: process.pid,
+          startedAt,
+        };
+        reply({ result });
+        return;
+      }
+      case "stop": {
+        const timeoutMs = Math.min(Math.max(Number(req.params?.timeoutMs) || 0, 0), 3_600_000);
+        await g.requestPowerOff();
+        clearTimeout(stopTimer);
+        stopTimer = setTimeout(
+          () =>
+            void exitVmm({ reason: "forced", detail: `the guest did not power off within ${timeoutMs} ms` }),
+          timeoutMs,
+        );
+        reply({ result: {} });
+        return;
+      }
+      case "reset":
+        await g.reset();
+        reply({ result: {} });
+        return;
+      case "suspend":
+        await suspendGuest(g);
+        reply({ result: {} });
+        await exitVmm({ reason: "suspended", detail: `state written to ${spec.stateDir}` });
+        return;
+      case "stats":
+        reply({ result: g.stats() });
+        return;
+      default:
+        reply({ error: { code: "bad-request", message: `unknown method '${String(req.method)}'` } });
+    }
+  } catch (e) {
+    reply({ error: { code: "vmm-error", message: (e as Error).message } });
+  }
+}
+
+try {
+  const mod = (await import(pathToFileURL(spec.engineModule).href)) as { createGuest?: GuestFactory };
+  if (typeof mod.createGuest !== "function")
+    throw new Error(`the engine module ${spec.engineModule} has no createGuest function`);
+  guest = await mod.createGuest(spec);
+  const g = guest;
+  g.onExit((exit) => {
+    void exitVmm(exit, exit.reason === "crashed" ? 70 : 0);
+  });
+
+  await mkdir(dirname(spec.socketPath), { recursive: true });
+  await unlink(spec.socketPath).catch(() => {});
+  const server = createServer((socket) => {
+    socket.setEncoding("utf8");
+    const decoder = new LineDecoder(
+      (msg) => void handle(g, msg as VmmRequest, socket),
+      (problem) => {
+        log(`dropping a control connection: ${problem}`);
+        socket.destroy();
+      },
+    );
+    socket.on("data", (chunk: string) => decoder.push(chunk));
+    socket.on("error", () => {});
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(spec.socketPath, resolve);
+  });
+
+  await g.start(spec.mode);
+  const run: VmmRunRecord = {
+    protocol: VMM_PROTOCOL_VERSION,
+    vmId: spec.vmId,
+    pid: process.pid,
+    socketPath: spec.socketPath,
+    startedAt,
+  };
+  await writeFileAtomic(runRecordPath, `${JSON.stringify(run)}\n`);
+  log(`guest running (${spec.mode})`);
+  await sendToLauncher({ type: "ready" });
+  process.disconnect?.();
+} catch (e) {
+  const message = (e as Error).message;
+  log(`could not start: ${message}`);
+  await guest?.close().catch(() => {});
+  await unlink(spec.socketPath).catch(() => {});
+  await sendToLauncher({ type: "failed", message });
+  process.exit(1);
+}

@@ -1,0 +1,339 @@
+// One VMM process per VM (vmm-main.ts), and the daemon's side of its control socket: spawning, waiting
+// until the guest runs, requests, exit detection, and re-attaching after a daemon restart.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
+import { readFile, rm } from "node:fs/promises";
+import { connect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { HypervisorError } from "./hypervisor-error.ts";
+import { type VmPaths, writeFileAtomic } from "./store.ts";
+import type { VmRecord } from "./vm-record.ts";
+import type { LaunchMode, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
+import {
+  encodeMessage,
+  type HelloResult,
+  LineDecoder,
+  parseExitRecord,
+  parseRunRecord,
+  VMM_PROTOCOL_VERSION,
+  type VmmMethod,
+  type VmmResponse,
+  type VmmSpec,
+} from "./vmm-protocol.ts";
+
+/** Unix socket paths are limited to 108 bytes (sun_path) on Linux, including the terminating NUL. */
+const MAX_SOCKET_PATH_BYTES = 100;
+
+export interface ProcessVmmLauncherConfig {
+  /** Path of vmm-main.ts. */
+  readonly vmmEntry: string;
+  /** Arguments for node before the entry, e.g. the tsx loader: ["--import", "file:///…/loader.mjs"]. */
+  readonly nodeArgs: readonly string[];
+  /** Engine name (VmRecord.engine) → module exporting createGuest. Set by the composition root. */
+  readonly engineModules: Readonly<Record<string, string>>;
+  /** How long a VMM may take to boot or restore before it is given up (ms). */
+  readonly startTimeoutMs?: number;
+}
+
+export class VmmStartError extends HypervisorError {
+  constructor(vmName: string, problem: string) {
+    super("vmm-start-failed", `the VM '${vmName}' could not be started: ${problem}`);
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function readExit(paths: VmPaths, vmId: string): Promise<VmmExit | undefined> {
+  const text = await readFile(join(paths.dir, "exit.json"), "utf8").catch(() => undefined);
+  const record = text === undefined ? undefined : parseExitRecord(text);
+  if (!record || record.vmId !== vmId) return undefined;
+  return { reason: record.reason, detail: record.detail };
+}
+
+export class ProcessVmmLauncher implements VmmLauncher {
+  constructor(private readonly config: ProcessVmmLauncherConfig) {}
+
+  async launch(vm: VmRecord, paths: VmPaths, mode: LaunchMode): Promise<VmmHandle> {
+    const engineModule = this.config.engineModules[vm.engine];
+    if (!engineModule)
+      throw new VmmStartError(vm.name, `the engine '${vm.engine}' is not available in this build of tsvm`);
+    let socketPath = join(paths.dir, "vmm.sock");
+    if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH_BYTES)
+      socketPath = join(tmpdir(), `tsvm-vmm-${vm.id}.sock`);
+    const spec: VmmSpec = {
+      protocol: VMM_PROTOCOL_VERSION,
+      mode,
+      vmId: vm.id,
+      name: vm.name,
+      engine: vm.engine,
+      engineModule,
+      cpus: vm.cpus,
+      memoryMiB: vm.memoryMiB,
+      image: vm.image,
+      cpuCapPercent: vm.cpuCapPercent,
+      cpuWeight: vm.cpuWeight,
+      vmDir: paths.dir,
+      diskPath: paths.disk,
+      stateDir: paths.stateDir,
+      consoleLog: paths.consoleLog,
+      socketPath,
+    };
+    await rm(join(paths.dir, "exit.json"), { force: true });
+    await rm(paths.vmm, { force: true });
+    const specPath = join(paths.dir, "vmm-spec.json");
+    await writeFileAtomic(specPath, `${JSON.stringify(spec, null, 2)}\n`);
+
+    const logFd = openSync(join(paths.dir, "vmm.log"), "a", 0o600);
+    let child: ChildProcess;
+    try {
+      // detached: its own process group, so that a signal to the daemon's group (Ctrl-C) spares the VMs.
+      child = spawn(process.execPath, [...this.config.nodeArgs, this.config.vmmEntry, specPath], {
+        detached: true,
+        stdio: ["ignore", logFd, logFd, "ipc"],
+      });
+    } finally {
+      closeSync(logFd);
+    }
+    const timeoutMs = this.config.startTimeoutMs ?? 120_000;
+    const outcome = await new Promise<{ ok: true } | { ok: false; problem: string }>((resolve) => {
+      const timer = setTimeout(() => {
+        child.kill("SIGKILL");
+        resolve({ ok: false, problem: `its VMM did not start within ${timeoutMs} ms` });
+      }, timeoutMs);
+      child.on("message", (msg: { type?: string; message?: string }) => {
+        clearTimeout(timer);
+        if (msg?.type === "ready") resolve({ ok: true });
+        else resolve({ ok: false, problem: String(msg?.message ?? "the VMM reported a failure") });
+      });
+      child.on("error", (e) => {
+        clearTimeout(timer);
+        resolve({ ok: false, problem: `its VMM process could not be spawned (${e.message})` });
+      });
+      child.on("exit", (code, signal) => {
+        clearTimeout(timer);
+        resolve({
+          ok: false,
+          problem: `its VMM exited during start (${signal ? `signal ${signal}` : `exit code ${code}`}); see ${join(paths.dir, "vmm.log")}`,
+        });
+      });
+    });
+    if (!outcome.ok) {
+      if (child.exitCode === null && child.signalCode === null) {
+        await new Promise((resolve) => {
+          child.once("exit", resolve);
+          setTimeout(resolve, 5000);
+        });
+      }
+      throw new VmmStartError(vm.name, outcome.problem);
+    }
+    if (child.connected) child.disconnect();
+    child.unref();
+    const pid = child.pid!;
+    const handle = await SocketVmmHandle.connect(vm, paths, pid, socketPath, child);
+    if (!handle) {
+      child.kill("SIGKILL");
+      throw new VmmStartError(vm.name, "its VMM started but does not answer on its control socket");
+    }
+    return handle;
+  }
+
+  async reattach(vm: VmRecord, paths: VmPaths): Promise<VmmHandle | { exit: VmmExit }> {
+    const text = await readFile(paths.vmm, "utf8").catch(() => undefined);
+    const run = text === undefined ? undefined : parseRunRecord(text);
+    if (run && run.vmId === vm.id && isAlive(run.pid)) {
+      const handle = await SocketVmmHandle.connect(vm, paths, run.pid, run.socketPath, undefined);
+      if (handle) return handle;
+      // Alive but deaf: a hung VMM cannot be controlled, so it is ended and repaired like a crashed one.
+      try {
+        process.kill(run.pid, "SIGKILL");
+      } catch {}
+      return {
+        exit: { reason: "crashed", detail: `the VMM (pid ${run.pid}) did not answer on its control socket` },
+      };
+    }
+    return {
+      exit: (await readExit(paths, vm.id)) ?? {
+        reason: "crashed",
+        detail: run
+          ? `the VMM (pid ${run.pid}) is gone and left no exit record`
+          : "no VMM is recorded for the VM",
+      },
+    };
+  }
+}
+
+/** The daemon's end of one VMM's control socket. */
+class SocketVmmHandle implements VmmHandle {
+  readonly exited: Promise<VmmExit>;
+  private resolveExit!: (exit: VmmExit) => void;
+  private readonly pending = new Map<number, { resolve: (r: unknown) => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+  private detached = false;
+  private forced = false;
+  private childExit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+
+  private constructor(
+    private readonly vm: VmRecord,
+    private readonly paths: VmPaths,
+    readonly pid: number,
+    private readonly socket: Socket,
+    child: ChildProcess | undefined,
+  ) {
+    this.exited = new Promise((resolve) => {
+      this.resolveExit = resolve;
+    });
+    child?.on("exit", (code, signal) => {
+      this.childExit = { code, signal };
+    });
+    socket.setEncoding("utf8");
+    const decoder = new LineDecoder(
+      (msg) => this.onResponse(msg as VmmResponse),
+      () => socket.destroy(),
+    );
+    socket.on("data", (chunk: string) => decoder.push(chunk));
+    socket.on("error", () => {});
+    socket.on("close", () => void this.onClose());
+  }
+
+  /** Connects and checks (hello) that the VMM at `socketPath` is the one of `vm` with `pid`. */
+  static async connect(
+    vm: VmRecord,
+    paths: VmPaths,
+    pid: number,
+    socketPath: string,
+    child: ChildProcess | undefined,
+  ): Promise<SocketVmmHandle | undefined> {
+    const socket = await new Promise<Socket | undefined>((resolve) => {
+      const s = connect(socketPath);
+      const timer = setTimeout(() => {
+        s.destroy();
+        resolve(undefined);
+      }, 3000);
+      s.once("connect", () => {
+        clearTimeout(timer);
+        resolve(s);
+      });
+      s.once("error", () => {
+        clearTimeout(timer);
+        resolve(undefined);
+      });
+    });
+    if (!socket) return undefined;
+    const handle = new SocketVmmHandle(vm, paths, pid, socket, child);
+    try {
+      const hello = (await Promise.race([
+        handle.request("hello"),
+        sleep(3000).then(() => Promise.reject(new Error("timeout"))),
+      ])) as HelloResult;
+      if (hello.vmId === vm.id && hello.pid === pid && hello.protocol === VMM_PROTOCOL_VERSION) return handle;
+    } catch {}
+    handle.detach();
+    return undefined;
+  }
+
+  private onResponse(msg: VmmResponse): void {
+    const waiter = this.pending.get(msg.id);
+    if (!waiter) return;
+    this.pending.delete(msg.id);
+    if (msg.error) waiter.reject(new HypervisorError(msg.error.code, msg.error.message));
+    else waiter.resolve(msg.result);
+  }
+
+  private async onClose(): Promise<void> {
+    for (const waiter of this.pending.values())
+      waiter.reject(
+        new HypervisorError("vmm-gone", `the VMM of '${this.vm.name}' closed its control socket`),
+      );
+    this.pending.clear();
+    if (this.detached) return;
+    // The socket closes as the process exits; give the process a moment to be gone for good.
+    for (let i = 0; i < 50 && isAlive(this.pid); i++) await sleep(100);
+    if (isAlive(this.pid)) {
+      try {
+        process.kill(this.pid, "SIGKILL");
+      } catch {}
+      this.forced = true;
+    }
+    const recorded = await readExit(this.paths, this.vm.id);
+    if (recorded) return this.resolveExit(recorded);
+    if (this.forced)
+      return this.resolveExit({ reason: "forced", detail: "the VMM was killed after a stop timeout" });
+    const how = this.childExit?.signal
+      ? `killed by ${this.childExit.signal}`
+      : this.childExit
+        ? `exit code ${this.childExit.code}`
+        : "no exit record";
+    this.resolveExit({
+      reason: "crashed",
+      detail: `the VMM process (pid ${this.pid}) ended unexpectedly (${how})`,
+    });
+  }
+
+  private request(method: VmmMethod, params?: { timeoutMs?: number }): Promise<unknown> {
+    if (this.socket.destroyed)
+      return Promise.reject(new HypervisorError("vmm-gone", `the VMM of '${this.vm.name}' is not running`));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.socket.write(encodeMessage({ id, method, params }));
+    });
+  }
+
+  async stop(timeoutMs: number): Promise<VmmExit> {
+    try {
+      await this.request("stop", { timeoutMs });
+    } catch {
+      // Gone already, or not listening: the watchdog below ends it either way.
+    }
+    // The VMM forces its guest off at timeoutMs; this watchdog covers a VMM too hung to do so.
+    const watchdog = setTimeout(() => {
+      this.forced = true;
+      this.kill();
+    }, timeoutMs + 5000);
+    const exit = await this.exited;
+    clearTimeout(watchdog);
+    return exit;
+  }
+
+  async reset(): Promise<void> {
+    await this.request("reset");
+  }
+
+  async suspend(): Promise<void> {
+    await this.request("suspend");
+    const exit = await this.exited;
+    if (exit.reason !== "suspended")
+      throw new HypervisorError(
+        "suspend-failed",
+        `the VMM of '${this.vm.name}' ended while suspending: ${exit.detail}`,
+      );
+  }
+
+  async stats(): Promise<Record<string, number>> {
+    return (await this.request("stats")) as Record<string, number>;
+  }
+
+  kill(): void {
+    try {
+      process.kill(this.pid, "SIGKILL");
+    } catch {}
+  }
+
+  detach(): void {
+    this.detached = true;
+    this.socket.destroy();
+  }
+}

@@ -1,0 +1,168 @@
+// The protocol between the daemon and a VMM process: the files a VMM leaves in its VM's directory (spec,
+// pid + socket, exit record) and the newline-delimited JSON messages on its control socket.
+//
+//   daemon → vmm   {"id":1,"method":"hello"|"stop"|"reset"|"suspend"|"stats","params":{…}}
+//   vmm → daemon   {"id":1,"result":{…}}  or  {"id":1,"error":{"code":"…","message":"…"}}
+//
+// Exit detection does not depend on being the VMM's parent (a restarted daemon is not): the control
+// socket closes when the VMM dies, and the VMM writes exit.json before it exits on purpose; a VMM gone
+// without an exit record crashed.
+
+import type { LaunchMode, VmmExit } from "./vmm.ts";
+
+export const VMM_PROTOCOL_VERSION = 1;
+/** A control message is small; a longer line is a protocol error, not something to buffer. */
+export const MAX_MESSAGE_BYTES = 64 * 1024;
+
+/** What a VMM runs, written by the daemon to vmm-spec.json before it spawns the VMM. */
+export interface VmmSpec {
+  readonly protocol: number;
+  readonly mode: LaunchMode;
+  readonly vmId: string;
+  readonly name: string;
+  readonly engine: string;
+  /** Module exporting `createGuest(spec): Promise<VmmGuest>` for this engine (set by the composition root). */
+  readonly engineModule: string;
+  readonly cpus: number;
+  readonly memoryMiB: number;
+  readonly image: string;
+  readonly cpuCapPercent: number | null;
+  readonly cpuWeight: number;
+  readonly vmDir: string;
+  readonly diskPath: string;
+  readonly stateDir: string;
+  readonly consoleLog: string;
+  /** Where the VMM listens; under the VM's directory unless that path is too long for a Unix socket. */
+  readonly socketPath: string;
+}
+
+/** vmm.json: written by the VMM once its guest runs; how a daemon finds and re-attaches to it. */
+export interface VmmRunRecord {
+  readonly protocol: number;
+  readonly vmId: string;
+  readonly pid: number;
+  readonly socketPath: string;
+  readonly startedAt: string;
+}
+
+/** exit.json: written by the VMM just before it exits on purpose. */
+export type VmmExitRecord = VmmExit & { readonly vmId: string; readonly at: string };
+
+export type VmmMethod = "hello" | "stop" | "reset" | "suspend" | "stats";
+
+export interface VmmRequest {
+  readonly id: number;
+  readonly method: VmmMethod;
+  readonly params?: { readonly timeoutMs?: number };
+}
+
+export interface VmmResponse {
+  readonly id: number;
+  readonly result?: unknown;
+  readonly error?: { readonly code: string; readonly message: string };
+}
+
+export interface HelloResult {
+  readonly protocol: number;
+  readonly vmId: string;
+  readonly pid: number;
+  readonly startedAt: string;
+}
+
+/**
+ * What a VMM hosts: one guest, behind an engine. An engine adapter (for the RiscvEngine, later the KVM
+ * engine) implements it; `createGuest` in the engine module builds one from the spec.
+ */
+export interface VmmGuest {
+  /** Boots the guest fresh, or restores it from `spec.stateDir`; rejects with a message a user can read. */
+  start(mode: LaunchMode): Promise<void>;
+  /** Asks the guest to power off (it may take its time or ignore the request). */
+  requestPowerOff(): Promise<void>;
+  /** Hard reset: the machine reboots. */
+  reset(): Promise<void>;
+  /** Pauses the guest and writes its whole state into `dir` (an empty directory); resolves when written. */
+  saveState(dir: string): Promise<void>;
+  /** Ends the guest (after a poweroff or before exiting); releases host resources. */
+  close(): Promise<void>;
+  /** Registers the callback for a guest that stops by itself: power-off, or an engine error. */
+  onExit(callback: (exit: { reason: "poweroff" | "crashed"; detail: string }) => void): void;
+  stats(): Record<string, number>;
+}
+
+export type GuestFactory = (spec: VmmSpec) => Promise<VmmGuest>;
+
+/** Splits a byte stream into JSON lines; calls `onError` (once) for an oversized or unparsable line. */
+export class LineDecoder {
+  private buffer = "";
+  constructor(
+    private readonly onMessage: (msg: unknown) => void,
+    private readonly onError: (problem: string) => void,
+  ) {}
+
+  push(chunk: string): void {
+    this.buffer += chunk;
+    for (;;) {
+      const nl = this.buffer.indexOf("\n");
+      if (nl < 0) break;
+      const line = this.buffer.slice(0, nl);
+      this.buffer = this.buffer.slice(nl + 1);
+      if (line.trim() === "") continue;
+      let msg: unknown;
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        this.onError("a control message is not valid JSON");
+        return;
+      }
+      this.onMessage(msg);
+    }
+    if (this.buffer.length > MAX_MESSAGE_BYTES) {
+      this.buffer = "";
+      this.onError(`a control message is longer than ${MAX_MESSAGE_BYTES} bytes`);
+    }
+  }
+}
+
+export function encodeMessage(msg: VmmRequest | VmmResponse): string {
+  return `${JSON.stringify(msg)}\n`;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+export function parseRunRecord(text: string): VmmRunRecord | undefined {
+  try {
+    const r: unknown = JSON.parse(text);
+    if (
+      isObject(r) &&
+      r.protocol === VMM_PROTOCOL_VERSION &&
+      typeof r.vmId === "string" &&
+      typeof r.pid === "number" &&
+      Number.isInteger(r.pid) &&
+      r.pid > 1 &&
+      typeof r.socketPath === "string" &&
+      typeof r.startedAt === "string"
+    )
+      return r as unknown as VmmRunRecord;
+  } catch {}
+  return undefined;
+}
+
+const EXIT_REASONS = new Set(["poweroff", "forced", "suspended", "crashed"]);
+
+export function parseExitRecord(text: string): VmmExitRecord | undefined {
+  try {
+    const r: unknown = JSON.parse(text);
+    if (
+      isObject(r) &&
+      typeof r.reason === "string" &&
+      EXIT_REASONS.has(r.reason) &&
+      typeof r.detail === "string" &&
+      typeof r.vmId === "string" &&
+      typeof r.at === "string"
+    )
+      return r as unknown as VmmExitRecord;
+  } catch {}
+  return undefined;
+}

@@ -1,0 +1,52 @@
+// What the hypervisor asks of a VM's VMM (virtual machine monitor): the process that hosts one guest.
+// The hypervisor sees only these interfaces; vmm-process.ts implements them with one child process per VM.
+
+import type { VmPaths } from "./store.ts";
+import type { VmRecord } from "./vm-record.ts";
+
+/** Why a VMM is gone. */
+export type VmmExit =
+  /** The guest powered itself off (or obeyed a stop request). */
+  | { readonly reason: "poweroff"; readonly detail: string }
+  /** A stop request's timeout passed and the guest was forced off. */
+  | { readonly reason: "forced"; readonly detail: string }
+  /** The guest's whole state was written to the state directory, then the VMM exited. */
+  | { readonly reason: "suspended"; readonly detail: string }
+  /** The engine reported an internal error, or the process died without saying why (signal, crash). */
+  | { readonly reason: "crashed"; readonly detail: string };
+
+export interface VmmHandle {
+  readonly pid: number;
+  /** Settles once, when the VMM process is gone. Never rejects. */
+  readonly exited: Promise<VmmExit>;
+  /** Asks the guest to power off; forces it after `timeoutMs`. Resolves when the process has exited. */
+  stop(timeoutMs: number): Promise<VmmExit>;
+  /** A hard reset of the machine (the guest reboots; the VMM stays). */
+  reset(): Promise<void>;
+  /**
+   * Pauses the guest and writes its whole state (memory, CPUs, devices) to the state directory, then the
+   * VMM exits. Rejects, with the guest still running, when the state could not be written.
+   */
+  suspend(): Promise<void>;
+  /** Live figures from the engine (instructions retired, CPU time, …). */
+  stats(): Promise<Record<string, number>>;
+  /** Ends the VMM at once (SIGKILL). */
+  kill(): void;
+  /** Lets go of the VMM without stopping it (daemon shutdown); a later daemon re-attaches. */
+  detach(): void;
+}
+
+export type LaunchMode = "boot" | "restore";
+
+export interface VmmLauncher {
+  /**
+   * Starts a VMM for `vm` and resolves once its guest runs: booted fresh, or restored from the state
+   * directory. Rejects with a HypervisorError saying what went wrong (the state files are left untouched).
+   */
+  launch(vm: VmRecord, paths: VmPaths, mode: LaunchMode): Promise<VmmHandle>;
+  /**
+   * Re-attaches to the VMM recorded in the VM's directory, when it still runs. Otherwise resolves
+   * `{ exit }`: how it ended (from the VMM's exit record, or "crashed" when it left none).
+   */
+  reattach(vm: VmRecord, paths: VmPaths): Promise<VmmHandle | { readonly exit: VmmExit }>;
+}
