@@ -1,0 +1,178 @@
+// 64-bit multiply and divide on 32-bit halves for the RISC-V "M" extension (unprivileged spec §13, RV64M).
+//
+// Results land in `wide` (wide[0] = low 32 bits, wide[1] = high 32 bits) so nothing is allocated per
+// instruction and no BigInt is needed.
+
+/** Result of the last operation: [low 32 bits, high 32 bits]. */
+export const wide = new Int32Array(2);
+
+const TWO_POW_32 = 4294967296;
+const TWO_POW_52 = 4503599627370496;
+
+/** Unsigned 32×32 → 64 product of a and b (any signedness in, treated as uint32) into `wide`. */
+export function mulu32(a: number, b: number): void {
+  const a0 = a & 0xffff;
+  const a1 = a >>> 16;
+  const b0 = b & 0xffff;
+  const b1 = b >>> 16;
+  const t = a0 * b0;
+  // s ≤ 2^34: exact in a double.
+  const s = a1 * b0 + a0 * b1 + Math.floor(t / 65536);
+  wide[0] = Math.imul(a, b);
+  wide[1] = a1 * b1 + Math.floor(s / 65536);
+}
+
+/** Low 64 bits of the product of two 64-bit values (MUL). */
+export function mul64(al: number, ah: number, bl: number, bh: number): void {
+  mulu32(al, bl);
+  wide[1] = (wide[1] + Math.imul(al, bh) + Math.imul(ah, bl)) | 0;
+}
+
+/** High 64 bits of the unsigned 128-bit product (MULHU). */
+export function mulhu64(al: number, ah: number, bl: number, bh: number): void {
+  mulu32(al, bl);
+  const p00h = wide[1] >>> 0;
+  mulu32(al, bh);
+  const p01l = wide[0] >>> 0;
+  const p01h = wide[1] >>> 0;
+  mulu32(ah, bl);
+  const p10l = wide[0] >>> 0;
+  const p10h = wide[1] >>> 0;
+  mulu32(ah, bh);
+  const p11l = wide[0] >>> 0;
+  const p11h = wide[1] >>> 0;
+  const mid = p00h + p01l + p10l; // < 3·2^32
+  const w2 = p11l + p01h + p10h + Math.floor(mid / TWO_POW_32); // < 4·2^32
+  wide[0] = (w2 % TWO_POW_32) | 0;
+  wide[1] = (p11h + Math.floor(w2 / TWO_POW_32)) | 0;
+}
+
+/** High 64 bits of the signed×signed product (MULH). */
+export function mulh64(al: number, ah: number, bl: number, bh: number): void {
+  mulhu64(al, ah, bl, bh);
+  // Reinterpreting a negative operand as unsigned adds 2^64·(other operand) to the product.
+  if (ah < 0) sub64From(bl, bh);
+  if (bh < 0) sub64From(al, ah);
+}
+
+/** High 64 bits of the signed×unsigned product (MULHSU: rs1 signed, rs2 unsigned). */
+export function mulhsu64(al: number, ah: number, bl: number, bh: number): void {
+  mulhu64(al, ah, bl, bh);
+  if (ah < 0) sub64From(bl, bh);
+}
+
+function sub64From(l: number, h: number): void {
+  const lo = wide[0];
+  const r = (lo - l) | 0;
+  const borrow = lo >>> 0 < l >>> 0 ? 1 : 0;
+  wide[0] = r;
+  wide[1] = (wide[1] - h - borrow) | 0;
+}
+
+/** Remainder of the last `divu64`, as halves. */
+export const remainder = new Int32Array(2);
+
+/**
+ * Unsigned 64-bit division: quotient into `wide`, remainder into `remainder`. Division by zero gives
+ * quotient 2^64−1 and remainder = dividend, as the spec's table (§13.2) requires.
+ */
+export function divu64(al: number, ah: number, bl: number, bh: number): void {
+  if (bl === 0 && bh === 0) {
+    wide[0] = -1;
+    wide[1] = -1;
+    remainder[0] = al;
+    remainder[1] = ah;
+    return;
+  }
+  const a = (ah >>> 0) * TWO_POW_32 + (al >>> 0);
+  const b = (bh >>> 0) * TWO_POW_32 + (bl >>> 0);
+  if (ah === 0 && bh === 0) {
+    const q = Math.floor((al >>> 0) / (bl >>> 0));
+    wide[0] = q | 0;
+    wide[1] = 0;
+    remainder[0] = ((al >>> 0) - q * (bl >>> 0)) | 0;
+    remainder[1] = 0;
+    return;
+  }
+  if (a < TWO_POW_52 && b < TWO_POW_52) {
+    // Doubles are exact here; one correction step fixes the rounding of the quotient.
+    let q = Math.floor(a / b);
+    let r = a - q * b;
+    if (r < 0) {
+      q -= 1;
+      r += b;
+    } else if (r >= b) {
+      q += 1;
+      r -= b;
+    }
+    wide[0] = (q % TWO_POW_32) | 0;
+    wide[1] = Math.floor(q / TWO_POW_32) | 0;
+    remainder[0] = (r % TWO_POW_32) | 0;
+    remainder[1] = Math.floor(r / TWO_POW_32) | 0;
+    return;
+  }
+  if (a < b) {
+    wide[0] = 0;
+    wide[1] = 0;
+    remainder[0] = al;
+    remainder[1] = ah;
+    return;
+  }
+  // Restoring shift-and-subtract: only for operands ≥ 2^52, rare in practice.
+  let ql = 0;
+  let qh = 0;
+  let rl = 0;
+  let rh = 0;
+  for (let i = 63; i >= 0; i--) {
+    // r = (r << 1) | bit i of a
+    rh = (rh << 1) | (rl >>> 31);
+    const bit = i >= 32 ? (ah >>> (i - 32)) & 1 : (al >>> i) & 1;
+    rl = (rl << 1) | bit;
+    qh = (qh << 1) | (ql >>> 31);
+    ql = ql << 1;
+    if (rh >>> 0 > bh >>> 0 || (rh === bh && rl >>> 0 >= bl >>> 0)) {
+      const borrow = rl >>> 0 < bl >>> 0 ? 1 : 0;
+      rl = (rl - bl) | 0;
+      rh = (rh - bh - borrow) | 0;
+      ql |= 1;
+    }
+  }
+  wide[0] = ql;
+  wide[1] = qh;
+  remainder[0] = rl;
+  remainder[1] = rh;
+}
+
+/**
+ * Signed 64-bit division (DIV/REM): quotient into `wide`, remainder into `remainder`. By zero: quotient −1,
+ * remainder = dividend; overflow (−2^63 / −1): quotient −2^63, remainder 0 — both per §13.2.
+ */
+export function div64(al: number, ah: number, bl: number, bh: number): void {
+  if (bl === 0 && bh === 0) {
+    wide[0] = -1;
+    wide[1] = -1;
+    remainder[0] = al;
+    remainder[1] = ah;
+    return;
+  }
+  const negA = ah < 0;
+  const negB = bh < 0;
+  if (negA) {
+    ah = al === 0 ? -ah | 0 : ~ah;
+    al = -al | 0;
+  }
+  if (negB) {
+    bh = bl === 0 ? -bh | 0 : ~bh;
+    bl = -bl | 0;
+  }
+  // Magnitudes are now unsigned; −2^63 stays 0x8000…0 which is its correct unsigned magnitude.
+  divu64(al, ah, bl, bh);
+  if (negA !== negB) negateInPlace(wide);
+  if (negA) negateInPlace(remainder);
+}
+
+function negateInPlace(v: Int32Array): void {
+  const lo = v[0];
+  v[1] = lo === 0 ? -v[1] | 0 : ~v[1];
+  v[0] = -lo | 0;
+}
