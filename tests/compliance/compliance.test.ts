@@ -14,8 +14,13 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
 const GCC = "riscv64-linux-gnu-gcc";
 const QEMU = "qemu-system-riscv64";
-/** Common to every program; a change to any of them rebuilds everything. */
-const SHARED_SOURCES = ["runtime.S", "test.h", "link.ld"];
+/** Linked into every program. */
+const RUNTIME = "runtime.S";
+/** Common to every program (the runtime, the linker script, every header and included body): a change to
+ * any of them rebuilds everything. */
+const SHARED_SOURCES = readdirSync(here)
+  .filter((f) => f === RUNTIME || f === "link.ld" || f.endsWith(".h") || f.endsWith(".inc"))
+  .sort();
 const GCC_FLAGS = [
   "-march=rv64gc",
   "-mabi=lp64d",
@@ -46,7 +51,7 @@ function cacheRoot(): string {
 function programs(): string[] {
   const only = process.env.TSVM_COMPLIANCE_ONLY?.split(",").filter((s) => s !== "");
   return readdirSync(here)
-    .filter((f) => f.endsWith(".S") && !SHARED_SOURCES.includes(f))
+    .filter((f) => f.endsWith(".S") && f !== RUNTIME)
     .map((f) => f.slice(0, -2))
     .filter((name) => only === undefined || only.includes(name))
     .sort();
@@ -68,7 +73,7 @@ function build(name: string, gccVersion: string): string {
   if (existsSync(elf)) return elf;
   mkdirSync(dir, { recursive: true });
   const tmp = `${elf}.${process.pid}.tmp`;
-  const inputs = sources.filter((s) => !s.endsWith(".h") && !s.endsWith(".ld")).map((s) => join(here, s));
+  const inputs = sources.filter((s) => s === RUNTIME || s.startsWith(`${name}.`)).map((s) => join(here, s));
   const r = spawnSync(GCC, [...GCC_FLAGS, "-T", join(here, "link.ld"), "-I", here, "-o", tmp, ...inputs], {
     encoding: "utf8",
     timeout: 120_000,
