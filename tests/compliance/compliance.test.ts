@@ -24,6 +24,7 @@ const SHARED_SOURCES = readdirSync(here)
 const GCC_FLAGS = [
   "-march=rv64gc",
   "-mabi=lp64d",
+  "-mcmodel=medany", // the C companions run at 0x80000000
   "-nostdlib",
   "-nostartfiles",
   "-static",
