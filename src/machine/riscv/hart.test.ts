@@ -261,3 +261,451 @@ test("RV64I immediate ops and shifts match a BigInt reference", { skip }, () => 
   const got = runCases(cases);
   for (let i = 0; i < cases.length; i++) assert.equal(got[i], want[i], cases[i].replaceAll("\n", ";"));
 });
+
+// ---------------------------------------------------------------- compressed
+
+test("every RV64C instruction the assembler emits expands to the 32-bit form it assembles", {
+  skip,
+}, async () => {
+  const { RVC_TABLE } = await import("./rvc.ts");
+  const lines = [
+    "addi sp, sp, -64",
+    "addi sp, sp, 496",
+    "addi a0, sp, 1020",
+    "addi s1, sp, 4",
+    "fld fa0, 248(a1)",
+    "lw a0, 124(a1)",
+    "lw s0, 4(a5)",
+    "ld a0, 248(a1)",
+    "fsd fs1, 8(a5)",
+    "sw a0, 64(a1)",
+    "sd a4, 128(s1)",
+    "addi a0, a0, -32",
+    "addi t6, t6, 31",
+    "addiw a0, a0, -1",
+    "addiw t0, t0, 17",
+    "li a5, -32",
+    "li ra, 31",
+    "lui a5, 0x1f",
+    "lui s11, 0xfffe0",
+    "srli a0, a0, 63",
+    "srli s1, s1, 1",
+    "srai a1, a1, 32",
+    "andi a2, a2, -32",
+    "andi a5, a5, 15",
+    "sub a0, a0, a1",
+    "xor s0, s0, a5",
+    "or a3, a3, a4",
+    "and a1, a1, s1",
+    "subw a0, a0, a2",
+    "addw a5, a5, s0",
+    "slli a0, a0, 32",
+    "slli t3, t3, 1",
+    "fld fs0, 504(sp)",
+    "lw a0, 252(sp)",
+    "ld ra, 504(sp)",
+    "ld t2, 0(sp)",
+    "jr ra",
+    "jr t5",
+    "add a0, zero, a1", // C.MV is defined as ADD rd, x0, rs2
+    "add s11, zero, t6",
+    "ebreak",
+    "jalr a0",
+    "add a0, a0, a1",
+    "add sp, sp, t0",
+    "fsd fs0, 504(sp)",
+    "sw a0, 252(sp)",
+    "sd s0, 504(sp)",
+    "nop",
+    "1: beqz a0, 1b",
+    "bnez s1, 2f",
+    "j 1b",
+    "j 2f",
+    "beqz a5, 1b",
+  ];
+  const src = (rvc: boolean) =>
+    `.option ${rvc ? "rvc" : "norvc"}\n${lines.join("\n")}\n.option norvc\n2: nop\n`;
+  const small = assemble(src(true));
+  const big = assemble(src(false));
+  const sv = new DataView(small.buffer, small.byteOffset);
+  const bv = new DataView(big.buffer, big.byteOffset);
+  const immOf = (w: number) =>
+    (w & 0x7f) === 0x6f
+      ? ((w >> 31) << 20) | (w & 0xff000) | (((w >> 20) & 1) << 11) | (((w >> 21) & 0x3ff) << 1)
+      : ((w >> 31) << 12) | (((w >> 7) & 1) << 11) | (((w >> 25) & 0x3f) << 5) | (((w >> 8) & 0xf) << 1);
+  // Offsets of each line in the compressed layout (the 32-bit layout has line i at 4i).
+  const at: number[] = [];
+  for (let i = 0, s = 0; i <= lines.length; i++) {
+    at.push(s);
+    s += i < lines.length && (sv.getUint16(s, true) & 3) !== 3 ? 2 : 4;
+  }
+  let compressed = 0;
+  for (let i = 0; i < lines.length; i++) {
+    const h = sv.getUint16(at[i], true);
+    const w = bv.getInt32(4 * i, true);
+    if ((h & 3) === 3) continue;
+    const e = RVC_TABLE[h];
+    const isBranch = (w & 0x7f) === 0x63 || (w & 0x7f) === 0x6f;
+    if (isBranch) {
+      // Offsets differ between layouts: both must reach the same line.
+      assert.equal(e & 0x1f07f, w & 0x1f07f, `${lines[i]}: opcode and registers`);
+      assert.equal(at.indexOf(at[i] + immOf(e)), i + immOf(w) / 4, `${lines[i]}: target`);
+    } else assert.equal(e, w, `${lines[i]}: 0x${h.toString(16)} expanded to 0x${(e >>> 0).toString(16)}`);
+    compressed++;
+  }
+  assert.ok(compressed >= lines.length - 2, `only ${compressed} of ${lines.length} lines were compressed`);
+});
+
+test("reserved RVC encodings are illegal", { skip: false }, async () => {
+  const { RVC_TABLE } = await import("./rvc.ts");
+  assert.equal(RVC_TABLE[0x0000], 0, "all-zero halfword");
+  assert.equal(RVC_TABLE[0x4001 & ~0x0f80 & 0xffff] === 0 ? 0 : RVC_TABLE[0x2001], 0, "C.ADDIW rd=0");
+  assert.equal(RVC_TABLE[0x6101], 0, "C.ADDI16SP with imm 0");
+  assert.equal(RVC_TABLE[0x6081 & ~0x107c], 0, "C.LUI with imm 0");
+  assert.equal(RVC_TABLE[0x4002], 0, "C.LWSP rd=0");
+  assert.equal(RVC_TABLE[0x6002], 0, "C.LDSP rd=0");
+  assert.equal(RVC_TABLE[0x8002], 0, "C.JR rs1=0");
+  assert.equal(RVC_TABLE[0x9c41], 0, "C.SUBW-group reserved op 10");
+  assert.equal(RVC_TABLE[0x8000], 0, "quadrant 0 funct3 100");
+});
+
+// ---------------------------------------------------------------- atomics
+
+test("AMOs, LR/SC and .W sign extension", { skip }, () => {
+  const m = boot(`
+    la s0, data
+    li t0, -2
+    sd t0, 0(s0)
+    li t1, 5
+    amoadd.d a1, t1, (s0)      # a1 = -2, mem = 3
+    li t1, -9
+    amomin.d a2, t1, (s0)      # a2 = 3, mem = -9
+    li t1, 4
+    amomaxu.d a3, t1, (s0)     # a3 = -9, mem = -9 (unsigned max)
+    amoswap.d a4, t1, (s0)     # a4 = -9, mem = 4
+    li t1, 0x80000000
+    sw t1, 8(s0)               # word 0x80000000
+    li t1, 1
+    addi s1, s0, 8
+    addi s10, s0, 16
+    amoadd.w a5, t1, (s1)      # a5 = sign-extended 0xffffffff80000000, mem = 0x80000001
+    amomax.w a6, zero, (s1)    # a6 = 0xffffffff80000001, mem = 0
+    sc.d s2, t1, (s0)          # no reservation: fails (1)
+    lr.d t2, (s0)
+    sc.d s3, t1, (s0)          # succeeds (0), mem = 1
+    lr.w t2, (s1)
+    sc.w s4, t1, (s10)         # other address: fails
+    sc.w s5, t1, (s1)          # reservation was cleared by the failed SC: fails
+    li t1, 0xf0
+    amoor.d s6, t1, (s0)       # s6 = 1, mem = 0xf1
+    li t1, 0x3c
+    amoand.d s7, t1, (s0)      # s7 = 0xf1, mem = 0x30
+    amoxor.d s8, t1, (s0)      # s8 = 0x30, mem = 0x0c
+    ld s9, 0(s0)
+    li a0, 1
+    ${EXIT}
+    .data
+    .align 3
+    data: .dword 0, 0, 0`);
+  assert.equal(m.run(), 1);
+  const r = (i: number) => s64(m.reg(i));
+  assert.equal(r(11), -2n);
+  assert.equal(r(12), 3n);
+  assert.equal(r(13), -9n);
+  assert.equal(r(14), -9n);
+  assert.equal(r(15), -(1n << 31n));
+  assert.equal(r(16), -(1n << 31n) + 1n);
+  assert.equal(r(18), 1n, "SC without a reservation fails");
+  assert.equal(r(19), 0n, "SC after LR succeeds");
+  assert.equal(r(20), 1n, "SC to another address fails");
+  assert.equal(r(21), 1n, "a failed SC clears the reservation");
+  assert.equal(r(22), 1n);
+  assert.equal(r(23), 0xf1n);
+  assert.equal(r(24), 0x30n);
+  assert.equal(r(25), 0x0cn);
+});
+
+// ---------------------------------------------------------------- privileged
+
+/** An M-mode trap handler that logs (mcause, mtval) pairs at s1 and skips the trapping 4-byte instruction;
+ * an ecall from S or U ends the program with a0 = 1. */
+const LOGGING_MTRAP = `
+  .align 2
+  mtrap:
+    csrr t0, mcause
+    li t1, 9
+    beq t0, t1, mdone
+    li t1, 8
+    beq t0, t1, mdone
+    sd t0, 0(s1)
+    csrr t0, mtval
+    sd t0, 8(s1)
+    addi s1, s1, 16
+    csrr t0, mepc
+    addi t0, t0, 4
+    csrw mepc, t0
+    mret
+  mdone:
+    li a0, 1
+    ${EXIT}
+`;
+
+function trapLog(m: Machine, count: number): Array<[bigint, bigint]> {
+  const end = Number(m.reg(9));
+  const start = end - 16 * count;
+  const out: Array<[bigint, bigint]> = [];
+  for (let a = start; a < end; a += 16) out.push([m.mem64(a), m.mem64(a + 8)]);
+  return out;
+}
+
+test("CSR access rules: misa, read-only, unknown, privilege, counters, sstatus view, FS, satp", {
+  skip,
+}, () => {
+  const m = boot(`
+    la s1, log
+    la t0, mtrap
+    csrw mtvec, t0
+    csrr s2, misa
+    csrr s3, mstatus
+    csrw mhartid, zero                # read-only: illegal
+    csrr t0, 0x7c0                    # no such CSR: illegal
+    csrr t0, fcsr                     # FS = Off: illegal
+    li t0, 1 << 18
+    csrs sstatus, t0                  # SUM through the sstatus view
+    li t0, 1 << 3
+    csrs sstatus, t0                  # MIE is not in sstatus: no effect
+    csrr s4, mstatus
+    li t0, 0xa000000000000000
+    csrw satp, t0                     # Sv57 (mode 10) unsupported: write ignored
+    csrr s5, satp
+    li t0, -1
+    csrw pmpaddr0, t0
+    csrr s6, pmpaddr0
+    csrw mhpmcounter3, t0             # read-only zero
+    csrr s7, mhpmcounter3
+    csrw mcycle, zero
+    csrr s8, mcycle
+    csrw medeleg, t0
+    csrr s9, medeleg
+    csrw mideleg, t0
+    csrr s10, mideleg
+    li t0, 1 << 11
+    csrc mstatus, t0
+    li t0, 1 << 11
+    csrs mstatus, t0                  # MPP = S
+    la t0, s_code
+    csrw mepc, t0
+    csrw medeleg, zero
+    mret
+  s_code:
+    csrr t0, mstatus                  # S-mode: illegal
+    csrr t0, cycle                    # mcounteren.CY = 0: illegal
+    csrr t0, sstatus                  # fine
+    ecall
+    ${LOGGING_MTRAP}
+    .bss
+    .align 3
+    log: .skip 256`);
+  assert.equal(m.run(), 1);
+  const r = (i: number) => m.reg(i);
+  assert.equal(r(18), 0x800000000014112dn, "misa");
+  assert.equal((r(19) >> 32n) & 0xfn, 0xan, "mstatus UXL = SXL = 2");
+  assert.equal(r(20) & (1n << 18n), 1n << 18n, "SUM set through sstatus");
+  assert.equal(r(20) & (1n << 3n), 0n, "MIE untouched through sstatus");
+  assert.equal(r(21), 0n, "satp write with an unsupported mode is ignored");
+  assert.equal(r(22), (1n << 54n) - 1n, "pmpaddr holds 54 bits");
+  assert.equal(r(23), 0n, "mhpmcounter3 reads zero");
+  assert.ok(r(24) < 4n, "mcycle restarted from the written 0");
+  assert.equal(r(25), 0xb3ffn, "medeleg WARL mask");
+  assert.equal(r(26), 0x222n, "mideleg: only S-level interrupts");
+  const log = trapLog(m, 5);
+  const insn = (s: string) => BigInt(s);
+  assert.deepEqual(log[0], [2n, insn("0xf1401073")], "csrw mhartid: illegal, mtval = instruction");
+  assert.equal(log[1][0], 2n, "unknown CSR");
+  assert.equal(log[1][1], insn("0x7c0022f3"));
+  assert.equal(log[2][0], 2n, "fcsr with FS off");
+  assert.deepEqual(log[3], [2n, insn("0x300022f3")], "mstatus from S-mode");
+  assert.deepEqual(log[4], [2n, insn("0xc00022f3")], "cycle without mcounteren.CY");
+});
+
+test("trap and delegation round trip M → S → U → S → M", { skip }, () => {
+  const m = boot(`
+    la t0, mtrap
+    csrw mtvec, t0
+    la t0, strap
+    csrw stvec, t0
+    li t0, 1 << 8
+    csrw medeleg, t0                  # ecall from U goes to S
+    li t0, 3 << 11
+    csrc mstatus, t0
+    li t0, 1 << 11
+    csrs mstatus, t0                  # MPP = S
+    la t0, s_entry
+    csrw mepc, t0
+    mret
+  s_entry:
+    li t0, 1 << 8
+    csrc sstatus, t0                  # SPP = U
+    li t0, 1 << 5
+    csrs sstatus, t0                  # SPIE = 1: U runs with SIE = 1, which the trap saves in SPIE
+    la t0, u_entry
+    csrw sepc, t0
+    sret
+  u_entry:
+    li a0, 42
+    ecall                             # to S (delegated)
+    li a1, 43
+    ecall                             # to S again; S then calls M
+  1: j 1b
+    .align 2
+  strap:
+    addi s4, s4, 1
+    csrr s2, scause
+    csrr s3, sstatus
+    li t1, 1
+    bne s4, t1, 2f
+    csrr t0, sepc
+    addi t0, t0, 4
+    csrw sepc, t0
+    sret
+  2:
+    ecall                             # from S: not delegated, goes to M
+    .align 2
+  mtrap:
+    csrr s5, mcause
+    csrr s6, mstatus
+    csrr s7, mepc
+    la s8, 2b
+    li a0, 1
+    ${EXIT}`);
+  assert.equal(m.run(), 1);
+  assert.equal(m.reg(10 + 0), 1n);
+  assert.equal(m.reg(11), 43n, "U resumed after the first ecall");
+  assert.equal(m.reg(20), 2n, "S handled two traps");
+  assert.equal(m.reg(18), 8n, "scause = ecall from U");
+  assert.equal((m.reg(19) >> 8n) & 1n, 0n, "sstatus.SPP = U");
+  assert.equal((m.reg(19) >> 5n) & 1n, 1n, "sstatus.SPIE = old SIE");
+  assert.equal((m.reg(19) >> 1n) & 1n, 0n, "sstatus.SIE cleared on entry");
+  assert.equal(m.reg(21), 9n, "mcause = ecall from S");
+  assert.equal((m.reg(22) >> 11n) & 3n, 1n, "mstatus.MPP = S");
+  assert.equal(m.reg(23), m.reg(24), "mepc = the S-mode ecall");
+  assert.equal(m.hart.privilege, 3);
+});
+
+test("Sv39: gigapages, A/D updates, U/SUM checks, misaligned superpage and page faults", { skip }, () => {
+  const m = boot(`
+    la s1, log
+    la t0, mtrap
+    csrw mtvec, t0
+    la s0, root
+    # root[2]: identity gigapage for the code at 0x80000000 (V R W X A D)
+    li t0, (0x80000 << 10) | 0xcf
+    sd t0, 16(s0)
+    # root[1]: VA 0x40000000 -> PA 0x80000000, V R W without A/D
+    li t0, (0x80000 << 10) | 0x07
+    sd t0, 8(s0)
+    # root[3]: VA 0xc0000000 -> PA 0x80000000, user page (V R W U A D)
+    li t0, (0x80000 << 10) | 0xd7
+    sd t0, 24(s0)
+    # root[4]: VA 0x100000000 -> PA 0x80200000: misaligned gigapage
+    li t0, (0x80200 << 10) | 0xc7
+    sd t0, 32(s0)
+    srli t0, s0, 12
+    li t1, 8 << 60
+    or t0, t0, t1
+    csrw satp, t0
+    li t0, 3 << 11
+    csrc mstatus, t0
+    li t0, 1 << 11
+    csrs mstatus, t0
+    la t0, s_code
+    csrw mepc, t0
+    mret
+  s_code:
+    la t2, value
+    li t3, 0x40000000 - 0x80000000
+    add t2, t2, t3            # VA of value through root[1]
+    ld s2, 0(t2)              # sets A only
+    ld s3, 8(s0)              # the PTE, read through the identity map
+    li t0, 77
+    sd t0, 0(t2)              # sets D
+    ld s4, 8(s0)
+    li t3, 0x1000
+    ld t0, 0(t3)              # unmapped: load page fault
+    sd t0, 0(t3)              # store page fault
+    li t3, 0xc0000000 - 0x80000000
+    la t2, value
+    add t2, t2, t3
+    ld t0, 0(t2)              # U page from S without SUM: fault
+    li t0, 1 << 18
+    csrs sstatus, t0
+    ld s5, 0(t2)              # with SUM: allowed
+    li t3, 0x100000000
+    ld t0, 0(t3)              # misaligned superpage: fault
+    li t3, 0x8000000000
+    ld t0, 0(t3)              # non-canonical: fault
+    la t2, value
+    ld s6, 0(t2)              # the store through the alias is visible
+    ecall
+    ${LOGGING_MTRAP}
+    .data
+    .align 3
+    value: .dword 0x1122334455667788
+    .bss
+    .align 12
+    root: .skip 4096
+    log: .skip 256`);
+  assert.equal(m.run(), 1);
+  assert.equal(m.reg(18), 0x1122334455667788n, "load through a gigapage alias");
+  assert.equal(m.reg(19) & 0xc0n, 0x40n, "A set by the load, D not yet");
+  assert.equal(m.reg(20) & 0xc0n, 0xc0n, "D set by the store");
+  assert.equal(m.reg(21), 77n, "S reads a U page with SUM");
+  assert.equal(m.reg(22), 77n);
+  const log = trapLog(m, 5);
+  assert.deepEqual(log[0], [13n, 0x1000n], "load page fault, tval = VA");
+  assert.deepEqual(log[1], [15n, 0x1000n], "store page fault");
+  assert.equal(log[2][0], 13n, "U page without SUM");
+  assert.deepEqual(log[3], [13n, 0x100000000n], "misaligned superpage");
+  assert.deepEqual(log[4], [13n, 0x8000000000n], "non-canonical address");
+});
+
+test("WFI sleeps until an interrupt is pending in mip & mie, then traps when enabled", { skip }, () => {
+  const m = boot(`
+    la t0, mtrap
+    csrw mtvec, t0
+    li t0, 1 << 7
+    csrw mie, t0              # MTIE, but mstatus.MIE = 0
+    wfi
+    li s2, 1                  # resumes here without a trap
+    li t0, 1 << 3
+    csrs mstatus, t0          # now enable: the still-pending MTIP traps
+    li s3, 2                  # not reached before the trap
+  1: j 1b
+    .align 2
+  mtrap:
+    csrr s4, mcause
+    li a0, 1
+    ${EXIT}`);
+  assert.equal(m.run(), null);
+  assert.equal(m.hart.waiting, true, "asleep in WFI");
+  assert.equal(m.hart.run(100), 0, "a sleeping hart executes nothing");
+  m.hart.setPending(7, true);
+  assert.equal(m.hart.waiting, false);
+  assert.equal(m.run(), 1);
+  assert.equal(m.reg(18), 1n);
+  assert.equal(m.reg(19), 0n);
+  assert.equal(m.reg(20), (1n << 63n) | 7n, "mcause = machine timer interrupt");
+});
+
+test("save → load → save round trip, and a mutation changes the state", { skip }, () => {
+  const m = boot(`li a0, 3\n li a1, -1\n csrw mscratch, a1\n ${EXIT}`);
+  m.run();
+  const s1 = m.hart.saveState();
+  const other = new Rv64Hart(0, m.bus, m.time);
+  other.loadState(s1);
+  assert.deepEqual(other.saveState(), s1);
+  m.hart.x[10] = 99;
+  assert.notDeepEqual(m.hart.saveState(), s1);
+  assert.throws(() => other.loadState({ ...s1, priv: 2 }), /priv/);
+  assert.throws(() => other.loadState({ ...s1, x: new Int32Array(3) }), /x must be/);
+});
