@@ -1,0 +1,263 @@
+// The emulator engine: runs a riscv-virt board in this Node process, in slices of about a millisecond with the
+// event loop turning between them, and sleeping on a timer while every hart waits in WFI.
+
+import { performance } from "node:perf_hooks";
+import {
+  type BlockBackend,
+  type CharSink,
+  type Clock,
+  type Completion,
+  type EntropySource,
+  type PowerEvent,
+  RiscvVirtBoard,
+  type RiscvVirtConfig,
+} from "../../machine/index.ts";
+import {
+  type Engine,
+  type EngineCapabilities,
+  type EngineState,
+  EngineStateError,
+  type EngineStats,
+  type ExitReason,
+} from "../engine.ts";
+
+// What a host (the CLI, the hypervisor) needs of the machine to configure this engine, without reaching
+// into the machine layer itself.
+export {
+  type BootFile,
+  MachineError,
+  type RiscvVirtConfig,
+  VIRT_MAX_HARTS,
+  VIRT_MAX_MEMORY,
+  VIRT_MIN_MEMORY,
+} from "../../machine/index.ts";
+
+/** Host time one turn of the loop may run guest code before yielding to I/O callbacks. */
+const TURN_MS = 4;
+/** Host time one `runSlice` aims at; the per-hart budget adapts to it. */
+const SLICE_MS = 1;
+const MIN_BUDGET = 1_000;
+const MAX_BUDGET = 2_000_000;
+/** Longest sleep without a deadline (nothing armed): wake up now and then anyway. */
+const MAX_SLEEP_MS = 1_000;
+
+export interface RiscvEngineOptions {
+  readonly config: RiscvVirtConfig;
+  /** The serial console's output. */
+  readonly console: CharSink;
+  /** Opened disks, in slot order. */
+  readonly disks?: readonly BlockBackend[];
+  /** A guest reset reboots the machine in place (default) or ends the run with exit reason "reset". */
+  readonly onReset?: "reboot" | "exit";
+}
+
+const performanceClock: Clock = { nowMs: () => performance.now() };
+
+const cryptoEntropy: EntropySource = {
+  fill(dst: Uint8Array): void {
+    // getRandomValues fills at most 65536 bytes per call.
+    for (let off = 0; off < dst.length; off += 65536)
+      crypto.getRandomValues(dst.subarray(off, Math.min(dst.length, off + 65536)));
+  },
+};
+
+/** A BlockBackend whose completions also wake the engine, so a sleeping machine sees its I/O finish. */
+class WakingBlockBackend implements BlockBackend {
+  constructor(
+    private readonly inner: BlockBackend,
+    private readonly wake: () => void,
+  ) {}
+  get sizeBytes(): number {
+    return this.inner.sizeBytes;
+  }
+  get readOnly(): boolean {
+    return this.inner.readOnly;
+  }
+  read(offset: number, dst: Uint8Array, done: Completion): void {
+    this.inner.read(offset, dst, (e) => {
+      done(e);
+      this.wake();
+    });
+  }
+  write(offset: number, src: Uint8Array, done: Completion): void {
+    this.inner.write(offset, src, (e) => {
+      done(e);
+      this.wake();
+    });
+  }
+  flush(done: Completion): void {
+    this.inner.flush((e) => {
+      done(e);
+      this.wake();
+    });
+  }
+}
+
+export class RiscvEngine implements Engine {
+  readonly capabilities: EngineCapabilities = {
+    snapshot: false,
+    dirtyPageTracking: false,
+    liveMigration: false,
+  };
+  readonly board: RiscvVirtBoard;
+  readonly exited: Promise<ExitReason>;
+  private resolveExit!: (reason: ExitReason) => void;
+  private current: EngineState = "created";
+  private budget = 20_000;
+  private scheduled = false;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private startedAt = 0;
+  private busyMs = 0;
+  private resets = 0;
+  private rateWindowStart = 0;
+  private rateWindowInstr = 0;
+  private rate = 0;
+  private readonly onReset: "reboot" | "exit";
+
+  /** Throws MachineError (bad configuration, images that do not fit) with a message for the user. */
+  constructor(options: RiscvEngineOptions) {
+    this.onReset = options.onReset ?? "reboot";
+    this.exited = new Promise((resolve) => {
+      this.resolveExit = resolve;
+    });
+    const wake = (): void => this.wake();
+    this.board = new RiscvVirtBoard(options.config, {
+      clock: performanceClock,
+      console: options.console,
+      entropy: cryptoEntropy,
+      disks: (options.disks ?? []).map((d) => new WakingBlockBackend(d, wake)),
+    });
+    this.board.onPower = (event) => this.onPower(event);
+  }
+
+  get state(): EngineState {
+    return this.current;
+  }
+
+  async start(): Promise<void> {
+    if (this.current !== "created") throw new EngineStateError("start", this.current);
+    this.current = "running";
+    this.startedAt = performance.now();
+    this.rateWindowStart = this.startedAt;
+    this.schedule();
+  }
+
+  async pause(): Promise<void> {
+    if (this.current !== "running") throw new EngineStateError("pause", this.current);
+    // One thread: between turns no hart is executing, so every vCPU is parked as soon as we stop scheduling.
+    this.current = "paused";
+    this.cancelTimer();
+  }
+
+  async resume(): Promise<void> {
+    if (this.current !== "paused") throw new EngineStateError("resume", this.current);
+    this.current = "running";
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.finish({ kind: "stopped" });
+  }
+
+  /** Input for the serial console; wakes a sleeping machine. */
+  sendConsole(bytes: Uint8Array): void {
+    if (this.current === "exited") return;
+    this.board.receiveConsole(bytes);
+    this.wake();
+  }
+
+  /** Something outside the loop happened (input, I/O completion): run now instead of sleeping on. */
+  wake(): void {
+    if (this.current !== "running") return;
+    this.cancelTimer();
+    this.schedule();
+  }
+
+  stats(): EngineStats {
+    const now = performance.now();
+    return {
+      instret: this.board.stats().instret,
+      instructionsPerSecond: this.rate,
+      busyMs: this.busyMs,
+      uptimeMs: this.startedAt ? now - this.startedAt : 0,
+      resets: this.resets,
+    };
+  }
+
+  private onPower(event: PowerEvent): void {
+    if (event.kind === "reset") {
+      this.resets++;
+      if (this.onReset === "exit") this.finish({ kind: "reset" });
+      return;
+    }
+    this.finish(event);
+  }
+
+  private finish(reason: ExitReason): void {
+    if (this.current === "exited") return;
+    this.current = "exited";
+    this.cancelTimer();
+    this.resolveExit(reason);
+  }
+
+  private cancelTimer(): void {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(this.turn);
+  }
+
+  private readonly turn = (): void => {
+    this.scheduled = false;
+    if (this.current !== "running" || this.timer !== null) return;
+    const board = this.board;
+    const turnStart = performance.now();
+    let now = turnStart;
+    let executed = 0;
+    try {
+      do {
+        const sliceStart = now;
+        executed += board.runSlice(this.budget);
+        now = performance.now();
+        // Aim each slice at SLICE_MS so timers and I/O are looked at often enough, whatever the host speed.
+        const took = now - sliceStart;
+        if (!board.allWaiting) {
+          if (took < SLICE_MS / 2) this.budget = Math.min(MAX_BUDGET, this.budget * 2);
+          else if (took > SLICE_MS * 2) this.budget = Math.max(MIN_BUDGET, Math.floor(this.budget / 2));
+        }
+      } while (this.current === "running" && now - turnStart < TURN_MS && !board.allWaiting);
+    } catch (e) {
+      this.finish({
+        kind: "error",
+        message: `the machine failed: ${e instanceof Error ? e.message : String(e)}`,
+      });
+      return;
+    }
+    this.busyMs += now - turnStart;
+    this.rateWindowInstr += executed;
+    if (now - this.rateWindowStart >= 1000) {
+      this.rate = (this.rateWindowInstr * 1000) / (now - this.rateWindowStart);
+      this.rateWindowStart = now;
+      this.rateWindowInstr = 0;
+    }
+    if (this.current !== "running") return;
+    if (board.allWaiting) {
+      // Every hart sleeps in WFI: sleep the host too, until the next timer or until wake() (input, I/O).
+      const delay = Math.min(MAX_SLEEP_MS, board.nextDeadlineMs() - performance.now());
+      if (delay > 0) {
+        this.timer = setTimeout(() => {
+          this.timer = null;
+          this.turn();
+        }, delay);
+        return;
+      }
+    }
+    this.schedule();
+  };
+}

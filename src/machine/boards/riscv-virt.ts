@@ -1,0 +1,318 @@
+// The riscv-virt board: QEMU's `virt` machine (hw/riscv/virt.c) — its memory map, interrupt wiring, device
+// tree and boot protocol — with N RV64GC harts run round-robin in one thread.
+
+import { MachineError } from "../base/machine-error.ts";
+import { GuestRam } from "../bus/guest-ram.ts";
+import { CallbackIrqLine, type IrqLine } from "../bus/irq-line.ts";
+import type { MmioDevice } from "../bus/mmio-device.ts";
+import { PhysBus } from "../bus/phys-bus.ts";
+import { Clint } from "../devices/clint.ts";
+import { GoldfishRtc } from "../devices/goldfish-rtc.ts";
+import { Plic } from "../devices/plic.ts";
+import { SifiveTest } from "../devices/sifive-test.ts";
+import { Uart16550 } from "../devices/uart16550.ts";
+import { VirtioBlk } from "../devices/virtio/virtio-blk.ts";
+import type { VirtioDevice } from "../devices/virtio/virtio-device.ts";
+import { VirtioMmio } from "../devices/virtio/virtio-mmio.ts";
+import { VirtioRng } from "../devices/virtio/virtio-rng.ts";
+import type { BlockBackend, CharSink, Clock, EntropySource } from "../ports.ts";
+import { Rv64Hart, type Rv64HartState } from "../riscv/hart.ts";
+import { type BootFile, type BootPlan, planBoot } from "./boot-plan.ts";
+import { buildResetRom, MROM_BASE, MROM_SIZE } from "./boot-rom.ts";
+import { EmptyVirtioSlot } from "./empty-virtio-slot.ts";
+import { MaskRom } from "./mask-rom.ts";
+import {
+  buildVirtFdt,
+  RTC_IRQ,
+  UART0_IRQ,
+  VIRT_CLINT,
+  VIRT_DRAM_BASE,
+  VIRT_PLIC,
+  VIRT_RTC,
+  VIRT_TEST,
+  VIRT_UART0,
+  VIRT_VIRTIO,
+  VIRTIO_COUNT,
+  VIRTIO_IRQ,
+  type VirtFdtConfig,
+} from "./riscv-virt-fdt.ts";
+
+/** mip bit numbers (privileged spec §3.1.9). */
+const MIP_MSIP = 3;
+const MIP_MTIP = 7;
+const MIP_SEIP = 9;
+const MIP_MEIP = 11;
+
+/** The board's limits: QEMU's virt allows 8 harts per socket; RAM must fit below 4 GiB + base here. */
+export const VIRT_MAX_HARTS = 8;
+export const VIRT_MIN_MEMORY = 16 * 1024 * 1024;
+export const VIRT_MAX_MEMORY = 2048 * 1024 * 1024;
+
+export interface RiscvVirtConfig {
+  readonly harts: number;
+  readonly memoryBytes: number;
+  /** OpenSBI fw_dynamic (raw or ELF); null = `--bios none`: the kernel starts in M-mode. */
+  readonly firmware: BootFile | null;
+  /** Linux Image or ELF. */
+  readonly kernel: BootFile | null;
+  readonly initrd: BootFile | null;
+  readonly bootargs: string;
+  /** Device tree mmu-type; what the hart's MMU supports. */
+  readonly mmuType?: string;
+}
+
+/** What the board asks of its host. */
+export interface RiscvVirtHost {
+  readonly clock: Clock;
+  /** UART0's output (the serial console). */
+  readonly console: CharSink;
+  readonly entropy: EntropySource;
+  /** virtio-blk disks, in slot order. */
+  readonly disks: readonly BlockBackend[];
+  /** Output of the virtio-console port; omitted = no virtio-console device. */
+  readonly virtioConsole?: CharSink;
+}
+
+/** Why the machine stopped running on its own. */
+export type PowerEvent =
+  | { readonly kind: "poweroff"; readonly code: number }
+  | { readonly kind: "reset" }
+  | { readonly kind: "htif-exit"; readonly code: number };
+
+export interface BoardStats {
+  /** Instructions retired per hart since power-on. */
+  readonly instret: readonly number[];
+}
+
+export class RiscvVirtBoard {
+  readonly ram: GuestRam;
+  readonly bus: PhysBus;
+  readonly harts: Rv64Hart[] = [];
+  readonly clint: Clint;
+  readonly plic: Plic;
+  readonly uart: Uart16550;
+  readonly test: SifiveTest;
+  readonly rtc: GoldfishRtc;
+  readonly virtio: VirtioMmio[] = [];
+  private readonly rom = new MaskRom("mrom@1000", MROM_SIZE);
+  private readonly resettables: Array<{ reset(): void }> = [];
+  private plan!: BootPlan;
+  private fdt!: Uint8Array;
+  /** Set when the guest powered off, reset or exited through HTIF; the host acts on it after the slice. */
+  private pendingPower: PowerEvent | null = null;
+  /** Called once per power event, after the slice in which it happened. */
+  onPower: (event: PowerEvent) => void = () => {};
+  private readonly instretBase: number[];
+  private readonly hartResetStates: Rv64HartState[];
+  private tohostOffset = -1;
+  private fromhostOffset = -1;
+  private htifOut = new Uint8Array(1);
+
+  constructor(
+    readonly config: RiscvVirtConfig,
+    private readonly host: RiscvVirtHost,
+  ) {
+    const { harts, memoryBytes } = config;
+    if (!Number.isInteger(harts) || harts < 1 || harts > VIRT_MAX_HARTS)
+      throw new MachineError("bad-config", `the virt board has 1 to ${VIRT_MAX_HARTS} CPUs, not ${harts}`);
+    if (
+      !Number.isInteger(memoryBytes) ||
+      memoryBytes < VIRT_MIN_MEMORY ||
+      memoryBytes > VIRT_MAX_MEMORY ||
+      memoryBytes % (1024 * 1024) !== 0
+    )
+      throw new MachineError(
+        "bad-config",
+        `memory must be a whole number of MiB from ${VIRT_MIN_MEMORY / 2 ** 20}M to ${VIRT_MAX_MEMORY / 2 ** 20}M`,
+      );
+    this.ram = new GuestRam(VIRT_DRAM_BASE, memoryBytes);
+    this.bus = new PhysBus(this.ram);
+    for (let h = 0; h < harts; h++) this.harts.push(new Rv64Hart(h, this.bus, this));
+    // A hart's power-on state is the state it was constructed in; reset loads it back.
+    this.hartResetStates = this.harts.map((h) => h.saveState());
+    this.instretBase = new Array(harts).fill(0);
+
+    const line = (hart: Rv64Hart, bit: number): IrqLine =>
+      new CallbackIrqLine((level) => hart.setPending(bit, level));
+    this.clint = new Clint(
+      host.clock,
+      this.harts.map((h) => line(h, MIP_MSIP)),
+      this.harts.map((h) => line(h, MIP_MTIP)),
+    );
+    // PLIC context 2h drives hart h's MEIP, context 2h+1 its SEIP (the order of interrupts-extended).
+    this.plic = new Plic(this.harts.flatMap((h) => [line(h, MIP_MEIP), line(h, MIP_SEIP)]));
+    this.uart = new Uart16550(host.console, this.plic.sourceLine(UART0_IRQ));
+    this.test = new SifiveTest((kind, code) => this.power(kind === "reset" ? { kind } : { kind, code }));
+    this.rtc = new GoldfishRtc(host.clock, this.plic.sourceLine(RTC_IRQ));
+
+    this.bus.map(MROM_BASE, MROM_SIZE, this.rom);
+    this.bus.map(VIRT_TEST.base, VIRT_TEST.size, this.test);
+    this.bus.map(VIRT_RTC.base, VIRT_RTC.size, this.rtc);
+    this.bus.map(VIRT_CLINT.base, VIRT_CLINT.size, this.clint);
+    this.bus.map(VIRT_PLIC.base, VIRT_PLIC.size, this.plic);
+    this.bus.map(VIRT_UART0.base, VIRT_UART0.size, this.uart);
+
+    const devices: VirtioDevice[] = host.disks.map((d) => new VirtioBlk(d));
+    devices.push(new VirtioRng(host.entropy));
+    // TODO(#virtio-console): add the virtio-console device (host.virtioConsole) once it lands.
+    if (devices.length > VIRTIO_COUNT)
+      throw new MachineError("bad-config", `the virt board has ${VIRTIO_COUNT} virtio slots; too many disks`);
+    for (let i = 0; i < VIRTIO_COUNT; i++) {
+      const base = VIRT_VIRTIO.base + i * VIRT_VIRTIO.size;
+      const id = `virtio_mmio@${base.toString(16)}`;
+      const device = devices[i];
+      let window: MmioDevice;
+      if (device) {
+        const transport = new VirtioMmio(id, device, this.ram, this.plic.sourceLine(VIRTIO_IRQ + i));
+        this.virtio.push(transport);
+        this.resettables.push(transport);
+        window = transport;
+      } else window = new EmptyVirtioSlot(id);
+      this.bus.map(base, VIRT_VIRTIO.size, window);
+    }
+    this.resettables.push(this.clint, this.plic, this.uart, this.rtc);
+
+    this.prepareBoot();
+    this.boot();
+  }
+
+  /** The `time` source of every hart (hart.ts reads `mtime()` for the time CSR). */
+  mtime(): number {
+    return this.clint.mtime();
+  }
+
+  /** Lays out the images and builds the device tree once; `boot()` copies them in at every reset. */
+  private prepareBoot(): void {
+    const fdtConfig: VirtFdtConfig = {
+      harts: this.config.harts,
+      ramSize: this.config.memoryBytes,
+      bootargs: this.config.bootargs,
+      // Placeholders of the final size: the FDT's size decides where it goes, and so where the initrd may.
+      initrdStart: this.config.initrd ? 0x8000_0000 : 0,
+      initrdEnd: this.config.initrd ? 0x8000_1000 : 0,
+      mmuType: this.config.mmuType ?? "riscv,sv48",
+      isa: "rv64imafdc",
+    };
+    const sizeProbe = buildVirtFdt(fdtConfig).length;
+    this.plan = planBoot({
+      ramBase: VIRT_DRAM_BASE,
+      ramSize: this.config.memoryBytes,
+      firmware: this.config.firmware,
+      kernel: this.config.kernel,
+      initrd: this.config.initrd,
+      fdtSize: sizeProbe,
+    });
+    this.fdt = buildVirtFdt({
+      ...fdtConfig,
+      initrdStart: this.plan.initrdStart,
+      initrdEnd: this.plan.initrdEnd,
+    });
+    this.rom.program(
+      buildResetRom({
+        startAddress: this.plan.startAddress,
+        fdtAddress: this.plan.fdtAddress,
+        nextAddress: this.plan.kernelEntry,
+      }),
+    );
+    this.tohostOffset = this.plan.tohost === null ? -1 : this.ram.offsetOf(this.plan.tohost, 0, 8);
+    this.fromhostOffset = this.plan.fromhost === null ? -1 : this.ram.offsetOf(this.plan.fromhost, 0, 8);
+  }
+
+  /** Power-on: every device and hart reset, RAM cleared, images copied in, every hart at the reset ROM. */
+  boot(): void {
+    this.pendingPower = null;
+    for (const d of this.resettables) d.reset();
+    this.ram.u8.fill(0);
+    for (const c of this.plan.chunks) this.ram.u8.set(c.data, c.address - VIRT_DRAM_BASE);
+    this.ram.u8.set(this.fdt, this.plan.fdtAddress - VIRT_DRAM_BASE);
+    for (let h = 0; h < this.harts.length; h++) {
+      const hart = this.harts[h]!;
+      this.instretBase[h] = hart.instretCount() + this.instretBase[h]!;
+      hart.loadState(this.hartResetStates[h]!);
+      hart.setPc(MROM_BASE, 0);
+    }
+  }
+
+  private power(event: PowerEvent): void {
+    if (!this.pendingPower) this.pendingPower = event;
+  }
+
+  /** Input for the serial console (keyboard, pipe). */
+  receiveConsole(bytes: Uint8Array): void {
+    this.uart.receive(bytes);
+  }
+
+  /**
+   * Runs every hart for up to `budgetPerHart` instructions, round-robin, then updates the timers and polls
+   * HTIF. Returns the instructions executed. A power event stops the slice early and is reported through
+   * `onPower` before this returns; a reset has already re-booted the machine by then.
+   */
+  runSlice(budgetPerHart: number): number {
+    let executed = 0;
+    const harts = this.harts;
+    for (let h = 0; h < harts.length; h++) {
+      const hart = harts[h]!;
+      executed += hart.run(budgetPerHart);
+      // LR/SC: another hart runs next and may store to the reserved address; we do not track stores
+      // across harts, so the reservation is dropped (the SC fails and the guest retries, as the spec allows).
+      if (harts.length > 1) hart.clearReservation();
+      if (this.pendingPower) break;
+      this.clint.update();
+    }
+    this.clint.update();
+    this.rtc.update();
+    this.uart.flush();
+    if (this.tohostOffset >= 0) this.pollHtif();
+    const event = this.pendingPower;
+    if (event) {
+      if (event.kind === "reset") this.boot();
+      this.pendingPower = null;
+      this.onPower(event);
+    }
+    return executed;
+  }
+
+  /**
+   * HTIF as spike and riscv-tests use it: the program stores a command in `tohost`; device 0 command 0 with
+   * bit 0 set is "exit with code payload >> 1", device 1 command 1 writes the byte in the payload.
+   */
+  private pollHtif(): void {
+    const v = this.ram.view;
+    const lo = v.getUint32(this.tohostOffset, true);
+    const hi = v.getUint32(this.tohostOffset + 4, true);
+    if (lo === 0 && hi === 0) return;
+    const device = hi >>> 24;
+    const command = (hi >>> 16) & 0xff;
+    v.setUint32(this.tohostOffset, 0, true);
+    v.setUint32(this.tohostOffset + 4, 0, true);
+    if (device === 0 && command === 0 && (lo & 1) === 1) {
+      const code = ((hi & 0xffff) * 0x8000_0000 + (lo >>> 1)) % 0x1_0000_0000;
+      this.power({ kind: "htif-exit", code });
+      return;
+    }
+    if (device === 1 && command === 1) {
+      this.htifOut[0] = lo & 0xff;
+      this.host.console.write(this.htifOut);
+    }
+    // Acknowledge as spike does: fromhost = device, command and response (0x100 | byte for the console).
+    if (this.fromhostOffset >= 0) {
+      v.setUint32(this.fromhostOffset, device === 1 ? 0x100 | (lo & 0xff) : 1, true);
+      v.setUint32(this.fromhostOffset + 4, hi & 0xffff0000, true);
+    }
+  }
+
+  /** True when every hart sleeps in WFI with nothing pending: the host may sleep until `nextDeadlineMs()`. */
+  get allWaiting(): boolean {
+    for (const h of this.harts) if (!h.waiting) return false;
+    return true;
+  }
+
+  /** Host time (Clock ms) of the next timer event; Infinity when none is armed. */
+  nextDeadlineMs(): number {
+    return Math.min(this.clint.nextDeadlineMs(), this.rtc.nextDeadlineMs());
+  }
+
+  stats(): BoardStats {
+    return { instret: this.harts.map((h, i) => h.instretCount() + this.instretBase[i]!) };
+  }
+}

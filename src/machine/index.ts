@@ -1,0 +1,17 @@
+// The machine's public index: what engines and hosts may use of the emulated computer.
+
+export { MachineError } from "./base/machine-error.ts";
+export type { BootFile } from "./boards/boot-plan.ts";
+export { isElf } from "./boards/elf-loader.ts";
+export { parseLinuxImage } from "./boards/linux-image.ts";
+export {
+  type BoardStats,
+  type PowerEvent,
+  RiscvVirtBoard,
+  type RiscvVirtConfig,
+  type RiscvVirtHost,
+  VIRT_MAX_HARTS,
+  VIRT_MAX_MEMORY,
+  VIRT_MIN_MEMORY,
+} from "./boards/riscv-virt.ts";
+export type { BlockBackend, CharSink, Clock, Completion, EntropySource } from "./ports.ts";
