@@ -1,0 +1,261 @@
+// The hypervisor with real VMM processes (hosting the counting stand-in guest) in a temp data directory.
+import assert from "node:assert/strict";
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { fixtureLauncherConfig } from "./fixtures/fixture-launcher.ts";
+import { FileImageCatalog, Hypervisor } from "./hypervisor.ts";
+import { IllegalActionError } from "./lifecycle.ts";
+import { InvalidMachineTypeError } from "./machine-types.ts";
+import { CapacityExceededError, hostCapacity } from "./resources.ts";
+import { VmExistsError, VmNotFoundError, VmStore } from "./store.ts";
+import { ProcessVmmLauncher } from "./vmm-process.ts";
+
+const roots: string[] = [];
+const hypervisors: Hypervisor[] = [];
+after(async () => {
+  // Kill every VMM the tests left running, then remove the data directories.
+  for (const hv of hypervisors) for (const vm of hv.list().vms) if (vm.vmmPid) killQuietly(vm.vmmPid);
+  for (const r of roots) await rm(r, { recursive: true, force: true });
+});
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {}
+}
+
+async function openHypervisor(home?: string): Promise<{ hv: Hypervisor; home: string; store: VmStore }> {
+  if (!home) {
+    home = await mkdtemp(join(tmpdir(), "tsvm-hv-"));
+    roots.push(home);
+    await writeFile(join(home, "template.img"), Buffer.alloc(8192, 7));
+  }
+  const store = await VmStore.open(home);
+  const hv = await Hypervisor.open({
+    store,
+    // 4 vCPUs and 1 GiB for guests: small enough that admission is easy to exercise.
+    capacity: hostCapacity(
+      { cpuOvercommit: 2, memoryReserveMiB: 1024, diskReserveMiB: 0 },
+      { cores: 2, totalMemoryMiB: 2048, diskAvailableMiB: 100 },
+    ),
+    launcher: new ProcessVmmLauncher(fixtureLauncherConfig),
+    images: new FileImageCatalog({ default: join(home, "template.img") }),
+    defaultEngine: "fixture",
+    defaultImage: "default",
+    stopTimeoutMs: 1000,
+  });
+  hypervisors.push(hv);
+  return { hv, home, store };
+}
+
+async function done(hv: Hypervisor, op: { id: string }) {
+  const result = await hv.waitOperation(op.id, 30_000);
+  assert.equal(result.status, "DONE");
+  return result;
+}
+
+async function ok(hv: Hypervisor, op: { id: string }) {
+  const result = await done(hv, op);
+  assert.equal(result.error, null, result.error?.message);
+  return result;
+}
+
+async function until(cond: () => boolean, ms = 20_000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error("timed out waiting");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+test("insert provisions, copies the disk, starts a VMM and records PROVISIONING → STAGING → RUNNING", async () => {
+  const { hv, store } = await openHypervisor();
+  await ok(hv, hv.insert({ name: "web", cpus: 1, memoryMiB: 128 }));
+  const vm = hv.get("web");
+  assert.equal(vm.status, "RUNNING");
+  assert.equal(vm.machineType, "t1-micro");
+  assert.ok(vm.vmmPid && vm.vmmPid !== process.pid);
+  assert.deepEqual(
+    vm.history.map((h) => h.to),
+    ["PROVISIONING", "STAGING", "RUNNING"],
+  );
+  assert.deepEqual([...(await readFile(store.paths("web").disk))], [...Buffer.alloc(8192, 7)]);
+  assert.deepEqual((await store.read("web")).status, "RUNNING");
+  assert.deepEqual(
+    hv.events.since(0).map((e) => `${e.vmName}:${e.to}`),
+    ["web:PROVISIONING", "web:STAGING", "web:RUNNING"],
+  );
+  assert.deepEqual(hv.capacity().usage, { vcpus: 1, memoryMiB: 128 });
+});
+
+test("bad inserts are refused at once and leave nothing behind", async () => {
+  const { hv, store } = await openHypervisor();
+  assert.throws(() => hv.insert({ name: "a", memoryMiB: 0 }), InvalidMachineTypeError);
+  assert.throws(() => hv.insert({ name: "a", memoryMiB: 1024 * 1024 }), /invalid memory size 1048576 MiB/);
+  assert.throws(() => hv.insert({ name: "Bad_Name" }), /not a valid VM name/);
+  assert.throws(() => hv.insert({ name: "a", machineType: "t1-micro", cpus: 2 }), /not both/);
+  assert.throws(
+    () => hv.insert({ name: "big", cpus: 8, memoryMiB: 512 }),
+    (e: unknown) =>
+      e instanceof CapacityExceededError && e.resource === "CPUS" && /only 4 of 4 are free/.test(e.message),
+  );
+  const unknownImage = await done(hv, hv.insert({ name: "noimg", image: "nope" }));
+  assert.equal(unknownImage.error?.code, "invalid-image");
+  assert.deepEqual(hv.list().vms, []);
+  assert.deepEqual(await readdir(store.vmsDir), []);
+  assert.deepEqual(hv.capacity().usage, { vcpus: 0, memoryMiB: 0 });
+});
+
+test("stop, illegal actions, start, duplicate names, reset, delete", async () => {
+  const { hv, store } = await openHypervisor();
+  await ok(hv, hv.insert({ name: "db", machineType: "t1-micro" }));
+  assert.throws(() => hv.insert({ name: "db" }), VmExistsError);
+  await ok(hv, hv.reset("db"));
+  assert.ok(hv.events.since(0).some((e) => e.type === "reset" && e.vmName === "db"));
+  const pid = hv.get("db").vmmPid!;
+  await ok(hv, hv.stop("db"));
+  const stopped = hv.get("db");
+  assert.equal(stopped.status, "TERMINATED");
+  assert.equal(stopped.vmmPid, null);
+  assert.ok(stopped.lastStopTimestamp);
+  assert.throws(() => process.kill(pid, 0), "the VMM process is gone");
+  assert.deepEqual(hv.capacity().usage, { vcpus: 0, memoryMiB: 0 });
+  for (const action of ["stop", "suspend", "resume", "reset"] as const)
+    assert.throws(
+      () => hv[action]("db"),
+      (e: unknown) => e instanceof IllegalActionError && e.message.includes("TERMINATED"),
+    );
+  assert.equal(hv.get("db").history.length, 5, "the refused requests changed nothing");
+  await ok(hv, hv.setMachineType("db", "t1-small"));
+  assert.equal(hv.get("db").memoryMiB, 256);
+  await ok(hv, hv.start("db"));
+  assert.equal(hv.get("db").status, "RUNNING");
+  assert.throws(() => hv.setMachineType("db", "t1-micro"), IllegalActionError);
+  await ok(hv, hv.delete("db"));
+  assert.throws(() => hv.get("db"), VmNotFoundError);
+  assert.deepEqual(await readdir(store.vmsDir), []);
+  assert.throws(() => hv.stop("ghost"), VmNotFoundError);
+});
+
+test("suspend writes the state and releases CPU and memory; resume continues; a corrupt state keeps it SUSPENDED", async () => {
+  const { hv, store } = await openHypervisor();
+  await ok(hv, hv.insert({ name: "s1", machineType: "t1-micro" }));
+  await new Promise((r) => setTimeout(r, 200));
+  await ok(hv, hv.suspend("s1"));
+  assert.equal(hv.get("s1").status, "SUSPENDED");
+  assert.equal(hv.get("s1").vmmPid, null);
+  assert.deepEqual(hv.capacity().usage, { vcpus: 0, memoryMiB: 0 });
+  const stateFile = join(store.paths("s1").stateDir, "counter.json");
+  const saved = JSON.parse(await readFile(stateFile, "utf8")).count as number;
+  assert.ok(saved > 0);
+
+  await writeFile(stateFile, "{trunc");
+  const failed = await done(hv, hv.resume("s1"));
+  assert.equal(failed.error?.code, "vmm-start-failed");
+  assert.equal(hv.get("s1").status, "SUSPENDED");
+  assert.match(hv.get("s1").statusMessage, /resume failed/);
+  assert.equal(await readFile(stateFile, "utf8"), "{trunc", "the state file is not overwritten");
+
+  await writeFile(stateFile, JSON.stringify({ count: saved }));
+  await ok(hv, hv.resume("s1"));
+  assert.equal(hv.get("s1").status, "RUNNING");
+  assert.ok(((await hv.stats("s1")).count ?? 0) >= saved, "the guest continues from the saved count");
+  await assert.rejects(stat(store.paths("s1").stateDir), "the consumed state is removed");
+  assert.deepEqual(
+    hv.get("s1").history.map((h) => h.to),
+    [
+      "PROVISIONING",
+      "STAGING",
+      "RUNNING",
+      "SUSPENDING",
+      "SUSPENDED",
+      "PROVISIONING",
+      "STAGING",
+      "SUSPENDED",
+      "PROVISIONING",
+      "STAGING",
+      "RUNNING",
+    ],
+  );
+});
+
+test("a killed VMM: REPAIRING then a fresh boot (automaticRestart) or TERMINATED; the other VM is untouched", async () => {
+  const { hv } = await openHypervisor();
+  await ok(hv, hv.insert({ name: "r1", machineType: "t1-micro" }));
+  await ok(hv, hv.insert({ name: "r2", machineType: "t1-micro", automaticRestart: false }));
+  await ok(hv, hv.insert({ name: "bystander", machineType: "t1-micro" }));
+  const bystanderPid = hv.get("bystander").vmmPid!;
+  const pid1 = hv.get("r1").vmmPid!;
+  process.kill(pid1, "SIGKILL");
+  process.kill(hv.get("r2").vmmPid!, "SIGKILL");
+  await until(
+    () => hv.get("r1").status === "RUNNING" && hv.get("r1").vmmPid !== pid1 && hv.get("r1").vmmPid !== null,
+  );
+  await until(() => hv.get("r2").status === "TERMINATED");
+  const h1 = hv
+    .get("r1")
+    .history.map((h) => h.to)
+    .slice(3);
+  assert.deepEqual(h1, ["REPAIRING", "STAGING", "RUNNING"]);
+  assert.match(hv.get("r1").history[3]!.reason, /SIGKILL/);
+  assert.match(hv.get("r2").statusMessage, /automaticRestart is off/);
+  assert.equal(hv.get("bystander").vmmPid, bystanderPid);
+  assert.equal(hv.get("bystander").status, "RUNNING");
+});
+
+test("a guest that powers itself off goes STOPPING → TERMINATED; one that cannot boot ends TERMINATED with the reason", async () => {
+  const { hv } = await openHypervisor();
+  await ok(hv, hv.insert({ name: "selfoff-x", machineType: "t1-micro" }));
+  await until(() => hv.get("selfoff-x").status === "TERMINATED");
+  assert.deepEqual(
+    hv
+      .get("selfoff-x")
+      .history.map((h) => h.to)
+      .slice(3),
+    ["STOPPING", "TERMINATED"],
+  );
+  const failed = await done(hv, hv.insert({ name: "fail-boot", machineType: "t1-micro" }));
+  assert.match(failed.error?.message ?? "", /the kernel image is missing/);
+  assert.equal(hv.get("fail-boot").status, "TERMINATED");
+  assert.match(hv.get("fail-boot").statusMessage, /kernel image is missing/);
+});
+
+test("concurrent requests on one VM are serialized and none is lost", async () => {
+  const { hv } = await openHypervisor();
+  await ok(hv, hv.insert({ name: "c", machineType: "t1-micro" }));
+  const ops = [hv.stop("c"), hv.start("c"), hv.stop("c"), hv.start("c")];
+  const results = await Promise.all(ops.map((op) => done(hv, op)));
+  assert.deepEqual(
+    results.map((r) => r.error),
+    [null, null, null, null],
+  );
+  assert.equal(hv.get("c").status, "RUNNING");
+  // A queued request that turns out illegal when its turn comes fails as an operation, changing nothing.
+  const [stop, suspend] = [hv.stop("c"), hv.suspend("c")];
+  await ok(hv, stop);
+  assert.equal((await done(hv, suspend)).error?.code, "illegal-action");
+  assert.equal(hv.get("c").status, "TERMINATED");
+});
+
+test("the daemon can go away and come back: running VMs are re-attached, dead ones repaired, nothing lost", async () => {
+  const { hv, home } = await openHypervisor();
+  await ok(hv, hv.insert({ name: "keep", machineType: "t1-micro" }));
+  await ok(hv, hv.insert({ name: "dies", machineType: "t1-micro" }));
+  await ok(hv, hv.insert({ name: "off", machineType: "t1-micro" }));
+  await ok(hv, hv.stop("off"));
+  const keepPid = hv.get("keep").vmmPid!;
+  const diesPid = hv.get("dies").vmmPid!;
+  await hv.close();
+  process.kill(diesPid, "SIGKILL");
+
+  const again = (await openHypervisor(home)).hv;
+  await until(() => again.get("dies").status === "RUNNING" && again.get("dies").vmmPid !== null);
+  assert.equal(again.get("keep").status, "RUNNING");
+  assert.equal(again.get("keep").vmmPid, keepPid);
+  assert.ok(((await again.stats("keep")).count ?? 0) > 0, "the re-attached VMM answers");
+  assert.notEqual(again.get("dies").vmmPid, diesPid);
+  assert.equal(again.get("off").status, "TERMINATED");
+  assert.ok(again.events.since(0).length >= 12, "the histories are replayed as events");
+});

@@ -1,0 +1,763 @@
+// The hypervisor: every VM of one data directory, its lifecycle driven through the transition table, its
+// VMM process, admission against host capacity, operations and events. One instance per data directory
+// (the daemon); every request on one VM is queued behind the previous one, so none is lost or interleaved.
+
+import { randomUUID } from "node:crypto";
+import { rm, stat } from "node:fs/promises";
+import { EventLog } from "./event-log.ts";
+import { HypervisorError } from "./hypervisor-error.ts";
+import { checkAction, transition, type VmAction, type VmStatus } from "./lifecycle.ts";
+import { DEFAULT_MACHINE_TYPE, machineTypeFor, resolveMachineType } from "./machine-types.ts";
+import type { Operation, OperationType, OperationView } from "./operations.ts";
+import { OperationRegistry } from "./operations.ts";
+import {
+  checkAdmission,
+  type HostCapacity,
+  type HostUsage,
+  hostUsage,
+  type VmAllocation,
+} from "./resources.ts";
+import { checkVmName, copyFileAtomic, VmExistsError, VmNotFoundError, type VmStore } from "./store.ts";
+import { VM_RECORD_FORMAT_VERSION, type VmRecord, withHistory } from "./vm-record.ts";
+import type { VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
+
+/** Where a VM's root disk comes from: the images layer (findImage) in the daemon, files in tests. */
+export interface ImageCatalog {
+  /** The template disk of `image`, copied (or reflinked) for each new VM; HypervisorError when unknown. */
+  diskTemplate(image: string): Promise<{ readonly path: string; readonly sizeMiB: number }>;
+}
+
+/** An image catalog of named files. */
+export class FileImageCatalog implements ImageCatalog {
+  constructor(private readonly files: Readonly<Record<string, string>>) {}
+
+  async diskTemplate(image: string): Promise<{ path: string; sizeMiB: number }> {
+    const path = this.files[image];
+    if (!path)
+      throw new HypervisorError(
+        "invalid-image",
+        `unknown image '${image.slice(0, 80)}'; available: ${Object.keys(this.files).join(", ") || "none"}`,
+      );
+    const size = (await stat(path)).size;
+    return { path, sizeMiB: Math.ceil(size / 1048576) };
+  }
+}
+
+export interface InsertRequest {
+  readonly name: string;
+  /** A predefined or custom-CPUS-MEMORY type; or give cpus and memoryMiB (then the type is derived). */
+  readonly machineType?: string;
+  readonly cpus?: number;
+  readonly memoryMiB?: number;
+  readonly image?: string;
+  readonly engine?: string;
+  readonly automaticRestart?: boolean;
+  readonly cpuCapPercent?: number | null;
+  readonly cpuWeight?: number;
+}
+
+/** A VM as the API shows it: its record, plus what runs now. */
+export interface VmView extends VmRecord {
+  readonly kind: "tsvm#instance";
+  /** The VMM process id while one runs, else null. */
+  readonly vmmPid: number | null;
+}
+
+export interface HypervisorConfig {
+  readonly store: VmStore;
+  readonly capacity: HostCapacity;
+  readonly launcher: VmmLauncher;
+  readonly images: ImageCatalog;
+  readonly defaultEngine: string;
+  readonly defaultImage: string;
+  /** How long a stopping guest gets to power off before it is forced (Compute Engine: 90 s). */
+  readonly stopTimeoutMs: number;
+  readonly now?: () => Date;
+}
+
+/** Compute Engine gives up automatic restarts of a VM that keeps crashing; so do we. */
+const CRASH_LOOP_WINDOW_MS = 10 * 60_000;
+const CRASH_LOOP_MAX_RESTARTS = 5;
+
+interface VmSlot {
+  record: VmRecord;
+  vmm: VmmHandle | undefined;
+  /** Set while an operation expects the VMM to exit (stop, suspend, delete), so that the exit is not a crash. */
+  expectingExit: boolean;
+  /** Operations queued or running on this VM. */
+  busy: number;
+  queue: Promise<void>;
+  restarts: number[];
+  deleted: boolean;
+}
+
+export class Hypervisor {
+  readonly events = new EventLog();
+  private readonly operations: OperationRegistry;
+  private readonly slots = new Map<string, VmSlot>();
+  /** vCPUs and memory promised to requests between their admission and their PROVISIONING transition. */
+  private readonly reservations = new Map<string, VmAllocation>();
+  private readonly broken = new Map<string, HypervisorError>();
+  private readonly now: () => Date;
+
+  private constructor(private readonly config: HypervisorConfig) {
+    this.now = config.now ?? (() => new Date());
+    this.operations = new OperationRegistry(this.now);
+  }
+
+  /**
+   * Loads every VM of the store, replays their histories as events, re-attaches to the VMMs that still run
+   * and settles VMs left in a transitional state by a daemon that died mid-operation.
+   */
+  static async open(config: HypervisorConfig): Promise<Hypervisor> {
+    const hv = new Hypervisor(config);
+    const { vms, broken } = await config.store.list();
+    for (const b of broken) hv.broken.set(b.name, b.error);
+    const replay: Array<{ vm: VmRecord; h: VmRecord["history"][number] }> = [];
+    for (const vm of vms) for (const h of vm.history) replay.push({ vm, h });
+    replay.sort((a, b) => a.h.at.localeCompare(b.h.at));
+    for (const { vm, h } of replay)
+      hv.events.append({
+        time: h.at,
+        type: "transition",
+        vmName: vm.name,
+        vmId: vm.id,
+        from: h.from,
+        to: h.to,
+        message: h.reason,
+      });
+    for (const vm of vms) {
+      const slot = hv.newSlot(vm);
+      hv.slots.set(vm.name, slot);
+      if (vm.status !== "TERMINATED" && vm.status !== "SUSPENDED")
+        hv.enqueueSystem(slot, "repair", () => hv.recover(slot));
+    }
+    return hv;
+  }
+
+  private newSlot(record: VmRecord): VmSlot {
+    return {
+      record,
+      vmm: undefined,
+      expectingExit: false,
+      busy: 0,
+      queue: Promise.resolve(),
+      restarts: [],
+      deleted: false,
+    };
+  }
+
+  // ---- reading -------------------------------------------------------------------------------------
+
+  get(name: string): VmView {
+    return this.view(this.slot(name));
+  }
+
+  list(): { vms: VmView[]; broken: Array<{ name: string; code: string; message: string }> } {
+    return {
+      vms: [...this.slots.values()].map((s) => this.view(s)).sort((a, b) => a.name.localeCompare(b.name)),
+      broken: [...this.broken].map(([name, e]) => ({ name, code: e.code, message: e.message })),
+    };
+  }
+
+  capacity(): { capacity: HostCapacity; usage: HostUsage } {
+    return { capacity: this.config.capacity, usage: hostUsage(this.allocations()) };
+  }
+
+  getOperation(id: string): OperationView {
+    return this.operations.get(id).view();
+  }
+
+  /** Waits until the operation is DONE or `timeoutMs` passed (Compute Engine waits at most 2 minutes). */
+  async waitOperation(id: string, timeoutMs: number): Promise<OperationView> {
+    const op = this.operations.get(id);
+    await op.waitDone(timeoutMs);
+    return op.view();
+  }
+
+  listOperations(limit?: number): OperationView[] {
+    return this.operations.list(limit);
+  }
+
+  async stats(name: string): Promise<Record<string, number>> {
+    const slot = this.slot(name);
+    if (!slot.vmm) throw new HypervisorError("not-running", `the VM '${name}' has no running VMM`);
+    return slot.vmm.stats();
+  }
+
+  // ---- actions -------------------------------------------------------------------------------------
+
+  insert(req: InsertRequest): OperationView {
+    checkVmName(req.name);
+    if (this.slots.has(req.name) || this.broken.has(req.name)) throw new VmExistsError(req.name);
+    const type = this.sizeOf(req);
+    const cpuCapPercent = req.cpuCapPercent ?? null;
+    if (
+      cpuCapPercent !== null &&
+      (!Number.isInteger(cpuCapPercent) || cpuCapPercent < 1 || cpuCapPercent > 100 * type.cpus)
+    )
+      throw new HypervisorError(
+        "invalid-argument",
+        `invalid CPU cap ${cpuCapPercent}%: it is a whole percentage of one core, from 1 to ${100 * type.cpus} for ${type.cpus} vCPU(s)`,
+      );
+    const cpuWeight = req.cpuWeight ?? 100;
+    if (!Number.isInteger(cpuWeight) || cpuWeight < 1 || cpuWeight > 10000)
+      throw new HypervisorError(
+        "invalid-argument",
+        `invalid CPU weight ${cpuWeight}: use a whole number from 1 to 10000`,
+      );
+    const image = req.image ?? this.config.defaultImage;
+    const engine = req.engine ?? this.config.defaultEngine;
+    // Only a rough disk figure is known before the image is looked up; the copy is checked again below.
+    checkAdmission(this.config.capacity, this.allocations(), {
+      name: req.name,
+      cpus: type.cpus,
+      memoryMiB: type.memoryMiB,
+      diskMiB: 0,
+    });
+    const at = this.now().toISOString();
+    const record: VmRecord = {
+      formatVersion: VM_RECORD_FORMAT_VERSION,
+      id: randomUUID(),
+      name: req.name,
+      machineType: type.name,
+      cpus: type.cpus,
+      memoryMiB: type.memoryMiB,
+      diskMiB: 0,
+      image,
+      engine,
+      automaticRestart: req.automaticRestart ?? true,
+      cpuCapPercent,
+      cpuWeight,
+      status: "PROVISIONING",
+      statusMessage: "",
+      creationTimestamp: at,
+      lastStartTimestamp: null,
+      lastStopTimestamp: null,
+      lastSuspendedTimestamp: null,
+      history: [{ at, from: null, to: "PROVISIONING", reason: "insert: resources reserved" }],
+    };
+    // The slot exists from now on: the name and the resources are taken before the first await.
+    const slot = this.newSlot(record);
+    this.slots.set(req.name, slot);
+    return this.submit(
+      slot,
+      "insert",
+      null,
+      () => {},
+      async (op) => {
+        const { store } = this.config;
+        const paths = store.paths(req.name);
+        try {
+          const template = await this.config.images.diskTemplate(image);
+          checkAdmission(this.config.capacity, this.allocations(), {
+            name: req.name,
+            cpus: 0,
+            memoryMiB: 0,
+            diskMiB: template.sizeMiB,
+          });
+          slot.record = { ...slot.record, diskMiB: template.sizeMiB };
+          await store.create(slot.record);
+          try {
+            op.statusMessage = "copying the root disk";
+            await copyFileAtomic(template.path, paths.disk);
+          } catch (e) {
+            await store.remove(req.name);
+            throw e;
+          }
+        } catch (e) {
+          // Nothing is left half-created: no directory, no slot, no reservation.
+          this.slots.delete(req.name);
+          throw e;
+        }
+        this.events.append({
+          time: at,
+          type: "transition",
+          vmName: req.name,
+          vmId: record.id,
+          from: null,
+          to: "PROVISIONING",
+          message: "insert: resources reserved",
+        });
+        op.progress = 30;
+        await this.bootFromProvisioning(slot, op, "insert");
+      },
+    );
+  }
+
+  start(name: string): OperationView {
+    const slot = this.slot(name);
+    return this.submit(
+      slot,
+      "start",
+      "start",
+      () => this.admit(slot),
+      async (op) => {
+        try {
+          await this.setStatus(slot, "PROVISIONING", "start: resources reserved", { statusMessage: "" });
+        } finally {
+          this.reservations.delete(name);
+        }
+        await this.bootFromProvisioning(slot, op, "start");
+      },
+    );
+  }
+
+  stop(name: string): OperationView {
+    const slot = this.slot(name);
+    return this.submit(
+      slot,
+      "stop",
+      "stop",
+      () => {},
+      async () => {
+        await this.stopSlot(slot, "stop requested");
+      },
+    );
+  }
+
+  reset(name: string): OperationView {
+    const slot = this.slot(name);
+    return this.submit(
+      slot,
+      "reset",
+      "reset",
+      () => {},
+      async () => {
+        if (!slot.vmm) throw new HypervisorError("not-running", `the VM '${name}' has no running VMM`);
+        await slot.vmm.reset();
+        this.events.append({
+          time: this.now().toISOString(),
+          type: "reset",
+          vmName: name,
+          vmId: slot.record.id,
+          from: "RUNNING",
+          to: "RUNNING",
+          message: "reset requested: the machine was reset",
+        });
+      },
+    );
+  }
+
+  suspend(name: string): OperationView {
+    const slot = this.slot(name);
+    return this.submit(
+      slot,
+      "suspend",
+      "suspend",
+      () => {},
+      async () => {
+        const vmm = slot.vmm;
+        await this.setStatus(slot, "SUSPENDING", "suspend requested");
+        if (!vmm) {
+          await this.setStatus(slot, "REPAIRING", "the VMM was gone when suspending");
+          return this.repair(slot, { reason: "crashed", detail: "the VMM was gone when suspending" });
+        }
+        slot.expectingExit = true;
+        try {
+          await vmm.suspend();
+        } catch (e) {
+          slot.expectingExit = false;
+          const message = `suspend failed: ${(e as Error).message}`;
+          // A VMM that still answers kept its guest running; one that does not is gone or going.
+          const alive = await vmm.stats().then(
+            () => true,
+            () => false,
+          );
+          if (alive) {
+            await this.setStatus(slot, "RUNNING", message, { statusMessage: message });
+            throw new HypervisorError("suspend-failed", message);
+          }
+          const exit = await vmm.exited;
+          await this.setStatus(slot, "REPAIRING", exit.detail, { statusMessage: message });
+          await this.repair(slot, exit);
+          throw new HypervisorError("suspend-failed", message);
+        }
+        slot.vmm = undefined;
+        slot.expectingExit = false;
+        const at = this.now().toISOString();
+        await this.setStatus(slot, "SUSPENDED", "suspended: CPU and memory released, state written", {
+          lastSuspendedTimestamp: at,
+          statusMessage: "",
+        });
+      },
+    );
+  }
+
+  resume(name: string): OperationView {
+    const slot = this.slot(name);
+    return this.submit(
+      slot,
+      "resume",
+      "resume",
+      () => this.admit(slot),
+      async (op) => {
+        try {
+          await this.setStatus(slot, "PROVISIONING", "resume: resources reserved", { statusMessage: "" });
+        } finally {
+          this.reservations.delete(name);
+        }
+        op.progress = 30;
+        await this.setStatus(slot, "STAGING", "resume: restoring the saved state");
+        const paths = this.config.store.paths(name);
+        let vmm: VmmHandle;
+        try {
+          vmm = await this.config.launcher.launch(slot.record, paths, "restore");
+        } catch (e) {
+          // The saved state stays as it was, and so does the VM: still SUSPENDED, with the reason.
+          const message = `resume failed: ${(e as Error).message}`;
+          await this.setStatus(slot, "SUSPENDED", message, { statusMessage: message });
+          throw e;
+        }
+        this.attach(slot, vmm);
+        await this.setStatus(slot, "RUNNING", "resumed", { lastStartTimestamp: this.now().toISOString() });
+        // The state was consumed; restoring it again later would roll the guest back behind its disk.
+        await rm(paths.stateDir, { recursive: true, force: true });
+      },
+    );
+  }
+
+  delete(name: string): OperationView {
+    const slot = this.slot(name);
+    return this.submit(
+      slot,
+      "delete",
+      "delete",
+      () => {},
+      async () => {
+        if (slot.record.status === "RUNNING") await this.stopSlot(slot, "delete requested");
+        await this.config.store.remove(name);
+        slot.deleted = true;
+        this.slots.delete(name);
+        this.events.append({
+          time: this.now().toISOString(),
+          type: "deleted",
+          vmName: name,
+          vmId: slot.record.id,
+          from: slot.record.status,
+          to: null,
+          message: "deleted: the VM's directory, disk and state were removed",
+        });
+      },
+    );
+  }
+
+  setMachineType(name: string, machineType: string): OperationView {
+    const slot = this.slot(name);
+    const type = resolveMachineType(machineType);
+    return this.submit(
+      slot,
+      "setMachineType",
+      "setMachineType",
+      () => {},
+      async () => {
+        const next = { ...slot.record, machineType: type.name, cpus: type.cpus, memoryMiB: type.memoryMiB };
+        await this.config.store.write(next);
+        slot.record = next;
+        this.events.append({
+          time: this.now().toISOString(),
+          type: "notice",
+          vmName: name,
+          vmId: next.id,
+          from: next.status,
+          to: next.status,
+          message: `machine type set to ${type.name} (${type.description})`,
+        });
+      },
+    );
+  }
+
+  /** Lets go of every VMM (they keep running) once queued operations have settled; for daemon shutdown. */
+  async close(): Promise<void> {
+    await Promise.all([...this.slots.values()].map((s) => s.queue));
+    for (const slot of this.slots.values()) {
+      slot.vmm?.detach();
+      slot.vmm = undefined;
+    }
+  }
+
+  // ---- internals -----------------------------------------------------------------------------------
+
+  private slot(name: string): VmSlot {
+    checkVmName(name);
+    const slot = this.slots.get(name);
+    if (slot) return slot;
+    const broken = this.broken.get(name);
+    if (broken) throw broken;
+    throw new VmNotFoundError(name);
+  }
+
+  private view(slot: VmSlot): VmView {
+    return { kind: "tsvm#instance", ...slot.record, vmmPid: slot.vmm?.pid ?? null };
+  }
+
+  private sizeOf(req: InsertRequest): { name: string; cpus: number; memoryMiB: number; description: string } {
+    if (req.machineType !== undefined) {
+      const type = resolveMachineType(req.machineType);
+      if (
+        (req.cpus !== undefined && req.cpus !== type.cpus) ||
+        (req.memoryMiB !== undefined && req.memoryMiB !== type.memoryMiB)
+      )
+        throw new HypervisorError(
+          "invalid-argument",
+          `machine type ${type.name} has ${type.description}; give either a machine type or cpus and memory, not both`,
+        );
+      return type;
+    }
+    if (req.cpus === undefined && req.memoryMiB === undefined)
+      return resolveMachineType(DEFAULT_MACHINE_TYPE);
+    const fallback = resolveMachineType(DEFAULT_MACHINE_TYPE);
+    return machineTypeFor(req.cpus ?? fallback.cpus, req.memoryMiB ?? fallback.memoryMiB);
+  }
+
+  private allocations(): VmAllocation[] {
+    const out: VmAllocation[] = [...this.reservations.values()];
+    for (const s of this.slots.values())
+      out.push({
+        name: s.record.name,
+        status: s.record.status,
+        cpus: s.record.cpus,
+        memoryMiB: s.record.memoryMiB,
+      });
+    return out;
+  }
+
+  /** Admission for start/resume: synchronous check and reservation, so no other request can take the room. */
+  private admit(slot: VmSlot): void {
+    const { name, cpus, memoryMiB } = slot.record;
+    checkAdmission(this.config.capacity, this.allocations(), { name, cpus, memoryMiB, diskMiB: 0 });
+    this.reservations.set(name, { name: `${name} (reserved)`, status: "PROVISIONING", cpus, memoryMiB });
+  }
+
+  /**
+   * Queues `work` as an operation on the VM. When the VM is idle the action's legality (and `prepare`,
+   * e.g. admission) is checked now, so an illegal request fails at once and changes nothing; a request
+   * queued behind others is checked when its turn comes, and fails as an operation error.
+   */
+  private submit(
+    slot: VmSlot,
+    type: OperationType,
+    action: VmAction | null,
+    prepare: () => void,
+    work: (op: Operation) => Promise<void>,
+  ): OperationView {
+    const check = () => {
+      if (slot.deleted) throw new VmNotFoundError(slot.record.name);
+      if (action) checkAction(action, slot.record.status, slot.record.name);
+      prepare();
+    };
+    let checked = false;
+    if (slot.busy === 0) {
+      check();
+      checked = true;
+    }
+    const op = this.operations.create(type, slot.record.name);
+    this.enqueue(slot, op, async () => {
+      if (!checked) check();
+      await work(op);
+    });
+    return op.view();
+  }
+
+  private enqueueSystem(slot: VmSlot, type: OperationType, work: () => Promise<void>): void {
+    this.enqueue(slot, this.operations.create(type, slot.record.name), work);
+  }
+
+  private enqueue(slot: VmSlot, op: Operation, work: () => Promise<void>): void {
+    slot.busy++;
+    slot.queue = slot.queue
+      .then(() => this.operations.run(op, work))
+      .finally(() => {
+        slot.busy--;
+      });
+  }
+
+  private async setStatus(
+    slot: VmSlot,
+    to: VmStatus,
+    reason: string,
+    patch: Partial<VmRecord> = {},
+  ): Promise<void> {
+    const from = slot.record.status;
+    transition(from, to);
+    const at = this.now().toISOString();
+    const next: VmRecord = {
+      ...slot.record,
+      ...patch,
+      status: to,
+      history: withHistory(slot.record, { at, from, to, reason }),
+    };
+    await this.config.store.write(next);
+    slot.record = next;
+    this.events.append({
+      time: at,
+      type: "transition",
+      vmName: next.name,
+      vmId: next.id,
+      from,
+      to,
+      message: reason,
+    });
+  }
+
+  /** PROVISIONING → STAGING → RUNNING with a fresh boot; a VMM that cannot start leaves the VM TERMINATED. */
+  private async bootFromProvisioning(slot: VmSlot, op: Operation, why: string): Promise<void> {
+    await this.setStatus(slot, "STAGING", `${why}: starting the VMM`);
+    op.progress = 60;
+    await this.bootFromStaging(slot, why);
+  }
+
+  private async bootFromStaging(slot: VmSlot, why: string): Promise<void> {
+    let vmm: VmmHandle;
+    try {
+      vmm = await this.config.launcher.launch(slot.record, this.config.store.paths(slot.record.name), "boot");
+    } catch (e) {
+      const message = (e as Error).message;
+      await this.setStatus(slot, "TERMINATED", message, {
+        statusMessage: message,
+        lastStopTimestamp: this.now().toISOString(),
+      });
+      throw e;
+    }
+    this.attach(slot, vmm);
+    await this.setStatus(slot, "RUNNING", `${why}: the guest is booting`, {
+      lastStartTimestamp: this.now().toISOString(),
+    });
+  }
+
+  /** Makes `vmm` the VM's VMM and watches for its exit. */
+  private attach(slot: VmSlot, vmm: VmmHandle): void {
+    slot.vmm = vmm;
+    void vmm.exited.then((exit) => {
+      if (slot.vmm !== vmm || slot.deleted) return;
+      if (slot.expectingExit) return; // the operation that expects it handles it
+      slot.vmm = undefined;
+      this.enqueueSystem(slot, exit.reason === "poweroff" ? "stop" : "repair", () =>
+        this.onUnexpectedExit(slot, exit),
+      );
+    });
+  }
+
+  private async onUnexpectedExit(slot: VmSlot, exit: VmmExit): Promise<void> {
+    if (slot.record.status !== "RUNNING") return;
+    if (exit.reason === "poweroff") {
+      // As on Compute Engine, a guest that shuts itself down goes STOPPING → TERMINATED.
+      await this.setStatus(slot, "STOPPING", exit.detail);
+      await this.setStatus(slot, "TERMINATED", "stopped: CPU and memory released", {
+        lastStopTimestamp: this.now().toISOString(),
+      });
+      return;
+    }
+    await this.setStatus(slot, "REPAIRING", exit.detail, { statusMessage: exit.detail });
+    await this.repair(slot, exit);
+  }
+
+  /** From REPAIRING: a fresh boot when automaticRestart allows it (and the VM is not crash-looping). */
+  private async repair(slot: VmSlot, exit: VmmExit): Promise<void> {
+    const nowMs = this.now().getTime();
+    slot.restarts = slot.restarts.filter((t) => nowMs - t < CRASH_LOOP_WINDOW_MS);
+    let refusal: string | undefined;
+    if (!slot.record.automaticRestart)
+      refusal = `automaticRestart is off; the VM stays down after: ${exit.detail}`;
+    else if (slot.restarts.length >= CRASH_LOOP_MAX_RESTARTS)
+      refusal = `restarted ${slot.restarts.length} times in ${CRASH_LOOP_WINDOW_MS / 60_000} minutes; automatic restart gave up after: ${exit.detail}`;
+    if (refusal) {
+      await this.setStatus(slot, "TERMINATED", refusal, {
+        statusMessage: refusal,
+        lastStopTimestamp: this.now().toISOString(),
+      });
+      return;
+    }
+    slot.restarts.push(nowMs);
+    await this.setStatus(slot, "STAGING", "automatic restart: starting a fresh VMM");
+    await this.bootFromStaging(slot, "automatic restart");
+  }
+
+  /** RUNNING or SUSPENDED → STOPPING → TERMINATED; a running guest is asked to power off, then forced. */
+  private async stopSlot(slot: VmSlot, reason: string): Promise<void> {
+    const wasSuspended = slot.record.status === "SUSPENDED";
+    await this.setStatus(slot, "STOPPING", reason);
+    const vmm = slot.vmm;
+    let how = "stopped";
+    if (vmm) {
+      slot.expectingExit = true;
+      try {
+        const exit = await vmm.stop(this.config.stopTimeoutMs);
+        how =
+          exit.reason === "poweroff" ? "the guest powered off" : `the guest was forced off (${exit.detail})`;
+      } finally {
+        slot.expectingExit = false;
+        slot.vmm = undefined;
+      }
+    }
+    if (wasSuspended) {
+      await rm(this.config.store.paths(slot.record.name).stateDir, { recursive: true, force: true });
+      how = "the saved state was discarded";
+    }
+    await this.setStatus(slot, "TERMINATED", `${how}; CPU and memory released`, {
+      lastStopTimestamp: this.now().toISOString(),
+      statusMessage: "",
+    });
+  }
+
+  /** After a daemon restart: re-attach to a VM's VMM and settle whatever the old daemon left mid-way. */
+  private async recover(slot: VmSlot): Promise<void> {
+    const paths = this.config.store.paths(slot.record.name);
+    const found = await this.config.launcher.reattach(slot.record, paths);
+    const status = slot.record.status;
+    if ("pid" in found) {
+      this.attach(slot, found);
+      const note = "re-attached to its running VMM after a daemon restart";
+      if (status === "RUNNING") return;
+      if (status === "STOPPING") {
+        slot.expectingExit = true;
+        try {
+          await found.stop(this.config.stopTimeoutMs);
+        } finally {
+          slot.expectingExit = false;
+          slot.vmm = undefined;
+        }
+        await this.setStatus(slot, "TERMINATED", "stopped (completed after a daemon restart)", {
+          lastStopTimestamp: this.now().toISOString(),
+        });
+        return;
+      }
+      if (status === "PROVISIONING") await this.setStatus(slot, "STAGING", note);
+      if (status === "REPAIRING") await this.setStatus(slot, "STAGING", note);
+      // SUSPENDING: the suspend request died with the old daemon; the guest runs on.
+      await this.setStatus(slot, "RUNNING", note);
+      return;
+    }
+    const exit = found.exit;
+    const hasState = await stat(paths.stateDir).then(
+      () => true,
+      () => false,
+    );
+    switch (status) {
+      case "RUNNING":
+        return this.onUnexpectedExit(slot, exit);
+      case "STOPPING":
+        return this.setStatus(slot, "TERMINATED", "stopped (completed after a daemon restart)", {
+          lastStopTimestamp: this.now().toISOString(),
+        });
+      case "SUSPENDING":
+        if (exit.reason === "suspended")
+          return this.setStatus(slot, "SUSPENDED", "suspended (completed after a daemon restart)", {
+            lastSuspendedTimestamp: this.now().toISOString(),
+          });
+        await this.setStatus(slot, "REPAIRING", exit.detail, { statusMessage: exit.detail });
+        return this.repair(slot, exit);
+      case "REPAIRING":
+        return this.repair(slot, exit);
+      case "PROVISIONING":
+      case "STAGING": {
+        const message = "the start was interrupted by a daemon restart";
+        return this.setStatus(slot, hasState ? "SUSPENDED" : "TERMINATED", message, {
+          statusMessage: message,
+        });
+      }
+      default:
+        return;
+    }
+  }
+}
