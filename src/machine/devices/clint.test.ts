@@ -187,3 +187,16 @@ test("hostile guest: random accesses never throw and keep MTIP = (mtime >= mtime
     }
   }
 });
+
+test("reset: mtime back to 0, timers disarmed, software interrupts cleared", () => {
+  const { clint, clock, mtip, msip } = rig(1, 5);
+  clock.now = 10;
+  writeCmp(clint, 0, 1);
+  clint.write(0, 4, 1);
+  assert.equal(mtip[0].high, true);
+  clint.reset();
+  assert.equal(clint.mtime(), 0);
+  assert.equal(mtip[0].high, false);
+  assert.equal(msip[0].high, false);
+  assert.equal(clint.nextDeadlineMs(), Number.POSITIVE_INFINITY);
+});

@@ -193,3 +193,17 @@ test("hostile guest: random accesses never throw; IRQ = pending && enabled; time
     assert.ok(t >= 0n && t < 1n << 64n);
   }
 });
+
+test("reset: alarm and interrupt off, the guest's time kept", () => {
+  const { rtc, irq } = rig();
+  setTime(rtc, 42_000_000_000n);
+  rtc.write(RTC_IRQ_ENABLED, 4, 1);
+  setAlarm(rtc, 1n);
+  assert.equal(irq.high, true);
+  setAlarm(rtc, 50_000_000_000n);
+  rtc.reset();
+  assert.equal(irq.high, false);
+  assert.equal(rtc.read(RTC_ALARM_STATUS, 4), 0);
+  assert.equal(rtc.read(RTC_IRQ_ENABLED, 4), 0);
+  assert.equal(readTime(rtc), 42_000_000_000n);
+});

@@ -244,3 +244,16 @@ test("hostile guest: random accesses never throw, never claim a non-source, keep
   }
   assert.ok(claims > 10, `the random guest should claim something (${claims})`);
 });
+
+test("reset: configuration cleared, a line still high is pending again", () => {
+  const { plic, out } = rig();
+  priority(plic, 4, 5);
+  enable(plic, 0, 4);
+  plic.sourceLine(4).set(true);
+  assert.equal(claim(plic, 0), 4);
+  plic.reset();
+  assert.equal(plic.read(16, 4), 0);
+  assert.equal(plic.read(PLIC_ENABLE_BASE, 4), 0);
+  assert.equal(pendingBit(plic, 4), 1, "no longer claimed; its line is high");
+  assert.equal(out[0].high, false, "priority 0 after reset");
+});

@@ -283,3 +283,18 @@ test("hostile guest: random accesses never throw; FIFO ≤ 16, IRQ = IIR, no inp
   }
   assert.equal(uart.inputPending, 0);
 });
+
+test("reset: registers to power-on values, FIFO emptied, waiting host input kept", () => {
+  const { uart, irq } = rig();
+  wr(uart, UART_FCR, 0x01);
+  wr(uart, UART_IER, 0x0f);
+  wr(uart, UART_LCR, 0x83);
+  uart.receive(bytes("0123456789abcdefXY"));
+  uart.reset();
+  assert.equal(irq.high, false);
+  assert.equal(rd(uart, UART_IER), 0);
+  assert.equal(rd(uart, UART_LCR), 0);
+  assert.equal(rd(uart, UART_MCR), 0x08, "OUT2, as QEMU");
+  assert.equal(rd(uart, UART_IIR), 0x01);
+  assert.equal(String.fromCharCode(rd(uart, UART_RX)), "X", "FIFO dropped, host queue refills it");
+});
