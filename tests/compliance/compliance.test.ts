@@ -87,24 +87,24 @@ function build(name: string, gccVersion: string): string {
   return elf;
 }
 
-/** Turns a finished run into an assertion that names the failing check. */
-function assertPassed(
-  where: string,
-  name: string,
-  r: SpawnSyncReturns<string>,
-  requireUartPass: boolean,
-): void {
+/** Turns a finished run into an assertion that names the failing check. The exit code carries the
+ * verdict, and the UART line ("PASS" or "FAIL <n>", printed by runtime.S) must agree with it: an exit
+ * code of 0 without "PASS" is not a pass. */
+function assertPassed(where: string, name: string, r: SpawnSyncReturns<string>): void {
   const output = `${r.stdout ?? ""}${r.stderr ?? ""}`.trim();
   if (r.error !== undefined) {
     const timedOut = (r.error as NodeJS.ErrnoException).code === "ETIMEDOUT";
     assert.fail(`${name} on ${where}: ${timedOut ? "timed out (no report)" : r.error.message}\n${output}`);
   }
   if (r.status === null) assert.fail(`${name} on ${where}: killed by ${r.signal}\n${output}`);
+  const uartFail = /FAIL (\d+)/.exec(r.stdout);
+  if (uartFail !== null) {
+    assert.fail(`${name} on ${where}: check ${uartFail[1]} failed (exit code ${r.status})\n${output}`);
+  }
   if (r.status !== 0) {
     assert.fail(`${name} on ${where}: check ${r.status} failed (exit code ${r.status})\n${output}`);
   }
-  if (requireUartPass)
-    assert.match(r.stdout, /PASS/, `${name} on ${where}: exit code 0 but no PASS on the UART\n${output}`);
+  assert.match(r.stdout, /PASS/, `${name} on ${where}: exit code 0 but no PASS on the UART\n${output}`);
 }
 
 const gccFound = commandWorks(GCC, ["--version"]);
@@ -128,7 +128,7 @@ if (!gccFound) {
           ["-M", "virt", "-bios", "none", "-kernel", elf, "-nographic", "-smp", "1", "-m", "128M"],
           { encoding: "utf8", timeout: QEMU_TIMEOUT_MS, stdio: ["ignore", "pipe", "pipe"] },
         );
-        assertPassed("QEMU", name, r, true);
+        assertPassed("QEMU", name, r);
       });
       await t.test("tsvm", (tt) => {
         if (!tsvmRunAvailable) {
@@ -140,7 +140,7 @@ if (!gccFound) {
           timeout: TSVM_TIMEOUT_MS,
           stdio: ["ignore", "pipe", "pipe"],
         });
-        assertPassed("tsvm", name, r, false);
+        assertPassed("tsvm", name, r);
       });
     });
   }
