@@ -236,5 +236,10 @@
   CHECK_NUM(n); FP_DATA(a, 0, 0, result); ld a2, 0(t5); fsflags x0; inst f3, a2, rm; fmv.x.d a0, f3; \
   frflags a1; ld t6, 24(t5); bne a0, t6, fail; li t6, flags; bne a1, t6, fail
 
+// ... for the conversions that are always exact and take no rounding mode (fcvt.d.w, fcvt.d.wu).
+#define TEST_INT_FP_OP_EXACT(n, inst, flags, result, a) \
+  CHECK_NUM(n); FP_DATA(a, 0, 0, result); ld a2, 0(t5); fsflags x0; inst f3, a2; fmv.x.d a0, f3; \
+  frflags a1; ld t6, 24(t5); bne a0, t6, fail; li t6, flags; bne a1, t6, fail
+
 #endif // __ASSEMBLER__
 #endif // TSVM_COMPLIANCE_TEST_H
