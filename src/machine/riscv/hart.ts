@@ -9,8 +9,8 @@
 import type { GuestRam } from "../bus/guest-ram.ts";
 import type { PhysBus } from "../bus/phys-bus.ts";
 import { type ComponentState, checkState } from "../state/stateful.ts";
-import { executeFp } from "./fpu.ts";
-import { div64, divu64, mul64, mulh64, mulhsu64, mulhu64, remainder, wide } from "./mul-div-64.ts";
+import { executeFp as importedExecuteFp } from "./fpu.ts";
+import * as md from "./mul-div-64.ts";
 import {
   CAUSE_BREAKPOINT,
   CAUSE_FETCH_ACCESS,
@@ -116,7 +116,20 @@ import {
   SSTATUS_HI_XL,
   SSTATUS_VISIBLE,
 } from "./priv-spec.ts";
-import { RVC_TABLE } from "./rvc.ts";
+import { RVC_TABLE as IMPORTED_RVC_TABLE } from "./rvc.ts";
+
+// Imported bindings copied into module constants: a loader that compiles modules to CommonJS (tsx) turns
+// every use of an imported name into a getter call, which costs more than the instruction itself here.
+const RVC_TABLE = IMPORTED_RVC_TABLE;
+const executeFp = importedExecuteFp;
+const wide = md.wide;
+const remainder = md.remainder;
+const mul64 = md.mul64;
+const mulh64 = md.mulh64;
+const mulhsu64 = md.mulhsu64;
+const mulhu64 = md.mulhu64;
+const div64 = md.div64;
+const divu64 = md.divu64;
 
 /** Thrown (never allocated per use) when an instruction traps; cause and tval are on the hart. */
 const TRAP_SIGNAL = { trap: true } as const;
