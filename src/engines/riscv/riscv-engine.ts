@@ -49,6 +49,10 @@ export interface RiscvEngineOptions {
   readonly disks?: readonly BlockBackend[];
   /** A guest reset reboots the machine in place (default) or ends the run with exit reason "reset". */
   readonly onReset?: "reboot" | "exit";
+  /** Called after each in-place reboot (the guest asked for a reset). */
+  readonly onReboot?: () => void;
+  /** Writes one line per 100 ms of guest running: each hart's pc, privilege and instret (TSVM_TRACE). */
+  readonly trace?: (line: string) => void;
 }
 
 const performanceClock: Clock = { nowMs: () => performance.now() };
@@ -113,10 +117,15 @@ export class RiscvEngine implements Engine {
   private rateWindowInstr = 0;
   private rate = 0;
   private readonly onReset: "reboot" | "exit";
+  private readonly onReboot: () => void;
+  private readonly trace: ((line: string) => void) | null;
+  private lastTraceMs = 0;
 
   /** Throws MachineError (bad configuration, images that do not fit) with a message for the user. */
   constructor(options: RiscvEngineOptions) {
     this.onReset = options.onReset ?? "reboot";
+    this.onReboot = options.onReboot ?? (() => {});
+    this.trace = options.trace ?? null;
     this.exited = new Promise((resolve) => {
       this.resolveExit = resolve;
     });
@@ -184,10 +193,20 @@ export class RiscvEngine implements Engine {
     };
   }
 
+  private traceLine(now: number): string {
+    const harts = this.board.harts.map((h, i) => {
+      const pc = ((h.pcHi >>> 0) * 0x1_0000_0000 + (h.pcLo >>> 0)).toString(16).padStart(16, "0");
+      return `hart${i} pc=${pc} priv=${"USHM"[h.privilege]}${h.waiting ? " wfi" : ""} instret=${h.instretCount()}`;
+    });
+    const mips = (this.rate / 1e6).toFixed(1);
+    return `[${((now - this.startedAt) / 1000).toFixed(2)}s ${mips} MIPS budget=${this.budget}] ${harts.join("  ")}`;
+  }
+
   private onPower(event: PowerEvent): void {
     if (event.kind === "reset") {
       this.resets++;
       if (this.onReset === "exit") this.finish({ kind: "reset" });
+      else this.onReboot();
       return;
     }
     this.finish(event);
@@ -245,6 +264,10 @@ export class RiscvEngine implements Engine {
       this.rate = (this.rateWindowInstr * 1000) / (now - this.rateWindowStart);
       this.rateWindowStart = now;
       this.rateWindowInstr = 0;
+    }
+    if (this.trace && now - this.lastTraceMs >= 100) {
+      this.lastTraceMs = now;
+      this.trace(this.traceLine(now));
     }
     if (this.current !== "running") return;
     if (board.allWaiting) {
