@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import { executeFp, type FpuHost } from "./fpu.ts";
+import { sfSetFastPaths } from "./softfloat.ts";
 
 class IllegalInstruction extends Error {
   constructor(readonly insn: number) {
@@ -279,14 +280,25 @@ function runVectors(path: URL): { total: number; failures: string[] } {
   return { total, failures };
 }
 
+const vectorsUrl = new URL(
+  process.env.FPU_VECTORS ?? "../../../tests/fixtures/fpu/fpu-vectors.txt",
+  process.env.FPU_VECTORS ? `file://${process.cwd()}/` : import.meta.url,
+);
+
 test("matches qemu-riscv64 on the recorded F/D vectors (all rounding modes, flags included)", () => {
-  const url = new URL(
-    process.env.FPU_VECTORS ?? "../../../tests/fixtures/fpu/fpu-vectors.txt",
-    process.env.FPU_VECTORS ? `file://${process.cwd()}/` : import.meta.url,
-  );
-  const { total, failures } = runVectors(url);
+  const { total, failures } = runVectors(vectorsUrl);
   assert.ok(total > 1000, `only ${total} vectors`);
   assert.deepEqual(failures.slice(0, 40), [], `${failures.length} of ${total} vectors differ`);
+});
+
+test("the exact integer path alone also matches every vector (round-to-nearest fast paths off)", () => {
+  sfSetFastPaths(false);
+  try {
+    const { total, failures } = runVectors(vectorsUrl);
+    assert.deepEqual(failures.slice(0, 40), [], `${failures.length} of ${total} vectors differ`);
+  } finally {
+    sfSetFastPaths(true);
+  }
 });
 
 // ---- hand-checked behaviour ----

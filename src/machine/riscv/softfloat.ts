@@ -435,6 +435,202 @@ function addTerms(
   roundPack(sign, WR, e, fmt, rm);
 }
 
+// ---- round-to-nearest-even fast paths ----
+//
+// JS arithmetic is IEEE binary64 with round-to-nearest-even, so under RNE the host computes the result and
+// only the flags need proof: error-free transformations (TwoSum, Dekker's TwoProduct) tell whether the
+// rounded result is exact. Singles go through binary64 and Math.fround, which rounds correctly for + - * /
+// and sqrt because 53 >= 2 * 24 + 2 (double rounding is innocuous). Anything near overflow, underflow or the
+// limits of the transformations, and every NaN or infinity, falls back to the exact integer path.
+
+let fastPaths = true;
+
+/** Turns the fast paths off (tests run the vectors through both paths) or back on. */
+export function sfSetFastPaths(on: boolean): void {
+  fastPaths = on;
+}
+
+const F64 = new Float64Array(1);
+const F32 = new Float32Array(F64.buffer, 0, 1);
+const I32 = new Int32Array(F64.buffer);
+// Word order of a binary64 in a typed array follows the host's endianness.
+F64[0] = 1;
+const HI = I32[1] === 0x3ff00000 ? 1 : 0;
+const LO = 1 - HI;
+
+const SPLIT = 134217729; // 2^27 + 1: Veltkamp's splitter for binary64
+const TWO_M960 = 2 ** -960;
+const TWO_995 = 2 ** 995;
+const TWO_M125 = 2 ** -125;
+
+function toDouble(lo: number, hi: number): number {
+  I32[LO] = lo;
+  I32[HI] = hi;
+  return F64[0];
+}
+
+function toSingle(bits: number): number {
+  I32[0] = bits;
+  return F32[0];
+}
+
+function putDouble(x: number): void {
+  F64[0] = x;
+  sf.lo = I32[LO];
+  sf.hi = I32[HI];
+}
+
+function putSingle(x: number): void {
+  F32[0] = x;
+  sf.lo = I32[0];
+  sf.hi = -1;
+}
+
+/** The rounding error of a + b = s (Knuth's TwoSum), exact when s is finite. */
+function twoSumErr(a: number, b: number, s: number): number {
+  const bb = s - a;
+  return a - (s - bb) + (b - bb);
+}
+
+/**
+ * The rounding error of a * b = p (Dekker's TwoProduct), exact when |a|, |b| < 2^995 and |p| >= 2^-960, so
+ * the split never overflows and every partial product stays above the subnormal range.
+ */
+function twoProductErr(a: number, b: number, p: number): number {
+  let c = SPLIT * a;
+  const ah = c - (c - a);
+  const al = a - ah;
+  c = SPLIT * b;
+  const bh = c - (c - b);
+  const bl = b - bh;
+  return ah * bh - p + ah * bl + al * bh + al * bl;
+}
+
+function finiteD(hi: number): boolean {
+  return (hi & 0x7ff00000) !== 0x7ff00000;
+}
+
+function finiteS(bits: number): boolean {
+  return (bits & 0x7f800000) !== 0x7f800000;
+}
+
+function fastAdd(
+  fmt: number,
+  aLo: number,
+  aHi: number,
+  bLo: number,
+  bHi: number,
+  subtract: boolean,
+): boolean {
+  if (fmt === FMT_D) {
+    if (!finiteD(aHi) || !finiteD(bHi)) return false;
+    const a = toDouble(aLo, aHi);
+    const b = subtract ? -toDouble(bLo, bHi) : toDouble(bLo, bHi);
+    const s = a + b;
+    if (s === Number.POSITIVE_INFINITY || s === Number.NEGATIVE_INFINITY) return false;
+    // A sum that lands in the subnormal range is exact, so addition never underflows.
+    if (twoSumErr(a, b, s) !== 0) sf.flags = FFLAGS_NX;
+    putDouble(s);
+    return true;
+  }
+  if (!finiteS(aLo) || !finiteS(bLo)) return false;
+  const a = toSingle(aLo);
+  const b = subtract ? -toSingle(bLo) : toSingle(bLo);
+  const s = a + b;
+  const r = Math.fround(s);
+  if (r === Number.POSITIVE_INFINITY || r === Number.NEGATIVE_INFINITY) return false;
+  if (r !== s || twoSumErr(a, b, s) !== 0) sf.flags = FFLAGS_NX;
+  putSingle(r);
+  return true;
+}
+
+function fastMul(fmt: number, aLo: number, aHi: number, bLo: number, bHi: number): boolean {
+  if (fmt === FMT_D) {
+    if (!finiteD(aHi) || !finiteD(bHi)) return false;
+    const a = toDouble(aLo, aHi);
+    const b = toDouble(bLo, bHi);
+    const p = a * b;
+    if (a === 0 || b === 0) {
+      putDouble(p); // an exact, correctly signed zero
+      return true;
+    }
+    const m = Math.abs(p);
+    if (m < TWO_M960 || m === Number.POSITIVE_INFINITY || Math.abs(a) >= TWO_995 || Math.abs(b) >= TWO_995)
+      return false;
+    if (twoProductErr(a, b, p) !== 0) sf.flags = FFLAGS_NX;
+    putDouble(p);
+    return true;
+  }
+  if (!finiteS(aLo) || !finiteS(bLo)) return false;
+  const p = toSingle(aLo) * toSingle(bLo); // exact: 48 significant bits at most
+  const r = Math.fround(p);
+  const m = Math.abs(r);
+  if (m === Number.POSITIVE_INFINITY || (m < TWO_M125 && p !== 0)) return false;
+  if (r !== p) sf.flags = FFLAGS_NX;
+  putSingle(r);
+  return true;
+}
+
+function fastDiv(fmt: number, aLo: number, aHi: number, bLo: number, bHi: number): boolean {
+  if (fmt === FMT_D) {
+    if (!finiteD(aHi) || !finiteD(bHi)) return false;
+    const a = toDouble(aLo, aHi);
+    const b = toDouble(bLo, bHi);
+    if (b === 0) return false;
+    const q = a / b;
+    if (a === 0) {
+      putDouble(q);
+      return true;
+    }
+    // The quotient is exact exactly when q * b reproduces a with no rounding error.
+    if (
+      Math.abs(q) >= TWO_995 ||
+      Math.abs(b) >= TWO_995 ||
+      Math.abs(a) < TWO_M960 ||
+      Math.abs(q) < TWO_M960
+    ) {
+      return false;
+    }
+    const p = q * b;
+    if (p !== a || twoProductErr(q, b, p) !== 0) sf.flags = FFLAGS_NX;
+    putDouble(q);
+    return true;
+  }
+  if (!finiteS(aLo) || !finiteS(bLo)) return false;
+  const a = toSingle(aLo);
+  const b = toSingle(bLo);
+  if (b === 0) return false;
+  const r = Math.fround(a / b);
+  const m = Math.abs(r);
+  if (m === Number.POSITIVE_INFINITY || (m < TWO_M125 && a !== 0)) return false;
+  if (r * b !== a) sf.flags = FFLAGS_NX; // r * b is exact in binary64
+  putSingle(r);
+  return true;
+}
+
+function fastSqrt(fmt: number, aLo: number, aHi: number): boolean {
+  if (fmt === FMT_D) {
+    if (!finiteD(aHi) || aHi < 0) return false;
+    const a = toDouble(aLo, aHi);
+    if (a === 0) {
+      putDouble(a);
+      return true;
+    }
+    if (a < TWO_M960) return false;
+    const r = Math.sqrt(a);
+    const p = r * r;
+    if (p !== a || twoProductErr(r, r, p) !== 0) sf.flags = FFLAGS_NX;
+    putDouble(r);
+    return true;
+  }
+  if (!finiteS(aLo) || aLo < 0) return false;
+  const a = toSingle(aLo);
+  const r = Math.fround(Math.sqrt(a));
+  if (r * r !== a) sf.flags = FFLAGS_NX; // exact in binary64
+  putSingle(r);
+  return true;
+}
+
 // ---- operations: each clears sf.flags, then leaves its result and flags in sf ----
 
 /** a + b, or a - b when `subtract`. */
@@ -448,6 +644,7 @@ export function sfAdd(
   rm: number,
 ): void {
   sf.flags = 0;
+  if (rm === RM_RNE && fastPaths && fastAdd(fmt, aLo, aHi, bLo, bHi, subtract)) return;
   unpack(fmt, aLo, aHi);
   const ac = uCls;
   const as = uSign;
@@ -488,6 +685,7 @@ export function sfAdd(
 
 export function sfMul(fmt: number, aLo: number, aHi: number, bLo: number, bHi: number, rm: number): void {
   sf.flags = 0;
+  if (rm === RM_RNE && fastPaths && fastMul(fmt, aLo, aHi, bLo, bHi)) return;
   unpack(fmt, aLo, aHi);
   const ac = uCls;
   const as = uSign;
@@ -520,6 +718,7 @@ export function sfMul(fmt: number, aLo: number, aHi: number, bLo: number, bHi: n
 
 export function sfDiv(fmt: number, aLo: number, aHi: number, bLo: number, bHi: number, rm: number): void {
   sf.flags = 0;
+  if (rm === RM_RNE && fastPaths && fastDiv(fmt, aLo, aHi, bLo, bHi)) return;
   unpack(fmt, aLo, aHi);
   const ac = uCls;
   const as = uSign;
@@ -576,6 +775,7 @@ export function sfDiv(fmt: number, aLo: number, aHi: number, bLo: number, bHi: n
 
 export function sfSqrt(fmt: number, aLo: number, aHi: number, rm: number): void {
   sf.flags = 0;
+  if (rm === RM_RNE && fastPaths && fastSqrt(fmt, aLo, aHi)) return;
   unpack(fmt, aLo, aHi);
   if (uCls >= C_QNAN) {
     nanResult(fmt, uCls, C_ZERO, C_ZERO);
