@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { assembleElf } from "../../engines/riscv/cross-assembler.ts";
+import { MemoryBlockBackend } from "../devices/virtio/memory-block-backend.ts";
 import type { BlockBackend, CharSink } from "../ports.ts";
 import { type PowerEvent, RiscvVirtBoard, type RiscvVirtConfig } from "./riscv-virt.ts";
 
@@ -171,6 +172,37 @@ flag: .word 0
   for (let i = 0; i < 100 && reset.events.length < 3; i++) reset.board.runSlice(10_000);
   assert.deepEqual(reset.events.slice(0, 3), [{ kind: "reset" }, { kind: "reset" }, { kind: "reset" }]);
   assert.match(reset.out(), /^BBB/);
+});
+
+test("virtio-mmio slots: disks first, then virtio-rng, the rest empty (DeviceID 0) as on QEMU", () => {
+  const run = boot(
+    `
+  li s0, 0x10001000
+  li s1, 0x74726976          # "virt"
+  li a0, 0
+  li s2, 0                   # slot
+slot: lw t0, 0(s0)             # MagicValue
+  bne t0, s1, bad
+  lw t0, 4(s0)               # Version 2 (modern)
+  li t1, 2
+  bne t0, t1, bad
+  lw t0, 8(s0)               # DeviceID, 4 bits per slot
+  slli t1, s2, 2
+  sll t0, t0, t1
+  or a0, a0, t0
+  li t1, 0x1000
+  add s0, s0, t1
+  addi s2, s2, 1
+  li t1, 8
+  blt s2, t1, slot
+  j htif_exit
+bad: li a0, 0xfff
+  j htif_exit`,
+    {},
+    [new MemoryBlockBackend(1024 * 1024)],
+  );
+  // Slot 0: block (2), slot 1: entropy (4), slots 2..7: nothing.
+  assert.deepEqual(runUntilEvent(run), { kind: "htif-exit", code: 0x42 });
 });
 
 test("configuration errors read as messages for the user", () => {
