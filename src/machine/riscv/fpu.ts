@@ -4,22 +4,24 @@
 // Registers are never read into a JS number and written back: moves, sign injection, loads and stores work
 // on the raw bits, so NaN payloads survive; arithmetic goes through softfloat.ts, which rounds exactly.
 
-import {
-  FMT_D,
-  FMT_S,
-  sf,
-  sfAdd,
-  sfClass,
-  sfCompare,
-  sfCvtFF,
-  sfCvtFromInt,
-  sfCvtToInt,
-  sfDiv,
-  sfFma,
-  sfMinMax,
-  sfMul,
-  sfSqrt,
-} from "./softfloat.ts";
+import * as softfloat from "./softfloat.ts";
+
+// Imported bindings copied into module constants: a loader that compiles modules to CommonJS (tsx) turns
+// every use of an imported name into a getter call, which would cost more than the operation itself.
+const FMT_D = softfloat.FMT_D;
+const FMT_S = softfloat.FMT_S;
+const sf = softfloat.sf;
+const sfAdd = softfloat.sfAdd;
+const sfClass = softfloat.sfClass;
+const sfCompare = softfloat.sfCompare;
+const sfCvtFF = softfloat.sfCvtFF;
+const sfCvtFromInt = softfloat.sfCvtFromInt;
+const sfCvtToInt = softfloat.sfCvtToInt;
+const sfDiv = softfloat.sfDiv;
+const sfFma = softfloat.sfFma;
+const sfMinMax = softfloat.sfMinMax;
+const sfMul = softfloat.sfMul;
+const sfSqrt = softfloat.sfSqrt;
 
 /** What the FPU needs from a hart (Rv64Hart implements it structurally). */
 export interface FpuHost {
