@@ -65,13 +65,20 @@ export class VirtioTestDriver {
   private next: number;
   readonly queues: TestQueue[] = [];
 
-  /** @param heapBase first guest-physical address this driver may allocate from (up to the end of RAM) */
+  /** @param heapBase first guest-physical address this driver may allocate from
+   *  @param heapEnd first address past what it may allocate (default: the end of RAM) */
   constructor(
     readonly dev: MmioDevice,
     readonly ram: GuestRam,
-    heapBase = ram.base,
+    readonly heapBase = ram.base,
+    readonly heapEnd = ram.base + ram.size,
   ) {
     this.next = heapBase;
+  }
+
+  /** Forgets every allocation (the caller knows nothing in use lies in the heap any more). */
+  resetHeap(at = this.heapBase): void {
+    this.next = at;
   }
 
   r32(off: number): number {
@@ -85,7 +92,7 @@ export class VirtioTestDriver {
   /** Allocates `len` bytes of guest RAM aligned to `align`; returns the guest-physical address. */
   alloc(len: number, align = 16): number {
     const a = Math.ceil(this.next / align) * align;
-    if (a + len > this.ram.base + this.ram.size) throw new Error("test driver ran out of guest RAM");
+    if (a + len > this.heapEnd) throw new Error("test driver ran out of guest RAM");
     this.next = a + len;
     return a;
   }
@@ -254,7 +261,8 @@ export class VirtioTestDriver {
   private freeChain(q: TestQueue, head: number): void {
     const v = this.ram.view;
     let i = head;
-    for (let n = 0; n < q.size; n++) {
+    // Tests also write hostile chains; walk them as carefully as a device would.
+    for (let n = 0; n < q.size && i < q.size && !q.freeDesc.includes(i); n++) {
       q.freeDesc.push(i);
       const d = q.desc - this.ram.base + 16 * i;
       if ((v.getUint16(d + 12, true) & VIRTQ_DESC_F_NEXT) === 0) return;
