@@ -370,32 +370,40 @@ export class Rv64Hart {
     const x = this.x;
     const u16 = this.u16;
     this.breakOut = false;
-    while (this.count < end) {
-      const pcLo = this.pcLo;
-      if ((pcLo & -4096) !== this.fPageLo || this.pcHi !== this.fPageHi) this.refillFetch();
-      let insn: number;
-      let len = 4;
-      if (this.fOff >= 0) {
-        const o = (this.fOff + (pcLo & 0xfff)) >> 1;
-        insn = u16[o];
-        if ((insn & 3) === 3) {
-          if ((pcLo & 0xfff) === 0xffe) insn = this.fetchCrossPage(insn);
-          else insn |= u16[o + 1] << 16;
-        } else len = 2;
-      } else {
-        insn = this.fetchMmio();
-        if ((insn & 3) !== 3) len = 2;
+    // The count lives in a local while the loop runs; `finally` stores it also when an instruction traps.
+    let n = this.count;
+    try {
+      while (n < end) {
+        const pcLo = this.pcLo;
+        if ((pcLo & -4096) !== this.fPageLo || this.pcHi !== this.fPageHi) this.refillFetch();
+        let insn: number;
+        let len = 4;
+        if (this.fOff >= 0) {
+          const o = (this.fOff + (pcLo & 0xfff)) >> 1;
+          insn = u16[o];
+          if ((insn & 3) === 3) {
+            if ((pcLo & 0xfff) === 0xffe) insn = this.fetchCrossPage(insn);
+            else insn |= u16[o + 1] << 16;
+          } else len = 2;
+        } else {
+          insn = this.fetchMmio();
+          if ((insn & 3) !== 3) len = 2;
+        }
+        if (len === 2) {
+          const e = RVC_TABLE[insn];
+          if (e === 0) this.illegal(insn);
+          insn = e;
+        }
+        // SYSTEM instructions may read or write the counters: give them the current count.
+        if ((insn & 0x7f) === 0x73) this.count = n;
+        this.exec(insn, len);
+        x[0] = 0;
+        x[1] = 0;
+        n++;
+        if (this.breakOut) break;
       }
-      if (len === 2) {
-        const e = RVC_TABLE[insn];
-        if (e === 0) this.illegal(insn);
-        insn = e;
-      }
-      this.exec(insn, len);
-      x[0] = 0;
-      x[1] = 0;
-      this.count++;
-      if (this.breakOut) return;
+    } finally {
+      this.count = n;
     }
   }
 
