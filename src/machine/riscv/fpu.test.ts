@@ -712,3 +712,71 @@ test("markFsDirty follows writes of FP registers and fflags only", () => {
   h.exec(opFp(CMP, S, 0, 1, 1, 2)); // rd = x0 is not written
   assert.equal(h.xr(0), "0000000000000000");
 });
+
+test("round-to-nearest fast paths agree with the exact path on random operands, flags included", () => {
+  let seed = 0x2545f491;
+  const rnd = (): number => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return seed >>> 0;
+  };
+  /** Random bits with a short or full significand and an exponent that is often at an edge of the range. */
+  const shaped = (fmt: number): [number, number] => {
+    const k = rnd() % 8;
+    const emax = fmt === S ? 0xfe : 0x7fe;
+    const bias = fmt === S ? 127 : 1023;
+    const e =
+      k === 0
+        ? rnd() % 3
+        : k === 1
+          ? emax - (rnd() % 3)
+          : k < 5
+            ? bias - 40 + (rnd() % 80)
+            : rnd() % (emax + 1);
+    let lo = rnd() | 0;
+    let hi = rnd() | 0;
+    const zeros = rnd() % 64;
+    if (rnd() & 1) {
+      if (zeros >= 32) {
+        lo = 0;
+        hi &= -1 << (zeros - 32);
+      } else lo &= -1 << zeros;
+    }
+    const sign = rnd() & 0x80000000;
+    if (fmt === S) return [sign | (e << 23) | (hi & 0x7fffff), -1];
+    return [lo, sign | (e << 20) | (hi & 0xfffff)];
+  };
+  const h = new TestHost();
+  let differences = 0;
+  const examples: string[] = [];
+  for (let n = 0; n < 30000; n++) {
+    const fmt = n & 1;
+    const funct5 = [ADD, SUB, MUL, DIV, SQRT][(n >> 1) % 5];
+    const [aLo, aHi] = shaped(fmt);
+    let [bLo, bHi] = shaped(fmt);
+    if (funct5 <= SUB && rnd() & 1) {
+      // Nearby exponents, so that sums cancel and round at every position.
+      if (fmt === S) bLo = (bLo & ~0x7f800000) | (aLo & 0x7f800000);
+      else bHi = (bHi & ~0x7ff00000) | (aHi & 0x7ff00000);
+    }
+    const results: string[] = [];
+    for (const fast of [true, false]) {
+      sfSetFastPaths(fast);
+      h.fr[2] = aLo;
+      h.fr[3] = aHi;
+      h.fr[4] = bLo;
+      h.fr[5] = bHi;
+      h.fflags = 0;
+      h.exec(opFp(funct5, fmt, 3, 1, funct5 === SQRT ? 0 : 2, RNE));
+      results.push(`${h.d(3)}/${h.fflags}`);
+    }
+    sfSetFastPaths(true);
+    if (results[0] !== results[1]) {
+      differences++;
+      if (examples.length < 10)
+        examples.push(`op ${funct5} fmt ${fmt} ${hex64(aHi, aLo)} ${hex64(bHi, bLo)}: ${results}`);
+    }
+  }
+  assert.deepEqual(examples, [], `${differences} differences`);
+});

@@ -63,15 +63,15 @@ const RM_DYN = 7;
 const NAN_BOX = -1;
 const CANONICAL_NAN_S = 0x7fc00000;
 
-// The address computed by effectiveAddress.
-let eaLo = 0;
-let eaHi = 0;
+// The address computed by effectiveAddress, [lo, hi]; a typed array so that storing a 32-bit value that is not
+// a small integer does not box it on every access.
+const EA = new Int32Array(2);
 
 /** x[rs1] + sign-extended imm as a 64-bit add with carry between the halves. */
 function effectiveAddress(h: FpuHost, rs1: number, imm: number): void {
   const sum = (h.x[2 * rs1] >>> 0) + imm;
-  eaLo = sum | 0;
-  eaHi = (h.x[2 * rs1 + 1] + Math.floor(sum / 4294967296)) | 0;
+  EA[0] = sum | 0;
+  EA[1] = h.x[2 * rs1 + 1] + Math.floor(sum / 4294967296);
 }
 
 /**
@@ -157,9 +157,9 @@ function loadFp(h: FpuHost, insn: number): void {
   effectiveAddress(h, (insn >>> 15) & 31, insn >> 20);
   if (width === 2) {
     // FLW: the load faults before anything changes; the loaded bits are NaN-boxed unmodified.
-    writeS(h, rd, h.loadFp32(eaLo, eaHi));
+    writeS(h, rd, h.loadFp32(EA[0], EA[1]));
   } else if (width === 3) {
-    h.loadFp64(eaLo, eaHi);
+    h.loadFp64(EA[0], EA[1]);
     writeD(h, rd, h.tmpLo, h.tmpHi);
   } else {
     h.raiseIllegalInstruction(insn);
@@ -171,8 +171,8 @@ function storeFp(h: FpuHost, insn: number): void {
   const rs2 = (insn >>> 20) & 31;
   effectiveAddress(h, (insn >>> 15) & 31, ((insn >> 25) << 5) | ((insn >>> 7) & 31));
   // FSW stores the low 32 bits whether or not they are NaN-boxed ("bits are not modified").
-  if (width === 2) h.storeFp32(eaLo, eaHi, h.fr[2 * rs2]);
-  else if (width === 3) h.storeFp64(eaLo, eaHi, h.fr[2 * rs2], h.fr[2 * rs2 + 1]);
+  if (width === 2) h.storeFp32(EA[0], EA[1], h.fr[2 * rs2]);
+  else if (width === 3) h.storeFp64(EA[0], EA[1], h.fr[2 * rs2], h.fr[2 * rs2 + 1]);
   else h.raiseIllegalInstruction(insn);
 }
 

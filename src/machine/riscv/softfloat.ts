@@ -156,10 +156,10 @@ function cmpWords(a: Uint32Array, b: Uint32Array): number {
   return 0;
 }
 
-let mulLo = 0;
-let mulHi = 0;
+// mul32's result [lo, hi], in a typed array so that values beyond the small-integer range are not boxed.
+const MUL = new Float64Array(2);
 
-/** mulHi:mulLo = a * b for unsigned 32-bit a, b, through 16-bit halves so every partial product is exact. */
+/** MUL[1]:MUL[0] = a * b for unsigned 32-bit a, b, through 16-bit halves so every partial product is exact. */
 function mul32(a: number, b: number): void {
   const al = a & 0xffff;
   const ah = a >>> 16;
@@ -167,8 +167,8 @@ function mul32(a: number, b: number): void {
   const bh = b >>> 16;
   const mid = al * bh + ah * bl; // < 2^33
   const lo = al * bl + (mid % 65536) * 65536; // < 2^33
-  mulLo = lo >>> 0;
-  mulHi = ah * bh + Math.floor(mid / 65536) + (lo >= TWO32 ? 1 : 0);
+  MUL[0] = lo >>> 0;
+  MUL[1] = ah * bh + Math.floor(mid / 65536) + (lo >= TWO32 ? 1 : 0);
 }
 
 function addAt(dst: Uint32Array, k: number, v: number): void {
@@ -188,8 +188,8 @@ function mulInto(dst: Uint32Array, a: Uint32Array, b: Uint32Array): void {
     for (let j = 0; j < 4; j++) {
       if (b[j] === 0) continue;
       mul32(a[i], b[j]);
-      addAt(dst, i + j, mulLo);
-      addAt(dst, i + j + 1, mulHi);
+      addAt(dst, i + j, MUL[0]);
+      addAt(dst, i + j + 1, MUL[1]);
     }
   }
 }
@@ -203,9 +203,10 @@ const C_QNAN = 3;
 const C_SNAN = 4;
 
 // The operand last unpacked: class, sign, integer significand and the exponent of its least significant bit.
+// The significand (up to 2^53) lives in a typed array so that storing it does not box a heap number.
 let uCls = 0;
 let uSign = 0;
-let uSig = 0;
+const U_SIG = new Float64Array(1);
 let uExp = 0;
 
 function unpack(fmt: number, lo: number, hi: number): void {
@@ -217,11 +218,11 @@ function unpack(fmt: number, lo: number, hi: number): void {
       uCls = fr === 0 ? C_INF : (fr & 0x400000) !== 0 ? C_QNAN : C_SNAN;
     } else if (ex === 0) {
       uCls = fr === 0 ? C_ZERO : C_FINITE;
-      uSig = fr;
+      U_SIG[0] = fr;
       uExp = -149;
     } else {
       uCls = C_FINITE;
-      uSig = fr + 0x800000;
+      U_SIG[0] = fr + 0x800000;
       uExp = ex - 150;
     }
     return;
@@ -234,11 +235,11 @@ function unpack(fmt: number, lo: number, hi: number): void {
     uCls = fr === 0 ? C_INF : (frHi & 0x80000) !== 0 ? C_QNAN : C_SNAN;
   } else if (ex === 0) {
     uCls = fr === 0 ? C_ZERO : C_FINITE;
-    uSig = fr;
+    U_SIG[0] = fr;
     uExp = -1074;
   } else {
     uCls = C_FINITE;
-    uSig = fr + 4503599627370496; // the implicit 2^52
+    U_SIG[0] = fr + 4503599627370496; // the implicit 2^52
     uExp = ex - 1075;
   }
 }
@@ -648,7 +649,7 @@ export function sfAdd(
   unpack(fmt, aLo, aHi);
   const ac = uCls;
   const as = uSign;
-  const am = uSig;
+  const am = U_SIG[0];
   const ae = uExp;
   unpack(fmt, bLo, bHi);
   const bc = uCls;
@@ -674,7 +675,7 @@ export function sfAdd(
     roundPack(as, WA, ae, fmt, rm);
     return;
   }
-  setNum(WB, uSig);
+  setNum(WB, U_SIG[0]);
   if (ac === C_ZERO) {
     roundPack(bs, WB, uExp, fmt, rm);
     return;
@@ -689,7 +690,7 @@ export function sfMul(fmt: number, aLo: number, aHi: number, bLo: number, bHi: n
   unpack(fmt, aLo, aHi);
   const ac = uCls;
   const as = uSign;
-  const am = uSig;
+  const am = U_SIG[0];
   const ae = uExp;
   unpack(fmt, bLo, bHi);
   const bc = uCls;
@@ -711,7 +712,7 @@ export function sfMul(fmt: number, aLo: number, aHi: number, bLo: number, bHi: n
     return;
   }
   setNum(WA, am);
-  setNum(WB, uSig);
+  setNum(WB, U_SIG[0]);
   mulInto(WR, WA, WB);
   roundPack(sign, WR, ae + uExp, fmt, rm);
 }
@@ -722,7 +723,7 @@ export function sfDiv(fmt: number, aLo: number, aHi: number, bLo: number, bHi: n
   unpack(fmt, aLo, aHi);
   const ac = uCls;
   const as = uSign;
-  const am = uSig;
+  const am = U_SIG[0];
   const ae = uExp;
   unpack(fmt, bLo, bHi);
   const bc = uCls;
@@ -756,9 +757,9 @@ export function sfDiv(fmt: number, aLo: number, aHi: number, bLo: number, bHi: n
   // Both significands normalised to 53 bits, so the quotient lies in (1/2, 2) and every remainder step
   // (r < 2b < 2^54, and even after doubling) is exact in a JS number.
   const sa = 52 - msbNum(am);
-  const sb = 52 - msbNum(uSig);
+  const sb = 52 - msbNum(U_SIG[0]);
   const ma = am * POW2[sa];
-  const mb = uSig * POW2[sb];
+  const mb = U_SIG[0] * POW2[sb];
   const Q = fmt === FMT_S ? 26 : 55; // quotient bits below the leading one: P + 2, so round and sticky fit
   WR.fill(0);
   let r = ma;
@@ -795,8 +796,8 @@ export function sfSqrt(fmt: number, aLo: number, aHi: number, rm: number): void 
   }
   // N = m * 2^(2K) with m normalised to 53 or 54 bits and the exponent made even; floor(sqrt(N)) then has
   // at least P + 2 bits, and a non-zero remainder becomes the sticky bit.
-  const s = 52 - msbNum(uSig);
-  let m = uSig * POW2[s];
+  const s = 52 - msbNum(U_SIG[0]);
+  let m = U_SIG[0] * POW2[s];
   let e = uExp - s;
   if ((e & 1) !== 0) {
     m *= 2;
@@ -842,12 +843,12 @@ export function sfFma(
   unpack(fmt, aLo, aHi);
   const ac = uCls;
   const as = uSign;
-  const am = uSig;
+  const am = U_SIG[0];
   const ae = uExp;
   unpack(fmt, bLo, bHi);
   const bc = uCls;
   const bs = uSign;
-  const bm = uSig;
+  const bm = U_SIG[0];
   const be = uExp;
   unpack(fmt, cLo, cHi);
   const cc = uCls;
@@ -881,7 +882,7 @@ export function sfFma(
       packZero(sp === cs ? sp : rm === RM_RDN ? 1 : 0, fmt);
       return;
     }
-    setNum(WC, uSig);
+    setNum(WC, U_SIG[0]);
     roundPack(cs, WC, uExp, fmt, rm);
     return;
   }
@@ -892,7 +893,7 @@ export function sfFma(
     roundPack(sp, WP, ae + be, fmt, rm);
     return;
   }
-  setNum(WC, uSig);
+  setNum(WC, U_SIG[0]);
   addTerms(sp, WP, ae + be, cs, WC, uExp, fmt, rm);
 }
 
@@ -912,7 +913,7 @@ export function sfCvtFF(toFmt: number, fromFmt: number, aLo: number, aHi: number
     packZero(uSign, toFmt);
     return;
   }
-  setNum(WA, uSig);
+  setNum(WA, U_SIG[0]);
   roundPack(uSign, WA, uExp, toFmt, rm);
 }
 
@@ -935,9 +936,9 @@ export function sfCvtToInt(fmt: number, aLo: number, aHi: number, kind: number, 
   } else if (uCls === C_INF) {
     ok = false;
   } else if (uCls === C_FINITE) {
-    setNum(WA, uSig);
+    setNum(WA, U_SIG[0]);
     if (uExp >= 0) {
-      if (msbNum(uSig) + uExp >= 64) {
+      if (msbNum(U_SIG[0]) + uExp >= 64) {
         ok = false;
       } else {
         shlInto(WB, WA, uExp);
@@ -1133,7 +1134,7 @@ export function sfClass(fmt: number, lo: number, hi: number): number {
     case C_ZERO:
       return uSign !== 0 ? 1 << 3 : 1 << 4;
     default: {
-      const subnormal = uSig < (fmt === FMT_S ? 0x800000 : 4503599627370496);
+      const subnormal = U_SIG[0] < (fmt === FMT_S ? 0x800000 : 4503599627370496);
       if (uSign !== 0) return subnormal ? 1 << 2 : 1 << 1;
       return subnormal ? 1 << 5 : 1 << 6;
     }
