@@ -51,7 +51,7 @@ async function openHypervisor(home?: string): Promise<{ hv: Hypervisor; home: st
 }
 
 async function done(hv: Hypervisor, op: { id: string }) {
-  const result = await hv.waitOperation(op.id, 30_000);
+  const result = await hv.waitOperation(op.id, 120_000);
   assert.equal(result.status, "DONE");
   return result;
 }
@@ -62,7 +62,7 @@ async function ok(hv: Hypervisor, op: { id: string }) {
   return result;
 }
 
-async function until(cond: () => boolean, ms = 20_000): Promise<void> {
+async function until(cond: () => boolean, ms = 90_000): Promise<void> {
   const t0 = Date.now();
   while (!cond()) {
     if (Date.now() - t0 > ms) throw new Error("timed out waiting");

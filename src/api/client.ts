@@ -1,0 +1,205 @@
+// The client of the tsvm API, over the daemon's Unix socket or localhost TCP with the bearer token; what
+// the CLI and tests use. Errors come back as ApiError with the HTTP status and the server's reason.
+
+import { request } from "node:http";
+import { apiSocketPath } from "./data-dir.ts";
+import type {
+  ApiErrorBody,
+  EventList,
+  HostInfo,
+  InsertInstanceRequest,
+  Instance,
+  InstanceList,
+  MachineTypeList,
+  Operation,
+  OperationList,
+  VmEvent,
+} from "./types.ts";
+import { API_BASE, MAX_WAIT_SECONDS } from "./types.ts";
+
+export type ApiEndpoint =
+  | { readonly socketPath: string }
+  | { readonly host: string; readonly port: number; readonly token: string };
+
+export class ApiError extends Error {
+  constructor(
+    /** HTTP status, or 0 when the daemon could not be reached. */
+    readonly status: number,
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+}
+
+export class ApiClient {
+  constructor(readonly endpoint: ApiEndpoint) {}
+
+  /** The client for the daemon of the data directory at `home` (its Unix socket). */
+  static forDataDir(home: string): ApiClient {
+    return new ApiClient({ socketPath: apiSocketPath(home) });
+  }
+
+  listInstances(): Promise<InstanceList> {
+    return this.call("GET", "/instances");
+  }
+  getInstance(name: string): Promise<Instance> {
+    return this.call("GET", `/instances/${encodeURIComponent(name)}`);
+  }
+  insertInstance(req: InsertInstanceRequest): Promise<Operation> {
+    return this.call("POST", "/instances", req);
+  }
+  deleteInstance(name: string): Promise<Operation> {
+    return this.call("DELETE", `/instances/${encodeURIComponent(name)}`);
+  }
+  instanceAction(
+    name: string,
+    action: "start" | "stop" | "reset" | "suspend" | "resume",
+  ): Promise<Operation> {
+    return this.call("POST", `/instances/${encodeURIComponent(name)}/${action}`);
+  }
+  setMachineType(name: string, machineType: string): Promise<Operation> {
+    return this.call("POST", `/instances/${encodeURIComponent(name)}/setMachineType`, { machineType });
+  }
+  getStats(name: string): Promise<{ kind: string; name: string; stats: Record<string, number> }> {
+    return this.call("GET", `/instances/${encodeURIComponent(name)}/stats`);
+  }
+  listOperations(limit = 100): Promise<OperationList> {
+    return this.call("GET", `/operations?limit=${limit}`);
+  }
+  getOperation(id: string): Promise<Operation> {
+    return this.call("GET", `/operations/${encodeURIComponent(id)}`);
+  }
+  /** One wait call: returns when the operation is DONE or after `timeoutSec` (at most 120). */
+  waitOperation(id: string, timeoutSec = MAX_WAIT_SECONDS): Promise<Operation> {
+    return this.call("POST", `/operations/${encodeURIComponent(id)}/wait?timeoutSec=${timeoutSec}`);
+  }
+  /** Waits however long it takes, calling `onProgress` after each wait call. */
+  async waitUntilDone(id: string, onProgress?: (op: Operation) => void, stepSec = 2): Promise<Operation> {
+    for (;;) {
+      const op = await this.waitOperation(id, stepSec);
+      onProgress?.(op);
+      if (op.status === "DONE") return op;
+    }
+  }
+  listEvents(after = 0, instance?: string): Promise<EventList> {
+    const q = new URLSearchParams({ after: String(after) });
+    if (instance) q.set("instance", instance);
+    return this.call("GET", `/events?${q}`);
+  }
+  listMachineTypes(): Promise<MachineTypeList> {
+    return this.call("GET", "/machineTypes");
+  }
+  getHost(): Promise<HostInfo> {
+    return this.call("GET", "/host");
+  }
+
+  /**
+   * Follows the event stream (events after `after`, then new ones) until `signal` aborts or the daemon
+   * closes the stream.
+   */
+  watchEvents(
+    after: number,
+    onEvent: (e: VmEvent) => void,
+    signal?: AbortSignal,
+    instance?: string,
+  ): Promise<void> {
+    const q = new URLSearchParams({ after: String(after), watch: "true" });
+    if (instance) q.set("instance", instance);
+    return new Promise((resolve, reject) => {
+      const req = request({
+        ...this.target(),
+        method: "GET",
+        path: `${API_BASE}/events?${q}`,
+        headers: this.headers(),
+      });
+      signal?.addEventListener("abort", () => {
+        req.destroy();
+        resolve();
+      });
+      req.on("error", (e) => (signal?.aborted ? resolve() : reject(unreachable(this.endpoint, e))));
+      req.on("response", (res) => {
+        if (res.statusCode !== 200) {
+          readAll(res).then((text) => reject(toApiError(res.statusCode ?? 0, text)), reject);
+          return;
+        }
+        res.setEncoding("utf8");
+        let buffer = "";
+        res.on("data", (chunk: string) => {
+          buffer += chunk;
+          for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
+            const line = buffer.slice(0, nl);
+            buffer = buffer.slice(nl + 1);
+            if (line) onEvent(JSON.parse(line) as VmEvent);
+          }
+        });
+        res.on("end", () => resolve());
+        res.on("error", () => resolve());
+      });
+      req.end();
+    });
+  }
+
+  /** One request; resolves the parsed 200 body, rejects ApiError. */
+  call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      const headers: Record<string, string | number> = this.headers();
+      if (payload !== undefined) {
+        headers["content-type"] = "application/json";
+        headers["content-length"] = Buffer.byteLength(payload);
+      }
+      const req = request({ ...this.target(), method, path: `${API_BASE}${path}`, headers });
+      req.on("error", (e) => reject(unreachable(this.endpoint, e)));
+      req.on("response", (res) => {
+        readAll(res).then((text) => {
+          if (res.statusCode === 200) {
+            try {
+              resolve(JSON.parse(text) as T);
+            } catch {
+              reject(
+                new ApiError(res.statusCode, "bad-response", "the daemon sent a response that is not JSON"),
+              );
+            }
+          } else reject(toApiError(res.statusCode ?? 0, text));
+        }, reject);
+      });
+      req.end(payload);
+    });
+  }
+
+  private target(): { socketPath: string } | { host: string; port: number } {
+    return "socketPath" in this.endpoint
+      ? { socketPath: this.endpoint.socketPath }
+      : { host: this.endpoint.host, port: this.endpoint.port };
+  }
+
+  private headers(): Record<string, string> {
+    return "token" in this.endpoint ? { authorization: `Bearer ${this.endpoint.token}` } : {};
+  }
+}
+
+function readAll(res: NodeJS.ReadableStream): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on("data", (c: Buffer) => chunks.push(c));
+    res.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    res.on("error", reject);
+  });
+}
+
+function toApiError(status: number, text: string): ApiError {
+  try {
+    const body = JSON.parse(text) as ApiErrorBody;
+    return new ApiError(status, body.error.errors[0]?.reason ?? "unknown", body.error.message);
+  } catch {
+    return new ApiError(status, "bad-response", `the daemon answered HTTP ${status}: ${text.slice(0, 200)}`);
+  }
+}
+
+function unreachable(endpoint: ApiEndpoint, e: Error): ApiError {
+  const where = "socketPath" in endpoint ? endpoint.socketPath : `${endpoint.host}:${endpoint.port}`;
+  const code = (e as NodeJS.ErrnoException).code ?? "";
+  return new ApiError(0, "unreachable", `cannot reach the tsvm daemon at ${where} (${code || e.message})`);
+}

@@ -1,0 +1,283 @@
+// The API over a real Unix socket and real localhost TCP, with real HTTP requests, a real hypervisor and
+// real VMM processes (hosting the counting stand-in guest); every answer is checked against openapi.json.
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { request } from "node:http";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { fixtureLauncherConfig } from "../../hypervisor/fixtures/fixture-launcher.ts";
+import { FileImageCatalog, Hypervisor } from "../../hypervisor/hypervisor.ts";
+import { hostCapacity } from "../../hypervisor/resources.ts";
+import { defaultDataDir, VmStore } from "../../hypervisor/store.ts";
+import { ProcessVmmLauncher } from "../../hypervisor/vmm-process.ts";
+import { ApiClient, ApiError } from "../client.ts";
+import { apiSocketPath, apiTokenPath, dataDir } from "../data-dir.ts";
+import { type OpenApiDocument, type Schema, validateAgainst } from "../openapi-validator.ts";
+import type { Operation, VmEvent } from "../types.ts";
+import { ApiServer } from "./api-server.ts";
+import { ensureApiToken } from "./api-token.ts";
+
+const doc = JSON.parse(
+  await readFile(join(dirname(fileURLToPath(import.meta.url)), "../openapi.json"), "utf8"),
+) as OpenApiDocument;
+const schema = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
+
+function conforms(name: string, value: unknown): void {
+  assert.deepEqual(
+    validateAgainst(doc, schema(name), value),
+    [],
+    `${name}: ${JSON.stringify(value).slice(0, 300)}`,
+  );
+}
+
+let home: string;
+let hv: Hypervisor;
+let server: ApiServer;
+let client: ApiClient;
+let token: string;
+let tcpPort: number;
+
+before(async () => {
+  home = await mkdtemp(join(tmpdir(), "tsvm-api-"));
+  await writeFile(join(home, "template.img"), Buffer.alloc(4096, 1));
+  hv = await Hypervisor.open({
+    store: await VmStore.open(home),
+    capacity: hostCapacity(
+      { cpuOvercommit: 2, memoryReserveMiB: 1024, diskReserveMiB: 0 },
+      { cores: 2, totalMemoryMiB: 2048, diskAvailableMiB: 100 },
+    ),
+    launcher: new ProcessVmmLauncher(fixtureLauncherConfig),
+    images: new FileImageCatalog({ default: join(home, "template.img") }),
+    defaultEngine: "fixture",
+    defaultImage: "default",
+    stopTimeoutMs: 1000,
+  });
+  token = await ensureApiToken(home);
+  server = new ApiServer(hv, { token });
+  await server.listenUnix(apiSocketPath(home));
+  tcpPort = await server.listenTcp(0);
+  client = ApiClient.forDataDir(home);
+});
+
+after(async () => {
+  for (const vm of hv.list().vms)
+    if (vm.vmmPid)
+      try {
+        process.kill(vm.vmmPid, "SIGKILL");
+      } catch {}
+  await server.close();
+  await rm(home, { recursive: true, force: true });
+});
+
+/** A raw HTTP request on the Unix socket (or TCP with `tcp`), for bodies a client would never send. */
+function raw(
+  method: string,
+  path: string,
+  body?: string | Buffer,
+  headers: Record<string, string> = { "content-type": "application/json" },
+  tcp = false,
+): Promise<{ status: number; json: unknown; headers: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      tcp
+        ? { host: "127.0.0.1", port: tcpPort, method, path, headers }
+        : { socketPath: apiSocketPath(home), method, path, headers },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          resolve({
+            status: res.statusCode ?? 0,
+            json: text ? JSON.parse(text) : undefined,
+            headers: res.headers,
+          });
+        });
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+async function expectError(status: number, reason: string, promise: Promise<unknown>): Promise<void> {
+  await assert.rejects(promise, (e: unknown) => {
+    assert.ok(e instanceof ApiError, String(e));
+    assert.equal(e.status, status, e.message);
+    assert.equal(e.reason, reason, e.message);
+    return true;
+  });
+}
+
+async function waitOk(op: Operation): Promise<Operation> {
+  conforms("Operation", op);
+  const done = await client.waitUntilDone(op.id);
+  conforms("Operation", done);
+  assert.equal(done.error, null, done.error?.message);
+  return done;
+}
+
+test("the OpenAPI document describes exactly the routes the server serves", () => {
+  assert.equal(doc.openapi, "3.0.3");
+  const served = server.routes.map((r) => `${r.method} ${r.path} ${r.operationId}`).sort();
+  const documented: string[] = [];
+  for (const [path, item] of Object.entries(doc.paths))
+    for (const [method, op] of Object.entries(item))
+      if (method !== "parameters")
+        documented.push(`${method.toUpperCase()} ${path} ${(op as { operationId: string }).operationId}`);
+  assert.deepEqual(documented.sort(), served);
+});
+
+test("the client's data directory default agrees with the store's", () => {
+  for (const env of [{ TSVM_HOME: "/a" }, { XDG_DATA_HOME: "/x", HOME: "/h" }, { HOME: "/h" }])
+    assert.equal(dataDir(env), defaultDataDir(env));
+});
+
+test("insert, get, list, operations and events over the Unix socket conform to the document", async () => {
+  const op = await client.insertInstance({ name: "web", cpus: 1, memoryMiB: 128 });
+  assert.equal(op.operationType, "insert");
+  await waitOk(op);
+  const vm = await client.getInstance("web");
+  conforms("Instance", vm);
+  assert.equal(vm.status, "RUNNING");
+  assert.ok(vm.vmmPid);
+  const list = await client.listInstances();
+  conforms("InstanceList", list);
+  assert.deepEqual(
+    list.items.map((i) => i.name),
+    ["web"],
+  );
+  conforms("Operation", await client.getOperation(op.id));
+  conforms("OperationList", await client.listOperations());
+  const events = await client.listEvents(0, "web");
+  conforms("EventList", events);
+  assert.deepEqual(
+    events.items.map((e) => e.to),
+    ["PROVISIONING", "STAGING", "RUNNING"],
+  );
+  conforms("MachineTypeList", await client.listMachineTypes());
+  const host = await client.getHost();
+  conforms("HostInfo", host);
+  assert.equal(host.vcpusUsed, 1);
+  conforms("InstanceStats", await client.getStats("web"));
+});
+
+test("bad requests get clear 4xx answers in Compute Engine's error shape, and change nothing", async () => {
+  const before = (await client.listInstances()).items.length;
+  const cases: Array<[string, string, string | Buffer | undefined, number, string, Record<string, string>?]> =
+    [
+      ["POST", "/v1/instances", "{name:", 400, "malformed-json"],
+      ["POST", "/v1/instances", JSON.stringify({ name: "x", memoryMiB: 0 }), 400, "invalid-machine-type"],
+      [
+        "POST",
+        "/v1/instances",
+        JSON.stringify({ name: "x", memoryMiB: 1024 * 1024 }),
+        400,
+        "invalid-machine-type",
+      ],
+      ["POST", "/v1/instances", JSON.stringify({ name: "x", cpus: "2" }), 400, "invalid-argument"],
+      ["POST", "/v1/instances", JSON.stringify({ name: "x", disk: 1 }), 400, "invalid-argument"],
+      ["POST", "/v1/instances", JSON.stringify([1]), 400, "invalid-argument"],
+      ["POST", "/v1/instances", undefined, 400, "invalid-argument"],
+      ["POST", "/v1/instances", JSON.stringify({ name: "../etc" }), 400, "invalid-name"],
+      ["POST", "/v1/instances", JSON.stringify({ name: "web" }), 409, "already-exists"],
+      [
+        "POST",
+        "/v1/instances",
+        JSON.stringify({ name: "huge", cpus: 8, memoryMiB: 64 }),
+        409,
+        "capacity-exceeded",
+      ],
+      ["POST", "/v1/instances", Buffer.alloc(70 * 1024, 0x20), 413, "payload-too-large"],
+      ["POST", "/v1/instances", "name=x", 415, "unsupported-media-type", { "content-type": "text/plain" }],
+      ["GET", "/v1/instances/ghost", undefined, 404, "not-found"],
+      ["POST", "/v1/instances/ghost/stop", undefined, 404, "not-found"],
+      ["POST", "/v1/instances/web/resume", undefined, 409, "illegal-action"],
+      [
+        "POST",
+        "/v1/instances/web/setMachineType",
+        JSON.stringify({ machineType: "t1-small" }),
+        409,
+        "illegal-action",
+      ],
+      ["GET", "/v1/operations/nope", undefined, 404, "not-found"],
+      ["GET", "/v1/nothing-here", undefined, 404, "not-found"],
+      ["PUT", "/v1/instances", undefined, 405, "method-not-allowed"],
+      ["GET", "/v1/events?after=-1", undefined, 400, "invalid-argument"],
+    ];
+  for (const [method, path, body, status, reason, headers] of cases) {
+    const res = await raw(method, path, body, headers);
+    assert.equal(res.status, status, `${method} ${path}: ${JSON.stringify(res.json)}`);
+    conforms("Error", res.json);
+    const err = (res.json as { error: { code: number; message: string; errors: Array<{ reason: string }> } })
+      .error;
+    assert.equal(err.code, status);
+    assert.equal(err.errors[0]!.reason, reason, `${method} ${path}: ${err.message}`);
+    assert.ok(err.message.length > 10);
+  }
+  const memory0 = await raw("POST", "/v1/instances", JSON.stringify({ name: "x", memoryMiB: 0 }));
+  assert.match((memory0.json as { error: { message: string } }).error.message, /invalid memory size 0 MiB/);
+  assert.equal((await client.listInstances()).items.length, before);
+  assert.equal((await client.getInstance("web")).status, "RUNNING");
+});
+
+test("TCP needs the bearer token: none or a wrong one → 401; the token file is 0600 and stable", async () => {
+  const none = await raw("GET", "/v1/instances", undefined, {}, true);
+  assert.equal(none.status, 401);
+  assert.equal(none.headers["www-authenticate"], 'Bearer realm="tsvm"');
+  conforms("Error", none.json);
+  const wrong = await raw(
+    "GET",
+    "/v1/instances",
+    undefined,
+    { authorization: `Bearer ${"0".repeat(64)}` },
+    true,
+  );
+  assert.equal(wrong.status, 401);
+  const tcp = new ApiClient({ host: "127.0.0.1", port: tcpPort, token });
+  assert.ok((await tcp.listInstances()).items.length >= 1);
+  assert.equal((await stat(apiTokenPath(home))).mode & 0o777, 0o600);
+  assert.equal(await ensureApiToken(home), token);
+  assert.equal((await readFile(apiTokenPath(home), "utf8")).trim(), token);
+  assert.equal((await stat(apiSocketPath(home))).mode & 0o777, 0o600);
+});
+
+test("the event stream follows transitions as they happen", async () => {
+  const seen: VmEvent[] = [];
+  const abort = new AbortController();
+  const start = (await client.listEvents(0)).lastSeq;
+  const watching = client.watchEvents(start, (e) => seen.push(e), abort.signal, "web");
+  await waitOk(await client.instanceAction("web", "stop"));
+  const t0 = Date.now();
+  while (seen.length < 2 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 20));
+  abort.abort();
+  await watching;
+  for (const e of seen) conforms("VmEvent", e);
+  assert.deepEqual(
+    seen.map((e) => e.to),
+    ["STOPPING", "TERMINATED"],
+  );
+});
+
+test("concurrent calls on one VM are serialized and none is lost; wait with timeoutSec=0 returns at once", async () => {
+  const ops = await Promise.all([
+    client.instanceAction("web", "start"),
+    client.instanceAction("web", "stop"),
+    client.instanceAction("web", "start"),
+    client.setMachineType("web", "t1-small").catch((e: ApiError) => e),
+  ]);
+  const quick = await client.waitOperation(ops[0]!.id as string, 0);
+  conforms("Operation", quick);
+  const results = [];
+  for (const op of ops) if (!(op instanceof ApiError)) results.push(await client.waitUntilDone(op.id));
+  // setMachineType was queued behind the others, so it is checked when its turn comes: illegal while RUNNING.
+  assert.deepEqual(
+    results.map((r) => r.error?.code ?? "ok"),
+    ["ok", "ok", "ok", "illegal-action"],
+  );
+  assert.equal((await client.getInstance("web")).status, "RUNNING");
+  await waitOk(await client.deleteInstance("web"));
+  await expectError(404, "not-found", client.getInstance("web"));
+});

@@ -1,0 +1,434 @@
+// The REST/JSON API server, modeled on the Compute Engine instances API: routes → hypervisor actions,
+// validation at the boundary with Compute Engine-style error bodies, a Unix socket (guarded by file mode)
+// and optionally localhost TCP guarded by a bearer token.
+
+import { timingSafeEqual } from "node:crypto";
+import { chmod, unlink } from "node:fs/promises";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { connect } from "node:net";
+import type { Hypervisor } from "../../hypervisor/hypervisor.ts";
+import { HypervisorError } from "../../hypervisor/hypervisor-error.ts";
+import { MACHINE_TYPES } from "../../hypervisor/machine-types.ts";
+import {
+  API_BASE,
+  type ApiErrorBody,
+  type EventList,
+  type HostInfo,
+  type Instance,
+  type InstanceList,
+  MAX_REQUEST_BYTES,
+  MAX_WAIT_SECONDS,
+  type MachineTypeList,
+  type OperationList,
+} from "../types.ts";
+import { ApiFailure, validateInsert, validateSetMachineType } from "./validation.ts";
+
+/** HTTP status for each HypervisorError code; anything not listed is a 500. */
+const STATUS_OF_CODE: Record<string, number> = {
+  "not-found": 404,
+  "already-exists": 409,
+  "invalid-name": 400,
+  "invalid-machine-type": 400,
+  "invalid-argument": 400,
+  "invalid-image": 400,
+  "illegal-action": 409,
+  "illegal-transition": 409,
+  "capacity-exceeded": 409,
+  "corrupt-record": 409,
+  "not-running": 409,
+};
+
+type Method = "GET" | "POST" | "DELETE";
+
+interface RequestContext {
+  readonly params: Readonly<Record<string, string>>;
+  readonly query: URLSearchParams;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  body(): Promise<unknown>;
+}
+
+/** A handler returns the 200 body, or `STREAMING` when it has taken over the response. */
+const STREAMING = Symbol("streaming");
+type Handler = (ctx: RequestContext) => Promise<unknown>;
+
+export interface Route {
+  readonly method: Method;
+  /** Path template as in the OpenAPI document: /v1/instances/{name}. */
+  readonly path: string;
+  readonly operationId: string;
+  readonly handler: Handler;
+}
+
+export interface ApiServerOptions {
+  /** Required on TCP; the Unix socket relies on its file mode (0600, in a 0700 directory). */
+  readonly token?: string;
+}
+
+function intParam(query: URLSearchParams, key: string, min: number, max: number, fallback: number): number {
+  const raw = query.get(key);
+  if (raw === null) return fallback;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < min || n > max)
+    throw new ApiFailure(
+      400,
+      "invalid-argument",
+      `query parameter '${key}' must be a whole number from ${min} to ${max}`,
+    );
+  return n;
+}
+
+export class ApiServer {
+  readonly routes: readonly Route[];
+  private readonly servers: Server[] = [];
+  private readonly streams = new Set<ServerResponse>();
+
+  constructor(
+    private readonly hv: Hypervisor,
+    private readonly options: ApiServerOptions = {},
+  ) {
+    const instance = (name: string): Instance => hv.get(name);
+    this.routes = [
+      {
+        method: "GET",
+        path: `${API_BASE}/instances`,
+        operationId: "instances.list",
+        handler: async (): Promise<InstanceList> => {
+          const { vms, broken } = hv.list();
+          return { kind: "tsvm#instanceList", items: vms, unreachable: broken };
+        },
+      },
+      {
+        method: "POST",
+        path: `${API_BASE}/instances`,
+        operationId: "instances.insert",
+        handler: async (c) => hv.insert(validateInsert(await c.body())),
+      },
+      {
+        method: "GET",
+        path: `${API_BASE}/instances/{name}`,
+        operationId: "instances.get",
+        handler: async (c) => instance(c.params.name!),
+      },
+      {
+        method: "DELETE",
+        path: `${API_BASE}/instances/{name}`,
+        operationId: "instances.delete",
+        handler: async (c) => hv.delete(c.params.name!),
+      },
+      ...(["start", "stop", "reset", "suspend", "resume"] as const).map(
+        (action): Route => ({
+          method: "POST",
+          path: `${API_BASE}/instances/{name}/${action}`,
+          operationId: `instances.${action}`,
+          handler: async (c) => {
+            await c.body(); // none expected; still bounded and checked for JSON
+            return hv[action](c.params.name!);
+          },
+        }),
+      ),
+      {
+        method: "POST",
+        path: `${API_BASE}/instances/{name}/setMachineType`,
+        operationId: "instances.setMachineType",
+        handler: async (c) =>
+          hv.setMachineType(c.params.name!, validateSetMachineType(await c.body()).machineType),
+      },
+      {
+        method: "GET",
+        path: `${API_BASE}/instances/{name}/stats`,
+        operationId: "instances.stats",
+        handler: async (c) => ({
+          kind: "tsvm#instanceStats",
+          name: c.params.name!,
+          stats: await hv.stats(c.params.name!),
+        }),
+      },
+      {
+        method: "GET",
+        path: `${API_BASE}/operations`,
+        operationId: "operations.list",
+        handler: async (c): Promise<OperationList> => ({
+          kind: "tsvm#operationList",
+          items: hv.listOperations(intParam(c.query, "limit", 1, 1000, 100)),
+        }),
+      },
+      {
+        method: "GET",
+        path: `${API_BASE}/operations/{id}`,
+        operationId: "operations.get",
+        handler: async (c) => hv.getOperation(c.params.id!),
+      },
+      {
+        method: "POST",
+        path: `${API_BASE}/operations/{id}/wait`,
+        operationId: "operations.wait",
+        handler: async (c) => {
+          await c.body();
+          const seconds = intParam(c.query, "timeoutSec", 0, MAX_WAIT_SECONDS, MAX_WAIT_SECONDS);
+          return hv.waitOperation(c.params.id!, seconds * 1000);
+        },
+      },
+      {
+        method: "GET",
+        path: `${API_BASE}/events`,
+        operationId: "events.list",
+        handler: async (c) => this.events(c),
+      },
+      {
+        method: "GET",
+        path: `${API_BASE}/machineTypes`,
+        operationId: "machineTypes.list",
+        handler: async (): Promise<MachineTypeList> => ({
+          kind: "tsvm#machineTypeList",
+          items: MACHINE_TYPES,
+        }),
+      },
+      {
+        method: "GET",
+        path: `${API_BASE}/host`,
+        operationId: "host.get",
+        handler: async (): Promise<HostInfo> => {
+          const { capacity, usage } = hv.capacity();
+          return {
+            kind: "tsvm#host",
+            cores: capacity.cores,
+            cpuOvercommit: capacity.cpuOvercommit,
+            vcpus: capacity.vcpus,
+            vcpusUsed: usage.vcpus,
+            totalMemoryMiB: capacity.totalMemoryMiB,
+            memoryMiB: capacity.memoryMiB,
+            memoryUsedMiB: usage.memoryMiB,
+            diskFreeMiB: capacity.diskFreeMiB,
+            daemonPid: process.pid,
+          };
+        },
+      },
+    ];
+  }
+
+  /** Events after `after` (optionally of one instance); with watch=true, an NDJSON stream that follows. */
+  private async events(c: RequestContext): Promise<EventList | typeof STREAMING> {
+    const after = intParam(c.query, "after", 0, Number.MAX_SAFE_INTEGER, 0);
+    const limit = intParam(c.query, "limit", 1, 10000, 1000);
+    const vm = c.query.get("instance") ?? undefined;
+    const backlog = this.hv.events.since(after, limit, vm);
+    if (c.query.get("watch") !== "true")
+      return { kind: "tsvm#eventList", items: backlog, lastSeq: this.hv.events.lastSeq };
+    const res = c.res;
+    res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
+    for (const e of backlog) res.write(`${JSON.stringify(e)}\n`);
+    const unsubscribe = this.hv.events.subscribe((e) => {
+      if (vm === undefined || e.vmName === vm) res.write(`${JSON.stringify(e)}\n`);
+    });
+    this.streams.add(res);
+    res.on("close", () => {
+      unsubscribe();
+      this.streams.delete(res);
+    });
+    return STREAMING;
+  }
+
+  /** Serves on a Unix socket at `path` (mode 0600); a stale socket file there is replaced. */
+  async listenUnix(path: string): Promise<void> {
+    if (await socketAnswers(path))
+      throw new HypervisorError("already-running", `another tsvm daemon already serves ${path}`);
+    await unlink(path).catch(() => {});
+    const server = this.createHttpServer("unix");
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(path, resolve);
+    });
+    await chmod(path, 0o600);
+    this.servers.push(server);
+  }
+
+  /** Serves on localhost TCP (127.0.0.1 unless told otherwise); every request needs the bearer token. */
+  async listenTcp(port: number, host = "127.0.0.1"): Promise<number> {
+    if (!this.options.token) throw new HypervisorError("invalid-config", "the API on TCP needs a token");
+    const server = this.createHttpServer("tcp");
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, resolve);
+    });
+    this.servers.push(server);
+    const address = server.address();
+    return typeof address === "object" && address ? address.port : port;
+  }
+
+  async close(): Promise<void> {
+    for (const res of this.streams) res.end();
+    await Promise.all(
+      this.servers.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            s.close(() => resolve());
+            s.closeAllConnections();
+          }),
+      ),
+    );
+    this.servers.length = 0;
+  }
+
+  private createHttpServer(transport: "unix" | "tcp"): Server {
+    const server = createServer((req, res) => {
+      this.serve(req, res, transport).catch((e) => {
+        // serve() answers every error itself; this only catches a failure to write the answer.
+        if (!res.headersSent)
+          sendError(res, new ApiFailure(500, "internal", `internal error: ${(e as Error).message}`));
+      });
+    });
+    server.requestTimeout = 0; // operations/wait and event streams are long on purpose
+    server.headersTimeout = 30_000;
+    return server;
+  }
+
+  private async serve(req: IncomingMessage, res: ServerResponse, transport: "unix" | "tcp"): Promise<void> {
+    try {
+      if (transport === "tcp") this.authorize(req);
+      const url = new URL(req.url ?? "/", "http://tsvm");
+      const matched = this.match(req.method ?? "GET", url.pathname);
+      let bodyRead: Promise<unknown> | undefined;
+      const result = await matched.route.handler({
+        params: matched.params,
+        query: url.searchParams,
+        req,
+        res,
+        body: () => {
+          bodyRead ??= readJsonBody(req);
+          return bodyRead;
+        },
+      });
+      if (result === STREAMING) return;
+      const text = JSON.stringify(result);
+      res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+      res.end(text);
+    } catch (e) {
+      sendError(res, toFailure(e));
+    }
+  }
+
+  private authorize(req: IncomingMessage): void {
+    const header = req.headers.authorization ?? "";
+    const m = /^Bearer\s+(\S+)$/i.exec(header);
+    const expected = Buffer.from(this.options.token ?? "");
+    const given = Buffer.from(m?.[1] ?? "");
+    if (!m || given.length !== expected.length || !timingSafeEqual(given, expected))
+      throw new ApiFailure(
+        401,
+        "unauthorized",
+        m
+          ? "the bearer token is wrong"
+          : "this API needs 'Authorization: Bearer <token>' (the token is in the data directory's api-token file)",
+      );
+  }
+
+  private match(method: string, pathname: string): { route: Route; params: Record<string, string> } {
+    const parts = pathname.split("/");
+    let pathMatched = false;
+    for (const route of this.routes) {
+      const tparts = route.path.split("/");
+      if (tparts.length !== parts.length) continue;
+      const params: Record<string, string> = {};
+      let ok = true;
+      for (let i = 0; i < tparts.length && ok; i++) {
+        const t = tparts[i]!;
+        if (t.startsWith("{")) {
+          try {
+            params[t.slice(1, -1)] = decodeURIComponent(parts[i]!);
+          } catch {
+            ok = false;
+          }
+          if (params[t.slice(1, -1)] === "") ok = false;
+        } else ok = t === parts[i];
+      }
+      if (!ok) continue;
+      pathMatched = true;
+      if (route.method === method) return { route, params };
+    }
+    if (pathMatched)
+      throw new ApiFailure(405, "method-not-allowed", `${method} is not allowed on ${pathname}`);
+    throw new ApiFailure(404, "not-found", `no API resource at ${pathname.slice(0, 200)}`);
+  }
+}
+
+async function readJsonBody(req: IncomingMessage): Promise<unknown> {
+  const declared = Number(req.headers["content-length"] ?? 0);
+  if (declared > MAX_REQUEST_BYTES)
+    throw new ApiFailure(
+      413,
+      "payload-too-large",
+      `the request body is ${declared} bytes; the limit is ${MAX_REQUEST_BYTES}`,
+    );
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > MAX_REQUEST_BYTES)
+      throw new ApiFailure(
+        413,
+        "payload-too-large",
+        `the request body is larger than the limit of ${MAX_REQUEST_BYTES} bytes`,
+      );
+    chunks.push(chunk);
+  }
+  if (total === 0) return undefined;
+  const type = req.headers["content-type"] ?? "";
+  if (!/^application\/json\b/i.test(type))
+    throw new ApiFailure(
+      415,
+      "unsupported-media-type",
+      `send the body as application/json (got '${type.slice(0, 60)}')`,
+    );
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString("utf8"));
+  } catch (e) {
+    throw new ApiFailure(
+      400,
+      "malformed-json",
+      `the request body is not valid JSON: ${(e as Error).message}`,
+    );
+  }
+}
+
+function toFailure(e: unknown): ApiFailure {
+  if (e instanceof ApiFailure) return e;
+  if (e instanceof HypervisorError) return new ApiFailure(STATUS_OF_CODE[e.code] ?? 500, e.code, e.message);
+  return new ApiFailure(500, "internal", `internal error: ${(e as Error)?.message ?? String(e)}`);
+}
+
+function sendError(res: ServerResponse, failure: ApiFailure): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  const body: ApiErrorBody = {
+    error: {
+      code: failure.status,
+      message: failure.message,
+      errors: [{ reason: failure.reason, message: failure.message, domain: "tsvm" }],
+    },
+  };
+  const text = JSON.stringify(body);
+  const headers: Record<string, string | number> = {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+  };
+  if (failure.status === 401) headers["www-authenticate"] = 'Bearer realm="tsvm"';
+  // After a refused oversized body the rest of it is not read; the connection cannot be reused.
+  if (failure.status === 413) headers.connection = "close";
+  res.writeHead(failure.status, headers);
+  res.end(text);
+}
+
+/** True when something accepts connections on the Unix socket at `path`. */
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}

@@ -1,0 +1,154 @@
+// The resources and requests of the tsvm REST API (modeled on the Compute Engine instances API), shared by
+// the server, the client, the CLI and the web console. src/api/openapi.json describes the same shapes.
+
+export type InstanceStatus =
+  | "PROVISIONING"
+  | "STAGING"
+  | "RUNNING"
+  | "STOPPING"
+  | "TERMINATED"
+  | "SUSPENDING"
+  | "SUSPENDED"
+  | "REPAIRING";
+
+export interface TransitionEntry {
+  readonly at: string;
+  readonly from: InstanceStatus | null;
+  readonly to: InstanceStatus;
+  readonly reason: string;
+}
+
+export interface Instance {
+  readonly kind: "tsvm#instance";
+  readonly id: string;
+  readonly name: string;
+  readonly machineType: string;
+  readonly cpus: number;
+  readonly memoryMiB: number;
+  readonly diskMiB: number;
+  readonly image: string;
+  readonly engine: string;
+  readonly automaticRestart: boolean;
+  readonly cpuCapPercent: number | null;
+  readonly cpuWeight: number;
+  readonly status: InstanceStatus;
+  readonly statusMessage: string;
+  readonly creationTimestamp: string;
+  readonly lastStartTimestamp: string | null;
+  readonly lastStopTimestamp: string | null;
+  readonly lastSuspendedTimestamp: string | null;
+  /** The VMM process id while one runs. */
+  readonly vmmPid: number | null;
+  readonly history: readonly TransitionEntry[];
+}
+
+export interface InstanceList {
+  readonly kind: "tsvm#instanceList";
+  readonly items: readonly Instance[];
+  /** VM directories whose definition is unusable; shown, never touched. */
+  readonly unreachable: ReadonlyArray<{
+    readonly name: string;
+    readonly code: string;
+    readonly message: string;
+  }>;
+}
+
+export interface InsertInstanceRequest {
+  readonly name: string;
+  readonly machineType?: string;
+  readonly cpus?: number;
+  readonly memoryMiB?: number;
+  readonly image?: string;
+  readonly engine?: string;
+  readonly automaticRestart?: boolean;
+  readonly cpuCapPercent?: number | null;
+  readonly cpuWeight?: number;
+}
+
+export interface SetMachineTypeRequest {
+  readonly machineType: string;
+}
+
+export type OperationStatus = "PENDING" | "RUNNING" | "DONE";
+
+export interface Operation {
+  readonly kind: "tsvm#operation";
+  readonly id: string;
+  readonly operationType: string;
+  readonly targetName: string;
+  readonly status: OperationStatus;
+  readonly progress: number;
+  readonly statusMessage: string;
+  readonly insertTime: string;
+  readonly startTime: string | null;
+  readonly endTime: string | null;
+  readonly error: { readonly code: string; readonly message: string } | null;
+}
+
+export interface OperationList {
+  readonly kind: "tsvm#operationList";
+  readonly items: readonly Operation[];
+}
+
+export interface VmEvent {
+  readonly seq: number;
+  readonly time: string;
+  readonly type: "transition" | "reset" | "deleted" | "notice";
+  readonly vmName: string;
+  readonly vmId: string;
+  readonly from: InstanceStatus | null;
+  readonly to: InstanceStatus | null;
+  readonly message: string;
+}
+
+export interface EventList {
+  readonly kind: "tsvm#eventList";
+  readonly items: readonly VmEvent[];
+  /** The newest sequence number; pass it as `after` to get only later events. */
+  readonly lastSeq: number;
+}
+
+export interface MachineType {
+  readonly name: string;
+  readonly cpus: number;
+  readonly memoryMiB: number;
+  readonly description: string;
+}
+
+export interface MachineTypeList {
+  readonly kind: "tsvm#machineTypeList";
+  readonly items: readonly MachineType[];
+}
+
+export interface HostInfo {
+  readonly kind: "tsvm#host";
+  readonly cores: number;
+  readonly cpuOvercommit: number;
+  readonly vcpus: number;
+  readonly vcpusUsed: number;
+  readonly totalMemoryMiB: number;
+  readonly memoryMiB: number;
+  readonly memoryUsedMiB: number;
+  readonly diskFreeMiB: number;
+  readonly daemonPid: number;
+}
+
+/** Compute Engine's error body: { error: { code, message, errors: [{ reason, message, domain }] } }. */
+export interface ApiErrorBody {
+  readonly error: {
+    readonly code: number;
+    readonly message: string;
+    readonly errors: ReadonlyArray<{
+      readonly reason: string;
+      readonly message: string;
+      readonly domain: string;
+    }>;
+  };
+}
+
+/** The API's path prefix. */
+export const API_BASE = "/v1";
+/** Largest request body the server reads. */
+export const MAX_REQUEST_BYTES = 64 * 1024;
+/** Longest a single `operations/{id}/wait` call blocks (Compute Engine: 2 minutes). */
+export const MAX_WAIT_SECONDS = 120;
