@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { GuestRam } from "../../bus/guest-ram.ts";
 import { CallbackIrqLine } from "../../bus/irq-line.ts";
+import { assertRoundTrip } from "../../state/round-trip.ts";
 import { MemoryBlockBackend } from "./memory-block-backend.ts";
 import {
   VIRTIO_BLK_F_BLK_SIZE,
@@ -326,4 +327,16 @@ test("loadState refuses a bad state and changes nothing", () => {
     assert.throws(() => mmio.loadState(s as typeof good), { code: "bad-state" });
     assert.deepEqual(mmio.saveState(), good);
   }
+});
+
+test("blk transport state passes the shared round-trip check (features, queue, in-flight request)", () => {
+  const disk = new MemoryBlockBackend(4096, { deferred: true });
+  assertRoundTrip(
+    assert,
+    () => setup(disk).mmio,
+    (mmio) => {
+      mmio.write(0x14, 4, 1); // DeviceFeaturesSel
+      mmio.write(0x30, 4, 0); // QueueSel
+    },
+  );
 });

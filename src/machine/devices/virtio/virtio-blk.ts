@@ -32,6 +32,7 @@ const HEADER_BYTES = 16;
 /** Data moves between the disk and guest buffers through a bounce buffer of at most this many bytes, so
  *  a request's host memory stays small however large (and however scattered) the guest made it. */
 const CHUNK_BYTES = 256 * 1024;
+const MAX_SPARE_BOUNCES = 8;
 
 export interface VirtioBlkState extends ComponentState {
   readonly version: 1;
@@ -83,6 +84,8 @@ export class VirtioBlk implements VirtioDevice {
   /** In-flight requests by head index; a head can be in flight only once. */
   private readonly inflight: (BlkRequest | null)[] = new Array(VIRTQUEUE_MAX_SIZE).fill(null);
   private readonly free: BlkRequest[] = [];
+  /** Spare bounce buffers, so a busy disk does not allocate one per request. */
+  private readonly bounces: Uint8Array[] = [];
   /** Heads loaded as in flight and not re-issued yet (they still count as in flight for saveState). */
   private restoring: number[] = [];
 
@@ -198,7 +201,7 @@ export class VirtioBlk implements VirtioDevice {
         req.offset = sector * SECTOR;
         req.total = len;
         req.pos = 0;
-        req.bounce = len > 0 ? new Uint8Array(Math.min(len, CHUNK_BYTES)) : null;
+        req.bounce = len > 0 ? (this.bounces.pop() ?? new Uint8Array(CHUNK_BYTES)) : null;
         this.transfer(req);
         return;
       }
@@ -281,6 +284,8 @@ export class VirtioBlk implements VirtioDevice {
     chain.copyTo(chain.writeTotal - 1, this.statusByte, 0, 1);
     this.transport.queue(0).push(chain.head, written);
     this.inflight[chain.head] = null;
+    // Only a request that finished returns its bounce buffer: a stale one's may still be in the backend.
+    if (req.bounce !== null && this.bounces.length < MAX_SPARE_BOUNCES) this.bounces.push(req.bounce);
     req.bounce = null;
     this.free.push(req);
     this.transport.usedBuffers(0);

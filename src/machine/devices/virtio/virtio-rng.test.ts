@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { GuestRam } from "../../bus/guest-ram.ts";
 import { CallbackIrqLine } from "../../bus/irq-line.ts";
+import { assertRoundTrip } from "../../state/round-trip.ts";
 import { VirtioMmio } from "./virtio-mmio.ts";
 import { VIRTIO_RNG_MAX_BYTES, VirtioRng } from "./virtio-rng.ts";
 import { VIRTIO_ID_ENTROPY, VIRTIO_MMIO_DEVICE_ID, VIRTIO_MMIO_INT_VRING } from "./virtio-spec.ts";
@@ -65,6 +66,11 @@ test("a huge buffer gets at most VIRTIO_RNG_MAX_BYTES, in calls the host source 
 });
 
 test("rng state round-trips and rejects unknown versions", () => {
+  assertRoundTrip(
+    assert,
+    () => setup().mmio,
+    (mmio) => mmio.write(0x24, 4, 1), // DriverFeaturesSel
+  );
   const { mmio } = setup();
   const s = mmio.saveState();
   mmio.loadState(structuredClone(s));
