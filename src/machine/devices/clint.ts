@@ -73,13 +73,14 @@ export class Clint implements MmioDevice, Stateful<ClintState> {
     this.reset();
   }
 
-  /** Power-on state: mtime 0, no software interrupt, every mtimecmp all-ones (no timer interrupt). */
+  /** Power-on state as QEMU's: mtime 0, no software interrupt, every mtimecmp 0 (so MTIP is pending). */
   reset(): void {
     this.originMs = this.clock.nowMs();
     this.originTicks = 0;
-    // The ACLINT leaves mtimecmp's reset value unspecified; all-ones keeps MTIP low until software arms it.
-    this.cmpLo.fill(0xffffffff);
-    this.cmpHi.fill(0xffffffff);
+    // The ACLINT leaves mtimecmp's reset value unspecified; QEMU's is 0, and firmware such as OpenSBI
+    // writes all-ones before it enables timer interrupts.
+    this.cmpLo.fill(0);
+    this.cmpHi.fill(0);
     for (let h = 0; h < this.harts; h++) {
       this.cmp[h] = this.cmpHi[h] * TWO_32 + this.cmpLo[h];
       this.msip[h] = 0;

@@ -67,8 +67,10 @@ export class GoldfishRtc implements MmioDevice, Stateful<GoldfishRtcState> {
     readonly id = "rtc@101000",
   ) {}
 
-  /** Power-on: alarm and interrupt off. The time itself survives, like a battery-backed clock. */
+  /** Power-on as QEMU's: the time back to host wall time, alarm and interrupt off. */
   reset(): void {
+    this.offsetLo = 0;
+    this.offsetHi = 0;
     this.alarmLo = 0;
     this.alarmHi = 0;
     this.timeHigh = 0;

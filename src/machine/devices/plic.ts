@@ -117,10 +117,10 @@ export class Plic implements MmioDevice, Stateful<PlicState> {
       // Gateway (privileged spec v1.10 §7.4, kept by the PLIC spec): the gateway sends no new request for a source until its previous one is completed.
       if ((this.claimed[w] & bit) === 0) this.pending[w] |= bit;
     } else {
+      // The gateway has already forwarded the request: its pending bit stays until a claim, even when the
+      // device drops the line first (as QEMU 7.2.15 and later; the claimant may find nothing to do).
       this.level[w] &= ~bit;
-      // As QEMU's PLIC: a request not yet claimed is withdrawn when its device drops the line, which spares
-      // the guest a claim that would find nothing to do.
-      this.pending[w] &= ~bit;
+      return;
     }
     this.updateOutputs();
   }

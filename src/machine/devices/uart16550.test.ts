@@ -120,10 +120,14 @@ test("RX interrupt: timeout (CTI) below the trigger level, RDI at it; IRQ line f
   assert.equal(irq.high, true);
   assert.equal(rd(uart, UART_IIR), 0xcc);
   uart.receive(bytes("defgh"));
-  assert.equal(rd(uart, UART_IIR), 0xc4);
-  for (let i = 0; i < 8; i++) rd(uart, UART_RX);
+  assert.equal(rd(uart, UART_IIR), 0xcc, "a fired timeout stays until RBR is read");
+  rd(uart, UART_RX);
+  assert.equal(rd(uart, UART_IIR), 0xcc, "7 bytes, below the trigger: it fires again");
+  for (let i = 0; i < 7; i++) rd(uart, UART_RX);
   assert.equal(rd(uart, UART_IIR), 0xc1);
   assert.equal(irq.high, false);
+  uart.receive(bytes("01234567"));
+  assert.equal(rd(uart, UART_IIR), 0xc4, "a burst reaching the trigger level is RDI");
 });
 
 test("THRI: raised when enabled with THR empty, cleared by reading IIR, re-armed by THR writes", () => {
@@ -162,7 +166,12 @@ test("loopback: Linux's MSR probe, TX into RX, overrun raises a line-status inte
   assert.equal(rd(uart, UART_IIR), 0x06);
   assert.equal(rd(uart, UART_LSR) & 0x03, 0x03);
   assert.equal(rd(uart, UART_LSR) & 0x02, 0, "reading LSR cleared OE");
-  assert.equal(rd(uart, UART_RX), 0x55);
+  assert.equal(rd(uart, UART_RX), 0x66, "without FIFOs the overrunning byte replaces the held one");
+  wr(uart, UART_FCR, 0x01);
+  for (let i = 0; i < 17; i++) wr(uart, UART_TX, i);
+  assert.equal(rd(uart, UART_LSR) & 0x03, 0x03);
+  assert.equal(rd(uart, UART_RX), 0, "with FIFOs the overrunning byte is the one lost");
+  for (let i = 1; i < 16; i++) rd(uart, UART_RX);
   wr(uart, UART_MCR, 0x0b);
   assert.equal(String.fromCharCode(rd(uart, UART_RX)), "h", "leaving loopback reconnects the host");
   assert.equal(irq.high, true);

@@ -95,6 +95,8 @@ export interface Uart16550State extends ComponentState {
   readonly msrDelta: number;
   /** The THR-empty interrupt is pending (cleared by reading it from IIR or writing THR). */
   readonly thrInterruptPending: boolean;
+  /** The character timeout has fired and no RBR read has cleared it. */
+  readonly rxTimeout: boolean;
   /** Receive FIFO contents, oldest first. */
   readonly rxFifo: Uint8Array;
   /** Host input not yet in the FIFO, oldest first. */
@@ -112,6 +114,7 @@ export class Uart16550 implements MmioDevice, Stateful<Uart16550State> {
   private lsrErrors = 0;
   private msrDelta = 0;
   private thrPending = false;
+  private rxTimeout = false;
 
   private readonly rx = new Uint8Array(UART_FIFO_SIZE);
   private rxHead = 0;
@@ -147,6 +150,7 @@ export class Uart16550 implements MmioDevice, Stateful<Uart16550State> {
     this.lsrErrors = 0;
     this.msrDelta = 0;
     this.thrPending = false;
+    this.rxTimeout = false;
     this.rxHead = 0;
     this.rxCount = 0;
     this.fillRx();
@@ -224,6 +228,7 @@ export class Uart16550 implements MmioDevice, Stateful<Uart16550State> {
       lsrErrors: this.lsrErrors,
       msrDelta: this.msrDelta,
       thrInterruptPending: this.thrPending,
+      rxTimeout: this.rxTimeout,
       rxFifo,
       hostInput,
     };
@@ -245,6 +250,7 @@ export class Uart16550 implements MmioDevice, Stateful<Uart16550State> {
     checkState(isByte(state.lsrErrors, UART_LSR_INT_ANY), id, "lsrErrors has bits that are not errors");
     checkState(isByte(state.msrDelta, UART_MSR_ANY_DELTA), id, "msrDelta has bits that are not deltas");
     checkState(typeof state.thrInterruptPending === "boolean", id, "thrInterruptPending is not a boolean");
+    checkState(typeof state.rxTimeout === "boolean", id, "rxTimeout is not a boolean");
     const capacity = state.fcr & UART_FCR_ENABLE_FIFO ? UART_FIFO_SIZE : 1;
     checkState(
       state.rxFifo instanceof Uint8Array && state.rxFifo.length <= capacity,
@@ -263,6 +269,7 @@ export class Uart16550 implements MmioDevice, Stateful<Uart16550State> {
     this.lsrErrors = state.lsrErrors;
     this.msrDelta = state.msrDelta;
     this.thrPending = state.thrInterruptPending;
+    this.rxTimeout = state.rxTimeout;
     this.rx.set(state.rxFifo);
     this.rxHead = 0;
     this.rxCount = state.rxFifo.length;
@@ -369,6 +376,7 @@ export class Uart16550 implements MmioDevice, Stateful<Uart16550State> {
     if (value & UART_FCR_CLEAR_RCVR) {
       this.rxHead = 0;
       this.rxCount = 0;
+      this.rxTimeout = false;
     }
     // The transmitter is always empty here; clearing it re-arms the THRE interrupt as in QEMU.
     if (value & UART_FCR_CLEAR_XMIT) this.thrPending = true;
@@ -382,6 +390,9 @@ export class Uart16550 implements MmioDevice, Stateful<Uart16550State> {
     const b = this.rx[this.rxHead];
     this.rxHead = (this.rxHead + 1) % UART_FIFO_SIZE;
     this.rxCount--;
+    // Reading RBR clears the character timeout (datasheet, IIR table); it fires again below if data
+    // under the trigger level remains.
+    this.rxTimeout = false;
     this.fillRx();
     this.updateIrq();
     return b;
@@ -389,9 +400,14 @@ export class Uart16550 implements MmioDevice, Stateful<Uart16550State> {
 
   private transmit(byte: number): void {
     if (this.mcr & UART_MCR_LOOP) {
-      // Loopback: the transmitter feeds the receiver; a full FIFO overruns.
+      // Loopback: the transmitter feeds the receiver. On overrun the datasheet keeps the FIFO's bytes and
+      // loses the new one, but without FIFOs the new byte replaces the one in RBR ("destroying the
+      // previous character").
       if (this.rxCount < this.rxCapacity()) this.pushRx(byte);
-      else this.lsrErrors |= UART_LSR_OE;
+      else {
+        this.lsrErrors |= UART_LSR_OE;
+        if (!(this.fcr & UART_FCR_ENABLE_FIFO)) this.rx[this.rxHead] = byte;
+      }
     } else {
       if (this.txCount === TX_BUFFER_SIZE) this.flush();
       this.tx[this.txCount++] = byte;
@@ -440,18 +456,19 @@ export class Uart16550 implements MmioDevice, Stateful<Uart16550State> {
   private interruptId(): number {
     const ier = this.ier;
     if (ier & UART_IER_RLSI && this.lsrErrors !== 0) return UART_IIR_RLSI;
-    if (ier & UART_IER_RDI && this.rxCount > 0) {
-      // Below the trigger level the datasheet raises a character timeout after four character times
-      // without input; host input arrives in bursts, so that time has always passed here.
-      if (this.fcr & UART_FCR_ENABLE_FIFO && this.rxCount < RX_TRIGGER[this.fcr >>> 6]) return UART_IIR_CTI;
-      return UART_IIR_RDI;
-    }
+    if (ier & UART_IER_RDI && this.rxCount > 0) return this.rxTimeout ? UART_IIR_CTI : UART_IIR_RDI;
     if (ier & UART_IER_THRI && this.thrPending) return UART_IIR_THRI;
     if (ier & UART_IER_MSI && this.msrDelta !== 0) return UART_IIR_MSI;
     return UART_IIR_NO_INT;
   }
 
   private updateIrq(): void {
+    // Data below the trigger level raises a character timeout after four character times without a read
+    // or new input; host input arrives in bursts, so that time has always passed here. Once fired, the
+    // timeout stays until RBR is read, even if more data arrives (as QEMU's).
+    if (this.fcr & UART_FCR_ENABLE_FIFO && this.rxCount > 0 && this.rxCount < RX_TRIGGER[this.fcr >>> 6])
+      this.rxTimeout = true;
+    else if (this.rxCount === 0) this.rxTimeout = false;
     this.irq.set(this.interruptId() !== UART_IIR_NO_INT);
   }
 }
