@@ -13,9 +13,9 @@
   MAP_LABEL(VA_SV48_ONLY, page_b, PTE_V | PTE_R | PTE_W | AD, LEAF_4K); \
   MAP(VA_512G, 0, PTE_V | PTE_R | PTE_W | AD, LEAF_512G)
 #define EXTRA_CHECKS \
-  CHECK_NUM(40); GOTO_S(1f); 1: li t2, VA_SV48_ONLY; ld a0, 0(t2); BACK_TO_M(2f); 2: \
+  CHECK_NUM(50); GOTO_S(1f); 1: li t2, VA_SV48_ONLY; ld a0, 0(t2); BACK_TO_M(2f); 2: \
   CHECK_REG(a0, 0x2222222222222222); \
-  CHECK_NUM(41); GOTO_S(1f); 1: la t2, page_b; li t1, VA_512G; add t2, t2, t1; ld a0, 0(t2); \
+  CHECK_NUM(51); GOTO_S(1f); 1: la t2, page_b; li t1, VA_512G; add t2, t2, t1; ld a0, 0(t2); \
   li t1, 0x9999; sd t1, 48(t2); BACK_TO_M(2f); 2: CHECK_REG(a0, 0x2222222222222222); \
   la t0, page_b; ld a0, 48(t0); CHECK_REG(a0, 0x9999)
 #include "paging.inc"

@@ -153,10 +153,22 @@ test_main:
   TEST_TRAP(41, CAUSE_ILLEGAL_INSTRUCTION, .hword 0x8002)   // c.jr x0
   CHECK_MTVAL(0x8002)
   TEST_TRAP(42, CAUSE_ILLEGAL_INSTRUCTION, .hword 0x0000; nop)
+  // HINT encodings (rd = x0) execute as no-ops, not as illegal instructions
+  CHECK_NUM(43)
+  li a0, 7
+  li a1, 9
+  .hword 0x0005                  // c.nop 1 (c.addi x0, 1)
+  .hword 0x4015                  // c.li x0, 5
+  .hword 0x6005                  // c.lui x0, 1
+  .hword 0x802e                  // c.mv x0, a1
+  .hword 0x902e                  // c.add x0, a1
+  .hword 0x0006                  // c.slli x0, 1
+  CHECK_REG(a0, 7)
+  CHECK_REG(a1, 9)
   .option pop
 
   // the compiled program
-  CHECK_NUM(43)
+  CHECK_NUM(44)
   call rvc_program
   CHECK_REG(a0, 0xe1ffafb464188f09)
   TEST_PASS
