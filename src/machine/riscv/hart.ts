@@ -244,16 +244,22 @@ export class Rv64Hart {
   private satpMode = SATP_MODE_BARE;
   private satpRoot = 0;
 
-  // Direct-mapped TLBs: tag = page-aligned virtual address halves; off = RAM byte offset of the page.
-  private readonly rTagLo = new Int32Array(TLB_SIZE).fill(TLB_EMPTY);
-  private readonly rTagHi = new Int32Array(TLB_SIZE);
-  private readonly rOff = new Int32Array(TLB_SIZE);
-  private readonly wTagLo = new Int32Array(TLB_SIZE).fill(TLB_EMPTY);
-  private readonly wTagHi = new Int32Array(TLB_SIZE);
-  private readonly wOff = new Int32Array(TLB_SIZE);
-  private readonly xTagLo = new Int32Array(TLB_SIZE).fill(TLB_EMPTY);
-  private readonly xTagHi = new Int32Array(TLB_SIZE);
-  private readonly xOff = new Int32Array(TLB_SIZE);
+  // Direct-mapped TLBs: tag = page-aligned virtual address halves; off = RAM byte offset of the page. Two
+  // sets: identity translations (M-mode or satp Bare), which never go stale, and Sv39/Sv48 translations for
+  // one privilege (`virtPriv`), so traps into M-mode and back keep both warm. These fields point at the
+  // sets in use: loads and stores at the set of the data privilege, fetch at that of the hart's privilege.
+  private readonly bareTlb = new TlbSet();
+  private readonly virtTlb = new TlbSet();
+  private virtPriv = -1;
+  private rTagLo = this.bareTlb.rTagLo;
+  private rTagHi = this.bareTlb.rTagHi;
+  private rOff = this.bareTlb.rOff;
+  private wTagLo = this.bareTlb.wTagLo;
+  private wTagHi = this.bareTlb.wTagHi;
+  private wOff = this.bareTlb.wOff;
+  private xTagLo = this.bareTlb.xTagLo;
+  private xTagHi = this.bareTlb.xTagHi;
+  private xOff = this.bareTlb.xOff;
   // The page instructions are being fetched from: RAM offset (or -1 with its physical base for MMIO).
   private fPageLo = TLB_EMPTY;
   private fPageHi = 0;
@@ -327,6 +333,8 @@ export class Rv64Hart {
     this.priv = PRV_M;
     this.updateDataPriv();
     this.flushTlb();
+    this.virtPriv = -1;
+    this.selectTlbs();
     this.breakOut = true;
   }
 
@@ -1027,8 +1035,33 @@ export class Rv64Hart {
   private setPriv(p: number): void {
     this.priv = p;
     this.updateDataPriv();
-    // Privilege is part of every permission the TLBs cache.
-    this.flushTlb();
+    this.selectTlbs();
+  }
+
+  /** Point the TLB fields at the sets the current privileges use (see the field comment). */
+  private selectTlbs(): void {
+    const bare = this.satpMode === SATP_MODE_BARE;
+    const d = bare || this.dataPriv === PRV_M ? this.bareTlb : this.virtTlbFor(this.dataPriv);
+    const f = bare || this.priv === PRV_M ? this.bareTlb : this.virtTlbFor(this.priv);
+    this.rTagLo = d.rTagLo;
+    this.rTagHi = d.rTagHi;
+    this.rOff = d.rOff;
+    this.wTagLo = d.wTagLo;
+    this.wTagHi = d.wTagHi;
+    this.wOff = d.wOff;
+    this.xTagLo = f.xTagLo;
+    this.xTagHi = f.xTagHi;
+    this.xOff = f.xOff;
+    this.fPageLo = TLB_EMPTY;
+  }
+
+  /** The virtual set, emptied first when it holds another privilege's permissions. */
+  private virtTlbFor(priv: number): TlbSet {
+    if (this.virtPriv !== priv) {
+      this.virtTlb.flush();
+      this.virtPriv = priv;
+    }
+    return this.virtTlb;
   }
 
   private updateDataPriv(): void {
@@ -1261,10 +1294,9 @@ export class Rv64Hart {
 
   // ---------------------------------------------------------------- address translation (§4.3, §4.4)
 
+  /** Forget every cached Sv39/Sv48 translation (SFENCE.VMA, satp writes). */
   flushTlb(): void {
-    this.rTagLo.fill(TLB_EMPTY);
-    this.wTagLo.fill(TLB_EMPTY);
-    this.xTagLo.fill(TLB_EMPTY);
+    this.virtTlb.flush();
     this.fPageLo = TLB_EMPTY;
   }
 
@@ -1608,6 +1640,7 @@ export class Rv64Hart {
         this.satpMode = mode;
         this.satpRoot = ((hi & 0xfff) * TWO_POW_32 + (lo >>> 0)) * 4096;
         this.flushTlb();
+        this.selectTlbs();
         return;
       }
       case CSR_SCOUNTEREN:
@@ -1660,7 +1693,9 @@ export class Rv64Hart {
     if ((n & MSTATUS_MPP) === 2 << MSTATUS_MPP_SHIFT) n &= ~MSTATUS_MPP;
     this.mstatus = n;
     this.updateDataPriv();
-    if ((old ^ n) & (MSTATUS_MPRV | MSTATUS_MPP | MSTATUS_SUM | MSTATUS_MXR)) this.flushTlb();
+    // Clearing SUM or MXR takes permissions away from cached translations; setting them only adds.
+    if (old & ~n & (MSTATUS_SUM | MSTATUS_MXR)) this.flushTlb();
+    if ((old ^ n) & (MSTATUS_MPRV | MSTATUS_MPP)) this.selectTlbs();
   }
 
   // ---------------------------------------------------------------- state
@@ -1760,7 +1795,28 @@ export class Rv64Hart {
     this.priv = s.priv;
     this.updateDataPriv();
     this.flushTlb();
+    this.virtPriv = -1;
+    this.selectTlbs();
     this.breakOut = true;
+  }
+}
+
+/** One set of direct-mapped TLBs: read, write and fetch. */
+class TlbSet {
+  readonly rTagLo = new Int32Array(TLB_SIZE).fill(TLB_EMPTY);
+  readonly rTagHi = new Int32Array(TLB_SIZE);
+  readonly rOff = new Int32Array(TLB_SIZE);
+  readonly wTagLo = new Int32Array(TLB_SIZE).fill(TLB_EMPTY);
+  readonly wTagHi = new Int32Array(TLB_SIZE);
+  readonly wOff = new Int32Array(TLB_SIZE);
+  readonly xTagLo = new Int32Array(TLB_SIZE).fill(TLB_EMPTY);
+  readonly xTagHi = new Int32Array(TLB_SIZE);
+  readonly xOff = new Int32Array(TLB_SIZE);
+
+  flush(): void {
+    this.rTagLo.fill(TLB_EMPTY);
+    this.wTagLo.fill(TLB_EMPTY);
+    this.xTagLo.fill(TLB_EMPTY);
   }
 }
 
