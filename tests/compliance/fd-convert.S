@@ -141,4 +141,30 @@ test_main:
   fsd f2, 16(t5)
   ld a0, 16(t5)
   CHECK_REG(a0, 0x7ff4000000000abc)
+  // loads, stores and moves never quieten a signaling NaN (single and double)
+  CHECK_NUM(87)
+  FP_DATA(0x7ff0000000000001, 0, 0, 0)
+  li a1, 0x7f800001
+  sw a1, 8(t5)
+  flw f2, 8(t5)
+  fmv.x.d a0, f2
+  CHECK_REG(a0, 0xffffffff7f800001)
+  fsw f2, 12(t5)
+  lwu a0, 12(t5)
+  CHECK_REG(a0, 0x7f800001)
+  fmv.x.w a0, f2
+  CHECK_REG(a0, 0x7f800001)
+  CHECK_NUM(88)
+  li a1, 0xff800005
+  fmv.w.x f3, a1
+  fmv.x.w a0, f3
+  CHECK_REG(a0, 0xffffffffff800005)
+  fld f4, 0(t5)
+  fsd f4, 16(t5)
+  ld a0, 16(t5)
+  CHECK_REG(a0, 0x7ff0000000000001)
+  fmv.x.d a0, f4
+  CHECK_REG(a0, 0x7ff0000000000001)
+  frflags a0
+  CHECK_REG(a0, 0)
   TEST_PASS
