@@ -598,6 +598,25 @@ test("double add, mul, div, sqrt, fma: halfway and non-halfway cases in every ro
   h.exec(r4(MADD, D, 4, 1, 1, 3, RNE));
   assert.equal(h.d(4), "3e40000000800000");
   assert.equal(h.fflags, 0);
+  // (1 + 2^-52) * 1.5 = 1.5 + 2^-52 + 2^-53 is a tie whose even neighbour is above; a tiny addend decides it.
+  setDHex(h, 5, ONE_D.replace(/0$/, "1"));
+  setDHex(h, 6, "3ff8000000000000");
+  setDHex(h, 7, "b370000000000000"); // -2^-200
+  h.exec(r4(MADD, D, 8, 5, 6, 7, RNE));
+  assert.equal(h.d(8), "3ff8000000000001");
+  h.exec(r4(MSUB, D, 9, 5, 6, 7, RNE)); // + 2^-200
+  assert.equal(h.d(9), "3ff8000000000002");
+  assert.equal(h.fflags, NX);
+  // The same for singles: (1 + 2^-23) * 1.5 is a single-precision tie; -2^-60 puts it just below.
+  h.setS(10, 0x3f800001);
+  h.setS(11, 0x3fc00000);
+  h.setS(12, 0xa1800000);
+  h.exec(r4(MADD, S, 13, 10, 11, 12, RNE));
+  assert.equal(h.s(13), 0x3fc00001);
+  h.exec(r4(NMADD, S, 14, 10, 11, 12, RNE)); // -(p) + 2^-60: just below the tie in magnitude
+  assert.equal(h.s(14), 0xbfc00001);
+  h.exec(r4(MSUB, S, 15, 10, 11, 12, RNE));
+  assert.equal(h.s(15), 0x3fc00002);
 });
 
 test("subnormal results and underflow, with tininess detected after rounding", () => {
@@ -750,15 +769,25 @@ test("round-to-nearest fast paths agree with the exact path on random operands, 
   const h = new TestHost();
   let differences = 0;
   const examples: string[] = [];
-  for (let n = 0; n < 30000; n++) {
+  for (let n = 0; n < 42000; n++) {
     const fmt = n & 1;
-    const funct5 = [ADD, SUB, MUL, DIV, SQRT][(n >> 1) % 5];
+    const funct5 = [ADD, SUB, MUL, DIV, SQRT, MADD, NMSUB][(n >> 1) % 7];
     const [aLo, aHi] = shaped(fmt);
     let [bLo, bHi] = shaped(fmt);
     if (funct5 <= SUB && rnd() & 1) {
       // Nearby exponents, so that sums cancel and round at every position.
       if (fmt === S) bLo = (bLo & ~0x7f800000) | (aLo & 0x7f800000);
       else bHi = (bHi & ~0x7ff00000) | (aHi & 0x7ff00000);
+    }
+    let [cLo, cHi] = shaped(fmt);
+    if (funct5 >= MADD && rnd() & 1) {
+      // An addend near the product's magnitude, so that the sum cancels or lands near a rounding boundary.
+      const bias = fmt === S ? 127 : 1023;
+      const ea = fmt === S ? (aLo >>> 23) & 0xff : (aHi >>> 20) & 0x7ff;
+      const eb = fmt === S ? (bLo >>> 23) & 0xff : (bHi >>> 20) & 0x7ff;
+      const ec = Math.max(1, Math.min(ea + eb - bias + (rnd() % 5) - 2, fmt === S ? 0xfe : 0x7fe));
+      if (fmt === S) cLo = (cLo & ~0x7f800000) | (ec << 23);
+      else cHi = (cHi & ~0x7ff00000) | (ec << 20);
     }
     const results: string[] = [];
     for (const fast of [true, false]) {
@@ -767,9 +796,15 @@ test("round-to-nearest fast paths agree with the exact path on random operands, 
       h.fr[3] = aHi;
       h.fr[4] = bLo;
       h.fr[5] = bHi;
+      h.fr[6] = cLo;
+      h.fr[7] = cHi;
       h.fflags = 0;
-      h.exec(opFp(funct5, fmt, 3, 1, funct5 === SQRT ? 0 : 2, RNE));
-      results.push(`${h.d(3)}/${h.fflags}`);
+      h.exec(
+        funct5 >= MADD
+          ? r4(funct5, fmt, 4, 1, 2, 3, RNE)
+          : opFp(funct5, fmt, 4, 1, funct5 === SQRT ? 0 : 2, RNE),
+      );
+      results.push(`${h.d(4)}/${h.fflags}`);
     }
     sfSetFastPaths(true);
     if (results[0] !== results[1]) {

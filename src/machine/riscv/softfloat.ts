@@ -632,6 +632,86 @@ function fastSqrt(fmt: number, aLo: number, aHi: number): boolean {
   return true;
 }
 
+/**
+ * Fused multiply-add under RNE. Doubles follow Boldo and Melquiond ("Emulation of FMA and correctly rounded
+ * sums: proved algorithms using rounding to odd", IEEE TC 2008): a*b = uh + ul exactly (TwoProduct),
+ * c + uh = th + tl exactly (TwoSum), then RN(th + RO(tl + ul)) is the correctly rounded a*b + c; round-to-odd
+ * is emulated by nudging an even RN result towards its TwoSum error. The result is inexact exactly when
+ * tl + ul was not representable, or when th + v rounded. Singles: a*b is exact in binary64, and RN(p + c)
+ * rounded again to single is right unless it sits exactly on a single-precision midpoint, where the TwoSum
+ * error says which way the exact value lies.
+ */
+function fastFma(
+  fmt: number,
+  aLo: number,
+  aHi: number,
+  bLo: number,
+  bHi: number,
+  cLo: number,
+  cHi: number,
+  negProduct: boolean,
+  negAddend: boolean,
+): boolean {
+  if (fmt === FMT_S) {
+    if (!finiteS(aLo) || !finiteS(bLo) || !finiteS(cLo)) return false;
+    const p = negProduct ? -(toSingle(aLo) * toSingle(bLo)) : toSingle(aLo) * toSingle(bLo);
+    const c = negAddend ? -toSingle(cLo) : toSingle(cLo);
+    let s = p + c;
+    const err = twoSumErr(p, c, s);
+    if (err !== 0) {
+      F64[0] = s;
+      // A single-precision midpoint has its 29 low binary64 fraction bits equal to 1 followed by zeros.
+      if ((I32[LO] & 0x1fffffff) === 0x10000000) {
+        I32[LO] += err > 0 === s > 0 ? 1 : -1;
+        s = F64[0];
+      }
+    }
+    const r = Math.fround(s);
+    const m = Math.abs(r);
+    if (m === Number.POSITIVE_INFINITY || (m < TWO_M125 && (s !== 0 || err !== 0))) return false;
+    if (err !== 0 || r !== s) sf.flags = FFLAGS_NX;
+    putSingle(r);
+    return true;
+  }
+  if (!finiteD(aHi) || !finiteD(bHi) || !finiteD(cHi)) return false;
+  const a = negProduct ? -toDouble(aLo, aHi) : toDouble(aLo, aHi);
+  const b = toDouble(bLo, bHi);
+  const c = negAddend ? -toDouble(cLo, cHi) : toDouble(cLo, cHi);
+  const uh = a * b;
+  if (a === 0 || b === 0) {
+    putDouble(uh + c); // an exact zero product: the sum is exact and JS gives the IEEE sign of zero
+    return true;
+  }
+  const mp = Math.abs(uh);
+  if (mp < TWO_M960 || mp === Number.POSITIVE_INFINITY || Math.abs(a) >= TWO_995 || Math.abs(b) >= TWO_995) {
+    return false;
+  }
+  const ul = twoProductErr(a, b, uh);
+  const th = c + uh;
+  if (th === Number.POSITIVE_INFINITY || th === Number.NEGATIVE_INFINITY) return false;
+  const tl = twoSumErr(c, uh, th);
+  let v = tl + ul;
+  const w = twoSumErr(tl, ul, v);
+  if (w !== 0) {
+    F64[0] = v;
+    if ((I32[LO] & 1) === 0) {
+      // Round to odd: step the magnitude one ulp towards the exact sum. The low bit is 0, so +1 never carries.
+      if (w > 0 === v > 0) I32[LO] += 1;
+      else if (I32[LO] === 0) {
+        I32[LO] = -1;
+        I32[HI] -= 1;
+      } else I32[LO] -= 1;
+      v = F64[0];
+    }
+  }
+  const z = th + v;
+  const m = Math.abs(z);
+  if (m === Number.POSITIVE_INFINITY || (m < TWO_M960 && (z !== 0 || w !== 0))) return false;
+  if (w !== 0 || twoSumErr(th, v, z) !== 0) sf.flags = FFLAGS_NX;
+  putDouble(z);
+  return true;
+}
+
 // ---- operations: each clears sf.flags, then leaves its result and flags in sf ----
 
 /** a + b, or a - b when `subtract`. */
@@ -840,6 +920,7 @@ export function sfFma(
   rm: number,
 ): void {
   sf.flags = 0;
+  if (rm === RM_RNE && fastPaths && fastFma(fmt, aLo, aHi, bLo, bHi, cLo, cHi, negProduct, negAddend)) return;
   unpack(fmt, aLo, aHi);
   const ac = uCls;
   const as = uSign;
