@@ -709,3 +709,27 @@ test("save → load → save round trip, and a mutation changes the state", { sk
   assert.throws(() => other.loadState({ ...s1, priv: 2 }), /priv/);
   assert.throws(() => other.loadState({ ...s1, x: new Int32Array(3) }), /x must be/);
 });
+
+test("misaligned loads and stores work in hardware, also across a page boundary", { skip }, () => {
+  const m = boot(`
+    la s0, buf
+    li t1, 4093
+    add s1, s0, t1
+    li t0, 0x1122334455667788
+    sd t0, 0(s1)               # crosses from the first page of buf into the second
+    ld s2, 0(s1)
+    lw s3, 2(s1)
+    lhu s4, 2(s1)
+    sw t0, 1(s0)
+    lwu s5, 1(s0)
+    li a0, 1
+    ${EXIT}
+    .bss
+    .align 12
+    buf: .skip 8192`);
+  assert.equal(m.run(), 1);
+  assert.equal(m.reg(18), 0x1122334455667788n);
+  assert.equal(m.reg(19), 0x33445566n);
+  assert.equal(m.reg(20), 0x5566n);
+  assert.equal(m.reg(21), 0x55667788n);
+});
