@@ -1,6 +1,6 @@
 // Differential ISA compliance: every tests/compliance/*.S program must pass on QEMU's virt board (which
-// proves the program right) and then on the tsvm machine; a program reports through the sifive_test
-// finisher, so the process exit code is 0 for pass or the number of the failing check.
+// proves the program right) and then on the tsvm machine. A program reports through the sifive_test
+// finisher (process exit code 0, or the number of the failing check) and prints PASS / FAIL <n> on the UART.
 import assert from "node:assert/strict";
 import { type SpawnSyncReturns, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -32,7 +32,7 @@ const GCC_FLAGS = [
   "-no-pie",
   "-ffreestanding",
   "-O2",
-  "-Wl,--build-id=none",
+  "-Wl,--build-id=none,--no-warn-rwx-segments",
 ];
 const QEMU_TIMEOUT_MS = 30_000;
 /** The emulator is far slower than QEMU's JIT; the programs are small, so this is still a hang guard. */
