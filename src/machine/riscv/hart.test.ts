@@ -733,3 +733,31 @@ test("misaligned loads and stores work in hardware, also across a page boundary"
   assert.equal(m.reg(20), 0x5566n);
   assert.equal(m.reg(21), 0x55667788n);
 });
+
+test("random instruction streams never throw out of run() (hostile guest)", () => {
+  let seed = 0x2545f491;
+  const rnd = () => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return seed >>> 0;
+  };
+  for (let round = 0; round < 20; round++) {
+    const ram = new GuestRam(RAM_BASE, 1 << 16);
+    for (let i = 0; i < ram.i32.length; i++) ram.i32[i] = rnd();
+    // Sprinkle valid CSR writes (satp, mstatus, mtvec, medeleg, mie) and xRETs so privilege and paging change.
+    const system = [0x18051073, 0x30051073, 0x30551073, 0x30251073, 0x30451073, 0x30200073, 0x10200073];
+    for (let i = 0; i < 2000; i++) ram.i32[rnd() % ram.i32.length] = system[rnd() % system.length];
+    const bus = new PhysBus(ram);
+    bus.map(EXIT_BASE, 0x1000, new ExitDevice());
+    const hart = new Rv64Hart(0, bus, new FakeTime());
+    hart.setPc(RAM_BASE, 0);
+    for (let i = 2; i < 64; i++) hart.x[i] = i & 1 ? (rnd() & 1 ? -1 : 0) : rnd();
+    let done = 0;
+    for (let k = 0; k < 200 && done < 50_000; k++) {
+      if (hart.waiting) hart.setPending(7, true);
+      done += hart.run(1000);
+    }
+    assert.ok(done > 0);
+  }
+});
