@@ -3,7 +3,7 @@
 // rounding modes it has (RNE, RTZ, RDN, RUP). RMM cases and RISC-V-specific NaN rules are written by hand
 // in the .S files. A NaN result is replaced by the RISC-V canonical NaN. The checks then had to pass on
 // QEMU (softfloat), a second, independent implementation.
-//   gcc -O0 -frounding-math -o /tmp/fp-expect fp-expect.c -lm && /tmp/fp-expect d 1   (or: s 1)
+//   gcc -O0 -frounding-math -o /tmp/fp-expect fp-expect.c -lm && /tmp/fp-expect d 1   (s 1, u 1)
 #include <fenv.h>
 #include <math.h>
 #include <stdint.h>
@@ -130,7 +130,28 @@ static void s_case(const char *op, int arity, uint32_t a, uint32_t b, uint32_t c
 int main(int argc, char **argv) {
   if (argc < 3) return 2;
   n = atoi(argv[2]) - 1;
-  if (argv[1][0] == 'd') {
+  if (argv[1][0] == 'u') {
+    // the edges of the exponent range: tininess after rounding, exact subnormals, overflow by a half ulp
+    d_case("fmul.d", 2, D_MIN, D_ONE_M, 0);
+    d_case("fmul.d", 2, D_MIN, 0x3fe0000000000001ull, 0);
+    d_case("fmul.d", 2, 0x000fffffffffffffull, D_ONE_P, 0);
+    d_case("fdiv.d", 2, D_MIN, D_ONE_P, 0);
+    d_case("fdiv.d", 2, D_ONE, D_MAX, 0);
+    d_case("fadd.d", 2, 1, 1, 0);
+    d_case("fsub.d", 2, 0x0010000000000001ull, D_MIN, 0);
+    d_case("fadd.d", 2, D_MAX, 0x7c90000000000000ull, 0);
+    d_case("fmul.d", 2, D_MAX, D_ONE_P, 0);
+    d_case("fmadd.d", 3, D_MIN, D_ONE_M, D_NEG(1));
+    d_case("fmadd.d", 3, D_MIN, D_ONE_P, D_NEG(D_MIN));
+    d_case("fsqrt.d", 1, 2, 0, 0);
+    s_case("fmul.s", 2, S_MIN, S_ONE_M, 0);
+    s_case("fmul.s", 2, 0x007fffffu, S_ONE_P, 0);
+    s_case("fdiv.s", 2, S_ONE, S_MAX, 0);
+    s_case("fadd.s", 2, S_MAX, 0x73000000u, 0);
+    s_case("fsub.s", 2, 0x00800001u, S_MIN, 0);
+    s_case("fmadd.s", 3, S_MIN, S_ONE_M, S_NEG(1));
+    s_case("fmul.s", 2, S_MAX, S_ONE_P, 0);
+  } else if (argv[1][0] == 'd') {
     d_case("fadd.d", 2, D_TENTH, D_FIFTH, 0);
     d_case("fadd.d", 2, D_NEG(D_TENTH), D_NEG(D_FIFTH), 0);
     d_case("fadd.d", 2, D_MAX, D_MAX, 0);
