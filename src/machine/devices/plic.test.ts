@@ -181,6 +181,7 @@ test("loadState refuses inconsistent states and changes nothing", () => {
     { ...good, priority: new Uint8Array(96).fill(8) },
     { ...good, pending: Uint32Array.of(1, 0, 0) },
     { ...good, pending: Uint32Array.of(2, 0, 0), claimed: Uint32Array.of(2, 0, 0) },
+    { ...good, level: Uint32Array.of(4, 0, 0) },
     { ...good, enable: new Uint32Array(3) },
     { ...good, threshold: Uint8Array.of(0, 9) },
   ];
@@ -227,7 +228,10 @@ test("hostile guest: random accesses never throw, never claim a non-source, keep
       }
     }
     const s = plic.saveState();
-    for (let w = 0; w < 3; w++) assert.equal(s.pending[w] & s.claimed[w], 0);
+    for (let w = 0; w < 3; w++) {
+      assert.equal(s.pending[w] & s.claimed[w], 0);
+      assert.equal(s.level[w] & ~(s.pending[w] | s.claimed[w]), 0, "a high line is pending or claimed");
+    }
     assert.equal(s.pending[0] & 1, 0);
     for (let c = 0; c < contexts; c++) {
       let deliverable = false;

@@ -113,8 +113,12 @@ export class Plic implements MmioDevice, Stateful<PlicState> {
     const w = source >>> 5;
     const bit = 1 << (source & 31);
     if (high) {
+      // Devices re-assert their level on every register access: a line already high changes nothing,
+      // since it is then pending or claimed (an invariant loadState checks too).
+      if ((this.level[w] & bit) !== 0) return;
       this.level[w] |= bit;
-      // Gateway (privileged spec v1.10 §7.4, kept by the PLIC spec): the gateway sends no new request for a source until its previous one is completed.
+      // Gateway (privileged spec v1.10 §7.4, kept by the PLIC spec): no new request for a source until
+      // its previous one is completed.
       if ((this.claimed[w] & bit) === 0) this.pending[w] |= bit;
     } else {
       // The gateway has already forwarded the request: its pending bit stays until a claim, even when the
@@ -171,8 +175,14 @@ export class Plic implements MmioDevice, Stateful<PlicState> {
       checkState(bits instanceof Uint32Array && bits.length === WORDS, id, `${name} is not ${WORDS} words`);
       checkState((bits[0] & 1) === 0, id, `${name} has a bit for source 0`);
     }
-    for (let w = 0; w < WORDS; w++)
+    for (let w = 0; w < WORDS; w++) {
       checkState((state.pending[w] & state.claimed[w]) === 0, id, "a source is both pending and claimed");
+      checkState(
+        (state.level[w] & ~(state.pending[w] | state.claimed[w])) === 0,
+        id,
+        "a source's line is high but it is neither pending nor claimed",
+      );
+    }
     checkState(
       state.enable instanceof Uint32Array && state.enable.length === WORDS * this.contexts,
       id,
