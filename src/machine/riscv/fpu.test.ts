@@ -732,7 +732,7 @@ test("markFsDirty follows writes of FP registers and fflags only", () => {
   assert.equal(h.xr(0), "0000000000000000");
 });
 
-test("round-to-nearest fast paths agree with the exact path on random operands, flags included", () => {
+test("fast paths agree with the exact path on random operands, flags included", () => {
   let seed = 0x2545f491;
   const rnd = (): number => {
     seed ^= seed << 13;
@@ -809,9 +809,61 @@ test("round-to-nearest fast paths agree with the exact path on random operands, 
     sfSetFastPaths(true);
     if (results[0] !== results[1]) {
       differences++;
-      if (examples.length < 10)
-        examples.push(`op ${funct5} fmt ${fmt} ${hex64(aHi, aLo)} ${hex64(bHi, bLo)}: ${results}`);
+      if (examples.length < 10) {
+        examples.push(
+          `op ${funct5} fmt ${fmt} ${hex64(aHi, aLo)} ${hex64(bHi, bLo)} ${hex64(cHi, cLo)}: ${results}`,
+        );
+      }
     }
   }
   assert.deepEqual(examples, [], `${differences} differences`);
+});
+
+test("conversion fast paths agree with the exact path in every rounding mode", () => {
+  let seed = 0x1234567;
+  const rnd = (): number => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return seed >>> 0;
+  };
+  const h = new TestHost();
+  const examples: string[] = [];
+  for (let n = 0; n < 20000; n++) {
+    const fmt = n & 1;
+    const rm = rnd() % 5;
+    const kind = rnd() % 4;
+    const which = (n >> 1) % 3;
+    // Values around the integers up to 2^66, halves included; random 64-bit integers of any width.
+    const e = (fmt === S ? 127 : 1023) - 3 + (rnd() % 70);
+    const sign = rnd() & 0x80000000;
+    const frac = rnd() & (rnd() & 1 ? 0xfffff : 0xf0000);
+    const fLo = fmt === S ? sign | (e << 23) | (frac << 3) : rnd() & (rnd() & 1 ? -1 : 0);
+    const fHi = fmt === S ? -1 : sign | (e << 20) | frac;
+    const width = rnd() % 64;
+    const iHi = width >= 32 ? rnd() >> (63 - width) : -(rnd() & 1);
+    const iLo = width >= 32 ? rnd() | 0 : (rnd() | 0) >> (31 - width);
+    let insn: number;
+    if (which === 0) insn = opFp(CVT_TO_INT, fmt, 4, 1, kind, rm);
+    else if (which === 1) insn = opFp(CVT_FROM_INT, fmt, 4, 1, kind, rm);
+    else insn = opFp(CVT_FF, fmt, 4, 1, fmt === S ? 1 : 0, rm);
+    const results: string[] = [];
+    for (const fast of [true, false]) {
+      sfSetFastPaths(fast);
+      h.fr.fill(0);
+      h.x.fill(0);
+      if (which === 1) h.setX(1, iHi, iLo);
+      else if (which === 2 && fmt === S)
+        setDHex(h, 1, hex64(sign | ((e + 896) << 20) | frac, fLo)); // a double
+      else h.setD(1, fHi, fLo);
+      h.fflags = 0;
+      h.exec(insn);
+      results.push(`${h.d(4)}/${h.xr(4)}/${h.fflags}`);
+    }
+    sfSetFastPaths(true);
+    if (results[0] !== results[1] && examples.length < 10) {
+      examples.push(`${(insn >>> 0).toString(16)} f1=${h.d(1)} x1=${h.xr(1)}: ${results}`);
+    }
+  }
+  assert.deepEqual(examples, []);
 });

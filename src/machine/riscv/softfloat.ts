@@ -712,6 +712,102 @@ function fastFma(
   return true;
 }
 
+/** FCVT.S.D under RNE and the exact FCVT.D.S, on host numbers. */
+function fastCvtFF(toFmt: number, aLo: number, aHi: number): boolean {
+  if (toFmt === FMT_D) {
+    if (!finiteS(aLo)) return false;
+    putDouble(toSingle(aLo)); // exact
+    return true;
+  }
+  if (!finiteD(aHi)) return false;
+  const x = toDouble(aLo, aHi);
+  const r = Math.fround(x); // one correct RNE rounding
+  const m = Math.abs(r);
+  if (m === Number.POSITIVE_INFINITY || (m < TWO_M125 && x !== 0)) return false;
+  if (r !== x) sf.flags = FFLAGS_NX;
+  putSingle(r);
+  return true;
+}
+
+const TWO_31 = 2 ** 31;
+const TWO_53 = 2 ** 53;
+
+/** Float to integer for results that fit well inside the range: any rounding mode, on host numbers. */
+function fastCvtToInt(fmt: number, aLo: number, aHi: number, kind: number, rm: number): boolean {
+  let x: number;
+  if (fmt === FMT_S) {
+    if (!finiteS(aLo)) return false;
+    x = toSingle(aLo);
+  } else {
+    if (!finiteD(aHi)) return false;
+    x = toDouble(aLo, aHi);
+  }
+  let t = Math.trunc(x);
+  const f = x - t; // exact: the fraction, with the sign of x
+  if (f !== 0) {
+    const away = f > 0 ? 1 : -1;
+    const af = f > 0 ? f : -f;
+    switch (rm) {
+      case RM_RNE:
+        if (af > 0.5 || (af === 0.5 && t % 2 !== 0)) t += away;
+        break;
+      case RM_RDN:
+        if (f < 0) t -= 1;
+        break;
+      case RM_RUP:
+        if (f > 0) t += 1;
+        break;
+      case RM_RMM:
+        if (af >= 0.5) t += away;
+        break;
+      default:
+        break;
+    }
+  }
+  if (kind === CVT_W || kind === CVT_WU) {
+    if (kind === CVT_W ? t < -TWO_31 || t >= TWO_31 : t < 0 || t >= TWO32) return false;
+    sf.lo = t | 0; // FCVT.WU's 32-bit result is sign-extended like FCVT.W's
+    sf.hi = sf.lo >> 31;
+  } else {
+    if ((kind === CVT_LU && t < 0) || t >= TWO_53 || t <= -TWO_53) return false;
+    const hi = Math.floor(t / TWO32);
+    sf.lo = (t - hi * TWO32) | 0;
+    sf.hi = hi | 0;
+  }
+  if (f !== 0) sf.flags = FFLAGS_NX;
+  return true;
+}
+
+/** Integer to float when the integer is exactly representable: any rounding mode. */
+function fastCvtFromInt(fmt: number, lo: number, hi: number, kind: number): boolean {
+  let v: number;
+  switch (kind) {
+    case CVT_W:
+      v = lo | 0;
+      break;
+    case CVT_WU:
+      v = lo >>> 0;
+      break;
+    case CVT_L:
+      // hi:lo as a signed 64-bit value; exact as a number only below 2^53 in magnitude.
+      if (hi > 0x1fffff || hi < -0x200000) return false;
+      v = hi * TWO32 + (lo >>> 0);
+      break;
+    default:
+      if (hi >>> 0 > 0x1fffff) return false;
+      v = (hi >>> 0) * TWO32 + (lo >>> 0);
+      break;
+  }
+  if (fmt === FMT_D) {
+    if (v >= TWO_53 || v <= -TWO_53) return false;
+    putDouble(v);
+    return true;
+  }
+  if (v > 0x1000000 || v < -0x1000000) return false; // 2^24: every smaller integer is a single
+  putSingle(v);
+  return true;
+}
+
 // ---- operations: each clears sf.flags, then leaves its result and flags in sf ----
 
 /** a + b, or a - b when `subtract`. */
@@ -981,6 +1077,7 @@ export function sfFma(
 /** Converts between single and double (FCVT.S.D, FCVT.D.S). */
 export function sfCvtFF(toFmt: number, fromFmt: number, aLo: number, aHi: number, rm: number): void {
   sf.flags = 0;
+  if (fastPaths && (toFmt === FMT_D || rm === RM_RNE) && fastCvtFF(toFmt, aLo, aHi)) return;
   unpack(fromFmt, aLo, aHi);
   if (uCls >= C_QNAN) {
     nanResult(toFmt, uCls, C_ZERO, C_ZERO);
@@ -1005,6 +1102,7 @@ export function sfCvtFF(toFmt: number, fromFmt: number, aLo: number, aHi: number
  */
 export function sfCvtToInt(fmt: number, aLo: number, aHi: number, kind: number, rm: number): void {
   sf.flags = 0;
+  if (fastPaths && fastCvtToInt(fmt, aLo, aHi, kind, rm)) return;
   unpack(fmt, aLo, aHi);
   let neg = uSign;
   let magLo = 0;
@@ -1083,6 +1181,7 @@ export function sfCvtToInt(fmt: number, aLo: number, aHi: number, kind: number, 
 /** FCVT.{S,D}.{W,WU,L,LU}: the integer operand is the 64-bit register value in lo/hi. */
 export function sfCvtFromInt(fmt: number, lo: number, hi: number, kind: number, rm: number): void {
   sf.flags = 0;
+  if (fastPaths && fastCvtFromInt(fmt, lo, hi, kind)) return;
   WA.fill(0);
   let neg = 0;
   switch (kind) {
