@@ -68,6 +68,8 @@ const CANONICAL_NAN_S = 0x7fc00000;
 const EA = new Int32Array(2);
 
 /** x[rs1] + sign-extended imm as a 64-bit add with carry between the halves. */
+// Guest-controlled: the address is any 64-bit value; the host's load/store translates and checks it, and
+// throws (a page or access fault) before executeFp changes anything.
 function effectiveAddress(h: FpuHost, rs1: number, imm: number): void {
   const sum = (h.x[2 * rs1] >>> 0) + imm;
   EA[0] = sum | 0;
@@ -81,6 +83,7 @@ function effectiveAddress(h: FpuHost, rs1: number, imm: number): void {
 function roundingMode(h: FpuHost, insn: number): number {
   let rm = (insn >>> 12) & 7;
   if (rm === RM_DYN) rm = h.frm;
+  // Guest-controlled: rm and frm index the softfloat rounding switch; only 0..4 get through.
   if (rm > 4 || rm < 0) h.raiseIllegalInstruction(insn);
   return rm;
 }
