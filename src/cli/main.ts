@@ -7,6 +7,12 @@ Usage: tsvm <command> [options]
 Commands:
   run          boot a Linux guest (or any kernel for QEMU's virt board) on the terminal
   image        build or list guest images
+  create       create a VM and start it          list       list VMs
+  describe     show one VM                       start      start a VM
+  stop         stop a VM                         reset      reset a VM
+  suspend      suspend a VM to files             resume     resume a suspended VM
+  delete       delete a VM                       events     VM events (--follow)
+  operations   wait for or show operations       daemon     run, stop or query the daemon
 
 Run 'tsvm <command> --help' for a command's options.
 `;
@@ -17,6 +23,14 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return command === undefined ? 2 : 0;
   }
+  if (command === "create") return (await import("./create.ts")).createCommand(rest);
+  if (command === "list") return (await import("./list.ts")).listCommand(rest);
+  if (command === "describe") return (await import("./describe.ts")).describeCommand(rest);
+  if (["start", "stop", "reset", "suspend", "resume", "delete"].includes(command))
+    return (await import("./instance-action.ts")).instanceActionCommand(command as "start", rest);
+  if (command === "operations") return (await import("./operations.ts")).operationsCommand(rest);
+  if (command === "events") return (await import("./events.ts")).eventsCommand(rest);
+  if (command === "daemon") return (await import("./daemon.ts")).daemonCommand(rest);
   process.stderr.write(
     `tsvm: unknown command '${command}' (rest: ${rest.length} arguments); see 'tsvm --help'\n`,
   );

@@ -1,0 +1,30 @@
+// Composition root of the tsvm daemon process (started by `tsvm daemon`, or by the first CLI command that
+// needs it): wires the API server, the hypervisor, and the engines a VMM can host.
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { dataDir } from "../src/api/data-dir.ts";
+import { runDaemon } from "../src/api/server/daemon.ts";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+/** Engine adapters (modules exporting createGuest for the VMM); listed only once they exist. */
+const engineModules: Record<string, string> = {};
+const riscvGuest = join(root, "src/hypervisor/riscv-guest.ts");
+if (existsSync(riscvGuest)) engineModules.riscv = riscvGuest;
+
+try {
+  await runDaemon({
+    home: dataDir(),
+    vmmEntry: join(root, "src/hypervisor/vmm-main.ts"),
+    nodeArgs: [
+      "--enable-source-maps",
+      "--import",
+      `file://${join(root, "node_modules/tsx/dist/loader.mjs")}`,
+    ],
+    engineModules,
+    log: (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),
+  });
+} catch (e) {
+  process.stderr.write(`tsvm daemon: ${(e as Error).message}\n`);
+  process.exitCode = (e as { code?: string }).code === "already-running" ? 3 : 1;
+}

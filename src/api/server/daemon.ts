@@ -1,0 +1,169 @@
+// The tsvm daemon: one per data directory. It holds the lock, opens the hypervisor (re-attaching to VMs
+// that kept running while no daemon was there), serves the API, and on SIGTERM/SIGINT lets go of the VMs
+// without stopping them.
+//
+// $TSVM_HOME/config.json (optional):
+//   { "capacity": { "cpuOvercommit": 4, "memoryReserveMiB": 1024, "diskReserveMiB": 1024 },
+//     "tcpPort": 8470,              // also serve localhost TCP (bearer token); absent: Unix socket only
+//     "stopTimeoutMs": 90000,       // how long a stopping guest gets before it is forced off
+//     "defaultEngine": "riscv", "defaultImage": "default",
+//     "engines": { "name": "/path/to/engine-module.ts" },   // added to the built-in engines
+//     "images": { "name": "/path/to/disk.img" } }          // disk files usable as images
+
+import { mkdir, open, readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { Hypervisor } from "../../hypervisor/hypervisor.ts";
+import { HypervisorError } from "../../hypervisor/hypervisor-error.ts";
+import { ImageCacheCatalog } from "../../hypervisor/image-catalog.ts";
+import { capacityConfig, measureHostCapacity } from "../../hypervisor/resources.ts";
+import { VmStore, writeFileAtomic } from "../../hypervisor/store.ts";
+import { ProcessVmmLauncher } from "../../hypervisor/vmm-process.ts";
+import { apiSocketPath, type DaemonRecord, daemonRecordPath } from "../data-dir.ts";
+import { ApiServer } from "./api-server.ts";
+import { ensureApiToken } from "./api-token.ts";
+
+export interface DaemonOptions {
+  readonly home: string;
+  /** vmm-main.ts and how to run it (the tsx loader). */
+  readonly vmmEntry: string;
+  readonly nodeArgs: readonly string[];
+  /** Built-in engines: name → module exporting createGuest. */
+  readonly engineModules: Readonly<Record<string, string>>;
+  readonly log: (line: string) => void;
+}
+
+interface DaemonConfig {
+  capacity?: unknown;
+  tcpPort?: number;
+  stopTimeoutMs?: number;
+  defaultEngine?: string;
+  defaultImage?: string;
+  engines?: Record<string, string>;
+  images?: Record<string, string>;
+}
+
+function configError(problem: string): HypervisorError {
+  return new HypervisorError("invalid-config", `the daemon configuration is unusable: ${problem}`);
+}
+
+async function readConfig(home: string): Promise<DaemonConfig> {
+  const path = join(home, "config.json");
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return {};
+    throw e;
+  }
+  let c: unknown;
+  try {
+    c = JSON.parse(text);
+  } catch (e) {
+    throw configError(`${path} is not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof c !== "object" || c === null || Array.isArray(c))
+    throw configError(`${path} must hold an object`);
+  const cfg = c as DaemonConfig;
+  if (cfg.tcpPort !== undefined && (!Number.isInteger(cfg.tcpPort) || cfg.tcpPort < 0 || cfg.tcpPort > 65535))
+    throw configError("'tcpPort' must be a port number");
+  if (cfg.stopTimeoutMs !== undefined && (!Number.isInteger(cfg.stopTimeoutMs) || cfg.stopTimeoutMs < 0))
+    throw configError("'stopTimeoutMs' must be a whole number of milliseconds");
+  for (const key of ["engines", "images"] as const) {
+    const m = cfg[key];
+    if (
+      m !== undefined &&
+      (typeof m !== "object" || m === null || Object.values(m).some((v) => typeof v !== "string"))
+    )
+      throw configError(`'${key}' must map names to file paths`);
+  }
+  return cfg;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Takes the data directory's daemon lock (a file holding the owner's pid; a lock whose owner is dead is
+ * taken over). Throws "already-running" when a live daemon holds it.
+ */
+async function takeLock(home: string): Promise<string> {
+  const path = join(home, "daemon.lock");
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fh = await open(path, "wx", 0o600);
+      await fh.writeFile(`${process.pid}\n`);
+      await fh.close();
+      return path;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      const owner = Number((await readFile(path, "utf8").catch(() => "")).trim());
+      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner))
+        throw new HypervisorError("already-running", `a tsvm daemon (pid ${owner}) already runs for ${home}`);
+      await rm(path, { force: true });
+    }
+  }
+  throw new HypervisorError("already-running", `could not take the daemon lock ${path}`);
+}
+
+/** Runs the daemon until SIGTERM/SIGINT; resolves after a clean shutdown (VMs keep running). */
+export async function runDaemon(options: DaemonOptions): Promise<void> {
+  const { home, log } = options;
+  await mkdir(home, { recursive: true, mode: 0o700 });
+  const lock = await takeLock(home);
+  try {
+    const config = await readConfig(home);
+    const store = await VmStore.open(home);
+    const capacity = await measureHostCapacity(capacityConfig(config.capacity), home);
+    const hv = await Hypervisor.open({
+      store,
+      capacity,
+      launcher: new ProcessVmmLauncher({
+        vmmEntry: options.vmmEntry,
+        nodeArgs: options.nodeArgs,
+        engineModules: { ...options.engineModules, ...config.engines },
+      }),
+      images: new ImageCacheCatalog(config.images ?? {}),
+      defaultEngine: config.defaultEngine ?? "riscv",
+      defaultImage: config.defaultImage ?? "default",
+      stopTimeoutMs: config.stopTimeoutMs ?? 90_000,
+    });
+    const token = await ensureApiToken(home);
+    const server = new ApiServer(hv, { token });
+    const socketPath = apiSocketPath(home);
+    await server.listenUnix(socketPath);
+    const tcpPort = config.tcpPort === undefined ? null : await server.listenTcp(config.tcpPort);
+    const record: DaemonRecord = {
+      pid: process.pid,
+      socketPath,
+      tcpPort,
+      startedAt: new Date().toISOString(),
+    };
+    await writeFileAtomic(daemonRecordPath(home), `${JSON.stringify(record)}\n`);
+    hv.events.subscribe((e) => log(`${e.vmName}: ${e.from ?? "-"} → ${e.to ?? "-"} (${e.message})`));
+    log(
+      `tsvm daemon (pid ${process.pid}) serving ${socketPath}${tcpPort === null ? "" : ` and 127.0.0.1:${tcpPort}`}; ` +
+        `${hv.list().vms.length} VMs; capacity ${capacity.vcpus} vCPUs, ${capacity.memoryMiB} MiB`,
+    );
+
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        log(`received ${signal}: shutting down; running VMs keep running`);
+        resolve();
+      };
+      process.once("SIGTERM", () => stop("SIGTERM"));
+      process.once("SIGINT", () => stop("SIGINT"));
+    });
+    await server.close();
+    await hv.close();
+    await rm(daemonRecordPath(home), { force: true });
+    await rm(socketPath, { force: true });
+  } finally {
+    await rm(lock, { force: true });
+  }
+}

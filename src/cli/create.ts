@@ -1,0 +1,109 @@
+// `tsvm create NAME`: provisions a VM from an image and starts it (the API's instances.insert).
+
+import { parseArgs } from "node:util";
+import { parseMiB } from "../api/sizes.ts";
+import type { InsertInstanceRequest } from "../api/types.ts";
+import { connectDaemon } from "./daemon-connection.ts";
+import { fail, parseFormat, printJson } from "./output.ts";
+import { OperationFailedError, waitWithProgress } from "./wait-operation.ts";
+
+const HELP = `Usage: tsvm create NAME [options]
+
+Creates a VM with its own copy of the image's root disk and starts it.
+
+Options:
+  --machine-type TYPE     t1-micro, t1-small (default), t1-medium, t1-standard-2, t1-standard-4,
+                          or custom-CPUS-MEMORYMIB
+  --cpus N                vCPUs (1-8); with --memory instead of --machine-type
+  --memory SIZE           memory, e.g. 128M, 1G (32 MiB to 2 GiB)
+  --image NAME            image to copy the root disk from (default: default)
+  --engine NAME           engine to run the VM (default: the daemon's, riscv)
+  --cpu-cap PERCENT       CPU cap in percent of one host core, e.g. 50%
+  --cpu-weight N          share under contention, 1-10000 (default 100)
+  --no-automatic-restart  after a crash, stay TERMINATED instead of booting again
+  --async                 print the operation id and return at once
+  --format table|json     output format
+`;
+
+export async function createCommand(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (e) {
+    return fail("create", e, true);
+  }
+  if (parsed.values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const { values, positionals } = parsed;
+  const format = parseFormat(values.format);
+  const usage = (message: string) => fail("create", new Error(`${message}; see 'tsvm create --help'`), true);
+  if (format !== "table" && format !== "json") return usage(format);
+  if (positionals.length !== 1) return usage("give exactly one VM name");
+  const req: { -readonly [K in keyof InsertInstanceRequest]: InsertInstanceRequest[K] } = {
+    name: positionals[0]!,
+  };
+  if (values["machine-type"] !== undefined) req.machineType = values["machine-type"];
+  if (values.cpus !== undefined) {
+    if (!/^\d+$/.test(values.cpus)) return usage(`--cpus must be a whole number (got '${values.cpus}')`);
+    req.cpus = Number(values.cpus);
+  }
+  if (values.memory !== undefined) {
+    const mib = parseMiB(values.memory);
+    if (typeof mib === "string") return usage(`--memory: ${mib}`);
+    req.memoryMiB = mib;
+  }
+  if (values.image !== undefined) req.image = values.image;
+  if (values.engine !== undefined) req.engine = values.engine;
+  if (values["cpu-cap"] !== undefined) {
+    const m = /^(\d+)%?$/.exec(values["cpu-cap"]);
+    if (!m) return usage(`--cpu-cap must be a percentage like 50% (got '${values["cpu-cap"]}')`);
+    req.cpuCapPercent = Number(m[1]);
+  }
+  if (values["cpu-weight"] !== undefined) {
+    if (!/^\d+$/.test(values["cpu-weight"])) return usage("--cpu-weight must be a whole number");
+    req.cpuWeight = Number(values["cpu-weight"]);
+  }
+  if (values["no-automatic-restart"]) req.automaticRestart = false;
+  try {
+    const client = await connectDaemon();
+    const op = await client.insertInstance(req);
+    if (values.async) {
+      if (format === "json") printJson(op);
+      else process.stdout.write(`${op.id}\n`);
+      return 0;
+    }
+    const done = await waitWithProgress(client, op, format === "json");
+    if (done.error) throw new OperationFailedError(done);
+    const vm = await client.getInstance(req.name);
+    if (format === "json") printJson(vm);
+    else
+      process.stdout.write(
+        `Created ${vm.name} (${vm.machineType}: ${vm.cpus} vCPU, ${vm.memoryMiB} MiB): ${vm.status}\n`,
+      );
+    return 0;
+  } catch (e) {
+    return fail("create", e);
+  }
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      "machine-type": { type: "string" },
+      cpus: { type: "string" },
+      memory: { type: "string" },
+      image: { type: "string" },
+      engine: { type: "string" },
+      "cpu-cap": { type: "string" },
+      "cpu-weight": { type: "string" },
+      "no-automatic-restart": { type: "boolean" },
+      async: { type: "boolean" },
+      format: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+}

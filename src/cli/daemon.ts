@@ -1,0 +1,106 @@
+// `tsvm daemon [stop|status]`: runs the daemon in the foreground (for a service manager), stops the
+// running one (its VMs keep running and are re-attached by the next daemon), or says whether one runs.
+
+import { spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { parseArgs } from "node:util";
+import { ApiClient } from "../api/client.ts";
+import { type DaemonRecord, daemonRecordPath, dataDir } from "../api/data-dir.ts";
+import { daemonCommandLine } from "./daemon-connection.ts";
+import { fail } from "./output.ts";
+
+const HELP = `Usage: tsvm daemon           run the daemon in the foreground (logs on stderr; Ctrl-C stops it)
+       tsvm daemon stop      stop the running daemon; VMs keep running and are re-attached later
+       tsvm daemon status    say whether a daemon runs, with its pid and endpoints
+
+The daemon serves the API on $TSVM_HOME/api.sock. Commands that need it start it in the background when
+none runs. $TSVM_HOME/config.json configures it (capacity, TCP port, stop timeout; see docs/hypervisor.md).
+`;
+
+async function readRecord(home: string): Promise<DaemonRecord | undefined> {
+  try {
+    return JSON.parse(await readFile(daemonRecordPath(home), "utf8")) as DaemonRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+export async function daemonCommand(argv: string[]): Promise<number> {
+  let positionals: string[];
+  let help: boolean | undefined;
+  try {
+    ({
+      positionals,
+      values: { help },
+    } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { help: { type: "boolean", short: "h" } },
+    }));
+  } catch (e) {
+    return fail("daemon", e, true);
+  }
+  if (help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const home = dataDir();
+  const sub = positionals[0];
+  if (positionals.length > 1 || (sub !== undefined && sub !== "stop" && sub !== "status"))
+    return fail(
+      "daemon",
+      new Error(`unknown arguments '${positionals.join(" ")}'; see 'tsvm daemon --help'`),
+      true,
+    );
+
+  if (sub === undefined) {
+    const { command, args } = daemonCommandLine();
+    const child = spawn(command, args, { stdio: "inherit", env: { ...process.env, TSVM_HOME: home } });
+    const forward = (signal: NodeJS.Signals) => child.kill(signal);
+    process.on("SIGINT", forward);
+    process.on("SIGTERM", forward);
+    return new Promise((resolve) => {
+      child.on("exit", (code, signal) => resolve(code ?? (signal ? 1 : 0)));
+    });
+  }
+
+  const record = await readRecord(home);
+  const running = record !== undefined && alive(record.pid);
+  if (sub === "status") {
+    if (!running) {
+      process.stdout.write(`no tsvm daemon runs for ${home}\n`);
+      return 1;
+    }
+    const host = await ApiClient.forDataDir(home)
+      .getHost()
+      .catch(() => undefined);
+    process.stdout.write(
+      `tsvm daemon pid ${record.pid} since ${record.startedAt}: ${record.socketPath}` +
+        `${record.tcpPort === null ? "" : `, 127.0.0.1:${record.tcpPort}`}` +
+        `${host ? `; ${host.vcpusUsed}/${host.vcpus} vCPUs and ${host.memoryUsedMiB}/${host.memoryMiB} MiB in use` : " (not answering)"}\n`,
+    );
+    return 0;
+  }
+  if (!running) {
+    process.stdout.write(`no tsvm daemon runs for ${home}\n`);
+    return 0;
+  }
+  process.kill(record.pid, "SIGTERM");
+  const t0 = Date.now();
+  while (alive(record.pid)) {
+    if (Date.now() - t0 > 30_000)
+      return fail("daemon", new Error(`the daemon (pid ${record.pid}) did not stop within 30 s`));
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  process.stdout.write(`Stopped the tsvm daemon (pid ${record.pid}); running VMs keep running.\n`);
+  return 0;
+}

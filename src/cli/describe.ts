@@ -1,0 +1,60 @@
+// `tsvm describe NAME`: one VM in full, with its VMM's pid and its recorded transitions.
+
+import { parseArgs } from "node:util";
+import { formatMiB } from "../api/sizes.ts";
+import { connectDaemon } from "./daemon-connection.ts";
+import { fail, parseFormat, printJson } from "./output.ts";
+
+const HELP = `Usage: tsvm describe NAME [--format table|json]
+
+Shows one VM: its definition, status, VMM process id and the history of its transitions.
+`;
+
+export async function describeCommand(argv: string[]): Promise<number> {
+  let parsed: { values: { format?: string; help?: boolean }; positionals: string[] };
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { format: { type: "string" }, help: { type: "boolean", short: "h" } },
+    });
+  } catch (e) {
+    return fail("describe", e, true);
+  }
+  if (parsed.values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const format = parseFormat(parsed.values.format);
+  if (format !== "table" && format !== "json") return fail("describe", new Error(format), true);
+  if (parsed.positionals.length !== 1) return fail("describe", new Error("give exactly one VM name"), true);
+  try {
+    const client = await connectDaemon();
+    const vm = await client.getInstance(parsed.positionals[0]!);
+    if (format === "json") {
+      printJson(vm);
+      return 0;
+    }
+    const lines = [
+      `name:               ${vm.name}`,
+      `id:                 ${vm.id}`,
+      `status:             ${vm.status}${vm.statusMessage ? ` (${vm.statusMessage})` : ""}`,
+      `machine type:       ${vm.machineType} (${vm.cpus} vCPU, ${formatMiB(vm.memoryMiB)})`,
+      `engine:             ${vm.engine}`,
+      `image:              ${vm.image} (disk ${formatMiB(vm.diskMiB)})`,
+      `automatic restart:  ${vm.automaticRestart ? "on" : "off"}`,
+      `cpu cap / weight:   ${vm.cpuCapPercent === null ? "none" : `${vm.cpuCapPercent}%`} / ${vm.cpuWeight}`,
+      `vmm pid:            ${vm.vmmPid ?? "-"}`,
+      `created:            ${vm.creationTimestamp}`,
+      `last start:         ${vm.lastStartTimestamp ?? "-"}`,
+      `last stop:          ${vm.lastStopTimestamp ?? "-"}`,
+      `last suspend:       ${vm.lastSuspendedTimestamp ?? "-"}`,
+      "history:",
+      ...vm.history.map((h) => `  ${h.at}  ${(h.from ?? "-").padEnd(12)} → ${h.to.padEnd(12)} ${h.reason}`),
+    ];
+    process.stdout.write(`${lines.join("\n")}\n`);
+    return 0;
+  } catch (e) {
+    return fail("describe", e);
+  }
+}
