@@ -345,6 +345,35 @@ test_main:
   csrw mtvec, t0
   CHECK_MCAUSE(CAUSE_INTERRUPT | IRQ_M_SOFT)
   CHECK_TRAP_FIELD(m_trap_rec, TRAP_VECTOR, 3)
+  li t0, MIP_MSIP
+  csrc mie, t0
+
+  // ---- WFI in S (TW = 0), as a kernel's idle loop: the machine timer wakes it and traps into M ----
+  CHECK_NUM(24)
+  li t0, MIP_MTIP
+  csrs mie, t0
+  ld t0, 0(s1)
+  li t6, 10000
+  add t0, t0, t6
+  sd t0, 0(s0)
+  SET_RESUME(3f)
+  GOTO_S(1f)
+1:
+  wfi
+  li a4, 10000000                // a spurious wake-up is allowed: wait here
+2:
+  addi a4, a4, -1
+  bnez a4, 2b
+  j 8f
+3:
+  CHECK_MCAUSE(CAUSE_INTERRUPT | IRQ_M_TIMER)
+  la t1, m_trap_rec
+  ld t0, TRAP_STATUS(t1)
+  li t6, MSTATUS_MPP
+  and t0, t0, t6
+  CHECK_REG(t0, MSTATUS_MPP_S)
+  li t0, -1
+  sd t0, 0(s0)
   TEST_PASS
 
 8:
