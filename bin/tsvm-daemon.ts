@@ -1,16 +1,13 @@
 // Composition root of the tsvm daemon process (started by `tsvm daemon`, or by the first CLI command that
 // needs it): wires the API server, the hypervisor, and the engines a VMM can host.
-import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { dataDir } from "../src/api/data-dir.ts";
 import { runDaemon } from "../src/api/server/daemon.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-/** Engine adapters (modules exporting createGuest for the VMM); listed only once they exist. */
-const engineModules: Record<string, string> = {};
-const riscvGuest = join(root, "src/hypervisor/riscv-guest.ts");
-if (existsSync(riscvGuest)) engineModules.riscv = riscvGuest;
+/** Engine adapters: modules exporting createGuest, loaded by the VMM process of each VM. */
+const engineModules: Record<string, string> = { riscv: join(root, "src/hypervisor/riscv-guest.ts") };
 
 try {
   await runDaemon({

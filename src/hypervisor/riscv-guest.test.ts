@@ -1,0 +1,127 @@
+// VMs on the real emulator: the daemon's hypervisor, real VMM processes hosting RiscvEngine, Debian's
+// OpenSBI and tiny S-mode kernels (assembled here) from an image cache in a temp directory.
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { after, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { assembleElf, haveCrossAssembler } from "../engines/riscv/cross-assembler.ts";
+import { fixtureLauncherConfig } from "./fixtures/fixture-launcher.ts";
+import { Hypervisor } from "./hypervisor.ts";
+import { ImageCacheCatalog } from "./image-catalog.ts";
+import { hostCapacity } from "./resources.ts";
+import { VmStore } from "./store.ts";
+import { ProcessVmmLauncher } from "./vmm-process.ts";
+
+const OPENSBI = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
+const missing = !haveCrossAssembler()
+  ? "riscv64-linux-gnu-gcc is not installed"
+  : !existsSync(OPENSBI)
+    ? `${OPENSBI} is missing (Debian package opensbi)`
+    : undefined;
+
+/** SBI legacy putchar of each character of `text`. */
+const print = (text: string) =>
+  [...text].map((c) => `  li a7, 1\n  li a0, ${c.charCodeAt(0)}\n  ecall\n`).join("");
+const SBI_SHUTDOWN = "  li a7, 0x53525354\n  li a6, 0\n  li a0, 0\n  li a1, 0\n  ecall\n";
+
+const root = await mkdtemp(join(tmpdir(), "tsvm-riscv-vm-"));
+after(async () => {
+  for (const hv of opened) for (const vm of hv.list().vms) if (vm.vmmPid) process.kill(vm.vmmPid, "SIGKILL");
+  await rm(root, { recursive: true, force: true });
+});
+const opened: Hypervisor[] = [];
+
+/** An image directory as the image builder leaves it (image.json written last). */
+async function makeImage(cache: string, name: string, kernelSource: string): Promise<void> {
+  const dir = join(cache, `${name}-0000000000000000`);
+  await mkdir(dir, { recursive: true });
+  await copyFile(OPENSBI, join(dir, "fw_dynamic.bin"));
+  await writeFile(
+    join(dir, "Image"),
+    assembleElf(`.text\n.globl _start\n_start:\n${kernelSource}`, 0x8020_0000),
+  );
+  await writeFile(join(dir, "initrd.cpio.gz"), "");
+  await writeFile(join(dir, "disk.img"), Buffer.alloc(64 * 1024));
+  await writeFile(
+    join(dir, "image.json"),
+    JSON.stringify({
+      name,
+      kernel: "Image",
+      initrd: "initrd.cpio.gz",
+      disk: "disk.img",
+      firmware: "fw_dynamic.bin",
+      builtAt: new Date().toISOString(),
+      recipeHash: "0".repeat(64),
+      buildSeconds: 0,
+      versions: {},
+    }),
+  );
+}
+
+async function until(cond: () => boolean, ms = 90_000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error("timed out waiting");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+test("riscv VMs: a guest that shuts down via SBI ends TERMINATED with its console logged; a running one is repaired and stopped", {
+  skip: missing,
+}, async () => {
+  const cache = join(root, "images");
+  await makeImage(cache, "off", `${print("ok\n")}${SBI_SHUTDOWN}1: j 1b\n`);
+  await makeImage(cache, "idle", `${print("up\n")}1: wfi\n  j 1b\n`);
+  // The VMM finds images through the same cache setting as the daemon (it inherits the environment).
+  process.env.TSVM_CACHE = dirname(cache);
+  const store = await VmStore.open(join(root, "home"));
+  const hv = await Hypervisor.open({
+    store,
+    capacity: hostCapacity(
+      { cpuOvercommit: 2, memoryReserveMiB: 0, diskReserveMiB: 0 },
+      { cores: 2, totalMemoryMiB: 1024, diskAvailableMiB: 100 },
+    ),
+    launcher: new ProcessVmmLauncher({
+      ...fixtureLauncherConfig,
+      engineModules: { riscv: join(dirname(fileURLToPath(import.meta.url)), "riscv-guest.ts") },
+    }),
+    images: new ImageCacheCatalog({}, cache),
+    defaultEngine: "riscv",
+    defaultImage: "idle",
+    stopTimeoutMs: 500,
+  });
+  opened.push(hv);
+
+  const off = await hv.waitOperation(
+    hv.insert({ name: "off", image: "off", machineType: "t1-micro" }).id,
+    120_000,
+  );
+  assert.equal(off.error, null, off.error?.message);
+  await until(() => hv.get("off").status === "TERMINATED");
+  assert.deepEqual(
+    hv.get("off").history.map((h) => h.to),
+    ["PROVISIONING", "STAGING", "RUNNING", "STOPPING", "TERMINATED"],
+  );
+  assert.match(hv.get("off").history[3]!.reason, /the guest powered off/);
+  await until(() => existsSync(store.paths("off").consoleLog));
+  assert.match(await readFile(store.paths("off").consoleLog, "utf8"), /OpenSBI[\s\S]*ok\r?\n$/);
+
+  const idle = await hv.waitOperation(hv.insert({ name: "idle", machineType: "t1-micro" }).id, 120_000);
+  assert.equal(idle.error, null, idle.error?.message);
+  assert.equal(hv.get("idle").status, "RUNNING");
+  assert.ok(((await hv.stats("idle")).instret ?? 0) > 0, "the guest has run instructions");
+  // What the engine cannot do yet fails cleanly and leaves the VM running.
+  const suspend = await hv.waitOperation(hv.suspend("idle").id, 60_000);
+  assert.equal(suspend.error?.code, "suspend-failed");
+  assert.equal(hv.get("idle").status, "RUNNING");
+  const pid = hv.get("idle").vmmPid!;
+  process.kill(pid, "SIGKILL");
+  await until(() => hv.get("idle").status === "RUNNING" && (hv.get("idle").vmmPid ?? pid) !== pid);
+  const stop = await hv.waitOperation(hv.stop("idle").id, 60_000);
+  assert.equal(stop.error, null);
+  assert.equal(hv.get("idle").status, "TERMINATED");
+  assert.match(hv.get("idle").history.at(-1)!.reason, /forced off/);
+});

@@ -1,0 +1,107 @@
+// The engine adapter a VMM hosts for engine "riscv": a RiscvEngine booting the VM's image (OpenSBI, kernel,
+// initrd) with the VM's own disk, its serial console appended to console.log.
+
+import { createWriteStream } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { FileBlockBackend } from "../engines/backends/file-block-backend.ts";
+import type { ExitReason } from "../engines/engine.ts";
+import { RiscvEngine } from "../engines/riscv/riscv-engine.ts";
+import { findImage } from "../images/image-store.ts";
+import type { LaunchMode } from "./vmm.ts";
+import type { VmmGuest, VmmSpec } from "./vmm-protocol.ts";
+
+/** The kernel command line of a VM booted from an image (the serial console is where console.log reads). */
+const BOOTARGS = "console=ttyS0 earlycon=sbi";
+
+type GuestExit = { reason: "poweroff" | "crashed"; detail: string };
+
+function guestExitOf(reason: ExitReason): GuestExit | undefined {
+  switch (reason.kind) {
+    case "poweroff":
+      return { reason: "poweroff", detail: `the guest powered off (code ${reason.code})` };
+    case "htif-exit":
+      return { reason: "poweroff", detail: `the guest exited through HTIF (code ${reason.code})` };
+    case "reset":
+      return { reason: "poweroff", detail: "the guest asked for a reset and the engine ended the run" };
+    case "error":
+      return { reason: "crashed", detail: `engine error: ${reason.message}` };
+    case "stopped":
+      return undefined; // we stopped it: the VMM already knows why
+  }
+}
+
+export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
+  const image = findImage(spec.image);
+  if (!image) throw new Error(`the image '${spec.image}' is not built (build it with 'tsvm image build')`);
+  const [firmware, kernel, initrd] = await Promise.all([
+    readFile(image.firmware),
+    readFile(image.kernel),
+    readFile(image.initrd),
+  ]);
+  const disk = await FileBlockBackend.open(spec.diskPath);
+  const consoleLog = createWriteStream(spec.consoleLog, { flags: "a", mode: 0o600 });
+  consoleLog.on("error", () => {}); // a full disk must not take the guest down; the log is best effort
+  let engine: RiscvEngine;
+  try {
+    engine = new RiscvEngine({
+      config: {
+        harts: spec.cpus,
+        memoryBytes: spec.memoryMiB * 1048576,
+        firmware: { name: image.firmware, bytes: firmware },
+        kernel: { name: image.kernel, bytes: kernel },
+        initrd: initrd.length > 0 ? { name: image.initrd, bytes: initrd } : null,
+        bootargs: BOOTARGS,
+      },
+      // The board reuses its buffer: copy what the stream keeps.
+      console: { write: (bytes) => consoleLog.write(Buffer.from(bytes)) },
+      disks: [disk],
+    });
+  } catch (e) {
+    await disk.close();
+    consoleLog.end();
+    throw e;
+  }
+  let onExit: ((exit: GuestExit) => void) | undefined;
+  let closed = false;
+
+  return {
+    async start(mode: LaunchMode) {
+      // TODO(#4): restore once the engine can save and load a VM's state (capabilities.snapshot).
+      if (mode === "restore") throw new Error("the riscv engine cannot restore a saved state yet");
+      void engine.exited.then((reason) => {
+        const exit = guestExitOf(reason);
+        if (exit && !closed) onExit?.(exit);
+      });
+      await engine.start();
+    },
+    async requestPowerOff() {
+      // TODO(#4): ask the guest through its agent (virtio-console); until then a stop waits for the
+      // timeout and forces the VM off.
+    },
+    async reset() {
+      throw new Error("the riscv engine cannot reset a running VM yet");
+    },
+    async saveState() {
+      throw new Error("the riscv engine cannot save a VM's state yet (no snapshot capability)");
+    },
+    async close() {
+      closed = true;
+      if (engine.state !== "exited") await engine.stop();
+      await disk.close();
+      await new Promise<void>((resolve) => consoleLog.end(resolve));
+    },
+    onExit(callback) {
+      onExit = callback;
+    },
+    stats() {
+      const s = engine.stats();
+      return {
+        instret: s.instret.reduce((a, b) => a + b, 0),
+        instructionsPerSecond: s.instructionsPerSecond,
+        busyMs: s.busyMs,
+        uptimeMs: s.uptimeMs,
+        resets: s.resets,
+      };
+    },
+  };
+}
