@@ -16,7 +16,7 @@ import type { VirtioDevice } from "../devices/virtio/virtio-device.ts";
 import { VirtioMmio } from "../devices/virtio/virtio-mmio.ts";
 import { VirtioRng } from "../devices/virtio/virtio-rng.ts";
 import type { BlockBackend, CharSink, Clock, EntropySource } from "../ports.ts";
-import { Rv64Hart, type Rv64HartState } from "../riscv/hart.ts";
+import { Rv64Hart } from "../riscv/hart.ts";
 import { type BootFile, type BootPlan, planBoot } from "./boot-plan.ts";
 import { buildResetRom, MROM_BASE, MROM_SIZE } from "./boot-rom.ts";
 import { EmptyVirtioSlot } from "./empty-virtio-slot.ts";
@@ -103,7 +103,6 @@ export class RiscvVirtBoard {
   /** Called once per power event, after the slice in which it happened. */
   onPower: (event: PowerEvent) => void = () => {};
   private readonly instretBase: number[];
-  private readonly hartResetStates: Rv64HartState[];
   private tohostOffset = -1;
   private fromhostOffset = -1;
   private htifOut = new Uint8Array(1);
@@ -128,8 +127,6 @@ export class RiscvVirtBoard {
     this.ram = new GuestRam(VIRT_DRAM_BASE, memoryBytes);
     this.bus = new PhysBus(this.ram);
     for (let h = 0; h < harts; h++) this.harts.push(new Rv64Hart(h, this.bus, this));
-    // A hart's power-on state is the state it was constructed in; reset loads it back.
-    this.hartResetStates = this.harts.map((h) => h.saveState());
     this.instretBase = new Array(harts).fill(0);
 
     const line = (hart: Rv64Hart, bit: number): IrqLine =>
@@ -228,7 +225,7 @@ export class RiscvVirtBoard {
     for (let h = 0; h < this.harts.length; h++) {
       const hart = this.harts[h]!;
       this.instretBase[h] = hart.instretCount() + this.instretBase[h]!;
-      hart.loadState(this.hartResetStates[h]!);
+      hart.reset();
       hart.setPc(MROM_BASE, 0);
     }
   }
