@@ -125,3 +125,46 @@ test("riscv VMs: a guest that shuts down via SBI ends TERMINATED with its consol
   assert.equal(hv.get("idle").status, "TERMINATED");
   assert.match(hv.get("idle").history.at(-1)!.reason, /forced off/);
 });
+
+/** CPU seconds (user + system) of a process, from /proc/PID/stat (fields 14 and 15, in clock ticks). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+test("a CPU-hog guest capped at 50% uses between 40% and 55% of a core", { skip: missing }, async () => {
+  const cache = join(root, "images");
+  await makeImage(cache, "hog", "1: addi t0, t0, 1\n  j 1b\n");
+  process.env.TSVM_CACHE = dirname(cache);
+  const hv = await Hypervisor.open({
+    store: await VmStore.open(join(root, "home-hog")),
+    capacity: hostCapacity(
+      { cpuOvercommit: 2, memoryReserveMiB: 0, diskReserveMiB: 0 },
+      { cores: 2, totalMemoryMiB: 1024, diskAvailableMiB: 100 },
+    ),
+    launcher: new ProcessVmmLauncher({
+      ...fixtureLauncherConfig,
+      engineModules: { riscv: join(dirname(fileURLToPath(import.meta.url)), "riscv-guest.ts") },
+    }),
+    images: new ImageCacheCatalog({}, cache),
+    defaultEngine: "riscv",
+    defaultImage: "hog",
+    stopTimeoutMs: 200,
+  });
+  opened.push(hv);
+  const op = await hv.waitOperation(
+    hv.insert({ name: "hog", machineType: "t1-micro", cpuCapPercent: 50 }).id,
+    120_000,
+  );
+  assert.equal(op.error, null, op.error?.message);
+  const pid = hv.get("hog").vmmPid!;
+  await new Promise((r) => setTimeout(r, 1000)); // past start-up
+  const c0 = await cpuSeconds(pid);
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, 4000));
+  const share = (await cpuSeconds(pid)) - c0;
+  const percent = (100 * share) / ((performance.now() - t0) / 1000);
+  assert.ok(percent >= 40 && percent <= 55, `the capped VMM used ${percent.toFixed(1)}% of a core`);
+  assert.ok(((await hv.stats("hog")).instret ?? 0) > 1_000_000, "the guest was running, not stuck");
+});

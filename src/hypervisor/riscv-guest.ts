@@ -78,6 +78,12 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
       // TODO(#4): ask the guest through its agent (virtio-console); until then a stop waits for the
       // timeout and forces the VM off.
     },
+    async pause() {
+      if (engine.state === "running") await engine.pause();
+    },
+    async resume() {
+      if (engine.state === "paused") await engine.resume();
+    },
     async reset() {
       throw new Error("the riscv engine cannot reset a running VM yet");
     },

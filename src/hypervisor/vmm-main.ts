@@ -6,8 +6,10 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, rm, unlink } from "node:fs/promises";
 import { createServer, type Socket } from "node:net";
+import { setPriority } from "node:os";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
+import { CpuThrottle } from "./cpu-throttle.ts";
 import { writeFileAtomic } from "./store.ts";
 import type { VmmExit } from "./vmm.ts";
 import {
@@ -66,6 +68,21 @@ process.on("SIGTERM", () => void exitVmm({ reason: "forced", detail: "the VMM re
 process.on("SIGINT", () => void exitVmm({ reason: "forced", detail: "the VMM received SIGINT" }));
 // A VMM must survive the daemon: when the IPC channel to a dead daemon closes, nothing happens.
 process.on("disconnect", () => {});
+
+/**
+ * The CPU weight as the process's nice value: the Linux scheduler gives each nice step about 1.25× the
+ * share of the next (weight 100 = nice 0, as cgroup v2 cpu.weight's default). Without privileges a process
+ * can only lower its priority, so weights above 100 stay at nice 0.
+ */
+function applyCpuWeight(weight: number): void {
+  const nice = Math.min(19, Math.max(0, Math.round(Math.log(100 / weight) / Math.log(1.25))));
+  if (nice === 0) return;
+  try {
+    setPriority(nice);
+  } catch (e) {
+    log(`could not apply CPU weight ${weight} (nice ${nice}): ${(e as Error).message}`);
+  }
+}
 
 /** Sends one message on the IPC channel (when there is one), resolving once it is flushed. */
 function sendToLauncher(msg: { type: "ready" | "failed"; message?: string }): Promise<void> {
@@ -173,6 +190,8 @@ try {
   });
 
   await g.start(spec.mode);
+  if (spec.cpuCapPercent !== null) new CpuThrottle(g, spec.cpuCapPercent).start();
+  applyCpuWeight(spec.cpuWeight);
   const run: VmmRunRecord = {
     protocol: VMM_PROTOCOL_VERSION,
     vmId: spec.vmId,

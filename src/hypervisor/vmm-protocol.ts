@@ -80,6 +80,10 @@ export interface VmmGuest {
   requestPowerOff(): Promise<void>;
   /** Hard reset: the machine reboots. */
   reset(): Promise<void>;
+  /** Parks every vCPU (the CPU cap's off-time); the guest notices nothing but time passing. */
+  pause(): Promise<void>;
+  /** Runs the vCPUs again after pause(). */
+  resume(): Promise<void>;
   /** Pauses the guest and writes its whole state into `dir` (an empty directory); resolves when written. */
   saveState(dir: string): Promise<void>;
   /** Ends the guest (after a poweroff or before exiting); releases host resources. */
