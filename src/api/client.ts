@@ -10,9 +10,11 @@ import type {
   InsertInstanceRequest,
   Instance,
   InstanceList,
+  InstanceStats,
   MachineTypeList,
   Operation,
   OperationList,
+  SerialPortOutput,
   VmEvent,
 } from "./types.ts";
 import { API_BASE, MAX_WAIT_SECONDS } from "./types.ts";
@@ -62,8 +64,11 @@ export class ApiClient {
   setMachineType(name: string, machineType: string): Promise<Operation> {
     return this.call("POST", `/instances/${encodeURIComponent(name)}/setMachineType`, { machineType });
   }
-  getStats(name: string): Promise<{ kind: string; name: string; stats: Record<string, number> }> {
+  getStats(name: string): Promise<InstanceStats> {
     return this.call("GET", `/instances/${encodeURIComponent(name)}/stats`);
+  }
+  getSerialPortOutput(name: string, start = 0): Promise<SerialPortOutput> {
+    return this.call("GET", `/instances/${encodeURIComponent(name)}/serialPortOutput?start=${start}`);
   }
   listOperations(limit = 100): Promise<OperationList> {
     return this.call("GET", `/operations?limit=${limit}`);

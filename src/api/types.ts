@@ -108,6 +108,21 @@ export interface EventList {
   readonly lastSeq: number;
 }
 
+export interface SerialPortOutput {
+  readonly kind: "tsvm#serialPortOutput";
+  readonly contents: string;
+  readonly start: number;
+  readonly next: number;
+}
+
+export interface InstanceStats {
+  readonly kind: "tsvm#instanceStats";
+  readonly name: string;
+  /** Engine figures (instret, instructionsPerSecond, busyMs, diskReadBytes, …) and the VMM process's
+   *  (vmmCpuMs, vmmRssBytes, vmmUptimeMs). */
+  readonly stats: Readonly<Record<string, number>>;
+}
+
 export interface MachineType {
   readonly name: string;
   readonly cpus: number;

@@ -102,6 +102,15 @@ test("create starts the daemon on demand; list and describe show the VM; bad siz
     assert.match(r.stderr, message, args.join(" "));
   }
   assert.equal(JSON.parse((await tsvm("list", "--format", "json")).stdout).length, 1, "nothing half-created");
+
+  const logs = await tsvm("logs", "web");
+  assert.equal(logs.code, 0, logs.stderr);
+  assert.match(logs.stdout, /^boot at count 0\n/);
+  const top = await tsvm("top", "--iterations", "1", "--interval", "0.5", "--format", "json");
+  assert.equal(top.code, 0, top.stderr);
+  const [row] = JSON.parse(top.stdout) as Array<{ name: string; cpuPercent: number | null; rssMiB: number }>;
+  assert.equal(row!.name, "web");
+  assert.ok(row!.cpuPercent !== null && row!.cpuPercent >= 0 && row!.rssMiB > 0);
 });
 
 test("--async returns an operation id that 'operations wait' waits for; events record the transitions", async () => {

@@ -13,6 +13,7 @@ Commands:
   suspend      suspend a VM to files             resume     resume a suspended VM
   delete       delete a VM                       events     VM events (--follow)
   operations   wait for or show operations       daemon     run, stop or query the daemon
+  logs         a VM's console history            top        live per-VM CPU, MIPS, memory, disk
 
 Run 'tsvm <command> --help' for a command's options.
 `;
@@ -32,6 +33,8 @@ export async function main(argv: string[]): Promise<number> {
   if (command === "operations") return (await import("./operations.ts")).operationsCommand(rest);
   if (command === "events") return (await import("./events.ts")).eventsCommand(rest);
   if (command === "daemon") return (await import("./daemon.ts")).daemonCommand(rest);
+  if (command === "logs") return (await import("./logs.ts")).logsCommand(rest);
+  if (command === "top") return (await import("./top.ts")).topCommand(rest);
   process.stderr.write(
     `tsvm: unknown command '${command}' (rest: ${rest.length} arguments); see 'tsvm --help'\n`,
   );

@@ -3,7 +3,7 @@
 // (the daemon); every request on one VM is queued behind the previous one, so none is lost or interleaved.
 
 import { randomUUID } from "node:crypto";
-import { rm, stat } from "node:fs/promises";
+import { type FileHandle, open, rm, stat } from "node:fs/promises";
 import { EventLog } from "./event-log.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import { checkAction, transition, type VmAction, type VmStatus } from "./lifecycle.ts";
@@ -183,6 +183,39 @@ export class Hypervisor {
     const slot = this.slot(name);
     if (!slot.vmm) throw new HypervisorError("not-running", `the VM '${name}' has no running VMM`);
     return slot.vmm.stats();
+  }
+
+  /**
+   * The serial console's output from byte `start` on (at most `maxBytes`), as Compute Engine's
+   * getSerialPortOutput: `next` is where the following call starts.
+   */
+  async serialPortOutput(
+    name: string,
+    start: number,
+    maxBytes = 1 << 20,
+  ): Promise<{ contents: string; start: number; next: number }> {
+    const slot = this.slot(name);
+    const path = this.config.store.paths(slot.record.name).consoleLog;
+    let fh: FileHandle;
+    try {
+      fh = await open(path, "r");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return { contents: "", start: 0, next: 0 };
+      throw e;
+    }
+    try {
+      const size = (await fh.stat()).size;
+      const from = Math.min(start, size);
+      const buffer = Buffer.alloc(Math.min(maxBytes, size - from));
+      const { bytesRead } = await fh.read(buffer, 0, buffer.length, from);
+      return {
+        contents: buffer.subarray(0, bytesRead).toString("utf8"),
+        start: from,
+        next: from + bytesRead,
+      };
+    } finally {
+      await fh.close();
+    }
   }
 
   // ---- actions -------------------------------------------------------------------------------------

@@ -5,10 +5,13 @@ import { createWriteStream } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { FileBlockBackend } from "../engines/backends/file-block-backend.ts";
 import type { ExitReason } from "../engines/engine.ts";
-import { RiscvEngine } from "../engines/riscv/riscv-engine.ts";
+import { RiscvEngine, type RiscvEngineOptions } from "../engines/riscv/riscv-engine.ts";
 import { findImage } from "../images/image-store.ts";
 import type { LaunchMode } from "./vmm.ts";
 import type { VmmGuest, VmmSpec } from "./vmm-protocol.ts";
+
+/** The machine's disk port, as the engine takes it (the hypervisor does not import the machine itself). */
+type BlockBackend = NonNullable<RiscvEngineOptions["disks"]>[number];
 
 /** The kernel command line of a VM booted from an image (the serial console is where console.log reads). */
 const BOOTARGS = "console=ttyS0 earlycon=sbi";
@@ -39,6 +42,27 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
     readFile(image.initrd),
   ]);
   const disk = await FileBlockBackend.open(spec.diskPath);
+  const io = { readBytes: 0, writeBytes: 0 };
+  // Counts what the guest moves through its disk, for `top`.
+  const countedDisk: BlockBackend = {
+    get sizeBytes() {
+      return disk.sizeBytes;
+    },
+    get readOnly() {
+      return disk.readOnly;
+    },
+    read(offset, dst, done) {
+      io.readBytes += dst.length;
+      disk.read(offset, dst, done);
+    },
+    write(offset, src, done) {
+      io.writeBytes += src.length;
+      disk.write(offset, src, done);
+    },
+    flush(done) {
+      disk.flush(done);
+    },
+  };
   const consoleLog = createWriteStream(spec.consoleLog, { flags: "a", mode: 0o600 });
   consoleLog.on("error", () => {}); // a full disk must not take the guest down; the log is best effort
   let engine: RiscvEngine;
@@ -54,7 +78,7 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
       },
       // The board reuses its buffer: copy what the stream keeps.
       console: { write: (bytes) => consoleLog.write(Buffer.from(bytes)) },
-      disks: [disk],
+      disks: [countedDisk],
     });
   } catch (e) {
     await disk.close();
@@ -107,6 +131,8 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
         busyMs: s.busyMs,
         uptimeMs: s.uptimeMs,
         resets: s.resets,
+        diskReadBytes: io.readBytes,
+        diskWriteBytes: io.writeBytes,
       };
     },
   };

@@ -149,9 +149,19 @@ async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<voi
         reply({ result: {} });
         await exitVmm({ reason: "suspended", detail: `state written to ${spec.stateDir}` });
         return;
-      case "stats":
-        reply({ result: g.stats() });
+      case "stats": {
+        // The VMM process's own figures beside the engine's: what `top` shows and a cap is measured by.
+        const cpu = process.cpuUsage();
+        reply({
+          result: {
+            ...g.stats(),
+            vmmCpuMs: (cpu.user + cpu.system) / 1000,
+            vmmRssBytes: process.memoryUsage.rss(),
+            vmmUptimeMs: Math.round(process.uptime() * 1000),
+          },
+        });
         return;
+      }
       default:
         reply({ error: { code: "bad-request", message: `unknown method '${String(req.method)}'` } });
     }

@@ -162,6 +162,14 @@ test("insert, get, list, operations and events over the Unix socket conform to t
   conforms("HostInfo", host);
   assert.equal(host.vcpusUsed, 1);
   conforms("InstanceStats", await client.getStats("web"));
+  const stats = (await client.getStats("web")).stats;
+  assert.ok(stats.vmmCpuMs! > 0 && stats.vmmRssBytes! > 0, "the VMM process's own figures are there");
+  const log = await client.getSerialPortOutput("web");
+  conforms("SerialPortOutput", log);
+  assert.match(log.contents, /^boot at count 0\n/);
+  assert.equal(log.next, Buffer.byteLength(log.contents));
+  const rest = await client.getSerialPortOutput("web", log.next + 1000);
+  assert.deepEqual([rest.contents, rest.start, rest.next], ["", log.next, log.next]);
 });
 
 test("bad requests get clear 4xx answers in Compute Engine's error shape, and change nothing", async () => {

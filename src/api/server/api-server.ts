@@ -20,6 +20,7 @@ import {
   MAX_WAIT_SECONDS,
   type MachineTypeList,
   type OperationList,
+  type SerialPortOutput,
 } from "../types.ts";
 import { ApiFailure, validateInsert, validateSetMachineType } from "./validation.ts";
 
@@ -142,6 +143,18 @@ export class ApiServer {
           kind: "tsvm#instanceStats",
           name: c.params.name!,
           stats: await hv.stats(c.params.name!),
+        }),
+      },
+      {
+        method: "GET",
+        path: `${API_BASE}/instances/{name}/serialPortOutput`,
+        operationId: "instances.getSerialPortOutput",
+        handler: async (c): Promise<SerialPortOutput> => ({
+          kind: "tsvm#serialPortOutput",
+          ...(await hv.serialPortOutput(
+            c.params.name!,
+            intParam(c.query, "start", 0, Number.MAX_SAFE_INTEGER, 0),
+          )),
         }),
       },
       {
