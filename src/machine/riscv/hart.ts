@@ -1411,11 +1411,15 @@ export class Rv64Hart {
     if (writes) {
       let nl = srcLo;
       let nh = srcHi;
+      // §3.1.9: reading mip returns SEIP as the OR of the software bit and the PLIC's signal, "but the
+      // software-writable SEIP bit is used as the source for the read-modify-write" — else OpenSBI's
+      // `csrs mip, STIP` would latch a passing external interrupt into the software bit for good.
+      const rmwLo = csr === CSR_MIP ? (oldLo & ~MIP_S_BITS) | this.mipSw : oldLo;
       if (op === 2) {
-        nl = oldLo | srcLo;
+        nl = rmwLo | srcLo;
         nh = oldHi | srcHi;
       } else if (op === 3) {
-        nl = oldLo & ~srcLo;
+        nl = rmwLo & ~srcLo;
         nh = oldHi & ~srcHi;
       }
       this.csrWrite(csr, nl, nh, insn);
