@@ -253,13 +253,23 @@ export function formatTable(r: BenchReport): string {
     `${r.date}  ${r.host.cpu}, ${r.host.cores} cores, load average ${r.host.loadAverageAtStart.toFixed(2)} at start`,
     `tsvm ${t.version} on Node ${r.host.node}; ${q.version}`,
     `guest: 1 hart, ${g.memoryMiB} MiB; append "${g.append}"`,
-    `guest-mips: ${g.iterations} iterations, ${fmt(g.qemuIcountInstret, 0, "?")} instructions (${confirmed})`,
-    `linux-mips at the prompt: ${g.linuxIterations} iterations, ${fmt(r.tsvm.linux.instret, 0, "?")} instructions on tsvm, ${fmt(g.linuxQemuIcountInstret, 0, "?")} on QEMU -icount`,
   ];
+  if (t.mips.status !== "skipped" || q.mips.status !== "skipped")
+    notes.push(
+      `guest-mips: ${g.iterations} iterations, ${fmt(g.qemuIcountInstret, 0, "?")} instructions (${confirmed})`,
+    );
+  if (t.linux.status !== "skipped" || q.linux.status !== "skipped")
+    notes.push(
+      `linux-mips at the prompt: ${g.linuxIterations} iterations, ${fmt(t.linux.instret, 0, "?")} instructions on tsvm, ${fmt(g.linuxQemuIcountInstret, 0, "?")} on QEMU -icount`,
+    );
+  // A part left out with --only needs no note: the table says "skipped".
+  const note = (what: string, detail: string | undefined): void => {
+    if (detail && !detail.startsWith("--only")) notes.push(`${what}: ${detail}`);
+  };
   for (const p of [t, q]) {
-    if (p.boot.detail) notes.push(`${p.peer} boot: ${p.boot.detail}`);
-    if (p.mips.detail) notes.push(`${p.peer} guest-mips: ${p.mips.detail}`);
-    if (p.linux.detail) notes.push(`${p.peer} linux-mips: ${p.linux.detail}`);
+    note(`${p.peer} boot`, p.boot.detail);
+    note(`${p.peer} guest-mips`, p.mips.detail);
+    note(`${p.peer} linux-mips`, p.linux.detail);
   }
   return `${notes.join("\n")}\n\n${lines.join("\n")}\n`;
 }
