@@ -24,6 +24,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return command === undefined ? 2 : 0;
   }
+  if (command === "run") return (await import("./run.ts")).runCommand(rest);
   if (command === "image") return (await import("./image.ts")).imageCommand(rest);
   if (command === "create") return (await import("./create.ts")).createCommand(rest);
   if (command === "list") return (await import("./list.ts")).listCommand(rest);
