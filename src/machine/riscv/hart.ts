@@ -11,7 +11,12 @@ import type { PhysBus } from "../bus/phys-bus.ts";
 import { type ComponentState, checkState } from "../state/stateful.ts";
 import { executeFp as importedExecuteFp } from "./fpu.ts";
 import * as md from "./mul-div-64.ts";
-import {
+import * as spec from "./priv-spec.ts";
+import { RVC_TABLE as IMPORTED_RVC_TABLE } from "./rvc.ts";
+
+// Imported bindings copied into module constants: a loader that compiles modules to CommonJS (tsx) turns
+// every use of an imported name into a getter call, which costs more than the instruction itself here.
+const {
   CAUSE_BREAKPOINT,
   CAUSE_FETCH_ACCESS,
   CAUSE_FETCH_PAGE_FAULT,
@@ -115,11 +120,7 @@ import {
   SATP_MODE_SV48,
   SSTATUS_HI_XL,
   SSTATUS_VISIBLE,
-} from "./priv-spec.ts";
-import { RVC_TABLE as IMPORTED_RVC_TABLE } from "./rvc.ts";
-
-// Imported bindings copied into module constants: a loader that compiles modules to CommonJS (tsx) turns
-// every use of an imported name into a getter call, which costs more than the instruction itself here.
+} = spec;
 const RVC_TABLE = IMPORTED_RVC_TABLE;
 const executeFp = importedExecuteFp;
 const wide = md.wide;
