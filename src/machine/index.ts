@@ -14,4 +14,5 @@ export {
   VIRT_MAX_MEMORY,
   VIRT_MIN_MEMORY,
 } from "./boards/riscv-virt.ts";
+export type { VirtioConsolePortConfig } from "./devices/virtio/virtio-console.ts";
 export type { BlockBackend, CharSink, Clock, Completion, EntropySource } from "./ports.ts";

@@ -63,7 +63,8 @@ sleep: wfi
   assert.ok(wall >= 290, `the timer fired after ${wall} ms, not about 300`);
   const cpuMs = (cpu.user + cpu.system) / 1000;
   assert.ok(cpuMs < wall * 0.25, `${cpuMs.toFixed(0)} ms of CPU in ${wall.toFixed(0)} ms of sleep`);
-  assert.ok(engine.stats().busyMs < 50, `busy ${engine.stats().busyMs} ms`);
+  // busyMs is wall time inside turns (stretched when the host is loaded); most of the wait is spent asleep.
+  assert.ok(engine.stats().busyMs < wall / 2, `busy ${engine.stats().busyMs} ms of ${wall} ms`);
 });
 
 test("console input wakes a guest sleeping in WFI (UART RX interrupt through the PLIC)", async () => {

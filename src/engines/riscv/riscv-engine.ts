@@ -11,6 +11,7 @@ import {
   type PowerEvent,
   RiscvVirtBoard,
   type RiscvVirtConfig,
+  type VirtioConsolePortConfig,
 } from "../../machine/index.ts";
 import {
   type Engine,
@@ -47,6 +48,8 @@ export interface RiscvEngineOptions {
   readonly console: CharSink;
   /** Opened disks, in slot order. */
   readonly disks?: readonly BlockBackend[];
+  /** Adds a virtio-console: port 0's output goes to `sink`; named ports (e.g. a guest agent) after it. */
+  readonly virtioConsole?: { readonly sink: CharSink; readonly ports?: readonly VirtioConsolePortConfig[] };
   /** A guest reset reboots the machine in place (default) or ends the run with exit reason "reset". */
   readonly onReset?: "reboot" | "exit";
   /** Called after each in-place reboot (the guest asked for a reset). */
@@ -135,6 +138,7 @@ export class RiscvEngine implements Engine {
       console: options.console,
       entropy: cryptoEntropy,
       disks: (options.disks ?? []).map((d) => new WakingBlockBackend(d, wake)),
+      virtioConsole: options.virtioConsole,
     });
     this.board.onPower = (event) => this.onPower(event);
   }
@@ -173,6 +177,19 @@ export class RiscvEngine implements Engine {
     if (this.current === "exited") return;
     this.board.receiveConsole(bytes);
     this.wake();
+  }
+
+  /**
+   * Input for virtio-console port `port`; returns how many bytes the device took (it bounds what it queues).
+   * Wakes a sleeping machine. Throws when the engine was made without a virtio-console.
+   */
+  sendVirtioConsole(port: number, bytes: Uint8Array): number {
+    const device = this.board.virtioConsole;
+    if (!device) throw new Error("this machine has no virtio-console");
+    if (this.current === "exited") return 0;
+    const taken = device.receive(port, bytes);
+    this.wake();
+    return taken;
   }
 
   /** Something outside the loop happened (input, I/O completion): run now instead of sleeping on. */

@@ -27,7 +27,12 @@ interface Run {
   events: PowerEvent[];
 }
 
-function boot(source: string, config: Partial<RiscvVirtConfig> = {}, disks: BlockBackend[] = []): Run {
+function boot(
+  source: string,
+  config: Partial<RiscvVirtConfig> = {},
+  disks: BlockBackend[] = [],
+  withVirtioConsole = false,
+): Run {
   let out = "";
   const console: CharSink = { write: (b) => (out += Buffer.from(b).toString("latin1")) };
   const board = new RiscvVirtBoard(
@@ -40,7 +45,13 @@ function boot(source: string, config: Partial<RiscvVirtConfig> = {}, disks: Bloc
       bootargs: "console=ttyS0",
       ...config,
     },
-    { clock: { nowMs: () => performance.now() }, console, entropy: { fill: (d) => d.fill(4) }, disks },
+    {
+      clock: { nowMs: () => performance.now() },
+      console,
+      entropy: { fill: (d) => d.fill(4) },
+      disks,
+      virtioConsole: withVirtioConsole ? { sink: { write: () => {} } } : undefined,
+    },
   );
   const events: PowerEvent[] = [];
   board.onPower = (e) => events.push(e);
@@ -174,7 +185,7 @@ flag: .word 0
   assert.match(reset.out(), /^BBB/);
 });
 
-test("virtio-mmio slots: disks first, then virtio-rng, the rest empty (DeviceID 0) as on QEMU", () => {
+test("virtio-mmio slots: disks, virtio-rng, virtio-console, the rest empty (DeviceID 0) as on QEMU", () => {
   const run = boot(
     `
   li s0, 0x10001000
@@ -200,9 +211,10 @@ bad: li a0, 0xfff
   j htif_exit`,
     {},
     [new MemoryBlockBackend(1024 * 1024)],
+    true,
   );
-  // Slot 0: block (2), slot 1: entropy (4), slots 2..7: nothing.
-  assert.deepEqual(runUntilEvent(run), { kind: "htif-exit", code: 0x42 });
+  // Slot 0: block (2), slot 1: entropy (4), slot 2: console (3), slots 3..7: nothing.
+  assert.deepEqual(runUntilEvent(run), { kind: "htif-exit", code: 0x342 });
 });
 
 test("configuration errors read as messages for the user", () => {

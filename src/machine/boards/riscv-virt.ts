@@ -12,6 +12,7 @@ import { Plic } from "../devices/plic.ts";
 import { SifiveTest } from "../devices/sifive-test.ts";
 import { Uart16550 } from "../devices/uart16550.ts";
 import { VirtioBlk } from "../devices/virtio/virtio-blk.ts";
+import { VirtioConsole, type VirtioConsolePortConfig } from "../devices/virtio/virtio-console.ts";
 import type { VirtioDevice } from "../devices/virtio/virtio-device.ts";
 import { VirtioMmio } from "../devices/virtio/virtio-mmio.ts";
 import { VirtioRng } from "../devices/virtio/virtio-rng.ts";
@@ -69,8 +70,8 @@ export interface RiscvVirtHost {
   readonly entropy: EntropySource;
   /** virtio-blk disks, in slot order. */
   readonly disks: readonly BlockBackend[];
-  /** Output of the virtio-console port; omitted = no virtio-console device. */
-  readonly virtioConsole?: CharSink;
+  /** A virtio-console (port 0 → `sink`, plus named ports, e.g. a guest agent's); omitted = none. */
+  readonly virtioConsole?: { readonly sink: CharSink; readonly ports?: readonly VirtioConsolePortConfig[] };
 }
 
 /** Why the machine stopped running on its own. */
@@ -94,6 +95,8 @@ export class RiscvVirtBoard {
   readonly test: SifiveTest;
   readonly rtc: GoldfishRtc;
   readonly virtio: VirtioMmio[] = [];
+  /** The virtio-console device when the host asked for one (input: `virtioConsole.receive(port, bytes)`). */
+  readonly virtioConsole: VirtioConsole | null = null;
   private readonly rom = new MaskRom("mrom@1000", MROM_SIZE);
   private readonly resettables: Array<{ reset(): void }> = [];
   private plan!: BootPlan;
@@ -151,7 +154,10 @@ export class RiscvVirtBoard {
 
     const devices: VirtioDevice[] = host.disks.map((d) => new VirtioBlk(d));
     devices.push(new VirtioRng(host.entropy));
-    // TODO(#virtio-console): add the virtio-console device (host.virtioConsole) once it lands.
+    if (host.virtioConsole) {
+      this.virtioConsole = new VirtioConsole(host.virtioConsole.sink, { ports: host.virtioConsole.ports });
+      devices.push(this.virtioConsole);
+    }
     if (devices.length > VIRTIO_COUNT)
       throw new MachineError("bad-config", `the virt board has ${VIRTIO_COUNT} virtio slots; too many disks`);
     for (let i = 0; i < VIRTIO_COUNT; i++) {
