@@ -6,7 +6,6 @@
 // uses BigInt. A memory access that faults records cause/tval on the hart and throws the preallocated
 // TRAP_SIGNAL; run() catches it outside the inner loop and enters the trap.
 
-import type { GuestRam } from "../bus/guest-ram.ts";
 import type { PhysBus } from "../bus/phys-bus.ts";
 import { type ComponentState, checkState } from "../state/stateful.ts";
 import { executeFp as importedExecuteFp } from "./fpu.ts";
@@ -267,7 +266,6 @@ export class Rv64Hart {
   private fOff = -1;
   private fPa = 0;
 
-  private readonly ram: GuestRam;
   private readonly u8: Uint8Array;
   private readonly u16: Uint16Array;
   private readonly i32: Int32Array;
@@ -277,7 +275,6 @@ export class Rv64Hart {
     private readonly bus: PhysBus,
     private readonly time: { mtime(): number },
   ) {
-    this.ram = bus.ram;
     this.u8 = bus.ram.u8;
     this.u16 = bus.ram.u16;
     this.i32 = bus.ram.i32;
@@ -370,7 +367,11 @@ export class Rv64Hart {
         this.count++;
         this.enterTrap(false, this.excCause, this.excTvalLo, this.excTvalHi);
       }
-      if (this.wfi) break;
+      if (this.wfi) {
+        // WFI with an interrupt already pending in mip & mie completes at once.
+        if (((this.mipHw | this.mipSw) & this.mie) === 0) break;
+        this.wfi = false;
+      }
     }
     return this.count - start;
   }
