@@ -761,3 +761,86 @@ test("random instruction streams never throw out of run() (hostile guest)", () =
     assert.ok(done > 0);
   }
 });
+
+test("interrupts: priority MEI > MSI > MTI, delegation to S with a vectored stvec, S masking in M", {
+  skip,
+}, () => {
+  const m = boot(`
+    la s1, log
+    la t0, mtrap
+    csrw mtvec, t0
+    la t0, svec
+    ori t0, t0, 1
+    csrw stvec, t0                    # vectored
+    li t0, 0x222
+    csrw mideleg, t0                  # S-level interrupts go to S
+    li t0, 0xaaa
+    csrw mie, t0
+    li t0, 1 << 3
+    csrs mstatus, t0                  # MIE: the harness's pending MTIP, MSIP, MEIP are taken now
+    nop
+    nop
+    nop
+    li t0, 1 << 3
+    csrc mstatus, t0
+    li t0, 1 << 5
+    csrs mip, t0                      # STIP pending, delegated: not taken in M even with SIE
+    li t0, 1 << 1
+    csrs mstatus, t0
+    nop
+    li t0, 3 << 11
+    csrc mstatus, t0
+    li t0, 1 << 11
+    csrs mstatus, t0
+    la t0, s_code
+    csrw mepc, t0
+    mret                              # to S with SIE = 1: the STI is taken at once
+  s_code:
+    ecall
+    .align 2
+  mtrap:
+    csrr t0, mcause
+    bgez t0, mdone                    # an exception: the ecall from S
+    sd t0, 0(s1)
+    addi s1, s1, 8
+    andi t0, t0, 63
+    li t1, 1
+    sll t1, t1, t0
+    csrc mie, t1                      # acknowledge by masking the source
+    mret
+  mdone:
+    li a0, 1
+    ${EXIT}
+    .align 6
+    .option push
+    .option norvc                     # vector entries are 4 bytes apart
+  svec:
+    j sbad                            # exceptions: not expected
+    j sbad
+    j sbad
+    j sbad
+    j sbad
+    j stimer                          # vector 5: supervisor timer
+    .option pop
+  sbad:
+    li a0, 2
+    ${EXIT}
+  stimer:
+    csrr t0, scause
+    sd t0, 0(s1)
+    addi s1, s1, 8
+    li t0, 1 << 5
+    csrc sie, t0
+    sret
+    .bss
+    .align 3
+    log: .skip 64`);
+  m.hart.setPending(7, true);
+  m.hart.setPending(3, true);
+  m.hart.setPending(11, true);
+  assert.equal(m.run(), 1);
+  const end = Number(m.reg(9));
+  const log = [0, 1, 2, 3].map((k) => m.mem64(end - 32 + 8 * k));
+  const irq = (n: bigint) => (1n << 63n) | n;
+  assert.deepEqual(log, [irq(11n), irq(3n), irq(7n), irq(5n)]);
+});
