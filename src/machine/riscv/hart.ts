@@ -178,6 +178,8 @@ export interface Rv64HartState extends ComponentState {
   /** Plain 64-bit CSRs: mepc sepc mtval stval mscratch sscratch mtvec stvec satp menvcfg senvcfg mcause scause. */
   readonly csr: Int32Array;
   readonly mie: number;
+  /** mip bits driven by device lines (MSIP, MTIP, SEIP, MEIP); the devices keep driving the same levels. */
+  readonly mipHw: number;
   readonly mipSw: number;
   readonly mideleg: number;
   readonly medeleg: number;
@@ -1720,6 +1722,7 @@ export class Rv64Hart {
       mstatus: this.mstatus,
       csr: this.csr.slice(),
       mie: this.mie,
+      mipHw: this.mipHw,
       mipSw: this.mipSw,
       mideleg: this.mideleg,
       medeleg: this.medeleg,
@@ -1735,8 +1738,7 @@ export class Rv64Hart {
     };
   }
 
-  /** Restores a saved hart. The reservation is cleared and the TLBs flushed; device-driven mip bits are
-   * not part of the hart's state (the devices drive them again). */
+  /** Restores a saved hart. The reservation is cleared and the TLBs flushed. */
   loadState(s: Rv64HartState): void {
     const id = `hart${this.hartId}`;
     checkState(s && s.version === 1, id, `version ${s?.version} is not supported (expected 1)`);
@@ -1754,6 +1756,7 @@ export class Rv64Hart {
       "frm",
       "mstatus",
       "mie",
+      "mipHw",
       "mipSw",
       "mideleg",
       "medeleg",
@@ -1781,6 +1784,7 @@ export class Rv64Hart {
     this.mstatus = s.mstatus & MSTATUS_WRITABLE;
     this.csr.set(s.csr);
     this.mie = s.mie & MIE_WRITABLE;
+    this.mipHw = s.mipHw & MIE_WRITABLE;
     this.mipSw = s.mipSw & MIP_S_BITS;
     this.mideleg = s.mideleg & MIP_S_BITS;
     this.medeleg = s.medeleg & MEDELEG_WRITABLE;
