@@ -1,0 +1,42 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { buildImage, RECIPES_DIR, recipeHash, recipeNames } from "./build.ts";
+import { ImageBuildError } from "./image-build-error.ts";
+
+test("recipeHash changes with any recipe file or Debian version, and only then", () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsvm-recipe-"));
+  try {
+    writeFileSync(join(dir, "inittab"), "ttyS0::respawn:-/bin/sh\n");
+    writeFileSync(join(dir, "linux.config"), "CONFIG_SMP=y\n");
+    const versions = { "linux-source-6.1": "6.1.192-2", opensbi: "1.1-2" };
+    const base = recipeHash(dir, versions);
+    assert.match(base, /^[0-9a-f]{64}$/);
+    assert.equal(recipeHash(dir, { opensbi: "1.1-2", "linux-source-6.1": "6.1.192-2" }), base);
+    assert.notEqual(recipeHash(dir, { ...versions, opensbi: "1.2-1" }), base);
+    writeFileSync(join(dir, "inittab"), "ttyS0::respawn:-/bin/ash\n");
+    const changed = recipeHash(dir, versions);
+    assert.notEqual(changed, base);
+    writeFileSync(join(dir, "rcS"), "");
+    assert.notEqual(recipeHash(dir, versions), changed, "a new recipe file counts too");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the repository has the default recipe", () => {
+  assert.ok(recipeNames().includes("default"), `no images/default in ${RECIPES_DIR}`);
+});
+
+test("buildImage refuses an unknown image name, including path tricks, before doing anything", async () => {
+  for (const name of ["nope", "../default", "default/..", ""]) {
+    await assert.rejects(buildImage(name, { cacheDir: "/nonexistent", onProgress: () => {} }), (err) => {
+      assert.ok(err instanceof ImageBuildError);
+      assert.equal(err.code, "IMAGE_UNKNOWN");
+      assert.match(err.message, /unknown image .*available: .*default/);
+      return true;
+    });
+  }
+});
