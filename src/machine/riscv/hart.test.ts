@@ -844,3 +844,10 @@ test("interrupts: priority MEI > MSI > MTI, delegation to S with a vectored stve
   const irq = (n: bigint) => (1n << 63n) | n;
   assert.deepEqual(log, [irq(11n), irq(3n), irq(7n), irq(5n)]);
 });
+
+test("PAUSE ends the hart's turn early; execution continues on the next run()", { skip }, () => {
+  const m = boot(`li a0, 1\n .word 0x0100000f # pause\n li a0, 2\n ${EXIT}`);
+  assert.equal(m.hart.run(1000), 2, "li and pause executed, then run() returned");
+  assert.equal(m.reg(10), 1n);
+  assert.equal(m.run(), 2);
+});

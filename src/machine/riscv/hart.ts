@@ -135,6 +135,8 @@ const divu64 = md.divu64;
 const TRAP_SIGNAL = { trap: true } as const;
 
 const TWO_POW_32 = 4294967296;
+/** The PAUSE hint: fence w, 0. */
+const PAUSE = 0x0100000f;
 const TLB_BITS = 9;
 const TLB_SIZE = 1 << TLB_BITS;
 const TLB_MASK = TLB_SIZE - 1;
@@ -230,6 +232,8 @@ export class Rv64Hart {
   private wfi = false;
   /** Set when the inner loop must return so interrupts are looked at again. */
   private breakOut = false;
+  /** Set by PAUSE: run() returns early. */
+  private paused = false;
 
   private resValid = false;
   private resLo = 0;
@@ -350,7 +354,8 @@ export class Rv64Hart {
     if (this.wfi && ((this.mipHw | this.mipSw) & this.mie) !== 0) this.wfi = false;
   }
 
-  /** Executes up to `budget` instructions (fewer when it enters WFI); returns how many it took. */
+  /** Executes up to `budget` instructions (fewer when it enters WFI or executes PAUSE); returns how many
+   * it took. */
   run(budget: number): number {
     const start = this.count;
     const end = start + budget;
@@ -368,6 +373,10 @@ export class Rv64Hart {
         // A trapping instruction counts as a step so a fault storm still ends the slice.
         this.count++;
         this.enterTrap(false, this.excCause, this.excTvalLo, this.excTvalHi);
+      }
+      if (this.paused) {
+        this.paused = false;
+        break;
       }
       if (this.wfi) {
         // WFI with an interrupt already pending in mip & mie completes at once.
@@ -710,6 +719,12 @@ export class Rv64Hart {
       case 0x0f:
         // MISC-MEM: FENCE and FENCE.I are no-ops here (one in-order hart at a time, no decoded-code cache).
         if (f3 > 1) this.illegal(insn);
+        // PAUSE (Zihintpause, a FENCE with pred=W, succ=0) marks a spin-wait loop: end this hart's turn so
+        // the hart it waits for gets to run.
+        if (insn === PAUSE) {
+          this.paused = true;
+          this.breakOut = true;
+        }
         break;
       case 0x73:
         if (f3 === 0) {
