@@ -6,7 +6,7 @@ import { dirname, join, resolve } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { assembleElf } from "../engines/riscv/cross-assembler.ts";
-import { parseMemorySize } from "./run.ts";
+import { ExecSession, parseMemorySize } from "./run.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -156,5 +156,28 @@ _start:
     assert.match(r.stdout, /[^-]echo /);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("--exec protocol: prompt, stty -echo, the command between markers, however the output is chunked", () => {
+  for (const chunk of [1, 3, 7, 1000]) {
+    let out = "";
+    const sent: string[] = [];
+    const session = new ExecSession("echo hi", (t) => (out += t));
+    session.attach({ sendConsole: (b) => sent.push(Buffer.from(b).toString()) });
+    const guest = (text: string) => {
+      const bytes = Buffer.from(text.replace(/\n/g, "\r\n"));
+      for (let i = 0; i < bytes.length; i += chunk) session.write(bytes.subarray(i, i + chunk));
+    };
+    guest("Linux booting...\n~ # ");
+    assert.deepEqual(sent, ["stty -echo\n"]);
+    guest("stty -echo\n~ # ");
+    assert.equal(sent.length, 2);
+    assert.match(sent[1]!, /^printf '\\137\\137TSVM\\137BEGIN[^\n]*\(\necho hi\n\) ; printf '\\137/);
+    assert.doesNotMatch(sent[1]!, /__TSVM/, "the markers never appear literally in what is typed");
+    guest("> > __TSVM_BEGIN__\nhi\nunder_score __x\n__TSVM_END_7__\n");
+    assert.equal(out, "hi\nunder_score __x\n", `chunk ${chunk}`);
+    assert.equal(sent[2], "sync; poweroff -f\n");
+    assert.equal(session.finish({ kind: "poweroff", code: 0 }), 7);
   }
 });

@@ -330,23 +330,30 @@ class TerminalAttachment {
 const BEGIN_MARKER = "__TSVM_BEGIN__\n";
 const END_MARKER = /__TSVM_END_(\d+)__\n/;
 const PROMPT = /[#$] $/;
+/** Host time a guest that is shutting down gets to reboot or power off on its own. */
+const SHUTDOWN_GRACE_MS = 20_000;
 
 /**
  * `--exec`: waits for the shell prompt, turns echo off, runs the command between two markers, prints only
  * what lies between them, and powers the guest off. Receives the UART's output as a CharSink.
  */
-class ExecSession {
-  private phase: "boot" | "stty" | "run" | "output" | "done" = "boot";
+export class ExecSession {
+  private phase: "boot" | "stty" | "run" | "output" | "grace" | "done" = "boot";
+  private graceTimer: ReturnType<typeof setTimeout> | null = null;
   private text = "";
-  private engine: RiscvEngine | null = null;
+  private engine: { sendConsole(bytes: Uint8Array): void } | null = null;
   private status: number | null = null;
   /** Everything the guest printed, for the error message when it stops early. */
   private log = "";
   private readonly decoder = new TextDecoder();
 
-  constructor(private readonly command: string) {}
+  /** @param out where the command's output goes (stdout) */
+  constructor(
+    private readonly command: string,
+    private readonly out: (text: string) => void = (text) => process.stdout.write(text),
+  ) {}
 
-  attach(engine: RiscvEngine): void {
+  attach(engine: { sendConsole(bytes: Uint8Array): void }): void {
     this.engine = engine;
   }
 
@@ -369,7 +376,7 @@ class ExecSession {
           this.send(
             "printf '\\137\\137TSVM\\137BEGIN\\137\\137\\n'; (\n" +
               `${this.command}\n` +
-              ") ; printf '\\137\\137TSVM\\137END\\137%d\\137\\137\\n' $?; sync; poweroff -f\n",
+              ") ; printf '\\137\\137TSVM\\137END\\137%d\\137\\137\\n' $?\n",
           );
         }
         return;
@@ -387,27 +394,52 @@ class ExecSession {
       if (this.phase === "output") {
         const m = END_MARKER.exec(this.text);
         if (m) {
-          process.stdout.write(this.text.slice(0, m.index));
-          this.status = Number(m[1]);
+          this.out(this.text.slice(0, m.index));
+          const status = Number(m[1]);
           this.text = "";
-          this.phase = "done";
+          // Power off only now: a `poweroff -f` on the command line could cut the marker short while the
+          // guest's tty is still draining it. A command killed by SIGTERM may be init shutting the guest
+          // down (CMD ran `reboot` or `poweroff`): give init time to finish before forcing the poweroff.
+          if (status === 128 + 15) {
+            this.phase = "grace";
+            this.graceTimer = setTimeout(() => this.complete(status), SHUTDOWN_GRACE_MS);
+          } else this.complete(status);
           return;
         }
-        // Keep back what could be the start of the end marker.
-        const keep = this.text.lastIndexOf("_");
-        const cut = keep >= 0 && this.text.length - keep < 40 ? keep : this.text.length;
-        process.stdout.write(this.text.slice(0, cut));
+        // Keep back what could be the start of the end marker (it may arrive in pieces).
+        let cut = this.text.length;
+        for (let i = Math.max(0, this.text.length - 40); i < this.text.length; i++) {
+          const tail = this.text.slice(i);
+          if ("__TSVM_END_".startsWith(tail) || /^__TSVM_END_\d*_{0,2}$/.test(tail)) {
+            cut = i;
+            break;
+          }
+        }
+        this.out(this.text.slice(0, cut));
         this.text = this.text.slice(cut);
       }
       return;
     }
   }
 
+  private complete(status: number): void {
+    this.graceTimer = null;
+    this.status = status;
+    this.phase = "done";
+    this.send("sync; poweroff -f\n");
+  }
+
   /** The guest rebooted (e.g. CMD ran `reboot`): wait for the prompt again and run CMD once more. */
   rebooted(): void {
     if (this.phase === "done") return;
+    this.cancelGrace();
     this.phase = "boot";
     this.text = "";
+  }
+
+  private cancelGrace(): void {
+    if (this.graceTimer !== null) clearTimeout(this.graceTimer);
+    this.graceTimer = null;
   }
 
   private send(text: string): void {
@@ -416,9 +448,10 @@ class ExecSession {
 
   /** The run's exit code once the machine stopped. */
   finish(reason: ExitReason): number {
+    this.cancelGrace();
     if (this.status !== null) return this.status;
     // CMD itself powered the guest off (e.g. `poweroff`): a clean end.
-    if (reason.kind === "poweroff" && this.phase === "output") return 0;
+    if (reason.kind === "poweroff" && (this.phase === "output" || this.phase === "grace")) return 0;
     const what =
       reason.kind === "error"
         ? reason.message

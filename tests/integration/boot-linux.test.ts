@@ -1,0 +1,99 @@
+// End to end: boots the default image's Linux on the emulator through the CLI (`tsvm run --exec`), as a user
+// would, and checks the guest shell, exit-status passthrough, the virtio disk across a reboot, and poweroff.
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { buildImage } from "../../src/images/build.ts";
+import { copyDiskFor, findImage, type ImageInfo } from "../../src/images/image-store.ts";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+/** One boot to a shell and back; generous because the guest runs on an interpreter. */
+const BOOT_TIMEOUT_MS = Number(process.env.TSVM_BOOT_TIMEOUT_MS ?? 15 * 60_000);
+
+/** The default image, built when missing; null (with the reason) when this machine cannot build it. */
+async function image(): Promise<{ image: ImageInfo | null; why: string }> {
+  const found = findImage("default");
+  if (found) return { image: found, why: "" };
+  try {
+    return { image: await buildImage("default", { onProgress: () => {} }), why: "" };
+  } catch (e) {
+    return { image: null, why: (e as Error).message };
+  }
+}
+
+const { image: img, why } = await image();
+if (!img)
+  process.stderr.write(
+    `\n*** SKIPPING boot-linux: the default image cannot be built on this machine: ${why}\n` +
+      "*** (run `tsvm image build default` to see why)\n\n",
+  );
+const skip = img ? false : `no default image: ${why}`;
+
+interface Result {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** `tsvm run ARGS`, killed (and failed) after `timeoutMs`. */
+function tsvmRun(args: string[], timeoutMs = BOOT_TIMEOUT_MS): Promise<Result> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(
+      process.execPath,
+      ["--import", join(root, "node_modules/tsx/dist/loader.mjs"), join(root, "bin/tsvm.ts"), "run", ...args],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(
+        new Error(`tsvm run ${args.join(" ")} did not finish in ${timeoutMs / 1000} s; stderr: ${stderr}`),
+      );
+    }, timeoutMs);
+    child.on("exit", (status) => {
+      clearTimeout(timer);
+      resolvePromise({ status, stdout, stderr });
+    });
+  });
+}
+
+test("the guest shell runs commands: uname -m is riscv64, arithmetic works", { skip }, async () => {
+  const r = await tsvmRun(["--exec", "uname -m; echo $((6*7))"]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, "riscv64\n42\n");
+});
+
+test("--exec passes the command's exit status through", { skip }, async () => {
+  const r = await tsvmRun(["--exec", "exit 3"]);
+  assert.equal(r.status, 3, r.stderr);
+  assert.equal(r.stdout, "");
+});
+
+test("a file written to the virtio disk survives a reboot; poweroff leaves the file system clean", {
+  skip,
+}, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsvm-boot-linux-"));
+  try {
+    const disk = copyDiskFor(img!, join(dir, "disk.img"));
+    // First boot writes the file and reboots; after the reboot the same command finds it and powers off.
+    // `reboot` and `poweroff` only ask init, so the command sleeps while init shuts down (unmounting).
+    const cmd =
+      "if [ -f /root/tsvm-persist ]; then cat /root/tsvm-persist; poweroff; sleep 600; " +
+      "else echo written-before-reboot > /root/tsvm-persist; sync; reboot; sleep 600; fi";
+    const r = await tsvmRun(["--disk", disk, "--exec", cmd], 2 * BOOT_TIMEOUT_MS);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^written-before-reboot$/m);
+    // The guest unmounted its root before powering off: e2fsck finds nothing to fix.
+    const fsck = spawnSync("/sbin/e2fsck", ["-n", "-f", disk], { encoding: "utf8", timeout: 60_000 });
+    assert.equal(fsck.status, 0, `e2fsck: ${fsck.stdout}${fsck.stderr}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
