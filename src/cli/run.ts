@@ -225,10 +225,32 @@ async function runWith(options: RunOptions, cleanups: Array<() => void | Promise
 
   const terminal = exec ? null : new TerminalAttachment(engine);
   if (terminal) cleanups.push(() => terminal.detach());
-  if (exec) exec.attach(engine);
+  // With --exec the terminal stays cooked: Ctrl-C (SIGINT) or SIGTERM stop the machine, and the cleanups
+  // (the private disk copy) still run.
+  let execSignal: NodeJS.Signals | null = null;
+  let onExecSignal: (signal: NodeJS.Signals) => void = () => {};
+  const execInterrupted = new Promise<ExitReason>((resolve) => {
+    onExecSignal = (signal) => {
+      execSignal = signal;
+      resolve({ kind: "stopped" });
+    };
+  });
+  if (exec) {
+    exec.attach(engine);
+    process.on("SIGINT", onExecSignal);
+    process.on("SIGTERM", onExecSignal);
+    cleanups.push(() => {
+      process.off("SIGINT", onExecSignal);
+      process.off("SIGTERM", onExecSignal);
+    });
+  }
   await engine.start();
-  const reason = await Promise.race([engine.exited, ...(terminal ? [terminal.quit] : [])]);
+  const reason = await Promise.race([engine.exited, terminal ? terminal.quit : execInterrupted]);
   if (engine.state !== "exited") await engine.stop();
+  if (execSignal) {
+    process.stderr.write(`tsvm run: ${execSignal}, stopped the machine\n`);
+    return execSignal === "SIGINT" ? 130 : 143;
+  }
   if (exec) return exec.finish(reason);
   return terminal?.signalExitCode ?? exitCodeOf(reason);
 }
