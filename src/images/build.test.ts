@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { buildImage, RECIPES_DIR, recipeHash, recipeNames } from "./build.ts";
+import { acquireBuildLock, buildImage, RECIPES_DIR, recipeHash, recipeNames } from "./build.ts";
 import { ImageBuildError } from "./image-build-error.ts";
 
 test("recipeHash changes with any recipe file or Debian version, and only then", () => {
@@ -38,5 +39,36 @@ test("buildImage refuses an unknown image name, including path tricks, before do
       assert.match(err.message, /unknown image .*available: .*default/);
       return true;
     });
+  }
+});
+
+test("the build lock is exclusive while its holder lives, and taken over from a dead one", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsvm-lock-"));
+  try {
+    const lock = join(dir, ".default-x.lock");
+    const lines: string[] = [];
+    await acquireBuildLock(lock, "default", (l) => lines.push(l));
+    assert.equal(readFileSync(lock, "utf8"), String(process.pid));
+
+    // Held by a live process: wait until it is gone, then take the lock.
+    const holder = spawn("sleep", ["3"]);
+    writeFileSync(lock, String(holder.pid));
+    const started = Date.now();
+    await acquireBuildLock(lock, "default", (l) => lines.push(l));
+    assert.ok(Date.now() - started >= 2500, "must wait for the holder");
+    assert.equal(readFileSync(lock, "utf8"), String(process.pid));
+    assert.match(
+      lines.join("\n"),
+      new RegExp(`waiting for process ${holder.pid}, which is building image 'default'`),
+    );
+
+    // Left by a process that no longer exists: taken over at once.
+    writeFileSync(lock, String(holder.pid));
+    const again = Date.now();
+    await acquireBuildLock(lock, "default", () => {});
+    assert.ok(Date.now() - again < 1000);
+    assert.equal(readFileSync(lock, "utf8"), String(process.pid));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

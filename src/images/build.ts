@@ -165,6 +165,39 @@ function removeStaleBuilds(cacheDir: string, dirName: string): void {
   }
 }
 
+const LOCK_POLL_MS = 2000;
+
+/**
+ * Takes the build lock (a file holding the builder's pid, created exclusively), waiting while a live
+ * process holds it; a lock left by a dead process is taken over.
+ */
+export async function acquireBuildLock(lockPath: string, name: string, progress: (line: string) => void) {
+  let announced = false;
+  for (;;) {
+    try {
+      writeFileSync(lockPath, String(process.pid), { flag: "wx" });
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    let holder = Number.NaN;
+    try {
+      holder = Number(readFileSync(lockPath, "utf8"));
+    } catch {
+      continue; // released between our two calls
+    }
+    if (!Number.isInteger(holder) || !processAlive(holder)) {
+      rmSync(lockPath, { force: true });
+      continue;
+    }
+    if (!announced) {
+      progress(`waiting for process ${holder}, which is building image '${name}' (lock ${lockPath})…`);
+      announced = true;
+    }
+    await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
+  }
+}
+
 /** The only directory in `dir` whose name starts with `prefix` (what tar and apt-get source unpacked). */
 function unpackedDir(dir: string, prefix: string, step: string, logPath: string): string {
   const found = readdirSync(dir).filter(
@@ -265,6 +298,28 @@ export async function buildImage(name = "default", opts: BuildImageOptions = {})
   if (cached) return cached;
 
   mkdirSync(cacheDir, { recursive: true });
+  // One build per image at a time: a second caller (say `tsvm run` while the tests build) waits for the
+  // first and then finds the image in the cache.
+  const lockPath = join(cacheDir, `.${dirName}.lock`);
+  await acquireBuildLock(lockPath, name, progress);
+  try {
+    return readImage(finalDir) ?? (await buildLocked(name, recipeDir, versions, hash, cacheDir, progress));
+  } finally {
+    rmSync(lockPath, { force: true });
+  }
+}
+
+/** The build itself, under the image's lock. */
+async function buildLocked(
+  name: string,
+  recipeDir: string,
+  versions: Record<string, string>,
+  hash: string,
+  cacheDir: string,
+  progress: (line: string) => void,
+): Promise<ImageInfo> {
+  const dirName = imageDirName(name, hash);
+  const finalDir = join(cacheDir, dirName);
   removeStaleBuilds(cacheDir, dirName);
   const buildDir = join(cacheDir, `.${dirName}.build-${process.pid}`);
   rmSync(buildDir, { recursive: true, force: true });
