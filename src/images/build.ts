@@ -28,6 +28,7 @@ import {
   type ImageManifest,
   imageDirName,
   imagesCacheDir,
+  listImages,
   readImage,
 } from "./image-store.ts";
 import { applyKconfigFragment, droppedKconfigOptions } from "./kconfig-fragment.ts";
@@ -542,5 +543,11 @@ async function buildLocked(
     return other;
   }
   progress(`image '${name}' ready in ${formatElapsed(Date.now() - started)}: ${finalDir}`);
+  // Older builds of this recipe are 70 MB each: keep only the previous one, for VMs booting from it now.
+  for (const old of listImages(cacheDir)
+    .filter((i) => i.name === name && i.dir !== finalDir)
+    .slice(1)) {
+    rmSync(old.dir, { recursive: true, force: true });
+  }
   return readImage(finalDir)!;
 }
