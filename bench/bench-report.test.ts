@@ -113,7 +113,6 @@ test("ratios are tsvm over QEMU, and a timed-out boot has no ratio and prints 't
       qemuIcountInstret: 1,
       instretConfirmed: true,
       linuxIterations: 300,
-      linuxQemuIcountInstret: null,
     },
     tsvm,
     qemu,
