@@ -70,6 +70,19 @@ test("the guest shell runs commands: uname -m is riscv64, arithmetic works", { s
   assert.equal(r.stdout, "riscv64\n42\n");
 });
 
+test("two harts: Linux brings up both CPUs", { skip }, async () => {
+  const r = await tsvmRun([
+    "--cpus",
+    "2",
+    "--memory",
+    "192M",
+    "--exec",
+    "nproc; grep -c ^processor /proc/cpuinfo",
+  ]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, "2\n2\n");
+});
+
 test("--exec passes the command's exit status through", { skip }, async () => {
   const r = await tsvmRun(["--exec", "exit 3"]);
   assert.equal(r.status, 3, r.stderr);
