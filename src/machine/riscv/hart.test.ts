@@ -851,3 +851,20 @@ test("PAUSE ends the hart's turn early; execution continues on the next run()", 
   assert.equal(m.reg(10), 1n);
   assert.equal(m.run(), 2);
 });
+
+test("a misaligned load from page 0 faults instead of hitting an empty TLB entry", { skip }, () => {
+  // Empty entries once had tag 1, which `lo & ~(4096 − width)` of address 1 equals: lh 1(zero) read RAM.
+  const m = boot(`
+    la t0, handler
+    csrw mtvec, t0
+    lh a1, 1(zero)
+    li a0, 99
+    ${EXIT}
+    .align 2
+    handler:
+    csrr a0, mcause
+    csrr a2, mtval
+    ${EXIT}`);
+  assert.equal(m.run(), 5); // load access fault
+  assert.equal(m.reg(12), 1n);
+});

@@ -140,8 +140,9 @@ const PAUSE = 0x0100000f;
 const TLB_BITS = 9;
 const TLB_SIZE = 1 << TLB_BITS;
 const TLB_MASK = TLB_SIZE - 1;
-/** A tag no 4 KiB-aligned address has: marks a TLB entry empty. */
-const TLB_EMPTY = 1;
+/** A tag no address matches: marks a TLB entry empty. Bit 11 is cleared by every tag mask (~4095 and the
+ * misalignment-catching ~(4096 − width)), so not even a misaligned access to page 0 hits an empty entry. */
+const TLB_EMPTY = 0x800;
 
 const ACCESS_FETCH = 0;
 const ACCESS_LOAD = 1;
@@ -389,24 +390,51 @@ export class Rv64Hart {
 
   private inner(end: number): void {
     const x = this.x;
+    const u8 = this.u8;
     const u16 = this.u16;
+    const i32 = this.i32;
     this.breakOut = false;
-    // The count lives in a local while the loop runs; `finally` stores it also when an instruction traps.
+    // Hot state lives in locals while the loop runs (a field access per use costs more than the work). The
+    // count and pc are stored back in `finally`, also when an instruction traps: a trapping instruction
+    // leaves pc at itself, which is the epc enterTrap records. Anything that runs outside this function
+    // (exec, the slow paths) gets pc written back first and its effects read back after.
     let n = this.count;
+    let pcLo = this.pcLo;
+    let pcHi = this.pcHi;
+    let fPageLo = this.fPageLo;
+    let fPageHi = this.fPageHi;
+    let fOff = this.fOff;
+    let rTagLo = this.rTagLo;
+    let rTagHi = this.rTagHi;
+    let rOff = this.rOff;
+    let wTagLo = this.wTagLo;
+    let wTagHi = this.wTagHi;
+    let wOff = this.wOff;
     try {
-      while (n < end) {
-        const pcLo = this.pcLo;
-        if ((pcLo & -4096) !== this.fPageLo || this.pcHi !== this.fPageHi) this.refillFetch();
+      loop: while (n < end) {
+        if ((pcLo & -4096) !== fPageLo || pcHi !== fPageHi) {
+          this.pcLo = pcLo;
+          this.pcHi = pcHi;
+          this.refillFetch();
+          fPageLo = this.fPageLo;
+          fPageHi = this.fPageHi;
+          fOff = this.fOff;
+        }
         let insn: number;
         let len = 4;
-        if (this.fOff >= 0) {
-          const o = (this.fOff + (pcLo & 0xfff)) >> 1;
+        if (fOff >= 0) {
+          const o = (fOff + (pcLo & 0xfff)) >> 1;
           insn = u16[o];
           if ((insn & 3) === 3) {
-            if ((pcLo & 0xfff) === 0xffe) insn = this.fetchCrossPage(insn);
-            else insn |= u16[o + 1] << 16;
+            if ((pcLo & 0xfff) === 0xffe) {
+              this.pcLo = pcLo;
+              this.pcHi = pcHi;
+              insn = this.fetchCrossPage(insn);
+            } else insn |= u16[o + 1] << 16;
           } else len = 2;
         } else {
+          this.pcLo = pcLo;
+          this.pcHi = pcHi;
           insn = this.fetchMmio();
           if ((insn & 3) !== 3) len = 2;
         }
@@ -415,16 +443,346 @@ export class Rv64Hart {
           if (e === 0) this.illegal(insn);
           insn = e;
         }
-        // SYSTEM instructions may read or write the counters: give them the current count.
-        if ((insn & 0x7f) === 0x73) this.count = n;
-        this.exec(insn, len);
+        const d = (insn >> 6) & 62; // 2·rd
+        const a = (insn >> 14) & 62; // 2·rs1
+        const b = (insn >> 19) & 62; // 2·rs2
+        const f3 = (insn >> 12) & 7;
+        // The common integer instructions run here; the rest (and every illegal encoding) go to exec.
+        switch (insn & 0x7f) {
+          case 0x13: {
+            // OP-IMM
+            const al = x[a];
+            const ah = x[a + 1];
+            const il = insn >> 20;
+            const ih = il >> 31;
+            if (f3 === 0) {
+              const lo = (al + il) | 0;
+              // Carry out of the unsigned low-half sum: the sum wrapped below the first operand.
+              x[d + 1] = (ah + ih + (lo >>> 0 < al >>> 0 ? 1 : 0)) | 0;
+              x[d] = lo;
+            } else if (f3 === 4) {
+              x[d] = al ^ il;
+              x[d + 1] = ah ^ ih;
+            } else if (f3 === 6) {
+              x[d] = al | il;
+              x[d + 1] = ah | ih;
+            } else if (f3 === 7) {
+              x[d] = al & il;
+              x[d + 1] = ah & ih;
+            } else if (f3 === 1 && insn >>> 26 === 0) {
+              const s = il & 63;
+              if (s >= 32) {
+                x[d + 1] = al << (s - 32);
+                x[d] = 0;
+              } else if (s !== 0) {
+                x[d + 1] = (ah << s) | (al >>> (32 - s));
+                x[d] = al << s;
+              } else {
+                x[d] = al;
+                x[d + 1] = ah;
+              }
+            } else if (f3 === 5 && (insn >>> 26 === 0 || insn >>> 26 === 0x10)) {
+              const s = il & 63;
+              const arith = insn >>> 26 !== 0;
+              if (s >= 32) {
+                x[d] = arith ? ah >> (s - 32) : ah >>> (s - 32);
+                x[d + 1] = arith ? ah >> 31 : 0;
+              } else if (s !== 0) {
+                x[d] = (al >>> s) | (ah << (32 - s));
+                x[d + 1] = arith ? ah >> s : ah >>> s;
+              } else {
+                x[d] = al;
+                x[d + 1] = ah;
+              }
+            } else if (f3 === 2) {
+              x[d] = ah < ih || (ah === ih && al >>> 0 < il >>> 0) ? 1 : 0;
+              x[d + 1] = 0;
+            } else if (f3 === 3) {
+              x[d] = ah >>> 0 < ih >>> 0 || (ah === ih && al >>> 0 < il >>> 0) ? 1 : 0;
+              x[d + 1] = 0;
+            } else this.illegal(insn);
+            break;
+          }
+          case 0x1b: {
+            // OP-IMM-32
+            const al = x[a];
+            const sh = (insn >> 20) & 31;
+            let r: number;
+            if (f3 === 0) r = (al + (insn >> 20)) | 0;
+            else if (f3 === 1 && insn >>> 25 === 0) r = al << sh;
+            else if (f3 === 5 && insn >>> 25 === 0) r = al >>> sh;
+            else if (f3 === 5 && insn >>> 25 === 0x20) r = al >> sh;
+            else this.illegal(insn);
+            x[d] = r | 0;
+            x[d + 1] = r >> 31;
+            break;
+          }
+          case 0x33: {
+            // OP: add/sub and the logical ops here, the rest (shifts, compares, M) in execOp.
+            const f7 = insn >>> 25;
+            if (f3 === 0 && f7 === 0) {
+              const al = x[a];
+              const lo = (al + x[b]) | 0;
+              x[d + 1] = (x[a + 1] + x[b + 1] + (lo >>> 0 < al >>> 0 ? 1 : 0)) | 0;
+              x[d] = lo;
+            } else if (f3 === 0 && f7 === 0x20) {
+              const al = x[a];
+              const bl = x[b];
+              x[d + 1] = (x[a + 1] - x[b + 1] - (al >>> 0 < bl >>> 0 ? 1 : 0)) | 0;
+              x[d] = (al - bl) | 0;
+            } else if (f7 === 0 && f3 >= 4 && f3 !== 5) {
+              const al = x[a];
+              const ah = x[a + 1];
+              const bl = x[b];
+              const bh = x[b + 1];
+              if (f3 === 4) {
+                x[d] = al ^ bl;
+                x[d + 1] = ah ^ bh;
+              } else if (f3 === 6) {
+                x[d] = al | bl;
+                x[d + 1] = ah | bh;
+              } else {
+                x[d] = al & bl;
+                x[d + 1] = ah & bh;
+              }
+            } else this.execOp(insn, d, a, b, f3);
+            break;
+          }
+          case 0x3b: {
+            // OP-32: addw/subw here, the rest in execOp32.
+            const f7 = insn >>> 25;
+            if (f3 === 0 && (f7 === 0 || f7 === 0x20)) {
+              const r = f7 === 0 ? (x[a] + x[b]) | 0 : (x[a] - x[b]) | 0;
+              x[d] = r;
+              x[d + 1] = r >> 31;
+            } else this.execOp32(insn, d, a, b, f3);
+            break;
+          }
+          case 0x37: {
+            // LUI
+            const v = insn & 0xfffff000;
+            x[d] = v;
+            x[d + 1] = v >> 31;
+            break;
+          }
+          case 0x17: {
+            // AUIPC
+            const v = insn & 0xfffff000;
+            const lo = (pcLo + v) | 0;
+            x[d + 1] = (pcHi + (v >> 31) + (lo >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+            x[d] = lo;
+            break;
+          }
+          case 0x03: {
+            // LOAD, through the read TLB: for 2/4/8-byte accesses the tag compare masks with ~(4096 − width)
+            // instead of ~4095, so a misaligned address never matches and takes the slow path.
+            const il = insn >> 20;
+            const al = x[a];
+            const lo = (al + il) | 0;
+            const hi = (x[a + 1] + (il >> 31) + (lo >>> 0 < al >>> 0 ? 1 : 0)) | 0;
+            const i = (lo >>> 12) & TLB_MASK;
+            const th = rTagHi[i] === hi;
+            const tl = rTagLo[i];
+            let v: number;
+            switch (f3) {
+              case 0:
+                v = th && tl === (lo & -4096) ? u8[rOff[i] + (lo & 0xfff)] : this.loadSlow(lo, hi, 1);
+                v = (v << 24) >> 24;
+                x[d + 1] = v >> 31;
+                break;
+              case 1:
+                v = th && tl === (lo & -4095) ? u16[(rOff[i] + (lo & 0xfff)) >> 1] : this.loadSlow(lo, hi, 2);
+                v = (v << 16) >> 16;
+                x[d + 1] = v >> 31;
+                break;
+              case 2:
+                v = th && tl === (lo & -4093) ? i32[(rOff[i] + (lo & 0xfff)) >> 2] : this.loadSlow(lo, hi, 4);
+                x[d + 1] = v >> 31;
+                break;
+              case 3:
+                if (th && tl === (lo & -4089)) {
+                  const w = (rOff[i] + (lo & 0xfff)) >> 2;
+                  v = i32[w];
+                  x[d + 1] = i32[w + 1];
+                } else {
+                  v = this.loadSlow(lo, hi, 8);
+                  x[d + 1] = this.tmpHi;
+                }
+                break;
+              case 4:
+                v = th && tl === (lo & -4096) ? u8[rOff[i] + (lo & 0xfff)] : this.loadSlow(lo, hi, 1);
+                x[d + 1] = 0;
+                break;
+              case 5:
+                v = th && tl === (lo & -4095) ? u16[(rOff[i] + (lo & 0xfff)) >> 1] : this.loadSlow(lo, hi, 2);
+                x[d + 1] = 0;
+                break;
+              case 6:
+                v = th && tl === (lo & -4093) ? i32[(rOff[i] + (lo & 0xfff)) >> 2] : this.loadSlow(lo, hi, 4);
+                x[d + 1] = 0;
+                break;
+              default:
+                this.illegal(insn);
+            }
+            x[d] = v;
+            break;
+          }
+          case 0x23: {
+            // STORE, through the write TLB (same tag trick as loads).
+            const il = ((insn >> 25) << 5) | ((insn >> 7) & 31);
+            const al = x[a];
+            const lo = (al + il) | 0;
+            const hi = (x[a + 1] + (il >> 31) + (lo >>> 0 < al >>> 0 ? 1 : 0)) | 0;
+            const i = (lo >>> 12) & TLB_MASK;
+            const th = wTagHi[i] === hi;
+            const tl = wTagLo[i];
+            switch (f3) {
+              case 0:
+                if (th && tl === (lo & -4096)) u8[wOff[i] + (lo & 0xfff)] = x[b];
+                else this.storeSlow(lo, hi, 1, x[b], 0);
+                break;
+              case 1:
+                if (th && tl === (lo & -4095)) u16[(wOff[i] + (lo & 0xfff)) >> 1] = x[b];
+                else this.storeSlow(lo, hi, 2, x[b], 0);
+                break;
+              case 2:
+                if (th && tl === (lo & -4093)) i32[(wOff[i] + (lo & 0xfff)) >> 2] = x[b];
+                else this.storeSlow(lo, hi, 4, x[b], 0);
+                break;
+              case 3:
+                if (th && tl === (lo & -4089)) {
+                  const w = (wOff[i] + (lo & 0xfff)) >> 2;
+                  i32[w] = x[b];
+                  i32[w + 1] = x[b + 1];
+                } else this.storeSlow(lo, hi, 8, x[b], x[b + 1]);
+                break;
+              default:
+                this.illegal(insn);
+            }
+            break;
+          }
+          case 0x63: {
+            // BRANCH
+            const al = x[a];
+            const ah = x[a + 1];
+            const bl = x[b];
+            const bh = x[b + 1];
+            let taken: boolean;
+            switch (f3) {
+              case 0:
+                taken = al === bl && ah === bh;
+                break;
+              case 1:
+                taken = al !== bl || ah !== bh;
+                break;
+              case 4:
+                taken = ah < bh || (ah === bh && al >>> 0 < bl >>> 0);
+                break;
+              case 5:
+                taken = ah > bh || (ah === bh && al >>> 0 >= bl >>> 0);
+                break;
+              case 6:
+                taken = ah >>> 0 < bh >>> 0 || (ah === bh && al >>> 0 < bl >>> 0);
+                break;
+              case 7:
+                taken = ah >>> 0 > bh >>> 0 || (ah === bh && al >>> 0 >= bl >>> 0);
+                break;
+              default:
+                this.illegal(insn);
+            }
+            if (taken) {
+              const off =
+                ((insn >> 31) << 12) |
+                (((insn >> 7) & 1) << 11) |
+                (((insn >> 25) & 0x3f) << 5) |
+                (((insn >> 8) & 0xf) << 1);
+              const lo = (pcLo + off) | 0;
+              // Carry (off ≥ 0: the sum wrapped below pc) or borrow (off < 0: it wrapped above pc).
+              if (off >= 0) {
+                if (lo >>> 0 < pcLo >>> 0) pcHi = (pcHi + 1) | 0;
+              } else if (lo >>> 0 > pcLo >>> 0) pcHi = (pcHi - 1) | 0;
+              pcLo = lo;
+              n++;
+              if (this.breakOut) break loop;
+              continue;
+            }
+            break;
+          }
+          case 0x6f: {
+            // JAL
+            const off =
+              ((insn >> 31) << 20) |
+              (insn & 0xff000) |
+              (((insn >> 20) & 1) << 11) |
+              (((insn >> 21) & 0x3ff) << 1);
+            const ret = (pcLo + len) | 0;
+            x[d + 1] = ret >>> 0 < len ? (pcHi + 1) | 0 : pcHi;
+            x[d] = ret;
+            x[0] = 0;
+            x[1] = 0;
+            const lo = (pcLo + off) | 0;
+            if (off >= 0) {
+              if (lo >>> 0 < pcLo >>> 0) pcHi = (pcHi + 1) | 0;
+            } else if (lo >>> 0 > pcLo >>> 0) pcHi = (pcHi - 1) | 0;
+            pcLo = lo;
+            n++;
+            if (this.breakOut) break loop;
+            continue;
+          }
+          case 0x67: {
+            // JALR
+            if (f3 !== 0) this.illegal(insn);
+            const il = insn >> 20;
+            const al = x[a];
+            const sum = (al + il) | 0;
+            const thi = (x[a + 1] + (il >> 31) + (sum >>> 0 < al >>> 0 ? 1 : 0)) | 0;
+            const ret = (pcLo + len) | 0;
+            x[d + 1] = ret >>> 0 < len ? (pcHi + 1) | 0 : pcHi;
+            x[d] = ret;
+            x[0] = 0;
+            x[1] = 0;
+            pcLo = sum & ~1;
+            pcHi = thi;
+            n++;
+            if (this.breakOut) break loop;
+            continue;
+          }
+          default:
+            // Everything else runs in exec, which works on the fields: hand it pc and the count, and read back
+            // what it may have changed (pc, privilege and so the TLB sets, the fetch page).
+            this.pcLo = pcLo;
+            this.pcHi = pcHi;
+            this.count = n;
+            this.exec(insn, len);
+            x[0] = 0;
+            x[1] = 0;
+            n++;
+            pcLo = this.pcLo;
+            pcHi = this.pcHi;
+            fPageLo = this.fPageLo;
+            fPageHi = this.fPageHi;
+            fOff = this.fOff;
+            rTagLo = this.rTagLo;
+            rTagHi = this.rTagHi;
+            rOff = this.rOff;
+            wTagLo = this.wTagLo;
+            wTagHi = this.wTagHi;
+            wOff = this.wOff;
+            if (this.breakOut) break loop;
+            continue;
+        }
         x[0] = 0;
         x[1] = 0;
+        const next = (pcLo + len) | 0;
+        if (next >>> 0 < len) pcHi = (pcHi + 1) | 0;
+        pcLo = next;
         n++;
         if (this.breakOut) break;
       }
     } finally {
       this.count = n;
+      this.pcLo = pcLo;
+      this.pcHi = pcHi;
     }
   }
 
