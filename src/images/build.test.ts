@@ -1,10 +1,17 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { acquireBuildLock, buildImage, RECIPES_DIR, recipeHash, recipeNames } from "./build.ts";
+import {
+  acquireBuildLock,
+  buildImage,
+  RECIPES_DIR,
+  recipeHash,
+  recipeNames,
+  removeStaleBuilds,
+} from "./build.ts";
 import { ImageBuildError } from "./image-build-error.ts";
 
 test("recipeHash changes with any recipe file or Debian version, and only then", () => {
@@ -70,5 +77,29 @@ test("the build lock is exclusive while its holder lives, and taken over from a 
     assert.equal(readFileSync(lock, "utf8"), String(process.pid));
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("removeStaleBuilds drops only the temporary directories of dead builders", async () => {
+  const cache = mkdtempSync(join(tmpdir(), "tsvm-stale-"));
+  try {
+    const gone = spawn("true");
+    await new Promise((resolve) => gone.on("close", resolve));
+    const dead = `${gone.pid}`;
+    const live = `${process.pid}`;
+    const dirs = {
+      deadBuild: join(cache, `.default-0123.build-${dead}`),
+      liveBuild: join(cache, `.default-0123.build-${live}`),
+      image: join(cache, "default-0123"),
+      deadPart: join(cache, ".parts", `linux-0123.tmp-${dead}`),
+      part: join(cache, ".parts", "linux-0123"),
+    };
+    for (const dir of Object.values(dirs)) mkdirSync(dir, { recursive: true });
+    removeStaleBuilds(cache);
+    assert.equal(existsSync(dirs.deadBuild), false);
+    assert.equal(existsSync(dirs.deadPart), false);
+    assert.ok(existsSync(dirs.liveBuild) && existsSync(dirs.image) && existsSync(dirs.part));
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
   }
 });

@@ -155,15 +155,27 @@ function processAlive(pid: number): boolean {
   }
 }
 
-/** Removes temporary build directories of this image left by builds whose process is gone. */
-function removeStaleBuilds(cacheDir: string, dirName: string): void {
-  const prefix = `.${dirName}.build-`;
-  for (const entry of readdirSync(cacheDir)) {
-    if (!entry.startsWith(prefix)) continue;
-    const pid = Number(entry.slice(prefix.length));
-    if (Number.isInteger(pid) && !processAlive(pid))
-      rmSync(join(cacheDir, entry), { recursive: true, force: true });
-  }
+/**
+ * Removes temporary directories (image builds, parts being saved) left by builds whose process is gone,
+ * e.g. killed by a timeout; they hold the sources of a half-finished build.
+ */
+export function removeStaleBuilds(cacheDir: string): void {
+  const sweep = (dir: string, pattern: RegExp) => {
+    let entries: string[] = [];
+    try {
+      entries = readdirSync(dir);
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      const pid = Number(pattern.exec(entry)?.[1]);
+      if (Number.isInteger(pid) && pid > 0 && !processAlive(pid)) {
+        rmSync(join(dir, entry), { recursive: true, force: true });
+      }
+    }
+  };
+  sweep(cacheDir, /^\..+\.build-(\d+)$/);
+  sweep(join(cacheDir, PARTS_DIR), /\.tmp-(\d+)$/);
 }
 
 const LOCK_POLL_MS = 2000;
@@ -321,7 +333,7 @@ async function buildLocked(
 ): Promise<ImageInfo> {
   const dirName = imageDirName(name, hash);
   const finalDir = join(cacheDir, dirName);
-  removeStaleBuilds(cacheDir, dirName);
+  removeStaleBuilds(cacheDir);
   const buildDir = join(cacheDir, `.${dirName}.build-${process.pid}`);
   rmSync(buildDir, { recursive: true, force: true });
   const workDir = join(buildDir, "work");
