@@ -2,6 +2,7 @@
 // the CLI and tests use. Errors come back as ApiError with the HTTP status and the server's reason.
 
 import { request } from "node:http";
+import type { Duplex } from "node:stream";
 import { apiSocketPath } from "./data-dir.ts";
 import type {
   ApiErrorBody,
@@ -18,6 +19,18 @@ import type {
   VmEvent,
 } from "./types.ts";
 import { API_BASE, MAX_WAIT_SECONDS } from "./types.ts";
+import {
+  acceptKey,
+  closePayload,
+  encodeFrame,
+  FrameDecoder,
+  newClientKey,
+  OPCODE_BINARY,
+  OPCODE_CLOSE,
+  OPCODE_PING,
+  OPCODE_PONG,
+  OPCODE_TEXT,
+} from "./websocket.ts";
 
 export type ApiEndpoint =
   | { readonly socketPath: string }
@@ -146,6 +159,41 @@ export class ApiClient {
     });
   }
 
+  /**
+   * Attaches to the VM's serial console over WebSocket: `onData` gets the console output from now on,
+   * `write` types into it. Several attachments may be open at once (each sees all output).
+   */
+  openSerialPort(name: string): Promise<SerialPortConnection> {
+    const key = newClientKey();
+    return new Promise((resolve, reject) => {
+      const req = request({
+        ...this.target(),
+        method: "GET",
+        path: `${API_BASE}/instances/${encodeURIComponent(name)}/serialPort`,
+        headers: {
+          ...this.headers(),
+          connection: "Upgrade",
+          upgrade: "websocket",
+          "sec-websocket-key": key,
+          "sec-websocket-version": "13",
+        },
+      });
+      req.on("error", (e) => reject(unreachable(this.endpoint, e)));
+      req.on("response", (res) => {
+        readAll(res).then((text) => reject(toApiError(res.statusCode ?? 0, text)), reject);
+      });
+      req.on("upgrade", (res, socket, head) => {
+        if (res.headers["sec-websocket-accept"] !== acceptKey(key)) {
+          socket.destroy();
+          reject(new ApiError(0, "bad-response", "the daemon's WebSocket handshake is wrong"));
+          return;
+        }
+        resolve(new SerialPortConnection(socket, head));
+      });
+      req.end();
+    });
+  }
+
   /** One request; resolves the parsed 200 body, rejects ApiError. */
   call<T>(method: string, path: string, body?: unknown): Promise<T> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
@@ -182,6 +230,51 @@ export class ApiClient {
 
   private headers(): Record<string, string> {
     return "token" in this.endpoint ? { authorization: `Bearer ${this.endpoint.token}` } : {};
+  }
+}
+
+/** The client's end of a serial console WebSocket. */
+export class SerialPortConnection {
+  /** Resolves when the connection is gone (closed by either side). */
+  readonly closed: Promise<void>;
+  private listener: ((bytes: Buffer) => void) | undefined;
+  private readonly early: Buffer[] = [];
+
+  constructor(
+    private readonly socket: Duplex,
+    head: Buffer,
+  ) {
+    this.closed = new Promise((resolve) => socket.on("close", () => resolve()));
+    socket.on("error", () => {});
+    const decoder = new FrameDecoder(
+      false,
+      (frame) => {
+        if (frame.opcode === OPCODE_BINARY || frame.opcode === OPCODE_TEXT) {
+          if (this.listener) this.listener(frame.payload);
+          else this.early.push(frame.payload);
+        } else if (frame.opcode === OPCODE_PING) socket.write(encodeFrame(OPCODE_PONG, frame.payload, true));
+        else if (frame.opcode === OPCODE_CLOSE) socket.end();
+      },
+      () => socket.destroy(),
+    );
+    socket.on("data", (chunk: Buffer) => decoder.push(chunk));
+    if (head.length > 0) decoder.push(head);
+  }
+
+  /** Receives console output; output that arrived before the first call is delivered at once. */
+  onData(listener: (bytes: Buffer) => void): void {
+    this.listener = listener;
+    for (const b of this.early.splice(0)) listener(b);
+  }
+
+  write(bytes: Uint8Array | string): void {
+    const payload = typeof bytes === "string" ? Buffer.from(bytes, "utf8") : bytes;
+    if (!this.socket.destroyed) this.socket.write(encodeFrame(OPCODE_BINARY, payload, true));
+  }
+
+  close(): void {
+    if (!this.socket.destroyed)
+      this.socket.end(encodeFrame(OPCODE_CLOSE, closePayload(1000, "detached"), true));
   }
 }
 

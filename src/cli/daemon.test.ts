@@ -2,7 +2,7 @@
 // clients, the daemon killed and restarted under running VMs. VMs host the counting stand-in guest
 // (engine "fixture", configured in the temp data directory's config.json) until a real guest can boot.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -45,6 +45,26 @@ function tsvm(...args: string[]): Promise<{ code: number; stdout: string; stderr
         resolve({ code, stdout, stderr });
       },
     );
+  });
+}
+
+/** Runs bin/tsvm with `input` piped to its stdin. */
+function tsvmWithInput(
+  input: string,
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(join(root, "bin/tsvm"), args, { env: { ...process.env, TSVM_HOME: home } });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 1, stdout, stderr });
+    });
+    child.stdin.end(input);
   });
 }
 
@@ -106,6 +126,9 @@ test("create starts the daemon on demand; list and describe show the VM; bad siz
   const logs = await tsvm("logs", "web");
   assert.equal(logs.code, 0, logs.stderr);
   assert.match(logs.stdout, /^boot at count 0\n/);
+  const attached = await tsvmWithInput("hi there\n", "console", "web");
+  assert.equal(attached.code, 0, attached.stderr);
+  assert.match(attached.stdout, /HI THERE/, "typed input reached the guest, whose echo came back");
   const top = await tsvm("top", "--iterations", "1", "--interval", "0.5", "--format", "json");
   assert.equal(top.code, 0, top.stderr);
   const [row] = JSON.parse(top.stdout) as Array<{ name: string; cpuPercent: number | null; rssMiB: number }>;

@@ -14,6 +14,7 @@ Commands:
   delete       delete a VM                       events     VM events (--follow)
   operations   wait for or show operations       daemon     run, stop or query the daemon
   logs         a VM's console history            top        live per-VM CPU, MIPS, memory, disk
+  console      attach to a VM's serial console (Ctrl-A d detaches)
 
 Run 'tsvm <command> --help' for a command's options.
 `;
@@ -36,6 +37,7 @@ export async function main(argv: string[]): Promise<number> {
   if (command === "daemon") return (await import("./daemon.ts")).daemonCommand(rest);
   if (command === "logs") return (await import("./logs.ts")).logsCommand(rest);
   if (command === "top") return (await import("./top.ts")).topCommand(rest);
+  if (command === "console") return (await import("./console.ts")).consoleCommand(rest);
   process.stderr.write(
     `tsvm: unknown command '${command}' (rest: ${rest.length} arguments); see 'tsvm --help'\n`,
   );

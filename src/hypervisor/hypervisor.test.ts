@@ -4,6 +4,7 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promise
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { closeAndKill } from "./fixtures/close-and-kill.ts";
 import { fixtureLauncherConfig } from "./fixtures/fixture-launcher.ts";
 import { FileImageCatalog, Hypervisor } from "./hypervisor.ts";
 import { IllegalActionError } from "./lifecycle.ts";
@@ -15,16 +16,10 @@ import { ProcessVmmLauncher } from "./vmm-process.ts";
 const roots: string[] = [];
 const hypervisors: Hypervisor[] = [];
 after(async () => {
-  // Kill every VMM the tests left running, then remove the data directories.
-  for (const hv of hypervisors) for (const vm of hv.list().vms) if (vm.vmmPid) killQuietly(vm.vmmPid);
+  // Kill every VMM the tests left running (without letting the hypervisor restart them), then clean up.
+  for (const hv of hypervisors) await closeAndKill(hv);
   for (const r of roots) await rm(r, { recursive: true, force: true });
 });
-
-function killQuietly(pid: number): void {
-  try {
-    process.kill(pid, "SIGKILL");
-  } catch {}
-}
 
 async function openHypervisor(home?: string): Promise<{ hv: Hypervisor; home: string; store: VmStore }> {
   if (!home) {

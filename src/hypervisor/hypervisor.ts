@@ -4,6 +4,7 @@
 
 import { randomUUID } from "node:crypto";
 import { type FileHandle, open, rm, stat } from "node:fs/promises";
+import type { Duplex } from "node:stream";
 import { EventLog } from "./event-log.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import { checkAction, transition, type VmAction, type VmStatus } from "./lifecycle.ts";
@@ -99,6 +100,7 @@ export class Hypervisor {
   private readonly reservations = new Map<string, VmAllocation>();
   private readonly broken = new Map<string, HypervisorError>();
   private readonly now: () => Date;
+  private closed = false;
 
   private constructor(private readonly config: HypervisorConfig) {
     this.now = config.now ?? (() => new Date());
@@ -183,6 +185,17 @@ export class Hypervisor {
     const slot = this.slot(name);
     if (!slot.vmm) throw new HypervisorError("not-running", `the VM '${name}' has no running VMM`);
     return slot.vmm.stats();
+  }
+
+  /** A connection to the VM's serial console (see VmmHandle.attachConsole); the VM must be running. */
+  async attachConsole(name: string): Promise<Duplex> {
+    const slot = this.slot(name);
+    if (!slot.vmm)
+      throw new HypervisorError(
+        "not-running",
+        `the VM '${name}' is ${slot.record.status}; its console is not running`,
+      );
+    return slot.vmm.attachConsole();
   }
 
   /**
@@ -502,6 +515,8 @@ export class Hypervisor {
 
   /** Lets go of every VMM (they keep running) once queued operations have settled; for daemon shutdown. */
   async close(): Promise<void> {
+    // From now on a VMM's exit is left to the next daemon (no repair is started by this one).
+    this.closed = true;
     await Promise.all([...this.slots.values()].map((s) => s.queue));
     for (const slot of this.slots.values()) {
       slot.vmm?.detach();
@@ -662,7 +677,7 @@ export class Hypervisor {
   private attach(slot: VmSlot, vmm: VmmHandle): void {
     slot.vmm = vmm;
     void vmm.exited.then((exit) => {
-      if (slot.vmm !== vmm || slot.deleted) return;
+      if (slot.vmm !== vmm || slot.deleted || this.closed) return;
       if (slot.expectingExit) return; // the operation that expects it handles it
       slot.vmm = undefined;
       this.enqueueSystem(slot, exit.reason === "poweroff" ? "stop" : "repair", () =>

@@ -3,11 +3,12 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { assembleElf, haveCrossAssembler } from "../engines/riscv/cross-assembler.ts";
+import { closeAndKill } from "./fixtures/close-and-kill.ts";
 import { fixtureLauncherConfig } from "./fixtures/fixture-launcher.ts";
 import { Hypervisor } from "./hypervisor.ts";
 import { ImageCacheCatalog } from "./image-catalog.ts";
@@ -29,7 +30,7 @@ const SBI_SHUTDOWN = "  li a7, 0x53525354\n  li a6, 0\n  li a0, 0\n  li a1, 0\n 
 
 const root = await mkdtemp(join(tmpdir(), "tsvm-riscv-vm-"));
 after(async () => {
-  for (const hv of opened) for (const vm of hv.list().vms) if (vm.vmmPid) process.kill(vm.vmmPid, "SIGKILL");
+  for (const hv of opened) await closeAndKill(hv);
   await rm(root, { recursive: true, force: true });
 });
 const opened: Hypervisor[] = [];
@@ -133,7 +134,7 @@ async function cpuSeconds(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-test("a CPU-hog guest capped at 50% uses between 40% and 55% of a core", { skip: missing }, async () => {
+test("a CPU-hog guest capped at 50% uses between 40% and 55% of a core", { skip: missing }, async (t) => {
   const cache = join(root, "images");
   await makeImage(cache, "hog", "1: addi t0, t0, 1\n  j 1b\n");
   process.env.TSVM_CACHE = dirname(cache);
@@ -165,6 +166,10 @@ test("a CPU-hog guest capped at 50% uses between 40% and 55% of a core", { skip:
   await new Promise((r) => setTimeout(r, 4000));
   const share = (await cpuSeconds(pid)) - c0;
   const percent = (100 * share) / ((performance.now() - t0) / 1000);
-  assert.ok(percent >= 40 && percent <= 55, `the capped VMM used ${percent.toFixed(1)}% of a core`);
+  assert.ok(percent <= 55, `the capped VMM used ${percent.toFixed(1)}% of a core, above its 50% cap`);
+  // The floor needs a core to spare: on a host already busier than its cores, the VMM gets less than its cap.
+  if (loadavg()[0]! < availableParallelism() - 0.5)
+    assert.ok(percent >= 40, `the capped VMM used only ${percent.toFixed(1)}% of a core on an idle host`);
+  else t.diagnostic(`host busy (load ${loadavg()[0]}): ${percent.toFixed(1)}% of a core; floor not checked`);
   assert.ok(((await hv.stats("hog")).instret ?? 0) > 1_000_000, "the guest was running, not stuck");
 });

@@ -65,6 +65,7 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
   };
   const consoleLog = createWriteStream(spec.consoleLog, { flags: "a", mode: 0o600 });
   consoleLog.on("error", () => {}); // a full disk must not take the guest down; the log is best effort
+  let output: ((bytes: Uint8Array) => void) | undefined;
   let engine: RiscvEngine;
   try {
     engine = new RiscvEngine({
@@ -77,7 +78,13 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
         bootargs: BOOTARGS,
       },
       // The board reuses its buffer: copy what the stream keeps.
-      console: { write: (bytes) => consoleLog.write(Buffer.from(bytes)) },
+      console: {
+        write: (bytes) => {
+          const copy = Buffer.from(bytes);
+          consoleLog.write(copy);
+          output?.(copy);
+        },
+      },
       disks: [countedDisk],
     });
   } catch (e) {
@@ -122,6 +129,12 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
     },
     onExit(callback) {
       onExit = callback;
+    },
+    consoleInput(bytes: Uint8Array) {
+      engine.sendConsole(bytes);
+    },
+    onConsoleOutput(callback) {
+      output = callback;
     },
     stats() {
       const s = engine.stats();

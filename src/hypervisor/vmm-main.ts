@@ -4,10 +4,11 @@
 // to report that the guest runs (or why it could not start).
 
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, rm, unlink } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
 import { createServer, type Socket } from "node:net";
 import { setPriority } from "node:os";
 import { dirname, join } from "node:path";
+import { StringDecoder } from "node:string_decoder";
 import { pathToFileURL } from "node:url";
 import { CpuThrottle } from "./cpu-throttle.ts";
 import { writeFileAtomic } from "./store.ts";
@@ -53,8 +54,12 @@ async function exitVmm(exit: VmmExit, code = 0): Promise<never> {
     } catch (e) {
       log(`closing the guest failed: ${(e as Error).message}`);
     }
-    await writeFileAtomic(exitRecordPath, `${JSON.stringify(record)}\n`);
-    await rm(runRecordPath, { force: true });
+    try {
+      await writeFileAtomic(exitRecordPath, `${JSON.stringify(record)}\n`);
+      await rm(runRecordPath, { force: true });
+    } catch (e) {
+      log(`could not record the exit: ${(e as Error).message}`);
+    }
     await unlink(spec.socketPath).catch(() => {});
   }
   process.exit(code);
@@ -93,6 +98,8 @@ function sendToLauncher(msg: { type: "ready" | "failed"; message?: string }): Pr
 }
 
 let stopTimer: NodeJS.Timeout | undefined;
+/** Connections attached to the serial console; each gets all output from its attachment on. */
+const consoleViewers = new Set<Socket>();
 
 /** Writes the guest's state to a fresh directory, then swaps it in place of the old state directory. */
 async function suspendGuest(g: VmmGuest): Promise<void> {
@@ -149,6 +156,15 @@ async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<voi
         reply({ result: {} });
         await exitVmm({ reason: "suspended", detail: `state written to ${spec.stateDir}` });
         return;
+      case "attachConsole": {
+        reply({ result: {} });
+        // From here on the connection carries raw console bytes both ways.
+        socket.removeAllListeners("data");
+        consoleViewers.add(socket);
+        socket.on("data", (chunk: Buffer) => g.consoleInput(chunk));
+        socket.on("close", () => consoleViewers.delete(socket));
+        return;
+      }
       case "stats": {
         // The VMM process's own figures beside the engine's: what `top` shows and a cap is measured by.
         const cpu = process.cpuUsage();
@@ -176,6 +192,9 @@ try {
     throw new Error(`the engine module ${spec.engineModule} has no createGuest function`);
   guest = await mod.createGuest(spec);
   const g = guest;
+  g.onConsoleOutput((bytes) => {
+    for (const viewer of consoleViewers) viewer.write(bytes);
+  });
   g.onExit((exit) => {
     void exitVmm(exit, exit.reason === "crashed" ? 70 : 0);
   });
@@ -183,7 +202,8 @@ try {
   await mkdir(dirname(spec.socketPath), { recursive: true });
   await unlink(spec.socketPath).catch(() => {});
   const server = createServer((socket) => {
-    socket.setEncoding("utf8");
+    // No setEncoding: a connection may turn into a raw console stream (attachConsole).
+    const text = new StringDecoder("utf8");
     const decoder = new LineDecoder(
       (msg) => void handle(g, msg as VmmRequest, socket),
       (problem) => {
@@ -191,7 +211,7 @@ try {
         socket.destroy();
       },
     );
-    socket.on("data", (chunk: string) => decoder.push(chunk));
+    socket.on("data", (chunk: Buffer) => decoder.push(text.write(chunk)));
     socket.on("error", () => {});
   });
   await new Promise<void>((resolve, reject) => {
@@ -211,6 +231,12 @@ try {
   };
   await writeFileAtomic(runRecordPath, `${JSON.stringify(run)}\n`);
   log(`guest running (${spec.mode})`);
+  // A VM whose directory is gone was deleted behind our back (or its test cleaned up): nothing may outlive it.
+  setInterval(() => {
+    stat(spec.vmDir).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === "ENOENT") void exitVmm({ reason: "forced", detail: "the VM's directory was removed" });
+    });
+  }, 5000).unref();
   await sendToLauncher({ type: "ready" });
   process.disconnect?.();
 } catch (e) {

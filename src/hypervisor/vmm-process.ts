@@ -190,6 +190,7 @@ class SocketVmmHandle implements VmmHandle {
     private readonly paths: VmPaths,
     readonly pid: number,
     private readonly socket: Socket,
+    private readonly socketPath: string,
     child: ChildProcess | undefined,
   ) {
     this.exited = new Promise((resolve) => {
@@ -232,7 +233,7 @@ class SocketVmmHandle implements VmmHandle {
       });
     });
     if (!socket) return undefined;
-    const handle = new SocketVmmHandle(vm, paths, pid, socket, child);
+    const handle = new SocketVmmHandle(vm, paths, pid, socket, socketPath, child);
     try {
       const hello = (await Promise.race([
         handle.request("hello"),
@@ -324,6 +325,34 @@ class SocketVmmHandle implements VmmHandle {
 
   async stats(): Promise<Record<string, number>> {
     return (await this.request("stats")) as Record<string, number>;
+  }
+
+  async attachConsole(): Promise<Socket> {
+    const gone = () => new HypervisorError("not-running", `the VM '${this.vm.name}' has no running VMM`);
+    const socket = await new Promise<Socket>((resolve, reject) => {
+      const s = connect(this.socketPath);
+      s.once("connect", () => resolve(s));
+      s.once("error", () => reject(gone()));
+    });
+    // One request line, one answer line; after it the connection is raw console bytes.
+    socket.write(encodeMessage({ id: 1, method: "attachConsole" }));
+    await new Promise<void>((resolve, reject) => {
+      let answer = "";
+      const onData = (chunk: Buffer) => {
+        answer += chunk.toString("utf8");
+        const nl = answer.indexOf("\n");
+        if (nl < 0) return;
+        socket.off("data", onData);
+        const rest = Buffer.from(answer.slice(nl + 1), "utf8");
+        if (rest.length > 0) socket.unshift(rest);
+        const response = JSON.parse(answer.slice(0, nl)) as VmmResponse;
+        if (response.error) reject(new HypervisorError(response.error.code, response.error.message));
+        else resolve();
+      };
+      socket.on("data", onData);
+      socket.once("close", () => reject(gone()));
+    });
+    return socket;
   }
 
   kill(): void {

@@ -48,7 +48,11 @@ export interface VmmRunRecord {
 /** exit.json: written by the VMM just before it exits on purpose. */
 export type VmmExitRecord = VmmExit & { readonly vmId: string; readonly at: string };
 
-export type VmmMethod = "hello" | "stop" | "reset" | "suspend" | "stats";
+/**
+ * "attachConsole" turns its connection into a raw byte stream once answered: the guest's serial console
+ * output goes to every attached connection, and what a connection sends is typed into the console.
+ */
+export type VmmMethod = "hello" | "stop" | "reset" | "suspend" | "stats" | "attachConsole";
 
 export interface VmmRequest {
   readonly id: number;
@@ -91,6 +95,10 @@ export interface VmmGuest {
   /** Registers the callback for a guest that stops by itself: power-off, or an engine error. */
   onExit(callback: (exit: { reason: "poweroff" | "crashed"; detail: string }) => void): void;
   stats(): Record<string, number>;
+  /** Bytes typed into the guest's serial console. */
+  consoleInput(bytes: Uint8Array): void;
+  /** Registers the receiver of the guest's serial console output (besides console.log). */
+  onConsoleOutput(callback: (bytes: Uint8Array) => void): void;
 }
 
 export type GuestFactory = (spec: VmmSpec) => Promise<VmmGuest>;

@@ -1,6 +1,7 @@
 // What the hypervisor asks of a VM's VMM (virtual machine monitor): the process that hosts one guest.
 // The hypervisor sees only these interfaces; vmm-process.ts implements them with one child process per VM.
 
+import type { Duplex } from "node:stream";
 import type { VmPaths } from "./store.ts";
 import type { VmRecord } from "./vm-record.ts";
 
@@ -30,6 +31,11 @@ export interface VmmHandle {
   suspend(): Promise<void>;
   /** Live figures from the engine (instructions retired, CPU time, …). */
   stats(): Promise<Record<string, number>>;
+  /**
+   * A new connection to the guest's serial console: output from now on arrives on it, what is written to
+   * it is typed into the console. Several may be open at once.
+   */
+  attachConsole(): Promise<Duplex>;
   /** Ends the VMM at once (SIGKILL). */
   kill(): void;
   /** Lets go of the VMM without stopping it (daemon shutdown); a later daemon re-attaches. */

@@ -7,16 +7,17 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { closeAndKill } from "../../hypervisor/fixtures/close-and-kill.ts";
 import { fixtureLauncherConfig } from "../../hypervisor/fixtures/fixture-launcher.ts";
 import { FileImageCatalog, Hypervisor } from "../../hypervisor/hypervisor.ts";
 import { hostCapacity } from "../../hypervisor/resources.ts";
 import { defaultDataDir, VmStore } from "../../hypervisor/store.ts";
 import { ProcessVmmLauncher } from "../../hypervisor/vmm-process.ts";
-import { ApiClient, ApiError } from "../client.ts";
+import { ApiClient, ApiError, type SerialPortConnection } from "../client.ts";
 import { apiSocketPath, apiTokenPath, dataDir } from "../data-dir.ts";
 import { type OpenApiDocument, type Schema, validateAgainst } from "../openapi-validator.ts";
 import type { Operation, VmEvent } from "../types.ts";
-import { ApiServer } from "./api-server.ts";
+import { ApiServer, WEBSOCKET_ROUTES } from "./api-server.ts";
 import { ensureApiToken } from "./api-token.ts";
 
 const doc = JSON.parse(
@@ -62,12 +63,8 @@ before(async () => {
 });
 
 after(async () => {
-  for (const vm of hv.list().vms)
-    if (vm.vmmPid)
-      try {
-        process.kill(vm.vmmPid, "SIGKILL");
-      } catch {}
   await server.close();
+  await closeAndKill(hv);
   await rm(home, { recursive: true, force: true });
 });
 
@@ -121,7 +118,9 @@ async function waitOk(op: Operation): Promise<Operation> {
 
 test("the OpenAPI document describes exactly the routes the server serves", () => {
   assert.equal(doc.openapi, "3.0.3");
-  const served = server.routes.map((r) => `${r.method} ${r.path} ${r.operationId}`).sort();
+  const served = [...server.routes, ...WEBSOCKET_ROUTES]
+    .map((r) => `${r.method} ${r.path} ${r.operationId}`)
+    .sort();
   const documented: string[] = [];
   for (const [path, item] of Object.entries(doc.paths))
     for (const [method, op] of Object.entries(item))
@@ -250,6 +249,48 @@ test("TCP needs the bearer token: none or a wrong one → 401; the token file is
   assert.equal(await ensureApiToken(home), token);
   assert.equal((await readFile(apiTokenPath(home), "utf8")).trim(), token);
   assert.equal((await stat(apiSocketPath(home))).mode & 0o777, 0o600);
+});
+
+/** Collects what a console attachment receives, and waits until it contains `text`. */
+function collector(conn: SerialPortConnection) {
+  let seen = "";
+  conn.onData((b) => {
+    seen += b.toString("utf8");
+  });
+  return {
+    get text() {
+      return seen;
+    },
+    async waitFor(text: string) {
+      const t0 = Date.now();
+      while (!seen.includes(text)) {
+        if (Date.now() - t0 > 10_000)
+          throw new Error(`never saw ${JSON.stringify(text)} (saw ${JSON.stringify(seen)})`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+  };
+}
+
+test("the serial console over WebSocket: several viewers see the output, each can type", async () => {
+  const a = await client.openSerialPort("web");
+  const b = await client.openSerialPort("web");
+  const seenA = collector(a);
+  const seenB = collector(b);
+  a.write("hello");
+  await seenA.waitFor("HELLO");
+  await seenB.waitFor("HELLO");
+  a.close();
+  await a.closed;
+  b.write("still here");
+  await seenB.waitFor("STILL HERE");
+  assert.ok(!seenA.text.includes("STILL HERE"), "a detached viewer gets nothing more");
+  b.close();
+  await b.closed;
+  assert.match((await client.getSerialPortOutput("web")).contents, /HELLO/);
+  await expectError(404, "not-found", client.openSerialPort("ghost"));
+  const tcpNoToken = new ApiClient({ host: "127.0.0.1", port: tcpPort, token: "0".repeat(64) });
+  await expectError(401, "unauthorized", tcpNoToken.openSerialPort("web"));
 });
 
 test("the event stream follows transitions as they happen", async () => {

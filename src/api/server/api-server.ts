@@ -4,8 +4,15 @@
 
 import { timingSafeEqual } from "node:crypto";
 import { chmod, unlink } from "node:fs/promises";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import {
+  createServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+  STATUS_CODES,
+} from "node:http";
 import { connect } from "node:net";
+import type { Duplex } from "node:stream";
 import type { Hypervisor } from "../../hypervisor/hypervisor.ts";
 import { HypervisorError } from "../../hypervisor/hypervisor-error.ts";
 import { MACHINE_TYPES } from "../../hypervisor/machine-types.ts";
@@ -22,6 +29,17 @@ import {
   type OperationList,
   type SerialPortOutput,
 } from "../types.ts";
+import {
+  acceptKey,
+  closePayload,
+  encodeFrame,
+  FrameDecoder,
+  OPCODE_BINARY,
+  OPCODE_CLOSE,
+  OPCODE_PING,
+  OPCODE_PONG,
+  OPCODE_TEXT,
+} from "../websocket.ts";
 import { ApiFailure, validateInsert, validateSetMachineType } from "./validation.ts";
 
 /** HTTP status for each HypervisorError code; anything not listed is a 500. */
@@ -61,6 +79,15 @@ export interface Route {
   readonly handler: Handler;
 }
 
+/** Routes served by upgrading the connection to a WebSocket (documented like the others). */
+export const WEBSOCKET_ROUTES: ReadonlyArray<Omit<Route, "handler">> = [
+  {
+    method: "GET",
+    path: `${API_BASE}/instances/{name}/serialPort`,
+    operationId: "instances.connectSerialPort",
+  },
+];
+
 export interface ApiServerOptions {
   /** Required on TCP; the Unix socket relies on its file mode (0600, in a 0700 directory). */
   readonly token?: string;
@@ -83,6 +110,7 @@ export class ApiServer {
   readonly routes: readonly Route[];
   private readonly servers: Server[] = [];
   private readonly streams = new Set<ServerResponse>();
+  private readonly sockets = new Set<Duplex>();
 
   constructor(
     private readonly hv: Hypervisor,
@@ -271,6 +299,7 @@ export class ApiServer {
 
   async close(): Promise<void> {
     for (const res of this.streams) res.end();
+    for (const socket of this.sockets) socket.destroy();
     await Promise.all(
       this.servers.map(
         (s) =>
@@ -290,6 +319,9 @@ export class ApiServer {
         if (!res.headersSent)
           sendError(res, new ApiFailure(500, "internal", `internal error: ${(e as Error).message}`));
       });
+    });
+    server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      this.upgrade(req, socket, head, transport).catch((e) => refuseUpgrade(socket, toFailure(e)));
     });
     server.requestTimeout = 0; // operations/wait and event streams are long on purpose
     server.headersTimeout = 30_000;
@@ -319,6 +351,72 @@ export class ApiServer {
     } catch (e) {
       sendError(res, toFailure(e));
     }
+  }
+
+  /**
+   * The serial console over WebSocket (GET /v1/instances/{name}/serialPort with Upgrade: websocket):
+   * binary or text messages from the client are typed into the console, console output comes back as
+   * binary messages. Several clients may be attached at once.
+   */
+  private async upgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    transport: "unix" | "tcp",
+  ): Promise<void> {
+    if (transport === "tcp") this.authorize(req);
+    const url = new URL(req.url ?? "/", "http://tsvm");
+    const m = new RegExp(`^${API_BASE}/instances/([^/]+)/serialPort$`).exec(url.pathname);
+    if (!m || req.method !== "GET")
+      throw new ApiFailure(404, "not-found", `no WebSocket resource at ${url.pathname.slice(0, 200)}`);
+    const key = req.headers["sec-websocket-key"];
+    if (
+      (req.headers.upgrade ?? "").toLowerCase() !== "websocket" ||
+      typeof key !== "string" ||
+      req.headers["sec-websocket-version"] !== "13"
+    )
+      throw new ApiFailure(
+        400,
+        "invalid-argument",
+        "a WebSocket upgrade needs Upgrade: websocket, Sec-WebSocket-Key and Sec-WebSocket-Version: 13",
+      );
+    let name: string;
+    try {
+      name = decodeURIComponent(m[1]!);
+    } catch {
+      throw new ApiFailure(400, "invalid-name", "the VM name in the path is not valid percent-encoding");
+    }
+    const vmm = await this.hv.attachConsole(name);
+    socket.write(
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`,
+    );
+    this.sockets.add(socket);
+    const close = (code: number, reason: string) => {
+      if (!socket.destroyed) socket.end(encodeFrame(OPCODE_CLOSE, closePayload(code, reason), false));
+      vmm.destroy();
+    };
+    const decoder = new FrameDecoder(
+      true,
+      (frame) => {
+        if (frame.opcode === OPCODE_BINARY || frame.opcode === OPCODE_TEXT) vmm.write(frame.payload);
+        else if (frame.opcode === OPCODE_PING) socket.write(encodeFrame(OPCODE_PONG, frame.payload, false));
+        else if (frame.opcode === OPCODE_CLOSE) close(1000, "bye");
+      },
+      (code, reason) => close(code, reason),
+    );
+    socket.on("data", (chunk: Buffer) => decoder.push(chunk));
+    if (head.length > 0) decoder.push(head);
+    vmm.on("data", (chunk: Buffer) => {
+      if (!socket.destroyed) socket.write(encodeFrame(OPCODE_BINARY, chunk, false));
+    });
+    vmm.on("close", () => close(1001, "the VM's console closed"));
+    vmm.on("error", () => {});
+    socket.on("error", () => {});
+    socket.on("close", () => {
+      this.sockets.delete(socket);
+      vmm.destroy();
+    });
   }
 
   private authorize(req: IncomingMessage): void {
@@ -432,6 +530,20 @@ function sendError(res: ServerResponse, failure: ApiFailure): void {
   if (failure.status === 413) headers.connection = "close";
   res.writeHead(failure.status, headers);
   res.end(text);
+}
+
+function refuseUpgrade(socket: Duplex, failure: ApiFailure): void {
+  const body = JSON.stringify({
+    error: {
+      code: failure.status,
+      message: failure.message,
+      errors: [{ reason: failure.reason, message: failure.message, domain: "tsvm" }],
+    },
+  } satisfies ApiErrorBody);
+  socket.end(
+    `HTTP/1.1 ${failure.status} ${STATUS_CODES[failure.status] ?? "Error"}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 /** True when something accepts connections on the Unix socket at `path`. */
