@@ -603,7 +603,7 @@ async function main(): Promise<void> {
     version: v.qemu,
     boot: qemuBoot.boot,
     mips: qemuMips,
-    linux: qemuBoot.linux,
+    linux: qemuLinux,
   };
   const report: BenchReport = {
     date: new Date().toISOString(),
