@@ -447,9 +447,11 @@ export class Rv64Hart {
         const a = (insn >> 14) & 62; // 2·rs1
         const b = (insn >> 19) & 62; // 2·rs2
         const f3 = (insn >> 12) & 7;
-        // The common integer instructions run here; the rest (and every illegal encoding) go to exec.
-        switch (insn & 0x7f) {
-          case 0x13: {
+        // The common integer instructions run here; the rest (and every illegal encoding) go to exec. The
+        // switch is on opcode bits 6:2 (bits 1:0 are 11 once RVC is expanded): 32 dense values make V8 emit a
+        // jump table, where the sparse 7-bit opcodes got a chain of compares.
+        switch ((insn >>> 2) & 31) {
+          case 4: {
             // OP-IMM
             const al = x[a];
             const ah = x[a + 1];
@@ -503,7 +505,7 @@ export class Rv64Hart {
             } else this.illegal(insn);
             break;
           }
-          case 0x1b: {
+          case 6: {
             // OP-IMM-32
             const al = x[a];
             const sh = (insn >> 20) & 31;
@@ -517,7 +519,7 @@ export class Rv64Hart {
             x[d + 1] = r >> 31;
             break;
           }
-          case 0x33: {
+          case 12: {
             // OP: add/sub and the logical ops here, the rest (shifts, compares, M) in execOp.
             const f7 = insn >>> 25;
             if (f3 === 0 && f7 === 0) {
@@ -548,7 +550,7 @@ export class Rv64Hart {
             } else this.execOp(insn, d, a, b, f3);
             break;
           }
-          case 0x3b: {
+          case 14: {
             // OP-32: addw/subw here, the rest in execOp32.
             const f7 = insn >>> 25;
             if (f3 === 0 && (f7 === 0 || f7 === 0x20)) {
@@ -558,14 +560,14 @@ export class Rv64Hart {
             } else this.execOp32(insn, d, a, b, f3);
             break;
           }
-          case 0x37: {
+          case 13: {
             // LUI
             const v = insn & 0xfffff000;
             x[d] = v;
             x[d + 1] = v >> 31;
             break;
           }
-          case 0x17: {
+          case 5: {
             // AUIPC
             const v = insn & 0xfffff000;
             const lo = (pcLo + v) | 0;
@@ -573,7 +575,7 @@ export class Rv64Hart {
             x[d] = lo;
             break;
           }
-          case 0x03: {
+          case 0: {
             // LOAD, through the read TLB: for 2/4/8-byte accesses the tag compare masks with ~(4096 − width)
             // instead of ~4095, so a misaligned address never matches and takes the slow path.
             const il = insn >> 20;
@@ -627,7 +629,7 @@ export class Rv64Hart {
             x[d] = v;
             break;
           }
-          case 0x23: {
+          case 8: {
             // STORE, through the write TLB (same tag trick as loads).
             const il = ((insn >> 25) << 5) | ((insn >> 7) & 31);
             const al = x[a];
@@ -661,7 +663,7 @@ export class Rv64Hart {
             }
             break;
           }
-          case 0x63: {
+          case 24: {
             // BRANCH
             const al = x[a];
             const ah = x[a + 1];
@@ -708,7 +710,7 @@ export class Rv64Hart {
             }
             break;
           }
-          case 0x6f: {
+          case 27: {
             // JAL
             const off =
               ((insn >> 31) << 20) |
@@ -729,7 +731,7 @@ export class Rv64Hart {
             if (this.breakOut) break loop;
             continue;
           }
-          case 0x67: {
+          case 25: {
             // JALR
             if (f3 !== 0) this.illegal(insn);
             const il = insn >> 20;
