@@ -25,13 +25,15 @@ async function readRecord(home: string): Promise<DaemonRecord | undefined> {
   }
 }
 
-function alive(pid: number): boolean {
+/** True when `pid` runs and is a tsvm daemon (a stale daemon.json may name a pid reused by another program). */
+async function alive(pid: number): Promise<boolean> {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
+    if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => undefined);
+  return cmdline === undefined || cmdline.includes("tsvm-daemon");
 }
 
 export async function daemonCommand(argv: string[]): Promise<number> {
@@ -74,7 +76,7 @@ export async function daemonCommand(argv: string[]): Promise<number> {
   }
 
   const record = await readRecord(home);
-  const running = record !== undefined && alive(record.pid);
+  const running = record !== undefined && (await alive(record.pid));
   if (sub === "status") {
     if (!running) {
       process.stdout.write(`no tsvm daemon runs for ${home}\n`);
@@ -96,7 +98,7 @@ export async function daemonCommand(argv: string[]): Promise<number> {
   }
   process.kill(record.pid, "SIGTERM");
   const t0 = Date.now();
-  while (alive(record.pid)) {
+  while (await alive(record.pid)) {
     if (Date.now() - t0 > 30_000)
       return fail("daemon", new Error(`the daemon (pid ${record.pid}) did not stop within 30 s`));
     await new Promise((r) => setTimeout(r, 50));

@@ -272,6 +272,12 @@ export class ApiServer {
 
   /** Serves on a Unix socket at `path` (mode 0600); a stale socket file there is replaced. */
   async listenUnix(path: string): Promise<void> {
+    // sun_path holds 108 bytes with the terminating NUL; a longer path fails with a bare EINVAL.
+    if (Buffer.byteLength(path) > 107)
+      throw new HypervisorError(
+        "invalid-config",
+        `the API socket path ${path} is longer than a Unix socket allows (107 bytes); use a shorter TSVM_HOME`,
+      );
     if (await socketAnswers(path))
       throw new HypervisorError("already-running", `another tsvm daemon already serves ${path}`);
     await unlink(path).catch(() => {});
