@@ -2,7 +2,7 @@
 // firmware and bare-metal program, in one invocation — boot-to-shell seconds, guest MIPS and peak RSS,
 // with the ratios the issue sets targets for. Progress goes to stderr, the table (or JSON) to stdout.
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -198,6 +198,20 @@ function timedRun(argv: string[], timeoutMs: number, atPrompt: string | null): P
       }
     });
     child.stderr.on("data", (chunk: Buffer) => err.push(chunk));
+    // Not started at all (e.g. the program is missing): report it as a failed run, never hang.
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      live.delete(child);
+      resolve({
+        timedOut: false,
+        exitCode: null,
+        seconds: (performance.now() - start) / 1000,
+        promptSeconds: null,
+        stdout: "",
+        stderr: e.message,
+        peakRssMiB: null,
+      });
+    });
     child.on("close", (code) => {
       const seconds = (performance.now() - start) / 1000;
       clearTimeout(timer);
@@ -524,13 +538,19 @@ function versions(): { tsvm: string; qemu: string } {
   } catch {
     // Not a git checkout.
   }
-  const qemu = execFileSync(QEMU, ["--version"], { encoding: "utf8" }).split("\n")[0]!.trim();
+  let qemu: string;
+  try {
+    qemu = execFileSync(QEMU, ["--version"], { encoding: "utf8" }).split("\n")[0]!.trim();
+  } catch {
+    fail(`${QEMU} does not run; install Debian's qemu-system-misc`);
+  }
   return { tsvm: commit ? `${pkg.version} (${commit})` : pkg.version, qemu };
 }
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const o = parseOptions(argv);
+  if (!existsSync(TIME)) fail(`${TIME} is missing; install Debian's time package (it measures peak RSS)`);
   const loadAverageAtStart = loadavg()[0]!;
   const v = versions();
   scratch = mkdtempSync(join(tmpdir(), "tsvm-bench-"));
