@@ -166,6 +166,13 @@ test("kill -9 of the daemon leaves the VM running; the next command restarts the
   assert.equal(vm.status, "RUNNING");
   assert.equal(vm.vmmPid, before.vmmPid);
 
+  const second = await tsvm("daemon");
+  assert.equal(second.code, 3, "a second daemon for the same data directory refuses to start");
+  assert.match(second.stderr, /a tsvm daemon \(pid \d+\) already runs/);
+  const status = await tsvm("daemon", "status");
+  assert.equal(status.code, 0);
+  assert.match(status.stdout, /1\/\d+ vCPUs/);
+
   const stopped = await tsvm("daemon", "stop");
   assert.equal(stopped.code, 0, stopped.stderr);
   assert.equal((await tsvm("daemon", "status")).code, 1);

@@ -106,8 +106,8 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
       await engine.start();
     },
     async requestPowerOff() {
-      // TODO(#4): ask the guest through its agent (virtio-console); until then a stop waits for the
-      // timeout and forces the VM off.
+      // TODO(#4): ask the guest through its agent (virtio-console); until then a stop forces the VM off.
+      return false;
     },
     async pause() {
       if (engine.state === "running") await engine.pause();

@@ -137,7 +137,16 @@ async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<voi
       }
       case "stop": {
         const timeoutMs = Math.min(Math.max(Number(req.params?.timeoutMs) || 0, 0), 3_600_000);
-        await g.requestPowerOff();
+        const asked = await g.requestPowerOff();
+        if (!asked) {
+          // Waiting would only delay the same forced stop.
+          reply({ result: {} });
+          await exitVmm({
+            reason: "forced",
+            detail: `the ${spec.engine} engine cannot ask its guest to power off`,
+          });
+          return;
+        }
         clearTimeout(stopTimer);
         stopTimer = setTimeout(
           () =>

@@ -80,8 +80,11 @@ export interface HelloResult {
 export interface VmmGuest {
   /** Boots the guest fresh, or restores it from `spec.stateDir`; rejects with a message a user can read. */
   start(mode: LaunchMode): Promise<void>;
-  /** Asks the guest to power off (it may take its time or ignore the request). */
-  requestPowerOff(): Promise<void>;
+  /**
+   * Asks the guest to power off (it may take its time or ignore the request). Resolves false when this
+   * engine has no way to ask; the VMM then forces the guest off at once.
+   */
+  requestPowerOff(): Promise<boolean>;
   /** Hard reset: the machine reboots. */
   reset(): Promise<void>;
   /** Parks every vCPU (the CPU cap's off-time); the guest notices nothing but time passing. */
