@@ -251,13 +251,14 @@ export class Rv64Hart {
   private satpMode = SATP_MODE_BARE;
   private satpRoot = 0;
 
-  // Direct-mapped TLBs: tag = page-aligned virtual address halves; off = RAM byte offset of the page. Two
-  // sets: identity translations (M-mode or satp Bare), which never go stale, and Sv39/Sv48 translations for
-  // one privilege (`virtPriv`), so traps into M-mode and back keep both warm. These fields point at the
-  // sets in use: loads and stores at the set of the data privilege, fetch at that of the hart's privilege.
+  // Direct-mapped TLBs: tag = page-aligned virtual address halves; off = RAM byte offset of the page. Three
+  // sets: identity translations (M-mode or satp Bare), which never go stale, and Sv39/Sv48 translations with
+  // S-mode and with U-mode permissions, so neither traps into M-mode nor system calls (U → S → U) empty a
+  // set. These fields point at the sets in use: loads and stores at the set of the data privilege, fetch at
+  // that of the hart's privilege.
   private readonly bareTlb = new TlbSet();
-  private readonly virtTlb = new TlbSet();
-  private virtPriv = -1;
+  private readonly supervisorTlb = new TlbSet();
+  private readonly userTlb = new TlbSet();
   private rTagLo = this.bareTlb.rTagLo;
   private rTagHi = this.bareTlb.rTagHi;
   private rOff = this.bareTlb.rOff;
@@ -338,7 +339,6 @@ export class Rv64Hart {
     this.priv = PRV_M;
     this.updateDataPriv();
     this.flushTlb();
-    this.virtPriv = -1;
     this.selectTlbs();
     this.breakOut = true;
   }
@@ -1434,13 +1434,9 @@ export class Rv64Hart {
     this.fPageLo = TLB_EMPTY;
   }
 
-  /** The virtual set, emptied first when it holds another privilege's permissions. */
+  /** The set of Sv39/Sv48 translations with the permissions of S-mode or U-mode. */
   private virtTlbFor(priv: number): TlbSet {
-    if (this.virtPriv !== priv) {
-      this.virtTlb.flush();
-      this.virtPriv = priv;
-    }
-    return this.virtTlb;
+    return priv === PRV_S ? this.supervisorTlb : this.userTlb;
   }
 
   private updateDataPriv(): void {
@@ -1675,7 +1671,8 @@ export class Rv64Hart {
 
   /** Forget every cached Sv39/Sv48 translation (SFENCE.VMA, satp writes). */
   flushTlb(): void {
-    this.virtTlb.flush();
+    this.supervisorTlb.flush();
+    this.userTlb.flush();
     this.fPageLo = TLB_EMPTY;
   }
 
@@ -2180,7 +2177,6 @@ export class Rv64Hart {
     this.priv = s.priv;
     this.updateDataPriv();
     this.flushTlb();
-    this.virtPriv = -1;
     this.selectTlbs();
     this.breakOut = true;
   }
