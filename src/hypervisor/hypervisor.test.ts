@@ -254,3 +254,22 @@ test("the daemon can go away and come back: running VMs are re-attached, dead on
   assert.equal(again.get("off").status, "TERMINATED");
   assert.ok(again.events.since(0).length >= 12, "the histories are replayed as events");
 });
+
+test("start and resume are admitted against what is free: a stopped VM cannot take back room another took", async () => {
+  const { hv } = await openHypervisor();
+  await ok(hv, hv.insert({ name: "a", machineType: "t1-standard-2" })); // all 1024 MiB of guest memory
+  await ok(hv, hv.stop("a"));
+  await ok(hv, hv.insert({ name: "b", machineType: "t1-standard-2" }));
+  assert.throws(
+    () => hv.start("a"),
+    (e: unknown) =>
+      e instanceof CapacityExceededError &&
+      e.resource === "MEMORY" &&
+      /VM 'a' requests 1024 MiB, but only 0 MiB/.test(e.message),
+  );
+  assert.equal(hv.get("a").status, "TERMINATED", "the refused start changed nothing");
+  await ok(hv, hv.suspend("b"));
+  await ok(hv, hv.start("a"));
+  assert.throws(() => hv.resume("b"), CapacityExceededError);
+  assert.equal(hv.get("b").status, "SUSPENDED");
+});
