@@ -13,8 +13,11 @@ try {
   await runDaemon({
     home: dataDir(),
     vmmEntry: join(root, "src/hypervisor/vmm-main.ts"),
+    // A VMM's JS heap is bounded (guest RAM is a fixed ArrayBuffer outside it): a runaway VMM dies alone
+    // and its VM is repaired, instead of growing until the host swaps.
     nodeArgs: [
       "--enable-source-maps",
+      "--max-old-space-size=512",
       "--import",
       `file://${join(root, "node_modules/tsx/dist/loader.mjs")}`,
     ],
