@@ -1,0 +1,130 @@
+import assert from "node:assert/strict";
+import { mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { readSnapshot, type SnapshotLike, StateFileError, writeSnapshot } from "./snapshot-file.ts";
+
+const root = await mkdtemp(join(tmpdir(), "tsvm-snapshot-"));
+after(() => rm(root, { recursive: true, force: true }));
+let n = 0;
+async function freshDir(): Promise<string> {
+  const dir = join(root, `s${n++}`);
+  await mkdir(dir);
+  return dir;
+}
+
+const META = { arch: "riscv64", writer: "tsvm test" };
+
+function sample(): SnapshotLike {
+  const ram = new Uint8Array(8 << 20); // 8 MiB, mostly zero: written sparse
+  ram.set([1, 2, 3], 0);
+  ram[5 * 4096 + 17] = 0xaa;
+  ram[ram.length - 1] = 0x55;
+  return {
+    engine: "riscv",
+    version: 3,
+    data: {
+      harts: [
+        { pc: 0x8020_0000, x: new Int32Array([1, -2, 3, 0x7fffffff]), f: new Float64Array([1.5, -0, 3e300]) },
+        { pc: 0x8000_0000, x: new Int32Array(64), f: new Float64Array(32) },
+      ],
+      mtime: 123456789012345678901234567890n,
+      counters: new BigUint64Array([0n, 2n ** 64n - 1n]),
+      plic: { pending: new Uint32Array([0, 1 << 31]), name: "plic", enabled: true, none: null },
+      ram,
+    },
+  };
+}
+
+test("a snapshot round-trips: typed arrays of each kind, bigints, nested objects", async () => {
+  const dir = await freshDir();
+  const snap = sample();
+  await writeSnapshot(dir, snap, META);
+  const back = await readSnapshot(dir, { arch: "riscv64" });
+  assert.equal(back.engine, "riscv");
+  assert.equal(back.version, 3);
+  assert.deepEqual(back.data, snap.data);
+  const d = back.data as { harts: Array<{ x: Int32Array }>; ram: Uint8Array };
+  assert.ok(d.harts[0]!.x instanceof Int32Array);
+  assert.ok(d.ram instanceof Uint8Array && d.ram.length === 8 << 20);
+});
+
+test("guest RAM is written sparse: zero pages take no disk blocks", async () => {
+  const dir = await freshDir();
+  await writeSnapshot(dir, sample(), META);
+  const ram = await stat(join(dir, "section-6.bin"));
+  assert.equal(ram.size, 8 << 20);
+  assert.ok(ram.blocks * 512 < 1 << 20, `8 MiB of mostly zeros used ${ram.blocks * 512} bytes of disk`);
+});
+
+test("truncated, corrupt, foreign or missing files are refused with the file and the problem, and left as they are", async () => {
+  const cases: Array<[string, (dir: string) => Promise<void>, RegExp]> = [
+    [
+      "truncated RAM",
+      (d) => truncate(join(d, "section-6.bin"), 4096),
+      /section-6\.bin is truncated: 4096 bytes, expected 8388608/,
+    ],
+    [
+      "flipped byte",
+      async (d) => {
+        const p = join(d, "section-0.bin");
+        const b = await readFile(p);
+        b[0]! ^= 1;
+        await writeFile(p, b);
+      },
+      /section-0\.bin is corrupt/,
+    ],
+    ["missing section", (d) => rm(join(d, "section-2.bin")), /section-2\.bin is missing/],
+    ["truncated tree", (d) => truncate(join(d, "state.json"), 10), /state\.json is truncated or corrupt/],
+    ["truncated manifest", (d) => truncate(join(d, "manifest.json"), 20), /manifest\.json is not valid JSON/],
+    ["no manifest", (d) => rm(join(d, "manifest.json")), /manifest\.json is missing/],
+    [
+      "other format",
+      async (d) => {
+        const p = join(d, "manifest.json");
+        const m = JSON.parse(await readFile(p, "utf8"));
+        await writeFile(p, JSON.stringify({ ...m, format: { major: 2, minor: 0 } }));
+      },
+      /format \{"major":2,"minor":0\} is not 1\.x/,
+    ],
+  ];
+  for (const [what, damage, message] of cases) {
+    const dir = await freshDir();
+    await writeSnapshot(dir, sample(), META);
+    await damage(dir);
+    const before = await readFile(join(dir, "state.json")).catch(() => undefined);
+    await assert.rejects(
+      readSnapshot(dir, { arch: "riscv64" }),
+      (e: unknown) => e instanceof StateFileError && e.code === "bad-state" && message.test(e.message),
+      what,
+    );
+    assert.deepEqual(
+      await readFile(join(dir, "state.json")).catch(() => undefined),
+      before,
+      `${what}: nothing rewritten`,
+    );
+  }
+  const dir = await freshDir();
+  await writeSnapshot(dir, sample(), META);
+  await assert.rejects(readSnapshot(dir, { arch: "x86_64" }), /it is a riscv64 state, not x86_64/);
+});
+
+test("what a state cannot hold is refused when writing", async () => {
+  const bad: Array<[unknown, RegExp]> = [
+    [{ a: Number.NaN }, /data\.a is NaN/],
+    [{ f: () => 1 }, /data\.f is a function/],
+    [{ $section: 1 }, /reserved/],
+  ];
+  for (const [data, message] of bad)
+    await assert.rejects(
+      writeSnapshot(await freshDir(), { engine: "riscv", version: 1, data }, META),
+      message,
+    );
+  const cyclic: Record<string, unknown> = {};
+  cyclic.self = cyclic;
+  await assert.rejects(
+    writeSnapshot(await freshDir(), { engine: "riscv", version: 1, data: cyclic }, META),
+    /refers back/,
+  );
+});
