@@ -35,6 +35,15 @@ export interface EngineStats {
 
 export type EngineState = "created" | "running" | "paused" | "exited";
 
+/** A VM's whole state (vCPUs, devices, RAM) as one engine saved it; only that kind of engine loads it. */
+export interface EngineSnapshot {
+  /** Which engine wrote it, e.g. "riscv". */
+  readonly engine: string;
+  readonly version: number;
+  /** Named fields and typed arrays (the hypervisor writes the arrays as binary sections). */
+  readonly data: unknown;
+}
+
 export interface Engine {
   readonly capabilities: EngineCapabilities;
   readonly state: EngineState;
@@ -48,6 +57,12 @@ export interface Engine {
   resume(): Promise<void>;
   /** Stops the VM for good (exit reason "stopped" unless it had already exited). Legal in every state. */
   stop(): Promise<void>;
+  /** Resets the machine as its reset button would: the guest boots again. Legal from "running" and "paused". */
+  reset(): Promise<void>;
+  /** The VM's state, for suspend or migration. Legal from "paused", when capabilities.snapshot. */
+  saveState(): Promise<EngineSnapshot>;
+  /** Replaces the VM's state with a saved one (same configuration). Legal from "created" and "paused". */
+  restoreState(snapshot: EngineSnapshot): Promise<void>;
   stats(): EngineStats;
 }
 

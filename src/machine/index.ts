@@ -8,6 +8,7 @@ export {
   type BoardStats,
   type PowerEvent,
   RiscvVirtBoard,
+  type RiscvVirtBoardState,
   type RiscvVirtConfig,
   type RiscvVirtHost,
   VIRT_MAX_HARTS,

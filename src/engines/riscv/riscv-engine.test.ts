@@ -118,3 +118,52 @@ test("pause parks the machine, resume continues, stop ends it; illegal transitio
   assert.deepEqual(await engine.exited, { kind: "stopped" });
   await assert.rejects(engine.start(), /cannot start a VM that is exited/);
 });
+
+test("reset() reboots the guest in place; saveState/restoreState move a paused machine to a new engine", async () => {
+  let out = "";
+  const program = `
+  li s0, 0x10000000
+  la t0, boots               # RAM is reloaded at reset, so this counts runs of the image, not resets
+  lw t1, 0(t0)
+  addi t1, t1, 1
+  sw t1, 0(t0)
+  addi t1, t1, '0'
+  sb t1, 0(s0)
+  li s1, 0
+count: addi s1, s1, 1
+  li t0, 3000000
+  blt s1, t0, count
+  li a0, 6
+  j htif_exit
+.data
+boots: .word 0
+.text`;
+  const sink = { write: (b: Uint8Array) => (out += Buffer.from(b).toString()) };
+  const first = engineFor(program, sink);
+  await first.start();
+  await new Promise((r) => setTimeout(r, 20));
+  await first.reset();
+  assert.equal(first.stats().resets, 1);
+  await new Promise((r) => setTimeout(r, 20));
+  await assert.rejects(first.saveState(), /cannot save the state of a VM that is running/);
+  await first.pause();
+  const snapshot = await first.saveState();
+  assert.equal(snapshot.engine, "riscv");
+  const savedInstret = first.stats().instret[0]!;
+  await first.stop();
+  assert.equal(out, "11", "the reset booted the image again");
+
+  const second = engineFor(program, sink);
+  await second.restoreState(snapshot);
+  assert.equal(second.stats().instret[0], savedInstret);
+  await second.start();
+  assert.deepEqual(await second.exited, { kind: "htif-exit", code: 6 });
+  assert.equal(out, "11", "the restored guest continued instead of booting again");
+  assert.ok(second.stats().instret[0]! > savedInstret);
+  await assert.rejects(
+    second.restoreState({ engine: "kvm", version: 1, data: {} }),
+    /cannot restore the state of a VM that is exited/,
+  );
+  const third = engineFor(program, sink);
+  await assert.rejects(third.restoreState({ engine: "kvm", version: 1, data: {} }), /written by engine kvm/);
+});

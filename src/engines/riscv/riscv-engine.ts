@@ -8,14 +8,17 @@ import {
   type Clock,
   type Completion,
   type EntropySource,
+  MachineError,
   type PowerEvent,
   RiscvVirtBoard,
+  type RiscvVirtBoardState,
   type RiscvVirtConfig,
   type VirtioConsolePortConfig,
 } from "../../machine/index.ts";
 import {
   type Engine,
   type EngineCapabilities,
+  type EngineSnapshot,
   type EngineState,
   EngineStateError,
   type EngineStats,
@@ -32,6 +35,9 @@ export {
   VIRT_MAX_MEMORY,
   VIRT_MIN_MEMORY,
 } from "../../machine/index.ts";
+
+const SNAPSHOT_ENGINE = "riscv";
+const SNAPSHOT_VERSION = 1;
 
 /** Host time one turn of the loop may run guest code before yielding to I/O callbacks. */
 const TURN_MS = 4;
@@ -170,6 +176,31 @@ export class RiscvEngine implements Engine {
 
   async stop(): Promise<void> {
     this.finish({ kind: "stopped" });
+  }
+
+  async reset(): Promise<void> {
+    if (this.current !== "running" && this.current !== "paused")
+      throw new EngineStateError("reset", this.current);
+    // One thread: no hart is mid-instruction here, so the board can boot again on the spot.
+    this.board.boot();
+    this.resets++;
+    this.wake();
+  }
+
+  async saveState(): Promise<EngineSnapshot> {
+    if (this.current !== "paused") throw new EngineStateError("save the state of", this.current);
+    return { engine: SNAPSHOT_ENGINE, version: SNAPSHOT_VERSION, data: this.board.saveState() };
+  }
+
+  async restoreState(snapshot: EngineSnapshot): Promise<void> {
+    if (this.current !== "created" && this.current !== "paused")
+      throw new EngineStateError("restore the state of", this.current);
+    if (snapshot.engine !== SNAPSHOT_ENGINE || snapshot.version !== SNAPSHOT_VERSION)
+      throw new MachineError(
+        "bad-state",
+        `the saved state was written by engine ${snapshot.engine} version ${snapshot.version}, not ${SNAPSHOT_ENGINE} ${SNAPSHOT_VERSION}`,
+      );
+    this.board.loadState(snapshot.data as RiscvVirtBoardState);
   }
 
   /** Input for the serial console; wakes a sleeping machine. */

@@ -1,9 +1,17 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { isDeepStrictEqual } from "node:util";
 import { assembleElf } from "../../engines/riscv/cross-assembler.ts";
 import { MemoryBlockBackend } from "../devices/virtio/memory-block-backend.ts";
 import type { BlockBackend, CharSink } from "../ports.ts";
-import { type PowerEvent, RiscvVirtBoard, type RiscvVirtConfig } from "./riscv-virt.ts";
+import { assertRoundTrip } from "../state/round-trip.ts";
+import { StateError } from "../state/stateful.ts";
+import {
+  type PowerEvent,
+  RiscvVirtBoard,
+  type RiscvVirtBoardState,
+  type RiscvVirtConfig,
+} from "./riscv-virt.ts";
 
 /** The tail every HTIF program shares: `exit(a0)` through tohost, and the tohost/fromhost words. */
 const HTIF = `
@@ -215,6 +223,109 @@ bad: li a0, 0xfff
   );
   // Slot 0: block (2), slot 1: entropy (4), slot 2: console (3), slots 3..7: nothing.
   assert.deepEqual(runUntilEvent(run), { kind: "htif-exit", code: 0x342 });
+});
+
+/** Prints the digits 0..9 on the UART, one per pass of a delay loop, then exits through HTIF with 0. */
+const COUNTER = `
+  bnez a0, park              # hart 0 counts; the others sleep
+  li s0, 0x10000000
+  li s1, '0'
+  li s2, '9' + 1
+digit: sb s1, 0(s0)
+  li t0, 20000
+delay: addi t0, t0, -1
+  bnez t0, delay
+  addi s1, s1, 1
+  blt s1, s2, digit
+  li a0, 0
+  j htif_exit
+park: wfi
+  j park`;
+
+test("saveState/loadState: the shared round trip, and a restored machine carries on where it was saved", () => {
+  let now = 1000;
+  const clock = { nowMs: () => now };
+  const elf = assembleElf(`.text\n.globl _start\n_start:\n${COUNTER}\n${HTIF}`);
+  let out = "";
+  const make = () =>
+    new RiscvVirtBoard(
+      {
+        harts: 2,
+        memoryBytes: 16 * 1024 * 1024,
+        firmware: null,
+        kernel: { name: "counter.elf", bytes: elf },
+        initrd: null,
+        bootargs: "",
+      },
+      {
+        clock,
+        console: { write: (b) => (out += Buffer.from(b).toString("latin1")) },
+        entropy: { fill: () => {} },
+        disks: [],
+      },
+    );
+  assertRoundTrip(assert, make, (board) => {
+    board.runSlice(30_000);
+    now += 1;
+  });
+
+  out = "";
+  const original = make();
+  while (out.length < 4) original.runSlice(5_000);
+  const saved = original.saveState();
+  const instretAtSave = original.stats().instret;
+  const printedBeforeSave = out;
+  let exits = 0;
+  original.onPower = () => exits++;
+  while (exits === 0) original.runSlice(5_000);
+  assert.equal(out, "0123456789");
+
+  out = "";
+  const restored = make();
+  restored.loadState(saved);
+  assert.deepEqual(restored.stats().instret, instretAtSave);
+  restored.onPower = () => exits++;
+  while (exits === 1) restored.runSlice(5_000);
+  assert.equal(printedBeforeSave + out, "0123456789", "the restored machine prints the rest, once");
+});
+
+test("loadState refuses a state of another configuration and changes nothing", () => {
+  const elf = assembleElf(`.text\n.globl _start\n_start:\n${COUNTER}\n${HTIF}`);
+  const clock = { nowMs: () => 5 };
+  const make = (harts: number) =>
+    new RiscvVirtBoard(
+      {
+        harts,
+        memoryBytes: 16 * 1024 * 1024,
+        firmware: null,
+        kernel: { name: "c", bytes: elf },
+        initrd: null,
+        bootargs: "",
+      },
+      { clock, console: { write: () => {} }, entropy: { fill: () => {} }, disks: [] },
+    );
+  const a = make(1);
+  a.runSlice(1000);
+  const before = a.saveState();
+  const same = (x: RiscvVirtBoardState, y: RiscvVirtBoardState) =>
+    Buffer.compare(x.ram, y.ram) === 0 && isDeepStrictEqual(x.components, y.components);
+  assert.throws(
+    () => a.loadState(make(2).saveState()),
+    (e) => e instanceof StateError && /2 harts/.test(e.message),
+  );
+  // A bad component (here the PLIC, loaded after the hart) rolls back the parts already loaded.
+  const other = make(1);
+  other.runSlice(3000);
+  const otherState = other.saveState();
+  const bad = {
+    ...otherState,
+    components: {
+      ...otherState.components,
+      "plic@c000000": { ...otherState.components["plic@c000000"]!, version: 99 },
+    },
+  };
+  assert.throws(() => a.loadState(bad), StateError);
+  assert.ok(same(a.saveState(), before), "a refused state leaves the machine as it was");
 });
 
 test("configuration errors read as messages for the user", () => {

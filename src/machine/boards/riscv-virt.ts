@@ -18,6 +18,7 @@ import { VirtioMmio } from "../devices/virtio/virtio-mmio.ts";
 import { VirtioRng } from "../devices/virtio/virtio-rng.ts";
 import type { BlockBackend, CharSink, Clock, EntropySource } from "../ports.ts";
 import { Rv64Hart } from "../riscv/hart.ts";
+import { type ComponentState, checkState, type Stateful } from "../state/stateful.ts";
 import { type BootFile, type BootPlan, planBoot } from "./boot-plan.ts";
 import { buildResetRom, MROM_BASE, MROM_SIZE } from "./boot-rom.ts";
 import { EmptyVirtioSlot } from "./empty-virtio-slot.ts";
@@ -80,12 +81,31 @@ export type PowerEvent =
   | { readonly kind: "reset" }
   | { readonly kind: "htif-exit"; readonly code: number };
 
+/**
+ * The whole machine's state: every component under its stable id, and guest RAM. The images are not in it:
+ * they come from the configuration, which must match (same harts, RAM size and virtio devices).
+ */
+export interface RiscvVirtBoardState extends ComponentState {
+  readonly version: 1;
+  readonly harts: number;
+  readonly memoryBytes: number;
+  /** Instructions retired before the hart states' own counters began (earlier boots). */
+  readonly instretBase: readonly number[];
+  readonly components: {
+    readonly [id: string]: ComponentState;
+  };
+  /** Guest RAM, memoryBytes long (a copy). */
+  readonly ram: Uint8Array;
+}
+
+const BOARD_STATE_ID = "riscv-virt";
+
 export interface BoardStats {
   /** Instructions retired per hart since power-on. */
   readonly instret: readonly number[];
 }
 
-export class RiscvVirtBoard {
+export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
   readonly ram: GuestRam;
   readonly bus: PhysBus;
   readonly harts: Rv64Hart[] = [];
@@ -313,6 +333,74 @@ export class RiscvVirtBoard {
   /** Host time (Clock ms) of the next timer event; Infinity when none is armed. */
   nextDeadlineMs(): number {
     return Math.min(this.clint.nextDeadlineMs(), this.rtc.nextDeadlineMs());
+  }
+
+  /** Every stateful component by its stable id (hart0…, clint@2000000, virtio_mmio@10001000, …). */
+  private components(): Array<[string, Stateful<ComponentState>]> {
+    const list: Array<[string, Stateful<ComponentState>]> = this.harts.map((h, i) => [`hart${i}`, h]);
+    for (const d of [this.clint, this.plic, this.uart, this.rtc, this.test, ...this.virtio]) list.push([d.id, d]);
+    return list;
+  }
+
+  /** The machine's state, between slices (the host calls it while paused). RAM is copied. */
+  saveState(): RiscvVirtBoardState {
+    this.uart.flush();
+    const components: Record<string, ComponentState> = {};
+    for (const [id, c] of this.components()) components[id] = c.saveState();
+    return {
+      version: 1,
+      harts: this.harts.length,
+      memoryBytes: this.ram.size,
+      instretBase: this.instretBase.slice(),
+      components,
+      ram: this.ram.u8.slice(),
+    };
+  }
+
+  /**
+   * Loads a state saved by a board of the same configuration. All or nothing: when any component refuses
+   * its part, those already loaded are put back as they were and StateError names the culprit.
+   */
+  loadState(state: RiscvVirtBoardState): void {
+    const id = BOARD_STATE_ID;
+    checkState(typeof state === "object" && state !== null, id, "not an object");
+    checkState(state.version === 1, id, `version ${state.version} is not 1`);
+    checkState(state.harts === this.harts.length, id, `it has ${state.harts} harts, this machine ${this.harts.length}`);
+    checkState(
+      state.memoryBytes === this.ram.size && state.ram instanceof Uint8Array && state.ram.length === this.ram.size,
+      id,
+      `its RAM is not ${this.ram.size} bytes like this machine's`,
+    );
+    checkState(
+      Array.isArray(state.instretBase) &&
+        state.instretBase.length === this.harts.length &&
+        state.instretBase.every((n) => Number.isSafeInteger(n) && n >= 0),
+      id,
+      "instretBase is not one count per hart",
+    );
+    const parts = this.components();
+    checkState(typeof state.components === "object" && state.components !== null, id, "components missing");
+    const names = Object.keys(state.components).sort();
+    const ours = parts.map(([n]) => n).sort();
+    checkState(
+      names.length === ours.length && names.every((n, i) => n === ours[i]),
+      id,
+      `its devices (${names.join(", ")}) are not this machine's (${ours.join(", ")})`,
+    );
+    const before = parts.map(([, c]) => c.saveState());
+    let loaded = 0;
+    try {
+      for (const [name, c] of parts) {
+        c.loadState(state.components[name]!);
+        loaded++;
+      }
+    } catch (e) {
+      for (let i = 0; i < loaded; i++) parts[i]![1].loadState(before[i]!);
+      throw e;
+    }
+    this.ram.u8.set(state.ram);
+    for (let i = 0; i < this.instretBase.length; i++) this.instretBase[i] = state.instretBase[i]!;
+    this.pendingPower = null;
   }
 
   stats(): BoardStats {
