@@ -1799,8 +1799,11 @@ export class Rv64Hart {
         nh = oldHi & ~srcHi;
       }
       this.csrWrite(csr, nl, nh, insn);
-      // Writes may enable an interrupt or change translation: look again before the next instruction.
-      this.breakOut = true;
+      // A write that may enable or raise an interrupt ends the inner loop, so interrupts are looked at again
+      // before the next instruction. Other CSRs (sscratch, sepc, … which Linux writes on every trap) keep the
+      // loop running; translation changes need no exit either, as the inner loop re-reads the TLB sets after
+      // every instruction it hands to exec.
+      if (breaksOut(csr)) this.breakOut = true;
     }
     x[d] = oldLo;
     x[d + 1] = oldHi;
@@ -2215,6 +2218,24 @@ function pageFaultCause(access: number): number {
     : access === ACCESS_LOAD
       ? CAUSE_LOAD_PAGE_FAULT
       : CAUSE_STORE_PAGE_FAULT;
+}
+
+/** Whether writing `csr` can change which interrupts are pending and enabled (mstatus.MIE/SIE, mie, mip,
+ * mideleg) or the translation in use (satp). */
+function breaksOut(csr: number): boolean {
+  switch (csr) {
+    case CSR_MSTATUS:
+    case CSR_SSTATUS:
+    case CSR_MIE:
+    case CSR_SIE:
+    case CSR_MIP:
+    case CSR_SIP:
+    case CSR_MIDELEG:
+    case CSR_SATP:
+      return true;
+    default:
+      return false;
+  }
 }
 
 /** Slot in `csr` of a plain-storage CSR. */
