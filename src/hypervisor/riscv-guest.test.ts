@@ -8,6 +8,7 @@ import { dirname, join } from "node:path";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { assembleElf, haveCrossAssembler } from "../engines/riscv/cross-assembler.ts";
+import { RiscvEngine } from "../engines/riscv/riscv-engine.ts";
 import { closeAndKill } from "./fixtures/close-and-kill.ts";
 import { fixtureLauncherConfig } from "./fixtures/fixture-launcher.ts";
 import { Hypervisor } from "./hypervisor.ts";
@@ -175,4 +176,79 @@ test("a CPU-hog guest capped at 50% uses between 40% and 55% of a core", { skip:
     assert.ok(percent >= 40, `the capped VMM used only ${percent.toFixed(1)}% of a core on an idle host`);
   else t.diagnostic(`host busy (load ${loadavg()[0]}): ${percent.toFixed(1)}% of a core; floor not checked`);
   assert.ok(((await hv.stats("hog")).instret ?? 0) > 1_000_000, "the guest was running, not stuck");
+});
+
+/** Whether this build's RiscvEngine can save and restore a VM (capabilities.snapshot). */
+function engineHasSnapshots(): boolean {
+  try {
+    const engine = new RiscvEngine({
+      config: { harts: 1, memoryBytes: 16 << 20, firmware: null, kernel: null, initrd: null, bootargs: "" },
+      console: { write: () => {} },
+    });
+    return engine.capabilities.snapshot;
+  } catch {
+    return false;
+  }
+}
+
+const noSnapshots =
+  missing ?? (engineHasSnapshots() ? undefined : "the riscv engine has no snapshot capability yet");
+
+test("suspend and resume a riscv VM: it continues without rebooting; a corrupt state keeps it SUSPENDED", {
+  skip: noSnapshots,
+}, async () => {
+  const cache = join(root, "images");
+  // Prints "<up>", then a dot after every few million instructions, forever.
+  await makeImage(
+    cache,
+    "ticker",
+    `${print("<up>")}1:\n  li t1, 2000000\n2: addi t1, t1, -1\n  bnez t1, 2b\n${print(".")}  j 1b\n`,
+  );
+  process.env.TSVM_CACHE = dirname(cache);
+  const store = await VmStore.open(join(root, "home-ticker"));
+  const hv = await Hypervisor.open({
+    store,
+    capacity: hostCapacity(
+      { cpuOvercommit: 2, memoryReserveMiB: 0, diskReserveMiB: 0 },
+      { cores: 2, totalMemoryMiB: 1024, diskAvailableMiB: 1000 },
+    ),
+    launcher: new ProcessVmmLauncher({
+      ...fixtureLauncherConfig,
+      engineModules: { riscv: join(dirname(fileURLToPath(import.meta.url)), "riscv-guest.ts") },
+    }),
+    images: new ImageCacheCatalog({}, cache),
+    defaultEngine: "riscv",
+    defaultImage: "ticker",
+    stopTimeoutMs: 200,
+  });
+  opened.push(hv);
+  const log = () => readFile(store.paths("t").consoleLog, "utf8").catch(() => "");
+  const dots = async () => ((await log()).match(/\./g) ?? []).length;
+  assert.equal(
+    (await hv.waitOperation(hv.insert({ name: "t", machineType: "t1-micro" }).id, 120_000)).error,
+    null,
+  );
+  while ((await dots()) < 2) await new Promise((r) => setTimeout(r, 100));
+  const suspended = await hv.waitOperation(hv.suspend("t").id, 120_000);
+  assert.equal(suspended.error, null, suspended.error?.message);
+  assert.equal(hv.get("t").status, "SUSPENDED");
+  const atSuspend = await dots();
+
+  const section = join(store.paths("t").stateDir, "section-0.bin");
+  const original = await readFile(section);
+  const damaged = Buffer.from(original);
+  damaged[0]! ^= 0xff;
+  await writeFile(section, damaged);
+  const failed = await hv.waitOperation(hv.resume("t").id, 120_000);
+  assert.match(failed.error?.message ?? "", /section-0\.bin is corrupt/);
+  assert.equal(hv.get("t").status, "SUSPENDED");
+  assert.deepEqual(await readFile(section), damaged, "the state file is left as it was");
+  await writeFile(section, original);
+
+  const resumed = await hv.waitOperation(hv.resume("t").id, 120_000);
+  assert.equal(resumed.error, null, resumed.error?.message);
+  while ((await dots()) < atSuspend + 2) await new Promise((r) => setTimeout(r, 100));
+  const text = await log();
+  assert.equal(text.split("OpenSBI v").length - 1, 1, "resumed, not rebooted: one firmware banner");
+  assert.equal(text.split("<up>").length - 1, 1, "the guest's start-up ran once");
 });

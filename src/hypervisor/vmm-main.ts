@@ -98,6 +98,7 @@ function sendToLauncher(msg: { type: "ready" | "failed"; message?: string }): Pr
 }
 
 let stopTimer: NodeJS.Timeout | undefined;
+let throttle: CpuThrottle | undefined;
 /** Connections attached to the serial console; each gets all output from its attachment on. */
 const consoleViewers = new Set<Socket>();
 
@@ -161,7 +162,15 @@ async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<voi
         reply({ result: {} });
         return;
       case "suspend":
-        await suspendGuest(g);
+        // The throttle must not resume a guest that is being saved.
+        throttle?.stop();
+        await g.resume();
+        try {
+          await suspendGuest(g);
+        } catch (e) {
+          throttle?.start();
+          throw e;
+        }
         reply({ result: {} });
         await exitVmm({ reason: "suspended", detail: `state written to ${spec.stateDir}` });
         return;
@@ -229,7 +238,10 @@ try {
   });
 
   await g.start(spec.mode);
-  if (spec.cpuCapPercent !== null) new CpuThrottle(g, spec.cpuCapPercent).start();
+  if (spec.cpuCapPercent !== null) {
+    throttle = new CpuThrottle(g, spec.cpuCapPercent);
+    throttle.start();
+  }
   applyCpuWeight(spec.cpuWeight);
   const run: VmmRunRecord = {
     protocol: VMM_PROTOCOL_VERSION,
