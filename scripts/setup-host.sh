@@ -9,6 +9,8 @@ packages=(
   flex bison bc cpio e2fsprogs xz-utils dpkg-dev libelf-dev make
   # The host compiler for the kernel's and busybox's build tools (kconfig, fixdep…).
   gcc libc6-dev
+  # dtc checks the device trees the board builds; GNU time measures peak RSS in bench/.
+  device-tree-compiler time
 )
 src_list=/etc/apt/sources.list.d/tsvm-src.sources
 

@@ -176,6 +176,11 @@ test("sifive_test: 0x5555 powers off, 0x7777 re-runs the whole boot", () => {
   bnez t1, bad
   li t1, 1
   sw t1, 0(t0)
+  li t0, 0x81000000          # and RAM outside the image is zero again
+  lw t1, 0(t0)
+  bnez t1, bad
+  li t1, 1
+  sw t1, 0(t0)
   li t0, 0x10000000
   li t1, 'B'
   sb t1, 0(t0)

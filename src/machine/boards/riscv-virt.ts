@@ -123,6 +123,8 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
   private fdt!: Uint8Array;
   /** Set when the guest powered off, reset or exited through HTIF; the host acts on it after the slice. */
   private pendingPower: PowerEvent | null = null;
+  /** False until the first boot: RAM fresh from its ArrayBuffer needs no clearing. */
+  private ramTouched = false;
   /** Called once per power event, after the slice in which it happened. */
   onPower: (event: PowerEvent) => void = () => {};
   private readonly instretBase: number[];
@@ -245,7 +247,9 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
   boot(): void {
     this.pendingPower = null;
     for (const d of this.resettables) d.reset();
-    this.ram.u8.fill(0);
+    // A new ArrayBuffer is already zero: clearing it would cost seconds and make all of RAM resident.
+    if (this.ramTouched) this.ram.u8.fill(0);
+    this.ramTouched = true;
     for (const c of this.plan.chunks) this.ram.u8.set(c.data, c.address - VIRT_DRAM_BASE);
     this.ram.u8.set(this.fdt, this.plan.fdtAddress - VIRT_DRAM_BASE);
     for (let h = 0; h < this.harts.length; h++) {
@@ -338,7 +342,8 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
   /** Every stateful component by its stable id (hart0…, clint@2000000, virtio_mmio@10001000, …). */
   private components(): Array<[string, Stateful<ComponentState>]> {
     const list: Array<[string, Stateful<ComponentState>]> = this.harts.map((h, i) => [`hart${i}`, h]);
-    for (const d of [this.clint, this.plic, this.uart, this.rtc, this.test, ...this.virtio]) list.push([d.id, d]);
+    for (const d of [this.clint, this.plic, this.uart, this.rtc, this.test, ...this.virtio])
+      list.push([d.id, d]);
     return list;
   }
 
@@ -365,9 +370,15 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
     const id = BOARD_STATE_ID;
     checkState(typeof state === "object" && state !== null, id, "not an object");
     checkState(state.version === 1, id, `version ${state.version} is not 1`);
-    checkState(state.harts === this.harts.length, id, `it has ${state.harts} harts, this machine ${this.harts.length}`);
     checkState(
-      state.memoryBytes === this.ram.size && state.ram instanceof Uint8Array && state.ram.length === this.ram.size,
+      state.harts === this.harts.length,
+      id,
+      `it has ${state.harts} harts, this machine ${this.harts.length}`,
+    );
+    checkState(
+      state.memoryBytes === this.ram.size &&
+        state.ram instanceof Uint8Array &&
+        state.ram.length === this.ram.size,
       id,
       `its RAM is not ${this.ram.size} bytes like this machine's`,
     );
@@ -399,6 +410,7 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       throw e;
     }
     this.ram.u8.set(state.ram);
+    this.ramTouched = true;
     for (let i = 0; i < this.instretBase.length; i++) this.instretBase[i] = state.instretBase[i]!;
     this.pendingPower = null;
   }
