@@ -46,3 +46,28 @@ test("a guest under its cap is never paused", async () => {
   }
   assert.equal(paused, 0);
 });
+
+test("time used past the quota is paid back in the next period", async () => {
+  let now = 0;
+  let cpu = 0;
+  let paused = false;
+  const throttle = new CpuThrottle(
+    {
+      pause: async () => void (paused = true),
+      resume: async () => void (paused = false),
+    },
+    50,
+    () => cpu,
+    () => now,
+  );
+  throttle.start();
+  throttle.stop();
+  // Checks come every 8 ms, after 8 ms of CPU: each period overshoots its 50 ms quota by up to 6 ms.
+  for (let t = 8; t <= 2000; t += 8) {
+    now = t;
+    if (!paused) cpu += 8;
+    await throttle.check();
+  }
+  const share = (100 * cpu) / now;
+  assert.ok(share >= 45 && share <= 51, `long-run share ${share.toFixed(1)}% for a 50% cap`);
+});

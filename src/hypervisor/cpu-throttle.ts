@@ -18,6 +18,7 @@ export class CpuThrottle {
   private cpuAtStart = 0;
   private paused = false;
   private busy = false;
+  private debtMs = 0;
 
   /**
    * @param capPercent of one core, 1..100·cores
@@ -32,6 +33,10 @@ export class CpuThrottle {
     },
     private readonly nowMs: () => number = () => performance.now(),
   ) {}
+
+  private quotaMs(): number {
+    return (CPU_CAP_PERIOD_MS * this.capPercent) / 100;
+  }
 
   start(): void {
     this.periodStart = this.nowMs();
@@ -51,16 +56,22 @@ export class CpuThrottle {
     try {
       const now = this.nowMs();
       if (now - this.periodStart >= CPU_CAP_PERIOD_MS) {
+        // Time used past the quota (a check comes only between engine slices) is paid back next period,
+        // so that the long-run share converges on the cap instead of cap + one slice per period.
+        const cpu = this.cpuMs();
+        this.debtMs = Math.min(
+          this.quotaMs(),
+          Math.max(0, cpu - this.cpuAtStart - (this.quotaMs() - this.debtMs)),
+        );
         this.periodStart = now;
-        this.cpuAtStart = this.cpuMs();
+        this.cpuAtStart = cpu;
         if (this.paused) {
           this.paused = false;
           await this.guest.resume();
         }
         return;
       }
-      const quotaMs = (CPU_CAP_PERIOD_MS * this.capPercent) / 100;
-      if (!this.paused && this.cpuMs() - this.cpuAtStart >= quotaMs) {
+      if (!this.paused && this.cpuMs() - this.cpuAtStart >= this.quotaMs() - this.debtMs) {
         this.paused = true;
         await this.guest.pause();
       }
