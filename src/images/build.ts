@@ -70,6 +70,7 @@ const RECIPE_FILES = [
   "hostname",
   "passwd",
   "group",
+  "agent",
 ];
 const STEPS = 5;
 const HEARTBEAT_MS = 60_000;
@@ -495,6 +496,7 @@ async function buildLocked(
     install("hostname", "etc/hostname", 0o644);
     install("passwd", "etc/passwd", 0o644);
     install("group", "etc/group", 0o644);
+    install("agent", "etc/tsvm/agent", 0o755);
     const cpio = new CpioNewcWriter();
     cpio.addTree(rootfs);
     // The kernel opens /dev/console before running /init, and devtmpfs is not mounted yet then.
