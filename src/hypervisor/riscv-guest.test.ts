@@ -115,10 +115,6 @@ test("riscv VMs: a guest that shuts down via SBI ends TERMINATED with its consol
   assert.equal(idle.error, null, idle.error?.message);
   assert.equal(hv.get("idle").status, "RUNNING");
   assert.ok(((await hv.stats("idle")).instret ?? 0) > 0, "the guest has run instructions");
-  // What the engine cannot do yet fails cleanly and leaves the VM running.
-  const suspend = await hv.waitOperation(hv.suspend("idle").id, 60_000);
-  assert.equal(suspend.error?.code, "suspend-failed");
-  assert.equal(hv.get("idle").status, "RUNNING");
   const pid = hv.get("idle").vmmPid!;
   process.kill(pid, "SIGKILL");
   await until(() => hv.get("idle").status === "RUNNING" && (hv.get("idle").vmmPid ?? pid) !== pid);

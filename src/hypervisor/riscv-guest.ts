@@ -7,7 +7,7 @@ import { FileBlockBackend } from "../engines/backends/file-block-backend.ts";
 import type { ExitReason } from "../engines/engine.ts";
 import { RiscvEngine, type RiscvEngineOptions } from "../engines/riscv/riscv-engine.ts";
 import { findImage } from "../images/image-store.ts";
-import { readSnapshot, type SnapshotLike, writeSnapshot } from "./snapshot-file.ts";
+import { readSnapshot, writeSnapshot } from "./snapshot-file.ts";
 import type { LaunchMode } from "./vmm.ts";
 import type { VmmGuest, VmmSpec } from "./vmm-protocol.ts";
 
@@ -97,21 +97,14 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
   }
   let onExit: ((exit: GuestExit) => void) | undefined;
   let closed = false;
-  // TODO(#4): call these directly once reset/saveState/restoreState are part of the committed Engine
-  // interface (src/engines/engine.ts is gaining them); until then they are used when present.
-  const ext = engine as unknown as {
-    reset?: () => Promise<void>;
-    saveState?: () => Promise<SnapshotLike>;
-    restoreState?: (snapshot: SnapshotLike) => Promise<void>;
-  };
 
   return {
     async start(mode: LaunchMode) {
       if (mode === "restore") {
-        if (!engine.capabilities.snapshot || !ext.restoreState)
+        if (!engine.capabilities.snapshot)
           throw new Error("the riscv engine cannot restore a saved state yet");
         // Everything is checked (sizes, checksums, format) before the engine sees any of it.
-        await ext.restoreState(await readSnapshot(spec.stateDir, { arch: ARCH }));
+        await engine.restoreState(await readSnapshot(spec.stateDir, { arch: ARCH }));
       }
       void engine.exited.then((reason) => {
         const exit = guestExitOf(reason);
@@ -130,16 +123,15 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
       if (engine.state === "paused") await engine.resume();
     },
     async reset() {
-      if (!ext.reset) throw new Error("the riscv engine cannot reset a running VM yet");
-      await ext.reset();
+      await engine.reset();
     },
     async saveState(dir: string) {
-      if (!engine.capabilities.snapshot || !ext.saveState)
+      if (!engine.capabilities.snapshot)
         throw new Error("the riscv engine cannot save a VM's state yet (no snapshot capability)");
       const wasRunning = engine.state === "running";
       if (wasRunning) await engine.pause();
       try {
-        await writeSnapshot(dir, await ext.saveState(), { arch: ARCH, writer: "tsvm" });
+        await writeSnapshot(dir, await engine.saveState(), { arch: ARCH, writer: "tsvm" });
       } catch (e) {
         // The state could not be written: the guest runs on, as if nothing had been asked.
         if (wasRunning) await engine.resume();

@@ -108,7 +108,7 @@ class WakingBlockBackend implements BlockBackend {
 
 export class RiscvEngine implements Engine {
   readonly capabilities: EngineCapabilities = {
-    snapshot: false,
+    snapshot: true,
     dirtyPageTracking: false,
     liveMigration: false,
   };
