@@ -7,7 +7,7 @@
 //   host → guest   PING <id>                    answered by PONG <id>
 //                  EXEC <id> <base64 command>   runs `sh -c command` (stdin /dev/null, own session)
 //                  KILL <id>                    SIGKILL to the whole session of command <id>
-//   guest → host   HELLO tsvm-agent 1           the agent (re)started: nothing of before still runs
+//   guest → host   HELLO tsvm-agent 1           the agent (re)opened its port; a command in flight is lost
 //                  PONG <id>
 //                  OUT <id> <base64>            a chunk (≤ 3000 bytes) of the command's stdout
 //                  ERR <id> <base64>            a chunk of its stderr
