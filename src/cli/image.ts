@@ -1,6 +1,4 @@
 // `tsvm image`: builds guest images from the recipes in images/ and lists the ones in the cache.
-import { spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { buildImage, recipeNames } from "../images/build.ts";
 import { ImageBuildError } from "../images/image-build-error.ts";
 import { type ImageInfo, imagesCacheDir, listImages } from "../images/image-store.ts";
@@ -50,12 +48,6 @@ async function build(args: string[]): Promise<number> {
   const name = args[0] ?? "default";
   if (!recipeNames().includes(name)) {
     return usageError(`unknown image '${name}' (available: ${recipeNames().join(", ") || "none"})`);
-  }
-  const setup = fileURLToPath(new URL("../../scripts/setup-host.sh", import.meta.url));
-  const status = spawnSync(setup, { stdio: ["ignore", "inherit", "inherit"] }).status;
-  if (status !== 0) {
-    process.stderr.write(`tsvm image: setting up the host failed (${setup} exited with ${status})\n`);
-    return 1;
   }
   try {
     const image = await buildImage(name);

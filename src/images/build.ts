@@ -1,6 +1,7 @@
 // Builds a guest image from a recipe in images/<name>/ and Debian's packages: Linux 6.1 for QEMU's riscv64
 // virt board, a static busybox, a gzip'd cpio initramfs, a 64 MiB ext4 root disk and OpenSBI's
 // fw_dynamic, cached by a hash of everything that goes in.
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   chmodSync,
@@ -45,6 +46,22 @@ const builderDir = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(builderDir, "../..");
 /** The recipes: one directory per image name. */
 export const RECIPES_DIR = join(repoRoot, "images");
+const SETUP_HOST = join(repoRoot, "scripts", "setup-host.sh");
+
+/**
+ * Installs the Debian packages a build needs (scripts/setup-host.sh: one dpkg-query when all are there),
+ * so that the first `tsvm run` on a fresh host builds its image without a separate set-up step.
+ */
+function ensureHostPackages(): void {
+  const r = spawnSync(SETUP_HOST, { stdio: ["ignore", 2, 2] });
+  if (r.status !== 0) {
+    throw new ImageBuildError(
+      "IMAGE_BUILD_FAILED",
+      `setting up the host failed: ${SETUP_HOST} ended with ${r.status ?? r.signal ?? r.error?.message}; see its message above`,
+      "host set-up",
+    );
+  }
+}
 
 const LINUX_SOURCE_TARBALL = "/usr/src/linux-source-6.1.tar.xz";
 const OPENSBI_FW_DYNAMIC = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
@@ -304,6 +321,7 @@ export async function buildImage(name = "default", opts: BuildImageOptions = {})
     }
   }
 
+  ensureHostPackages();
   const versions = await debianVersions();
   const hash = recipeHash(recipeDir, versions);
   const dirName = imageDirName(name, hash);
