@@ -105,6 +105,18 @@ test("ping: resolves on the matching PONG, which also marks the agent connected"
   await assert.rejects(client.ping(50), { code: "AGENT_TIMEOUT" });
 });
 
+test("waitForAgent: a HELLO from an agent that starts late answers it at once", async () => {
+  const { client, sent, feed } = setup();
+  const started = Date.now();
+  const waiting = client.waitForAgent(60_000);
+  await tick();
+  assert.equal(sent.filter((l) => l.startsWith("PING ")).length, 1);
+  feed("HELLO tsvm-agent 1\n");
+  await waiting;
+  assert.ok(Date.now() - started < 1000);
+  assert.equal(client.connected, true);
+});
+
 test("timeout: the command is killed, rejected with AGENT_TIMEOUT; the next exec waits for its EXIT", async () => {
   const { client, sent, feed } = connected();
   await assert.rejects(client.exec("sleep 1000", { timeoutMs: 30 }), { code: "AGENT_TIMEOUT" });

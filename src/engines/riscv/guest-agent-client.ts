@@ -48,6 +48,8 @@ export const GUEST_AGENT_MAX_COMMAND = 16384;
 const HELLO = `HELLO tsvm-agent ${GUEST_AGENT_PROTOCOL_VERSION}`;
 const MAX_ID = 0x7fff_ffff;
 const NEWLINE = 0x0a;
+/** waitForAgent's interval between pings. */
+const WAIT_PING_MS = 5000;
 /** How long a new exec waits for a cancelled command's EXIT before giving up with AGENT_BUSY. */
 const DRAIN_MS = 10_000;
 
@@ -184,7 +186,7 @@ export class GuestAgentClient {
     }
   }
 
-  /** Resolves when the agent answers a PING within `timeoutMs`; rejects with AGENT_TIMEOUT otherwise. */
+  /** Resolves when the agent answers a PING (or says HELLO) within `timeoutMs`; rejects with AGENT_TIMEOUT otherwise. */
   ping(timeoutMs = 5000): Promise<void> {
     if (this.closedReason !== null)
       return Promise.reject(new GuestAgentError("AGENT_CLOSED", this.closedReason));
@@ -209,8 +211,9 @@ export class GuestAgentClient {
   }
 
   /**
-   * Pings once a second until the agent answers (a booting guest starts it late), for at most
-   * `timeoutMs`; rejects with AGENT_NOT_CONNECTED when it never does.
+   * Pings until the agent answers (a booting guest starts it late), for at most `timeoutMs`; rejects with
+   * AGENT_NOT_CONNECTED when it never does. The port keeps requests until the agent opens it and a HELLO
+   * counts as an answer, so a ping every few seconds is enough (and leaves little backlog to answer).
    */
   async waitForAgent(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
@@ -219,7 +222,7 @@ export class GuestAgentClient {
       if (this.isConnected) return;
       if (left <= 0) break;
       try {
-        await this.ping(Math.min(1000, left));
+        await this.ping(Math.min(WAIT_PING_MS, left));
         return;
       } catch (err) {
         if (!(err instanceof GuestAgentError) || err.code !== "AGENT_TIMEOUT") throw err;
@@ -468,6 +471,10 @@ export class GuestAgentClient {
    */
   private onHello(): void {
     this.isConnected = true;
+    // The agent is there: that answers every ping waiting.
+    const pings = [...this.pings.values()];
+    this.pings.clear();
+    for (const done of pings) done();
     if (this.running)
       this.failRunning(
         this.running.id,
