@@ -1,10 +1,16 @@
 // The engine adapter a VMM hosts for engine "riscv": a RiscvEngine booting the VM's image (OpenSBI, kernel,
-// initrd) with the VM's own disk, its serial console appended to console.log.
+// initrd) with the VM's own disk, its serial console appended to console.log, and the guest agent
+// (docs/guest-agent.md) on virtio-console port org.tsvm.agent.0 for graceful power-off and exec.
 
 import { createWriteStream } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { FileBlockBackend } from "../engines/backends/file-block-backend.ts";
 import type { ExitReason } from "../engines/engine.ts";
+import {
+  GUEST_AGENT_PORT_NAME,
+  GuestAgentClient,
+  GuestAgentError,
+} from "../engines/riscv/guest-agent-client.ts";
 import { RiscvEngine, type RiscvEngineOptions } from "../engines/riscv/riscv-engine.ts";
 import { findImage } from "../images/image-store.ts";
 import { readSnapshot, writeSnapshot } from "./snapshot-file.ts";
@@ -18,6 +24,13 @@ const ARCH = "riscv64";
 
 /** The kernel command line of a VM booted from an image (the serial console is where console.log reads). */
 const BOOTARGS = "console=ttyS0 earlycon=sbi";
+
+/** The agent's virtio-console port: port 0 is the console itself, the named ports follow in order. */
+const AGENT_PORT = 1;
+/** How long a power-off request may take to be refused (agent busy, gone) before it counts as asked. */
+const POWER_OFF_REFUSAL_MS = 1000;
+/** After a restore the agent runs on but says nothing: ping it for this long so a stop can ask it. */
+const RESTORE_AGENT_WAIT_MS = 60_000;
 
 type GuestExit = { reason: "poweroff" | "crashed"; detail: string };
 
@@ -70,6 +83,16 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
   consoleLog.on("error", () => {}); // a full disk must not take the guest down; the log is best effort
   let output: ((bytes: Uint8Array) => void) | undefined;
   let engine: RiscvEngine;
+  let agent: GuestAgentClient | undefined;
+  let agentWasConnected = false;
+  // vmm.log says when the agent shows itself: the moment a graceful stop or an exec becomes possible.
+  const agentInput = (bytes: Uint8Array) => {
+    agent?.receive(bytes);
+    const connected = agent?.connected ?? false;
+    if (connected && !agentWasConnected)
+      process.stderr.write(`${new Date().toISOString()} guest agent connected\n`);
+    agentWasConnected = connected;
+  };
   try {
     engine = new RiscvEngine({
       config: {
@@ -89,12 +112,30 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
         },
       },
       disks: [countedDisk],
+      virtioConsole: {
+        // Port 0 (hvc0) has no reader on the host; the kernel uses the serial console.
+        sink: { write: () => {} },
+        ports: [{ name: GUEST_AGENT_PORT_NAME, sink: { write: (bytes) => agentInput(bytes) } }],
+      },
     });
   } catch (e) {
     await disk.close();
     consoleLog.end();
     throw e;
   }
+  const running = engine;
+  agent = new GuestAgentClient(
+    (bytes) => {
+      const taken = running.sendVirtioConsole(AGENT_PORT, bytes);
+      // The device queues up to 1 MiB for a port; a guest that reads none of it is not serving its agent.
+      if (taken !== bytes.length)
+        throw new GuestAgentError("AGENT_BUSY", "the guest is not reading its agent's virtio-console port");
+    },
+    { onProtocolError: (m) => process.stderr.write(`guest agent protocol error: ${m}\n`) },
+  );
+  const agentClient = agent;
+  /** The exec in flight, so that a stop can cancel it: the agent runs one command at a time. */
+  let execAbort: AbortController | undefined;
   let onExit: ((exit: GuestExit) => void) | undefined;
   let closed = false;
 
@@ -107,14 +148,45 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
         await engine.restoreState(await readSnapshot(spec.stateDir, { arch: ARCH }));
       }
       void engine.exited.then((reason) => {
+        agentClient.close("the guest stopped");
         const exit = guestExitOf(reason);
         if (exit && !closed) onExit?.(exit);
       });
       await engine.start();
+      // A booting guest's agent says HELLO; a restored one is already up and only answers pings.
+      if (mode === "restore") void agentClient.waitForAgent(RESTORE_AGENT_WAIT_MS).catch(() => {});
     },
     async requestPowerOff() {
-      // TODO(#4): ask the guest through its agent (virtio-console); until then a stop forces the VM off.
-      return false;
+      if (!agentClient.connected) return false;
+      execAbort?.abort();
+      // `poweroff` usually ends the guest before its EXIT can arrive: what matters is that it was sent.
+      // A refusal comes at once (busy, not connected, closed); then the VMM forces the guest off.
+      const asked = agentClient.exec("poweroff").then(
+        () => true,
+        (e: Error) => e instanceof GuestAgentError && e.code === "AGENT_CLOSED",
+      );
+      return Promise.race([
+        asked,
+        new Promise<boolean>((resolve) => setTimeout(resolve, POWER_OFF_REFUSAL_MS, true).unref()),
+      ]);
+    },
+    async exec(command, options) {
+      if (!agentClient.connected) await agentClient.waitForAgent(options.agentWaitMs);
+      const abort = new AbortController();
+      const onCancel = () => abort.abort();
+      options.signal.addEventListener("abort", onCancel);
+      if (options.signal.aborted) abort.abort();
+      execAbort = abort;
+      try {
+        return await agentClient.exec(command, {
+          onOutput: options.onOutput,
+          timeoutMs: options.timeoutMs,
+          signal: abort.signal,
+        });
+      } finally {
+        options.signal.removeEventListener("abort", onCancel);
+        if (execAbort === abort) execAbort = undefined;
+      }
     },
     async pause() {
       if (engine.state === "running") await engine.pause();
@@ -140,6 +212,7 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
     },
     async close() {
       closed = true;
+      agentClient.close("the VM stopped");
       if (engine.state !== "exited") await engine.stop();
       await disk.close();
       await new Promise<void>((resolve) => consoleLog.end(resolve));

@@ -73,6 +73,19 @@ export interface HelloResult {
   readonly startedAt: string;
 }
 
+export type GuestOutputStream = "stdout" | "stderr";
+
+export interface GuestExecOptions {
+  /** Each chunk of the command's output as it arrives. */
+  readonly onOutput: (bytes: Uint8Array, stream: GuestOutputStream) => void;
+  /** Kill the command after this long (ms); none when absent. */
+  readonly timeoutMs?: number;
+  /** How long to wait for the guest's agent to answer when it has not yet (a guest still booting). */
+  readonly agentWaitMs: number;
+  /** Kills the command (the caller went away). */
+  readonly signal: AbortSignal;
+}
+
 /**
  * What a VMM hosts: one guest, behind an engine. An engine adapter (for the RiscvEngine, later the KVM
  * engine) implements it; `createGuest` in the engine module builds one from the spec.
@@ -102,6 +115,11 @@ export interface VmmGuest {
   consoleInput(bytes: Uint8Array): void;
   /** Registers the receiver of the guest's serial console output (besides console.log). */
   onConsoleOutput(callback: (bytes: Uint8Array) => void): void;
+  /**
+   * Runs `sh -c command` in the guest through its agent and resolves with its exit status. Absent when
+   * the engine has no guest agent. Rejects with an error whose `code` says why (e.g. AGENT_NOT_CONNECTED).
+   */
+  exec?(command: string, options: GuestExecOptions): Promise<{ exitCode: number }>;
 }
 
 export type GuestFactory = (spec: VmmSpec) => Promise<VmmGuest>;
