@@ -135,6 +135,13 @@ test("long output: seq 1 20000 arrives complete and in order", { skip }, async (
   assert.equal(r.stdout.toString(), expected);
 });
 
+test("a command ended by a signal reports 128+N, and nothing but its own output", { skip }, async () => {
+  const r = await run("echo before; kill -9 $$; echo after");
+  assert.equal(r.exitCode, 137);
+  assert.equal(r.stdout.toString(), "before\n");
+  assert.equal(r.stderr.toString(), "");
+});
+
 test("a command that never ends is killed on timeout, with its children; the agent serves the next", {
   skip,
 }, async () => {
