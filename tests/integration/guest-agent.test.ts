@@ -120,6 +120,11 @@ test("echo hi; exit 7 → stdout 'hi\\n' and exit status 7", { skip }, async () 
   assert.equal(r.stderr.length, 0);
 });
 
+test("commands run as root in / with HOME=/root and stdin at end of file", { skip }, async () => {
+  const r = await run("id -u; pwd; echo $HOME; cat; echo eof");
+  assert.equal(r.stdout.toString(), "0\n/\n/root\neof\n");
+});
+
 test("binary output arrives byte for byte; stderr is kept apart", { skip }, async () => {
   const r = await run("printf '\\0\\1\\2\\377'; echo oops >&2");
   assert.equal(r.exitCode, 0);
