@@ -157,6 +157,15 @@ test("a command that never ends is killed on timeout, with its children; the age
   assert.equal(r.stdout.toString(), "0\nnext\n");
 });
 
+test("a cancel sent right behind the request still stops the command", { skip }, async () => {
+  const ac = new AbortController();
+  const cancelled = client.exec("sleep 1003", { signal: ac.signal });
+  setTimeout(() => ac.abort(), 0);
+  await assert.rejects(cancelled, { code: "AGENT_ABORTED" });
+  const r = await run("ps | grep -c '[s]leep 1003'; echo next");
+  assert.equal(r.stdout.toString(), "0\nnext\n");
+});
+
 test("the agent leaves the serial console alone and never broke the protocol", { skip }, async () => {
   assert.doesNotMatch(serial, /HELLO|PONG|EXIT \d/);
   assert.match(serial, /~ # $/);
