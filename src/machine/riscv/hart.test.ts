@@ -10,6 +10,7 @@ import { GuestRam } from "../bus/guest-ram.ts";
 import type { AccessWidth, MmioDevice } from "../bus/mmio-device.ts";
 import { PhysBus } from "../bus/phys-bus.ts";
 import { Rv64Hart } from "./hart.ts";
+import { WARM_UP_BASE, WARM_UP_PROGRAM, WARM_UP_RAM_BYTES } from "./warm-up-program.ts";
 
 const RAM_BASE = 0x80000000;
 const EXIT_BASE = 0x100000;
@@ -867,4 +868,60 @@ test("a misaligned load from page 0 faults instead of hitting an empty TLB entry
     ${EXIT}`);
   assert.equal(m.run(), 5); // load access fault
   assert.equal(m.reg(12), 1n);
+});
+
+/** The flat binary WARM_UP_PROGRAM describes. */
+function warmUpImage(): Uint8Array {
+  const image = new Uint16Array(WARM_UP_RAM_BYTES / 2);
+  for (const part of WARM_UP_PROGRAM) image.set(part.halfwords, part.offset >> 1);
+  return new Uint8Array(image.buffer);
+}
+
+test("the embedded warm-up program is the assembly of warm-up-program.S", { skip }, () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsvm-warm-up-"));
+  try {
+    writeFileSync(join(dir, "link.ld"), LINK_LD);
+    execFileSync(
+      "riscv64-linux-gnu-gcc",
+      [
+        ...[
+          "-nostdlib",
+          "-nostartfiles",
+          "-static",
+          "-march=rv64gc",
+          "-mabi=lp64d",
+          "-T",
+          join(dir, "link.ld"),
+        ],
+        ...["-Wl,--build-id=none,--no-warn-rwx-segments", "-o", join(dir, "w.elf")],
+        join(import.meta.dirname, "warm-up-program.S"),
+      ],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    execFileSync("riscv64-linux-gnu-objcopy", ["-O", "binary", join(dir, "w.elf"), join(dir, "w.bin")]);
+    const assembled = new Uint8Array(readFileSync(join(dir, "w.bin")));
+    assert.deepEqual(warmUpImage().subarray(0, assembled.length), assembled);
+    assert.ok(
+      warmUpImage()
+        .subarray(assembled.length)
+        .every((b) => b === 0),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the warm-up program keeps looping (a broken one would stall in a trap loop and stop counting passes)", () => {
+  const ram = new GuestRam(WARM_UP_BASE, WARM_UP_RAM_BYTES);
+  ram.u8.set(warmUpImage());
+  const hart = new Rv64Hart(0, new PhysBus(ram), { mtime: () => 0 });
+  hart.setPc(WARM_UP_BASE, 0);
+  let n = 0;
+  for (let k = 0; k < 20; k++) n += hart.run(1000);
+  assert.equal(n, 20_000);
+  // s1 (x9) counts passes (about 140 instructions each): a program stuck in a trap loop would stop counting.
+  assert.ok(hart.x[2 * 9] > 100, `only ${hart.x[2 * 9]} passes`);
+  const state = hart.saveState();
+  assert.equal(state.csr[22], 5); // mcause: the load access fault of "ld a0, 0(zero)"
+  assert.equal(state.x[2 * 8], 0x80008000 | 0); // s0 (x8) still points at the data page
 });

@@ -6,12 +6,14 @@
 // uses BigInt. A memory access that faults records cause/tval on the hart and throws the preallocated
 // TRAP_SIGNAL; run() catches it outside the inner loop and enters the trap.
 
-import type { PhysBus } from "../bus/phys-bus.ts";
+import { GuestRam } from "../bus/guest-ram.ts";
+import { PhysBus } from "../bus/phys-bus.ts";
 import { type ComponentState, checkState } from "../state/stateful.ts";
 import { executeFp as importedExecuteFp } from "./fpu.ts";
 import * as md from "./mul-div-64.ts";
 import * as spec from "./priv-spec.ts";
 import { RVC_TABLE as IMPORTED_RVC_TABLE } from "./rvc.ts";
+import { WARM_UP_BASE, WARM_UP_PROGRAM, WARM_UP_RAM_BYTES } from "./warm-up-program.ts";
 
 // Imported bindings copied into module constants: a loader that compiles modules to CommonJS (tsx) turns
 // every use of an imported name into a getter call, which costs more than the instruction itself here.
@@ -286,6 +288,10 @@ export class Rv64Hart {
     this.u8 = bus.ram.u8;
     this.u16 = bus.ram.u16;
     this.i32 = bus.ram.i32;
+    if (!warmedUp) {
+      warmedUp = true;
+      warmUp();
+    }
   }
 
   setPc(lo: number, hi: number): void {
@@ -2183,6 +2189,26 @@ export class Rv64Hart {
     this.selectTlbs();
     this.breakOut = true;
   }
+}
+
+let warmedUp = false;
+
+/** Instructions of warm-up-program.S the warm-up runs: about 40 passes of its loop, in 20 calls of run(). */
+const WARM_UP_RUNS = 20;
+const WARM_UP_BUDGET = 1000;
+
+/**
+ * Runs warm-up-program.S on a scratch hart, once per process. V8 optimizes the inner loop only with what it
+ * has seen run: a path first taken later (a rarer load width, a branch condition, a TLB miss) throws the
+ * optimized code away and recompiles it. Booting Linux did that about 30 times (1.3 s of compiling); having
+ * seen every path first, it settles after about 8. Harts share that knowledge, as they share their code.
+ */
+function warmUp(): void {
+  const ram = new GuestRam(WARM_UP_BASE, WARM_UP_RAM_BYTES);
+  for (const part of WARM_UP_PROGRAM) ram.u16.set(part.halfwords, part.offset >> 1);
+  const hart = new Rv64Hart(0, new PhysBus(ram), { mtime: () => 0 });
+  hart.setPc(WARM_UP_BASE, 0);
+  for (let k = 0; k < WARM_UP_RUNS; k++) hart.run(WARM_UP_BUDGET);
 }
 
 /** One set of direct-mapped TLBs: read, write and fetch. */
