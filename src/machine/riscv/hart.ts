@@ -1733,7 +1733,16 @@ export class Rv64Hart {
     let level = levels - 1;
     let pteOff = 0;
     for (;;) {
-      const vpn = Math.floor(vpnAll / 2 ** (9 * level)) % 512;
+      // VPN[level] is virtual-address bits 12+9·level … 20+9·level: taken from the 32-bit halves with shifts
+      // (a floating-point division per level cost more than the rest of the step).
+      const vpn =
+        level === 0
+          ? (lo >>> 12) & 511
+          : level === 1
+            ? (lo >>> 21) & 511
+            : level === 2
+              ? ((lo >>> 30) | (hi << 2)) & 511
+              : (hi >>> 7) & 511;
       pteOff = this.bus.ramOffset(base + vpn * 8, 8);
       // A page-table entry outside RAM is an access fault of the original access type.
       if (pteOff < 0) this.fault(accessFaultCause(access), lo, hi);
