@@ -7,6 +7,8 @@ import { apiSocketPath } from "./data-dir.ts";
 import type {
   ApiErrorBody,
   EventList,
+  ExecChunk,
+  ExecRequest,
   HostInfo,
   InsertInstanceRequest,
   Instance,
@@ -156,6 +158,83 @@ export class ApiClient {
         res.on("error", () => resolve());
       });
       req.end();
+    });
+  }
+
+  /**
+   * Runs a command in the VM's guest (POST /instances/{name}/exec): `onOutput` gets each chunk of its
+   * stdout/stderr as it arrives; resolves with its exit status. Rejects ApiError: the server's error, the
+   * stream's late error (status 500 with its reason), or `exec-interrupted` when the stream ends without
+   * an exit status. Aborting `signal` closes the request, which kills the command.
+   */
+  exec(
+    name: string,
+    req: ExecRequest,
+    onOutput: (bytes: Buffer, stream: "stdout" | "stderr") => void,
+    signal?: AbortSignal,
+  ): Promise<{ exitCode: number }> {
+    const payload = JSON.stringify(req);
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const settle = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        fn();
+      };
+      const http = request({
+        ...this.target(),
+        method: "POST",
+        path: `${API_BASE}/instances/${encodeURIComponent(name)}/exec`,
+        headers: {
+          ...this.headers(),
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(payload),
+        },
+      });
+      const onAbort = () => {
+        http.destroy();
+        settle(() => reject(new ApiError(0, "exec-cancelled", "the command was cancelled")));
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      http.on("close", () => signal?.removeEventListener("abort", onAbort));
+      http.on("error", (e) => settle(() => reject(unreachable(this.endpoint, e))));
+      http.on("response", (res) => {
+        if (res.statusCode !== 200) {
+          readAll(res).then(
+            (text) => settle(() => reject(toApiError(res.statusCode ?? 0, text))),
+            (e: Error) => settle(() => reject(e)),
+          );
+          return;
+        }
+        res.setEncoding("utf8");
+        let buffer = "";
+        const interrupted = () =>
+          new ApiError(0, "exec-interrupted", "the daemon closed the exec stream before the command ended");
+        res.on("data", (chunk: string) => {
+          buffer += chunk;
+          for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
+            const line = buffer.slice(0, nl);
+            buffer = buffer.slice(nl + 1);
+            if (!line) continue;
+            let msg: ExecChunk;
+            try {
+              msg = JSON.parse(line) as ExecChunk;
+            } catch {
+              http.destroy();
+              return settle(() =>
+                reject(new ApiError(200, "bad-response", "the daemon sent an exec line that is not JSON")),
+              );
+            }
+            if ("stream" in msg) onOutput(Buffer.from(msg.data, "base64"), msg.stream);
+            else if ("exitCode" in msg) settle(() => resolve({ exitCode: msg.exitCode }));
+            else if ("error" in msg)
+              settle(() => reject(new ApiError(500, msg.error.code, msg.error.message)));
+          }
+        });
+        res.on("end", () => settle(() => reject(interrupted())));
+        res.on("error", () => settle(() => reject(interrupted())));
+      });
+      http.end(payload);
     });
   }
 

@@ -1,6 +1,6 @@
 // Checks a JSON value against a schema of src/api/openapi.json (the OpenAPI 3.0 subset that document
-// uses: $ref, type, nullable, enum, required, properties, additionalProperties, items, allOf, pattern,
-// minimum, maximum), so that tests hold every response to the published document.
+// uses: $ref, type, nullable, enum, required, properties, additionalProperties, items, allOf, oneOf,
+// pattern, minimum, maximum), so that tests hold every response to the published document.
 
 export type Schema = Record<string, unknown>;
 
@@ -30,6 +30,13 @@ export function validateAgainst(doc: OpenApiDocument, schema: Schema, value: unk
     if (v === null) {
       if (s.nullable !== true) problems.push(`${at}: is null, which the schema does not allow`);
       return;
+    }
+    if (Array.isArray(s.oneOf)) {
+      const matching = (s.oneOf as Schema[]).filter((sub) => validateAgainst(doc, sub, v, at).length === 0);
+      if (matching.length !== 1)
+        problems.push(
+          `${at}: matches ${matching.length} of the ${s.oneOf.length} oneOf schemas, not exactly one`,
+        );
     }
     if (Array.isArray(s.allOf))
       for (const sub of s.allOf as Schema[]) check({ ...resolve(sub), nullable: s.nullable }, v, at);

@@ -162,6 +162,29 @@ export interface ApiErrorBody {
 }
 
 /** The API's path prefix. */
+/** POST /v1/instances/{name}/exec: runs `sh -c command` in the guest through its agent. */
+export interface ExecRequest {
+  readonly command: string;
+  /** Kill the command after this many seconds (1–86400); no limit when absent. */
+  readonly timeoutSec?: number;
+  /** How long to wait for the agent of a guest still booting (0–600 s, default 60). */
+  readonly agentWaitSec?: number;
+}
+
+/**
+ * One line of the exec answer (application/x-ndjson): chunks of output in order, then one line with the
+ * exit status, or with an error when the command failed after output had started.
+ */
+export type ExecChunk =
+  | { readonly stream: "stdout" | "stderr"; readonly data: string }
+  | { readonly exitCode: number }
+  | { readonly error: { readonly code: string; readonly message: string } };
+
+export const MAX_EXEC_COMMAND_BYTES = 16384;
+export const MAX_EXEC_TIMEOUT_SECONDS = 86400;
+export const MAX_AGENT_WAIT_SECONDS = 600;
+export const DEFAULT_AGENT_WAIT_SECONDS = 60;
+
 export const API_BASE = "/v1";
 /** Largest request body the server reads. */
 export const MAX_REQUEST_BYTES = 64 * 1024;

@@ -15,6 +15,7 @@ Commands:
   operations   wait for or show operations       daemon     run, stop or query the daemon
   logs         a VM's console history            top        live per-VM CPU, MIPS, memory, disk
   console      attach to a VM's serial console (Ctrl-A d detaches)
+  exec         run a command in a VM through its guest agent: tsvm exec NAME -- CMD…
 
 Run 'tsvm <command> --help' for a command's options.
 `;
@@ -38,6 +39,7 @@ export async function main(argv: string[]): Promise<number> {
   if (command === "logs") return (await import("./logs.ts")).logsCommand(rest);
   if (command === "top") return (await import("./top.ts")).topCommand(rest);
   if (command === "console") return (await import("./console.ts")).consoleCommand(rest);
+  if (command === "exec") return (await import("./exec.ts")).execCommand(rest);
   process.stderr.write(
     `tsvm: unknown command '${command}' (rest: ${rest.length} arguments); see 'tsvm --help'\n`,
   );

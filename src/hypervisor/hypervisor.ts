@@ -20,7 +20,7 @@ import {
 } from "./resources.ts";
 import { checkVmName, copyFileAtomic, VmExistsError, VmNotFoundError, type VmStore } from "./store.ts";
 import { VM_RECORD_FORMAT_VERSION, type VmRecord, withHistory } from "./vm-record.ts";
-import type { VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
+import type { VmmExecOptions, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
 
 /** Where a VM's root disk comes from: the images layer (findImage) in the daemon, files in tests. */
 export interface ImageCatalog {
@@ -196,6 +196,18 @@ export class Hypervisor {
         `the VM '${name}' is ${slot.record.status}; its console is not running`,
       );
     return slot.vmm.attachConsole();
+  }
+
+  /**
+   * Runs `sh -c command` in the VM's guest through its agent, streaming the output to `onOutput`, and
+   * resolves with the command's exit status. Legal only while RUNNING (IllegalActionError otherwise). Not
+   * an operation: it runs beside the VM's queue, and a stop or suspend meanwhile ends it (`not-running`).
+   */
+  async exec(name: string, command: string, options: VmmExecOptions): Promise<{ exitCode: number }> {
+    const slot = this.slot(name);
+    checkAction("exec", slot.record.status, slot.record.name);
+    if (!slot.vmm) throw new HypervisorError("not-running", `the VM '${name}' has no running VMM`);
+    return slot.vmm.exec(command, options);
   }
 
   /**

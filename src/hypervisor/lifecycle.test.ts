@@ -45,6 +45,7 @@ const EXPECTED_LEGAL: Record<VmAction, VmStatus[]> = {
   resume: ["SUSPENDED"],
   delete: ["RUNNING", "TERMINATED", "SUSPENDED"],
   setMachineType: ["TERMINATED"],
+  exec: ["RUNNING"],
 };
 
 test("every (from, to) pair: legal ones return the target, illegal ones throw naming both states", () => {
@@ -126,4 +127,5 @@ test("each action's first status is reachable by a legal transition from every s
   }
   assert.equal(firstStatusOf("reset"), undefined);
   assert.equal(firstStatusOf("setMachineType"), undefined);
+  assert.equal(firstStatusOf("exec"), undefined);
 });

@@ -78,6 +78,7 @@ export const VM_ACTIONS = [
   "resume",
   "delete",
   "setMachineType",
+  "exec",
 ] as const;
 export type VmAction = (typeof VM_ACTIONS)[number];
 
@@ -99,6 +100,8 @@ const ACTIONS: Readonly<Record<VmAction, { readonly from: readonly VmStatus[]; r
     delete: { from: ["RUNNING", "TERMINATED", "SUSPENDED"] },
     // Compute Engine changes the machine type only of a stopped instance.
     setMachineType: { from: ["TERMINATED"] },
+    // A command runs in the guest through its agent: there must be a running guest.
+    exec: { from: ["RUNNING"] },
   };
 
 export class IllegalActionError extends HypervisorError {

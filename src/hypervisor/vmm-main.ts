@@ -18,6 +18,9 @@ import {
   type GuestFactory,
   type HelloResult,
   LineDecoder,
+  MAX_AGENT_WAIT_MS,
+  MAX_EXEC_COMMAND_BYTES,
+  MAX_EXEC_TIMEOUT_MS,
   VMM_PROTOCOL_VERSION,
   type VmmExitRecord,
   type VmmGuest,
@@ -120,6 +123,74 @@ async function suspendGuest(g: VmmGuest): Promise<void> {
   await rm(old, { recursive: true, force: true });
 }
 
+/** The guest agent's error codes (GuestAgentErrorCode) as the hypervisor's; unknown ones are agent-error. */
+const EXEC_ERROR_CODES: Readonly<Record<string, string>> = {
+  AGENT_NOT_CONNECTED: "agent-not-connected",
+  AGENT_TIMEOUT: "exec-timeout",
+  AGENT_BUSY: "agent-busy",
+  AGENT_BAD_COMMAND: "invalid-argument",
+  AGENT_ABORTED: "exec-cancelled",
+  AGENT_CLOSED: "not-running",
+};
+
+/** exec: streams the command's output as `output` messages, then its exit status; a closed connection kills it. */
+async function execCommand(
+  g: VmmGuest,
+  req: VmmRequest,
+  socket: Socket,
+  reply: (msg: Omit<VmmResponse, "id">) => void,
+): Promise<void> {
+  if (!g.exec) {
+    reply({
+      error: {
+        code: "agent-unavailable",
+        message: `the ${spec.engine} engine has no guest agent to run commands in the guest`,
+      },
+    });
+    return;
+  }
+  const command = req.params?.command;
+  if (
+    typeof command !== "string" ||
+    command.length === 0 ||
+    Buffer.byteLength(command) > MAX_EXEC_COMMAND_BYTES
+  ) {
+    reply({
+      error: {
+        code: "invalid-argument",
+        message: `the command must be text of 1 to ${MAX_EXEC_COMMAND_BYTES} bytes`,
+      },
+    });
+    return;
+  }
+  const bound = (v: unknown, max: number): number | undefined =>
+    typeof v === "number" && Number.isFinite(v) && v > 0 ? Math.min(v, max) : undefined;
+  const abort = new AbortController();
+  const onClose = () => abort.abort();
+  socket.once("close", onClose);
+  try {
+    const { exitCode } = await g.exec(command, {
+      onOutput: (bytes, stream) =>
+        reply({
+          output: {
+            stream,
+            data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64"),
+          },
+        }),
+      timeoutMs: bound(req.params?.timeoutMs, MAX_EXEC_TIMEOUT_MS),
+      agentWaitMs: bound(req.params?.agentWaitMs, MAX_AGENT_WAIT_MS) ?? 0,
+      signal: abort.signal,
+    });
+    reply({ result: { exitCode } });
+  } catch (e) {
+    const agentCode = (e as { code?: unknown }).code;
+    const code = (typeof agentCode === "string" && EXEC_ERROR_CODES[agentCode]) || "agent-error";
+    reply({ error: { code, message: (e as Error).message } });
+  } finally {
+    socket.off("close", onClose);
+  }
+}
+
 async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<void> {
   const reply = (msg: Omit<VmmResponse, "id">) => {
     if (!socket.destroyed) socket.write(encodeMessage({ id: req.id, ...msg }));
@@ -183,6 +254,9 @@ async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<voi
         socket.on("close", () => consoleViewers.delete(socket));
         return;
       }
+      case "exec":
+        await execCommand(g, req, socket, reply);
+        return;
       case "stats": {
         // The VMM process's own figures beside the engine's: what `top` shows and a cap is measured by.
         const cpu = process.cpuUsage();

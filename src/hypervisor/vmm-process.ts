@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { HypervisorError } from "./hypervisor-error.ts";
 import { type VmPaths, writeFileAtomic } from "./store.ts";
 import type { VmRecord } from "./vm-record.ts";
-import type { LaunchMode, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
+import type { LaunchMode, VmmExecOptions, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
 import {
   encodeMessage,
   type HelloResult,
@@ -353,6 +353,75 @@ class SocketVmmHandle implements VmmHandle {
       socket.once("close", () => reject(gone()));
     });
     return socket;
+  }
+
+  async exec(command: string, options: VmmExecOptions): Promise<{ exitCode: number }> {
+    const gone = () =>
+      new HypervisorError("not-running", `the VM '${this.vm.name}' stopped while the command ran`);
+    // A connection of its own: closing it is how a caller that went away kills the command.
+    const socket = await new Promise<Socket>((resolve, reject) => {
+      const s = connect(this.socketPath);
+      s.once("connect", () => resolve(s));
+      s.once("error", () =>
+        reject(new HypervisorError("not-running", `the VM '${this.vm.name}' has no running VMM`)),
+      );
+    });
+    socket.on("error", () => {});
+    const onAbort = () => socket.destroy();
+    options.signal?.addEventListener("abort", onAbort);
+    if (options.signal?.aborted) socket.destroy();
+    try {
+      return await new Promise<{ exitCode: number }>((resolve, reject) => {
+        let settled = false;
+        const settle = (fn: () => void) => {
+          if (settled) return;
+          settled = true;
+          fn();
+          socket.destroy();
+        };
+        socket.setEncoding("utf8");
+        const decoder = new LineDecoder(
+          (raw) => {
+            const msg = raw as VmmResponse;
+            if (msg.output) {
+              const stream = msg.output.stream === "stderr" ? "stderr" : "stdout";
+              options.onOutput(new Uint8Array(Buffer.from(String(msg.output.data), "base64")), stream);
+            } else if (msg.error) {
+              settle(() => reject(new HypervisorError(msg.error!.code, msg.error!.message)));
+            } else {
+              const exitCode = (msg.result as { exitCode?: unknown } | undefined)?.exitCode;
+              settle(() =>
+                typeof exitCode === "number"
+                  ? resolve({ exitCode })
+                  : reject(
+                      new HypervisorError("vmm-error", "the VMM answered an exec without an exit status"),
+                    ),
+              );
+            }
+          },
+          (problem) => settle(() => reject(new HypervisorError("vmm-error", problem))),
+        );
+        socket.on("data", (chunk: string) => decoder.push(chunk));
+        socket.once("close", () =>
+          settle(() =>
+            reject(
+              options.signal?.aborted
+                ? new HypervisorError("exec-cancelled", "the command was cancelled")
+                : gone(),
+            ),
+          ),
+        );
+        socket.write(
+          encodeMessage({
+            id: 1,
+            method: "exec",
+            params: { command, timeoutMs: options.timeoutMs, agentWaitMs: options.agentWaitMs },
+          }),
+        );
+      });
+    } finally {
+      options.signal?.removeEventListener("abort", onAbort);
+    }
   }
 
   kill(): void {

@@ -1,8 +1,11 @@
 // The protocol between the daemon and a VMM process: the files a VMM leaves in its VM's directory (spec,
 // pid + socket, exit record) and the newline-delimited JSON messages on its control socket.
 //
-//   daemon → vmm   {"id":1,"method":"hello"|"stop"|"reset"|"suspend"|"stats","params":{…}}
+//   daemon → vmm   {"id":1,"method":"hello"|"stop"|"reset"|"suspend"|"stats"|"exec","params":{…}}
 //   vmm → daemon   {"id":1,"result":{…}}  or  {"id":1,"error":{"code":"…","message":"…"}}
+//   exec only:     {"id":1,"output":{"stream":"stdout"|"stderr","data":"<base64>"}} for each chunk of the
+//                  command's output, before its {"id":1,"result":{"exitCode":N}}; closing the connection
+//                  kills the command (the daemon runs each exec on a connection of its own).
 //
 // Exit detection does not depend on being the VMM's parent (a restarted daemon is not): the control
 // socket closes when the VMM dies, and the VMM writes exit.json before it exits on purpose; a VMM gone
@@ -52,19 +55,29 @@ export type VmmExitRecord = VmmExit & { readonly vmId: string; readonly at: stri
  * "attachConsole" turns its connection into a raw byte stream once answered: the guest's serial console
  * output goes to every attached connection, and what a connection sends is typed into the console.
  */
-export type VmmMethod = "hello" | "stop" | "reset" | "suspend" | "stats" | "attachConsole";
+export type VmmMethod = "hello" | "stop" | "reset" | "suspend" | "stats" | "attachConsole" | "exec";
 
 export interface VmmRequest {
   readonly id: number;
   readonly method: VmmMethod;
-  readonly params?: { readonly timeoutMs?: number };
+  /** stop: timeoutMs; exec: command, timeoutMs (optional) and agentWaitMs. */
+  readonly params?: { readonly timeoutMs?: number; readonly command?: string; readonly agentWaitMs?: number };
 }
 
 export interface VmmResponse {
   readonly id: number;
   readonly result?: unknown;
   readonly error?: { readonly code: string; readonly message: string };
+  /** exec: a chunk of the command's output (base64), before the result. */
+  readonly output?: { readonly stream: GuestOutputStream; readonly data: string };
 }
+
+/** Longest command an exec takes (UTF-8 bytes), as the guest agent does. */
+export const MAX_EXEC_COMMAND_BYTES = 16384;
+/** Longest wait for a booting guest's agent that an exec may ask for. */
+export const MAX_AGENT_WAIT_MS = 600_000;
+/** Longest run an exec may ask for (a day); none at all when not asked. */
+export const MAX_EXEC_TIMEOUT_MS = 86_400_000;
 
 export interface HelloResult {
   readonly protocol: number;

@@ -16,6 +16,17 @@ export type VmmExit =
   /** The engine reported an internal error, or the process died without saying why (signal, crash). */
   | { readonly reason: "crashed"; readonly detail: string };
 
+export interface VmmExecOptions {
+  /** Each chunk of the command's output as it arrives. */
+  readonly onOutput: (bytes: Uint8Array, stream: "stdout" | "stderr") => void;
+  /** Kill the command after this long (ms); none when absent. */
+  readonly timeoutMs?: number;
+  /** How long to wait for the agent of a guest still booting. */
+  readonly agentWaitMs: number;
+  /** Kills the command (the caller went away). */
+  readonly signal?: AbortSignal;
+}
+
 export interface VmmHandle {
   readonly pid: number;
   /** Settles once, when the VMM process is gone. Never rejects. */
@@ -36,6 +47,11 @@ export interface VmmHandle {
    * it is typed into the console. Several may be open at once.
    */
   attachConsole(): Promise<Duplex>;
+  /**
+   * Runs `sh -c command` in the guest through its agent; resolves with its exit status. Rejects with a
+   * HypervisorError (e.g. `agent-not-connected`, `agent-unavailable`, `exec-timeout`).
+   */
+  exec(command: string, options: VmmExecOptions): Promise<{ exitCode: number }>;
   /** Ends the VMM at once (SIGKILL). */
   kill(): void;
   /** Lets go of the VMM without stopping it (daemon shutdown); a later daemon re-attaches. */

@@ -1,14 +1,18 @@
 // End to end with real Linux and the guest agent: a VM of the default image through the daemon (started on
-// demand by bin/tsvm), stopped gracefully — the agent runs `poweroff` in the guest, which powers itself off
-// before the stop timeout would force it.
+// demand by bin/tsvm); `tsvm exec` while it boots (waiting for the agent) and after, the exec stream of the
+// API checked against openapi.json, and a graceful stop — the agent runs `poweroff` in the guest, which
+// powers itself off before the stop timeout would force it.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { ApiClient } from "../../src/api/client.ts";
+import { apiSocketPath } from "../../src/api/data-dir.ts";
+import { type OpenApiDocument, validateAgainst } from "../../src/api/openapi-validator.ts";
 import { findImage } from "../../src/images/image-store.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -58,14 +62,96 @@ function agentConnected(): Promise<true> {
   });
 }
 
+test("tsvm exec while the guest boots: waits for the agent, streams stdout and stderr, exits with the status", {
+  skip: !image,
+  timeout: BOOT_TIMEOUT_MS + 120_000,
+}, async () => {
+  await writeFile(join(home, "config.json"), JSON.stringify({ stopTimeoutMs: STOP_TIMEOUT_MS }));
+  const created = await tsvm("create", "vm", "--memory", "256M", "--async");
+  assert.equal(created.code, 0, created.stderr);
+  await until("the VM running", async () =>
+    (await client.getInstance("vm")).status === "RUNNING" ? true : undefined,
+  );
+  const r = await tsvm(
+    "exec",
+    "vm",
+    "--agent-wait",
+    String(Math.ceil(BOOT_TIMEOUT_MS / 1000)),
+    "--",
+    "sh",
+    "-c",
+    "echo hi; echo err >&2; exit 7",
+  );
+  assert.equal(r.stdout, "hi\n");
+  assert.equal(r.stderr, "err\n");
+  assert.equal(r.code, 7);
+});
+
+test("tsvm exec: arguments arrive as they were given; exit status 0; an unknown VM fails clearly", {
+  skip: !image,
+}, async () => {
+  const r = await tsvm("exec", "vm", "--", "printf", "%s|", "a b", "it's", "$HOME");
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, "a b|it's|$HOME|");
+  const unknown = await tsvm("exec", "nosuchvm", "--", "true");
+  assert.equal(unknown.code, 255);
+  assert.match(unknown.stderr, /nosuchvm/);
+  const usage = await tsvm("exec", "vm");
+  assert.equal(usage.code, 2);
+  assert.match(usage.stderr, /give the command after '--'/);
+});
+
+test("the API's exec stream: every NDJSON line conforms to ExecChunk; output then the exit status", {
+  skip: !image,
+}, async () => {
+  const doc = JSON.parse(await readFile(join(root, "src/api/openapi.json"), "utf8")) as OpenApiDocument;
+  const body = JSON.stringify({ command: "seq 1 3000; echo done >&2; exit 3", timeoutSec: 120 });
+  const { status, type, text } = await new Promise<{ status: number; type: string; text: string }>(
+    (done, fail) => {
+      const req = request({
+        socketPath: apiSocketPath(home),
+        method: "POST",
+        path: "/v1/instances/vm/exec",
+        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+      });
+      req.on("error", fail);
+      req.on("response", (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => (text += c));
+        res.on("end", () =>
+          done({ status: res.statusCode ?? 0, type: String(res.headers["content-type"]), text }),
+        );
+      });
+      req.end(body);
+    },
+  );
+  assert.equal(status, 200, text);
+  assert.equal(type, "application/x-ndjson");
+  const lines = text
+    .trimEnd()
+    .split("\n")
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  for (const line of lines)
+    assert.deepEqual(
+      validateAgainst(doc, { $ref: "#/components/schemas/ExecChunk" }, line),
+      [],
+      JSON.stringify(line),
+    );
+  assert.deepEqual(lines.at(-1), { exitCode: 3 });
+  const out = (stream: string) =>
+    Buffer.concat(
+      lines.filter((l) => l.stream === stream).map((l) => Buffer.from(String(l.data), "base64")),
+    ).toString();
+  assert.equal(out("stdout"), `${Array.from({ length: 3000 }, (_, i) => i + 1).join("\n")}\n`);
+  assert.equal(out("stderr"), "done\n");
+});
+
 test("stop asks the guest to power off through its agent; it is not forced", {
   skip: !image,
   timeout: BOOT_TIMEOUT_MS + STOP_TIMEOUT_MS + 120_000,
 }, async () => {
-  await writeFile(join(home, "config.json"), JSON.stringify({ stopTimeoutMs: STOP_TIMEOUT_MS }));
-  const created = await tsvm("create", "vm", "--memory", "256M");
-  assert.equal(created.code, 0, created.stderr);
-  await agentConnected();
+  await agentConnected(); // the VM of the tests above
 
   const started = Date.now();
   const stopped = await tsvm("stop", "vm");
@@ -80,4 +166,11 @@ test("stop asks the guest to power off through its agent; it is not forced", {
   // The VMM saw the guest's own power-off (SBI system reset), not a stop of its engine.
   const exit = JSON.parse(await readFile(join(home, "vms/vm/exit.json"), "utf8")) as { reason: string };
   assert.equal(exit.reason, "poweroff");
+
+  const late = await tsvm("exec", "vm", "--", "true");
+  assert.equal(late.code, 255);
+  assert.match(
+    late.stderr,
+    /cannot exec VM 'vm' while it is TERMINATED; exec is allowed only when the VM is RUNNING/,
+  );
 });

@@ -19,7 +19,9 @@ import { MACHINE_TYPES } from "../../hypervisor/machine-types.ts";
 import {
   API_BASE,
   type ApiErrorBody,
+  DEFAULT_AGENT_WAIT_SECONDS,
   type EventList,
+  type ExecChunk,
   type HostInfo,
   type Instance,
   type InstanceList,
@@ -40,7 +42,7 @@ import {
   OPCODE_PONG,
   OPCODE_TEXT,
 } from "../websocket.ts";
-import { ApiFailure, validateInsert, validateSetMachineType } from "./validation.ts";
+import { ApiFailure, validateExec, validateInsert, validateSetMachineType } from "./validation.ts";
 
 /** HTTP status for each HypervisorError code; anything not listed is a 500. */
 const STATUS_OF_CODE: Record<string, number> = {
@@ -55,6 +57,12 @@ const STATUS_OF_CODE: Record<string, number> = {
   "capacity-exceeded": 409,
   "corrupt-record": 409,
   "not-running": 409,
+  // exec: the guest's agent cannot take the command (none in this engine, not answering yet, busy).
+  "agent-unavailable": 409,
+  "agent-not-connected": 409,
+  "agent-busy": 409,
+  "exec-timeout": 504,
+  "agent-error": 502,
 };
 
 type Method = "GET" | "POST" | "DELETE";
@@ -164,6 +172,12 @@ export class ApiServer {
           hv.setMachineType(c.params.name!, validateSetMachineType(await c.body()).machineType),
       },
       {
+        method: "POST",
+        path: `${API_BASE}/instances/{name}/exec`,
+        operationId: "instances.exec",
+        handler: async (c) => this.exec(c),
+      },
+      {
         method: "GET",
         path: `${API_BASE}/instances/{name}/stats`,
         operationId: "instances.stats",
@@ -249,6 +263,47 @@ export class ApiServer {
   }
 
   /** Events after `after` (optionally of one instance); with watch=true, an NDJSON stream that follows. */
+  /**
+   * exec: an NDJSON stream of ExecChunk lines. The answer's head waits for the first chunk, so a command
+   * that cannot start (not RUNNING, no agent yet) gets a plain 4xx; an error after output has started is
+   * the stream's last line. A client that goes away kills the command.
+   */
+  private async exec(c: RequestContext): Promise<typeof STREAMING> {
+    const req = validateExec(await c.body());
+    const res = c.res;
+    const abort = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) abort.abort();
+    };
+    res.on("close", onClose);
+    const line = (chunk: ExecChunk) => {
+      if (!res.headersSent)
+        res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
+      res.write(`${JSON.stringify(chunk)}\n`);
+    };
+    try {
+      const { exitCode } = await this.hv.exec(c.params.name!, req.command, {
+        onOutput: (bytes, stream) =>
+          line({
+            stream,
+            data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64"),
+          }),
+        timeoutMs: req.timeoutSec === undefined ? undefined : req.timeoutSec * 1000,
+        agentWaitMs: (req.agentWaitSec ?? DEFAULT_AGENT_WAIT_SECONDS) * 1000,
+        signal: abort.signal,
+      });
+      line({ exitCode });
+    } catch (e) {
+      if (!res.headersSent) throw e;
+      const failure = toFailure(e);
+      line({ error: { code: failure.reason, message: failure.message } });
+    } finally {
+      res.off("close", onClose);
+    }
+    res.end();
+    return STREAMING;
+  }
+
   private async events(c: RequestContext): Promise<EventList | typeof STREAMING> {
     const after = intParam(c.query, "after", 0, Number.MAX_SAFE_INTEGER, 0);
     const limit = intParam(c.query, "limit", 1, 10000, 1000);

@@ -1,0 +1,100 @@
+// `tsvm exec NAME [--timeout S] [--agent-wait S] -- CMD…`: runs CMD in the VM's guest through its guest
+// agent, writes the command's stdout and stderr to ours as they arrive, and exits with its status.
+
+import { parseArgs } from "node:util";
+import { ApiError } from "../api/client.ts";
+import {
+  DEFAULT_AGENT_WAIT_SECONDS,
+  MAX_AGENT_WAIT_SECONDS,
+  MAX_EXEC_TIMEOUT_SECONDS,
+} from "../api/types.ts";
+import { connectDaemon } from "./daemon-connection.ts";
+
+const HELP = `Usage: tsvm exec NAME [--timeout S] [--agent-wait S] -- COMMAND [ARG…]
+
+Runs COMMAND with its arguments in the RUNNING VM NAME, through the guest agent of its image (the words
+are passed as they are, so use 'sh -c "…"' for pipes and redirections). Its stdout and stderr go to
+this command's stdout and stderr as they arrive; Ctrl-C kills it in the guest.
+
+Options:
+  --timeout S      kill the command after S seconds (1-${MAX_EXEC_TIMEOUT_SECONDS}; default: no limit)
+  --agent-wait S   while the guest still boots, wait up to S seconds for its agent (0-${MAX_AGENT_WAIT_SECONDS}; default ${DEFAULT_AGENT_WAIT_SECONDS})
+
+Exit status: the command's own (0-255; 128+N when signal N ended it), 2 for a usage error, 255 when
+the command could not be run (unknown VM, VM not RUNNING, no agent answering, timeout, …).
+`;
+
+/** Exit status when tsvm itself failed, as ssh does: the command's own statuses keep 0-254 (mostly). */
+const EXEC_FAILED = 255;
+
+/** One word for `sh -c`: left as it is when it has nothing special to sh, else single-quoted. */
+export function shellQuote(word: string): string {
+  if (/^[A-Za-z0-9_./=:,@%+-]+$/.test(word)) return word;
+  return `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+function usage(message: string): number {
+  process.stderr.write(`tsvm exec: ${message}\n${HELP}`);
+  return 2;
+}
+
+function seconds(value: string | undefined, option: string, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < min || n > max)
+    throw new Error(`--${option} must be a whole number of seconds from ${min} to ${max}`);
+  return n;
+}
+
+export async function execCommand(argv: string[]): Promise<number> {
+  const dashes = argv.indexOf("--");
+  const own = dashes < 0 ? argv : argv.slice(0, dashes);
+  const words = dashes < 0 ? [] : argv.slice(dashes + 1);
+  let parsed: { values: { timeout?: string; "agent-wait"?: string; help?: boolean }; positionals: string[] };
+  let timeoutSec: number | undefined;
+  let agentWaitSec: number | undefined;
+  try {
+    parsed = parseArgs({
+      args: own,
+      allowPositionals: true,
+      options: {
+        timeout: { type: "string" },
+        "agent-wait": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+    timeoutSec = seconds(parsed.values.timeout, "timeout", 1, MAX_EXEC_TIMEOUT_SECONDS);
+    agentWaitSec = seconds(parsed.values["agent-wait"], "agent-wait", 0, MAX_AGENT_WAIT_SECONDS);
+  } catch (e) {
+    return usage((e as Error).message);
+  }
+  if (parsed.values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (parsed.positionals.length !== 1) return usage("give exactly one VM name before '--'");
+  if (words.length === 0) return usage("give the command after '--'");
+  const name = parsed.positionals[0]!;
+  const command = words.map(shellQuote).join(" ");
+
+  const abort = new AbortController();
+  const onSigint = () => abort.abort();
+  process.once("SIGINT", onSigint);
+  try {
+    const client = await connectDaemon();
+    const { exitCode } = await client.exec(
+      name,
+      { command, timeoutSec, agentWaitSec },
+      (bytes, stream) => (stream === "stderr" ? process.stderr : process.stdout).write(bytes),
+      abort.signal,
+    );
+    return exitCode;
+  } catch (e) {
+    if (abort.signal.aborted) return 130; // as a shell reports a command ended by SIGINT
+    const message = e instanceof ApiError || e instanceof Error ? e.message : String(e);
+    process.stderr.write(`tsvm exec: ${message}\n`);
+    return EXEC_FAILED;
+  } finally {
+    process.off("SIGINT", onSigint);
+  }
+}
