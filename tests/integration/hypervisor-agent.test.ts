@@ -72,6 +72,10 @@ test("tsvm exec while the guest boots: waits for the agent, streams stdout and s
   await until("the VM running", async () =>
     (await client.getInstance("vm")).status === "RUNNING" ? true : undefined,
   );
+  // Just RUNNING, the kernel still booting: without waiting for the agent, a clear refusal.
+  const early = await tsvm("exec", "vm", "--agent-wait", "0", "--", "true");
+  assert.equal(early.code, 255);
+  assert.match(early.stderr, /no guest agent answered on virtio-console port org\.tsvm\.agent\.0/);
   const r = await tsvm(
     "exec",
     "vm",
@@ -99,6 +103,38 @@ test("tsvm exec: arguments arrive as they were given; exit status 0; an unknown 
   const usage = await tsvm("exec", "vm");
   assert.equal(usage.code, 2);
   assert.match(usage.stderr, /give the command after '--'/);
+});
+
+test("--timeout kills a command that runs too long; a cancelled exec is killed in the guest; the agent serves on", {
+  skip: !image,
+}, async () => {
+  const slow = await tsvm("exec", "vm", "--timeout", "2", "--", "sleep", "1000");
+  assert.equal(slow.code, 255);
+  assert.match(slow.stderr, /did not finish within 2000 ms and was killed/);
+
+  const abort = new AbortController();
+  let out = "";
+  const cancelled = client.exec(
+    "vm",
+    { command: "echo started; exec sleep 999" },
+    (bytes) => {
+      out += bytes.toString();
+      if (out.includes("started")) abort.abort();
+    },
+    abort.signal,
+  );
+  await assert.rejects(cancelled, /cancelled/);
+  // The agent is free again only once the killed command has ended: this exec proves both.
+  const ps = await until(
+    "the next exec",
+    async () => {
+      const r = await tsvm("exec", "vm", "--", "ps");
+      return r.code === 0 ? r.stdout : undefined;
+    },
+    60_000,
+  );
+  assert.doesNotMatch(ps, /sleep 999/);
+  assert.doesNotMatch(ps, /sleep 1000/);
 });
 
 test("the API's exec stream: every NDJSON line conforms to ExecChunk; output then the exit status", {
