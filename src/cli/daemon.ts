@@ -32,6 +32,9 @@ async function alive(pid: number): Promise<boolean> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
+  // A killed daemon stays a zombie until init reaps it; it is gone all the same.
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined);
+  if (stat !== undefined && /\) [ZX] /.test(stat)) return false;
   const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => undefined);
   return cmdline === undefined || cmdline.includes("tsvm-daemon");
 }

@@ -8,6 +8,7 @@ import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HypervisorError } from "./hypervisor-error.ts";
+import { processAlive } from "./process-alive.ts";
 import { type VmPaths, writeFileAtomic } from "./store.ts";
 import type { VmRecord } from "./vm-record.ts";
 import type { LaunchMode, VmmExecOptions, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
@@ -40,15 +41,6 @@ export interface ProcessVmmLauncherConfig {
 export class VmmStartError extends HypervisorError {
   constructor(vmName: string, problem: string) {
     super("vmm-start-failed", `the VM '${vmName}' could not be started: ${problem}`);
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 
@@ -153,7 +145,7 @@ export class ProcessVmmLauncher implements VmmLauncher {
   async reattach(vm: VmRecord, paths: VmPaths): Promise<VmmHandle | { exit: VmmExit }> {
     const text = await readFile(paths.vmm, "utf8").catch(() => undefined);
     const run = text === undefined ? undefined : parseRunRecord(text);
-    if (run && run.vmId === vm.id && isAlive(run.pid)) {
+    if (run && run.vmId === vm.id && processAlive(run.pid)) {
       const handle = await SocketVmmHandle.connect(vm, paths, run.pid, run.socketPath, undefined);
       if (handle) return handle;
       // Alive but deaf: a hung VMM cannot be controlled, so it is ended and repaired like a crashed one.
@@ -261,8 +253,8 @@ class SocketVmmHandle implements VmmHandle {
     this.pending.clear();
     if (this.detached) return;
     // The socket closes as the process exits; give the process a moment to be gone for good.
-    for (let i = 0; i < 50 && isAlive(this.pid); i++) await sleep(100);
-    if (isAlive(this.pid)) {
+    for (let i = 0; i < 50 && processAlive(this.pid); i++) await sleep(100);
+    if (processAlive(this.pid)) {
       try {
         process.kill(this.pid, "SIGKILL");
       } catch {}

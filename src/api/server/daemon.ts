@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { Hypervisor } from "../../hypervisor/hypervisor.ts";
 import { HypervisorError } from "../../hypervisor/hypervisor-error.ts";
 import { ImageCacheCatalog } from "../../hypervisor/image-catalog.ts";
+import { processAlive } from "../../hypervisor/process-alive.ts";
 import { capacityConfig, measureHostCapacity } from "../../hypervisor/resources.ts";
 import { VmStore, writeFileAtomic } from "../../hypervisor/store.ts";
 import { ProcessVmmLauncher } from "../../hypervisor/vmm-process.ts";
@@ -79,15 +80,6 @@ async function readConfig(home: string): Promise<DaemonConfig> {
   return cfg;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /**
  * Takes the data directory's daemon lock (a file holding the owner's pid; a lock whose owner is dead is
  * taken over). Throws "already-running" when a live daemon holds it.
@@ -103,7 +95,7 @@ async function takeLock(home: string): Promise<string> {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
       const owner = Number((await readFile(path, "utf8").catch(() => "")).trim());
-      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner))
+      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && processAlive(owner))
         throw new HypervisorError("already-running", `a tsvm daemon (pid ${owner}) already runs for ${home}`);
       await rm(path, { force: true });
     }
