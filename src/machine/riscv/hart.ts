@@ -840,245 +840,14 @@ export class Rv64Hart {
     this.pcLo = lo;
   }
 
-  /** pc += off (a signed 32-bit offset). */
-  private jumpRel(off: number): void {
-    const lo = this.pcLo;
-    // Carry out of the unsigned 32-bit sum lo + (off as uint32), plus off's sign extension.
-    const c = (lo >>> 0) + (off >>> 0) >= TWO_POW_32 ? 1 : 0;
-    this.pcHi = (this.pcHi + (off >> 31) + c) | 0;
-    this.pcLo = (lo + off) | 0;
-  }
-
   private exec(insn: number, len: number): void {
-    const x = this.x;
     const d = (insn >> 6) & 62; // 2·rd
     const a = (insn >> 14) & 62; // 2·rs1
     const b = (insn >> 19) & 62; // 2·rs2
     const f3 = (insn >> 12) & 7;
     switch (insn & 0x7f) {
-      case 0x13: {
-        // OP-IMM
-        const al = x[a];
-        const ah = x[a + 1];
-        const il = insn >> 20;
-        const ih = il >> 31;
-        switch (f3) {
-          case 0: {
-            const lo = (al + il) | 0;
-            x[d + 1] = (ah + ih + ((al >>> 0) + (il >>> 0) >= TWO_POW_32 ? 1 : 0)) | 0;
-            x[d] = lo;
-            break;
-          }
-          case 1:
-            if (insn >>> 26 !== 0) this.illegal(insn);
-            shl64(al, ah, il & 63);
-            x[d] = wide[0];
-            x[d + 1] = wide[1];
-            break;
-          case 2: {
-            const lt = ah < ih || (ah === ih && al >>> 0 < il >>> 0);
-            x[d] = lt ? 1 : 0;
-            x[d + 1] = 0;
-            break;
-          }
-          case 3: {
-            const lt = ah >>> 0 < ih >>> 0 || (ah === ih && al >>> 0 < il >>> 0);
-            x[d] = lt ? 1 : 0;
-            x[d + 1] = 0;
-            break;
-          }
-          case 4:
-            x[d] = al ^ il;
-            x[d + 1] = ah ^ ih;
-            break;
-          case 5: {
-            const f6 = insn >>> 26;
-            if (f6 === 0) srl64(al, ah, il & 63);
-            else if (f6 === 0x10) sra64(al, ah, il & 63);
-            else this.illegal(insn);
-            x[d] = wide[0];
-            x[d + 1] = wide[1];
-            break;
-          }
-          case 6:
-            x[d] = al | il;
-            x[d + 1] = ah | ih;
-            break;
-          default:
-            x[d] = al & il;
-            x[d + 1] = ah & ih;
-            break;
-        }
-        break;
-      }
-      case 0x1b: {
-        // OP-IMM-32
-        const al = x[a];
-        const sh = (insn >> 20) & 31;
-        let r: number;
-        if (f3 === 0) r = (al + (insn >> 20)) | 0;
-        else if (f3 === 1 && insn >>> 25 === 0) r = al << sh;
-        else if (f3 === 5 && insn >>> 25 === 0) r = al >>> sh;
-        else if (f3 === 5 && insn >>> 25 === 0x20) r = al >> sh;
-        else this.illegal(insn);
-        x[d] = r | 0;
-        x[d + 1] = r >> 31;
-        break;
-      }
-      case 0x33:
-        this.execOp(insn, d, a, b, f3);
-        break;
-      case 0x3b:
-        this.execOp32(insn, d, a, b, f3);
-        break;
-      case 0x37: {
-        // LUI
-        const v = insn & 0xfffff000;
-        x[d] = v;
-        x[d + 1] = v >> 31;
-        break;
-      }
-      case 0x17: {
-        // AUIPC
-        const v = insn & 0xfffff000;
-        const lo = (this.pcLo + v) | 0;
-        x[d + 1] = (this.pcHi + (v >> 31) + ((this.pcLo >>> 0) + (v >>> 0) >= TWO_POW_32 ? 1 : 0)) | 0;
-        x[d] = lo;
-        break;
-      }
-      case 0x03: {
-        // LOAD
-        const il = insn >> 20;
-        const al = x[a];
-        const lo = (al + il) | 0;
-        const hi = (x[a + 1] + (il >> 31) + ((al >>> 0) + (il >>> 0) >= TWO_POW_32 ? 1 : 0)) | 0;
-        let v: number;
-        switch (f3) {
-          case 0:
-            v = (this.lb(lo, hi) << 24) >> 24;
-            x[d + 1] = v >> 31;
-            break;
-          case 1:
-            v = (this.lh(lo, hi) << 16) >> 16;
-            x[d + 1] = v >> 31;
-            break;
-          case 2:
-            v = this.lw(lo, hi);
-            x[d + 1] = v >> 31;
-            break;
-          case 3:
-            v = this.ld(lo, hi);
-            x[d + 1] = this.tmpHi;
-            break;
-          case 4:
-            v = this.lb(lo, hi);
-            x[d + 1] = 0;
-            break;
-          case 5:
-            v = this.lh(lo, hi);
-            x[d + 1] = 0;
-            break;
-          case 6:
-            v = this.lw(lo, hi);
-            x[d + 1] = 0;
-            break;
-          default:
-            this.illegal(insn);
-        }
-        x[d] = v;
-        break;
-      }
-      case 0x23: {
-        // STORE
-        const il = ((insn >> 25) << 5) | ((insn >> 7) & 31);
-        const al = x[a];
-        const lo = (al + il) | 0;
-        const hi = (x[a + 1] + (il >> 31) + ((al >>> 0) + (il >>> 0) >= TWO_POW_32 ? 1 : 0)) | 0;
-        switch (f3) {
-          case 0:
-            this.sb(lo, hi, x[b]);
-            break;
-          case 1:
-            this.sh(lo, hi, x[b]);
-            break;
-          case 2:
-            this.sw(lo, hi, x[b]);
-            break;
-          case 3:
-            this.sd(lo, hi, x[b], x[b + 1]);
-            break;
-          default:
-            this.illegal(insn);
-        }
-        break;
-      }
-      case 0x63: {
-        // BRANCH
-        const al = x[a];
-        const ah = x[a + 1];
-        const bl = x[b];
-        const bh = x[b + 1];
-        let taken: boolean;
-        switch (f3) {
-          case 0:
-            taken = al === bl && ah === bh;
-            break;
-          case 1:
-            taken = al !== bl || ah !== bh;
-            break;
-          case 4:
-            taken = ah < bh || (ah === bh && al >>> 0 < bl >>> 0);
-            break;
-          case 5:
-            taken = ah > bh || (ah === bh && al >>> 0 >= bl >>> 0);
-            break;
-          case 6:
-            taken = ah >>> 0 < bh >>> 0 || (ah === bh && al >>> 0 < bl >>> 0);
-            break;
-          case 7:
-            taken = ah >>> 0 > bh >>> 0 || (ah === bh && al >>> 0 >= bl >>> 0);
-            break;
-          default:
-            this.illegal(insn);
-        }
-        if (taken) {
-          const off =
-            ((insn >> 31) << 12) |
-            (((insn >> 7) & 1) << 11) |
-            (((insn >> 25) & 0x3f) << 5) |
-            (((insn >> 8) & 0xf) << 1);
-          this.jumpRel(off);
-          return;
-        }
-        break;
-      }
-      case 0x6f: {
-        // JAL
-        const off =
-          ((insn >> 31) << 20) |
-          (insn & 0xff000) |
-          (((insn >> 20) & 1) << 11) |
-          (((insn >> 21) & 0x3ff) << 1);
-        const lo = (this.pcLo + len) | 0;
-        x[d + 1] = lo >>> 0 < len ? (this.pcHi + 1) | 0 : this.pcHi;
-        x[d] = lo;
-        this.jumpRel(off);
-        return;
-      }
-      case 0x67: {
-        // JALR
-        if (f3 !== 0) this.illegal(insn);
-        const il = insn >> 20;
-        const al = x[a];
-        const tlo = ((al + il) | 0) & ~1;
-        const thi = (x[a + 1] + (il >> 31) + ((al >>> 0) + (il >>> 0) >= TWO_POW_32 ? 1 : 0)) | 0;
-        const lo = (this.pcLo + len) | 0;
-        x[d + 1] = lo >>> 0 < len ? (this.pcHi + 1) | 0 : this.pcHi;
-        x[d] = lo;
-        this.pcLo = tlo;
-        this.pcHi = thi;
-        return;
-      }
+      // OP-IMM(-32), OP(-32), LUI, AUIPC, LOAD, STORE, BRANCH, JAL and JALR run inline in inner() and never
+      // reach exec.
       case 0x2f:
         this.execAmo(insn, d, a, b, f3);
         break;
@@ -1570,13 +1339,6 @@ export class Rv64Hart {
     return this.loadSlow(lo, hi, 1);
   }
 
-  private lh(lo: number, hi: number): number {
-    const i = (lo >>> 12) & TLB_MASK;
-    if (this.rTagLo[i] === (lo & -4095) && this.rTagHi[i] === hi)
-      return this.u16[(this.rOff[i] + (lo & 0xfff)) >> 1];
-    return this.loadSlow(lo, hi, 2);
-  }
-
   private lw(lo: number, hi: number): number {
     const i = (lo >>> 12) & TLB_MASK;
     if (this.rTagLo[i] === (lo & -4093) && this.rTagHi[i] === hi)
@@ -1601,13 +1363,6 @@ export class Rv64Hart {
     const i = (lo >>> 12) & TLB_MASK;
     if (this.wTagLo[i] === (lo & -4096) && this.wTagHi[i] === hi) this.u8[this.wOff[i] + (lo & 0xfff)] = v;
     else this.storeSlow(lo, hi, 1, v, 0);
-  }
-
-  private sh(lo: number, hi: number, v: number): void {
-    const i = (lo >>> 12) & TLB_MASK;
-    if (this.wTagLo[i] === (lo & -4095) && this.wTagHi[i] === hi)
-      this.u16[(this.wOff[i] + (lo & 0xfff)) >> 1] = v;
-    else this.storeSlow(lo, hi, 2, v, 0);
   }
 
   private sw(lo: number, hi: number, v: number): void {
