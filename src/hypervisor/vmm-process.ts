@@ -176,6 +176,8 @@ class SocketVmmHandle implements VmmHandle {
   private detached = false;
   private forced = false;
   private childExit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  /** Settles when the daemon's own child (if this VMM is one) has been reaped and its status is known. */
+  private readonly childReaped: Promise<void> | undefined;
 
   private constructor(
     private readonly vm: VmRecord,
@@ -188,9 +190,14 @@ class SocketVmmHandle implements VmmHandle {
     this.exited = new Promise((resolve) => {
       this.resolveExit = resolve;
     });
-    child?.on("exit", (code, signal) => {
-      this.childExit = { code, signal };
-    });
+    this.childReaped = child
+      ? new Promise((resolve) => {
+          child.on("exit", (code, signal) => {
+            this.childExit = { code, signal };
+            resolve();
+          });
+        })
+      : undefined;
     socket.setEncoding("utf8");
     const decoder = new LineDecoder(
       (msg) => this.onResponse(msg as VmmResponse),
@@ -252,7 +259,9 @@ class SocketVmmHandle implements VmmHandle {
       );
     this.pending.clear();
     if (this.detached) return;
-    // The socket closes as the process exits; give the process a moment to be gone for good.
+    // The socket closes as the process exits; give the process a moment to be gone for good. A child of
+    // this daemon is a zombie (not alive) before Node reaps it and reports how it ended, so wait for that.
+    if (this.childReaped && !this.childExit) await Promise.race([this.childReaped, sleep(5000)]);
     for (let i = 0; i < 50 && processAlive(this.pid); i++) await sleep(100);
     if (processAlive(this.pid)) {
       try {
