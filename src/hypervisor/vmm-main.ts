@@ -4,6 +4,7 @@
 // to report that the guest runs (or why it could not start).
 
 import { randomBytes } from "node:crypto";
+import { readdirSync, writeFileSync } from "node:fs";
 import { mkdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
 import { createServer, type Socket } from "node:net";
 import { setPriority } from "node:os";
@@ -86,9 +87,19 @@ function applyCpuWeight(weight: number): void {
   const nice = Math.min(19, Math.max(0, Math.round(Math.log(100 / weight) / Math.log(1.25))));
   if (nice === 0) return;
   try {
-    setPriority(nice);
+    // Linux keeps a nice value per thread, and Node's helper threads (GC, compiler, I/O) already run.
+    for (const tid of readdirSync("/proc/self/task")) setPriority(Number(tid), nice);
   } catch (e) {
     log(`could not apply CPU weight ${weight} (nice ${nice}): ${(e as Error).message}`);
+  }
+  // With autogroup scheduling (kernel.sched_autogroup_enabled) the CPU is first shared between sessions,
+  // and a VMM is spawned detached, in a session of its own: against other VMMs only its autogroup's nice
+  // counts (measured: two pinned hogs split a core 50/50 at nice 0 and 6 until the autogroup's is set).
+  try {
+    writeFileSync("/proc/self/autogroup", String(nice));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT")
+      log(`could not set the autogroup's nice to ${nice}: ${(e as Error).message}`);
   }
 }
 
