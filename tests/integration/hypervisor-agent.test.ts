@@ -3,56 +3,17 @@
 // API checked against openapi.json, and a graceful stop — the agent runs `poweroff` in the guest, which
 // powers itself off before the stop timeout would force it.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { request } from "node:http";
-import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { after, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { ApiClient } from "../../src/api/client.ts";
+import { join } from "node:path";
+import { test } from "node:test";
 import { apiSocketPath } from "../../src/api/data-dir.ts";
 import { type OpenApiDocument, validateAgainst } from "../../src/api/openapi-validator.ts";
-import { findImage } from "../../src/images/image-store.ts";
+import { BOOT_TIMEOUT_MS, image, linuxVmFixture, root, until } from "./linux-vm-fixture.ts";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const BOOT_TIMEOUT_MS = Number(process.env.TSVM_BOOT_TIMEOUT_MS ?? 10 * 60_000);
 /** Far longer than a poweroff takes: a stop that ends sooner was not forced by the timeout. */
 const STOP_TIMEOUT_MS = 120_000;
-const image = findImage("default");
-if (!image)
-  process.stderr.write("\n*** SKIPPING hypervisor-agent: no default image (run `tsvm image build`)\n\n");
-
-const home = await mkdtemp(join(tmpdir(), "tsvm-hv-agent-"));
-const client = ApiClient.forDataDir(home);
-
-after(async () => {
-  await tsvm("delete", "vm");
-  await tsvm("daemon", "stop");
-  await rm(home, { recursive: true, force: true });
-});
-
-function tsvm(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(
-      join(root, "bin/tsvm"),
-      args,
-      { env: { ...process.env, TSVM_HOME: home }, timeout: 300_000 },
-      (e, stdout, stderr) =>
-        done({ code: e ? (typeof e.code === "number" ? e.code : 1) : 0, stdout, stderr }),
-    );
-  });
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = BOOT_TIMEOUT_MS): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms / 1000} s waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
+const { home, client, tsvm } = await linuxVmFixture("hv-agent");
 
 /** The VMM logs the agent's first words: from then on a stop can ask the guest. */
 function agentConnected(): Promise<true> {
