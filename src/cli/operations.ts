@@ -3,7 +3,7 @@
 import { parseArgs } from "node:util";
 import { connectDaemon } from "./daemon-connection.ts";
 import { age, fail, parseFormat, printJson, printTable } from "./output.ts";
-import { OperationFailedError } from "./wait-operation.ts";
+import { OperationFailedError, waitUntilDone } from "./wait-operation.ts";
 
 const HELP = `Usage: tsvm operations <wait|describe> ID [--format table|json]
        tsvm operations list [--format table|json]
@@ -57,7 +57,7 @@ export async function operationsCommand(argv: string[]): Promise<number> {
         );
       return 0;
     }
-    const op = sub === "wait" ? await client.waitUntilDone(id!) : await client.getOperation(id!);
+    const op = sub === "wait" ? await waitUntilDone(client, id!) : await client.getOperation(id!);
     if (format === "json") printJson(op);
     else
       process.stdout.write(

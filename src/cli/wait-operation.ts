@@ -1,24 +1,65 @@
 // Waiting on an operation from the CLI: the VM's status changes shown on stderr as they happen, the
-// operation's error turned into a failure.
+// operation's error turned into a failure, and a daemon that restarts meanwhile reconnected to (the
+// daemon keeps its operations on disk, so the wait ends with the operation's true final state).
 
-import type { ApiClient } from "../api/client.ts";
+import { type ApiClient, ApiError } from "../api/client.ts";
 import type { Operation } from "../api/types.ts";
+import { connectDaemon } from "./daemon-connection.ts";
+
+/** A daemon that went away this many times during one wait is not coming back usefully. */
+const MAX_RECONNECTS = 5;
+
+/**
+ * Waits until operation `id` is DONE, calling `onProgress` after each wait call. When the daemon cannot
+ * be reached (killed, restarting), connects again — starting it, as any command would — and goes on.
+ */
+export async function waitUntilDone(
+  client: ApiClient,
+  id: string,
+  onProgress?: (op: Operation, client: ApiClient) => void,
+  stepSec = 2,
+): Promise<Operation> {
+  let reconnects = 0;
+  for (;;) {
+    let op: Operation;
+    try {
+      op = await client.waitOperation(id, stepSec);
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 0) || reconnects >= MAX_RECONNECTS) throw e;
+      reconnects++;
+      process.stderr.write(`tsvm: lost the daemon while waiting (${e.message}); reconnecting\n`);
+      client = await connectDaemon();
+      continue;
+    }
+    onProgress?.(op, client);
+    if (op.status === "DONE") return op;
+  }
+}
 
 /** Waits until `op` is DONE, printing "name: STATUS" lines on stderr when the VM's status changes. */
 export async function waitWithProgress(client: ApiClient, op: Operation, quiet = false): Promise<Operation> {
   let last = "";
-  const show = async () => {
+  const show = async (c: ApiClient) => {
     if (quiet) return;
-    const vm = await client.getInstance(op.targetName).catch(() => undefined);
+    const vm = await c.getInstance(op.targetName).catch(() => undefined);
     const now = vm ? vm.status : "";
     if (now && now !== last) {
       process.stderr.write(`${op.targetName}: ${now}\n`);
       last = now;
     }
   };
-  await show();
-  const done = await client.waitUntilDone(op.id, () => void show(), 1);
-  await show();
+  await show(client);
+  let latest = client;
+  const done = await waitUntilDone(
+    client,
+    op.id,
+    (_, c) => {
+      latest = c;
+      void show(c);
+    },
+    1,
+  );
+  await show(latest);
   return done;
 }
 

@@ -4,13 +4,20 @@
 
 import { randomUUID } from "node:crypto";
 import { type FileHandle, open, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import { EventLog } from "./event-log.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import { checkAction, transition, type VmAction, type VmStatus } from "./lifecycle.ts";
 import { DEFAULT_MACHINE_TYPE, machineTypeFor, resolveMachineType } from "./machine-types.ts";
-import type { Operation, OperationType, OperationView } from "./operations.ts";
-import { OperationRegistry } from "./operations.ts";
+import {
+  FileOperationJournal,
+  type Operation,
+  type OperationJournal,
+  OperationRegistry,
+  type OperationType,
+  type OperationView,
+} from "./operations.ts";
 import {
   checkAdmission,
   type HostCapacity,
@@ -76,6 +83,20 @@ export interface HypervisorConfig {
   readonly now?: () => Date;
 }
 
+/**
+ * The status an operation leaves its VM in when it succeeds (null: the VM is gone); the operations whose
+ * effect cannot be seen in the status (reset, setMachineType) have none, so an interrupted one failed.
+ */
+const INTERRUPTED_OPERATION_GOALS: Partial<Record<OperationType, VmStatus | null>> = {
+  insert: "RUNNING",
+  start: "RUNNING",
+  resume: "RUNNING",
+  repair: "RUNNING",
+  stop: "TERMINATED",
+  suspend: "SUSPENDED",
+  delete: null,
+};
+
 /** Compute Engine gives up automatic restarts of a VM that keeps crashing; so do we. */
 const CRASH_LOOP_WINDOW_MS = 10 * 60_000;
 const CRASH_LOOP_MAX_RESTARTS = 5;
@@ -102,9 +123,12 @@ export class Hypervisor {
   private readonly now: () => Date;
   private closed = false;
 
-  private constructor(private readonly config: HypervisorConfig) {
+  private constructor(
+    private readonly config: HypervisorConfig,
+    journal: OperationJournal,
+  ) {
     this.now = config.now ?? (() => new Date());
-    this.operations = new OperationRegistry(this.now);
+    this.operations = new OperationRegistry(this.now, { journal });
   }
 
   /**
@@ -112,7 +136,10 @@ export class Hypervisor {
    * and settles VMs left in a transitional state by a daemon that died mid-operation.
    */
   static async open(config: HypervisorConfig): Promise<Hypervisor> {
-    const hv = new Hypervisor(config);
+    const saved = await FileOperationJournal.open(join(config.store.home, "operations"));
+    for (const problem of saved.unreadable)
+      process.stderr.write(`ignoring an unreadable operation record: ${problem}\n`);
+    const hv = new Hypervisor(config, saved.journal);
     const { vms, broken } = await config.store.list();
     for (const b of broken) hv.broken.set(b.name, b.error);
     const replay: Array<{ vm: VmRecord; h: VmRecord["history"][number] }> = [];
@@ -133,6 +160,17 @@ export class Hypervisor {
       hv.slots.set(vm.name, slot);
       if (vm.status !== "TERMINATED" && vm.status !== "SUSPENDED")
         hv.enqueueSystem(slot, "repair", () => hv.recover(slot));
+      // No VMM runs for a stopped or suspended VM, so what a crash left in its directory is ours to settle.
+      else await hv.recoverLeftovers(slot);
+    }
+    // Operations the previous daemon left unfinished end once their VM's recovery has settled it, so that
+    // their final record can say truthfully where the VM ended up.
+    for (const op of hv.operations.load(saved.views)) {
+      const slot = hv.slots.get(op.targetName);
+      const wasRunning = op.status === "RUNNING";
+      const settle = () => hv.settleInterrupted(op, wasRunning);
+      if (slot) void slot.queue.then(settle);
+      else void settle();
     }
     return hv;
   }
@@ -692,14 +730,43 @@ export class Hypervisor {
       if (slot.vmm !== vmm || slot.deleted || this.closed) return;
       if (slot.expectingExit) return; // the operation that expects it handles it
       slot.vmm = undefined;
-      this.enqueueSystem(slot, exit.reason === "poweroff" ? "stop" : "repair", () =>
-        this.onUnexpectedExit(slot, exit),
-      );
+      const type = exit.reason === "poweroff" ? "stop" : exit.reason === "suspended" ? "suspend" : "repair";
+      this.enqueueSystem(slot, type, () => this.onUnexpectedExit(slot, exit));
     });
+  }
+
+  /**
+   * Ends an operation that a previous daemon left PENDING or RUNNING. One whose goal the VM has reached
+   * (after recovery) completed; any other failed, and says so: the daemon restarted while it ran.
+   */
+  private async settleInterrupted(op: Operation, wasRunning: boolean): Promise<void> {
+    const slot = this.slots.get(op.targetName);
+    const status = slot?.record.status ?? null;
+    const where = slot
+      ? `the VM '${op.targetName}' is ${status} (${slot.record.history.at(-1)?.reason ?? "no history"})`
+      : `the VM '${op.targetName}' does not exist`;
+    const goal = INTERRUPTED_OPERATION_GOALS[op.operationType];
+    if (wasRunning && goal !== undefined && goal === status) {
+      await this.operations.settle(op, undefined, `completed across a daemon restart: ${where}`);
+      return;
+    }
+    const message = wasRunning
+      ? `the tsvm daemon restarted while this ${op.operationType} ran; afterwards ${where}`
+      : `the tsvm daemon restarted before this ${op.operationType} ran, so it was not carried out; ${where}`;
+    await this.operations.settle(op, new HypervisorError("daemon-restarted", message));
   }
 
   private async onUnexpectedExit(slot: VmSlot, exit: VmmExit): Promise<void> {
     if (slot.record.status !== "RUNNING") return;
+    if (exit.reason === "suspended") {
+      // A suspend whose daemon died meanwhile: the VMM finished it (its state is written) and exited.
+      await this.setStatus(slot, "SUSPENDING", "suspend requested by a previous daemon");
+      await this.setStatus(slot, "SUSPENDED", "suspended (completed after a daemon restart)", {
+        lastSuspendedTimestamp: this.now().toISOString(),
+        statusMessage: "",
+      });
+      return;
+    }
     if (exit.reason === "poweroff") {
       // As on Compute Engine, a guest that shuts itself down goes STOPPING → TERMINATED.
       await this.setStatus(slot, "STOPPING", exit.detail);
@@ -760,6 +827,21 @@ export class Hypervisor {
     });
   }
 
+  /** Settles the temp files a crash left in the VM's directory (no VMM may run for it); each is an event. */
+  private async recoverLeftovers(slot: VmSlot): Promise<void> {
+    const { name, id, status } = slot.record;
+    for (const what of await this.config.store.recoverLeftovers(name))
+      this.events.append({
+        time: this.now().toISOString(),
+        type: "notice",
+        vmName: name,
+        vmId: id,
+        from: status,
+        to: status,
+        message: `recovered after a crash: ${what}`,
+      });
+  }
+
   /** After a daemon restart: re-attach to a VM's VMM and settle whatever the old daemon left mid-way. */
   private async recover(slot: VmSlot): Promise<void> {
     const paths = this.config.store.paths(slot.record.name);
@@ -789,6 +871,23 @@ export class Hypervisor {
       return;
     }
     const exit = found.exit;
+    await this.recoverLeftovers(slot);
+    if (status === "PROVISIONING" && slot.record.history.length === 1) {
+      // The insert itself was interrupted (its disk may be half copied): as a failed insert, it leaves nothing.
+      await this.config.store.remove(slot.record.name);
+      slot.deleted = true;
+      this.slots.delete(slot.record.name);
+      this.events.append({
+        time: this.now().toISOString(),
+        type: "deleted",
+        vmName: slot.record.name,
+        vmId: slot.record.id,
+        from: status,
+        to: null,
+        message: "the insert was interrupted by a daemon restart; the half-created VM was removed",
+      });
+      return;
+    }
     const hasState = await stat(paths.stateDir).then(
       () => true,
       () => false,

@@ -1,8 +1,13 @@
 // Long-running requests as Compute Engine operations (compute/docs/reference/rest/v1/zoneOperations):
-// PENDING → RUNNING → DONE, with progress and, when it failed, the error; waited on by id.
+// PENDING → RUNNING → DONE, with progress and, when it failed, the error; waited on by id. Each operation
+// is also journaled to its own file under $TSVM_HOME/operations/, so that a restarted daemon still knows
+// every operation (Compute Engine never loses an operation record) and can say truthfully how it ended.
 
 import { randomBytes } from "node:crypto";
+import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
 import { HypervisorError } from "./hypervisor-error.ts";
+import { writeFileAtomic } from "./store.ts";
 
 export type OperationType =
   | "insert"
@@ -14,6 +19,18 @@ export type OperationType =
   | "delete"
   | "setMachineType"
   | "repair";
+
+const OPERATION_TYPES: ReadonlySet<string> = new Set<OperationType>([
+  "insert",
+  "start",
+  "stop",
+  "reset",
+  "suspend",
+  "resume",
+  "delete",
+  "setMachineType",
+  "repair",
+]);
 
 export type OperationStatus = "PENDING" | "RUNNING" | "DONE";
 
@@ -41,6 +58,8 @@ export class Operation {
   startTime: string | null = null;
   endTime: string | null = null;
   error: { code: string; message: string } | null = null;
+  /** The journal's writes of this operation, in order (a later view must not be overtaken by an earlier). */
+  saving: Promise<void> = Promise.resolve();
   private readonly done: Promise<void>;
   private markDone!: () => void;
 
@@ -53,6 +72,19 @@ export class Operation {
     this.done = new Promise((resolve) => {
       this.markDone = resolve;
     });
+  }
+
+  /** An operation as a journal recorded it (a DONE one is settled at once). */
+  static fromView(v: OperationView): Operation {
+    const op = new Operation(v.id, v.operationType, v.targetName, v.insertTime);
+    op.status = v.status;
+    op.progress = v.progress;
+    op.statusMessage = v.statusMessage;
+    op.startTime = v.startTime;
+    op.endTime = v.endTime;
+    op.error = v.error ? { ...v.error } : null;
+    if (op.status === "DONE") op.markDone();
+    return op;
   }
 
   view(): OperationView {
@@ -83,7 +115,8 @@ export class Operation {
     clearTimeout(timer);
   }
 
-  finish(error: unknown, now: string): void {
+  /** Marks the operation DONE (with `error` when it failed) without waking its waiters yet. */
+  complete(error: unknown, now: string): void {
     if (this.status === "DONE") return;
     this.status = "DONE";
     this.progress = 100;
@@ -94,7 +127,11 @@ export class Operation {
           ? { code: error.code, message: error.message }
           : { code: "internal", message: `internal error: ${(error as Error)?.message ?? String(error)}` };
     }
-    this.markDone();
+  }
+
+  /** Wakes the waiters of a DONE operation. */
+  notifyDone(): void {
+    if (this.status === "DONE") this.markDone();
   }
 }
 
@@ -104,24 +141,158 @@ export class OperationNotFoundError extends HypervisorError {
   }
 }
 
-/** Finished operations kept for `get` and `wait`; the oldest go first. */
-const MAX_KEPT_OPERATIONS = 1000;
+/** Operations kept for `get` and `wait` (in memory and on disk); the oldest finished ones go first. */
+export const MAX_KEPT_OPERATIONS = 1000;
+/** A finished operation older than this is forgotten even when fewer than MAX_KEPT_OPERATIONS exist. */
+export const MAX_OPERATION_AGE_MS = 7 * 24 * 3600_000;
+
+/** Where operations are recorded durably; the registry works without one (tests, tools). */
+export interface OperationJournal {
+  save(view: OperationView): Promise<void>;
+  remove(id: string): Promise<void>;
+}
+
+const OPERATION_ID_PATTERN = /^operation-\d{1,16}-[0-9a-f]{8}$/;
+/** An operation record is a few hundred bytes; a bigger file is not one of ours and is not read. */
+const MAX_OPERATION_FILE_BYTES = 64 * 1024;
+const TEMP_PREFIX = ".tmp-";
+
+/** One file per operation, `<id>.json`, each written atomically (store.ts writeFileAtomic). */
+export class FileOperationJournal implements OperationJournal {
+  private constructor(readonly dir: string) {}
+
+  /**
+   * Opens (creating) the journal directory, removes temp files a crash left, and reads every record. A file
+   * that is not a valid record is reported in `unreadable` and left as it is (never overwritten).
+   */
+  static async open(
+    dir: string,
+  ): Promise<{ journal: FileOperationJournal; views: OperationView[]; unreadable: string[] }> {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const views: OperationView[] = [];
+    const unreadable: string[] = [];
+    for (const entry of await readdir(dir)) {
+      const path = join(dir, entry);
+      if (entry.startsWith(TEMP_PREFIX)) {
+        await rm(path, { recursive: true, force: true });
+        continue;
+      }
+      const id = entry.endsWith(".json") ? entry.slice(0, -5) : "";
+      if (!OPERATION_ID_PATTERN.test(id)) continue;
+      try {
+        if ((await stat(path)).size > MAX_OPERATION_FILE_BYTES) throw new Error("too large");
+        views.push(parseOperationView(JSON.parse(await readFile(path, "utf8")), id));
+      } catch (e) {
+        unreadable.push(`${path}: ${(e as Error).message}`);
+      }
+    }
+    views.sort((a, b) => operationIdMs(a.id) - operationIdMs(b.id) || a.id.localeCompare(b.id));
+    return { journal: new FileOperationJournal(dir), views, unreadable };
+  }
+
+  save(view: OperationView): Promise<void> {
+    return writeFileAtomic(join(this.dir, `${view.id}.json`), `${JSON.stringify(view)}\n`, 0o600);
+  }
+
+  async remove(id: string): Promise<void> {
+    await rm(join(this.dir, `${id}.json`), { force: true });
+  }
+}
+
+/** The creation time in an operation id: unique and increasing within one daemon's life. */
+function operationIdMs(id: string): number {
+  return Number(id.split("-")[1]);
+}
+
+/** Validates a journaled record field by field; throws naming the first problem. */
+export function parseOperationView(raw: unknown, id: string): OperationView {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new Error("not an object");
+  const r = raw as Record<string, unknown>;
+  const problem = (field: string) => new Error(`the field '${field}' is missing or invalid`);
+  const time = (field: string, nullable: boolean): string | null => {
+    const v = r[field];
+    if (v === null && nullable) return null;
+    if (typeof v !== "string" || Number.isNaN(Date.parse(v))) throw problem(field);
+    return v;
+  };
+  if (r.id !== id) throw problem("id");
+  if (typeof r.operationType !== "string" || !OPERATION_TYPES.has(r.operationType))
+    throw problem("operationType");
+  if (typeof r.targetName !== "string" || r.targetName.length > 63) throw problem("targetName");
+  if (r.status !== "PENDING" && r.status !== "RUNNING" && r.status !== "DONE") throw problem("status");
+  const progress = r.progress;
+  if (typeof progress !== "number" || !Number.isInteger(progress) || progress < 0 || progress > 100)
+    throw problem("progress");
+  if (typeof r.statusMessage !== "string") throw problem("statusMessage");
+  let error: OperationView["error"] = null;
+  if (r.error !== null) {
+    const e = r.error as Record<string, unknown> | undefined;
+    if (typeof e !== "object" || typeof e.code !== "string" || typeof e.message !== "string")
+      throw problem("error");
+    error = { code: e.code, message: e.message };
+  }
+  return {
+    kind: "tsvm#operation",
+    id,
+    operationType: r.operationType as OperationType,
+    targetName: r.targetName,
+    status: r.status,
+    progress,
+    statusMessage: r.statusMessage,
+    insertTime: time("insertTime", false)!,
+    startTime: time("startTime", true),
+    endTime: time("endTime", true),
+    error,
+  };
+}
+
+export interface OperationRegistryOptions {
+  readonly journal?: OperationJournal;
+  /** MAX_KEPT_OPERATIONS unless given (tests use fewer). */
+  readonly maxKept?: number;
+  readonly log?: (line: string) => void;
+}
 
 export class OperationRegistry {
   private readonly ops = new Map<string, Operation>();
+  private readonly journal: OperationJournal | undefined;
+  private readonly maxKept: number;
+  private readonly log: (line: string) => void;
+  /** The millisecond in the last id: ids increase within a daemon, so sorting them sorts by creation. */
+  private lastIdMs = 0;
 
-  constructor(private readonly now: () => Date = () => new Date()) {}
+  constructor(
+    private readonly now: () => Date = () => new Date(),
+    options: OperationRegistryOptions = {},
+  ) {
+    this.journal = options.journal;
+    this.maxKept = options.maxKept ?? MAX_KEPT_OPERATIONS;
+    this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
+  }
+
+  /**
+   * Takes in the operations a journal recorded (oldest first) and returns those that were not DONE: a
+   * daemon died while they were pending or running, and the caller settles them (see `settle`).
+   */
+  load(views: readonly OperationView[]): Operation[] {
+    const unfinished: Operation[] = [];
+    for (const v of views) {
+      const op = Operation.fromView(v);
+      this.ops.set(op.id, op);
+      this.lastIdMs = Math.max(this.lastIdMs, operationIdMs(op.id));
+      if (op.status !== "DONE") unfinished.push(op);
+    }
+    this.prune();
+    return unfinished;
+  }
 
   create(type: OperationType, targetName: string): Operation {
-    const id = `operation-${Date.now()}-${randomBytes(4).toString("hex")}`;
+    this.lastIdMs = Math.max(Date.now(), this.lastIdMs + 1);
+    const id = `operation-${this.lastIdMs}-${randomBytes(4).toString("hex")}`;
     const op = new Operation(id, type, targetName, this.now().toISOString());
     this.ops.set(id, op);
-    if (this.ops.size > MAX_KEPT_OPERATIONS) {
-      for (const [key, old] of this.ops) {
-        if (this.ops.size <= MAX_KEPT_OPERATIONS) break;
-        if (old.status === "DONE") this.ops.delete(key);
-      }
-    }
+    void this.persist(op);
+    this.prune();
     return op;
   }
 
@@ -143,15 +314,58 @@ export class OperationRegistry {
   async run(op: Operation, work: (op: Operation) => Promise<void>): Promise<void> {
     op.status = "RUNNING";
     op.startTime = this.now().toISOString();
+    void this.persist(op);
+    let failure: unknown;
     try {
       await work(op);
-      op.finish(undefined, this.now().toISOString());
     } catch (e) {
-      op.finish(e, this.now().toISOString());
+      failure = e ?? new Error("unknown failure");
     }
+    await this.settle(op, failure);
+  }
+
+  /**
+   * Marks `op` DONE (failed with `error`, when given) and wakes its waiters once the journal holds the final
+   * record, so that a waiter told DONE is never contradicted by a restarted daemon.
+   */
+  async settle(op: Operation, error: unknown, statusMessage?: string): Promise<void> {
+    if (op.status === "DONE") return;
+    op.complete(error, this.now().toISOString());
+    if (statusMessage !== undefined) op.statusMessage = statusMessage;
+    await this.persist(op);
+    op.notifyDone();
   }
 
   nowIso(): string {
     return this.now().toISOString();
+  }
+
+  /** Queues a write of the operation's current view behind its earlier ones; a failure is logged, not thrown. */
+  private persist(op: Operation): Promise<void> {
+    const journal = this.journal;
+    if (!journal) return Promise.resolve();
+    const view = op.view();
+    op.saving = op.saving.then(() =>
+      journal.save(view).catch((e: Error) => {
+        this.log(`could not record operation ${op.id}: ${e.message}`);
+      }),
+    );
+    return op.saving;
+  }
+
+  /** Forgets finished operations beyond the count kept or older than MAX_OPERATION_AGE_MS, oldest first. */
+  private prune(): void {
+    const oldest = this.now().getTime() - MAX_OPERATION_AGE_MS;
+    for (const [id, op] of this.ops) {
+      const expired = op.endTime !== null && Date.parse(op.endTime) < oldest;
+      if (this.ops.size <= this.maxKept && !expired) continue;
+      if (op.status !== "DONE") continue;
+      this.ops.delete(id);
+      const journal = this.journal;
+      if (journal)
+        op.saving = op.saving.then(() =>
+          journal.remove(id).catch((e: Error) => this.log(`could not forget operation ${id}: ${e.message}`)),
+        );
+    }
   }
 }

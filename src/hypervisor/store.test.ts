@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -193,4 +193,48 @@ test("remove deletes the VM's directory and everything in it", async () => {
   assert.deepEqual(await readdir(store.vmsDir), []);
   await assert.rejects(store.read("web"), VmNotFoundError);
   assert.ok(new VmNotFoundError("x") instanceof HypervisorError);
+});
+
+test("recoverLeftovers: temp files and unfinished states go; a suspend interrupted mid-swap gets its previous state back", async () => {
+  const store = await freshStore();
+  await store.create(record("kept"));
+  const kept = store.paths("kept");
+  await writeFile(join(kept.dir, ".tmp-0123456789ab"), "half a definition");
+  await mkdir(join(kept.dir, "state"));
+  await writeFile(join(kept.dir, "state", "counter.json"), "old");
+  await mkdir(join(kept.dir, ".tmp-state-aaaaaaaaaaaa"));
+  await writeFile(join(kept.dir, ".tmp-state-aaaaaaaaaaaa", "counter.json"), "new, half written");
+  await mkdir(join(kept.dir, ".tmp-old-state-bbbbbbbbbbbb"));
+  const done = await store.recoverLeftovers("kept");
+  assert.equal(done.length, 3);
+  assert.deepEqual((await readdir(kept.dir)).sort(), ["state", "vm.json"]);
+  assert.equal(await readFile(join(kept.stateDir, "counter.json"), "utf8"), "old");
+
+  await store.create(record("swap"));
+  const swap = store.paths("swap");
+  await mkdir(join(swap.dir, ".tmp-old-state-cccccccccccc"));
+  await writeFile(join(swap.dir, ".tmp-old-state-cccccccccccc", "counter.json"), "previous");
+  await mkdir(join(swap.dir, ".tmp-state-dddddddddddd"));
+  await writeFile(join(swap.dir, ".tmp-state-dddddddddddd", "counter.json"), "new");
+  const swapped = await store.recoverLeftovers("swap");
+  assert.match(swapped.join("\n"), /put back the previous saved state/);
+  assert.deepEqual((await readdir(swap.dir)).sort(), ["state", "vm.json"]);
+  assert.equal(await readFile(join(swap.stateDir, "counter.json"), "utf8"), "previous");
+  assert.deepEqual(await store.recoverLeftovers("swap"), [], "nothing left to do");
+  assert.deepEqual(await store.recoverLeftovers("ghost"), []);
+});
+
+test("open removes half-assembled and half-deleted VM directories and temp files in the data directory", async () => {
+  const root = await mkdtemp(join(tmpdir(), "tsvm-store-"));
+  roots.push(root);
+  const home = join(root, "home");
+  const first = await VmStore.open(home);
+  await first.create(record("web"));
+  await mkdir(join(first.vmsDir, ".tmp-aaaaaaaaaaaa"));
+  await writeFile(join(first.vmsDir, ".tmp-aaaaaaaaaaaa", "vm.json"), "{}");
+  await writeFile(join(home, ".tmp-bbbbbbbbbbbb"), "half a daemon.json");
+  const again = await VmStore.open(home);
+  assert.deepEqual(await readdir(again.vmsDir), ["web"]);
+  assert.ok(!(await readdir(home)).some((e) => e.startsWith(".tmp-")));
+  assert.equal((await again.read("web")).name, "web");
 });

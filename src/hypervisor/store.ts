@@ -8,6 +8,12 @@
 //   $TSVM_HOME/vms/<name>/console.log  serial console history (append-only, written by the VMM)
 //   $TSVM_HOME/vms/<name>/vmm.json     pid and control socket of the running VMM, for re-attaching
 //   $TSVM_HOME/api.sock, api-token, daemon.pid   the daemon's (see the api layer)
+//
+// Temp names all start with `.tmp-`: `vms/.tmp-*` (a VM directory being assembled, or a deleted one renamed
+// away), `.tmp-*` beside any atomically written file, and in a VM directory `.tmp-state-*` (a suspend's new
+// state being written) and `.tmp-old-state-*` (the state it replaces, between the two renames of the
+// swap). The daemon, which alone writes the first two, removes them when it opens the store; a VM
+// directory's are the VMM's while one runs, so they are recovered per VM (recoverLeftovers) when none does.
 
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
@@ -27,6 +33,9 @@ import {
 const MAX_DEFINITION_BYTES = 1 << 20;
 const DEFINITION_FILE = "vm.json";
 const TEMP_PREFIX = ".tmp-";
+/** A suspend's new state being written, and the state it replaces while the two are swapped (vmm-main.ts). */
+export const NEW_STATE_PREFIX = ".tmp-state-";
+export const OLD_STATE_PREFIX = ".tmp-old-state-";
 
 /** `TSVM_HOME` when set, else `${XDG_DATA_HOME:-~/.local/share}/tsvm`; always absolute. */
 export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -143,15 +152,66 @@ export class VmStore {
     this.vmsDir = join(home, "vms");
   }
 
-  /** Opens (creating when missing) the data directory at `home`, and removes temp files a crash left. */
+  /**
+   * Opens (creating when missing) the data directory at `home`, and removes the temp files a crash left in
+   * it and in `vms/` (half-assembled and half-deleted VM directories). Only the daemon, holding the data
+   * directory's lock, may call it: those temp files are written by nothing else.
+   */
   static async open(home: string): Promise<VmStore> {
     const store = new VmStore(resolve(home));
     await mkdir(store.vmsDir, { recursive: true, mode: 0o700 });
-    for (const entry of await readdir(store.vmsDir)) {
-      if (entry.startsWith(TEMP_PREFIX))
-        await rm(join(store.vmsDir, entry), { recursive: true, force: true });
+    for (const dir of [store.home, store.vmsDir]) {
+      for (const entry of await readdir(dir)) {
+        if (entry.startsWith(TEMP_PREFIX)) await rm(join(dir, entry), { recursive: true, force: true });
+      }
     }
     return store;
+  }
+
+  /**
+   * Settles the temp files a crash left in a VM's directory; call it only while no VMM runs for the VM.
+   * Atomic-write temps and unfinished new states are removed. A suspend interrupted between the two renames
+   * of its swap left no `state/` but the previous one under `.tmp-old-state-*`: that previous state is put
+   * back (a new state is trusted only once the swap completed). Returns what was done, for the VM's events.
+   */
+  async recoverLeftovers(name: string): Promise<string[]> {
+    const paths = this.paths(name);
+    let entries: string[];
+    try {
+      entries = await readdir(paths.dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw e;
+    }
+    const temps = entries.filter((e) => e.startsWith(TEMP_PREFIX)).sort();
+    if (temps.length === 0) return [];
+    const done: string[] = [];
+    let restored: string | undefined;
+    if (!entries.includes("state")) {
+      // Normally at most one; with several (repeated crashes) the newest is the state last in place.
+      let newest = -1;
+      for (const e of temps.filter((t) => t.startsWith(OLD_STATE_PREFIX))) {
+        const mtime = (await stat(join(paths.dir, e))).mtimeMs;
+        if (mtime > newest) [newest, restored] = [mtime, e];
+      }
+      if (restored) {
+        await rename(join(paths.dir, restored), paths.stateDir);
+        done.push(`put back the previous saved state (${restored}): a suspend was interrupted mid-swap`);
+      }
+    }
+    for (const e of temps) {
+      if (e === restored) continue;
+      await rm(join(paths.dir, e), { recursive: true, force: true });
+      done.push(
+        e.startsWith(NEW_STATE_PREFIX)
+          ? `removed the unfinished state of an interrupted suspend (${e})`
+          : e.startsWith(OLD_STATE_PREFIX)
+            ? `removed a replaced saved state (${e})`
+            : `removed the temp file of an interrupted write (${e})`,
+      );
+    }
+    await syncDir(paths.dir);
+    return done;
   }
 
   paths(name: string): VmPaths {
