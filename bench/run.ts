@@ -8,6 +8,7 @@ import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
+import { bundledEntry, ensureBundle } from "../scripts/bundle.ts";
 import { findImage } from "../src/images/image-store.ts";
 import {
   type BenchReport,
@@ -248,8 +249,14 @@ interface BootFiles {
   memoryMiB: number;
 }
 
+/**
+ * node's arguments and tsvm-peer's file: from the start-up bundle (scripts/bundle.ts) as bin/tsvm runs,
+ * once main has made sure it is up to date; through tsx when it cannot be built or TSVM_NO_BUNDLE is set.
+ */
+let tsvmPeerArgs = ["--import", tsxLoader, join(here, "tsvm-peer.ts")];
+
 function tsvmArgv(f: BootFiles): string[] {
-  const argv = [process.execPath, "--import", tsxLoader, join(here, "tsvm-peer.ts"), "--kernel", f.kernel];
+  const argv = [process.execPath, ...tsvmPeerArgs, "--kernel", f.kernel];
   if (f.initrd) argv.push("--initrd", f.initrd);
   argv.push("--bios", f.firmware ?? "none", "--append", f.append, "--memory", String(f.memoryMiB * 2 ** 20));
   return argv;
@@ -554,6 +561,11 @@ async function main(): Promise<void> {
   const loadAverageAtStart = loadavg()[0]!;
   const v = versions();
   scratch = mkdtempSync(join(tmpdir(), "tsvm-bench-"));
+  if (!process.env.TSVM_NO_BUNDLE) {
+    const bundle = await ensureBundle(root);
+    if (bundle.ok) tsvmPeerArgs = ["--enable-source-maps", bundledEntry(bundle.dir, "bench/tsvm-peer.ts")];
+    else progress(`${bundle.problem}; tsvm-peer runs through tsx`);
+  }
   // Whatever happens, no emulator outlives the benchmark.
   const cleanUp = (): void => {
     for (const child of live) killGroup(child);

@@ -6,21 +6,28 @@ import { dataDir } from "../src/api/data-dir.ts";
 import { runDaemon } from "../src/api/server/daemon.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+/** The start-up bundle this daemon runs from (scripts/bundle.ts defines it in bundled code), or none under tsx. */
+const bundleDir = process.env.TSVM_BUNDLE_DIR;
+// A VMM's JS heap is bounded (guest RAM is a fixed ArrayBuffer outside it): a runaway VMM dies alone and its
+// VM is repaired, instead of growing until the host swaps.
+const vmmNodeArgs = ["--enable-source-maps", "--max-old-space-size=512"];
+const typeScriptVmm = {
+  vmmEntry: join(root, "src/hypervisor/vmm-main.ts"),
+  nodeArgs: [...vmmNodeArgs, "--import", `file://${join(root, "node_modules/tsx/dist/loader.mjs")}`],
+};
 /** Engine adapters: modules exporting createGuest, loaded by the VMM process of each VM. */
-const engineModules: Record<string, string> = { riscv: join(root, "src/hypervisor/riscv-guest.ts") };
+const engineModules: Record<string, string> = {
+  riscv: bundleDir
+    ? join(bundleDir, "src/hypervisor/riscv-guest.mjs")
+    : join(root, "src/hypervisor/riscv-guest.ts"),
+};
 
 try {
   await runDaemon({
     home: dataDir(),
-    vmmEntry: join(root, "src/hypervisor/vmm-main.ts"),
-    // A VMM's JS heap is bounded (guest RAM is a fixed ArrayBuffer outside it): a runaway VMM dies alone
-    // and its VM is repaired, instead of growing until the host swaps.
-    nodeArgs: [
-      "--enable-source-maps",
-      "--max-old-space-size=512",
-      "--import",
-      `file://${join(root, "node_modules/tsx/dist/loader.mjs")}`,
-    ],
+    ...(bundleDir
+      ? { vmmEntry: join(bundleDir, "src/hypervisor/vmm-main.mjs"), nodeArgs: vmmNodeArgs, typeScriptVmm }
+      : typeScriptVmm),
     engineModules,
     log: (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),
   });

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs the npm packages from package-lock.json when node_modules is missing or older than the lock file.
-# Idempotent and quiet when there is nothing to do.
+# Idempotent and quiet when there is nothing to do. bin/tsvm sources it, so the check starts no process:
+# on a loaded host each one costs tens of milliseconds, paid by every command.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-stamp="$root/node_modules/.tsvm-installed"
-if [[ ! -f "$stamp" || "$root/package-lock.json" -nt "$stamp" ]]; then
+deps_scripts="${BASH_SOURCE[0]%/*}"
+[[ "$deps_scripts" != "${BASH_SOURCE[0]}" ]] || deps_scripts=.
+deps_stamp="$deps_scripts/../node_modules/.tsvm-installed"
+if [[ ! -f "$deps_stamp" || "$deps_scripts/../package-lock.json" -nt "$deps_stamp" ]]; then
   echo "tsvm: installing npm packages (npm ci)…"
-  (cd "$root" && npm ci --no-audit --no-fund --loglevel=error) || {
+  (cd "$deps_scripts/.." && npm ci --no-audit --no-fund --loglevel=error) || {
     echo "tsvm: npm ci failed; see the output above" >&2
     exit 1
   }
-  touch "$stamp"
+  touch "$deps_stamp"
 fi

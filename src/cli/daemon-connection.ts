@@ -10,8 +10,17 @@ import { daemonLogPath, dataDir } from "../api/data-dir.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
 
-/** node and its arguments that run the daemon's entry (bin/tsvm-daemon.ts). */
+/**
+ * node and its arguments that run the daemon's entry (bin/tsvm-daemon.ts): from the start-up bundle this
+ * command runs from (scripts/bundle.ts sets TSVM_BUNDLE_DIR in bundled code), else through tsx.
+ */
 export function daemonCommandLine(): { command: string; args: string[] } {
+  const bundleDir = process.env.TSVM_BUNDLE_DIR;
+  if (bundleDir)
+    return {
+      command: process.execPath,
+      args: ["--enable-source-maps", join(bundleDir, "bin/tsvm-daemon.mjs")],
+    };
   return {
     command: process.execPath,
     args: [

@@ -32,6 +32,12 @@ export interface ProcessVmmLauncherConfig {
   readonly vmmEntry: string;
   /** Arguments for node before the entry, e.g. the tsx loader: ["--import", "file:///…/loader.mjs"]. */
   readonly nodeArgs: readonly string[];
+  /**
+   * When vmmEntry is the start-up bundle's JavaScript: vmm-main.ts and node's arguments to run it through
+   * tsx, for an engine module written in TypeScript (a daemon configuration's own engine), which a bundled
+   * VMM cannot import.
+   */
+  readonly typeScriptVmm?: { readonly vmmEntry: string; readonly nodeArgs: readonly string[] };
   /** Engine name (VmRecord.engine) → module exporting createGuest. Set by the composition root. */
   readonly engineModules: Readonly<Record<string, string>>;
   /** How long a VMM may take to boot or restore before it is given up (ms). */
@@ -92,7 +98,11 @@ export class ProcessVmmLauncher implements VmmLauncher {
     let child: ChildProcess;
     try {
       // detached: its own process group, so that a signal to the daemon's group (Ctrl-C) spares the VMs.
-      child = spawn(process.execPath, [...this.config.nodeArgs, this.config.vmmEntry, specPath], {
+      const { vmmEntry, nodeArgs } =
+        this.config.typeScriptVmm && /\.[cm]?ts$/.test(engineModule)
+          ? this.config.typeScriptVmm
+          : this.config;
+      child = spawn(process.execPath, [...nodeArgs, vmmEntry, specPath], {
         detached: true,
         stdio: ["ignore", logFd, logFd, "ipc"],
       });

@@ -28,6 +28,8 @@ export interface DaemonOptions {
   /** vmm-main.ts and how to run it (the tsx loader). */
   readonly vmmEntry: string;
   readonly nodeArgs: readonly string[];
+  /** How to run vmm-main.ts through tsx when vmmEntry is bundled (see ProcessVmmLauncherConfig). */
+  readonly typeScriptVmm?: { readonly vmmEntry: string; readonly nodeArgs: readonly string[] };
   /** Built-in engines: name → module exporting createGuest. */
   readonly engineModules: Readonly<Record<string, string>>;
   readonly log: (line: string) => void;
@@ -118,6 +120,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
       launcher: new ProcessVmmLauncher({
         vmmEntry: options.vmmEntry,
         nodeArgs: options.nodeArgs,
+        typeScriptVmm: options.typeScriptVmm,
         engineModules: { ...options.engineModules, ...config.engines },
       }),
       images: new ImageCacheCatalog(config.images ?? {}),
