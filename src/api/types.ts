@@ -108,6 +108,13 @@ export interface EventList {
   readonly lastSeq: number;
 }
 
+/** The most console output one serialPortOutput answer carries (bytes). */
+export const SERIAL_PORT_PAGE_BYTES = 1 << 20;
+
+/**
+ * Positions count every byte the VM ever printed; only the last 4-8 MiB are kept, so `start` is later than
+ * asked when the output asked for was rotated away. `next` is the `start` of the following call.
+ */
 export interface SerialPortOutput {
   readonly kind: "tsvm#serialPortOutput";
   readonly contents: string;

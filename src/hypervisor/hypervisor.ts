@@ -3,9 +3,10 @@
 // (the daemon); every request on one VM is queued behind the previous one, so none is lost or interleaved.
 
 import { randomUUID } from "node:crypto";
-import { type FileHandle, open, rm, stat } from "node:fs/promises";
+import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
+import { readConsoleLog } from "./console-log.ts";
 import { EventLog } from "./event-log.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import { checkAction, transition, type VmAction, type VmStatus } from "./lifecycle.ts";
@@ -250,7 +251,9 @@ export class Hypervisor {
 
   /**
    * The serial console's output from byte `start` on (at most `maxBytes`), as Compute Engine's
-   * getSerialPortOutput: `next` is where the following call starts.
+   * getSerialPortOutput: positions count every byte the VM ever printed; only the last 4-8 MiB are kept
+   * (console-log.ts), and a `start` before them answers from the first byte kept, which the answer's
+   * `start` says. `next` is where the following call starts.
    */
   async serialPortOutput(
     name: string,
@@ -258,27 +261,7 @@ export class Hypervisor {
     maxBytes = 1 << 20,
   ): Promise<{ contents: string; start: number; next: number }> {
     const slot = this.slot(name);
-    const path = this.config.store.paths(slot.record.name).consoleLog;
-    let fh: FileHandle;
-    try {
-      fh = await open(path, "r");
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") return { contents: "", start: 0, next: 0 };
-      throw e;
-    }
-    try {
-      const size = (await fh.stat()).size;
-      const from = Math.min(start, size);
-      const buffer = Buffer.alloc(Math.min(maxBytes, size - from));
-      const { bytesRead } = await fh.read(buffer, 0, buffer.length, from);
-      return {
-        contents: buffer.subarray(0, bytesRead).toString("utf8"),
-        start: from,
-        next: from + bytesRead,
-      };
-    } finally {
-      await fh.close();
-    }
+    return readConsoleLog(this.config.store.paths(slot.record.name).consoleLog, start, maxBytes);
   }
 
   // ---- actions -------------------------------------------------------------------------------------

@@ -1,8 +1,7 @@
 // The engine adapter a VMM hosts for engine "riscv": a RiscvEngine booting the VM's image (OpenSBI, kernel,
-// initrd) with the VM's own disk, its serial console appended to console.log, and the guest agent
+// initrd) with the VM's own disk, its serial console handed to the VMM (which writes console.log), the guest agent
 // (docs/guest-agent.md) on virtio-console port org.tsvm.agent.0 for graceful power-off and exec.
 
-import { createWriteStream } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { FileBlockBackend } from "../engines/backends/file-block-backend.ts";
 import type { ExitReason } from "../engines/engine.ts";
@@ -79,8 +78,6 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
       disk.flush(done);
     },
   };
-  const consoleLog = createWriteStream(spec.consoleLog, { flags: "a", mode: 0o600 });
-  consoleLog.on("error", () => {}); // a full disk must not take the guest down; the log is best effort
   let output: ((bytes: Uint8Array) => void) | undefined;
   let engine: RiscvEngine;
   let agent: GuestAgentClient | undefined;
@@ -103,12 +100,10 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
         initrd: initrd.length > 0 ? { name: image.initrd, bytes: initrd } : null,
         bootargs: BOOTARGS,
       },
-      // The board reuses its buffer: copy what the stream keeps.
+      // The board reuses its buffer: copy what the viewers' sockets keep. The VMM writes console.log.
       console: {
         write: (bytes) => {
-          const copy = Buffer.from(bytes);
-          consoleLog.write(copy);
-          output?.(copy);
+          output?.(Buffer.from(bytes));
         },
       },
       disks: [countedDisk],
@@ -120,7 +115,6 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
     });
   } catch (e) {
     await disk.close();
-    consoleLog.end();
     throw e;
   }
   const running = engine;
@@ -215,7 +209,6 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
       agentClient.close("the VM stopped");
       if (engine.state !== "exited") await engine.stop();
       await disk.close();
-      await new Promise<void>((resolve) => consoleLog.end(resolve));
     },
     onExit(callback) {
       onExit = callback;

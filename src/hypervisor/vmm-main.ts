@@ -11,6 +11,7 @@ import { setPriority } from "node:os";
 import { dirname, join } from "node:path";
 import { StringDecoder } from "node:string_decoder";
 import { pathToFileURL } from "node:url";
+import { ConsoleLogWriter } from "./console-log.ts";
 import { CpuThrottle } from "./cpu-throttle.ts";
 import { writeFileAtomic } from "./store.ts";
 import type { VmmExit } from "./vmm.ts";
@@ -47,6 +48,10 @@ function log(message: string): void {
   process.stderr.write(`${new Date().toISOString()} vmm[${process.pid}] ${spec.name}: ${message}\n`);
 }
 
+// The VMM alone writes console.log (rotated, see console-log.ts): every byte the guest prints goes there
+// and to the attached viewers.
+const consoleLog = ConsoleLogWriter.open(spec.consoleLog, { onError: log });
+
 /** Records why we exit, removes the run record, and ends the process. Runs once. */
 async function exitVmm(exit: VmmExit, code = 0): Promise<never> {
   if (!exiting) {
@@ -58,6 +63,7 @@ async function exitVmm(exit: VmmExit, code = 0): Promise<never> {
     } catch (e) {
       log(`closing the guest failed: ${(e as Error).message}`);
     }
+    consoleLog.close();
     try {
       await writeFileAtomic(exitRecordPath, `${JSON.stringify(record)}\n`);
       await rm(runRecordPath, { force: true });
@@ -296,6 +302,7 @@ try {
   guest = await mod.createGuest(spec);
   const g = guest;
   g.onConsoleOutput((bytes) => {
+    consoleLog.write(bytes);
     for (const viewer of consoleViewers) viewer.write(bytes);
   });
   g.onExit((exit) => {
@@ -349,6 +356,7 @@ try {
   const message = (e as Error).message;
   log(`could not start: ${message}`);
   await guest?.close().catch(() => {});
+  consoleLog.close();
   await unlink(spec.socketPath).catch(() => {});
   await sendToLauncher({ type: "failed", message });
   process.exit(1);

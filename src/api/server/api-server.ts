@@ -29,6 +29,7 @@ import {
   MAX_WAIT_SECONDS,
   type MachineTypeList,
   type OperationList,
+  SERIAL_PORT_PAGE_BYTES,
   type SerialPortOutput,
 } from "../types.ts";
 import {
@@ -196,6 +197,7 @@ export class ApiServer {
           ...(await hv.serialPortOutput(
             c.params.name!,
             intParam(c.query, "start", 0, Number.MAX_SAFE_INTEGER, 0),
+            SERIAL_PORT_PAGE_BYTES,
           )),
         }),
       },
