@@ -70,7 +70,9 @@ function parseCpus(text: string): number {
 
 function readBootFile(path: string, option: string): BootFile {
   try {
-    return { name: basename(path), bytes: new Uint8Array(readFileSync(path)) };
+    // A view of the Buffer's own memory: copying a kernel and initramfs of tens of MiB cost ~0.1 s at start.
+    const buf = readFileSync(path);
+    return { name: basename(path), bytes: new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength) };
   } catch (e) {
     const why = (e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message;
     throw new UsageError(`${option} ${path}: cannot read it (${why})`);

@@ -39,6 +39,9 @@ function copyRepo(): string {
   ])
     cpSync(join(repo, p), join(dir, p), { recursive: true, preserveTimestamps: true });
   symlinkSync(join(repo, "node_modules"), join(dir, "node_modules"));
+  // Older than any install stamp: bin/tsvm in the copy must never run npm ci, which would replace the
+  // shared node_modules through the link.
+  utimesSync(join(dir, "package-lock.json"), 0, 0);
   return dir;
 }
 
