@@ -61,6 +61,8 @@ export interface RiscvVirtConfig {
   readonly bootargs: string;
   /** Device tree mmu-type; what the hart's MMU supports. */
   readonly mmuType?: string;
+  /** Compile hot guest code to JavaScript (riscv/block-compiler.ts); default true. */
+  readonly jit?: boolean;
 }
 
 /** What the board asks of its host. */
@@ -151,7 +153,8 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       );
     this.ram = new GuestRam(VIRT_DRAM_BASE, memoryBytes);
     this.bus = new PhysBus(this.ram);
-    for (let h = 0; h < harts; h++) this.harts.push(new Rv64Hart(h, this.bus, this));
+    for (let h = 0; h < harts; h++)
+      this.harts.push(new Rv64Hart(h, this.bus, this, { jit: config.jit !== false }));
     this.instretBase = new Array(harts).fill(0);
 
     const line = (hart: Rv64Hart, bit: number): IrqLine =>
@@ -312,6 +315,7 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
     const command = (hi >>> 16) & 0xff;
     v.setUint32(this.tohostOffset, 0, true);
     v.setUint32(this.tohostOffset + 4, 0, true);
+    this.ram.noteWrite(this.tohostOffset, 8);
     if (device === 0 && command === 0 && (lo & 1) === 1) {
       const code = ((hi & 0xffff) * 0x8000_0000 + (lo >>> 1)) % 0x1_0000_0000;
       this.power({ kind: "htif-exit", code });
@@ -325,6 +329,7 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
     if (this.fromhostOffset >= 0) {
       v.setUint32(this.fromhostOffset, device === 1 ? 0x100 | (lo & 0xff) : 1, true);
       v.setUint32(this.fromhostOffset + 4, hi & 0xffff0000, true);
+      this.ram.noteWrite(this.fromhostOffset, 8);
     }
   }
 

@@ -2,11 +2,17 @@
 
 import { MachineError } from "../base/machine-error.ts";
 
+/** Told when a device (not a hart's store) wrote guest RAM, e.g. so a hart drops code compiled from it. */
+export interface RamWriteListener {
+  ramWritten(off: number, len: number): void;
+}
+
 export class GuestRam {
   readonly u8: Uint8Array;
   readonly u16: Uint16Array;
   readonly i32: Int32Array;
   readonly view: DataView;
+  private readonly listeners: RamWriteListener[] = [];
 
   /** @param base guest-physical address of byte 0 (0x8000_0000 on the virt board)
    *  @param size bytes; a multiple of 4 KiB */
@@ -33,5 +39,19 @@ export class GuestRam {
     const off = (lo >>> 0) - this.base;
     if (off < 0 || off + len > this.size) return -1;
     return off;
+  }
+
+  addWriteListener(l: RamWriteListener): void {
+    this.listeners.push(l);
+  }
+
+  /**
+   * A device wrote [off, off + len) of `u8` behind the harts' backs (DMA): every writer other than a hart's
+   * own store calls this after writing, so code compiled from those bytes is dropped. Costs one length check
+   * when nothing listens.
+   */
+  noteWrite(off: number, len: number): void {
+    const ls = this.listeners;
+    for (let i = 0; i < ls.length; i++) ls[i]!.ramWritten(off, len);
   }
 }

@@ -763,6 +763,147 @@ test("random instruction streams never throw out of run() (hostile guest)", () =
   }
 });
 
+/** Two harts on copies of `ram`, the JIT on (compiling at a start's second run) and off, run in lockstep with
+ * seeded budgets; their whole states and RAM must agree after every run(). Returns the JIT hart's blocks. */
+function lockstepJit(ram: GuestRam, pc: number, x: Int32Array, rnd: () => number, total: number) {
+  const make = (jit: boolean) => {
+    const r = new GuestRam(RAM_BASE, ram.size);
+    r.u8.set(ram.u8);
+    const bus = new PhysBus(r);
+    bus.map(EXIT_BASE, 0x1000, new ExitDevice());
+    const hart = new Rv64Hart(0, bus, new FakeTime(), { jit });
+    if (hart.blockCache !== null) hart.blockCache.threshold = 2;
+    hart.setPc(pc, 0);
+    hart.x.set(x);
+    return { hart, ram: r };
+  };
+  const on = make(true);
+  const off = make(false);
+  let done = 0;
+  for (let step = 0; done < total; step++) {
+    if (on.hart.waiting) on.hart.setPending(7, true);
+    if (off.hart.waiting) off.hart.setPending(7, true);
+    const budget = 1 + (rnd() % 500);
+    const a = on.hart.run(budget);
+    const b = off.hart.run(budget);
+    assert.equal(a, b, `step ${step}: ${a} retired with the JIT, ${b} without`);
+    assert.deepEqual(on.hart.saveState(), off.hart.saveState(), `step ${step}: hart state differs`);
+    done += a + 1;
+  }
+  assert.deepEqual(on.ram.u8, off.ram.u8, "RAM differs");
+  return on.hart.blockCache!.compiled;
+}
+
+function randomRegisters(rnd: () => number): Int32Array {
+  const x = new Int32Array(64);
+  for (let i = 2; i < 64; i++) x[i] = i & 1 ? (rnd() & 1 ? -1 : 0) : rnd();
+  return x;
+}
+
+function xorshift(seed: number): () => number {
+  return () => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return seed >>> 0;
+  };
+}
+
+test("random instruction streams: the JIT on and off retire the same instructions into the same state", () => {
+  const rnd = xorshift(0x1234567);
+  for (let round = 0; round < 8; round++) {
+    const ram = new GuestRam(RAM_BASE, 1 << 16);
+    for (let i = 0; i < ram.i32.length; i++) ram.i32[i] = rnd();
+    const system = [0x18051073, 0x30051073, 0x30551073, 0x30251073, 0x30451073, 0x30200073, 0x10200073];
+    for (let i = 0; i < 2000; i++) ram.i32[rnd() % ram.i32.length] = system[rnd() % system.length]!;
+    lockstepJit(ram, RAM_BASE, randomRegisters(rnd), rnd, 20_000);
+  }
+});
+
+test("random valid integer code (ALU, M, loads/stores also misaligned or faulting, branches, stores over the code itself): the JIT matches the interpreter", () => {
+  const rnd = xorshift(0x9e3779b9);
+  const pick = <T>(a: readonly T[]): T => a[rnd() % a.length]!;
+  // x5 points at the data page, x7 into the code, x6 is the trap handler's: no instruction writes them.
+  const rd = () => pick([1, 2, 3, 4, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 28, 29, 30, 31]);
+  const rs = () => rnd() % 32;
+  const r = (f7: number, b: number, a: number, f3: number, d: number, op: number) =>
+    ((f7 << 25) | (b << 20) | (a << 15) | (f3 << 12) | (d << 7) | op) >>> 0;
+  const i = (imm: number, a: number, f3: number, d: number, op: number) =>
+    (((imm & 0xfff) << 20) | (a << 15) | (f3 << 12) | (d << 7) | op) >>> 0;
+  const sType = (imm: number, b: number, a: number, f3: number) =>
+    ((((imm >> 5) & 0x7f) << 25) | (b << 20) | (a << 15) | (f3 << 12) | ((imm & 31) << 7) | 0x23) >>> 0;
+  const bType = (imm: number, b: number, a: number, f3: number) =>
+    ((((imm >> 12) & 1) << 31) |
+      (((imm >> 5) & 0x3f) << 25) |
+      (b << 20) |
+      (a << 15) |
+      (f3 << 12) |
+      (((imm >> 1) & 0xf) << 8) |
+      (((imm >> 11) & 1) << 7) |
+      0x63) >>>
+    0;
+  const jType = (imm: number, d: number) =>
+    ((((imm >> 20) & 1) << 31) |
+      (((imm >> 1) & 0x3ff) << 21) |
+      (((imm >> 11) & 1) << 20) |
+      (((imm >> 12) & 0xff) << 12) |
+      (d << 7) |
+      0x6f) >>>
+    0;
+  const gen = (): number => {
+    const k = rnd() % 100;
+    if (k < 25) {
+      const f7 = pick([0, 0, 0x20, 1]);
+      const f3 = f7 === 0x20 ? pick([0, 5]) : rnd() % 8;
+      return r(f7, rs(), rs(), f3, rd(), 0x33);
+    }
+    if (k < 35) {
+      const f7 = pick([0, 0x20, 1]);
+      const f3 = f7 === 0 ? pick([0, 1, 5]) : f7 === 0x20 ? pick([0, 5]) : pick([0, 4, 5, 6, 7]);
+      return r(f7, rs(), rs(), f3, rd(), 0x3b);
+    }
+    if (k < 50) {
+      const f3 = rnd() % 8;
+      if (f3 === 1) return i(rnd() % 64, rs(), 1, rd(), 0x13);
+      if (f3 === 5) return i((rnd() % 64) | (rnd() & 1 ? 0x400 : 0), rs(), 5, rd(), 0x13);
+      return i(rnd(), rs(), f3, rd(), 0x13);
+    }
+    if (k < 55) {
+      const f3 = pick([0, 1, 5]);
+      if (f3 === 0) return i(rnd(), rs(), 0, rd(), 0x1b);
+      return i((rnd() % 32) | (f3 === 5 && rnd() & 1 ? 0x400 : 0), rs(), f3, rd(), 0x1b);
+    }
+    if (k < 58) return ((rnd() & 0xfffff000) | (rd() << 7) | pick([0x37, 0x17])) >>> 0;
+    if (k < 72)
+      return i((rnd() % 600) - 40, rnd() % 20 === 0 ? rs() : 5, pick([0, 1, 2, 3, 4, 5, 6]), rd(), 0x03);
+    if (k < 84) return sType((rnd() % 600) - 40, rs(), rnd() % 20 === 0 ? rs() : 5, rnd() % 4);
+    if (k < 86) return sType((rnd() % 256) * 4, rs(), 7, 2); // a store into the code
+    if (k < 97) return bType((rnd() % 32) * 4 - 64, rs(), rs(), pick([0, 1, 4, 5, 6, 7]));
+    return jType((rnd() % 32) * 4 - 64, pick([0, 1]));
+  };
+  for (let round = 0; round < 12; round++) {
+    const ram = new GuestRam(RAM_BASE, 1 << 16);
+    for (let w = 0x2000; w < 0x3000; w += 4) ram.view.setUint32(w, rnd(), true);
+    // Prologue: mtvec = handler (at 0xf000: skip the trapping instruction), then the random code.
+    // lui t1, 0x8000f; slli t1, t1, 32; srli t1, t1, 32 (zero-extend RAM_BASE + 0xf000); csrw mtvec, t1
+    const prologue = [0x8000f337, 0x02031313, 0x02035313, 0x30531073];
+    const handler = [0x34102373, 0x00430313, 0x34131073, 0x30200073];
+    let at = 0;
+    for (const w of prologue) ram.view.setUint32((at += 4) - 4, w, true);
+    while (at < 0x1000) ram.view.setUint32((at += 4) - 4, gen(), true);
+    // Back to the start of the random code at the end of it, so it runs round and round.
+    ram.view.setUint32(0x1000, jType(16 - 0x1000, 0), true);
+    for (let k = 0; k < handler.length; k++) ram.view.setUint32(0xf000 + 4 * k, handler[k]!, true);
+    const regs = randomRegisters(rnd);
+    regs[10] = (RAM_BASE + 0x2000) | 0; // x5
+    regs[11] = 0;
+    regs[14] = (RAM_BASE + 0x400) | 0; // x7
+    regs[15] = 0;
+    const compiled = lockstepJit(ram, RAM_BASE, regs, rnd, 30_000);
+    assert.ok(compiled > 0, "nothing was compiled");
+  }
+});
+
 test("interrupts: priority MEI > MSI > MTI, delegation to S with a vectored stvec, S masking in M", {
   skip,
 }, () => {

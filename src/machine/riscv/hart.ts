@@ -9,6 +9,12 @@
 import { GuestRam } from "../bus/guest-ram.ts";
 import { PhysBus } from "../bus/phys-bus.ts";
 import { type ComponentState, checkState } from "../state/stateful.ts";
+import {
+  BlockCache,
+  type BlockCacheClient,
+  type CompiledBlock,
+  DM_MASK as IMPORTED_DM_MASK,
+} from "./block-cache.ts";
 import { executeFp as importedExecuteFp } from "./fpu.ts";
 import * as md from "./mul-div-64.ts";
 import * as spec from "./priv-spec.ts";
@@ -123,6 +129,7 @@ const {
   SSTATUS_VISIBLE,
 } = spec;
 const RVC_TABLE = IMPORTED_RVC_TABLE;
+const DM_MASK = IMPORTED_DM_MASK;
 const executeFp = importedExecuteFp;
 const wide = md.wide;
 const remainder = md.remainder;
@@ -199,7 +206,14 @@ export interface Rv64HartState extends ComponentState {
   readonly wfi: boolean;
 }
 
-export class Rv64Hart {
+/** Options of a hart. */
+export interface Rv64HartConfig {
+  /** Compile hot basic blocks to JavaScript (block-compiler.ts); default true. Off, every instruction is
+   * interpreted: the same results, instruction for instruction, only slower. */
+  readonly jit?: boolean;
+}
+
+export class Rv64Hart implements BlockCacheClient {
   /** Integer registers: x[2i] = low 32 bits, x[2i+1] = high 32 bits of xi. x0 stays 0. */
   readonly x = new Int32Array(64);
   /** Floating-point registers as raw bits, same layout. */
@@ -280,14 +294,20 @@ export class Rv64Hart {
   private readonly u16: Uint16Array;
   private readonly i32: Int32Array;
 
+  /** Compiled blocks of this hart's RAM (shared with the other harts on it), or null with the JIT off. */
+  private readonly jit: BlockCache | null;
+
   constructor(
     readonly hartId: number,
     private readonly bus: PhysBus,
     private readonly time: { mtime(): number },
+    config: Rv64HartConfig = {},
   ) {
     this.u8 = bus.ram.u8;
     this.u16 = bus.ram.u16;
     this.i32 = bus.ram.i32;
+    this.jit = config.jit === false ? null : BlockCache.of(bus.ram);
+    this.jit?.addClient(this);
     if (!warmedUp) {
       warmedUp = true;
       warmUp();
@@ -346,6 +366,31 @@ export class Rv64Hart {
     this.updateDataPriv();
     this.flushTlb();
     this.selectTlbs();
+    this.breakOut = true;
+    // RAM is reloaded around a reset: compiled code is derived from it.
+    this.jit?.flush();
+  }
+
+  /** Whether the block compiler is on. */
+  get jitEnabled(): boolean {
+    return this.jit !== null;
+  }
+
+  /** The block cache this hart uses (tests and stats), or null with the JIT off. */
+  get blockCache(): BlockCache | null {
+    return this.jit;
+  }
+
+  /** BlockCacheClient: RAM page `page` now holds compiled code, so no write TLB may map it any longer. */
+  dropWriteMappings(page: number): void {
+    const base = page * 4096;
+    for (const t of [this.bareTlb, this.supervisorTlb, this.userTlb]) {
+      for (let i = 0; i < TLB_SIZE; i++) if (t.wOff[i] === base) t.wTagLo[i] = TLB_EMPTY;
+    }
+  }
+
+  /** BlockCacheClient: compiled code was dropped; a running block leaves at its next check. */
+  codeChanged(): void {
     this.breakOut = true;
   }
 
@@ -416,6 +461,15 @@ export class Rv64Hart {
     let wTagLo = this.wTagLo;
     let wTagHi = this.wTagHi;
     let wOff = this.wOff;
+    // Compiled blocks: looked up only where a block may start (after a jump, a taken branch, an instruction
+    // exec ran, or a block), so straight-line interpretation pays one test of `jumped` per instruction.
+    const jit = this.jit;
+    const dm = jit === null ? null : jit.dm;
+    const pageGen = jit === null ? null : jit.pageGen;
+    let jumped = dm !== null;
+    // While a block runs it keeps this.count/pc exact itself (also when it traps), so `finally` must not
+    // store the stale locals over them.
+    let inBlock = false;
     try {
       loop: while (n < end) {
         if ((pcLo & -4096) !== fPageLo || pcHi !== fPageHi) {
@@ -425,6 +479,26 @@ export class Rv64Hart {
           fPageLo = this.fPageLo;
           fPageHi = this.fPageHi;
           fOff = this.fOff;
+        }
+        if (jumped) {
+          jumped = false;
+          if (fOff >= 0 && dm !== null && pageGen !== null) {
+            const off = fOff + (pcLo & 0xfff);
+            let blk: CompiledBlock | null = dm[(off >>> 1) & DM_MASK]!;
+            if (blk === null || blk.off !== off || blk.gen !== pageGen[off >>> 12]) blk = this.jitMiss(off);
+            // Run a block only when a whole pass fits the budget, so run(budget) never overshoots.
+            if (blk !== null && n + blk.len <= end) {
+              inBlock = true;
+              blk.run(this, x, u8, u16, i32, pcLo, pcHi, n, end);
+              inBlock = false;
+              n = this.count;
+              pcLo = this.pcLo;
+              pcHi = this.pcHi;
+              jumped = true;
+              if (this.breakOut) break;
+              continue;
+            }
+          }
         }
         let insn: number;
         let len = 4;
@@ -711,6 +785,7 @@ export class Rv64Hart {
               } else if (lo >>> 0 > pcLo >>> 0) pcHi = (pcHi - 1) | 0;
               pcLo = lo;
               n++;
+              jumped = true;
               if (this.breakOut) break loop;
               continue;
             }
@@ -734,6 +809,7 @@ export class Rv64Hart {
             } else if (lo >>> 0 > pcLo >>> 0) pcHi = (pcHi - 1) | 0;
             pcLo = lo;
             n++;
+            jumped = true;
             if (this.breakOut) break loop;
             continue;
           }
@@ -752,6 +828,7 @@ export class Rv64Hart {
             pcLo = sum & ~1;
             pcHi = thi;
             n++;
+            jumped = true;
             if (this.breakOut) break loop;
             continue;
           }
@@ -776,6 +853,7 @@ export class Rv64Hart {
             wTagLo = this.wTagLo;
             wTagHi = this.wTagHi;
             wOff = this.wOff;
+            jumped = true;
             if (this.breakOut) break loop;
             continue;
         }
@@ -788,10 +866,17 @@ export class Rv64Hart {
         if (this.breakOut) break;
       }
     } finally {
-      this.count = n;
-      this.pcLo = pcLo;
-      this.pcHi = pcHi;
+      if (!inBlock) {
+        this.count = n;
+        this.pcLo = pcLo;
+        this.pcHi = pcHi;
+      }
     }
+  }
+
+  /** A block start missed the first-level cache: the block from the cache, compiled once hot, or null. */
+  private jitMiss(off: number): CompiledBlock | null {
+    return this.jit === null ? null : this.jit.miss(off);
   }
 
   // ---------------------------------------------------------------- instruction fetch
@@ -1114,6 +1199,8 @@ export class Rv64Hart {
     const pa = this.translate(lo, hi, ACCESS_STORE);
     const off = this.bus.ramOffset(pa, size);
     if (off < 0) this.fault(CAUSE_STORE_ACCESS, lo, hi);
+    // The AMO writes this word after returning; dropping the page's blocks first is the same to the guest.
+    this.noteCodeWrite(off);
     return off;
   }
 
@@ -1426,6 +1513,13 @@ export class Rv64Hart {
     }
     const pa = this.translate(lo, hi, ACCESS_STORE);
     if (!this.bus.store(pa, width, vlo, vhi)) this.fault(CAUSE_STORE_ACCESS, lo, hi);
+    if (this.jit !== null) this.noteCodeWrite(this.bus.ramOffset(pa, width));
+  }
+
+  /** A store reached RAM offset `off` (-1: not RAM) outside the write TLB: drop code compiled from its page. */
+  private noteCodeWrite(off: number): void {
+    const jit = this.jit;
+    if (jit !== null && off >= 0 && jit.codePage[off >>> 12] !== 0) jit.invalidatePage(off >>> 12);
   }
 
   // ---------------------------------------------------------------- address translation (§4.3, §4.4)
@@ -1460,6 +1554,9 @@ export class Rv64Hart {
         this.rTagHi[i] = hi;
         this.rOff[i] = pageOff;
       } else if (access === ACCESS_STORE) {
+        // A page holding compiled code never gets a write-TLB entry: its stores take storeSlow, which drops
+        // the page's blocks.
+        if (this.jit !== null && this.jit.codePage[pageOff >>> 12] !== 0) return pa;
         this.wTagLo[i] = tag;
         this.wTagHi[i] = hi;
         this.wOff[i] = pageOff;
@@ -1531,7 +1628,10 @@ export class Rv64Hart {
     if (ppn % span !== 0) this.fault(pageFaultCause(access), lo, hi);
     // Hardware A/D update, done in place on the PTE (one hart runs at a time, so this is atomic).
     const want = access === ACCESS_STORE ? PTE_A | PTE_D : PTE_A;
-    if ((pteLo & want) !== want) i32[pteOff >> 2] = pteLo | want;
+    if ((pteLo & want) !== want) {
+      i32[pteOff >> 2] = pteLo | want;
+      this.noteCodeWrite(pteOff);
+    }
     const pageNumber = ppn + (vpnAll % span);
     if (pageNumber >= 2 ** 41) this.fault(accessFaultCause(access), lo, hi);
     return pageNumber * 4096 + (lo & 0xfff);
@@ -1952,6 +2052,8 @@ export class Rv64Hart {
     this.flushTlb();
     this.selectTlbs();
     this.breakOut = true;
+    // Compiled code is derived state: RAM is about to be (or was) replaced.
+    this.jit?.flush();
   }
 }
 

@@ -54,7 +54,10 @@ export class VirtioRng implements VirtioDevice {
       for (let i = 0; i < chain.writeCount && left > 0; i++) {
         const n = Math.min(chain.writeLen[i]!, left);
         const off = chain.writeOff[i]!;
-        if (n > 0) this.entropy.fill(u8.subarray(off, off + n));
+        if (n > 0) {
+          this.entropy.fill(u8.subarray(off, off + n));
+          this.transport.ram.noteWrite(off, n);
+        }
         left -= n;
       }
       q.push(chain.head, VIRTIO_RNG_MAX_BYTES - left);

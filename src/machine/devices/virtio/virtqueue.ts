@@ -81,8 +81,10 @@ export class DescriptorChain {
       }
       const k = Math.min(len - pos, n - done);
       const at = offs[i]! + pos;
-      if (toGuest) u8.set(buf.subarray(bufOff + done, bufOff + done + k), at);
-      else buf.set(u8.subarray(at, at + k), bufOff + done);
+      if (toGuest) {
+        u8.set(buf.subarray(bufOff + done, bufOff + done + k), at);
+        this.ram.noteWrite(at, k);
+      } else buf.set(u8.subarray(at, at + k), bufOff + done);
       done += k;
       pos = 0;
     }
@@ -319,6 +321,9 @@ export class Virtqueue {
     this.usedIdx = (this.usedIdx + 1) & 0xffff;
     // §2.7.8: the ring entry must be visible before idx; JavaScript on one thread keeps program order.
     view.setUint16(this.usedOff + 2, this.usedIdx, true);
+    // The used ring is guest RAM like any other: a hostile driver may place it over code.
+    this.ram.noteWrite(slot, 8);
+    this.ram.noteWrite(this.usedOff + 2, 2);
   }
 
   /** §2.7.7: without VIRTIO_F_EVENT_IDX, the device SHOULD NOT notify when avail flags has NO_INTERRUPT. */

@@ -1,0 +1,406 @@
+// The block compiler and its cache against the interpreter: the same programs run with the JIT on and off must
+// retire the same instructions into the same state at every run() boundary, also across faults in mid-block,
+// self-modifying code, DMA over code and cache flushes.
+
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { GuestRam } from "../bus/guest-ram.ts";
+import type { AccessWidth, MmioDevice } from "../bus/mmio-device.ts";
+import { PhysBus } from "../bus/phys-bus.ts";
+import type { BlockCache } from "./block-cache.ts";
+import { blockSource } from "./block-compiler.ts";
+import { Rv64Hart } from "./hart.ts";
+
+const RAM_BASE = 0x80000000;
+const EXIT_BASE = 0x100000;
+
+function hasToolchain(): boolean {
+  try {
+    execFileSync("riscv64-linux-gnu-gcc", ["--version"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+const skip = hasToolchain() ? false : "riscv64-linux-gnu-gcc is not installed";
+
+/** Assembles a bare-metal program linked at RAM_BASE (code first, data on its own pages) to a flat image. */
+function assemble(source: string): Uint8Array {
+  const dir = mkdtempSync(join(tmpdir(), "tsvm-jit-"));
+  try {
+    writeFileSync(join(dir, "t.S"), `.section .text.init\n.globl _start\n_start:\n${source}\n`);
+    writeFileSync(
+      join(dir, "link.ld"),
+      "ENTRY(_start)\nSECTIONS { . = 0x80000000; .text : { *(.text.init) *(.text*) } . = ALIGN(4096);\n" +
+        "  .data : { *(.rodata*) *(.data*) *(.sdata*) *(.bss*) *(.sbss*) } }\n",
+    );
+    const elf = join(dir, "t.elf");
+    execFileSync(
+      "riscv64-linux-gnu-gcc",
+      [
+        "-nostdlib",
+        "-nostartfiles",
+        "-static",
+        "-march=rv64gc",
+        "-mabi=lp64d",
+        "-T",
+        join(dir, "link.ld"),
+      ].concat(["-Wl,--build-id=none", "-o", elf, join(dir, "t.S")]),
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    execFileSync("riscv64-linux-gnu-objcopy", ["-O", "binary", elf, join(dir, "t.bin")]);
+    return new Uint8Array(readFileSync(join(dir, "t.bin")));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+class ExitDevice implements MmioDevice {
+  readonly id = "exit";
+  code: number | null = null;
+  read(): number {
+    return 0;
+  }
+  write(offset: number, _w: AccessWidth, value: number): void {
+    if (offset === 0) this.code = value;
+  }
+}
+
+interface Vm {
+  hart: Rv64Hart;
+  ram: GuestRam;
+  exit: ExitDevice;
+}
+
+function machine(image: Uint8Array, jit: boolean, ramSize = 1 << 20): Vm {
+  const ram = new GuestRam(RAM_BASE, ramSize);
+  ram.u8.set(image, 0);
+  const bus = new PhysBus(ram);
+  const exit = new ExitDevice();
+  bus.map(EXIT_BASE, 0x1000, exit);
+  const hart = new Rv64Hart(0, bus, { mtime: () => 0 }, { jit });
+  // Compile at the first repeat, so short tests exercise compiled code.
+  if (hart.blockCache !== null) hart.blockCache.threshold = 2;
+  hart.setPc(RAM_BASE, 0);
+  return { hart, ram, exit };
+}
+
+/**
+ * Runs the same image with the JIT on and off in lockstep, with varying budgets, and requires the same
+ * retired count and the same whole hart state after every run() call. Returns the JIT machine.
+ */
+function lockstep(image: Uint8Array, max = 2_000_000, between?: (vm: Vm, step: number) => void): Vm {
+  const on = machine(image, true);
+  const off = machine(image, false);
+  let seed = 12345;
+  let done = 0;
+  for (let step = 0; on.exit.code === null && done < max; step++) {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    const budget = 1 + ((seed >>> 8) % 700);
+    const a = on.hart.run(budget);
+    const b = off.hart.run(budget);
+    assert.equal(a, b, `step ${step}: retired ${a} with the JIT, ${b} without`);
+    assert.deepEqual(on.hart.saveState(), off.hart.saveState(), `step ${step}: state differs`);
+    done += a;
+    if (between !== undefined) {
+      between(on, step);
+      between(off, step);
+    }
+  }
+  assert.equal(on.exit.code, off.exit.code);
+  assert.deepEqual(on.ram.u8, off.ram.u8, "RAM differs");
+  return on;
+}
+
+const EXIT = "li t6, 0x100000\n sw a0, 0(t6)\n1: j 1b\n";
+
+test("a hot integer loop runs compiled and matches the interpreter at every run() boundary", { skip }, () => {
+  const vm = lockstep(
+    assemble(`
+  lla s0, data
+  li s1, 400
+  li a0, 0x12345
+  li a1, -7
+  li a2, 0x7fffffff
+loop:
+  add a3, a0, a1
+  sub a4, a1, a0
+  xor a5, a3, a2
+  or a6, a5, a4
+  and a7, a6, a0
+  sll t0, a0, a1
+  srl t1, a1, a0
+  sra t2, a1, a0
+  slt t3, a1, a0
+  sltu t4, a1, a0
+  mul t5, a0, a1
+  mulh t5, a0, a2
+  mulhu t4, a1, a2
+  mulhsu t3, a1, a2
+  div t2, a1, a0
+  divu t1, a1, a0
+  rem t0, a2, a1
+  remu a7, a2, a1
+  addw a6, a0, a2
+  subw a5, a1, a2
+  sllw a4, a2, a1
+  srlw a3, a1, a0
+  sraw a3, a1, a0
+  mulw a4, a2, a2
+  divw a5, a2, a1
+  divuw a6, a2, a1
+  remw a7, a2, a1
+  remuw t0, a2, a1
+  addiw t1, a2, 5
+  slliw t2, a2, 3
+  srliw t3, a1, 7
+  sraiw t4, a1, 9
+  slli t5, a0, 40
+  srli t5, t5, 33
+  srai t5, t5, 2
+  slti t6, a1, -3
+  sltiu t6, a1, 17
+  xori a3, a3, -1
+  ori a3, a3, 0x123
+  andi a3, a3, -0x100
+  lui a4, 0xfffff
+  auipc a5, 0x12
+  sd a0, 0(s0)
+  sw a1, 8(s0)
+  sh a2, 12(s0)
+  sb a3, 14(s0)
+  ld a4, 0(s0)
+  lw a5, 8(s0)
+  lwu a6, 8(s0)
+  lh a7, 12(s0)
+  lhu t0, 12(s0)
+  lb t1, 14(s0)
+  lbu t2, 14(s0)
+  lw t3, 3(s0)            # misaligned: the slow path
+  sd a5, 17(s0)
+  c.addi a0, 3
+  c.mv a1, a0
+  c.slli a1, 1
+  call fn
+  addi s1, s1, -1
+  bnez s1, loop
+  mv a0, s1
+  ${EXIT}
+fn:
+  addi a0, a0, 1
+  beq a0, a1, 1f
+  add a1, a1, a0
+1: ret
+  .data
+data: .zero 64
+`),
+  );
+  assert.equal(vm.exit.code, 0);
+  const cache = vm.hart.blockCache!;
+  assert.ok(cache.compiled >= 3, `only ${cache.compiled} blocks compiled`);
+});
+
+test("a fault in mid-block leaves mepc, mtval, instret and the registers written before it exact", {
+  skip,
+}, () => {
+  const vm = lockstep(
+    assemble(`
+  lla t0, handler
+  csrw mtvec, t0
+  lla s0, data
+  li s1, 0
+  li s2, 1000000
+  .option push
+  .option norvc
+loop:
+  addi s1, s1, 1
+  slli t1, s1, 3
+  add t1, t1, s0
+  sd s1, 0(t1)            # faults once t1 leaves RAM (s1 large): a store access fault in mid-block
+  addi t2, s1, 7
+  bne s1, s2, loop
+  .option pop
+  li a0, 99
+  ${EXIT}
+handler:
+  csrr a0, mcause
+  csrr a1, mepc
+  csrr a2, mtval
+  csrr a3, minstret
+  lla a4, loop
+  addi a4, a4, 12         # the faulting sd (4 + 4 + 4 bytes in)
+  sext.w a5, a1           # compare the low words only
+  sext.w a6, a4
+  bne a5, a6, bad
+  ${EXIT}
+bad:
+  li a0, 77
+  ${EXIT}
+  .data
+data: .zero 8
+`),
+    // The RAM is 1 MiB, so the loop walks off its end after about (1 MiB − data) / 8 passes.
+    2_000_000,
+  );
+  assert.equal(vm.exit.code, 7, "mcause = store access fault, and mepc was the sd");
+});
+
+test("a store over a compiled block (its own page, even the same block) runs the new code at once", {
+  skip,
+}, () => {
+  const vm = lockstep(
+    assemble(`
+  li s1, 200
+  li a0, 0
+  lla s2, patch
+  lw s3, 0(s2)            # the replacement instruction: addi a0, a0, 100
+  lla s2, target
+  .option push
+  .option norvc
+loop:
+  addi s1, s1, -1
+  bnez s1, 1f
+  sw s3, 0(s2)            # at the last pass: overwrite the addi two instructions on, in this same block
+1: nop
+target:
+  addi a0, a0, 1
+  bnez s1, loop
+  .option pop
+  ${EXIT}
+  .data
+patch: addi a0, a0, 100
+`),
+  );
+  assert.equal(vm.exit.code, 199 + 100);
+});
+
+test("code rewritten before fence.i (a new function body over a hot one) runs the new body", { skip }, () => {
+  const vm = lockstep(
+    assemble(`
+  li s1, 100
+  li s4, 0
+1:
+  call fn
+  add s4, s4, a0
+  addi s1, s1, -1
+  bnez s1, 1b
+  lla t0, fn
+  lla t1, fn2
+  lw t2, 0(t1)
+  sw t2, 0(t0)
+  lw t2, 4(t1)
+  sw t2, 4(t0)
+  fence.i
+  call fn
+  add a0, a0, s4
+  ${EXIT}
+  .balign 4
+fn:
+  .option push
+  .option norvc
+  li a0, 1
+  ret
+fn2:
+  li a0, 1000
+  ret
+  .option pop
+`),
+  );
+  assert.equal(vm.exit.code, 100 + 1000);
+});
+
+test("a DMA write over compiled code (GuestRam.noteWrite) drops it", { skip }, () => {
+  const image = assemble(`
+  li s1, 0
+1:
+  call fn
+  add s1, s1, a0
+  j 1b
+  .balign 4
+fn:
+  .option push
+  .option norvc
+  li a0, 1
+  ret
+  .option pop
+`);
+  const vm = machine(image, true);
+  vm.hart.run(5000);
+  assert.ok(vm.hart.blockCache!.compiled > 0);
+  // fn is at the image's end, 8 bytes: a device writes "li a0, 2" over its first word.
+  const fnOff = image.length - 8;
+  assert.equal(new DataView(image.buffer).getUint32(fnOff, true), 0x00100513, "li a0, 1 where fn should be");
+  vm.ram.view.setUint32(fnOff, 0x00200513, true);
+  vm.ram.noteWrite(fnOff, 4);
+  const before = vm.hart.x[18]!; // s1
+  vm.hart.run(100);
+  // Each call adds 2 now: at least one call ran, all with the new code, so s1 moved by an even amount.
+  const moved = vm.hart.x[18]! - before;
+  assert.ok(moved >= 2 && moved % 2 === 0, `s1 moved by ${moved}`);
+});
+
+test("the cache is bounded: full, it is emptied and compiling goes on, results unchanged", { skip }, () => {
+  // 64 distinct blocks (each a call target) called round and round; with room for 10 blocks the cache
+  // flushes again and again.
+  let fns = "";
+  let calls = "";
+  for (let k = 0; k < 64; k++) {
+    fns += `f${k}: addi a0, a0, ${k}\n xori a1, a0, ${k}\n ret\n`;
+    calls += `call f${k}\n`;
+  }
+  const image = assemble(`
+  li s1, 30
+  li a0, 0
+1:
+${calls}
+  addi s1, s1, -1
+  bnez s1, 1b
+  ${EXIT}
+${fns}
+`);
+  const on = machine(image, true);
+  const cache = on.hart.blockCache!;
+  cache.maxBlocks = 10;
+  let n = 0;
+  while (on.exit.code === null && n < 1_000_000) n += on.hart.run(1000);
+  const off = machine(image, false);
+  n = 0;
+  while (off.exit.code === null && n < 1_000_000) n += off.hart.run(1000);
+  assert.equal(on.exit.code, off.exit.code);
+  assert.equal(on.exit.code, (30 * (63 * 64)) / 2);
+  assert.ok(cache.size <= 10, `cache holds ${cache.size} blocks`);
+  assert.ok(cache.flushes > 10, `only ${cache.flushes} flushes`);
+  assert.deepEqual(on.hart.saveState(), off.hart.saveState());
+});
+
+test("run(budget) never retires more than the budget, even when a compiled loop could run on", {
+  skip,
+}, () => {
+  const vm = machine(assemble("li a0, 0\n1: addi a0, a0, 1\n j 1b\n"), true);
+  for (let budget = 1; budget < 200; budget += 7) assert.equal(vm.hart.run(budget), budget);
+  assert.ok(vm.hart.blockCache!.compiled > 0);
+});
+
+test("snapshot load drops compiled code; the JIT switch is visible on the hart", { skip }, () => {
+  const vm = machine(assemble("li a0, 0\n1: addi a0, a0, 1\n j 1b\n"), true);
+  vm.hart.run(1000);
+  const cache: BlockCache = vm.hart.blockCache!;
+  assert.ok(cache.size > 0);
+  vm.hart.loadState(vm.hart.saveState());
+  assert.equal(cache.size, 0);
+  assert.equal(vm.hart.jitEnabled, true);
+  assert.equal(machine(new Uint8Array(4), false).hart.jitEnabled, false);
+});
+
+test("the generated source of a block is plain JavaScript over registers in locals", { skip }, () => {
+  const image = assemble("add a0, a1, a2\n ld a3, 8(a0)\n beq a3, zero, 1f\n1: ret\n");
+  const src = blockSource(new Uint16Array(image.buffer, 0, image.length >> 1), 0);
+  assert.ok(src !== null);
+  assert.match(src, /r10l/);
+  assert.match(src, /h\.loadSlow\(lo,hi,8\)/);
+  assert.doesNotMatch(src, /BigInt/);
+});

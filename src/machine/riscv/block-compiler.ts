@@ -1,0 +1,511 @@
+// Translates a straight run of RV64IMC integer instructions (unprivileged spec v20191213 chapters 2, 5, 7 and
+// 16) starting at one guest-physical address into a JavaScript function, so a hot loop runs without fetch,
+// decode or dispatch per instruction.
+//
+// A block lies inside one 4 KiB page, holds at most MAX_BLOCK_INSNS instructions and stops before anything
+// it does not translate (CSRs, SYSTEM, AMOs, FENCE, floating point, illegal encodings: the interpreter runs
+// those) and after a JAL or JALR. A conditional branch inside it leaves the block when taken; a branch or jump
+// back to the block's first instruction loops inside the function while the instruction budget allows a
+// whole pass. Guest registers live in JS locals while the block runs and are stored back at every exit and
+// before every call that may trap, so a fault leaves x, pc and the retired count exactly as the interpreter
+// would: pc at the faulting instruction, count = instructions retired before it.
+
+import * as md from "./mul-div-64.ts";
+import { RVC_TABLE as IMPORTED_RVC_TABLE } from "./rvc.ts";
+
+const RVC_TABLE = IMPORTED_RVC_TABLE;
+
+/** Most instructions one block holds (one pass through it). */
+export const MAX_BLOCK_INSNS = 64;
+/** Mask of the hart's direct-mapped TLB index (512 entries). */
+export const TLB_MASK = 511;
+
+/**
+ * The compiled form of a block. Arguments: the hart (its TLB arrays, slow paths and pc/count fields), the
+ * register file, RAM views, pc of the first instruction as halves, the retired count at entry and the count
+ * the block must not pass. On return the hart's pcLo/pcHi/count say where execution continues.
+ */
+export type BlockFn = (
+  h: unknown,
+  x: Int32Array,
+  u8: Uint8Array,
+  u16: Uint16Array,
+  i32: Int32Array,
+  pl: number,
+  ph: number,
+  n: number,
+  end: number,
+) => void;
+
+/** The helpers generated code calls (64-bit multiply/divide and variable shifts through `wide`). */
+const RUNTIME = {
+  mul64: md.mul64,
+  mulh64: md.mulh64,
+  mulhsu64: md.mulhsu64,
+  mulhu64: md.mulhu64,
+  div64: md.div64,
+  divu64: md.divu64,
+  wide: md.wide,
+  remainder: md.remainder,
+  shl64(lo: number, hi: number, s: number): void {
+    const w = md.wide;
+    if (s === 0) {
+      w[0] = lo;
+      w[1] = hi;
+    } else if (s < 32) {
+      w[1] = (hi << s) | (lo >>> (32 - s));
+      w[0] = lo << s;
+    } else {
+      w[1] = lo << (s - 32);
+      w[0] = 0;
+    }
+  },
+  srl64(lo: number, hi: number, s: number): void {
+    const w = md.wide;
+    if (s === 0) {
+      w[0] = lo;
+      w[1] = hi;
+    } else if (s < 32) {
+      w[0] = (lo >>> s) | (hi << (32 - s));
+      w[1] = hi >>> s;
+    } else {
+      w[0] = hi >>> (s - 32);
+      w[1] = 0;
+    }
+  },
+  sra64(lo: number, hi: number, s: number): void {
+    const w = md.wide;
+    if (s === 0) {
+      w[0] = lo;
+      w[1] = hi;
+    } else if (s < 32) {
+      w[0] = (lo >>> s) | (hi << (32 - s));
+      w[1] = hi >> s;
+    } else {
+      w[0] = hi >> (s - 32);
+      w[1] = hi >> 31;
+    }
+  },
+};
+
+/** One decoded instruction of a block. */
+interface Insn {
+  /** The 32-bit form (RVC expanded). */
+  readonly insn: number;
+  /** 2 or 4. */
+  readonly len: number;
+  /** Byte offset from the block's first instruction. */
+  readonly delta: number;
+}
+
+/** What compile() made: the function and how many instructions one pass runs at most. */
+export interface CompiledCode {
+  readonly fn: BlockFn;
+  readonly len: number;
+}
+
+/**
+ * Compiles the block at byte `off` of RAM (`u16` views it; `pageOffset` is `off & 4095` of its virtual pc, which
+ * equals the physical one). Returns null when the first instruction is not one this compiler translates.
+ */
+export function compileBlock(u16: Uint16Array, off: number): CompiledCode | null {
+  const insns = decodeBlock(u16, off);
+  if (insns.length === 0) return null;
+  const src = generate(insns);
+  const factory = new Function("rt", src) as (rt: typeof RUNTIME) => BlockFn;
+  return { fn: factory(RUNTIME), len: insns.length };
+}
+
+/** The source compileBlock would compile (for tests and debugging). */
+export function blockSource(u16: Uint16Array, off: number): string | null {
+  const insns = decodeBlock(u16, off);
+  return insns.length === 0 ? null : generate(insns);
+}
+
+function decodeBlock(u16: Uint16Array, off: number): Insn[] {
+  const out: Insn[] = [];
+  const pageEnd = (off & -4096) + 4096;
+  let at = off;
+  while (out.length < MAX_BLOCK_INSNS && at < pageEnd) {
+    let insn = u16[at >> 1]!;
+    let len = 4;
+    if ((insn & 3) === 3) {
+      // A 32-bit instruction whose upper half lies on the next page may map elsewhere: leave it to the
+      // interpreter's fetch.
+      if (at + 4 > pageEnd) break;
+      insn = insn | (u16[(at >> 1) + 1]! << 16) | 0;
+    } else {
+      len = 2;
+      insn = RVC_TABLE[insn]!;
+      if (insn === 0) break;
+    }
+    if (!supported(insn)) break;
+    out.push({ insn, len, delta: at - off });
+    at += len;
+    const op = insn & 0x7f;
+    if (op === 0x6f || op === 0x67) break; // JAL, JALR end the block
+  }
+  return out;
+}
+
+/** Whether `insn` is an encoding this compiler translates; the legality rules are the interpreter's. */
+function supported(insn: number): boolean {
+  const f3 = (insn >> 12) & 7;
+  switch (insn & 0x7f) {
+    case 0x13: // OP-IMM
+      if (f3 === 1) return insn >>> 26 === 0;
+      if (f3 === 5) return insn >>> 26 === 0 || insn >>> 26 === 0x10;
+      return true;
+    case 0x1b: // OP-IMM-32
+      if (f3 === 0) return true;
+      if (f3 === 1) return insn >>> 25 === 0;
+      if (f3 === 5) return insn >>> 25 === 0 || insn >>> 25 === 0x20;
+      return false;
+    case 0x33: {
+      const f7 = insn >>> 25;
+      return f7 === 0 || f7 === 1 || (f7 === 0x20 && (f3 === 0 || f3 === 5));
+    }
+    case 0x3b: {
+      const f7 = insn >>> 25;
+      if (f7 === 0) return f3 === 0 || f3 === 1 || f3 === 5;
+      if (f7 === 0x20) return f3 === 0 || f3 === 5;
+      if (f7 === 1) return f3 === 0 || f3 >= 4;
+      return false;
+    }
+    case 0x37: // LUI
+    case 0x17: // AUIPC
+    case 0x6f: // JAL
+      return true;
+    case 0x67: // JALR
+      return f3 === 0;
+    case 0x03: // LOAD
+      return f3 !== 7;
+    case 0x23: // STORE
+      return f3 <= 3;
+    case 0x63: // BRANCH
+      return f3 !== 2 && f3 !== 3;
+    default:
+      return false;
+  }
+}
+
+const L = (r: number): string => (r === 0 ? "0" : `r${r}l`);
+const H = (r: number): string => (r === 0 ? "0" : `r${r}h`);
+
+function generate(insns: Insn[]): string {
+  const count = insns.length;
+  const touched = new Set<number>();
+  const written = new Set<number>();
+  let loads = false;
+  let stores = false;
+  let loops = false;
+  for (const { insn, delta } of insns) {
+    const op = insn & 0x7f;
+    const d = (insn >> 7) & 31;
+    const a = (insn >> 15) & 31;
+    const b = (insn >> 20) & 31;
+    if (op !== 0x37 && op !== 0x17 && op !== 0x6f) touched.add(a);
+    if (op === 0x33 || op === 0x3b || op === 0x23 || op === 0x63) touched.add(b);
+    if (op !== 0x23 && op !== 0x63) {
+      touched.add(d);
+      written.add(d);
+    }
+    if (op === 0x03) loads = true;
+    if (op === 0x23) stores = true;
+    if (op === 0x63 && delta + branchOffset(insn) === 0) loops = true;
+    if (op === 0x6f && delta + jalOffset(insn) === 0) loops = true;
+  }
+  touched.delete(0);
+  written.delete(0);
+
+  // Stores every register the block writes (all of them, whatever the exit: in a loop a later instruction's
+  // write may come from the previous pass); every touched register was loaded at entry, so this is exact.
+  let wb = "";
+  for (const r of written) wb += `x[${2 * r}]=${L(r)};x[${2 * r + 1}]=${H(r)};`;
+  /** Leave the block: registers back, pc = lo/hi expressions, count = n + retired. */
+  const exit = (lo: string, hi: string, retired: string): string =>
+    `{${wb}h.pcLo=${lo};h.pcHi=${hi};h.count=n+${retired};return;}`;
+  /** Leave to pc = first pc + c (a constant that fits int32), with the carry into the high half. */
+  const exitTo = (c: number, retired: string): string =>
+    `{const t=(pl+${c})|0;${wb}h.pcLo=t;h.pcHi=(ph+${c >> 31}+(t>>>0<pl>>>0?1:0))|0;h.count=n+${retired};return;}`;
+  /** Before a call that may trap at instruction i: the interpreter's state at that instruction. */
+  const beforeCall = (i: number, delta: number): string =>
+    `${wb}h.pcLo=(pl+${delta})|0;h.pcHi=ph;h.count=n+${i};`;
+
+  let s = '"use strict";\n';
+  s += "const {mul64,mulh64,mulhsu64,mulhu64,div64,divu64,wide,remainder,shl64,srl64,sra64}=rt;\n";
+  s += "return function block(h,x,u8,u16,i32,pl,ph,n,end){\n";
+  if (loads) s += "const rTL=h.rTagLo,rTH=h.rTagHi,rO=h.rOff;\n";
+  if (stores) s += "const wTL=h.wTagLo,wTH=h.wTagHi,wO=h.wOff;\n";
+  if (loads || stores) s += "let sl=0;\n";
+  for (const r of touched) s += `let ${L(r)}=x[${2 * r}],${H(r)}=x[${2 * r + 1}];\n`;
+  if (loops) s += "for(;;){\n";
+
+  for (let i = 0; i < count; i++) {
+    const { insn, len, delta } = insns[i]!;
+    const op = insn & 0x7f;
+    const d = (insn >> 7) & 31;
+    const a = (insn >> 15) & 31;
+    const b = (insn >> 20) & 31;
+    const f3 = (insn >> 12) & 7;
+    const f7 = insn >>> 25;
+    const imm = insn >> 20;
+    const ih = imm >> 31;
+    /** Assign lo/hi expressions (evaluated before either is assigned) to rd. */
+    const set = (lo: string, hi: string): string =>
+      d === 0 ? "" : `{const tl=${lo},th=${hi};${L(d)}=tl;${H(d)}=th;}`;
+    const al = L(a);
+    const ah = H(a);
+    const bl = L(b);
+    const bh = H(b);
+    s += `// ${i}: +${delta} ${(insn >>> 0).toString(16)}\n`;
+    switch (op) {
+      case 0x13: {
+        const sh = imm & 63;
+        switch (f3) {
+          case 0:
+            if (d === 0) break;
+            if (a === 0) s += set(`${imm}`, `${ih}`);
+            else
+              s += `{const q=${al},lo=(q+${imm})|0;${H(d)}=(${ah}+${ih}+(lo>>>0<q>>>0?1:0))|0;${L(d)}=lo;}`;
+            break;
+          case 4:
+            s += set(`${al}^${imm}`, `${ah}^${ih}`);
+            break;
+          case 6:
+            s += set(`${al}|${imm}`, `${ah}|${ih}`);
+            break;
+          case 7:
+            s += set(`${al}&${imm}`, `${ah}&${ih}`);
+            break;
+          case 1:
+            if (sh >= 32) s += set("0", `${al}<<${sh - 32}`);
+            else if (sh !== 0) s += set(`${al}<<${sh}`, `(${ah}<<${sh})|(${al}>>>${32 - sh})`);
+            else s += set(al, ah);
+            break;
+          case 5: {
+            const arith = insn >>> 26 !== 0;
+            if (sh >= 32)
+              s += set(arith ? `${ah}>>${sh - 32}` : `(${ah}>>>${sh - 32})|0`, arith ? `${ah}>>31` : "0");
+            else if (sh !== 0)
+              s += set(`(${al}>>>${sh})|(${ah}<<${32 - sh})`, arith ? `${ah}>>${sh}` : `(${ah}>>>${sh})|0`);
+            else s += set(al, ah);
+            break;
+          }
+          case 2:
+            s += set(`${ah}<${ih}||(${ah}===${ih}&&${al}>>>0<${imm >>> 0})?1:0`, "0");
+            break;
+          default:
+            s += set(`${ah}>>>0<${ih >>> 0}||(${ah}===${ih}&&${al}>>>0<${imm >>> 0})?1:0`, "0");
+        }
+        break;
+      }
+      case 0x1b: {
+        const sh = imm & 31;
+        const r =
+          f3 === 0
+            ? `(${al}+${imm})|0`
+            : f3 === 1
+              ? `${al}<<${sh}`
+              : f7 === 0
+                ? `(${al}>>>${sh})|0`
+                : `${al}>>${sh}`;
+        if (d !== 0) s += `{const r=${r};${L(d)}=r;${H(d)}=r>>31;}`;
+        break;
+      }
+      case 0x33:
+        if (d !== 0) s += genOp(f3, f7, al, ah, bl, bh, L(d), H(d));
+        break;
+      case 0x3b:
+        if (d !== 0) s += `{const r=${genOp32(f3, f7, al, bl)};${L(d)}=r;${H(d)}=r>>31;}`;
+        break;
+      case 0x37: {
+        const v = insn & 0xfffff000;
+        s += set(`${v}`, `${v >> 31}`);
+        break;
+      }
+      case 0x17: {
+        const c = (insn & 0xfffff000) + delta;
+        if (d !== 0) s += `{const t=(pl+${c})|0;${H(d)}=(ph+${c >> 31}+(t>>>0<pl>>>0?1:0))|0;${L(d)}=t;}`;
+        break;
+      }
+      case 0x03: {
+        const width = f3 & 3;
+        const mask = [-4096, -4095, -4093, -4089][width]!;
+        s += `{const q=${al},lo=(q+${imm})|0,hi=(${ah}+${ih}+(lo>>>0<q>>>0?1:0))|0,k=(lo>>>12)&${TLB_MASK};let v,vh=0;`;
+        s += `if(rTH[k]===hi&&rTL[k]===(lo&${mask})){`;
+        if (width === 0) s += "v=u8[rO[k]+(lo&4095)];";
+        else if (width === 1) s += "v=u16[(rO[k]+(lo&4095))>>1];";
+        else if (width === 2) s += "v=i32[(rO[k]+(lo&4095))>>2];";
+        else s += "const w=(rO[k]+(lo&4095))>>2;v=i32[w];vh=i32[w+1];";
+        s += `}else{${beforeCall(i, delta)}v=h.loadSlow(lo,hi,${1 << width});${width === 3 ? "vh=h.tmpHi;" : ""}sl=1;}`;
+        if (d !== 0) {
+          if (f3 === 0) s += `v=(v<<24)>>24;${L(d)}=v;${H(d)}=v>>31;`;
+          else if (f3 === 1) s += `v=(v<<16)>>16;${L(d)}=v;${H(d)}=v>>31;`;
+          else if (f3 === 2) s += `${L(d)}=v;${H(d)}=v>>31;`;
+          else if (f3 === 3) s += `${L(d)}=v;${H(d)}=vh;`;
+          else s += `${L(d)}=v;${H(d)}=0;`;
+        }
+        s += "}";
+        // An MMIO load may raise or lower an interrupt line: leave so interrupts are looked at, as the
+        // interpreter does after every instruction that set breakOut.
+        s += `if(sl!==0){sl=0;if(h.breakOut)${exitTo(delta + len, `${i + 1}`)}}\n`;
+        break;
+      }
+      case 0x23: {
+        const width = f3;
+        const mask = [-4096, -4095, -4093, -4089][width]!;
+        const sImm = ((insn >> 25) << 5) | ((insn >> 7) & 31);
+        s += `{const q=${al},lo=(q+${sImm})|0,hi=(${ah}+${sImm >> 31}+(lo>>>0<q>>>0?1:0))|0,k=(lo>>>12)&${TLB_MASK};`;
+        s += `if(wTH[k]===hi&&wTL[k]===(lo&${mask})){`;
+        if (width === 0) s += `u8[wO[k]+(lo&4095)]=${bl};`;
+        else if (width === 1) s += `u16[(wO[k]+(lo&4095))>>1]=${bl};`;
+        else if (width === 2) s += `i32[(wO[k]+(lo&4095))>>2]=${bl};`;
+        else s += `const w=(wO[k]+(lo&4095))>>2;i32[w]=${bl};i32[w+1]=${bh};`;
+        s += `}else{${beforeCall(i, delta)}h.storeSlow(lo,hi,${1 << width},${bl},${width === 3 ? bh : "0"});sl=1;}}`;
+        // A store into a page holding compiled code (this block's own, perhaps) or to a device that raises an
+        // interrupt sets breakOut: leave before running anything stale.
+        s += `if(sl!==0){sl=0;if(h.breakOut)${exitTo(delta + len, `${i + 1}`)}}\n`;
+        break;
+      }
+      case 0x63: {
+        const off = branchOffset(insn);
+        const cond = branchCond(f3, al, ah, bl, bh);
+        if (delta + off === 0)
+          s += `if(${cond}){n+=${i + 1};if(n+${count}<=end)continue;${exit("pl", "ph", "0")}}\n`;
+        else s += `if(${cond})${exitTo(delta + off, `${i + 1}`)}\n`;
+        break;
+      }
+      case 0x6f: {
+        const off = jalOffset(insn);
+        if (d !== 0) s += `{const t=(pl+${delta + len})|0;${H(d)}=t>>>0<pl>>>0?(ph+1)|0:ph;${L(d)}=t;}`;
+        if (delta + off === 0) s += `n+=${i + 1};if(n+${count}<=end)continue;${exit("pl", "ph", "0")}\n`;
+        else s += `${exitTo(delta + off, `${i + 1}`)}\n`;
+        break;
+      }
+      case 0x67: {
+        // Target first: rd may be rs1.
+        s += `{const q=${al},t=(q+${imm})|0,th=(${ah}+${ih}+(t>>>0<q>>>0?1:0))|0;`;
+        if (d !== 0) s += `const u=(pl+${delta + len})|0;${H(d)}=u>>>0<pl>>>0?(ph+1)|0:ph;${L(d)}=u;`;
+        s += `${wb}h.pcLo=t&-2;h.pcHi=th;h.count=n+${i + 1};return;}\n`;
+        break;
+      }
+    }
+  }
+  const last = insns[count - 1]!;
+  const op = last.insn & 0x7f;
+  if (op !== 0x6f && op !== 0x67) s += `${exitTo(last.delta + last.len, `${count}`)}\n`;
+  if (loops) s += "}\n";
+  s += "};\n";
+  return s;
+}
+
+function branchOffset(insn: number): number {
+  return (
+    ((insn >> 31) << 12) |
+    (((insn >> 7) & 1) << 11) |
+    (((insn >> 25) & 0x3f) << 5) |
+    (((insn >> 8) & 0xf) << 1)
+  );
+}
+
+function jalOffset(insn: number): number {
+  return ((insn >> 31) << 20) | (insn & 0xff000) | (((insn >> 20) & 1) << 11) | (((insn >> 21) & 0x3ff) << 1);
+}
+
+function branchCond(f3: number, al: string, ah: string, bl: string, bh: string): string {
+  switch (f3) {
+    case 0:
+      return `${al}===${bl}&&${ah}===${bh}`;
+    case 1:
+      return `${al}!==${bl}||${ah}!==${bh}`;
+    case 4:
+      return `${ah}<${bh}||(${ah}===${bh}&&${al}>>>0<${bl}>>>0)`;
+    case 5:
+      return `${ah}>${bh}||(${ah}===${bh}&&${al}>>>0>=${bl}>>>0)`;
+    case 6:
+      return `${ah}>>>0<${bh}>>>0||(${ah}===${bh}&&${al}>>>0<${bl}>>>0)`;
+    default:
+      return `${ah}>>>0>${bh}>>>0||(${ah}===${bh}&&${al}>>>0>=${bl}>>>0)`;
+  }
+}
+
+/** OP (and M): rd = rs1 op rs2 on 64-bit halves. */
+function genOp(
+  f3: number,
+  f7: number,
+  al: string,
+  ah: string,
+  bl: string,
+  bh: string,
+  dl: string,
+  dh: string,
+) {
+  const fromWide = `${dl}=wide[0];${dh}=wide[1];`;
+  const two = (lo: string, hi: string) => `{const tl=${lo},th=${hi};${dl}=tl;${dh}=th;}`;
+  if (f7 === 0) {
+    switch (f3) {
+      case 0:
+        return `{const q=${al},lo=(q+${bl})|0;${dh}=(${ah}+${bh}+(lo>>>0<q>>>0?1:0))|0;${dl}=lo;}`;
+      case 1:
+        return `shl64(${al},${ah},${bl}&63);${fromWide}`;
+      case 2:
+        return two(`${ah}<${bh}||(${ah}===${bh}&&${al}>>>0<${bl}>>>0)?1:0`, "0");
+      case 3:
+        return two(`${ah}>>>0<${bh}>>>0||(${ah}===${bh}&&${al}>>>0<${bl}>>>0)?1:0`, "0");
+      case 4:
+        return two(`${al}^${bl}`, `${ah}^${bh}`);
+      case 5:
+        return `srl64(${al},${ah},${bl}&63);${fromWide}`;
+      case 6:
+        return two(`${al}|${bl}`, `${ah}|${bh}`);
+      default:
+        return two(`${al}&${bl}`, `${ah}&${bh}`);
+    }
+  }
+  if (f7 === 0x20) {
+    if (f3 === 0) return two(`(${al}-${bl})|0`, `(${ah}-${bh}-(${al}>>>0<${bl}>>>0?1:0))|0`);
+    return `sra64(${al},${ah},${bl}&63);${fromWide}`;
+  }
+  const args = `(${al},${ah},${bl},${bh});`;
+  switch (f3) {
+    case 0:
+      return `mul64${args}${fromWide}`;
+    case 1:
+      return `mulh64${args}${fromWide}`;
+    case 2:
+      return `mulhsu64${args}${fromWide}`;
+    case 3:
+      return `mulhu64${args}${fromWide}`;
+    case 4:
+      return `div64${args}${fromWide}`;
+    case 5:
+      return `divu64${args}${fromWide}`;
+    case 6:
+      return `div64${args}${dl}=remainder[0];${dh}=remainder[1];`;
+    default:
+      return `divu64${args}${dl}=remainder[0];${dh}=remainder[1];`;
+  }
+}
+
+/** OP-32 (and M's W forms): the 32-bit result expression, as the interpreter's execOp32 computes it. */
+function genOp32(f3: number, f7: number, a: string, b: string): string {
+  if (f7 === 0) {
+    if (f3 === 0) return `(${a}+${b})|0`;
+    if (f3 === 1) return `${a}<<(${b}&31)`;
+    return `(${a}>>>(${b}&31))|0`;
+  }
+  if (f7 === 0x20) return f3 === 0 ? `(${a}-${b})|0` : `${a}>>(${b}&31)`;
+  switch (f3) {
+    case 0:
+      return `Math.imul(${a},${b})`;
+    case 4:
+      return `${b}===0?-1:${a}===-2147483648&&${b}===-1?${a}:(${a}/${b})|0`;
+    case 5:
+      return `${b}===0?-1:((${a}>>>0)/(${b}>>>0))|0`;
+    case 6:
+      return `${b}===0?${a}:${b}===-1?0:(${a}%${b})|0`;
+    default:
+      return `${b}===0?${a}:((${a}>>>0)%(${b}>>>0))|0`;
+  }
+}
