@@ -243,6 +243,31 @@ test("operations survive kill -9 of the daemon and its stop, each with a truthfu
   await ok("delete", "web");
 });
 
+test("a suspend the VMM is still writing when the daemon is killed completes: the operation and the VM end SUSPENDED", async () => {
+  // This guest takes 3 s to write its state, so the daemon dies while the VMM writes it.
+  await ok("create", "slowsave-y", "--memory", "32M");
+  await new Promise((r) => setTimeout(r, 200));
+  const id = (await ok("suspend", "slowsave-y", "--async")).stdout.trim();
+  await until(async () => (await describe("slowsave-y")).status === "SUSPENDING");
+  await killDaemon();
+  const waited = await tsvm("operations", "wait", id, "--format", "json");
+  assert.equal(waited.code, 0, waited.stderr);
+  const op = JSON.parse(waited.stdout) as Operation;
+  assert.equal(op.error, null);
+  assert.match(op.statusMessage, /^completed across a daemon restart: the VM 'slowsave-y' is SUSPENDED/);
+  const vm = JSON.parse((await ok("describe", "slowsave-y", "--format", "json")).stdout) as {
+    status: string;
+    vmmPid: number | null;
+    history: Array<{ reason: string }>;
+  };
+  assert.equal(vm.status, "SUSPENDED");
+  assert.equal(vm.vmmPid, null);
+  assert.equal(vm.history.at(-1)!.reason, "suspended (completed after a daemon restart)");
+  await ok("resume", "slowsave-y");
+  assert.match((await ok("logs", "slowsave-y")).stdout, /\nrestore at count [1-9]\d*\n/);
+  await ok("delete", "slowsave-y");
+});
+
 test("a crash's leftovers are recovered at daemon start: saved states kept or put back, temp files gone, an interrupted suspend truthful", async () => {
   await ok("create", "sus", "--memory", "32M");
   await ok("create", "swap", "--memory", "32M");
@@ -288,9 +313,46 @@ test("a crash's leftovers are recovered at daemon start: saved states kept or pu
   await mkdir(join(vms, "mid", ".tmp-state-333333333333"));
   await writeFile(join(vms, "mid", ".tmp-state-333333333333", "counter.json"), "{");
 
+  // half: an insert interrupted while copying the disk (PROVISIONING, nothing after), and its operation.
+  const halfRecord = JSON.parse(await readFile(join(vms, "sus", "vm.json"), "utf8"));
+  halfRecord.name = "half";
+  halfRecord.id = "00000000-0000-4000-8000-000000000001";
+  halfRecord.status = "PROVISIONING";
+  halfRecord.history = halfRecord.history.slice(0, 1);
+  await mkdir(join(vms, "half"));
+  await writeFile(join(vms, "half", "vm.json"), JSON.stringify(halfRecord));
+  await writeFile(join(vms, "half", ".tmp-444444444444"), Buffer.alloc(1000)); // the disk being copied
+  const insertId = `operation-${Date.now()}-abcdef01`;
+  const at = new Date().toISOString();
+  await writeFile(
+    join(home, "operations", `${insertId}.json`),
+    JSON.stringify({
+      kind: "tsvm#operation",
+      id: insertId,
+      operationType: "insert",
+      targetName: "half",
+      status: "RUNNING",
+      progress: 0,
+      statusMessage: "copying the root disk",
+      insertTime: at,
+      startTime: at,
+      endTime: null,
+      error: null,
+    }),
+  );
+
   const listed = await ok("list", "--format", "json"); // starts the daemon
   assert.match(listed.stderr, /started the daemon/);
   await until(async () => (await describe("mid")).status === "RUNNING");
+  const waitedInsert = await tsvm("operations", "wait", insertId, "--format", "json");
+  assert.equal(waitedInsert.code, 1, "a failed operation fails its wait");
+  const insert = JSON.parse(waitedInsert.stdout);
+  assert.equal(insert.error.code, "daemon-restarted");
+  assert.match(
+    insert.error.message,
+    /^the tsvm daemon restarted while this insert ran; afterwards the VM 'half' does not exist/,
+  );
+  assert.equal((await tsvm("describe", "half")).code, 1, "a half-created VM is removed, as a failed insert");
   assert.deepEqual(await tempLeftovers(), []);
   assert.deepEqual((await readdir(vms)).sort(), ["mid", "sus", "swap"]);
   assert.equal((await describe("sus")).status, "SUSPENDED");

@@ -3,7 +3,7 @@
 // (the daemon); every request on one VM is queued behind the previous one, so none is lost or interleaved.
 
 import { randomUUID } from "node:crypto";
-import { rm, stat } from "node:fs/promises";
+import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import { readConsoleLog } from "./console-log.ts";
@@ -26,7 +26,14 @@ import {
   hostUsage,
   type VmAllocation,
 } from "./resources.ts";
-import { checkVmName, copyFileAtomic, VmExistsError, VmNotFoundError, type VmStore } from "./store.ts";
+import {
+  checkVmName,
+  copyFileAtomic,
+  NEW_STATE_PREFIX,
+  VmExistsError,
+  VmNotFoundError,
+  type VmStore,
+} from "./store.ts";
 import { VM_RECORD_FORMAT_VERSION, type VmRecord, withHistory } from "./vm-record.ts";
 import type { VmmExecOptions, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
 
@@ -97,6 +104,10 @@ const INTERRUPTED_OPERATION_GOALS: Partial<Record<OperationType, VmStatus | null
   suspend: "SUSPENDED",
   delete: null,
 };
+
+/** How long a restarted daemon waits for a VMM found writing a suspend's state, and for one not (yet) doing so. */
+const SUSPEND_IN_FLIGHT_WAIT_MS = 60_000;
+const SUSPEND_EXIT_WAIT_MS = 2_000;
 
 /** Compute Engine gives up automatic restarts of a VM that keeps crashing; so do we. */
 const CRASH_LOOP_WINDOW_MS = 10 * 60_000;
@@ -810,6 +821,32 @@ export class Hypervisor {
     });
   }
 
+  /**
+   * A VM found SUSPENDING with its VMM alive: the VMM may be writing the state (a `.tmp-state-*` directory
+   * exists until the swap) or about to exit after it. Waits for its exit (up to a minute while it writes,
+   * a moment otherwise); undefined when it runs on, i.e. the suspend request never reached it.
+   */
+  private async awaitSuspendInFlight(slot: VmSlot, vmm: VmmHandle): Promise<VmmExit | undefined> {
+    const dir = this.config.store.paths(slot.record.name).dir;
+    const saving = (await readdir(dir).catch(() => [])).some((e) => e.startsWith(NEW_STATE_PREFIX));
+    let timer: NodeJS.Timeout | undefined;
+    slot.expectingExit = true;
+    try {
+      return await Promise.race([
+        vmm.exited,
+        new Promise<undefined>((resolve) => {
+          timer = setTimeout(
+            () => resolve(undefined),
+            saving ? SUSPEND_IN_FLIGHT_WAIT_MS : SUSPEND_EXIT_WAIT_MS,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      slot.expectingExit = false;
+    }
+  }
+
   /** Settles the temp files a crash left in the VM's directory (no VMM may run for it); each is an event. */
   private async recoverLeftovers(slot: VmSlot): Promise<void> {
     const { name, id, status } = slot.record;
@@ -847,9 +884,22 @@ export class Hypervisor {
         });
         return;
       }
+      if (status === "SUSPENDING") {
+        const exit = await this.awaitSuspendInFlight(slot, found);
+        if (exit) {
+          slot.vmm = undefined;
+          if (exit.reason === "suspended")
+            return this.setStatus(slot, "SUSPENDED", "suspended (completed after a daemon restart)", {
+              lastSuspendedTimestamp: this.now().toISOString(),
+              statusMessage: "",
+            });
+          await this.setStatus(slot, "REPAIRING", exit.detail, { statusMessage: exit.detail });
+          return this.repair(slot, exit);
+        }
+        // The suspend request died with the old daemon before the VMM began it: the guest runs on.
+      }
       if (status === "PROVISIONING") await this.setStatus(slot, "STAGING", note);
       if (status === "REPAIRING") await this.setStatus(slot, "STAGING", note);
-      // SUSPENDING: the suspend request died with the old daemon; the guest runs on.
       await this.setStatus(slot, "RUNNING", note);
       return;
     }
