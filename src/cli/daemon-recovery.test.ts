@@ -322,6 +322,25 @@ test("a crash's leftovers are recovered at daemon start: saved states kept or pu
   await mkdir(join(vms, "half"));
   await writeFile(join(vms, "half", "vm.json"), JSON.stringify(halfRecord));
   await writeFile(join(vms, "half", ".tmp-444444444444"), Buffer.alloc(1000)); // the disk being copied
+  // resuming / starting: a resume and a start from TERMINATED interrupted in STAGING, both with a state/
+  // (for the start a stale one): only the resume goes back to SUSPENDED.
+  for (const [name, action, from, n] of [
+    ["resuming", "resume", "SUSPENDED", 2],
+    ["starting", "start", "TERMINATED", 3],
+  ] as const) {
+    const r = JSON.parse(await readFile(join(vms, "sus", "vm.json"), "utf8"));
+    const when = new Date().toISOString();
+    r.name = name;
+    r.id = `00000000-0000-4000-8000-00000000000${n}`;
+    r.status = "STAGING";
+    r.history.push(
+      { at: when, from, to: "PROVISIONING", reason: `${action}: resources reserved` },
+      { at: when, from: "PROVISIONING", to: "STAGING", reason: `${action}: starting` },
+    );
+    await mkdir(join(vms, name, "state"), { recursive: true });
+    await writeFile(join(vms, name, "vm.json"), JSON.stringify(r));
+    await writeFile(join(vms, name, "state", "counter.json"), '{"count":5}');
+  }
   const insertId = `operation-${Date.now()}-abcdef01`;
   const at = new Date().toISOString();
   await writeFile(
@@ -354,7 +373,9 @@ test("a crash's leftovers are recovered at daemon start: saved states kept or pu
   );
   assert.equal((await tsvm("describe", "half")).code, 1, "a half-created VM is removed, as a failed insert");
   assert.deepEqual(await tempLeftovers(), []);
-  assert.deepEqual((await readdir(vms)).sort(), ["mid", "sus", "swap"]);
+  assert.deepEqual((await readdir(vms)).sort(), ["mid", "resuming", "starting", "sus", "swap"]);
+  await until(async () => (await describe("resuming")).status === "SUSPENDED");
+  await until(async () => (await describe("starting")).status === "TERMINATED");
   assert.equal((await describe("sus")).status, "SUSPENDED");
   assert.equal((await describe("swap")).status, "SUSPENDED");
   assert.equal(await saved("sus"), susState, "the previous state is intact");
@@ -376,7 +397,7 @@ test("a crash's leftovers are recovered at daemon start: saved states kept or pu
   const stats = await ApiClient.forDataDir(home).getStats("swap");
   assert.ok(stats.stats.count! >= swapCount && stats.stats.count! < 999999999, `count ${stats.stats.count}`);
   assert.match((await ok("logs", "swap")).stdout, new RegExp(`restore at count ${swapCount}\\n`));
-  for (const name of ["mid", "sus", "swap"]) await ok("delete", name);
+  for (const name of ["mid", "resuming", "starting", "sus", "swap"]) await ok("delete", name);
 });
 
 test("the console log of a guest printing without end is rotated at 4 MiB; positions stay absolute; logs works", async () => {

@@ -943,8 +943,14 @@ export class Hypervisor {
         return this.repair(slot, exit);
       case "PROVISIONING":
       case "STAGING": {
-        const message = "the start was interrupted by a daemon restart";
-        return this.setStatus(slot, hasState ? "SUSPENDED" : "TERMINATED", message, {
+        // Only an interrupted resume goes back to SUSPENDED (its state is still there: it is removed only
+        // once the guest runs); a start or an automatic restart goes back to TERMINATED.
+        const began = [...slot.record.history]
+          .reverse()
+          .find((h) => h.to === "PROVISIONING" || h.to === "STAGING");
+        const resuming = hasState && /^resume/.test(began?.reason ?? "");
+        const message = `the ${resuming ? "resume" : "start"} was interrupted by a daemon restart`;
+        return this.setStatus(slot, resuming ? "SUSPENDED" : "TERMINATED", message, {
           statusMessage: message,
         });
       }
