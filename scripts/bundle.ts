@@ -4,7 +4,6 @@
 // the same semantics (esbuild is what tsx transforms with). Used by scripts/launch.ts (bin/tsvm) and by
 // bench/run.ts; bundled code finds its own bundle as process.env.TSVM_BUNDLE_DIR (replaced at build time).
 
-import { createHash } from "node:crypto";
 import {
   chmodSync,
   type Dirent,
@@ -79,7 +78,26 @@ export function bundleStamp(root: string): string {
   for (const dir of SOURCE_DIRS) walk(dir);
   for (const file of BUILD_INPUTS) lines.push(statLine(root, file));
   lines.sort();
-  return createHash("sha256").update(lines.join("\n")).digest("hex").slice(0, 16);
+  return fnv1a64(lines.join("\n"));
+}
+
+/**
+ * 64-bit FNV-1a of a string's UTF-16 code units, as 16 hex digits, in two 32-bit halves. Not node:crypto:
+ * loading that module cost each command about 10 ms, and the stamp only has to tell builds apart.
+ */
+export function fnv1a64(text: string): string {
+  // The 64-bit offset basis 0xcbf29ce484222325 and prime 0x100000001b3, with the product split into halves.
+  let hi = 0xcbf29ce4;
+  let lo = 0x84222325;
+  for (let i = 0; i < text.length; i++) {
+    lo = (lo ^ text.charCodeAt(i)) >>> 0;
+    // (hi:lo) * 0x100000001b3 = (hi:lo) * 0x1b3 + (lo << 40), modulo 2^64
+    const loMul = lo * 0x1b3;
+    const carry = Math.floor(loMul / 0x1_0000_0000);
+    hi = (Math.imul(hi, 0x1b3) + carry + (lo << 8)) >>> 0;
+    lo = loMul >>> 0;
+  }
+  return hi.toString(16).padStart(8, "0") + lo.toString(16).padStart(8, "0");
 }
 
 function statLine(root: string, path: string): string {

@@ -19,7 +19,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { bundledEntry, bundleStamp, ensureBundle } from "../../scripts/bundle.ts";
+import { bundledEntry, bundleStamp, ensureBundle, fnv1a64 } from "../../scripts/bundle.ts";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 let copy: string;
@@ -66,6 +66,12 @@ before(() => {
   copy = copyRepo();
 });
 after(() => rmSync(copy, { recursive: true, force: true }));
+
+test("the stamp's hash is 64-bit FNV-1a (the published test vectors)", () => {
+  assert.equal(fnv1a64(""), "cbf29ce484222325");
+  assert.equal(fnv1a64("a"), "af63dc4c8601ec8c");
+  assert.equal(fnv1a64("foobar"), "85944171f73967e8");
+});
 
 test("the stamp changes with a source's size or mtime, not with tests or other files", () => {
   const dir = mkdtempSync(join(tmpdir(), "tsvm-stamp-"));
