@@ -5,7 +5,14 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { BOOT_MARK, BOOT_TIMEOUT_MS, image, linuxVmFixture, until } from "./linux-vm-fixture.ts";
+import {
+  AGENT_WAIT_SECONDS,
+  BOOT_MARK,
+  BOOT_TIMEOUT_MS,
+  image,
+  linuxVmFixture,
+  until,
+} from "./linux-vm-fixture.ts";
 
 const { home, client, tsvm, exec } = await linuxVmFixture("hv-suspend");
 
@@ -71,7 +78,7 @@ test("suspend and resume a running Linux guest: its counting loop continues wher
     "exec",
     "counter",
     "--agent-wait",
-    String(Math.ceil(BOOT_TIMEOUT_MS / 1000)),
+    AGENT_WAIT_SECONDS,
     "--",
     "sh",
     "-c",

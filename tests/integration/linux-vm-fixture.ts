@@ -11,11 +11,14 @@ import { dirname, join, resolve } from "node:path";
 import { after } from "node:test";
 import { fileURLToPath } from "node:url";
 import { ApiClient } from "../../src/api/client.ts";
+import { MAX_AGENT_WAIT_SECONDS } from "../../src/api/types.ts";
 import { findImage } from "../../src/images/image-store.ts";
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 /** A boot on the interpreter of a loaded 2-core machine can take minutes: wait generously. */
 export const BOOT_TIMEOUT_MS = Number(process.env.TSVM_BOOT_TIMEOUT_MS ?? 10 * 60_000);
+/** `tsvm exec --agent-wait` for a guest that may still be booting. */
+export const AGENT_WAIT_SECONDS = String(Math.min(MAX_AGENT_WAIT_SECONDS, Math.ceil(BOOT_TIMEOUT_MS / 1000)));
 /** The default image, or undefined when it has not been built (the tests then skip). */
 export const image = findImage("default");
 
@@ -33,6 +36,8 @@ export interface LinuxVmFixture {
   tsvm(...args: string[]): Promise<CliResult>;
   /** `tsvm exec VM -- sh -c SCRIPT`, which must succeed; its stdout. */
   exec(vm: string, script: string): Promise<string>;
+  /** Waits (up to BOOT_TIMEOUT_MS) until VM's guest agent runs a command: the guest has booted. */
+  booted(vm: string): Promise<void>;
   /** Waits for the shell prompt of VM's n-th boot in its console history. */
   prompts(vm: string, n: number): Promise<true>;
   /** Types `command` into VM's serial console and returns once `expect` appears in what comes back. */
@@ -82,6 +87,10 @@ export async function linuxVmFixture(name: string): Promise<LinuxVmFixture> {
       const r = await tsvm("exec", vm, "--", "sh", "-c", script);
       assert.equal(r.code, 0, `exec '${script}' in ${vm}: ${r.stderr}`);
       return r.stdout;
+    },
+    async booted(vm) {
+      const r = await tsvm("exec", vm, "--agent-wait", AGENT_WAIT_SECONDS, "--", "true");
+      assert.equal(r.code, 0, `${vm}'s guest agent: ${r.stderr}`);
     },
     prompts(vm, n) {
       return until(`shell prompt of ${vm}'s boot #${n}`, async () => {
