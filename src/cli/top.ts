@@ -9,8 +9,8 @@ import { fail, parseFormat, printTable } from "./output.ts";
 const HELP = `Usage: tsvm top [--interval SECONDS] [--iterations N] [--format table|json]
 
 Refreshes every interval (default 2 s) until Ctrl-C, or N times. For each running VM: CPU % of one host
-core used by its VMM process (and its cap), guest MIPS, guest memory and the VMM's resident memory, bytes
-read and written on its disk. --format json prints one JSON array per refresh.
+core used by its VMM process, its cap and its weight (its share under contention), guest MIPS, guest
+memory and the VMM's resident memory, bytes read and written on its disk. --format json prints one JSON array per refresh.
 `;
 
 interface Row {
@@ -18,6 +18,7 @@ interface Row {
   status: string;
   cpuPercent: number | null;
   cpuCapPercent: number | null;
+  cpuWeight: number;
   mips: number | null;
   memoryMiB: number;
   rssMiB: number | null;
@@ -36,6 +37,7 @@ async function sample(client: ApiClient): Promise<Row[]> {
       status: vm.status,
       cpuPercent: null,
       cpuCapPercent: vm.cpuCapPercent,
+      cpuWeight: vm.cpuWeight,
       mips: null,
       memoryMiB: vm.memoryMiB,
       rssMiB: null,
@@ -110,12 +112,13 @@ export async function topCommand(argv: string[]): Promise<number> {
       }
       if (process.stdout.isTTY) process.stdout.write("\x1b[H\x1b[2J");
       printTable(
-        ["NAME", "STATUS", "CPU%", "CAP", "MIPS", "MEMORY", "RSS", "DISK READ", "DISK WRITE"],
+        ["NAME", "STATUS", "CPU%", "CAP", "WEIGHT", "MIPS", "MEMORY", "RSS", "DISK READ", "DISK WRITE"],
         rows.map((r) => [
           r.name,
           r.status,
           r.cpuPercent === null ? "-" : r.cpuPercent.toFixed(1),
           r.cpuCapPercent === null ? "-" : `${r.cpuCapPercent}%`,
+          String(r.cpuWeight),
           r.mips === null ? "-" : r.mips.toFixed(1),
           formatMiB(r.memoryMiB),
           r.rssMiB === null ? "-" : `${r.rssMiB} MiB`,

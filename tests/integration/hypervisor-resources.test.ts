@@ -73,7 +73,12 @@ test("a busy Linux guest under --cpu-cap 50% uses 40-55% of a host core; tsvm to
     ]);
     assert.equal(top.code, 0, top.stderr);
     const row = (
-      JSON.parse(top.stdout) as { name: string; cpuPercent: number; cpuCapPercent: number }[]
+      JSON.parse(top.stdout) as {
+        name: string;
+        cpuPercent: number;
+        cpuCapPercent: number;
+        cpuWeight: number;
+      }[]
     ).find((r) => r.name === "hog");
     t.diagnostic(
       `hog VMM ${pid}: ${measured!.toFixed(1)}% of a core over ${WINDOW_MS / 1000} s (/proc); ` +
@@ -81,6 +86,7 @@ test("a busy Linux guest under --cpu-cap 50% uses 40-55% of a host core; tsvm to
     );
     assert.ok(measured! >= 40 && measured! <= 55, `measured ${measured!.toFixed(1)}%, want 40-55%`);
     assert.equal(row?.cpuCapPercent, 50);
+    assert.equal(row?.cpuWeight, 100, "top shows the weight too (the default)");
     assert.ok(row.cpuPercent >= 40 && row.cpuPercent <= 55, `top says ${row.cpuPercent.toFixed(1)}%`);
   } finally {
     await exec("hog", STOP_HOG);
