@@ -1,6 +1,7 @@
 // End to end with real Linux: the daemon (started on demand by bin/tsvm), a VM of the default image on the
 // riscv engine in its own VMM process, its serial console over the API, kill -9 of its VMM (REPAIRING →
-// a fresh boot) and kill -9 of the daemon (the VM keeps running and is re-attached).
+// a fresh boot), kill -9 of the daemon (the VM keeps running and is re-attached), and a guest that reboots
+// itself (it stays RUNNING in the same VMM, as on Compute Engine).
 import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -10,7 +11,7 @@ import { image, linuxVmFixture, until } from "./linux-vm-fixture.ts";
 const { home, client, tsvm, prompts, typeLine } = await linuxVmFixture("hv-linux");
 const run = (command: string, expect: string) => typeLine("web", command, expect);
 
-test("a Linux VM: create, console, VMM killed and repaired, daemon killed and re-attached", {
+test("a Linux VM: create, console, VMM killed and repaired, daemon killed and re-attached, guest reboot", {
   skip: !image,
 }, async () => {
   await writeFile(join(home, "config.json"), JSON.stringify({ stopTimeoutMs: 5000 }));
@@ -41,4 +42,14 @@ test("a Linux VM: create, console, VMM killed and repaired, daemon killed and re
   assert.equal(vm.status, "RUNNING");
   assert.equal(vm.vmmPid, repaired.vmmPid, "the same VMM, re-attached");
   await run("echo here-$((2+1))", "here-3");
+
+  // A reboot from inside the guest is not a lifecycle event: same VMM, still RUNNING, no new transition.
+  const beforeReboot = await client.getInstance("web");
+  await run("reboot", "reboot: Restarting system");
+  await prompts("web", 3);
+  await run("echo rebooted-$((3+1))", "rebooted-4");
+  const rebooted = await client.getInstance("web");
+  assert.equal(rebooted.status, "RUNNING");
+  assert.equal(rebooted.vmmPid, beforeReboot.vmmPid, "the guest rebooted inside the same VMM");
+  assert.equal(rebooted.history.length, beforeReboot.history.length, "a guest reboot adds no transition");
 });
