@@ -7,15 +7,20 @@
 import type { GuestRam } from "../bus/guest-ram.ts";
 import { type BlockFn, compileBlock } from "./block-compiler.ts";
 
-/** Executions of a block start before it is compiled: cold code stays in the interpreter. */
-export const JIT_THRESHOLD = 40;
+/**
+ * Executions of a block start before it is compiled: cold code stays in the interpreter. High on purpose: V8
+ * runs a new function in its own interpreter until it has optimized it (about 6 ms of compiling per block on
+ * the optimizing compiler's thread, more after a deoptimization), so a block pays off only when it runs very
+ * often. Booting Linux: 40 made ~4,000 blocks and the boot 3–5× slower; 10,000 (~150 blocks) ~20% slower;
+ * 30,000 (~70 blocks: memcpy, memset, inflate, checksums) the same as the interpreter alone. A hot loop
+ * reaches it within a millisecond.
+ */
+export const JIT_THRESHOLD = 30000;
 /** Most blocks kept (compiled or marked uncompilable); the whole cache is dropped when it is full, so a guest
  * that keeps writing new code cannot grow the host's heap without bound. */
 export const MAX_BLOCKS = 16384;
 const DM_BITS = 14;
 export const DM_MASK = (1 << DM_BITS) - 1;
-const HOT_BITS = 14;
-const HOT_MASK = (1 << HOT_BITS) - 1;
 /** Pass length of a "this start does not compile" marker: never fits the budget, so it is never run. */
 const NEVER = 0x40000000;
 
@@ -45,20 +50,25 @@ export class BlockCache {
   readonly pageGen: Int32Array;
   /** Per RAM page: 1 while blocks compiled from it may be valid. */
   readonly codePage: Uint8Array;
-  /** Direct-mapped first level, indexed by (off >> 1) & DM_MASK. */
+  /** The blocks, direct-mapped by (off >> 1) & DM_MASK: a hart looks one up inline, with no call. A block
+   * evicted by another start of the same index is garbage, compiled again if it gets hot again. */
   readonly dm: Array<CompiledBlock | null> = new Array(DM_MASK + 1).fill(null);
-  private readonly blocks = new Map<number, CompiledBlock>();
-  private readonly hotTag = new Int32Array(HOT_MASK + 1).fill(-1);
-  private readonly hotCount = new Int32Array(HOT_MASK + 1);
+  /** Per dm index: the start being counted and how often it was seen (counted inline by the hart). */
+  readonly hotTag = new Int32Array(DM_MASK + 1).fill(-1);
+  readonly hotCount = new Int32Array(DM_MASK + 1);
   private readonly clients: BlockCacheClient[] = [];
   /** Executions of a block start before it is compiled (tests lower it). */
   threshold = JIT_THRESHOLD;
-  /** Most blocks kept before the cache is emptied (tests lower it). */
+  /** Most blocks made before the cache is emptied (tests lower it). */
   maxBlocks = MAX_BLOCKS;
+  /** Blocks made since the last flush: a bound on what the cache holds. */
+  private made = 0;
   /** Blocks compiled since creation (for tests and stats). */
   compiled = 0;
   /** Times the cache was emptied because it was full. */
   flushes = 0;
+  /** Pages whose blocks a write dropped (for tests and stats). */
+  invalidations = 0;
 
   constructor(private readonly ram: GuestRam) {
     const pages = ram.size >>> 12;
@@ -77,45 +87,31 @@ export class BlockCache {
     return c;
   }
 
+  /** Blocks made since the last flush (at most maxBlocks). */
   get size(): number {
-    return this.blocks.size;
+    return this.made;
   }
 
   addClient(c: BlockCacheClient): void {
     this.clients.push(c);
   }
 
-  /**
-   * The block starting at RAM offset `off` after a first-level miss: from the map, or compiled once the start
-   * has been seen JIT_THRESHOLD times. Null while it is still cold.
-   */
-  miss(off: number): CompiledBlock | null {
+  /** Compiles the block at RAM offset `off` (its start got hot) and installs it; a start that does not
+   * compile gets a marker that never runs, so it is not tried again until its page changes. */
+  compile(off: number): CompiledBlock {
+    if (this.made >= this.maxBlocks) this.flush();
     const page = off >>> 12;
-    const gen = this.pageGen[page]!;
-    let b = this.blocks.get(off);
-    if (b === undefined || b.gen !== gen) {
-      const k = (off >>> 1) & HOT_MASK;
-      if (this.hotTag[k] !== off) {
-        this.hotTag[k] = off;
-        this.hotCount[k] = 0;
-      }
-      if (++this.hotCount[k]! < this.threshold) return null;
-      this.hotCount[k] = 0;
-      b = this.compile(off, page, gen);
-    }
-    this.dm[(off >>> 1) & DM_MASK] = b;
-    return b;
-  }
-
-  private compile(off: number, page: number, gen: number): CompiledBlock {
-    if (this.blocks.size >= this.maxBlocks) this.flush();
     const code = compileBlock(this.ram.u16, off);
+    const gen = this.pageGen[page]!;
     const b =
       code === null
         ? new CompiledBlock(off, gen, NEVER, neverRuns)
         : new CompiledBlock(off, gen, code.len, code.fn);
     if (code !== null) this.compiled++;
-    this.blocks.set(off, b);
+    this.made++;
+    const k = (off >>> 1) & DM_MASK;
+    this.dm[k] = b;
+    this.hotCount[k] = 0;
     if (this.codePage[page] === 0) {
       this.codePage[page] = 1;
       for (const c of this.clients) c.dropWriteMappings(page);
@@ -125,8 +121,8 @@ export class BlockCache {
 
   /** Drops every block (cache full, fence.i of a whole machine, reset, snapshot load). */
   flush(): void {
-    if (this.blocks.size > 0) this.flushes++;
-    this.blocks.clear();
+    if (this.made > 0) this.flushes++;
+    this.made = 0;
     this.dm.fill(null);
     this.hotTag.fill(-1);
     // Generations move on so no block still referenced anywhere matches; code pages stay marked until their
@@ -136,7 +132,9 @@ export class BlockCache {
   }
 
   /** RAM page `page` was written: drop its blocks. */
+
   invalidatePage(page: number): void {
+    this.invalidations++;
     this.codePage[page] = 0;
     this.pageGen[page] = (this.pageGen[page]! + 1) | 0;
     for (const c of this.clients) c.codeChanged();

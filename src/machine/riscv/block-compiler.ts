@@ -6,9 +6,10 @@
 // it does not translate (CSRs, SYSTEM, AMOs, FENCE, floating point, illegal encodings: the interpreter runs
 // those) and after a JAL or JALR. A conditional branch inside it leaves the block when taken; a branch or jump
 // back to the block's first instruction loops inside the function while the instruction budget allows a
-// whole pass. Guest registers live in JS locals while the block runs and are stored back at every exit and
-// before every call that may trap, so a fault leaves x, pc and the retired count exactly as the interpreter
-// would: pc at the faulting instruction, count = instructions retired before it.
+// whole pass. Guest registers live in JS locals while the block runs and are stored back when it leaves. A
+// block calls nothing and never traps: a load or store that misses the TLB fast path (TLB miss, MMIO,
+// misalignment, a page holding code) leaves the block before that instruction, so the interpreter runs it
+// with pc, registers and the retired count exactly where they would be, and takes any fault itself.
 
 import * as md from "./mul-div-64.ts";
 import { RVC_TABLE as IMPORTED_RVC_TABLE } from "./rvc.ts";
@@ -21,7 +22,7 @@ export const MAX_BLOCK_INSNS = 64;
 export const TLB_MASK = 511;
 
 /**
- * The compiled form of a block. Arguments: the hart (its TLB arrays, slow paths and pc/count fields), the
+ * The compiled form of a block. Arguments: the hart (its TLB arrays and pc/count fields), the
  * register file, RAM views, pc of the first instruction as halves, the retired count at entry and the count
  * the block must not pass. On return the hart's pcLo/pcHi/count say where execution continues.
  */
@@ -105,13 +106,13 @@ export interface CompiledCode {
 }
 
 /**
- * Compiles the block at byte `off` of RAM (`u16` views it; `pageOffset` is `off & 4095` of its virtual pc, which
- * equals the physical one). Returns null when the first instruction is not one this compiler translates.
+ * Compiles the block at byte `off` of RAM (`u16` views it). Returns null when the first instruction is not one
+ * this compiler translates.
  */
 export function compileBlock(u16: Uint16Array, off: number): CompiledCode | null {
   const insns = decodeBlock(u16, off);
   if (insns.length === 0) return null;
-  const src = generate(insns);
+  const src = generate(insns, off);
   const factory = new Function("rt", src) as (rt: typeof RUNTIME) => BlockFn;
   return { fn: factory(RUNTIME), len: insns.length };
 }
@@ -119,7 +120,7 @@ export function compileBlock(u16: Uint16Array, off: number): CompiledCode | null
 /** The source compileBlock would compile (for tests and debugging). */
 export function blockSource(u16: Uint16Array, off: number): string | null {
   const insns = decodeBlock(u16, off);
-  return insns.length === 0 ? null : generate(insns);
+  return insns.length === 0 ? null : generate(insns, off);
 }
 
 function decodeBlock(u16: Uint16Array, off: number): Insn[] {
@@ -192,7 +193,7 @@ function supported(insn: number): boolean {
 const L = (r: number): string => (r === 0 ? "0" : `r${r}l`);
 const H = (r: number): string => (r === 0 ? "0" : `r${r}h`);
 
-function generate(insns: Insn[]): string {
+function generate(insns: Insn[], off: number): string {
   const count = insns.length;
   const touched = new Set<number>();
   const written = new Set<number>();
@@ -218,27 +219,26 @@ function generate(insns: Insn[]): string {
   touched.delete(0);
   written.delete(0);
 
-  // Stores every register the block writes (all of them, whatever the exit: in a loop a later instruction's
-  // write may come from the previous pass); every touched register was loaded at entry, so this is exact.
+  // Every exit but JALR's goes through one epilogue: it stores the registers the block writes back to x
+  // and sets pc = first pc + eC (a constant offset that fits int32, with the carry into the high half) and
+  // count = n + eR. An exit is then two constant assignments and a break: no property access, call or
+  // arithmetic that V8 would have no type feedback for when it optimizes the block before that exit was ever
+  // taken (each such site costs a deoptimization and a recompile). Registers: all the block writes, as in a
+  // loop a later instruction's write may come from the previous pass; every touched register was loaded at
+  // entry, so storing an unwritten one is harmless.
   let wb = "";
   for (const r of written) wb += `x[${2 * r}]=${L(r)};x[${2 * r + 1}]=${H(r)};`;
-  /** Leave the block: registers back, pc = lo/hi expressions, count = n + retired. */
-  const exit = (lo: string, hi: string, retired: string): string =>
-    `{${wb}h.pcLo=${lo};h.pcHi=${hi};h.count=n+${retired};return;}`;
-  /** Leave to pc = first pc + c (a constant that fits int32), with the carry into the high half. */
-  const exitTo = (c: number, retired: string): string =>
-    `{const t=(pl+${c})|0;${wb}h.pcLo=t;h.pcHi=(ph+${c >> 31}+(t>>>0<pl>>>0?1:0))|0;h.count=n+${retired};return;}`;
-  /** Before a call that may trap at instruction i: the interpreter's state at that instruction. */
-  const beforeCall = (i: number, delta: number): string =>
-    `${wb}h.pcLo=(pl+${delta})|0;h.pcHi=ph;h.count=n+${i};`;
+  /** Leave to pc = first pc + c with `retired` instructions of this pass retired. */
+  const leave = (c: number, retired: number): string => `{eC=${c};eR=${retired};break X;}`;
 
   let s = '"use strict";\n';
   s += "const {mul64,mulh64,mulhsu64,mulhu64,div64,divu64,wide,remainder,shl64,srl64,sra64}=rt;\n";
-  s += "return function block(h,x,u8,u16,i32,pl,ph,n,end){\n";
+  // Named after its RAM offset, so profiles and V8 traces tell blocks apart.
+  s += `return function block_${off.toString(16)}(h,x,u8,u16,i32,pl,ph,n,end){\n`;
   if (loads) s += "const rTL=h.rTagLo,rTH=h.rTagHi,rO=h.rOff;\n";
   if (stores) s += "const wTL=h.wTagLo,wTH=h.wTagHi,wO=h.wOff;\n";
-  if (loads || stores) s += "let sl=0;\n";
   for (const r of touched) s += `let ${L(r)}=x[${2 * r}],${H(r)}=x[${2 * r + 1}];\n`;
+  s += "let eC=0,eR=0;\nX:{\n";
   if (loops) s += "for(;;){\n";
 
   for (let i = 0; i < count; i++) {
@@ -332,24 +332,24 @@ function generate(insns: Insn[]): string {
       case 0x03: {
         const width = f3 & 3;
         const mask = [-4096, -4095, -4093, -4089][width]!;
-        s += `{const q=${al},lo=(q+${imm})|0,hi=(${ah}+${ih}+(lo>>>0<q>>>0?1:0))|0,k=(lo>>>12)&${TLB_MASK};let v,vh=0;`;
-        s += `if(rTH[k]===hi&&rTL[k]===(lo&${mask})){`;
-        if (width === 0) s += "v=u8[rO[k]+(lo&4095)];";
-        else if (width === 1) s += "v=u16[(rO[k]+(lo&4095))>>1];";
-        else if (width === 2) s += "v=i32[(rO[k]+(lo&4095))>>2];";
-        else s += "const w=(rO[k]+(lo&4095))>>2;v=i32[w];vh=i32[w+1];";
-        s += `}else{${beforeCall(i, delta)}v=h.loadSlow(lo,hi,${1 << width});${width === 3 ? "vh=h.tmpHi;" : ""}sl=1;}`;
+        // rd from v (and vh for LD), extended as f3 says; nothing for x0, whose load still happens.
+        let put = "";
         if (d !== 0) {
-          if (f3 === 0) s += `v=(v<<24)>>24;${L(d)}=v;${H(d)}=v>>31;`;
-          else if (f3 === 1) s += `v=(v<<16)>>16;${L(d)}=v;${H(d)}=v>>31;`;
-          else if (f3 === 2) s += `${L(d)}=v;${H(d)}=v>>31;`;
-          else if (f3 === 3) s += `${L(d)}=v;${H(d)}=vh;`;
-          else s += `${L(d)}=v;${H(d)}=0;`;
+          if (f3 === 0) put = `${L(d)}=(v<<24)>>24;${H(d)}=${L(d)}>>31;`;
+          else if (f3 === 1) put = `${L(d)}=(v<<16)>>16;${H(d)}=${L(d)}>>31;`;
+          else if (f3 === 2) put = `${L(d)}=v;${H(d)}=v>>31;`;
+          else if (f3 === 3) put = `${L(d)}=v;${H(d)}=vh;`;
+          else put = `${L(d)}=v;${H(d)}=0;`;
         }
-        s += "}";
-        // An MMIO load may raise or lower an interrupt line: leave so interrupts are looked at, as the
-        // interpreter does after every instruction that set breakOut.
-        s += `if(sl!==0){sl=0;if(h.breakOut)${exitTo(delta + len, `${i + 1}`)}}\n`;
+        s += `{const q=${al},lo=(q+${imm})|0,hi=(${ah}+${ih}+(lo>>>0<q>>>0?1:0))|0,k=(lo>>>12)&${TLB_MASK};`;
+        s += `if(rTH[k]===hi&&rTL[k]===(lo&${mask})){`;
+        if (width === 0) s += "const v=u8[rO[k]+(lo&4095)];";
+        else if (width === 1) s += "const v=u16[(rO[k]+(lo&4095))>>1];";
+        else if (width === 2) s += "const v=i32[(rO[k]+(lo&4095))>>2];";
+        else s += "const w=(rO[k]+(lo&4095))>>2,v=i32[w],vh=i32[w+1];";
+        // A TLB miss, MMIO or misaligned access leaves the block before this instruction; the interpreter runs
+        // it (and any trap it takes) with exactly the state it would have had.
+        s += `${put}}else${leave(delta, i)}}\n`;
         break;
       }
       case 0x23: {
@@ -362,25 +362,23 @@ function generate(insns: Insn[]): string {
         else if (width === 1) s += `u16[(wO[k]+(lo&4095))>>1]=${bl};`;
         else if (width === 2) s += `i32[(wO[k]+(lo&4095))>>2]=${bl};`;
         else s += `const w=(wO[k]+(lo&4095))>>2;i32[w]=${bl};i32[w+1]=${bh};`;
-        s += `}else{${beforeCall(i, delta)}h.storeSlow(lo,hi,${1 << width},${bl},${width === 3 ? bh : "0"});sl=1;}}`;
-        // A store into a page holding compiled code (this block's own, perhaps) or to a device that raises an
-        // interrupt sets breakOut: leave before running anything stale.
-        s += `if(sl!==0){sl=0;if(h.breakOut)${exitTo(delta + len, `${i + 1}`)}}\n`;
+        // Likewise for stores; a page holding compiled code (this block's own, perhaps) never has a write-TLB
+        // entry, so a store into code always leaves here and the interpreter's store drops the stale blocks.
+        s += `}else${leave(delta, i)}}\n`;
         break;
       }
       case 0x63: {
         const off = branchOffset(insn);
         const cond = branchCond(f3, al, ah, bl, bh);
-        if (delta + off === 0)
-          s += `if(${cond}){n+=${i + 1};if(n+${count}<=end)continue;${exit("pl", "ph", "0")}}\n`;
-        else s += `if(${cond})${exitTo(delta + off, `${i + 1}`)}\n`;
+        if (delta + off === 0) s += `if(${cond}){n+=${i + 1};if(n+${count}<=end)continue;${leave(0, 0)}}\n`;
+        else s += `if(${cond})${leave(delta + off, i + 1)}\n`;
         break;
       }
       case 0x6f: {
         const off = jalOffset(insn);
         if (d !== 0) s += `{const t=(pl+${delta + len})|0;${H(d)}=t>>>0<pl>>>0?(ph+1)|0:ph;${L(d)}=t;}`;
-        if (delta + off === 0) s += `n+=${i + 1};if(n+${count}<=end)continue;${exit("pl", "ph", "0")}\n`;
-        else s += `${exitTo(delta + off, `${i + 1}`)}\n`;
+        if (delta + off === 0) s += `n+=${i + 1};if(n+${count}<=end)continue;${leave(0, 0)}\n`;
+        else s += `${leave(delta + off, i + 1)}\n`;
         break;
       }
       case 0x67: {
@@ -394,8 +392,9 @@ function generate(insns: Insn[]): string {
   }
   const last = insns[count - 1]!;
   const op = last.insn & 0x7f;
-  if (op !== 0x6f && op !== 0x67) s += `${exitTo(last.delta + last.len, `${count}`)}\n`;
+  if (op !== 0x6f && op !== 0x67) s += `${leave(last.delta + last.len, count)}\n`;
   if (loops) s += "}\n";
+  s += `}\n${wb}\nconst t=(pl+eC)|0;h.pcLo=t;h.pcHi=(ph+(eC>>31)+(t>>>0<pl>>>0?1:0))|0;h.count=n+eR;\n`;
   s += "};\n";
   return s;
 }

@@ -466,10 +466,10 @@ export class Rv64Hart implements BlockCacheClient {
     const jit = this.jit;
     const dm = jit === null ? null : jit.dm;
     const pageGen = jit === null ? null : jit.pageGen;
+    const hotTag = jit === null ? null : jit.hotTag;
+    const hotCount = jit === null ? null : jit.hotCount;
+    const threshold = jit === null ? 0 : jit.threshold;
     let jumped = dm !== null;
-    // While a block runs it keeps this.count/pc exact itself (also when it traps), so `finally` must not
-    // store the stale locals over them.
-    let inBlock = false;
     try {
       loop: while (n < end) {
         if ((pcLo & -4096) !== fPageLo || pcHi !== fPageHi) {
@@ -482,19 +482,30 @@ export class Rv64Hart implements BlockCacheClient {
         }
         if (jumped) {
           jumped = false;
-          if (fOff >= 0 && dm !== null && pageGen !== null) {
+          if (fOff >= 0 && dm !== null && pageGen !== null && hotTag !== null && hotCount !== null) {
             const off = fOff + (pcLo & 0xfff);
-            let blk: CompiledBlock | null = dm[(off >>> 1) & DM_MASK]!;
-            if (blk === null || blk.off !== off || blk.gen !== pageGen[off >>> 12]) blk = this.jitMiss(off);
+            const k = (off >>> 1) & DM_MASK;
+            let blk: CompiledBlock | null = dm[k]!;
+            if (blk === null || blk.off !== off || blk.gen !== pageGen[off >>> 12]) {
+              // Not compiled (or stale): count the start; compile it once hot. Inline, as this runs at every
+              // jump the interpreter takes.
+              if (hotTag[k] !== off) {
+                hotTag[k] = off;
+                hotCount[k] = 1;
+                blk = null;
+              } else if (++hotCount[k]! < threshold) blk = null;
+              else blk = this.jitCompile(off);
+            }
             // Run a block only when a whole pass fits the budget, so run(budget) never overshoots.
             if (blk !== null && n + blk.len <= end) {
-              inBlock = true;
+              // A block calls nothing and cannot trap: it returns with this.pcLo/pcHi/count set.
               blk.run(this, x, u8, u16, i32, pcLo, pcHi, n, end);
-              inBlock = false;
+              // A block leaves before an instruction it cannot finish itself (TLB miss, MMIO, misaligned):
+              // when that was its first, the interpreter runs it before a block is looked up again.
+              jumped = this.count !== n;
               n = this.count;
               pcLo = this.pcLo;
               pcHi = this.pcHi;
-              jumped = true;
               if (this.breakOut) break;
               continue;
             }
@@ -866,17 +877,15 @@ export class Rv64Hart implements BlockCacheClient {
         if (this.breakOut) break;
       }
     } finally {
-      if (!inBlock) {
-        this.count = n;
-        this.pcLo = pcLo;
-        this.pcHi = pcHi;
-      }
+      this.count = n;
+      this.pcLo = pcLo;
+      this.pcHi = pcHi;
     }
   }
 
-  /** A block start missed the first-level cache: the block from the cache, compiled once hot, or null. */
-  private jitMiss(off: number): CompiledBlock | null {
-    return this.jit === null ? null : this.jit.miss(off);
+  /** A block start got hot: its block, compiled now. */
+  private jitCompile(off: number): CompiledBlock | null {
+    return this.jit === null ? null : this.jit.compile(off);
   }
 
   // ---------------------------------------------------------------- instruction fetch
@@ -2070,11 +2079,16 @@ const WARM_UP_BUDGET = 1000;
  * seen every path first, it settles after about 8. Harts share that knowledge, as they share their code.
  */
 function warmUp(): void {
-  const ram = new GuestRam(WARM_UP_BASE, WARM_UP_RAM_BYTES);
-  for (const part of WARM_UP_PROGRAM) ram.u16.set(part.halfwords, part.offset >> 1);
-  const hart = new Rv64Hart(0, new PhysBus(ram), { mtime: () => 0 });
-  hart.setPc(WARM_UP_BASE, 0);
-  for (let k = 0; k < WARM_UP_RUNS; k++) hart.run(WARM_UP_BUDGET);
+  // First with the JIT off, so the interpreter sees every path itself (compiled blocks would take the hot
+  // ones over); then with it on and compiling at once, so the block dispatch is seen too.
+  for (const jit of [false, true]) {
+    const ram = new GuestRam(WARM_UP_BASE, WARM_UP_RAM_BYTES);
+    for (const part of WARM_UP_PROGRAM) ram.u16.set(part.halfwords, part.offset >> 1);
+    const hart = new Rv64Hart(0, new PhysBus(ram), { mtime: () => 0 }, { jit });
+    if (hart.blockCache !== null) hart.blockCache.threshold = 1;
+    hart.setPc(WARM_UP_BASE, 0);
+    for (let k = 0; k < WARM_UP_RUNS; k++) hart.run(WARM_UP_BUDGET);
+  }
 }
 
 /** One set of direct-mapped TLBs: read, write and fetch. */

@@ -108,6 +108,32 @@ test("copyFrom and copyTo walk segments by logical position and stop at the end"
   assert.deepEqual([...ram.u8.subarray(0x5100, 0x5106)], [9, 9, 9, 9, 9, 0]);
 });
 
+test("device writes into guest RAM (copyTo, push) are reported to GuestRam's write listeners", () => {
+  const { ram, q, desc, offer, chain } = setup();
+  const seen: Array<[number, number]> = [];
+  ram.addWriteListener({ ramWritten: (off, len) => seen.push([off, len]) });
+  q.enable();
+  desc(DESC, 0, BASE + 0x4000, 3, VIRTQ_DESC_F_NEXT, 1);
+  desc(DESC, 1, BASE + 0x5000, 2, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 2);
+  desc(DESC, 2, BASE + 0x5100, 5, VIRTQ_DESC_F_WRITE);
+  offer(0);
+  q.pop(chain);
+  chain.copyFrom(0, new Uint8Array(3), 0, 3);
+  assert.deepEqual(seen, [], "reads are not reported");
+  chain.copyTo(1, new Uint8Array(4), 0, 4);
+  assert.deepEqual(seen, [
+    [0x5001, 1],
+    [0x5100, 3],
+  ]);
+  seen.length = 0;
+  q.push(0, 4);
+  // The used element (id, len) and then idx.
+  assert.deepEqual(seen, [
+    [USED - BASE + 4, 8],
+    [USED - BASE + 2, 2],
+  ]);
+});
+
 test("push writes the used element, then idx; wraps past 65535; NO_INTERRUPT is honoured", () => {
   const { q, v, desc, offer, chain } = setup(2);
   q.enable();
