@@ -16,9 +16,10 @@ import { type BlockFn, compileBlock } from "./block-compiler.ts";
  * reaches it within a millisecond.
  */
 export const JIT_THRESHOLD = 30000;
-/** Most blocks kept (compiled or marked uncompilable); the whole cache is dropped when it is full, so a guest
- * that keeps writing new code cannot grow the host's heap without bound. */
-export const MAX_BLOCKS = 16384;
+/** Most blocks made (compiled or marked uncompilable) before the whole cache is dropped, so a guest that keeps
+ * writing new hot code cannot grow the host's heap without bound: a block's source and bytecode take a few
+ * KiB, its optimized code tens more, so this bounds the cache to well under 100 MiB. Booting Linux makes ~70. */
+export const MAX_BLOCKS = 2048;
 const DM_BITS = 14;
 export const DM_MASK = (1 << DM_BITS) - 1;
 /** Pass length of a "this start does not compile" marker: never fits the budget, so it is never run. */
