@@ -88,6 +88,27 @@ fail: li a0, 1
   assert.deepEqual(runUntilEvent(run), { kind: "htif-exit", code: 42 });
 });
 
+test("the block compiler is on by default, `jit: false` turns it off, and both give the same result", () => {
+  // 100,000 passes: enough for the loop's block to get hot and be compiled.
+  const program = `
+  li a0, 0
+  li t0, 100000
+1: addi a0, a0, 3
+  andi a0, a0, 1023
+  addi t0, t0, -1
+  bnez t0, 1b
+  j htif_exit`;
+  const on = boot(program);
+  const off = boot(program, { jit: false });
+  const a = runUntilEvent(on, 20_000);
+  assert.deepEqual(runUntilEvent(off, 20_000), a);
+  assert.deepEqual(a, { kind: "htif-exit", code: (3 * 100000) & 1023 });
+  assert.equal(on.board.harts[0]!.jitEnabled, true);
+  assert.ok(on.board.harts[0]!.blockCache!.compiled > 0);
+  assert.equal(off.board.harts[0]!.jitEnabled, false);
+  assert.equal(on.board.harts[0]!.instret, off.board.harts[0]!.instret);
+});
+
 test("HTIF console output and UART output both reach the console sink", () => {
   const run = boot(`
   la s0, tohost
