@@ -22,12 +22,12 @@ test("tsvm image list shows the cached images as a table and as JSON ImageInfo",
 
     const dir = join(cache, "images", "default-0123456789abcdef");
     mkdirSync(dir, { recursive: true });
-    for (const file of ["Image", "initrd.cpio.gz", "disk.ext4", "fw_dynamic.bin"])
+    for (const file of ["Image", "initrd.cpio", "disk.ext4", "fw_dynamic.bin"])
       writeFileSync(join(dir, file), "");
     const manifest: ImageManifest = {
       name: "default",
       kernel: "Image",
-      initrd: "initrd.cpio.gz",
+      initrd: "initrd.cpio",
       disk: "disk.ext4",
       firmware: "fw_dynamic.bin",
       builtAt: "2026-11-25T18:00:00.000Z",
@@ -45,7 +45,7 @@ test("tsvm image list shows the cached images as a table and as JSON ImageInfo",
         name: "default",
         dir,
         kernel: join(dir, "Image"),
-        initrd: join(dir, "initrd.cpio.gz"),
+        initrd: join(dir, "initrd.cpio"),
         disk: join(dir, "disk.ext4"),
         firmware: join(dir, "fw_dynamic.bin"),
         builtAt: manifest.builtAt,

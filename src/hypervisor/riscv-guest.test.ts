@@ -45,14 +45,14 @@ async function makeImage(cache: string, name: string, kernelSource: string): Pro
     join(dir, "Image"),
     assembleElf(`.text\n.globl _start\n_start:\n${kernelSource}`, 0x8020_0000),
   );
-  await writeFile(join(dir, "initrd.cpio.gz"), "");
+  await writeFile(join(dir, "initrd.cpio"), "");
   await writeFile(join(dir, "disk.img"), Buffer.alloc(64 * 1024));
   await writeFile(
     join(dir, "image.json"),
     JSON.stringify({
       name,
       kernel: "Image",
-      initrd: "initrd.cpio.gz",
+      initrd: "initrd.cpio",
       disk: "disk.img",
       firmware: "fw_dynamic.bin",
       builtAt: new Date().toISOString(),

@@ -16,12 +16,12 @@ import {
 function fakeImage(cacheDir: string, name: string, hash: string, builtAt: string, complete = true): string {
   const dir = join(cacheDir, imageDirName(name, hash));
   mkdirSync(dir, { recursive: true });
-  for (const file of ["Image", "initrd.cpio.gz", "fw_dynamic.bin"]) writeFileSync(join(dir, file), file);
+  for (const file of ["Image", "initrd.cpio", "fw_dynamic.bin"]) writeFileSync(join(dir, file), file);
   writeFileSync(join(dir, "disk.ext4"), "pristine", { mode: 0o444 });
   const manifest: ImageManifest = {
     name,
     kernel: "Image",
-    initrd: "initrd.cpio.gz",
+    initrd: "initrd.cpio",
     disk: "disk.ext4",
     firmware: "fw_dynamic.bin",
     builtAt,
@@ -56,7 +56,7 @@ test("listImages returns complete images newest first with absolute paths; findI
     assert.equal(images[0]!.recipeHash, "b".repeat(64));
     assert.equal(findImage("default", cacheDir)?.dir, recent);
     assert.equal(findImage("other", cacheDir), undefined);
-    rmSync(join(recent, "initrd.cpio.gz"));
+    rmSync(join(recent, "initrd.cpio"));
     assert.equal(findImage("default", cacheDir)?.dir, old, "an image missing a file is not an image");
   } finally {
     rmSync(cacheDir, { recursive: true, force: true });
