@@ -48,45 +48,9 @@ const RUNTIME = {
   divu64: md.divu64,
   wide: md.wide,
   remainder: md.remainder,
-  shl64(lo: number, hi: number, s: number): void {
-    const w = md.wide;
-    if (s === 0) {
-      w[0] = lo;
-      w[1] = hi;
-    } else if (s < 32) {
-      w[1] = (hi << s) | (lo >>> (32 - s));
-      w[0] = lo << s;
-    } else {
-      w[1] = lo << (s - 32);
-      w[0] = 0;
-    }
-  },
-  srl64(lo: number, hi: number, s: number): void {
-    const w = md.wide;
-    if (s === 0) {
-      w[0] = lo;
-      w[1] = hi;
-    } else if (s < 32) {
-      w[0] = (lo >>> s) | (hi << (32 - s));
-      w[1] = hi >>> s;
-    } else {
-      w[0] = hi >>> (s - 32);
-      w[1] = 0;
-    }
-  },
-  sra64(lo: number, hi: number, s: number): void {
-    const w = md.wide;
-    if (s === 0) {
-      w[0] = lo;
-      w[1] = hi;
-    } else if (s < 32) {
-      w[0] = (lo >>> s) | (hi << (32 - s));
-      w[1] = hi >> s;
-    } else {
-      w[0] = hi >> (s - 32);
-      w[1] = hi >> 31;
-    }
-  },
+  shl64: md.shl64,
+  srl64: md.srl64,
+  sra64: md.sra64,
 };
 
 /** One decoded instruction of a block. */

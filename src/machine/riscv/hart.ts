@@ -139,6 +139,9 @@ const mulhsu64 = md.mulhsu64;
 const mulhu64 = md.mulhu64;
 const div64 = md.div64;
 const divu64 = md.divu64;
+const shl64 = md.shl64;
+const srl64 = md.srl64;
+const sra64 = md.sra64;
 
 /** Thrown (never allocated per use) when an instruction traps; cause and tval are on the hart. */
 const TRAP_SIGNAL = { trap: true } as const;
@@ -2171,45 +2174,5 @@ function plainSlot(csr: number): number {
       return S_MCAUSE;
     default:
       return S_SCAUSE;
-  }
-}
-
-// 64-bit shifts into `wide` (s in 0..63).
-function shl64(lo: number, hi: number, s: number): void {
-  if (s === 0) {
-    wide[0] = lo;
-    wide[1] = hi;
-  } else if (s < 32) {
-    wide[1] = (hi << s) | (lo >>> (32 - s));
-    wide[0] = lo << s;
-  } else {
-    wide[1] = lo << (s - 32);
-    wide[0] = 0;
-  }
-}
-
-function srl64(lo: number, hi: number, s: number): void {
-  if (s === 0) {
-    wide[0] = lo;
-    wide[1] = hi;
-  } else if (s < 32) {
-    wide[0] = (lo >>> s) | (hi << (32 - s));
-    wide[1] = hi >>> s;
-  } else {
-    wide[0] = hi >>> (s - 32);
-    wide[1] = 0;
-  }
-}
-
-function sra64(lo: number, hi: number, s: number): void {
-  if (s === 0) {
-    wide[0] = lo;
-    wide[1] = hi;
-  } else if (s < 32) {
-    wide[0] = (lo >>> s) | (hi << (32 - s));
-    wide[1] = hi >> s;
-  } else {
-    wide[0] = hi >> (s - 32);
-    wide[1] = hi >> 31;
   }
 }

@@ -176,3 +176,43 @@ function negateInPlace(v: Int32Array): void {
   v[1] = lo === 0 ? -v[1] | 0 : ~v[1];
   v[0] = -lo | 0;
 }
+
+// 64-bit shifts into `wide` (s in 0..63).
+export function shl64(lo: number, hi: number, s: number): void {
+  if (s === 0) {
+    wide[0] = lo;
+    wide[1] = hi;
+  } else if (s < 32) {
+    wide[1] = (hi << s) | (lo >>> (32 - s));
+    wide[0] = lo << s;
+  } else {
+    wide[1] = lo << (s - 32);
+    wide[0] = 0;
+  }
+}
+
+export function srl64(lo: number, hi: number, s: number): void {
+  if (s === 0) {
+    wide[0] = lo;
+    wide[1] = hi;
+  } else if (s < 32) {
+    wide[0] = (lo >>> s) | (hi << (32 - s));
+    wide[1] = hi >>> s;
+  } else {
+    wide[0] = hi >>> (s - 32);
+    wide[1] = 0;
+  }
+}
+
+export function sra64(lo: number, hi: number, s: number): void {
+  if (s === 0) {
+    wide[0] = lo;
+    wide[1] = hi;
+  } else if (s < 32) {
+    wide[0] = (lo >>> s) | (hi << (32 - s));
+    wide[1] = hi >> s;
+  } else {
+    wide[0] = hi >> (s - 32);
+    wide[1] = hi >> 31;
+  }
+}
