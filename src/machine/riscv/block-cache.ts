@@ -133,7 +133,6 @@ export class BlockCache {
   }
 
   /** RAM page `page` was written: drop its blocks. */
-
   invalidatePage(page: number): void {
     this.invalidations++;
     this.codePage[page] = 0;
