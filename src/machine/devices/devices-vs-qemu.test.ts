@@ -32,7 +32,9 @@ type Op =
   /** `mask` keeps only the bits compared (where we model the datasheet and QEMU does not); 0 = not compared. */
   | { readonly kind: "r"; readonly addr: number; readonly width: AccessWidth; readonly mask: number }
   | { readonly kind: "mip" }
-  /** A busy loop, so QEMU's timers (the UART's character timeout) can expire. */
+  /** A busy loop, so QEMU's timers (the UART's character timeout) can expire: 30 M instructions, at least ~10 ms
+   * of host time even at QEMU's fastest, some 30 times four character times at the test's 115200 baud. With
+   * 3 M the timeout sometimes had not fired yet on a loaded host (QEMU's timers run late there). */
   | { readonly kind: "delay" };
 
 const OPS: Op[] = [];
@@ -212,7 +214,7 @@ function assembly(): string {
       lines.push("  csrr t1, mip", "  sw t1, 0(s0)", "  addi s0, s0, 4");
     } else {
       label++;
-      lines.push("  li t2, 3000000", `delay${label}:`, "  addi t2, t2, -1", `  bnez t2, delay${label}`);
+      lines.push("  li t2, 30000000", `delay${label}:`, "  addi t2, t2, -1", `  bnez t2, delay${label}`);
     }
   }
   lines.push(
