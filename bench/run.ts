@@ -302,15 +302,27 @@ function skippedLinux(detail: string): LinuxResult {
   return { status: "skipped", detail, seconds: null, instret: null, mips: null, checksum: null };
 }
 
+/** What one peer's boot runs gave so far. */
+interface BootRuns {
+  runs: (number | null)[];
+  rss: (number | null)[];
+  instrets: (number | null)[];
+  status: BootResult["status"];
+  detail: string | undefined;
+  linux: LinuxResult;
+}
+
 /**
- * Boots `bootRuns` times to the first shell prompt (the time from spawn to the prompt), typing
- * `plan.atPrompt` there; the first run's linux-mips line gives the in-Linux figure.
+ * Boots each peer `bootRuns` times to the first shell prompt (the time from spawn to the prompt), typing
+ * `plan.atPrompt` there; the first run's linux-mips line gives the in-Linux figure. The peers take turns
+ * (QEMU, tsvm, QEMU, tsvm, …) so that both see the same stretches of the host's speed: on this shared VM a
+ * fixed loop runs a third slower for seconds at a time, and back-to-back blocks of runs could put one peer
+ * in a slow stretch and the other in a fast one.
  */
-async function benchBoot(
-  peer: "tsvm" | "qemu",
+async function benchBoots(
   o: Options,
   plan: BootPlan,
-): Promise<{ boot: BootResult; linux: LinuxResult }> {
+): Promise<Record<"tsvm" | "qemu", { boot: BootResult; linux: LinuxResult }>> {
   const skippedBoot = (detail: string): BootResult => ({
     status: "skipped",
     detail,
@@ -319,42 +331,60 @@ async function benchBoot(
     instret: null,
     peakRssMiB: null,
   });
-  if (o.only === "mips") return { boot: skippedBoot("--only mips"), linux: skippedLinux("--only mips") };
-  if (!plan.files) return { boot: skippedBoot(plan.why), linux: skippedLinux(plan.why) };
-  const runs: (number | null)[] = [];
-  const rss: (number | null)[] = [];
-  const instrets: (number | null)[] = [];
-  let status: BootResult["status"] = "ok";
-  let detail: string | undefined;
-  let linux: LinuxResult = skippedLinux(plan.linuxMips ? "no boot reached the prompt" : plan.why);
+  const skippedBoth = (detail: string) => ({
+    qemu: { boot: skippedBoot(detail), linux: skippedLinux(detail) },
+    tsvm: { boot: skippedBoot(detail), linux: skippedLinux(detail) },
+  });
+  if (o.only === "mips") return skippedBoth("--only mips");
+  if (!plan.files) return skippedBoth(plan.why);
+  const files = plan.files;
+  const peers = ["qemu", "tsvm"] as const;
+  const fresh = (): BootRuns => ({
+    runs: [],
+    rss: [],
+    instrets: [],
+    status: "ok",
+    detail: undefined,
+    linux: skippedLinux(plan.linuxMips ? "no boot reached the prompt" : plan.why),
+  });
+  const acc = { qemu: fresh(), tsvm: fresh() };
   for (let i = 0; i < o.bootRuns; i++) {
-    progress(`${peer} boot to shell, run ${i + 1}/${o.bootRuns} (bounded at ${o.timeoutMs / 1000} s)`);
-    const r = await timedRun(peerArgv(peer, plan.files), o.timeoutMs, plan.atPrompt);
-    runs.push(r.promptSeconds);
-    rss.push(r.peakRssMiB);
-    instrets.push(peer === "tsvm" ? (peerReport(r.stderr, "tsvm-peer-prompt")?.instret ?? null) : null);
-    if (r.promptSeconds === null) {
-      status = r.timedOut ? "timeout" : "error";
-      detail = `no shell prompt (${r.timedOut ? "timed out" : `exit ${r.exitCode}`}); console ended: ${lastLines(r.stdout, 3)}`;
-      if (r.stderr.trim()) detail += `; stderr: ${lastLines(r.stderr, 2)}`;
-      break;
+    for (const peer of peers) {
+      const a = acc[peer];
+      // A peer that failed once is not booted again; the other goes on.
+      if (a.status !== "ok") continue;
+      progress(`${peer} boot to shell, run ${i + 1}/${o.bootRuns} (bounded at ${o.timeoutMs / 1000} s)`);
+      const r = await timedRun(peerArgv(peer, files), o.timeoutMs, plan.atPrompt);
+      a.runs.push(r.promptSeconds);
+      a.rss.push(r.peakRssMiB);
+      a.instrets.push(peer === "tsvm" ? (peerReport(r.stderr, "tsvm-peer-prompt")?.instret ?? null) : null);
+      if (r.promptSeconds === null) {
+        a.status = r.timedOut ? "timeout" : "error";
+        a.detail = `no shell prompt (${r.timedOut ? "timed out" : `exit ${r.exitCode}`}); console ended: ${lastLines(r.stdout, 3)}`;
+        if (r.stderr.trim()) a.detail += `; stderr: ${lastLines(r.stderr, 2)}`;
+        continue;
+      }
+      progress(
+        `${peer}: prompt after ${r.promptSeconds.toFixed(2)} s, peak RSS ${r.peakRssMiB?.toFixed(0)} MiB`,
+      );
+      if (plan.linuxMips && i === 0) a.linux = linuxResult(peer, r);
     }
-    progress(
-      `${peer}: prompt after ${r.promptSeconds.toFixed(2)} s, peak RSS ${r.peakRssMiB?.toFixed(0)} MiB`,
-    );
-    if (plan.linuxMips && i === 0) linux = linuxResult(peer, r);
   }
-  return {
-    boot: {
-      status,
-      detail,
-      seconds: status === "ok" ? median(runs) : null,
-      runs,
-      instret: median(instrets),
-      peakRssMiB: median(rss),
-    },
-    linux,
+  const result = (peer: "tsvm" | "qemu") => {
+    const a = acc[peer];
+    return {
+      boot: {
+        status: a.status,
+        detail: a.detail,
+        seconds: a.status === "ok" ? median(a.runs) : null,
+        runs: a.runs,
+        instret: median(a.instrets),
+        peakRssMiB: median(a.rss),
+      },
+      linux: a.linux,
+    };
   };
+  return { qemu: result("qemu"), tsvm: result("tsvm") };
 }
 
 /**
@@ -601,8 +631,7 @@ async function main(): Promise<void> {
     }
   }
   const plan = bootPlan(o);
-  const qemuBoot = await benchBoot("qemu", o, plan);
-  const tsvmBoot = await benchBoot("tsvm", o, plan);
+  const { qemu: qemuBoot, tsvm: tsvmBoot } = await benchBoots(o, plan);
   let tsvmLinux = tsvmBoot.linux;
   let qemuLinux = qemuBoot.linux;
   if (tsvmLinux.checksum && qemuLinux.checksum && tsvmLinux.checksum !== qemuLinux.checksum)
