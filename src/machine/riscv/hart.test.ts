@@ -1060,7 +1060,7 @@ test("the warm-up program keeps looping (a broken one would stall in a trap loop
   let n = 0;
   for (let k = 0; k < 20; k++) n += hart.run(1000);
   assert.equal(n, 20_000);
-  // s1 (x9) counts passes (about 140 instructions each): a program stuck in a trap loop would stop counting.
+  // s1 (x9) counts passes (about 170 instructions each): a program stuck in a trap loop would stop counting.
   assert.ok(hart.x[2 * 9] > 100, `only ${hart.x[2 * 9]} passes`);
   const state = hart.saveState();
   assert.equal(state.csr[22], 5); // mcause: the load access fault of "ld a0, 0(zero)"

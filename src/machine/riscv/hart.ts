@@ -2071,7 +2071,7 @@ export class Rv64Hart implements BlockCacheClient {
 
 let warmedUp = false;
 
-/** Instructions of warm-up-program.S the warm-up runs: about 40 passes of its loop, in 20 calls of run(). */
+/** Instructions of warm-up-program.S the warm-up runs: about 115 passes of its loop, in 20 calls of run(). */
 const WARM_UP_RUNS = 20;
 const WARM_UP_BUDGET = 1000;
 

@@ -20,6 +20,7 @@ loop:
     slli a1, a0, 40
     slli a1, a0, 0
     slti a2, a0, -1
+    slti a2, a0, 1000       # equal high halves: the low halves are compared too
     sltiu a3, a0, 100
     xori a4, a0, -3
     srli a5, a0, 3
@@ -61,6 +62,19 @@ loop:
     divuw a0, a1, a2
     remw a0, a1, a2
     remuw a0, a1, a2
+    # The same with operands of 64 significant bits (products and quotients past 2^53 take other paths).
+    li t3, 0x123456789abcdef1
+    li t4, -0x0fedcba987654321
+    mul t5, t3, t4
+    mulh t5, t3, t4
+    mulhsu t5, t3, t4
+    mulhu t5, t3, t4
+    div t5, t3, t4
+    divu t5, t3, t4
+    rem t5, t3, t4
+    remu t5, t3, t4
+    mulw t5, t3, t4
+    divuw t5, t3, t4
     lui a0, 0x12345
     auipc a1, 0
     sb a0, 0(s0)
@@ -111,6 +125,10 @@ loop:
     csrr a0, mscratch
     csrw mscratch, a0
     csrs mscratch, a0
+    csrc mscratch, a0
+    csrwi mscratch, 5
+    csrsi mscratch, 2
+    csrci mscratch, 1
     csrr a0, mstatus
     csrr a0, minstret
     amoadd.w a0, a1, (s0)
