@@ -1,7 +1,8 @@
 # JIT warm-up program for Rv64Hart (see warm-up-program.ts): one pass of its loop runs every path of the
 # hart's inner loop once — each OP-IMM/OP/OP-32 form, loads and stores of every width (TLB hit, miss and
 # misaligned), both outcomes of every branch, JAL/JALR, RVC, a 32-bit instruction across a page boundary —
-# and a few of exec's (CSR, AMO, LR/SC, FP, ECALL, an access fault, MRET). M-mode, linked at 0x80000000,
+# and a few of exec's (CSR, AMO, LR/SC, FP, ECALL, an access fault, MRET), and a fetch from the one-instruction
+# ROM at 0x1000 that the warm-up maps (mapWarmUpRom in hart.ts). M-mode, linked at 0x80000000,
 # data at 0x80008000 and 0x8000a000 (64 KiB of RAM). s1 counts passes.
 .section .text.init
 .globl _start
@@ -122,6 +123,9 @@ loop:
 1: jal ra, sub
     lla t0, sub
     jalr ra, 0(t0)
+    li t0, 2                # backward conditional branches, taken and not (OpenSBI's first loop is one)
+1:  addi t0, t0, -1
+    bnez t0, 1b
     csrr a0, mscratch
     csrw mscratch, a0
     csrs mscratch, a0
@@ -129,6 +133,24 @@ loop:
     csrwi mscratch, 5
     csrsi mscratch, 2
     csrci mscratch, 1
+    li t0, 0
+    csrc mip, t0            # a read-modify-write of mip (its SEIP rule), writing what is there
+    li t0, 0x1000           # a `ret` in the warm-up's ROM (hart.ts): a fetch from MMIO, as from the boot ROM
+    jalr ra, 0(t0)
+    lw t1, 4(t0)            # MMIO loads of every width (the slow path of each); the ROM's word there reads
+    lwu t1, 4(t0)           # 0xffffffff
+    lh t1, 4(t0)
+    lhu t1, 4(t0)
+    lb t1, 4(t0)
+    lbu t1, 4(t0)
+    ld t1, 0(t0)
+    sw t1, 8(t0)            # and an MMIO store (ignored)
+    li t0, (8 << 60) | (0x80010000 >> 12)
+    csrw satp, t0           # Sv39 with a root above 2 GiB (M-mode still translates bare), then off again
+    csrw satp, zero
+    fence rw, rw
+    fence
+    sfence.vma              # every pass starts with empty TLBs, so each access kind takes its miss path again
     csrr a0, mstatus
     csrr a0, minstret
     amoadd.w a0, a1, (s0)
