@@ -544,7 +544,8 @@ export class Rv64Hart implements BlockCacheClient {
         // The common integer instructions run here; the rest (and every illegal encoding) go to exec. The
         // switch is on opcode bits 6:2 (bits 1:0 are 11 once RVC is expanded): 32 dense values make V8 emit a
         // jump table, where the sparse 7-bit opcodes got a chain of compares.
-        switch ((insn >>> 2) & 31) {
+        const major = (insn >>> 2) & 31;
+        switch (major) {
           case 4: {
             // OP-IMM
             const al = x[a];
@@ -877,7 +878,9 @@ export class Rv64Hart implements BlockCacheClient {
         if (next >>> 0 < len) pcHi = (pcHi + 1) | 0;
         pcLo = next;
         n++;
-        if (this.breakOut) break;
+        // Of the instructions that get here only a load or store can have set breakOut (an MMIO access that
+        // raised an interrupt, a store into compiled code), through its slow path.
+        if ((major === 0 || major === 8) && this.breakOut) break;
       }
     } finally {
       this.count = n;
