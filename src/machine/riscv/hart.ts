@@ -464,27 +464,28 @@ export class Rv64Hart implements BlockCacheClient {
     let wTagLo = this.wTagLo;
     let wTagHi = this.wTagHi;
     let wOff = this.wOff;
-    // Compiled blocks: looked up only where a block may start (after a jump, a taken branch, an instruction
-    // exec ran, or a block), so straight-line interpretation pays one test of `jumped` per instruction.
+    // `jumped`: pc may have left the fetch page (a jump, a taken branch, an instruction exec ran, a block, a
+    // step onto the next page, or entry here). Only then is the fetch page checked and a compiled block
+    // looked up, so straight-line interpretation pays one test of `jumped` per instruction.
     const jit = this.jit;
     const dm = jit === null ? null : jit.dm;
     const pageGen = jit === null ? null : jit.pageGen;
     const hotTag = jit === null ? null : jit.hotTag;
     const hotCount = jit === null ? null : jit.hotCount;
     const threshold = jit === null ? 0 : jit.threshold;
-    let jumped = dm !== null;
+    let jumped = true;
     try {
       loop: while (n < end) {
-        if ((pcLo & -4096) !== fPageLo || pcHi !== fPageHi) {
-          this.pcLo = pcLo;
-          this.pcHi = pcHi;
-          this.refillFetch();
-          fPageLo = this.fPageLo;
-          fPageHi = this.fPageHi;
-          fOff = this.fOff;
-        }
         if (jumped) {
           jumped = false;
+          if ((pcLo & -4096) !== fPageLo || pcHi !== fPageHi) {
+            this.pcLo = pcLo;
+            this.pcHi = pcHi;
+            this.refillFetch();
+            fPageLo = this.fPageLo;
+            fPageHi = this.fPageHi;
+            fOff = this.fOff;
+          }
           if (fOff >= 0 && dm !== null && pageGen !== null && hotTag !== null && hotCount !== null) {
             const off = fOff + (pcLo & 0xfff);
             const k = (off >>> 1) & DM_MASK;
@@ -875,7 +876,11 @@ export class Rv64Hart implements BlockCacheClient {
         x[0] = 0;
         x[1] = 0;
         const next = (pcLo + len) | 0;
-        if (next >>> 0 < len) pcHi = (pcHi + 1) | 0;
+        if ((next & 0xfff) < len) {
+          // Onto the next page (and past 2^32 when the low half wrapped).
+          if (next >>> 0 < len) pcHi = (pcHi + 1) | 0;
+          jumped = true;
+        }
         pcLo = next;
         n++;
         // Of the instructions that get here only a load or store can have set breakOut (an MMIO access that
