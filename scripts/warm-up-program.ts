@@ -1,46 +1,16 @@
 // Regenerates src/machine/riscv/warm-up-program.ts from warm-up-program.S with Debian's riscv64 toolchain
-// (gcc-riscv64-linux-gnu), the way hart.test.ts checks it: linked at 0x80000000, flat binary, and the runs of
-// non-zero halfwords written out with their offsets.
+// (src/engines/riscv/cross-assembler.ts, as hart.test.ts checks it): the runs of non-zero halfwords of the flat
+// image, with their offsets.
 //
 //   node --import ./node_modules/tsx/dist/loader.mjs scripts/warm-up-program.ts
 
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { assembleBinary } from "../src/engines/riscv/cross-assembler.ts";
 
 const riscv = resolve(dirname(fileURLToPath(import.meta.url)), "../src/machine/riscv");
-const dir = mkdtempSync(join(tmpdir(), "tsvm-warm-up-"));
-let image: Uint8Array;
-try {
-  writeFileSync(
-    join(dir, "link.ld"),
-    "ENTRY(_start)\nSECTIONS { . = 0x80000000; .text : { *(.text.init) *(.text*) } . = ALIGN(4096);\n" +
-      "  .data : { *(.rodata*) *(.data*) *(.sdata*) *(.bss*) *(.sbss*) } }\n",
-  );
-  execFileSync(
-    "riscv64-linux-gnu-gcc",
-    [
-      ...[
-        "-nostdlib",
-        "-nostartfiles",
-        "-static",
-        "-march=rv64gc",
-        "-mabi=lp64d",
-        "-T",
-        join(dir, "link.ld"),
-      ],
-      ...["-Wl,--build-id=none,--no-warn-rwx-segments", "-o", join(dir, "w.elf")],
-      join(riscv, "warm-up-program.S"),
-    ],
-    { stdio: ["ignore", "inherit", "inherit"] },
-  );
-  execFileSync("riscv64-linux-gnu-objcopy", ["-O", "binary", join(dir, "w.elf"), join(dir, "w.bin")]);
-  image = new Uint8Array(readFileSync(join(dir, "w.bin")));
-} finally {
-  rmSync(dir, { recursive: true, force: true });
-}
+const image = assembleBinary(readFileSync(join(riscv, "warm-up-program.S"), "utf8"));
 
 const words = new Uint16Array(image.buffer, image.byteOffset, image.length >> 1);
 /** Runs of halfwords separated by at least 16 zero halfwords (alignment padding stays inside a run). */

@@ -3,11 +3,8 @@
 // self-modifying code, DMA over code and cache flushes.
 
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { test } from "node:test";
+import { assembleBinary, haveCrossAssembler } from "../../engines/riscv/cross-assembler.ts";
 import { GuestRam } from "../bus/guest-ram.ts";
 import type { AccessWidth, MmioDevice } from "../bus/mmio-device.ts";
 import { PhysBus } from "../bus/phys-bus.ts";
@@ -18,45 +15,11 @@ import { Rv64Hart } from "./hart.ts";
 const RAM_BASE = 0x80000000;
 const EXIT_BASE = 0x100000;
 
-function hasToolchain(): boolean {
-  try {
-    execFileSync("riscv64-linux-gnu-gcc", ["--version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const skip = hasToolchain() ? false : "riscv64-linux-gnu-gcc is not installed";
+const skip = haveCrossAssembler() ? false : "riscv64-linux-gnu-gcc is not installed";
 
-/** Assembles a bare-metal program linked at RAM_BASE (code first, data on its own pages) to a flat image. */
+/** Assembles `source`, the body of `_start`, to a flat image linked at RAM_BASE. */
 function assemble(source: string): Uint8Array {
-  const dir = mkdtempSync(join(tmpdir(), "tsvm-jit-"));
-  try {
-    writeFileSync(join(dir, "t.S"), `.section .text.init\n.globl _start\n_start:\n${source}\n`);
-    writeFileSync(
-      join(dir, "link.ld"),
-      "ENTRY(_start)\nSECTIONS { . = 0x80000000; .text : { *(.text.init) *(.text*) } . = ALIGN(4096);\n" +
-        "  .data : { *(.rodata*) *(.data*) *(.sdata*) *(.bss*) *(.sbss*) } }\n",
-    );
-    const elf = join(dir, "t.elf");
-    execFileSync(
-      "riscv64-linux-gnu-gcc",
-      [
-        "-nostdlib",
-        "-nostartfiles",
-        "-static",
-        "-march=rv64gc",
-        "-mabi=lp64d",
-        "-T",
-        join(dir, "link.ld"),
-      ].concat(["-Wl,--build-id=none", "-o", elf, join(dir, "t.S")]),
-      { stdio: ["ignore", "ignore", "pipe"] },
-    );
-    execFileSync("riscv64-linux-gnu-objcopy", ["-O", "binary", elf, join(dir, "t.bin")]);
-    return new Uint8Array(readFileSync(join(dir, "t.bin")));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  return assembleBinary(`.section .text.init\n.globl _start\n_start:\n${source}\n`);
 }
 
 class ExitDevice implements MmioDevice {

@@ -1,11 +1,10 @@
 // Rv64Hart against real RISC-V code assembled by Debian's riscv64-linux-gnu toolchain at test time.
 
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { assembleBinary, haveCrossAssembler } from "../../engines/riscv/cross-assembler.ts";
 import { GuestRam } from "../bus/guest-ram.ts";
 import type { AccessWidth, MmioDevice } from "../bus/mmio-device.ts";
 import { PhysBus } from "../bus/phys-bus.ts";
@@ -15,54 +14,16 @@ import { WARM_UP_BASE, WARM_UP_PROGRAM, WARM_UP_RAM_BYTES } from "./warm-up-prog
 const RAM_BASE = 0x80000000;
 const EXIT_BASE = 0x100000;
 
-function hasToolchain(): boolean {
-  try {
-    execFileSync("riscv64-linux-gnu-gcc", ["--version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const TOOLCHAIN = hasToolchain();
+const TOOLCHAIN = haveCrossAssembler();
 if (!TOOLCHAIN)
   console.warn(
     "SKIPPING hart tests: riscv64-linux-gnu-gcc is missing (apt-get install gcc-riscv64-linux-gnu)",
   );
 const skip = TOOLCHAIN ? false : "riscv64-linux-gnu-gcc is not installed";
 
-const LINK_LD = `ENTRY(_start)
-SECTIONS { . = 0x80000000; .text : { *(.text.init) *(.text*) } . = ALIGN(4096);
-  .data : { *(.rodata*) *(.data*) *(.sdata*) *(.bss*) *(.sbss*) } }
-`;
-
-/** Assemble a bare-metal program (entry `_start`, linked at RAM base) to a flat binary. */
-export function assemble(source: string): Uint8Array {
-  const dir = mkdtempSync(join(tmpdir(), "tsvm-hart-"));
-  try {
-    writeFileSync(join(dir, "t.S"), `.section .text.init\n.globl _start\n_start:\n${source}\n`);
-    writeFileSync(join(dir, "link.ld"), LINK_LD);
-    execFileSync(
-      "riscv64-linux-gnu-gcc",
-      [
-        "-nostdlib",
-        "-nostartfiles",
-        "-static",
-        "-march=rv64gc",
-        "-mabi=lp64d",
-        "-T",
-        join(dir, "link.ld"),
-        "-Wl,--build-id=none",
-        "-o",
-        join(dir, "t.elf"),
-        join(dir, "t.S"),
-      ],
-      { stdio: ["ignore", "ignore", "pipe"] },
-    );
-    execFileSync("riscv64-linux-gnu-objcopy", ["-O", "binary", join(dir, "t.elf"), join(dir, "t.bin")]);
-    return new Uint8Array(readFileSync(join(dir, "t.bin")));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+/** Assembles `source`, the body of `_start`, to a flat image linked at RAM_BASE. */
+function assemble(source: string): Uint8Array {
+  return assembleBinary(`.section .text.init\n.globl _start\n_start:\n${source}\n`);
 }
 
 /** The test's way out: a store to EXIT_BASE ends the run with that value. */
@@ -1019,37 +980,13 @@ function warmUpImage(): Uint8Array {
 }
 
 test("the embedded warm-up program is the assembly of warm-up-program.S", { skip }, () => {
-  const dir = mkdtempSync(join(tmpdir(), "tsvm-warm-up-"));
-  try {
-    writeFileSync(join(dir, "link.ld"), LINK_LD);
-    execFileSync(
-      "riscv64-linux-gnu-gcc",
-      [
-        ...[
-          "-nostdlib",
-          "-nostartfiles",
-          "-static",
-          "-march=rv64gc",
-          "-mabi=lp64d",
-          "-T",
-          join(dir, "link.ld"),
-        ],
-        ...["-Wl,--build-id=none,--no-warn-rwx-segments", "-o", join(dir, "w.elf")],
-        join(import.meta.dirname, "warm-up-program.S"),
-      ],
-      { stdio: ["ignore", "ignore", "pipe"] },
-    );
-    execFileSync("riscv64-linux-gnu-objcopy", ["-O", "binary", join(dir, "w.elf"), join(dir, "w.bin")]);
-    const assembled = new Uint8Array(readFileSync(join(dir, "w.bin")));
-    assert.deepEqual(warmUpImage().subarray(0, assembled.length), assembled);
-    assert.ok(
-      warmUpImage()
-        .subarray(assembled.length)
-        .every((b) => b === 0),
-    );
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const assembled = assembleBinary(readFileSync(join(import.meta.dirname, "warm-up-program.S"), "utf8"));
+  assert.deepEqual(warmUpImage().subarray(0, assembled.length), assembled);
+  assert.ok(
+    warmUpImage()
+      .subarray(assembled.length)
+      .every((b) => b === 0),
+  );
 });
 
 test("the warm-up program keeps looping (a broken one would stall in a trap loop and stop counting passes)", () => {
