@@ -63,3 +63,8 @@ export function assembleBinary(source: string, base = 0x8000_0000): Uint8Array {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/** Assembles `body` as the code of `_start` (first in .text) and returns the flat image, linked at `base`. */
+export function assembleStart(body: string, base = 0x8000_0000): Uint8Array {
+  return assembleBinary(`.section .text.init\n.globl _start\n_start:\n${body}\n`, base);
+}

@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { assembleBinary, haveCrossAssembler } from "../../engines/riscv/cross-assembler.ts";
+import { assembleStart as assemble, haveCrossAssembler } from "../../engines/riscv/cross-assembler.ts";
 import { GuestRam } from "../bus/guest-ram.ts";
 import type { AccessWidth, MmioDevice } from "../bus/mmio-device.ts";
 import { PhysBus } from "../bus/phys-bus.ts";
@@ -16,11 +16,6 @@ const RAM_BASE = 0x80000000;
 const EXIT_BASE = 0x100000;
 
 const skip = haveCrossAssembler() ? false : "riscv64-linux-gnu-gcc is not installed";
-
-/** Assembles `source`, the body of `_start`, to a flat image linked at RAM_BASE. */
-function assemble(source: string): Uint8Array {
-  return assembleBinary(`.section .text.init\n.globl _start\n_start:\n${source}\n`);
-}
 
 class ExitDevice implements MmioDevice {
   readonly id = "exit";

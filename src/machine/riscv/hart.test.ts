@@ -4,7 +4,11 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { assembleBinary, haveCrossAssembler } from "../../engines/riscv/cross-assembler.ts";
+import {
+  assembleStart as assemble,
+  assembleBinary,
+  haveCrossAssembler,
+} from "../../engines/riscv/cross-assembler.ts";
 import { GuestRam } from "../bus/guest-ram.ts";
 import type { AccessWidth, MmioDevice } from "../bus/mmio-device.ts";
 import { PhysBus } from "../bus/phys-bus.ts";
@@ -20,11 +24,6 @@ if (!TOOLCHAIN)
     "SKIPPING hart tests: riscv64-linux-gnu-gcc is missing (apt-get install gcc-riscv64-linux-gnu)",
   );
 const skip = TOOLCHAIN ? false : "riscv64-linux-gnu-gcc is not installed";
-
-/** Assembles `source`, the body of `_start`, to a flat image linked at RAM_BASE. */
-function assemble(source: string): Uint8Array {
-  return assembleBinary(`.section .text.init\n.globl _start\n_start:\n${source}\n`);
-}
 
 /** The test's way out: a store to EXIT_BASE ends the run with that value. */
 class ExitDevice implements MmioDevice {
