@@ -2101,8 +2101,9 @@ export function mapWarmUpRom(bus: PhysBus): void {
 /**
  * Runs warm-up-program.S on two scratch harts, once per process. V8 optimizes the inner loop only with what it
  * has seen run: a path first taken later (a rarer load width, a branch condition, a TLB miss) throws the
- * optimized code away and recompiles it. Booting Linux did that about 30 times (1.3 s of compiling); having
- * seen every path first, it settles after about 8. Harts share that knowledge, as they share their code.
+ * optimized code away and recompiles it (~100 ms on V8's thread, the boot meanwhile in V8's slow tiers).
+ * Without a warm-up a Linux boot did that about 30 times; with this one `--trace-deopt` shows one compile of
+ * the loop and no deoptimization before or during a boot. Harts share that knowledge, as they share code.
  */
 function warmUp(): void {
   // One hart with the JIT off, so the interpreter sees every path itself (compiled blocks would take the hot
