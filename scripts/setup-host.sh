@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(
-  gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu linux-source-6.1 opensbi qemu-system-misc qemu-utils
+  gcc-riscv64-linux-gnu libc6-dev-riscv64-cross binutils-riscv64-linux-gnu linux-source-6.1 opensbi qemu-system-misc qemu-utils
   flex bison bc cpio e2fsprogs xz-utils dpkg-dev libelf-dev make
   # The host compiler for the kernel's and busybox's build tools (kconfig, fixdep…).
   gcc libc6-dev
