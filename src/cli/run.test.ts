@@ -120,6 +120,35 @@ _start:
   }
 });
 
+test("a sifive_test FINISHER_FAIL passes its code on as the exit status (1 for code 0); PASS exits 0", () => {
+  const finisher = (word: number) =>
+    assembleElf(`
+.text
+.globl _start
+_start:
+  li t0, 0x100000
+  li t1, ${word}
+  sw t1, 0(t0)
+1: j 1b
+`);
+  const dir = mkdtempSync(join(tmpdir(), "tsvm-run-test-"));
+  try {
+    for (const [word, status] of [
+      [(5 << 16) | 0x3333, 5],
+      [0x3333, 1],
+      [(256 << 16) | 0x3333, 1],
+      [0x5555, 0],
+    ] as const) {
+      const elf = join(dir, `finisher-${word.toString(16)}.elf`);
+      writeFileSync(elf, finisher(word));
+      const r = tsvmRun(["--bios", "none", "--kernel", elf, "--memory", "32M"]);
+      assert.equal(r.status, status, `sifive_test word 0x${word.toString(16)}: ${r.stderr}`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("on a terminal: raw mode, Ctrl-A h and Ctrl-A x, and the terminal is restored afterwards", () => {
   // A guest that echoes every byte it receives on the UART.
   const elf = assembleElf(`

@@ -260,6 +260,9 @@ async function runWith(options: RunOptions, cleanups: Array<() => void | Promise
 function exitCodeOf(reason: ExitReason): number {
   switch (reason.kind) {
     case "poweroff":
+      // PASS powers off with 0, FAIL with its code (never 0); a code whose low byte is 0 would read as
+      // success to the shell, so it becomes 1.
+      return reason.code === 0 ? 0 : reason.code & 0xff || 1;
     case "stopped":
     case "reset":
       return 0;

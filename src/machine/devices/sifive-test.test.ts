@@ -11,17 +11,21 @@ function rig() {
   return { dev, events };
 }
 
-test("0x5555 powers off with code 0, 0x7777 resets, (code << 16) | 0x3333 fails with the code", () => {
+test("0x5555 powers off with code 0, 0x7777 resets, (code << 16) | 0x3333 fails with the code (0 → 1)", () => {
   const { dev, events } = rig();
   dev.write(0, 4, 0x5555);
   dev.write(0, 4, 0x7777);
   dev.write(0, 4, (42 << 16) | 0x3333);
   dev.write(0, 4, 0xffff3333);
+  dev.write(0, 4, 0x3333);
+  dev.write(0, 2, 0x3333);
   assert.deepEqual(events, [
     ["poweroff", 0],
     ["reset", 0],
     ["poweroff", 42],
     ["poweroff", 0xffff],
+    ["poweroff", 1],
+    ["poweroff", 1],
   ]);
 });
 

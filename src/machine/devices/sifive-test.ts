@@ -22,7 +22,8 @@ export type SifiveTestState = ComponentState;
 
 export class SifiveTest implements MmioDevice, Stateful<SifiveTestState> {
   /**
-   * @param onPower called on a command: ("poweroff", 0) for pass, ("poweroff", code) for fail, ("reset", 0).
+   * @param onPower called on a command: ("poweroff", 0) for pass, ("poweroff", code) for fail (1 when the
+   *   code is 0), ("reset", 0).
    *   The board acts on it after the current slice; the write itself returns normally.
    */
   constructor(
@@ -41,7 +42,9 @@ export class SifiveTest implements MmioDevice, Stateful<SifiveTestState> {
     const status = value & 0xffff;
     const code = width === 4 ? value >>> 16 : 0;
     if (status === FINISHER_PASS) this.onPower("poweroff", 0);
-    else if (status === FINISHER_FAIL) this.onPower("poweroff", code);
+    // A failure is never reported as success: QEMU would exit 0 for FINISHER_FAIL with code 0, but a
+    // program that says it failed must not look like one that passed, so its code becomes 1.
+    else if (status === FINISHER_FAIL) this.onPower("poweroff", code === 0 ? 1 : code);
     else if (status === FINISHER_RESET) this.onPower("reset", 0);
   }
 
