@@ -1,9 +1,9 @@
 // `tsvm console NAME`: attaches the terminal to the VM's serial console (several viewers may attach at
 // once); Ctrl-A d detaches, Ctrl-A Ctrl-A sends a literal Ctrl-A.
 
-import { parseArgs } from "node:util";
 import { connectDaemon } from "./daemon-connection.ts";
 import { fail } from "./output.ts";
+import { parseCommandLine } from "./parse-command-line.ts";
 
 const HELP = `Usage: tsvm console NAME
 
@@ -16,8 +16,7 @@ const CTRL_A = 0x01;
 export async function consoleCommand(argv: string[]): Promise<number> {
   let parsed: { values: { help?: boolean }; positionals: string[] };
   try {
-    parsed = parseArgs({
-      args: argv,
+    parsed = parseCommandLine("console", argv, {
       allowPositionals: true,
       options: { help: { type: "boolean", short: "h" } },
     });

@@ -1,10 +1,10 @@
 // `tsvm create NAME`: provisions a VM from an image and starts it (the API's instances.insert).
 
-import { parseArgs } from "node:util";
 import { parseMiB } from "../api/sizes.ts";
 import type { InsertInstanceRequest } from "../api/types.ts";
 import { connectDaemon } from "./daemon-connection.ts";
 import { fail, parseFormat, printJson } from "./output.ts";
+import { parseCommandLine } from "./parse-command-line.ts";
 import { OperationFailedError, waitWithProgress } from "./wait-operation.ts";
 
 const HELP = `Usage: tsvm create NAME [options]
@@ -89,8 +89,7 @@ export async function createCommand(argv: string[]): Promise<number> {
 }
 
 function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
+  return parseCommandLine("create", argv, {
     allowPositionals: true,
     options: {
       "machine-type": { type: "string" },

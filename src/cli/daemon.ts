@@ -3,11 +3,11 @@
 
 import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
-import { parseArgs } from "node:util";
 import { ApiClient } from "../api/client.ts";
 import { type DaemonRecord, daemonRecordPath, dataDir } from "../api/data-dir.ts";
 import { daemonCommandLine } from "./daemon-connection.ts";
 import { fail } from "./output.ts";
+import { parseCommandLine } from "./parse-command-line.ts";
 
 const HELP = `Usage: tsvm daemon           run the daemon in the foreground (logs on stderr; Ctrl-C stops it)
        tsvm daemon stop      stop the running daemon; VMs keep running and are re-attached later
@@ -46,8 +46,7 @@ export async function daemonCommand(argv: string[]): Promise<number> {
     ({
       positionals,
       values: { help },
-    } = parseArgs({
-      args: argv,
+    } = parseCommandLine("daemon", argv, {
       allowPositionals: true,
       options: { help: { type: "boolean", short: "h" } },
     }));

@@ -1,9 +1,9 @@
 // `tsvm describe NAME`: one VM in full, with its VMM's pid and its recorded transitions.
 
-import { parseArgs } from "node:util";
 import { formatMiB } from "../api/sizes.ts";
 import { connectDaemon } from "./daemon-connection.ts";
 import { fail, parseFormat, printJson } from "./output.ts";
+import { parseCommandLine } from "./parse-command-line.ts";
 
 const HELP = `Usage: tsvm describe NAME [--format table|json]
 
@@ -13,8 +13,7 @@ Shows one VM: its definition, status, VMM process id and the history of its tran
 export async function describeCommand(argv: string[]): Promise<number> {
   let parsed: { values: { format?: string; help?: boolean }; positionals: string[] };
   try {
-    parsed = parseArgs({
-      args: argv,
+    parsed = parseCommandLine("describe", argv, {
       allowPositionals: true,
       options: { format: { type: "string" }, help: { type: "boolean", short: "h" } },
     });

@@ -1,10 +1,10 @@
 // `tsvm events [NAME]`: the VMs' transitions, resets and deletions, and with --follow the new ones as they
 // happen.
 
-import { parseArgs } from "node:util";
 import type { VmEvent } from "../api/types.ts";
 import { connectDaemon } from "./daemon-connection.ts";
 import { fail, parseFormat } from "./output.ts";
+import { parseCommandLine } from "./parse-command-line.ts";
 
 const HELP = `Usage: tsvm events [NAME] [--follow] [--format table|json]
 
@@ -15,8 +15,7 @@ With --format json, one JSON object per line.
 export async function eventsCommand(argv: string[]): Promise<number> {
   let parsed: { values: { format?: string; follow?: boolean; help?: boolean }; positionals: string[] };
   try {
-    parsed = parseArgs({
-      args: argv,
+    parsed = parseCommandLine("events", argv, {
       allowPositionals: true,
       options: {
         format: { type: "string" },

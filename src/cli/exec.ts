@@ -1,7 +1,6 @@
 // `tsvm exec NAME [--timeout S] [--agent-wait S] -- CMD…`: runs CMD in the VM's guest through its guest
 // agent, writes the command's stdout and stderr to ours as they arrive, and exits with its status.
 
-import { parseArgs } from "node:util";
 import { ApiError } from "../api/client.ts";
 import {
   DEFAULT_AGENT_WAIT_SECONDS,
@@ -9,6 +8,7 @@ import {
   MAX_EXEC_TIMEOUT_SECONDS,
 } from "../api/types.ts";
 import { connectDaemon } from "./daemon-connection.ts";
+import { parseCommandLine } from "./parse-command-line.ts";
 
 const HELP = `Usage: tsvm exec NAME [--timeout S] [--agent-wait S] -- COMMAND [ARG…]
 
@@ -33,8 +33,10 @@ export function shellQuote(word: string): string {
   return `'${word.replaceAll("'", `'\\''`)}'`;
 }
 
+/** One line on stderr, pointing at the help (messages from parseCommandLine already do). */
 function usage(message: string): number {
-  process.stderr.write(`tsvm exec: ${message}\n${HELP}`);
+  const hint = message.endsWith("--help'") ? "" : "; see 'tsvm exec --help'";
+  process.stderr.write(`tsvm exec: ${message}${hint}\n`);
   return 2;
 }
 
@@ -54,8 +56,7 @@ export async function execCommand(argv: string[]): Promise<number> {
   let timeoutSec: number | undefined;
   let agentWaitSec: number | undefined;
   try {
-    parsed = parseArgs({
-      args: own,
+    parsed = parseCommandLine("exec", own, {
       allowPositionals: true,
       options: {
         timeout: { type: "string" },

@@ -1,9 +1,9 @@
 // `tsvm start|stop|reset|suspend|resume|delete NAME`: one lifecycle action, waited on unless --async.
 
-import { parseArgs } from "node:util";
 import type { Operation } from "../api/types.ts";
 import { connectDaemon } from "./daemon-connection.ts";
 import { fail, parseFormat, printJson } from "./output.ts";
+import { parseCommandLine } from "./parse-command-line.ts";
 import { OperationFailedError, waitWithProgress } from "./wait-operation.ts";
 
 export type InstanceAction = "start" | "stop" | "reset" | "suspend" | "resume" | "delete";
@@ -29,8 +29,7 @@ const DONE: Record<InstanceAction, string> = {
 export async function instanceActionCommand(action: InstanceAction, argv: string[]): Promise<number> {
   let parsed: { values: { format?: string; async?: boolean; help?: boolean }; positionals: string[] };
   try {
-    parsed = parseArgs({
-      args: argv,
+    parsed = parseCommandLine(action, argv, {
       allowPositionals: true,
       options: {
         format: { type: "string" },

@@ -1,9 +1,9 @@
 // `tsvm list`: the VMs of the data directory, as a table or JSON.
 
-import { parseArgs } from "node:util";
 import { formatMiB } from "../api/sizes.ts";
 import { connectDaemon } from "./daemon-connection.ts";
 import { age, fail, parseFormat, printJson, printTable } from "./output.ts";
+import { parseCommandLine } from "./parse-command-line.ts";
 
 const HELP = `Usage: tsvm list [--format table|json]
 
@@ -13,8 +13,7 @@ Lists the VMs: name, status, engine, vCPUs, memory and when each was created and
 export async function listCommand(argv: string[]): Promise<number> {
   let values: { format?: string; help?: boolean };
   try {
-    ({ values } = parseArgs({
-      args: argv,
+    ({ values } = parseCommandLine("list", argv, {
       options: { format: { type: "string" }, help: { type: "boolean", short: "h" } },
     }));
   } catch (e) {

@@ -1,9 +1,9 @@
 // `tsvm logs NAME`: the VM's serial console history; --follow keeps printing what the guest writes.
 
-import { parseArgs } from "node:util";
 import { SERIAL_PORT_PAGE_BYTES } from "../api/types.ts";
 import { connectDaemon } from "./daemon-connection.ts";
 import { fail } from "./output.ts";
+import { parseCommandLine } from "./parse-command-line.ts";
 
 const HELP = `Usage: tsvm logs NAME [--follow]
 
@@ -15,8 +15,7 @@ Prints the VM's serial console output (kept in its directory as console.log and,
 export async function logsCommand(argv: string[]): Promise<number> {
   let parsed: { values: { follow?: boolean; help?: boolean }; positionals: string[] };
   try {
-    parsed = parseArgs({
-      args: argv,
+    parsed = parseCommandLine("logs", argv, {
       allowPositionals: true,
       options: { follow: { type: "boolean", short: "f" }, help: { type: "boolean", short: "h" } },
     });

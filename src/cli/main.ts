@@ -1,5 +1,7 @@
 // Entry of the tsvm command line: dispatches to one file per command.
 
+import type { InstanceAction } from "./instance-action.ts";
+
 const HELP = `tsvm — a hypervisor written in TypeScript
 
 Usage: tsvm <command> [options]
@@ -16,32 +18,70 @@ Commands:
   logs         a VM's console history            top        live per-VM CPU, MIPS, memory, disk
   console      attach to a VM's serial console (Ctrl-A d detaches)
   exec         run a command in a VM through its guest agent: tsvm exec NAME -- CMD…
+  set-machine-type   change a stopped VM's vCPUs and memory
+  machine-types      list the machine types
+  version      print tsvm's version (also tsvm --version)
 
-Run 'tsvm <command> --help' for a command's options.
+Run 'tsvm help <command>' or 'tsvm <command> --help' for a command's options.
 `;
+
+type Command = (argv: string[]) => Promise<number> | number;
+
+const action =
+  (name: InstanceAction): Command =>
+  async (argv) =>
+    (await import("./instance-action.ts")).instanceActionCommand(name, argv);
+
+/** Each command's module is loaded only when it runs: a command pays for its own imports alone. */
+const COMMANDS = new Map<string, Command>([
+  ["run", async (argv) => (await import("./run.ts")).runCommand(argv)],
+  ["image", async (argv) => (await import("./image.ts")).imageCommand(argv)],
+  ["create", async (argv) => (await import("./create.ts")).createCommand(argv)],
+  ["list", async (argv) => (await import("./list.ts")).listCommand(argv)],
+  ["describe", async (argv) => (await import("./describe.ts")).describeCommand(argv)],
+  ["start", action("start")],
+  ["stop", action("stop")],
+  ["reset", action("reset")],
+  ["suspend", action("suspend")],
+  ["resume", action("resume")],
+  ["delete", action("delete")],
+  ["operations", async (argv) => (await import("./operations.ts")).operationsCommand(argv)],
+  ["events", async (argv) => (await import("./events.ts")).eventsCommand(argv)],
+  ["daemon", async (argv) => (await import("./daemon.ts")).daemonCommand(argv)],
+  ["logs", async (argv) => (await import("./logs.ts")).logsCommand(argv)],
+  ["top", async (argv) => (await import("./top.ts")).topCommand(argv)],
+  ["console", async (argv) => (await import("./console.ts")).consoleCommand(argv)],
+  ["exec", async (argv) => (await import("./exec.ts")).execCommand(argv)],
+  ["set-machine-type", async (argv) => (await import("./set-machine-type.ts")).setMachineTypeCommand(argv)],
+  ["machine-types", async (argv) => (await import("./machine-types.ts")).machineTypesCommand(argv)],
+  ["version", async (argv) => (await import("./version.ts")).versionCommand(argv)],
+]);
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (command === undefined || command === "--help" || command === "-h" || command === "help") {
+  if (command === undefined || command === "--help" || command === "-h") {
     process.stdout.write(HELP);
     return command === undefined ? 2 : 0;
   }
-  if (command === "run") return (await import("./run.ts")).runCommand(rest);
-  if (command === "image") return (await import("./image.ts")).imageCommand(rest);
-  if (command === "create") return (await import("./create.ts")).createCommand(rest);
-  if (command === "list") return (await import("./list.ts")).listCommand(rest);
-  if (command === "describe") return (await import("./describe.ts")).describeCommand(rest);
-  if (["start", "stop", "reset", "suspend", "resume", "delete"].includes(command))
-    return (await import("./instance-action.ts")).instanceActionCommand(command as "start", rest);
-  if (command === "operations") return (await import("./operations.ts")).operationsCommand(rest);
-  if (command === "events") return (await import("./events.ts")).eventsCommand(rest);
-  if (command === "daemon") return (await import("./daemon.ts")).daemonCommand(rest);
-  if (command === "logs") return (await import("./logs.ts")).logsCommand(rest);
-  if (command === "top") return (await import("./top.ts")).topCommand(rest);
-  if (command === "console") return (await import("./console.ts")).consoleCommand(rest);
-  if (command === "exec") return (await import("./exec.ts")).execCommand(rest);
-  process.stderr.write(
-    `tsvm: unknown command '${command}' (rest: ${rest.length} arguments); see 'tsvm --help'\n`,
-  );
+  if (command === "--version") return (await import("./version.ts")).versionCommand(rest);
+  if (command === "help") {
+    // `tsvm help CMD` is `tsvm CMD --help`.
+    const [topic, ...extra] = rest;
+    if (topic === undefined) {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    if (extra.length > 0) return unknown(`'help' takes one command name, got ${rest.length}`);
+    const help = COMMANDS.get(topic);
+    if (help === undefined) return unknown(`unknown command '${topic}'`);
+    return help(["--help"]);
+  }
+  const run = COMMANDS.get(command);
+  if (run === undefined) return unknown(`unknown command '${command}'`);
+  return run(rest);
+}
+
+function unknown(message: string): number {
+  process.stderr.write(`tsvm: ${message}; see 'tsvm --help'\n`);
   return 2;
 }

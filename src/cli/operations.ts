@@ -1,8 +1,8 @@
 // `tsvm operations wait|describe|list`: the long-running operations of the daemon.
 
-import { parseArgs } from "node:util";
 import { connectDaemon } from "./daemon-connection.ts";
 import { age, fail, parseFormat, printJson, printTable } from "./output.ts";
+import { parseCommandLine } from "./parse-command-line.ts";
 import { OperationFailedError, waitUntilDone } from "./wait-operation.ts";
 
 const HELP = `Usage: tsvm operations <wait|describe> ID [--format table|json]
@@ -16,8 +16,7 @@ const HELP = `Usage: tsvm operations <wait|describe> ID [--format table|json]
 export async function operationsCommand(argv: string[]): Promise<number> {
   let parsed: { values: { format?: string; help?: boolean }; positionals: string[] };
   try {
-    parsed = parseArgs({
-      args: argv,
+    parsed = parseCommandLine("operations", argv, {
       allowPositionals: true,
       options: { format: { type: "string" }, help: { type: "boolean", short: "h" } },
     });

@@ -34,7 +34,7 @@ test("bad arguments: one clear line on stderr and exit status 2", () => {
       ["--disk", "/nonexistent/disk.img", "--kernel", "/etc/hostname"],
       /^tsvm run: --disk \/nonexistent\/disk\.img: /,
     ],
-    [["--frobnicate"], /^tsvm run: Unknown option '--frobnicate'\n$/],
+    [["--frobnicate"], /^tsvm run: unknown option '--frobnicate'; see 'tsvm run --help'\n$/],
     [
       ["--kernel", "/etc/hostname", "--bios", "none"],
       /^tsvm run: hostname is not a RISC-V Linux Image or ELF executable\n$/,

@@ -4,7 +4,6 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { parseArgs } from "node:util";
 import { FileBlockBackend } from "../engines/backends/file-block-backend.ts";
 import type { ExitReason } from "../engines/engine.ts";
 import {
@@ -17,6 +16,7 @@ import {
 } from "../engines/riscv/riscv-engine.ts";
 import { buildImage } from "../images/build.ts";
 import { copyDiskFor, findImage, type ImageInfo } from "../images/image-store.ts";
+import { parseCommandLine, UsageError } from "./parse-command-line.ts";
 
 const HELP = `Usage: tsvm run [options]
 
@@ -45,8 +45,6 @@ function defaultAppend(): string {
 
 /** Debian's OpenSBI (package opensbi), used when a kernel is given without an image or --bios. */
 const DEBIAN_OPENSBI = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
-
-class UsageError extends Error {}
 
 /** "256M", "1G", "512K", "1048576B"; a bare number means MiB as in QEMU's -m. */
 export function parseMemorySize(text: string): number {
@@ -92,13 +90,20 @@ export interface RunOptions {
 
 /** Parses `tsvm run` arguments; throws UsageError with the line to print. Returns null for --help. */
 export function parseRunArgs(argv: string[]): RunOptions | null {
-  let parsed: ReturnType<typeof parseArgsStrict>;
-  try {
-    parsed = parseArgsStrict(argv);
-  } catch (e) {
-    // node:util's messages go on about positionals after "--"; the first sentence is the one that helps.
-    throw new UsageError((e as Error).message.replace(/\. To specify.*$/s, ""));
-  }
+  const parsed = parseCommandLine("run", argv, {
+    allowPositionals: true,
+    options: {
+      kernel: { type: "string" },
+      initrd: { type: "string" },
+      disk: { type: "string" },
+      append: { type: "string" },
+      bios: { type: "string" },
+      memory: { type: "string", short: "m" },
+      cpus: { type: "string" },
+      exec: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
   const v = parsed.values;
   if (v.help) return null;
   if (parsed.positionals.length > 0) throw new UsageError(`unexpected argument '${parsed.positionals[0]}'`);
@@ -112,25 +117,6 @@ export function parseRunArgs(argv: string[]): RunOptions | null {
     cpus: parseCpus(v.cpus ?? "1"),
     exec: v.exec,
   };
-}
-
-function parseArgsStrict(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      kernel: { type: "string" },
-      initrd: { type: "string" },
-      disk: { type: "string" },
-      append: { type: "string" },
-      bios: { type: "string" },
-      memory: { type: "string", short: "m" },
-      cpus: { type: "string" },
-      exec: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
 }
 
 /** Finds the default image, building it (with progress on stderr) when the cache has none. */

@@ -1,10 +1,10 @@
 // `tsvm top`: live per-VM figures — host CPU % of the VMM process, guest MIPS, memory, disk bytes.
 
-import { parseArgs } from "node:util";
 import type { ApiClient } from "../api/client.ts";
 import { formatMiB } from "../api/sizes.ts";
 import { connectDaemon } from "./daemon-connection.ts";
 import { fail, parseFormat, printTable } from "./output.ts";
+import { parseCommandLine } from "./parse-command-line.ts";
 
 const HELP = `Usage: tsvm top [--interval SECONDS] [--iterations N] [--format table|json]
 
@@ -75,8 +75,7 @@ function bytes(n: number | null): string {
 export async function topCommand(argv: string[]): Promise<number> {
   let values: { interval?: string; iterations?: string; format?: string; help?: boolean };
   try {
-    ({ values } = parseArgs({
-      args: argv,
+    ({ values } = parseCommandLine("top", argv, {
       options: {
         interval: { type: "string" },
         iterations: { type: "string", short: "n" },
