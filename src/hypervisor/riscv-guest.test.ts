@@ -7,6 +7,7 @@ import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { skipUnless } from "../../tests/skip-unless.ts";
 import { assembleElf, haveCrossAssembler } from "../engines/riscv/cross-assembler.ts";
 import { RiscvEngine } from "../engines/riscv/riscv-engine.ts";
 import { closeAndKill } from "./fixtures/close-and-kill.ts";
@@ -18,11 +19,10 @@ import { VmStore } from "./store.ts";
 import { ProcessVmmLauncher } from "./vmm-process.ts";
 
 const OPENSBI = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
-const missing = !haveCrossAssembler()
-  ? "riscv64-linux-gnu-gcc is not installed"
-  : !existsSync(OPENSBI)
-    ? `${OPENSBI} is missing (Debian package opensbi)`
-    : undefined;
+const missing =
+  skipUnless(haveCrossAssembler(), "riscv64-linux-gnu-gcc is not installed") ||
+  skipUnless(existsSync(OPENSBI), `${OPENSBI} is missing (Debian package opensbi)`) ||
+  undefined;
 
 /** SBI legacy putchar of each character of `text`. */
 const print = (text: string) =>
@@ -188,7 +188,8 @@ function engineHasSnapshots(): boolean {
 }
 
 const noSnapshots =
-  missing ?? (engineHasSnapshots() ? undefined : "the riscv engine has no snapshot capability yet");
+  missing ??
+  (skipUnless(engineHasSnapshots(), "the riscv engine has no snapshot capability yet") || undefined);
 
 test("suspend and resume a riscv VM: it continues without rebooting; a corrupt state keeps it SUSPENDED", {
   skip: noSnapshots,

@@ -11,6 +11,7 @@ import { FileBlockBackend } from "../../src/engines/backends/file-block-backend.
 import { RiscvEngine } from "../../src/engines/riscv/riscv-engine.ts";
 import { buildImage } from "../../src/images/build.ts";
 import { copyDiskFor, findImage, type ImageInfo } from "../../src/images/image-store.ts";
+import { skipUnless } from "../skip-unless.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 /** One boot to a shell and back; generous because the guest runs on an interpreter. */
@@ -28,12 +29,10 @@ async function image(): Promise<{ image: ImageInfo | null; why: string }> {
 }
 
 const { image: img, why } = await image();
-if (!img)
-  process.stderr.write(
-    `\n*** SKIPPING boot-linux: the default image cannot be built on this machine: ${why}\n` +
-      "*** (run `tsvm image build default` to see why)\n\n",
-  );
-const skip = img ? false : `no default image: ${why}`;
+const skip = skipUnless(
+  img,
+  `the default image cannot be built on this machine (run \`tsvm image build\` to see why): ${why}`,
+);
 
 interface Result {
   status: number | null;

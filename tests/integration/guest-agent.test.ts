@@ -15,6 +15,7 @@ import {
 import { RiscvEngine } from "../../src/engines/riscv/riscv-engine.ts";
 import { buildImage } from "../../src/images/build.ts";
 import { copyDiskFor, findImage, type ImageInfo } from "../../src/images/image-store.ts";
+import { skipUnless } from "../skip-unless.ts";
 
 /** Boot to the agent's first answer; generous because the guest runs on an interpreter. */
 const BOOT_TIMEOUT_MS = Number(process.env.TSVM_BOOT_TIMEOUT_MS ?? 15 * 60_000);
@@ -34,12 +35,10 @@ async function image(): Promise<{ image: ImageInfo | null; why: string }> {
 }
 
 const { image: img, why } = await image();
-if (!img)
-  process.stderr.write(
-    `\n*** SKIPPING guest-agent: the default image cannot be built on this machine: ${why}\n` +
-      "*** (run `tsvm image build default` to see why)\n\n",
-  );
-const skip = img ? false : `no default image: ${why}`;
+const skip = skipUnless(
+  img,
+  `the default image cannot be built on this machine (run \`tsvm image build\` to see why): ${why}`,
+);
 
 let dir = "";
 let engine: RiscvEngine | null = null;

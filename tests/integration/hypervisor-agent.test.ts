@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { apiSocketPath } from "../../src/api/data-dir.ts";
 import { type OpenApiDocument, validateAgainst } from "../../src/api/openapi-validator.ts";
-import { BOOT_TIMEOUT_MS, image, linuxVmFixture, root, until } from "./linux-vm-fixture.ts";
+import { BOOT_TIMEOUT_MS, linuxVmFixture, noImage, root, until } from "./linux-vm-fixture.ts";
 
 /** Far longer than a poweroff takes: a stop that ends sooner was not forced by the timeout. */
 const STOP_TIMEOUT_MS = 120_000;
@@ -24,7 +24,7 @@ function agentConnected(): Promise<true> {
 }
 
 test("tsvm exec while the guest boots: waits for the agent, streams stdout and stderr, exits with the status", {
-  skip: !image,
+  skip: noImage,
   timeout: BOOT_TIMEOUT_MS + 120_000,
 }, async () => {
   await writeFile(join(home, "config.json"), JSON.stringify({ stopTimeoutMs: STOP_TIMEOUT_MS }));
@@ -53,7 +53,7 @@ test("tsvm exec while the guest boots: waits for the agent, streams stdout and s
 });
 
 test("tsvm exec: arguments arrive as they were given; exit status 0; an unknown VM fails clearly", {
-  skip: !image,
+  skip: noImage,
 }, async () => {
   const r = await tsvm("exec", "vm", "--", "printf", "%s|", "a b", "it's", "$HOME");
   assert.equal(r.code, 0, r.stderr);
@@ -67,7 +67,7 @@ test("tsvm exec: arguments arrive as they were given; exit status 0; an unknown 
 });
 
 test("--timeout kills a command that runs too long; a cancelled exec is killed in the guest; the agent serves on", {
-  skip: !image,
+  skip: noImage,
 }, async () => {
   const slow = await tsvm("exec", "vm", "--timeout", "2", "--", "sleep", "1000");
   assert.equal(slow.code, 255);
@@ -99,7 +99,7 @@ test("--timeout kills a command that runs too long; a cancelled exec is killed i
 });
 
 test("the API's exec stream: every NDJSON line conforms to ExecChunk; output then the exit status", {
-  skip: !image,
+  skip: noImage,
 }, async () => {
   const doc = JSON.parse(await readFile(join(root, "src/api/openapi.json"), "utf8")) as OpenApiDocument;
   const body = JSON.stringify({ command: "seq 1 3000; echo done >&2; exit 3", timeoutSec: 120 });
@@ -145,7 +145,7 @@ test("the API's exec stream: every NDJSON line conforms to ExecChunk; output the
 });
 
 test("stop asks the guest to power off through its agent; it is not forced", {
-  skip: !image,
+  skip: noImage,
   timeout: BOOT_TIMEOUT_MS + STOP_TIMEOUT_MS + 120_000,
 }, async () => {
   await agentConnected(); // the VM of the tests above

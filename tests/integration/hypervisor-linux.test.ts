@@ -6,13 +6,13 @@ import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { image, linuxVmFixture, until } from "./linux-vm-fixture.ts";
+import { linuxVmFixture, noImage, until } from "./linux-vm-fixture.ts";
 
 const { home, client, tsvm, prompts, typeLine } = await linuxVmFixture("hv-linux");
 const run = (command: string, expect: string) => typeLine("web", command, expect);
 
 test("a Linux VM: create, console, VMM killed and repaired, daemon killed and re-attached, guest reboot", {
-  skip: !image,
+  skip: noImage,
 }, async () => {
   await writeFile(join(home, "config.json"), JSON.stringify({ stopTimeoutMs: 5000 }));
   const created = await tsvm("create", "web", "--memory", "256M");

@@ -9,9 +9,9 @@ import { test } from "node:test";
 import {
   BOOT_MARK,
   BOOT_TIMEOUT_MS,
-  image,
   linuxVmFixture,
   measureCpuPercent,
+  noImage,
   until,
 } from "./linux-vm-fixture.ts";
 
@@ -58,7 +58,7 @@ function affinity(pid: number): string {
 }
 
 test("a busy Linux guest under --cpu-cap 50% uses 40-55% of a host core; tsvm top shows the cap and its CPU %", {
-  skip: !image,
+  skip: noImage,
   timeout: 3 * BOOT_TIMEOUT_MS,
 }, async (t) => {
   await vms();
@@ -94,7 +94,7 @@ test("a busy Linux guest under --cpu-cap 50% uses 40-55% of a host core; tsvm to
 });
 
 test("two busy Linux guests on one host core share it by CPU weight (100 vs 25)", {
-  skip: !image,
+  skip: noImage,
   timeout: 3 * BOOT_TIMEOUT_MS,
 }, async (t) => {
   await vms();
@@ -126,7 +126,7 @@ test("two busy Linux guests on one host core share it by CPU weight (100 vs 25)"
 });
 
 test("kill -9 of one VMM: that VM is repaired with a fresh boot, the others keep running untouched", {
-  skip: !image,
+  skip: noImage,
   timeout: 3 * BOOT_TIMEOUT_MS,
 }, async (t) => {
   await vms();

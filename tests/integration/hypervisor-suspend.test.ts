@@ -9,8 +9,8 @@ import {
   AGENT_WAIT_SECONDS,
   BOOT_MARK,
   BOOT_TIMEOUT_MS,
-  image,
   linuxVmFixture,
+  noImage,
   until,
 } from "./linux-vm-fixture.ts";
 
@@ -66,7 +66,7 @@ function processGone(pid: number): boolean {
 }
 
 test("suspend and resume a running Linux guest: its counting loop continues where it was, no reboot", {
-  skip: !image,
+  skip: noImage,
   timeout: BOOT_TIMEOUT_MS + 600_000,
 }, async (t) => {
   const t0 = Date.now();

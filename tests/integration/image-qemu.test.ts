@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { buildImage } from "../../src/images/build.ts";
 import { copyDiskFor } from "../../src/images/image-store.ts";
+import { skipUnless } from "../skip-unless.ts";
 
 const QEMU = "qemu-system-riscv64";
 const BOOT_TIMEOUT_MS = 240_000;
@@ -20,9 +21,9 @@ function qemuAvailable(): boolean {
 test("the default image boots under QEMU virt to a root shell on ttyS0 and powers off through syscon", {
   timeout: 60 * 60_000,
 }, async (t) => {
-  if (!qemuAvailable()) {
-    console.log(`SKIP: ${QEMU} is not installed (run scripts/setup-host.sh); the image was not checked`);
-    t.skip(`SKIP: ${QEMU} is not installed`);
+  const noQemu = skipUnless(qemuAvailable(), `${QEMU} is not installed (run scripts/setup-host.sh)`);
+  if (noQemu) {
+    t.skip(noQemu);
     return;
   }
   const image = await buildImage("default", { onProgress: (line) => console.log(line) });

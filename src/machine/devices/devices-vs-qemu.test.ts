@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { skipUnless } from "../../../tests/skip-unless.ts";
 import { CallbackIrqLine } from "../bus/irq-line.ts";
 import type { AccessWidth, MmioDevice } from "../bus/mmio-device.ts";
 import { Clint } from "./clint.ts";
@@ -361,7 +362,10 @@ function available(tool: string): boolean {
 const missing = ["qemu-system-riscv64", "riscv64-linux-gnu-gcc"].filter((t) => !available(t));
 
 test("UART, PLIC, CLINT and goldfish RTC read as QEMU 7.2's do for the same accesses", {
-  skip: missing.length ? `needs ${missing.join(" and ")} (scripts/setup-host.sh installs them)` : false,
+  skip: skipUnless(
+    missing.length === 0,
+    `needs ${missing.join(" and ")} (scripts/setup-host.sh installs them)`,
+  ),
 }, () => {
   const theirs = runOnQemu();
   const ours = runOnOurs();

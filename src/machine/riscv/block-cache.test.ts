@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { skipUnless } from "../../../tests/skip-unless.ts";
 import { assembleStart as assemble, haveCrossAssembler } from "../../engines/riscv/cross-assembler.ts";
 import { GuestRam } from "../bus/guest-ram.ts";
 import type { AccessWidth, MmioDevice } from "../bus/mmio-device.ts";
@@ -15,7 +16,7 @@ import { Rv64Hart } from "./hart.ts";
 const RAM_BASE = 0x80000000;
 const EXIT_BASE = 0x100000;
 
-const skip = haveCrossAssembler() ? false : "riscv64-linux-gnu-gcc is not installed";
+const skip = skipUnless(haveCrossAssembler(), "riscv64-linux-gnu-gcc is not installed");
 
 class ExitDevice implements MmioDevice {
   readonly id = "exit";

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { skipUnless } from "../../../tests/skip-unless.ts";
 import {
   assembleStart as assemble,
   assembleBinary,
@@ -19,11 +20,10 @@ const RAM_BASE = 0x80000000;
 const EXIT_BASE = 0x100000;
 
 const TOOLCHAIN = haveCrossAssembler();
-if (!TOOLCHAIN)
-  console.warn(
-    "SKIPPING hart tests: riscv64-linux-gnu-gcc is missing (apt-get install gcc-riscv64-linux-gnu)",
-  );
-const skip = TOOLCHAIN ? false : "riscv64-linux-gnu-gcc is not installed";
+const skip = skipUnless(
+  TOOLCHAIN,
+  "riscv64-linux-gnu-gcc is missing (apt-get install gcc-riscv64-linux-gnu)",
+);
 
 /** The test's way out: a store to EXIT_BASE ends the run with that value. */
 class ExitDevice implements MmioDevice {
