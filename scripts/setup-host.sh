@@ -28,12 +28,14 @@ fail() {
 }
 
 # `apt-get source busybox` (the guest image's busybox) needs a deb-src entry; add ours unless one for
-# bookworm main exists already.
+# bookworm main exists already. It names the mirrors the host's own bookworm entries use (a host behind a
+# local mirror or proxy may reach no other), deb.debian.org only when there are none.
 needs_update=0
 if ! grep -rqsE '^(Types:.*deb-src|deb-src[[:space:]].*bookworm[[:space:]].*main)' \
   /etc/apt/sources.list /etc/apt/sources.list.d/; then
-  echo "tsvm setup-host: adding the Debian source-package entry $src_list" >&2
-  printf '%s\n' 'Types: deb-src' 'URIs: http://deb.debian.org/debian' 'Suites: bookworm' \
+  mirrors="$("$(dirname "${BASH_SOURCE[0]}")/debian-mirrors.sh" | tr '\n' ' ')"
+  echo "tsvm setup-host: adding the Debian source-package entry $src_list (${mirrors% })" >&2
+  printf '%s\n' 'Types: deb-src' "URIs: ${mirrors% }" 'Suites: bookworm' \
     'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' |
     "${as_root[@]}" tee "$src_list" >/dev/null || fail "cannot write $src_list (need root or sudo)"
   needs_update=1
