@@ -5,7 +5,7 @@ import type { InsertInstanceRequest } from "../api/types.ts";
 import { connectDaemon } from "./daemon-connection.ts";
 import { fail, parseFormat, printJson } from "./output.ts";
 import { parseCommandLine } from "./parse-command-line.ts";
-import { OperationFailedError, waitWithProgress } from "./wait-operation.ts";
+import { waitUnlessAsync } from "./wait-operation.ts";
 
 const HELP = `Usage: tsvm create NAME [options]
 
@@ -69,13 +69,8 @@ export async function createCommand(argv: string[]): Promise<number> {
   try {
     const client = await connectDaemon();
     const op = await client.insertInstance(req);
-    if (values.async) {
-      if (format === "json") printJson(op);
-      else process.stdout.write(`${op.id}\n`);
-      return 0;
-    }
-    const done = await waitWithProgress(client, op, format === "json");
-    if (done.error) throw new OperationFailedError(done);
+    const done = await waitUnlessAsync(client, op, { async: values.async, json: format === "json" });
+    if (done === undefined) return 0;
     const vm = await client.getInstance(req.name);
     if (format === "json") printJson(vm);
     else

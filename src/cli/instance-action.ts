@@ -4,7 +4,7 @@ import type { Operation } from "../api/types.ts";
 import { connectDaemon } from "./daemon-connection.ts";
 import { fail, parseFormat, printJson } from "./output.ts";
 import { parseCommandLine } from "./parse-command-line.ts";
-import { OperationFailedError, waitWithProgress } from "./wait-operation.ts";
+import { waitUnlessAsync } from "./wait-operation.ts";
 
 export type InstanceAction = "start" | "stop" | "reset" | "suspend" | "resume" | "delete";
 
@@ -55,13 +55,8 @@ export async function instanceActionCommand(action: InstanceAction, argv: string
     const client = await connectDaemon();
     const op: Operation =
       action === "delete" ? await client.deleteInstance(name) : await client.instanceAction(name, action);
-    if (parsed.values.async) {
-      if (format === "json") printJson(op);
-      else process.stdout.write(`${op.id}\n`);
-      return 0;
-    }
-    const done = await waitWithProgress(client, op, format === "json");
-    if (done.error) throw new OperationFailedError(done);
+    const done = await waitUnlessAsync(client, op, { async: parsed.values.async, json: format === "json" });
+    if (done === undefined) return 0;
     if (format === "json") printJson(action === "delete" ? done : await client.getInstance(name));
     else process.stdout.write(`${DONE[action]} ${name}.\n`);
     return 0;

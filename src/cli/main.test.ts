@@ -2,45 +2,23 @@
 // argument with one line in tsvm's words and exit status 2, `tsvm help CMD` is CMD's help, and
 // `tsvm --version` is package.json's version. No daemon is involved: bad arguments are refused first.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { type CliInstallation, cliInstallation } from "./fixtures/cli-installation.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
-let home: string;
+let installation: CliInstallation;
+const tsvm = (...args: string[]) => installation.tsvm(...args);
 
 before(async () => {
-  home = await mkdtemp(join(tmpdir(), "tsvm-cli-main-"));
+  installation = await cliInstallation("cli-main");
 });
 
 after(async () => {
-  await rm(home, { recursive: true, force: true });
+  await installation.remove();
 });
-
-/**
- * Runs bin/tsvm. bin/tsvm's npm check says once per run that a worktree's node_modules is a link (never in
- * a plain clone); that line is not the command's and is left out of stderr.
- */
-function tsvm(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      join(root, "bin/tsvm"),
-      args,
-      { env: { ...process.env, TSVM_HOME: home }, timeout: 60_000 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-        const own = stderr
-          .split("\n")
-          .filter((l) => !l.startsWith("tsvm: node_modules is a link"))
-          .join("\n");
-        resolve({ code, stdout, stderr: own });
-      },
-    );
-  });
-}
 
 test("a bad argument to any command: one line in tsvm's words on stderr, exit status 2", async () => {
   const cases: Array<[args: string[], line: RegExp]> = [

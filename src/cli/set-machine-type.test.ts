@@ -1,49 +1,20 @@
 // `tsvm machine-types` and `tsvm set-machine-type` as a user runs them (bin/tsvm, a real daemon), on VMs
 // hosting the counting stand-in guest (engine "fixture" in the temp data directory's config.json).
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
+import { type CliInstallation, cliInstallation } from "./fixtures/cli-installation.ts";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
-let home: string;
+let installation: CliInstallation;
+const tsvm = (...args: string[]) => installation.tsvm(...args);
 
 before(async () => {
-  home = await mkdtemp(join(tmpdir(), "tsvm-cli-machine-type-"));
-  await writeFile(join(home, "disk.raw"), Buffer.alloc(4096));
-  await writeFile(
-    join(home, "config.json"),
-    JSON.stringify({
-      defaultEngine: "fixture",
-      engines: { fixture: join(root, "src/hypervisor/fixtures/counting-guest.ts") },
-      images: { default: join(home, "disk.raw") },
-      stopTimeoutMs: 2000,
-    }),
-  );
+  installation = await cliInstallation("cli-machine-type");
 });
 
 after(async () => {
   await tsvm("delete", "mt");
-  await tsvm("daemon", "stop");
-  await rm(home, { recursive: true, force: true });
+  await installation.remove();
 });
-
-function tsvm(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      join(root, "bin/tsvm"),
-      args,
-      { env: { ...process.env, TSVM_HOME: home }, timeout: 120_000 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
 
 test("tsvm machine-types lists the predefined types as a table and as JSON", async () => {
   const json = await tsvm("machine-types", "--format", "json");

@@ -5,6 +5,7 @@
 import { type ApiClient, ApiError } from "../api/client.ts";
 import type { Operation } from "../api/types.ts";
 import { connectDaemon } from "./daemon-connection.ts";
+import { printJson } from "./output.ts";
 
 /** A daemon that went away this many times during one wait is not coming back usefully. */
 const MAX_RECONNECTS = 5;
@@ -60,6 +61,26 @@ export async function waitWithProgress(client: ApiClient, op: Operation, quiet =
     1,
   );
   await show(latest);
+  return done;
+}
+
+/**
+ * What an action command does with the operation it started: with --async, prints its id (the operation
+ * itself in JSON) and returns undefined; otherwise waits until it is DONE (progress on stderr unless JSON)
+ * and returns it, throwing OperationFailedError when it failed.
+ */
+export async function waitUnlessAsync(
+  client: ApiClient,
+  op: Operation,
+  options: { readonly async?: boolean; readonly json: boolean },
+): Promise<Operation | undefined> {
+  if (options.async) {
+    if (options.json) printJson(op);
+    else process.stdout.write(`${op.id}\n`);
+    return undefined;
+  }
+  const done = await waitWithProgress(client, op, options.json);
+  if (done.error) throw new OperationFailedError(done);
   return done;
 }
 
