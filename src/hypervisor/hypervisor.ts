@@ -39,21 +39,32 @@ import type { VmmExecOptions, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
 
 /** Where a VM's root disk comes from: the images layer (findImage) in the daemon, files in tests. */
 export interface ImageCatalog {
+  /** Throws HypervisorError `invalid-image` when there is no image of that name; checked before an insert. */
+  check(image: string): void;
   /** The template disk of `image`, copied (or reflinked) for each new VM; HypervisorError when unknown. */
   diskTemplate(image: string): Promise<{ readonly path: string; readonly sizeMiB: number }>;
 }
 
 /** An image catalog of named files. */
 export class FileImageCatalog implements ImageCatalog {
-  constructor(private readonly files: Readonly<Record<string, string>>) {}
+  /** A Map, not an object: an image a user names `constructor` or `__proto__` must not find Object's. */
+  private readonly files: ReadonlyMap<string, string>;
 
-  async diskTemplate(image: string): Promise<{ path: string; sizeMiB: number }> {
-    const path = this.files[image];
-    if (!path)
+  constructor(files: Readonly<Record<string, string>>) {
+    this.files = new Map(Object.entries(files));
+  }
+
+  check(image: string): void {
+    if (!this.files.has(image))
       throw new HypervisorError(
         "invalid-image",
-        `unknown image '${image.slice(0, 80)}'; available: ${Object.keys(this.files).join(", ") || "none"}`,
+        `unknown image '${image.slice(0, 80)}'; available: ${[...this.files.keys()].join(", ") || "none"}`,
       );
+  }
+
+  async diskTemplate(image: string): Promise<{ path: string; sizeMiB: number }> {
+    this.check(image);
+    const path = this.files.get(image)!;
     const size = (await stat(path)).size;
     return { path, sizeMiB: Math.ceil(size / 1048576) };
   }
@@ -298,6 +309,14 @@ export class Hypervisor {
       );
     const image = req.image ?? this.config.defaultImage;
     const engine = req.engine ?? this.config.defaultEngine;
+    // Both are refused here, before anything is written, rather than as a failed operation later.
+    const engines = this.config.launcher.engines();
+    if (!engines.includes(engine))
+      throw new HypervisorError(
+        "invalid-engine",
+        `unknown engine '${engine.slice(0, 80)}'; available: ${engines.join(", ") || "none"}`,
+      );
+    this.config.images.check(image);
     // Only a rough disk figure is known before the image is looked up; the copy is checked again below.
     checkAdmission(this.config.capacity, this.allocations(), {
       name: req.name,

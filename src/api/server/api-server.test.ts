@@ -1,7 +1,7 @@
 // The API over a real Unix socket and real localhost TCP, with real HTTP requests, a real hypervisor and
 // real VMM processes (hosting the counting stand-in guest); every answer is checked against openapi.json.
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -262,6 +262,42 @@ test("bad requests get clear 4xx answers in Compute Engine's error shape, and ch
   assert.match((memory0.json as { error: { message: string } }).error.message, /invalid memory size 0 MiB/);
   assert.equal((await client.listInstances()).items.length, before);
   assert.equal((await client.getInstance("web")).status, "RUNNING");
+});
+
+test("names of Object's own properties as image, engine, machine type or field get a 4xx, never a 500", async () => {
+  const before = (await client.listInstances()).items.length;
+  for (const word of ["constructor", "__proto__", "toString", "hasOwnProperty"]) {
+    const bodies: Array<[Record<string, unknown>, string]> = [
+      [{ name: "x", image: word }, "invalid-image"],
+      [{ name: "x", engine: word }, "invalid-engine"],
+      [{ name: "x", machineType: word }, "invalid-machine-type"],
+    ];
+    for (const [body, reason] of bodies) {
+      const res = await raw("POST", "/v1/instances", JSON.stringify(body));
+      assert.equal(res.status, 400, `${JSON.stringify(body)}: ${JSON.stringify(res.json)}`);
+      conforms("Error", res.json);
+      assert.equal(
+        (res.json as { error: { errors: Array<{ reason: string }> } }).error.errors[0]!.reason,
+        reason,
+      );
+    }
+    // A field of that name is an unknown field, not Object's.
+    const field = await raw("POST", "/v1/instances", `{"name":"x",${JSON.stringify(word)}:1}`);
+    assert.equal(field.status, 400, `field ${word}: ${JSON.stringify(field.json)}`);
+    const setType = await raw(
+      "POST",
+      "/v1/instances/web/setMachineType",
+      JSON.stringify({ machineType: word }),
+    );
+    assert.equal(setType.status, 400, `setMachineType ${word}: ${JSON.stringify(setType.json)}`);
+    for (const path of [`/v1/instances/${word}`, `/v1/operations/${word}`, `/v1/instances/${word}/stats`]) {
+      const res = await raw("GET", path);
+      assert.ok(res.status >= 400 && res.status < 500, `${path}: ${res.status} ${JSON.stringify(res.json)}`);
+      conforms("Error", res.json);
+    }
+  }
+  assert.equal((await client.listInstances()).items.length, before);
+  assert.deepEqual(await readdir(join(home, "vms")), ["web"]);
 });
 
 test("TCP needs the bearer token: none or a wrong one → 401; the token file is 0600 and stable", async () => {

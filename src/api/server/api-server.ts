@@ -53,6 +53,7 @@ const STATUS_OF_CODE: Record<string, number> = {
   "invalid-machine-type": 400,
   "invalid-argument": 400,
   "invalid-image": 400,
+  "invalid-engine": 400,
   "illegal-action": 409,
   "illegal-transition": 409,
   "capacity-exceeded": 409,
@@ -567,7 +568,12 @@ async function readJsonBody(req: IncomingMessage): Promise<unknown> {
 
 function toFailure(e: unknown): ApiFailure {
   if (e instanceof ApiFailure) return e;
-  if (e instanceof HypervisorError) return new ApiFailure(STATUS_OF_CODE[e.code] ?? 500, e.code, e.message);
+  if (e instanceof HypervisorError)
+    return new ApiFailure(
+      Object.hasOwn(STATUS_OF_CODE, e.code) ? STATUS_OF_CODE[e.code]! : 500,
+      e.code,
+      e.message,
+    );
   return new ApiFailure(500, "internal", `internal error: ${(e as Error)?.message ?? String(e)}`);
 }
 

@@ -35,7 +35,7 @@ function checkObject(
     throw new ApiFailure(400, "invalid-argument", "the request body must be a JSON object");
   const obj = body as Record<string, unknown>;
   for (const key of Object.keys(obj))
-    if (!(key in fields))
+    if (!Object.hasOwn(fields, key))
       throw new ApiFailure(
         400,
         "invalid-argument",
