@@ -36,6 +36,7 @@ import {
 } from "./store.ts";
 import { VM_RECORD_FORMAT_VERSION, type VmRecord, withHistory } from "./vm-record.ts";
 import type { VmmExecOptions, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
+import { vmmRunningIn } from "./vmm-running-in.ts";
 
 /** Where a VM's root disk comes from: the images layer (findImage) in the daemon, files in tests. */
 export interface ImageCatalog {
@@ -527,6 +528,8 @@ export class Hypervisor {
   }
 
   delete(name: string): OperationView {
+    checkVmName(name);
+    if (!this.slots.has(name) && this.broken.has(name)) return this.deleteBroken(name);
     const slot = this.slot(name);
     return this.submit(
       slot,
@@ -549,6 +552,45 @@ export class Hypervisor {
         });
       },
     );
+  }
+
+  /**
+   * Deletes a VM whose definition is unusable (listed as unreachable): its directory goes, unless a VMM
+   * still runs from it (`vmm-running`, checked now so the answer says so at once). Its id is unknown, so
+   * the "deleted" event has an empty vmId.
+   */
+  private deleteBroken(name: string): OperationView {
+    const { dir } = this.config.store.paths(name);
+    const pid = vmmRunningIn(dir);
+    if (pid !== undefined)
+      throw new HypervisorError(
+        "vmm-running",
+        `the VM '${name}' has an unusable definition but its VMM (pid ${pid}) still runs from ${dir}; ` +
+          `end that process first (kill ${pid}), then delete the VM`,
+      );
+    const error = this.broken.get(name)!;
+    // From now on the name is this operation's: a second delete finds nothing.
+    this.broken.delete(name);
+    const op = this.operations.create("delete", name);
+    void this.operations.run(op, async () => {
+      try {
+        await this.config.store.remove(name);
+      } catch (e) {
+        if (e instanceof VmNotFoundError) return;
+        this.broken.set(name, error);
+        throw e;
+      }
+      this.events.append({
+        time: this.now().toISOString(),
+        type: "deleted",
+        vmName: name,
+        vmId: "",
+        from: null,
+        to: null,
+        message: "deleted: the VM's definition was unusable; its directory was removed",
+      });
+    });
+    return op.view();
   }
 
   setMachineType(name: string, machineType: string): OperationView {

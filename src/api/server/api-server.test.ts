@@ -1,7 +1,8 @@
 // The API over a real Unix socket and real localhost TCP, with real HTTP requests, a real hypervisor and
 // real VMM processes (hosting the counting stand-in guest); every answer is checked against openapi.json.
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -13,6 +14,7 @@ import { FileImageCatalog, Hypervisor } from "../../hypervisor/hypervisor.ts";
 import { hostCapacity } from "../../hypervisor/resources.ts";
 import { defaultDataDir, VmStore } from "../../hypervisor/store.ts";
 import { ProcessVmmLauncher } from "../../hypervisor/vmm-process.ts";
+import { VMM_PROTOCOL_VERSION } from "../../hypervisor/vmm-protocol.ts";
 import { ApiClient, ApiError, type SerialPortConnection } from "../client.ts";
 import { apiSocketPath, apiTokenPath, dataDir } from "../data-dir.ts";
 import { type OpenApiDocument, type Schema, validateAgainst } from "../openapi-validator.ts";
@@ -39,10 +41,31 @@ let server: ApiServer;
 let client: ApiClient;
 let token: string;
 let tcpPort: number;
+let heldVmm: ChildProcess;
 
 before(async () => {
   home = await mkdtemp(join(tmpdir(), "tsvm-api-"));
   await writeFile(join(home, "template.img"), Buffer.alloc(4096, 1));
+  // Two VMs whose definitions are unusable; a process started on the second's spec stands in for its VMM.
+  for (const name of ["mangled", "held"]) {
+    await mkdir(join(home, "vms", name), { recursive: true });
+    await writeFile(join(home, "vms", name, "vm.json"), name === "mangled" ? "{not json" : "[]");
+  }
+  heldVmm = spawn(process.execPath, [
+    "-e",
+    "setInterval(() => {}, 1000)",
+    join(home, "vms/held/vmm-spec.json"),
+  ]);
+  await writeFile(
+    join(home, "vms/held/vmm.json"),
+    JSON.stringify({
+      protocol: VMM_PROTOCOL_VERSION,
+      vmId: "lost",
+      pid: heldVmm.pid,
+      socketPath: join(home, "vms/held/vmm.sock"),
+      startedAt: new Date().toISOString(),
+    }),
+  );
   hv = await Hypervisor.open({
     store: await VmStore.open(home),
     capacity: hostCapacity(
@@ -63,6 +86,7 @@ before(async () => {
 });
 
 after(async () => {
+  heldVmm.kill("SIGKILL");
   await server.close();
   await closeAndKill(hv);
   await rm(home, { recursive: true, force: true });
@@ -297,6 +321,37 @@ test("names of Object's own properties as image, engine, machine type or field g
     }
   }
   assert.equal((await client.listInstances()).items.length, before);
+  assert.deepEqual((await readdir(join(home, "vms"))).sort(), ["held", "mangled", "web"]);
+});
+
+test("a VM with an unusable definition is listed as unreachable and can be deleted, unless its VMM runs", async () => {
+  const list = await client.listInstances();
+  conforms("InstanceList", list);
+  assert.deepEqual(
+    list.unreachable.map((u) => [u.name, u.code]),
+    [
+      ["held", "corrupt-record"],
+      ["mangled", "corrupt-record"],
+    ],
+  );
+  await expectError(409, "corrupt-record", client.instanceAction("mangled", "start"));
+  // A live process started on the VM's spec is taken for its VMM: the directory stays.
+  await expectError(409, "vmm-running", client.deleteInstance("held"));
+  assert.ok((await readdir(join(home, "vms"))).includes("held"));
+
+  const done = await waitOk(await client.deleteInstance("mangled"));
+  assert.equal(done.operationType, "delete");
+  assert.ok(!(await readdir(join(home, "vms"))).includes("mangled"));
+  await expectError(404, "not-found", client.deleteInstance("mangled"));
+  const events = await client.listEvents(0, "mangled");
+  assert.deepEqual(
+    events.items.map((e) => e.type),
+    ["deleted"],
+  );
+  heldVmm.kill("SIGKILL");
+  await new Promise((resolve) => heldVmm.once("exit", resolve));
+  await waitOk(await client.deleteInstance("held"));
+  assert.deepEqual((await client.listInstances()).unreachable, []);
   assert.deepEqual(await readdir(join(home, "vms")), ["web"]);
 });
 
