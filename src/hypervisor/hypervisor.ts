@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
+import type { InsertInstanceRequest, Instance } from "../api/schemas/vm-schemas.ts";
 import { readConsoleLog } from "./console-log.ts";
 import { EventLog } from "./event-log.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
@@ -71,25 +72,11 @@ export class FileImageCatalog implements ImageCatalog {
   }
 }
 
-export interface InsertRequest {
-  readonly name: string;
-  /** A predefined or custom-CPUS-MEMORY type; or give cpus and memoryMiB (then the type is derived). */
-  readonly machineType?: string;
-  readonly cpus?: number;
-  readonly memoryMiB?: number;
-  readonly image?: string;
-  readonly engine?: string;
-  readonly automaticRestart?: boolean;
-  readonly cpuCapPercent?: number | null;
-  readonly cpuWeight?: number;
-}
+/** An insert's request (the schema InsertInstanceRequest; ranges are checked here). */
+export type InsertRequest = InsertInstanceRequest;
 
-/** A VM as the API shows it: its record, plus what runs now. */
-export interface VmView extends VmRecord {
-  readonly kind: "tsvm#instance";
-  /** The VMM process id while one runs, else null. */
-  readonly vmmPid: number | null;
-}
+/** A VM as the API shows it (the schema Instance): its record, plus what runs now. */
+export type VmView = Instance;
 
 export interface HypervisorConfig {
   readonly store: VmStore;

@@ -17,6 +17,7 @@ import type { Hypervisor } from "../../hypervisor/hypervisor.ts";
 import { HypervisorError } from "../../hypervisor/hypervisor-error.ts";
 import { MACHINE_TYPES } from "../../hypervisor/machine-types.ts";
 import { statusOfCode } from "../error-codes.ts";
+import { buildOpenApiDocument } from "../openapi.ts";
 import {
   API_BASE,
   type ApiErrorBody,
@@ -100,6 +101,8 @@ export class ApiServer {
   private readonly servers: Server[] = [];
   private readonly streams = new Set<ServerResponse>();
   private readonly sockets = new Set<Duplex>();
+  /** Built on first request: the same document the schemas give (src/api/openapi.ts). */
+  private document: unknown;
 
   constructor(
     private readonly hv: Hypervisor,
@@ -218,8 +221,14 @@ export class ApiServer {
         operationId: "machineTypes.list",
         handler: async (): Promise<MachineTypeList> => ({
           kind: "tsvm#machineTypeList",
-          items: MACHINE_TYPES,
+          items: [...MACHINE_TYPES],
         }),
+      },
+      {
+        method: "GET",
+        path: `${API_BASE}/openapi.json`,
+        operationId: "openapi.get",
+        handler: async () => (this.document ??= buildOpenApiDocument()),
       },
       {
         method: "GET",
