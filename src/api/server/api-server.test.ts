@@ -17,7 +17,7 @@ import { ProcessVmmLauncher } from "../../hypervisor/vmm-process.ts";
 import { VMM_PROTOCOL_VERSION } from "../../hypervisor/vmm-protocol.ts";
 import { ApiClient, ApiError, type SerialPortConnection } from "../client.ts";
 import { apiSocketPath, apiTokenPath, dataDir } from "../data-dir.ts";
-import { buildOpenApiDocument, documentValidator } from "../openapi.ts";
+import { API_OPERATIONS, buildOpenApiDocument, documentValidator } from "../openapi.ts";
 import type { Operation, VmEvent } from "../types.ts";
 import { ApiServer, WEBSOCKET_ROUTES } from "./api-server.ts";
 import { ensureApiToken } from "./api-token.ts";
@@ -154,6 +154,27 @@ test("GET /v1/openapi.json serves the document the schemas give", async () => {
   const res = await raw("GET", "/v1/openapi.json");
   assert.equal(res.status, 200);
   assert.deepEqual(res.json, buildOpenApiDocument());
+});
+
+test("every documented integer query parameter is enforced by the server at exactly its bounds", async () => {
+  let checked = 0;
+  for (const op of API_OPERATIONS) {
+    if (op.method !== "GET" && op.method !== "POST") continue;
+    for (const q of op.query ?? []) {
+      const { type, minimum, maximum } = q.schema as { type: string; minimum?: number; maximum?: number };
+      if (type !== "integer") continue;
+      const path = op.path.replace("{name}", "web").replace("{id}", "nope");
+      const status = async (value: number) => (await raw(op.method, `${path}?${q.name}=${value}`)).status;
+      if (minimum !== undefined) assert.equal(await status(minimum - 1), 400, `${op.operationId} ${q.name}`);
+      if (maximum !== undefined) assert.equal(await status(maximum + 1), 400, `${op.operationId} ${q.name}`);
+      // At the bound itself the parameter is accepted (the operation may still fail on other grounds).
+      for (const bound of [minimum, maximum])
+        if (bound !== undefined)
+          assert.notEqual(await status(bound), 400, `${op.operationId} ${q.name}=${bound}`);
+      checked++;
+    }
+  }
+  assert.equal(checked, 5);
 });
 
 test("the client's data directory default agrees with the store's", () => {
