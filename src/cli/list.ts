@@ -44,7 +44,8 @@ export async function listCommand(argv: string[]): Promise<number> {
         ]),
       );
     }
-    for (const bad of list.unreachable) process.stderr.write(`tsvm list: ${bad.name}: ${bad.message}\n`);
+    for (const bad of list.unreachable)
+      process.stderr.write(`tsvm list: ${bad.name}: ${bad.message} ('tsvm delete ${bad.name}' removes it)\n`);
     return 0;
   } catch (e) {
     return fail("list", e);

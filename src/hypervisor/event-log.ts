@@ -1,22 +1,9 @@
 // The stream of VM events (transitions, resets, creations, deletions) with sequence numbers, so that a
 // watcher can ask for everything after the last event it saw and then follow new ones.
 
-import type { VmStatus } from "./lifecycle.ts";
+import type { VmEvent } from "../api/schemas/event-schemas.ts";
 
-export type VmEventType = "transition" | "reset" | "deleted" | "notice";
-
-export interface VmEvent {
-  /** Increases by one per event within a daemon's life; the newest events of a restarted daemon start above
-   *  the replayed history. */
-  readonly seq: number;
-  readonly time: string;
-  readonly type: VmEventType;
-  readonly vmName: string;
-  readonly vmId: string;
-  readonly from: VmStatus | null;
-  readonly to: VmStatus | null;
-  readonly message: string;
-}
+export type { VmEvent };
 
 /** Events kept in memory for `since` queries; the VM histories in vm.json are the durable record. */
 const MAX_KEPT_EVENTS = 10000;

@@ -96,8 +96,16 @@ test("bad inserts are refused at once and leave nothing behind", async () => {
     (e: unknown) =>
       e instanceof CapacityExceededError && e.resource === "CPUS" && /only 4 of 4 are free/.test(e.message),
   );
-  const unknownImage = await done(hv, hv.insert({ name: "noimg", image: "nope" }));
-  assert.equal(unknownImage.error?.code, "invalid-image");
+  assert.throws(() => hv.insert({ name: "noimg", image: "nope" }), /unknown image 'nope'/);
+  assert.throws(
+    () => hv.insert({ name: "noeng", engine: "nope" }),
+    /unknown engine 'nope'; available: fixture/,
+  );
+  for (const name of ["constructor", "__proto__", "toString", "hasOwnProperty"]) {
+    assert.throws(() => hv.insert({ name: "a", image: name }), { code: "invalid-image" });
+    assert.throws(() => hv.insert({ name: "a", engine: name }), { code: "invalid-engine" });
+    assert.throws(() => hv.insert({ name: "a", machineType: name }), { code: "invalid-machine-type" });
+  }
   assert.deepEqual(hv.list().vms, []);
   assert.deepEqual(await readdir(store.vmsDir), []);
   assert.deepEqual(hv.capacity().usage, { vcpus: 0, memoryMiB: 0 });

@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
+import type { InsertInstanceRequest, Instance } from "../api/schemas/vm-schemas.ts";
 import { readConsoleLog } from "./console-log.ts";
 import { EventLog } from "./event-log.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
@@ -36,48 +37,46 @@ import {
 } from "./store.ts";
 import { VM_RECORD_FORMAT_VERSION, type VmRecord, withHistory } from "./vm-record.ts";
 import type { VmmExecOptions, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
+import { vmmRunningIn } from "./vmm-running-in.ts";
 
 /** Where a VM's root disk comes from: the images layer (findImage) in the daemon, files in tests. */
 export interface ImageCatalog {
+  /** Throws HypervisorError `invalid-image` when there is no image of that name; checked before an insert. */
+  check(image: string): void;
   /** The template disk of `image`, copied (or reflinked) for each new VM; HypervisorError when unknown. */
   diskTemplate(image: string): Promise<{ readonly path: string; readonly sizeMiB: number }>;
 }
 
 /** An image catalog of named files. */
 export class FileImageCatalog implements ImageCatalog {
-  constructor(private readonly files: Readonly<Record<string, string>>) {}
+  /** A Map, not an object: an image a user names `constructor` or `__proto__` must not find Object's. */
+  private readonly files: ReadonlyMap<string, string>;
 
-  async diskTemplate(image: string): Promise<{ path: string; sizeMiB: number }> {
-    const path = this.files[image];
-    if (!path)
+  constructor(files: Readonly<Record<string, string>>) {
+    this.files = new Map(Object.entries(files));
+  }
+
+  check(image: string): void {
+    if (!this.files.has(image))
       throw new HypervisorError(
         "invalid-image",
-        `unknown image '${image.slice(0, 80)}'; available: ${Object.keys(this.files).join(", ") || "none"}`,
+        `unknown image '${image.slice(0, 80)}'; available: ${[...this.files.keys()].join(", ") || "none"}`,
       );
+  }
+
+  async diskTemplate(image: string): Promise<{ path: string; sizeMiB: number }> {
+    this.check(image);
+    const path = this.files.get(image)!;
     const size = (await stat(path)).size;
     return { path, sizeMiB: Math.ceil(size / 1048576) };
   }
 }
 
-export interface InsertRequest {
-  readonly name: string;
-  /** A predefined or custom-CPUS-MEMORY type; or give cpus and memoryMiB (then the type is derived). */
-  readonly machineType?: string;
-  readonly cpus?: number;
-  readonly memoryMiB?: number;
-  readonly image?: string;
-  readonly engine?: string;
-  readonly automaticRestart?: boolean;
-  readonly cpuCapPercent?: number | null;
-  readonly cpuWeight?: number;
-}
+/** An insert's request (the schema InsertInstanceRequest; ranges are checked here). */
+export type InsertRequest = InsertInstanceRequest;
 
-/** A VM as the API shows it: its record, plus what runs now. */
-export interface VmView extends VmRecord {
-  readonly kind: "tsvm#instance";
-  /** The VMM process id while one runs, else null. */
-  readonly vmmPid: number | null;
-}
+/** A VM as the API shows it (the schema Instance): its record, plus what runs now. */
+export type VmView = Instance;
 
 export interface HypervisorConfig {
   readonly store: VmStore;
@@ -298,6 +297,14 @@ export class Hypervisor {
       );
     const image = req.image ?? this.config.defaultImage;
     const engine = req.engine ?? this.config.defaultEngine;
+    // Both are refused here, before anything is written, rather than as a failed operation later.
+    const engines = this.config.launcher.engines();
+    if (!engines.includes(engine))
+      throw new HypervisorError(
+        "invalid-engine",
+        `unknown engine '${engine.slice(0, 80)}'; available: ${engines.join(", ") || "none"}`,
+      );
+    this.config.images.check(image);
     // Only a rough disk figure is known before the image is looked up; the copy is checked again below.
     checkAdmission(this.config.capacity, this.allocations(), {
       name: req.name,
@@ -508,6 +515,8 @@ export class Hypervisor {
   }
 
   delete(name: string): OperationView {
+    checkVmName(name);
+    if (!this.slots.has(name) && this.broken.has(name)) return this.deleteBroken(name);
     const slot = this.slot(name);
     return this.submit(
       slot,
@@ -530,6 +539,45 @@ export class Hypervisor {
         });
       },
     );
+  }
+
+  /**
+   * Deletes a VM whose definition is unusable (listed as unreachable): its directory goes, unless a VMM
+   * still runs from it (`vmm-running`, checked now so the answer says so at once). Its id is unknown, so
+   * the "deleted" event has an empty vmId.
+   */
+  private deleteBroken(name: string): OperationView {
+    const { dir } = this.config.store.paths(name);
+    const pid = vmmRunningIn(dir);
+    if (pid !== undefined)
+      throw new HypervisorError(
+        "vmm-running",
+        `the VM '${name}' has an unusable definition but its VMM (pid ${pid}) still runs from ${dir}; ` +
+          `end that process first (kill ${pid}), then delete the VM`,
+      );
+    const error = this.broken.get(name)!;
+    // From now on the name is this operation's: a second delete finds nothing.
+    this.broken.delete(name);
+    const op = this.operations.create("delete", name);
+    void this.operations.run(op, async () => {
+      try {
+        await this.config.store.remove(name);
+      } catch (e) {
+        if (e instanceof VmNotFoundError) return;
+        this.broken.set(name, error);
+        throw e;
+      }
+      this.events.append({
+        time: this.now().toISOString(),
+        type: "deleted",
+        vmName: name,
+        vmId: "",
+        from: null,
+        to: null,
+        message: "deleted: the VM's definition was unusable; its directory was removed",
+      });
+    });
+    return op.view();
   }
 
   setMachineType(name: string, machineType: string): OperationView {

@@ -6,20 +6,37 @@ import { FileImageCatalog, type ImageCatalog } from "./hypervisor.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 
 export class ImageCacheCatalog implements ImageCatalog {
+  private readonly extra: FileImageCatalog;
+  /** Names only from the configuration's own keys: `constructor` or `toString` is never an image. */
+  private readonly extraNames: ReadonlySet<string>;
+
   /** @param extra images by name that are plain disk files (from the daemon's config.json) */
   constructor(
-    private readonly extra: Readonly<Record<string, string>> = {},
+    extra: Readonly<Record<string, string>> = {},
     private readonly cacheDir = imagesCacheDir(),
-  ) {}
+  ) {
+    this.extra = new FileImageCatalog(extra);
+    this.extraNames = new Set(Object.keys(extra));
+  }
+
+  check(image: string): void {
+    if (!this.extraNames.has(image)) this.cached(image);
+  }
 
   async diskTemplate(image: string): Promise<{ path: string; sizeMiB: number }> {
-    if (image in this.extra) return new FileImageCatalog(this.extra).diskTemplate(image);
+    if (this.extraNames.has(image)) return this.extra.diskTemplate(image);
+    const disk = this.cached(image);
+    return { path: disk, sizeMiB: Math.ceil((await stat(disk)).size / 1048576) };
+  }
+
+  /** The disk of a built image of the cache; HypervisorError `invalid-image` when there is none. */
+  private cached(image: string): string {
     const found = findImage(image, this.cacheDir);
     if (!found)
       throw new HypervisorError(
         "invalid-image",
         `the image '${image.slice(0, 80)}' is not built; build it with 'tsvm image build' (cache: ${this.cacheDir})`,
       );
-    return { path: found.disk, sizeMiB: Math.ceil((await stat(found.disk)).size / 1048576) };
+    return found.disk;
   }
 }

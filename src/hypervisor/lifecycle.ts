@@ -1,18 +1,11 @@
 // The VM lifecycle of Compute Engine (cloud.google.com/compute/docs/instances/instance-life-cycle): its
 // states, the one table of legal transitions between them, and the states in which each action is legal.
 
+import { VM_STATUSES } from "../api/schemas/vm-schemas.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 
-export const VM_STATUSES = [
-  "PROVISIONING",
-  "STAGING",
-  "RUNNING",
-  "STOPPING",
-  "TERMINATED",
-  "SUSPENDING",
-  "SUSPENDED",
-  "REPAIRING",
-] as const;
+export { VM_STATUSES };
+
 export type VmStatus = (typeof VM_STATUSES)[number];
 
 export function isVmStatus(value: unknown): value is VmStatus {

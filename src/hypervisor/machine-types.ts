@@ -1,14 +1,10 @@
 // The machine types a VM can be created with, named and sized after Compute Engine's (shared-core and
 // standard families, and `custom-CPUS-MEMORY`), and the per-VM limits of the RV64 virt board.
 
+import { type MachineType, VM_LIMITS } from "../api/schemas/vm-schemas.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 
-export interface MachineType {
-  readonly name: string;
-  readonly cpus: number;
-  readonly memoryMiB: number;
-  readonly description: string;
-}
+export { type MachineType, VM_LIMITS };
 
 /** The documented table (docs/hypervisor.md); sized for an emulated RISC-V guest, not for cloud servers. */
 export const MACHINE_TYPES: readonly MachineType[] = [
@@ -20,13 +16,6 @@ export const MACHINE_TYPES: readonly MachineType[] = [
 ];
 
 export const DEFAULT_MACHINE_TYPE = "t1-small";
-
-/**
- * Per-VM bounds. RAM sits at 0x8000_0000 on the virt board and the machine addresses it below 4 GiB, so
- * at most 2 GiB; below 32 MiB a Linux kernel does not boot. 8 harts is what the emulated CLINT and PLIC
- * are wired for.
- */
-export const VM_LIMITS = { minCpus: 1, maxCpus: 8, minMemoryMiB: 32, maxMemoryMiB: 2048 } as const;
 
 export class InvalidMachineTypeError extends HypervisorError {
   constructor(message: string) {

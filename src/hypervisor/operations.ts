@@ -6,49 +6,20 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import {
+  type Operation as OperationShape,
+  Operation as OperationSchema,
+  type OperationStatus,
+  type OperationType,
+} from "../api/schemas/operation-schemas.ts";
+import { schemaCheck } from "../api/schemas/schema-check.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import { writeFileAtomic } from "./store.ts";
 
-export type OperationType =
-  | "insert"
-  | "start"
-  | "stop"
-  | "reset"
-  | "suspend"
-  | "resume"
-  | "delete"
-  | "setMachineType"
-  | "repair";
+export type { OperationStatus, OperationType };
 
-const OPERATION_TYPES: ReadonlySet<string> = new Set<OperationType>([
-  "insert",
-  "start",
-  "stop",
-  "reset",
-  "suspend",
-  "resume",
-  "delete",
-  "setMachineType",
-  "repair",
-]);
-
-export type OperationStatus = "PENDING" | "RUNNING" | "DONE";
-
-export interface OperationView {
-  readonly kind: "tsvm#operation";
-  readonly id: string;
-  readonly operationType: OperationType;
-  readonly targetName: string;
-  readonly status: OperationStatus;
-  /** 0..100; informational, as on Compute Engine. */
-  readonly progress: number;
-  readonly statusMessage: string;
-  readonly insertTime: string;
-  readonly startTime: string | null;
-  readonly endTime: string | null;
-  /** Set when the operation failed; `code` is the HypervisorError code. */
-  readonly error: { readonly code: string; readonly message: string } | null;
-}
+/** An operation as the API shows it and the journal records it (the schema Operation). */
+export type OperationView = OperationShape;
 
 /** The mutable operation behind a view; only the registry and the code running it touch it. */
 export class Operation {
@@ -204,46 +175,15 @@ function operationIdMs(id: string): number {
   return Number(id.split("-")[1]);
 }
 
-/** Validates a journaled record field by field; throws naming the first problem. */
+const checkOperation = schemaCheck(OperationSchema);
+
+/** Validates a journaled record against the schema; throws naming the first problem. */
 export function parseOperationView(raw: unknown, id: string): OperationView {
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new Error("not an object");
-  const r = raw as Record<string, unknown>;
-  const problem = (field: string) => new Error(`the field '${field}' is missing or invalid`);
-  const time = (field: string, nullable: boolean): string | null => {
-    const v = r[field];
-    if (v === null && nullable) return null;
-    if (typeof v !== "string" || Number.isNaN(Date.parse(v))) throw problem(field);
-    return v;
-  };
-  if (r.id !== id) throw problem("id");
-  if (typeof r.operationType !== "string" || !OPERATION_TYPES.has(r.operationType))
-    throw problem("operationType");
-  if (typeof r.targetName !== "string" || r.targetName.length > 63) throw problem("targetName");
-  if (r.status !== "PENDING" && r.status !== "RUNNING" && r.status !== "DONE") throw problem("status");
-  const progress = r.progress;
-  if (typeof progress !== "number" || !Number.isInteger(progress) || progress < 0 || progress > 100)
-    throw problem("progress");
-  if (typeof r.statusMessage !== "string") throw problem("statusMessage");
-  let error: OperationView["error"] = null;
-  if (r.error !== null) {
-    const e = r.error as Record<string, unknown> | undefined;
-    if (typeof e !== "object" || typeof e.code !== "string" || typeof e.message !== "string")
-      throw problem("error");
-    error = { code: e.code, message: e.message };
-  }
-  return {
-    kind: "tsvm#operation",
-    id,
-    operationType: r.operationType as OperationType,
-    targetName: r.targetName,
-    status: r.status,
-    progress,
-    statusMessage: r.statusMessage,
-    insertTime: time("insertTime", false)!,
-    startTime: time("startTime", true),
-    endTime: time("endTime", true),
-    error,
-  };
+  const result = checkOperation(raw);
+  if (!result.ok)
+    throw new Error(`the field '${result.problem.field || "(top level)"}' ${result.problem.text}`);
+  if (result.value.id !== id) throw new Error("the field 'id' is not the file's name");
+  return result.value;
 }
 
 export interface OperationRegistryOptions {

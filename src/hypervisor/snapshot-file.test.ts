@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -127,4 +128,21 @@ test("what a state cannot hold is refused when writing", async () => {
     writeSnapshot(await freshDir(), { engine: "riscv", version: 1, data: cyclic }, META),
     /refers back/,
   );
+});
+
+test("a key __proto__ in state.json is a plain key: it cannot replace an object's prototype", async () => {
+  const dir = await freshDir();
+  await writeSnapshot(dir, { engine: "riscv", version: 1, data: { a: 1 } }, META);
+  const tree = Buffer.from('{"a":1,"dev":{"__proto__":{"polluted":true},"b":2}}');
+  await writeFile(join(dir, "state.json"), tree);
+  const manifest = JSON.parse(await readFile(join(dir, "manifest.json"), "utf8"));
+  manifest.treeBytes = tree.length;
+  manifest.treeSha256 = createHash("sha256").update(tree).digest("hex");
+  await writeFile(join(dir, "manifest.json"), JSON.stringify(manifest));
+  const back = await readSnapshot(dir, { arch: "riscv64" });
+  const dev = (back.data as { dev: Record<string, unknown> }).dev;
+  assert.equal(Object.getPrototypeOf(dev), Object.prototype);
+  assert.equal(dev.polluted, undefined);
+  assert.deepEqual(Object.getOwnPropertyDescriptor(dev, "__proto__")?.value, { polluted: true });
+  assert.equal(dev.b, 2);
 });

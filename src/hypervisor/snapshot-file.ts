@@ -231,7 +231,9 @@ export async function readSnapshot(dir: string, expect: { readonly arch: string 
   for (const [i, raw] of (m.sections as unknown[]).entries()) {
     const s = raw as Partial<SectionEntry>;
     const Ctor =
-      isObject(raw) && typeof s.type === "string" ? TYPED_ARRAYS[s.type as TypedArrayName] : undefined;
+      isObject(raw) && typeof s.type === "string" && Object.hasOwn(TYPED_ARRAYS, s.type)
+        ? TYPED_ARRAYS[s.type as TypedArrayName]
+        : undefined;
     if (
       !Ctor ||
       s.file !== `section-${i}.bin` ||
@@ -291,9 +293,8 @@ export async function readSnapshot(dir: string, expect: { readonly arch: string 
         throw new StateFileError(dir, "state.json holds a bad bigint");
       return BigInt(v.$bigint);
     }
-    const out: Record<string, unknown> = {};
-    for (const [key, val] of Object.entries(v)) out[key] = decode(val);
-    return out;
+    // fromEntries defines own properties: a key `__proto__` in the file cannot replace the prototype.
+    return Object.fromEntries(Object.entries(v).map(([key, val]) => [key, decode(val)]));
   };
   let data: unknown;
   try {

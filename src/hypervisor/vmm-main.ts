@@ -140,15 +140,18 @@ async function suspendGuest(g: VmmGuest): Promise<void> {
   await rm(old, { recursive: true, force: true });
 }
 
-/** The guest agent's error codes (GuestAgentErrorCode) as the hypervisor's; unknown ones are agent-error. */
-const EXEC_ERROR_CODES: Readonly<Record<string, string>> = {
-  AGENT_NOT_CONNECTED: "agent-not-connected",
-  AGENT_TIMEOUT: "exec-timeout",
-  AGENT_BUSY: "agent-busy",
-  AGENT_BAD_COMMAND: "invalid-argument",
-  AGENT_ABORTED: "exec-cancelled",
-  AGENT_CLOSED: "not-running",
-};
+/**
+ * The guest agent's error codes (GuestAgentErrorCode) as the hypervisor's; unknown ones are agent-error.
+ * A Map: the code comes from the guest, and a guest answering `constructor` must not find Object's.
+ */
+const EXEC_ERROR_CODES: ReadonlyMap<string, string> = new Map([
+  ["AGENT_NOT_CONNECTED", "agent-not-connected"],
+  ["AGENT_TIMEOUT", "exec-timeout"],
+  ["AGENT_BUSY", "agent-busy"],
+  ["AGENT_BAD_COMMAND", "invalid-argument"],
+  ["AGENT_ABORTED", "exec-cancelled"],
+  ["AGENT_CLOSED", "not-running"],
+]);
 
 /** exec: streams the command's output as `output` messages, then its exit status; a closed connection kills it. */
 async function execCommand(
@@ -201,7 +204,7 @@ async function execCommand(
     reply({ result: { exitCode } });
   } catch (e) {
     const agentCode = (e as { code?: unknown }).code;
-    const code = (typeof agentCode === "string" && EXEC_ERROR_CODES[agentCode]) || "agent-error";
+    const code = (typeof agentCode === "string" && EXEC_ERROR_CODES.get(agentCode)) || "agent-error";
     reply({ error: { code, message: (e as Error).message } });
   } finally {
     socket.off("close", onClose);

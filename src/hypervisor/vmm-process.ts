@@ -62,10 +62,19 @@ async function readExit(paths: VmPaths, vmId: string): Promise<VmmExit | undefin
 }
 
 export class ProcessVmmLauncher implements VmmLauncher {
-  constructor(private readonly config: ProcessVmmLauncherConfig) {}
+  /** A Map, not the config's object: an engine named `constructor` must not find Object's. */
+  private readonly engineModules: ReadonlyMap<string, string>;
+
+  constructor(private readonly config: ProcessVmmLauncherConfig) {
+    this.engineModules = new Map(Object.entries(config.engineModules));
+  }
+
+  engines(): readonly string[] {
+    return [...this.engineModules.keys()];
+  }
 
   async launch(vm: VmRecord, paths: VmPaths, mode: LaunchMode): Promise<VmmHandle> {
-    const engineModule = this.config.engineModules[vm.engine];
+    const engineModule = this.engineModules.get(vm.engine);
     if (!engineModule)
       throw new VmmStartError(vm.name, `the engine '${vm.engine}' is not available in this build of tsvm`);
     let socketPath = join(paths.dir, "vmm.sock");

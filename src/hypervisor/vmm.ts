@@ -61,6 +61,8 @@ export interface VmmHandle {
 export type LaunchMode = "boot" | "restore";
 
 export interface VmmLauncher {
+  /** The engines this launcher can run (VmRecord.engine values). */
+  engines(): readonly string[];
   /**
    * Starts a VMM for `vm` and resolves once its guest runs: booted fresh, or restored from the state
    * directory. Rejects with a HypervisorError saying what went wrong (the state files are left untouched).

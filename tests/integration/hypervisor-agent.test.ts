@@ -1,6 +1,6 @@
 // End to end with real Linux and the guest agent: a VM of the default image through the daemon (started on
 // demand by bin/tsvm); `tsvm exec` while it boots (waiting for the agent) and after, the exec stream of the
-// API checked against openapi.json, and a graceful stop — the agent runs `poweroff` in the guest, which
+// API checked against the OpenAPI document, and a graceful stop — the agent runs `poweroff` in the guest, which
 // powers itself off before the stop timeout would force it.
 import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
@@ -8,7 +8,7 @@ import { request } from "node:http";
 import { join } from "node:path";
 import { test } from "node:test";
 import { apiSocketPath } from "../../src/api/data-dir.ts";
-import { type OpenApiDocument, validateAgainst } from "../../src/api/openapi-validator.ts";
+import { buildOpenApiDocument, documentValidator } from "../../src/api/openapi.ts";
 import { BOOT_TIMEOUT_MS, linuxVmFixture, noImage, root, until } from "./linux-vm-fixture.ts";
 
 /** Far longer than a poweroff takes: a stop that ends sooner was not forced by the timeout. */
@@ -101,7 +101,7 @@ test("--timeout kills a command that runs too long; a cancelled exec is killed i
 test("the API's exec stream: every NDJSON line conforms to ExecChunk; output then the exit status", {
   skip: noImage,
 }, async () => {
-  const doc = JSON.parse(await readFile(join(root, "src/api/openapi.json"), "utf8")) as OpenApiDocument;
+  const validate = documentValidator(buildOpenApiDocument());
   const body = JSON.stringify({ command: "seq 1 3000; echo done >&2; exit 3", timeoutSec: 120 });
   const { status, type, text } = await new Promise<{ status: number; type: string; text: string }>(
     (done, fail) => {
@@ -131,7 +131,7 @@ test("the API's exec stream: every NDJSON line conforms to ExecChunk; output the
     .map((l) => JSON.parse(l) as Record<string, unknown>);
   for (const line of lines)
     assert.deepEqual(
-      validateAgainst(doc, { $ref: "#/components/schemas/ExecChunk" }, line),
+      validate("ExecChunk", line),
       [],
       JSON.stringify(line),
     );

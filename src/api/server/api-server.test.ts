@@ -1,7 +1,8 @@
 // The API over a real Unix socket and real localhost TCP, with real HTTP requests, a real hypervisor and
 // real VMM processes (hosting the counting stand-in guest); every answer is checked against openapi.json.
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -13,24 +14,22 @@ import { FileImageCatalog, Hypervisor } from "../../hypervisor/hypervisor.ts";
 import { hostCapacity } from "../../hypervisor/resources.ts";
 import { defaultDataDir, VmStore } from "../../hypervisor/store.ts";
 import { ProcessVmmLauncher } from "../../hypervisor/vmm-process.ts";
+import { VMM_PROTOCOL_VERSION } from "../../hypervisor/vmm-protocol.ts";
 import { ApiClient, ApiError, type SerialPortConnection } from "../client.ts";
 import { apiSocketPath, apiTokenPath, dataDir } from "../data-dir.ts";
-import { type OpenApiDocument, type Schema, validateAgainst } from "../openapi-validator.ts";
+import { API_OPERATIONS, buildOpenApiDocument, documentValidator } from "../openapi.ts";
 import type { Operation, VmEvent } from "../types.ts";
 import { ApiServer, WEBSOCKET_ROUTES } from "./api-server.ts";
 import { ensureApiToken } from "./api-token.ts";
 
-const doc = JSON.parse(
-  await readFile(join(dirname(fileURLToPath(import.meta.url)), "../openapi.json"), "utf8"),
-) as OpenApiDocument;
-const schema = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
+const doc = buildOpenApiDocument() as {
+  openapi: string;
+  paths: Record<string, Record<string, unknown>>;
+};
+const validate = documentValidator(doc);
 
 function conforms(name: string, value: unknown): void {
-  assert.deepEqual(
-    validateAgainst(doc, schema(name), value),
-    [],
-    `${name}: ${JSON.stringify(value).slice(0, 300)}`,
-  );
+  assert.deepEqual(validate(name, value), [], `${name}: ${JSON.stringify(value).slice(0, 300)}`);
 }
 
 let home: string;
@@ -39,10 +38,31 @@ let server: ApiServer;
 let client: ApiClient;
 let token: string;
 let tcpPort: number;
+let heldVmm: ChildProcess;
 
 before(async () => {
   home = await mkdtemp(join(tmpdir(), "tsvm-api-"));
   await writeFile(join(home, "template.img"), Buffer.alloc(4096, 1));
+  // Two VMs whose definitions are unusable; a process started on the second's spec stands in for its VMM.
+  for (const name of ["mangled", "held"]) {
+    await mkdir(join(home, "vms", name), { recursive: true });
+    await writeFile(join(home, "vms", name, "vm.json"), name === "mangled" ? "{not json" : "[]");
+  }
+  heldVmm = spawn(process.execPath, [
+    "-e",
+    "setInterval(() => {}, 1000)",
+    join(home, "vms/held/vmm-spec.json"),
+  ]);
+  await writeFile(
+    join(home, "vms/held/vmm.json"),
+    JSON.stringify({
+      protocol: VMM_PROTOCOL_VERSION,
+      vmId: "lost",
+      pid: heldVmm.pid,
+      socketPath: join(home, "vms/held/vmm.sock"),
+      startedAt: new Date().toISOString(),
+    }),
+  );
   hv = await Hypervisor.open({
     store: await VmStore.open(home),
     capacity: hostCapacity(
@@ -63,6 +83,7 @@ before(async () => {
 });
 
 after(async () => {
+  heldVmm.kill("SIGKILL");
   await server.close();
   await closeAndKill(hv);
   await rm(home, { recursive: true, force: true });
@@ -117,7 +138,7 @@ async function waitOk(op: Operation): Promise<Operation> {
 }
 
 test("the OpenAPI document describes exactly the routes the server serves", () => {
-  assert.equal(doc.openapi, "3.0.3");
+  assert.equal(doc.openapi, "3.1.0");
   const served = [...server.routes, ...WEBSOCKET_ROUTES]
     .map((r) => `${r.method} ${r.path} ${r.operationId}`)
     .sort();
@@ -127,6 +148,33 @@ test("the OpenAPI document describes exactly the routes the server serves", () =
       if (method !== "parameters")
         documented.push(`${method.toUpperCase()} ${path} ${(op as { operationId: string }).operationId}`);
   assert.deepEqual(documented.sort(), served);
+});
+
+test("GET /v1/openapi.json serves the document the schemas give", async () => {
+  const res = await raw("GET", "/v1/openapi.json");
+  assert.equal(res.status, 200);
+  assert.deepEqual(res.json, buildOpenApiDocument());
+});
+
+test("every documented integer query parameter is enforced by the server at exactly its bounds", async () => {
+  let checked = 0;
+  for (const op of API_OPERATIONS) {
+    if (op.method !== "GET" && op.method !== "POST") continue;
+    for (const q of op.query ?? []) {
+      const { type, minimum, maximum } = q.schema as { type: string; minimum?: number; maximum?: number };
+      if (type !== "integer") continue;
+      const path = op.path.replace("{name}", "web").replace("{id}", "nope");
+      const status = async (value: number) => (await raw(op.method, `${path}?${q.name}=${value}`)).status;
+      if (minimum !== undefined) assert.equal(await status(minimum - 1), 400, `${op.operationId} ${q.name}`);
+      if (maximum !== undefined) assert.equal(await status(maximum + 1), 400, `${op.operationId} ${q.name}`);
+      // At the bound itself the parameter is accepted (the operation may still fail on other grounds).
+      for (const bound of [minimum, maximum])
+        if (bound !== undefined)
+          assert.notEqual(await status(bound), 400, `${op.operationId} ${q.name}=${bound}`);
+      checked++;
+    }
+  }
+  assert.equal(checked, 5);
 });
 
 test("the client's data directory default agrees with the store's", () => {
@@ -260,8 +308,92 @@ test("bad requests get clear 4xx answers in Compute Engine's error shape, and ch
   }
   const memory0 = await raw("POST", "/v1/instances", JSON.stringify({ name: "x", memoryMiB: 0 }));
   assert.match((memory0.json as { error: { message: string } }).error.message, /invalid memory size 0 MiB/);
+  // Schema errors name the field and what it must be, in tsvm's words.
+  const messageOf = async (body: string) =>
+    ((await raw("POST", "/v1/instances", body)).json as { error: { message: string } }).error.message;
+  assert.equal(
+    await messageOf(JSON.stringify({ name: "x", cpus: "2" })),
+    "the field 'cpus' must be a whole number",
+  );
+  assert.equal(await messageOf(JSON.stringify({ cpus: 2 })), "the field 'name' is required");
+  assert.equal(await messageOf("[1]"), "the request body must be a JSON object");
+  assert.match(
+    await messageOf(JSON.stringify({ name: "x", disk: 1 })),
+    /^the field 'disk' is not a known field \(the fields are name, machineType, cpus, /,
+  );
+  assert.equal(
+    await messageOf(JSON.stringify({ name: "x", cpuCapPercent: "half" })),
+    "the field 'cpuCapPercent' must be a whole number of at least 1 or null",
+  );
   assert.equal((await client.listInstances()).items.length, before);
   assert.equal((await client.getInstance("web")).status, "RUNNING");
+});
+
+test("names of Object's own properties as image, engine, machine type or field get a 4xx, never a 500", async () => {
+  const before = (await client.listInstances()).items.length;
+  for (const word of ["constructor", "__proto__", "toString", "hasOwnProperty"]) {
+    const bodies: Array<[Record<string, unknown>, string]> = [
+      [{ name: "x", image: word }, "invalid-image"],
+      [{ name: "x", engine: word }, "invalid-engine"],
+      [{ name: "x", machineType: word }, "invalid-machine-type"],
+    ];
+    for (const [body, reason] of bodies) {
+      const res = await raw("POST", "/v1/instances", JSON.stringify(body));
+      assert.equal(res.status, 400, `${JSON.stringify(body)}: ${JSON.stringify(res.json)}`);
+      conforms("Error", res.json);
+      assert.equal(
+        (res.json as { error: { errors: Array<{ reason: string }> } }).error.errors[0]!.reason,
+        reason,
+      );
+    }
+    // A field of that name is an unknown field, not Object's.
+    const field = await raw("POST", "/v1/instances", `{"name":"x",${JSON.stringify(word)}:1}`);
+    assert.equal(field.status, 400, `field ${word}: ${JSON.stringify(field.json)}`);
+    const setType = await raw(
+      "POST",
+      "/v1/instances/web/setMachineType",
+      JSON.stringify({ machineType: word }),
+    );
+    assert.equal(setType.status, 400, `setMachineType ${word}: ${JSON.stringify(setType.json)}`);
+    for (const path of [`/v1/instances/${word}`, `/v1/operations/${word}`, `/v1/instances/${word}/stats`]) {
+      const res = await raw("GET", path);
+      assert.ok(res.status >= 400 && res.status < 500, `${path}: ${res.status} ${JSON.stringify(res.json)}`);
+      conforms("Error", res.json);
+    }
+  }
+  assert.equal((await client.listInstances()).items.length, before);
+  assert.deepEqual((await readdir(join(home, "vms"))).sort(), ["held", "mangled", "web"]);
+});
+
+test("a VM with an unusable definition is listed as unreachable and can be deleted, unless its VMM runs", async () => {
+  const list = await client.listInstances();
+  conforms("InstanceList", list);
+  assert.deepEqual(
+    list.unreachable.map((u) => [u.name, u.code]),
+    [
+      ["held", "corrupt-record"],
+      ["mangled", "corrupt-record"],
+    ],
+  );
+  await expectError(409, "corrupt-record", client.instanceAction("mangled", "start"));
+  // A live process started on the VM's spec is taken for its VMM: the directory stays.
+  await expectError(409, "vmm-running", client.deleteInstance("held"));
+  assert.ok((await readdir(join(home, "vms"))).includes("held"));
+
+  const done = await waitOk(await client.deleteInstance("mangled"));
+  assert.equal(done.operationType, "delete");
+  assert.ok(!(await readdir(join(home, "vms"))).includes("mangled"));
+  await expectError(404, "not-found", client.deleteInstance("mangled"));
+  const events = await client.listEvents(0, "mangled");
+  assert.deepEqual(
+    events.items.map((e) => e.type),
+    ["deleted"],
+  );
+  heldVmm.kill("SIGKILL");
+  await new Promise((resolve) => heldVmm.once("exit", resolve));
+  await waitOk(await client.deleteInstance("held"));
+  assert.deepEqual((await client.listInstances()).unreachable, []);
+  assert.deepEqual(await readdir(join(home, "vms")), ["web"]);
 });
 
 test("TCP needs the bearer token: none or a wrong one → 401; the token file is 0600 and stable", async () => {

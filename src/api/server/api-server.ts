@@ -16,6 +16,8 @@ import type { Duplex } from "node:stream";
 import type { Hypervisor } from "../../hypervisor/hypervisor.ts";
 import { HypervisorError } from "../../hypervisor/hypervisor-error.ts";
 import { MACHINE_TYPES } from "../../hypervisor/machine-types.ts";
+import { statusOfCode } from "../error-codes.ts";
+import { buildOpenApiDocument } from "../openapi.ts";
 import {
   API_BASE,
   type ApiErrorBody,
@@ -44,27 +46,6 @@ import {
   OPCODE_TEXT,
 } from "../websocket.ts";
 import { ApiFailure, validateExec, validateInsert, validateSetMachineType } from "./validation.ts";
-
-/** HTTP status for each HypervisorError code; anything not listed is a 500. */
-const STATUS_OF_CODE: Record<string, number> = {
-  "not-found": 404,
-  "already-exists": 409,
-  "invalid-name": 400,
-  "invalid-machine-type": 400,
-  "invalid-argument": 400,
-  "invalid-image": 400,
-  "illegal-action": 409,
-  "illegal-transition": 409,
-  "capacity-exceeded": 409,
-  "corrupt-record": 409,
-  "not-running": 409,
-  // exec: the guest's agent cannot take the command (none in this engine, not answering yet, busy).
-  "agent-unavailable": 409,
-  "agent-not-connected": 409,
-  "agent-busy": 409,
-  "exec-timeout": 504,
-  "agent-error": 502,
-};
 
 type Method = "GET" | "POST" | "DELETE";
 
@@ -120,6 +101,8 @@ export class ApiServer {
   private readonly servers: Server[] = [];
   private readonly streams = new Set<ServerResponse>();
   private readonly sockets = new Set<Duplex>();
+  /** Built on first request: the same document the schemas give (src/api/openapi.ts). */
+  private document: unknown;
 
   constructor(
     private readonly hv: Hypervisor,
@@ -238,8 +221,14 @@ export class ApiServer {
         operationId: "machineTypes.list",
         handler: async (): Promise<MachineTypeList> => ({
           kind: "tsvm#machineTypeList",
-          items: MACHINE_TYPES,
+          items: [...MACHINE_TYPES],
         }),
+      },
+      {
+        method: "GET",
+        path: `${API_BASE}/openapi.json`,
+        operationId: "openapi.get",
+        handler: async () => (this.document ??= buildOpenApiDocument()),
       },
       {
         method: "GET",
@@ -567,7 +556,7 @@ async function readJsonBody(req: IncomingMessage): Promise<unknown> {
 
 function toFailure(e: unknown): ApiFailure {
   if (e instanceof ApiFailure) return e;
-  if (e instanceof HypervisorError) return new ApiFailure(STATUS_OF_CODE[e.code] ?? 500, e.code, e.message);
+  if (e instanceof HypervisorError) return new ApiFailure(statusOfCode(e.code), e.code, e.message);
   return new ApiFailure(500, "internal", `internal error: ${(e as Error)?.message ?? String(e)}`);
 }
 

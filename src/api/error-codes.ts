@@ -1,0 +1,118 @@
+// Every error code the API answers with (an error body's `reason`, an operation's `error.code`), its HTTP
+// status and what it means: the one table the server maps errors with, and the OpenAPI document and
+// docs/hypervisor.md derive theirs from. A code missing here would be a 500; error-codes.test.ts finds
+// every code in the sources and requires it here.
+
+export interface ErrorCode {
+  readonly status: number;
+  /** What it means, for the docs and the OpenAPI document. */
+  readonly meaning: string;
+}
+
+/**
+ * Status by meaning: 4xx when the request cannot succeed as sent or on the resource as it is now (409: the
+ * VM's state or saved files conflict with it; retrying later may work); 502 when a process the daemon
+ * relies on (the VM's VMM, the guest's agent) failed; 503 when the failure is transient and the same
+ * request may succeed on retry; 504 when something took longer than allowed; 500 for the daemon's own failures.
+ */
+export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, ErrorCode>([
+  // The request as sent.
+  ["malformed-json", { status: 400, meaning: "The request body is not valid JSON." }],
+  [
+    "invalid-argument",
+    { status: 400, meaning: "A field, query parameter or value is missing, unknown or out of range." },
+  ],
+  ["invalid-name", { status: 400, meaning: "Not a valid VM name (RFC 1035 label, at most 63 characters)." }],
+  [
+    "invalid-machine-type",
+    { status: 400, meaning: "Unknown machine type, or vCPUs/memory outside the per-VM limits." },
+  ],
+  ["invalid-image", { status: 400, meaning: "No image of that name." }],
+  ["invalid-engine", { status: 400, meaning: "No engine of that name in this daemon." }],
+  ["unauthorized", { status: 401, meaning: "TCP only: the bearer token is missing or wrong." }],
+  ["not-found", { status: 404, meaning: "No VM, operation or API resource of that name." }],
+  ["method-not-allowed", { status: 405, meaning: "The resource exists but not with that HTTP method." }],
+  ["payload-too-large", { status: 413, meaning: "The request body is larger than 64 KiB." }],
+  ["unsupported-media-type", { status: 415, meaning: "The request body is not application/json." }],
+  // The resource as it is now.
+  ["already-exists", { status: 409, meaning: "A VM of that name exists." }],
+  ["illegal-action", { status: 409, meaning: "The action is not legal in the VM's current status." }],
+  [
+    "illegal-transition",
+    { status: 409, meaning: "The VM's status changed under the request to one it cannot leave that way." },
+  ],
+  ["capacity-exceeded", { status: 409, meaning: "The host has not enough free vCPUs, memory or disk." }],
+  [
+    "corrupt-record",
+    { status: 409, meaning: "The VM's definition (vm.json) is unusable; only delete is possible." },
+  ],
+  [
+    "bad-state",
+    {
+      status: 409,
+      meaning:
+        "The VM's saved state is unusable, so it cannot resume; it stays SUSPENDED (stop or delete it).",
+    },
+  ],
+  ["not-running", { status: 409, meaning: "The VM has no running VMM (it stopped, or is not started)." }],
+  [
+    "vmm-running",
+    { status: 409, meaning: "A VMM still runs from the directory of a VM whose definition is unusable." },
+  ],
+  ["agent-unavailable", { status: 409, meaning: "exec: the VM's engine has no guest agent." }],
+  [
+    "agent-not-connected",
+    { status: 409, meaning: "exec: the guest agent did not answer within agentWaitSec." },
+  ],
+  ["agent-busy", { status: 409, meaning: "exec: the guest agent runs another command." }],
+  [
+    "exec-cancelled",
+    { status: 409, meaning: "exec: the command was cancelled (the VM stopped, or the client went away)." },
+  ],
+  ["already-running", { status: 409, meaning: "Another tsvm daemon already serves this data directory." }],
+  // Processes the daemon relies on.
+  [
+    "vmm-start-failed",
+    {
+      status: 502,
+      meaning: "The VM's VMM could not be started (engine missing, guest failed to boot, timeout).",
+    },
+  ],
+  ["vmm-error", { status: 502, meaning: "The VM's engine reported an internal error." }],
+  ["bad-request", { status: 502, meaning: "The VMM refused the daemon's request (a protocol mismatch)." }],
+  ["agent-error", { status: 502, meaning: "exec: the guest agent broke its protocol." }],
+  // Transient.
+  [
+    "vmm-gone",
+    { status: 503, meaning: "The VM's VMM went away during the request; the VM is being repaired, retry." },
+  ],
+  [
+    "daemon-restarted",
+    { status: 503, meaning: "The operation was interrupted by a daemon restart; its VM was settled, retry." },
+  ],
+  // Too slow.
+  [
+    "exec-timeout",
+    { status: 504, meaning: "exec: the command did not end within timeoutSec and was killed." },
+  ],
+  // The daemon's own.
+  [
+    "suspend-failed",
+    { status: 500, meaning: "The VM's state could not be written (e.g. a full disk); it keeps running." },
+  ],
+  ["invalid-config", { status: 500, meaning: "The daemon's configuration is unusable." }],
+  ["internal", { status: 500, meaning: "An unexpected error in the daemon (a bug: please report it)." }],
+]);
+
+/** The HTTP status for `code`; 500 for a code the table lacks (which error-codes.test.ts rules out). */
+export function statusOfCode(code: string): number {
+  return ERROR_CODES.get(code)?.status ?? 500;
+}
+
+/** The table as docs/hypervisor.md shows it (between its error-codes markers). */
+export function errorCodesMarkdown(): string {
+  const rows = [...ERROR_CODES]
+    .sort(([a, x], [b, y]) => x.status - y.status || a.localeCompare(b))
+    .map(([code, { status, meaning }]) => `| ${status} | \`${code}\` | ${meaning} |`);
+  return ["| HTTP | code | meaning |", "|---|---|---|", ...rows].join("\n");
+}

@@ -1,0 +1,377 @@
+// The OpenAPI 3.1 document of the tsvm API, built from the schemas of src/api/schemas (the components), the
+// error-code table (the error answers) and the list of operations below. The daemon serves it at
+// GET /v1/openapi.json; tests check the server's routes and answers against it and lint it with Redocly.
+
+import type { TSchema } from "@sinclair/typebox";
+import { ERROR_CODES } from "./error-codes.ts";
+import { COMPONENT_SCHEMAS, MAX_AGENT_WAIT_SECONDS } from "./schemas/api-schemas.ts";
+import { newAjv, withoutIds } from "./schemas/schema-check.ts";
+import { API_BASE, MAX_REQUEST_BYTES, MAX_WAIT_SECONDS } from "./types.ts";
+
+type Json = Record<string, unknown>;
+
+interface QueryParameter {
+  readonly name: string;
+  readonly schema: Json;
+  readonly description?: string;
+}
+
+export interface ApiOperation {
+  readonly method: "GET" | "POST" | "DELETE";
+  readonly path: string;
+  readonly operationId: string;
+  readonly summary: string;
+  readonly description?: string;
+  readonly query?: readonly QueryParameter[];
+  /** The request body's schema (an $id of COMPONENT_SCHEMAS). */
+  readonly body?: string;
+  /** The answer: a component by $id, NDJSON lines of one, a WebSocket, or a plain JSON object. */
+  readonly answer:
+    | { readonly json: string; readonly description?: string }
+    | { readonly ndjson: string; readonly json?: string; readonly description: string }
+    | { readonly websocket: true }
+    | { readonly document: true };
+  /** Error codes this operation may answer besides the common ones (see commonErrors). */
+  readonly errors: readonly string[];
+}
+
+const NAME = `${API_BASE}/instances/{name}`;
+const action = (verb: string, summary: string, errors: readonly string[] = []): ApiOperation => ({
+  method: "POST",
+  path: `${NAME}/${verb}`,
+  operationId: `instances.${verb}`,
+  summary,
+  answer: { json: "Operation" },
+  errors: ["illegal-action", ...errors],
+});
+
+/** Every HTTP operation of the API, in the document's order. */
+export const API_OPERATIONS: readonly ApiOperation[] = [
+  {
+    method: "GET",
+    path: `${API_BASE}/instances`,
+    operationId: "instances.list",
+    summary: "List VMs, and the VM directories whose definition is unusable",
+    answer: { json: "InstanceList" },
+    errors: [],
+  },
+  {
+    method: "POST",
+    path: `${API_BASE}/instances`,
+    operationId: "instances.insert",
+    summary: "Create a VM (PROVISIONING → STAGING → RUNNING) from an image",
+    body: "InsertInstanceRequest",
+    answer: { json: "Operation", description: "The insert operation" },
+    errors: [
+      "invalid-name",
+      "invalid-machine-type",
+      "invalid-image",
+      "invalid-engine",
+      "already-exists",
+      "capacity-exceeded",
+    ],
+  },
+  {
+    method: "GET",
+    path: NAME,
+    operationId: "instances.get",
+    summary: "Describe a VM",
+    answer: { json: "Instance" },
+    errors: [],
+  },
+  {
+    method: "DELETE",
+    path: NAME,
+    operationId: "instances.delete",
+    summary:
+      "Delete a VM (legal when RUNNING, TERMINATED or SUSPENDED, or when its definition is unusable; a running VM is stopped first)",
+    answer: { json: "Operation" },
+    errors: ["illegal-action", "vmm-running"],
+  },
+  action("start", "Start a TERMINATED VM: PROVISIONING → STAGING → RUNNING", ["capacity-exceeded"]),
+  action(
+    "stop",
+    "Stop a RUNNING (or SUSPENDED) VM: STOPPING → TERMINATED; the guest is asked to power off, then forced",
+  ),
+  action("reset", "Hard-reset a RUNNING VM (it stays RUNNING)"),
+  action("suspend", "Suspend a RUNNING VM: SUSPENDING → SUSPENDED, its whole state written to files"),
+  action("resume", "Resume a SUSPENDED VM: PROVISIONING → STAGING → RUNNING where it left off", [
+    "capacity-exceeded",
+  ]),
+  {
+    method: "POST",
+    path: `${NAME}/setMachineType`,
+    operationId: "instances.setMachineType",
+    summary: "Change the machine type of a TERMINATED VM",
+    body: "SetMachineTypeRequest",
+    answer: { json: "Operation" },
+    errors: ["illegal-action", "invalid-machine-type"],
+  },
+  {
+    method: "POST",
+    path: `${NAME}/exec`,
+    operationId: "instances.exec",
+    summary:
+      "Run a command in a RUNNING VM through its guest agent (sh -c COMMAND); streams its output and exit status",
+    description:
+      "The answer is an NDJSON stream of ExecChunk lines: output chunks in order ({stream, data: base64}), then " +
+      "{exitCode} (0-255; 128+N when signal N ended it), or {error} when the command failed after output had " +
+      "started. Errors before any output are plain error answers. Closing the connection kills the command.",
+    body: "ExecRequest",
+    answer: { ndjson: "ExecChunk", description: "A stream of ExecChunk lines" },
+    errors: [
+      "illegal-action",
+      "not-running",
+      "agent-unavailable",
+      "agent-not-connected",
+      "agent-busy",
+      "exec-cancelled",
+      "agent-error",
+      "vmm-gone",
+      "vmm-error",
+      "exec-timeout",
+    ],
+  },
+  {
+    method: "GET",
+    path: `${NAME}/stats`,
+    operationId: "instances.stats",
+    summary: "Live figures from the VM's engine and its VMM process",
+    answer: { json: "InstanceStats" },
+    errors: ["not-running", "vmm-gone", "vmm-error"],
+  },
+  {
+    method: "GET",
+    path: `${NAME}/serialPortOutput`,
+    operationId: "instances.getSerialPortOutput",
+    summary: "The serial console's history (console.log), as Compute Engine's getSerialPortOutput",
+    query: [{ name: "start", schema: { type: "integer", minimum: 0, default: 0 } }],
+    answer: { json: "SerialPortOutput" },
+    errors: ["invalid-argument"],
+  },
+  {
+    method: "GET",
+    path: `${NAME}/serialPort`,
+    operationId: "instances.connectSerialPort",
+    summary: "The serial console over WebSocket (RFC 6455)",
+    description:
+      "Send Upgrade: websocket. Client messages (binary or text) are typed into the console; console output " +
+      "arrives as binary messages. Several clients may attach at once.",
+    answer: { websocket: true },
+    errors: ["invalid-argument", "not-running", "vmm-gone"],
+  },
+  {
+    method: "GET",
+    path: `${API_BASE}/operations`,
+    operationId: "operations.list",
+    summary: "Recent operations, newest first",
+    query: [{ name: "limit", schema: { type: "integer", minimum: 1, maximum: 1000, default: 100 } }],
+    answer: { json: "OperationList" },
+    errors: ["invalid-argument"],
+  },
+  {
+    method: "GET",
+    path: `${API_BASE}/operations/{id}`,
+    operationId: "operations.get",
+    summary: "Get an operation",
+    answer: { json: "Operation" },
+    errors: [],
+  },
+  {
+    method: "POST",
+    path: `${API_BASE}/operations/{id}/wait`,
+    operationId: "operations.wait",
+    summary: `Wait until the operation is DONE or the timeout passes (at most ${MAX_WAIT_SECONDS} s), then return it`,
+    query: [
+      {
+        name: "timeoutSec",
+        schema: { type: "integer", minimum: 0, maximum: MAX_WAIT_SECONDS, default: MAX_WAIT_SECONDS },
+      },
+    ],
+    answer: { json: "Operation" },
+    errors: ["invalid-argument"],
+  },
+  {
+    method: "GET",
+    path: `${API_BASE}/events`,
+    operationId: "events.list",
+    summary:
+      "VM events (transitions, resets, deletions) after a sequence number; with watch=true an NDJSON stream of VmEvent lines that follows new events",
+    query: [
+      { name: "after", schema: { type: "integer", minimum: 0, default: 0 } },
+      { name: "limit", schema: { type: "integer", minimum: 1, maximum: 10000, default: 1000 } },
+      { name: "instance", schema: { type: "string" }, description: "Only this VM's events." },
+      { name: "watch", schema: { type: "boolean", default: false } },
+    ],
+    answer: { json: "EventList", ndjson: "VmEvent", description: "The events (watch=true: a stream)" },
+    errors: ["invalid-argument"],
+  },
+  {
+    method: "GET",
+    path: `${API_BASE}/machineTypes`,
+    operationId: "machineTypes.list",
+    summary: "The predefined machine types",
+    answer: { json: "MachineTypeList" },
+    errors: [],
+  },
+  {
+    method: "GET",
+    path: `${API_BASE}/host`,
+    operationId: "host.get",
+    summary: "Host capacity and what is in use",
+    answer: { json: "HostInfo" },
+    errors: [],
+  },
+  {
+    method: "GET",
+    path: `${API_BASE}/openapi.json`,
+    operationId: "openapi.get",
+    summary: "This document",
+    answer: { document: true },
+    errors: [],
+  },
+];
+
+/** Codes any operation of this shape may answer. */
+function commonErrors(op: ApiOperation): string[] {
+  const codes = ["unauthorized", "internal"];
+  if (op.method === "POST") codes.push("malformed-json", "payload-too-large", "unsupported-media-type");
+  if (op.body) codes.push("invalid-argument");
+  if (op.path.includes("{name}")) codes.push("invalid-name", "not-found", "corrupt-record");
+  if (op.path.includes("{id}")) codes.push("not-found");
+  return codes;
+}
+
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const errorContent = { "application/json": { schema: ref("Error") } };
+
+/** `schema` as a component: every embedded named schema (one with an $id) becomes a $ref to it. */
+function component(schema: TSchema): Json {
+  const plain = JSON.parse(JSON.stringify(schema)) as Json;
+  const walk = (node: unknown, root: boolean): unknown => {
+    if (Array.isArray(node)) return node.map((n) => walk(n, false));
+    if (typeof node !== "object" || node === null) return node;
+    const obj = node as Json;
+    if (!root && typeof obj.$id === "string") return ref(obj.$id);
+    const out: Json = {};
+    for (const [k, v] of Object.entries(obj)) if (k !== "$id") out[k] = walk(v, false);
+    return out;
+  };
+  return walk(plain, true) as Json;
+}
+
+function responses(op: ApiOperation): Json {
+  const out: Json = {};
+  const a = op.answer;
+  if ("websocket" in a) out["101"] = { description: "Switching to the WebSocket protocol" };
+  else if ("document" in a)
+    out["200"] = {
+      description: "The OpenAPI document",
+      content: { "application/json": { schema: { type: "object" } } },
+    };
+  else if ("ndjson" in a)
+    out["200"] = {
+      description: a.description,
+      content: {
+        ...(a.json ? { "application/json": { schema: ref(a.json) } } : {}),
+        "application/x-ndjson": { schema: ref(a.ndjson) },
+      },
+    };
+  else
+    out["200"] = {
+      description: a.description ?? "OK",
+      content: { "application/json": { schema: ref(a.json) } },
+    };
+  const byStatus = new Map<number, string[]>();
+  for (const code of new Set([...commonErrors(op), ...op.errors])) {
+    const entry = ERROR_CODES.get(code);
+    if (!entry) throw new Error(`operation ${op.operationId} names the unknown error code ${code}`);
+    byStatus.set(entry.status, [...(byStatus.get(entry.status) ?? []), `- \`${code}\`: ${entry.meaning}`]);
+  }
+  for (const [status, lines] of [...byStatus].sort(([a], [b]) => a - b))
+    out[String(status)] = { description: lines.join("\n"), content: errorContent };
+  return out;
+}
+
+/** The OpenAPI document, built afresh (a plain JSON value). */
+export function buildOpenApiDocument(): Json {
+  const schemas: Json = {};
+  for (const s of COMPONENT_SCHEMAS) schemas[s.$id!] = component(s);
+  const paths: Record<string, Json> = {};
+  for (const op of API_OPERATIONS) {
+    const item = (paths[op.path] ??= {});
+    const pathParams = [...op.path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);
+    if (pathParams.length > 0)
+      item.parameters = pathParams.map((name) => ({
+        name,
+        in: "path",
+        required: true,
+        schema: { type: "string" },
+        description: name === "name" ? "The VM's name." : "The operation's id.",
+      }));
+    item[op.method.toLowerCase()] = {
+      operationId: op.operationId,
+      summary: op.summary,
+      ...(op.description ? { description: op.description } : {}),
+      ...(op.query
+        ? {
+            parameters: op.query.map((q) => ({
+              name: q.name,
+              in: "query",
+              required: false,
+              schema: q.schema,
+              ...(q.description ? { description: q.description } : {}),
+            })),
+          }
+        : {}),
+      ...(op.body
+        ? { requestBody: { required: true, content: { "application/json": { schema: ref(op.body) } } } }
+        : {}),
+      responses: responses(op),
+    };
+  }
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "tsvm API",
+      version: "1.0.0",
+      description:
+        "REST/JSON API of the tsvm daemon, modeled on the Compute Engine instances API. Served on the Unix " +
+        "socket $TSVM_HOME/api.sock (mode 0600; no token) and optionally on localhost TCP, where every request " +
+        "needs 'Authorization: Bearer <token>' with the token from $TSVM_HOME/api-token. Long actions return " +
+        `an Operation; wait on it with operations.wait. Request bodies are at most ${MAX_REQUEST_BYTES} bytes; ` +
+        `exec waits at most ${MAX_AGENT_WAIT_SECONDS} s for a guest agent. Error codes and their HTTP statuses: ` +
+        "docs/hypervisor.md.",
+      license: { name: "MIT", identifier: "MIT" },
+    },
+    servers: [{ url: "http://localhost" }],
+    security: [{}, { bearerAuth: [] }],
+    paths,
+    components: {
+      securitySchemes: {
+        bearerAuth: {
+          type: "http",
+          scheme: "bearer",
+          description:
+            "Required on TCP; the token is in $TSVM_HOME/api-token (mode 0600), generated at the daemon's first start.",
+        },
+      },
+      schemas,
+    },
+  };
+}
+
+/**
+ * A checker of values against the document's component schemas: the problems found (ajv's, with the
+ * value's path), empty when `value` conforms. Tests hold every answer of the server to it.
+ */
+export function documentValidator(doc: Json): (schemaName: string, value: unknown) => string[] {
+  const ajv = newAjv();
+  ajv.addSchema({ $id: "tsvm-openapi", components: withoutIds(doc.components) });
+  return (schemaName, value) => {
+    const validate = ajv.getSchema(`tsvm-openapi#/components/schemas/${schemaName}`);
+    if (!validate) return [`the document has no schema ${schemaName}`];
+    if (validate(value)) return [];
+    return (validate.errors ?? []).map((e) => `${e.instancePath || "(top level)"}: ${e.message}`);
+  };
+}

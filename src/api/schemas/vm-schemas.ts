@@ -1,0 +1,207 @@
+// The shapes of a VM: its definition as the hypervisor persists it (vm.json), as the API shows it, and the
+// requests that create or resize it. TypeBox schemas, the one definition the TypeScript types, the OpenAPI
+// document and every validator derive from.
+
+import { type Static, Type } from "@sinclair/typebox";
+import { StringEnum } from "./string-enum.ts";
+
+/** Compute Engine's instance names (RFC 1035 labels): also safe as a directory name. */
+export const VM_NAME_PATTERN = /^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/**
+ * Per-VM bounds. RAM sits at 0x8000_0000 on the virt board and the machine addresses it below 4 GiB, so
+ * at most 2 GiB; below 32 MiB a Linux kernel does not boot. 8 harts is what the emulated CLINT and PLIC
+ * are wired for.
+ */
+export const VM_LIMITS = { minCpus: 1, maxCpus: 8, minMemoryMiB: 32, maxMemoryMiB: 2048 } as const;
+
+export const VM_RECORD_FORMAT_VERSION = 1;
+/** Older entries are dropped so that a VM that flaps for months keeps a bounded definition file. */
+export const MAX_HISTORY_ENTRIES = 500;
+
+export const VM_STATUSES = [
+  "PROVISIONING",
+  "STAGING",
+  "RUNNING",
+  "STOPPING",
+  "TERMINATED",
+  "SUSPENDING",
+  "SUSPENDED",
+  "REPAIRING",
+] as const;
+
+export const InstanceStatus = StringEnum(VM_STATUSES, {
+  $id: "InstanceStatus",
+  description: "Compute Engine's instance states.",
+});
+export type InstanceStatus = Static<typeof InstanceStatus>;
+
+const Time = (description?: string) =>
+  Type.String({ format: "date-time", maxLength: 40, ...(description ? { description } : {}) });
+const NullableTime = (description: string) => Type.Union([Time(), Type.Null()], { description });
+
+export const TransitionEntry = Type.Object(
+  {
+    at: Time("When the transition happened."),
+    from: Type.Union([InstanceStatus, Type.Null()], { description: "null for the first entry (creation)." }),
+    to: InstanceStatus,
+    reason: Type.String({
+      description:
+        "Why, in a user's words: insert, stop requested, guest powered off, VMM exited with SIGKILL.",
+    }),
+  },
+  { $id: "TransitionEntry", additionalProperties: false },
+);
+export type TransitionEntry = Static<typeof TransitionEntry>;
+
+/** The properties of a VM's definition, shared by the on-disk record and the API's Instance. */
+const vmProperties = {
+  formatVersion: Type.Literal(VM_RECORD_FORMAT_VERSION, {
+    description: "Version of the VM's definition format on disk.",
+  }),
+  id: Type.String({
+    minLength: 1,
+    maxLength: 64,
+    description: "Stable unique id (a VM deleted and re-created with the same name gets a new one).",
+  }),
+  name: Type.String({ pattern: VM_NAME_PATTERN.source }),
+  machineType: Type.String({ minLength: 1, maxLength: 64 }),
+  cpus: Type.Integer({ minimum: 1, maximum: 1024 }),
+  memoryMiB: Type.Integer({ minimum: 1, maximum: 1 << 30 }),
+  diskMiB: Type.Integer({ minimum: 0, maximum: 1 << 30 }),
+  image: Type.String({ maxLength: 256 }),
+  engine: Type.String({ minLength: 1, maxLength: 64 }),
+  automaticRestart: Type.Boolean({
+    description:
+      "Compute Engine's scheduling.automaticRestart: after a VMM crash, boot again or stay TERMINATED.",
+  }),
+  cpuCapPercent: Type.Union([Type.Integer({ minimum: 1, maximum: 100 * 1024 }), Type.Null()], {
+    description: "CPU cap in percent of one host core (100 = one full core), or null for no cap.",
+  }),
+  cpuWeight: Type.Integer({
+    minimum: 1,
+    maximum: 10000,
+    description: "Relative share under contention (cgroup v2 cpu.weight semantics), default 100.",
+  }),
+  status: InstanceStatus,
+  statusMessage: Type.String({
+    description: 'The last error or notice a user should see next to the status ("" when none).',
+  }),
+  creationTimestamp: Time(),
+  lastStartTimestamp: NullableTime("null until the VM first started."),
+  lastStopTimestamp: NullableTime("null until the VM first stopped."),
+  lastSuspendedTimestamp: NullableTime("null until the VM was first suspended."),
+  history: Type.Array(TransitionEntry, { maxItems: MAX_HISTORY_ENTRIES }),
+};
+
+/** vm.json: one VM's definition, status and the recorded history of its transitions. */
+export const VmRecord = Type.Object(vmProperties, { $id: "VmRecord", additionalProperties: false });
+export type VmRecord = Static<typeof VmRecord>;
+
+export const Instance = Type.Object(
+  {
+    kind: Type.Literal("tsvm#instance"),
+    ...vmProperties,
+    vmmPid: Type.Union([Type.Integer(), Type.Null()], { description: "The VMM process id while one runs." }),
+  },
+  { $id: "Instance", additionalProperties: false },
+);
+export type Instance = Static<typeof Instance>;
+
+export const UnreachableInstance = Type.Object(
+  {
+    name: Type.String(),
+    code: Type.String({ description: "Why it is unusable, e.g. corrupt-record." }),
+    message: Type.String(),
+  },
+  {
+    $id: "UnreachableInstance",
+    additionalProperties: false,
+    description: "A VM directory whose definition is unusable: shown, and only delete is possible.",
+  },
+);
+
+export const InstanceList = Type.Object(
+  {
+    kind: Type.Literal("tsvm#instanceList"),
+    items: Type.Array(Instance),
+    unreachable: Type.Array(UnreachableInstance),
+  },
+  { $id: "InstanceList", additionalProperties: false },
+);
+export type InstanceList = Static<typeof InstanceList>;
+
+/**
+ * Sizes and the name are checked by the hypervisor (its errors say which bound, with the reasons
+ * invalid-name and invalid-machine-type, also for custom machine types), so the request schema only types
+ * them and states the bounds.
+ */
+export const InsertInstanceRequest = Type.Object(
+  {
+    name: Type.String({
+      maxLength: 256,
+      description:
+        "The VM's name, an RFC 1035 label: a lowercase letter, then up to 62 lowercase letters, digits or hyphens, not ending in a hyphen.",
+    }),
+    machineType: Type.Optional(
+      Type.String({
+        maxLength: 256,
+        description:
+          "A predefined type (see machineTypes) or custom-CPUS-MEMORYMIB. Give either this or cpus/memoryMiB.",
+      }),
+    ),
+    cpus: Type.Optional(
+      Type.Integer({ description: `vCPUs, ${VM_LIMITS.minCpus} to ${VM_LIMITS.maxCpus}.` }),
+    ),
+    memoryMiB: Type.Optional(
+      Type.Integer({ description: `Memory in MiB, ${VM_LIMITS.minMemoryMiB} to ${VM_LIMITS.maxMemoryMiB}.` }),
+    ),
+    image: Type.Optional(
+      Type.String({ maxLength: 256, description: "Default: the daemon's default image." }),
+    ),
+    engine: Type.Optional(
+      Type.String({ maxLength: 256, description: "Default: the daemon's default engine." }),
+    ),
+    automaticRestart: Type.Optional(Type.Boolean({ default: true })),
+    cpuCapPercent: Type.Optional(
+      Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], {
+        description: "Percent of one host core, 1 to 100 × cpus; null (the default) for no cap.",
+      }),
+    ),
+    cpuWeight: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 10000,
+        default: 100,
+        description: "Relative share under contention (cgroup v2 cpu.weight semantics).",
+      }),
+    ),
+  },
+  { $id: "InsertInstanceRequest", additionalProperties: false },
+);
+export type InsertInstanceRequest = Static<typeof InsertInstanceRequest>;
+
+export const SetMachineTypeRequest = Type.Object(
+  {
+    machineType: Type.String({ maxLength: 256, description: "A predefined or custom-CPUS-MEMORYMIB type." }),
+  },
+  { $id: "SetMachineTypeRequest", additionalProperties: false },
+);
+export type SetMachineTypeRequest = Static<typeof SetMachineTypeRequest>;
+
+export const MachineType = Type.Object(
+  {
+    name: Type.String(),
+    cpus: Type.Integer({ minimum: VM_LIMITS.minCpus, maximum: VM_LIMITS.maxCpus }),
+    memoryMiB: Type.Integer({ minimum: VM_LIMITS.minMemoryMiB, maximum: VM_LIMITS.maxMemoryMiB }),
+    description: Type.String(),
+  },
+  { $id: "MachineType", additionalProperties: false },
+);
+export type MachineType = Static<typeof MachineType>;
+
+export const MachineTypeList = Type.Object(
+  { kind: Type.Literal("tsvm#machineTypeList"), items: Type.Array(MachineType) },
+  { $id: "MachineTypeList", additionalProperties: false },
+);
+export type MachineTypeList = Static<typeof MachineTypeList>;
