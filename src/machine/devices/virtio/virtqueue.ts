@@ -126,7 +126,7 @@ export interface VirtqueueState extends VirtqueueRegisters {
  * then sets DEVICE_NEEDS_RESET); it never throws and never loops beyond the queue size.
  */
 export class Virtqueue {
-  /** QueueNum: the size the driver chose (a power of two ≤ maxSize). */
+  /** QueueNum as the driver wrote it: any 32-bit value, a power of two ≤ maxSize once the queue is ready. */
   size: number;
   descLo = 0;
   descHi = 0;
@@ -353,7 +353,9 @@ export class Virtqueue {
     const u32 = (v: unknown) => typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= 0xffffffff;
     const u16 = (v: unknown) => typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= 0xffff;
     checkState(typeof s === "object" && s !== null, component, "queue is not an object");
-    checkState(u16(s.size) && s.size >= 1 && s.size <= this.maxSize, component, `queue size ${s.size}`);
+    // Guest-controlled: QueueNum holds whatever the driver wrote until it sets QueueReady, which is where
+    // the size is checked (layoutOf); a not-ready queue with a bad size is a state a guest can save.
+    checkState(u32(s.size), component, `queue size ${s.size} is not a 32-bit value`);
     checkState(typeof s.ready === "boolean", component, "queue ready is not a boolean");
     for (const f of ["descLo", "descHi", "driverLo", "driverHi", "deviceLo", "deviceHi"] as const)
       checkState(u32(s[f]), component, `queue ${f} is not a 32-bit value`);
