@@ -5,7 +5,7 @@
 // a code derived from its seed; the test checks that code, and that a sentinel covering the rest of RAM is
 // untouched.
 //
-// RAM layout (32 MiB at 0x80000000): the program from 0x80000000 (board-fuzz.ld); the arena at 0x80100000:
+// RAM layout (16 MiB at 0x80000000): the program from 0x80000000 (board-fuzz.ld); the arena at 0x80100000:
 // rings and indirect tables in its first 256 KiB (written only by this program and by devices' used rings),
 // buffers devices may write in the next 512 KiB; everything else is the sentinel, which no descriptor names.
 // Every value this program writes into the ring area is an arena address, a length below 64 KiB or above RAM,
@@ -18,7 +18,7 @@ typedef uint16_t u16;
 typedef uint8_t u8;
 
 #define RAM_BASE 0x80000000UL
-#define RAM_END (RAM_BASE + (32UL << 20))
+#define RAM_END (RAM_BASE + (16UL << 20))
 #define RINGS 0x80100000UL
 #define RINGS_SIZE 0x40000UL
 #define BUFFERS (RINGS + RINGS_SIZE)
@@ -187,7 +187,7 @@ static u64 wild_address(int reads) {
     case 4: return RAM_END + below(0x1000000);
     case 5: return (u64)below(0x10) << 32 | (u32)rnd();
     case 6: return rnd();
-    case 7: return RAM_BASE + below(32u << 20); /* any RAM byte, sentinel included: reads only */
+    case 7: return RAM_BASE + below(16u << 20); /* any RAM byte, sentinel included: reads only */
     default: return (u32)rnd();
   }
 }

@@ -1,7 +1,7 @@
 // Runs board-fuzz.c, a bare-metal guest that attacks every device of the riscv-virt board from inside (random
 // MMIO writes and reads, unmapped space, malicious virtio queues), on the real board for several seeds: the
 // machine must end only when the program asks, with the code it chose, within an instruction budget, with no
-// host exception, and with the sentinel (all RAM outside the program and its arena) and the program's code
+// host exception, with a snapshot taken mid-attack loading back equal, and with the sentinel (all RAM outside the program and its arena) and the program's code
 // unchanged.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -10,13 +10,15 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { isDeepStrictEqual } from "node:util";
 import { type PowerEvent, RiscvVirtBoard } from "../../src/machine/boards/riscv-virt.ts";
 import { MemoryBlockBackend } from "../../src/machine/devices/virtio/memory-block-backend.ts";
+import type { Clock } from "../../src/machine/ports.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const GCC = "riscv64-linux-gnu-gcc";
 const RAM_BASE = 0x8000_0000;
-const RAM_BYTES = 32 * 1024 * 1024;
+const RAM_BYTES = 16 * 1024 * 1024;
 /** board-fuzz.c's arena: rings (256 KiB) then buffers (512 KiB); the devices may write only there. */
 const ARENA = 0x8010_0000;
 const ARENA_BYTES = 0xc0000;
@@ -98,16 +100,10 @@ function fillPattern(u8: Uint8Array, from: number, to: number): void {
     u8.set(PATTERN.subarray(0, Math.min(PATTERN.length, to - at)), at);
 }
 
-interface Outcome {
-  events: PowerEvent[];
-  executed: number;
-  report: { opsDone: number; faults: number; usedSeen: number; queuesReady: number; unexpectedCause: number };
-}
-
-function runSeed(p: Program, seed: number): Outcome {
-  let consoleBytes = 0;
-  const sink = { write: (b: Uint8Array) => void (consoleBytes += b.length) };
-  const board = new RiscvVirtBoard(
+/** The board the program runs on: one hart, a 64 KiB disk (slot 0), virtio-rng (1), virtio-console (2). */
+function makeBoard(p: Program, clock: Clock): RiscvVirtBoard {
+  const sink = { write() {} };
+  return new RiscvVirtBoard(
     {
       harts: 1,
       memoryBytes: RAM_BYTES,
@@ -117,13 +113,25 @@ function runSeed(p: Program, seed: number): Outcome {
       bootargs: "",
     },
     {
-      clock: { nowMs: () => performance.now() },
+      clock,
       console: sink,
       entropy: { fill: (d) => d.fill(0x5a) },
       disks: [new MemoryBlockBackend(64 * 1024)],
       virtioConsole: { sink, ports: [{ name: "agent", sink }] },
     },
   );
+}
+
+interface Outcome {
+  events: PowerEvent[];
+  executed: number;
+  report: { opsDone: number; faults: number; usedSeen: number; queuesReady: number; unexpectedCause: number };
+}
+
+function runSeed(p: Program, seed: number): Outcome {
+  // Guest time moves 1 ms per slice, and not at all between a save and the load that checks it.
+  const clock = { now: 0, nowMs: () => clock.now };
+  const board = makeBoard(p, clock);
   const u8 = board.ram.u8;
   const view = board.ram.view;
   const off = (addr: number) => addr - RAM_BASE;
@@ -142,6 +150,19 @@ function runSeed(p: Program, seed: number): Outcome {
   let executed = 0;
   for (let slice = 0; events.length === 0 && executed < INSTRUCTION_BUDGET; slice++) {
     executed += board.runSlice(SLICE);
+    clock.now += 1;
+    // Whatever the guest did to its devices, a snapshot of the machine loads back (suspend, migration).
+    if (slice === 8) {
+      const saved = board.saveState();
+      const copy = makeBoard(p, clock);
+      copy.loadState(saved);
+      const again = copy.saveState();
+      assert.ok(
+        Buffer.from(again.ram).equals(saved.ram) &&
+          isDeepStrictEqual({ ...again, ram: 0 }, { ...saved, ram: 0 }),
+        `seed ${seed}: save → load → save differs`,
+      );
+    }
     // Host input for the virtio console's ports, delivered when the guest has posted receive buffers.
     if (slice % 4 === 0) board.virtioConsole!.receive(slice % 8 === 0 ? 0 : 1, new Uint8Array(33).fill(0x5a));
   }
