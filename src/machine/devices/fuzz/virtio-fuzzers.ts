@@ -26,15 +26,6 @@ import {
   VIRTIO_CONFIG_S_FAILED,
   VIRTIO_CONFIG_S_FEATURES_OK,
   VIRTIO_CONFIG_S_NEEDS_RESET,
-  VIRTIO_MMIO_QUEUE_AVAIL_HIGH,
-  VIRTIO_MMIO_QUEUE_AVAIL_LOW,
-  VIRTIO_MMIO_QUEUE_DESC_HIGH,
-  VIRTIO_MMIO_QUEUE_DESC_LOW,
-  VIRTIO_MMIO_QUEUE_NUM,
-  VIRTIO_MMIO_QUEUE_READY,
-  VIRTIO_MMIO_QUEUE_SEL,
-  VIRTIO_MMIO_QUEUE_USED_HIGH,
-  VIRTIO_MMIO_QUEUE_USED_LOW,
   VIRTIO_MMIO_STATUS,
 } from "../virtio/virtio-spec.ts";
 import { type TestQueue, VirtioTestDriver } from "../virtio/virtio-test-driver.ts";
@@ -112,6 +103,13 @@ function writeDescriptor(
   v.setUint32(at + 8, len, true);
   v.setUint16(at + 12, flags, true);
   v.setUint16(at + 14, next, true);
+}
+
+/** Zeroes the three ring areas of a queue of `size` entries (guest-physical addresses inside `ram`). */
+function zeroRings(ram: GuestRam, desc: number, avail: number, used: number, size: number): void {
+  ram.u8.fill(0, desc - BASE, desc - BASE + 16 * size);
+  ram.u8.fill(0, avail - BASE, avail - BASE + 6 + 2 * size);
+  ram.u8.fill(0, used - BASE, used - BASE + 6 + 8 * size);
 }
 
 // ---- Virtqueue on its own ----
@@ -210,13 +208,7 @@ class VirtqueueTarget implements DeviceFuzzTarget {
           )
             throw new FuzzViolation("enable() accepted rings the fuzzer placed outside RAM");
           // Mostly fresh rings, as a driver zeroes them; otherwise whatever the arena held.
-          if (r.chance(0.8))
-            for (const [lo, len] of [
-              [q.descLo, 16 * q.size],
-              [q.driverLo, 6 + 2 * q.size],
-              [q.deviceLo, 6 + 8 * q.size],
-            ] as const)
-              this.ram.u8.fill(0, lo - BASE, lo - BASE + len);
+          if (r.chance(0.8)) zeroRings(this.ram, q.descLo, q.driverLo, q.deviceLo, q.size);
         }
         return;
       }
@@ -425,41 +417,13 @@ class VirtioMmioTarget implements DeviceFuzzTarget {
     const r = this.r;
     const max = this.rig.device.queueMaxSizes[index]!;
     const size = r.chance(0.9) ? Math.min(max, r.pick([1, 2, 4, 8, 64, 256])) : r.value32();
-    const [desc, descHi] = this.ringAddress();
-    const [avail, availHi] = this.ringAddress();
-    const [used, usedHi] = this.ringAddress();
-    this.w32(VIRTIO_MMIO_QUEUE_SEL, index);
-    this.w32(VIRTIO_MMIO_QUEUE_NUM, size);
-    this.w32(VIRTIO_MMIO_QUEUE_DESC_LOW, desc);
-    this.w32(VIRTIO_MMIO_QUEUE_DESC_HIGH, descHi);
-    this.w32(VIRTIO_MMIO_QUEUE_AVAIL_LOW, avail);
-    this.w32(VIRTIO_MMIO_QUEUE_AVAIL_HIGH, availHi);
-    this.w32(VIRTIO_MMIO_QUEUE_USED_LOW, used);
-    this.w32(VIRTIO_MMIO_QUEUE_USED_HIGH, usedHi);
-    this.w32(VIRTIO_MMIO_QUEUE_READY, 1);
-    if (this.mmio.read(VIRTIO_MMIO_QUEUE_READY, 4) !== 1) return;
-    const n = this.mmio.queue(index).size;
-    // Fresh rings, as a driver would zero them.
-    for (const [at, len] of [
-      [desc, 16 * n],
-      [avail, 6 + 2 * n],
-      [used, 6 + 8 * n],
-    ] as const)
-      this.ram.u8.fill(0, at - BASE, at - BASE + len);
-    const freeDesc: number[] = [];
-    for (let i = n - 1; i >= 0; i--) freeDesc.push(i);
-    const q: TestQueue = {
-      index,
-      size: n,
-      desc,
-      avail,
-      used,
-      availIdx: 0,
-      lastUsed: 0,
-      freeDesc,
-      chains: new Map(),
-    };
-    this.drv.queues[index] = q;
+    const desc = this.ringAddress();
+    const avail = this.ringAddress();
+    const used = this.ringAddress();
+    const q = this.drv.placeQueue(index, size >>> 0, desc, avail, used);
+    if (q === null) return;
+    // Fresh rings, as a driver zeroes them (before the first notification, which is all that matters here).
+    zeroRings(this.ram, q.desc, q.avail, q.used, q.size);
   }
 
   private setUp(): void {

@@ -145,14 +145,32 @@ export class VirtioTestDriver {
     const avail = this.alloc(6 + 2 * n, 2);
     const used = this.alloc(6 + 8 * n, 4);
     this.ram.u8.fill(0, desc - this.ram.base, used + 6 + 8 * n - this.ram.base);
+    const q = this.placeQueue(index, n, [desc, 0], [avail, 0], [used, 0]);
+    if (q === null) throw new Error(`queue ${index} was refused`);
+    return q;
+  }
+
+  /**
+   * Writes queue `index`'s QueueNum and ring addresses (each as its low and high 32 bits, whatever a hostile
+   * driver likes), sets QueueReady and records the queue if the device took it; null when it refused.
+   */
+  placeQueue(
+    index: number,
+    n: number,
+    [desc, descHi]: readonly [number, number],
+    [avail, availHi]: readonly [number, number],
+    [used, usedHi]: readonly [number, number],
+  ): TestQueue | null {
+    this.w32(VIRTIO_MMIO_QUEUE_SEL, index);
     this.w32(VIRTIO_MMIO_QUEUE_NUM, n);
     this.w32(VIRTIO_MMIO_QUEUE_DESC_LOW, desc);
-    this.w32(VIRTIO_MMIO_QUEUE_DESC_HIGH, 0);
+    this.w32(VIRTIO_MMIO_QUEUE_DESC_HIGH, descHi);
     this.w32(VIRTIO_MMIO_QUEUE_AVAIL_LOW, avail);
-    this.w32(VIRTIO_MMIO_QUEUE_AVAIL_HIGH, 0);
+    this.w32(VIRTIO_MMIO_QUEUE_AVAIL_HIGH, availHi);
     this.w32(VIRTIO_MMIO_QUEUE_USED_LOW, used);
-    this.w32(VIRTIO_MMIO_QUEUE_USED_HIGH, 0);
+    this.w32(VIRTIO_MMIO_QUEUE_USED_HIGH, usedHi);
     this.w32(VIRTIO_MMIO_QUEUE_READY, 1);
+    if (this.r32(VIRTIO_MMIO_QUEUE_READY) !== 1) return null;
     const freeDesc: number[] = [];
     for (let i = n - 1; i >= 0; i--) freeDesc.push(i);
     const q: TestQueue = {
