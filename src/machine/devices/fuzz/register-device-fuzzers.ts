@@ -150,7 +150,8 @@ export const plicFuzzer: DeviceFuzzer = {
   name: "Plic",
   make(r) {
     const contextLines = () => range(0, 2 * HARTS, 1).map(() => new CallbackIrqLine(() => {}));
-    const plic = new Plic(contextLines());
+    const lines = contextLines();
+    const plic = new Plic(lines);
     const hot = [
       ...range(0, 97, 4),
       ...range(PLIC_PENDING_BASE, 4, 4),
@@ -166,6 +167,17 @@ export const plicFuzzer: DeviceFuzzer = {
       () => {
         // A device drives its line (sources 1..95; the board's devices re-assert levels freely).
         plic.sourceLine(1 + r.below(95)).set(r.chance(0.5));
+      },
+      () => {
+        // A context's interrupt is asserted exactly while a claim would return a source (claimed on a copy,
+        // since claiming changes the state).
+        for (let ctx = 0; ctx < lines.length; ctx++) {
+          const copy = new Plic(contextLines());
+          copy.loadState(plic.saveState());
+          const claimable = copy.read(PLIC_CONTEXT_BASE + ctx * PLIC_CONTEXT_STRIDE + 4, 4) !== 0;
+          if (lines[ctx]!.high !== claimable)
+            throw new FuzzViolation(`context ${ctx}: the interrupt line does not match what a claim finds`);
+        }
       },
     );
   },

@@ -26,6 +26,7 @@ import {
   VIRTIO_CONFIG_S_FAILED,
   VIRTIO_CONFIG_S_FEATURES_OK,
   VIRTIO_CONFIG_S_NEEDS_RESET,
+  VIRTIO_MMIO_INTERRUPT_STATUS,
   VIRTIO_MMIO_STATUS,
 } from "../virtio/virtio-spec.ts";
 import { type TestQueue, VirtioTestDriver } from "../virtio/virtio-test-driver.ts";
@@ -380,6 +381,7 @@ class VirtioMmioTarget implements DeviceFuzzTarget {
   private readonly drv: VirtioTestDriver;
   private readonly rig: DeviceRig;
   private readonly queueCount: number;
+  private readonly irq = new CallbackIrqLine(() => {});
 
   constructor(
     private readonly r: SeededRandom,
@@ -389,7 +391,7 @@ class VirtioMmioTarget implements DeviceFuzzTarget {
     this.ram.u8.fill(0xc3, ARENA);
     this.canary = new RamCanary(this.ram, 0, ARENA);
     this.rig = makeRig(r);
-    this.mmio = new VirtioMmio("virtio-fuzz", this.rig.device, this.ram, new CallbackIrqLine(() => {}));
+    this.mmio = new VirtioMmio("virtio-fuzz", this.rig.device, this.ram, this.irq);
     this.drv = new VirtioTestDriver(this.mmio, this.ram, BASE + RING_AREA, BASE + ARENA);
     this.queueCount = this.rig.device.queueMaxSizes.length;
     if (this.rig.hostInput === null) delete this.coverage.hostInputs;
@@ -592,6 +594,9 @@ class VirtioMmioTarget implements DeviceFuzzTarget {
   }
 
   check(): void {
+    // §4.2.2: the interrupt is asserted exactly while InterruptStatus has a bit set.
+    if (this.irq.high !== (this.mmio.read(VIRTIO_MMIO_INTERRUPT_STATUS, 4) !== 0))
+      throw new FuzzViolation("the interrupt line does not follow InterruptStatus");
     this.canary.check();
     const copy = new GuestRam(BASE, MMIO_RAM);
     copy.u8.set(this.ram.u8);
