@@ -11,9 +11,11 @@ import { dirname, join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { isDeepStrictEqual } from "node:util";
+import { haveCrossAssembler } from "../../src/engines/riscv/cross-assembler.ts";
 import { type PowerEvent, RiscvVirtBoard } from "../../src/machine/boards/riscv-virt.ts";
 import { MemoryBlockBackend } from "../../src/machine/devices/virtio/memory-block-backend.ts";
 import type { Clock } from "../../src/machine/ports.ts";
+import { skipUnless } from "../skip-unless.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const GCC = "riscv64-linux-gnu-gcc";
@@ -27,6 +29,7 @@ const OPS = 15_000;
 /** Far more than OPS operations need (a few million instructions): past it the machine hangs. */
 const INSTRUCTION_BUDGET = 300_000_000;
 const SLICE = 200_000;
+const skip = skipUnless(haveCrossAssembler(), `${GCC} is not installed (scripts/setup-host.sh installs it)`);
 
 interface Program {
   elf: Uint8Array;
@@ -197,7 +200,9 @@ function runSeed(p: Program, seed: number): Outcome {
   };
 }
 
-test("the board fuzzer program: its code has no 16-byte slot a device could read as a descriptor naming RAM", () => {
+test("the board fuzzer program: its code has no 16-byte slot a device could read as a descriptor naming RAM", {
+  skip,
+}, () => {
   // board-fuzz.c places descriptor tables over its own .text; a slot there whose address is in RAM (high word
   // 0) could name the sentinel, and the check below would blame the device for the program's choice.
   const p = build();
@@ -222,7 +227,9 @@ test("the board fuzzer program: its code has no 16-byte slot a device could read
   }
 });
 
-test(`hostile bare-metal guest, seeds ${SEEDS.join(", ")}: ends only when it asks, sentinel untouched`, () => {
+test(`hostile bare-metal guest, seeds ${SEEDS.join(", ")}: ends only when it asks, sentinel untouched`, {
+  skip,
+}, () => {
   const p = build();
   for (const seed of SEEDS) {
     const { events, executed, report } = runSeed(p, seed);

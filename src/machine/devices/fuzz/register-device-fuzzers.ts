@@ -5,7 +5,7 @@
 import { CallbackIrqLine } from "../../bus/irq-line.ts";
 import type { AccessWidth, MmioDevice } from "../../bus/mmio-device.ts";
 import type { ComponentState, Stateful } from "../../state/stateful.ts";
-import { Clint, CLINT_MTIME, CLINT_MTIMECMP_BASE, CLINT_SIZE } from "../clint.ts";
+import { CLINT_MTIME, CLINT_MTIMECMP_BASE, CLINT_SIZE, Clint } from "../clint.ts";
 import { GOLDFISH_RTC_SIZE, GoldfishRtc } from "../goldfish-rtc.ts";
 import {
   PLIC_CONTEXT_BASE,
@@ -233,7 +233,8 @@ export const sifiveTestFuzzer: DeviceFuzzer = {
         }
         events.length = 0;
         finisher.write(offset, width, value);
-        // QEMU's sifive_test: only a 2- or 4-byte write at offset 0 with one of the three commands acts.
+        // QEMU's sifive_test: only a 2- or 4-byte write at offset 0 with one of the three commands acts; a
+        // failure with code 0 is reported as code 1, never as success.
         const status = value & 0xffff;
         const code = width === 4 ? value >>> 16 : 0;
         const expected =
@@ -242,7 +243,7 @@ export const sifiveTestFuzzer: DeviceFuzzer = {
             : status === FINISHER_PASS
               ? ["poweroff 0"]
               : status === FINISHER_FAIL
-                ? [`poweroff ${code}`]
+                ? [`poweroff ${code === 0 ? 1 : code}`]
                 : status === FINISHER_RESET
                   ? ["reset 0"]
                   : [];
