@@ -67,7 +67,7 @@ typedef uint8_t u8;
 volatile struct {
   u64 seed;
   u64 ops;
-} fuzz_params = {1, 1};
+} fuzz_params = {1, 3000};
 
 /* Read by the test at the end. */
 volatile struct {

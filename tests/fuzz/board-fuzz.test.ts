@@ -4,10 +4,10 @@
 // host exception, with a snapshot taken mid-attack loading back equal, and with the sentinel (all RAM outside the program and its arena) and the program's code
 // unchanged.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { isDeepStrictEqual } from "node:util";
@@ -36,8 +36,16 @@ interface Program {
   symbols: Map<string, number>;
 }
 
-/** Builds the program with Debian's cross compiler (scripts/setup-host.sh installs it) and reads its symbols. */
+let built: Program | undefined;
+
+/** Builds the program once with Debian's cross compiler (scripts/setup-host.sh installs it) and reads its
+ *  symbols. */
 function build(): Program {
+  built ??= compile();
+  return built;
+}
+
+function compile(): Program {
   const dir = mkdtempSync(join(tmpdir(), "tsvm-board-fuzz-"));
   try {
     const out = join(dir, "board-fuzz.elf");
@@ -243,5 +251,26 @@ test(`hostile bare-metal guest, seeds ${SEEDS.join(", ")}: ends only when it ask
     assert.equal(report.opsDone, OPS, `seed ${seed}: the program did not finish its operations`);
     // The attack went deep: accesses faulted, queues were accepted, devices completed requests.
     assert.ok(report.faults > 0 && report.queuesReady > 0 && report.usedSeen > 0, JSON.stringify(report));
+  }
+});
+
+test("`tsvm run --bios none --kernel board-fuzz.elf` attacks the devices and exits with the program's code", {
+  skip,
+}, () => {
+  // Without the test writing them, the program's parameters are its defaults: seed 1, 3000 operations.
+  const p = build();
+  const dir = mkdtempSync(join(tmpdir(), "tsvm-board-fuzz-"));
+  try {
+    const elf = join(dir, "board-fuzz.elf");
+    writeFileSync(elf, p.elf);
+    const r = spawnSync(resolve(here, "../../bin/tsvm"), ["run", "--bios", "none", "--kernel", elf], {
+      encoding: "latin1",
+      timeout: 120_000,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    assert.equal(r.error, undefined);
+    assert.equal(r.status, 0x20 + 1, `tsvm run ended with ${r.status} (signal ${r.signal}): ${r.stderr}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
