@@ -1,8 +1,8 @@
 // Runs board-fuzz.c, a bare-metal guest that attacks every device of the riscv-virt board from inside (random
 // MMIO writes and reads, unmapped space, malicious virtio queues), on the real board for several seeds: the
 // machine must end only when the program asks, with the code it chose, within an instruction budget, with no
-// host exception, with a snapshot taken mid-attack loading back equal, and with the sentinel (all RAM outside the program and its arena) and the program's code
-// unchanged.
+// host exception, with a snapshot taken mid-attack loading back equal, and with the sentinel (all RAM outside
+// the program and its arena) and the program's code unchanged; and once more through `tsvm run`.
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
