@@ -454,7 +454,6 @@ export class Hypervisor {
         try {
           await vmm.suspend();
         } catch (e) {
-          slot.expectingExit = false;
           const message = `suspend failed: ${(e as Error).message}`;
           // A VMM that still answers kept its guest running; one that does not is gone or going.
           const alive = await vmm.stats().then(
@@ -462,10 +461,16 @@ export class Hypervisor {
             () => false,
           );
           if (alive) {
+            slot.expectingExit = false;
             await this.setStatus(slot, "RUNNING", message, { statusMessage: message });
             throw new HypervisorError("suspend-failed", message);
           }
+          // This operation repairs the VM, so its VMM's exit must not also be taken as a crash (that queued
+          // a second repair, which booted another VMM over this one's and leaked it): expect the exit until
+          // it has come.
           const exit = await vmm.exited;
+          slot.vmm = undefined;
+          slot.expectingExit = false;
           await this.setStatus(slot, "REPAIRING", exit.detail, { statusMessage: message });
           await this.repair(slot, exit);
           throw new HypervisorError("suspend-failed", message);
@@ -799,7 +804,9 @@ export class Hypervisor {
   }
 
   private async onUnexpectedExit(slot: VmSlot, exit: VmmExit): Promise<void> {
-    if (slot.record.status !== "RUNNING") return;
+    // A VMM attached since this exit (an operation queued before it already repaired the VM) means the exit
+    // is settled; repairing again would boot a second VMM over the running one.
+    if (slot.record.status !== "RUNNING" || slot.vmm) return;
     if (exit.reason === "suspended") {
       // A suspend whose daemon died meanwhile: the VMM finished it (its state is written) and exited.
       await this.setStatus(slot, "SUSPENDING", "suspend requested by a previous daemon");
