@@ -33,7 +33,7 @@ test("a storm of 1,000 random calls from 20 clients on 10 VMs keeps every invari
   const { client } = daemon;
   const recorder = new EventRecorder(client);
   await createStormVms(client, 10);
-  const result = await runStorm(client, { seed, clients: 20, calls: 1000, vms: 10 });
+  const result = await runStorm(daemon, { seed, clients: 20, calls: 1000, vms: 10 });
   for (const id of result.operationIds) await client.waitUntilDone(id);
   await waitQuiescent(client, 120_000);
   const violations = await checkInvariants(daemon, result, recorder);

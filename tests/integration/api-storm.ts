@@ -33,8 +33,15 @@ const DOCUMENTED_REFUSALS: ReadonlyMap<string, number> = new Map([
   ["capacity-exceeded", 409],
 ]);
 
-/** Why an operation may legitimately fail in a storm: it was queued and found the VM changed by its turn. */
-const EXPECTED_OPERATION_ERRORS: ReadonlySet<string> = new Set(DOCUMENTED_REFUSALS.keys());
+/**
+ * Why an operation may legitimately fail in a storm: it was queued and found the VM changed by its turn, or
+ * (reset, suspend) the storm killed the VMM it was talking to.
+ */
+function expectedOperationError(type: string, code: string): boolean {
+  if (DOCUMENTED_REFUSALS.has(code)) return true;
+  if (type === "reset") return code === "vmm-gone" || code === "not-running";
+  return type === "suspend" && code === "suspend-failed";
+}
 
 /** The smallest guests the board allows, so that ten fit anywhere; two sizes make admission refuse some. */
 const MACHINE_TYPES = ["custom-1-32", "custom-2-32", "custom-1-64"] as const;
@@ -153,7 +160,9 @@ export type CallKind =
   | "setMachineType"
   | "get"
   | "list"
-  | "wait";
+  | "host"
+  | "wait"
+  | "crash";
 
 /** Lifecycle calls (they return an operation) and reads; weights of the random choice. */
 const CALL_WEIGHTS: ReadonlyArray<[CallKind, number]> = [
@@ -167,7 +176,10 @@ const CALL_WEIGHTS: ReadonlyArray<[CallKind, number]> = [
   ["setMachineType", 5],
   ["get", 14],
   ["list", 8],
+  ["host", 4],
   ["wait", 8],
+  // A VMM killed with SIGKILL (a crashed engine): its VM is repaired while the other calls go on.
+  ["crash", 2],
 ];
 const LIFECYCLE: ReadonlySet<CallKind> = new Set([
   "insert",
@@ -185,6 +197,8 @@ export interface StormOptions {
   readonly clients: number;
   readonly calls: number;
   readonly vms: number;
+  /** Only lifecycle calls, and no client waits for its operations (the bench's admission rate). */
+  readonly lifecycleOnly?: boolean;
 }
 
 export interface StormResult {
@@ -192,6 +206,8 @@ export interface StormResult {
   readonly operationIds: string[];
   /** Answers that were neither a success nor a documented refusal. */
   readonly badAnswers: string[];
+  /** Host usage answers above the host's capacity. */
+  readonly overbooked: string[];
   /** Lists that named a VM twice. */
   readonly duplicateLists: string[];
   /** Per kind: answered calls and their latencies (ms). */
@@ -200,12 +216,17 @@ export interface StormResult {
   readonly elapsedMs: number;
 }
 
-export const vmName = (i: number) => `storm-${i}`;
+/**
+ * The storm's VM names. VM 0 is a "slowsave-" guest (counting-guest.ts: it takes 3 s to write its state),
+ * so that suspends last long enough for the injected crashes to land in them.
+ */
+export const vmName = (i: number) => (i === 0 ? "slowsave-0" : `storm-${i}`);
 
-function pickCall(random: () => number): CallKind {
-  const total = CALL_WEIGHTS.reduce((s, [, w]) => s + w, 0);
+function pickCall(random: () => number, lifecycleOnly: boolean): CallKind {
+  const weights = lifecycleOnly ? CALL_WEIGHTS.filter(([kind]) => LIFECYCLE.has(kind)) : CALL_WEIGHTS;
+  const total = weights.reduce((s, [, w]) => s + w, 0);
   let x = random() * total;
-  for (const [kind, w] of CALL_WEIGHTS) {
+  for (const [kind, w] of weights) {
     x -= w;
     if (x < 0) return kind;
   }
@@ -234,7 +255,9 @@ export async function createStormVms(client: ApiClient, vms: number): Promise<vo
  * (seed + client index), so the calls each client makes are the same in every run of one seed; only their
  * interleaving differs.
  */
-export async function runStorm(client: ApiClient, options: StormOptions): Promise<StormResult> {
+export async function runStorm(daemon: StormDaemon, options: StormOptions): Promise<StormResult> {
+  const { client } = daemon;
+  const overbooked: string[] = [];
   const operationIds: string[] = [];
   const badAnswers: string[] = [];
   const duplicateLists: string[] = [];
@@ -279,6 +302,26 @@ export async function runStorm(client: ApiClient, options: StormOptions): Promis
           if (new Set(names).size !== names.length) duplicateLists.push(names.join(","));
           break;
         }
+        case "host": {
+          const host = await client.getHost();
+          if (host.vcpusUsed > host.vcpus || host.memoryUsedMiB > host.memoryMiB)
+            overbooked.push(
+              `${host.vcpusUsed}/${host.vcpus} vCPUs, ${host.memoryUsedMiB}/${host.memoryMiB} MiB`,
+            );
+          break;
+        }
+        case "crash": {
+          // A VM in the middle of a transition is the more interesting victim, when there is one.
+          const { items } = await client.listInstances();
+          const moving = items.filter((vm) => vm.vmmPid !== null && vm.status !== "RUNNING");
+          const victim =
+            moving.length > 0
+              ? moving[Math.floor(random() * moving.length)]!
+              : items.find((vm) => vm.name === name);
+          const pid = victim?.vmmPid ?? null;
+          if (pid !== null && daemon.vmmProcesses().includes(pid)) process.kill(pid, "SIGKILL");
+          break;
+        }
         case "wait": {
           // Mostly the client's own last operation, until it is done (as the CLI waits); else anyone's, briefly.
           const id = own && random() < 0.8 ? own : operationIds[Math.floor(random() * operationIds.length)];
@@ -310,16 +353,23 @@ export async function runStorm(client: ApiClient, options: StormOptions): Promis
       let waitNext = false;
       while (remaining > 0) {
         remaining--;
-        const kind = waitNext ? "wait" : pickCall(random);
+        const kind = waitNext ? "wait" : pickCall(random, options.lifecycleOnly ?? false);
         const name = vmName(Math.floor(random() * options.vms));
         const id = await one(random, kind, name, own);
         if (id) own = id;
         // Half the time a client waits for what it asked before asking more, as the CLI does.
-        waitNext = id !== undefined && random() < 0.5;
+        waitNext = id !== undefined && random() < 0.5 && !options.lifecycleOnly;
       }
     }),
   );
-  return { operationIds, badAnswers, duplicateLists, latencies, elapsedMs: performance.now() - began };
+  return {
+    operationIds,
+    badAnswers,
+    duplicateLists,
+    overbooked,
+    latencies,
+    elapsedMs: performance.now() - began,
+  };
 }
 
 /**
@@ -382,11 +432,12 @@ export async function checkInvariants(
   const { client } = daemon;
   const violations: string[] = [...result.badAnswers];
   for (const names of result.duplicateLists) violations.push(`a list named a VM twice: ${names}`);
+  for (const usage of result.overbooked) violations.push(`the host was overbooked: ${usage}`);
 
   for (const id of result.operationIds) {
     const op = await client.getOperation(id);
     if (op.status !== "DONE") violations.push(`operation ${id} (${op.operationType}) is ${op.status}`);
-    else if (op.error && !EXPECTED_OPERATION_ERRORS.has(op.error.code))
+    else if (op.error && !expectedOperationError(op.operationType, op.error.code))
       violations.push(
         `operation ${id} (${op.operationType} ${op.targetName}) failed: ${op.error.code}: ${op.error.message}`,
       );
