@@ -4,8 +4,11 @@
 // (TSVM_STORM_SEED=N replays a storm's calls).
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import type { Instance, Operation, VmEvent } from "../../src/api/types.ts";
 import {
+  checkEvents,
   checkInvariants,
+  checkOperationEffects,
   createStormVms,
   deleteAll,
   EventRecorder,
@@ -51,4 +54,49 @@ test("a storm of 1,000 random calls from 20 clients on 10 VMs keeps every invari
     await new Promise((r) => setTimeout(r, 100));
   assert.deepEqual(daemon.vmmProcesses(), [], "every VMM is gone once its VM is deleted");
   await recorder.stop();
+});
+
+test("the storm's checks see a gap, an illegal path, a wrong final status and an operation without its effect", () => {
+  const at = (s: number) => `2026-01-01T00:00:0${s}.000Z`;
+  const event = (seq: number, type: VmEvent["type"], from: VmEvent["from"], to: VmEvent["to"]): VmEvent => ({
+    seq,
+    time: at(seq),
+    type,
+    vmName: "a",
+    vmId: "id-a",
+    from,
+    to,
+    message: "",
+  });
+  const events = [
+    event(1, "transition", null, "PROVISIONING"),
+    event(2, "transition", "PROVISIONING", "STAGING"),
+    event(4, "transition", "STAGING", "SUSPENDED"),
+    event(5, "transition", "SUSPENDED", "RUNNING"),
+  ];
+  const vm = { id: "id-a", name: "a", status: "TERMINATED" } as Instance;
+  const found = checkEvents(events, 5, new Map([["id-a", vm]]));
+  assert.ok(
+    found.some((v) => /#3 has seq 4/.test(v)),
+    found.join("\n"),
+  );
+  assert.ok(
+    found.some((v) => /SUSPENDED→RUNNING: not a legal transition/.test(v)),
+    found.join("\n"),
+  );
+  assert.ok(
+    found.some((v) => /end at RUNNING, but it is TERMINATED/.test(v)),
+    found.join("\n"),
+  );
+  const op = {
+    id: "operation-1",
+    operationType: "stop",
+    targetName: "a",
+    status: "DONE",
+    startTime: at(1),
+    endTime: at(5),
+    error: null,
+  } as Operation;
+  assert.match(checkOperationEffects([op], events).join(""), /succeeded, but its events say/);
+  assert.deepEqual(checkOperationEffects([{ ...op, operationType: "resume" }], events), []);
 });

@@ -434,8 +434,10 @@ export async function checkInvariants(
   for (const names of result.duplicateLists) violations.push(`a list named a VM twice: ${names}`);
   for (const usage of result.overbooked) violations.push(`the host was overbooked: ${usage}`);
 
+  const operations: Operation[] = [];
   for (const id of result.operationIds) {
     const op = await client.getOperation(id);
+    operations.push(op);
     if (op.status !== "DONE") violations.push(`operation ${id} (${op.operationType}) is ${op.status}`);
     else if (op.error && !expectedOperationError(op.operationType, op.error.code))
       violations.push(
@@ -462,6 +464,7 @@ export async function checkInvariants(
   const lastSeq = (await client.listEvents(0)).lastSeq;
   await recorder.caughtUp(lastSeq);
   violations.push(...checkEvents(recorder.events, lastSeq, vms));
+  violations.push(...checkOperationEffects(operations, recorder.events));
 
   const host = await client.getHost();
   let cpus = 0;
@@ -543,6 +546,42 @@ export async function summarize(
     .map(([k, n]) => `${k} ${n}`)
     .join(", ");
   return `calls: ${calls}; operations: ${ops}; events: ${recorder.events.length}`;
+}
+
+/** The event that shows each operation's effect, when it succeeded. */
+const EFFECT_OF: Readonly<Record<string, (e: VmEvent) => boolean>> = {
+  insert: (e) => e.to === "RUNNING",
+  start: (e) => e.to === "RUNNING",
+  resume: (e) => e.to === "RUNNING",
+  stop: (e) => e.to === "TERMINATED",
+  suspend: (e) => e.to === "SUSPENDED",
+  reset: (e) => e.type === "reset",
+  delete: (e) => e.type === "deleted",
+  setMachineType: (e) => e.type === "notice" && e.message.startsWith("machine type set"),
+};
+
+/**
+ * An operation that says it succeeded did what it says: its VM's events between the operation's start and
+ * end include its effect (the operations of one VM run one at a time, so no other operation's events fall
+ * in that window).
+ */
+export function checkOperationEffects(
+  operations: readonly Operation[],
+  events: readonly VmEvent[],
+): string[] {
+  const violations: string[] = [];
+  for (const op of operations) {
+    const effect = Object.hasOwn(EFFECT_OF, op.operationType) ? EFFECT_OF[op.operationType] : undefined;
+    if (op.status !== "DONE" || op.error || !effect || !op.startTime || !op.endTime) continue;
+    const during = events.filter(
+      (e) => e.vmName === op.targetName && e.time >= op.startTime! && e.time <= op.endTime!,
+    );
+    if (!during.some(effect))
+      violations.push(
+        `operation ${op.id} (${op.operationType} ${op.targetName}) succeeded, but its events say: ${during.map((e) => `${e.type} ${e.from}→${e.to}`).join(", ") || "nothing"}`,
+      );
+  }
+  return violations;
 }
 
 /** Deletes every VM and waits for the deletions (the end of a storm; no VMM may be left). */
