@@ -15,7 +15,8 @@ import { canTransition, STABLE_STATUSES } from "../../src/hypervisor/lifecycle.t
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
 
-/** Statuses in which a VM holds its vCPUs and memory (docs/hypervisor.md "Resources"). */
+/** Statuses in which a VM holds its vCPUs and memory, as docs/hypervisor.md "Resources" says (restated, not
+ * imported from resources.ts, so that the check does not take its answer from the code it checks). */
 const HOLDS_RESOURCES: ReadonlySet<InstanceStatus> = new Set([
   "PROVISIONING",
   "STAGING",
