@@ -445,11 +445,16 @@ export class Hypervisor {
       () => {},
       async () => {
         const vmm = slot.vmm;
+        // RUNNING without a VMM: it exited just before, and the operation that handles its exit (repair,
+        // or STOPPING for a guest power-off) is queued behind this one. Nothing is suspended; changing
+        // nothing leaves that operation to settle the VM (repairing here reported a suspend that never
+        // happened as done).
+        if (!vmm)
+          throw new HypervisorError(
+            "not-running",
+            `the VMM of '${name}' has exited, so nothing was suspended; its exit is being handled`,
+          );
         await this.setStatus(slot, "SUSPENDING", "suspend requested");
-        if (!vmm) {
-          await this.setStatus(slot, "REPAIRING", "the VMM was gone when suspending");
-          return this.repair(slot, { reason: "crashed", detail: "the VMM was gone when suspending" });
-        }
         slot.expectingExit = true;
         try {
           await vmm.suspend();

@@ -41,7 +41,7 @@ const DOCUMENTED_REFUSALS: ReadonlyMap<string, number> = new Map([
 function expectedOperationError(type: string, code: string): boolean {
   if (DOCUMENTED_REFUSALS.has(code)) return true;
   if (type === "reset") return code === "vmm-gone" || code === "not-running";
-  return type === "suspend" && code === "suspend-failed";
+  return type === "suspend" && (code === "suspend-failed" || code === "not-running");
 }
 
 /** The smallest guests the board allows, so that ten fit anywhere; two sizes make admission refuse some. */
