@@ -809,8 +809,8 @@ export class Hypervisor {
   }
 
   private async onUnexpectedExit(slot: VmSlot, exit: VmmExit): Promise<void> {
-    // A VMM attached since this exit (an operation queued before it already repaired the VM) means the exit
-    // is settled; repairing again would boot a second VMM over the running one.
+    // A VMM attached since this exit (operations queued before this one, e.g. a stop then a start, already
+    // gave the VM a new one) means the exit is settled; repairing now would boot a second VMM over it.
     if (slot.record.status !== "RUNNING" || slot.vmm) return;
     if (exit.reason === "suspended") {
       // A suspend whose daemon died meanwhile: the VMM finished it (its state is written) and exited.
