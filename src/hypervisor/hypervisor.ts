@@ -445,16 +445,20 @@ export class Hypervisor {
       () => {},
       async () => {
         const vmm = slot.vmm;
+        // RUNNING without a VMM: it exited just before, and the operation that handles its exit (repair,
+        // or STOPPING for a guest power-off) is queued behind this one. Nothing is suspended; changing
+        // nothing leaves that operation to settle the VM (repairing here reported a suspend that never
+        // happened as done).
+        if (!vmm)
+          throw new HypervisorError(
+            "not-running",
+            `the VMM of '${name}' has exited, so nothing was suspended; its exit is being handled`,
+          );
         await this.setStatus(slot, "SUSPENDING", "suspend requested");
-        if (!vmm) {
-          await this.setStatus(slot, "REPAIRING", "the VMM was gone when suspending");
-          return this.repair(slot, { reason: "crashed", detail: "the VMM was gone when suspending" });
-        }
         slot.expectingExit = true;
         try {
           await vmm.suspend();
         } catch (e) {
-          slot.expectingExit = false;
           const message = `suspend failed: ${(e as Error).message}`;
           // A VMM that still answers kept its guest running; one that does not is gone or going.
           const alive = await vmm.stats().then(
@@ -462,10 +466,16 @@ export class Hypervisor {
             () => false,
           );
           if (alive) {
+            slot.expectingExit = false;
             await this.setStatus(slot, "RUNNING", message, { statusMessage: message });
             throw new HypervisorError("suspend-failed", message);
           }
+          // This operation repairs the VM, so its VMM's exit must not also be taken as a crash (that queued
+          // a second repair, which booted another VMM over this one's and leaked it): expect the exit until
+          // it has come.
           const exit = await vmm.exited;
+          slot.vmm = undefined;
+          slot.expectingExit = false;
           await this.setStatus(slot, "REPAIRING", exit.detail, { statusMessage: message });
           await this.repair(slot, exit);
           throw new HypervisorError("suspend-failed", message);
@@ -799,7 +809,9 @@ export class Hypervisor {
   }
 
   private async onUnexpectedExit(slot: VmSlot, exit: VmmExit): Promise<void> {
-    if (slot.record.status !== "RUNNING") return;
+    // A VMM attached since this exit (operations queued before this one, e.g. a stop then a start, already
+    // gave the VM a new one) means the exit is settled; repairing now would boot a second VMM over it.
+    if (slot.record.status !== "RUNNING" || slot.vmm) return;
     if (exit.reason === "suspended") {
       // A suspend whose daemon died meanwhile: the VMM finished it (its state is written) and exited.
       await this.setStatus(slot, "SUSPENDING", "suspend requested by a previous daemon");
