@@ -58,7 +58,10 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
   ]);
   const disk = await FileBlockBackend.open(spec.diskPath);
   const io = { readBytes: 0, writeBytes: 0 };
-  // Counts what the guest moves through its disk, for `top`.
+  /** Writes handed to the file but not completed: a flush must wait for them to be worth anything. */
+  let writesInFlight = 0;
+  let writesDrained: Array<() => void> = [];
+  // Counts what the guest moves through its disk, for `top`, and the writes in flight.
   const countedDisk: BlockBackend = {
     get sizeBytes() {
       return disk.sizeBytes;
@@ -72,7 +75,15 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
     },
     write(offset, src, done) {
       io.writeBytes += src.length;
-      disk.write(offset, src, done);
+      writesInFlight++;
+      disk.write(offset, src, (error) => {
+        if (--writesInFlight === 0) {
+          const waiting = writesDrained;
+          writesDrained = [];
+          for (const w of waiting) w();
+        }
+        done(error);
+      });
     },
     flush(done) {
       disk.flush(done);
@@ -132,6 +143,13 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
   let execAbort: AbortController | undefined;
   let onExit: ((exit: GuestExit) => void) | undefined;
   let closed = false;
+
+  const flushDisks = async (): Promise<void> => {
+    if (writesInFlight > 0) await new Promise<void>((resolve) => writesDrained.push(resolve));
+    await new Promise<void>((resolve, reject) =>
+      disk.flush((error) => (error === null ? resolve() : reject(new Error(error)))),
+    );
+  };
 
   return {
     async start(mode: LaunchMode) {
@@ -204,11 +222,17 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
         throw e;
       }
     },
+    flushDisks,
     async close() {
       closed = true;
       agentClient.close("the VM stopped");
       if (engine.state !== "exited") await engine.stop();
-      await disk.close();
+      // Every exit leaves the disk durable, whatever the guest last asked for.
+      try {
+        await flushDisks();
+      } finally {
+        await disk.close();
+      }
     },
     onExit(callback) {
       onExit = callback;

@@ -4,15 +4,19 @@
 // to report that the guest runs (or why it could not start).
 
 import { randomBytes } from "node:crypto";
-import { readdirSync, writeFileSync } from "node:fs";
+import { fdatasync, readdirSync, writeFileSync } from "node:fs";
 import { mkdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
 import { createServer, type Socket } from "node:net";
 import { setPriority } from "node:os";
 import { dirname, join } from "node:path";
 import { StringDecoder } from "node:string_decoder";
 import { pathToFileURL } from "node:url";
+import { promisify } from "node:util";
+import { describeHolder, FileLock } from "../engines/backends/file-lock.ts";
 import { ConsoleLogWriter } from "./console-log.ts";
+import { listenPrivate } from "./control-socket.ts";
 import { CpuThrottle } from "./cpu-throttle.ts";
+import { readProcessIdentity } from "./process-identity.ts";
 import { writeFileAtomic } from "./store.ts";
 import type { VmmExit } from "./vmm.ts";
 import {
@@ -48,9 +52,56 @@ function log(message: string): void {
   process.stderr.write(`${new Date().toISOString()} vmm[${process.pid}] ${spec.name}: ${message}\n`);
 }
 
+/** Exclusive locks on the VM's disks, held for the VMM's life: no second VMM may open them meanwhile. */
+const diskLocks: FileLock[] = [];
+
+/** Takes the exclusive lock of the VM's disk; refuses to start, naming the holder, when another VMM has it. */
+function lockDisks(): void {
+  let lock: FileLock | undefined;
+  try {
+    lock = FileLock.tryTake(spec.diskPath, { write: true });
+  } catch (e) {
+    // A VM without a disk file (an engine that needs none) has nothing to guard.
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw e;
+  }
+  if (!lock)
+    throw new Error(
+      `its disk ${spec.diskPath} is in use by another VMM (${describeHolder(spec.diskPath)}); two writers would corrupt it`,
+    );
+  diskLocks.push(lock);
+}
+
+/** Sends one message on the IPC channel (when there is one), resolving once it is flushed. */
+function sendToLauncher(msg: { type: "ready" | "failed"; message?: string }): Promise<void> {
+  return new Promise((resolve) => {
+    if (!process.send || !process.connected) return resolve();
+    process.send(msg, undefined, {}, () => resolve());
+  });
+}
+
+// First of all, before any file of the VM is touched: no other VMM may have its disk. A VMM refused here
+// leaves everything (console.log, vmm.json, the socket) to the one that holds it.
+try {
+  lockDisks();
+} catch (e) {
+  log(`could not start: ${(e as Error).message}`);
+  await sendToLauncher({ type: "failed", message: (e as Error).message });
+  process.exit(1);
+}
+
 // The VMM alone writes console.log (rotated, see console-log.ts): every byte the guest prints goes there
 // and to the attached viewers.
 const consoleLog = ConsoleLogWriter.open(spec.consoleLog, { onError: log });
+
+/**
+ * Makes every disk write so far durable: the guest's (which waits for its writes in flight), then an
+ * fdatasync of each disk through its lock's descriptor, which covers whatever an engine did not flush.
+ */
+async function flushDisks(g: VmmGuest | undefined): Promise<void> {
+  await g?.flushDisks();
+  for (const lock of diskLocks) await promisify(fdatasync)(lock.fd);
+}
 
 /** Records why we exit, removes the run record, and ends the process. Runs once. */
 async function exitVmm(exit: VmmExit, code = 0): Promise<never> {
@@ -59,9 +110,19 @@ async function exitVmm(exit: VmmExit, code = 0): Promise<never> {
     log(`exiting: ${exit.reason} (${exit.detail})`);
     const record: VmmExitRecord = { ...exit, vmId: spec.vmId, at: new Date().toISOString() };
     try {
+      await guest?.flushDisks();
+    } catch (e) {
+      log(`flushing the guest's disks failed: ${(e as Error).message}`);
+    }
+    try {
       await guest?.close();
     } catch (e) {
       log(`closing the guest failed: ${(e as Error).message}`);
+    }
+    try {
+      await flushDisks(undefined);
+    } catch (e) {
+      log(`flushing the disks failed: ${(e as Error).message}`);
     }
     consoleLog.close();
     try {
@@ -109,14 +170,6 @@ function applyCpuWeight(weight: number): void {
   }
 }
 
-/** Sends one message on the IPC channel (when there is one), resolving once it is flushed. */
-function sendToLauncher(msg: { type: "ready" | "failed"; message?: string }): Promise<void> {
-  return new Promise((resolve) => {
-    if (!process.send || !process.connected) return resolve();
-    process.send(msg, undefined, {}, () => resolve());
-  });
-}
-
 let stopTimer: NodeJS.Timeout | undefined;
 let throttle: CpuThrottle | undefined;
 /** Connections attached to the serial console; each gets all output from its attachment on. */
@@ -128,6 +181,13 @@ async function suspendGuest(g: VmmGuest): Promise<void> {
   await mkdir(temp);
   try {
     await g.saveState(temp);
+  } catch (e) {
+    await rm(temp, { recursive: true, force: true });
+    throw e;
+  }
+  // The state must never be newer than the disk it expects: the disk is durable before the state is in place.
+  try {
+    await flushDisks(g);
   } catch (e) {
     await rm(temp, { recursive: true, force: true });
     throw e;
@@ -217,16 +277,9 @@ async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<voi
   };
   try {
     switch (req.method) {
-      case "hello": {
-        const result: HelloResult = {
-          protocol: VMM_PROTOCOL_VERSION,
-          vmId: spec.vmId,
-          pid: process.pid,
-          startedAt,
-        };
-        reply({ result });
+      case "hello":
+        reply({ result: helloResult() });
         return;
-      }
       case "stop": {
         const timeoutMs = Math.min(Math.max(Number(req.params?.timeoutMs) || 0, 0), 3_600_000);
         const asked = await g.requestPowerOff();
@@ -259,6 +312,8 @@ async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<voi
         try {
           await suspendGuest(g);
         } catch (e) {
+          // Nothing was committed: the guest runs on.
+          await g.resume().catch(() => {});
           throttle?.start();
           throw e;
         }
@@ -298,7 +353,58 @@ async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<voi
   }
 }
 
+/** Settles once the guest runs: control requests (but hello) wait for it; a failed start ends the VMM. */
+let resolveStarted!: (g: VmmGuest) => void;
+const started = new Promise<VmmGuest>((resolve) => {
+  resolveStarted = resolve;
+});
+
+function helloResult(): HelloResult {
+  return { protocol: VMM_PROTOCOL_VERSION, vmId: spec.vmId, pid: process.pid, startedAt };
+}
+
 try {
+  // A launcher (daemon) that died before we could record ourselves may already have settled the VM as
+  // not running; a guest started now would be an orphan writing behind its back.
+  if (process.send && !process.connected) throw new Error("the daemon that launched this VMM is gone");
+
+  await mkdir(dirname(spec.socketPath), { recursive: true });
+  await unlink(spec.socketPath).catch(() => {});
+  const server = createServer((socket) => {
+    // No setEncoding: a connection may turn into a raw console stream (attachConsole).
+    const text = new StringDecoder("utf8");
+    const decoder = new LineDecoder(
+      (msg) => {
+        const req = msg as VmmRequest;
+        if (req.method === "hello") {
+          if (!socket.destroyed) socket.write(encodeMessage({ id: req.id, result: helloResult() }));
+          return;
+        }
+        void started.then((g) => handle(g, req, socket));
+      },
+      (problem) => {
+        log(`dropping a control connection: ${problem}`);
+        socket.destroy();
+      },
+    );
+    socket.on("data", (chunk: Buffer) => decoder.push(text.write(chunk)));
+    socket.on("error", () => {});
+  });
+  await listenPrivate(server, spec.socketPath);
+
+  // Recorded before the guest runs (and may write its disk), so that a daemon restarted meanwhile finds,
+  // and re-attaches to, this VMM instead of starting a second one (the disk lock would refuse it anyway).
+  const self = readProcessIdentity(process.pid);
+  const run: VmmRunRecord = {
+    protocol: VMM_PROTOCOL_VERSION,
+    vmId: spec.vmId,
+    pid: process.pid,
+    socketPath: spec.socketPath,
+    startedAt,
+    ...(self ? { bootId: self.bootId, startTime: self.startTime } : {}),
+  };
+  await writeFileAtomic(runRecordPath, `${JSON.stringify(run)}\n`);
+
   const mod = (await import(pathToFileURL(spec.engineModule).href)) as { createGuest?: GuestFactory };
   if (typeof mod.createGuest !== "function")
     throw new Error(`the engine module ${spec.engineModule} has no createGuest function`);
@@ -312,40 +418,13 @@ try {
     void exitVmm(exit, exit.reason === "crashed" ? 70 : 0);
   });
 
-  await mkdir(dirname(spec.socketPath), { recursive: true });
-  await unlink(spec.socketPath).catch(() => {});
-  const server = createServer((socket) => {
-    // No setEncoding: a connection may turn into a raw console stream (attachConsole).
-    const text = new StringDecoder("utf8");
-    const decoder = new LineDecoder(
-      (msg) => void handle(g, msg as VmmRequest, socket),
-      (problem) => {
-        log(`dropping a control connection: ${problem}`);
-        socket.destroy();
-      },
-    );
-    socket.on("data", (chunk: Buffer) => decoder.push(text.write(chunk)));
-    socket.on("error", () => {});
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(spec.socketPath, resolve);
-  });
-
   await g.start(spec.mode);
   if (spec.cpuCapPercent !== null) {
     throttle = new CpuThrottle(g, spec.cpuCapPercent);
     throttle.start();
   }
   applyCpuWeight(spec.cpuWeight);
-  const run: VmmRunRecord = {
-    protocol: VMM_PROTOCOL_VERSION,
-    vmId: spec.vmId,
-    pid: process.pid,
-    socketPath: spec.socketPath,
-    startedAt,
-  };
-  await writeFileAtomic(runRecordPath, `${JSON.stringify(run)}\n`);
+  resolveStarted(g);
   log(`guest running (${spec.mode})`);
   // A VM whose directory is gone was deleted behind our back (or its test cleaned up): nothing may outlive it.
   setInterval(() => {
@@ -358,8 +437,11 @@ try {
 } catch (e) {
   const message = (e as Error).message;
   log(`could not start: ${message}`);
+  await guest?.flushDisks().catch(() => {});
   await guest?.close().catch(() => {});
+  await flushDisks(undefined).catch(() => {});
   consoleLog.close();
+  await rm(runRecordPath, { force: true }).catch(() => {});
   await unlink(spec.socketPath).catch(() => {});
   await sendToLauncher({ type: "failed", message });
   process.exit(1);

@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { fixtureLauncherConfig } from "./fixtures/fixture-launcher.ts";
+import { readProcessIdentity } from "./process-identity.ts";
 import { VmStore } from "./store.ts";
 import type { VmRecord } from "./vm-record.ts";
 import type { VmmHandle } from "./vmm.ts";
@@ -20,9 +22,9 @@ after(async () => {
   for (const r of roots) await rm(r, { recursive: true, force: true });
 });
 
-async function vmIn(name: string): Promise<{ store: VmStore; vm: VmRecord }> {
-  const dir = await mkdtemp(join(tmpdir(), "tsvm-vmm-"));
-  roots.push(dir);
+async function vmIn(name: string, home?: string): Promise<{ store: VmStore; vm: VmRecord }> {
+  const dir = home ?? (await mkdtemp(join(tmpdir(), "tsvm-vmm-")));
+  if (!home) roots.push(dir);
   const store = await VmStore.open(dir);
   const vm: VmRecord = {
     formatVersion: 1,
@@ -160,4 +162,110 @@ test("a VMM that cannot boot, or an engine that does not exist, gives a start er
     launcher.launch({ ...vm, engine: "kvm" }, store.paths(vm.name), "boot"),
     /the engine 'kvm' is not available/,
   );
+});
+
+/** A live process that is not a VMM (as a reused pid would be): `sleep`, our child. */
+function bystander(): ChildProcess {
+  const child = spawn("sleep", ["60"], { stdio: "ignore" });
+  pids.push(child.pid!);
+  return child;
+}
+
+test("a run record naming a pid now used by another process never gets that process signalled", async () => {
+  const { vm, store } = await vmIn("stale");
+  const paths = store.paths(vm.name);
+  const other = bystander();
+  const pid = other.pid!;
+  // As after a reboot: vmm.json names a pid that now belongs to an unrelated, live process; its socket is gone.
+  const record = { protocol: 1, vmId: vm.id, pid, socketPath: join(paths.dir, "vmm.sock"), startedAt: "x" };
+  await writeFile(paths.vmm, JSON.stringify(record));
+  const found = await launcher.reattach(vm, paths);
+  assert.ok("exit" in found, "no VMM is found");
+  assert.match(found.exit.detail, new RegExp(`pid ${pid}\\) is gone`));
+  // Same pid and even the same start time, but not this VM's VMM (its command line names no spec of it).
+  const id = readProcessIdentity(pid)!;
+  await writeFile(paths.vmm, JSON.stringify({ ...record, bootId: id.bootId, startTime: id.startTime }));
+  assert.ok("exit" in (await launcher.reattach(vm, paths)));
+  // A recorded start time that differs: a different process, whatever its command line.
+  await writeFile(paths.vmm, JSON.stringify({ ...record, bootId: id.bootId, startTime: "1" }));
+  assert.ok("exit" in (await launcher.reattach(vm, paths)));
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(
+    alive(pid) && other.exitCode === null && other.signalCode === null,
+    "the bystander was not killed",
+  );
+  other.kill("SIGKILL");
+});
+
+test("a second VMM refuses a disk another VMM holds, naming the holder, and disturbs nothing", async () => {
+  const { store, vm } = await vmIn("twice");
+  const paths = store.paths(vm.name);
+  await writeFile(paths.disk, Buffer.alloc(4096));
+  const first = await launcher.launch(vm, paths, "boot");
+  pids.push(first.pid);
+  const run = await readFile(paths.vmm, "utf8");
+  // Through the launcher: refused before it touches the VM's files.
+  await assert.rejects(
+    launcher.launch(vm, paths, "boot"),
+    (e: unknown) => e instanceof VmmStartError && e.message.includes(`held by pid ${first.pid}`),
+  );
+  // The VMM itself, started by hand on the same spec (as a launcher that did not look would): it refuses.
+  const second = spawn(
+    process.execPath,
+    [...fixtureLauncherConfig.nodeArgs, fixtureLauncherConfig.vmmEntry, join(paths.dir, "vmm-spec.json")],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  pids.push(second.pid!);
+  let stderr = "";
+  second.stderr!.on("data", (c) => (stderr += c));
+  const code = await new Promise((r) => second.on("exit", r));
+  assert.equal(code, 1);
+  assert.match(stderr, new RegExp(`disk .*disk.img is in use by another VMM \\(held by pid ${first.pid}\\)`));
+  assert.equal(await readFile(paths.vmm, "utf8"), run, "the first VMM's run record is untouched");
+  assert.ok((await countOf(first)) >= 0, "the first VMM still answers on its socket");
+  await first.stop(5000);
+  // Once the first is gone the disk is free again.
+  const again = await launcher.launch(vm, paths, "boot");
+  pids.push(again.pid);
+  await again.stop(5000);
+});
+
+test("suspend flushes the disks before the state is committed, and the VMM flushes them as it exits", async () => {
+  const { handle, paths } = await launched("flushy");
+  await handle.suspend();
+  const lines = (await readFile(join(paths.dir, "flush.log"), "utf8"))
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
+  // The counting guest notes at each flush what the directory held: the new state written, not yet renamed.
+  assert.deepEqual(lines[0], { stateCommitted: false, pendingStates: 1 });
+  assert.deepEqual(lines.at(-1), { stateCommitted: true, pendingStates: 0 }, "a flush on exit");
+  const off = await launched("flushy-off");
+  await off.handle.stop(5000);
+  assert.equal((await readFile(join(off.paths.dir, "flush.log"), "utf8")).trim().split("\n").length, 1);
+});
+
+test("the control socket stays in the VM's directory, mode 0600, even under a very long data directory", async () => {
+  const base = await mkdtemp(join(tmpdir(), "tsvm-long-"));
+  roots.push(base);
+  const home = join(base, "a".repeat(60), "b".repeat(60));
+  await mkdir(home, { recursive: true });
+  const tmpBefore = (await readdir(tmpdir())).filter((n) => n.startsWith("tsvm-vmm-") && n.endsWith(".sock"));
+  const { store, vm } = await vmIn("long-home-vm", home);
+  const paths = store.paths(vm.name);
+  assert.ok(Buffer.byteLength(join(paths.dir, "vmm.sock")) > 108, "the path is longer than sun_path");
+  const handle = await launcher.launch(vm, paths, "boot");
+  pids.push(handle.pid);
+  const sock = await stat(join(paths.dir, "vmm.sock"));
+  assert.ok(sock.isSocket());
+  assert.equal(sock.mode & 0o777, 0o600);
+  assert.equal(JSON.parse(await readFile(paths.vmm, "utf8")).socketPath, join(paths.dir, "vmm.sock"));
+  const tmpAfter = (await readdir(tmpdir())).filter((n) => n.startsWith("tsvm-vmm-") && n.endsWith(".sock"));
+  assert.deepEqual(tmpAfter, tmpBefore, "nothing is created in /tmp");
+  assert.ok((await countOf(handle)) >= 0, "the daemon side reaches it");
+  const other = new ProcessVmmLauncher(fixtureLauncherConfig);
+  const again = await other.reattach(vm, paths);
+  assert.ok("pid" in again, "a restarted daemon re-attaches through the long path");
+  again.detach();
+  await handle.stop(5000);
 });

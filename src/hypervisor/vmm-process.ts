@@ -4,11 +4,17 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
-import { connect, type Socket } from "node:net";
-import { tmpdir } from "node:os";
+import type { Socket } from "node:net";
 import { join } from "node:path";
+import { describeHolder, lockHolders } from "../engines/backends/file-lock.ts";
+import { connectUnix } from "./control-socket.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
-import { processAlive } from "./process-alive.ts";
+import {
+  isSameProcess,
+  type ProcessIdentity,
+  processArguments,
+  readProcessIdentity,
+} from "./process-identity.ts";
 import { type VmPaths, writeFileAtomic } from "./store.ts";
 import type { VmRecord } from "./vm-record.ts";
 import type { LaunchMode, VmmExecOptions, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
@@ -21,11 +27,12 @@ import {
   VMM_PROTOCOL_VERSION,
   type VmmMethod,
   type VmmResponse,
+  type VmmRunRecord,
   type VmmSpec,
 } from "./vmm-protocol.ts";
 
-/** Unix socket paths are limited to 108 bytes (sun_path) on Linux, including the terminating NUL. */
-const MAX_SOCKET_PATH_BYTES = 100;
+/** How long a re-attach waits for a VMM found starting (it holds its disk but has not yet recorded itself). */
+const STARTING_VMM_WAIT_MS = 10_000;
 
 export interface ProcessVmmLauncherConfig {
   /** Path of vmm-main.ts. */
@@ -47,6 +54,52 @@ export interface ProcessVmmLauncherConfig {
 export class VmmStartError extends HypervisorError {
   constructor(vmName: string, problem: string) {
     super("vmm-start-failed", `the VM '${vmName}' could not be started: ${problem}`);
+  }
+}
+
+/** The spec file a VMM of this VM runs with: on its command line, it tells this VM's VMM from any process. */
+function specPathOf(paths: VmPaths): string {
+  return join(paths.dir, "vmm-spec.json");
+}
+
+/**
+ * A process holding the VM's disk lock that is a VMM of this VM (its spec file on its command line), with
+ * its identity read now: a VMM still starting, not yet in vmm.json, or one a dead daemon never recorded.
+ */
+function diskHolderOf(paths: VmPaths): ProcessIdentity | undefined {
+  for (const pid of lockHolders(paths.disk)) {
+    const id = readProcessIdentity(pid);
+    if (id && processArguments(pid)?.includes(specPathOf(paths))) return id;
+  }
+  return undefined;
+}
+
+/**
+ * The identity of the VMM a run record names, if that process still runs and is this VM's VMM: same boot
+ * and start time as recorded (a record from before those were kept: its spec file on the command line).
+ */
+function verifiedVmm(run: VmmRunRecord, paths: VmPaths): ProcessIdentity | undefined {
+  const id =
+    run.bootId !== undefined && run.startTime !== undefined
+      ? { pid: run.pid, bootId: run.bootId, startTime: run.startTime }
+      : readProcessIdentity(run.pid);
+  return id && isSameProcess(id, specPathOf(paths)) ? id : undefined;
+}
+
+async function readRunRecord(paths: VmPaths, vmId: string): Promise<VmmRunRecord | undefined> {
+  const text = await readFile(paths.vmm, "utf8").catch(() => undefined);
+  const run = text === undefined ? undefined : parseRunRecord(text);
+  return run?.vmId === vmId ? run : undefined;
+}
+
+/** Sends `signal` to the VMM only while `id` still names it (never to a process that reused its pid). */
+function signalVmm(id: ProcessIdentity | undefined, paths: VmPaths, signal: NodeJS.Signals): boolean {
+  if (!id || !isSameProcess(id, specPathOf(paths))) return false;
+  try {
+    process.kill(id.pid, signal);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -77,9 +130,14 @@ export class ProcessVmmLauncher implements VmmLauncher {
     const engineModule = this.engineModules.get(vm.engine);
     if (!engineModule)
       throw new VmmStartError(vm.name, `the engine '${vm.engine}' is not available in this build of tsvm`);
-    let socketPath = join(paths.dir, "vmm.sock");
-    if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH_BYTES)
-      socketPath = join(tmpdir(), `tsvm-vmm-${vm.id}.sock`);
+    // Never beside a VMM that still has the disk: it would lose its run record and socket to this one.
+    if (lockHolders(paths.disk).length > 0)
+      throw new VmmStartError(
+        vm.name,
+        `its disk ${paths.disk} is in use by another VMM (${describeHolder(paths.disk)})`,
+      );
+    // Inside the VM's directory whatever its length (control-socket.ts), mode 0600.
+    const socketPath = join(paths.dir, "vmm.sock");
     const spec: VmmSpec = {
       protocol: VMM_PROTOCOL_VERSION,
       mode,
@@ -100,7 +158,7 @@ export class ProcessVmmLauncher implements VmmLauncher {
     };
     await rm(join(paths.dir, "exit.json"), { force: true });
     await rm(paths.vmm, { force: true });
-    const specPath = join(paths.dir, "vmm-spec.json");
+    const specPath = specPathOf(paths);
     await writeFileAtomic(specPath, `${JSON.stringify(spec, null, 2)}\n`);
 
     const logFd = openSync(join(paths.dir, "vmm.log"), "a", 0o600);
@@ -153,7 +211,8 @@ export class ProcessVmmLauncher implements VmmLauncher {
     if (child.connected) child.disconnect();
     child.unref();
     const pid = child.pid!;
-    const handle = await SocketVmmHandle.connect(vm, paths, pid, socketPath, child);
+    const identity = readProcessIdentity(pid) ?? { pid, bootId: "", startTime: "" };
+    const handle = await SocketVmmHandle.connect(vm, paths, identity, socketPath, child);
     if (!handle) {
       child.kill("SIGKILL");
       throw new VmmStartError(vm.name, "its VMM started but does not answer on its control socket");
@@ -162,19 +221,27 @@ export class ProcessVmmLauncher implements VmmLauncher {
   }
 
   async reattach(vm: VmRecord, paths: VmPaths): Promise<VmmHandle | { exit: VmmExit }> {
-    const text = await readFile(paths.vmm, "utf8").catch(() => undefined);
-    const run = text === undefined ? undefined : parseRunRecord(text);
-    if (run && run.vmId === vm.id && processAlive(run.pid)) {
-      const handle = await SocketVmmHandle.connect(vm, paths, run.pid, run.socketPath, undefined);
+    let run = await readRunRecord(paths, vm.id);
+    let id = run && verifiedVmm(run, paths);
+    // A VMM of this VM that holds the disk but has not recorded itself yet is starting: wait for it.
+    for (let t0 = Date.now(); !id && Date.now() - t0 < STARTING_VMM_WAIT_MS; ) {
+      const holder = diskHolderOf(paths);
+      if (!holder) break;
+      await sleep(100);
+      run = await readRunRecord(paths, vm.id);
+      if (run?.pid === holder.pid) id = verifiedVmm(run, paths);
+      else if (!isSameProcess(holder, specPathOf(paths))) break;
+    }
+    if (run && id) {
+      const handle = await SocketVmmHandle.connect(vm, paths, id, run.socketPath, undefined);
       if (handle) return handle;
       // Alive but deaf: a hung VMM cannot be controlled, so it is ended and repaired like a crashed one.
-      try {
-        process.kill(run.pid, "SIGKILL");
-      } catch {}
+      signalVmm(id, paths, "SIGKILL");
       return {
         exit: { reason: "crashed", detail: `the VMM (pid ${run.pid}) did not answer on its control socket` },
       };
     }
+    // A record whose pid no longer names this VM's VMM (a reboot, a reused pid) is never signalled.
     return {
       exit: (await readExit(paths, vm.id)) ?? {
         reason: "crashed",
@@ -198,14 +265,17 @@ class SocketVmmHandle implements VmmHandle {
   /** Settles when the daemon's own child (if this VMM is one) has been reaped and its status is known. */
   private readonly childReaped: Promise<void> | undefined;
 
+  readonly pid: number;
+
   private constructor(
     private readonly vm: VmRecord,
     private readonly paths: VmPaths,
-    readonly pid: number,
+    private readonly identity: ProcessIdentity,
     private readonly socket: Socket,
     private readonly socketPath: string,
     child: ChildProcess | undefined,
   ) {
+    this.pid = identity.pid;
     this.exited = new Promise((resolve) => {
       this.resolveExit = resolve;
     });
@@ -227,16 +297,17 @@ class SocketVmmHandle implements VmmHandle {
     socket.on("close", () => void this.onClose());
   }
 
-  /** Connects and checks (hello) that the VMM at `socketPath` is the one of `vm` with `pid`. */
+  /** Connects and checks (hello) that the VMM at `socketPath` is the one of `vm` with `identity`. */
   static async connect(
     vm: VmRecord,
     paths: VmPaths,
-    pid: number,
+    identity: ProcessIdentity,
     socketPath: string,
     child: ChildProcess | undefined,
   ): Promise<SocketVmmHandle | undefined> {
+    const pid = identity.pid;
     const socket = await new Promise<Socket | undefined>((resolve) => {
-      const s = connect(socketPath);
+      const s = connectUnix(socketPath);
       const timer = setTimeout(() => {
         s.destroy();
         resolve(undefined);
@@ -251,7 +322,7 @@ class SocketVmmHandle implements VmmHandle {
       });
     });
     if (!socket) return undefined;
-    const handle = new SocketVmmHandle(vm, paths, pid, socket, socketPath, child);
+    const handle = new SocketVmmHandle(vm, paths, identity, socket, socketPath, child);
     try {
       const hello = (await Promise.race([
         handle.request("hello"),
@@ -281,13 +352,8 @@ class SocketVmmHandle implements VmmHandle {
     // The socket closes as the process exits; give the process a moment to be gone for good. A child of
     // this daemon is a zombie (not alive) before Node reaps it and reports how it ended, so wait for that.
     if (this.childReaped && !this.childExit) await Promise.race([this.childReaped, sleep(5000)]);
-    for (let i = 0; i < 50 && processAlive(this.pid); i++) await sleep(100);
-    if (processAlive(this.pid)) {
-      try {
-        process.kill(this.pid, "SIGKILL");
-      } catch {}
-      this.forced = true;
-    }
+    for (let i = 0; i < 50 && this.running(); i++) await sleep(100);
+    if (this.running() && signalVmm(this.identity, this.paths, "SIGKILL")) this.forced = true;
     const recorded = await readExit(this.paths, this.vm.id);
     if (recorded) return this.resolveExit(recorded);
     if (this.forced)
@@ -350,7 +416,7 @@ class SocketVmmHandle implements VmmHandle {
   async attachConsole(): Promise<Socket> {
     const gone = () => new HypervisorError("not-running", `the VM '${this.vm.name}' has no running VMM`);
     const socket = await new Promise<Socket>((resolve, reject) => {
-      const s = connect(this.socketPath);
+      const s = connectUnix(this.socketPath);
       s.once("connect", () => resolve(s));
       s.once("error", () => reject(gone()));
     });
@@ -380,7 +446,7 @@ class SocketVmmHandle implements VmmHandle {
       new HypervisorError("not-running", `the VM '${this.vm.name}' stopped while the command ran`);
     // A connection of its own: closing it is how a caller that went away kills the command.
     const socket = await new Promise<Socket>((resolve, reject) => {
-      const s = connect(this.socketPath);
+      const s = connectUnix(this.socketPath);
       s.once("connect", () => resolve(s));
       s.once("error", () =>
         reject(new HypervisorError("not-running", `the VM '${this.vm.name}' has no running VMM`)),
@@ -444,10 +510,13 @@ class SocketVmmHandle implements VmmHandle {
     }
   }
 
+  /** True while the VMM process is still the one this handle was made for. */
+  private running(): boolean {
+    return isSameProcess(this.identity, specPathOf(this.paths));
+  }
+
   kill(): void {
-    try {
-      process.kill(this.pid, "SIGKILL");
-    } catch {}
+    signalVmm(this.identity, this.paths, "SIGKILL");
   }
 
   detach(): void {

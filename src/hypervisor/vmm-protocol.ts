@@ -35,17 +35,23 @@ export interface VmmSpec {
   readonly diskPath: string;
   readonly stateDir: string;
   readonly consoleLog: string;
-  /** Where the VMM listens; under the VM's directory unless that path is too long for a Unix socket. */
+  /** Where the VMM listens (mode 0600): `vmm.sock` in the VM's directory (control-socket.ts). */
   readonly socketPath: string;
 }
 
-/** vmm.json: written by the VMM once its guest runs; how a daemon finds and re-attaches to it. */
+/**
+ * vmm.json: written by the VMM once it holds its disks and listens, before its guest runs; how a daemon
+ * finds and re-attaches to it. `bootId` and `startTime` (ProcessIdentity) tell the VMM from a process that
+ * reused its pid; records of VMMs older than them have neither.
+ */
 export interface VmmRunRecord {
   readonly protocol: number;
   readonly vmId: string;
   readonly pid: number;
   readonly socketPath: string;
   readonly startedAt: string;
+  readonly bootId?: string;
+  readonly startTime?: string;
 }
 
 /** exit.json: written by the VMM just before it exits on purpose. */
@@ -119,6 +125,11 @@ export interface VmmGuest {
   resume(): Promise<void>;
   /** Pauses the guest and writes its whole state into `dir` (an empty directory); resolves when written. */
   saveState(dir: string): Promise<void>;
+  /**
+   * Waits for the guest's disk writes in flight and makes every write so far durable (fdatasync). The VMM
+   * calls it before a suspend's state is committed and before it exits.
+   */
+  flushDisks(): Promise<void>;
   /** Ends the guest (after a poweroff or before exiting); releases host resources. */
   close(): Promise<void>;
   /** Registers the callback for a guest that stops by itself: power-off, or an engine error. */
@@ -188,7 +199,9 @@ export function parseRunRecord(text: string): VmmRunRecord | undefined {
       Number.isInteger(r.pid) &&
       r.pid > 1 &&
       typeof r.socketPath === "string" &&
-      typeof r.startedAt === "string"
+      typeof r.startedAt === "string" &&
+      (r.bootId === undefined || typeof r.bootId === "string") &&
+      (r.startTime === undefined || (typeof r.startTime === "string" && /^\d+$/.test(r.startTime)))
     )
       return r as unknown as VmmRunRecord;
   } catch {}
