@@ -29,6 +29,11 @@ export function daemonRecordPath(home: string): string {
   return join(home, "daemon.json");
 }
 
+/** The daemon's kernel lock (flock), held by the running daemon for its life; the pid inside is informative. */
+export function daemonLockPath(home: string): string {
+  return join(home, "daemon.lock");
+}
+
 /** The daemon's own log when it runs in the background. */
 export function daemonLogPath(home: string): string {
   return join(home, "daemon.log");

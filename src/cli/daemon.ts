@@ -4,7 +4,8 @@
 import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { ApiClient } from "../api/client.ts";
-import { type DaemonRecord, daemonRecordPath, dataDir } from "../api/data-dir.ts";
+import { type DaemonRecord, daemonLockPath, daemonRecordPath, dataDir } from "../api/data-dir.ts";
+import { lockHolders } from "../engines/backends/file-lock.ts";
 import { daemonCommandLine } from "./daemon-connection.ts";
 import { fail } from "./output.ts";
 import { parseCommandLine } from "./parse-command-line.ts";
@@ -25,18 +26,12 @@ async function readRecord(home: string): Promise<DaemonRecord | undefined> {
   }
 }
 
-/** True when `pid` runs and is a tsvm daemon (a stale daemon.json may name a pid reused by another program). */
-async function alive(pid: number): Promise<boolean> {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
-  }
-  // A killed daemon stays a zombie until init reaps it; it is gone all the same.
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined);
-  if (stat !== undefined && /\) [ZX] /.test(stat)) return false;
-  const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => undefined);
-  return cmdline === undefined || cmdline.includes("tsvm-daemon");
+/**
+ * The pid of the daemon serving `home`: the holder of its kernel lock. Unlike a pid read from daemon.json,
+ * it cannot name a process that merely reused a dead daemon's pid (the kernel drops the lock at death).
+ */
+function runningDaemon(home: string): number | undefined {
+  return lockHolders(daemonLockPath(home))[0];
 }
 
 export async function daemonCommand(argv: string[]): Promise<number> {
@@ -77,10 +72,12 @@ export async function daemonCommand(argv: string[]): Promise<number> {
     });
   }
 
-  const record = await readRecord(home);
-  const running = record !== undefined && (await alive(record.pid));
+  const pid = runningDaemon(home);
+  const found = await readRecord(home);
+  // daemon.json may be a dead daemon's, or not yet written by a starting one.
+  const record = found?.pid === pid ? found : undefined;
   if (sub === "status") {
-    if (!running) {
+    if (pid === undefined) {
       process.stdout.write(`no tsvm daemon runs for ${home}\n`);
       return 1;
     }
@@ -88,23 +85,24 @@ export async function daemonCommand(argv: string[]): Promise<number> {
       .getHost()
       .catch(() => undefined);
     process.stdout.write(
-      `tsvm daemon pid ${record.pid} since ${record.startedAt}: ${record.socketPath}` +
-        `${record.tcpPort === null ? "" : `, 127.0.0.1:${record.tcpPort}`}` +
+      `tsvm daemon pid ${pid}${record ? ` since ${record.startedAt}: ${record.socketPath}` : " (starting)"}` +
+        `${record?.tcpPort == null ? "" : `, 127.0.0.1:${record.tcpPort}`}` +
         `${host ? `; ${host.vcpusUsed}/${host.vcpus} vCPUs and ${host.memoryUsedMiB}/${host.memoryMiB} MiB in use` : " (not answering)"}\n`,
     );
     return 0;
   }
-  if (!running) {
+  if (pid === undefined) {
     process.stdout.write(`no tsvm daemon runs for ${home}\n`);
     return 0;
   }
-  process.kill(record.pid, "SIGTERM");
+  process.kill(pid, "SIGTERM");
   const t0 = Date.now();
-  while (await alive(record.pid)) {
+  // The lock is dropped only once the daemon has exited.
+  while (runningDaemon(home) === pid) {
     if (Date.now() - t0 > 30_000)
-      return fail("daemon", new Error(`the daemon (pid ${record.pid}) did not stop within 30 s`));
+      return fail("daemon", new Error(`the daemon (pid ${pid}) did not stop within 30 s`));
     await new Promise((r) => setTimeout(r, 50));
   }
-  process.stdout.write(`Stopped the tsvm daemon (pid ${record.pid}); running VMs keep running.\n`);
+  process.stdout.write(`Stopped the tsvm daemon (pid ${pid}); running VMs keep running.\n`);
   return 0;
 }

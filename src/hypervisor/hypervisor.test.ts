@@ -281,3 +281,46 @@ test("start and resume are admitted against what is free: a stopped VM cannot ta
   assert.throws(() => hv.resume("b"), CapacityExceededError);
   assert.equal(hv.get("b").status, "SUSPENDED");
 });
+
+test("a VMM left running unrecorded for a TERMINATED or SUSPENDED VM is ended at recovery; the VM then starts", async () => {
+  const { hv, home, store } = await openHypervisor();
+  await ok(hv, hv.insert({ name: "orphan-off", machineType: "t1-micro" }));
+  await ok(hv, hv.stop("orphan-off"));
+  await ok(hv, hv.insert({ name: "orphan-sus", machineType: "t1-micro" }));
+  await new Promise((r) => setTimeout(r, 200));
+  await ok(hv, hv.suspend("orphan-sus"));
+  await hv.close();
+  // As when a daemon dies while it starts VMMs: they run, and the records still say TERMINATED / SUSPENDED.
+  const launcher = new ProcessVmmLauncher(fixtureLauncherConfig);
+  const off = await launcher.launch(await store.read("orphan-off"), store.paths("orphan-off"), "boot");
+  const sus = await launcher.launch(await store.read("orphan-sus"), store.paths("orphan-sus"), "restore");
+  await new Promise((r) => setTimeout(r, 300));
+  const ran = (await sus.stats()).count!;
+  off.detach();
+  sus.detach();
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  const again = (await openHypervisor(home)).hv;
+  await until(() => !alive(off.pid) && !alive(sus.pid), 30_000);
+  assert.equal(again.get("orphan-off").status, "TERMINATED");
+  assert.equal(again.get("orphan-sus").status, "SUSPENDED");
+  const notes = again.events
+    .since(0)
+    .filter((e) => e.type === "notice" && /running unrecorded/.test(e.message))
+    .map((e) => e.vmName)
+    .sort();
+  assert.deepEqual(notes, ["orphan-off", "orphan-sus"]);
+  const saved = JSON.parse(await readFile(join(store.paths("orphan-sus").stateDir, "counter.json"), "utf8"));
+  assert.ok(saved.count >= ran, "the orphan's guest was saved again: the state matches what ran on the disk");
+  // One writer per disk from here on: both can be started again normally.
+  await ok(again, again.start("orphan-off"));
+  await ok(again, again.resume("orphan-sus"));
+  assert.ok(((await again.stats("orphan-sus")).count ?? 0) >= saved.count);
+});

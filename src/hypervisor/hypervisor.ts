@@ -171,8 +171,12 @@ export class Hypervisor {
       hv.slots.set(vm.name, slot);
       if (vm.status !== "TERMINATED" && vm.status !== "SUSPENDED")
         hv.enqueueSystem(slot, "repair", () => hv.recover(slot));
-      // No VMM runs for a stopped or suspended VM, so what a crash left in its directory is ours to settle.
-      else await hv.recoverLeftovers(slot);
+      // No VMM may run for a stopped or suspended VM (an orphan is ended first), so what a crash left in its
+      // directory is ours to settle.
+      else {
+        await hv.endOrphan(slot);
+        await hv.recoverLeftovers(slot);
+      }
     }
     // Operations the previous daemon left unfinished end once their VM's recovery has settled it, so that
     // their final record can say truthfully where the VM ended up.
@@ -920,6 +924,38 @@ export class Hypervisor {
         to: status,
         message: `recovered after a crash: ${what}`,
       });
+  }
+
+  /**
+   * Ends a VMM found running for a VM recorded TERMINATED or SUSPENDED: a daemon that died while starting
+   * it left it unrecorded, and its start was (or will be) reported failed (`daemon-restarted`). It is ended
+   * rather than adopted, so that the VM is what its record and its operation said, with no capacity taken
+   * behind the books; a suspended VM's orphan is suspended again (its guest may have written the disk since
+   * the old state was saved, so only a fresh state matches the disk), a stopped VM's is stopped.
+   */
+  private async endOrphan(slot: VmSlot): Promise<void> {
+    const { name, id, status } = slot.record;
+    const found = await this.config.launcher.reattach(slot.record, this.config.store.paths(name));
+    if (!("pid" in found)) return;
+    let how = "stopped it";
+    if (status === "SUSPENDED") {
+      try {
+        await found.suspend();
+        how = "suspended it again, so that the saved state matches the disk";
+      } catch (e) {
+        await found.stop(0);
+        how = `stopped it (suspending it failed: ${(e as Error).message}); the saved state was kept`;
+      }
+    } else await found.stop(0);
+    this.events.append({
+      time: this.now().toISOString(),
+      type: "notice",
+      vmName: name,
+      vmId: id,
+      from: status,
+      to: status,
+      message: `recovered after a crash: found its VMM (pid ${found.pid}) running unrecorded and ${how}`,
+    });
   }
 
   /** After a daemon restart: re-attach to a VM's VMM and settle whatever the old daemon left mid-way. */

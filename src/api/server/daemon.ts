@@ -10,12 +10,12 @@
 //     "engines": { "name": "/path/to/engine-module.ts" },   // added to the built-in engines
 //     "images": { "name": "/path/to/disk.img" } }          // disk files usable as images
 
-import { mkdir, open, readFile, rm } from "node:fs/promises";
+import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Hypervisor } from "../../hypervisor/hypervisor.ts";
 import { HypervisorError } from "../../hypervisor/hypervisor-error.ts";
 import { ImageCacheCatalog } from "../../hypervisor/image-catalog.ts";
-import { processAlive } from "../../hypervisor/process-alive.ts";
+import { takeDaemonLock } from "../../hypervisor/daemon-lock.ts";
 import { capacityConfig, measureHostCapacity } from "../../hypervisor/resources.ts";
 import { VmStore, writeFileAtomic } from "../../hypervisor/store.ts";
 import { ProcessVmmLauncher } from "../../hypervisor/vmm-process.ts";
@@ -82,34 +82,12 @@ async function readConfig(home: string): Promise<DaemonConfig> {
   return cfg;
 }
 
-/**
- * Takes the data directory's daemon lock (a file holding the owner's pid; a lock whose owner is dead is
- * taken over). Throws "already-running" when a live daemon holds it.
- */
-async function takeLock(home: string): Promise<string> {
-  const path = join(home, "daemon.lock");
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fh = await open(path, "wx", 0o600);
-      await fh.writeFile(`${process.pid}\n`);
-      await fh.close();
-      return path;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      const owner = Number((await readFile(path, "utf8").catch(() => "")).trim());
-      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && processAlive(owner))
-        throw new HypervisorError("already-running", `a tsvm daemon (pid ${owner}) already runs for ${home}`);
-      await rm(path, { force: true });
-    }
-  }
-  throw new HypervisorError("already-running", `could not take the daemon lock ${path}`);
-}
-
 /** Runs the daemon until SIGTERM/SIGINT; resolves after a clean shutdown (VMs keep running). */
 export async function runDaemon(options: DaemonOptions): Promise<void> {
   const { home, log } = options;
   await mkdir(home, { recursive: true, mode: 0o700 });
-  const lock = await takeLock(home);
+  // Held until this process ends; a second daemon for the same home stops here with "already-running".
+  const lock = takeDaemonLock(home);
   try {
     const config = await readConfig(home);
     const store = await VmStore.open(home);
@@ -159,6 +137,6 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     await rm(daemonRecordPath(home), { force: true });
     await rm(socketPath, { force: true });
   } finally {
-    await rm(lock, { force: true });
+    lock.release();
   }
 }
