@@ -1,4 +1,4 @@
-// Whether a process still runs, for lock files and VMM records that name a pid.
+// Whether a process still runs (a zombie does not); process-identity.ts adds which process it is.
 
 import { readFileSync } from "node:fs";
 

@@ -6,8 +6,8 @@
 //   $TSVM_HOME/vms/<name>/disk.img     the VM's own root disk (a reflink or copy of its image)
 //   $TSVM_HOME/vms/<name>/state/       suspended state files, written by the VMM
 //   $TSVM_HOME/vms/<name>/console.log  serial console history (append-only, written by the VMM)
-//   $TSVM_HOME/vms/<name>/vmm.json     pid and control socket of the running VMM, for re-attaching
-//   $TSVM_HOME/api.sock, api-token, daemon.pid   the daemon's (see the api layer)
+//   $TSVM_HOME/vms/<name>/vmm.json     pid, identity and control socket of the VMM, for re-attaching
+//   $TSVM_HOME/api.sock, api-token, daemon.lock, daemon.json   the daemon's (see the api layer)
 //
 // Temp names all start with `.tmp-`: `vms/.tmp-*` (a VM directory being assembled, or a deleted one renamed
 // away), `.tmp-*` beside any atomically written file, and in a VM directory `.tmp-state-*` (a suspend's new
