@@ -913,17 +913,22 @@ export class Hypervisor {
 
   /** Settles the temp files a crash left in the VM's directory (no VMM may run for it); each is an event. */
   private async recoverLeftovers(slot: VmSlot): Promise<void> {
+    for (const what of await this.config.store.recoverLeftovers(slot.record.name))
+      this.recoveryNotice(slot, what);
+  }
+
+  /** An event saying what recovery settled for the VM (its status unchanged). */
+  private recoveryNotice(slot: VmSlot, what: string): void {
     const { name, id, status } = slot.record;
-    for (const what of await this.config.store.recoverLeftovers(name))
-      this.events.append({
-        time: this.now().toISOString(),
-        type: "notice",
-        vmName: name,
-        vmId: id,
-        from: status,
-        to: status,
-        message: `recovered after a crash: ${what}`,
-      });
+    this.events.append({
+      time: this.now().toISOString(),
+      type: "notice",
+      vmName: name,
+      vmId: id,
+      from: status,
+      to: status,
+      message: `recovered after a crash: ${what}`,
+    });
   }
 
   /**
@@ -934,7 +939,7 @@ export class Hypervisor {
    * the old state was saved, so only a fresh state matches the disk), a stopped VM's is stopped.
    */
   private async endOrphan(slot: VmSlot): Promise<void> {
-    const { name, id, status } = slot.record;
+    const { name, status } = slot.record;
     const found = await this.config.launcher.reattach(slot.record, this.config.store.paths(name));
     if (!("pid" in found)) return;
     let how = "stopped it";
@@ -947,15 +952,7 @@ export class Hypervisor {
         how = `stopped it (suspending it failed: ${(e as Error).message}); the saved state was kept`;
       }
     } else await found.stop(0);
-    this.events.append({
-      time: this.now().toISOString(),
-      type: "notice",
-      vmName: name,
-      vmId: id,
-      from: status,
-      to: status,
-      message: `recovered after a crash: found its VMM (pid ${found.pid}) running unrecorded and ${how}`,
-    });
+    this.recoveryNotice(slot, `found its VMM (pid ${found.pid}) running unrecorded and ${how}`);
   }
 
   /** After a daemon restart: re-attach to a VM's VMM and settle whatever the old daemon left mid-way. */
