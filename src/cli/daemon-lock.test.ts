@@ -1,41 +1,30 @@
 // One daemon per data directory, through bin/tsvm (the start-up bundle) as a user runs it: daemons started
 // at the same moment end with exactly one serving, and a leftover lock file naming a reused pid blocks nobody.
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { type ChildProcess, spawn } from "node:child_process";
+import { writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { type CliInstallation, cliInstallation } from "./fixtures/cli-installation.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
-const homes: string[] = [];
+const installations = new Map<string, CliInstallation>();
 const children: ChildProcess[] = [];
 
 after(async () => {
-  for (const home of homes) await tsvm(home, "daemon", "stop");
+  for (const i of installations.values()) await i.remove();
   for (const c of children) c.kill("SIGKILL");
-  for (const home of homes) await rm(home, { recursive: true, force: true });
 });
 
 async function freshHome(): Promise<string> {
-  const home = await mkdtemp(join(tmpdir(), "tsvm-lock-"));
-  homes.push(home);
-  return home;
+  const installation = await cliInstallation("lock");
+  installations.set(installation.home, installation);
+  return installation.home;
 }
 
-function tsvm(home: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      join(root, "bin/tsvm"),
-      args,
-      { env: { ...process.env, TSVM_HOME: home }, timeout: 120_000 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
+function tsvm(home: string, ...args: string[]) {
+  return installations.get(home)!.tsvm(...args);
 }
 
 /** `tsvm daemon` in the foreground; `exited` settles with its exit code and what it wrote on stderr. */
