@@ -8,6 +8,8 @@ import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import type { InsertInstanceRequest, Instance } from "../api/schemas/vm-schemas.ts";
 import { readConsoleLog } from "./console-log.ts";
+import { crashPoint, statusWritePoint } from "./crash-point.ts";
+import { DiskAdmission } from "./disk-admission.ts";
 import { EventLog } from "./event-log.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import { checkAction, transition, type VmAction, type VmStatus } from "./lifecycle.ts";
@@ -31,6 +33,7 @@ import {
   checkVmName,
   copyFileAtomic,
   NEW_STATE_PREFIX,
+  RecordWriteError,
   VmExistsError,
   VmNotFoundError,
   type VmStore,
@@ -87,6 +90,11 @@ export interface HypervisorConfig {
   readonly defaultImage: string;
   /** How long a stopping guest gets to power off before it is forced (Compute Engine: 90 s). */
   readonly stopTimeoutMs: number;
+  /**
+   * Measures, at each admission of a new disk, the bytes VMs may use on the data directory's filesystem
+   * (free space minus the host reserve); without it `capacity.diskFreeMiB` is used as it is.
+   */
+  readonly measureDiskFreeBytes?: () => Promise<number>;
   readonly now?: () => Date;
 }
 
@@ -122,6 +130,8 @@ interface VmSlot {
   queue: Promise<void>;
   restarts: number[];
   deleted: boolean;
+  /** The type of the operation running on the VM now (names its crash points). */
+  operation: OperationType | undefined;
 }
 
 export class Hypervisor {
@@ -131,6 +141,7 @@ export class Hypervisor {
   /** vCPUs and memory promised to requests between their admission and their PROVISIONING transition. */
   private readonly reservations = new Map<string, VmAllocation>();
   private readonly broken = new Map<string, HypervisorError>();
+  private readonly disks: DiskAdmission;
   private readonly now: () => Date;
   private closed = false;
 
@@ -139,6 +150,7 @@ export class Hypervisor {
     journal: OperationJournal,
   ) {
     this.now = config.now ?? (() => new Date());
+    this.disks = new DiskAdmission(config.capacity, config.measureDiskFreeBytes);
     this.operations = new OperationRegistry(this.now, { journal });
   }
 
@@ -199,6 +211,7 @@ export class Hypervisor {
       queue: Promise.resolve(),
       restarts: [],
       deleted: false,
+      operation: undefined,
     };
   }
 
@@ -216,7 +229,10 @@ export class Hypervisor {
   }
 
   capacity(): { capacity: HostCapacity; usage: HostUsage } {
-    return { capacity: this.config.capacity, usage: hostUsage(this.allocations()) };
+    return {
+      capacity: { ...this.config.capacity, diskFreeMiB: this.disks.freeMiB },
+      usage: hostUsage(this.allocations()),
+    };
   }
 
   getOperation(id: string): OperationView {
@@ -351,21 +367,25 @@ export class Hypervisor {
         const paths = store.paths(req.name);
         try {
           const template = await this.config.images.diskTemplate(image);
-          checkAdmission(this.config.capacity, this.allocations(), {
-            name: req.name,
-            cpus: 0,
-            memoryMiB: 0,
-            diskMiB: template.sizeMiB,
-          });
-          slot.record = { ...slot.record, diskMiB: template.sizeMiB };
-          await store.create(slot.record);
+          const release = await this.disks.admit(req.name, template.sizeMiB, paths.dir);
           try {
-            op.statusMessage = "copying the root disk";
-            await copyFileAtomic(template.path, paths.disk);
-          } catch (e) {
-            await store.remove(req.name);
-            throw e;
+            slot.record = { ...slot.record, diskMiB: template.sizeMiB };
+            await store.create(slot.record);
+            crashPoint("insert:after-record");
+            try {
+              op.statusMessage = "copying the root disk";
+              await copyFileAtomic(template.path, paths.disk);
+            } catch (e) {
+              await store.remove(req.name);
+              throw new HypervisorError(
+                "disk-copy-failed",
+                `could not copy the root disk of VM '${req.name}' to ${paths.disk} (${(e as Error).message}); nothing was created`,
+              );
+            }
+          } finally {
+            release();
           }
+          crashPoint("insert:after-disk-copy");
         } catch (e) {
           // Nothing is left half-created: no directory, no slot, no reservation.
           this.slots.delete(req.name);
@@ -426,7 +446,9 @@ export class Hypervisor {
       () => {},
       async () => {
         if (!slot.vmm) throw new HypervisorError("not-running", `the VM '${name}' has no running VMM`);
+        crashPoint("reset:before-vmm-reset");
         await slot.vmm.reset();
+        crashPoint("reset:after-vmm-reset");
         this.events.append({
           time: this.now().toISOString(),
           type: "reset",
@@ -484,6 +506,7 @@ export class Hypervisor {
           await this.repair(slot, exit);
           throw new HypervisorError("suspend-failed", message);
         }
+        crashPoint("suspend:after-vmm-exit");
         slot.vmm = undefined;
         slot.expectingExit = false;
         const at = this.now().toISOString();
@@ -520,10 +543,18 @@ export class Hypervisor {
           await this.setStatus(slot, "SUSPENDED", message, { statusMessage: message });
           throw e;
         }
+        crashPoint("resume:after-vmm-spawn");
         this.attach(slot, vmm);
-        await this.setStatus(slot, "RUNNING", "resumed", { lastStartTimestamp: this.now().toISOString() });
+        try {
+          await this.commitRunning(slot, vmm, "resumed");
+        } catch (e) {
+          // The guest ran from the state and may have written its disk: that state is now behind the disk.
+          await rm(paths.stateDir, { recursive: true, force: true });
+          throw e;
+        }
         // The state was consumed; restoring it again later would roll the guest back behind its disk.
         await rm(paths.stateDir, { recursive: true, force: true });
+        crashPoint("resume:after-state-removed");
       },
     );
   }
@@ -538,8 +569,19 @@ export class Hypervisor {
       "delete",
       () => {},
       async () => {
-        if (slot.record.status === "RUNNING") await this.stopSlot(slot, "delete requested");
+        if (slot.record.status === "RUNNING" || slot.vmm) {
+          try {
+            await this.stopSlot(slot, "delete requested");
+          } catch (e) {
+            // On a full disk the stop cannot be recorded, but the record is about to go anyway (and
+            // deleting is how space is freed): the VMM is ended all the same.
+            if (!(e instanceof RecordWriteError)) throw e;
+            await this.endVmm(slot);
+          }
+        }
+        crashPoint("delete:before-remove");
         await this.config.store.remove(name);
+        crashPoint("delete:after-remove");
         slot.deleted = true;
         this.slots.delete(name);
         this.events.append({
@@ -604,7 +646,9 @@ export class Hypervisor {
       () => {},
       async () => {
         const next = { ...slot.record, machineType: type.name, cpus: type.cpus, memoryMiB: type.memoryMiB };
+        crashPoint("setMachineType:before-write");
         await this.config.store.write(next);
+        crashPoint("setMachineType:after-write");
         slot.record = next;
         this.events.append({
           time: this.now().toISOString(),
@@ -706,10 +750,17 @@ export class Hypervisor {
       checked = true;
     }
     const op = this.operations.create(type, slot.record.name);
-    this.enqueue(slot, op, async () => {
-      if (!checked) check();
-      await work(op);
-    });
+    // A delete runs even when its record cannot be written: deleting is how a full disk gets space back,
+    // and the VM's absence records it.
+    this.enqueue(
+      slot,
+      op,
+      async () => {
+        if (!checked) check();
+        await work(op);
+      },
+      type !== "delete",
+    );
     return op.view();
   }
 
@@ -717,11 +768,16 @@ export class Hypervisor {
     this.enqueue(slot, this.operations.create(type, slot.record.name), work);
   }
 
-  private enqueue(slot: VmSlot, op: Operation, work: () => Promise<void>): void {
+  /** Queues `work` behind the VM's other operations; `mustRecord`: see OperationRegistry.run. */
+  private enqueue(slot: VmSlot, op: Operation, work: () => Promise<void>, mustRecord = false): void {
     slot.busy++;
     slot.queue = slot.queue
-      .then(() => this.operations.run(op, work))
+      .then(() => {
+        slot.operation = op.operationType;
+        return this.operations.run(op, work, mustRecord);
+      })
       .finally(() => {
+        slot.operation = undefined;
         slot.busy--;
       });
   }
@@ -741,7 +797,15 @@ export class Hypervisor {
       status: to,
       history: withHistory(slot.record, { at, from, to, reason }),
     };
-    await this.config.store.write(next);
+    statusWritePoint(slot.operation, to, "before-write");
+    try {
+      await this.config.store.write(next);
+    } catch (e) {
+      // Not on disk, so it did not happen: the VM keeps its recorded status (in memory too).
+      if (e instanceof HypervisorError) throw e;
+      throw new RecordWriteError(next.name, from, to, this.config.store.paths(next.name).definition, e);
+    }
+    statusWritePoint(slot.operation, to, "after-write");
     slot.record = next;
     this.events.append({
       time: at,
@@ -773,10 +837,27 @@ export class Hypervisor {
       });
       throw e;
     }
+    crashPoint(`${slot.operation}:after-vmm-spawn`);
     this.attach(slot, vmm);
-    await this.setStatus(slot, "RUNNING", `${why}: the guest is booting`, {
-      lastStartTimestamp: this.now().toISOString(),
-    });
+    await this.commitRunning(slot, vmm, `${why}: the guest is booting`);
+  }
+
+  /**
+   * STAGING → RUNNING now that `vmm` runs the guest. A guest must not run while its VM is recorded as not
+   * running: when the record cannot be written (a full disk), the VMM is ended and the VM stays in its
+   * recorded status, with no operation running, where stop and delete are legal (lifecycle.ts).
+   */
+  private async commitRunning(slot: VmSlot, vmm: VmmHandle, reason: string): Promise<void> {
+    try {
+      await this.setStatus(slot, "RUNNING", reason, { lastStartTimestamp: this.now().toISOString() });
+    } catch (e) {
+      slot.expectingExit = true;
+      vmm.kill();
+      await vmm.exited;
+      slot.expectingExit = false;
+      slot.vmm = undefined;
+      throw e;
+    }
   }
 
   /** Makes `vmm` the VM's VMM and watches for its exit. */
@@ -858,10 +939,13 @@ export class Hypervisor {
     await this.bootFromStaging(slot, "automatic restart");
   }
 
-  /** RUNNING or SUSPENDED → STOPPING → TERMINATED; a running guest is asked to power off, then forced. */
+  /**
+   * → STOPPING → TERMINATED; a running guest is asked to power off, then forced. Also ends a VM that a failed
+   * record write left in a transitional status (its VMM, if any, is stopped the same way).
+   */
   private async stopSlot(slot: VmSlot, reason: string): Promise<void> {
-    const wasSuspended = slot.record.status === "SUSPENDED";
-    await this.setStatus(slot, "STOPPING", reason);
+    const mayHaveState = slot.record.status !== "RUNNING";
+    if (slot.record.status !== "STOPPING") await this.setStatus(slot, "STOPPING", reason);
     const vmm = slot.vmm;
     let how = "stopped";
     if (vmm) {
@@ -874,15 +958,38 @@ export class Hypervisor {
         slot.expectingExit = false;
         slot.vmm = undefined;
       }
+      crashPoint("stop:after-vmm-exit");
     }
-    if (wasSuspended) {
-      await rm(this.config.store.paths(slot.record.name).stateDir, { recursive: true, force: true });
+    // A stopped VM boots fresh: a saved state (of a SUSPENDED VM, or left by an unfinished suspend or
+    // resume) would be behind its disk by then.
+    const stateDir = this.config.store.paths(slot.record.name).stateDir;
+    if (
+      mayHaveState &&
+      (await stat(stateDir).then(
+        () => true,
+        () => false,
+      ))
+    ) {
+      await rm(stateDir, { recursive: true, force: true });
       how = "the saved state was discarded";
     }
     await this.setStatus(slot, "TERMINATED", `${how}; CPU and memory released`, {
       lastStopTimestamp: this.now().toISOString(),
       statusMessage: "",
     });
+  }
+
+  /** Stops the VM's VMM, if one runs, without recording anything. */
+  private async endVmm(slot: VmSlot): Promise<void> {
+    const vmm = slot.vmm;
+    if (!vmm) return;
+    slot.expectingExit = true;
+    try {
+      await vmm.stop(this.config.stopTimeoutMs);
+    } finally {
+      slot.expectingExit = false;
+      slot.vmm = undefined;
+    }
   }
 
   /**

@@ -19,10 +19,12 @@ const EXPECTED_EDGES = new Set([
   "PROVISIONING>STAGING",
   "PROVISIONING>TERMINATED",
   "PROVISIONING>SUSPENDED",
+  "PROVISIONING>STOPPING",
   "STAGING>RUNNING",
   "STAGING>TERMINATED",
   "STAGING>SUSPENDED",
   "STAGING>REPAIRING",
+  "STAGING>STOPPING",
   "RUNNING>STOPPING",
   "RUNNING>SUSPENDING",
   "RUNNING>REPAIRING",
@@ -31,19 +33,22 @@ const EXPECTED_EDGES = new Set([
   "SUSPENDING>SUSPENDED",
   "SUSPENDING>RUNNING",
   "SUSPENDING>REPAIRING",
+  "SUSPENDING>STOPPING",
   "SUSPENDED>PROVISIONING",
   "SUSPENDED>STOPPING",
   "REPAIRING>STAGING",
   "REPAIRING>TERMINATED",
+  "REPAIRING>STOPPING",
 ]);
 
 const EXPECTED_LEGAL: Record<VmAction, VmStatus[]> = {
   start: ["TERMINATED"],
-  stop: ["RUNNING", "SUSPENDED"],
+  // A VM stranded in a transitional status by a record write that failed can always be stopped.
+  stop: ["RUNNING", "SUSPENDED", "PROVISIONING", "STAGING", "STOPPING", "SUSPENDING", "REPAIRING"],
   reset: ["RUNNING"],
   suspend: ["RUNNING"],
   resume: ["SUSPENDED"],
-  delete: ["RUNNING", "TERMINATED", "SUSPENDED"],
+  delete: [...VM_STATUSES],
   setMachineType: ["TERMINATED"],
   exec: ["RUNNING"],
 };
@@ -94,6 +99,17 @@ test("the Compute Engine paths are walkable: create, stop/start, suspend/resume,
   walk(["RUNNING", "REPAIRING", "STAGING", "RUNNING"]);
   walk(["RUNNING", "REPAIRING", "TERMINATED"]);
   walk(["SUSPENDED", "STOPPING", "TERMINATED"]);
+  // A VM stranded by a status change that could not be written is stopped from where it is.
+  for (const stranded of ["PROVISIONING", "STAGING", "SUSPENDING", "REPAIRING"] as const)
+    walk([stranded, "STOPPING", "TERMINATED"]);
+});
+
+test("no status is a dead end: from each, some action is legal", () => {
+  for (const status of VM_STATUSES)
+    assert.ok(
+      VM_ACTIONS.some((a) => isActionLegal(a, status)),
+      `no action is legal while ${status}`,
+    );
 });
 
 test("every (status, action) pair: legal where listed, IllegalActionError naming action and status elsewhere", () => {
@@ -122,6 +138,8 @@ test("each action's first status is reachable by a legal transition from every s
     const first = firstStatusOf(action);
     if (first === undefined) continue;
     for (const status of EXPECTED_LEGAL[action]) {
+      // A stop of a VM already STOPPING only finishes it.
+      if (status === first) continue;
       assert.equal(canTransition(status, first), true, `${action}: ${status} → ${first}`);
     }
   }

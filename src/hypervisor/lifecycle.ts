@@ -20,10 +20,12 @@ export function isVmStatus(value: unknown): value is VmStatus {
 const TRANSITIONS: Readonly<Record<VmStatus, readonly VmStatus[]>> = {
   // Resources are reserved. Then the VMM is prepared; if reservation fails on start the VM stays
   // TERMINATED, and on resume it stays SUSPENDED (its state files untouched).
-  PROVISIONING: ["STAGING", "TERMINATED", "SUSPENDED"],
+  // Every transitional status can also go to STOPPING: a stop of a VM stranded there by a status change
+  // that could not be written (a full disk), with no operation running on it.
+  PROVISIONING: ["STAGING", "TERMINATED", "SUSPENDED", "STOPPING"],
   // The VMM process is being started (fresh boot, or restoring a suspended state). A VMM that cannot start
   // rolls back like PROVISIONING does.
-  STAGING: ["RUNNING", "TERMINATED", "SUSPENDED", "REPAIRING"],
+  STAGING: ["RUNNING", "TERMINATED", "SUSPENDED", "REPAIRING", "STOPPING"],
   // stop / guest power-off → STOPPING; suspend → SUSPENDING; VMM died or engine error → REPAIRING.
   // A guest reboot or an API reset keeps the VM RUNNING and is not a transition.
   RUNNING: ["STOPPING", "SUSPENDING", "REPAIRING"],
@@ -32,13 +34,13 @@ const TRANSITIONS: Readonly<Record<VmStatus, readonly VmStatus[]>> = {
   TERMINATED: ["PROVISIONING"],
   // The guest's whole state is written to files; a failed write resumes the guest (back to RUNNING), a VMM
   // that dies while suspending is repaired like one that dies while running.
-  SUSPENDING: ["SUSPENDED", "RUNNING", "REPAIRING"],
+  SUSPENDING: ["SUSPENDED", "RUNNING", "REPAIRING", "STOPPING"],
   // resume → PROVISIONING → STAGING → RUNNING; stop discards the saved state (Compute Engine allows
   // stopping a suspended instance).
   SUSPENDED: ["PROVISIONING", "STOPPING"],
   // Per the automaticRestart policy: a fresh boot (resources are still reserved, so straight to STAGING)
   // or TERMINATED.
-  REPAIRING: ["STAGING", "TERMINATED"],
+  REPAIRING: ["STAGING", "TERMINATED", "STOPPING"],
 };
 
 export class IllegalTransitionError extends HypervisorError {
@@ -82,15 +84,21 @@ export type VmAction = (typeof VM_ACTIONS)[number];
 const ACTIONS: Readonly<Record<VmAction, { readonly from: readonly VmStatus[]; readonly first?: VmStatus }>> =
   {
     start: { from: ["TERMINATED"], first: "PROVISIONING" },
-    // A suspended VM can be stopped: its saved state is discarded.
-    stop: { from: ["RUNNING", "SUSPENDED"], first: "STOPPING" },
+    // A suspended VM can be stopped: its saved state is discarded. A VM is found in a transitional status
+    // with no operation running on it (operations on a VM are queued, and legality is checked when its
+    // turn comes) only when a status change could not be written: stop ends it there (from STOPPING it
+    // only finishes the stop).
+    stop: {
+      from: ["RUNNING", "SUSPENDED", "PROVISIONING", "STAGING", "STOPPING", "SUSPENDING", "REPAIRING"],
+      first: "STOPPING",
+    },
     // A hard reset of the machine: the VM stays RUNNING.
     reset: { from: ["RUNNING"] },
     suspend: { from: ["RUNNING"], first: "SUSPENDING" },
     resume: { from: ["SUSPENDED"], first: "PROVISIONING" },
-    // "delete from any stable state"; a RUNNING VM is stopped first (first: STOPPING is applied by the
-    // hypervisor only when the VM is RUNNING).
-    delete: { from: ["RUNNING", "TERMINATED", "SUSPENDED"] },
+    // Any status, so that no VM is ever stuck (and deleting frees space on a full disk); a VM with a running
+    // VMM is stopped first (STOPPING, applied by the hypervisor only then).
+    delete: { from: VM_STATUSES },
     // Compute Engine changes the machine type only of a stopped instance.
     setMachineType: { from: ["TERMINATED"] },
     // A command runs in the guest through its agent: there must be a running guest.

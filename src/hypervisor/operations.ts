@@ -31,6 +31,8 @@ export class Operation {
   error: { code: string; message: string } | null = null;
   /** The journal's writes of this operation, in order (a later view must not be overtaken by an earlier). */
   saving: Promise<void> = Promise.resolve();
+  /** Why the DONE record is not on disk yet (it is retried); until it is, the operation shows as RUNNING. */
+  unrecorded: string | null = null;
   private readonly done: Promise<void>;
   private markDone!: () => void;
 
@@ -58,7 +60,25 @@ export class Operation {
     return op;
   }
 
+  /**
+   * The operation as the API shows it. A DONE whose record could not be written has not happened yet as far
+   * as anyone can tell (a restarted daemon would not know it): it shows RUNNING, saying why.
+   */
   view(): OperationView {
+    const v = this.recordView();
+    if (v.status !== "DONE" || this.unrecorded === null) return v;
+    const outcome = v.error ? `failed (${v.error.code}: ${v.error.message})` : "succeeded";
+    return {
+      ...v,
+      status: "RUNNING",
+      endTime: null,
+      error: null,
+      statusMessage: `the operation ${outcome}, but its record could not be written (${this.unrecorded}); retrying`,
+    };
+  }
+
+  /** The operation as it is journaled. */
+  recordView(): OperationView {
     return {
       kind: "tsvm#operation",
       id: this.id,
@@ -100,9 +120,9 @@ export class Operation {
     }
   }
 
-  /** Wakes the waiters of a DONE operation. */
+  /** Wakes the waiters of a DONE operation (once its record is on disk). */
   notifyDone(): void {
-    if (this.status === "DONE") this.markDone();
+    if (this.status === "DONE" && this.unrecorded === null) this.markDone();
   }
 }
 
@@ -116,6 +136,8 @@ export class OperationNotFoundError extends HypervisorError {
 export const MAX_KEPT_OPERATIONS = 1000;
 /** A finished operation older than this is forgotten even when fewer than MAX_KEPT_OPERATIONS exist. */
 export const MAX_OPERATION_AGE_MS = 7 * 24 * 3600_000;
+/** How often a DONE record that could not be written (a full disk) is tried again. */
+const RECORD_RETRY_MS = 2000;
 
 /** Where operations are recorded durably; the registry works without one (tests, tools). */
 export interface OperationJournal {
@@ -231,7 +253,8 @@ export class OperationRegistry {
     const id = `operation-${this.lastIdMs}-${randomBytes(4).toString("hex")}`;
     const op = new Operation(id, type, targetName, this.now().toISOString());
     this.ops.set(id, op);
-    void this.persist(op);
+    // A PENDING record that cannot be written is not fatal: run() refuses the work when RUNNING cannot be.
+    this.persist(op).catch((e: Error) => this.log(e.message));
     this.prune();
     return op;
   }
@@ -250,13 +273,23 @@ export class OperationRegistry {
       .map((o) => o.view());
   }
 
-  /** Runs `work` as the operation: RUNNING now, DONE when it settles (with its error, if any). */
-  async run(op: Operation, work: (op: Operation) => Promise<void>): Promise<void> {
+  /**
+   * Runs `work` as the operation: RUNNING now, DONE when it settles (with its error, if any). With
+   * `mustRecord`, the work is done only once the RUNNING record is on disk: an action whose record cannot be
+   * written (a full disk) fails without happening, so a restarted daemon never meets an effect it has no
+   * operation for.
+   */
+  async run(op: Operation, work: (op: Operation) => Promise<void>, mustRecord = false): Promise<void> {
     op.status = "RUNNING";
     op.startTime = this.now().toISOString();
-    void this.persist(op);
     let failure: unknown;
     try {
+      const saved = this.persist(op);
+      if (mustRecord)
+        await saved.catch((e: Error) => {
+          throw new HypervisorError("record-write-failed", `${e.message}; nothing was done`);
+        });
+      else saved.catch((e: Error) => this.log(e.message));
       await work(op);
     } catch (e) {
       failure = e ?? new Error("unknown failure");
@@ -272,25 +305,57 @@ export class OperationRegistry {
     if (op.status === "DONE") return;
     op.complete(error, this.now().toISOString());
     if (statusMessage !== undefined) op.statusMessage = statusMessage;
-    await this.persist(op);
+    try {
+      await this.persist(op);
+    } catch (e) {
+      // Retried in the background: the VM's queue must go on (a delete is how a full disk gets space back).
+      op.unrecorded = (e as Error).message;
+      this.log(`${op.unrecorded} as DONE; retrying every ${RECORD_RETRY_MS / 1000} s`);
+      this.retryRecord(op);
+      return;
+    }
     op.notifyDone();
+  }
+
+  private retryRecord(op: Operation): void {
+    setTimeout(() => {
+      this.persist(op).then(
+        () => {
+          op.unrecorded = null;
+          this.log(`recorded operation ${op.id} as DONE`);
+          op.notifyDone();
+        },
+        (e: Error) => {
+          op.unrecorded = e.message;
+          this.retryRecord(op);
+        },
+      );
+    }, RECORD_RETRY_MS).unref();
   }
 
   nowIso(): string {
     return this.now().toISOString();
   }
 
-  /** Queues a write of the operation's current view behind its earlier ones; a failure is logged, not thrown. */
+  /**
+   * Queues a write of the operation's current record behind its earlier ones; the promise returned rejects
+   * when this write fails (RecordWriteError naming the file), the queue goes on.
+   */
   private persist(op: Operation): Promise<void> {
     const journal = this.journal;
     if (!journal) return Promise.resolve();
-    const view = op.view();
-    op.saving = op.saving.then(() =>
+    const view = op.recordView();
+    const write = op.saving.then(() =>
       journal.save(view).catch((e: Error) => {
-        this.log(`could not record operation ${op.id}: ${e.message}`);
+        throw new HypervisorError(
+          "record-write-failed",
+          `could not record operation ${op.id} (${e.message})`,
+        );
       }),
     );
-    return op.saving;
+    // Later writes wait for this one, whatever its outcome.
+    op.saving = write.catch(() => {});
+    return write;
   }
 
   /** Forgets finished operations beyond the count kept or older than MAX_OPERATION_AGE_MS, oldest first. */

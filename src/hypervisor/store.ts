@@ -58,6 +58,16 @@ export class VmExistsError extends HypervisorError {
   }
 }
 
+/** A VM's status change that could not be written (e.g. a full disk), and so did not happen. */
+export class RecordWriteError extends HypervisorError {
+  constructor(name: string, from: string, to: string, path: string, cause: unknown) {
+    super(
+      "record-write-failed",
+      `could not record VM '${name}' as ${to} in ${path} (${(cause as Error)?.message ?? String(cause)}); it stays ${from}`,
+    );
+  }
+}
+
 export class InvalidNameError extends HypervisorError {
   constructor(name: string) {
     super(

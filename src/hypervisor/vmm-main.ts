@@ -13,9 +13,11 @@ import { StringDecoder } from "node:string_decoder";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { describeHolder, FileLock } from "../engines/backends/file-lock.ts";
+import { boundStderr } from "./bounded-log.ts";
 import { ConsoleLogWriter } from "./console-log.ts";
 import { listenPrivate } from "./control-socket.ts";
 import { CpuThrottle } from "./cpu-throttle.ts";
+import { crashPoint } from "./crash-point.ts";
 import { readProcessIdentity } from "./process-identity.ts";
 import { writeFileAtomic } from "./store.ts";
 import type { VmmExit } from "./vmm.ts";
@@ -48,8 +50,14 @@ const startedAt = new Date().toISOString();
 let guest: VmmGuest | undefined;
 let exiting = false;
 
+// vmm.log (our stderr) is bounded: rotated, and what else writes to stderr (the engine, e.g. about a guest
+// agent breaking its protocol: a guest can do that millions of times) is rate-limited (bounded-log.ts).
+const vmmLog = boundStderr(join(spec.vmDir, "vmm.log"));
+
 function log(message: string): void {
-  process.stderr.write(`${new Date().toISOString()} vmm[${process.pid}] ${spec.name}: ${message}\n`);
+  const line = `${new Date().toISOString()} vmm[${process.pid}] ${spec.name}: ${message}\n`;
+  if (vmmLog) vmmLog.write(line);
+  else process.stderr.write(line);
 }
 
 /** Exclusive locks on the VM's disks, held for the VMM's life: no second VMM may open them meanwhile. */
@@ -126,13 +134,16 @@ async function exitVmm(exit: VmmExit, code = 0): Promise<never> {
     }
     consoleLog.close();
     try {
+      crashPoint("vmm:before-exit-record");
       await writeFileAtomic(exitRecordPath, `${JSON.stringify(record)}\n`);
+      crashPoint("vmm:after-exit-record");
       await rm(runRecordPath, { force: true });
     } catch (e) {
       log(`could not record the exit: ${(e as Error).message}`);
     }
     await unlink(spec.socketPath).catch(() => {});
   }
+  vmmLog?.close();
   process.exit(code);
 }
 
@@ -180,7 +191,9 @@ async function suspendGuest(g: VmmGuest): Promise<void> {
   const temp = join(spec.vmDir, `.tmp-state-${randomBytes(6).toString("hex")}`);
   await mkdir(temp);
   try {
+    crashPoint("vmm:before-state-write");
     await g.saveState(temp);
+    crashPoint("vmm:after-state-write");
   } catch (e) {
     await rm(temp, { recursive: true, force: true });
     throw e;
@@ -197,6 +210,7 @@ async function suspendGuest(g: VmmGuest): Promise<void> {
     if (e.code !== "ENOENT") throw e;
   });
   await rename(temp, spec.stateDir);
+  crashPoint("vmm:after-state-swap");
   await rm(old, { recursive: true, force: true });
 }
 
@@ -403,7 +417,9 @@ try {
     startedAt,
     ...(self ? { bootId: self.bootId, startTime: self.startTime } : {}),
   };
+  crashPoint("vmm:before-run-record");
   await writeFileAtomic(runRecordPath, `${JSON.stringify(run)}\n`);
+  crashPoint("vmm:after-run-record");
 
   const mod = (await import(pathToFileURL(spec.engineModule).href)) as { createGuest?: GuestFactory };
   if (typeof mod.createGuest !== "function")

@@ -7,6 +7,7 @@ import { readFile, rm } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { join } from "node:path";
 import { describeHolder, lockHolders } from "../engines/backends/file-lock.ts";
+import { rotateIfLarger } from "./bounded-log.ts";
 import { connectUnix } from "./control-socket.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import {
@@ -161,6 +162,8 @@ export class ProcessVmmLauncher implements VmmLauncher {
     const specPath = specPathOf(paths);
     await writeFileAtomic(specPath, `${JSON.stringify(spec, null, 2)}\n`);
 
+    // The VMM bounds vmm.log itself (bounded-log.ts); what it inherits from earlier VMMs is rotated here.
+    rotateIfLarger(join(paths.dir, "vmm.log"));
     const logFd = openSync(join(paths.dir, "vmm.log"), "a", 0o600);
     let child: ChildProcess;
     try {

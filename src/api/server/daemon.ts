@@ -12,6 +12,8 @@
 
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { boundStderr } from "../../hypervisor/bounded-log.ts";
+import { availableBytes } from "../../hypervisor/disk-admission.ts";
 import { Hypervisor } from "../../hypervisor/hypervisor.ts";
 import { HypervisorError } from "../../hypervisor/hypervisor-error.ts";
 import { ImageCacheCatalog } from "../../hypervisor/image-catalog.ts";
@@ -19,7 +21,7 @@ import { takeDaemonLock } from "../../hypervisor/daemon-lock.ts";
 import { capacityConfig, measureHostCapacity } from "../../hypervisor/resources.ts";
 import { VmStore, writeFileAtomic } from "../../hypervisor/store.ts";
 import { ProcessVmmLauncher } from "../../hypervisor/vmm-process.ts";
-import { apiSocketPath, type DaemonRecord, daemonRecordPath } from "../data-dir.ts";
+import { apiSocketPath, daemonLogPath, type DaemonRecord, daemonRecordPath } from "../data-dir.ts";
 import { ApiServer } from "./api-server.ts";
 import { ensureApiToken } from "./api-token.ts";
 
@@ -86,12 +88,15 @@ async function readConfig(home: string): Promise<DaemonConfig> {
 export async function runDaemon(options: DaemonOptions): Promise<void> {
   const { home, log } = options;
   await mkdir(home, { recursive: true, mode: 0o700 });
+  // Started in the background, the daemon's stderr is daemon.log: rotate it and rate-limit what goes there.
+  boundStderr(daemonLogPath(home), { rateLines: 1000 });
   // Held until this process ends; a second daemon for the same home stops here with "already-running".
   const lock = takeDaemonLock(home);
   try {
     const config = await readConfig(home);
     const store = await VmStore.open(home);
-    const capacity = await measureHostCapacity(capacityConfig(config.capacity), home);
+    const capacityCfg = capacityConfig(config.capacity);
+    const capacity = await measureHostCapacity(capacityCfg, home);
     const hv = await Hypervisor.open({
       store,
       capacity,
@@ -105,6 +110,8 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
       defaultEngine: config.defaultEngine ?? "riscv",
       defaultImage: config.defaultImage ?? "default",
       stopTimeoutMs: config.stopTimeoutMs ?? 90_000,
+      // Measured again at each create: the figure above is stale as soon as anything writes to the disk.
+      measureDiskFreeBytes: async () => (await availableBytes(home)) - capacityCfg.diskReserveMiB * 1048576,
     });
     const token = await ensureApiToken(home);
     const server = new ApiServer(hv, { token });
