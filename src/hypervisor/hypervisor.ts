@@ -370,7 +370,13 @@ export class Hypervisor {
           const release = await this.disks.admit(req.name, template.sizeMiB, paths.dir);
           try {
             slot.record = { ...slot.record, diskMiB: template.sizeMiB };
-            await store.create(slot.record);
+            await store.create(slot.record).catch((e: Error) => {
+              if (e instanceof HypervisorError) throw e;
+              throw new HypervisorError(
+                "record-write-failed",
+                `could not create the directory of VM '${req.name}' in ${store.vmsDir} (${e.message}); nothing was created`,
+              );
+            });
             crashPoint("insert:after-record");
             try {
               op.statusMessage = "copying the root disk";
