@@ -9,11 +9,8 @@ import { after, test } from "node:test";
 import { BoundedLog, LOG_MAX_BYTES, LOG_RATE_LINES } from "./bounded-log.ts";
 import { CONSOLE_LOG_MAX_BYTES } from "./console-log.ts";
 import { closeAndKill } from "./fixtures/close-and-kill.ts";
-import { fixtureLauncherConfig } from "./fixtures/fixture-launcher.ts";
-import { FileImageCatalog, Hypervisor } from "./hypervisor.ts";
-import { hostCapacity } from "./resources.ts";
-import { VmStore } from "./store.ts";
-import { ProcessVmmLauncher } from "./vmm-process.ts";
+import { openFixtureHypervisor } from "./fixtures/fixture-hypervisor.ts";
+import type { Hypervisor } from "./hypervisor.ts";
 
 const roots: string[] = [];
 const hypervisors: Hypervisor[] = [];
@@ -72,18 +69,7 @@ test("200,000 rate-limited lines: a few are written, the rest counted and summar
 test("a hostile guest spamming its agent port and console leaves vmm.log and console.log under their caps, saying how much was dropped", async () => {
   const home = await tempDir();
   await writeFile(join(home, "template.img"), Buffer.alloc(4096));
-  const hv = await Hypervisor.open({
-    store: await VmStore.open(home),
-    capacity: hostCapacity(
-      { cpuOvercommit: 2, memoryReserveMiB: 0, diskReserveMiB: 0 },
-      { cores: 2, totalMemoryMiB: 2048, diskAvailableMiB: 100 },
-    ),
-    launcher: new ProcessVmmLauncher(fixtureLauncherConfig),
-    images: new FileImageCatalog({ default: join(home, "template.img") }),
-    defaultEngine: "fixture",
-    defaultImage: "default",
-    stopTimeoutMs: 1000,
-  });
+  const hv = await openFixtureHypervisor(home, join(home, "template.img"));
   hypervisors.push(hv);
   const name = "spammy-guest";
   const inserted = await hv.waitOperation(hv.insert({ name, memoryMiB: 32 }).id, 120_000);

@@ -12,11 +12,10 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { availableBytes } from "./disk-admission.ts";
 import { closeAndKill } from "./fixtures/close-and-kill.ts";
+import { openFixtureHypervisor } from "./fixtures/fixture-hypervisor.ts";
 import { fixtureLauncherConfig } from "./fixtures/fixture-launcher.ts";
-import { FileImageCatalog, Hypervisor } from "./hypervisor.ts";
+import type { Hypervisor } from "./hypervisor.ts";
 import { processAlive } from "./process-alive.ts";
-import { hostCapacity } from "./resources.ts";
-import { VmStore } from "./store.ts";
 import type { VmmLauncher } from "./vmm.ts";
 import { ProcessVmmLauncher } from "./vmm-process.ts";
 
@@ -57,18 +56,10 @@ async function openHypervisor(
   home: string,
   options: { measure?: () => Promise<number>; launcher?: VmmLauncher } = {},
 ): Promise<Hypervisor> {
-  const hv = await Hypervisor.open({
-    store: await VmStore.open(home),
-    capacity: hostCapacity(
-      { cpuOvercommit: 8, memoryReserveMiB: 0, diskReserveMiB: 0 },
-      { cores: 2, totalMemoryMiB: 4096, diskAvailableMiB: Math.floor((await availableBytes(home)) / MIB) },
-    ),
-    launcher: options.launcher ?? new ProcessVmmLauncher(fixtureLauncherConfig),
-    images: new FileImageCatalog({ default: join(outside, "template.img") }),
-    defaultEngine: "fixture",
-    defaultImage: "default",
-    stopTimeoutMs: 1000,
+  const hv = await openFixtureHypervisor(home, join(outside, "template.img"), {
+    diskAvailableMiB: Math.floor((await availableBytes(home)) / MIB),
     measureDiskFreeBytes: options.measure ?? (() => availableBytes(home)),
+    ...(options.launcher ? { launcher: options.launcher } : {}),
   });
   hypervisors.push(hv);
   return hv;
