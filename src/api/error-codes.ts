@@ -100,6 +100,21 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
     "suspend-failed",
     { status: 500, meaning: "The VM's state could not be written (e.g. a full disk); it keeps running." },
   ],
+  [
+    "record-write-failed",
+    {
+      status: 500,
+      meaning:
+        "A VM's or operation's record could not be written (e.g. a full disk): that change did not happen.",
+    },
+  ],
+  [
+    "disk-copy-failed",
+    {
+      status: 500,
+      meaning: "The new VM's root disk could not be copied (e.g. a full disk); nothing was created.",
+    },
+  ],
   ["invalid-config", { status: 500, meaning: "The daemon's configuration is unusable." }],
   ["internal", { status: 500, meaning: "An unexpected error in the daemon (a bug: please report it)." }],
 ]);

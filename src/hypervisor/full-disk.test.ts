@@ -199,6 +199,7 @@ test("a full disk during start, suspend and the console log: nothing changes tha
       return vmm;
     },
     reattach: (vm, paths) => real.reattach(vm, paths),
+    engines: () => real.engines(),
   };
   const hv = await openHypervisor(home, { launcher });
   await ok(hv, hv.insert({ name: "web", memoryMiB: 32 }).id);
