@@ -143,11 +143,8 @@ test("concurrent creates whose disks together exceed the free space: those that 
   clearInterval(watch);
   const succeeded = results.filter((r) => r.error === null);
   const refused = results.filter((r) => r.error !== null);
-  assert.deepEqual(
-    succeeded.map((r) => r.targetName),
-    ["a", "b", "c"],
-    JSON.stringify(results.map((r) => r.error?.message)),
-  );
+  // Which three is up to the order their admissions ran in.
+  assert.equal(succeeded.length, 3, JSON.stringify(results.map((r) => r.error?.message)));
   for (const r of refused) {
     assert.equal(r.error?.code, "capacity-exceeded", r.error?.message);
     assert.match(
