@@ -66,10 +66,10 @@ function tsvm(...args: string[]): Promise<Run> {
   });
 }
 
-/** bin/tsvm in the background: resolves when it exits. */
-function tsvmInBackground(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(join(root, "bin/tsvm"), args, { env: { ...process.env, TSVM_HOME: home } });
+/** bin/tsvm in the background: `done` resolves when it exits. */
+function tsvmInBackground(...args: string[]): { pid: number; done: Promise<Run> } {
+  const child = spawn(join(root, "bin/tsvm"), args, { env: { ...process.env, TSVM_HOME: home } });
+  const done = new Promise<Run>((resolve) => {
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
@@ -80,6 +80,28 @@ function tsvmInBackground(...args: string[]): Promise<Run> {
       resolve({ code: code ?? 1, stdout, stderr });
     });
   });
+  return { pid: child.pid!, done };
+}
+
+/**
+ * Whether process `pid` has a connection open to the daemon's API socket (from `ss -xpn`: the peer of one
+ * of its Unix sockets is a socket bound to api.sock). bin/tsvm takes a second or more to start on a loaded
+ * host; a daemon killed before its waiter connected would test nothing of "a waiting CLI follows".
+ */
+async function connectedToApi(pid: number): Promise<boolean> {
+  const out = await new Promise<string>((resolve) =>
+    execFile("ss", ["-xpn"], { maxBuffer: 16 << 20 }, (_e, stdout) => resolve(stdout ?? "")),
+  );
+  const apiInodes = new Set<string>();
+  const peersOfPid: string[] = [];
+  for (const line of out.split("\n")) {
+    const m = /^u_str\s+ESTAB\s+\d+\s+\d+\s+(\S+)\s+(\d+)\s+\S+\s+(\d+)(.*)$/.exec(line);
+    if (!m) continue;
+    const [, local, inode, peer, users] = m;
+    if (local === join(home, "api.sock")) apiInodes.add(inode);
+    if (users.includes(`pid=${pid},`)) peersOfPid.push(peer);
+  }
+  return peersOfPid.some((peer) => apiInodes.has(peer));
 }
 
 async function ok(...args: string[]): Promise<Run> {
@@ -199,9 +221,10 @@ test("operations survive kill -9 of the daemon and its stop, each with a truthfu
   assert.equal((await operation(queued)).status, "PENDING");
   const waiter = tsvmInBackground("operations", "wait", stopping, "--format", "json");
   await until(async () => (await describe("stubborn-x")).status === "STOPPING");
+  await until(() => connectedToApi(waiter.pid));
   await killDaemon();
 
-  const waited = await waiter;
+  const waited = await waiter.done;
   assert.equal(waited.code, 0, waited.stderr);
   assert.match(waited.stderr, /lost the daemon while waiting/);
   const stop = JSON.parse(waited.stdout) as Operation;
