@@ -92,6 +92,13 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
   ],
   // Too slow.
   [
+    "vmm-unresponsive",
+    {
+      status: 504,
+      meaning: "The VM's VMM did not answer the daemon in time (hung); it was ended and the VM is repaired.",
+    },
+  ],
+  [
     "exec-timeout",
     { status: 504, meaning: "exec: the command did not end within timeoutSec and was killed." },
   ],

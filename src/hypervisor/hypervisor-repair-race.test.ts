@@ -13,7 +13,7 @@ import { fixtureLauncherConfig } from "./fixtures/fixture-launcher.ts";
 import { FileImageCatalog, Hypervisor } from "./hypervisor.ts";
 import { hostCapacity } from "./resources.ts";
 import { VmStore } from "./store.ts";
-import { ProcessVmmLauncher } from "./vmm-process.ts";
+import { ProcessVmmLauncher, type VmmRequestDeadlines } from "./vmm-process.ts";
 
 let home: string | undefined;
 let hv: Hypervisor | undefined;
@@ -42,7 +42,7 @@ async function until(cond: () => boolean, ms = 60_000): Promise<void> {
     if (Date.now() - t0 > ms) throw new Error("timed out waiting");
 }
 
-async function openHypervisor(): Promise<Hypervisor> {
+async function openHypervisor(deadlines?: VmmRequestDeadlines): Promise<Hypervisor> {
   if (hv) await closeAndKill(hv);
   if (home) await rm(home, { recursive: true, force: true });
   // A home of its own per test: its VMMs are the processes that name it.
@@ -54,7 +54,7 @@ async function openHypervisor(): Promise<Hypervisor> {
       { cpuOvercommit: 2, memoryReserveMiB: 1024, diskReserveMiB: 0 },
       { cores: 2, totalMemoryMiB: 2048, diskAvailableMiB: 100 },
     ),
-    launcher: new ProcessVmmLauncher(fixtureLauncherConfig),
+    launcher: new ProcessVmmLauncher({ ...fixtureLauncherConfig, requestDeadlines: deadlines }),
     images: new FileImageCatalog({ default: join(home, "template.img") }),
     defaultEngine: "fixture",
     defaultImage: "default",
@@ -146,4 +146,26 @@ test("a crash repair queued behind a stop and a start that already gave the VM a
     "the start's VMM is the VM's; the stale crash was not repaired over it",
   );
   assert.deepEqual(vmmProcesses(), [now.vmmPid], "exactly the VM's own VMM runs");
+});
+
+test("a VMM frozen with SIGSTOP: a reset fails (vmm-unresponsive) at its deadline instead of blocking the VM for ever; the VMM is ended and the VM repaired", async () => {
+  const vm = await openHypervisor({ controlMs: 1500, suspendMs: 1500 });
+  const insert = vm.insert({ name: "frozen", machineType: "custom-1-32" });
+  assert.equal((await vm.waitOperation(insert.id, 60_000)).error, null);
+  const frozen = vm.get("frozen").vmmPid!;
+  process.kill(frozen, "SIGSTOP");
+  const reset = await vm.waitOperation(vm.reset("frozen").id, 20_000);
+  assert.equal(reset.status, "DONE", "the reset did not end: a deaf VMM blocks its VM's queue");
+  assert.equal(reset.error?.code, "vmm-unresponsive");
+  assert.match(reset.error?.message ?? "", /did not answer 'reset' within 1\.5 s/);
+  await until(() => !vmmProcesses().includes(frozen), 20_000);
+  await until(() => {
+    const now = vm.get("frozen");
+    return now.status === "RUNNING" && now.vmmPid !== null && now.vmmPid !== frozen;
+  });
+  await settled(vm);
+  const stop = await vm.waitOperation(vm.stop("frozen").id, 30_000);
+  assert.equal(stop.error, null);
+  assert.equal(vm.get("frozen").status, "TERMINATED");
+  assert.deepEqual(vmmProcesses(), []);
 });

@@ -50,6 +50,8 @@ export interface ProcessVmmLauncherConfig {
   readonly engineModules: Readonly<Record<string, string>>;
   /** How long a VMM may take to boot or restore before it is given up (ms). */
   readonly startTimeoutMs?: number;
+  /** How long a running VMM may take to answer a request before it is taken for hung (see request()). */
+  readonly requestDeadlines?: VmmRequestDeadlines;
 }
 
 export class VmmStartError extends HypervisorError {
@@ -215,7 +217,14 @@ export class ProcessVmmLauncher implements VmmLauncher {
     child.unref();
     const pid = child.pid!;
     const identity = readProcessIdentity(pid) ?? { pid, bootId: "", startTime: "" };
-    const handle = await SocketVmmHandle.connect(vm, paths, identity, socketPath, child);
+    const handle = await SocketVmmHandle.connect(
+      vm,
+      paths,
+      identity,
+      socketPath,
+      child,
+      this.config.requestDeadlines ?? DEFAULT_REQUEST_DEADLINES,
+    );
     if (!handle) {
       child.kill("SIGKILL");
       throw new VmmStartError(vm.name, "its VMM started but does not answer on its control socket");
@@ -236,7 +245,14 @@ export class ProcessVmmLauncher implements VmmLauncher {
       else if (!isSameProcess(holder, specPathOf(paths))) break;
     }
     if (run && id) {
-      const handle = await SocketVmmHandle.connect(vm, paths, id, run.socketPath, undefined);
+      const handle = await SocketVmmHandle.connect(
+        vm,
+        paths,
+        id,
+        run.socketPath,
+        undefined,
+        this.config.requestDeadlines ?? DEFAULT_REQUEST_DEADLINES,
+      );
       if (handle) return handle;
       // Alive but deaf: a hung VMM cannot be controlled, so it is ended and repaired like a crashed one.
       signalVmm(id, paths, "SIGKILL");
@@ -255,6 +271,15 @@ export class ProcessVmmLauncher implements VmmLauncher {
     };
   }
 }
+
+export interface VmmRequestDeadlines {
+  /** reset and stats: answered at once by a VMM whose event loop runs. */
+  readonly controlMs: number;
+  /** suspend: answered once the whole state is written and flushed (guest RAM up to 2 GiB). */
+  readonly suspendMs: number;
+}
+
+const DEFAULT_REQUEST_DEADLINES: VmmRequestDeadlines = { controlMs: 30_000, suspendMs: 600_000 };
 
 /** The daemon's end of one VMM's control socket. */
 class SocketVmmHandle implements VmmHandle {
@@ -277,6 +302,7 @@ class SocketVmmHandle implements VmmHandle {
     private readonly socket: Socket,
     private readonly socketPath: string,
     child: ChildProcess | undefined,
+    private readonly deadlines: VmmRequestDeadlines,
   ) {
     this.pid = identity.pid;
     this.exited = new Promise((resolve) => {
@@ -307,6 +333,7 @@ class SocketVmmHandle implements VmmHandle {
     identity: ProcessIdentity,
     socketPath: string,
     child: ChildProcess | undefined,
+    deadlines: VmmRequestDeadlines,
   ): Promise<SocketVmmHandle | undefined> {
     const pid = identity.pid;
     const socket = await new Promise<Socket | undefined>((resolve) => {
@@ -325,7 +352,7 @@ class SocketVmmHandle implements VmmHandle {
       });
     });
     if (!socket) return undefined;
-    const handle = new SocketVmmHandle(vm, paths, identity, socket, socketPath, child);
+    const handle = new SocketVmmHandle(vm, paths, identity, socket, socketPath, child, deadlines);
     try {
       const hello = (await Promise.race([
         handle.request("hello"),
@@ -372,12 +399,40 @@ class SocketVmmHandle implements VmmHandle {
     });
   }
 
-  private request(method: VmmMethod, params?: { timeoutMs?: number }): Promise<unknown> {
+  /**
+   * One request and its answer. A VMM that has not answered within `deadlineMs` is alive but deaf (hung,
+   * or stopped with SIGSTOP): it cannot be controlled, and without a deadline the operation — and every one
+   * queued behind it on the VM — would wait for ever. It is ended, as a re-attach ends a deaf VMM, and its
+   * exit is repaired like a crash.
+   */
+  private request(method: VmmMethod, params?: { timeoutMs?: number }, deadlineMs?: number): Promise<unknown> {
     if (this.socket.destroyed)
       return Promise.reject(new HypervisorError("vmm-gone", `the VMM of '${this.vm.name}' is not running`));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      const timer =
+        deadlineMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              if (!this.pending.delete(id)) return;
+              reject(
+                new HypervisorError(
+                  "vmm-unresponsive",
+                  `the VMM of '${this.vm.name}' (pid ${this.pid}) did not answer '${method}' within ${deadlineMs / 1000} s and was ended; the VM is repaired`,
+                ),
+              );
+              this.kill();
+            }, deadlineMs);
+      this.pending.set(id, {
+        resolve: (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
       this.socket.write(encodeMessage({ id, method, params }));
     });
   }
@@ -399,11 +454,11 @@ class SocketVmmHandle implements VmmHandle {
   }
 
   async reset(): Promise<void> {
-    await this.request("reset");
+    await this.request("reset", undefined, this.deadlines.controlMs);
   }
 
   async suspend(): Promise<void> {
-    await this.request("suspend");
+    await this.request("suspend", undefined, this.deadlines.suspendMs);
     const exit = await this.exited;
     if (exit.reason !== "suspended")
       throw new HypervisorError(
@@ -413,7 +468,7 @@ class SocketVmmHandle implements VmmHandle {
   }
 
   async stats(): Promise<Record<string, number>> {
-    return (await this.request("stats")) as Record<string, number>;
+    return (await this.request("stats", undefined, this.deadlines.controlMs)) as Record<string, number>;
   }
 
   async attachConsole(): Promise<Socket> {
