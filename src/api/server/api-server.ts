@@ -32,17 +32,7 @@ import {
   SERIAL_PORT_PAGE_BYTES,
   type SerialPortOutput,
 } from "../types.ts";
-import {
-  acceptKey,
-  closePayload,
-  encodeFrame,
-  FrameDecoder,
-  OPCODE_BINARY,
-  OPCODE_CLOSE,
-  OPCODE_PING,
-  OPCODE_PONG,
-  OPCODE_TEXT,
-} from "../websocket.ts";
+import { SerialPortSockets } from "./serial-port-socket.ts";
 import { ApiFailure, validateExec, validateInsert, validateSetMachineType } from "./validation.ts";
 
 /** HTTP status for each HypervisorError code; anything not listed is a 500. */
@@ -119,7 +109,7 @@ export class ApiServer {
   readonly routes: readonly Route[];
   private readonly servers: Server[] = [];
   private readonly streams = new Set<ServerResponse>();
-  private readonly sockets = new Set<Duplex>();
+  private readonly consoles = new SerialPortSockets();
 
   constructor(
     private readonly hv: Hypervisor,
@@ -362,7 +352,7 @@ export class ApiServer {
 
   async close(): Promise<void> {
     for (const res of this.streams) res.end();
-    for (const socket of this.sockets) socket.destroy();
+    this.consoles.close();
     await Promise.all(
       this.servers.map(
         (s) =>
@@ -450,36 +440,7 @@ export class ApiServer {
       throw new ApiFailure(400, "invalid-name", "the VM name in the path is not valid percent-encoding");
     }
     const vmm = await this.hv.attachConsole(name);
-    socket.write(
-      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-        `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`,
-    );
-    this.sockets.add(socket);
-    const close = (code: number, reason: string) => {
-      if (!socket.destroyed) socket.end(encodeFrame(OPCODE_CLOSE, closePayload(code, reason), false));
-      vmm.destroy();
-    };
-    const decoder = new FrameDecoder(
-      true,
-      (frame) => {
-        if (frame.opcode === OPCODE_BINARY || frame.opcode === OPCODE_TEXT) vmm.write(frame.payload);
-        else if (frame.opcode === OPCODE_PING) socket.write(encodeFrame(OPCODE_PONG, frame.payload, false));
-        else if (frame.opcode === OPCODE_CLOSE) close(1000, "bye");
-      },
-      (code, reason) => close(code, reason),
-    );
-    socket.on("data", (chunk: Buffer) => decoder.push(chunk));
-    if (head.length > 0) decoder.push(head);
-    vmm.on("data", (chunk: Buffer) => {
-      if (!socket.destroyed) socket.write(encodeFrame(OPCODE_BINARY, chunk, false));
-    });
-    vmm.on("close", () => close(1001, "the VM's console closed"));
-    vmm.on("error", () => {});
-    socket.on("error", () => {});
-    socket.on("close", () => {
-      this.sockets.delete(socket);
-      vmm.destroy();
-    });
+    this.consoles.accept(req, socket, head, vmm);
   }
 
   private authorize(req: IncomingMessage): void {
