@@ -8,6 +8,7 @@ import { apiSocketPath } from "./data-dir.ts";
 import type {
   ApiErrorBody,
   EventList,
+  EventStreamGap,
   ExecChunk,
   ExecRequest,
   HostInfo,
@@ -108,13 +109,14 @@ export class ApiClient {
 
   /**
    * Follows the event stream (events after `after`, then new ones) until `signal` aborts or the daemon
-   * closes the stream.
+   * closes the stream. `onDropped` hears of events lost because this client fell too far behind.
    */
   watchEvents(
     after: number,
     onEvent: (e: VmEvent) => void,
     signal?: AbortSignal,
     instance?: string,
+    onDropped?: (events: number) => void,
   ): Promise<void> {
     const q = new URLSearchParams({ after: String(after), watch: "true" });
     if (instance) q.set("instance", instance);
@@ -142,7 +144,10 @@ export class ApiClient {
           for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
             const line = buffer.slice(0, nl);
             buffer = buffer.slice(nl + 1);
-            if (line) onEvent(JSON.parse(line) as VmEvent);
+            if (!line) continue;
+            const msg = JSON.parse(line) as VmEvent | EventStreamGap;
+            if ("seq" in msg) onEvent(msg);
+            else onDropped?.(msg.dropped);
           }
         });
         res.on("end", () => resolve());
@@ -156,13 +161,15 @@ export class ApiClient {
    * Runs a command in the VM's guest (POST /instances/{name}/exec): `onOutput` gets each chunk of its
    * stdout/stderr as it arrives; resolves with its exit status. Rejects ApiError: the server's error, the
    * stream's late error (status 500 with its reason), or `exec-interrupted` when the stream ends without
-   * an exit status. Aborting `signal` closes the request, which kills the command.
+   * an exit status. Aborting `signal` closes the request, which kills the command. `onDropped` hears of
+   * output lost because this client read more slowly than the guest wrote.
    */
   exec(
     name: string,
     req: ExecRequest,
     onOutput: (bytes: Buffer, stream: "stdout" | "stderr") => void,
     signal?: AbortSignal,
+    onDropped?: (bytes: number) => void,
   ): Promise<{ exitCode: number }> {
     const payload = JSON.stringify(req);
     return new Promise((resolve, reject) => {
@@ -217,6 +224,7 @@ export class ApiClient {
               );
             }
             if ("stream" in msg) onOutput(Buffer.from(msg.data, "base64"), msg.stream);
+            else if ("dropped" in msg) onDropped?.(msg.dropped);
             else if ("exitCode" in msg) settle(() => resolve({ exitCode: msg.exitCode }));
             else if ("error" in msg)
               settle(() => reject(new ApiError(500, msg.error.code, msg.error.message)));

@@ -101,6 +101,11 @@ export interface VmEvent {
   readonly message: string;
 }
 
+/** A line of the watched event stream: this many events were lost here (the client fell too far behind). */
+export interface EventStreamGap {
+  readonly dropped: number;
+}
+
 export interface EventList {
   readonly kind: "tsvm#eventList";
   readonly items: readonly VmEvent[];
@@ -184,6 +189,8 @@ export interface ExecRequest {
  */
 export type ExecChunk =
   | { readonly stream: "stdout" | "stderr"; readonly data: string }
+  /** This many bytes of output were dropped here: the client read too slowly (the guest cannot wait). */
+  | { readonly dropped: number }
   | { readonly exitCode: number }
   | { readonly error: { readonly code: string; readonly message: string } };
 

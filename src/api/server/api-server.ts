@@ -32,8 +32,12 @@ import {
   SERIAL_PORT_PAGE_BYTES,
   type SerialPortOutput,
 } from "../types.ts";
+import { followEvents } from "./event-stream.ts";
 import { SerialPortSockets } from "./serial-port-socket.ts";
 import { ApiFailure, validateExec, validateInsert, validateSetMachineType } from "./validation.ts";
+
+/** exec output queued for one client past which no more is read from the VMM until the client drains. */
+export const EXEC_HIGH_WATER_BYTES = 256 * 1024;
 
 /** HTTP status for each HypervisorError code; anything not listed is a 500. */
 const STATUS_OF_CODE: Record<string, number> = {
@@ -108,7 +112,10 @@ function intParam(query: URLSearchParams, key: string, min: number, max: number,
 export class ApiServer {
   readonly routes: readonly Route[];
   private readonly servers: Server[] = [];
+  /** Event streams being followed (ended when the server closes). */
   private readonly streams = new Set<ServerResponse>();
+  /** exec answers in progress. */
+  private readonly execs = new Set<ServerResponse>();
   private readonly consoles = new SerialPortSockets();
 
   constructor(
@@ -254,11 +261,11 @@ export class ApiServer {
     ];
   }
 
-  /** Events after `after` (optionally of one instance); with watch=true, an NDJSON stream that follows. */
   /**
    * exec: an NDJSON stream of ExecChunk lines. The answer's head waits for the first chunk, so a command
    * that cannot start (not RUNNING, no agent yet) gets a plain 4xx; an error after output has started is
-   * the stream's last line. A client that goes away kills the command.
+   * the stream's last line. A client that goes away kills the command. A client that reads slowly holds
+   * the output back in the VMM, which drops what does not fit its bound: a `{dropped: N}` line says where.
    */
   private async exec(c: RequestContext): Promise<typeof STREAMING> {
     const req = validateExec(await c.body());
@@ -268,6 +275,8 @@ export class ApiServer {
       if (!res.writableFinished) abort.abort();
     };
     res.on("close", onClose);
+    this.execs.add(res);
+    res.once("close", () => this.execs.delete(res));
     const line = (chunk: ExecChunk) => {
       if (!res.headersSent)
         res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
@@ -275,11 +284,15 @@ export class ApiServer {
     };
     try {
       const { exitCode } = await this.hv.exec(c.params.name!, req.command, {
-        onOutput: (bytes, stream) =>
+        onOutput: (bytes, stream) => {
           line({
             stream,
             data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64"),
-          }),
+          });
+          // Back-pressure: the VMM's output is not read on while the client is this far behind.
+          if (res.writableLength >= EXEC_HIGH_WATER_BYTES) return drained(res);
+        },
+        onDropped: (dropped) => line({ dropped }),
         timeoutMs: req.timeoutSec === undefined ? undefined : req.timeoutSec * 1000,
         agentWaitMs: (req.agentWaitSec ?? DEFAULT_AGENT_WAIT_SECONDS) * 1000,
         signal: abort.signal,
@@ -296,6 +309,7 @@ export class ApiServer {
     return STREAMING;
   }
 
+  /** Events after `after` (optionally of one instance); with watch=true, an NDJSON stream that follows. */
   private async events(c: RequestContext): Promise<EventList | typeof STREAMING> {
     const after = intParam(c.query, "after", 0, Number.MAX_SAFE_INTEGER, 0);
     const limit = intParam(c.query, "limit", 1, 10000, 1000);
@@ -305,16 +319,23 @@ export class ApiServer {
       return { kind: "tsvm#eventList", items: backlog, lastSeq: this.hv.events.lastSeq };
     const res = c.res;
     res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
-    for (const e of backlog) res.write(`${JSON.stringify(e)}\n`);
-    const unsubscribe = this.hv.events.subscribe((e) => {
-      if (vm === undefined || e.vmName === vm) res.write(`${JSON.stringify(e)}\n`);
-    });
+    // The watcher learns at once that it is following, not when the first event comes.
+    res.flushHeaders();
+    followEvents(res, this.hv.events, after, vm);
     this.streams.add(res);
-    res.on("close", () => {
-      unsubscribe();
-      this.streams.delete(res);
-    });
+    res.on("close", () => this.streams.delete(res));
     return STREAMING;
+  }
+
+  /**
+   * Bytes queued in this process for streaming clients that have not taken them yet: event streams, exec
+   * output and console viewers. Each is bounded by its high-water mark plus one chunk.
+   */
+  get queuedBytes(): number {
+    let total = this.consoles.queuedBytes;
+    for (const res of this.streams) total += res.writableLength;
+    for (const res of this.execs) total += res.writableLength;
+    return total;
   }
 
   /** Serves on a Unix socket at `path` (mode 0600); a stale socket file there is replaced. */
@@ -524,6 +545,19 @@ async function readJsonBody(req: IncomingMessage): Promise<unknown> {
       `the request body is not valid JSON: ${(e as Error).message}`,
     );
   }
+}
+
+/** Settles once `res` has drained what it queued, or has closed. */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
 }
 
 function toFailure(e: unknown): ApiFailure {
