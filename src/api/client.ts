@@ -2,11 +2,13 @@
 // the CLI and tests use. Errors come back as ApiError with the HTTP status and the server's reason.
 
 import { request } from "node:http";
-import type { Duplex } from "node:stream";
+import { connect } from "node:net";
+import { type RawData, WebSocket } from "ws";
 import { apiSocketPath } from "./data-dir.ts";
 import type {
   ApiErrorBody,
   EventList,
+  EventStreamGap,
   ExecChunk,
   ExecRequest,
   HostInfo,
@@ -21,18 +23,8 @@ import type {
   VmEvent,
 } from "./types.ts";
 import { API_BASE, MAX_WAIT_SECONDS } from "./types.ts";
-import {
-  acceptKey,
-  closePayload,
-  encodeFrame,
-  FrameDecoder,
-  newClientKey,
-  OPCODE_BINARY,
-  OPCODE_CLOSE,
-  OPCODE_PING,
-  OPCODE_PONG,
-  OPCODE_TEXT,
-} from "./websocket.ts";
+/** Largest console message accepted from the daemon (it sends what one read of the VMM gave, ≤ 64 KiB). */
+const MAX_CONSOLE_FRAME_BYTES = 16 * 1024 * 1024;
 
 export type ApiEndpoint =
   | { readonly socketPath: string }
@@ -117,13 +109,14 @@ export class ApiClient {
 
   /**
    * Follows the event stream (events after `after`, then new ones) until `signal` aborts or the daemon
-   * closes the stream.
+   * closes the stream. `onDropped` hears of events lost because this client fell too far behind.
    */
   watchEvents(
     after: number,
     onEvent: (e: VmEvent) => void,
     signal?: AbortSignal,
     instance?: string,
+    onDropped?: (events: number) => void,
   ): Promise<void> {
     const q = new URLSearchParams({ after: String(after), watch: "true" });
     if (instance) q.set("instance", instance);
@@ -151,7 +144,10 @@ export class ApiClient {
           for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
             const line = buffer.slice(0, nl);
             buffer = buffer.slice(nl + 1);
-            if (line) onEvent(JSON.parse(line) as VmEvent);
+            if (!line) continue;
+            const msg = JSON.parse(line) as VmEvent | EventStreamGap;
+            if ("seq" in msg) onEvent(msg);
+            else onDropped?.(msg.dropped);
           }
         });
         res.on("end", () => resolve());
@@ -165,13 +161,15 @@ export class ApiClient {
    * Runs a command in the VM's guest (POST /instances/{name}/exec): `onOutput` gets each chunk of its
    * stdout/stderr as it arrives; resolves with its exit status. Rejects ApiError: the server's error, the
    * stream's late error (status 500 with its reason), or `exec-interrupted` when the stream ends without
-   * an exit status. Aborting `signal` closes the request, which kills the command.
+   * an exit status. Aborting `signal` closes the request, which kills the command. `onDropped` hears of
+   * output lost because this client read more slowly than the guest wrote.
    */
   exec(
     name: string,
     req: ExecRequest,
     onOutput: (bytes: Buffer, stream: "stdout" | "stderr") => void,
     signal?: AbortSignal,
+    onDropped?: (bytes: number) => void,
   ): Promise<{ exitCode: number }> {
     const payload = JSON.stringify(req);
     return new Promise((resolve, reject) => {
@@ -226,6 +224,7 @@ export class ApiClient {
               );
             }
             if ("stream" in msg) onOutput(Buffer.from(msg.data, "base64"), msg.stream);
+            else if ("dropped" in msg) onDropped?.(msg.dropped);
             else if ("exitCode" in msg) settle(() => resolve({ exitCode: msg.exitCode }));
             else if ("error" in msg)
               settle(() => reject(new ApiError(500, msg.error.code, msg.error.message)));
@@ -243,33 +242,39 @@ export class ApiClient {
    * `write` types into it. Several attachments may be open at once (each sees all output).
    */
   openSerialPort(name: string): Promise<SerialPortConnection> {
-    const key = newClientKey();
+    const path = `${API_BASE}/instances/${encodeURIComponent(name)}/serialPort`;
+    const { endpoint } = this;
     return new Promise((resolve, reject) => {
-      const req = request({
-        ...this.target(),
-        method: "GET",
-        path: `${API_BASE}/instances/${encodeURIComponent(name)}/serialPort`,
-        headers: {
-          ...this.headers(),
-          connection: "Upgrade",
-          upgrade: "websocket",
-          "sec-websocket-key": key,
-          "sec-websocket-version": "13",
-        },
+      const ws =
+        "socketPath" in endpoint
+          ? new WebSocket(`ws://localhost${path}`, {
+              createConnection: () => connect(endpoint.socketPath),
+              maxPayload: MAX_CONSOLE_FRAME_BYTES,
+              perMessageDeflate: false,
+            })
+          : new WebSocket(`ws://${endpoint.host}:${endpoint.port}${path}`, {
+              headers: this.headers(),
+              maxPayload: MAX_CONSOLE_FRAME_BYTES,
+              perMessageDeflate: false,
+            });
+      let settled = false;
+      ws.once("open", () => {
+        settled = true;
+        resolve(new SerialPortConnection(ws));
       });
-      req.on("error", (e) => reject(unreachable(this.endpoint, e)));
-      req.on("response", (res) => {
-        readAll(res).then((text) => reject(toApiError(res.statusCode ?? 0, text)), reject);
+      // The daemon refused the upgrade with an ordinary answer: its error body says why.
+      ws.once("unexpected-response", (_req, res) => {
+        settled = true;
+        readAll(res)
+          .then((text) => reject(toApiError(res.statusCode ?? 0, text)), reject)
+          .finally(() => ws.terminate());
       });
-      req.on("upgrade", (res, socket, head) => {
-        if (res.headers["sec-websocket-accept"] !== acceptKey(key)) {
-          socket.destroy();
-          reject(new ApiError(0, "bad-response", "the daemon's WebSocket handshake is wrong"));
-          return;
+      ws.on("error", (e) => {
+        if (!settled) {
+          settled = true;
+          reject(unreachable(endpoint, e));
         }
-        resolve(new SerialPortConnection(socket, head));
       });
-      req.end();
     });
   }
 
@@ -319,25 +324,16 @@ export class SerialPortConnection {
   private listener: ((bytes: Buffer) => void) | undefined;
   private readonly early: Buffer[] = [];
 
-  constructor(
-    private readonly socket: Duplex,
-    head: Buffer,
-  ) {
-    this.closed = new Promise((resolve) => socket.on("close", () => resolve()));
-    socket.on("error", () => {});
-    const decoder = new FrameDecoder(
-      false,
-      (frame) => {
-        if (frame.opcode === OPCODE_BINARY || frame.opcode === OPCODE_TEXT) {
-          if (this.listener) this.listener(frame.payload);
-          else this.early.push(frame.payload);
-        } else if (frame.opcode === OPCODE_PING) socket.write(encodeFrame(OPCODE_PONG, frame.payload, true));
-        else if (frame.opcode === OPCODE_CLOSE) socket.end();
-      },
-      () => socket.destroy(),
-    );
-    socket.on("data", (chunk: Buffer) => decoder.push(chunk));
-    if (head.length > 0) decoder.push(head);
+  constructor(private readonly ws: WebSocket) {
+    this.closed = new Promise((resolve) => ws.once("close", () => resolve()));
+    // A protocol error ends the connection ('close' follows); nothing else is to be done about it.
+    ws.on("error", () => {});
+    ws.on("message", (data: RawData) => {
+      // binaryType is "nodebuffer": each message is one Buffer.
+      const bytes = data as Buffer;
+      if (this.listener) this.listener(bytes);
+      else this.early.push(bytes);
+    });
   }
 
   /** Receives console output; output that arrived before the first call is delivered at once. */
@@ -346,14 +342,25 @@ export class SerialPortConnection {
     for (const b of this.early.splice(0)) listener(b);
   }
 
+  /**
+   * Stops reading console output (the daemon then holds it back, and the VMM drops what its bound cannot
+   * hold and later says how much): for a reader that cannot keep up, say a blocked terminal.
+   */
+  pause(): void {
+    this.ws.pause();
+  }
+
+  resume(): void {
+    this.ws.resume();
+  }
+
   write(bytes: Uint8Array | string): void {
     const payload = typeof bytes === "string" ? Buffer.from(bytes, "utf8") : bytes;
-    if (!this.socket.destroyed) this.socket.write(encodeFrame(OPCODE_BINARY, payload, true));
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(payload, { binary: true });
   }
 
   close(): void {
-    if (!this.socket.destroyed)
-      this.socket.end(encodeFrame(OPCODE_CLOSE, closePayload(1000, "detached"), true));
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.close(1000, "detached");
   }
 }
 

@@ -156,7 +156,12 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     summary: "The serial console over WebSocket (RFC 6455)",
     description:
       "Send Upgrade: websocket. Client messages (binary or text) are typed into the console; console output " +
-      "arrives as binary messages. Several clients may attach at once.",
+      "arrives as binary messages. Several clients may attach at once. A client message may be at most 1 MiB " +
+      "(larger: close 1009); a frame RFC 6455 forbids fails the connection (1002, or 1007 for text that is not " +
+      "UTF-8). The guest is never held up for a slow client: once 1 MiB of output is queued for it in the VMM " +
+      "(the daemon queues at most 256 KiB more), further output is dropped for that client, and when it has " +
+      'caught up a notice in the byte stream says how many bytes it missed: "[tsvm: N bytes of console output ' +
+      'dropped: ...]" (the console history, serialPortOutput, has them).',
     answer: { websocket: true },
     errors: ["invalid-argument", "not-running", "vmm-gone"],
   },
@@ -203,7 +208,16 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       { name: "instance", schema: { type: "string" }, description: "Only this VM's events." },
       { name: "watch", schema: { type: "boolean", default: false } },
     ],
-    answer: { json: "EventList", ndjson: "VmEvent", description: "The events (watch=true: a stream)" },
+    description:
+      "With watch=true the stream has back-pressure: while the client is behind, nothing more is queued for it, " +
+      "and once it has read what was queued, the events it missed are read from the daemon's memory (the last " +
+      '10,000 events). Only when it fell further behind than that does a line {"dropped": N} (an EventStreamGap) ' +
+      "say that N events (of any instance) were lost at that point.",
+    answer: {
+      json: "EventList",
+      ndjson: "EventStreamLine",
+      description: "The events (watch=true: a stream)",
+    },
     errors: ["invalid-argument"],
   },
   {

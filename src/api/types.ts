@@ -16,7 +16,7 @@ export {
   SERIAL_PORT_PAGE_BYTES,
   type SerialPortOutput,
 } from "./schemas/api-schemas.ts";
-export type { EventList, VmEvent } from "./schemas/event-schemas.ts";
+export type { EventList, EventStreamGap, VmEvent } from "./schemas/event-schemas.ts";
 export type {
   Operation,
   OperationList,

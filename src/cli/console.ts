@@ -38,7 +38,14 @@ export async function consoleCommand(argv: string[]): Promise<number> {
   const stdin = process.stdin;
   const tty = stdin.isTTY === true;
   if (tty) process.stderr.write(`Attached to ${name}'s console; Ctrl-A d detaches.\r\n`);
-  conn.onData((bytes) => process.stdout.write(bytes));
+  conn.onData((bytes) => {
+    // A terminal or pipe that does not keep up holds the console back (the VM's VMM then drops what it
+    // cannot hold for us, and says so in the output) rather than filling this process's memory.
+    if (!process.stdout.write(bytes)) {
+      conn.pause();
+      process.stdout.once("drain", () => conn.resume());
+    }
+  });
   let afterCtrlA = false;
   let detached = false;
   const restore = () => {

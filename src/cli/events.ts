@@ -54,7 +54,11 @@ export async function eventsCommand(argv: string[]): Promise<number> {
     }
     const abort = new AbortController();
     process.once("SIGINT", () => abort.abort());
-    await client.watchEvents(0, print, abort.signal, name);
+    await client.watchEvents(0, print, abort.signal, name, (dropped) =>
+      process.stderr.write(
+        `tsvm events: ${dropped} events were lost here (this reader fell too far behind)\n`,
+      ),
+    );
     return 0;
   } catch (e) {
     return fail("events", e);

@@ -88,6 +88,10 @@ export async function execCommand(argv: string[]): Promise<number> {
       { command, timeoutSec, agentWaitSec },
       (bytes, stream) => (stream === "stderr" ? process.stderr : process.stdout).write(bytes),
       abort.signal,
+      (dropped) =>
+        process.stderr.write(
+          `tsvm exec: ${dropped} bytes of the command's output were dropped here (read too slowly)\n`,
+        ),
     );
     return exitCode;
   } catch (e) {

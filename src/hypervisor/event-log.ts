@@ -36,6 +36,11 @@ export class EventLog {
     return this.nextSeq - 1;
   }
 
+  /** The sequence number of the oldest event kept (lastSeq + 1 when none is). */
+  get firstSeq(): number {
+    return this.events[0]?.seq ?? this.nextSeq;
+  }
+
   /** Calls `listener` for each new event until the returned function is called. */
   subscribe(listener: (e: VmEvent) => void): () => void {
     this.listeners.add(listener);

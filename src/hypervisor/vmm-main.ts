@@ -14,6 +14,7 @@ import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { describeHolder, FileLock } from "../engines/backends/file-lock.ts";
 import { boundStderr } from "./bounded-log.ts";
+import { BoundedWriter } from "./bounded-writer.ts";
 import { ConsoleLogWriter } from "./console-log.ts";
 import { listenPrivate } from "./control-socket.ts";
 import { CpuThrottle } from "./cpu-throttle.ts";
@@ -22,6 +23,8 @@ import { readProcessIdentity } from "./process-identity.ts";
 import { writeFileAtomic } from "./store.ts";
 import type { VmmExit } from "./vmm.ts";
 import {
+  CONSOLE_VIEWER_QUEUE_BYTES,
+  EXEC_OUTPUT_QUEUE_BYTES,
   encodeMessage,
   type GuestFactory,
   type HelloResult,
@@ -183,8 +186,35 @@ function applyCpuWeight(weight: number): void {
 
 let stopTimer: NodeJS.Timeout | undefined;
 let throttle: CpuThrottle | undefined;
-/** Connections attached to the serial console; each gets all output from its attachment on. */
-const consoleViewers = new Set<Socket>();
+/**
+ * Connections attached to the serial console; each gets all output from its attachment on, except what it
+ * is too slow to take: the guest is not held up for a viewer, so past CONSOLE_VIEWER_QUEUE_BYTES queued
+ * for one, its output is dropped and a notice in its byte stream later says how much.
+ */
+const consoleViewers = new Map<Socket, BoundedWriter>();
+/** Writers of the exec connections open now (their queued bytes count in `stats`). */
+const execWriters = new Set<BoundedWriter>();
+/** Console bytes dropped for viewers already gone. */
+let goneViewersDroppedBytes = 0;
+
+function consoleDropNotice(dropped: number): string {
+  return `\r\n[tsvm: ${dropped} bytes of console output dropped: this viewer read too slowly; \`tsvm logs ${spec.name}\` has them]\r\n`;
+}
+
+/** Bytes queued in this process for readers that have not taken them yet (bounded per reader). */
+function queuedBytes(): number {
+  let total = 0;
+  for (const w of consoleViewers.values()) total += w.buffered;
+  for (const w of execWriters) total += w.buffered;
+  return total;
+}
+
+/** Console bytes dropped for slow viewers over the VMM's life. */
+function consoleDroppedBytes(): number {
+  let total = goneViewersDroppedBytes;
+  for (const w of consoleViewers.values()) total += w.dropped;
+  return total;
+}
 
 /** Writes the guest's state to a fresh directory, then swaps it in place of the old state directory. */
 async function suspendGuest(g: VmmGuest): Promise<void> {
@@ -262,26 +292,40 @@ async function execCommand(
   const abort = new AbortController();
   const onClose = () => abort.abort();
   socket.once("close", onClose);
+  // The agent cannot be held up (the guest has no flow control on its port), so output the daemon is too
+  // slow to take (its client is) is dropped past a bound, and a `dropped` line says how many bytes.
+  const output = new BoundedWriter(socket, {
+    limit: EXEC_OUTPUT_QUEUE_BYTES,
+    notice: (dropped) => encodeMessage({ id: req.id, dropped }),
+  });
+  execWriters.add(output);
   try {
     const { exitCode } = await g.exec(command, {
       onOutput: (bytes, stream) =>
-        reply({
-          output: {
-            stream,
-            data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64"),
-          },
-        }),
+        output.write(
+          encodeMessage({
+            id: req.id,
+            output: {
+              stream,
+              data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64"),
+            },
+          }),
+          bytes.length,
+        ),
       timeoutMs: bound(req.params?.timeoutMs, MAX_EXEC_TIMEOUT_MS),
       agentWaitMs: bound(req.params?.agentWaitMs, MAX_AGENT_WAIT_MS) ?? 0,
       signal: abort.signal,
     });
+    output.flush();
     reply({ result: { exitCode } });
   } catch (e) {
     const agentCode = (e as { code?: unknown }).code;
     const code = (typeof agentCode === "string" && EXEC_ERROR_CODES.get(agentCode)) || "agent-error";
+    output.flush();
     reply({ error: { code, message: (e as Error).message } });
   } finally {
     socket.off("close", onClose);
+    execWriters.delete(output);
   }
 }
 
@@ -338,9 +382,16 @@ async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<voi
         reply({ result: {} });
         // From here on the connection carries raw console bytes both ways.
         socket.removeAllListeners("data");
-        consoleViewers.add(socket);
+        const viewer = new BoundedWriter(socket, {
+          limit: CONSOLE_VIEWER_QUEUE_BYTES,
+          notice: consoleDropNotice,
+        });
+        consoleViewers.set(socket, viewer);
         socket.on("data", (chunk: Buffer) => g.consoleInput(chunk));
-        socket.on("close", () => consoleViewers.delete(socket));
+        socket.on("close", () => {
+          consoleViewers.delete(socket);
+          goneViewersDroppedBytes += viewer.dropped;
+        });
         return;
       }
       case "exec":
@@ -355,6 +406,8 @@ async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<voi
             vmmCpuMs: (cpu.user + cpu.system) / 1000,
             vmmRssBytes: process.memoryUsage.rss(),
             vmmUptimeMs: Math.round(process.uptime() * 1000),
+            vmmQueuedBytes: queuedBytes(),
+            consoleDroppedBytes: consoleDroppedBytes(),
           },
         });
         return;
@@ -428,7 +481,7 @@ try {
   const g = guest;
   g.onConsoleOutput((bytes) => {
     consoleLog.write(bytes);
-    for (const viewer of consoleViewers) viewer.write(bytes);
+    for (const viewer of consoleViewers.values()) viewer.write(bytes);
   });
   g.onExit((exit) => {
     void exitVmm(exit, exit.reason === "crashed" ? 70 : 0);

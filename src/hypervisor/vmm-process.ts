@@ -524,12 +524,27 @@ class SocketVmmHandle implements VmmHandle {
           socket.destroy();
         };
         socket.setEncoding("utf8");
+        /** Back-pressure promises from onOutput not yet settled; the socket is paused while any is. */
+        let waits = 0;
         const decoder = new LineDecoder(
           (raw) => {
             const msg = raw as VmmResponse;
             if (msg.output) {
               const stream = msg.output.stream === "stderr" ? "stderr" : "stdout";
-              options.onOutput(new Uint8Array(Buffer.from(String(msg.output.data), "base64")), stream);
+              const wait = options.onOutput(
+                new Uint8Array(Buffer.from(String(msg.output.data), "base64")),
+                stream,
+              );
+              // The caller's reader is behind: read nothing more until it catches up, so that what is
+              // queued for it stays bounded here; the VMM bounds (and reports) what queues there.
+              if (wait) {
+                if (waits++ === 0) socket.pause();
+                void wait.finally(() => {
+                  if (--waits === 0) socket.resume();
+                });
+              }
+            } else if (typeof msg.dropped === "number") {
+              options.onDropped?.(msg.dropped);
             } else if (msg.error) {
               settle(() => reject(new HypervisorError(msg.error!.code, msg.error!.message)));
             } else {

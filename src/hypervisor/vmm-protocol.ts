@@ -5,7 +5,9 @@
 //   vmm → daemon   {"id":1,"result":{…}}  or  {"id":1,"error":{"code":"…","message":"…"}}
 //   exec only:     {"id":1,"output":{"stream":"stdout"|"stderr","data":"<base64>"}} for each chunk of the
 //                  command's output, before its {"id":1,"result":{"exitCode":N}}; closing the connection
-//                  kills the command (the daemon runs each exec on a connection of its own).
+//                  kills the command (the daemon runs each exec on a connection of its own). When the
+//                  daemon reads too slowly (its client does), output past EXEC_OUTPUT_QUEUE_BYTES is
+//                  dropped and {"id":1,"dropped":N} says how many bytes, where they were.
 //
 // Exit detection does not depend on being the VMM's parent (a restarted daemon is not): the control
 // socket closes when the VMM dies, and the VMM writes exit.json before it exits on purpose; a VMM gone
@@ -76,7 +78,17 @@ export interface VmmResponse {
   readonly error?: { readonly code: string; readonly message: string };
   /** exec: a chunk of the command's output (base64), before the result. */
   readonly output?: { readonly stream: GuestOutputStream; readonly data: string };
+  /** exec: this many bytes of the command's output were dropped here (the reader was too slow). */
+  readonly dropped?: number;
 }
+
+/**
+ * What the VMM queues for one console viewer before it drops that viewer's output (and later says how
+ * much in its byte stream): the guest is never held up for a slow viewer.
+ */
+export const CONSOLE_VIEWER_QUEUE_BYTES = 1024 * 1024;
+/** What the VMM queues of one exec's output for the daemon before it drops output (with a `dropped` line). */
+export const EXEC_OUTPUT_QUEUE_BYTES = 1024 * 1024;
 
 /** Longest command an exec takes (UTF-8 bytes), as the guest agent does. */
 export const MAX_EXEC_COMMAND_BYTES = 16384;

@@ -17,8 +17,13 @@ export type VmmExit =
   | { readonly reason: "crashed"; readonly detail: string };
 
 export interface VmmExecOptions {
-  /** Each chunk of the command's output as it arrives. */
-  readonly onOutput: (bytes: Uint8Array, stream: "stdout" | "stderr") => void;
+  /**
+   * Each chunk of the command's output as it arrives. A returned promise is back-pressure: no more
+   * output is read from the VMM until it settles (meanwhile the VMM queues, then drops, the output).
+   */
+  readonly onOutput: (bytes: Uint8Array, stream: "stdout" | "stderr") => void | Promise<void>;
+  /** Bytes of output the VMM dropped at this point because they were not read in time. */
+  readonly onDropped?: (bytes: number) => void;
   /** Kill the command after this long (ms); none when absent. */
   readonly timeoutMs?: number;
   /** How long to wait for the agent of a guest still booting. */

@@ -2,7 +2,7 @@
 // named schema, which the OpenAPI document publishes as its components.
 
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
-import { EventList, VmEvent } from "./event-schemas.ts";
+import { EventList, EventStreamGap, EventStreamLine, VmEvent } from "./event-schemas.ts";
 import { Operation, OperationList } from "./operation-schemas.ts";
 import { StringEnum } from "./string-enum.ts";
 import {
@@ -137,6 +137,16 @@ export const ExecChunk = Type.Union(
     ),
     Type.Object(
       {
+        dropped: Type.Integer({
+          minimum: 1,
+          description:
+            "This many bytes of the command's output were dropped at this point: the client read more slowly than the guest wrote, and the VMM queues at most 1 MiB for it (the guest cannot be held up).",
+        }),
+      },
+      { additionalProperties: false },
+    ),
+    Type.Object(
+      {
         exitCode: Type.Integer({
           minimum: 0,
           maximum: 255,
@@ -154,7 +164,8 @@ export const ExecChunk = Type.Union(
   ],
   {
     $id: "ExecChunk",
-    description: "One line of an exec answer: a chunk of output, the exit status, or a late error.",
+    description:
+      "One line of an exec answer: a chunk of output, a count of dropped output, the exit status, or a late error.",
   },
 );
 export type ExecChunk = Static<typeof ExecChunk>;
@@ -171,6 +182,8 @@ export const COMPONENT_SCHEMAS: readonly TSchema[] = [
   Operation,
   OperationList,
   VmEvent,
+  EventStreamGap,
+  EventStreamLine,
   EventList,
   MachineType,
   MachineTypeList,

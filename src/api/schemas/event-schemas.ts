@@ -38,3 +38,21 @@ export const EventList = Type.Object(
   { $id: "EventList", additionalProperties: false },
 );
 export type EventList = Static<typeof EventList>;
+
+export const EventStreamGap = Type.Object(
+  { dropped: Type.Integer({ minimum: 1 }) },
+  {
+    $id: "EventStreamGap",
+    additionalProperties: false,
+    description:
+      "A line of the watched event stream: this many events (of any instance) were lost at this point, because the client fell further behind than the daemon keeps events.",
+  },
+);
+export type EventStreamGap = Static<typeof EventStreamGap>;
+
+/** One line of the watched (NDJSON) event stream. */
+export const EventStreamLine = Type.Union([VmEvent, EventStreamGap], {
+  $id: "EventStreamLine",
+  description: "A line of the watched event stream: an event, or a gap of lost events.",
+});
+export type EventStreamLine = Static<typeof EventStreamLine>;

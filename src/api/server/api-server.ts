@@ -34,18 +34,12 @@ import {
   SERIAL_PORT_PAGE_BYTES,
   type SerialPortOutput,
 } from "../types.ts";
-import {
-  acceptKey,
-  closePayload,
-  encodeFrame,
-  FrameDecoder,
-  OPCODE_BINARY,
-  OPCODE_CLOSE,
-  OPCODE_PING,
-  OPCODE_PONG,
-  OPCODE_TEXT,
-} from "../websocket.ts";
+import { followEvents } from "./event-stream.ts";
+import { SerialPortSockets } from "./serial-port-socket.ts";
 import { ApiFailure, validateExec, validateInsert, validateSetMachineType } from "./validation.ts";
+
+/** exec output queued for one client past which no more is read from the VMM until the client drains. */
+export const EXEC_HIGH_WATER_BYTES = 256 * 1024;
 
 type Method = "GET" | "POST" | "DELETE";
 
@@ -99,10 +93,13 @@ function intParam(query: URLSearchParams, key: string, min: number, max: number,
 export class ApiServer {
   readonly routes: readonly Route[];
   private readonly servers: Server[] = [];
+  /** Event streams being followed (ended when the server closes). */
   private readonly streams = new Set<ServerResponse>();
-  private readonly sockets = new Set<Duplex>();
   /** Built on first request: the same document the schemas give (src/api/openapi.ts). */
   private document: unknown;
+  /** exec answers in progress. */
+  private readonly execs = new Set<ServerResponse>();
+  private readonly consoles = new SerialPortSockets();
 
   constructor(
     private readonly hv: Hypervisor,
@@ -253,11 +250,11 @@ export class ApiServer {
     ];
   }
 
-  /** Events after `after` (optionally of one instance); with watch=true, an NDJSON stream that follows. */
   /**
    * exec: an NDJSON stream of ExecChunk lines. The answer's head waits for the first chunk, so a command
    * that cannot start (not RUNNING, no agent yet) gets a plain 4xx; an error after output has started is
-   * the stream's last line. A client that goes away kills the command.
+   * the stream's last line. A client that goes away kills the command. A client that reads slowly holds
+   * the output back in the VMM, which drops what does not fit its bound: a `{dropped: N}` line says where.
    */
   private async exec(c: RequestContext): Promise<typeof STREAMING> {
     const req = validateExec(await c.body());
@@ -267,6 +264,8 @@ export class ApiServer {
       if (!res.writableFinished) abort.abort();
     };
     res.on("close", onClose);
+    this.execs.add(res);
+    res.once("close", () => this.execs.delete(res));
     const line = (chunk: ExecChunk) => {
       if (!res.headersSent)
         res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
@@ -274,11 +273,15 @@ export class ApiServer {
     };
     try {
       const { exitCode } = await this.hv.exec(c.params.name!, req.command, {
-        onOutput: (bytes, stream) =>
+        onOutput: (bytes, stream) => {
           line({
             stream,
             data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64"),
-          }),
+          });
+          // Back-pressure: the VMM's output is not read on while the client is this far behind.
+          if (res.writableLength >= EXEC_HIGH_WATER_BYTES) return drained(res);
+        },
+        onDropped: (dropped) => line({ dropped }),
         timeoutMs: req.timeoutSec === undefined ? undefined : req.timeoutSec * 1000,
         agentWaitMs: (req.agentWaitSec ?? DEFAULT_AGENT_WAIT_SECONDS) * 1000,
         signal: abort.signal,
@@ -295,6 +298,7 @@ export class ApiServer {
     return STREAMING;
   }
 
+  /** Events after `after` (optionally of one instance); with watch=true, an NDJSON stream that follows. */
   private async events(c: RequestContext): Promise<EventList | typeof STREAMING> {
     const after = intParam(c.query, "after", 0, Number.MAX_SAFE_INTEGER, 0);
     const limit = intParam(c.query, "limit", 1, 10000, 1000);
@@ -304,16 +308,23 @@ export class ApiServer {
       return { kind: "tsvm#eventList", items: backlog, lastSeq: this.hv.events.lastSeq };
     const res = c.res;
     res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
-    for (const e of backlog) res.write(`${JSON.stringify(e)}\n`);
-    const unsubscribe = this.hv.events.subscribe((e) => {
-      if (vm === undefined || e.vmName === vm) res.write(`${JSON.stringify(e)}\n`);
-    });
+    // The watcher learns at once that it is following, not when the first event comes.
+    res.flushHeaders();
+    followEvents(res, this.hv.events, after, vm);
     this.streams.add(res);
-    res.on("close", () => {
-      unsubscribe();
-      this.streams.delete(res);
-    });
+    res.on("close", () => this.streams.delete(res));
     return STREAMING;
+  }
+
+  /**
+   * Bytes queued in this process for streaming clients that have not taken them yet: event streams, exec
+   * output and console viewers. Each is bounded by its high-water mark plus one chunk.
+   */
+  get queuedBytes(): number {
+    let total = this.consoles.queuedBytes;
+    for (const res of this.streams) total += res.writableLength;
+    for (const res of this.execs) total += res.writableLength;
+    return total;
   }
 
   /** Serves on a Unix socket at `path` (mode 0600); a stale socket file there is replaced. */
@@ -351,7 +362,7 @@ export class ApiServer {
 
   async close(): Promise<void> {
     for (const res of this.streams) res.end();
-    for (const socket of this.sockets) socket.destroy();
+    this.consoles.close();
     await Promise.all(
       this.servers.map(
         (s) =>
@@ -439,36 +450,7 @@ export class ApiServer {
       throw new ApiFailure(400, "invalid-name", "the VM name in the path is not valid percent-encoding");
     }
     const vmm = await this.hv.attachConsole(name);
-    socket.write(
-      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-        `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`,
-    );
-    this.sockets.add(socket);
-    const close = (code: number, reason: string) => {
-      if (!socket.destroyed) socket.end(encodeFrame(OPCODE_CLOSE, closePayload(code, reason), false));
-      vmm.destroy();
-    };
-    const decoder = new FrameDecoder(
-      true,
-      (frame) => {
-        if (frame.opcode === OPCODE_BINARY || frame.opcode === OPCODE_TEXT) vmm.write(frame.payload);
-        else if (frame.opcode === OPCODE_PING) socket.write(encodeFrame(OPCODE_PONG, frame.payload, false));
-        else if (frame.opcode === OPCODE_CLOSE) close(1000, "bye");
-      },
-      (code, reason) => close(code, reason),
-    );
-    socket.on("data", (chunk: Buffer) => decoder.push(chunk));
-    if (head.length > 0) decoder.push(head);
-    vmm.on("data", (chunk: Buffer) => {
-      if (!socket.destroyed) socket.write(encodeFrame(OPCODE_BINARY, chunk, false));
-    });
-    vmm.on("close", () => close(1001, "the VM's console closed"));
-    vmm.on("error", () => {});
-    socket.on("error", () => {});
-    socket.on("close", () => {
-      this.sockets.delete(socket);
-      vmm.destroy();
-    });
+    this.consoles.accept(req, socket, head, vmm);
   }
 
   private authorize(req: IncomingMessage): void {
@@ -552,6 +534,19 @@ async function readJsonBody(req: IncomingMessage): Promise<unknown> {
       `the request body is not valid JSON: ${(e as Error).message}`,
     );
   }
+}
+
+/** Settles once `res` has drained what it queued, or has closed. */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
 }
 
 function toFailure(e: unknown): ApiFailure {
