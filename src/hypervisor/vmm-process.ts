@@ -78,15 +78,16 @@ function diskHolderOf(paths: VmPaths): ProcessIdentity | undefined {
 }
 
 /**
- * The identity of the VMM a run record names, if that process still runs and is this VM's VMM: same boot
- * and start time as recorded (a record from before those were kept: its spec file on the command line).
+ * The identity of the VMM a run record names, if that process still runs and is the VMM of the VM whose
+ * spec file is `specPath`: same boot and start time as recorded (a record from before those were kept: its
+ * spec file on the command line).
  */
-function verifiedVmm(run: VmmRunRecord, paths: VmPaths): ProcessIdentity | undefined {
+export function verifiedVmm(run: VmmRunRecord, specPath: string): ProcessIdentity | undefined {
   const id =
     run.bootId !== undefined && run.startTime !== undefined
       ? { pid: run.pid, bootId: run.bootId, startTime: run.startTime }
       : readProcessIdentity(run.pid);
-  return id && isSameProcess(id, specPathOf(paths)) ? id : undefined;
+  return id && isSameProcess(id, specPath) ? id : undefined;
 }
 
 async function readRunRecord(paths: VmPaths, vmId: string): Promise<VmmRunRecord | undefined> {
@@ -234,14 +235,14 @@ export class ProcessVmmLauncher implements VmmLauncher {
 
   async reattach(vm: VmRecord, paths: VmPaths): Promise<VmmHandle | { exit: VmmExit }> {
     let run = await readRunRecord(paths, vm.id);
-    let id = run && verifiedVmm(run, paths);
+    let id = run && verifiedVmm(run, specPathOf(paths));
     // A VMM of this VM that holds the disk but has not recorded itself yet is starting: wait for it.
     for (let t0 = Date.now(); !id && Date.now() - t0 < STARTING_VMM_WAIT_MS; ) {
       const holder = diskHolderOf(paths);
       if (!holder) break;
       await sleep(100);
       run = await readRunRecord(paths, vm.id);
-      if (run?.pid === holder.pid) id = verifiedVmm(run, paths);
+      if (run?.pid === holder.pid) id = verifiedVmm(run, specPathOf(paths));
       else if (!isSameProcess(holder, specPathOf(paths))) break;
     }
     if (run && id) {

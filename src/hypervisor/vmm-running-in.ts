@@ -3,13 +3,13 @@
 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { processAlive } from "./process-alive.ts";
+import { verifiedVmm } from "./vmm-process.ts";
 import { parseRunRecord } from "./vmm-protocol.ts";
 
 /**
- * The pid of the VMM that vmm.json in `dir` names when that process is alive and was started on this
- * directory's spec (its command line names `dir/vmm-spec.json`), else undefined. A pid that now belongs to
- * an unrelated process does not count. Without procfs a live pid is taken as the VMM, to be safe.
+ * The pid of the VMM that vmm.json in `dir` names while that process still runs and is a VMM of this
+ * directory (verifiedVmm: the recorded identity, or its spec file on the command line). A pid that now
+ * belongs to an unrelated process does not count.
  */
 export function vmmRunningIn(dir: string): number | undefined {
   let text: string;
@@ -19,12 +19,5 @@ export function vmmRunningIn(dir: string): number | undefined {
     return undefined;
   }
   const run = parseRunRecord(text);
-  if (!run || !processAlive(run.pid)) return undefined;
-  let args: string[];
-  try {
-    args = readFileSync(`/proc/${run.pid}/cmdline`, "utf8").split("\0");
-  } catch {
-    return run.pid;
-  }
-  return args.includes(join(dir, "vmm-spec.json")) ? run.pid : undefined;
+  return run ? verifiedVmm(run, join(dir, "vmm-spec.json"))?.pid : undefined;
 }
