@@ -553,13 +553,11 @@ export class Hypervisor {
         this.attach(slot, vmm);
         try {
           await this.commitRunning(slot, vmm, "resumed");
-        } catch (e) {
-          // The guest ran from the state and may have written its disk: that state is now behind the disk.
+        } finally {
+          // The state was consumed: the guest ran from it and may have written its disk, so restoring it
+          // again later (also after a RUNNING that could not be recorded) would roll it back behind its disk.
           await rm(paths.stateDir, { recursive: true, force: true });
-          throw e;
         }
-        // The state was consumed; restoring it again later would roll the guest back behind its disk.
-        await rm(paths.stateDir, { recursive: true, force: true });
         crashPoint("resume:after-state-removed");
       },
     );
