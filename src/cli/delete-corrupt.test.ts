@@ -1,34 +1,15 @@
 // `tsvm delete NAME` as a user runs it (bin/tsvm, a real daemon started on demand) on a VM whose vm.json is
 // unusable: listed as unreachable, then deleted with its directory.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { after, test } from "node:test";
-import { fileURLToPath } from "node:url";
+import { cliInstallation } from "./fixtures/cli-installation.ts";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
-const home = await mkdtemp(join(tmpdir(), "tsvm-cli-corrupt-"));
+const installation = await cliInstallation("cli-corrupt");
+const { home, tsvm } = installation;
 
-function tsvm(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      join(root, "bin/tsvm"),
-      args,
-      { env: { ...process.env, TSVM_HOME: home }, timeout: 120_000 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
-
-after(async () => {
-  await tsvm("daemon", "stop");
-  await rm(home, { recursive: true, force: true });
-});
+after(() => installation.remove());
 
 test("tsvm delete removes a VM whose definition is corrupt", async () => {
   await mkdir(join(home, "vms/broken"), { recursive: true });
