@@ -5,11 +5,23 @@
 //   manifest.json    { magic, format: { major, minor }, arch, engine, engineVersion, writer, createdAt,
 //                      treeBytes, treeSha256, sections: [{ file, type, length, byteLength, sha256 }] }
 //   state.json       the tree; each typed array replaced by { "$section": N }, each bigint by { "$bigint": "…" }
-//   section-N.bin    the bytes of typed array N
+//   section-N.bin    the bytes of typed array N, from its file's offset 0 (so it can be mapped as it is)
+//
+// Reading a state can map its large sections (guest RAM) instead of reading them (`largeSections: "map"`),
+// so that a resume does not wait for all of RAM: the host kernel reads a page from the file when the guest
+// first touches it. Such a section's SHA-256 is then not checked, because checking it means reading every
+// byte, the very cost mapping avoids. That is safe where it is used, a local resume: the state was written
+// by a VMM of this installation into its own data directory (mode 0700), fsynced and renamed into place,
+// and it is read-checked for size; the tree and every small section are still checked in full. A state
+// that comes from elsewhere (an imported file) is checked whole where it enters the host, by a default
+// read (`largeSections: "read"`), which reads and checks every byte.
+// Section files are never written after they are complete (a later save writes a new directory), so a
+// VMM running on a mapping of one never sees it change (mapped-file.ts says why that matters).
 
 import { createHash } from "node:crypto";
 import { open, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { mapFilePrivate } from "../engines/backends/mapped-file.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 
 export const SNAPSHOT_MAGIC = "tsvm-state";
@@ -20,6 +32,8 @@ const MAX_MANIFEST_BYTES = 1 << 20;
 /** Sections are at most what one VM can have: 2 GiB of RAM plus some. */
 const MAX_SECTION_BYTES = 2 ** 31 + (64 << 20);
 const PAGE = 4096;
+/** Sections at least this big are guest RAM: readSnapshot maps them when asked (`largeSections: "map"`). */
+export const MAP_MIN_BYTES = 1 << 20;
 const ZERO_PAGE = Buffer.alloc(PAGE);
 
 /** What an engine's saveState returns (src/engines/engine.ts EngineSnapshot). */
@@ -200,11 +214,63 @@ async function readBounded(dir: string, file: string, max: number): Promise<Buff
   return readFile(path);
 }
 
+export interface ReadSnapshotOptions {
+  /** The architecture the state must be for. */
+  readonly arch: string;
+  /**
+   * "read" (default): every section is read into memory and its SHA-256 checked. "map": each section of
+   * at least MAP_MIN_BYTES (guest RAM) is mapped copy-on-write from its file (its pages are read when
+   * first touched; writes to the array never reach the file) and its SHA-256 is not checked — for a local
+   * resume only (the header of this file says why); the other sections are read and checked as always.
+   */
+  readonly largeSections?: "read" | "map";
+}
+
+/** Reads section file `file` (`byteLength` bytes) into a new `Ctor` array, every byte. */
+async function readSection(
+  dir: string,
+  file: string,
+  Ctor: (typeof TYPED_ARRAYS)[TypedArrayName],
+  length: number,
+): Promise<AnyTypedArray> {
+  // Read straight into the array's memory: a RAM section is not held twice.
+  const array = new Ctor(length);
+  const view = new Uint8Array(array.buffer);
+  const fh = await open(join(dir, file), "r");
+  try {
+    for (let off = 0; off < view.length; ) {
+      const { bytesRead } = await fh.read(view, off, Math.min(view.length - off, 64 << 20), off);
+      if (bytesRead === 0) throw new StateFileError(dir, `${file} is truncated`);
+      off += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+  return array;
+}
+
+/** Maps section file `file` (`byteLength` bytes, checked by the mapping) as a new `Ctor` array. */
+function mapSection(
+  dir: string,
+  file: string,
+  Ctor: (typeof TYPED_ARRAYS)[TypedArrayName],
+  byteLength: number,
+): AnyTypedArray {
+  let buffer: ArrayBuffer;
+  try {
+    buffer = mapFilePrivate(join(dir, file), byteLength);
+  } catch (e) {
+    throw new StateFileError(dir, `${file} cannot be mapped (${(e as Error).message})`);
+  }
+  return new Ctor(buffer);
+}
+
 /**
- * Reads and checks a state written by writeSnapshot: magic, format, every section's size and checksum,
- * the tree's checksum, before anything is returned. Throws StateFileError naming the file and the problem.
+ * Reads and checks a state written by writeSnapshot: magic, format, every section's size and checksum
+ * (but see `largeSections`), the tree's checksum, before anything is returned. Throws StateFileError naming
+ * the file and the problem.
  */
-export async function readSnapshot(dir: string, expect: { readonly arch: string }): Promise<SnapshotLike> {
+export async function readSnapshot(dir: string, options: ReadSnapshotOptions): Promise<SnapshotLike> {
   const manifestText = (await readBounded(dir, "manifest.json", MAX_MANIFEST_BYTES)).toString("utf8");
   let m: unknown;
   try {
@@ -217,8 +283,8 @@ export async function readSnapshot(dir: string, expect: { readonly arch: string 
   const format = m.format as Manifest["format"] | undefined;
   if (!isObject(format) || format.major !== SNAPSHOT_FORMAT.major)
     throw new StateFileError(dir, `its format ${JSON.stringify(format)} is not ${SNAPSHOT_FORMAT.major}.x`);
-  if (m.arch !== expect.arch)
-    throw new StateFileError(dir, `it is a ${String(m.arch)} state, not ${expect.arch}`);
+  if (m.arch !== options.arch)
+    throw new StateFileError(dir, `it is a ${String(m.arch)} state, not ${options.arch}`);
   if (
     typeof m.engine !== "string" ||
     typeof m.engineVersion !== "number" ||
@@ -254,20 +320,13 @@ export async function readSnapshot(dir: string, expect: { readonly arch: string 
         dir,
         `${s.file} is ${size < s.byteLength! ? "truncated" : "too long"}: ${size} bytes, expected ${s.byteLength}`,
       );
-    // Read straight into the array's memory: a RAM section is not held twice.
-    const array = new Ctor(s.length!);
-    const view = new Uint8Array(array.buffer);
-    const fh = await open(join(dir, s.file), "r");
-    try {
-      for (let off = 0; off < view.length; ) {
-        const { bytesRead } = await fh.read(view, off, Math.min(view.length - off, 64 << 20), off);
-        if (bytesRead === 0) throw new StateFileError(dir, `${s.file} is truncated`);
-        off += bytesRead;
-      }
-    } finally {
-      await fh.close();
+    if (options.largeSections === "map" && s.byteLength! >= MAP_MIN_BYTES) {
+      sections.push(mapSection(dir, s.file, Ctor, s.byteLength!));
+      continue;
     }
-    if (createHash("sha256").update(view).digest("hex") !== s.sha256)
+    const array = await readSection(dir, s.file, Ctor, s.length!);
+    const bytes = new Uint8Array(array.buffer);
+    if (createHash("sha256").update(bytes).digest("hex") !== s.sha256)
       throw new StateFileError(dir, `${s.file} is corrupt (its SHA-256 does not match the manifest)`);
     sections.push(array);
   }

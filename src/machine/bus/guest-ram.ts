@@ -8,6 +8,7 @@ export interface RamWriteListener {
 }
 
 export class GuestRam {
+  readonly buffer: ArrayBuffer;
   readonly u8: Uint8Array;
   readonly u16: Uint16Array;
   readonly i32: Int32Array;
@@ -15,14 +16,24 @@ export class GuestRam {
   private readonly listeners: RamWriteListener[] = [];
 
   /** @param base guest-physical address of byte 0 (0x8000_0000 on the virt board)
-   *  @param size bytes; a multiple of 4 KiB */
+   *  @param size bytes; a multiple of 4 KiB
+   *  @param buffer the memory to use, exactly `size` bytes, contents kept (e.g. a saved state's RAM that
+   *         the host mapped from its file, so that pages are read only when the guest touches them);
+   *         default a new zeroed ArrayBuffer */
   constructor(
     readonly base: number,
     readonly size: number,
+    buffer?: ArrayBuffer,
   ) {
     if (size <= 0 || size % 4096 !== 0)
       throw new MachineError("bad-ram-size", `RAM size ${size} is not a positive multiple of 4 KiB`);
-    const buffer = new ArrayBuffer(size);
+    if (buffer && buffer.byteLength !== size)
+      throw new MachineError(
+        "bad-ram-size",
+        `the RAM buffer given is ${buffer.byteLength} bytes, not the ${size} this RAM has`,
+      );
+    buffer ??= new ArrayBuffer(size);
+    this.buffer = buffer;
     this.u8 = new Uint8Array(buffer);
     this.u16 = new Uint16Array(buffer);
     this.i32 = new Int32Array(buffer);
