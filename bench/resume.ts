@@ -10,7 +10,7 @@
 // The way RAM is restored is the VMM's environment, so the daemon is restarted with it between runs.
 import { execFile } from "node:child_process";
 import { cp, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
@@ -43,6 +43,8 @@ interface SizeResult {
   memoryMiB: number;
   resumeToRunningMs: Record<RamWay, number[]>;
   resumeToFirstInstructionMs: Record<RamWay, number[]>;
+  /** The VMM's CPU time (user + system) from its start to the guest's first instruction. */
+  vmmCpuToFirstInstructionMs: Record<RamWay, number[]>;
   suspendMs: number[];
   snapshotPauseMs: number[];
   snapshotTotalMs: number[];
@@ -66,16 +68,18 @@ function installation(home: string) {
   return { client, tsvm };
 }
 
-/** The epoch ms of the last "first guest instruction after restore" line in the VM's vmm.log. */
-async function firstInstructionEpoch(vmDir: string, way: RamWay): Promise<number> {
+/** The epoch ms and VMM CPU ms of the last "first guest instruction after restore" line in vmm.log. */
+async function firstInstruction(vmDir: string, way: RamWay): Promise<{ epochMs: number; cpuMs: number }> {
   const log = await readFile(join(vmDir, "vmm.log"), "utf8");
   const matches = [
-    ...log.matchAll(/first guest instruction after restore \(RAM (\w+)\): epoch ([\d.]+) ms/g),
+    ...log.matchAll(
+      /first guest instruction after restore \(RAM (\w+)\): epoch ([\d.]+) ms, [\d.]+ ms after the VMM started, cpu (\d+) ms/g,
+    ),
   ];
   const last = matches.at(-1);
   if (!last || last[1] !== way)
     throw new Error(`vmm.log in ${vmDir} has no first-instruction line for RAM ${way}`);
-  return Number(last[2]);
+  return { epochMs: Number(last[2]), cpuMs: Number(last[3]) };
 }
 
 async function benchSize(home: string, memoryMiB: number, runs: number): Promise<SizeResult> {
@@ -86,6 +90,7 @@ async function benchSize(home: string, memoryMiB: number, runs: number): Promise
     memoryMiB,
     resumeToRunningMs: { read: [], map: [] },
     resumeToFirstInstructionMs: { read: [], map: [] },
+    vmmCpuToFirstInstructionMs: { read: [], map: [] },
     suspendMs: [],
     snapshotPauseMs: [],
     snapshotTotalMs: [],
@@ -125,11 +130,13 @@ async function benchSize(home: string, memoryMiB: number, runs: number): Promise
       const done = await client.waitUntilDone(op.id, undefined, 1);
       const runningMs = performance.now() - t0;
       if (done.error) throw new Error(`resume: ${done.error.message}`);
-      const firstMs = (await firstInstructionEpoch(vmDir, way)) - t0Epoch;
+      const first = await firstInstruction(vmDir, way);
+      const firstMs = first.epochMs - t0Epoch;
       result.resumeToRunningMs[way].push(runningMs);
       result.resumeToFirstInstructionMs[way].push(firstMs);
+      result.vmmCpuToFirstInstructionMs[way].push(first.cpuMs);
       progress(
-        `${memoryMiB} MiB, RAM ${way}: RUNNING after ${runningMs.toFixed(0)} ms, first instruction after ${firstMs.toFixed(0)} ms`,
+        `${memoryMiB} MiB, RAM ${way}: RUNNING after ${runningMs.toFixed(0)} ms, first instruction after ${firstMs.toFixed(0)} ms (VMM CPU ${first.cpuMs} ms; load ${loadavg()[0]})`,
       );
       // Let the guest run a little before it is suspended again.
       await new Promise((r) => setTimeout(r, 1000));
@@ -206,17 +213,19 @@ function formatTable(results: SizeResult[]): string {
   const ratio = (a: number[], b: number[]) =>
     `${((median(a) ?? Number.NaN) / (median(b) ?? Number.NaN)).toFixed(1)}×`.padStart(7);
   const lines = [
-    "RAM      resume→RUNNING                 resume→first instruction       snapshot pause   suspend",
-    "         read      map       read/map   read      map       read/map   (keepRunning)",
+    "RAM       resume→RUNNING            resume→first instruction  VMM CPU to first instr.  snapshot   suspend",
+    "          read      map      ratio  read      map      ratio  read      map            pause",
   ];
   for (const r of results)
     lines.push(
-      `${`${r.memoryMiB} MiB`.padEnd(8)} ${ms(r.resumeToRunningMs.read)} ${ms(r.resumeToRunningMs.map)} ${ratio(r.resumeToRunningMs.read, r.resumeToRunningMs.map)}    ` +
-        `${ms(r.resumeToFirstInstructionMs.read)} ${ms(r.resumeToFirstInstructionMs.map)} ${ratio(r.resumeToFirstInstructionMs.read, r.resumeToFirstInstructionMs.map)}    ` +
-        `${ms(r.snapshotPauseMs)}        ${ms(r.suspendMs)}`,
+      `${`${r.memoryMiB} MiB`.padEnd(8)} ${ms(r.resumeToRunningMs.read)}${ms(r.resumeToRunningMs.map)}${ratio(r.resumeToRunningMs.read, r.resumeToRunningMs.map)}` +
+        `${ms(r.resumeToFirstInstructionMs.read)}${ms(r.resumeToFirstInstructionMs.map)}${ratio(r.resumeToFirstInstructionMs.read, r.resumeToFirstInstructionMs.map)}` +
+        `${ms(r.vmmCpuToFirstInstructionMs.read)}${ms(r.vmmCpuToFirstInstructionMs.map)}      ` +
+        `${ms(r.snapshotPauseMs)}${ms(r.suspendMs)}`,
     );
   lines.push(
-    "(medians; read = all of RAM read and checked before the guest runs, as before; map = RAM mapped from its file)",
+    "(medians; read = all of RAM read and checked before the guest runs, as before; map = RAM mapped from its file;",
+    ` snapshot pause = saveState with keepRunning; host load average at the end: ${loadavg()[0]})`,
   );
   return lines.join("\n");
 }

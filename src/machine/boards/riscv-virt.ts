@@ -381,7 +381,7 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       memoryBytes: this.ram.size,
       instretBase: this.instretBase.slice(),
       components,
-      ram: this.ram.u8.slice(),
+      ram: this.ram.copy(),
     };
   }
 
