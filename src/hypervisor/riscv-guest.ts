@@ -67,14 +67,15 @@ function guestExitOf(reason: ExitReason): GuestExit | undefined {
 export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
   const image = findImage(spec.image);
   if (!image) throw new Error(`the image '${spec.image}' is not built (build it with 'tsvm image build')`);
-  const [firmware, kernel, initrd] = await Promise.all([
+  // A restore reads its state before the machine is built: with RAM mapped, it is built on the state's RAM.
+  const ramMode = restoreRamMode();
+  const [firmware, kernel, initrd, restoring] = await Promise.all([
     readFile(image.firmware),
     readFile(image.kernel),
     readFile(image.initrd),
+    spec.mode === "restore" ? readState(spec, ramMode) : undefined,
   ]);
-  // A restore reads its state first: with RAM mapped, the machine is built on the state's own RAM.
-  const ramMode = restoreRamMode();
-  let saved = spec.mode === "restore" ? await readState(spec, ramMode) : undefined;
+  let saved = restoring;
   const disk = await FileBlockBackend.open(spec.diskPath);
   const io = { readBytes: 0, writeBytes: 0 };
   /** Writes handed to the file but not completed: a flush must wait for them to be worth anything. */

@@ -314,8 +314,8 @@ export async function readSnapshot(dir: string, options: ReadSnapshotOptions): P
     throw new StateFileError(dir, "manifest.json lacks the engine and its state version");
   if (!Array.isArray(m.sections) || m.sections.length > 100_000)
     throw new StateFileError(dir, "manifest.json lacks a valid section list");
-  const sections: AnyTypedArray[] = [];
-  for (const [i, raw] of (m.sections as unknown[]).entries()) {
+  // The sections are read side by side: a resume waits for the slowest, not for their sum.
+  const loadSection = async (i: number, raw: unknown): Promise<AnyTypedArray> => {
     const s = raw as Partial<SectionEntry>;
     const Ctor =
       isObject(raw) && typeof s.type === "string" && Object.hasOwn(TYPED_ARRAYS, s.type)
@@ -341,16 +341,21 @@ export async function readSnapshot(dir: string, options: ReadSnapshotOptions): P
         dir,
         `${s.file} is ${size < s.byteLength! ? "truncated" : "too long"}: ${size} bytes, expected ${s.byteLength}`,
       );
-    if (options.largeSections === "map" && s.byteLength! >= MAP_MIN_BYTES) {
-      sections.push(mapSection(dir, s.file, Ctor, s.byteLength!));
-      continue;
-    }
+    if (options.largeSections === "map" && s.byteLength! >= MAP_MIN_BYTES)
+      return mapSection(dir, s.file, Ctor, s.byteLength!);
     const array = await readSection(dir, s.file, Ctor, s.length!);
     const bytes = new Uint8Array(array.buffer);
     if (createHash("sha256").update(bytes).digest("hex") !== s.sha256)
       throw new StateFileError(dir, `${s.file} is corrupt (its SHA-256 does not match the manifest)`);
-    sections.push(array);
-  }
+    return array;
+  };
+  const sections: AnyTypedArray[] = [];
+  const listed = m.sections as unknown[];
+  // At most 32 files open at once, whatever a manifest lists.
+  for (let at = 0; at < listed.length; at += 32)
+    sections.push(
+      ...(await Promise.all(listed.slice(at, at + 32).map((raw, k) => loadSection(at + k, raw)))),
+    );
   const tree = await readBounded(dir, "state.json", MAX_TREE_BYTES);
   if (tree.length !== m.treeBytes || createHash("sha256").update(tree).digest("hex") !== m.treeSha256)
     throw new StateFileError(
