@@ -14,6 +14,8 @@ import { TableCache } from "./table-cache.ts";
 const POOL_CLUSTERS = 32;
 /** Frees held back before a flush forces them out anyway. */
 const MAX_PENDING_FREES = 4096;
+/** Clusters past the end of the file that may legitimately have refcounts (a crashed writer's pool). */
+const MAX_USED_PAST_END = 1024;
 
 export class Qcow2Refcounts {
   private readonly clusterSize: number;
@@ -164,22 +166,22 @@ export class Qcow2Refcounts {
     const taken: number[] = [];
     let c = this.freeHint;
     while (taken.length < POOL_CLUSTERS) {
+      // A hostile file may count every cluster as used, far past its end: stop rather than scan for ever.
+      if (c > Math.ceil(this.file.size / this.clusterSize) + MAX_USED_PAST_END)
+        throw this.bad("its refcounts claim clusters far beyond the end of the file");
       const index = Math.floor(c / this.perBlock);
-      let offset = this.blockOffset(index);
-      if (offset === 0 && this.isFixedMetadata(c)) {
-        c++;
-        continue;
-      }
+      const offset = this.blockOffset(index);
       if (offset === 0) {
         // No refcount block covers this range yet, so all of it is free: the new block goes at its first
         // free cluster and counts itself (a self-describing block, as QEMU places them).
-        offset = await this.newBlock(index, c);
+        if (!this.isFixedMetadata(c)) await this.newBlock(index, c);
         c++;
         continue;
       }
       const block = await this.block(offset);
-      if (this.entry(block, c % this.perBlock) === 0 && !this.isFixedMetadata(c)) taken.push(c);
-      c++;
+      const blockEnd = (index + 1) * this.perBlock;
+      for (; c < blockEnd && taken.length < POOL_CLUSTERS; c++)
+        if (this.entry(block, c % this.perBlock) === 0 && !this.isFixedMetadata(c)) taken.push(c);
     }
     this.freeHint = c;
     await this.changeAll([...taken], 1);
