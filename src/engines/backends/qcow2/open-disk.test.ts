@@ -185,3 +185,47 @@ test("setBacking renames the backing file like qemu-img rebase -u", async () => 
   assert.equal((await readDiskInfo(at("sb.qcow2"))).backing, null);
   assert.deepEqual(qemuRaw(at("sb.qcow2")), new Uint8Array(MiB));
 });
+
+test("qemu-made disks with other cluster sizes and refcount widths are written correctly, growing the refcount table", async () => {
+  const cases: Array<[number, number, number, boolean]> = [
+    [512, 16, 10 * MiB, true], // a 1-cluster refcount table covers 8 MiB: the table must grow
+    [1024, 64, 20 * MiB, true], // 64-bit refcounts; 16 MiB covered at first
+    [4096, 1, 6 * MiB, false], // 1-bit refcounts, packed from the low bit
+    [2 * MiB, 2, 8 * MiB, false], // 2-bit refcounts, huge clusters
+  ];
+  const refcountTable = (p: string) => readFileSync(p).subarray(48, 60).toString("hex");
+  for (const [clusterSize, refcountBits, written, grows] of cases) {
+    const p = at(`q-${clusterSize}-${refcountBits}.qcow2`);
+    const made = run(
+      "qemu-img",
+      "create",
+      "-f",
+      "qcow2",
+      "-o",
+      `cluster_size=${clusterSize},refcount_bits=${refcountBits}`,
+      p,
+      "32M",
+    );
+    assert.equal(made.status, 0, made.out);
+    const model = new Uint8Array(32 * MiB);
+    const tableBefore = refcountTable(p);
+    const d = await openDisk(p);
+    const next = rng(clusterSize);
+    for (let done = 0; done < written; ) {
+      const len = (1 + next(256)) * 512;
+      const off = next((32 * MiB - len) / 512) * 512;
+      const data = fill(len, done);
+      await call((cb) => d.write(off, data, cb));
+      model.set(data, off);
+      done += len;
+    }
+    await call((cb) => d.writeZeroes(MiB, 3 * MiB, true, cb));
+    model.fill(0, MiB, 4 * MiB);
+    await call((cb) => d.flush(cb));
+    assert.deepEqual(await read(d, 0, 32 * MiB), model);
+    await d.close();
+    assert.equal(refcountTable(p) !== tableBefore, grows, "the refcount table moved (grew)");
+    qemuCheck(p);
+    assert.deepEqual(qemuRaw(p), model, `cluster ${clusterSize}, refcount_bits ${refcountBits}`);
+  }
+});
