@@ -229,3 +229,58 @@ test("qemu-made disks with other cluster sizes and refcount widths are written c
     assert.deepEqual(qemuRaw(p), model, `cluster ${clusterSize}, refcount_bits ${refcountBits}`);
   }
 });
+
+test("compressed clusters (qemu-img convert -c) read correctly, and writing over them copies them out", async () => {
+  const src = at("c-src.raw");
+  const content = new Uint8Array(8 * MiB);
+  for (let k = 0; k < content.length; k += 512) content.fill((k >> 9) % 7, k, k + 300);
+  writeFileSync(src, content);
+  const p = at("c.qcow2");
+  assert.equal(run("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", src, p).status, 0);
+  const info = run("qemu-img", "check", p);
+  assert.match(info.out, /compressed clusters/);
+  const d = await openDisk(p);
+  assert.deepEqual(await read(d, 0, 8 * MiB), content);
+  const data = fill(4096, 77);
+  await call((cb) => d.write(65536 + 512, data, cb));
+  content.set(data, 65536 + 512);
+  await call((cb) => d.writeZeroes(4 * MiB, MiB, true, cb));
+  content.fill(0, 4 * MiB, 5 * MiB);
+  assert.deepEqual(await read(d, 0, 8 * MiB), content);
+  await d.close();
+  qemuCheck(p);
+  assert.deepEqual(qemuRaw(p), content);
+});
+
+test("many requests in flight at once, to the same new clusters, are serialized correctly", async () => {
+  const p = at("conc.qcow2");
+  writeFileSync(at("conc-base.raw"), fill(4 * MiB, 8));
+  await createQcow2(p, { sizeBytes: 4 * MiB, backing: { name: "conc-base.raw", format: "raw" } });
+  const model = fill(4 * MiB, 8);
+  const d = await openDisk(p);
+  const next = rng(99);
+  for (let round = 0; round < 8; round++) {
+    const pending: Array<Promise<void>> = [];
+    const claimed = new Set<number>();
+    for (let k = 0; k < 64; k++) {
+      // Distinct sectors of a few clusters, so the writes do not overlap but do share clusters.
+      const sector = next(4 * 128) + round * 1024;
+      if (claimed.has(sector)) continue;
+      claimed.add(sector);
+      const data = fill(512, round * 100 + k);
+      model.set(data, sector * 512);
+      pending.push(call((cb) => d.write(sector * 512, data, cb)));
+      if (k % 8 === 0) pending.push(call((cb) => d.flush(cb)));
+    }
+    const far = (round + 1) * 256 * 1024 + 3 * MiB - 256 * 1024;
+    if (far + 65536 <= 4 * MiB && round % 2 === 0) {
+      pending.push(call((cb) => d.writeZeroes(far, 65536, round % 4 === 0, cb)));
+      model.fill(0, far, far + 65536);
+    }
+    await Promise.all(pending);
+  }
+  assert.deepEqual(await read(d, 0, 4 * MiB), model);
+  await d.close();
+  qemuCheck(p);
+  assert.deepEqual(qemuRaw(p), model);
+});
