@@ -28,6 +28,8 @@ export class Qcow2Image implements DiskLayer {
   readonly virtualSize: number;
   private readonly clusterSize: number;
   private metaTail: Promise<unknown> = Promise.resolve();
+  /** Used only synchronously (contiguous), so requests in flight cannot disturb each other through it. */
+  private readonly peek = newMapping();
 
   private constructor(
     private readonly file: DiskFile,
@@ -87,9 +89,10 @@ export class Qcow2Image implements DiskLayer {
         return;
       }
       const inCluster = pos % cs;
-      const n = Math.min(cs - inCluster, end - pos);
+      let n = Math.min(cs - inCluster, end - pos);
+      if (!this.map.lookupCached(pos, m)) await this.map.lookup(pos, m);
+      if (m.kind === CLUSTER_DATA) n = this.contiguous(pos, n, end, m.host + inCluster, false);
       const sub = dst.subarray(pos - offset, pos - offset + n);
-      await this.map.lookup(pos, m);
       switch (m.kind) {
         case CLUSTER_DATA:
           await this.file.read(m.host + inCluster, sub);
@@ -106,6 +109,22 @@ export class Qcow2Image implements DiskLayer {
       }
       pos += n;
     }
+  }
+
+  /**
+   * How far from `pos` (whose first `n` bytes map to host offset `host`) the guest range up to `end` stays
+   * contiguous on the host in data clusters (ours alone when `owned`), so one pread or pwrite covers it.
+   * Only L2 tables already cached are consulted: this is an optimisation, never a reason to wait.
+   */
+  private contiguous(pos: number, n: number, end: number, host: number, owned: boolean): number {
+    const m = this.peek;
+    const limit = Math.min(end, this.virtualSize);
+    while (pos + n < limit) {
+      if (!this.map.lookupCached(pos + n, m) || m.kind !== CLUSTER_DATA || m.host !== host + n) break;
+      if (owned && !m.copied) break;
+      n += Math.min(this.clusterSize, limit - pos - n);
+    }
+    return n;
   }
 
   /** The cluster a compressed entry holds: raw deflate (compression type 0), exactly one cluster long. */
@@ -137,12 +156,16 @@ export class Qcow2Image implements DiskLayer {
     const end = offset + src.length;
     while (pos < end) {
       const inCluster = pos % cs;
-      const n = Math.min(cs - inCluster, end - pos);
-      const sub = src.subarray(pos - offset, pos - offset + n);
-      await this.map.lookup(pos, m);
+      let n = Math.min(cs - inCluster, end - pos);
+      if (!this.map.lookupCached(pos, m)) await this.map.lookup(pos, m);
       // The steady state: the cluster is ours alone, so the data goes straight to it.
-      if (m.kind === CLUSTER_DATA && m.copied) await this.file.write(m.host + inCluster, sub);
-      else await this.serialized(() => this.allocatingWrite(pos, sub));
+      if (m.kind === CLUSTER_DATA && m.copied) {
+        n = this.contiguous(pos, n, end, m.host + inCluster, true);
+        await this.file.write(m.host + inCluster, src.subarray(pos - offset, pos - offset + n));
+      } else {
+        const sub = src.subarray(pos - offset, pos - offset + n);
+        await this.serialized(() => this.allocatingWrite(pos, sub));
+      }
       pos += n;
     }
   }
