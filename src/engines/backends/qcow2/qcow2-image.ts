@@ -148,6 +148,21 @@ export class Qcow2Image implements DiskLayer {
     return out;
   }
 
+  async mayHoldData(offset: number, length: number): Promise<boolean> {
+    const cs = this.clusterSize;
+    const m = newMapping();
+    const end = Math.min(offset + length, this.virtualSize);
+    for (let pos = offset - (offset % cs); pos < end; pos += cs) {
+      if (!this.map.lookupCached(pos, m)) await this.map.lookup(pos, m);
+      if (m.kind === CLUSTER_DATA || m.kind === CLUSTER_COMPRESSED) return true;
+      if (m.kind === CLUSTER_UNALLOCATED && this.backing) {
+        const from = Math.max(pos, offset);
+        if (await this.backing.mayHoldData(from, Math.min(pos + cs, end) - from)) return true;
+      }
+    }
+    return false;
+  }
+
   async write(offset: number, src: Uint8Array): Promise<void> {
     this.checkWritable();
     const cs = this.clusterSize;
