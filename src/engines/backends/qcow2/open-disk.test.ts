@@ -284,3 +284,32 @@ test("many requests in flight at once, to the same new clusters, are serialized 
   qemuCheck(p);
   assert.deepEqual(qemuRaw(p), model);
 });
+
+test("discarding and zeroing a whole 4 GiB disk rewrites its L2 tables in a few writes, not one per cluster", async () => {
+  const GiB = 1024 * MiB;
+  const p = at("big.qcow2");
+  await createQcow2(p, { sizeBytes: 4 * GiB });
+  const d = await openDisk(p);
+  for (let k = 0; k < 64; k++) await call((cb) => d.write(k * 64 * MiB + k * 4096, fill(8192, k), cb));
+  const started = performance.now();
+  await call((cb) => d.writeZeroes(0, 2 * GiB, false, cb));
+  await call((cb) => d.discard(2 * GiB, 2 * GiB, cb));
+  await call((cb) => d.flush(cb));
+  const seconds = (performance.now() - started) / 1000;
+  assert.ok(seconds < 5, `took ${seconds.toFixed(1)} s`);
+  for (let k = 0; k < 64; k++)
+    assert.deepEqual(await read(d, k * 64 * MiB, 65536), new Uint8Array(65536), `cluster of write ${k}`);
+  await d.close();
+  qemuCheck(p);
+  const map = run("qemu-img", "map", "--output=json", p);
+  const extents = JSON.parse(map.out) as Array<{
+    start: number;
+    length: number;
+    data: boolean;
+    zero: boolean;
+  }>;
+  assert.ok(
+    extents.every((e) => e.zero && !(e.data && e.start >= 2 * GiB)),
+    "all reads as zeros, and nothing past 2 GiB holds data",
+  );
+});
