@@ -313,3 +313,32 @@ test("discarding and zeroing a whole 4 GiB disk rewrites its L2 tables in a few 
     "all reads as zeros, and nothing past 2 GiB holds data",
   );
 });
+
+test("requests in flight over more L2 tables than the cache holds (80 of 64) keep every write and allocate each cluster once", async () => {
+  const GiB = 1024 * MiB;
+  const p = at("tables.qcow2");
+  await createQcow2(p, { sizeBytes: 40 * GiB });
+  const d = await openDisk(p);
+  const span = 512 * MiB; // what one L2 table maps
+  const written = new Map<number, number>();
+  const next = rng(7);
+  for (let round = 0; round < 6; round++) {
+    const pending: Array<Promise<void>> = [];
+    for (let k = 0; k < 300; k++) {
+      const table = next(80);
+      const off = table * span + next(span / 65536) * 65536 + 512 * next(100);
+      if (k % 2 === 0) pending.push(call((cb) => d.read(off, new Uint8Array(512), cb)));
+      else if (!written.has(off)) {
+        written.set(off, round * 1000 + k);
+        pending.push(call((cb) => d.write(off, fill(512, round * 1000 + k), cb)));
+      }
+    }
+    await Promise.all(pending);
+  }
+  await d.close();
+  qemuCheck(p); // a cluster allocated twice would show as a leak
+  const again = await openDisk(p, { readOnly: true });
+  for (const [off, seed] of written)
+    assert.deepEqual(await read(again, off, 512), fill(512, seed), `at ${off}`);
+  await again.close();
+});

@@ -266,8 +266,8 @@ export class Qcow2Image implements DiskLayer {
     await this.file.write(offset, table);
     // The table must be on disk before L1 names it: a reused cluster may hold old bytes.
     await this.file.sync();
-    await this.map.setL1Entry(l1Index, offset);
     this.map.cacheL2(offset, table);
+    await this.map.setL1Entry(l1Index, offset);
     return offset;
   }
 

@@ -112,13 +112,6 @@ export class Qcow2Refcounts {
     }
   }
 
-  /** The refcount of host cluster `cluster`. */
-  async get(cluster: number): Promise<number> {
-    const offset = this.blockOffset(Math.floor(cluster / this.perBlock));
-    if (offset === 0) return 0;
-    return this.entry(await this.block(offset), cluster % this.perBlock);
-  }
-
   /** Adds `delta` to the refcounts of `clusters` (all in one block), with one write of the changed bytes. */
   private async change(clusters: number[], delta: number): Promise<void> {
     const index = Math.floor(clusters[0]! / this.perBlock);
