@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import {
   closeSync,
   mkdtempSync,
@@ -180,6 +181,20 @@ test("a 1,000-deep backing chain is refused quickly, one file open at a time", a
   // 64 backing files are still fine, 65 are not.
   assert.equal((await diskChain(join(chainDir, name(1000 - 65)))).length, 65);
   await assert.rejects(diskChain(join(chainDir, name(1000 - 66))), { message: /deeper than 64 files/ });
+});
+
+test("a backing file that is a FIFO or a device is refused without waiting for a writer", async () => {
+  const fifo = join(dir, "fifo");
+  assert.equal(spawnSync("mkfifo", [fifo]).status, 0);
+  for (const name of [fifo, "/dev/zero", dir]) {
+    const p = join(dir, `special${n++}.qcow2`);
+    await createQcow2(p, { sizeBytes: MiB, backing: { name, format: "raw" } });
+    await assert.rejects(openDisk(p), (err: unknown) => {
+      assert.ok(err instanceof Qcow2Error, String(err));
+      assert.match(err.message, /not a regular file|EISDIR/);
+      return true;
+    });
+  }
 });
 
 test("a missing backing file is named", async () => {
