@@ -10,8 +10,14 @@ import { Qcow2Error } from "./qcow2-error.ts";
 import { MAX_REFTABLE_BYTES, type Qcow2Header } from "./qcow2-header.ts";
 import { TableCache } from "./table-cache.ts";
 
-/** Bytes of clusters reserved per sync: sequential growth costs one fdatasync per 2 MiB. */
-const POOL_BYTES = 2 * 1024 * 1024;
+/**
+ * Bytes of clusters reserved per sync: 2 MiB, doubling up to 32 MiB while refills come less than a second
+ * apart, so a guest filling its disk costs one fdatasync per 32 MiB. What a crash leaks of a pool mostly
+ * lies past the end of the file, where it takes no space.
+ */
+const POOL_MIN_BYTES = 2 * 1024 * 1024;
+const POOL_MAX_BYTES = 32 * 1024 * 1024;
+const POOL_GROW_WITHIN_MS = 1000;
 /** Frees held back before a flush forces them out anyway. */
 const MAX_PENDING_FREES = 4096;
 /** Clusters past the end of the file that may legitimately have refcounts (a crashed writer's pool). */
@@ -28,8 +34,9 @@ export class Qcow2Refcounts {
   private tableOffset: number;
   private readonly blocks = new TableCache(32);
   private readonly pool: number[] = [];
-  /** Clusters reserved per refill: 32 of 64 KiB, 4,096 of 512 bytes. */
-  private readonly poolClusters: number;
+  /** Clusters reserved at the next refill (POOL_MIN_BYTES to POOL_MAX_BYTES worth). */
+  private poolClusters: number;
+  private lastRefillMs = Number.NEGATIVE_INFINITY;
   private pendingFrees: number[] = [];
   /** No cluster below this index is free (a hint; frees move it back). */
   private freeHint = 0;
@@ -46,7 +53,7 @@ export class Qcow2Refcounts {
     this.table = table;
     this.tableView = new DataView(table.buffer, table.byteOffset, table.length);
     this.tableOffset = header.refcountTableOffset;
-    this.poolClusters = Math.max(1, POOL_BYTES / header.clusterSize);
+    this.poolClusters = Math.max(1, POOL_MIN_BYTES / header.clusterSize);
   }
 
   static async load(file: DiskFile, header: Qcow2Header): Promise<Qcow2Refcounts> {
@@ -162,6 +169,13 @@ export class Qcow2Refcounts {
 
   /** Finds free clusters, takes them (refcount 1) and syncs, so they are safe to reference. */
   private async refill(): Promise<void> {
+    const now = performance.now();
+    const min = Math.max(1, POOL_MIN_BYTES / this.clusterSize);
+    this.poolClusters =
+      now - this.lastRefillMs < POOL_GROW_WITHIN_MS
+        ? Math.min(this.poolClusters * 2, Math.max(1, POOL_MAX_BYTES / this.clusterSize))
+        : min;
+    this.lastRefillMs = now;
     const taken: number[] = [];
     let c = this.freeHint;
     while (taken.length < this.poolClusters) {
