@@ -178,6 +178,12 @@ export class Qcow2Image implements DiskLayer {
         n = this.contiguous(pos, n, end, m.host + inCluster, true);
         await this.file.write(m.host + inCluster, src.subarray(pos - offset, pos - offset + n));
       } else {
+        // Whole clusters up to the request's end (within one L2 table) are allocated together.
+        if (inCluster === 0 && end - pos >= cs) {
+          const l2Span = cs * this.map.l2Entries;
+          const runEnd = Math.min(end, (Math.floor(pos / l2Span) + 1) * l2Span);
+          n = runEnd - pos - ((runEnd - pos) % cs);
+        }
         const sub = src.subarray(pos - offset, pos - offset + n);
         await this.serialized(() => this.allocatingWrite(pos, sub));
       }
@@ -190,35 +196,83 @@ export class Qcow2Image implements DiskLayer {
       throw new Qcow2Error("bad-disk-request", `disk image ${this.path} is open read-only`);
   }
 
-  /** A write into a cluster this file does not own alone yet; runs serialized. */
+  /**
+   * A write into clusters this file does not own alone yet (runs serialized): part of one cluster, or whole
+   * clusters of one L2 table. A part is completed with the cluster's current contents first (copy-on-write).
+   */
   private async allocatingWrite(pos: number, sub: Uint8Array): Promise<void> {
     const cs = this.clusterSize;
+    const inCluster = pos % cs;
+    if (inCluster === 0 && sub.length % cs === 0) {
+      await this.writeClusters(pos, sub);
+      return;
+    }
     const m = newMapping();
     await this.map.lookup(pos, m); // again: an earlier serialized write may have allocated it
-    const inCluster = pos % cs;
     if (m.kind === CLUSTER_DATA && m.copied) {
       await this.file.write(m.host + inCluster, sub);
       return;
     }
-    const clusterStart = pos - inCluster;
-    let whole: Uint8Array;
-    if (sub.length === cs) whole = sub;
-    else {
-      whole = new Uint8Array(cs);
-      await this.readCluster(clusterStart, m, whole);
-      whole.set(sub, inCluster);
+    const whole = new Uint8Array(cs);
+    await this.readCluster(pos - inCluster, m, whole);
+    whole.set(sub, inCluster);
+    await this.writeClusters(pos - inCluster, whole);
+  }
+
+  /**
+   * Writes whole clusters [start, start + data.length), all in one L2 table (serialized): clusters we own
+   * are written in place, preallocated zero clusters are filled, the rest get new clusters. Then one write
+   * of their L2 entries, then what the old entries held is released. Contiguous data is one pwrite.
+   */
+  private async writeClusters(start: number, data: Uint8Array): Promise<void> {
+    const cs = this.clusterSize;
+    const count = Math.ceil(data.length / cs);
+    const l2 = await this.ensureL2(start);
+    const table = await this.map.l2Table(l2);
+    const firstIndex = Math.floor(start / cs) % this.map.l2Entries;
+    const words = this.entryWords(table, firstIndex, count);
+    const released: ClusterMapping[] = [];
+    let first = -1;
+    let last = -1;
+    let runFrom = 0;
+    let runHost = -1;
+    for (let k = 0; k < count; k++) {
+      const m = newMapping();
+      this.map.decode(table, firstIndex + k, m);
+      let host: number;
+      if (m.kind === CLUSTER_DATA && m.copied) host = m.host;
+      else {
+        if (m.kind === CLUSTER_ZERO && m.host !== 0 && m.copied) host = m.host;
+        else {
+          host = await this.refcounts!.allocate();
+          released.push(m);
+        }
+        l2Words(host, false, words, 2 * k);
+        if (first < 0) first = k;
+        last = k;
+      }
+      if (runHost >= 0 && host !== runHost + (k - runFrom) * cs) {
+        await this.file.write(runHost, data.subarray(runFrom * cs, k * cs));
+        runHost = -1;
+      }
+      if (runHost < 0) {
+        runFrom = k;
+        runHost = host;
+      }
     }
-    if (m.kind === CLUSTER_ZERO && m.host !== 0 && m.copied) {
-      // A preallocated zero cluster: fill it, then drop the zero flag.
-      await this.file.write(m.host, whole);
-      await this.setEntry(clusterStart, m.host, false);
-      return;
-    }
-    const l2 = await this.ensureL2(clusterStart);
-    const host = await this.refcounts!.allocate();
-    await this.file.write(host, whole);
-    await this.setEntryIn(l2, clusterStart, host, false);
-    this.releaseOld(m);
+    await this.file.write(runHost, data.subarray(runFrom * cs));
+    if (first < 0) return;
+    await this.map.setL2Entries(l2, firstIndex + first, words.subarray(2 * first, 2 * (last + 1)));
+    for (const m of released) this.releaseOld(m);
+  }
+
+  /** The raw words of `count` L2 entries from `first` (hi, lo pairs), to change some and write back all. */
+  private entryWords(table: Uint8Array | null, first: number, count: number): Uint32Array {
+    const words = new Uint32Array(count * 2);
+    if (table === null) return words;
+    const v = new DataView(table.buffer, table.byteOffset + first * 8, count * 8);
+    for (let k = 0; k < count * 2; k++) words[k] = v.getUint32(k * 4);
+    return words;
   }
 
   /** Reads the current contents of the guest cluster at `clusterStart` (mapped as `m`) into `dst`. */
@@ -269,16 +323,6 @@ export class Qcow2Image implements DiskLayer {
     this.map.cacheL2(offset, table);
     await this.map.setL1Entry(l1Index, offset);
     return offset;
-  }
-
-  private async setEntry(pos: number, host: number, zero: boolean): Promise<void> {
-    await this.setEntryIn(await this.ensureL2(pos), pos, host, zero);
-  }
-
-  private async setEntryIn(l2: number, pos: number, host: number, zero: boolean): Promise<void> {
-    const words = new Uint32Array(2);
-    l2Words(host, zero, words, 0);
-    await this.map.setL2Entries(l2, Math.floor(pos / this.clusterSize) % this.map.l2Entries, words);
   }
 
   async flush(): Promise<void> {
@@ -351,11 +395,7 @@ export class Qcow2Image implements DiskLayer {
     const firstIndex = Math.floor(start / cs) % this.map.l2Entries;
     let l2 = this.map.l2Offset(Math.floor(start / cs / this.map.l2Entries));
     const current = l2 !== 0 ? await this.map.l2Table(l2) : null;
-    const words = new Uint32Array(count * 2);
-    if (current !== null) {
-      const v = new DataView(current.buffer, current.byteOffset + firstIndex * 8, count * 8);
-      for (let k = 0; k < count * 2; k++) words[k] = v.getUint32(k * 4);
-    }
+    const words = this.entryWords(current, firstIndex, count);
     const released: ClusterMapping[] = [];
     let first = -1;
     let last = -1;
