@@ -104,6 +104,14 @@ for (const [what, offset, bytes, problem] of headerCases) {
   });
 }
 
+test("an L1 table over 32 MiB is refused even when the virtual size needs it (512-byte clusters, 2 TiB)", async () => {
+  const p = await image();
+  patch(p, 20, u32(9));
+  patch(p, 24, u64(2 * 1024 ** 4));
+  patch(p, 36, u32(2 ** 26));
+  await refused(p, /L1 table of 67108864 entries is larger than 32 MiB/);
+});
+
 test("backing names with a NUL, over 1023 bytes, or naming a protocol are refused", async () => {
   const p = join(dir, "nul.qcow2");
   await createQcow2(p, { sizeBytes: MiB, backing: { name: "base-xyz.qcow2", format: "qcow2" } });
