@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import type { DiskBackend } from "./disk-backend.ts";
+import { seededRandom } from "./fixtures/seeded-random.ts";
 import { createQcow2, diskChain, openDisk, readDiskInfo, setBacking } from "./index.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "tsvm-qcow2-"));
@@ -40,18 +41,7 @@ async function read(d: DiskBackend, off: number, len: number): Promise<Uint8Arra
   return b;
 }
 
-/** A small seeded generator (xorshift32), so a failing run can be replayed. */
-function rng(seed: number): (n: number) => number {
-  let s = seed >>> 0 || 1;
-  return (n) => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s % n;
-  };
-}
+const rng = seededRandom;
 
 function fill(len: number, seed: number): Uint8Array {
   const b = new Uint8Array(len);
