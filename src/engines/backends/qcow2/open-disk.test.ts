@@ -332,3 +332,18 @@ test("requests in flight over more L2 tables than the cache holds (80 of 64) kee
     assert.deepEqual(await read(again, off, 512), fill(512, seed), `at ${off}`);
   await again.close();
 });
+
+test("a qcow2 version 2 file (compat=0.10) reads correctly, and is refused for writing", async () => {
+  const p = at("v2.qcow2");
+  assert.equal(run("qemu-img", "create", "-f", "qcow2", "-o", "compat=0.10", p, "4M").status, 0);
+  assert.equal(run("qemu-io", "-c", "write -P 0x5e 64k 8k", p).status, 0);
+  const d = await openDisk(p, { readOnly: true });
+  const want = new Uint8Array(4 * MiB);
+  want.fill(0x5e, 65536, 65536 + 8192);
+  assert.deepEqual(await read(d, 0, 4 * MiB), want);
+  await d.close();
+  await assert.rejects(openDisk(p), {
+    code: "bad-disk-image",
+    message: /version 2, which tsvm opens only read-only/,
+  });
+});
