@@ -14,6 +14,8 @@ const QCOW2_MAGIC = [0x51, 0x46, 0x49, 0xfb];
 export interface ProbedDisk extends BlockBackend {
   readonly format: "raw" | "qcow2";
   close(): Promise<void>;
+  discard(offset: number, length: number, done: Completion): void;
+  writeZeroes(offset: number, length: number, unmap: boolean, done: Completion): void;
 }
 
 /** Opens `path` as its contents say; a bad qcow2 (or chain) is a Qcow2Error naming the file and problem. */
