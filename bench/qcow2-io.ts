@@ -1,7 +1,7 @@
 // 4 KiB I/O throughput of a qcow2 disk through tsvm's own qcow2 code (openDisk) beside a raw file through
 // FileBlockBackend, side by side (`node --import ./node_modules/tsx/dist/loader.mjs bench/qcow2-io.ts`):
 // sequential and random reads and writes, one request at a time and 16 in flight (as virtio-blk may issue
-// them). The qcow2 disk has a raw backing file, as a VM's disk has its image's base. Not a timed test.
+// them), each cell the best of three alternating runs. The qcow2 disk has a raw backing file, as a VM's disk has its image's base. Not a timed test.
 import { mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,6 +22,17 @@ const call = (f: (done: (e: string | null) => void) => void) =>
   new Promise<void>((resolve, reject) => f((e) => (e === null ? resolve() : reject(new Error(e)))));
 
 type Pattern = "seq" | "rand";
+
+/** The best of three alternating runs of each backend: the host is shared, and noise only ever slows. */
+async function cell(raw: BlockBackend, qcow2: BlockBackend, write: boolean, pattern: Pattern, depth: number) {
+  let r = 0;
+  let q = 0;
+  for (let k = 0; k < 3; k++) {
+    r = Math.max(r, await measure(raw, write, pattern, depth));
+    q = Math.max(q, await measure(qcow2, write, pattern, depth));
+  }
+  return [r, q] as const;
+}
 
 /** Runs OPS 4 KiB requests with `depth` in flight; MiB/s. */
 async function measure(disk: BlockBackend, write: boolean, pattern: Pattern, depth: number): Promise<number> {
@@ -88,8 +99,7 @@ async function main(): Promise<void> {
       ] as Array<[boolean, Pattern]>)
         rows.push([
           `${pattern} ${write ? "write" : "read"} (QD${depth})`,
-          await measure(raw, write, pattern, depth),
-          await measure(qcow2, write, pattern, depth),
+          ...(await cell(raw, qcow2, write, pattern, depth)),
         ]);
     await raw.close();
     await qcow2.close();

@@ -98,17 +98,27 @@ export class Qcow2ClusterMap {
     return t;
   }
 
-  /** Fills `out` with the mapping of the guest cluster holding `guestOffset`. */
-  async lookup(guestOffset: number, out: ClusterMapping): Promise<void> {
+  /** Like lookup when the L2 table needed is cached (or none is needed); false, `out` untouched, if not. */
+  lookupCached(guestOffset: number, out: ClusterMapping): boolean {
     const cluster = Math.floor(guestOffset / this.clusterSize);
     const l2Offset = this.l2Offset(Math.floor(cluster / this.l2Entries));
     if (l2Offset === 0) {
       out.kind = CLUSTER_UNALLOCATED;
       out.host = 0;
       out.copied = false;
-      return;
+      return true;
     }
-    const table = this.l2Cache.get(l2Offset) ?? (await this.l2Table(l2Offset));
+    const table = this.l2Cache.get(l2Offset);
+    if (table === undefined) return false;
+    this.decode(table, cluster % this.l2Entries, out);
+    return true;
+  }
+
+  /** Fills `out` with the mapping of the guest cluster holding `guestOffset`, reading its L2 table if need be. */
+  async lookup(guestOffset: number, out: ClusterMapping): Promise<void> {
+    if (this.lookupCached(guestOffset, out)) return;
+    const cluster = Math.floor(guestOffset / this.clusterSize);
+    const table = await this.l2Table(this.l2Offset(Math.floor(cluster / this.l2Entries)));
     this.decode(table, cluster % this.l2Entries, out);
   }
 
