@@ -135,8 +135,16 @@ export interface VmmGuest {
   pause(): Promise<void>;
   /** Runs the vCPUs again after pause(). */
   resume(): Promise<void>;
-  /** Pauses the guest and writes its whole state into `dir` (an empty directory); resolves when written. */
-  saveState(dir: string): Promise<void>;
+  /**
+   * Writes the guest's whole state into `dir` (an empty directory); resolves when it is written. It pauses
+   * the guest, waits for its disk writes in flight and makes them durable, copies the state (RAM too, in
+   * memory), runs `whilePaused` (e.g. switching the guest's disk to a new overlay), resumes the guest when
+   * `keepRunning`, and only then writes the files: a snapshot of a running VM pauses it for the copy, not
+   * for the write. Without `keepRunning` the guest stays paused (suspend). When anything fails the guest
+   * runs on as it was, and the error is thrown. `pausedMs`: how long the guest was paused (without
+   * `keepRunning`: until the state was written).
+   */
+  saveState(dir: string, options?: SaveStateOptions): Promise<{ pausedMs: number }>;
   /**
    * Waits for the guest's disk writes in flight and makes every write so far durable (fdatasync). The VMM
    * calls it before a suspend's state is committed and before it exits.
@@ -156,6 +164,13 @@ export interface VmmGuest {
    * the engine has no guest agent. Rejects with an error whose `code` says why (e.g. AGENT_NOT_CONNECTED).
    */
   exec?(command: string, options: GuestExecOptions): Promise<{ exitCode: number }>;
+}
+
+export interface SaveStateOptions {
+  /** Resume the guest once its state is copied, before the files are written (a snapshot of a running VM). */
+  readonly keepRunning?: boolean;
+  /** Runs while the guest is paused, after its disk is flushed and its state copied. */
+  readonly whilePaused?: () => Promise<void>;
 }
 
 export type GuestFactory = (spec: VmmSpec) => Promise<VmmGuest>;
