@@ -275,7 +275,8 @@ async function snapshotGuest(g: VmmGuest, params: VmmSnapshotParams): Promise<{ 
   const { pausedMs } = await g.saveState(params.stateDir, {
     keepRunning: true,
     whilePaused: async () => {
-      await flushDisks(g);
+      // saveState drained and flushed the guest's writes; this makes the file durable as a whole.
+      await flushDisks(undefined);
       try {
         if (g.reopenDisk) await g.reopenDisk(next, freeze);
         else await freeze();
