@@ -87,12 +87,14 @@ test("snapshots of a running Linux guest: disk and processes come back at each r
   const loop = await probe();
 
   const pauses: number[] = [];
+  /** Takes snapshot `name`; the loop's figures just before it: the snapshot's count is at least that. */
   const snapshot = async (name: string) => {
+    const before = await probe();
     const out = await ok("snapshot", "create", "snap", name, "--description", `at ${name}`);
     const m = /paused (\d+) ms/.exec(out);
     assert.ok(m, `the pause is reported: ${out}`);
     pauses.push(Number(m[1]));
-    return probe();
+    return before;
   };
   await writeFile("one");
   const at1 = await snapshot("s1");
