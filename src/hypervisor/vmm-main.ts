@@ -227,7 +227,8 @@ async function suspendGuest(g: VmmGuest): Promise<void> {
   await mkdir(temp);
   try {
     crashPoint("vmm:before-state-write");
-    await g.saveState(temp);
+    const { pausedMs } = await g.saveState(temp);
+    log(`state written to ${temp} (the guest paused ${pausedMs.toFixed(0)} ms)`);
     crashPoint("vmm:after-state-write");
   } catch (e) {
     await rm(temp, { recursive: true, force: true });
