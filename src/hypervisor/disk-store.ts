@@ -26,6 +26,7 @@ import {
   setBacking,
 } from "../engines/backends/qcow2/index.ts";
 import { crashPoint } from "./crash-point.ts";
+import { syncDir } from "./store.ts";
 
 export const DISKS_DIR = "disks";
 /** The active disk of a VM made since qcow2 disks, and the raw one of an older VM. */
@@ -42,15 +43,6 @@ export function activeDiskOf(vmDir: string): string {
   const qcow2 = join(vmDir, ACTIVE_DISK);
   const legacy = join(vmDir, LEGACY_DISK);
   return !existsSync(qcow2) && existsSync(legacy) ? legacy : qcow2;
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, "r");
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /**
