@@ -794,12 +794,16 @@ export class Hypervisor {
           await rm(this.config.store.paths(name).stateDir, { recursive: true, force: true });
           throw e;
         }
+        // Held until PROVISIONING counts it, as admit() does for start and resume.
+        this.reservations.set(name, { name: `${name} (reserved)`, status: "PROVISIONING", cpus, memoryMiB });
         // "resume …": a daemon restarted meanwhile returns the VM to SUSPENDED, its state being in place.
-        await this.setStatus(slot, "PROVISIONING", `resume from ${reason.replace(/^restoring /, "")}`, {
-          ...patch,
-          statusMessage: "",
-        });
-        await this.stageFromSaved(slot, `resume from ${reason.replace(/^restoring /, "")}`);
+        const why = `resume from ${reason.replace(/^restoring /, "")}`;
+        try {
+          await this.setStatus(slot, "PROVISIONING", why, { ...patch, statusMessage: "" });
+        } finally {
+          this.reservations.delete(name);
+        }
+        await this.stageFromSaved(slot, why);
       },
     };
   }
