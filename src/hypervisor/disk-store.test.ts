@@ -10,6 +10,7 @@ import { after, test } from "node:test";
 import { createQcow2, diskChain, readDiskInfo } from "../engines/backends/qcow2/index.ts";
 import {
   ACTIVE_DISK,
+  activeDiskInfo,
   DiskStore,
   freezeActiveDisk,
   NEXT_DISK,
@@ -126,4 +127,25 @@ test("garbage collection removes only nodes no chain reaches, and nothing when a
   await rm(vmDir, { recursive: true });
   assert.equal((await store.collectGarbage()).length, 2);
   assert.deepEqual(await readdir(store.dir), []);
+});
+
+test("an older VM's raw disk.img is raw whatever its guest wrote: frozen as a raw node, never probed", async () => {
+  const { store, vmDir } = await home();
+  // A hostile guest wrote a qcow2 header naming a host file as its backing into its raw disk's sector 0.
+  const legacy = join(vmDir, "disk.img");
+  await createQcow2(legacy, { sizeBytes: 1 << 20, backing: { name: "/etc/hostname", format: "raw" } });
+  const info = await activeDiskInfo(vmDir);
+  assert.deepEqual([info.path, info.format], [legacy, "raw"]);
+  const node = await freezeActiveDisk(vmDir, store.dir, "00000000000000cc");
+  assert.equal(node, join(store.dir, "00000000000000cc.raw"));
+  const disk = join(vmDir, ACTIVE_DISK);
+  assert.deepEqual(
+    (await diskChain(disk)).map((l) => [l.path, l.format]),
+    [
+      [disk, "qcow2"],
+      [node, "raw"],
+    ],
+    "the chain ends at the raw node: the header inside it is data",
+  );
+  assert.deepEqual(await readdir(vmDir), [ACTIVE_DISK]);
 });

@@ -17,8 +17,10 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { chmod, mkdir, open, readdir, realpath, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve } from "node:path";
+import { FileBlockBackend } from "../engines/backends/file-block-backend.ts";
 import {
   convertDisk,
+  type DiskBackend,
   createQcow2,
   diskChain,
   openDisk,
@@ -89,6 +91,25 @@ export function newNodeId(): string {
 }
 
 /**
+ * The active disk of the VM in `vmDir` as the files say, never as a guest could make it look: disk.qcow2 is
+ * a qcow2 tsvm made (its header is out of the guest's reach), an older VM's disk.img is raw whatever its
+ * first bytes (its guest may have written the qcow2 magic into sector 0, naming any host file as backing).
+ */
+export async function activeDiskInfo(
+  vmDir: string,
+): Promise<{ path: string; format: "qcow2" | "raw"; virtualSize: number }> {
+  const path = activeDiskOf(vmDir);
+  if (basename(path) === LEGACY_DISK) return { path, format: "raw", virtualSize: (await stat(path)).size };
+  const info = await readDiskInfo(path);
+  return { path, format: info.format, virtualSize: info.virtualSize };
+}
+
+/** Opens a VM's active disk for its guest: disk.qcow2 with its chain, an older VM's disk.img as raw. */
+export function openActiveDisk(path: string): Promise<DiskBackend> {
+  return basename(path) === LEGACY_DISK ? FileBlockBackend.open(path) : openDisk(path);
+}
+
+/**
  * Settles a freeze or restore that a crash interrupted in `vmDir` (no VMM may run for the VM): the
  * complete arrangement is kept (see the file's comment). Returns what was done, for the VM's events.
  */
@@ -130,8 +151,8 @@ export async function freezeActiveDisk(
   /** Names the crash point between the renames (crash-point.ts): the VMM's, or the daemon's operation. */
   crashPrefix = "vmm",
 ): Promise<string> {
-  const active = activeDiskOf(vmDir);
-  const info = await readDiskInfo(active);
+  const info = await activeDiskInfo(vmDir);
+  const active = info.path;
   const node = join(disksDir, `${id}.${info.format}`);
   const next = join(vmDir, NEXT_DISK);
   await rm(next, { force: true });

@@ -12,7 +12,7 @@ import type { InsertInstanceRequest, Instance } from "../api/schemas/vm-schemas.
 import { readConsoleLog } from "./console-log.ts";
 import { crashPoint, statusWritePoint } from "./crash-point.ts";
 import { DiskAdmission } from "./disk-admission.ts";
-import { activeDiskOf, DiskStore } from "./disk-store.ts";
+import { activeDiskInfo, activeDiskOf, DiskStore } from "./disk-store.ts";
 import { EventLog } from "./event-log.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import { checkAction, transition, type VmAction, type VmStatus } from "./lifecycle.ts";
@@ -25,7 +25,6 @@ import {
   type OperationType,
   type OperationView,
 } from "./operations.ts";
-import { readDiskInfo } from "../engines/backends/qcow2/index.ts";
 import {
   checkAdmission,
   type HostCapacity,
@@ -595,6 +594,8 @@ export class Hypervisor {
     } finally {
       // The state was consumed: the guest ran from it and may have written its disk, so restoring it
       // again later (also after a RUNNING that could not be recorded) would roll it back behind its disk.
+      // The new VMM runs on a mapping of state/'s RAM file (snapshot-file.ts): removing it only unlinks
+      // it, and the mapping keeps its pages. Nothing ever writes into a state file after it is complete.
       await rm(paths.stateDir, { recursive: true, force: true });
     }
     crashPoint("resume:after-state-removed");
@@ -825,7 +826,7 @@ export class Hypervisor {
   /** Reserves what the VM's active disk may still grow by (disk-admission.ts), from its virtual size. */
   private async holdDisk(slot: VmSlot): Promise<void> {
     const dir = this.config.store.paths(slot.record.name).dir;
-    const info = await readDiskInfo(activeDiskOf(dir)).catch(() => undefined);
+    const info = await activeDiskInfo(dir).catch(() => undefined);
     if (info) this.disks.hold(slot.record.name, info.virtualSize, () => activeDiskOf(dir));
   }
 

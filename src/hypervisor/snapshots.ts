@@ -10,7 +10,7 @@
 
 import { randomBytes } from "node:crypto";
 import { link, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { SNAPSHOT_NAME_PATTERN, type Snapshot, type SnapshotEntry } from "../api/schemas/snapshot-schemas.ts";
 import { diskChain } from "../engines/backends/qcow2/index.ts";
 import { crashPoint } from "./crash-point.ts";
@@ -18,6 +18,7 @@ import {
   activeDiskOf,
   type DiskStore,
   freezeActiveDisk,
+  LEGACY_DISK,
   recoverActiveDisk,
   replaceActiveDisk,
 } from "./disk-store.ts";
@@ -148,7 +149,9 @@ export class Snapshots {
     const { record, paths } = vm;
     await this.checkNew(record, paths, name);
     const tree = await readTree(paths.dir, record.id);
-    const depth = (await diskChain(activeDiskOf(paths.dir))).length;
+    // An older VM's raw disk.img is one layer (never probed: its guest wrote its first bytes).
+    const active = activeDiskOf(paths.dir);
+    const depth = basename(active) === LEGACY_DISK ? 1 : (await diskChain(active)).length;
     if (depth >= MAX_CHAIN_DEPTH)
       throw new HypervisorError(
         "snapshot-limit",
