@@ -74,6 +74,9 @@ export const VM_ACTIONS = [
   "delete",
   "setMachineType",
   "exec",
+  "createSnapshot",
+  "restoreSnapshot",
+  "deleteSnapshot",
 ] as const;
 export type VmAction = (typeof VM_ACTIONS)[number];
 
@@ -103,6 +106,11 @@ const ACTIONS: Readonly<Record<VmAction, { readonly from: readonly VmStatus[]; r
     setMachineType: { from: ["TERMINATED"] },
     // A command runs in the guest through its agent: there must be a running guest.
     exec: { from: ["RUNNING"] },
+    // Snapshots (snapshots.ts) only of a VM at rest or running: never mid-transition. A restore moves the
+    // VM through the statuses of a stop and a resume itself, as the snapshot needs.
+    createSnapshot: { from: ["RUNNING", "TERMINATED", "SUSPENDED"] },
+    restoreSnapshot: { from: ["RUNNING", "TERMINATED", "SUSPENDED"] },
+    deleteSnapshot: { from: ["RUNNING", "TERMINATED", "SUSPENDED"] },
   };
 
 export class IllegalActionError extends HypervisorError {

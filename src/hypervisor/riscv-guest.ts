@@ -4,7 +4,6 @@
 
 import { readFile } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
-import { FileBlockBackend } from "../engines/backends/file-block-backend.ts";
 import type { ExitReason } from "../engines/engine.ts";
 import {
   GUEST_AGENT_PORT_NAME,
@@ -14,6 +13,7 @@ import {
 import { RiscvEngine, type RiscvEngineOptions } from "../engines/riscv/riscv-engine.ts";
 import { findImage } from "../images/image-store.ts";
 import { readSnapshot, type SnapshotLike, writeSnapshot } from "./snapshot-file.ts";
+import { openActiveDisk } from "./disk-store.ts";
 import type { LaunchMode } from "./vmm.ts";
 import type { SaveStateOptions, VmmGuest, VmmSpec } from "./vmm-protocol.ts";
 
@@ -77,7 +77,9 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
     spec.mode === "restore" ? readState(spec, ramMode) : undefined,
   ]);
   let saved = restoring;
-  const disk = await FileBlockBackend.open(spec.diskPath);
+  // The active disk with its chain (qcow2 over its nodes, or an older VM's raw disk.img); replaced by
+  // reopenDisk when a snapshot freezes it.
+  let disk = await openActiveDisk(spec.diskPath);
   const io = { readBytes: 0, writeBytes: 0 };
   /** Writes (and discards) handed to the file but not completed: a flush must wait for them to be worth
    *  anything. */
@@ -284,6 +286,18 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
       // A guest left paused was paused until its state was written.
       if (!resumeNow) pausedMs = performance.now() - pausedAt;
       return { pausedMs };
+    },
+    async reopenDisk(path: string, between: () => Promise<void>) {
+      await flushDisks();
+      const previous = disk.path;
+      await disk.close();
+      try {
+        await between();
+      } catch (e) {
+        disk = await openActiveDisk(previous);
+        throw e;
+      }
+      disk = await openActiveDisk(path);
     },
     flushDisks,
     async close() {
