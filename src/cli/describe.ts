@@ -7,7 +7,8 @@ import { parseCommandLine } from "./parse-command-line.ts";
 
 const HELP = `Usage: tsvm describe NAME [--format table|json]
 
-Shows one VM: its definition, status, VMM process id and the history of its transitions.
+Shows one VM: its definition, identity (hostname, machine id), status, VMM process id and the history
+of its transitions.
 `;
 
 export async function describeCommand(argv: string[]): Promise<number> {
@@ -39,6 +40,8 @@ export async function describeCommand(argv: string[]): Promise<number> {
       `id:                 ${vm.id}`,
       `status:             ${vm.status}${vm.statusMessage ? ` (${vm.statusMessage})` : ""}`,
       `machine type:       ${vm.machineType} (${vm.cpus} vCPU, ${formatMiB(vm.memoryMiB)})`,
+      `hostname:           ${vm.identity.hostname}`,
+      `machine id:         ${vm.identity.machineId}`,
       `engine:             ${vm.engine}`,
       `image:              ${vm.image} (disk ${formatMiB(vm.diskMiB)})`,
       `automatic restart:  ${vm.automaticRestart ? "on" : "off"}`,

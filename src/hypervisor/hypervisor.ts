@@ -11,6 +11,7 @@ import { readConsoleLog } from "./console-log.ts";
 import { crashPoint, statusWritePoint } from "./crash-point.ts";
 import { DiskAdmission } from "./disk-admission.ts";
 import { EventLog } from "./event-log.ts";
+import { identityOf, newIdentity } from "./guest-identity.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import { checkAction, transition, type VmAction, type VmStatus } from "./lifecycle.ts";
 import { DEFAULT_MACHINE_TYPE, machineTypeFor, resolveMachineType } from "./machine-types.ts";
@@ -346,6 +347,7 @@ export class Hypervisor {
       automaticRestart: req.automaticRestart ?? true,
       cpuCapPercent,
       cpuWeight,
+      identity: newIdentity(req.name),
       status: "PROVISIONING",
       statusMessage: "",
       creationTimestamp: at,
@@ -690,7 +692,12 @@ export class Hypervisor {
   }
 
   private view(slot: VmSlot): VmView {
-    return { kind: "tsvm#instance", ...slot.record, vmmPid: slot.vmm?.pid ?? null };
+    return {
+      kind: "tsvm#instance",
+      ...slot.record,
+      identity: identityOf(slot.record),
+      vmmPid: slot.vmm?.pid ?? null,
+    };
   }
 
   private sizeOf(req: InsertRequest): { name: string; cpus: number; memoryMiB: number; description: string } {

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { describeHolder, lockHolders } from "../engines/backends/file-lock.ts";
 import { rotateIfLarger } from "./bounded-log.ts";
 import { connectUnix } from "./control-socket.ts";
+import { identityOf } from "./guest-identity.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import {
   isSameProcess,
@@ -154,6 +155,7 @@ export class ProcessVmmLauncher implements VmmLauncher {
       image: vm.image,
       cpuCapPercent: vm.cpuCapPercent,
       cpuWeight: vm.cpuWeight,
+      identity: identityOf(vm),
       vmDir: paths.dir,
       diskPath: paths.disk,
       stateDir: paths.stateDir,

@@ -6,6 +6,7 @@ import { EventList, EventStreamGap, EventStreamLine, VmEvent } from "./event-sch
 import { Operation, OperationList } from "./operation-schemas.ts";
 import { StringEnum } from "./string-enum.ts";
 import {
+  GuestIdentity,
   InsertInstanceRequest,
   Instance,
   InstanceList,
@@ -174,6 +175,7 @@ export type ExecChunk = Static<typeof ExecChunk>;
 export const COMPONENT_SCHEMAS: readonly TSchema[] = [
   InstanceStatus,
   TransitionEntry,
+  GuestIdentity,
   Instance,
   UnreachableInstance,
   InstanceList,
