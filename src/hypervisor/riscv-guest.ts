@@ -162,6 +162,8 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
    * before any other command runs. Its failure is logged; the VM runs on.
    */
   let identityDue = false;
+  /** When the restored guest began to run (performance.now()), for how long it ran with the saved identity. */
+  let resumedAt = 0;
   let identityRun: Promise<void> | undefined;
   const applyRestoredIdentity = async (): Promise<void> => {
     const seed = randomBytes(RESEED_BYTES);
@@ -196,7 +198,7 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
       ].filter((f) => f !== null);
       if (failures.length === 0)
         log(
-          `after the restore: hostname ${spec.identity.hostname}, machine id ${spec.identity.machineId}, kernel random number generator reseeded`,
+          `after the restore: hostname ${spec.identity.hostname}, machine id ${spec.identity.machineId}, kernel random number generator reseeded (${Math.round(performance.now() - resumedAt)} ms after the guest resumed)`,
         );
       else log(`after the restore: ${failures.join("; ")}${said ? `: ${said}` : ""}; the VM runs on`);
     } catch (e) {
@@ -242,6 +244,7 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
       // A booting guest's agent says HELLO; a restored one is already up and only answers pings.
       if (mode === "restore") {
         identityDue = true;
+        resumedAt = performance.now();
         void agentClient
           .waitForAgent(RESTORE_AGENT_WAIT_MS)
           .then(restoredIdentity, () =>
