@@ -9,6 +9,7 @@ import type { Duplex } from "node:stream";
 import type { InsertInstanceRequest, Instance } from "../api/schemas/vm-schemas.ts";
 import { readConsoleLog } from "./console-log.ts";
 import { crashPoint, statusWritePoint } from "./crash-point.ts";
+import { checkCloneRequest, cloneRecord, shareSavedState } from "./clones.ts";
 import { DiskAdmission } from "./disk-admission.ts";
 import { EventLog } from "./event-log.ts";
 import { identityOf, newIdentity } from "./guest-identity.ts";
@@ -112,6 +113,23 @@ const INTERRUPTED_OPERATION_GOALS: Partial<Record<OperationType, VmStatus | null
   suspend: "SUSPENDED",
   delete: null,
 };
+
+/** Refuses a CPU cap or weight outside its bounds (for `cpus` vCPUs), before anything is written. */
+function checkScheduling(cpuCapPercent: number | null, cpuWeight: number, cpus: number): void {
+  if (
+    cpuCapPercent !== null &&
+    (!Number.isInteger(cpuCapPercent) || cpuCapPercent < 1 || cpuCapPercent > 100 * cpus)
+  )
+    throw new HypervisorError(
+      "invalid-argument",
+      `invalid CPU cap ${cpuCapPercent}%: it is a whole percentage of one core, from 1 to ${100 * cpus} for ${cpus} vCPU(s)`,
+    );
+  if (!Number.isInteger(cpuWeight) || cpuWeight < 1 || cpuWeight > 10000)
+    throw new HypervisorError(
+      "invalid-argument",
+      `invalid CPU weight ${cpuWeight}: use a whole number from 1 to 10000`,
+    );
+}
 
 /** How long a restarted daemon waits for a VMM found writing a suspend's state, and for one not (yet) doing so. */
 const SUSPEND_IN_FLIGHT_WAIT_MS = 60_000;
@@ -300,22 +318,12 @@ export class Hypervisor {
   insert(req: InsertRequest): OperationView {
     checkVmName(req.name);
     if (this.slots.has(req.name) || this.broken.has(req.name)) throw new VmExistsError(req.name);
+    checkCloneRequest(req);
+    if (req.sourceInstance !== undefined) return this.insertClone(req, req.sourceInstance);
     const type = this.sizeOf(req);
     const cpuCapPercent = req.cpuCapPercent ?? null;
-    if (
-      cpuCapPercent !== null &&
-      (!Number.isInteger(cpuCapPercent) || cpuCapPercent < 1 || cpuCapPercent > 100 * type.cpus)
-    )
-      throw new HypervisorError(
-        "invalid-argument",
-        `invalid CPU cap ${cpuCapPercent}%: it is a whole percentage of one core, from 1 to ${100 * type.cpus} for ${type.cpus} vCPU(s)`,
-      );
     const cpuWeight = req.cpuWeight ?? 100;
-    if (!Number.isInteger(cpuWeight) || cpuWeight < 1 || cpuWeight > 10000)
-      throw new HypervisorError(
-        "invalid-argument",
-        `invalid CPU weight ${cpuWeight}: use a whole number from 1 to 10000`,
-      );
+    checkScheduling(cpuCapPercent, cpuWeight, type.cpus);
     const image = req.image ?? this.config.defaultImage;
     const engine = req.engine ?? this.config.defaultEngine;
     // Both are refused here, before anything is written, rather than as a failed operation later.
@@ -667,6 +675,129 @@ export class Hypervisor {
         });
       },
     );
+  }
+
+  // ---- clones (clones.ts) ----------------------------------------------------------------------------
+
+  /**
+   * insert with a source: a new VM sharing the source's disk and saved state, with a new identity, booted
+   * (from a TERMINATED source) or resumed where the source was (from a SUSPENDED one). The source's part
+   * runs in the source's queue, so no operation changes it meanwhile.
+   */
+  private insertClone(req: InsertRequest, sourceName: string): OperationView {
+    const source = this.slot(sourceName);
+    const action = req.sourceSnapshot === undefined ? "clone" : "cloneSnapshot";
+    if (source.busy === 0) checkAction(action, source.record.status, sourceName);
+    const record = cloneRecord(source.record, req, this.now().toISOString());
+    checkScheduling(record.cpuCapPercent, record.cpuWeight, record.cpus);
+    checkAdmission(this.config.capacity, this.allocations(), {
+      name: record.name,
+      cpus: record.cpus,
+      memoryMiB: record.memoryMiB,
+      diskMiB: 0,
+    });
+    const slot = this.newSlot(record);
+    this.slots.set(record.name, slot);
+    return this.submit(
+      slot,
+      "insert",
+      null,
+      () => {},
+      async (op) => {
+        let resume = false;
+        try {
+          resume = await this.onQueueOf(source, async () => {
+            if (source.deleted) throw new VmNotFoundError(sourceName);
+            checkAction(action, source.record.status, sourceName);
+            op.statusMessage = `sharing the disk of '${sourceName}'`;
+            return this.makeCloneFiles(source, record);
+          });
+        } catch (e) {
+          // Nothing is left half-created: no directory, no slot, no reservation; the source is as it was.
+          this.slots.delete(record.name);
+          throw e;
+        }
+        crashPoint("insert:after-disk-copy");
+        this.events.append({
+          time: record.creationTimestamp,
+          type: "transition",
+          vmName: record.name,
+          vmId: record.id,
+          from: null,
+          to: "PROVISIONING",
+          message: record.history[0]!.reason,
+        });
+        op.progress = 30;
+        if (resume) await this.stageClone(slot, sourceName);
+        else await this.bootFromProvisioning(slot, op, `clone of '${sourceName}'`);
+      },
+    );
+  }
+
+  /** Writes the clone's directory, disk and saved state; true when it has a state to resume from. */
+  private async makeCloneFiles(source: VmSlot, record: VmRecord): Promise<boolean> {
+    const { store } = this.config;
+    const from = store.paths(source.record.name);
+    const paths = store.paths(record.name);
+    const resume = source.record.status === "SUSPENDED";
+    const release = await this.disks.admit(record.name, record.diskMiB, paths.dir);
+    try {
+      await store.create(record).catch((e: Error) => {
+        if (e instanceof HypervisorError) throw e;
+        throw new HypervisorError(
+          "record-write-failed",
+          `could not create the directory of VM '${record.name}' in ${store.vmsDir} (${e.message}); nothing was created`,
+        );
+      });
+      crashPoint("insert:after-record");
+      try {
+        await copyFileAtomic(from.disk, paths.disk);
+        if (resume) await shareSavedState(from.stateDir, paths.stateDir);
+      } catch (e) {
+        await store.remove(record.name);
+        throw new HypervisorError(
+          "disk-copy-failed",
+          `could not make the disk of clone '${record.name}' of '${source.record.name}' (${(e as Error).message}); nothing was created and '${source.record.name}' is unchanged`,
+        );
+      }
+    } finally {
+      release();
+    }
+    return resume;
+  }
+
+  /** PROVISIONING → STAGING → RUNNING from the clone's saved state; SUSPENDED (state kept) on failure. */
+  private async stageClone(slot: VmSlot, sourceName: string): Promise<void> {
+    // "resume …": a daemon restarted meanwhile returns the clone to SUSPENDED, its state being in place.
+    await this.setStatus(slot, "STAGING", `resume of a clone of '${sourceName}': restoring the saved state`);
+    const paths = this.config.store.paths(slot.record.name);
+    let vmm: VmmHandle;
+    try {
+      vmm = await this.config.launcher.launch(slot.record, paths, "restore");
+    } catch (e) {
+      const message = `resume failed: ${(e as Error).message}`;
+      await this.setStatus(slot, "SUSPENDED", message, { statusMessage: message });
+      throw e;
+    }
+    this.attach(slot, vmm);
+    try {
+      await this.commitRunning(slot, vmm, `clone of '${sourceName}': resumed with a new identity`);
+    } finally {
+      // As resume: the guest ran from the state and may have written its disk.
+      await rm(paths.stateDir, { recursive: true, force: true });
+    }
+  }
+
+  /** Runs `work` in the VM's queue, behind its operations (no operation record: the caller's op reports it). */
+  private onQueueOf<T>(slot: VmSlot, work: () => Promise<T>): Promise<T> {
+    slot.busy++;
+    const run = slot.queue.then(work);
+    slot.queue = run.then(
+      () => {},
+      () => {},
+    );
+    void slot.queue.finally(() => slot.busy--);
+    return run;
   }
 
   /** Lets go of every VMM (they keep running) once queued operations have settled; for daemon shutdown. */

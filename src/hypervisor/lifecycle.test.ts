@@ -51,6 +51,8 @@ const EXPECTED_LEGAL: Record<VmAction, VmStatus[]> = {
   delete: [...VM_STATUSES],
   setMachineType: ["TERMINATED"],
   exec: ["RUNNING"],
+  clone: ["TERMINATED", "SUSPENDED"],
+  cloneSnapshot: ["RUNNING", "TERMINATED", "SUSPENDED"],
 };
 
 test("every (from, to) pair: legal ones return the target, illegal ones throw naming both states", () => {
@@ -146,4 +148,5 @@ test("each action's first status is reachable by a legal transition from every s
   assert.equal(firstStatusOf("reset"), undefined);
   assert.equal(firstStatusOf("setMachineType"), undefined);
   assert.equal(firstStatusOf("exec"), undefined);
+  assert.equal(firstStatusOf("clone"), undefined);
 });

@@ -74,6 +74,8 @@ export const VM_ACTIONS = [
   "delete",
   "setMachineType",
   "exec",
+  "clone",
+  "cloneSnapshot",
 ] as const;
 export type VmAction = (typeof VM_ACTIONS)[number];
 
@@ -103,6 +105,10 @@ const ACTIONS: Readonly<Record<VmAction, { readonly from: readonly VmStatus[]; r
     setMachineType: { from: ["TERMINATED"] },
     // A command runs in the guest through its agent: there must be a running guest.
     exec: { from: ["RUNNING"] },
+    // The source of a clone (clones.ts): its present disk is frozen and shared, so no guest may be writing
+    // it; a saved state, if any, is shared too. A snapshot is immutable: any stable status will do.
+    clone: { from: ["TERMINATED", "SUSPENDED"] },
+    cloneSnapshot: { from: ["RUNNING", "TERMINATED", "SUSPENDED"] },
   };
 
 export class IllegalActionError extends HypervisorError {

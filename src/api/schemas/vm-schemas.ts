@@ -206,6 +206,20 @@ export const InsertInstanceRequest = Type.Object(
         description: "Relative share under contention (cgroup v2 cpu.weight semantics).",
       }),
     ),
+    sourceInstance: Type.Optional(
+      Type.String({
+        maxLength: 256,
+        description:
+          "Clone this VM (TERMINATED or SUSPENDED): the new VM shares its disk as it is now (copy-on-write) and gets a new identity; from a SUSPENDED VM it resumes where its source was. Machine type, image and engine are the source's (give none of machineType, cpus, memoryMiB, image, engine); automaticRestart, cpuCapPercent and cpuWeight default to the source's.",
+      }),
+    ),
+    sourceSnapshot: Type.Optional(
+      Type.String({
+        maxLength: 256,
+        description:
+          "With sourceInstance: clone that VM's snapshot of this name instead of its present disk; from a snapshot with memory the new VM resumes where its source was when it was taken.",
+      }),
+    ),
   },
   { $id: "InsertInstanceRequest", additionalProperties: false },
 );
