@@ -18,6 +18,7 @@ Commands:
   logs         a VM's console history            top        live per-VM CPU, MIPS, memory, disk
   console      attach to a VM's serial console (Ctrl-A d detaches)
   exec         run a command in a VM through its guest agent: tsvm exec NAME -- CMD…
+  snapshot     create, list, restore or delete a VM's snapshots (with memory when running)
   clone        a new VM from a stopped or suspended VM or a snapshot, with a new identity
   set-machine-type   change a stopped VM's vCPUs and memory
   machine-types      list the machine types
@@ -54,6 +55,7 @@ const COMMANDS = new Map<string, Command>([
   ["top", async (argv) => (await import("./top.ts")).topCommand(argv)],
   ["console", async (argv) => (await import("./console.ts")).consoleCommand(argv)],
   ["exec", async (argv) => (await import("./exec.ts")).execCommand(argv)],
+  ["snapshot", async (argv) => (await import("./snapshot.ts")).snapshotCommand(argv)],
   ["set-machine-type", async (argv) => (await import("./set-machine-type.ts")).setMachineTypeCommand(argv)],
   ["machine-types", async (argv) => (await import("./machine-types.ts")).machineTypesCommand(argv)],
   ["version", async (argv) => (await import("./version.ts")).versionCommand(argv)],

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { diskChain } from "../engines/backends/qcow2/index.ts";
 import { checkCloneRequest, cloneRecord, shareSavedState } from "./clones.ts";
 import { closeAndKill } from "./fixtures/close-and-kill.ts";
 import { openFixtureHypervisor } from "./fixtures/fixture-hypervisor.ts";
@@ -139,7 +141,7 @@ async function fixture(): Promise<{ hv: Hypervisor; store: VmStore; home: string
   const home = await mkdtemp(join(tmpdir(), "tsvm-clones-hv-"));
   roots.push(home);
   await writeFile(join(home, "template.img"), Buffer.alloc(8192, 7));
-  const hv = await openFixtureHypervisor(home, join(home, "template.img"));
+  const hv = await openFixtureHypervisor(home, join(home, "template.img"), { diskAvailableMiB: 1000 });
   hypervisors.push(hv);
   return { hv, store: await VmStore.open(home), home };
 }
@@ -150,10 +152,9 @@ async function ok(hv: Hypervisor, op: { id: string }) {
   assert.equal(result.error, null, result.error?.message);
 }
 
-test("clone of a TERMINATED VM: a new VM booted from its disk, with its shape and a new identity", async () => {
-  const { hv, store } = await fixture();
+test("clone of a TERMINATED VM: booted from its frozen disk, shared, with its shape and a new identity", async () => {
+  const { hv, store, home } = await fixture();
   await ok(hv, hv.insert({ name: "src", machineType: "t1-micro", cpuWeight: 300 }));
-  await writeFile(store.paths("src").disk, Buffer.alloc(8192, 9));
   await ok(hv, hv.stop("src"));
   await ok(hv, hv.insert({ name: "copy", sourceInstance: "src" }));
   const copy = hv.get("copy");
@@ -164,10 +165,51 @@ test("clone of a TERMINATED VM: a new VM booted from its disk, with its shape an
   assert.equal(copy.identity.hostname, "copy");
   assert.notEqual(copy.identity.machineId, src.identity.machineId);
   assert.notEqual(copy.id, src.id);
-  assert.deepEqual([...(await readFile(store.paths("copy").disk))], [...Buffer.alloc(8192, 9)]);
   assert.match(copy.history[0]!.reason, /clone of 'src'/);
   const spec = JSON.parse(await readFile(join(store.paths("copy").dir, "vmm-spec.json"), "utf8"));
   assert.deepEqual(spec.identity, copy.identity);
+  // Both active disks are new overlays on the one node the source's disk was frozen into.
+  const chainOf = async (vm: string) => (await diskChain(store.paths(vm).disk)).map((l) => l.path);
+  const [copyChain, srcChain] = [await chainOf("copy"), await chainOf("src")];
+  assert.equal(copyChain.length, 3);
+  assert.deepEqual(copyChain.slice(1), srcChain.slice(1));
+  assert.equal((await stat(copyChain[1]!)).mode & 0o777, 0o444);
+  // Deleting the source keeps the node the clone reads.
+  await ok(hv, hv.delete("src"));
+  await stat(copyChain[1]!);
+  for (const node of await readdir(join(home, "disks")))
+    execFileSync("qemu-img", ["check", "-q", join(home, "disks", node)]);
+  execFileSync("qemu-img", ["check", "-q", store.paths("copy").disk]);
+});
+
+test("clone of a snapshot: with memory it resumes where the source was then; disk-only it boots", async () => {
+  const { hv, store } = await fixture();
+  await ok(hv, hv.insert({ name: "src", machineType: "t1-micro" }));
+  await new Promise((r) => setTimeout(r, 300));
+  await ok(hv, await hv.createSnapshot("src", "mem"));
+  const snap = await hv.getSnapshot("src", "mem");
+  const saved = JSON.parse(
+    await readFile(join(store.paths("src").dir, "snapshots", snap.id, "state/counter.json"), "utf8"),
+  ).count;
+  await ok(hv, hv.insert({ name: "a", sourceInstance: "src", sourceSnapshot: "mem" }));
+  await ok(hv, hv.insert({ name: "b", sourceInstance: "src", sourceSnapshot: "mem" }));
+  for (const vm of ["a", "b"]) {
+    assert.equal(hv.get(vm).status, "RUNNING");
+    assert.match((await hv.serialPortOutput(vm, 0)).contents, new RegExp(`^restore at count ${saved}\n`));
+  }
+  assert.notEqual(hv.get("a").identity.machineId, hv.get("b").identity.machineId);
+  assert.equal(hv.get("src").status, "RUNNING", "a snapshot's source may run on");
+  // The snapshot's memory is intact for the next clone (each clone consumed only its own links).
+  await stat(join(store.paths("src").dir, "snapshots", snap.id, "state/counter.json"));
+  await ok(hv, hv.stop("src"));
+  await ok(hv, await hv.createSnapshot("src", "cold"));
+  await ok(hv, hv.insert({ name: "c", sourceInstance: "src", sourceSnapshot: "cold" }));
+  assert.match((await hv.serialPortOutput("c", 0)).contents, /^boot at count 0\n/);
+  await assert.rejects(
+    async () => ok(hv, hv.insert({ name: "d", sourceInstance: "src", sourceSnapshot: "nope" })),
+    /has no snapshot 'nope'/,
+  );
+  assert.throws(() => hv.get("d"), VmNotFoundError);
 });
 
 test("clone of a SUSPENDED VM resumes where its source was; the source keeps its saved state", async () => {

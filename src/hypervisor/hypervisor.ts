@@ -6,11 +6,13 @@ import { randomUUID } from "node:crypto";
 import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
+import type { Snapshot } from "../api/schemas/snapshot-schemas.ts";
 import type { InsertInstanceRequest, Instance } from "../api/schemas/vm-schemas.ts";
 import { readConsoleLog } from "./console-log.ts";
 import { crashPoint, statusWritePoint } from "./crash-point.ts";
 import { checkCloneRequest, cloneRecord, shareSavedState } from "./clones.ts";
 import { DiskAdmission } from "./disk-admission.ts";
+import { activeDiskOf, DiskStore, freezeActiveDisk, newNodeId } from "./disk-store.ts";
 import { EventLog } from "./event-log.ts";
 import { identityOf, newIdentity } from "./guest-identity.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
@@ -24,6 +26,7 @@ import {
   type OperationType,
   type OperationView,
 } from "./operations.ts";
+import { readDiskInfo } from "../engines/backends/qcow2/index.ts";
 import {
   checkAdmission,
   type HostCapacity,
@@ -31,9 +34,10 @@ import {
   hostUsage,
   type VmAllocation,
 } from "./resources.ts";
+import { type SnapshotVm, Snapshots } from "./snapshots.ts";
+import { treeNodes } from "./snapshot-tree.ts";
 import {
   checkVmName,
-  copyFileAtomic,
   NEW_STATE_PREFIX,
   RecordWriteError,
   VmExistsError,
@@ -161,6 +165,9 @@ export class Hypervisor {
   private readonly reservations = new Map<string, VmAllocation>();
   private readonly broken = new Map<string, HypervisorError>();
   private readonly disks: DiskAdmission;
+  /** Set by open(): the data directory's disk nodes, and the snapshots built on them. */
+  private nodes!: DiskStore;
+  private snapshots!: Snapshots;
   private readonly now: () => Date;
   private closed = false;
 
@@ -182,6 +189,8 @@ export class Hypervisor {
     for (const problem of saved.unreadable)
       process.stderr.write(`ignoring an unreadable operation record: ${problem}\n`);
     const hv = new Hypervisor(config, saved.journal);
+    hv.nodes = await DiskStore.open(config.store.home, treeNodes);
+    hv.snapshots = new Snapshots(hv.nodes);
     const { vms, broken } = await config.store.list();
     for (const b of broken) hv.broken.set(b.name, b.error);
     const replay: Array<{ vm: VmRecord; h: VmRecord["history"][number] }> = [];
@@ -200,6 +209,7 @@ export class Hypervisor {
     for (const vm of vms) {
       const slot = hv.newSlot(vm);
       hv.slots.set(vm.name, slot);
+      await hv.holdDisk(slot);
       if (vm.status !== "TERMINATED" && vm.status !== "SUSPENDED")
         hv.enqueueSystem(slot, "repair", () => hv.recover(slot));
       // No VMM may run for a stopped or suspended VM (an orphan is ended first), so what a crash left in its
@@ -209,6 +219,8 @@ export class Hypervisor {
         await hv.recoverLeftovers(slot);
       }
     }
+    // Disk nodes a crash left unreached (e.g. a VM removed before its nodes were collected) go now.
+    await hv.collectDiskGarbage();
     // Operations the previous daemon left unfinished end once their VM's recovery has settled it, so that
     // their final record can say truthfully where the VM ended up.
     for (const op of hv.operations.load(saved.views)) {
@@ -377,7 +389,13 @@ export class Hypervisor {
         const paths = store.paths(req.name);
         try {
           const template = await this.config.images.diskTemplate(image);
-          const release = await this.disks.admit(req.name, template.sizeMiB, paths.dir);
+          // What the new disk may grow to (its image's size), and the image's base node when it is not
+          // converted yet; the reservation stays with the VM (disk-admission.ts).
+          const release = await this.disks.admit(
+            req.name,
+            template.sizeMiB * ((await this.nodes.hasBase(template.path)) ? 1 : 2),
+            paths.disk,
+          );
           try {
             slot.record = { ...slot.record, diskMiB: template.sizeMiB };
             await store.create(slot.record).catch((e: Error) => {
@@ -389,18 +407,23 @@ export class Hypervisor {
             });
             crashPoint("insert:after-record");
             try {
-              op.statusMessage = "copying the root disk";
-              await copyFileAtomic(template.path, paths.disk);
+              op.statusMessage = "creating the root disk";
+              await this.nodes.exclusive(async () =>
+                this.nodes.createOverlay(paths.disk, await this.nodes.baseNode(template.path)),
+              );
             } catch (e) {
               await store.remove(req.name);
+              await this.collectDiskGarbage();
               throw new HypervisorError(
                 "disk-copy-failed",
-                `could not copy the root disk of VM '${req.name}' to ${paths.disk} (${(e as Error).message}); nothing was created`,
+                `could not create the root disk of VM '${req.name}' at ${paths.disk} (${(e as Error).message}); nothing was created`,
               );
             }
-          } finally {
+          } catch (e) {
             release();
+            throw e;
           }
+          await this.holdDisk(slot);
           crashPoint("insert:after-disk-copy");
         } catch (e) {
           // Nothing is left half-created: no directory, no slot, no reservation.
@@ -548,29 +571,34 @@ export class Hypervisor {
           this.reservations.delete(name);
         }
         op.progress = 30;
-        await this.setStatus(slot, "STAGING", "resume: restoring the saved state");
-        const paths = this.config.store.paths(name);
-        let vmm: VmmHandle;
-        try {
-          vmm = await this.config.launcher.launch(slot.record, paths, "restore");
-        } catch (e) {
-          // The saved state stays as it was, and so does the VM: still SUSPENDED, with the reason.
-          const message = `resume failed: ${(e as Error).message}`;
-          await this.setStatus(slot, "SUSPENDED", message, { statusMessage: message });
-          throw e;
-        }
-        crashPoint("resume:after-vmm-spawn");
-        this.attach(slot, vmm);
-        try {
-          await this.commitRunning(slot, vmm, "resumed");
-        } finally {
-          // The state was consumed: the guest ran from it and may have written its disk, so restoring it
-          // again later (also after a RUNNING that could not be recorded) would roll it back behind its disk.
-          await rm(paths.stateDir, { recursive: true, force: true });
-        }
-        crashPoint("resume:after-state-removed");
+        await this.stageFromSaved(slot, "resume");
       },
     );
+  }
+
+  /** PROVISIONING → STAGING → RUNNING restoring the saved state, which is consumed; SUSPENDED on failure. */
+  private async stageFromSaved(slot: VmSlot, why: string): Promise<void> {
+    await this.setStatus(slot, "STAGING", `${why}: restoring the saved state`);
+    const paths = this.config.store.paths(slot.record.name);
+    let vmm: VmmHandle;
+    try {
+      vmm = await this.config.launcher.launch(slot.record, paths, "restore");
+    } catch (e) {
+      // The saved state stays as it was, and so does the VM: still SUSPENDED, with the reason.
+      const message = `${why} failed: ${(e as Error).message}`;
+      await this.setStatus(slot, "SUSPENDED", message, { statusMessage: message });
+      throw e;
+    }
+    crashPoint("resume:after-vmm-spawn");
+    this.attach(slot, vmm);
+    try {
+      await this.commitRunning(slot, vmm, why === "resume" ? "resumed" : `${why}: resumed`);
+    } finally {
+      // The state was consumed: the guest ran from it and may have written its disk, so restoring it
+      // again later (also after a RUNNING that could not be recorded) would roll it back behind its disk.
+      await rm(paths.stateDir, { recursive: true, force: true });
+    }
+    crashPoint("resume:after-state-removed");
   }
 
   delete(name: string): OperationView {
@@ -598,6 +626,8 @@ export class Hypervisor {
         crashPoint("delete:after-remove");
         slot.deleted = true;
         this.slots.delete(name);
+        this.disks.release(name);
+        await this.collectDiskGarbage();
         this.events.append({
           time: this.now().toISOString(),
           type: "deleted",
@@ -677,6 +707,134 @@ export class Hypervisor {
     );
   }
 
+  // ---- snapshots (snapshots.ts) ---------------------------------------------------------------------
+
+  async listSnapshots(name: string): Promise<Snapshot[]> {
+    const slot = this.slot(name);
+    return this.snapshots.list(slot.record, this.config.store.paths(name));
+  }
+
+  async getSnapshot(name: string, snapshot: string): Promise<Snapshot> {
+    const slot = this.slot(name);
+    return this.snapshots.get(slot.record, this.config.store.paths(name), snapshot);
+  }
+
+  /** Takes snapshot `snapshot` of the VM (RUNNING: with its memory, the guest runs on; else its disk). */
+  async createSnapshot(name: string, snapshot: string, description = ""): Promise<OperationView> {
+    const slot = this.slot(name);
+    await this.snapshots.checkNew(slot.record, this.config.store.paths(name), snapshot);
+    return this.submit(
+      slot,
+      "createSnapshot",
+      "createSnapshot",
+      () => {},
+      async (op) => {
+        // Memory is the part a snapshot may add at once: it is admitted against the free space first.
+        const memoryMiB = slot.record.status === "TERMINATED" ? 0 : slot.record.memoryMiB;
+        const paths = this.config.store.paths(name);
+        const release = await this.disks.admit(`${name} (snapshot)`, memoryMiB, join(paths.dir, "snapshots"));
+        try {
+          op.statusMessage = await this.snapshots.create(this.snapshotVm(slot), snapshot, description);
+        } finally {
+          release();
+        }
+        this.notice(slot, op.statusMessage);
+      },
+    );
+  }
+
+  /** Makes the VM what it was at the snapshot (see Snapshots.restore). */
+  async restoreSnapshot(name: string, snapshot: string): Promise<OperationView> {
+    const slot = this.slot(name);
+    await this.snapshots.checkExisting(slot.record, this.config.store.paths(name), snapshot);
+    return this.submit(
+      slot,
+      "restoreSnapshot",
+      "restoreSnapshot",
+      () => {},
+      async (op) => {
+        op.statusMessage = await this.snapshots.restore(this.snapshotVm(slot), snapshot);
+        this.notice(slot, op.statusMessage);
+      },
+    );
+  }
+
+  async deleteSnapshot(name: string, snapshot: string): Promise<OperationView> {
+    const slot = this.slot(name);
+    await this.snapshots.checkExisting(slot.record, this.config.store.paths(name), snapshot);
+    return this.submit(
+      slot,
+      "deleteSnapshot",
+      "deleteSnapshot",
+      () => {},
+      async (op) => {
+        op.statusMessage = await this.snapshots.delete(this.snapshotVm(slot), snapshot);
+        this.notice(slot, op.statusMessage);
+      },
+    );
+  }
+
+  /** The lifecycle steps a snapshot operation may take on the VM (it runs in the VM's queue). */
+  private snapshotVm(slot: VmSlot): SnapshotVm {
+    return {
+      get record() {
+        return slot.record;
+      },
+      paths: this.config.store.paths(slot.record.name),
+      get vmm() {
+        return slot.vmm;
+      },
+      // The current guest is being replaced: it is forced off at once, not asked to power off.
+      stop: (reason) => this.stopSlot(slot, reason, 0),
+      resumeSaved: async (reason, patch) => {
+        const { name, cpus, memoryMiB } = { ...slot.record, ...patch };
+        try {
+          checkAdmission(this.config.capacity, this.allocations(), { name, cpus, memoryMiB, diskMiB: 0 });
+        } catch (e) {
+          // Not resumed: the VM stays TERMINATED with the restored disk, and boots fresh when started.
+          await rm(this.config.store.paths(name).stateDir, { recursive: true, force: true });
+          throw e;
+        }
+        // "resume …": a daemon restarted meanwhile returns the VM to SUSPENDED, its state being in place.
+        await this.setStatus(slot, "PROVISIONING", `resume from ${reason.replace(/^restoring /, "")}`, {
+          ...patch,
+          statusMessage: "",
+        });
+        await this.stageFromSaved(slot, `resume from ${reason.replace(/^restoring /, "")}`);
+      },
+    };
+  }
+
+  /** An event saying what an operation did to the VM without changing its status. */
+  private notice(slot: VmSlot, message: string): void {
+    const { name, id, status } = slot.record;
+    this.events.append({
+      time: this.now().toISOString(),
+      type: "notice",
+      vmName: name,
+      vmId: id,
+      from: status,
+      to: status,
+      message,
+    });
+  }
+
+  /** Reserves what the VM's active disk may still grow by (disk-admission.ts), from its virtual size. */
+  private async holdDisk(slot: VmSlot): Promise<void> {
+    const dir = this.config.store.paths(slot.record.name).dir;
+    const info = await readDiskInfo(activeDiskOf(dir)).catch(() => undefined);
+    if (info) this.disks.hold(slot.record.name, info.virtualSize, () => activeDiskOf(dir));
+  }
+
+  /** Removes the disk nodes nothing reaches any more; a failure is logged, never the caller's. */
+  private async collectDiskGarbage(): Promise<void> {
+    try {
+      await this.nodes.exclusive(() => this.nodes.collectGarbage());
+    } catch (e) {
+      process.stderr.write(`disk garbage collection failed: ${(e as Error).message}\n`);
+    }
+  }
+
   // ---- clones (clones.ts) ----------------------------------------------------------------------------
 
   /**
@@ -710,7 +868,7 @@ export class Hypervisor {
             if (source.deleted) throw new VmNotFoundError(sourceName);
             checkAction(action, source.record.status, sourceName);
             op.statusMessage = `sharing the disk of '${sourceName}'`;
-            return this.makeCloneFiles(source, record);
+            return this.makeCloneFiles(source, slot, req.sourceSnapshot);
           });
         } catch (e) {
           // Nothing is left half-created: no directory, no slot, no reservation; the source is as it was.
@@ -734,36 +892,64 @@ export class Hypervisor {
     );
   }
 
-  /** Writes the clone's directory, disk and saved state; true when it has a state to resume from. */
-  private async makeCloneFiles(source: VmSlot, record: VmRecord): Promise<boolean> {
+  /**
+   * Writes the clone's directory, its active disk (an overlay on the source's disk frozen now, or on the
+   * snapshot's node) and its saved state (linked: a clone of a SUSPENDED VM or of a memory snapshot).
+   * Runs in the source's queue. Returns whether the clone resumes from a saved state.
+   */
+  private async makeCloneFiles(source: VmSlot, slot: VmSlot, snapshot: string | undefined): Promise<boolean> {
     const { store } = this.config;
     const from = store.paths(source.record.name);
-    const paths = store.paths(record.name);
-    const resume = source.record.status === "SUSPENDED";
-    const release = await this.disks.admit(record.name, record.diskMiB, paths.dir);
+    const paths = store.paths(slot.record.name);
+    const taken =
+      snapshot === undefined ? undefined : await this.snapshots.cloneSource(source.record, from, snapshot);
+    if (taken && (taken.cpus !== slot.record.cpus || taken.memoryMiB !== slot.record.memoryMiB)) {
+      // The snapshot was taken with another machine type than its VM has now: the clone has the snapshot's.
+      const others = this.allocations().filter((a) => a.name !== slot.record.name);
+      checkAdmission(this.config.capacity, others, {
+        name: slot.record.name,
+        cpus: taken.cpus,
+        memoryMiB: taken.memoryMiB,
+        diskMiB: 0,
+      });
+      const { machineType, cpus, memoryMiB } = taken;
+      slot.record = { ...slot.record, machineType, cpus, memoryMiB };
+    }
+    const savedState = taken ? taken.stateDir : source.record.status === "SUSPENDED" ? from.stateDir : null;
+    // The clone's overlay may grow to the whole disk; its state is linked, it costs nothing more.
+    const release = await this.disks.admit(slot.record.name, slot.record.diskMiB, paths.disk);
     try {
-      await store.create(record).catch((e: Error) => {
+      await store.create(slot.record).catch((e: Error) => {
         if (e instanceof HypervisorError) throw e;
         throw new HypervisorError(
           "record-write-failed",
-          `could not create the directory of VM '${record.name}' in ${store.vmsDir} (${e.message}); nothing was created`,
+          `could not create the directory of VM '${slot.record.name}' in ${store.vmsDir} (${e.message}); nothing was created`,
         );
       });
       crashPoint("insert:after-record");
       try {
-        await copyFileAtomic(from.disk, paths.disk);
-        if (resume) await shareSavedState(from.stateDir, paths.stateDir);
+        await this.nodes.exclusive(async () => {
+          // Freezing leaves the source's disk as it was, only in two layers: its guest sees no change.
+          const node = taken
+            ? taken.node
+            : await freezeActiveDisk(from.dir, this.nodes.dir, newNodeId(), "clone");
+          await this.nodes.createOverlay(paths.disk, node);
+        });
+        if (savedState !== null) await shareSavedState(savedState, paths.stateDir);
       } catch (e) {
-        await store.remove(record.name);
+        await store.remove(slot.record.name);
+        await this.collectDiskGarbage();
         throw new HypervisorError(
           "disk-copy-failed",
-          `could not make the disk of clone '${record.name}' of '${source.record.name}' (${(e as Error).message}); nothing was created and '${source.record.name}' is unchanged`,
+          `could not make the disk of clone '${slot.record.name}' of '${source.record.name}' (${(e as Error).message}); nothing was created and '${source.record.name}' is unchanged`,
         );
       }
-    } finally {
+    } catch (e) {
       release();
+      throw e;
     }
-    return resume;
+    await this.holdDisk(slot);
+    return savedState !== null;
   }
 
   /** PROVISIONING → STAGING → RUNNING from the clone's saved state; SUSPENDED (state kept) on failure. */
@@ -1085,7 +1271,7 @@ export class Hypervisor {
    * → STOPPING → TERMINATED; a running guest is asked to power off, then forced. Also ends a VM that a failed
    * record write left in a transitional status (its VMM, if any, is stopped the same way).
    */
-  private async stopSlot(slot: VmSlot, reason: string): Promise<void> {
+  private async stopSlot(slot: VmSlot, reason: string, timeoutMs = this.config.stopTimeoutMs): Promise<void> {
     const mayHaveState = slot.record.status !== "RUNNING";
     if (slot.record.status !== "STOPPING") await this.setStatus(slot, "STOPPING", reason);
     const vmm = slot.vmm;
@@ -1093,7 +1279,7 @@ export class Hypervisor {
     if (vmm) {
       slot.expectingExit = true;
       try {
-        const exit = await vmm.stop(this.config.stopTimeoutMs);
+        const exit = await vmm.stop(timeoutMs);
         how =
           exit.reason === "poweroff" ? "the guest powered off" : `the guest was forced off (${exit.detail})`;
       } finally {
@@ -1162,22 +1348,15 @@ export class Hypervisor {
 
   /** Settles the temp files a crash left in the VM's directory (no VMM may run for it); each is an event. */
   private async recoverLeftovers(slot: VmSlot): Promise<void> {
+    const paths = this.config.store.paths(slot.record.name);
+    for (const what of await this.snapshots.recover(slot.record, paths)) this.recoveryNotice(slot, what);
     for (const what of await this.config.store.recoverLeftovers(slot.record.name))
       this.recoveryNotice(slot, what);
   }
 
   /** An event saying what recovery settled for the VM (its status unchanged). */
   private recoveryNotice(slot: VmSlot, what: string): void {
-    const { name, id, status } = slot.record;
-    this.events.append({
-      time: this.now().toISOString(),
-      type: "notice",
-      vmName: name,
-      vmId: id,
-      from: status,
-      to: status,
-      message: `recovered after a crash: ${what}`,
-    });
+    this.notice(slot, `recovered after a crash: ${what}`);
   }
 
   /**

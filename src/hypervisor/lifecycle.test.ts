@@ -51,6 +51,9 @@ const EXPECTED_LEGAL: Record<VmAction, VmStatus[]> = {
   delete: [...VM_STATUSES],
   setMachineType: ["TERMINATED"],
   exec: ["RUNNING"],
+  createSnapshot: ["RUNNING", "TERMINATED", "SUSPENDED"],
+  restoreSnapshot: ["RUNNING", "TERMINATED", "SUSPENDED"],
+  deleteSnapshot: ["RUNNING", "TERMINATED", "SUSPENDED"],
   clone: ["TERMINATED", "SUSPENDED"],
   cloneSnapshot: ["RUNNING", "TERMINATED", "SUSPENDED"],
 };

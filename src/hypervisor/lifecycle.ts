@@ -74,6 +74,9 @@ export const VM_ACTIONS = [
   "delete",
   "setMachineType",
   "exec",
+  "createSnapshot",
+  "restoreSnapshot",
+  "deleteSnapshot",
   "clone",
   "cloneSnapshot",
 ] as const;
@@ -105,6 +108,11 @@ const ACTIONS: Readonly<Record<VmAction, { readonly from: readonly VmStatus[]; r
     setMachineType: { from: ["TERMINATED"] },
     // A command runs in the guest through its agent: there must be a running guest.
     exec: { from: ["RUNNING"] },
+    // Snapshots (snapshots.ts) only of a VM at rest or running: never mid-transition. A restore moves the
+    // VM through the statuses of a stop and a resume itself, as the snapshot needs.
+    createSnapshot: { from: ["RUNNING", "TERMINATED", "SUSPENDED"] },
+    restoreSnapshot: { from: ["RUNNING", "TERMINATED", "SUSPENDED"] },
+    deleteSnapshot: { from: ["RUNNING", "TERMINATED", "SUSPENDED"] },
     // The source of a clone (clones.ts): its present disk is frozen and shared, so no guest may be writing
     // it; a saved state, if any, is shared too. A snapshot is immutable: any stable status will do.
     clone: { from: ["TERMINATED", "SUSPENDED"] },
