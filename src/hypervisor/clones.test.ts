@@ -262,3 +262,35 @@ test("clone refused: a source RUNNING or unknown, a name taken, a shape given; n
   assert.throws(() => hv.get("late"), VmNotFoundError);
   assert.deepEqual((await readdir(store.vmsDir)).sort(), ["copy", "src"]);
 });
+
+test("ten clones of one disk cost little: du of the data directory before and after", async () => {
+  const home = await mkdtemp(join(tmpdir(), "tsvm-clones-du-"));
+  roots.push(home);
+  // A template full of data (no holes, nothing a sparse file or qcow2 could leave out).
+  const template = join(home, "template.img");
+  await writeFile(
+    template,
+    Buffer.alloc(16 << 20).map((_, i) => (i * 7 + 1) & 0xff),
+  );
+  const hv = await openFixtureHypervisor(home, template, { diskAvailableMiB: 10_000 });
+  hypervisors.push(hv);
+  await ok(hv, hv.insert({ name: "src", memoryMiB: 32 }));
+  await ok(hv, hv.stop("src"));
+  const du = () => Number(execFileSync("du", ["-sk", home], { encoding: "utf8" }).split("\t")[0]);
+  const before = du();
+  for (let i = 0; i < 10; i++) {
+    await ok(hv, hv.insert({ name: `c${i}`, sourceInstance: "src" }));
+    await ok(hv, hv.stop(`c${i}`));
+  }
+  const added = du() - before;
+  process.stderr.write(
+    `clones: ten clones of a 16 MiB disk added ${added} KiB (du -sk of the data directory: ${before} → ${before + added} KiB)\n`,
+  );
+  assert.ok(
+    added < 10 * 1024,
+    `ten clones added ${added} KiB; a copy of the disk each would be ${10 * 16 * 1024} KiB`,
+  );
+  // Every clone reads the source's data through its own chain; the source's chain grew by one layer each.
+  assert.equal((await diskChain(join(home, "vms/c9/disk.qcow2"))).length, 12);
+  assert.equal((await diskChain(join(home, "vms/src/disk.qcow2"))).length, 12);
+});

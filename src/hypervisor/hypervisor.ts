@@ -26,7 +26,7 @@ import {
   type OperationType,
   type OperationView,
 } from "./operations.ts";
-import { readDiskInfo } from "../engines/backends/qcow2/index.ts";
+import { diskChain, MAX_CHAIN_DEPTH, readDiskInfo } from "../engines/backends/qcow2/index.ts";
 import {
   checkAdmission,
   type HostCapacity,
@@ -916,6 +916,13 @@ export class Hypervisor {
       slot.record = { ...slot.record, machineType, cpus, memoryMiB };
     }
     const savedState = taken ? taken.stateDir : source.record.status === "SUSPENDED" ? from.stateDir : null;
+    // Each clone of a VM (not of a snapshot) freezes its disk: one more layer under its active disk.
+    const depth = taken ? 0 : (await diskChain(activeDiskOf(from.dir))).length;
+    if (depth >= MAX_CHAIN_DEPTH)
+      throw new HypervisorError(
+        "snapshot-limit",
+        `the disk of VM '${source.record.name}' has ${depth} layers, the most a chain may have; no further clone of its present disk can be made (clone one of its snapshots instead)`,
+      );
     // The clone's overlay may grow to the whole disk; its state is linked, it costs nothing more.
     const release = await this.disks.admit(slot.record.name, slot.record.diskMiB, paths.disk);
     try {
