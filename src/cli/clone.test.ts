@@ -56,7 +56,10 @@ test("tsvm clone: a new VM with a new identity, as JSON and as a line; refusals 
   assert.match(missing.stderr, /^tsvm clone: .*'nope'/m);
   const noSnapshot = await tsvm("clone", "src", "c3", "--snapshot", "nope");
   assert.equal(noSnapshot.code, 1);
-  assert.match(noSnapshot.stderr, /^tsvm clone: insert of 'c3' failed: the VM 'src' has no snapshot 'nope'$/m);
+  assert.match(
+    noSnapshot.stderr,
+    /^tsvm clone: insert of 'c3' failed: the VM 'src' has no snapshot 'nope'$/m,
+  );
   assert.equal((await tsvm("list", "--format", "json")).stdout.includes('"c3"'), false);
 
   const usage = await tsvm("clone", "src");

@@ -5,11 +5,12 @@
 
 import { randomBytes, randomUUID } from "node:crypto";
 import { constants } from "node:fs";
-import { copyFile, link, mkdir, open, readdir, rename, rm } from "node:fs/promises";
+import { copyFile, link, mkdir, readdir, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { InsertInstanceRequest } from "../api/schemas/vm-schemas.ts";
 import { newIdentity } from "./guest-identity.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
+import { syncDir } from "./store.ts";
 import { VM_RECORD_FORMAT_VERSION, type VmRecord } from "./vm-record.ts";
 
 /** The fields a clone takes from its source: giving them too is refused rather than silently ignored. */
@@ -63,15 +64,6 @@ export function cloneRecord(source: VmRecord, req: InsertInstanceRequest, at: st
     lastSuspendedTimestamp: null,
     history: [{ at, from: null, to: "PROVISIONING", reason: `insert: ${from}, resources reserved` }],
   };
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, "r");
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /**

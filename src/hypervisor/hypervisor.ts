@@ -398,13 +398,7 @@ export class Hypervisor {
           );
           try {
             slot.record = { ...slot.record, diskMiB: template.sizeMiB };
-            await store.create(slot.record).catch((e: Error) => {
-              if (e instanceof HypervisorError) throw e;
-              throw new HypervisorError(
-                "record-write-failed",
-                `could not create the directory of VM '${req.name}' in ${store.vmsDir} (${e.message}); nothing was created`,
-              );
-            });
+            await this.createVmDirectory(slot.record);
             crashPoint("insert:after-record");
             try {
               op.statusMessage = "creating the root disk";
@@ -926,13 +920,7 @@ export class Hypervisor {
     // The clone's overlay may grow to the whole disk; its state is linked, it costs nothing more.
     const release = await this.disks.admit(slot.record.name, slot.record.diskMiB, paths.disk);
     try {
-      await store.create(slot.record).catch((e: Error) => {
-        if (e instanceof HypervisorError) throw e;
-        throw new HypervisorError(
-          "record-write-failed",
-          `could not create the directory of VM '${slot.record.name}' in ${store.vmsDir} (${e.message}); nothing was created`,
-        );
-      });
+      await this.createVmDirectory(slot.record);
       crashPoint("insert:after-record");
       try {
         await this.nodes.exclusive(async () => {
@@ -957,6 +945,18 @@ export class Hypervisor {
     }
     await this.holdDisk(slot);
     return savedState !== null;
+  }
+
+  /** Creates the new VM's directory with its record; a failure (e.g. a full disk) is record-write-failed. */
+  private async createVmDirectory(record: VmRecord): Promise<void> {
+    const { store } = this.config;
+    await store.create(record).catch((e: Error) => {
+      if (e instanceof HypervisorError) throw e;
+      throw new HypervisorError(
+        "record-write-failed",
+        `could not create the directory of VM '${record.name}' in ${store.vmsDir} (${e.message}); nothing was created`,
+      );
+    });
   }
 
   /** PROVISIONING → STAGING → RUNNING from the clone's saved state; SUSPENDED (state kept) on failure. */

@@ -86,7 +86,8 @@ export function checkVmName(name: string): void {
 }
 
 /** fsync of a directory: makes a rename or a new entry in it durable. */
-async function syncDir(dir: string): Promise<void> {
+/** fsync of a directory: what was renamed or created in it survives a crash. */
+export async function syncDir(dir: string): Promise<void> {
   const fh = await open(dir, "r");
   try {
     await fh.sync();
