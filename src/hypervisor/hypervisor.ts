@@ -26,7 +26,7 @@ import {
   type OperationType,
   type OperationView,
 } from "./operations.ts";
-import { diskChain, MAX_CHAIN_DEPTH, readDiskInfo } from "../engines/backends/qcow2/index.ts";
+import { diskChain, hasOwnData, MAX_CHAIN_DEPTH, readDiskInfo } from "../engines/backends/qcow2/index.ts";
 import {
   checkAdmission,
   type HostCapacity,
@@ -910,8 +910,13 @@ export class Hypervisor {
       slot.record = { ...slot.record, machineType, cpus, memoryMiB };
     }
     const savedState = taken ? taken.stateDir : source.record.status === "SUSPENDED" ? from.stateDir : null;
-    // Each clone of a VM (not of a snapshot) freezes its disk: one more layer under its active disk.
-    const depth = taken ? 0 : (await diskChain(activeDiskOf(from.dir))).length;
+    // The node the clone's disk goes on: the snapshot's; the source's active disk's backing when that disk
+    // has nothing of its own yet (written by no guest since it was made or frozen); else the source's
+    // active disk frozen now, one more layer under it (up to the chain limit).
+    const active = activeDiskOf(from.dir);
+    const unwritten =
+      taken || (await hasOwnData(active)) ? undefined : (await readDiskInfo(active)).backing?.path;
+    const depth = taken || unwritten ? 0 : (await diskChain(active)).length;
     if (depth >= MAX_CHAIN_DEPTH)
       throw new HypervisorError(
         "snapshot-limit",
@@ -925,9 +930,10 @@ export class Hypervisor {
       try {
         await this.nodes.exclusive(async () => {
           // Freezing leaves the source's disk as it was, only in two layers: its guest sees no change.
-          const node = taken
-            ? taken.node
-            : await freezeActiveDisk(from.dir, this.nodes.dir, newNodeId(), "clone");
+          const node =
+            taken?.node ??
+            unwritten ??
+            (await freezeActiveDisk(from.dir, this.nodes.dir, newNodeId(), "clone"));
           await this.nodes.createOverlay(paths.disk, node);
         });
         if (savedState !== null) await shareSavedState(savedState, paths.stateDir);
