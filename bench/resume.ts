@@ -18,6 +18,7 @@ import { parseArgs } from "node:util";
 import { ApiClient } from "../src/api/client.ts";
 import { createGuest } from "../src/hypervisor/riscv-guest.ts";
 import { VMM_PROTOCOL_VERSION, type VmmSpec } from "../src/hypervisor/vmm-protocol.ts";
+import { identityOf } from "../src/hypervisor/guest-identity.ts";
 import { findImage } from "../src/images/image-store.ts";
 import { median } from "./bench-report.ts";
 
@@ -177,6 +178,7 @@ async function benchSnapshot(
     cpus: 1,
     memoryMiB,
     image: vm.image ?? "default",
+    identity: identityOf({ id: vm.id, name }),
     cpuCapPercent: null,
     cpuWeight: 100,
     vmDir: scratch,

@@ -5,6 +5,7 @@ import type { InsertInstanceRequest } from "../api/types.ts";
 import { connectDaemon } from "./daemon-connection.ts";
 import { fail, parseFormat, printJson } from "./output.ts";
 import { parseCommandLine } from "./parse-command-line.ts";
+import { SCHEDULING_OPTIONS, schedulingOf } from "./scheduling-options.ts";
 import { waitUnlessAsync } from "./wait-operation.ts";
 
 const HELP = `Usage: tsvm create NAME [options]
@@ -56,16 +57,9 @@ export async function createCommand(argv: string[]): Promise<number> {
   }
   if (values.image !== undefined) req.image = values.image;
   if (values.engine !== undefined) req.engine = values.engine;
-  if (values["cpu-cap"] !== undefined) {
-    const m = /^(\d+)%?$/.exec(values["cpu-cap"]);
-    if (!m) return usage(`--cpu-cap must be a percentage like 50% (got '${values["cpu-cap"]}')`);
-    req.cpuCapPercent = Number(m[1]);
-  }
-  if (values["cpu-weight"] !== undefined) {
-    if (!/^\d+$/.test(values["cpu-weight"])) return usage("--cpu-weight must be a whole number");
-    req.cpuWeight = Number(values["cpu-weight"]);
-  }
-  if (values["no-automatic-restart"]) req.automaticRestart = false;
+  const scheduling = schedulingOf(values);
+  if (typeof scheduling === "string") return usage(scheduling);
+  Object.assign(req, scheduling);
   try {
     const client = await connectDaemon();
     const op = await client.insertInstance(req);
@@ -92,9 +86,7 @@ function parse(argv: string[]) {
       memory: { type: "string" },
       image: { type: "string" },
       engine: { type: "string" },
-      "cpu-cap": { type: "string" },
-      "cpu-weight": { type: "string" },
-      "no-automatic-restart": { type: "boolean" },
+      ...SCHEDULING_OPTIONS,
       async: { type: "boolean" },
       format: { type: "string" },
       help: { type: "boolean", short: "h" },

@@ -9,8 +9,8 @@ import { printSnapshotTree } from "./snapshot.ts";
 
 const HELP = `Usage: tsvm describe NAME [--format table|json]
 
-Shows one VM: its definition, status, VMM process id, the history of its transitions and its snapshots
-(JSON: the Instance with a "snapshots" array).
+Shows one VM: its definition, identity (hostname, machine id), status, VMM process id, the history of
+its transitions and its snapshots (JSON: the Instance with a "snapshots" array).
 `;
 
 export async function describeCommand(argv: string[]): Promise<number> {
@@ -50,6 +50,8 @@ export async function describeCommand(argv: string[]): Promise<number> {
       `id:                 ${vm.id}`,
       `status:             ${vm.status}${vm.statusMessage ? ` (${vm.statusMessage})` : ""}`,
       `machine type:       ${vm.machineType} (${vm.cpus} vCPU, ${formatMiB(vm.memoryMiB)})`,
+      `hostname:           ${vm.identity.hostname}`,
+      `machine id:         ${vm.identity.machineId}`,
       `engine:             ${vm.engine}`,
       `image:              ${vm.image} (disk ${formatMiB(vm.diskMiB)})`,
       `automatic restart:  ${vm.automaticRestart ? "on" : "off"}`,

@@ -19,6 +19,7 @@ Commands:
   console      attach to a VM's serial console (Ctrl-A d detaches)
   exec         run a command in a VM through its guest agent: tsvm exec NAME -- CMD…
   snapshot     create, list, restore or delete a VM's snapshots (with memory when running)
+  clone        a new VM from a stopped or suspended VM or a snapshot, with a new identity
   set-machine-type   change a stopped VM's vCPUs and memory
   machine-types      list the machine types
   version      print tsvm's version (also tsvm --version)
@@ -38,6 +39,7 @@ const COMMANDS = new Map<string, Command>([
   ["run", async (argv) => (await import("./run.ts")).runCommand(argv)],
   ["image", async (argv) => (await import("./image.ts")).imageCommand(argv)],
   ["create", async (argv) => (await import("./create.ts")).createCommand(argv)],
+  ["clone", async (argv) => (await import("./clone.ts")).cloneCommand(argv)],
   ["list", async (argv) => (await import("./list.ts")).listCommand(argv)],
   ["describe", async (argv) => (await import("./describe.ts")).describeCommand(argv)],
   ["start", action("start")],

@@ -10,6 +10,7 @@ import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from "node:fs/
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { diskChain } from "../engines/backends/qcow2/index.ts";
 import { availableBytes } from "./disk-admission.ts";
 import { closeAndKill } from "./fixtures/close-and-kill.ts";
 import { openFixtureHypervisor } from "./fixtures/fixture-hypervisor.ts";
@@ -185,6 +186,50 @@ test("a disk filled by someone else during a create: a clear error naming the di
   assert.deepEqual(await readdir(join(home, "disks")), [], "no disk node is left");
   assert.deepEqual(await temps(home), [], "no temp file is left");
   await rm(filler!);
+});
+
+test("a disk that fills during a clone: a clear error, the clone removed, the source and its saved state untouched", async () => {
+  const home = await freshHome();
+  let filler: string | undefined;
+  let fillNext = false;
+  const hv = await openHypervisor(home, {
+    measure: async () => {
+      // Room for the clone's record, not for its disk: the freeze of the source's disk cannot be written.
+      if (fillNext) filler = await fill(home, 16 * 1024);
+      return fillNext ? 100 * MIB : availableBytes(home);
+    },
+  });
+  await ok(hv, hv.insert({ name: "src", memoryMiB: 32 }).id);
+  await ok(hv, hv.suspend("src").id);
+  const src = join(home, "vms/src");
+  const before = {
+    chain: (await diskChain(join(src, "disk.qcow2"))).map((l) => l.path),
+    disk: await readFile(join(src, "disk.qcow2")),
+    state: await readFile(join(src, "state/counter.json"), "utf8"),
+  };
+  fillNext = true;
+  const op = await finished(hv, hv.insert({ name: "twin", sourceInstance: "src" }).id);
+  fillNext = false;
+  assert.equal(op.error?.code, "disk-copy-failed");
+  assert.match(
+    op.error!.message,
+    /^could not make the disk of clone 'twin' of 'src' \(.*ENOSPC.*nothing was created and 'src' is unchanged$/,
+  );
+  assert.deepEqual(await readdir(join(home, "vms")), ["src"], "no clone directory is left");
+  assert.deepEqual(await temps(home), [], "no temp file is left");
+  assert.deepEqual(
+    (await diskChain(join(src, "disk.qcow2"))).map((l) => l.path),
+    before.chain,
+  );
+  assert.deepEqual(await readFile(join(src, "disk.qcow2")), before.disk);
+  assert.equal(await readFile(join(src, "state/counter.json"), "utf8"), before.state);
+  await rm(filler!);
+  // With the space back, the clone and the source's resume both work from the same saved state.
+  await ok(hv, hv.insert({ name: "twin", sourceInstance: "src" }).id);
+  await ok(hv, hv.resume("src").id);
+  const count = JSON.parse(before.state).count;
+  for (const vm of ["src", "twin"])
+    assert.match((await hv.serialPortOutput(vm, 0)).contents, new RegExp(`restore at count ${count}\\n`));
 });
 
 test("a full disk during start, suspend and the console log: nothing changes that is not on disk, no VM is stranded, and all works again once space is freed", async () => {

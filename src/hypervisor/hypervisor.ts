@@ -9,11 +9,14 @@ import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import type { Snapshot } from "../api/schemas/snapshot-schemas.ts";
 import type { InsertInstanceRequest, Instance } from "../api/schemas/vm-schemas.ts";
+import { diskChain, hasOwnData, MAX_CHAIN_DEPTH, readDiskInfo } from "../engines/backends/qcow2/index.ts";
+import { checkCloneRequest, cloneRecord, shareSavedState } from "./clones.ts";
 import { readConsoleLog } from "./console-log.ts";
 import { crashPoint, statusWritePoint } from "./crash-point.ts";
 import { DiskAdmission } from "./disk-admission.ts";
-import { activeDiskInfo, activeDiskOf, DiskStore } from "./disk-store.ts";
+import { activeDiskInfo, activeDiskOf, DiskStore, freezeActiveDisk, newNodeId } from "./disk-store.ts";
 import { EventLog } from "./event-log.ts";
+import { identityOf, newIdentity } from "./guest-identity.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import { checkAction, transition, type VmAction, type VmStatus } from "./lifecycle.ts";
 import { DEFAULT_MACHINE_TYPE, machineTypeFor, resolveMachineType } from "./machine-types.ts";
@@ -32,8 +35,8 @@ import {
   hostUsage,
   type VmAllocation,
 } from "./resources.ts";
-import { type SnapshotVm, Snapshots } from "./snapshots.ts";
 import { treeNodes } from "./snapshot-tree.ts";
+import { Snapshots, type SnapshotVm } from "./snapshots.ts";
 import {
   checkVmName,
   NEW_STATE_PREFIX,
@@ -115,6 +118,23 @@ const INTERRUPTED_OPERATION_GOALS: Partial<Record<OperationType, VmStatus | null
   suspend: "SUSPENDED",
   delete: null,
 };
+
+/** Refuses a CPU cap or weight outside its bounds (for `cpus` vCPUs), before anything is written. */
+function checkScheduling(cpuCapPercent: number | null, cpuWeight: number, cpus: number): void {
+  if (
+    cpuCapPercent !== null &&
+    (!Number.isInteger(cpuCapPercent) || cpuCapPercent < 1 || cpuCapPercent > 100 * cpus)
+  )
+    throw new HypervisorError(
+      "invalid-argument",
+      `invalid CPU cap ${cpuCapPercent}%: it is a whole percentage of one core, from 1 to ${100 * cpus} for ${cpus} vCPU(s)`,
+    );
+  if (!Number.isInteger(cpuWeight) || cpuWeight < 1 || cpuWeight > 10000)
+    throw new HypervisorError(
+      "invalid-argument",
+      `invalid CPU weight ${cpuWeight}: use a whole number from 1 to 10000`,
+    );
+}
 
 /** How long a restarted daemon waits for a VMM found writing a suspend's state, and for one not (yet) doing so. */
 const SUSPEND_IN_FLIGHT_WAIT_MS = 60_000;
@@ -311,22 +331,12 @@ export class Hypervisor {
   insert(req: InsertRequest): OperationView {
     checkVmName(req.name);
     if (this.slots.has(req.name) || this.broken.has(req.name)) throw new VmExistsError(req.name);
+    checkCloneRequest(req);
+    if (req.sourceInstance !== undefined) return this.insertClone(req, req.sourceInstance);
     const type = this.sizeOf(req);
     const cpuCapPercent = req.cpuCapPercent ?? null;
-    if (
-      cpuCapPercent !== null &&
-      (!Number.isInteger(cpuCapPercent) || cpuCapPercent < 1 || cpuCapPercent > 100 * type.cpus)
-    )
-      throw new HypervisorError(
-        "invalid-argument",
-        `invalid CPU cap ${cpuCapPercent}%: it is a whole percentage of one core, from 1 to ${100 * type.cpus} for ${type.cpus} vCPU(s)`,
-      );
     const cpuWeight = req.cpuWeight ?? 100;
-    if (!Number.isInteger(cpuWeight) || cpuWeight < 1 || cpuWeight > 10000)
-      throw new HypervisorError(
-        "invalid-argument",
-        `invalid CPU weight ${cpuWeight}: use a whole number from 1 to 10000`,
-      );
+    checkScheduling(cpuCapPercent, cpuWeight, type.cpus);
     const image = req.image ?? this.config.defaultImage;
     const engine = req.engine ?? this.config.defaultEngine;
     // Both are refused here, before anything is written, rather than as a failed operation later.
@@ -358,6 +368,7 @@ export class Hypervisor {
       automaticRestart: req.automaticRestart ?? true,
       cpuCapPercent,
       cpuWeight,
+      identity: newIdentity(req.name),
       status: "PROVISIONING",
       statusMessage: "",
       creationTimestamp: at,
@@ -394,13 +405,7 @@ export class Hypervisor {
           }
           try {
             slot.record = { ...slot.record, diskMiB: template.sizeMiB };
-            await store.create(slot.record).catch((e: Error) => {
-              if (e instanceof HypervisorError) throw e;
-              throw new HypervisorError(
-                "record-write-failed",
-                `could not create the directory of VM '${req.name}' in ${store.vmsDir} (${e.message}); nothing was created`,
-              );
-            });
+            await this.createVmDirectory(slot.record);
             crashPoint("insert:after-record");
             try {
               op.statusMessage = "creating the root disk";
@@ -839,6 +844,176 @@ export class Hypervisor {
     }
   }
 
+  // ---- clones (clones.ts) ----------------------------------------------------------------------------
+
+  /**
+   * insert with a source: a new VM sharing the source's disk and saved state, with a new identity, booted
+   * (from a TERMINATED source) or resumed where the source was (from a SUSPENDED one). The source's part
+   * runs in the source's queue, so no operation changes it meanwhile.
+   */
+  private insertClone(req: InsertRequest, sourceName: string): OperationView {
+    const source = this.slot(sourceName);
+    const action = req.sourceSnapshot === undefined ? "clone" : "cloneSnapshot";
+    if (source.busy === 0) checkAction(action, source.record.status, sourceName);
+    const record = cloneRecord(source.record, req, this.now().toISOString());
+    checkScheduling(record.cpuCapPercent, record.cpuWeight, record.cpus);
+    checkAdmission(this.config.capacity, this.allocations(), {
+      name: record.name,
+      cpus: record.cpus,
+      memoryMiB: record.memoryMiB,
+      diskMiB: 0,
+    });
+    const slot = this.newSlot(record);
+    this.slots.set(record.name, slot);
+    return this.submit(
+      slot,
+      "insert",
+      null,
+      () => {},
+      async (op) => {
+        let resume = false;
+        try {
+          resume = await this.onQueueOf(source, async () => {
+            if (source.deleted) throw new VmNotFoundError(sourceName);
+            checkAction(action, source.record.status, sourceName);
+            op.statusMessage = `sharing the disk of '${sourceName}'`;
+            return this.makeCloneFiles(source, slot, req.sourceSnapshot);
+          });
+        } catch (e) {
+          // Nothing is left half-created: no directory, no slot, no reservation; the source is as it was.
+          this.slots.delete(record.name);
+          throw e;
+        }
+        crashPoint("insert:after-disk-copy");
+        this.events.append({
+          time: record.creationTimestamp,
+          type: "transition",
+          vmName: record.name,
+          vmId: record.id,
+          from: null,
+          to: "PROVISIONING",
+          message: record.history[0]!.reason,
+        });
+        op.progress = 30;
+        if (resume) await this.stageClone(slot, sourceName);
+        else await this.bootFromProvisioning(slot, op, `clone of '${sourceName}'`);
+      },
+    );
+  }
+
+  /**
+   * Writes the clone's directory, its active disk (an overlay on the source's disk frozen now, or on the
+   * snapshot's node) and its saved state (linked: a clone of a SUSPENDED VM or of a memory snapshot).
+   * Runs in the source's queue. Returns whether the clone resumes from a saved state.
+   */
+  private async makeCloneFiles(source: VmSlot, slot: VmSlot, snapshot: string | undefined): Promise<boolean> {
+    const { store } = this.config;
+    const from = store.paths(source.record.name);
+    const paths = store.paths(slot.record.name);
+    const taken =
+      snapshot === undefined ? undefined : await this.snapshots.cloneSource(source.record, from, snapshot);
+    if (taken && (taken.cpus !== slot.record.cpus || taken.memoryMiB !== slot.record.memoryMiB)) {
+      // The snapshot was taken with another machine type than its VM has now: the clone has the snapshot's.
+      const others = this.allocations().filter((a) => a.name !== slot.record.name);
+      checkAdmission(this.config.capacity, others, {
+        name: slot.record.name,
+        cpus: taken.cpus,
+        memoryMiB: taken.memoryMiB,
+        diskMiB: 0,
+      });
+      const { machineType, cpus, memoryMiB } = taken;
+      slot.record = { ...slot.record, machineType, cpus, memoryMiB };
+    }
+    const savedState = taken ? taken.stateDir : source.record.status === "SUSPENDED" ? from.stateDir : null;
+    // The node the clone's disk goes on: the snapshot's; the source's active disk's backing when that disk
+    // has nothing of its own yet (written by no guest since it was made or frozen); else the source's
+    // active disk frozen now, one more layer under it (up to the chain limit).
+    const active = activeDiskOf(from.dir);
+    const unwritten =
+      taken || (await hasOwnData(active)) ? undefined : (await readDiskInfo(active)).backing?.path;
+    const depth = taken || unwritten ? 0 : (await diskChain(active)).length;
+    if (depth >= MAX_CHAIN_DEPTH)
+      throw new HypervisorError(
+        "snapshot-limit",
+        `the disk of VM '${source.record.name}' has ${depth} layers, the most a chain may have; no further clone of its present disk can be made (clone one of its snapshots instead)`,
+      );
+    // The clone's overlay may grow to the whole disk; its state is linked, it costs nothing more.
+    const release = await this.disks.admit(slot.record.name, slot.record.diskMiB, paths.disk);
+    try {
+      await this.createVmDirectory(slot.record);
+      crashPoint("insert:after-record");
+      try {
+        await this.nodes.exclusive(async () => {
+          // Freezing leaves the source's disk as it was, only in two layers: its guest sees no change.
+          const node =
+            taken?.node ??
+            unwritten ??
+            (await freezeActiveDisk(from.dir, this.nodes.dir, newNodeId(), "clone"));
+          await this.nodes.createOverlay(paths.disk, node);
+        });
+        if (savedState !== null) await shareSavedState(savedState, paths.stateDir);
+      } catch (e) {
+        await store.remove(slot.record.name);
+        await this.collectDiskGarbage();
+        throw new HypervisorError(
+          "disk-copy-failed",
+          `could not make the disk of clone '${slot.record.name}' of '${source.record.name}' (${(e as Error).message}); nothing was created and '${source.record.name}' is unchanged`,
+        );
+      }
+    } catch (e) {
+      release();
+      throw e;
+    }
+    await this.holdDisk(slot);
+    return savedState !== null;
+  }
+
+  /** Creates the new VM's directory with its record; a failure (e.g. a full disk) is record-write-failed. */
+  private async createVmDirectory(record: VmRecord): Promise<void> {
+    const { store } = this.config;
+    await store.create(record).catch((e: Error) => {
+      if (e instanceof HypervisorError) throw e;
+      throw new HypervisorError(
+        "record-write-failed",
+        `could not create the directory of VM '${record.name}' in ${store.vmsDir} (${e.message}); nothing was created`,
+      );
+    });
+  }
+
+  /** PROVISIONING → STAGING → RUNNING from the clone's saved state; SUSPENDED (state kept) on failure. */
+  private async stageClone(slot: VmSlot, sourceName: string): Promise<void> {
+    // "resume …": a daemon restarted meanwhile returns the clone to SUSPENDED, its state being in place.
+    await this.setStatus(slot, "STAGING", `resume of a clone of '${sourceName}': restoring the saved state`);
+    const paths = this.config.store.paths(slot.record.name);
+    let vmm: VmmHandle;
+    try {
+      vmm = await this.config.launcher.launch(slot.record, paths, "restore");
+    } catch (e) {
+      const message = `resume failed: ${(e as Error).message}`;
+      await this.setStatus(slot, "SUSPENDED", message, { statusMessage: message });
+      throw e;
+    }
+    this.attach(slot, vmm);
+    try {
+      await this.commitRunning(slot, vmm, `clone of '${sourceName}': resumed with a new identity`);
+    } finally {
+      // As resume: the guest ran from the state and may have written its disk.
+      await rm(paths.stateDir, { recursive: true, force: true });
+    }
+  }
+
+  /** Runs `work` in the VM's queue, behind its operations (no operation record: the caller's op reports it). */
+  private onQueueOf<T>(slot: VmSlot, work: () => Promise<T>): Promise<T> {
+    slot.busy++;
+    const run = slot.queue.then(work);
+    slot.queue = run.then(
+      () => {},
+      () => {},
+    );
+    void slot.queue.finally(() => slot.busy--);
+    return run;
+  }
+
   /** Lets go of every VMM (they keep running) once queued operations have settled; for daemon shutdown. */
   async close(): Promise<void> {
     // From now on a VMM's exit is left to the next daemon (no repair is started by this one).
@@ -862,7 +1037,12 @@ export class Hypervisor {
   }
 
   private view(slot: VmSlot): VmView {
-    return { kind: "tsvm#instance", ...slot.record, vmmPid: slot.vmm?.pid ?? null };
+    return {
+      kind: "tsvm#instance",
+      ...slot.record,
+      identity: identityOf(slot.record),
+      vmmPid: slot.vmm?.pid ?? null,
+    };
   }
 
   private sizeOf(req: InsertRequest): { name: string; cpus: number; memoryMiB: number; description: string } {

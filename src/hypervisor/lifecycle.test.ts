@@ -54,6 +54,8 @@ const EXPECTED_LEGAL: Record<VmAction, VmStatus[]> = {
   createSnapshot: ["RUNNING", "TERMINATED", "SUSPENDED"],
   restoreSnapshot: ["RUNNING", "TERMINATED", "SUSPENDED"],
   deleteSnapshot: ["RUNNING", "TERMINATED", "SUSPENDED"],
+  clone: ["TERMINATED", "SUSPENDED"],
+  cloneSnapshot: ["RUNNING", "TERMINATED", "SUSPENDED"],
 };
 
 test("every (from, to) pair: legal ones return the target, illegal ones throw naming both states", () => {
@@ -149,4 +151,5 @@ test("each action's first status is reachable by a legal transition from every s
   assert.equal(firstStatusOf("reset"), undefined);
   assert.equal(firstStatusOf("setMachineType"), undefined);
   assert.equal(firstStatusOf("exec"), undefined);
+  assert.equal(firstStatusOf("clone"), undefined);
 });

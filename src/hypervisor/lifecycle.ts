@@ -77,6 +77,8 @@ export const VM_ACTIONS = [
   "createSnapshot",
   "restoreSnapshot",
   "deleteSnapshot",
+  "clone",
+  "cloneSnapshot",
 ] as const;
 export type VmAction = (typeof VM_ACTIONS)[number];
 
@@ -111,6 +113,10 @@ const ACTIONS: Readonly<Record<VmAction, { readonly from: readonly VmStatus[]; r
     createSnapshot: { from: ["RUNNING", "TERMINATED", "SUSPENDED"] },
     restoreSnapshot: { from: ["RUNNING", "TERMINATED", "SUSPENDED"] },
     deleteSnapshot: { from: ["RUNNING", "TERMINATED", "SUSPENDED"] },
+    // The source of a clone (clones.ts): its present disk is frozen and shared, so no guest may be writing
+    // it; a saved state, if any, is shared too. A snapshot is immutable: any stable status will do.
+    clone: { from: ["TERMINATED", "SUSPENDED"] },
+    cloneSnapshot: { from: ["RUNNING", "TERMINATED", "SUSPENDED"] },
   };
 
 export class IllegalActionError extends HypervisorError {

@@ -284,6 +284,7 @@ test("saveState with keepRunning: paused for the copy only, whilePaused runs pau
     image: "counter",
     cpuCapPercent: null,
     cpuWeight: 100,
+    identity: { hostname: "saver", machineId: "0123456789abcdef0123456789abcdef" },
     vmDir: dir,
     diskPath: join(dir, "disk.img"),
     stateDir,

@@ -2,6 +2,7 @@
 // initrd) with the VM's own disk, its serial console handed to the VMM (which writes console.log), the guest agent
 // (docs/guest-agent.md) on virtio-console port org.tsvm.agent.0 for graceful power-off and exec.
 
+import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import type { ExitReason } from "../engines/engine.ts";
@@ -12,6 +13,12 @@ import {
 } from "../engines/riscv/guest-agent-client.ts";
 import { RiscvEngine, type RiscvEngineOptions } from "../engines/riscv/riscv-engine.ts";
 import { findImage } from "../images/image-store.ts";
+import {
+  identityBootArgs,
+  parseRestoredIdentityOutput,
+  RESEED_BYTES,
+  restoredIdentityCommand,
+} from "./guest-identity.ts";
 import { readSnapshot, type SnapshotLike, writeSnapshot } from "./snapshot-file.ts";
 import { openActiveDisk } from "./disk-store.ts";
 import type { LaunchMode } from "./vmm.ts";
@@ -23,7 +30,10 @@ type Completion = Parameters<BlockBackend["flush"]>[0];
 
 const ARCH = "riscv64";
 
-/** The kernel command line of a VM booted from an image (the serial console is where console.log reads). */
+/**
+ * The kernel command line of a VM booted from an image (the serial console is where console.log reads),
+ * before the VM's identity (guest-identity.ts: identityBootArgs).
+ */
 const BOOTARGS = "console=ttyS0 earlycon=sbi";
 
 /** The agent's virtio-console port: port 0 is the console itself, the named ports follow in order. */
@@ -32,6 +42,10 @@ const AGENT_PORT = 1;
 const POWER_OFF_REFUSAL_MS = 1000;
 /** After a restore the agent runs on but says nothing: ping it for this long so a stop can ask it. */
 const RESTORE_AGENT_WAIT_MS = 60_000;
+/** How long the identity command after a restore may run (a few forks, on an emulated and loaded guest). */
+const RESTORE_IDENTITY_TIMEOUT_MS = 60_000;
+/** The most of that command's output kept for vmm.log. */
+const RESTORE_IDENTITY_OUTPUT_BYTES = 4096;
 
 type GuestExit = { reason: "poweroff" | "crashed"; detail: string };
 
@@ -144,7 +158,7 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
         firmware: { name: image.firmware, bytes: firmware },
         kernel: { name: image.kernel, bytes: kernel },
         initrd: initrd.length > 0 ? { name: image.initrd, bytes: initrd } : null,
-        bootargs: BOOTARGS,
+        bootargs: `${BOOTARGS} ${identityBootArgs(spec.identity)}`,
       },
       // The board reuses its buffer: copy what the viewers' sockets keep. The VMM writes console.log.
       console: {
@@ -177,6 +191,68 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
   const agentClient = agent;
   /** The exec in flight, so that a stop can cancel it: the agent runs one command at a time. */
   let execAbort: AbortController | undefined;
+  const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+  /**
+   * After a restore from memory the guest is whoever was saved, with the saved kernel's random state: the
+   * first time its agent answers, it gets this VM's identity and fresh randomness (docs/guest-agent.md),
+   * before any other command runs. Its failure is logged; the VM runs on.
+   */
+  let identityDue = false;
+  /** When the restored guest began to run (performance.now()), for how long it ran with the saved identity. */
+  let resumedAt = 0;
+  let identityRun: Promise<void> | undefined;
+  const applyRestoredIdentity = async (): Promise<void> => {
+    const seed = randomBytes(RESEED_BYTES);
+    let stdout = "";
+    let stderr = "";
+    // Cancelled like a user's exec by a stop: a guest powering off needs no new identity.
+    const abort = new AbortController();
+    execAbort = abort;
+    const keep = (text: string, bytes: Uint8Array) =>
+      text.length < RESTORE_IDENTITY_OUTPUT_BYTES ? text + Buffer.from(bytes).toString("latin1") : text;
+    try {
+      const { exitCode } = await agentClient.exec(restoredIdentityCommand(spec.identity, seed), {
+        timeoutMs: RESTORE_IDENTITY_TIMEOUT_MS,
+        signal: abort.signal,
+        onOutput: (bytes, stream) => {
+          if (stream === "stdout") stdout = keep(stdout, bytes);
+          else stderr = keep(stderr, bytes);
+        },
+      });
+      const { reseedStatus, identityStatus } = parseRestoredIdentityOutput(stdout);
+      const said = stderr
+        .replace(/[^\x20-\x7e]+/g, " ")
+        .trim()
+        .slice(0, 400);
+      const outcome = (what: string, status: number | null) =>
+        status === 0
+          ? null
+          : `${what} failed (${status === null ? `no status; exit ${exitCode}` : `exit ${status}`})`;
+      const failures = [
+        outcome("reseeding the kernel's random number generator", reseedStatus),
+        outcome("setting the hostname and machine id", identityStatus),
+      ].filter((f) => f !== null);
+      if (failures.length === 0)
+        log(
+          `after the restore: hostname ${spec.identity.hostname}, machine id ${spec.identity.machineId}, kernel random number generator reseeded (${Math.round(performance.now() - resumedAt)} ms after the guest resumed)`,
+        );
+      else log(`after the restore: ${failures.join("; ")}${said ? `: ${said}` : ""}; the VM runs on`);
+    } catch (e) {
+      log(
+        `after the restore: giving the guest its identity and fresh randomness failed: ${(e as Error).message}; the VM runs on`,
+      );
+    } finally {
+      if (execAbort === abort) execAbort = undefined;
+    }
+  };
+  /** Runs applyRestoredIdentity once, when due; every caller waits for that one run. */
+  const restoredIdentity = (): Promise<void> => {
+    if (!identityDue) return Promise.resolve();
+    identityRun ??= applyRestoredIdentity().finally(() => {
+      identityDue = false;
+    });
+    return identityRun;
+  };
   let onExit: ((exit: GuestExit) => void) | undefined;
   let closed = false;
 
@@ -213,7 +289,17 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
       });
       await engine.start();
       // A booting guest's agent says HELLO; a restored one is already up and only answers pings.
-      if (mode === "restore") void agentClient.waitForAgent(RESTORE_AGENT_WAIT_MS).catch(() => {});
+      if (mode === "restore") {
+        identityDue = true;
+        resumedAt = performance.now();
+        void agentClient
+          .waitForAgent(RESTORE_AGENT_WAIT_MS)
+          .then(restoredIdentity, () =>
+            log(
+              `after the restore no guest agent answered within ${RESTORE_AGENT_WAIT_MS / 1000} s: the guest keeps the saved hostname, machine id and random state until it does`,
+            ),
+          );
+      }
     },
     async requestPowerOff() {
       if (!agentClient.connected) return false;
@@ -231,6 +317,7 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
     },
     async exec(command, options) {
       if (!agentClient.connected) await agentClient.waitForAgent(options.agentWaitMs);
+      await restoredIdentity();
       const abort = new AbortController();
       const onCancel = () => abort.abort();
       options.signal.addEventListener("abort", onCancel);

@@ -47,6 +47,15 @@ export interface SnapshotVm {
   resumeSaved(reason: string, patch: Partial<VmRecord>): Promise<void>;
 }
 
+/** A snapshot as a clone's source: see Snapshots.cloneSource. */
+export interface SnapshotCloneSource {
+  readonly node: string;
+  readonly stateDir: string | null;
+  readonly machineType: string;
+  readonly cpus: number;
+  readonly memoryMiB: number;
+}
+
 export class SnapshotNotFoundError extends HypervisorError {
   constructor(vm: string, name: string) {
     super("not-found", `the VM '${vm}' has no snapshot '${name.slice(0, 80)}'`);
@@ -272,6 +281,25 @@ export class Snapshots {
       const removed = await this.disks.collectGarbage();
       return `deleted snapshot '${name}'; ${removed.length} disk layer(s) no longer used were removed`;
     });
+  }
+
+  /**
+   * What a clone of snapshot `name` starts from (clones.ts): its disk node, its saved memory (null for a
+   * disk-only snapshot) and the machine shape it was taken with. The files are shared, never changed.
+   */
+  async cloneSource(vm: VmRecord, paths: VmPaths, name: string): Promise<SnapshotCloneSource> {
+    checkSnapshotName(name);
+    const entry = findByName(await readTree(paths.dir, vm.id), name);
+    if (!entry) throw new SnapshotNotFoundError(vm.name, name);
+    const node = this.disks.nodePath(entry.diskNode);
+    const stateDir = entry.memory ? join(this.dirOf(paths), entry.id, "state") : null;
+    if (!node || (stateDir !== null && !(await stat(stateDir).catch(() => undefined))))
+      throw new HypervisorError(
+        "bad-state",
+        `snapshot '${name}' of VM '${vm.name}' is incomplete: its ${node ? "saved memory" : "disk node"} is missing`,
+      );
+    const { machineType, cpus, memoryMiB } = entry;
+    return { node, stateDir, machineType, cpus, memoryMiB };
   }
 
   /**

@@ -10,6 +10,7 @@ import { describeHolder, lockHolders } from "../engines/backends/file-lock.ts";
 import { rotateIfLarger } from "./bounded-log.ts";
 import { connectUnix } from "./control-socket.ts";
 import { activeDiskOf, recoverActiveDisk } from "./disk-store.ts";
+import { identityOf } from "./guest-identity.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import {
   isSameProcess,
@@ -160,6 +161,7 @@ export class ProcessVmmLauncher implements VmmLauncher {
       image: vm.image,
       cpuCapPercent: vm.cpuCapPercent,
       cpuWeight: vm.cpuWeight,
+      identity: identityOf(vm),
       vmDir: paths.dir,
       diskPath: activeDiskOf(paths.dir),
       stateDir: paths.stateDir,

@@ -13,6 +13,7 @@
 // socket closes when the VMM dies, and the VMM writes exit.json before it exits on purpose; a VMM gone
 // without an exit record crashed.
 
+import type { GuestIdentity } from "./guest-identity.ts";
 import type { LaunchMode, VmmExit } from "./vmm.ts";
 
 export const VMM_PROTOCOL_VERSION = 1;
@@ -33,6 +34,8 @@ export interface VmmSpec {
   readonly image: string;
   readonly cpuCapPercent: number | null;
   readonly cpuWeight: number;
+  /** Who the guest is (guest-identity.ts): at boot on its kernel command line, after a restore through its agent. */
+  readonly identity: GuestIdentity;
   readonly vmDir: string;
   readonly diskPath: string;
   readonly stateDir: string;

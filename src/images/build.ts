@@ -87,6 +87,7 @@ const RECIPE_FILES = [
   "passwd",
   "group",
   "agent",
+  "tsvm-reseed.c",
 ];
 const STEPS = 5;
 const HEARTBEAT_MS = 60_000;
@@ -514,6 +515,23 @@ async function buildLocked(
     install("passwd", "etc/passwd", 0o644);
     install("group", "etc/group", 0o644);
     install("agent", "etc/tsvm/agent", 0o755);
+    // The one program of ours: busybox cannot issue the ioctls that reseed the kernel's CRNG after a
+    // restore (docs/guest-agent.md). Static and stripped, so the same sources give the same bytes.
+    mkdirSync(join(rootfs, "usr/sbin"), { recursive: true });
+    await run(
+      `${CROSS_COMPILE}gcc`,
+      [
+        "-static",
+        "-Os",
+        "-s",
+        "-Wall",
+        "-Werror",
+        "-o",
+        join(rootfs, "usr/sbin/tsvm-reseed"),
+        recipe("tsvm-reseed.c"),
+      ],
+      workDir,
+    );
     const cpio = new CpioNewcWriter();
     cpio.addTree(rootfs);
     // The kernel opens /dev/console before running /init, and devtmpfs is not mounted yet then.

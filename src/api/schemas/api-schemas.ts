@@ -7,6 +7,7 @@ import { Operation, OperationList } from "./operation-schemas.ts";
 import { InsertSnapshotRequest, Snapshot, SnapshotList } from "./snapshot-schemas.ts";
 import { StringEnum } from "./string-enum.ts";
 import {
+  GuestIdentity,
   InsertInstanceRequest,
   Instance,
   InstanceList,
@@ -175,6 +176,7 @@ export type ExecChunk = Static<typeof ExecChunk>;
 export const COMPONENT_SCHEMAS: readonly TSchema[] = [
   InstanceStatus,
   TransitionEntry,
+  GuestIdentity,
   Instance,
   UnreachableInstance,
   InstanceList,

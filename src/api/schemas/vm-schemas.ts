@@ -54,6 +54,29 @@ export const TransitionEntry = Type.Object(
 );
 export type TransitionEntry = Static<typeof TransitionEntry>;
 
+/** A machine id as systemd's /etc/machine-id holds it (machine-id(5)): 32 lowercase hex digits. */
+export const MACHINE_ID_PATTERN = /^[0-9a-f]{32}$/;
+
+export const GuestIdentity = Type.Object(
+  {
+    hostname: Type.String({
+      pattern: VM_NAME_PATTERN.source,
+      description: "The guest's hostname (and /etc/hostname); a new VM's or clone's is its name.",
+    }),
+    machineId: Type.String({
+      pattern: MACHINE_ID_PATTERN.source,
+      description: "The guest's /etc/machine-id: 32 lowercase hex digits, new for every VM and every clone.",
+    }),
+  },
+  {
+    $id: "GuestIdentity",
+    additionalProperties: false,
+    description:
+      "Who the guest is: given at boot on the kernel command line and, after a restore from memory, through the guest agent.",
+  },
+);
+export type GuestIdentity = Static<typeof GuestIdentity>;
+
 /** The properties of a VM's definition, shared by the on-disk record and the API's Instance. */
 const vmProperties = {
   formatVersion: Type.Literal(VM_RECORD_FORMAT_VERSION, {
@@ -94,14 +117,21 @@ const vmProperties = {
   history: Type.Array(TransitionEntry, { maxItems: MAX_HISTORY_ENTRIES }),
 };
 
-/** vm.json: one VM's definition, status and the recorded history of its transitions. */
-export const VmRecord = Type.Object(vmProperties, { $id: "VmRecord", additionalProperties: false });
+/**
+ * vm.json: one VM's definition, status and the recorded history of its transitions. `identity` is absent
+ * in records written before clones existed (guest-identity.ts: identityOf gives theirs).
+ */
+export const VmRecord = Type.Object(
+  { ...vmProperties, identity: Type.Optional(GuestIdentity) },
+  { $id: "VmRecord", additionalProperties: false },
+);
 export type VmRecord = Static<typeof VmRecord>;
 
 export const Instance = Type.Object(
   {
     kind: Type.Literal("tsvm#instance"),
     ...vmProperties,
+    identity: GuestIdentity,
     vmmPid: Type.Union([Type.Integer(), Type.Null()], { description: "The VMM process id while one runs." }),
   },
   { $id: "Instance", additionalProperties: false },
@@ -174,6 +204,20 @@ export const InsertInstanceRequest = Type.Object(
         maximum: 10000,
         default: 100,
         description: "Relative share under contention (cgroup v2 cpu.weight semantics).",
+      }),
+    ),
+    sourceInstance: Type.Optional(
+      Type.String({
+        maxLength: 256,
+        description:
+          "Clone this VM (TERMINATED or SUSPENDED): the new VM shares its disk as it is now (copy-on-write) and gets a new identity; from a SUSPENDED VM it resumes where its source was. Machine type, image and engine are the source's (give none of machineType, cpus, memoryMiB, image, engine); automaticRestart, cpuCapPercent and cpuWeight default to the source's.",
+      }),
+    ),
+    sourceSnapshot: Type.Optional(
+      Type.String({
+        maxLength: 256,
+        description:
+          "With sourceInstance: clone that VM's snapshot of this name instead of its present disk; from a snapshot with memory the new VM resumes where its source was when it was taken.",
       }),
     ),
   },

@@ -95,7 +95,16 @@ export async function writeNewFile(path: string, bytes: Uint8Array): Promise<voi
   try {
     const fh = await open(tmp, "wx", 0o644);
     try {
-      await fh.write(bytes, 0, bytes.length, 0);
+      // A filesystem that fills up mid-write returns a short count, not ENOSPC: a truncated image must
+      // never be linked into place (it would be a disk whose L1 table lies beyond its end).
+      for (let at = 0; at < bytes.length; ) {
+        const { bytesWritten } = await fh.write(bytes, at, bytes.length - at, at);
+        if (bytesWritten === 0)
+          throw Object.assign(new Error("no space left on device (a write made no progress)"), {
+            code: "ENOSPC",
+          });
+        at += bytesWritten;
+      }
       await fh.datasync();
     } finally {
       await fh.close();

@@ -5,6 +5,7 @@ export { type ConvertDiskOptions, convertDisk } from "./convert-disk.ts";
 export { type BackingSpec, type CreateQcow2Options, createQcow2, setBacking } from "./create-qcow2.ts";
 export type { DiskBackend } from "./disk-backend.ts";
 export { type ChainEntry, type DiskInfo, diskChain, MAX_CHAIN_DEPTH, readDiskInfo } from "./disk-chain.ts";
+export { hasOwnData } from "./has-own-data.ts";
 export { type OpenDiskOptions, openDisk } from "./open-disk.ts";
 export { Qcow2Error, type Qcow2ErrorCode } from "./qcow2-error.ts";
 export type { DiskFormat } from "./qcow2-header.ts";
