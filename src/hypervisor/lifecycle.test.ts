@@ -51,6 +51,7 @@ const EXPECTED_LEGAL: Record<VmAction, VmStatus[]> = {
   delete: [...VM_STATUSES],
   setMachineType: ["TERMINATED"],
   exec: ["RUNNING"],
+  export: ["TERMINATED", "SUSPENDED"],
 };
 
 test("every (from, to) pair: legal ones return the target, illegal ones throw naming both states", () => {

@@ -11,8 +11,8 @@ import {
   GuestAgentError,
 } from "../engines/riscv/guest-agent-client.ts";
 import { RiscvEngine, type RiscvEngineOptions } from "../engines/riscv/riscv-engine.ts";
-import { findImage } from "../images/image-store.ts";
 import { readSnapshot, writeSnapshot } from "./snapshot-file.ts";
+import { bootFilesOf } from "./vm-boot-files.ts";
 import type { LaunchMode } from "./vmm.ts";
 import type { VmmGuest, VmmSpec } from "./vmm-protocol.ts";
 
@@ -49,8 +49,8 @@ function guestExitOf(reason: ExitReason): GuestExit | undefined {
 }
 
 export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
-  const image = findImage(spec.image);
-  if (!image) throw new Error(`the image '${spec.image}' is not built (build it with 'tsvm image build')`);
+  // An imported VM boots from the copies that came with it, any other from its image.
+  const image = await bootFilesOf(spec.vmDir, spec.image);
   const [firmware, kernel, initrd] = await Promise.all([
     readFile(image.firmware),
     readFile(image.kernel),
