@@ -4,7 +4,7 @@
 // place. On any error everything written is removed: nothing is created.
 
 import { randomBytes } from "node:crypto";
-import { mkdir, open, rename, rm } from "node:fs/promises";
+import { type FileHandle, mkdir, open, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { HypervisorError } from "../hypervisor-error.ts";
 import { writeFileAtomic } from "../store.ts";
@@ -36,7 +36,8 @@ export interface StagedImport {
 /** Writes each file of the archive into the staging directory, verified bytes only. */
 class StagingSink implements ArchiveSink {
   accepted: { name: string; id: string } | undefined;
-  manifestSeen: ArchiveManifest | undefined;
+  /** The file being written, closed by `end` or, when the import fails mid-file, by `closeOpen`. */
+  private current: FileHandle | undefined;
 
   constructor(
     private readonly dir: string,
@@ -60,7 +61,6 @@ class StagingSink implements ArchiveSink {
         "it holds shared disk nodes (disks/), which this tsvm cannot import yet: import it with a newer tsvm",
       );
     this.accepted = this.target.accept(manifest);
-    this.manifestSeen = manifest;
     await mkdir(this.dir, { mode: 0o700 });
   }
 
@@ -69,6 +69,7 @@ class StagingSink implements ArchiveSink {
     const path = join(this.dir, entry.path.slice("vm/".length));
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });
     const fh = await open(path, "wx", 0o600);
+    this.current = fh;
     return {
       write: async (offset, bytes) => {
         let done = 0;
@@ -78,6 +79,7 @@ class StagingSink implements ArchiveSink {
         }
       },
       end: async () => {
+        this.current = undefined;
         try {
           await fh.truncate(entry.size);
           await fh.sync();
@@ -86,6 +88,11 @@ class StagingSink implements ArchiveSink {
         }
       },
     };
+  }
+
+  async closeOpen(): Promise<void> {
+    await this.current?.close().catch(() => {});
+    this.current = undefined;
   }
 }
 
@@ -154,6 +161,7 @@ export async function stageImport(
       discard,
     };
   } catch (e) {
+    await sink.closeOpen();
     await discard();
     if (e instanceof HypervisorError) throw e;
     const err = e as NodeJS.ErrnoException;

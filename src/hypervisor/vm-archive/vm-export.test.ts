@@ -1,0 +1,241 @@
+// Export and import through the hypervisor with real VMM processes (the counting stand-in guest): a
+// suspended VM exported from one data directory resumes in another where it left off; the source is not
+// changed; every bad input, a taken name, a missing engine and a full disk create nothing.
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { execFileSync } from "node:child_process";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { closeAndKill } from "../fixtures/close-and-kill.ts";
+import { openFixtureHypervisor } from "../fixtures/fixture-hypervisor.ts";
+import type { Hypervisor } from "../hypervisor.ts";
+import { HypervisorError } from "../hypervisor-error.ts";
+import { FILE_HEADER_BYTES } from "./archive-format.ts";
+
+const root = await mkdtemp(join(tmpdir(), "tsvm-export-"));
+const opened: Hypervisor[] = [];
+after(async () => {
+  for (const hv of opened) await closeAndKill(hv);
+  await rm(root, { recursive: true, force: true });
+});
+
+async function home(name: string): Promise<{ hv: Hypervisor; dir: string }> {
+  const dir = join(root, name);
+  await mkdir(dir, { recursive: true });
+  // A 1 MiB template with data at both ends: the export must carry both, and not the zeros between.
+  const template = Buffer.alloc(1 << 20);
+  template.write("first sector", 0);
+  template.write("last sector", (1 << 20) - 512);
+  await writeFile(join(dir, "template.img"), template);
+  const hv = await openFixtureHypervisor(join(dir, "home"), join(dir, "template.img"));
+  opened.push(hv);
+  return { hv, dir: join(dir, "home") };
+}
+
+async function ok(hv: Hypervisor, op: { id: string }) {
+  const done = await hv.waitOperation(op.id, 60_000);
+  assert.equal(done.error, null, done.error?.message);
+  return done;
+}
+
+async function exportBytes(hv: Hypervisor, name: string, snapshots = true): Promise<Buffer> {
+  return hv.exportVm(name, { snapshots }, async ({ bytes, stream }) => {
+    const chunks: Buffer[] = [];
+    for await (const c of stream) chunks.push(c);
+    const all = Buffer.concat(chunks);
+    assert.equal(all.length, bytes, "the announced size is the archive's");
+    return all;
+  });
+}
+
+async function* streamOf(bytes: Buffer): AsyncGenerator<Buffer> {
+  for (let at = 0; at < bytes.length; at += 65536) yield bytes.subarray(at, at + 65536);
+}
+
+/** Every file under `dir` with its SHA-256 (what "nothing changed" and "nothing created" compare). */
+async function tree(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (d: string, prefix: string) => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      if (e.isDirectory()) await walk(join(d, e.name), `${prefix}${e.name}/`);
+      else
+        out[`${prefix}${e.name}`] = createHash("sha256")
+          .update(await readFile(join(d, e.name)))
+          .digest("hex");
+    }
+  };
+  await walk(dir, "");
+  return out;
+}
+
+async function refused(hv: Hypervisor, bytes: Buffer, code: string, options: { name?: string } = {}) {
+  await assert.rejects(hv.importVm(streamOf(bytes), options), (e: Error) => {
+    assert.ok(e instanceof HypervisorError, e.stack);
+    assert.equal(e.code, code, e.message);
+    assert.ok(!e.message.includes("\n"));
+    return true;
+  });
+}
+
+test("a suspended VM exported from one data directory resumes in another where it left off; the source is untouched", async () => {
+  const a = await home("a");
+  const b = await home("b");
+  await ok(a.hv, a.hv.insert({ name: "web", machineType: "t1-micro" }));
+  await new Promise((r) => setTimeout(r, 300));
+  await ok(a.hv, a.hv.suspend("web"));
+  const saved = JSON.parse(await readFile(join(a.dir, "vms/web/state/counter.json"), "utf8")).count as number;
+  assert.ok(saved > 0);
+  // Snapshots (their files, as the snapshots part lays them out) travel unless left out.
+  await writeFile(join(a.dir, "vms/web/snapshots.json"), '{"snapshots":[]}\n');
+  await mkdir(join(a.dir, "vms/web/snapshots/s1/state"), { recursive: true });
+  await writeFile(join(a.dir, "vms/web/snapshots/s1/state/counter.json"), '{"count":1}');
+  const before = await tree(join(a.dir, "vms/web"));
+  const recordBefore = a.hv.get("web");
+
+  const bytes = await exportBytes(a.hv, "web");
+  assert.deepEqual(await tree(join(a.dir, "vms/web")), before, "the export changed the source VM's files");
+  assert.deepEqual(a.hv.get("web"), recordBefore);
+  // 1 MiB disk, two non-zero sectors: two 4 KiB pages and the framing, not the megabyte.
+  assert.ok(bytes.length < 32 * 1024, `${bytes.length} bytes`);
+
+  const op = await b.hv.importVm(streamOf(bytes));
+  assert.equal(op.status, "DONE");
+  assert.equal(op.operationType, "insert");
+  assert.equal(op.error, null);
+  const imported = b.hv.get("web");
+  assert.equal(imported.status, "SUSPENDED");
+  assert.equal(imported.id, recordBefore.id, "the same VM, moved: same id");
+  assert.match(imported.history.at(-1)!.reason, /import: recreated from an export of VM 'web'/);
+  assert.deepEqual(
+    await readFile(join(b.dir, "vms/web/disk.img")),
+    await readFile(join(a.dir, "vms/web/disk.img")),
+  );
+  assert.equal(await readFile(join(b.dir, "vms/web/snapshots/s1/state/counter.json"), "utf8"), '{"count":1}');
+
+  await ok(b.hv, b.hv.resume("web"));
+  assert.equal(b.hv.get("web").status, "RUNNING");
+  const console = await b.hv.serialPortOutput("web", 0);
+  assert.match(console.contents, new RegExp(`^restore at count ${saved}\\n`));
+  const count = (await b.hv.stats("web")).count!;
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok((await b.hv.stats("web")).count! > count && count >= saved, "the counter continues");
+
+  // The same file again: the name is taken (nothing created); under another name it is a second VM, which
+  // cannot share the first one's id on this host.
+  const entries = await readdir(join(b.dir, "vms"));
+  await refused(b.hv, bytes, "already-exists");
+  await refused(b.hv, bytes, "already-exists", { name: "web" });
+  assert.deepEqual(await readdir(join(b.dir, "vms")), entries);
+  await b.hv.importVm(streamOf(bytes), { name: "web-two" });
+  assert.equal(b.hv.get("web-two").status, "SUSPENDED");
+  assert.notEqual(b.hv.get("web-two").id, recordBefore.id);
+
+  // --no-snapshots leaves them out.
+  const bare = await exportBytes(a.hv, "web", false);
+  await b.hv.importVm(streamOf(bare), { name: "web-bare" });
+  await assert.rejects(stat(join(b.dir, "vms/web-bare/snapshots.json")), { code: "ENOENT" });
+  await assert.rejects(stat(join(b.dir, "vms/web-bare/snapshots")), { code: "ENOENT" });
+  await stat(join(b.dir, "vms/web-bare/state/counter.json"));
+
+  // A RUNNING VM is refused (illegal-action), a TERMINATED one exported without state.
+  await assert.rejects(
+    exportBytes(b.hv, "web"),
+    (e: Error) => (e as HypervisorError).code === "illegal-action",
+  );
+  await ok(b.hv, b.hv.stop("web"));
+  const stopped = await exportBytes(b.hv, "web");
+  const c = await home("c");
+  await c.hv.importVm(streamOf(stopped));
+  assert.equal(c.hv.get("web").status, "TERMINATED");
+  await assert.rejects(stat(join(c.dir, "vms/web/state")), { code: "ENOENT" });
+  await ok(c.hv, c.hv.start("web"));
+});
+
+test("bad input creates nothing: truncated, each region changed, future version, not an export, unknown engine", async () => {
+  const a = await home("bad-a");
+  const b = await home("bad-b");
+  await ok(a.hv, a.hv.insert({ name: "db", machineType: "t1-micro" }));
+  await ok(a.hv, a.hv.suspend("db"));
+  const bytes = await exportBytes(a.hv, "db");
+  const vms = join(b.dir, "vms");
+  const empty = await readdir(vms);
+  const nothingCreated = async (what: string) => {
+    assert.deepEqual(await readdir(vms), empty, `${what}: something was left in ${vms}`);
+    assert.throws(() => b.hv.get("db"), /was not found/);
+  };
+
+  for (const cut of [
+    0,
+    5,
+    FILE_HEADER_BYTES,
+    40,
+    200,
+    bytes.length >> 1,
+    bytes.length - 40,
+    bytes.length - 1,
+  ]) {
+    await refused(b.hv, bytes.subarray(0, cut), "bad-archive");
+    await nothingCreated(`cut at ${cut}`);
+  }
+  // One byte in each region: header (version minor), manifest, a FILE record, data, the trailer's digest.
+  const disk = bytes.indexOf("first sector");
+  const fileRecord = bytes.indexOf('{"path":"vm/disk.img"');
+  for (const at of [10, FILE_HEADER_BYTES + 30, fileRecord + 3, disk + 2, bytes.length - 5]) {
+    const damaged = Buffer.from(bytes);
+    damaged[at]! ^= 0x01;
+    await refused(b.hv, damaged, "bad-archive");
+    await nothingCreated(`byte ${at} changed`);
+  }
+  const future = Buffer.from(bytes);
+  future.writeUInt16LE(7, 8);
+  await assert.rejects(b.hv.importVm(streamOf(future)), /format version 7\.0; this tsvm reads format 1\.x/);
+  await refused(b.hv, Buffer.from("PK\x03\x04 a zip file, say"), "bad-archive");
+  await nothingCreated("not an export");
+
+  // The engine: a daemon without the VM's engine refuses before writing anything.
+  const text = bytes.toString("latin1");
+  const engineAt = text.indexOf('"engine":"fixture"');
+  assert.ok(engineAt > 0);
+  const c = await openFixtureHypervisor(join(root, "bad-c"), join(b.dir, "../template.img"), {
+    launcher: {
+      engines: () => ["riscv"],
+      launch: async () => assert.fail(),
+      reattach: async () => assert.fail(),
+    },
+  });
+  opened.push(c);
+  await assert.rejects(
+    c.importVm(streamOf(bytes)),
+    /runs on the engine 'fixture', which this daemon does not have/,
+  );
+  assert.deepEqual(await readdir(join(root, "bad-c/vms")), []);
+});
+
+test("a full disk during an import: a clear error, nothing created (an 8 MiB tmpfs; needs root)", async () => {
+  const a = await home("full-a");
+  await ok(a.hv, a.hv.insert({ name: "big", machineType: "t1-micro" }));
+  await ok(a.hv, a.hv.suspend("big"));
+  // 12 MiB of random (incompressible, non-zero) disk: more than the tmpfs holds.
+  const disk = join(a.dir, "vms/big/disk.img");
+  execFileSync("dd", ["if=/dev/urandom", `of=${disk}`, "bs=1M", "count=12", "status=none"]);
+  const bytes = await exportBytes(a.hv, "big");
+  const mountPoint = join(root, "full-fs");
+  await mkdir(mountPoint);
+  execFileSync("mount", ["-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", mountPoint]);
+  try {
+    const b = await openFixtureHypervisor(join(mountPoint, "home"), join(a.dir, "../template.img"));
+    opened.push(b);
+    await assert.rejects(b.importVm(streamOf(bytes)), (e: Error) => {
+      assert.equal((e as HypervisorError).code, "import-failed");
+      assert.match(e.message, /no space left on device \(ENOSPC\); nothing was created/);
+      return true;
+    });
+    assert.deepEqual(await readdir(join(mountPoint, "home/vms")), []);
+    assert.throws(() => b.get("big"), /was not found/);
+    await closeAndKill(b);
+  } finally {
+    execFileSync("umount", ["-l", mountPoint]);
+  }
+});
