@@ -14,6 +14,7 @@ import type {
   ExecRequest,
   HostInfo,
   InsertInstanceRequest,
+  InsertSnapshotRequest,
   Instance,
   InstanceList,
   InstanceStats,
@@ -21,6 +22,8 @@ import type {
   Operation,
   OperationList,
   SerialPortOutput,
+  Snapshot,
+  SnapshotList,
   VmEvent,
 } from "./types.ts";
 import { API_BASE, MAX_WAIT_SECONDS } from "./types.ts";
@@ -71,6 +74,30 @@ export class ApiClient {
   }
   setMachineType(name: string, machineType: string): Promise<Operation> {
     return this.call("POST", `/instances/${encodeURIComponent(name)}/setMachineType`, { machineType });
+  }
+  listSnapshots(name: string): Promise<SnapshotList> {
+    return this.call("GET", `/instances/${encodeURIComponent(name)}/snapshots`);
+  }
+  getSnapshot(name: string, snapshot: string): Promise<Snapshot> {
+    return this.call(
+      "GET",
+      `/instances/${encodeURIComponent(name)}/snapshots/${encodeURIComponent(snapshot)}`,
+    );
+  }
+  createSnapshot(name: string, req: InsertSnapshotRequest): Promise<Operation> {
+    return this.call("POST", `/instances/${encodeURIComponent(name)}/snapshots`, req);
+  }
+  deleteSnapshot(name: string, snapshot: string): Promise<Operation> {
+    return this.call(
+      "DELETE",
+      `/instances/${encodeURIComponent(name)}/snapshots/${encodeURIComponent(snapshot)}`,
+    );
+  }
+  restoreSnapshot(name: string, snapshot: string): Promise<Operation> {
+    return this.call(
+      "POST",
+      `/instances/${encodeURIComponent(name)}/snapshots/${encodeURIComponent(snapshot)}/restore`,
+    );
   }
   getStats(name: string): Promise<InstanceStats> {
     return this.call("GET", `/instances/${encodeURIComponent(name)}/stats`);

@@ -22,7 +22,10 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
     "invalid-argument",
     { status: 400, meaning: "A field, query parameter or value is missing, unknown or out of range." },
   ],
-  ["invalid-name", { status: 400, meaning: "Not a valid VM name (RFC 1035 label, at most 63 characters)." }],
+  [
+    "invalid-name",
+    { status: 400, meaning: "Not a valid VM or snapshot name (RFC 1035 label, at most 63 characters)." },
+  ],
   [
     "invalid-machine-type",
     { status: 400, meaning: "Unknown machine type, or vCPUs/memory outside the per-VM limits." },
@@ -38,7 +41,7 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
     },
   ],
   ["unauthorized", { status: 401, meaning: "TCP only: the bearer token is missing or wrong." }],
-  ["not-found", { status: 404, meaning: "No VM, operation or API resource of that name." }],
+  ["not-found", { status: 404, meaning: "No VM, snapshot, operation or API resource of that name." }],
   ["method-not-allowed", { status: 405, meaning: "The resource exists but not with that HTTP method." }],
   ["payload-too-large", { status: 413, meaning: "The request body is larger than 64 KiB." }],
   [
@@ -49,7 +52,14 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
     },
   ],
   // The resource as it is now.
-  ["already-exists", { status: 409, meaning: "A VM of that name exists." }],
+  ["already-exists", { status: 409, meaning: "A VM (or a snapshot of that VM) of that name exists." }],
+  [
+    "snapshot-limit",
+    {
+      status: 409,
+      meaning: "The VM has as many snapshots (or disk layers) as it may keep; delete one first.",
+    },
+  ],
   ["illegal-action", { status: 409, meaning: "The action is not legal in the VM's current status." }],
   [
     "illegal-transition",
@@ -122,6 +132,14 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
     { status: 500, meaning: "The VM's state could not be written (e.g. a full disk); it keeps running." },
   ],
   [
+    "snapshot-failed",
+    {
+      status: 500,
+      meaning:
+        "The snapshot could not be taken (e.g. a full disk); the VM and its other snapshots are unchanged.",
+    },
+  ],
+  [
     "record-write-failed",
     {
       status: 500,
@@ -133,7 +151,7 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
     "disk-copy-failed",
     {
       status: 500,
-      meaning: "The new VM's root disk could not be copied (e.g. a full disk); nothing was created.",
+      meaning: "The new VM's root disk could not be created (e.g. a full disk); nothing was created.",
     },
   ],
   [

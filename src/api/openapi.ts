@@ -153,6 +153,49 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     errors: ["illegal-action", "invalid-machine-type"],
   },
   {
+    method: "GET",
+    path: `${NAME}/snapshots`,
+    operationId: "snapshots.list",
+    summary: "List a VM's snapshots (a tree: each names its parent), oldest first",
+    answer: { json: "SnapshotList" },
+    errors: [],
+  },
+  {
+    method: "POST",
+    path: `${NAME}/snapshots`,
+    operationId: "snapshots.insert",
+    summary:
+      "Take a snapshot of a RUNNING (with its memory; it runs on after a short pause), TERMINATED or SUSPENDED VM",
+    body: "InsertSnapshotRequest",
+    answer: { json: "Operation", description: "The createSnapshot operation" },
+    errors: ["illegal-action", "already-exists", "snapshot-limit", "snapshot-failed", "capacity-exceeded"],
+  },
+  {
+    method: "GET",
+    path: `${NAME}/snapshots/{snapshot}`,
+    operationId: "snapshots.get",
+    summary: "Describe a snapshot",
+    answer: { json: "Snapshot" },
+    errors: [],
+  },
+  {
+    method: "DELETE",
+    path: `${NAME}/snapshots/{snapshot}`,
+    operationId: "snapshots.delete",
+    summary: "Delete a snapshot; every other snapshot stays restorable",
+    answer: { json: "Operation" },
+    errors: ["illegal-action"],
+  },
+  {
+    method: "POST",
+    path: `${NAME}/snapshots/{snapshot}/restore`,
+    operationId: "snapshots.restore",
+    summary:
+      "Make the VM what it was at the snapshot: its disk, and with memory its running guest (the VM ends RUNNING); a disk-only snapshot leaves it TERMINATED",
+    answer: { json: "Operation" },
+    errors: ["illegal-action", "capacity-exceeded", "bad-state"],
+  },
+  {
     method: "POST",
     path: `${NAME}/exec`,
     operationId: "instances.exec",
@@ -298,6 +341,7 @@ function commonErrors(op: ApiOperation): string[] {
   if (op.body) codes.push("invalid-argument");
   if (op.path.includes("{name}")) codes.push("invalid-name", "not-found", "corrupt-record");
   if (op.path.includes("{id}")) codes.push("not-found");
+  if (op.path.includes("{snapshot}")) codes.push("invalid-name", "not-found");
   return codes;
 }
 
@@ -371,7 +415,12 @@ export function buildOpenApiDocument(): Json {
         in: "path",
         required: true,
         schema: { type: "string" },
-        description: name === "name" ? "The VM's name." : "The operation's id.",
+        description:
+          name === "name"
+            ? "The VM's name."
+            : name === "snapshot"
+              ? "The snapshot's name."
+              : "The operation's id.",
       }));
     item[op.method.toLowerCase()] = {
       operationId: op.operationId,

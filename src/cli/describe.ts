@@ -4,10 +4,12 @@ import { formatMiB } from "../api/sizes.ts";
 import { connectDaemon } from "./daemon-connection.ts";
 import { fail, parseFormat, printJson } from "./output.ts";
 import { parseCommandLine } from "./parse-command-line.ts";
+import { printSnapshotTree } from "./snapshot.ts";
 
 const HELP = `Usage: tsvm describe NAME [--format table|json]
 
-Shows one VM: its definition, status, VMM process id and the history of its transitions.
+Shows one VM: its definition, status, VMM process id, the history of its transitions and its snapshots
+(JSON: the Instance with a "snapshots" array).
 `;
 
 export async function describeCommand(argv: string[]): Promise<number> {
@@ -30,8 +32,9 @@ export async function describeCommand(argv: string[]): Promise<number> {
   try {
     const client = await connectDaemon();
     const vm = await client.getInstance(parsed.positionals[0]!);
+    const snapshots = (await client.listSnapshots(vm.name)).items;
     if (format === "json") {
-      printJson(vm);
+      printJson({ ...vm, snapshots });
       return 0;
     }
     const lines = [
@@ -51,7 +54,8 @@ export async function describeCommand(argv: string[]): Promise<number> {
       "history:",
       ...vm.history.map((h) => `  ${h.at}  ${(h.from ?? "-").padEnd(12)} → ${h.to.padEnd(12)} ${h.reason}`),
     ];
-    process.stdout.write(`${lines.join("\n")}\n`);
+    process.stdout.write(`${lines.join("\n")}\nsnapshots:\n`);
+    printSnapshotTree(snapshots);
     return 0;
   } catch (e) {
     return fail("describe", e);

@@ -106,15 +106,10 @@ test("export to a file, import under another name; a taken name, a damaged file 
 });
 
 test("the disk filling up during an export: one line, the partial file removed, the VM untouched (tmpfs; needs root)", async () => {
-  // A disk of 6 MiB of random bytes makes an export bigger than the 4 MiB filesystem it is written to.
-  execFileSync("dd", [
-    "if=/dev/urandom",
-    `of=${join(a.home, "vms/web/disk.img")}`,
-    "bs=1M",
-    "count=6",
-    "status=none",
-  ]);
-  const disk = await readFile(join(a.home, "vms/web/disk.img"));
+  // 6 MiB of random bytes in its saved state make an export bigger than the 4 MiB filesystem it goes to.
+  const filler = join(a.home, "vms/web/state/filler.bin");
+  execFileSync("dd", ["if=/dev/urandom", `of=${filler}`, "bs=1M", "count=6", "status=none"]);
+  const disk = await readFile(join(a.home, "vms/web/disk.qcow2"));
   const mountPoint = join(a.home, "small-fs");
   await mkdir(mountPoint);
   execFileSync("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", mountPoint]);
@@ -130,7 +125,8 @@ test("the disk filling up during an export: one line, the partial file removed, 
   } finally {
     execFileSync("umount", ["-l", mountPoint]);
   }
-  assert.ok((await readFile(join(a.home, "vms/web/disk.img"))).equals(disk));
+  assert.ok((await readFile(join(a.home, "vms/web/disk.qcow2"))).equals(disk));
+  assert.equal((await stat(filler)).size, 6 << 20);
   assert.match((await a.tsvm("describe", "web", "--format", "json")).stdout, /"status": "SUSPENDED"/);
   // The daemon let go of the VM once the client went away: it resumes.
   assert.equal((await a.tsvm("resume", "web")).code, 0);

@@ -20,6 +20,7 @@ Commands:
   exec         run a command in a VM through its guest agent: tsvm exec NAME -- CMD…
   export       write a stopped or suspended VM as one file (or - for stdout)
   import       recreate a VM from an export file (or - for stdin), on any host
+  snapshot     create, list, restore or delete a VM's snapshots (with memory when running)
   set-machine-type   change a stopped VM's vCPUs and memory
   machine-types      list the machine types
   version      print tsvm's version (also tsvm --version)
@@ -56,6 +57,7 @@ const COMMANDS = new Map<string, Command>([
   ["exec", async (argv) => (await import("./exec.ts")).execCommand(argv)],
   ["export", async (argv) => (await import("./export.ts")).exportCommand(argv)],
   ["import", async (argv) => (await import("./import.ts")).importCommand(argv)],
+  ["snapshot", async (argv) => (await import("./snapshot.ts")).snapshotCommand(argv)],
   ["set-machine-type", async (argv) => (await import("./set-machine-type.ts")).setMachineTypeCommand(argv)],
   ["machine-types", async (argv) => (await import("./machine-types.ts")).machineTypesCommand(argv)],
   ["version", async (argv) => (await import("./version.ts")).versionCommand(argv)],

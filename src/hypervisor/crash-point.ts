@@ -12,7 +12,9 @@ export type CrashOperation =
   | "resume"
   | "delete"
   | "reset"
-  | "setMachineType";
+  | "setMachineType"
+  | "createSnapshot"
+  | "restoreSnapshot";
 
 export interface CrashPointInfo {
   readonly name: string;
@@ -52,6 +54,10 @@ export const CRASH_POINTS: readonly CrashPointInfo[] = [
   ...points("delete", "daemon", ["before-remove", "after-remove"]),
   ...points("reset", "daemon", ["before-vmm-reset", "after-vmm-reset"]),
   ...points("setMachineType", "daemon", ["before-write", "after-write"]),
+  // A running VM's snapshot: the VMM freezes the disk (disk-store.ts) while its guest is paused.
+  ...points("createSnapshot", "vmm", ["before-freeze", "freeze-between-renames", "after-freeze"]),
+  ...points("createSnapshot", "daemon", ["after-freeze", "after-record"]),
+  ...points("restoreSnapshot", "daemon", ["after-disk-replaced", "after-state-linked"]),
 ];
 
 const armed = process.env.TSVM_CRASH_AT;

@@ -1,9 +1,11 @@
 // The hypervisor with real VMM processes (hosting the counting stand-in guest) in a temp data directory.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { readDiskInfo } from "../engines/backends/qcow2/index.ts";
 import { closeAndKill } from "./fixtures/close-and-kill.ts";
 import { fixtureLauncherConfig } from "./fixtures/fixture-launcher.ts";
 import { FileImageCatalog, Hypervisor } from "./hypervisor.ts";
@@ -65,8 +67,9 @@ async function until(cond: () => boolean, ms = 90_000): Promise<void> {
   }
 }
 
-test("insert provisions, copies the disk, starts a VMM and records PROVISIONING → STAGING → RUNNING", async () => {
-  const { hv, store } = await openHypervisor();
+test("insert provisions, makes the disk a qcow2 overlay of the image's base, starts a VMM and records PROVISIONING → STAGING → RUNNING", async () => {
+  const { hv, store, home } = await openHypervisor();
+  const template = join(home, "template.img");
   await ok(hv, hv.insert({ name: "web", cpus: 1, memoryMiB: 128 }));
   const vm = hv.get("web");
   assert.equal(vm.status, "RUNNING");
@@ -76,7 +79,12 @@ test("insert provisions, copies the disk, starts a VMM and records PROVISIONING 
     vm.history.map((h) => h.to),
     ["PROVISIONING", "STAGING", "RUNNING"],
   );
-  assert.deepEqual([...(await readFile(store.paths("web").disk))], [...Buffer.alloc(8192, 7)]);
+  // Its disk is a qcow2 overlay of the image's base node, which reads as the image does.
+  const disk = store.paths("web").disk;
+  const info = await readDiskInfo(disk);
+  assert.equal(info.format, "qcow2");
+  assert.match(info.backing?.name ?? "", /^\.\.\/\.\.\/disks\/base-[0-9a-f]{16}\.qcow2$/);
+  execFileSync("qemu-img", ["compare", "-q", "-f", "qcow2", "-F", "raw", disk, template]);
   assert.deepEqual((await store.read("web")).status, "RUNNING");
   assert.deepEqual(
     hv.events.since(0).map((e) => `${e.vmName}:${e.to}`),

@@ -6,10 +6,12 @@ import { randomUUID } from "node:crypto";
 import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
+import type { Snapshot } from "../api/schemas/snapshot-schemas.ts";
 import type { InsertInstanceRequest, Instance } from "../api/schemas/vm-schemas.ts";
 import { readConsoleLog } from "./console-log.ts";
 import { crashPoint, statusWritePoint } from "./crash-point.ts";
 import { DiskAdmission } from "./disk-admission.ts";
+import { activeDiskOf, DiskStore } from "./disk-store.ts";
 import { EventLog } from "./event-log.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import { checkAction, transition, type VmAction, type VmStatus } from "./lifecycle.ts";
@@ -22,6 +24,7 @@ import {
   type OperationType,
   type OperationView,
 } from "./operations.ts";
+import { readDiskInfo } from "../engines/backends/qcow2/index.ts";
 import {
   checkAdmission,
   type HostCapacity,
@@ -29,9 +32,10 @@ import {
   hostUsage,
   type VmAllocation,
 } from "./resources.ts";
+import { type SnapshotVm, Snapshots } from "./snapshots.ts";
+import { treeNodes } from "./snapshot-tree.ts";
 import {
   checkVmName,
-  copyFileAtomic,
   NEW_STATE_PREFIX,
   RecordWriteError,
   VmExistsError,
@@ -153,6 +157,9 @@ export class Hypervisor {
   /** Names taken by imports still reading their file (no VM of that name yet). */
   private readonly importing = new Set<string>();
   private readonly disks: DiskAdmission;
+  /** Set by open(): the data directory's disk nodes, and the snapshots built on them. */
+  private nodes!: DiskStore;
+  private snapshots!: Snapshots;
   private readonly now: () => Date;
   private closed = false;
 
@@ -174,6 +181,8 @@ export class Hypervisor {
     for (const problem of saved.unreadable)
       process.stderr.write(`ignoring an unreadable operation record: ${problem}\n`);
     const hv = new Hypervisor(config, saved.journal);
+    hv.nodes = await DiskStore.open(config.store.home, treeNodes);
+    hv.snapshots = new Snapshots(hv.nodes);
     const { vms, broken } = await config.store.list();
     for (const b of broken) hv.broken.set(b.name, b.error);
     const replay: Array<{ vm: VmRecord; h: VmRecord["history"][number] }> = [];
@@ -192,6 +201,7 @@ export class Hypervisor {
     for (const vm of vms) {
       const slot = hv.newSlot(vm);
       hv.slots.set(vm.name, slot);
+      await hv.holdDisk(slot);
       if (vm.status !== "TERMINATED" && vm.status !== "SUSPENDED")
         hv.enqueueSystem(slot, "repair", () => hv.recover(slot));
       // No VMM may run for a stopped or suspended VM (an orphan is ended first), so what a crash left in its
@@ -201,6 +211,8 @@ export class Hypervisor {
         await hv.recoverLeftovers(slot);
       }
     }
+    // Disk nodes a crash left unreached (e.g. a VM removed before its nodes were collected) go now.
+    await hv.collectDiskGarbage();
     // Operations the previous daemon left unfinished end once their VM's recovery has settled it, so that
     // their final record can say truthfully where the VM ended up.
     for (const op of hv.operations.load(saved.views)) {
@@ -377,7 +389,13 @@ export class Hypervisor {
         const paths = store.paths(req.name);
         try {
           const template = await this.config.images.diskTemplate(image);
-          const release = await this.disks.admit(req.name, template.sizeMiB, paths.dir);
+          // What the new disk may grow to (its image's size), and the image's base node when it is not
+          // converted yet; the reservation stays with the VM (disk-admission.ts).
+          const release = await this.disks.admit(
+            req.name,
+            template.sizeMiB * ((await this.nodes.hasBase(template.path)) ? 1 : 2),
+            paths.disk,
+          );
           try {
             slot.record = { ...slot.record, diskMiB: template.sizeMiB };
             await store.create(slot.record).catch((e: Error) => {
@@ -389,18 +407,23 @@ export class Hypervisor {
             });
             crashPoint("insert:after-record");
             try {
-              op.statusMessage = "copying the root disk";
-              await copyFileAtomic(template.path, paths.disk);
+              op.statusMessage = "creating the root disk";
+              await this.nodes.exclusive(async () =>
+                this.nodes.createOverlay(paths.disk, await this.nodes.baseNode(template.path)),
+              );
             } catch (e) {
               await store.remove(req.name);
+              await this.collectDiskGarbage();
               throw new HypervisorError(
                 "disk-copy-failed",
-                `could not copy the root disk of VM '${req.name}' to ${paths.disk} (${(e as Error).message}); nothing was created`,
+                `could not create the root disk of VM '${req.name}' at ${paths.disk} (${(e as Error).message}); nothing was created`,
               );
             }
-          } finally {
+          } catch (e) {
             release();
+            throw e;
           }
+          await this.holdDisk(slot);
           crashPoint("insert:after-disk-copy");
         } catch (e) {
           // Nothing is left half-created: no directory, no slot, no reservation.
@@ -548,29 +571,34 @@ export class Hypervisor {
           this.reservations.delete(name);
         }
         op.progress = 30;
-        await this.setStatus(slot, "STAGING", "resume: restoring the saved state");
-        const paths = this.config.store.paths(name);
-        let vmm: VmmHandle;
-        try {
-          vmm = await this.config.launcher.launch(slot.record, paths, "restore");
-        } catch (e) {
-          // The saved state stays as it was, and so does the VM: still SUSPENDED, with the reason.
-          const message = `resume failed: ${(e as Error).message}`;
-          await this.setStatus(slot, "SUSPENDED", message, { statusMessage: message });
-          throw e;
-        }
-        crashPoint("resume:after-vmm-spawn");
-        this.attach(slot, vmm);
-        try {
-          await this.commitRunning(slot, vmm, "resumed");
-        } finally {
-          // The state was consumed: the guest ran from it and may have written its disk, so restoring it
-          // again later (also after a RUNNING that could not be recorded) would roll it back behind its disk.
-          await rm(paths.stateDir, { recursive: true, force: true });
-        }
-        crashPoint("resume:after-state-removed");
+        await this.stageFromSaved(slot, "resume");
       },
     );
+  }
+
+  /** PROVISIONING → STAGING → RUNNING restoring the saved state, which is consumed; SUSPENDED on failure. */
+  private async stageFromSaved(slot: VmSlot, why: string): Promise<void> {
+    await this.setStatus(slot, "STAGING", `${why}: restoring the saved state`);
+    const paths = this.config.store.paths(slot.record.name);
+    let vmm: VmmHandle;
+    try {
+      vmm = await this.config.launcher.launch(slot.record, paths, "restore");
+    } catch (e) {
+      // The saved state stays as it was, and so does the VM: still SUSPENDED, with the reason.
+      const message = `${why} failed: ${(e as Error).message}`;
+      await this.setStatus(slot, "SUSPENDED", message, { statusMessage: message });
+      throw e;
+    }
+    crashPoint("resume:after-vmm-spawn");
+    this.attach(slot, vmm);
+    try {
+      await this.commitRunning(slot, vmm, why === "resume" ? "resumed" : `${why}: resumed`);
+    } finally {
+      // The state was consumed: the guest ran from it and may have written its disk, so restoring it
+      // again later (also after a RUNNING that could not be recorded) would roll it back behind its disk.
+      await rm(paths.stateDir, { recursive: true, force: true });
+    }
+    crashPoint("resume:after-state-removed");
   }
 
   delete(name: string): OperationView {
@@ -598,6 +626,8 @@ export class Hypervisor {
         crashPoint("delete:after-remove");
         slot.deleted = true;
         this.slots.delete(name);
+        this.disks.release(name);
+        await this.collectDiskGarbage();
         this.events.append({
           time: this.now().toISOString(),
           type: "deleted",
@@ -665,6 +695,7 @@ export class Hypervisor {
       const plan = await planVmExport(
         slot.record,
         this.config.store.paths(name),
+        this.nodes.dir,
         this.config.images,
         options,
         this.now(),
@@ -684,7 +715,7 @@ export class Hypervisor {
     let reserved: string | undefined;
     try {
       const staged = await stageImport(input, {
-        vmsDir: this.config.store.vmsDir,
+        home: this.config.store.home,
         now: this.now,
         accept: (manifest) => {
           const name = options.name ?? manifest.vm.name;
@@ -705,8 +736,11 @@ export class Hypervisor {
       const { record } = staged;
       const op = this.operations.create("insert", record.name);
       await this.operations.run(op, async () => {
-        await staged.commit();
-        this.slots.set(record.name, this.newSlot(record));
+        // No garbage collection may run between the nodes' arrival in disks/ and the VM's that reaches them.
+        await this.nodes.exclusive(() => staged.commit());
+        const slot = this.newSlot(record);
+        this.slots.set(record.name, slot);
+        await this.holdDisk(slot);
         const last = record.history[record.history.length - 1]!;
         this.events.append({
           time: last.at,
@@ -749,6 +783,134 @@ export class Hypervisor {
         });
       },
     );
+  }
+
+  // ---- snapshots (snapshots.ts) ---------------------------------------------------------------------
+
+  async listSnapshots(name: string): Promise<Snapshot[]> {
+    const slot = this.slot(name);
+    return this.snapshots.list(slot.record, this.config.store.paths(name));
+  }
+
+  async getSnapshot(name: string, snapshot: string): Promise<Snapshot> {
+    const slot = this.slot(name);
+    return this.snapshots.get(slot.record, this.config.store.paths(name), snapshot);
+  }
+
+  /** Takes snapshot `snapshot` of the VM (RUNNING: with its memory, the guest runs on; else its disk). */
+  async createSnapshot(name: string, snapshot: string, description = ""): Promise<OperationView> {
+    const slot = this.slot(name);
+    await this.snapshots.checkNew(slot.record, this.config.store.paths(name), snapshot);
+    return this.submit(
+      slot,
+      "createSnapshot",
+      "createSnapshot",
+      () => {},
+      async (op) => {
+        // Memory is the part a snapshot may add at once: it is admitted against the free space first.
+        const memoryMiB = slot.record.status === "TERMINATED" ? 0 : slot.record.memoryMiB;
+        const paths = this.config.store.paths(name);
+        const release = await this.disks.admit(`${name} (snapshot)`, memoryMiB, join(paths.dir, "snapshots"));
+        try {
+          op.statusMessage = await this.snapshots.create(this.snapshotVm(slot), snapshot, description);
+        } finally {
+          release();
+        }
+        this.notice(slot, op.statusMessage);
+      },
+    );
+  }
+
+  /** Makes the VM what it was at the snapshot (see Snapshots.restore). */
+  async restoreSnapshot(name: string, snapshot: string): Promise<OperationView> {
+    const slot = this.slot(name);
+    await this.snapshots.checkExisting(slot.record, this.config.store.paths(name), snapshot);
+    return this.submit(
+      slot,
+      "restoreSnapshot",
+      "restoreSnapshot",
+      () => {},
+      async (op) => {
+        op.statusMessage = await this.snapshots.restore(this.snapshotVm(slot), snapshot);
+        this.notice(slot, op.statusMessage);
+      },
+    );
+  }
+
+  async deleteSnapshot(name: string, snapshot: string): Promise<OperationView> {
+    const slot = this.slot(name);
+    await this.snapshots.checkExisting(slot.record, this.config.store.paths(name), snapshot);
+    return this.submit(
+      slot,
+      "deleteSnapshot",
+      "deleteSnapshot",
+      () => {},
+      async (op) => {
+        op.statusMessage = await this.snapshots.delete(this.snapshotVm(slot), snapshot);
+        this.notice(slot, op.statusMessage);
+      },
+    );
+  }
+
+  /** The lifecycle steps a snapshot operation may take on the VM (it runs in the VM's queue). */
+  private snapshotVm(slot: VmSlot): SnapshotVm {
+    return {
+      get record() {
+        return slot.record;
+      },
+      paths: this.config.store.paths(slot.record.name),
+      get vmm() {
+        return slot.vmm;
+      },
+      // The current guest is being replaced: it is forced off at once, not asked to power off.
+      stop: (reason) => this.stopSlot(slot, reason, 0),
+      resumeSaved: async (reason, patch) => {
+        const { name, cpus, memoryMiB } = { ...slot.record, ...patch };
+        try {
+          checkAdmission(this.config.capacity, this.allocations(), { name, cpus, memoryMiB, diskMiB: 0 });
+        } catch (e) {
+          // Not resumed: the VM stays TERMINATED with the restored disk, and boots fresh when started.
+          await rm(this.config.store.paths(name).stateDir, { recursive: true, force: true });
+          throw e;
+        }
+        // "resume …": a daemon restarted meanwhile returns the VM to SUSPENDED, its state being in place.
+        await this.setStatus(slot, "PROVISIONING", `resume from ${reason.replace(/^restoring /, "")}`, {
+          ...patch,
+          statusMessage: "",
+        });
+        await this.stageFromSaved(slot, `resume from ${reason.replace(/^restoring /, "")}`);
+      },
+    };
+  }
+
+  /** An event saying what an operation did to the VM without changing its status. */
+  private notice(slot: VmSlot, message: string): void {
+    const { name, id, status } = slot.record;
+    this.events.append({
+      time: this.now().toISOString(),
+      type: "notice",
+      vmName: name,
+      vmId: id,
+      from: status,
+      to: status,
+      message,
+    });
+  }
+
+  /** Reserves what the VM's active disk may still grow by (disk-admission.ts), from its virtual size. */
+  private async holdDisk(slot: VmSlot): Promise<void> {
+    const dir = this.config.store.paths(slot.record.name).dir;
+    const info = await readDiskInfo(activeDiskOf(dir)).catch(() => undefined);
+    if (info) this.disks.hold(slot.record.name, info.virtualSize, () => activeDiskOf(dir));
+  }
+
+  /** Removes the disk nodes nothing reaches any more; a failure is logged, never the caller's. */
+  private async collectDiskGarbage(): Promise<void> {
+    try {
+      await this.nodes.exclusive(() => this.nodes.collectGarbage());
+    } catch (e) {
+      process.stderr.write(`disk garbage collection failed: ${(e as Error).message}\n`);
+    }
   }
 
   /** Lets go of every VMM (they keep running) once queued operations have settled; for daemon shutdown. */
@@ -1065,7 +1227,7 @@ export class Hypervisor {
    * → STOPPING → TERMINATED; a running guest is asked to power off, then forced. Also ends a VM that a failed
    * record write left in a transitional status (its VMM, if any, is stopped the same way).
    */
-  private async stopSlot(slot: VmSlot, reason: string): Promise<void> {
+  private async stopSlot(slot: VmSlot, reason: string, timeoutMs = this.config.stopTimeoutMs): Promise<void> {
     const mayHaveState = slot.record.status !== "RUNNING";
     if (slot.record.status !== "STOPPING") await this.setStatus(slot, "STOPPING", reason);
     const vmm = slot.vmm;
@@ -1073,7 +1235,7 @@ export class Hypervisor {
     if (vmm) {
       slot.expectingExit = true;
       try {
-        const exit = await vmm.stop(this.config.stopTimeoutMs);
+        const exit = await vmm.stop(timeoutMs);
         how =
           exit.reason === "poweroff" ? "the guest powered off" : `the guest was forced off (${exit.detail})`;
       } finally {
@@ -1142,22 +1304,15 @@ export class Hypervisor {
 
   /** Settles the temp files a crash left in the VM's directory (no VMM may run for it); each is an event. */
   private async recoverLeftovers(slot: VmSlot): Promise<void> {
+    const paths = this.config.store.paths(slot.record.name);
+    for (const what of await this.snapshots.recover(slot.record, paths)) this.recoveryNotice(slot, what);
     for (const what of await this.config.store.recoverLeftovers(slot.record.name))
       this.recoveryNotice(slot, what);
   }
 
   /** An event saying what recovery settled for the VM (its status unchanged). */
   private recoveryNotice(slot: VmSlot, what: string): void {
-    const { name, id, status } = slot.record;
-    this.events.append({
-      time: this.now().toISOString(),
-      type: "notice",
-      vmName: name,
-      vmId: id,
-      from: status,
-      to: status,
-      message: `recovered after a crash: ${what}`,
-    });
+    this.notice(slot, `recovered after a crash: ${what}`);
   }
 
   /**

@@ -52,6 +52,9 @@ const EXPECTED_LEGAL: Record<VmAction, VmStatus[]> = {
   setMachineType: ["TERMINATED"],
   exec: ["RUNNING"],
   export: ["TERMINATED", "SUSPENDED"],
+  createSnapshot: ["RUNNING", "TERMINATED", "SUSPENDED"],
+  restoreSnapshot: ["RUNNING", "TERMINATED", "SUSPENDED"],
+  deleteSnapshot: ["RUNNING", "TERMINATED", "SUSPENDED"],
 };
 
 test("every (from, to) pair: legal ones return the target, illegal ones throw naming both states", () => {

@@ -75,6 +75,9 @@ export const VM_ACTIONS = [
   "setMachineType",
   "exec",
   "export",
+  "createSnapshot",
+  "restoreSnapshot",
+  "deleteSnapshot",
 ] as const;
 export type VmAction = (typeof VM_ACTIONS)[number];
 
@@ -107,6 +110,11 @@ const ACTIONS: Readonly<Record<VmAction, { readonly from: readonly VmStatus[]; r
     // An export reads the VM's files, which must be at rest: no guest writes its disk meanwhile (a running
     // VM is suspended or stopped first; docs/export-format.md).
     export: { from: ["TERMINATED", "SUSPENDED"] },
+    // Snapshots (snapshots.ts) only of a VM at rest or running: never mid-transition. A restore moves the
+    // VM through the statuses of a stop and a resume itself, as the snapshot needs.
+    createSnapshot: { from: ["RUNNING", "TERMINATED", "SUSPENDED"] },
+    restoreSnapshot: { from: ["RUNNING", "TERMINATED", "SUSPENDED"] },
+    deleteSnapshot: { from: ["RUNNING", "TERMINATED", "SUSPENDED"] },
   };
 
 export class IllegalActionError extends HypervisorError {

@@ -3,10 +3,13 @@
 //
 // Layout:
 //   $TSVM_HOME/vms/<name>/vm.json      the definition (VmRecord)
-//   $TSVM_HOME/vms/<name>/disk.img     the VM's own root disk (a reflink or copy of its image)
+//   $TSVM_HOME/vms/<name>/disk.qcow2   the VM's active disk: a qcow2 overlay backed by a node in disks/
+//                                      (disk-store.ts); a VM made before qcow2 disks has a raw disk.img
+//   $TSVM_HOME/vms/<name>/snapshots.json, snapshots/   its snapshot tree and their memory (snapshots.ts)
 //   $TSVM_HOME/vms/<name>/state/       suspended state files, written by the VMM
 //   $TSVM_HOME/vms/<name>/console.log  serial console history (append-only, written by the VMM)
 //   $TSVM_HOME/vms/<name>/vmm.json     pid, identity and control socket of the VMM, for re-attaching
+//   $TSVM_HOME/disks/<id>.qcow2        immutable disk nodes (mode 0444): images' bases, frozen layers
 //   $TSVM_HOME/api.sock, api-token, daemon.lock, daemon.json   the daemon's (see the api layer)
 //
 // Temp names all start with `.tmp-`: `vms/.tmp-*` (a VM directory being assembled, or a deleted one renamed
@@ -143,6 +146,7 @@ export async function copyFileAtomic(source: string, path: string): Promise<void
 export interface VmPaths {
   readonly dir: string;
   readonly definition: string;
+  /** Where a new VM's active disk is made (disk.qcow2); an older VM's may be disk.img (activeDiskOf). */
   readonly disk: string;
   readonly stateDir: string;
   readonly consoleLog: string;
@@ -230,7 +234,7 @@ export class VmStore {
     return {
       dir,
       definition: join(dir, DEFINITION_FILE),
-      disk: join(dir, "disk.img"),
+      disk: join(dir, "disk.qcow2"),
       stateDir: join(dir, "state"),
       consoleLog: join(dir, "console.log"),
       vmm: join(dir, "vmm.json"),

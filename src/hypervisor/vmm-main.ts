@@ -19,6 +19,7 @@ import { ConsoleLogWriter } from "./console-log.ts";
 import { listenPrivate } from "./control-socket.ts";
 import { CpuThrottle } from "./cpu-throttle.ts";
 import { crashPoint } from "./crash-point.ts";
+import { ACTIVE_DISK, freezeActiveDisk } from "./disk-store.ts";
 import { readProcessIdentity } from "./process-identity.ts";
 import { writeFileAtomic } from "./store.ts";
 import type { VmmExit } from "./vmm.ts";
@@ -38,6 +39,7 @@ import {
   type VmmRequest,
   type VmmResponse,
   type VmmRunRecord,
+  type VmmSnapshotParams,
   type VmmSpec,
 } from "./vmm-protocol.ts";
 
@@ -66,11 +68,14 @@ function log(message: string): void {
 /** Exclusive locks on the VM's disks, held for the VMM's life: no second VMM may open them meanwhile. */
 const diskLocks: FileLock[] = [];
 
+/** The active disk: the spec's, until a snapshot freezes it and a new overlay takes its place. */
+let diskPath = spec.diskPath;
+
 /** Takes the exclusive lock of the VM's disk; refuses to start, naming the holder, when another VMM has it. */
 function lockDisks(): void {
   let lock: FileLock | undefined;
   try {
-    lock = FileLock.tryTake(spec.diskPath, { write: true });
+    lock = FileLock.tryTake(diskPath, { write: true });
   } catch (e) {
     // A VM without a disk file (an engine that needs none) has nothing to guard.
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
@@ -78,7 +83,7 @@ function lockDisks(): void {
   }
   if (!lock)
     throw new Error(
-      `its disk ${spec.diskPath} is in use by another VMM (${describeHolder(spec.diskPath)}); two writers would corrupt it`,
+      `its disk ${diskPath} is in use by another VMM (${describeHolder(diskPath)}); two writers would corrupt it`,
     );
   diskLocks.push(lock);
 }
@@ -245,6 +250,49 @@ async function suspendGuest(g: VmmGuest): Promise<void> {
 }
 
 /**
+ * A snapshot of the running guest: its memory saved into `stateDir` while, paused, its disk is frozen into a
+ * node (the active file renamed there, a new overlay in its place, disk-store.ts), the lock moved to the
+ * new active disk and the guest's disk reopened; the guest runs on. The files are written after it resumes.
+ */
+async function snapshotGuest(g: VmmGuest, params: VmmSnapshotParams): Promise<{ pausedMs: number }> {
+  await mkdir(params.stateDir);
+  const next = join(spec.vmDir, ACTIVE_DISK);
+  let frozen = false;
+  const freeze = async () => {
+    crashPoint("vmm:before-freeze");
+    await freezeActiveDisk(spec.vmDir, params.disksDir, params.nodeId);
+    frozen = true;
+    crashPoint("vmm:after-freeze");
+    // The lock follows the active disk (the old file is a node now, read-only for every VMM).
+    const previous = diskLocks.splice(0);
+    diskPath = next;
+    try {
+      lockDisks();
+    } finally {
+      for (const lock of previous) lock.release();
+    }
+  };
+  const { pausedMs } = await g.saveState(params.stateDir, {
+    keepRunning: true,
+    whilePaused: async () => {
+      await flushDisks(g);
+      try {
+        if (g.reopenDisk) await g.reopenDisk(next, freeze);
+        else await freeze();
+      } catch (e) {
+        // Not frozen (the active disk is where it was, and reopened): the guest runs on unchanged. Frozen
+        // but not reopened: a guest without its disk must not run on; the next VMM boots from the new one.
+        if (!frozen) throw e;
+        const detail = `the disk frozen for a snapshot could not be reopened: ${(e as Error).message}`;
+        log(detail);
+        await exitVmm({ reason: "crashed", detail }, 70);
+      }
+    },
+  });
+  return { pausedMs: Math.round(pausedMs) };
+}
+
+/**
  * The guest agent's error codes (GuestAgentErrorCode) as the hypervisor's; unknown ones are agent-error.
  * A Map: the code comes from the guest, and a guest answering `constructor` must not find Object's.
  */
@@ -378,6 +426,30 @@ async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<voi
         reply({ result: {} });
         await exitVmm({ reason: "suspended", detail: `state written to ${spec.stateDir}` });
         return;
+      case "snapshot": {
+        const p = req.params;
+        if (
+          typeof p?.stateDir !== "string" ||
+          typeof p.disksDir !== "string" ||
+          typeof p.nodeId !== "string" ||
+          !/^[a-z0-9-]{1,80}$/.test(p.nodeId)
+        ) {
+          reply({ error: { code: "bad-request", message: "snapshot needs stateDir, disksDir and nodeId" } });
+          return;
+        }
+        // The throttle must not resume a guest that is being saved; the guest runs on afterwards.
+        throttle?.stop();
+        await g.resume();
+        try {
+          reply({
+            result: await snapshotGuest(g, { stateDir: p.stateDir, disksDir: p.disksDir, nodeId: p.nodeId }),
+          });
+        } finally {
+          await g.resume().catch(() => {});
+          throttle?.start();
+        }
+        return;
+      }
       case "attachConsole": {
         reply({ result: {} });
         // From here on the connection carries raw console bytes both ways.

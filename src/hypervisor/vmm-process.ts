@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { describeHolder, lockHolders } from "../engines/backends/file-lock.ts";
 import { rotateIfLarger } from "./bounded-log.ts";
 import { connectUnix } from "./control-socket.ts";
+import { activeDiskOf, recoverActiveDisk } from "./disk-store.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import {
   isSameProcess,
@@ -27,8 +28,10 @@ import {
   parseRunRecord,
   VMM_PROTOCOL_VERSION,
   type VmmMethod,
+  type VmmRequest,
   type VmmResponse,
   type VmmRunRecord,
+  type VmmSnapshotParams,
   type VmmSpec,
 } from "./vmm-protocol.ts";
 
@@ -70,7 +73,7 @@ function specPathOf(paths: VmPaths): string {
  * its identity read now: a VMM still starting, not yet in vmm.json, or one a dead daemon never recorded.
  */
 function diskHolderOf(paths: VmPaths): ProcessIdentity | undefined {
-  for (const pid of lockHolders(paths.disk)) {
+  for (const pid of lockHolders(activeDiskOf(paths.dir))) {
     const id = readProcessIdentity(pid);
     if (id && processArguments(pid)?.includes(specPathOf(paths))) return id;
   }
@@ -135,11 +138,14 @@ export class ProcessVmmLauncher implements VmmLauncher {
     if (!engineModule)
       throw new VmmStartError(vm.name, `the engine '${vm.engine}' is not available in this build of tsvm`);
     // Never beside a VMM that still has the disk: it would lose its run record and socket to this one.
-    if (lockHolders(paths.disk).length > 0)
+    const holders = lockHolders(activeDiskOf(paths.dir));
+    if (holders.length > 0)
       throw new VmmStartError(
         vm.name,
-        `its disk ${paths.disk} is in use by another VMM (${describeHolder(paths.disk)})`,
+        `its disk ${activeDiskOf(paths.dir)} is in use by another VMM (${describeHolder(activeDiskOf(paths.dir))})`,
       );
+    // A VMM that died while freezing its disk for a snapshot left it for the next one to settle.
+    await recoverActiveDisk(paths.dir);
     // Inside the VM's directory whatever its length (control-socket.ts), mode 0600.
     const socketPath = join(paths.dir, "vmm.sock");
     const spec: VmmSpec = {
@@ -155,7 +161,7 @@ export class ProcessVmmLauncher implements VmmLauncher {
       cpuCapPercent: vm.cpuCapPercent,
       cpuWeight: vm.cpuWeight,
       vmDir: paths.dir,
-      diskPath: paths.disk,
+      diskPath: activeDiskOf(paths.dir),
       stateDir: paths.stateDir,
       consoleLog: paths.consoleLog,
       socketPath,
@@ -406,7 +412,7 @@ class SocketVmmHandle implements VmmHandle {
    * queued behind it on the VM — would wait for ever. It is ended, as a re-attach ends a deaf VMM, and its
    * exit is repaired like a crash.
    */
-  private request(method: VmmMethod, params?: { timeoutMs?: number }, deadlineMs?: number): Promise<unknown> {
+  private request(method: VmmMethod, params?: VmmRequest["params"], deadlineMs?: number): Promise<unknown> {
     if (this.socket.destroyed)
       return Promise.reject(new HypervisorError("vmm-gone", `the VMM of '${this.vm.name}' is not running`));
     const id = this.nextId++;
@@ -466,6 +472,13 @@ class SocketVmmHandle implements VmmHandle {
         "suspend-failed",
         `the VMM of '${this.vm.name}' ended while suspending: ${exit.detail}`,
       );
+  }
+
+  async snapshot(params: VmmSnapshotParams): Promise<{ pausedMs: number }> {
+    const result = (await this.request("snapshot", params, this.deadlines.suspendMs)) as {
+      pausedMs?: unknown;
+    };
+    return { pausedMs: typeof result?.pausedMs === "number" ? result.pausedMs : Number.NaN };
   }
 
   async stats(): Promise<Record<string, number>> {

@@ -1,7 +1,7 @@
 // The protocol between the daemon and a VMM process: the files a VMM leaves in its VM's directory (spec,
 // pid + socket, exit record) and the newline-delimited JSON messages on its control socket.
 //
-//   daemon → vmm   {"id":1,"method":"hello"|"stop"|"reset"|"suspend"|"stats"|"exec","params":{…}}
+//   daemon → vmm   {"id":1,"method":"hello"|"stop"|"reset"|"suspend"|"snapshot"|"stats"|"exec","params":{…}}
 //   vmm → daemon   {"id":1,"result":{…}}  or  {"id":1,"error":{"code":"…","message":"…"}}
 //   exec only:     {"id":1,"output":{"stream":"stdout"|"stderr","data":"<base64>"}} for each chunk of the
 //                  command's output, before its {"id":1,"result":{"exitCode":N}}; closing the connection
@@ -63,13 +63,38 @@ export type VmmExitRecord = VmmExit & { readonly vmId: string; readonly at: stri
  * "attachConsole" turns its connection into a raw byte stream once answered: the guest's serial console
  * output goes to every attached connection, and what a connection sends is typed into the console.
  */
-export type VmmMethod = "hello" | "stop" | "reset" | "suspend" | "stats" | "attachConsole" | "exec";
+export type VmmMethod =
+  | "hello"
+  | "stop"
+  | "reset"
+  | "suspend"
+  | "snapshot"
+  | "stats"
+  | "attachConsole"
+  | "exec";
+
+/**
+ * "snapshot": the guest's memory is saved into `stateDir` (created by the VMM) while its disk is frozen into
+ * node `nodeId` of `disksDir` (disk-store.ts), and the guest runs on; answered `{ pausedMs }` once written.
+ */
+export interface VmmSnapshotParams {
+  readonly stateDir: string;
+  readonly nodeId: string;
+  readonly disksDir: string;
+}
 
 export interface VmmRequest {
   readonly id: number;
   readonly method: VmmMethod;
-  /** stop: timeoutMs; exec: command, timeoutMs (optional) and agentWaitMs. */
-  readonly params?: { readonly timeoutMs?: number; readonly command?: string; readonly agentWaitMs?: number };
+  /** stop: timeoutMs; exec: command, timeoutMs (optional) and agentWaitMs; snapshot: VmmSnapshotParams. */
+  readonly params?: {
+    readonly timeoutMs?: number;
+    readonly command?: string;
+    readonly agentWaitMs?: number;
+    readonly stateDir?: string;
+    readonly nodeId?: string;
+    readonly disksDir?: string;
+  };
 }
 
 export interface VmmResponse {
@@ -135,8 +160,18 @@ export interface VmmGuest {
   pause(): Promise<void>;
   /** Runs the vCPUs again after pause(). */
   resume(): Promise<void>;
-  /** Pauses the guest and writes its whole state into `dir` (an empty directory); resolves when written. */
-  saveState(dir: string): Promise<void>;
+  /**
+   * Pauses the guest and writes its whole state into `dir` (an empty directory); resolves when written,
+   * with how long the guest was paused. `keepRunning`: the guest runs on afterwards; `whilePaused` runs
+   * while it is paused, its disk writes drained and flushed (a snapshot freezes the disk there).
+   */
+  saveState(dir: string, options?: SaveStateOptions): Promise<{ pausedMs: number }>;
+  /**
+   * Closes the guest's disk (its writes flushed), runs `between` (which may move the file: a snapshot's
+   * freeze), then opens `path` (with its chain) in its place; the guest, paused, sees nothing. When
+   * `between` fails the disk is opened again where it was.
+   */
+  reopenDisk?(path: string, between: () => Promise<void>): Promise<void>;
   /**
    * Waits for the guest's disk writes in flight and makes every write so far durable (fdatasync). The VMM
    * calls it before a suspend's state is committed and before it exits.
@@ -156,6 +191,11 @@ export interface VmmGuest {
    * the engine has no guest agent. Rejects with an error whose `code` says why (e.g. AGENT_NOT_CONNECTED).
    */
   exec?(command: string, options: GuestExecOptions): Promise<{ exitCode: number }>;
+}
+
+export interface SaveStateOptions {
+  readonly keepRunning?: boolean;
+  readonly whilePaused?: () => Promise<void>;
 }
 
 export type GuestFactory = (spec: VmmSpec) => Promise<VmmGuest>;

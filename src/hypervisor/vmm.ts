@@ -4,6 +4,7 @@
 import type { Duplex } from "node:stream";
 import type { VmPaths } from "./store.ts";
 import type { VmRecord } from "./vm-record.ts";
+import type { VmmSnapshotParams } from "./vmm-protocol.ts";
 
 /** Why a VMM is gone. */
 export type VmmExit =
@@ -45,6 +46,11 @@ export interface VmmHandle {
    * VMM exits. Rejects, with the guest still running, when the state could not be written.
    */
   suspend(): Promise<void>;
+  /**
+   * Saves the guest's memory into `stateDir` and freezes its disk into node `nodeId` of `disksDir` while
+   * it is briefly paused; the guest runs on. Rejects, with nothing committed, when that failed.
+   */
+  snapshot(params: VmmSnapshotParams): Promise<{ pausedMs: number }>;
   /** Live figures from the engine (instructions retired, CPU time, …). */
   stats(): Promise<Record<string, number>>;
   /**

@@ -4,6 +4,7 @@
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
 import { EventList, EventStreamGap, EventStreamLine, VmEvent } from "./event-schemas.ts";
 import { Operation, OperationList } from "./operation-schemas.ts";
+import { InsertSnapshotRequest, Snapshot, SnapshotList } from "./snapshot-schemas.ts";
 import { StringEnum } from "./string-enum.ts";
 import {
   InsertInstanceRequest,
@@ -193,4 +194,7 @@ export const COMPONENT_SCHEMAS: readonly TSchema[] = [
   SerialPortOutput,
   ExecRequest,
   ExecChunk,
+  Snapshot,
+  SnapshotList,
+  InsertSnapshotRequest,
 ];

@@ -14,6 +14,9 @@ export const OPERATION_TYPES = [
   "delete",
   "setMachineType",
   "repair",
+  "createSnapshot",
+  "restoreSnapshot",
+  "deleteSnapshot",
 ] as const;
 export type OperationType = (typeof OPERATION_TYPES)[number];
 

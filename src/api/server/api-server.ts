@@ -34,10 +34,17 @@ import {
   type OperationList,
   SERIAL_PORT_PAGE_BYTES,
   type SerialPortOutput,
+  type SnapshotList,
 } from "../types.ts";
 import { followEvents } from "./event-stream.ts";
 import { SerialPortSockets } from "./serial-port-socket.ts";
-import { ApiFailure, validateExec, validateInsert, validateSetMachineType } from "./validation.ts";
+import {
+  ApiFailure,
+  validateExec,
+  validateInsert,
+  validateInsertSnapshot,
+  validateSetMachineType,
+} from "./validation.ts";
 
 /** exec output queued for one client past which no more is read from the VMM until the client drains. */
 export const EXEC_HIGH_WATER_BYTES = 256 * 1024;
@@ -168,6 +175,45 @@ export class ApiServer {
         operationId: "instances.setMachineType",
         handler: async (c) =>
           hv.setMachineType(c.params.name!, validateSetMachineType(await c.body()).machineType),
+      },
+      {
+        method: "GET",
+        path: `${API_BASE}/instances/{name}/snapshots`,
+        operationId: "snapshots.list",
+        handler: async (c): Promise<SnapshotList> => ({
+          kind: "tsvm#snapshotList",
+          items: await hv.listSnapshots(c.params.name!),
+        }),
+      },
+      {
+        method: "POST",
+        path: `${API_BASE}/instances/{name}/snapshots`,
+        operationId: "snapshots.insert",
+        handler: async (c) => {
+          const req = validateInsertSnapshot(await c.body());
+          return hv.createSnapshot(c.params.name!, req.name, req.description ?? "");
+        },
+      },
+      {
+        method: "GET",
+        path: `${API_BASE}/instances/{name}/snapshots/{snapshot}`,
+        operationId: "snapshots.get",
+        handler: async (c) => hv.getSnapshot(c.params.name!, c.params.snapshot!),
+      },
+      {
+        method: "DELETE",
+        path: `${API_BASE}/instances/{name}/snapshots/{snapshot}`,
+        operationId: "snapshots.delete",
+        handler: async (c) => hv.deleteSnapshot(c.params.name!, c.params.snapshot!),
+      },
+      {
+        method: "POST",
+        path: `${API_BASE}/instances/{name}/snapshots/{snapshot}/restore`,
+        operationId: "snapshots.restore",
+        handler: async (c) => {
+          await c.body(); // none expected; still bounded and checked for JSON
+          return hv.restoreSnapshot(c.params.name!, c.params.snapshot!);
+        },
       },
       {
         method: "POST",

@@ -5,6 +5,7 @@
 import type { TSchema } from "@sinclair/typebox";
 import { ExecRequest, MAX_EXEC_COMMAND_BYTES } from "../schemas/api-schemas.ts";
 import { schemaCheck } from "../schemas/schema-check.ts";
+import { InsertSnapshotRequest } from "../schemas/snapshot-schemas.ts";
 import { InsertInstanceRequest, SetMachineTypeRequest } from "../schemas/vm-schemas.ts";
 
 /** An HTTP error answer: status, a stable reason, and the message a user reads. */
@@ -39,6 +40,7 @@ function bodyValidator<T extends TSchema>(schema: T): (body: unknown) => T["stat
 
 export const validateInsert = bodyValidator(InsertInstanceRequest);
 export const validateSetMachineType = bodyValidator(SetMachineTypeRequest);
+export const validateInsertSnapshot = bodyValidator(InsertSnapshotRequest);
 const checkExec = bodyValidator(ExecRequest);
 
 export function validateExec(body: unknown): ExecRequest {

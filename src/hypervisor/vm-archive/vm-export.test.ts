@@ -12,6 +12,7 @@ import { closeAndKill } from "../fixtures/close-and-kill.ts";
 import { openFixtureHypervisor } from "../fixtures/fixture-hypervisor.ts";
 import type { Hypervisor } from "../hypervisor.ts";
 import { HypervisorError } from "../hypervisor-error.ts";
+import { diskChain } from "../../engines/backends/qcow2/index.ts";
 import { FILE_HEADER_BYTES } from "./archive-format.ts";
 
 const root = await mkdtemp(join(tmpdir(), "tsvm-export-"));
@@ -29,7 +30,9 @@ async function home(name: string): Promise<{ hv: Hypervisor; dir: string }> {
   template.write("first sector", 0);
   template.write("last sector", (1 << 20) - 512);
   await writeFile(join(dir, "template.img"), template);
-  const hv = await openFixtureHypervisor(join(dir, "home"), join(dir, "template.img"));
+  const hv = await openFixtureHypervisor(join(dir, "home"), join(dir, "template.img"), {
+    diskAvailableMiB: 4096,
+  });
   opened.push(hv);
   return { hv, dir: join(dir, "home") };
 }
@@ -84,21 +87,21 @@ test("a suspended VM exported from one data directory resumes in another where i
   const b = await home("b");
   await ok(a.hv, a.hv.insert({ name: "web", machineType: "t1-micro" }));
   await new Promise((r) => setTimeout(r, 300));
+  // A snapshot with memory: its list, its saved state and its disk node travel unless left out.
+  await ok(a.hv, await a.hv.createSnapshot("web", "s1"));
+  await new Promise((r) => setTimeout(r, 100));
   await ok(a.hv, a.hv.suspend("web"));
   const saved = JSON.parse(await readFile(join(a.dir, "vms/web/state/counter.json"), "utf8")).count as number;
   assert.ok(saved > 0);
-  // Snapshots (their files, as the snapshots part lays them out) travel unless left out.
-  await writeFile(join(a.dir, "vms/web/snapshots.json"), '{"snapshots":[]}\n');
-  await mkdir(join(a.dir, "vms/web/snapshots/s1/state"), { recursive: true });
-  await writeFile(join(a.dir, "vms/web/snapshots/s1/state/counter.json"), '{"count":1}');
-  const before = await tree(join(a.dir, "vms/web"));
+  const before = { vm: await tree(join(a.dir, "vms/web")), disks: await tree(join(a.dir, "disks")) };
   const recordBefore = a.hv.get("web");
 
   const bytes = await exportBytes(a.hv, "web");
-  assert.deepEqual(await tree(join(a.dir, "vms/web")), before, "the export changed the source VM's files");
+  assert.deepEqual(await tree(join(a.dir, "vms/web")), before.vm, "the export changed the source VM's files");
+  assert.deepEqual(await tree(join(a.dir, "disks")), before.disks, "the export changed the disk nodes");
   assert.deepEqual(a.hv.get("web"), recordBefore);
-  // 1 MiB disk, two non-zero sectors: two 4 KiB pages and the framing, not the megabyte.
-  assert.ok(bytes.length < 32 * 1024, `${bytes.length} bytes`);
+  // A 1 MiB disk with two non-zero sectors: qcow2 metadata, two data pages and the framing, not the megabyte.
+  assert.ok(bytes.length < 128 * 1024, `${bytes.length} bytes`);
 
   const op = await b.hv.importVm(streamOf(bytes));
   assert.equal(op.status, "DONE");
@@ -108,11 +111,20 @@ test("a suspended VM exported from one data directory resumes in another where i
   assert.equal(imported.status, "SUSPENDED");
   assert.equal(imported.id, recordBefore.id, "the same VM, moved: same id");
   assert.match(imported.history.at(-1)!.reason, /import: recreated from an export of VM 'web'/);
+  // The same disk files: the active overlay and every node (the image's base and the snapshot's layer).
+  const nodesA = await tree(join(a.dir, "disks"));
+  assert.deepEqual(await tree(join(b.dir, "disks")), nodesA);
+  assert.equal(Object.keys(nodesA).length, 2);
   assert.deepEqual(
-    await readFile(join(b.dir, "vms/web/disk.img")),
-    await readFile(join(a.dir, "vms/web/disk.img")),
+    await readFile(join(b.dir, "vms/web/disk.qcow2")),
+    await readFile(join(a.dir, "vms/web/disk.qcow2")),
   );
-  assert.equal(await readFile(join(b.dir, "vms/web/snapshots/s1/state/counter.json"), "utf8"), '{"count":1}');
+  for (const link of await diskChain(join(b.dir, "vms/web/disk.qcow2")))
+    assert.ok(link.path.startsWith(b.dir), `${link.path} is in the importing home`);
+  assert.deepEqual(
+    (await b.hv.listSnapshots("web")).map((x) => x.name),
+    ["s1"],
+  );
 
   await ok(b.hv, b.hv.resume("web"));
   assert.equal(b.hv.get("web").status, "RUNNING");
@@ -131,9 +143,17 @@ test("a suspended VM exported from one data directory resumes in another where i
   await b.hv.importVm(streamOf(bytes), { name: "web-two" });
   assert.equal(b.hv.get("web-two").status, "SUSPENDED");
   assert.notEqual(b.hv.get("web-two").id, recordBefore.id);
+  // Its nodes were there already, identical: reused (no second copy); its snapshots follow its new id.
+  assert.deepEqual(await tree(join(b.dir, "disks")), nodesA);
+  assert.deepEqual(
+    (await b.hv.listSnapshots("web-two")).map((x) => x.name),
+    ["s1"],
+  );
+  await ok(b.hv, await b.hv.restoreSnapshot("web-two", "s1"));
 
-  // --no-snapshots leaves them out.
+  // --no-snapshots leaves them out, and the snapshot's node with them (the active chain still has it).
   const bare = await exportBytes(a.hv, "web", false);
+  assert.ok(bare.length < bytes.length);
   await b.hv.importVm(streamOf(bare), { name: "web-bare" });
   await assert.rejects(stat(join(b.dir, "vms/web-bare/snapshots.json")), { code: "ENOENT" });
   await assert.rejects(stat(join(b.dir, "vms/web-bare/snapshots")), { code: "ENOENT" });
@@ -151,6 +171,16 @@ test("a suspended VM exported from one data directory resumes in another where i
   assert.equal(c.hv.get("web").status, "TERMINATED");
   await assert.rejects(stat(join(c.dir, "vms/web/state")), { code: "ENOENT" });
   await ok(c.hv, c.hv.start("web"));
+
+  // A node of the same id but other contents on the importing host is never reused: refused, nothing made.
+  const [node] = Object.keys(nodesA).filter((n) => !n.startsWith("base-"));
+  const d = await home("d");
+  await mkdir(join(d.dir, "disks"), { recursive: true });
+  await writeFile(join(d.dir, "disks", node!), "not the same node");
+  const op2 = await d.hv.importVm(streamOf(bytes));
+  assert.match(op2.error?.message ?? "", /its disk node .* differs from the node of that id/);
+  assert.deepEqual(await readdir(join(d.dir, "vms")), []);
+  assert.deepEqual(await readdir(join(d.dir, "disks")), [node]);
 });
 
 test("bad input creates nothing: truncated, each region changed, future version, not an export, unknown engine", async () => {
@@ -163,6 +193,12 @@ test("bad input creates nothing: truncated, each region changed, future version,
   const empty = await readdir(vms);
   const nothingCreated = async (what: string) => {
     assert.deepEqual(await readdir(vms), empty, `${what}: something was left in ${vms}`);
+    assert.deepEqual(await readdir(join(b.dir, "disks")), [], `${what}: a disk node was left`);
+    assert.deepEqual(
+      (await readdir(b.dir)).filter((n) => n.startsWith(".tmp")),
+      [],
+      `${what}: staging left`,
+    );
     assert.throws(() => b.hv.get("db"), /was not found/);
   };
 
@@ -181,7 +217,8 @@ test("bad input creates nothing: truncated, each region changed, future version,
   }
   // One byte in each region: header (version minor), manifest, a FILE record, data, the trailer's digest.
   const disk = bytes.indexOf("first sector");
-  const fileRecord = bytes.indexOf('{"path":"vm/disk.img"');
+  const fileRecord = bytes.indexOf('{"path":"vm/disk.qcow2"');
+  assert.ok(fileRecord > 0 && disk > 0);
   for (const at of [10, FILE_HEADER_BYTES + 30, fileRecord + 3, disk + 2, bytes.length - 5]) {
     const damaged = Buffer.from(bytes);
     damaged[at]! ^= 0x01;
@@ -217,9 +254,9 @@ test("a full disk during an import: a clear error, nothing created (an 8 MiB tmp
   const a = await home("full-a");
   await ok(a.hv, a.hv.insert({ name: "big", machineType: "t1-micro" }));
   await ok(a.hv, a.hv.suspend("big"));
-  // 12 MiB of random (incompressible, non-zero) disk: more than the tmpfs holds.
-  const disk = join(a.dir, "vms/big/disk.img");
-  execFileSync("dd", ["if=/dev/urandom", `of=${disk}`, "bs=1M", "count=12", "status=none"]);
+  // 12 MiB of random (non-zero) bytes in its saved state: more than the tmpfs holds.
+  const filler = join(a.dir, "vms/big/state/filler.bin");
+  execFileSync("dd", ["if=/dev/urandom", `of=${filler}`, "bs=1M", "count=12", "status=none"]);
   const bytes = await exportBytes(a.hv, "big");
   const mountPoint = join(root, "full-fs");
   await mkdir(mountPoint);
@@ -233,6 +270,11 @@ test("a full disk during an import: a clear error, nothing created (an 8 MiB tmp
       return true;
     });
     assert.deepEqual(await readdir(join(mountPoint, "home/vms")), []);
+    assert.deepEqual(await readdir(join(mountPoint, "home/disks")), []);
+    assert.deepEqual(
+      (await readdir(join(mountPoint, "home"))).filter((n) => n.startsWith(".tmp")),
+      [],
+    );
     assert.throws(() => b.get("big"), /was not found/);
     await closeAndKill(b);
   } finally {

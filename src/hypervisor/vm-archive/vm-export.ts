@@ -1,10 +1,16 @@
 // What an export file holds of one VM at rest (TERMINATED or SUSPENDED; the hypervisor holds the VM while
-// it is read): its definition, its disk, its saved state when SUSPENDED, its snapshots unless left out, and
-// the boot files it needs on a host without its image. Only reads: the source VM is never changed.
+// it is read): its definition, its active disk and every disk node (disks/, shared bases included) its
+// chain and its snapshots' chains reach, its saved state when SUSPENDED, its snapshots (list and saved
+// memory) unless left out, and the boot files it needs on a host without its image. Only reads: the
+// source VM and its nodes are never changed.
 
+import { existsSync } from "node:fs";
 import { lstat, readdir, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
+import { diskChain } from "../../engines/backends/qcow2/index.ts";
+import { activeDiskOf, SNAPSHOTS_FILE } from "../disk-store.ts";
 import type { ImageCatalog } from "../hypervisor.ts";
+import { treeNodes } from "../snapshot-tree.ts";
 import type { VmPaths } from "../store.ts";
 import { BOOT_DIR, BOOT_MANIFEST, bootManifest, vmBootFiles } from "../vm-boot-files.ts";
 import type { VmRecord } from "../vm-record.ts";
@@ -23,9 +29,7 @@ interface SourceFile {
   size: number;
 }
 
-/** The VM directory's entries an export carries, and the archive prefix each goes under. */
-const DISK_FILES = ["disk.img", "disk.qcow2"];
-const SNAPSHOT_ENTRIES = ["snapshots.json", "snapshots"];
+const SNAPSHOT_ENTRIES = [SNAPSHOTS_FILE, "snapshots"];
 
 /** Every regular file under `dir`, as archive paths under `prefix`, sorted; a symlink or device is refused. */
 async function filesUnder(dir: string, prefix: string): Promise<SourceFile[]> {
@@ -56,6 +60,7 @@ async function existing(path: string): Promise<boolean> {
 async function vmFiles(
   record: VmRecord,
   paths: VmPaths,
+  disksDir: string,
   images: ImageCatalog,
   options: ExportOptions,
 ): Promise<SourceFile[]> {
@@ -67,9 +72,31 @@ async function vmFiles(
     if (info.isDirectory()) files.push(...(await filesUnder(source, `vm/${entry}`)));
     else files.push({ path: `vm/${entry}`, source, size: info.size });
   };
-  for (const disk of DISK_FILES) await add(disk);
+  const snapshots = options.snapshots ?? true;
+  // The active disk, then every node its chain and (unless left out) its snapshots' chains reach.
+  const active = activeDiskOf(paths.dir);
+  const chains = [await diskChain(active)];
+  if (snapshots)
+    for (const node of await treeNodes(paths.dir)) {
+      const nodePath = [".qcow2", ".raw"].map((ext) => join(disksDir, `${node}${ext}`)).find(existsSync);
+      if (!nodePath) throw new Error(`the disk node ${node} of a snapshot of '${record.name}' is missing`);
+      chains.push(await diskChain(nodePath));
+    }
+  await add(basename(active));
+  const nodes = new Set<string>();
+  for (const chain of chains)
+    for (const link of chain) {
+      if (link.path === active) continue;
+      if (dirname(link.path) !== disksDir)
+        throw new Error(
+          `the disk ${link.path} in the chain of '${record.name}' is not a node of ${disksDir}`,
+        );
+      nodes.add(link.path);
+    }
+  for (const node of [...nodes].sort())
+    files.push({ path: `disks/${basename(node)}`, source: node, size: (await stat(node)).size });
   if (record.status === "SUSPENDED") await add("state");
-  if (options.snapshots ?? true) for (const entry of SNAPSHOT_ENTRIES) await add(entry);
+  if (snapshots) for (const entry of SNAPSHOT_ENTRIES) await add(entry);
   // An imported VM has its own boot files; any other VM takes its image's along.
   if (await vmBootFiles(paths.dir)) await add(BOOT_DIR);
   else {
@@ -96,6 +123,8 @@ async function vmFiles(
 export async function planVmExport(
   record: VmRecord,
   paths: VmPaths,
+  /** The data directory's disks/ (disk-store.ts), where the VM's disk nodes are. */
+  disksDir: string,
   images: ImageCatalog,
   options: ExportOptions = {},
   now = new Date(),
@@ -109,6 +138,6 @@ export async function planVmExport(
       vm: record,
       snapshots: options.snapshots ?? true,
     },
-    await vmFiles(record, paths, images, options),
+    await vmFiles(record, paths, disksDir, images, options),
   );
 }

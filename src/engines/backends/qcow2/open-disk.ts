@@ -1,0 +1,40 @@
+// Opens a disk, raw or qcow2 with its whole backing chain, as a DiskBackend: the top file writable unless
+// asked otherwise, every backing file read-only, the layers opened bottom-up so each gets its backing.
+
+import type { DiskBackend } from "./disk-backend.ts";
+import { LayerDiskBackend } from "./disk-backend.ts";
+import { walkChain } from "./disk-chain.ts";
+import type { DiskLayer } from "./disk-layer.ts";
+import { Qcow2Error } from "./qcow2-error.ts";
+import { Qcow2Image } from "./qcow2-image.ts";
+import { RawLayer } from "./raw-layer.ts";
+
+export interface OpenDiskOptions {
+  readonly readOnly?: boolean;
+}
+
+export async function openDisk(path: string, options: OpenDiskOptions = {}): Promise<DiskBackend> {
+  const links = await walkChain(path, true, !options.readOnly);
+  let layer: DiskLayer | null = null;
+  let opened = 0;
+  try {
+    for (let i = links.length - 1; i >= 0; i--) {
+      const { file, probed } = links[i]!;
+      if (probed.header === null) {
+        if (i === 0 && file.size % 512 !== 0)
+          throw new Qcow2Error(
+            "bad-disk-image",
+            `disk image ${file.path} is ${file.size} bytes, not a whole number of 512-byte sectors`,
+          );
+        layer = new RawLayer(file, file.size);
+      } else layer = await Qcow2Image.open(file, probed.header, layer);
+      opened++;
+    }
+  } catch (err) {
+    // The layers opened so far close their backing layers; the files not yet wrapped close here.
+    await layer?.close();
+    for (let i = links.length - 1 - opened; i >= 0; i--) await links[i]!.file.close();
+    throw err;
+  }
+  return new LayerDiskBackend(layer!);
+}

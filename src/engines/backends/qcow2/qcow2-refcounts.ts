@@ -1,0 +1,250 @@
+// The reference counts of a writable qcow2 file (spec: "Host cluster management"): the refcount table, its
+// refcount blocks behind a bounded cache, and cluster allocation. Clusters are handed out from a small pool
+// whose refcounts were written and synced first, so an L2 entry can never reach the disk pointing at a
+// cluster whose refcount did not; a crash leaks the unused part of the pool, never more. Frees wait for the
+// next flush (the L2 entries that dropped them are synced first), so a crash never leaves a referenced
+// cluster with a refcount of zero.
+
+import type { DiskFile } from "./disk-file.ts";
+import { Qcow2Error } from "./qcow2-error.ts";
+import type { Qcow2Header } from "./qcow2-header.ts";
+import { TableCache } from "./table-cache.ts";
+
+/** Clusters reserved per sync: 2 MiB of 64 KiB clusters, so sequential growth costs one fdatasync per 2 MiB. */
+const POOL_CLUSTERS = 32;
+/** Frees held back before a flush forces them out anyway. */
+const MAX_PENDING_FREES = 4096;
+
+export class Qcow2Refcounts {
+  private readonly clusterSize: number;
+  private readonly bits: number;
+  private readonly perBlock: number;
+  private readonly max: number;
+  private readonly table: Uint8Array;
+  private readonly tableView: DataView;
+  private readonly blocks = new TableCache(32);
+  private readonly pool: number[] = [];
+  private pendingFrees: number[] = [];
+  /** No cluster below this index is free (a hint; frees move it back). */
+  private freeHint = 0;
+
+  private constructor(
+    private readonly file: DiskFile,
+    private readonly header: Qcow2Header,
+    table: Uint8Array,
+  ) {
+    this.clusterSize = header.clusterSize;
+    this.bits = 2 ** header.refcountOrder;
+    this.perBlock = (header.clusterSize * 8) / this.bits;
+    this.max = this.bits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** this.bits - 1;
+    this.table = table;
+    this.tableView = new DataView(table.buffer, table.byteOffset, table.length);
+  }
+
+  static async load(file: DiskFile, header: Qcow2Header): Promise<Qcow2Refcounts> {
+    const table = new Uint8Array(header.refcountTableClusters * header.clusterSize);
+    await file.read(header.refcountTableOffset, table);
+    return new Qcow2Refcounts(file, header, table);
+  }
+
+  private bad(problem: string): Qcow2Error {
+    return new Qcow2Error("bad-disk-image", `disk image ${this.file.path}: ${problem}`);
+  }
+
+  /** The offset of refcount block `index`, validated, or 0 when it is not allocated. */
+  private blockOffset(index: number): number {
+    if (index * 8 >= this.table.length) return 0;
+    const hi = this.tableView.getUint32(index * 8);
+    const lo = this.tableView.getUint32(index * 8 + 4);
+    if (hi === 0 && lo === 0) return 0;
+    if (hi >= 2 ** 21) throw this.bad(`refcount block ${index} has an impossible offset`);
+    const offset = hi * 2 ** 32 + ((lo & ~511) >>> 0);
+    if (offset % this.clusterSize !== 0 || offset === 0)
+      throw this.bad(`refcount block ${index} offset 0x${offset.toString(16)} is not cluster-aligned`);
+    if (offset + this.clusterSize > this.file.size)
+      throw this.bad(`refcount block ${index} at 0x${offset.toString(16)} lies beyond the end of the file`);
+    return offset;
+  }
+
+  private async block(offset: number): Promise<Uint8Array> {
+    const cached = this.blocks.get(offset);
+    if (cached) return cached;
+    const b = new Uint8Array(this.clusterSize);
+    await this.file.read(offset, b);
+    this.blocks.set(offset, b);
+    return b;
+  }
+
+  private entry(block: Uint8Array, i: number): number {
+    const bits = this.bits;
+    if (bits < 8) {
+      // Sub-byte refcounts are packed from the least significant bit (QEMU's get_refcount_ro0..2).
+      const perByte = 8 / bits;
+      return (block[Math.floor(i / perByte)]! >> ((i % perByte) * bits)) & (2 ** bits - 1);
+    }
+    const bytes = bits / 8;
+    let v = 0;
+    for (let k = 0; k < bytes; k++) v = v * 256 + block[i * bytes + k]!;
+    return v;
+  }
+
+  private setEntry(block: Uint8Array, i: number, value: number): void {
+    const bits = this.bits;
+    if (bits < 8) {
+      const perByte = 8 / bits;
+      const shift = (i % perByte) * bits;
+      const at = Math.floor(i / perByte);
+      block[at] = (block[at]! & ~((2 ** bits - 1) << shift)) | (value << shift);
+      return;
+    }
+    const bytes = bits / 8;
+    for (let k = bytes - 1; k >= 0; k--) {
+      block[i * bytes + k] = value % 256;
+      value = Math.floor(value / 256);
+    }
+  }
+
+  /** The refcount of host cluster `cluster`. */
+  async get(cluster: number): Promise<number> {
+    const offset = this.blockOffset(Math.floor(cluster / this.perBlock));
+    if (offset === 0) return 0;
+    return this.entry(await this.block(offset), cluster % this.perBlock);
+  }
+
+  /** Adds `delta` to the refcounts of `clusters` (all in one block), with one write of the changed bytes. */
+  private async change(clusters: number[], delta: number): Promise<void> {
+    const index = Math.floor(clusters[0]! / this.perBlock);
+    const offset = this.blockOffset(index);
+    if (offset === 0) throw this.bad(`refcount block ${index} is missing for an allocated cluster`);
+    const block = await this.block(offset);
+    let lo = Number.POSITIVE_INFINITY;
+    let hi = 0;
+    for (const c of clusters) {
+      const i = c % this.perBlock;
+      const old = this.entry(block, i);
+      const now = old + delta;
+      if (now > this.max)
+        throw this.bad(`refcount of cluster ${c} would overflow (${old} is the ${this.bits}-bit maximum)`);
+      if (now < 0) throw this.bad(`refcount of cluster ${c} would drop below zero`);
+      this.setEntry(block, i, now);
+      const byte = Math.floor((i * this.bits) / 8);
+      lo = Math.min(lo, byte);
+      hi = Math.max(hi, byte + Math.max(1, this.bits / 8));
+    }
+    await this.file.write(offset + lo, block.subarray(lo, hi));
+  }
+
+  /** One more reference to host cluster `cluster` (refused on overflow). */
+  async increment(cluster: number): Promise<void> {
+    await this.change([cluster], 1);
+  }
+
+  /** Applies `delta` to many clusters, one write per refcount block touched. */
+  private async changeAll(clusters: number[], delta: number): Promise<void> {
+    clusters.sort((a, b) => a - b);
+    let run: number[] = [];
+    for (const c of clusters) {
+      if (run.length > 0 && Math.floor(c / this.perBlock) !== Math.floor(run[0]! / this.perBlock)) {
+        await this.change(run, delta);
+        run = [];
+      }
+      run.push(c);
+    }
+    if (run.length > 0) await this.change(run, delta);
+  }
+
+  /** A cluster (byte offset) whose refcount is already 1 on disk; the caller will reference it. */
+  async allocate(): Promise<number> {
+    if (this.pool.length === 0) await this.refill();
+    return this.pool.shift()! * this.clusterSize;
+  }
+
+  /** Finds free clusters, takes them (refcount 1) and syncs, so they are safe to reference. */
+  private async refill(): Promise<void> {
+    const taken: number[] = [];
+    let c = this.freeHint;
+    while (taken.length < POOL_CLUSTERS) {
+      const index = Math.floor(c / this.perBlock);
+      let offset = this.blockOffset(index);
+      if (offset === 0 && this.isFixedMetadata(c)) {
+        c++;
+        continue;
+      }
+      if (offset === 0) {
+        // No refcount block covers this range yet, so all of it is free: the new block goes at its first
+        // free cluster and counts itself (a self-describing block, as QEMU places them).
+        offset = await this.newBlock(index, c);
+        c++;
+        continue;
+      }
+      const block = await this.block(offset);
+      if (this.entry(block, c % this.perBlock) === 0 && !this.isFixedMetadata(c)) taken.push(c);
+      c++;
+    }
+    this.freeHint = c;
+    await this.changeAll([...taken], 1);
+    await this.file.sync();
+    this.pool.push(...taken);
+  }
+
+  /**
+   * The header, L1 table and refcount table never move: a (hostile or corrupt) file that counts them as
+   * free must not get data written over them.
+   */
+  private isFixedMetadata(cluster: number): boolean {
+    const h = this.header;
+    const at = cluster * this.clusterSize;
+    const inside = (start: number, bytes: number) => at + this.clusterSize > start && at < start + bytes;
+    return (
+      cluster === 0 ||
+      inside(h.l1TableOffset, h.l1Size * 8) ||
+      inside(h.refcountTableOffset, h.refcountTableClusters * this.clusterSize)
+    );
+  }
+
+  private async newBlock(index: number, at: number): Promise<number> {
+    if ((index + 1) * 8 > this.table.length)
+      throw new Qcow2Error(
+        "disk-io-failed",
+        `disk image ${this.file.path} is full: its refcount table has no room for more clusters`,
+      );
+    const offset = at * this.clusterSize;
+    const block = new Uint8Array(this.clusterSize);
+    this.setEntry(block, at % this.perBlock, 1);
+    await this.file.write(offset, block);
+    await this.file.sync();
+    this.blocks.set(offset, block);
+    const entry = new Uint8Array(8);
+    new DataView(entry.buffer).setUint32(0, Math.floor(offset / 2 ** 32));
+    new DataView(entry.buffer).setUint32(4, offset >>> 0);
+    await this.file.write(this.header.refcountTableOffset + index * 8, entry);
+    this.table.set(entry, index * 8);
+    return offset;
+  }
+
+  /** Drops one reference to the cluster at byte offset `offset` at the next flush (see the file comment). */
+  release(offset: number): void {
+    this.pendingFrees.push(Math.floor(offset / this.clusterSize));
+  }
+
+  get hasManyPendingFrees(): boolean {
+    return this.pendingFrees.length >= MAX_PENDING_FREES;
+  }
+
+  /** Applies the held-back frees. Call only after a sync made the L2 changes that dropped them durable. */
+  async applyFrees(): Promise<void> {
+    if (this.pendingFrees.length === 0) return;
+    const frees = this.pendingFrees;
+    this.pendingFrees = [];
+    await this.changeAll(frees, -1);
+    for (const c of frees) this.freeHint = Math.min(this.freeHint, c);
+  }
+
+  /** Gives back the pool's unused clusters (before closing: else they would show as leaks). */
+  async returnPool(): Promise<void> {
+    const unused = this.pool.splice(0);
+    if (unused.length === 0) return;
+    await this.changeAll(unused, -1);
+    for (const c of unused) this.freeHint = Math.min(this.freeHint, c);
+  }
+}
