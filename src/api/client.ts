@@ -314,7 +314,7 @@ export class ApiClient {
                 ? new ApiError(
                     0,
                     "export-interrupted",
-                    `the daemon ended the export after ${received} of ${total} bytes`,
+                    `the daemon ended the export after ${received} of ${total} bytes (${e.message})`,
                   )
                 : e,
             );

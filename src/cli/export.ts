@@ -61,9 +61,9 @@ export async function exportCommand(argv: string[]): Promise<number> {
   );
   try {
     const client = await connectDaemon();
-    const dest = toStdout
-      ? createWriteStream("", { fd: 1, autoClose: false })
-      : createWriteStream(temp!, { flags: "wx", mode: 0o600 });
+    // process.stdout, not a file stream on fd 1: once Node has made a pipe's fd non-blocking, plain writes
+    // to it fail with EAGAIN whenever the reader is behind.
+    const dest = toStdout ? process.stdout : createWriteStream(temp!, { flags: "wx", mode: 0o600 });
     await client.exportInstance(name, dest, {
       snapshots: !values["no-snapshots"],
       onProgress: (received, total) => progress.update(received, total),

@@ -72,7 +72,7 @@ export async function importCommand(argv: string[]): Promise<number> {
   );
   try {
     const client = await connectDaemon();
-    const source = fromStdin ? createReadStream("", { fd: 0, autoClose: false }) : createReadStream(file);
+    const source = fromStdin ? process.stdin : createReadStream(file);
     const op = await client.importInstance(source, {
       name: values.name,
       onProgress: (sent) => progress.update(sent, total),

@@ -13,12 +13,12 @@ export class TransferProgress {
   private lastTenth = -1;
   private drawn = false;
 
-  /** `show`: true/false as asked (--progress / --no-progress), undefined for "when stderr is a terminal". */
   constructor(
     private readonly what: string,
     private readonly mode: "tty" | "lines" | "off",
   ) {}
 
+  /** `show`: true/false as asked (--progress / --no-progress), undefined for "when stderr is a terminal". */
   static choose(what: string, show: boolean | undefined): TransferProgress {
     const tty = process.stderr.isTTY === true;
     const mode = show === false ? "off" : tty ? "tty" : show ? "lines" : "off";

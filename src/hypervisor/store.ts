@@ -86,7 +86,7 @@ export function checkVmName(name: string): void {
 }
 
 /** fsync of a directory: makes a rename or a new entry in it durable. */
-async function syncDir(dir: string): Promise<void> {
+export async function syncDir(dir: string): Promise<void> {
   const fh = await open(dir, "r");
   try {
     await fh.sync();

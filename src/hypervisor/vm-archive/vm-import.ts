@@ -23,7 +23,7 @@ import { diskChain, readDiskInfo } from "../../engines/backends/qcow2/index.ts";
 import { DISKS_DIR, SNAPSHOTS_FILE } from "../disk-store.ts";
 import { HypervisorError } from "../hypervisor-error.ts";
 import { readTree } from "../snapshot-tree.ts";
-import { writeFileAtomic } from "../store.ts";
+import { syncDir, writeFileAtomic } from "../store.ts";
 import { serializeVmRecord, type VmRecord, withHistory } from "../vm-record.ts";
 import { ArchiveError, ImportWriteError } from "./archive-format.ts";
 import { type ArchiveManifest, hostByteOrder } from "./archive-manifest.ts";
@@ -193,15 +193,6 @@ async function sameContent(a: string, b: string): Promise<boolean> {
     return true;
   } finally {
     await Promise.all([fa.close(), fb.close()]);
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, "r");
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
   }
 }
 
