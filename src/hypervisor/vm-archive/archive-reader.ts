@@ -55,7 +55,8 @@ class ByteSource {
     }
     if (this.buffered < n) return null;
     const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
-    const out = Buffer.from(all.subarray(0, n)); // a copy: the sink may keep it
+    // No copy: a stream's chunks are never reused by their producer, so the sink may keep a view of one.
+    const out = all.subarray(0, n);
     const rest = all.subarray(n);
     this.chunks.length = 0;
     if (rest.length > 0) this.chunks.push(rest);
