@@ -74,16 +74,21 @@ test("the format 1.0 export in tests/fixtures imports and resumes exactly: the c
   const resumed = await hv.waitOperation(hv.resume("old").id, 120_000);
   assert.equal(resumed.error, null, resumed.error?.message);
   let ticks: number[] = [];
+  let contents = "";
   const t0 = Date.now();
   while (ticks.length < 5) {
     assert.ok(Date.now() - t0 < 60_000, "the resumed guest printed fewer than 5 ticks in 60 s");
     await new Promise((r) => setTimeout(r, 200));
-    const { contents } = await hv.serialPortOutput("old", 0);
+    contents = (await hv.serialPortOutput("old", 0)).contents;
     ticks = [...contents.matchAll(/tick ([0-9a-f]{8})\n/g)].map((m) => Number.parseInt(m[1]!, 16));
   }
   // Suspended in the middle of printing tick 42 or in the wait after it: the first whole line is 43.
   assert.equal(ticks[0], LAST_TICK + 1, `ticks after the resume: ${ticks.join(", ")}`);
   ticks.forEach((t, i) => assert.equal(t, LAST_TICK + 1 + i, "consecutive"));
-  const { contents } = await hv.serialPortOutput("old", 0);
-  assert.ok(contents.length < 20 + ticks.length * 14 + 14, "nothing else printed: no second boot");
+  // Nothing else: at most the rest of the line cut by the suspend, and the line being printed now.
+  assert.match(
+    contents.replace(/tick [0-9a-f]{8}\n/g, ""),
+    /^(?:t?i?c?k? ?[0-9a-f]{0,8}\n)?(?:t(?:i(?:c(?:k(?: [0-9a-f]{0,8})?)?)?)?)?$/,
+    "no second boot, nothing but ticks",
+  );
 });
