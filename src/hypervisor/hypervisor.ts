@@ -685,12 +685,18 @@ export class Hypervisor {
    * archive's exact size and its bytes as a stream, read as fast as it takes them. The VM is held meanwhile
    * (its operations wait behind the export) and nothing of it is changed. Not an operation: a download.
    */
-  exportVm<T>(
+  async exportVm<T>(
     name: string,
     options: ExportOptions,
     consume: (archive: { readonly bytes: number; readonly stream: AsyncIterable<Buffer> }) => Promise<T>,
   ): Promise<T> {
     const slot = this.slot(name);
+    // A running guest writes its disk and memory as they would be read: the user pauses it, knowingly.
+    if (slot.busy === 0 && slot.record.status === "RUNNING")
+      throw new HypervisorError(
+        "illegal-action",
+        `cannot export VM '${name}' while it is RUNNING: suspend it (its memory goes along) or stop it first`,
+      );
     return this.hold(slot, "export", async () => {
       const plan = await planVmExport(
         slot.record,
