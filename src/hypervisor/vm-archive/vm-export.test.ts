@@ -12,8 +12,9 @@ import { closeAndKill } from "../fixtures/close-and-kill.ts";
 import { openFixtureHypervisor } from "../fixtures/fixture-hypervisor.ts";
 import type { Hypervisor } from "../hypervisor.ts";
 import { HypervisorError } from "../hypervisor-error.ts";
-import { diskChain } from "../../engines/backends/qcow2/index.ts";
+import { createQcow2, diskChain } from "../../engines/backends/qcow2/index.ts";
 import { FILE_HEADER_BYTES } from "./archive-format.ts";
+import { planArchive, writeArchive } from "./archive-writer.ts";
 
 const root = await mkdtemp(join(tmpdir(), "tsvm-export-"));
 const opened: Hypervisor[] = [];
@@ -280,4 +281,109 @@ test("a full disk during an import: a clear error, nothing created (an 8 MiB tmp
   } finally {
     execFileSync("umount", ["-l", mountPoint]);
   }
+});
+
+test("a hostile export file, well formed and checksummed: a planted VMM record, a disk backed by a host file or by a node it lacks; refused, nothing created", async () => {
+  const b = await home("hostile");
+  const dir = join(root, "hostile-parts");
+  await mkdir(dir, { recursive: true });
+  const record = {
+    formatVersion: 1 as const,
+    id: "11111111-2222-4333-8444-555555555555",
+    name: "evil",
+    machineType: "t1-micro",
+    cpus: 1,
+    memoryMiB: 128,
+    diskMiB: 1,
+    image: "default",
+    engine: "fixture",
+    automaticRestart: true,
+    cpuCapPercent: null,
+    cpuWeight: 100,
+    status: "TERMINATED" as const,
+    statusMessage: "",
+    creationTimestamp: "2026-01-01T00:00:00.000Z",
+    lastStartTimestamp: null,
+    lastStopTimestamp: null,
+    lastSuspendedTimestamp: null,
+    history: [],
+  };
+  const archive = async (files: Array<{ path: string; source: string | Buffer }>) => {
+    const sized = await Promise.all(
+      files.map(async (f) => ({
+        ...f,
+        size: typeof f.source === "string" ? (await stat(f.source)).size : f.source.length,
+      })),
+    );
+    const plan = await planArchive(
+      {
+        format: "tsvm-vm-export",
+        exportedAt: "2026-01-02T00:00:00.000Z",
+        writer: "someone",
+        byteOrder: "little",
+        vm: record,
+        snapshots: false,
+      },
+      sized,
+    );
+    const chunks: Buffer[] = [];
+    for await (const c of writeArchive(plan)) chunks.push(c);
+    return Buffer.concat(chunks);
+  };
+  const raw = Buffer.alloc(65536);
+  await createQcow2(join(dir, "host-backed.qcow2"), {
+    sizeBytes: 1 << 20,
+    backing: { name: "/etc/hostname", format: "raw" },
+  });
+  await createQcow2(join(dir, "node-backed.qcow2"), {
+    sizeBytes: 1 << 20,
+    backing: { name: "../../disks/abc123.qcow2", format: "qcow2" },
+  });
+  const nothingCreated = async () => {
+    assert.deepEqual(await readdir(join(b.dir, "vms")), []);
+    assert.deepEqual(await readdir(join(b.dir, "disks")), []);
+    assert.deepEqual(
+      (await readdir(b.dir)).filter((n) => n.startsWith(".tmp")),
+      [],
+    );
+  };
+  const cases: Array<[string, Buffer, RegExp]> = [
+    [
+      "a planted VMM record",
+      await archive([
+        { path: "vm/disk.img", source: raw },
+        { path: "vm/vmm.json", source: Buffer.from('{"pid":1}') },
+      ]),
+      /it holds vm\/vmm\.json, which is no part of an exported VM/,
+    ],
+    [
+      "a disk backed by a host file",
+      await archive([{ path: "vm/disk.qcow2", source: join(dir, "host-backed.qcow2") }]),
+      /its disk is backed by "\/etc\/hostname", not by a disk node of the export/,
+    ],
+    [
+      "a disk backed by a node the file lacks",
+      await archive([{ path: "vm/disk.qcow2", source: join(dir, "node-backed.qcow2") }]),
+      /backed by the node abc123\.qcow2, which the export does not hold/,
+    ],
+    [
+      "a node named outside the node layout",
+      await archive([
+        { path: "vm/disk.img", source: raw },
+        { path: "disks/..qcow2", source: raw },
+      ]),
+      /is not a path an export may hold|not a disk node's name/,
+    ],
+  ];
+  for (const [what, bytes, message] of cases) {
+    await assert.rejects(b.hv.importVm(streamOf(bytes)), (e: Error) => {
+      assert.equal((e as HypervisorError).code, "bad-archive", `${what}: ${e.message}`);
+      assert.match(e.message, message, what);
+      return true;
+    });
+    await nothingCreated();
+  }
+  // The same parts, well laid out, import: the refusals above were about what they held.
+  await b.hv.importVm(streamOf(await archive([{ path: "vm/disk.img", source: raw }])));
+  assert.equal(b.hv.get("evil").status, "TERMINATED");
 });

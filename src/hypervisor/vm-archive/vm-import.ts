@@ -53,6 +53,11 @@ export interface StagedImport {
   discard(): Promise<void>;
 }
 
+/**
+ * What an export may put in the VM's directory (vm-export.ts): nothing else, so that a hostile file cannot
+ * plant a VMM record, a console history or a definition of its own.
+ */
+const VM_FILES = /^vm\/(?:disk\.qcow2|disk\.img|snapshots\.json|state\/.+|snapshots\/.+|boot\/.+)$/;
 /** A disk node's file name in disks/, as disk-store.ts names them. */
 const NODE_FILE = /^[a-z0-9-]{1,80}\.(?:qcow2|raw)$/;
 /** The only backing names an imported disk may have: the node layout of disk-store.ts, nothing outside it. */
@@ -87,6 +92,9 @@ class StagingSink implements ArchiveSink {
     );
     if (badNode)
       throw new ArchiveError(`it holds ${badNode.path.slice(0, 100)}, which is not a disk node's name`);
+    const stray = manifest.files.find((f) => f.path.startsWith("vm/") && !VM_FILES.test(f.path));
+    if (stray)
+      throw new ArchiveError(`it holds ${stray.path.slice(0, 100)}, which is no part of an exported VM`);
     if (!manifest.files.some((f) => f.path === "vm/disk.qcow2" || f.path === "vm/disk.img"))
       throw new ArchiveError("it holds no disk for the VM (vm/disk.qcow2 or vm/disk.img)");
     this.accepted = this.target.accept(manifest);
