@@ -1,6 +1,7 @@
 // `tsvm describe NAME`: one VM in full, with its VMM's pid and its recorded transitions.
 
 import { formatMiB } from "../api/sizes.ts";
+import type { Snapshot } from "../api/types.ts";
 import { connectDaemon } from "./daemon-connection.ts";
 import { fail, parseFormat, printJson } from "./output.ts";
 import { parseCommandLine } from "./parse-command-line.ts";
@@ -32,9 +33,16 @@ export async function describeCommand(argv: string[]): Promise<number> {
   try {
     const client = await connectDaemon();
     const vm = await client.getInstance(parsed.positionals[0]!);
-    const snapshots = (await client.listSnapshots(vm.name)).items;
+    // A VM is described even when its snapshot list is unusable; the line says why it is missing.
+    let snapshots: Snapshot[] | undefined;
+    let unusable = "";
+    try {
+      snapshots = (await client.listSnapshots(vm.name)).items;
+    } catch (e) {
+      unusable = (e as Error).message;
+    }
     if (format === "json") {
-      printJson({ ...vm, snapshots });
+      printJson(snapshots ? { ...vm, snapshots } : vm);
       return 0;
     }
     const lines = [
@@ -54,8 +62,8 @@ export async function describeCommand(argv: string[]): Promise<number> {
       "history:",
       ...vm.history.map((h) => `  ${h.at}  ${(h.from ?? "-").padEnd(12)} → ${h.to.padEnd(12)} ${h.reason}`),
     ];
-    process.stdout.write(`${lines.join("\n")}\nsnapshots:\n`);
-    printSnapshotTree(snapshots);
+    process.stdout.write(`${lines.join("\n")}\nsnapshots:${snapshots ? "" : ` unusable (${unusable})`}\n`);
+    if (snapshots) printSnapshotTree(snapshots);
     return 0;
   } catch (e) {
     return fail("describe", e);

@@ -72,13 +72,20 @@ export class DiskAdmission {
    * CapacityExceededError (DISK) when it does not fit. Call the returned function when its creation
    * failed; once the disk exists, `hold` what it may grow to.
    */
-  async admit(name: string, sizeMiB: number, path: string): Promise<() => void> {
+  async admit(
+    name: string,
+    sizeMiB: number,
+    path: string,
+    /** A shared need (an image's base node): admitted once while reserved, later callers share it. */
+    options: { readonly shared?: boolean } = {},
+  ): Promise<() => void> {
     // What in-flight copies wrote is measured before the free space: a copy advancing in between is then
     // counted twice (a refusal too many), never not at all (an overfilled disk).
     const written = new Map<string, number>();
     for (const [n, r] of this.reservations) written.set(n, await allocatedBytes(r.path()));
     const free = this.measureFreeBytes ? await this.measureFreeBytes() : this.capacity.diskFreeMiB * MIB;
     // From here on synchronous: no other admission interleaves.
+    if (options.shared && this.reservations.has(name)) return () => {};
     let reserved = 0;
     for (const [n, r] of this.reservations) reserved += Math.max(0, r.bytes - (written.get(n) ?? 0));
     const freeMiB = Math.max(0, Math.floor((free - reserved) / MIB));

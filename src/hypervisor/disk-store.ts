@@ -21,10 +21,12 @@ import {
   convertDisk,
   createQcow2,
   diskChain,
+  openDisk,
   readDiskInfo,
   setBacking,
 } from "../engines/backends/qcow2/index.ts";
 import { crashPoint } from "./crash-point.ts";
+import { syncDir } from "./store.ts";
 
 export const DISKS_DIR = "disks";
 /** The active disk of a VM made since qcow2 disks, and the raw one of an older VM. */
@@ -43,13 +45,33 @@ export function activeDiskOf(vmDir: string): string {
   return !existsSync(qcow2) && existsSync(legacy) ? legacy : qcow2;
 }
 
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, "r");
+/**
+ * Opens a disk just written (and closes it): its tables are checked against its size, so that a file a full
+ * filesystem cut short is refused before anything depends on it.
+ */
+async function checkWritten(path: string): Promise<void> {
   try {
-    await fh.sync();
-  } finally {
-    await fh.close();
+    await (await openDisk(path, { readOnly: true })).close();
+  } catch (e) {
+    throw new Error(
+      `the new disk ${path} was not written whole (is the filesystem full?): ${(e as Error).message}`,
+    );
   }
+}
+
+/**
+ * Creates the qcow2 overlay `path` of `backing`: written first without it and checked whole (its backing
+ * may not exist yet: a freeze names the node it is about to create), then given its backing name.
+ */
+async function createOverlayFile(
+  path: string,
+  sizeBytes: number,
+  backing: { name: string; format: "qcow2" | "raw" },
+): Promise<void> {
+  await createQcow2(path, { sizeBytes });
+  await checkWritten(path);
+  await setBacking(path, backing);
+  await syncFile(path);
 }
 
 async function syncFile(path: string): Promise<void> {
@@ -114,11 +136,7 @@ export async function freezeActiveDisk(
   const next = join(vmDir, NEXT_DISK);
   await rm(next, { force: true });
   try {
-    await createQcow2(next, {
-      sizeBytes: info.virtualSize,
-      backing: { name: relative(vmDir, node), format: info.format },
-    });
-    await syncFile(next);
+    await createOverlayFile(next, info.virtualSize, { name: relative(vmDir, node), format: info.format });
     await syncDir(vmDir);
   } catch (e) {
     await rm(next, { force: true });
@@ -144,11 +162,7 @@ export async function replaceActiveDisk(vmDir: string, nodePath: string): Promis
   const next = join(vmDir, NEXT_DISK);
   await rm(next, { force: true });
   try {
-    await createQcow2(next, {
-      sizeBytes: info.virtualSize,
-      backing: { name: relative(vmDir, nodePath), format: info.format },
-    });
-    await syncFile(next);
+    await createOverlayFile(next, info.virtualSize, { name: relative(vmDir, nodePath), format: info.format });
     await rename(next, join(vmDir, ACTIVE_DISK));
   } catch (e) {
     await rm(next, { force: true });
@@ -221,9 +235,9 @@ export class DiskStore {
     return inFlight;
   }
 
-  /** Whether the base node of `template` exists already (a new VM of it then costs no conversion). */
-  async hasBase(template: string): Promise<boolean> {
-    return existsSync((await this.baseOf(template)).node);
+  /** Where the base node of `template` is (or will be, once converted). */
+  async baseNodePath(template: string): Promise<string> {
+    return (await this.baseOf(template)).node;
   }
 
   private async baseOf(template: string): Promise<{ real: string; id: string; node: string }> {
@@ -241,6 +255,7 @@ export class DiskStore {
     const temp = join(this.dir, `${TEMP_PREFIX}${randomBytes(6).toString("hex")}`);
     try {
       await convertDisk(template, temp, { format: "qcow2" });
+      await checkWritten(temp);
       await chmod(temp, 0o444);
       await syncFile(temp);
       await rename(temp, node);
@@ -258,11 +273,16 @@ export class DiskStore {
    */
   async createOverlay(path: string, node: string): Promise<void> {
     const info = await readDiskInfo(node);
-    await createQcow2(path, {
-      sizeBytes: info.virtualSize,
-      backing: { name: relative(join(path, ".."), node), format: info.format },
-    });
-    await syncFile(path);
+    if (existsSync(path)) throw new Error(`the disk ${path} exists already`);
+    try {
+      await createOverlayFile(path, info.virtualSize, {
+        name: relative(join(path, ".."), node),
+        format: info.format,
+      });
+    } catch (e) {
+      await rm(path, { force: true });
+      throw e;
+    }
     await syncDir(join(path, ".."));
   }
 

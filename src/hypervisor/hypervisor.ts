@@ -3,6 +3,7 @@
 // (the daemon); every request on one VM is queued behind the previous one, so none is lost or interleaved.
 
 import { randomUUID } from "node:crypto";
+import { existsSync } from "node:fs";
 import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
@@ -389,13 +390,19 @@ export class Hypervisor {
         const paths = store.paths(req.name);
         try {
           const template = await this.config.images.diskTemplate(image);
-          // What the new disk may grow to (its image's size), and the image's base node when it is not
-          // converted yet; the reservation stays with the VM (disk-admission.ts).
-          const release = await this.disks.admit(
-            req.name,
-            template.sizeMiB * ((await this.nodes.hasBase(template.path)) ? 1 : 2),
-            paths.disk,
-          );
+          // The image's base node when it is not converted yet (once, however many inserts wait for it),
+          // and what the new disk may grow to (its image's size), which stays reserved for the VM.
+          const base = await this.nodes.baseNodePath(template.path);
+          const releaseBase = existsSync(base)
+            ? () => {}
+            : await this.disks.admit(`${image} (image base)`, template.sizeMiB, base, { shared: true });
+          let release: () => void;
+          try {
+            release = await this.disks.admit(req.name, template.sizeMiB, paths.disk);
+          } catch (e) {
+            releaseBase();
+            throw e;
+          }
           try {
             slot.record = { ...slot.record, diskMiB: template.sizeMiB };
             await store.create(slot.record).catch((e: Error) => {
@@ -422,6 +429,8 @@ export class Hypervisor {
           } catch (e) {
             release();
             throw e;
+          } finally {
+            releaseBase();
           }
           await this.holdDisk(slot);
           crashPoint("insert:after-disk-copy");
@@ -879,12 +888,16 @@ export class Hypervisor {
           await rm(this.config.store.paths(name).stateDir, { recursive: true, force: true });
           throw e;
         }
+        // Held until PROVISIONING counts it, as admit() does for start and resume.
+        this.reservations.set(name, { name: `${name} (reserved)`, status: "PROVISIONING", cpus, memoryMiB });
         // "resume …": a daemon restarted meanwhile returns the VM to SUSPENDED, its state being in place.
-        await this.setStatus(slot, "PROVISIONING", `resume from ${reason.replace(/^restoring /, "")}`, {
-          ...patch,
-          statusMessage: "",
-        });
-        await this.stageFromSaved(slot, `resume from ${reason.replace(/^restoring /, "")}`);
+        const why = `resume from ${reason.replace(/^restoring /, "")}`;
+        try {
+          await this.setStatus(slot, "PROVISIONING", why, { ...patch, statusMessage: "" });
+        } finally {
+          this.reservations.delete(name);
+        }
+        await this.stageFromSaved(slot, why);
       },
     };
   }

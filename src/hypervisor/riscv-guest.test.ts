@@ -16,7 +16,9 @@ import { Hypervisor } from "./hypervisor.ts";
 import { ImageCacheCatalog } from "./image-catalog.ts";
 import { hostCapacity } from "./resources.ts";
 import { VmStore } from "./store.ts";
+import { createGuest } from "./riscv-guest.ts";
 import { ProcessVmmLauncher } from "./vmm-process.ts";
+import { VMM_PROTOCOL_VERSION, type VmmSpec } from "./vmm-protocol.ts";
 
 const OPENSBI = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
 const missing =
@@ -254,4 +256,101 @@ test("suspend and resume a riscv VM: it continues without rebooting; a corrupt s
   const text = await log();
   assert.equal(text.split("OpenSBI v").length - 1, 1, "resumed, not rebooted: one firmware banner");
   assert.equal(text.split("<up>").length - 1, 1, "the guest's start-up ran once");
+});
+
+test("saveState with keepRunning: paused for the copy only, whilePaused runs paused, the state restores exactly", {
+  skip: noSnapshots,
+}, async () => {
+  const cache = join(root, "images");
+  // Counts a word in memory for ever.
+  await makeImage(
+    cache,
+    "counter",
+    "  la t0, count\n1: ld t1, 0(t0)\n  addi t1, t1, 1\n  sd t1, 0(t0)\n  j 1b\n.data\ncount: .dword 0\n",
+  );
+  process.env.TSVM_CACHE = dirname(cache);
+  const dir = join(root, "vm-save");
+  await mkdir(dir);
+  await writeFile(join(dir, "disk.img"), Buffer.alloc(64 * 1024));
+  const spec = (mode: "boot" | "restore", stateDir: string): VmmSpec => ({
+    protocol: VMM_PROTOCOL_VERSION,
+    mode,
+    vmId: "00000000-0000-4000-8000-000000000000",
+    name: "saver",
+    engine: "riscv",
+    engineModule: fileURLToPath(new URL("./riscv-guest.ts", import.meta.url)),
+    cpus: 1,
+    memoryMiB: 64,
+    image: "counter",
+    cpuCapPercent: null,
+    cpuWeight: 100,
+    vmDir: dir,
+    diskPath: join(dir, "disk.img"),
+    stateDir,
+    consoleLog: join(dir, "console.log"),
+    socketPath: join(dir, "vmm.sock"),
+  });
+  const instret = (g: { stats(): Record<string, number> }) => g.stats().instret ?? 0;
+  const guest = await createGuest(spec("boot", join(dir, "unused")));
+  try {
+    await guest.start("boot");
+    const runsOn = async (from: number) => {
+      for (let i = 0; i < 1000 && instret(guest) < from + 1_000_000; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      assert.ok(instret(guest) >= from + 1_000_000, `the guest runs (instret ${from} → ${instret(guest)})`);
+    };
+    await runsOn(0);
+
+    let duringPause = -1;
+    const saved = join(dir, "saved");
+    await mkdir(saved);
+    const { pausedMs } = await guest.saveState(saved, {
+      keepRunning: true,
+      whilePaused: async () => {
+        duringPause = instret(guest);
+        await new Promise((r) => setTimeout(r, 50));
+        assert.equal(instret(guest), duringPause, "paused while whilePaused runs");
+      },
+    });
+    assert.ok(duringPause > 0 && pausedMs >= 50, `paused ${pausedMs} ms, across whilePaused`);
+    await runsOn(duringPause);
+
+    // A failing whilePaused: nothing saved, the guest runs on.
+    const failed = join(dir, "failed");
+    await mkdir(failed);
+    await assert.rejects(
+      guest.saveState(failed, {
+        keepRunning: true,
+        whilePaused: async () => {
+          throw new Error("no room for the overlay");
+        },
+      }),
+      /no room for the overlay/,
+    );
+    await runsOn(instret(guest));
+
+    // Without keepRunning (suspend) the guest stays paused until told.
+    const stopped = join(dir, "stopped");
+    await mkdir(stopped);
+    await guest.saveState(stopped);
+    const atStop = instret(guest);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(instret(guest), atStop, "paused after a save without keepRunning");
+    await guest.resume();
+    await runsOn(atStop);
+
+    // The keepRunning state is the guest at the copy, not later: restored, it has retired exactly as many
+    // instructions as it had in whilePaused (checked before its first slice runs).
+    const restored = await createGuest(spec("restore", saved));
+    try {
+      await restored.start("restore");
+      assert.equal(instret(restored), duringPause);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.ok(instret(restored) > duringPause, "the restored guest runs");
+    } finally {
+      await restored.close();
+    }
+  } finally {
+    await guest.close();
+  }
 });

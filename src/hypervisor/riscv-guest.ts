@@ -3,6 +3,7 @@
 // (docs/guest-agent.md) on virtio-console port org.tsvm.agent.0 for graceful power-off and exec.
 
 import { readFile } from "node:fs/promises";
+import { performance } from "node:perf_hooks";
 import { openDisk } from "../engines/backends/qcow2/index.ts";
 import type { ExitReason } from "../engines/engine.ts";
 import {
@@ -11,7 +12,7 @@ import {
   GuestAgentError,
 } from "../engines/riscv/guest-agent-client.ts";
 import { RiscvEngine, type RiscvEngineOptions } from "../engines/riscv/riscv-engine.ts";
-import { readSnapshot, writeSnapshot } from "./snapshot-file.ts";
+import { readSnapshot, type SnapshotLike, writeSnapshot } from "./snapshot-file.ts";
 import { bootFilesOf } from "./vm-boot-files.ts";
 import type { LaunchMode } from "./vmm.ts";
 import type { SaveStateOptions, VmmGuest, VmmSpec } from "./vmm-protocol.ts";
@@ -33,6 +34,21 @@ const RESTORE_AGENT_WAIT_MS = 60_000;
 
 type GuestExit = { reason: "poweroff" | "crashed"; detail: string };
 
+/**
+ * How a restore gets guest RAM (TSVM_RESTORE_RAM in the VMM's environment): "map" (default) maps the saved
+ * RAM from its file copy-on-write and runs the guest on it, so pages are read when the guest first touches
+ * them and the resume does not wait for all of RAM; "read" is the way before mapping existed, kept so
+ * bench/resume.ts can measure both: read every byte, check its SHA-256, copy it into the machine's RAM.
+ */
+function restoreRamMode(): "map" | "read" {
+  return process.env.TSVM_RESTORE_RAM === "read" ? "read" : "map";
+}
+
+/** Reads the VM's saved state (everything checked but, when mapped, RAM's checksum: snapshot-file.ts). */
+function readState(spec: VmmSpec, mode: "map" | "read"): Promise<SnapshotLike> {
+  return readSnapshot(spec.stateDir, { arch: ARCH, largeSections: mode });
+}
+
 function guestExitOf(reason: ExitReason): GuestExit | undefined {
   switch (reason.kind) {
     case "poweroff":
@@ -51,11 +67,15 @@ function guestExitOf(reason: ExitReason): GuestExit | undefined {
 export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
   // An imported VM boots from the copies that came with it, any other from its image.
   const image = await bootFilesOf(spec.vmDir, spec.image);
-  const [firmware, kernel, initrd] = await Promise.all([
+  // A restore reads its state before the machine is built: with RAM mapped, it is built on the state's RAM.
+  const ramMode = restoreRamMode();
+  const [firmware, kernel, initrd, restoring] = await Promise.all([
     readFile(image.firmware),
     readFile(image.kernel),
     readFile(image.initrd),
+    spec.mode === "restore" ? readState(spec, ramMode) : undefined,
   ]);
+  let saved = restoring;
   // The active disk with its chain (qcow2 over its nodes, or an older VM's raw disk.img); replaced by
   // reopenDisk when a snapshot freezes it.
   let disk = await openDisk(spec.diskPath);
@@ -125,6 +145,7 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
         sink: { write: () => {} },
         ports: [{ name: GUEST_AGENT_PORT_NAME, sink: { write: (bytes) => agentInput(bytes) } }],
       },
+      ram: saved && ramMode === "map" ? RiscvEngine.ramOf(saved) : undefined,
     });
   } catch (e) {
     await disk.close();
@@ -159,7 +180,18 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
         if (!engine.capabilities.snapshot)
           throw new Error("the riscv engine cannot restore a saved state yet");
         // Everything is checked (sizes, checksums, format) before the engine sees any of it.
-        await engine.restoreState(await readSnapshot(spec.stateDir, { arch: ARCH }));
+        await engine.restoreState(saved ?? (await readState(spec, ramMode)));
+        // Held no longer than needed: with RAM read (not mapped), this is a second copy of it.
+        saved = undefined;
+        // vmm.log says when the guest ran again, in wall-clock ms, for bench/resume.ts.
+        // The VMM's CPU time until then too: what the wait would be on an idle host, however busy this one.
+        void engine.firstTurn.then((at) => {
+          const epochMs = performance.timeOrigin + at;
+          const cpu = process.cpuUsage();
+          process.stderr.write(
+            `${new Date(epochMs).toISOString()} first guest instruction after restore (RAM ${ramMode}): epoch ${epochMs.toFixed(1)} ms, ${at.toFixed(1)} ms after the VMM started, cpu ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms\n`,
+          );
+        });
       }
       void engine.exited.then((reason) => {
         agentClient.close("the guest stopped");
@@ -214,24 +246,32 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
     async saveState(dir: string, options: SaveStateOptions = {}) {
       if (!engine.capabilities.snapshot)
         throw new Error("the riscv engine cannot save a VM's state yet (no snapshot capability)");
+      const pausedAt = performance.now();
       const wasRunning = engine.state === "running";
-      const t0 = performance.now();
       if (wasRunning) await engine.pause();
-      let pausedMs: number;
+      let snapshot: SnapshotLike;
       try {
-        // The engine's state shares guest RAM: it is written before the guest may run again.
-        // TODO(#9): resume before writing once the state holds a copy of RAM (saveState of issue 9's item 4).
-        if (options.whilePaused) await flushDisks();
-        await writeSnapshot(dir, await engine.saveState(), { arch: ARCH, writer: "tsvm" });
+        // The state must not be newer than its disk: every write the guest made so far is durable first.
+        await flushDisks();
+        // A copy of everything, RAM too (in memory), so the guest can run on while it is written.
+        snapshot = await engine.saveState();
         await options.whilePaused?.();
       } catch (e) {
-        // The state could not be written: the guest runs on, as if nothing had been asked.
         if (wasRunning) await engine.resume();
         throw e;
-      } finally {
-        pausedMs = performance.now() - t0;
       }
-      if (options.keepRunning && wasRunning) await engine.resume();
+      const resumeNow = wasRunning && options.keepRunning === true;
+      if (resumeNow) await engine.resume();
+      let pausedMs = performance.now() - pausedAt;
+      try {
+        await writeSnapshot(dir, snapshot, { arch: ARCH, writer: "tsvm" });
+      } catch (e) {
+        // The state could not be written: the guest runs on, as if nothing had been asked.
+        if (wasRunning && !resumeNow) await engine.resume();
+        throw e;
+      }
+      // A guest left paused was paused until its state was written.
+      if (!resumeNow) pausedMs = performance.now() - pausedAt;
       return { pausedMs };
     },
     async reopenDisk(path: string, between: () => Promise<void>) {

@@ -1,10 +1,17 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { readSnapshot, type SnapshotLike, StateFileError, writeSnapshot } from "./snapshot-file.ts";
+import { RiscvEngine } from "../engines/riscv/riscv-engine.ts";
+import {
+  MAP_MIN_BYTES,
+  readSnapshot,
+  type SnapshotLike,
+  StateFileError,
+  writeSnapshot,
+} from "./snapshot-file.ts";
 
 const root = await mkdtemp(join(tmpdir(), "tsvm-snapshot-"));
 after(() => rm(root, { recursive: true, force: true }));
@@ -145,4 +152,97 @@ test("a key __proto__ in state.json is a plain key: it cannot replace an object'
   assert.equal(dev.polluted, undefined);
   assert.deepEqual(Object.getOwnPropertyDescriptor(dev, "__proto__")?.value, { polluted: true });
   assert.equal(dev.b, 2);
+});
+
+/** SHA-256 of every file in `dir`, by name. */
+async function hashes(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const name of (await readdir(dir)).sort())
+    out[name] = createHash("sha256")
+      .update(await readFile(join(dir, name)))
+      .digest("hex");
+  return out;
+}
+
+test("mapped: RAM comes from its file without being read; writes to it never reach the file", async () => {
+  const dir = await freshDir();
+  const snap = sample();
+  await writeSnapshot(dir, snap, META);
+  const before = await hashes(dir);
+  const back = await readSnapshot(dir, { arch: "riscv64", largeSections: "map" });
+  assert.deepEqual(back.data, snap.data);
+  const ram = (back.data as { ram: Uint8Array }).ram;
+  assert.ok(ram.length >= MAP_MIN_BYTES);
+  ram.fill(0x77);
+  (back.data as { harts: Array<{ x: Int32Array }> }).harts[0]!.x[0] = 99;
+  assert.deepEqual(await hashes(dir), before, "no state file changed");
+  // A second read sees the file as written, not the first mapping's writes.
+  const again = await readSnapshot(dir, { arch: "riscv64", largeSections: "map" });
+  assert.deepEqual(again.data, snap.data);
+});
+
+test("mapped: RAM's size is checked, its SHA-256 is not; small sections and the tree are checked as ever", async () => {
+  const flip = async (path: string, at: number) => {
+    const b = await readFile(path);
+    b[at]! ^= 1;
+    await writeFile(path, b);
+  };
+  const map = { arch: "riscv64", largeSections: "map" } as const;
+  const truncated = await freshDir();
+  await writeSnapshot(truncated, sample(), META);
+  await truncate(join(truncated, "section-6.bin"), 4096);
+  await assert.rejects(
+    readSnapshot(truncated, map),
+    /section-6\.bin is truncated: 4096 bytes, expected 8388608/,
+  );
+  const small = await freshDir();
+  await writeSnapshot(small, sample(), META);
+  await flip(join(small, "section-0.bin"), 0);
+  await assert.rejects(readSnapshot(small, map), /section-0\.bin is corrupt/);
+  const tree = await freshDir();
+  await writeSnapshot(tree, sample(), META);
+  await flip(join(tree, "state.json"), 3);
+  await assert.rejects(readSnapshot(tree, map), /state\.json is truncated or corrupt/);
+  // The one thing a mapped read does not check (it would read all of RAM): a changed RAM byte. The
+  // default read, used for states that come from elsewhere, finds it.
+  const ram = await freshDir();
+  await writeSnapshot(ram, sample(), META);
+  await flip(join(ram, "section-6.bin"), 17);
+  const mapped = await readSnapshot(ram, map);
+  assert.equal((mapped.data as { ram: Uint8Array }).ram[17], 1);
+  await assert.rejects(readSnapshot(ram, { arch: "riscv64" }), /section-6\.bin is corrupt/);
+});
+
+test("a riscv state written before RAM was mapped (tests/fixtures/riscv-state-1.0) loads both ways and runs on", async () => {
+  const fixture = join(import.meta.dirname, "../../tests/fixtures/riscv-state-1.0");
+  const dir = await freshDir();
+  await cp(fixture, dir, { recursive: true });
+  const before = await hashes(dir);
+  const COUNTER = 0x10_0000;
+  const SAVED = 36_489_998;
+  const config = {
+    harts: 1,
+    memoryBytes: 16 << 20,
+    firmware: null,
+    kernel: null,
+    initrd: null,
+    bootargs: "",
+  };
+  for (const largeSections of ["read", "map"] as const) {
+    const snapshot = await readSnapshot(dir, { arch: "riscv64", largeSections });
+    // Read: copied into the board's own RAM, as before mapping existed; mapped: the board runs on it.
+    const ram = largeSections === "map" ? RiscvEngine.ramOf(snapshot) : undefined;
+    assert.equal(largeSections === "read" || ram !== undefined, true, "a mapped RAM is its own buffer");
+    const engine = new RiscvEngine({ config, console: { write: () => {} }, ram });
+    await engine.restoreState(snapshot);
+    assert.equal(engine.board.ram.buffer === ram, largeSections === "map", "the board runs on the mapping");
+    assert.equal(engine.board.ram.view.getUint32(COUNTER, true), SAVED);
+    await engine.start();
+    while (engine.board.ram.view.getUint32(COUNTER, true) < SAVED + 100_000)
+      await new Promise((r) => setTimeout(r, 10));
+    await engine.stop();
+    // The loop went on from the saved count: RAM beyond the counter is the program, unchanged.
+    assert.equal(engine.board.ram.view.getUint32(0, true), 0x00100297);
+  }
+  assert.deepEqual(await hashes(dir), before, "running the guest changed no state file");
 });

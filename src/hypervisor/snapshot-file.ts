@@ -5,11 +5,23 @@
 //   manifest.json    { magic, format: { major, minor }, arch, engine, engineVersion, writer, createdAt,
 //                      treeBytes, treeSha256, sections: [{ file, type, length, byteLength, sha256 }] }
 //   state.json       the tree; each typed array replaced by { "$section": N }, each bigint by { "$bigint": "…" }
-//   section-N.bin    the bytes of typed array N
+//   section-N.bin    the bytes of typed array N, from its file's offset 0 (so it can be mapped as it is)
+//
+// Reading a state can map its large sections (guest RAM) instead of reading them (`largeSections: "map"`),
+// so that a resume does not wait for all of RAM: the host kernel reads a page from the file when the guest
+// first touches it. Such a section's SHA-256 is then not checked, because checking it means reading every
+// byte, the very cost mapping avoids. That is safe where it is used, a local resume: the state was written
+// by a VMM of this installation into its own data directory (mode 0700), fsynced and renamed into place,
+// and it is read-checked for size; the tree and every small section are still checked in full. A state
+// that comes from elsewhere (an imported file) is checked whole where it enters the host, by a default
+// read (`largeSections: "read"`), which reads and checks every byte.
+// Section files are never written after they are complete (a later save writes a new directory), so a
+// VMM running on a mapping of one never sees it change (mapped-file.ts says why that matters).
 
 import { createHash } from "node:crypto";
 import { open, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { mapFilePrivate } from "../engines/backends/mapped-file.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 
 export const SNAPSHOT_MAGIC = "tsvm-state";
@@ -20,6 +32,8 @@ const MAX_MANIFEST_BYTES = 1 << 20;
 /** Sections are at most what one VM can have: 2 GiB of RAM plus some. */
 const MAX_SECTION_BYTES = 2 ** 31 + (64 << 20);
 const PAGE = 4096;
+/** Sections at least this big are guest RAM: readSnapshot maps them when asked (`largeSections: "map"`). */
+export const MAP_MIN_BYTES = 1 << 20;
 const ZERO_PAGE = Buffer.alloc(PAGE);
 
 /** What an engine's saveState returns (src/engines/engine.ts EngineSnapshot). */
@@ -92,13 +106,34 @@ async function writeFileDurable(
   }
 }
 
-/** Writes `bytes` to a new file, leaving every all-zero 4 KiB page as a hole. */
+/** Most bytes one write of a run of non-zero pages takes. */
+const MAX_WRITE_BYTES = 8 << 20;
+
+/**
+ * Writes `bytes` to a new file, leaving every all-zero 4 KiB page as a hole (each page at its own offset,
+ * so the file can be mapped as it is). Consecutive non-zero pages go out in one write: a page per write
+ * made a suspend of a 1 GiB guest take many seconds of system calls.
+ */
 async function writeSparse(path: string, bytes: Buffer): Promise<void> {
+  const isZero = (off: number) => {
+    const page = bytes.subarray(off, Math.min(off + PAGE, bytes.length));
+    return page.length === PAGE ? page.equals(ZERO_PAGE) : page.every((b) => b === 0);
+  };
   await writeFileDurable(path, async (fh) => {
-    for (let off = 0; off < bytes.length; off += PAGE) {
-      const page = bytes.subarray(off, Math.min(off + PAGE, bytes.length));
-      if (page.length === PAGE ? page.equals(ZERO_PAGE) : page.every((b) => b === 0)) continue;
-      await fh.write(page, 0, page.length, off);
+    let off = 0;
+    while (off < bytes.length) {
+      if (isZero(off)) {
+        off += PAGE;
+        continue;
+      }
+      let end = off + PAGE;
+      while (end < bytes.length && end - off < MAX_WRITE_BYTES && !isZero(end)) end += PAGE;
+      end = Math.min(end, bytes.length);
+      for (let at = off; at < end; ) {
+        const { bytesWritten } = await fh.write(bytes, at, end - at, at);
+        at += bytesWritten;
+      }
+      off = end;
     }
     await fh.truncate(bytes.length);
   });
@@ -200,11 +235,63 @@ async function readBounded(dir: string, file: string, max: number): Promise<Buff
   return readFile(path);
 }
 
+export interface ReadSnapshotOptions {
+  /** The architecture the state must be for. */
+  readonly arch: string;
+  /**
+   * "read" (default): every section is read into memory and its SHA-256 checked. "map": each section of
+   * at least MAP_MIN_BYTES (guest RAM) is mapped copy-on-write from its file (its pages are read when
+   * first touched; writes to the array never reach the file) and its SHA-256 is not checked — for a local
+   * resume only (the header of this file says why); the other sections are read and checked as always.
+   */
+  readonly largeSections?: "read" | "map";
+}
+
+/** Reads section file `file` (`byteLength` bytes) into a new `Ctor` array, every byte. */
+async function readSection(
+  dir: string,
+  file: string,
+  Ctor: (typeof TYPED_ARRAYS)[TypedArrayName],
+  length: number,
+): Promise<AnyTypedArray> {
+  // Read straight into the array's memory: a RAM section is not held twice.
+  const array = new Ctor(length);
+  const view = new Uint8Array(array.buffer);
+  const fh = await open(join(dir, file), "r");
+  try {
+    for (let off = 0; off < view.length; ) {
+      const { bytesRead } = await fh.read(view, off, Math.min(view.length - off, 64 << 20), off);
+      if (bytesRead === 0) throw new StateFileError(dir, `${file} is truncated`);
+      off += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+  return array;
+}
+
+/** Maps section file `file` (`byteLength` bytes, checked by the mapping) as a new `Ctor` array. */
+function mapSection(
+  dir: string,
+  file: string,
+  Ctor: (typeof TYPED_ARRAYS)[TypedArrayName],
+  byteLength: number,
+): AnyTypedArray {
+  let buffer: ArrayBuffer;
+  try {
+    buffer = mapFilePrivate(join(dir, file), byteLength);
+  } catch (e) {
+    throw new StateFileError(dir, `${file} cannot be mapped (${(e as Error).message})`);
+  }
+  return new Ctor(buffer);
+}
+
 /**
- * Reads and checks a state written by writeSnapshot: magic, format, every section's size and checksum,
- * the tree's checksum, before anything is returned. Throws StateFileError naming the file and the problem.
+ * Reads and checks a state written by writeSnapshot: magic, format, every section's size and checksum
+ * (but see `largeSections`), the tree's checksum, before anything is returned. Throws StateFileError naming
+ * the file and the problem.
  */
-export async function readSnapshot(dir: string, expect: { readonly arch: string }): Promise<SnapshotLike> {
+export async function readSnapshot(dir: string, options: ReadSnapshotOptions): Promise<SnapshotLike> {
   const manifestText = (await readBounded(dir, "manifest.json", MAX_MANIFEST_BYTES)).toString("utf8");
   let m: unknown;
   try {
@@ -217,8 +304,8 @@ export async function readSnapshot(dir: string, expect: { readonly arch: string 
   const format = m.format as Manifest["format"] | undefined;
   if (!isObject(format) || format.major !== SNAPSHOT_FORMAT.major)
     throw new StateFileError(dir, `its format ${JSON.stringify(format)} is not ${SNAPSHOT_FORMAT.major}.x`);
-  if (m.arch !== expect.arch)
-    throw new StateFileError(dir, `it is a ${String(m.arch)} state, not ${expect.arch}`);
+  if (m.arch !== options.arch)
+    throw new StateFileError(dir, `it is a ${String(m.arch)} state, not ${options.arch}`);
   if (
     typeof m.engine !== "string" ||
     typeof m.engineVersion !== "number" ||
@@ -227,8 +314,8 @@ export async function readSnapshot(dir: string, expect: { readonly arch: string 
     throw new StateFileError(dir, "manifest.json lacks the engine and its state version");
   if (!Array.isArray(m.sections) || m.sections.length > 100_000)
     throw new StateFileError(dir, "manifest.json lacks a valid section list");
-  const sections: AnyTypedArray[] = [];
-  for (const [i, raw] of (m.sections as unknown[]).entries()) {
+  // The sections are read side by side: a resume waits for the slowest, not for their sum.
+  const loadSection = async (i: number, raw: unknown): Promise<AnyTypedArray> => {
     const s = raw as Partial<SectionEntry>;
     const Ctor =
       isObject(raw) && typeof s.type === "string" && Object.hasOwn(TYPED_ARRAYS, s.type)
@@ -254,23 +341,21 @@ export async function readSnapshot(dir: string, expect: { readonly arch: string 
         dir,
         `${s.file} is ${size < s.byteLength! ? "truncated" : "too long"}: ${size} bytes, expected ${s.byteLength}`,
       );
-    // Read straight into the array's memory: a RAM section is not held twice.
-    const array = new Ctor(s.length!);
-    const view = new Uint8Array(array.buffer);
-    const fh = await open(join(dir, s.file), "r");
-    try {
-      for (let off = 0; off < view.length; ) {
-        const { bytesRead } = await fh.read(view, off, Math.min(view.length - off, 64 << 20), off);
-        if (bytesRead === 0) throw new StateFileError(dir, `${s.file} is truncated`);
-        off += bytesRead;
-      }
-    } finally {
-      await fh.close();
-    }
-    if (createHash("sha256").update(view).digest("hex") !== s.sha256)
+    if (options.largeSections === "map" && s.byteLength! >= MAP_MIN_BYTES)
+      return mapSection(dir, s.file, Ctor, s.byteLength!);
+    const array = await readSection(dir, s.file, Ctor, s.length!);
+    const bytes = new Uint8Array(array.buffer);
+    if (createHash("sha256").update(bytes).digest("hex") !== s.sha256)
       throw new StateFileError(dir, `${s.file} is corrupt (its SHA-256 does not match the manifest)`);
-    sections.push(array);
-  }
+    return array;
+  };
+  const sections: AnyTypedArray[] = [];
+  const listed = m.sections as unknown[];
+  // At most 32 files open at once, whatever a manifest lists.
+  for (let at = 0; at < listed.length; at += 32)
+    sections.push(
+      ...(await Promise.all(listed.slice(at, at + 32).map((raw, k) => loadSection(at + k, raw)))),
+    );
   const tree = await readBounded(dir, "state.json", MAX_TREE_BYTES);
   if (tree.length !== m.treeBytes || createHash("sha256").update(tree).digest("hex") !== m.treeSha256)
     throw new StateFileError(

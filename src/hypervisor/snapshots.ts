@@ -157,6 +157,9 @@ export class Snapshots {
     const id = randomBytes(8).toString("hex");
     const snapDir = this.dirOf(paths);
     await mkdir(snapDir, { recursive: true });
+    // What an earlier snapshot left half-written (its daemon died meanwhile): this VM's queue runs no other.
+    for (const e of await readdir(snapDir))
+      if (e.startsWith(TEMP_PREFIX)) await rm(join(snapDir, e), { recursive: true, force: true });
     const temp = join(snapDir, `${TEMP_PREFIX}${id}`);
     const status = record.status;
     const memory = status !== "TERMINATED";

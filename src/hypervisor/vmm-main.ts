@@ -227,7 +227,8 @@ async function suspendGuest(g: VmmGuest): Promise<void> {
   await mkdir(temp);
   try {
     crashPoint("vmm:before-state-write");
-    await g.saveState(temp);
+    const { pausedMs } = await g.saveState(temp);
+    log(`state written to ${temp} (the guest paused ${pausedMs.toFixed(0)} ms)`);
     crashPoint("vmm:after-state-write");
   } catch (e) {
     await rm(temp, { recursive: true, force: true });
@@ -275,7 +276,8 @@ async function snapshotGuest(g: VmmGuest, params: VmmSnapshotParams): Promise<{ 
   const { pausedMs } = await g.saveState(params.stateDir, {
     keepRunning: true,
     whilePaused: async () => {
-      await flushDisks(g);
+      // saveState drained and flushed the guest's writes; this makes the file durable as a whole.
+      await flushDisks(undefined);
       try {
         if (g.reopenDisk) await g.reopenDisk(next, freeze);
         else await freeze();

@@ -220,7 +220,10 @@ test("a second VMM refuses a disk another VMM holds, naming the holder, and dist
   second.stderr!.on("data", (c) => (stderr += c));
   const code = await new Promise((r) => second.on("exit", r));
   assert.equal(code, 1);
-  assert.match(stderr, new RegExp(`disk .*disk.img is in use by another VMM \\(held by pid ${first.pid}\\)`));
+  assert.match(
+    stderr,
+    new RegExp(`disk .*disk.qcow2 is in use by another VMM \\(held by pid ${first.pid}\\)`),
+  );
   assert.equal(await readFile(paths.vmm, "utf8"), run, "the first VMM's run record is untouched");
   assert.ok((await countOf(first)) >= 0, "the first VMM still answers on its socket");
   await first.stop(5000);

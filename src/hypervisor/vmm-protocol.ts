@@ -161,9 +161,13 @@ export interface VmmGuest {
   /** Runs the vCPUs again after pause(). */
   resume(): Promise<void>;
   /**
-   * Pauses the guest and writes its whole state into `dir` (an empty directory); resolves when written,
-   * with how long the guest was paused. `keepRunning`: the guest runs on afterwards; `whilePaused` runs
-   * while it is paused, its disk writes drained and flushed (a snapshot freezes the disk there).
+   * Writes the guest's whole state into `dir` (an empty directory); resolves when it is written. It pauses
+   * the guest, waits for its disk writes in flight and makes them durable, copies the state (RAM too, in
+   * memory), runs `whilePaused` (e.g. switching the guest's disk to a new overlay), resumes the guest when
+   * `keepRunning`, and only then writes the files: a snapshot of a running VM pauses it for the copy, not
+   * for the write. Without `keepRunning` the guest stays paused (suspend). When anything fails the guest
+   * runs on as it was, and the error is thrown. `pausedMs`: how long the guest was paused (without
+   * `keepRunning`: until the state was written).
    */
   saveState(dir: string, options?: SaveStateOptions): Promise<{ pausedMs: number }>;
   /**
@@ -194,7 +198,9 @@ export interface VmmGuest {
 }
 
 export interface SaveStateOptions {
+  /** Resume the guest once its state is copied, before the files are written (a snapshot of a running VM). */
   readonly keepRunning?: boolean;
+  /** Runs while the guest is paused, after its disk is flushed and its state copied. */
   readonly whilePaused?: () => Promise<void>;
 }
 

@@ -129,12 +129,7 @@ test("the API's exec stream: every NDJSON line conforms to ExecChunk; output the
     .trimEnd()
     .split("\n")
     .map((l) => JSON.parse(l) as Record<string, unknown>);
-  for (const line of lines)
-    assert.deepEqual(
-      validate("ExecChunk", line),
-      [],
-      JSON.stringify(line),
-    );
+  for (const line of lines) assert.deepEqual(validate("ExecChunk", line), [], JSON.stringify(line));
   assert.deepEqual(lines.at(-1), { exitCode: 3 });
   const out = (stream: string) =>
     Buffer.concat(

@@ -219,6 +219,49 @@ test("insert, get, list, operations and events over the Unix socket conform to t
   assert.deepEqual([rest.contents, rest.start, rest.next], ["", log.next, log.next]);
 });
 
+test("the snapshots collection under an instance: create, list, get, restore, delete conform to the document", async () => {
+  await waitOk(await client.insertInstance({ name: "snappy", memoryMiB: 64 }));
+  const created = await client.createSnapshot("snappy", { name: "one", description: "the first" });
+  conforms("Operation", created);
+  assert.equal(created.operationType, "createSnapshot");
+  assert.match(
+    (await waitOk(created)).statusMessage,
+    /taken with the guest's memory; the guest was paused \d+ ms/,
+  );
+  const list = await client.listSnapshots("snappy");
+  conforms("SnapshotList", list);
+  assert.deepEqual(
+    list.items.map((s) => [s.name, s.parent, s.memory, s.description, s.vmStatus]),
+    [["one", null, true, "the first", "RUNNING"]],
+  );
+  conforms("Snapshot", await client.getSnapshot("snappy", "one"));
+  const answers: Array<[string, string, string | undefined, number, string]> = [
+    ["POST", "/v1/instances/snappy/snapshots", JSON.stringify({ name: "one" }), 409, "already-exists"],
+    ["POST", "/v1/instances/snappy/snapshots", JSON.stringify({ name: "Bad!" }), 400, "invalid-name"],
+    ["POST", "/v1/instances/snappy/snapshots", JSON.stringify({ nam: "x" }), 400, "invalid-argument"],
+    ["GET", "/v1/instances/snappy/snapshots/ghost", undefined, 404, "not-found"],
+    ["DELETE", "/v1/instances/snappy/snapshots/ghost", undefined, 404, "not-found"],
+    ["POST", "/v1/instances/snappy/snapshots/ghost/restore", undefined, 404, "not-found"],
+    ["GET", "/v1/instances/ghost/snapshots", undefined, 404, "not-found"],
+  ];
+  for (const [method, path, body, status, reason] of answers) {
+    const r = await raw(method, path, body);
+    assert.equal(r.status, status, `${method} ${path}: ${JSON.stringify(r.json)}`);
+    conforms("Error", r.json);
+    assert.equal(
+      (r.json as { error: { errors: Array<{ reason: string }> } }).error.errors[0]!.reason,
+      reason,
+    );
+  }
+  const restored = await waitOk(await client.restoreSnapshot("snappy", "one"));
+  assert.equal(restored.operationType, "restoreSnapshot");
+  assert.equal((await client.getInstance("snappy")).status, "RUNNING");
+  const deleted = await waitOk(await client.deleteSnapshot("snappy", "one"));
+  assert.equal(deleted.operationType, "deleteSnapshot");
+  assert.deepEqual((await client.listSnapshots("snappy")).items, []);
+  await waitOk(await client.deleteInstance("snappy"));
+});
+
 test("bad requests get clear 4xx answers in Compute Engine's error shape, and change nothing", async () => {
   const before = (await client.listInstances()).items.length;
   const cases: Array<[string, string, string | Buffer | undefined, number, string, Record<string, string>?]> =

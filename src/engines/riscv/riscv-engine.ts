@@ -62,6 +62,13 @@ export interface RiscvEngineOptions {
   readonly onReboot?: () => void;
   /** Writes one line per 100 ms of guest running: each hart's pc, privilege and instret (TSVM_TRACE). */
   readonly trace?: (line: string) => void;
+  /**
+   * Guest RAM's memory, exactly `config.memoryBytes` (default: a new ArrayBuffer). To restore without
+   * copying RAM, pass the buffer of a saved state's RAM (`RiscvEngine.ramOf(snapshot)`, e.g. mapped from
+   * its file) and then restoreState that snapshot. Until restoreState or start, the machine has not
+   * booted: its RAM is the buffer's contents.
+   */
+  readonly ram?: ArrayBuffer;
 }
 
 const performanceClock: Clock = { nowMs: () => performance.now() };
@@ -129,6 +136,12 @@ export class RiscvEngine implements Engine {
   private readonly onReboot: () => void;
   private readonly trace: ((line: string) => void) | null;
   private lastTraceMs = 0;
+  private resolveFirstTurn!: (atMs: number) => void;
+  /**
+   * Resolves with the host time (performance.now()) at which the guest began running after start: the
+   * first slice of guest instructions. For measuring resume latency (bench/resume.ts).
+   */
+  readonly firstTurn: Promise<number>;
 
   /** Throws MachineError (bad configuration, images that do not fit) with a message for the user. */
   constructor(options: RiscvEngineOptions) {
@@ -138,6 +151,9 @@ export class RiscvEngine implements Engine {
     this.exited = new Promise((resolve) => {
       this.resolveExit = resolve;
     });
+    this.firstTurn = new Promise((resolve) => {
+      this.resolveFirstTurn = resolve;
+    });
     const wake = (): void => this.wake();
     this.board = new RiscvVirtBoard(options.config, {
       clock: performanceClock,
@@ -145,12 +161,26 @@ export class RiscvEngine implements Engine {
       entropy: cryptoEntropy,
       disks: (options.disks ?? []).map((d) => new WakingBlockBackend(d, wake)),
       virtioConsole: options.virtioConsole,
+      ram: options.ram,
     });
     this.board.onPower = (event) => this.onPower(event);
   }
 
   get state(): EngineState {
     return this.current;
+  }
+
+  /**
+   * The buffer holding a riscv snapshot's RAM when its RAM array spans that whole buffer (as a state read
+   * with its RAM mapped from the file does), else undefined: give it as the `ram` option to restore that
+   * snapshot without a copy.
+   */
+  static ramOf(snapshot: EngineSnapshot): ArrayBuffer | undefined {
+    if (snapshot.engine !== SNAPSHOT_ENGINE || snapshot.version !== SNAPSHOT_VERSION) return undefined;
+    const ram = (snapshot.data as Partial<RiscvVirtBoardState> | null)?.ram;
+    if (!(ram instanceof Uint8Array) || ram.byteOffset !== 0) return undefined;
+    const buffer = ram.buffer;
+    return buffer instanceof ArrayBuffer && buffer.byteLength === ram.byteLength ? buffer : undefined;
   }
 
   async start(): Promise<void> {
@@ -285,6 +315,7 @@ export class RiscvEngine implements Engine {
     if (this.current !== "running" || this.timer !== null) return;
     const board = this.board;
     const turnStart = performance.now();
+    this.resolveFirstTurn(turnStart);
     let now = turnStart;
     let executed = 0;
     try {

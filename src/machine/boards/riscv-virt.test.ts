@@ -315,6 +315,54 @@ test("saveState/loadState: the shared round trip, and a restored machine carries
   assert.equal(printedBeforeSave + out, "0123456789", "the restored machine prints the rest, once");
 });
 
+test("a board given its RAM runs a state in place (no copy), or boots on it at its first slice", () => {
+  const elf = assembleElf(`.text\n.globl _start\n_start:\n${COUNTER}\n${HTIF}`);
+  let out = "";
+  const config: RiscvVirtConfig = {
+    harts: 2,
+    memoryBytes: 16 * 1024 * 1024,
+    firmware: null,
+    kernel: { name: "counter.elf", bytes: elf },
+    initrd: null,
+    bootargs: "",
+  };
+  const make = (ram?: ArrayBuffer) =>
+    new RiscvVirtBoard(config, {
+      clock: { nowMs: () => 5 },
+      console: { write: (b) => (out += Buffer.from(b).toString("latin1")) },
+      entropy: { fill: () => {} },
+      disks: [],
+      ram,
+    });
+  assert.throws(() => make(new ArrayBuffer(4096)), /the RAM buffer given is 4096 bytes, not the 16777216/);
+  const original = make();
+  while (out.length < 4) original.runSlice(5_000);
+  const saved = original.saveState();
+  const printedBeforeSave = out;
+  const ramAtSave = saved.ram.slice();
+
+  // The host hands the saved RAM's own buffer to the new board: untouched until loadState, then used as is.
+  out = "";
+  const restored = make(saved.ram.buffer as ArrayBuffer);
+  assert.deepEqual(restored.ram.u8, ramAtSave, "constructing did not boot into the given RAM");
+  restored.loadState(saved);
+  assert.equal(restored.ram.buffer, saved.ram.buffer);
+  let exits = 0;
+  restored.onPower = () => exits++;
+  while (exits === 0) restored.runSlice(5_000);
+  assert.equal(printedBeforeSave + out, "0123456789", "the restored machine prints the rest, once");
+
+  // Given RAM full of leftovers and no state, the board powers on at its first slice: cleared, images in.
+  out = "";
+  const junk = new Uint8Array(16 * 1024 * 1024).fill(0xa5);
+  const fresh = make(junk.buffer);
+  assert.equal(fresh.ram.u8[1 << 20], 0xa5);
+  fresh.onPower = () => exits++;
+  while (exits === 1) fresh.runSlice(5_000);
+  assert.equal(out, "0123456789");
+  assert.equal(fresh.ram.u8[12 << 20], 0, "RAM was cleared at power-on");
+});
+
 test("loadState refuses a state of another configuration and changes nothing", () => {
   const elf = assembleElf(`.text\n.globl _start\n_start:\n${COUNTER}\n${HTIF}`);
   const clock = { nowMs: () => 5 };

@@ -75,6 +75,14 @@ export interface RiscvVirtHost {
   readonly disks: readonly BlockBackend[];
   /** A virtio-console (port 0 → `sink`, plus named ports, e.g. a guest agent's); omitted = none. */
   readonly virtioConsole?: { readonly sink: CharSink; readonly ports?: readonly VirtioConsolePortConfig[] };
+  /**
+   * Guest RAM's memory, exactly `memoryBytes` (default: a new ArrayBuffer). A host restoring a saved state
+   * passes the state's RAM here (e.g. mapped from its file, read by the host kernel on first touch) and
+   * then `loadState` with that same array, which is not copied: resume time does not grow with RAM size.
+   * The board keeps the buffer's contents until it is loaded or run: it powers on (clearing RAM, copying
+   * the images in) at its first `runSlice` unless `loadState` came first.
+   */
+  readonly ram?: ArrayBuffer;
 }
 
 /** Why the machine stopped running on its own. */
@@ -127,6 +135,8 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
   private pendingPower: PowerEvent | null = null;
   /** False until the first boot: RAM fresh from its ArrayBuffer needs no clearing. */
   private ramTouched = false;
+  /** True while a board given its RAM (host.ram) has neither booted nor loaded a state. */
+  private bootPending = false;
   /** Called once per power event, after the slice in which it happened. */
   onPower: (event: PowerEvent) => void = () => {};
   private readonly instretBase: number[];
@@ -151,7 +161,9 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
         "bad-config",
         `memory must be a whole number of MiB from ${VIRT_MIN_MEMORY / 2 ** 20}M to ${VIRT_MAX_MEMORY / 2 ** 20}M`,
       );
-    this.ram = new GuestRam(VIRT_DRAM_BASE, memoryBytes);
+    this.ram = new GuestRam(VIRT_DRAM_BASE, memoryBytes, host.ram);
+    // A buffer from the host holds what the host put there, not zeros.
+    this.ramTouched = host.ram !== undefined;
     this.bus = new PhysBus(this.ram);
     for (let h = 0; h < harts; h++)
       this.harts.push(new Rv64Hart(h, this.bus, this, { jit: config.jit !== false }));
@@ -201,7 +213,10 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
     this.resettables.push(this.clint, this.plic, this.uart, this.rtc);
 
     this.prepareBoot();
-    this.boot();
+    // Booting writes the images into RAM: into a buffer the host gave, only once we know it is not about
+    // to be loaded with a state (whose RAM that buffer may be).
+    if (host.ram) this.bootPending = true;
+    else this.boot();
   }
 
   /** The `time` source of every hart (hart.ts reads `mtime()` for the time CSR). */
@@ -248,6 +263,7 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
 
   /** Power-on: every device and hart reset, RAM cleared, images copied in, every hart at the reset ROM. */
   boot(): void {
+    this.bootPending = false;
     this.pendingPower = null;
     for (const d of this.resettables) d.reset();
     // A new ArrayBuffer is already zero: clearing it would cost seconds and make all of RAM resident.
@@ -278,6 +294,7 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
    * `onPower` before this returns; a reset has already re-booted the machine by then.
    */
   runSlice(budgetPerHart: number): number {
+    if (this.bootPending) this.boot();
     let executed = 0;
     const harts = this.harts;
     for (let h = 0; h < harts.length; h++) {
@@ -354,6 +371,7 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
 
   /** The machine's state, between slices (the host calls it while paused). RAM is copied. */
   saveState(): RiscvVirtBoardState {
+    if (this.bootPending) this.boot();
     this.uart.flush();
     const components: Record<string, ComponentState> = {};
     for (const [id, c] of this.components()) components[id] = c.saveState();
@@ -363,7 +381,7 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       memoryBytes: this.ram.size,
       instretBase: this.instretBase.slice(),
       components,
-      ram: this.ram.u8.slice(),
+      ram: this.ram.copy(),
     };
   }
 
@@ -414,8 +432,10 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       for (let i = 0; i < loaded; i++) parts[i]![1].loadState(before[i]!);
       throw e;
     }
-    this.ram.u8.set(state.ram);
+    // A state whose RAM is this machine's own buffer (the host built the board on it) is there already.
+    if (state.ram.buffer !== this.ram.buffer || state.ram.byteOffset !== 0) this.ram.u8.set(state.ram);
     this.ramTouched = true;
+    this.bootPending = false;
     for (let i = 0; i < this.instretBase.length; i++) this.instretBase[i] = state.instretBase[i]!;
     this.pendingPower = null;
   }

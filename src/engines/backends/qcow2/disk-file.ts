@@ -1,7 +1,7 @@
 // One open host file of a disk image, with whole-buffer positional reads and writes as promises: the one
 // place the qcow2 code touches file descriptors, so every host I/O failure becomes a Qcow2Error naming it.
 
-import { close, fdatasync, fstat, open, read, write } from "node:fs";
+import { close, constants, fdatasync, fstat, open, read, write } from "node:fs";
 import { Qcow2Error } from "./qcow2-error.ts";
 
 export class DiskFile {
@@ -19,7 +19,10 @@ export class DiskFile {
 
   static open(path: string, readOnly: boolean): Promise<DiskFile> {
     return new Promise((resolve, reject) => {
-      open(path, readOnly ? "r" : "r+", (err, fd) => {
+      // O_NONBLOCK: a hostile backing name may point at a FIFO, whose open would otherwise wait for ever
+      // for a writer; the fstat below then refuses it. On a regular file the flag changes nothing.
+      const flags = (readOnly ? constants.O_RDONLY : constants.O_RDWR) | constants.O_NONBLOCK;
+      open(path, flags, (err, fd) => {
         if (err) {
           const code = err.code === "ENOENT" ? "disk-not-found" : "disk-io-failed";
           reject(new Qcow2Error(code, `cannot open disk image ${path}: ${err.message}`));

@@ -17,6 +17,11 @@ export interface DiskLayer {
   discard(offset: number, length: number): Promise<void>;
   /** The range reads as zeros afterwards; with `unmap`, its space may be given back. */
   writeZeroes(offset: number, length: number, unmap: boolean): Promise<void>;
+  /**
+   * False when the range certainly reads as zeros (nothing in this file or below it holds data for it):
+   * lets a copy skip it without reading it. True may be a guess (a raw file always says true).
+   */
+  mayHoldData(offset: number, length: number): Promise<boolean>;
   /** Closes this file and every layer below it. */
   close(): Promise<void>;
 }

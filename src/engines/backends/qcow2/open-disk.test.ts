@@ -185,3 +185,160 @@ test("setBacking renames the backing file like qemu-img rebase -u", async () => 
   assert.equal((await readDiskInfo(at("sb.qcow2"))).backing, null);
   assert.deepEqual(qemuRaw(at("sb.qcow2")), new Uint8Array(MiB));
 });
+
+test("qemu-made disks with other cluster sizes and refcount widths are written correctly, growing the refcount table", async () => {
+  const cases: Array<[number, number, number, boolean]> = [
+    [512, 16, 10 * MiB, true], // a 1-cluster refcount table covers 8 MiB: the table must grow
+    [1024, 64, 20 * MiB, true], // 64-bit refcounts; 16 MiB covered at first
+    [4096, 1, 6 * MiB, false], // 1-bit refcounts, packed from the low bit
+    [2 * MiB, 2, 8 * MiB, false], // 2-bit refcounts, huge clusters
+  ];
+  const refcountTable = (p: string) => readFileSync(p).subarray(48, 60).toString("hex");
+  for (const [clusterSize, refcountBits, written, grows] of cases) {
+    const p = at(`q-${clusterSize}-${refcountBits}.qcow2`);
+    const made = run(
+      "qemu-img",
+      "create",
+      "-f",
+      "qcow2",
+      "-o",
+      `cluster_size=${clusterSize},refcount_bits=${refcountBits}`,
+      p,
+      "32M",
+    );
+    assert.equal(made.status, 0, made.out);
+    const model = new Uint8Array(32 * MiB);
+    const tableBefore = refcountTable(p);
+    const d = await openDisk(p);
+    const next = rng(clusterSize);
+    for (let done = 0; done < written; ) {
+      const len = (1 + next(256)) * 512;
+      const off = next((32 * MiB - len) / 512) * 512;
+      const data = fill(len, done);
+      await call((cb) => d.write(off, data, cb));
+      model.set(data, off);
+      done += len;
+    }
+    await call((cb) => d.writeZeroes(MiB, 3 * MiB, true, cb));
+    model.fill(0, MiB, 4 * MiB);
+    await call((cb) => d.flush(cb));
+    assert.deepEqual(await read(d, 0, 32 * MiB), model);
+    await d.close();
+    assert.equal(refcountTable(p) !== tableBefore, grows, "the refcount table moved (grew)");
+    qemuCheck(p);
+    assert.deepEqual(qemuRaw(p), model, `cluster ${clusterSize}, refcount_bits ${refcountBits}`);
+  }
+});
+
+test("compressed clusters (qemu-img convert -c) read correctly, and writing over them copies them out", async () => {
+  const src = at("c-src.raw");
+  const content = new Uint8Array(8 * MiB);
+  for (let k = 0; k < content.length; k += 512) content.fill((k >> 9) % 7, k, k + 300);
+  writeFileSync(src, content);
+  const p = at("c.qcow2");
+  assert.equal(run("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", src, p).status, 0);
+  const info = run("qemu-img", "check", p);
+  assert.match(info.out, /compressed clusters/);
+  const d = await openDisk(p);
+  assert.deepEqual(await read(d, 0, 8 * MiB), content);
+  const data = fill(4096, 77);
+  await call((cb) => d.write(65536 + 512, data, cb));
+  content.set(data, 65536 + 512);
+  await call((cb) => d.writeZeroes(4 * MiB, MiB, true, cb));
+  content.fill(0, 4 * MiB, 5 * MiB);
+  assert.deepEqual(await read(d, 0, 8 * MiB), content);
+  await d.close();
+  qemuCheck(p);
+  assert.deepEqual(qemuRaw(p), content);
+});
+
+test("many requests in flight at once, to the same new clusters, are serialized correctly", async () => {
+  const p = at("conc.qcow2");
+  writeFileSync(at("conc-base.raw"), fill(4 * MiB, 8));
+  await createQcow2(p, { sizeBytes: 4 * MiB, backing: { name: "conc-base.raw", format: "raw" } });
+  const model = fill(4 * MiB, 8);
+  const d = await openDisk(p);
+  const next = rng(99);
+  for (let round = 0; round < 8; round++) {
+    const pending: Array<Promise<void>> = [];
+    const claimed = new Set<number>();
+    for (let k = 0; k < 64; k++) {
+      // Distinct sectors of a few clusters, so the writes do not overlap but do share clusters.
+      const sector = next(4 * 128) + round * 1024;
+      if (claimed.has(sector)) continue;
+      claimed.add(sector);
+      const data = fill(512, round * 100 + k);
+      model.set(data, sector * 512);
+      pending.push(call((cb) => d.write(sector * 512, data, cb)));
+      if (k % 8 === 0) pending.push(call((cb) => d.flush(cb)));
+    }
+    const far = (round + 1) * 256 * 1024 + 3 * MiB - 256 * 1024;
+    if (far + 65536 <= 4 * MiB && round % 2 === 0) {
+      pending.push(call((cb) => d.writeZeroes(far, 65536, round % 4 === 0, cb)));
+      model.fill(0, far, far + 65536);
+    }
+    await Promise.all(pending);
+  }
+  assert.deepEqual(await read(d, 0, 4 * MiB), model);
+  await d.close();
+  qemuCheck(p);
+  assert.deepEqual(qemuRaw(p), model);
+});
+
+test("discarding and zeroing a whole 4 GiB disk rewrites its L2 tables in a few writes, not one per cluster", async () => {
+  const GiB = 1024 * MiB;
+  const p = at("big.qcow2");
+  await createQcow2(p, { sizeBytes: 4 * GiB });
+  const d = await openDisk(p);
+  for (let k = 0; k < 64; k++) await call((cb) => d.write(k * 64 * MiB + k * 4096, fill(8192, k), cb));
+  const started = performance.now();
+  await call((cb) => d.writeZeroes(0, 2 * GiB, false, cb));
+  await call((cb) => d.discard(2 * GiB, 2 * GiB, cb));
+  await call((cb) => d.flush(cb));
+  const seconds = (performance.now() - started) / 1000;
+  assert.ok(seconds < 5, `took ${seconds.toFixed(1)} s`);
+  for (let k = 0; k < 64; k++)
+    assert.deepEqual(await read(d, k * 64 * MiB, 65536), new Uint8Array(65536), `cluster of write ${k}`);
+  await d.close();
+  qemuCheck(p);
+  const map = run("qemu-img", "map", "--output=json", p);
+  const extents = JSON.parse(map.out) as Array<{
+    start: number;
+    length: number;
+    data: boolean;
+    zero: boolean;
+  }>;
+  assert.ok(
+    extents.every((e) => e.zero && !(e.data && e.start >= 2 * GiB)),
+    "all reads as zeros, and nothing past 2 GiB holds data",
+  );
+});
+
+test("requests in flight over more L2 tables than the cache holds (80 of 64) keep every write and allocate each cluster once", async () => {
+  const GiB = 1024 * MiB;
+  const p = at("tables.qcow2");
+  await createQcow2(p, { sizeBytes: 40 * GiB });
+  const d = await openDisk(p);
+  const span = 512 * MiB; // what one L2 table maps
+  const written = new Map<number, number>();
+  const next = rng(7);
+  for (let round = 0; round < 6; round++) {
+    const pending: Array<Promise<void>> = [];
+    for (let k = 0; k < 300; k++) {
+      const table = next(80);
+      const off = table * span + next(span / 65536) * 65536 + 512 * next(100);
+      if (k % 2 === 0) pending.push(call((cb) => d.read(off, new Uint8Array(512), cb)));
+      else if (!written.has(off)) {
+        written.set(off, round * 1000 + k);
+        pending.push(call((cb) => d.write(off, fill(512, round * 1000 + k), cb)));
+      }
+    }
+    await Promise.all(pending);
+  }
+  await d.close();
+  qemuCheck(p); // a cluster allocated twice would show as a leak
+  const again = await openDisk(p, { readOnly: true });
+  for (const [off, seed] of written)
+    assert.deepEqual(await read(again, off, 512), fill(512, seed), `at ${off}`);
+  await again.close();
+});

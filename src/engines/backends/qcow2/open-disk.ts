@@ -14,6 +14,11 @@ export interface OpenDiskOptions {
 }
 
 export async function openDisk(path: string, options: OpenDiskOptions = {}): Promise<DiskBackend> {
+  return new LayerDiskBackend(await openLayers(path, options));
+}
+
+/** The top layer of the disk at `path`, its backing layers below it. */
+export async function openLayers(path: string, options: OpenDiskOptions = {}): Promise<DiskLayer> {
   const links = await walkChain(path, true, !options.readOnly);
   let layer: DiskLayer | null = null;
   let opened = 0;
@@ -36,5 +41,5 @@ export async function openDisk(path: string, options: OpenDiskOptions = {}): Pro
     for (let i = links.length - 1 - opened; i >= 0; i--) await links[i]!.file.close();
     throw err;
   }
-  return new LayerDiskBackend(layer!);
+  return layer!;
 }

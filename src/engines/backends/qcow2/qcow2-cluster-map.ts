@@ -36,6 +36,7 @@ export class Qcow2ClusterMap {
   private readonly l1: Uint8Array;
   private readonly l1View: DataView;
   private readonly l2Cache = new TableCache(64);
+  private readonly l2Io = new Map<number, Promise<void>>();
   /** Bit position of the compressed sector count (spec: x = 62 - (cluster_bits - 8)). */
   private readonly csizeShift: number;
 
@@ -92,23 +93,55 @@ export class Qcow2ClusterMap {
   async l2Table(offset: number): Promise<Uint8Array> {
     const cached = this.l2Cache.get(offset);
     if (cached) return cached;
-    const t = new Uint8Array(this.clusterSize);
-    await this.file.read(offset, t);
-    this.l2Cache.set(offset, t);
-    return t;
+    return this.inTurn(offset, async () => {
+      const loaded = this.l2Cache.get(offset);
+      if (loaded) return loaded;
+      const t = new Uint8Array(this.clusterSize);
+      await this.file.read(offset, t);
+      this.l2Cache.set(offset, t);
+      return t;
+    });
   }
 
-  /** Fills `out` with the mapping of the guest cluster holding `guestOffset`. */
-  async lookup(guestOffset: number, out: ClusterMapping): Promise<void> {
+  /**
+   * Runs loads and writes of the L2 table at `offset` one after another. Without this, a load that began
+   * before an entry was written could finish after it and cache the table as it was: a cluster just
+   * allocated would look unallocated, and be allocated again.
+   */
+  private inTurn<T>(offset: number, op: () => Promise<T>): Promise<T> {
+    const run = (this.l2Io.get(offset) ?? Promise.resolve()).then(op);
+    const tail = run.then(
+      () => {},
+      () => {},
+    );
+    this.l2Io.set(offset, tail);
+    void tail.then(() => {
+      if (this.l2Io.get(offset) === tail) this.l2Io.delete(offset);
+    });
+    return run;
+  }
+
+  /** Like lookup when the L2 table needed is cached (or none is needed); false, `out` untouched, if not. */
+  lookupCached(guestOffset: number, out: ClusterMapping): boolean {
     const cluster = Math.floor(guestOffset / this.clusterSize);
     const l2Offset = this.l2Offset(Math.floor(cluster / this.l2Entries));
     if (l2Offset === 0) {
       out.kind = CLUSTER_UNALLOCATED;
       out.host = 0;
       out.copied = false;
-      return;
+      return true;
     }
-    const table = this.l2Cache.get(l2Offset) ?? (await this.l2Table(l2Offset));
+    const table = this.l2Cache.get(l2Offset);
+    if (table === undefined) return false;
+    this.decode(table, cluster % this.l2Entries, out);
+    return true;
+  }
+
+  /** Fills `out` with the mapping of the guest cluster holding `guestOffset`, reading its L2 table if need be. */
+  async lookup(guestOffset: number, out: ClusterMapping): Promise<void> {
+    if (this.lookupCached(guestOffset, out)) return;
+    const cluster = Math.floor(guestOffset / this.clusterSize);
+    const table = await this.l2Table(this.l2Offset(Math.floor(cluster / this.l2Entries)));
     this.decode(table, cluster % this.l2Entries, out);
   }
 
@@ -147,16 +180,14 @@ export class Qcow2ClusterMap {
 
   /** Sets L2 entries [first, first+count) of the table at `l2Offset` from `entries` (hi, lo pairs). */
   async setL2Entries(l2Offset: number, first: number, entries: Uint32Array): Promise<void> {
-    const table = await this.l2Table(l2Offset);
     const bytes = new Uint8Array(entries.length * 4);
     const v = new DataView(bytes.buffer);
     for (let k = 0; k < entries.length; k++) v.setUint32(k * 4, entries[k]!);
-    await this.file.write(l2Offset + first * 8, bytes);
-    // The cache changes only once the file has: a reader in between still sees the old, valid mapping.
-    // The table may have been evicted and read again meanwhile; the copy now cached must change too.
-    table.set(bytes, first * 8);
-    const now = this.l2Cache.get(l2Offset);
-    if (now !== undefined && now !== table) now.set(bytes, first * 8);
+    await this.inTurn(l2Offset, async () => {
+      await this.file.write(l2Offset + first * 8, bytes);
+      // The cache changes only once the file has: a reader in between still sees the old, valid mapping.
+      this.l2Cache.get(l2Offset)?.set(bytes, first * 8);
+    });
   }
 
   /** Points L1 entry `i` at a new L2 table (written and synced by the caller first). */
@@ -169,7 +200,7 @@ export class Qcow2ClusterMap {
     this.l1.set(bytes, i * 8);
   }
 
-  /** Puts a freshly written L2 table into the cache (so its first use needs no read). */
+  /** Puts a new L2 table into the cache before L1 names it, so no reader loads it while it is changing. */
   cacheL2(offset: number, table: Uint8Array): void {
     this.l2Cache.set(offset, table);
   }

@@ -125,7 +125,8 @@ export function parseQcow2Header(head: Uint8Array, fileSize: number, path: strin
   const needed = l1EntriesNeeded(virtualSize, clusterBits);
   if (l1Size < needed) throw bad(`L1 table of ${l1Size} entries is too small for its virtual size`);
   // QEMU grows L1 tables by half again when it resizes an image, so some slack is legitimate.
-  if (l1Size * 8 > MAX_L1_BYTES || l1Size > Math.max(2 * needed, needed + 64))
+  if (l1Size * 8 > MAX_L1_BYTES) throw bad(`L1 table of ${l1Size} entries is larger than 32 MiB`);
+  if (l1Size > Math.max(2 * needed, needed + 64))
     throw bad(
       `L1 table of ${l1Size} entries is larger than a disk of ${virtualSize} bytes needs (${needed})`,
     );

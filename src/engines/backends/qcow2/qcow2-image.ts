@@ -28,6 +28,8 @@ export class Qcow2Image implements DiskLayer {
   readonly virtualSize: number;
   private readonly clusterSize: number;
   private metaTail: Promise<unknown> = Promise.resolve();
+  /** Used only synchronously (contiguous), so requests in flight cannot disturb each other through it. */
+  private readonly peek = newMapping();
 
   private constructor(
     private readonly file: DiskFile,
@@ -87,9 +89,10 @@ export class Qcow2Image implements DiskLayer {
         return;
       }
       const inCluster = pos % cs;
-      const n = Math.min(cs - inCluster, end - pos);
+      let n = Math.min(cs - inCluster, end - pos);
+      if (!this.map.lookupCached(pos, m)) await this.map.lookup(pos, m);
+      if (m.kind === CLUSTER_DATA) n = this.contiguous(pos, n, end, m.host + inCluster, false);
       const sub = dst.subarray(pos - offset, pos - offset + n);
-      await this.map.lookup(pos, m);
       switch (m.kind) {
         case CLUSTER_DATA:
           await this.file.read(m.host + inCluster, sub);
@@ -106,6 +109,22 @@ export class Qcow2Image implements DiskLayer {
       }
       pos += n;
     }
+  }
+
+  /**
+   * How far from `pos` (whose first `n` bytes map to host offset `host`) the guest range up to `end` stays
+   * contiguous on the host in data clusters (ours alone when `owned`), so one pread or pwrite covers it.
+   * Only L2 tables already cached are consulted: this is an optimisation, never a reason to wait.
+   */
+  private contiguous(pos: number, n: number, end: number, host: number, owned: boolean): number {
+    const m = this.peek;
+    const limit = Math.min(end, this.virtualSize);
+    while (pos + n < limit) {
+      if (!this.map.lookupCached(pos + n, m) || m.kind !== CLUSTER_DATA || m.host !== host + n) break;
+      if (owned && !m.copied) break;
+      n += Math.min(this.clusterSize, limit - pos - n);
+    }
+    return n;
   }
 
   /** The cluster a compressed entry holds: raw deflate (compression type 0), exactly one cluster long. */
@@ -129,6 +148,21 @@ export class Qcow2Image implements DiskLayer {
     return out;
   }
 
+  async mayHoldData(offset: number, length: number): Promise<boolean> {
+    const cs = this.clusterSize;
+    const m = newMapping();
+    const end = Math.min(offset + length, this.virtualSize);
+    for (let pos = offset - (offset % cs); pos < end; pos += cs) {
+      if (!this.map.lookupCached(pos, m)) await this.map.lookup(pos, m);
+      if (m.kind === CLUSTER_DATA || m.kind === CLUSTER_COMPRESSED) return true;
+      if (m.kind === CLUSTER_UNALLOCATED && this.backing) {
+        const from = Math.max(pos, offset);
+        if (await this.backing.mayHoldData(from, Math.min(pos + cs, end) - from)) return true;
+      }
+    }
+    return false;
+  }
+
   async write(offset: number, src: Uint8Array): Promise<void> {
     this.checkWritable();
     const cs = this.clusterSize;
@@ -137,12 +171,22 @@ export class Qcow2Image implements DiskLayer {
     const end = offset + src.length;
     while (pos < end) {
       const inCluster = pos % cs;
-      const n = Math.min(cs - inCluster, end - pos);
-      const sub = src.subarray(pos - offset, pos - offset + n);
-      await this.map.lookup(pos, m);
+      let n = Math.min(cs - inCluster, end - pos);
+      if (!this.map.lookupCached(pos, m)) await this.map.lookup(pos, m);
       // The steady state: the cluster is ours alone, so the data goes straight to it.
-      if (m.kind === CLUSTER_DATA && m.copied) await this.file.write(m.host + inCluster, sub);
-      else await this.serialized(() => this.allocatingWrite(pos, sub));
+      if (m.kind === CLUSTER_DATA && m.copied) {
+        n = this.contiguous(pos, n, end, m.host + inCluster, true);
+        await this.file.write(m.host + inCluster, src.subarray(pos - offset, pos - offset + n));
+      } else {
+        // Whole clusters up to the request's end (within one L2 table) are allocated together.
+        if (inCluster === 0 && end - pos >= cs) {
+          const l2Span = cs * this.map.l2Entries;
+          const runEnd = Math.min(end, (Math.floor(pos / l2Span) + 1) * l2Span);
+          n = runEnd - pos - ((runEnd - pos) % cs);
+        }
+        const sub = src.subarray(pos - offset, pos - offset + n);
+        await this.serialized(() => this.allocatingWrite(pos, sub));
+      }
       pos += n;
     }
   }
@@ -152,35 +196,83 @@ export class Qcow2Image implements DiskLayer {
       throw new Qcow2Error("bad-disk-request", `disk image ${this.path} is open read-only`);
   }
 
-  /** A write into a cluster this file does not own alone yet; runs serialized. */
+  /**
+   * A write into clusters this file does not own alone yet (runs serialized): part of one cluster, or whole
+   * clusters of one L2 table. A part is completed with the cluster's current contents first (copy-on-write).
+   */
   private async allocatingWrite(pos: number, sub: Uint8Array): Promise<void> {
     const cs = this.clusterSize;
+    const inCluster = pos % cs;
+    if (inCluster === 0 && sub.length % cs === 0) {
+      await this.writeClusters(pos, sub);
+      return;
+    }
     const m = newMapping();
     await this.map.lookup(pos, m); // again: an earlier serialized write may have allocated it
-    const inCluster = pos % cs;
     if (m.kind === CLUSTER_DATA && m.copied) {
       await this.file.write(m.host + inCluster, sub);
       return;
     }
-    const clusterStart = pos - inCluster;
-    let whole: Uint8Array;
-    if (sub.length === cs) whole = sub;
-    else {
-      whole = new Uint8Array(cs);
-      await this.readCluster(clusterStart, m, whole);
-      whole.set(sub, inCluster);
+    const whole = new Uint8Array(cs);
+    await this.readCluster(pos - inCluster, m, whole);
+    whole.set(sub, inCluster);
+    await this.writeClusters(pos - inCluster, whole);
+  }
+
+  /**
+   * Writes whole clusters [start, start + data.length), all in one L2 table (serialized): clusters we own
+   * are written in place, preallocated zero clusters are filled, the rest get new clusters. Then one write
+   * of their L2 entries, then what the old entries held is released. Contiguous data is one pwrite.
+   */
+  private async writeClusters(start: number, data: Uint8Array): Promise<void> {
+    const cs = this.clusterSize;
+    const count = Math.ceil(data.length / cs);
+    const l2 = await this.ensureL2(start);
+    const table = await this.map.l2Table(l2);
+    const firstIndex = Math.floor(start / cs) % this.map.l2Entries;
+    const words = this.entryWords(table, firstIndex, count);
+    const released: ClusterMapping[] = [];
+    let first = -1;
+    let last = -1;
+    let runFrom = 0;
+    let runHost = -1;
+    for (let k = 0; k < count; k++) {
+      const m = newMapping();
+      this.map.decode(table, firstIndex + k, m);
+      let host: number;
+      if (m.kind === CLUSTER_DATA && m.copied) host = m.host;
+      else {
+        if (m.kind === CLUSTER_ZERO && m.host !== 0 && m.copied) host = m.host;
+        else {
+          host = await this.refcounts!.allocate();
+          released.push(m);
+        }
+        l2Words(host, false, words, 2 * k);
+        if (first < 0) first = k;
+        last = k;
+      }
+      if (runHost >= 0 && host !== runHost + (k - runFrom) * cs) {
+        await this.file.write(runHost, data.subarray(runFrom * cs, k * cs));
+        runHost = -1;
+      }
+      if (runHost < 0) {
+        runFrom = k;
+        runHost = host;
+      }
     }
-    if (m.kind === CLUSTER_ZERO && m.host !== 0 && m.copied) {
-      // A preallocated zero cluster: fill it, then drop the zero flag.
-      await this.file.write(m.host, whole);
-      await this.setEntry(clusterStart, m.host, false);
-      return;
-    }
-    const l2 = await this.ensureL2(clusterStart);
-    const host = await this.refcounts!.allocate();
-    await this.file.write(host, whole);
-    await this.setEntryIn(l2, clusterStart, host, false);
-    this.releaseOld(m);
+    await this.file.write(runHost, data.subarray(runFrom * cs));
+    if (first < 0) return;
+    await this.map.setL2Entries(l2, firstIndex + first, words.subarray(2 * first, 2 * (last + 1)));
+    for (const m of released) this.releaseOld(m);
+  }
+
+  /** The raw words of `count` L2 entries from `first` (hi, lo pairs), to change some and write back all. */
+  private entryWords(table: Uint8Array | null, first: number, count: number): Uint32Array {
+    const words = new Uint32Array(count * 2);
+    if (table === null) return words;
+    const v = new DataView(table.buffer, table.byteOffset + first * 8, count * 8);
+    for (let k = 0; k < count * 2; k++) words[k] = v.getUint32(k * 4);
+    return words;
   }
 
   /** Reads the current contents of the guest cluster at `clusterStart` (mapped as `m`) into `dst`. */
@@ -228,19 +320,9 @@ export class Qcow2Image implements DiskLayer {
     await this.file.write(offset, table);
     // The table must be on disk before L1 names it: a reused cluster may hold old bytes.
     await this.file.sync();
-    await this.map.setL1Entry(l1Index, offset);
     this.map.cacheL2(offset, table);
+    await this.map.setL1Entry(l1Index, offset);
     return offset;
-  }
-
-  private async setEntry(pos: number, host: number, zero: boolean): Promise<void> {
-    await this.setEntryIn(await this.ensureL2(pos), pos, host, zero);
-  }
-
-  private async setEntryIn(l2: number, pos: number, host: number, zero: boolean): Promise<void> {
-    const words = new Uint32Array(2);
-    l2Words(host, zero, words, 0);
-    await this.map.setL2Entries(l2, Math.floor(pos / this.clusterSize) % this.map.l2Entries, words);
   }
 
   async flush(): Promise<void> {
@@ -271,31 +353,29 @@ export class Qcow2Image implements DiskLayer {
   ): Promise<void> {
     this.checkWritable();
     const cs = this.clusterSize;
+    const l2Span = cs * this.map.l2Entries;
     const end = Math.min(offset + length, this.virtualSize);
     await this.serialized(async () => {
       const m = newMapping();
       let pos = offset;
       while (pos < end) {
         const inCluster = pos % cs;
-        const clusterStart = pos - inCluster;
-        const clusterEnd = Math.min(clusterStart + cs, this.virtualSize);
-        const n = Math.min(clusterEnd, end) - pos;
-        await this.map.lookup(pos, m);
-        const readsZero =
-          m.kind === CLUSTER_ZERO || (m.kind === CLUSTER_UNALLOCATED && this.backing === null);
-        if (inCluster !== 0 || pos + n < clusterEnd) {
+        // The disk's last cluster may be cut short by its size; it still counts as whole.
+        const clusterEnd = Math.min(pos - inCluster + cs, this.virtualSize);
+        if (inCluster !== 0 || end < clusterEnd) {
+          const n = Math.min(clusterEnd, end) - pos;
+          await this.map.lookup(pos, m);
+          const readsZero =
+            m.kind === CLUSTER_ZERO || (m.kind === CLUSTER_UNALLOCATED && this.backing === null);
           if (mode !== "discard" && !readsZero) await this.allocatingWriteZeros(pos, n, m);
-        } else if (mode === "discard" && this.backing === null) {
-          if (m.kind !== CLUSTER_UNALLOCATED) await this.replaceEntry(clusterStart, m, 0, false);
-        } else if (m.kind === CLUSTER_ZERO && (m.host === 0 || mode === "zero")) {
-          // Already reads as zeros, and holds nothing to give back.
-        } else if (mode === "zero" && m.kind === CLUSTER_DATA && m.copied) {
-          await this.replaceEntry(clusterStart, m, m.host, true);
-        } else if (!(m.kind === CLUSTER_UNALLOCATED && this.backing === null)) {
-          // A zero cluster, not an unallocated one, so the backing file's data does not show through.
-          await this.replaceEntry(clusterStart, m, 0, true);
+          pos += n;
+          continue;
         }
-        pos += n;
+        // Whole clusters, up to the end of the request or of this L2 table: one write of their entries.
+        const spanEnd = Math.min(end, (Math.floor(pos / l2Span) + 1) * l2Span);
+        const wholeEnd = spanEnd === this.virtualSize ? spanEnd : spanEnd - (spanEnd % cs);
+        await this.unmapClusters(pos, wholeEnd, mode);
+        pos = wholeEnd;
       }
       if (this.refcounts!.hasManyPendingFrees) {
         await this.file.sync();
@@ -304,22 +384,59 @@ export class Qcow2Image implements DiskLayer {
     });
   }
 
+  /** Rewrites the entries of the whole clusters [start, end), all in one L2 table (serialized). */
+  private async unmapClusters(
+    start: number,
+    end: number,
+    mode: "discard" | "zero" | "zero-unmap",
+  ): Promise<void> {
+    const cs = this.clusterSize;
+    const count = Math.ceil((end - start) / cs);
+    const firstIndex = Math.floor(start / cs) % this.map.l2Entries;
+    let l2 = this.map.l2Offset(Math.floor(start / cs / this.map.l2Entries));
+    const current = l2 !== 0 ? await this.map.l2Table(l2) : null;
+    const words = this.entryWords(current, firstIndex, count);
+    const released: ClusterMapping[] = [];
+    let first = -1;
+    let last = -1;
+    for (let k = 0; k < count; k++) {
+      const m = newMapping();
+      if (current !== null) this.map.decode(current, firstIndex + k, m);
+      const next = this.unmappedEntry(m, mode);
+      if (next === KEEP) continue;
+      if (next === UNALLOCATED_ENTRY) l2Words(0, false, words, 2 * k);
+      else if (next === ZERO_ENTRY) l2Words(0, true, words, 2 * k);
+      else l2Words(next, true, words, 2 * k);
+      if (next <= 0) released.push(m);
+      if (first < 0) first = k;
+      last = k;
+    }
+    if (first < 0) return;
+    if (l2 === 0) l2 = await this.ensureL2(start);
+    await this.map.setL2Entries(l2, firstIndex + first, words.subarray(2 * first, 2 * (last + 1)));
+    for (const m of released) this.releaseOld(m);
+  }
+
+  /**
+   * What a whole cluster mapped as `m` becomes: KEEP (as it is), UNALLOCATED_ENTRY, ZERO_ENTRY, or a host
+   * offset to keep as a preallocated zero cluster.
+   */
+  private unmappedEntry(m: ClusterMapping, mode: "discard" | "zero" | "zero-unmap"): number {
+    if (mode === "discard" && this.backing === null)
+      return m.kind === CLUSTER_UNALLOCATED ? KEEP : UNALLOCATED_ENTRY;
+    // Already reads as zeros, and holds nothing to give back.
+    if (m.kind === CLUSTER_ZERO && (m.host === 0 || mode === "zero")) return KEEP;
+    if (mode === "zero" && m.kind === CLUSTER_DATA && m.copied) return m.host;
+    if (m.kind === CLUSTER_UNALLOCATED && this.backing === null) return KEEP;
+    // A zero cluster, not an unallocated one, so the backing file's data does not show through.
+    return ZERO_ENTRY;
+  }
+
   /** Writes zeros over part of a cluster (inside the serialized section). */
   private async allocatingWriteZeros(pos: number, n: number, m: ClusterMapping): Promise<void> {
     const zeros = new Uint8Array(n);
     if (m.kind === CLUSTER_DATA && m.copied) await this.file.write(m.host + (pos % this.clusterSize), zeros);
     else await this.allocatingWrite(pos, zeros);
-  }
-
-  /** Replaces a whole cluster's entry, then releases what the old entry held if the new one does not keep it. */
-  private async replaceEntry(
-    clusterStart: number,
-    m: ClusterMapping,
-    host: number,
-    zero: boolean,
-  ): Promise<void> {
-    await this.setEntry(clusterStart, host, zero);
-    if (host === 0) this.releaseOld(m);
   }
 
   async close(): Promise<void> {
@@ -337,6 +454,11 @@ export class Qcow2Image implements DiskLayer {
     }
   }
 }
+
+/** unmappedEntry's answers other than a host offset (which is always positive). */
+const KEEP = -2;
+const ZERO_ENTRY = -1;
+const UNALLOCATED_ENTRY = 0;
 
 function newMapping(): ClusterMapping {
   return { kind: CLUSTER_UNALLOCATED, host: 0, compressedBytes: 0, copied: false };

@@ -7,23 +7,36 @@
 
 import type { DiskFile } from "./disk-file.ts";
 import { Qcow2Error } from "./qcow2-error.ts";
-import type { Qcow2Header } from "./qcow2-header.ts";
+import { MAX_REFTABLE_BYTES, type Qcow2Header } from "./qcow2-header.ts";
 import { TableCache } from "./table-cache.ts";
 
-/** Clusters reserved per sync: 2 MiB of 64 KiB clusters, so sequential growth costs one fdatasync per 2 MiB. */
-const POOL_CLUSTERS = 32;
+/**
+ * Bytes of clusters reserved per sync: 2 MiB, doubling up to 32 MiB while refills come less than a second
+ * apart, so a guest filling its disk costs one fdatasync per 32 MiB. What a crash leaks of a pool mostly
+ * lies past the end of the file, where it takes no space.
+ */
+const POOL_MIN_BYTES = 2 * 1024 * 1024;
+const POOL_MAX_BYTES = 32 * 1024 * 1024;
+const POOL_GROW_WITHIN_MS = 1000;
 /** Frees held back before a flush forces them out anyway. */
 const MAX_PENDING_FREES = 4096;
+/** Clusters past the end of the file that may legitimately have refcounts (a crashed writer's pool). */
+const MAX_USED_PAST_END = 1024;
 
 export class Qcow2Refcounts {
   private readonly clusterSize: number;
   private readonly bits: number;
   private readonly perBlock: number;
   private readonly max: number;
-  private readonly table: Uint8Array;
-  private readonly tableView: DataView;
+  private table: Uint8Array;
+  private tableView: DataView;
+  /** Where the refcount table is now: it moves when it grows. */
+  private tableOffset: number;
   private readonly blocks = new TableCache(32);
   private readonly pool: number[] = [];
+  /** Clusters reserved at the next refill (POOL_MIN_BYTES to POOL_MAX_BYTES worth). */
+  private poolClusters: number;
+  private lastRefillMs = Number.NEGATIVE_INFINITY;
   private pendingFrees: number[] = [];
   /** No cluster below this index is free (a hint; frees move it back). */
   private freeHint = 0;
@@ -39,6 +52,8 @@ export class Qcow2Refcounts {
     this.max = this.bits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** this.bits - 1;
     this.table = table;
     this.tableView = new DataView(table.buffer, table.byteOffset, table.length);
+    this.tableOffset = header.refcountTableOffset;
+    this.poolClusters = Math.max(1, POOL_MIN_BYTES / header.clusterSize);
   }
 
   static async load(file: DiskFile, header: Qcow2Header): Promise<Qcow2Refcounts> {
@@ -104,13 +119,6 @@ export class Qcow2Refcounts {
     }
   }
 
-  /** The refcount of host cluster `cluster`. */
-  async get(cluster: number): Promise<number> {
-    const offset = this.blockOffset(Math.floor(cluster / this.perBlock));
-    if (offset === 0) return 0;
-    return this.entry(await this.block(offset), cluster % this.perBlock);
-  }
-
   /** Adds `delta` to the refcounts of `clusters` (all in one block), with one write of the changed bytes. */
   private async change(clusters: number[], delta: number): Promise<void> {
     const index = Math.floor(clusters[0]! / this.perBlock);
@@ -161,25 +169,32 @@ export class Qcow2Refcounts {
 
   /** Finds free clusters, takes them (refcount 1) and syncs, so they are safe to reference. */
   private async refill(): Promise<void> {
+    const now = performance.now();
+    const min = Math.max(1, POOL_MIN_BYTES / this.clusterSize);
+    this.poolClusters =
+      now - this.lastRefillMs < POOL_GROW_WITHIN_MS
+        ? Math.min(this.poolClusters * 2, Math.max(1, POOL_MAX_BYTES / this.clusterSize))
+        : min;
+    this.lastRefillMs = now;
     const taken: number[] = [];
     let c = this.freeHint;
-    while (taken.length < POOL_CLUSTERS) {
+    while (taken.length < this.poolClusters) {
+      // A hostile file may count every cluster as used, far past its end: stop rather than scan for ever.
+      if (c > Math.ceil(this.file.size / this.clusterSize) + MAX_USED_PAST_END)
+        throw this.bad("its refcounts claim clusters far beyond the end of the file");
       const index = Math.floor(c / this.perBlock);
-      let offset = this.blockOffset(index);
-      if (offset === 0 && this.isFixedMetadata(c)) {
-        c++;
-        continue;
-      }
+      const offset = this.blockOffset(index);
       if (offset === 0) {
         // No refcount block covers this range yet, so all of it is free: the new block goes at its first
         // free cluster and counts itself (a self-describing block, as QEMU places them).
-        offset = await this.newBlock(index, c);
+        if (!this.isFixedMetadata(c)) await this.newBlock(index, c);
         c++;
         continue;
       }
       const block = await this.block(offset);
-      if (this.entry(block, c % this.perBlock) === 0 && !this.isFixedMetadata(c)) taken.push(c);
-      c++;
+      const blockEnd = (index + 1) * this.perBlock;
+      for (; c < blockEnd && taken.length < this.poolClusters; c++)
+        if (this.entry(block, c % this.perBlock) === 0 && !this.isFixedMetadata(c)) taken.push(c);
     }
     this.freeHint = c;
     await this.changeAll([...taken], 1);
@@ -196,30 +211,82 @@ export class Qcow2Refcounts {
     const at = cluster * this.clusterSize;
     const inside = (start: number, bytes: number) => at + this.clusterSize > start && at < start + bytes;
     return (
-      cluster === 0 ||
-      inside(h.l1TableOffset, h.l1Size * 8) ||
-      inside(h.refcountTableOffset, h.refcountTableClusters * this.clusterSize)
+      cluster === 0 || inside(h.l1TableOffset, h.l1Size * 8) || inside(this.tableOffset, this.table.length)
     );
   }
 
   private async newBlock(index: number, at: number): Promise<number> {
-    if ((index + 1) * 8 > this.table.length)
-      throw new Qcow2Error(
-        "disk-io-failed",
-        `disk image ${this.file.path} is full: its refcount table has no room for more clusters`,
-      );
+    if ((index + 1) * 8 > this.table.length) {
+      await this.growTable(index, at);
+      return this.blockOffset(index);
+    }
     const offset = at * this.clusterSize;
     const block = new Uint8Array(this.clusterSize);
     this.setEntry(block, at % this.perBlock, 1);
     await this.file.write(offset, block);
     await this.file.sync();
     this.blocks.set(offset, block);
-    const entry = new Uint8Array(8);
-    new DataView(entry.buffer).setUint32(0, Math.floor(offset / 2 ** 32));
-    new DataView(entry.buffer).setUint32(4, offset >>> 0);
-    await this.file.write(this.header.refcountTableOffset + index * 8, entry);
-    this.table.set(entry, index * 8);
+    await this.setTableEntry(index, offset);
     return offset;
+  }
+
+  private async setTableEntry(index: number, offset: number): Promise<void> {
+    const entry = u64Bytes(offset);
+    await this.file.write(this.tableOffset + index * 8, entry);
+    this.table.set(entry, index * 8);
+  }
+
+  /**
+   * Moves the refcount table to a bigger one that covers block `index` (QEMU grows it the same way): the
+   * new table and the refcount blocks that count it go at cluster `at` and after (all free: no block covers
+   * them yet), are written and synced, and only then does the header point at them; the old table's
+   * clusters are freed afterwards. A crash before the header write leaves unreferenced clusters, no more.
+   */
+  private async growTable(index: number, at: number): Promise<void> {
+    const cs = this.clusterSize;
+    let tableClusters = Math.ceil(Math.max((index + 1) * 8, this.table.length * 2) / cs);
+    let blocks = 0;
+    // The new clusters [at, at + tableClusters + blocks) need blocks of their own; iterate to a fixed point.
+    for (;;) {
+      const first = Math.floor(at / this.perBlock);
+      const last = Math.floor((at + tableClusters + blocks - 1) / this.perBlock);
+      const needBlocks = last - first + 1;
+      const needTable = Math.ceil(Math.max((last + 1) * 8, (index + 1) * 8, this.table.length) / cs);
+      if (needBlocks === blocks && needTable <= tableClusters) break;
+      blocks = needBlocks;
+      tableClusters = Math.max(tableClusters, needTable);
+    }
+    if (tableClusters * cs > MAX_REFTABLE_BYTES)
+      throw new Qcow2Error(
+        "disk-io-failed",
+        `disk image ${this.file.path} is full: its refcount table cannot grow past 8 MiB`,
+      );
+    const table = new Uint8Array(tableClusters * cs);
+    table.set(this.table);
+    const tableAt = at * cs;
+    const firstBlockIndex = Math.floor(at / this.perBlock);
+    for (let b = 0; b < blocks; b++) {
+      const blockCluster = at + tableClusters + b;
+      const block = new Uint8Array(cs);
+      for (let c = at; c < at + tableClusters + blocks; c++)
+        if (Math.floor(c / this.perBlock) === firstBlockIndex + b) this.setEntry(block, c % this.perBlock, 1);
+      await this.file.write(blockCluster * cs, block);
+      this.blocks.set(blockCluster * cs, block);
+      table.set(u64Bytes(blockCluster * cs), (firstBlockIndex + b) * 8);
+    }
+    await this.file.write(tableAt, table);
+    await this.file.sync();
+    const header = new Uint8Array(12);
+    header.set(u64Bytes(tableAt), 0);
+    new DataView(header.buffer).setUint32(8, tableClusters);
+    await this.file.write(48, header); // refcount_table_offset and refcount_table_clusters, one sector
+    await this.file.sync();
+    const oldAt = this.tableOffset;
+    const oldClusters = this.table.length / cs;
+    this.table = table;
+    this.tableView = new DataView(table.buffer);
+    this.tableOffset = tableAt;
+    for (let c = 0; c < oldClusters; c++) this.release(oldAt + c * cs);
   }
 
   /** Drops one reference to the cluster at byte offset `offset` at the next flush (see the file comment). */
@@ -247,4 +314,12 @@ export class Qcow2Refcounts {
     await this.changeAll(unused, -1);
     for (const c of unused) this.freeHint = Math.min(this.freeHint, c);
   }
+}
+
+function u64Bytes(value: number): Uint8Array {
+  const out = new Uint8Array(8);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, Math.floor(value / 2 ** 32));
+  v.setUint32(4, value >>> 0);
+  return out;
 }

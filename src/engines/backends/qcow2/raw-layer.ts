@@ -35,6 +35,10 @@ export class RawLayer implements DiskLayer {
     return this.file.sync();
   }
 
+  mayHoldData(offset: number): Promise<boolean> {
+    return Promise.resolve(offset < this.file.size);
+  }
+
   /** Nothing to give back without hole punching; the contents staying is one allowed outcome. */
   discard(): Promise<void> {
     return Promise.resolve();

@@ -1,0 +1,265 @@
+// The resume benchmark (`node --import ./node_modules/tsx/dist/loader.mjs bench/resume.ts`): how long a
+// suspended Linux guest takes to come back, with guest RAM read whole before the guest runs (the way before
+// issue 9, TSVM_RESTORE_RAM=read) beside RAM mapped from the saved file (the default), for 256 MiB and
+// 1 GiB guests; and how long a snapshot of a running guest pauses it (VmmGuest.saveState with keepRunning).
+// Progress goes to stderr, the table (or JSON) to stdout. docs/performance.md has the results.
+//
+// Resume goes through the real daemon (bin/tsvm, a temporary TSVM_HOME): resume-to-RUNNING is from the API
+// request to its operation DONE (the VM RUNNING and recorded); resume-to-first-instruction is from the same
+// request to the wall-clock time the VMM logs when the restored guest's first slice of instructions begins.
+// The way RAM is restored is the VMM's environment, so the daemon is restarted with it between runs.
+import { execFile } from "node:child_process";
+import { cp, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { loadavg, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { ApiClient } from "../src/api/client.ts";
+import { createGuest } from "../src/hypervisor/riscv-guest.ts";
+import { VMM_PROTOCOL_VERSION, type VmmSpec } from "../src/hypervisor/vmm-protocol.ts";
+import { findImage } from "../src/images/image-store.ts";
+import { median } from "./bench-report.ts";
+
+const root = dirname(dirname(fileURLToPath(import.meta.url)));
+
+const HELP = `Usage: node --import ./node_modules/tsx/dist/loader.mjs bench/resume.ts [options]
+
+Boots the default Linux image with each memory size to its guest agent, suspends it, and resumes it --runs
+times with RAM read whole (the old way) and --runs times with RAM mapped from the saved file (interleaved),
+through the daemon; then snapshots the running guest --runs times (saveState with keepRunning) in this
+process. Prints medians and the read/map ratios.
+
+Options:
+  --memory LIST   guest RAM sizes in MiB, comma-separated (default 256,1024)
+  --runs N        resumes per way and size, and snapshots per size (default 3)
+  --format table|json
+  -h, --help
+`;
+
+type RamWay = "read" | "map";
+
+interface SizeResult {
+  memoryMiB: number;
+  resumeToRunningMs: Record<RamWay, number[]>;
+  resumeToFirstInstructionMs: Record<RamWay, number[]>;
+  /** The VMM's CPU time (user + system) from its start to the guest's first instruction. */
+  vmmCpuToFirstInstructionMs: Record<RamWay, number[]>;
+  suspendMs: number[];
+  snapshotPauseMs: number[];
+  snapshotTotalMs: number[];
+}
+
+const progress = (line: string) => process.stderr.write(`${line}\n`);
+
+function installation(home: string) {
+  const client = ApiClient.forDataDir(home);
+  /** bin/tsvm against this installation; a daemon it starts gets `env` (and with it the VMMs it spawns). */
+  const tsvm = (args: string[], env: Record<string, string> = {}) =>
+    new Promise<string>((resolve, reject) =>
+      execFile(
+        join(root, "bin/tsvm"),
+        args,
+        { env: { ...process.env, ...env, TSVM_HOME: home }, timeout: 900_000, maxBuffer: 16 << 20 },
+        (e, stdout, stderr) =>
+          e ? reject(new Error(`tsvm ${args.join(" ")}: ${stderr || e.message}`)) : resolve(stdout),
+      ),
+    );
+  return { client, tsvm };
+}
+
+/** The epoch ms and VMM CPU ms of the last "first guest instruction after restore" line in vmm.log. */
+async function firstInstruction(vmDir: string, way: RamWay): Promise<{ epochMs: number; cpuMs: number }> {
+  const log = await readFile(join(vmDir, "vmm.log"), "utf8");
+  const matches = [
+    ...log.matchAll(
+      /first guest instruction after restore \(RAM (\w+)\): epoch ([\d.]+) ms, [\d.]+ ms after the VMM started, cpu (\d+) ms/g,
+    ),
+  ];
+  const last = matches.at(-1);
+  if (!last || last[1] !== way)
+    throw new Error(`vmm.log in ${vmDir} has no first-instruction line for RAM ${way}`);
+  return { epochMs: Number(last[2]), cpuMs: Number(last[3]) };
+}
+
+async function benchSize(home: string, memoryMiB: number, runs: number): Promise<SizeResult> {
+  const { client, tsvm } = installation(home);
+  const name = `m${memoryMiB}`;
+  const vmDir = join(home, "vms", name);
+  const result: SizeResult = {
+    memoryMiB,
+    resumeToRunningMs: { read: [], map: [] },
+    resumeToFirstInstructionMs: { read: [], map: [] },
+    vmmCpuToFirstInstructionMs: { read: [], map: [] },
+    suspendMs: [],
+    snapshotPauseMs: [],
+    snapshotTotalMs: [],
+  };
+  progress(`${memoryMiB} MiB: booting to the guest agent`);
+  await tsvm(["create", name, "--memory", `${memoryMiB}M`]);
+  await tsvm(["exec", name, "--agent-wait", "600", "--", "true"]);
+  // Something to show the guest runs on: a loop counting in the background.
+  await tsvm([
+    "exec",
+    name,
+    "--",
+    "sh",
+    "-c",
+    "setsid nice -n 19 sh -c 'i=0; while :; do i=$((i+1)); done' </dev/null >/dev/null 2>&1 &",
+  ]);
+  const suspend = async () => {
+    const t0 = performance.now();
+    const op = await client.instanceAction(name, "suspend");
+    const done = await client.waitUntilDone(op.id, undefined, 1);
+    if (done.error) throw new Error(`suspend: ${done.error.message}`);
+    result.suspendMs.push(performance.now() - t0);
+  };
+  await suspend();
+  let daemonWay: RamWay | undefined;
+  for (let run = 0; run < runs; run++) {
+    for (const way of ["read", "map"] as const) {
+      if (daemonWay !== way) {
+        // The VMM reads TSVM_RESTORE_RAM from the environment the daemon gives it.
+        await tsvm(["daemon", "stop"]);
+        await tsvm(["list"], { TSVM_RESTORE_RAM: way });
+        daemonWay = way;
+      }
+      const t0 = performance.now();
+      const t0Epoch = performance.timeOrigin + t0;
+      const op = await client.instanceAction(name, "resume");
+      const done = await client.waitUntilDone(op.id, undefined, 1);
+      const runningMs = performance.now() - t0;
+      if (done.error) throw new Error(`resume: ${done.error.message}`);
+      const first = await firstInstruction(vmDir, way);
+      const firstMs = first.epochMs - t0Epoch;
+      result.resumeToRunningMs[way].push(runningMs);
+      result.resumeToFirstInstructionMs[way].push(firstMs);
+      result.vmmCpuToFirstInstructionMs[way].push(first.cpuMs);
+      progress(
+        `${memoryMiB} MiB, RAM ${way}: RUNNING after ${runningMs.toFixed(0)} ms, first instruction after ${firstMs.toFixed(0)} ms (VMM CPU ${first.cpuMs} ms; load ${loadavg()[0]})`,
+      );
+      // Let the guest run a little before it is suspended again.
+      await new Promise((r) => setTimeout(r, 1000));
+      await suspend();
+    }
+  }
+  await benchSnapshot(home, name, memoryMiB, runs, result);
+  await tsvm(["delete", name]);
+  return result;
+}
+
+/**
+ * Snapshot pause: the suspended VM's state and disk copied to a scratch directory, restored here through
+ * riscv-guest.ts (as a VMM would), run for a moment, then saved with keepRunning `runs` times.
+ */
+async function benchSnapshot(
+  home: string,
+  name: string,
+  memoryMiB: number,
+  runs: number,
+  result: SizeResult,
+) {
+  const scratch = join(home, `snap-${name}`);
+  await mkdir(scratch);
+  const vm = JSON.parse(await readFile(join(home, "vms", name, "vm.json"), "utf8")) as {
+    id: string;
+    image?: string;
+  };
+  await cp(join(home, "vms", name, "state"), join(scratch, "state"), { recursive: true });
+  await cp(join(home, "vms", name, "disk.img"), join(scratch, "disk.img"));
+  const spec: VmmSpec = {
+    protocol: VMM_PROTOCOL_VERSION,
+    mode: "restore",
+    vmId: vm.id,
+    name,
+    engine: "riscv",
+    engineModule: join(root, "src/hypervisor/riscv-guest.ts"),
+    cpus: 1,
+    memoryMiB,
+    image: vm.image ?? "default",
+    cpuCapPercent: null,
+    cpuWeight: 100,
+    vmDir: scratch,
+    diskPath: join(scratch, "disk.img"),
+    stateDir: join(scratch, "state"),
+    consoleLog: join(scratch, "console.log"),
+    socketPath: join(scratch, "vmm.sock"),
+  };
+  const guest = await createGuest(spec);
+  await guest.start("restore");
+  try {
+    for (let run = 0; run < runs; run++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      const dir = join(scratch, `saved-${run}`);
+      await mkdir(dir);
+      const t0 = performance.now();
+      const { pausedMs } = await guest.saveState(dir, { keepRunning: true });
+      const totalMs = performance.now() - t0;
+      result.snapshotPauseMs.push(pausedMs);
+      result.snapshotTotalMs.push(totalMs);
+      progress(
+        `${memoryMiB} MiB: snapshot paused the guest ${pausedMs.toFixed(0)} ms (written in ${totalMs.toFixed(0)} ms)`,
+      );
+      await rm(dir, { recursive: true, force: true });
+    }
+  } finally {
+    await guest.close();
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+function formatTable(results: SizeResult[]): string {
+  const ms = (xs: number[]) => `${(median(xs) ?? Number.NaN).toFixed(0)} ms`.padStart(9);
+  const ratio = (a: number[], b: number[]) =>
+    `${((median(a) ?? Number.NaN) / (median(b) ?? Number.NaN)).toFixed(1)}×`.padStart(7);
+  const lines = [
+    "RAM       resume→RUNNING            resume→first instruction  VMM CPU to first instr.  snapshot   suspend",
+    "          read      map      ratio  read      map      ratio  read      map            pause",
+  ];
+  for (const r of results)
+    lines.push(
+      `${`${r.memoryMiB} MiB`.padEnd(8)} ${ms(r.resumeToRunningMs.read)}${ms(r.resumeToRunningMs.map)}${ratio(r.resumeToRunningMs.read, r.resumeToRunningMs.map)}` +
+        `${ms(r.resumeToFirstInstructionMs.read)}${ms(r.resumeToFirstInstructionMs.map)}${ratio(r.resumeToFirstInstructionMs.read, r.resumeToFirstInstructionMs.map)}` +
+        `${ms(r.vmmCpuToFirstInstructionMs.read)}${ms(r.vmmCpuToFirstInstructionMs.map)}      ` +
+        `${ms(r.snapshotPauseMs)}${ms(r.suspendMs)}`,
+    );
+  lines.push(
+    "(medians; read = all of RAM read and checked before the guest runs, as before; map = RAM mapped from its file;",
+    ` snapshot pause = saveState with keepRunning; host load average at the end: ${loadavg()[0]})`,
+  );
+  return lines.join("\n");
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      memory: { type: "string", default: "256,1024" },
+      runs: { type: "string", default: "3" },
+      format: { type: "string", default: "table" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  const sizes = values.memory.split(",").map(Number);
+  const runs = Number(values.runs);
+  if (sizes.some((m) => !Number.isInteger(m) || m < 32 || m > 2048) || !Number.isInteger(runs) || runs < 1)
+    throw new Error("--memory takes MiB sizes from 32 to 2048, --runs a whole number of at least 1");
+  if (!findImage("default")) throw new Error("no default image: run `bin/tsvm image build` first");
+  const home = await mkdtemp(join(tmpdir(), "tsvm-bench-resume-"));
+  const { tsvm } = installation(home);
+  const results: SizeResult[] = [];
+  try {
+    for (const m of sizes) results.push(await benchSize(home, m, runs));
+  } finally {
+    await tsvm(["daemon", "stop"]).catch(() => {});
+    await rm(home, { recursive: true, force: true });
+  }
+  process.stdout.write(
+    values.format === "json" ? `${JSON.stringify(results, null, 2)}\n` : `${formatTable(results)}\n`,
+  );
+}
+
+await main();
