@@ -7,9 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
-import type { BlockBackend } from "../src/machine/ports.ts";
 import { FileBlockBackend } from "../src/engines/backends/file-block-backend.ts";
 import { createQcow2, openDisk } from "../src/engines/backends/qcow2/index.ts";
+import type { BlockBackend } from "../src/machine/ports.ts";
 
 const { values } = parseArgs({
   options: { mib: { type: "string", default: "256" }, ops: { type: "string", default: "20000" } },

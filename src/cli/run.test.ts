@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { createQcow2 } from "../engines/backends/qcow2/index.ts";
 import { assembleElf } from "../engines/riscv/cross-assembler.ts";
 import { ExecSession, parseMemorySize } from "./run.ts";
 
@@ -44,6 +45,28 @@ test("bad arguments: one clear line on stderr and exit status 2", () => {
     const r = tsvmRun(args);
     assert.equal(r.status, r.stderr.includes("not a RISC-V") ? 1 : 2, `${args.join(" ")}: ${r.stderr}`);
     assert.match(r.stderr, message);
+  }
+});
+
+test("a --disk whose qcow2 header is damaged, or whose backing file is missing, is one line and exit 1", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsvm-run-disk-"));
+  try {
+    const bad = join(dir, "bad.qcow2");
+    const bytes = new Uint8Array(4096).fill(0xee);
+    bytes.set([0x51, 0x46, 0x49, 0xfb]);
+    writeFileSync(bad, bytes);
+    const orphan = join(dir, "orphan.qcow2");
+    await createQcow2(orphan, { sizeBytes: 1 << 20, backing: { name: "gone.raw", format: "raw" } });
+    for (const [disk, message] of [
+      [bad, /^tsvm run: disk image \S*bad\.qcow2\b[^\n]*\n$/],
+      [orphan, /^tsvm run: [^\n]*gone\.raw[^\n]*\n$/],
+    ] as const) {
+      const r = tsvmRun(["--disk", disk, "--kernel", "/etc/hostname", "--bios", "none"]);
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, message);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -4,7 +4,8 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { FileBlockBackend } from "../engines/backends/file-block-backend.ts";
+import { openProbedDisk } from "../engines/backends/probed-disk.ts";
+import { Qcow2Error } from "../engines/backends/qcow2/index.ts";
 import type { ExitReason } from "../engines/engine.ts";
 import {
   type BootFile,
@@ -26,7 +27,8 @@ image (built on first use).
 Options:
   --kernel FILE    Linux Image or ELF executable (default: the default image's kernel)
   --initrd FILE    initial ramdisk (default: the default image's, when booting it)
-  --disk FILE      raw disk image, used in place (default: a private copy of the image's disk)
+  --disk FILE      disk image, raw or qcow2 (with its backing files, which stay unchanged), used in
+                   place (default: a private copy of the image's disk)
   --append TEXT    kernel command line (default: "${defaultAppend()}")
   --bios FILE|none firmware loaded at 0x80000000 (default: OpenSBI fw_dynamic); "none" starts the kernel
                    in M-mode, with HTIF for bare-metal test programs
@@ -151,7 +153,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       process.stderr.write(`tsvm run: ${e.message}\n`);
       return 2;
     }
-    if (e instanceof MachineError) {
+    if (e instanceof MachineError || e instanceof Qcow2Error) {
       process.stderr.write(`tsvm run: ${e.message}\n`);
       return 1;
     }
@@ -190,7 +192,7 @@ async function runWith(options: RunOptions, cleanups: Array<() => void | Promise
 
   const disks = [];
   if (diskPath) {
-    const disk = await FileBlockBackend.open(diskPath);
+    const disk = await openProbedDisk(diskPath);
     cleanups.push(() => disk.close());
     disks.push(disk);
   }

@@ -605,6 +605,8 @@ export class Hypervisor {
     } finally {
       // The state was consumed: the guest ran from it and may have written its disk, so restoring it
       // again later (also after a RUNNING that could not be recorded) would roll it back behind its disk.
+      // The new VMM runs on a mapping of state/'s RAM file (snapshot-file.ts): removing it only unlinks
+      // it, and the mapping keeps its pages. Nothing ever writes into a state file after it is complete.
       await rm(paths.stateDir, { recursive: true, force: true });
     }
     crashPoint("resume:after-state-removed");

@@ -19,6 +19,7 @@ import type { SaveStateOptions, VmmGuest, VmmSpec } from "./vmm-protocol.ts";
 
 /** The machine's disk port, as the engine takes it (the hypervisor does not import the machine itself). */
 type BlockBackend = NonNullable<RiscvEngineOptions["disks"]>[number];
+type Completion = Parameters<BlockBackend["flush"]>[0];
 
 const ARCH = "riscv64";
 
@@ -80,10 +81,24 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
   // reopenDisk when a snapshot freezes it.
   let disk = await openDisk(spec.diskPath);
   const io = { readBytes: 0, writeBytes: 0 };
-  /** Writes handed to the file but not completed: a flush must wait for them to be worth anything. */
+  /** Writes (and discards) handed to the file but not completed: a flush must wait for them to be worth
+   *  anything. */
   let writesInFlight = 0;
   let writesDrained: Array<() => void> = [];
-  // Counts what the guest moves through its disk, for `top`, and the writes in flight.
+  const tracked = (done: Completion): Completion => {
+    writesInFlight++;
+    return (error) => {
+      if (--writesInFlight === 0) {
+        const waiting = writesDrained;
+        writesDrained = [];
+        for (const w of waiting) w();
+      }
+      done(error);
+    };
+  };
+  // Counts what the guest moves through its disk, for `top`, and the writes in flight. Discard and
+  // write-zeroes move no bytes; they are passed on as the file has them (it does), so the guest is offered
+  // them.
   const countedDisk: BlockBackend = {
     get sizeBytes() {
       return disk.sizeBytes;
@@ -97,18 +112,16 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
     },
     write(offset, src, done) {
       io.writeBytes += src.length;
-      writesInFlight++;
-      disk.write(offset, src, (error) => {
-        if (--writesInFlight === 0) {
-          const waiting = writesDrained;
-          writesDrained = [];
-          for (const w of waiting) w();
-        }
-        done(error);
-      });
+      disk.write(offset, src, tracked(done));
     },
     flush(done) {
       disk.flush(done);
+    },
+    discard(offset, length, done) {
+      disk.discard(offset, length, tracked(done));
+    },
+    writeZeroes(offset, length, unmap, done) {
+      disk.writeZeroes(offset, length, unmap, tracked(done));
     },
   };
   let output: ((bytes: Uint8Array) => void) | undefined;

@@ -17,6 +17,16 @@ export interface BlockBackend {
   read(offset: number, dst: Uint8Array, done: Completion): void;
   write(offset: number, src: Uint8Array, done: Completion): void;
   flush(done: Completion): void;
+  /**
+   * The guest no longer needs the range: the host may free its storage. Afterwards the range's contents
+   * are unspecified, but reads of it still succeed. A disk without it is offered no discard.
+   */
+  discard?(offset: number, length: number, done: Completion): void;
+  /**
+   * Afterwards the range reads as zeros. With `unmap` the host may free its storage to get there (as
+   * discard); without it the storage stays allocated. A disk without it is offered no write-zeroes.
+   */
+  writeZeroes?(offset: number, length: number, unmap: boolean, done: Completion): void;
 }
 
 /** Bytes the guest sends out of a character device (UART, virtio-console port). */

@@ -1,69 +1,15 @@
 // End to end: boots the default image's Linux on the emulator through the CLI (`tsvm run --exec`), as a user
 // would, and checks the guest shell, exit-status passthrough, the virtio disk across a reboot, and poweroff.
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { join } from "node:path";
 import { test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { FileBlockBackend } from "../../src/engines/backends/file-block-backend.ts";
 import { RiscvEngine } from "../../src/engines/riscv/riscv-engine.ts";
-import { buildImage } from "../../src/images/build.ts";
-import { copyDiskFor, findImage, type ImageInfo } from "../../src/images/image-store.ts";
-import { skipUnless } from "../skip-unless.ts";
-
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-/** One boot to a shell and back; generous because the guest runs on an interpreter. */
-const BOOT_TIMEOUT_MS = Number(process.env.TSVM_BOOT_TIMEOUT_MS ?? 15 * 60_000);
-
-/** The default image, built when missing; null (with the reason) when this machine cannot build it. */
-async function image(): Promise<{ image: ImageInfo | null; why: string }> {
-  const found = findImage("default");
-  if (found) return { image: found, why: "" };
-  try {
-    return { image: await buildImage("default", { onProgress: () => {} }), why: "" };
-  } catch (e) {
-    return { image: null, why: (e as Error).message };
-  }
-}
-
-const { image: img, why } = await image();
-const skip = skipUnless(
-  img,
-  `the default image cannot be built on this machine (run \`tsvm image build\` to see why): ${why}`,
-);
-
-interface Result {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** `tsvm run ARGS`, killed (and failed) after `timeoutMs`. */
-function tsvmRun(args: string[], timeoutMs = BOOT_TIMEOUT_MS): Promise<Result> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(
-      process.execPath,
-      ["--import", join(root, "node_modules/tsx/dist/loader.mjs"), join(root, "bin/tsvm.ts"), "run", ...args],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(
-        new Error(`tsvm run ${args.join(" ")} did not finish in ${timeoutMs / 1000} s; stderr: ${stderr}`),
-      );
-    }, timeoutMs);
-    child.on("exit", (status) => {
-      clearTimeout(timer);
-      resolvePromise({ status, stdout, stderr });
-    });
-  });
-}
+import { copyDiskFor } from "../../src/images/image-store.ts";
+import { BOOT_TIMEOUT_MS, img, skip, tsvmRun } from "./tsvm-run-fixture.ts";
 
 test("the guest shell runs commands: uname -m is riscv64, arithmetic works", { skip }, async () => {
   const r = await tsvmRun(["--exec", "uname -m; echo $((6*7))"]);

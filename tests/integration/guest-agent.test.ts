@@ -13,32 +13,13 @@ import {
   type GuestAgentStream,
 } from "../../src/engines/riscv/guest-agent-client.ts";
 import { RiscvEngine } from "../../src/engines/riscv/riscv-engine.ts";
-import { buildImage } from "../../src/images/build.ts";
-import { copyDiskFor, findImage, type ImageInfo } from "../../src/images/image-store.ts";
-import { skipUnless } from "../skip-unless.ts";
+import { copyDiskFor } from "../../src/images/image-store.ts";
+import { BOOT_TIMEOUT_MS, img, skip } from "./tsvm-run-fixture.ts";
 
-/** Boot to the agent's first answer; generous because the guest runs on an interpreter. */
-const BOOT_TIMEOUT_MS = Number(process.env.TSVM_BOOT_TIMEOUT_MS ?? 15 * 60_000);
 /** Any one command below. */
 const COMMAND_TIMEOUT_MS = 5 * 60_000;
 /** The agent's port: port 0 is the virtio console itself, named ports follow. */
 const AGENT_PORT = 1;
-
-async function image(): Promise<{ image: ImageInfo | null; why: string }> {
-  const found = findImage("default");
-  if (found) return { image: found, why: "" };
-  try {
-    return { image: await buildImage("default", { onProgress: () => {} }), why: "" };
-  } catch (e) {
-    return { image: null, why: (e as Error).message };
-  }
-}
-
-const { image: img, why } = await image();
-const skip = skipUnless(
-  img,
-  `the default image cannot be built on this machine (run \`tsvm image build\` to see why): ${why}`,
-);
 
 let dir = "";
 let engine: RiscvEngine | null = null;

@@ -83,10 +83,27 @@ const cryptoEntropy: EntropySource = {
 
 /** A BlockBackend whose completions also wake the engine, so a sleeping machine sees its I/O finish. */
 class WakingBlockBackend implements BlockBackend {
+  /** Present only when the inner disk has them: VirtioBlk offers discard and write-zeroes by their presence. */
+  readonly discard?: BlockBackend["discard"];
+  readonly writeZeroes?: BlockBackend["writeZeroes"];
+
   constructor(
     private readonly inner: BlockBackend,
     private readonly wake: () => void,
-  ) {}
+  ) {
+    if (inner.discard)
+      this.discard = (offset, length, done) =>
+        inner.discard!(offset, length, (e) => {
+          done(e);
+          wake();
+        });
+    if (inner.writeZeroes)
+      this.writeZeroes = (offset, length, unmap, done) =>
+        inner.writeZeroes!(offset, length, unmap, (e) => {
+          done(e);
+          wake();
+        });
+  }
   get sizeBytes(): number {
     return this.inner.sizeBytes;
   }

@@ -268,28 +268,30 @@ delay: addi t0, t0, -1
 park: wfi
   j park`;
 
+/** Two harts running COUNTER (prints 0…9 through HTIF, then exits) on 16 MiB. */
+function counterConfig(): RiscvVirtConfig {
+  return {
+    harts: 2,
+    memoryBytes: 16 * 1024 * 1024,
+    firmware: null,
+    kernel: { name: "counter.elf", bytes: assembleElf(`.text\n.globl _start\n_start:\n${COUNTER}\n${HTIF}`) },
+    initrd: null,
+    bootargs: "",
+  };
+}
+
 test("saveState/loadState: the shared round trip, and a restored machine carries on where it was saved", () => {
   let now = 1000;
   const clock = { nowMs: () => now };
-  const elf = assembleElf(`.text\n.globl _start\n_start:\n${COUNTER}\n${HTIF}`);
   let out = "";
+  const config = counterConfig();
   const make = () =>
-    new RiscvVirtBoard(
-      {
-        harts: 2,
-        memoryBytes: 16 * 1024 * 1024,
-        firmware: null,
-        kernel: { name: "counter.elf", bytes: elf },
-        initrd: null,
-        bootargs: "",
-      },
-      {
-        clock,
-        console: { write: (b) => (out += Buffer.from(b).toString("latin1")) },
-        entropy: { fill: () => {} },
-        disks: [],
-      },
-    );
+    new RiscvVirtBoard(config, {
+      clock,
+      console: { write: (b) => (out += Buffer.from(b).toString("latin1")) },
+      entropy: { fill: () => {} },
+      disks: [],
+    });
   assertRoundTrip(assert, make, (board) => {
     board.runSlice(30_000);
     now += 1;
@@ -316,16 +318,8 @@ test("saveState/loadState: the shared round trip, and a restored machine carries
 });
 
 test("a board given its RAM runs a state in place (no copy), or boots on it at its first slice", () => {
-  const elf = assembleElf(`.text\n.globl _start\n_start:\n${COUNTER}\n${HTIF}`);
   let out = "";
-  const config: RiscvVirtConfig = {
-    harts: 2,
-    memoryBytes: 16 * 1024 * 1024,
-    firmware: null,
-    kernel: { name: "counter.elf", bytes: elf },
-    initrd: null,
-    bootargs: "",
-  };
+  const config = counterConfig();
   const make = (ram?: ArrayBuffer) =>
     new RiscvVirtBoard(config, {
       clock: { nowMs: () => 5 },

@@ -4,8 +4,13 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { skipUnless } from "../../../../tests/skip-unless.ts";
 import { convertDisk, createQcow2, openDisk, readDiskInfo } from "./index.ts";
 
+const skip = skipUnless(
+  spawnSync("qemu-img", ["--version"]).status === 0 && spawnSync("mke2fs", ["-V"]).status === 0,
+  "qemu-img (qemu-utils) or mke2fs (e2fsprogs) is not installed",
+);
 const dir = mkdtempSync(join(tmpdir(), "tsvm-qcow2-convert-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const MiB = 1024 * 1024;
@@ -15,7 +20,9 @@ function run(cmd: string, ...args: string[]): { status: number | null; out: stri
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
-test("convertDisk turns a raw 64 MiB ext4 disk into a compact qcow2 that qemu-img compares equal", async () => {
+test("convertDisk turns a raw 64 MiB ext4 disk into a compact qcow2 that qemu-img compares equal", {
+  skip,
+}, async () => {
   const files = join(dir, "tree");
   mkdirSync(join(files, "etc"), { recursive: true });
   for (let i = 0; i < 40; i++) {
@@ -43,7 +50,7 @@ test("convertDisk turns a raw 64 MiB ext4 disk into a compact qcow2 that qemu-im
   );
 });
 
-test("convertDisk flattens a backing chain into one standalone file", async () => {
+test("convertDisk flattens a backing chain into one standalone file", { skip }, async () => {
   const base = join(dir, "base.raw");
   const b = new Uint8Array(4 * MiB);
   for (let k = 0; k < b.length; k += 4096) b[k] = 1 + ((k >> 12) % 250);
@@ -68,7 +75,9 @@ test("convertDisk flattens a backing chain into one standalone file", async () =
   assert.equal(cmp.status, 0, cmp.out);
 });
 
-test("convertDisk skips what no layer holds: a 100 GiB sparse qcow2 converts in seconds", async () => {
+test("convertDisk skips what no layer holds: a 100 GiB sparse qcow2 converts in seconds", {
+  skip,
+}, async () => {
   const src = join(dir, "sparse.qcow2");
   const GiB = 1024 * MiB;
   await createQcow2(src, { sizeBytes: 100 * GiB });

@@ -4,9 +4,14 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { skipUnless } from "../../../../tests/skip-unless.ts";
 import { BLOCK, crashOp, stamp, WORKERS } from "./fixtures/crash-writer.ts";
 import { createQcow2, openDisk } from "./index.ts";
 
+const skip = skipUnless(
+  spawnSync("qemu-img", ["--version"]).status === 0,
+  "qemu-img (qemu-utils) is not installed",
+);
 const dir = mkdtempSync(join(tmpdir(), "tsvm-qcow2-crash-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const root = join(import.meta.dirname, "../../../..");

@@ -7,6 +7,7 @@ import { constants } from "node:fs";
 import { access, link, open, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { DiskFile } from "./disk-file.ts";
+import { probeDisk } from "./probe-disk.ts";
 import { Qcow2Error } from "./qcow2-error.ts";
 import {
   buildHeaderBytes,
@@ -17,7 +18,6 @@ import {
   QCOW2_MAGIC,
   QCOW2_V3_HEADER_LENGTH,
 } from "./qcow2-header.ts";
-import { probeDisk } from "./probe-disk.ts";
 
 const CLUSTER_BITS = 16;
 const CLUSTER_SIZE = 2 ** CLUSTER_BITS;

@@ -5,9 +5,9 @@
 import { realpath } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { DiskFile } from "./disk-file.ts";
+import { type ProbedDisk, probeDisk } from "./probe-disk.ts";
 import { Qcow2Error } from "./qcow2-error.ts";
 import type { DiskFormat } from "./qcow2-header.ts";
-import { type ProbedDisk, probeDisk } from "./probe-disk.ts";
 
 /** Backing files below the top one (QEMU's own limit on its chains is far lower in practice). */
 export const MAX_CHAIN_DEPTH = 64;

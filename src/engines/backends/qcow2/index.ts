@@ -1,7 +1,7 @@
 // qcow2 (version 3) and raw disk images for tsvm's VMs: creating, inspecting, flattening and opening them,
 // in TypeScript over node:fs (no qemu-img at run time). See docs/disks.md.
 
-export { convertDisk, type ConvertDiskOptions } from "./convert-disk.ts";
+export { type ConvertDiskOptions, convertDisk } from "./convert-disk.ts";
 export { type BackingSpec, type CreateQcow2Options, createQcow2, setBacking } from "./create-qcow2.ts";
 export type { DiskBackend } from "./disk-backend.ts";
 export { type ChainEntry, type DiskInfo, diskChain, MAX_CHAIN_DEPTH, readDiskInfo } from "./disk-chain.ts";

@@ -4,9 +4,15 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { skipUnless } from "../../../../tests/skip-unless.ts";
 import type { DiskBackend } from "./disk-backend.ts";
+import { seededRandom } from "./fixtures/seeded-random.ts";
 import { createQcow2, diskChain, openDisk, readDiskInfo, setBacking } from "./index.ts";
 
+const skip = skipUnless(
+  spawnSync("qemu-img", ["--version"]).status === 0 && spawnSync("qemu-io", ["--version"]).status === 0,
+  "qemu-img and qemu-io (qemu-utils) are not installed",
+);
 const dir = mkdtempSync(join(tmpdir(), "tsvm-qcow2-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const at = (name: string) => join(dir, name);
@@ -40,18 +46,7 @@ async function read(d: DiskBackend, off: number, len: number): Promise<Uint8Arra
   return b;
 }
 
-/** A small seeded generator (xorshift32), so a failing run can be replayed. */
-function rng(seed: number): (n: number) => number {
-  let s = seed >>> 0 || 1;
-  return (n) => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s % n;
-  };
-}
+const rng = seededRandom;
 
 function fill(len: number, seed: number): Uint8Array {
   const b = new Uint8Array(len);
@@ -59,7 +54,7 @@ function fill(len: number, seed: number): Uint8Array {
   return b;
 }
 
-test("a new qcow2 passes qemu-img check, and qemu-img info shows the chain we wrote", async () => {
+test("a new qcow2 passes qemu-img check, and qemu-img info shows the chain we wrote", { skip }, async () => {
   await createQcow2(at("base.qcow2"), { sizeBytes: 32 * MiB });
   await createQcow2(at("mid.qcow2"), {
     sizeBytes: 32 * MiB,
@@ -98,7 +93,9 @@ test("a new qcow2 passes qemu-img check, and qemu-img info shows the chain we wr
   await assert.rejects(createQcow2(at("top.qcow2"), { sizeBytes: MiB }), { code: "disk-exists" });
 });
 
-test("random writes, discards and zeroing over a backing chain match a model and qemu-img's reading", async () => {
+test("random writes, discards and zeroing over a backing chain match a model and qemu-img's reading", {
+  skip,
+}, async () => {
   const size = 12 * MiB;
   const baseBytes = fill(8 * MiB, 3); // shorter than the overlay: the rest reads as zeros
   writeFileSync(at("rbase.raw"), baseBytes);
@@ -153,7 +150,9 @@ test("random writes, discards and zeroing over a backing chain match a model and
   await disk.close();
 });
 
-test("a chain made by qemu-img and written by qemu-io reads correctly through openDisk", async () => {
+test("a chain made by qemu-img and written by qemu-io reads correctly through openDisk", {
+  skip,
+}, async () => {
   const base = at("q-base.qcow2");
   const top = at("q-top.qcow2");
   assert.equal(run("qemu-img", "create", "-f", "qcow2", base, "16M").status, 0);
@@ -174,7 +173,7 @@ test("a chain made by qemu-img and written by qemu-io reads correctly through op
   assert.deepEqual(qemuRaw(top), want);
 });
 
-test("setBacking renames the backing file like qemu-img rebase -u", async () => {
+test("setBacking renames the backing file like qemu-img rebase -u", { skip }, async () => {
   writeFileSync(at("sb1.raw"), fill(MiB, 1));
   writeFileSync(at("sb2.raw"), fill(MiB, 2));
   await createQcow2(at("sb.qcow2"), { sizeBytes: MiB, backing: { name: "sb1.raw", format: "raw" } });
@@ -186,7 +185,9 @@ test("setBacking renames the backing file like qemu-img rebase -u", async () => 
   assert.deepEqual(qemuRaw(at("sb.qcow2")), new Uint8Array(MiB));
 });
 
-test("qemu-made disks with other cluster sizes and refcount widths are written correctly, growing the refcount table", async () => {
+test("qemu-made disks with other cluster sizes and refcount widths are written correctly, growing the refcount table", {
+  skip,
+}, async () => {
   const cases: Array<[number, number, number, boolean]> = [
     [512, 16, 10 * MiB, true], // a 1-cluster refcount table covers 8 MiB: the table must grow
     [1024, 64, 20 * MiB, true], // 64-bit refcounts; 16 MiB covered at first
@@ -230,7 +231,9 @@ test("qemu-made disks with other cluster sizes and refcount widths are written c
   }
 });
 
-test("compressed clusters (qemu-img convert -c) read correctly, and writing over them copies them out", async () => {
+test("compressed clusters (qemu-img convert -c) read correctly, and writing over them copies them out", {
+  skip,
+}, async () => {
   const src = at("c-src.raw");
   const content = new Uint8Array(8 * MiB);
   for (let k = 0; k < content.length; k += 512) content.fill((k >> 9) % 7, k, k + 300);
@@ -252,7 +255,9 @@ test("compressed clusters (qemu-img convert -c) read correctly, and writing over
   assert.deepEqual(qemuRaw(p), content);
 });
 
-test("many requests in flight at once, to the same new clusters, are serialized correctly", async () => {
+test("many requests in flight at once, to the same new clusters, are serialized correctly", {
+  skip,
+}, async () => {
   const p = at("conc.qcow2");
   writeFileSync(at("conc-base.raw"), fill(4 * MiB, 8));
   await createQcow2(p, { sizeBytes: 4 * MiB, backing: { name: "conc-base.raw", format: "raw" } });
@@ -285,7 +290,9 @@ test("many requests in flight at once, to the same new clusters, are serialized 
   assert.deepEqual(qemuRaw(p), model);
 });
 
-test("discarding and zeroing a whole 4 GiB disk rewrites its L2 tables in a few writes, not one per cluster", async () => {
+test("discarding and zeroing a whole 4 GiB disk rewrites its L2 tables in a few writes, not one per cluster", {
+  skip,
+}, async () => {
   const GiB = 1024 * MiB;
   const p = at("big.qcow2");
   await createQcow2(p, { sizeBytes: 4 * GiB });
@@ -314,7 +321,9 @@ test("discarding and zeroing a whole 4 GiB disk rewrites its L2 tables in a few 
   );
 });
 
-test("requests in flight over more L2 tables than the cache holds (80 of 64) keep every write and allocate each cluster once", async () => {
+test("requests in flight over more L2 tables than the cache holds (80 of 64) keep every write and allocate each cluster once", {
+  skip,
+}, async () => {
   const GiB = 1024 * MiB;
   const p = at("tables.qcow2");
   await createQcow2(p, { sizeBytes: 40 * GiB });
@@ -341,4 +350,21 @@ test("requests in flight over more L2 tables than the cache holds (80 of 64) kee
   for (const [off, seed] of written)
     assert.deepEqual(await read(again, off, 512), fill(512, seed), `at ${off}`);
   await again.close();
+});
+
+test("a qcow2 version 2 file (compat=0.10) reads correctly, and is refused for writing", {
+  skip,
+}, async () => {
+  const p = at("v2.qcow2");
+  assert.equal(run("qemu-img", "create", "-f", "qcow2", "-o", "compat=0.10", p, "4M").status, 0);
+  assert.equal(run("qemu-io", "-c", "write -P 0x5e 64k 8k", p).status, 0);
+  const d = await openDisk(p, { readOnly: true });
+  const want = new Uint8Array(4 * MiB);
+  want.fill(0x5e, 65536, 65536 + 8192);
+  assert.deepEqual(await read(d, 0, 4 * MiB), want);
+  await d.close();
+  await assert.rejects(openDisk(p), {
+    code: "bad-disk-image",
+    message: /version 2, which tsvm opens only read-only/,
+  });
 });

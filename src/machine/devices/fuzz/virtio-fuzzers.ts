@@ -14,7 +14,12 @@ import { CallbackIrqLine } from "../../bus/irq-line.ts";
 import type { AccessWidth } from "../../bus/mmio-device.ts";
 import type { BlockBackend, Completion } from "../../ports.ts";
 import { MemoryBlockBackend } from "../virtio/memory-block-backend.ts";
-import { VirtioBlk } from "../virtio/virtio-blk.ts";
+import {
+  VIRTIO_BLK_T_DISCARD,
+  VIRTIO_BLK_T_WRITE_ZEROES,
+  VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP,
+  VirtioBlk,
+} from "../virtio/virtio-blk.ts";
 import { VirtioConsole } from "../virtio/virtio-console.ts";
 import type { VirtioDevice } from "../virtio/virtio-device.ts";
 import { VirtioMmio } from "../virtio/virtio-mmio.ts";
@@ -318,7 +323,11 @@ const DISK_BYTES = 64 * 512;
 /** Room for the largest ring's descriptor table (256 × 16 bytes). */
 const LARGEST_RING = 4096;
 
-/** A disk whose completions the fuzzer releases when it likes (in any order, or at once), with errors. */
+/**
+ * A disk whose completions the fuzzer releases when it likes (in any order, or at once), with errors. It
+ * checks that discard and write-zeroes reach it only as the device promised: writable, whole sectors, inside
+ * the disk, never empty.
+ */
 class HeldBlockBackend implements BlockBackend {
   readonly sizeBytes = DISK_BYTES;
   readonly readOnly: boolean;
@@ -328,6 +337,7 @@ class HeldBlockBackend implements BlockBackend {
   constructor(
     private readonly r: SeededRandom,
     readOnly: boolean,
+    private readonly coverage: Record<string, number>,
   ) {
     this.readOnly = readOnly;
   }
@@ -350,6 +360,32 @@ class HeldBlockBackend implements BlockBackend {
     this.hold((d) => this.disk.flush(d), done);
   }
 
+  discard(offset: number, length: number, done: Completion): void {
+    this.checkRange("discard", offset, length);
+    this.coverage.discards!++;
+    this.hold((d) => this.disk.discard(offset, length, d), done);
+  }
+
+  writeZeroes(offset: number, length: number, unmap: boolean, done: Completion): void {
+    this.checkRange("write-zeroes", offset, length);
+    this.coverage.writeZeroes!++;
+    this.hold((d) => this.disk.writeZeroes(offset, length, unmap, d), done);
+  }
+
+  private checkRange(what: string, offset: number, length: number): void {
+    if (
+      this.readOnly ||
+      offset % 512 !== 0 ||
+      length % 512 !== 0 ||
+      length <= 0 ||
+      offset < 0 ||
+      offset + length > DISK_BYTES
+    )
+      throw new FuzzViolation(
+        `${what} of ${length} bytes at ${offset} reached a ${this.readOnly ? "read-only " : ""}disk`,
+      );
+  }
+
   /** Completes one held operation, chosen at random; false when none is held. */
   completeOne(): boolean {
     if (this.held.length === 0) return false;
@@ -365,7 +401,12 @@ interface DeviceRig {
   readonly device: VirtioDevice;
   /** A host input (a disk completion, serial bytes, a port connecting), or null. */
   readonly hostInput: (() => void) | null;
+  /** Another device configured as this one (its features depend on its host side), for the state check. */
+  twin(): VirtioDevice;
 }
+
+/** Makes a rig; it may add coverage counters of its own to `coverage` (starting at 0). */
+type MakeRig = (r: SeededRandom, coverage: Record<string, number>) => DeviceRig;
 
 class VirtioMmioTarget implements DeviceFuzzTarget {
   readonly coverage: Record<string, number> = {
@@ -385,12 +426,12 @@ class VirtioMmioTarget implements DeviceFuzzTarget {
 
   constructor(
     private readonly r: SeededRandom,
-    private readonly makeRig: (r: SeededRandom) => DeviceRig,
+    makeRig: MakeRig,
   ) {
     // The canary: a pattern that is no arena address.
     this.ram.u8.fill(0xc3, ARENA);
     this.canary = new RamCanary(this.ram, 0, ARENA);
-    this.rig = makeRig(r);
+    this.rig = makeRig(r, this.coverage);
     this.mmio = new VirtioMmio("virtio-fuzz", this.rig.device, this.ram, this.irq);
     this.drv = new VirtioTestDriver(this.mmio, this.ram, BASE + RING_AREA, BASE + ARENA);
     this.queueCount = this.rig.device.queueMaxSizes.length;
@@ -475,7 +516,7 @@ class VirtioMmioTarget implements DeviceFuzzTarget {
     const r = this.r;
     const hdr = BASE + RING_AREA + 64 * r.below(64);
     const hv = new DataView(this.ram.u8.buffer, hdr - BASE, 16);
-    hv.setUint32(0, r.pick([0, 0, 1, 4, 8, 99]), true);
+    hv.setUint32(0, r.pick([0, 0, 1, 4, 8, VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES, 99]), true);
     hv.setUint32(4, 0, true);
     hv.setUint32(8, r.pick([0, r.below(DISK_BYTES / 512 + 2), 0xffffffff]), true);
     hv.setUint32(12, r.pick([0, 0, 0xffffffff]), true);
@@ -531,14 +572,48 @@ class VirtioMmioTarget implements DeviceFuzzTarget {
   /** A well-formed request, so the devices' request paths run to the end too. */
   private goodRequest(q: TestQueue): void {
     const r = this.r;
-    const data = new Uint8Array(16 + r.below(3) * 512);
-    const dv = new DataView(data.buffer);
-    dv.setUint32(0, r.pick([0, 1, 4, 8]), true);
-    dv.setUint32(8, r.below(DISK_BYTES / 512), true);
+    let data: Uint8Array;
+    if (r.chance(0.3)) data = this.segmentRequest();
+    else {
+      data = new Uint8Array(16 + r.below(3) * 512);
+      const dv = new DataView(data.buffer);
+      dv.setUint32(0, r.pick([0, 1, 4, 8]), true);
+      dv.setUint32(8, r.below(DISK_BYTES / 512), true);
+    }
     if (q.freeDesc.length < 2) return;
     this.drv.resetHeap(BASE + RING_AREA + 4096 + 16 * r.below(1024));
     this.drv.add(q, [{ data }, { writable: r.pick([1, 513, 8, 64, 1025]) }], { indirect: r.chance(0.5) });
     this.drv.kick(q);
+  }
+
+  /**
+   * A discard or write-zeroes request: header and segments, mostly inside the disk with the flags the type
+   * allows; now and then a reserved flag, unmap on a discard, a range past the end, or a partial segment.
+   */
+  private segmentRequest(): Uint8Array {
+    const r = this.r;
+    const n = r.chance(0.05) ? 257 : 1 + r.below(4);
+    const sectors = DISK_BYTES / 512;
+    const data = new Uint8Array(16 + 16 * n - (r.chance(0.05) ? 4 : 0));
+    const dv = new DataView(data.buffer);
+    const discard = r.chance(0.5);
+    dv.setUint32(0, discard ? VIRTIO_BLK_T_DISCARD : VIRTIO_BLK_T_WRITE_ZEROES, true);
+    for (let i = 0; i < n && 16 + 16 * i + 16 <= data.length; i++) {
+      const at = 16 + 16 * i;
+      const sector = r.chance(0.9) ? r.below(sectors) : r.pick([sectors, 0xffffffff]);
+      dv.setUint32(at, sector, true);
+      dv.setUint32(at + 4, r.chance(0.97) ? 0 : r.value32(), true);
+      const room = sectors - Math.min(sector, sectors);
+      const count = r.chance(0.85) ? r.below(room + 1) : r.pick([room + 1 + r.below(8), r.value32()]);
+      dv.setUint32(at + 8, count, true);
+      const flags = r.chance(0.9)
+        ? discard
+          ? 0
+          : r.below(2) * VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP
+        : r.pick([VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP, 2, 0x8000_0000, r.value32()]);
+      dv.setUint32(at + 12, flags, true);
+    }
+    return data;
   }
 
   step(): void {
@@ -601,30 +676,32 @@ class VirtioMmioTarget implements DeviceFuzzTarget {
     const copy = new GuestRam(BASE, MMIO_RAM);
     copy.u8.set(this.ram.u8);
     // The copy's own device: its disk (if any) answers at once, and its host inputs are never used.
-    const fresh = new VirtioMmio(
-      "virtio-fuzz",
-      this.makeRig(this.r).device,
-      copy,
-      new CallbackIrqLine(() => {}),
-    );
+    const fresh = new VirtioMmio("virtio-fuzz", this.rig.twin(), copy, new CallbackIrqLine(() => {}));
     checkStateRoundTrip(this.mmio, fresh);
   }
 }
 
 /** A virtio-blk whose disk completes now or later, in any order, sometimes with an error. */
-function blkRig(r: SeededRandom): DeviceRig {
-  const backend = new HeldBlockBackend(r, r.chance(0.2));
+function blkRig(r: SeededRandom, coverage: Record<string, number>): DeviceRig {
+  const readOnly = r.chance(0.2);
+  coverage.discards = 0;
+  coverage.writeZeroes = 0;
+  const backend = new HeldBlockBackend(r, readOnly, coverage);
   return {
     device: new VirtioBlk(backend, { serial: "fuzz-disk" }),
     hostInput: () => {
       if (!backend.completeOne()) backend.completeOne();
     },
+    twin: () => new VirtioBlk(new HeldBlockBackend(r, readOnly, {}), { serial: "fuzz-disk" }),
   };
 }
 
 function consoleRig(r: SeededRandom): DeviceRig {
-  const sink = { write() {} };
-  const device = new VirtioConsole(sink, { ports: [{ name: "agent", sink, hostConnected: r.chance(0.5) }] });
+  const make = () => {
+    const sink = { write() {} };
+    return new VirtioConsole(sink, { ports: [{ name: "agent", sink, hostConnected: r.chance(0.5) }] });
+  };
+  const device = make();
   return {
     device,
     hostInput: () => {
@@ -632,11 +709,13 @@ function consoleRig(r: SeededRandom): DeviceRig {
       if (r.chance(0.7)) device.receive(port, new Uint8Array(r.pick([1, 7, 100, 5000])).fill(HOST_BYTE));
       else device.setHostConnected(port, r.chance(0.5));
     },
+    twin: make,
   };
 }
 
 function rngRig(): DeviceRig {
-  return { device: new VirtioRng({ fill: (d) => d.fill(HOST_BYTE) }), hostInput: null };
+  const make = () => new VirtioRng({ fill: (d) => d.fill(HOST_BYTE) });
+  return { device: make(), hostInput: null, twin: make };
 }
 
 export const virtioBlkFuzzer: DeviceFuzzer = {

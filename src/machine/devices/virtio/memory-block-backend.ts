@@ -1,4 +1,5 @@
-// A disk held in memory, for browsers and tests: a BlockBackend (machine/ports.ts) over a Uint8Array.
+// A disk held in memory, for browsers and tests: a BlockBackend (machine/ports.ts) over a Uint8Array, with
+// discard and write-zeroes (both zero the range).
 
 import { MachineError } from "../../base/machine-error.ts";
 import type { BlockBackend, Completion } from "../../ports.ts";
@@ -39,6 +40,21 @@ export class MemoryBlockBackend implements BlockBackend {
 
   flush(done: Completion): void {
     this.complete(done, null);
+  }
+
+  /** Memory has nothing to free: the range is zeroed, which the port allows (its contents are unspecified). */
+  discard(offset: number, length: number, done: Completion): void {
+    this.zero(offset, length, done);
+  }
+
+  writeZeroes(offset: number, length: number, _unmap: boolean, done: Completion): void {
+    this.zero(offset, length, done);
+  }
+
+  private zero(offset: number, length: number, done: Completion): void {
+    const err = this.readOnly ? "the disk is read-only" : this.check(offset, length);
+    if (err === null) this.bytes.fill(0, offset, offset + length);
+    this.complete(done, err);
   }
 
   private check(offset: number, len: number): string | null {

@@ -2,20 +2,34 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { GuestRam } from "../../bus/guest-ram.ts";
 import { CallbackIrqLine } from "../../bus/irq-line.ts";
+import type { BlockBackend, Completion } from "../../ports.ts";
 import { assertRoundTrip } from "../../state/round-trip.ts";
 import { MemoryBlockBackend } from "./memory-block-backend.ts";
 import {
+  BLK_CONFIG_DISCARD_SECTOR_ALIGNMENT,
+  BLK_CONFIG_MAX_DISCARD_SECTORS,
+  BLK_CONFIG_MAX_DISCARD_SEG,
+  BLK_CONFIG_MAX_WRITE_ZEROES_SECTORS,
+  BLK_CONFIG_MAX_WRITE_ZEROES_SEG,
+  BLK_CONFIG_WRITE_ZEROES_MAY_UNMAP,
+  BLK_MAX_SEGMENT_SECTORS,
+  BLK_MAX_SEGMENTS,
   VIRTIO_BLK_F_BLK_SIZE,
+  VIRTIO_BLK_F_DISCARD,
   VIRTIO_BLK_F_FLUSH,
   VIRTIO_BLK_F_RO,
   VIRTIO_BLK_F_SEG_MAX,
+  VIRTIO_BLK_F_WRITE_ZEROES,
   VIRTIO_BLK_S_IOERR,
   VIRTIO_BLK_S_OK,
   VIRTIO_BLK_S_UNSUPP,
+  VIRTIO_BLK_T_DISCARD,
   VIRTIO_BLK_T_FLUSH,
   VIRTIO_BLK_T_GET_ID,
   VIRTIO_BLK_T_IN,
   VIRTIO_BLK_T_OUT,
+  VIRTIO_BLK_T_WRITE_ZEROES,
+  VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP,
   VirtioBlk,
 } from "./virtio-blk.ts";
 import { VirtioMmio } from "./virtio-mmio.ts";
@@ -45,13 +59,13 @@ function pattern(len: number, seed: number): Uint8Array {
   return b;
 }
 
-function setup(backend: MemoryBlockBackend, serial = "tsvm-disk-0") {
+function setup(backend: BlockBackend, serial = "tsvm-disk-0", wanted = ALL) {
   const ram = new GuestRam(RAM_BASE, 1 << 20);
   const irq = new CallbackIrqLine(() => {});
   const blk = new VirtioBlk(backend, { serial });
   const mmio = new VirtioMmio("virtio_mmio@10001000", blk, ram, irq);
   const drv = new VirtioTestDriver(mmio, ram);
-  const features = drv.negotiate(ALL);
+  const features = drv.negotiate(wanted);
   assert.ok(features !== null);
   const q = drv.setupQueue(0);
   drv.driverOk();
@@ -339,4 +353,265 @@ test("blk transport state passes the shared round-trip check (features, queue, i
       mmio.write(0x30, 4, 0); // QueueSel
     },
   );
+});
+
+// ---- discard and write-zeroes (§5.2.6, virtio 1.1+) ----
+
+/** Segments of a discard or write-zeroes request: [sector, num_sectors, flags] each. */
+function segments(
+  ...segs: ReadonlyArray<readonly [sector: number, count: number, flags?: number]>
+): Uint8Array {
+  const b = new Uint8Array(16 * segs.length);
+  const v = new DataView(b.buffer);
+  segs.forEach(([sector, count, flags = 0], i) => {
+    v.setUint32(16 * i, sector % 0x1_0000_0000, true);
+    v.setUint32(16 * i + 4, Math.floor(sector / 0x1_0000_0000), true);
+    v.setUint32(16 * i + 8, count, true);
+    v.setUint32(16 * i + 12, flags, true);
+  });
+  return b;
+}
+
+/** A memory disk that records each discard and write-zeroes call it is given. */
+function recordingDisk(bytes: Uint8Array, options: { deferred?: boolean; readOnly?: boolean } = {}) {
+  const disk = new MemoryBlockBackend(bytes, options);
+  const calls: string[] = [];
+  const discard = disk.discard.bind(disk);
+  const writeZeroes = disk.writeZeroes.bind(disk);
+  disk.discard = (offset: number, length: number, done: Completion) => {
+    calls.push(`discard ${offset}+${length}`);
+    discard(offset, length, done);
+  };
+  disk.writeZeroes = (offset: number, length: number, unmap: boolean, done: Completion) => {
+    calls.push(`zeroes ${offset}+${length}${unmap ? " unmap" : ""}`);
+    writeZeroes(offset, length, unmap, done);
+  };
+  return { disk, calls };
+}
+
+/** A disk with only the required methods: no discard, no write-zeroes. */
+function plainDisk(size: number): BlockBackend {
+  const m = new MemoryBlockBackend(size);
+  return {
+    sizeBytes: m.sizeBytes,
+    readOnly: false,
+    read: (o, d, done) => m.read(o, d, done),
+    write: (o, s, done) => m.write(o, s, done),
+    flush: (done) => m.flush(done),
+  };
+}
+
+const bit = (f: bigint, b: number) => (f >> BigInt(b)) & 1n;
+
+test("discard and write-zeroes are offered, with their config fields, only by a writable disk that has them", () => {
+  const { drv, features } = setup(new MemoryBlockBackend(4096));
+  assert.equal(bit(features, VIRTIO_BLK_F_DISCARD), 1n);
+  assert.equal(bit(features, VIRTIO_BLK_F_WRITE_ZEROES), 1n);
+  assert.equal(drv.config32(BLK_CONFIG_MAX_DISCARD_SECTORS), BLK_MAX_SEGMENT_SECTORS);
+  assert.equal(drv.config32(BLK_CONFIG_MAX_DISCARD_SEG), BLK_MAX_SEGMENTS);
+  assert.equal(drv.config32(BLK_CONFIG_DISCARD_SECTOR_ALIGNMENT), 8);
+  assert.equal(drv.config32(BLK_CONFIG_MAX_WRITE_ZEROES_SECTORS), BLK_MAX_SEGMENT_SECTORS);
+  assert.equal(drv.config32(BLK_CONFIG_MAX_WRITE_ZEROES_SEG), BLK_MAX_SEGMENTS);
+  assert.equal(drv.config8(BLK_CONFIG_WRITE_ZEROES_MAY_UNMAP), 1);
+  for (const other of [plainDisk(4096), new MemoryBlockBackend(4096, { readOnly: true })]) {
+    const o = setup(other);
+    assert.equal(bit(o.features, VIRTIO_BLK_F_DISCARD), 0n);
+    assert.equal(bit(o.features, VIRTIO_BLK_F_WRITE_ZEROES), 0n);
+    for (let off = BLK_CONFIG_MAX_DISCARD_SECTORS; off < 60; off += 4) assert.equal(o.drv.config32(off), 0);
+  }
+});
+
+for (const deferred of [false, true]) {
+  const mode = deferred ? "asynchronous" : "synchronous";
+  test(`discard and write-zeroes of several segments reach the disk and zero exactly their ranges (${mode})`, async () => {
+    const { disk, calls } = recordingDisk(pattern(512 * 64, 4).slice(), { deferred });
+    const { drv, q } = setup(disk);
+    const d = drv.add(q, [
+      { data: header(VIRTIO_BLK_T_DISCARD, 0) },
+      { data: segments([2, 3], [40, 8]) },
+      { writable: 1 },
+    ]);
+    const z = drv.add(
+      q,
+      [
+        { data: header(VIRTIO_BLK_T_WRITE_ZEROES, 0) },
+        // Segments split over two descriptors, one of them a zero-length range (nothing to do).
+        { data: segments([10, 1, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP]).subarray(0, 10) },
+        {
+          data: new Uint8Array([
+            ...segments([10, 1, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP]).subarray(10),
+            ...segments([63, 1], [5, 0]),
+          ]),
+        },
+        { writable: 1 },
+      ],
+      { indirect: true },
+    );
+    drv.kick(q);
+    await settle();
+    const used = drv.takeUsed(q);
+    for (const h of [d, z]) {
+      const e = used.find((u) => u.id === h)!;
+      assert.equal(drv.get(e.buffers[e.buffers.length - 1]!.addr, 1)[0], VIRTIO_BLK_S_OK);
+      assert.equal(e.len, 1, "only the status byte is written");
+    }
+    // Each request's segments go in order; the two requests may interleave.
+    assert.deepEqual(calls.sort(), [
+      "discard 1024+1536",
+      "discard 20480+4096",
+      "zeroes 32256+512",
+      "zeroes 5120+512 unmap",
+    ]);
+    const want = pattern(512 * 64, 4);
+    for (const [s, n] of [
+      [2, 3],
+      [40, 8],
+      [10, 1],
+      [63, 1],
+    ] as const)
+      want.fill(0, s * 512, (s + n) * 512);
+    assert.deepEqual(disk.bytes, want, "zeros in the ranges, the rest untouched");
+  });
+}
+
+test("malformed discard and write-zeroes requests are refused before the disk is touched", () => {
+  const { disk, calls } = recordingDisk(pattern(512 * 8, 6).slice());
+  const { drv, q, mmio } = setup(disk);
+  const D = VIRTIO_BLK_T_DISCARD;
+  const Z = VIRTIO_BLK_T_WRITE_ZEROES;
+  const cases: Array<[string, number, Uint8Array, number]> = [
+    ["discard with unmap", D, segments([0, 1, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP]), VIRTIO_BLK_S_UNSUPP],
+    ["discard with a reserved flag", D, segments([0, 1, 2]), VIRTIO_BLK_S_UNSUPP],
+    ["write-zeroes with a reserved flag", Z, segments([0, 1, 0x8000_0001]), VIRTIO_BLK_S_UNSUPP],
+    ["a good segment then a reserved flag", Z, segments([0, 1], [1, 1, 4]), VIRTIO_BLK_S_UNSUPP],
+    ["no segment", D, new Uint8Array(0), VIRTIO_BLK_S_IOERR],
+    ["a partial segment", Z, segments([0, 1]).subarray(0, 12), VIRTIO_BLK_S_IOERR],
+    ["a segment and a half", D, new Uint8Array([...segments([0, 1]), 0, 0, 0, 0]), VIRTIO_BLK_S_IOERR],
+    [
+      "more segments than max_discard_seg",
+      D,
+      segments(...Array.from({ length: BLK_MAX_SEGMENTS + 1 }, () => [0, 1] as const)),
+      VIRTIO_BLK_S_IOERR,
+    ],
+    ["a range past the end", D, segments([7, 2]), VIRTIO_BLK_S_IOERR],
+    ["a sector past the end", Z, segments([9, 0]), VIRTIO_BLK_S_IOERR],
+    ["a sector above 2^53", Z, segments([2 ** 60, 1]), VIRTIO_BLK_S_IOERR],
+    ["a sector that wraps with its count", D, segments([2 ** 64 - 2 ** 12, 0xffff_ffff]), VIRTIO_BLK_S_IOERR],
+    [
+      "more sectors than max_discard_sectors",
+      D,
+      segments([0, BLK_MAX_SEGMENT_SECTORS + 1]),
+      VIRTIO_BLK_S_IOERR,
+    ],
+    ["a good segment then a bad range", Z, segments([0, 1], [8, 1]), VIRTIO_BLK_S_IOERR],
+  ];
+  for (const [what, type, data, want] of cases) {
+    const h = drv.add(q, [{ data: header(type, 0) }, { data }, { writable: 1 }]);
+    drv.kick(q);
+    assert.equal(statusOf(drv, q, h).status, want, what);
+  }
+  assert.deepEqual(calls, [], "no backend call");
+  assert.deepEqual(disk.bytes, pattern(512 * 8, 6));
+  assert.equal(drv.status() & VIRTIO_CONFIG_S_NEEDS_RESET, 0, "a bad request is not a device error");
+  assert.equal(mmio.lastError, "");
+});
+
+test("segments that lie outside guest RAM break the device, not the disk", () => {
+  const { disk, calls } = recordingDisk(pattern(512 * 8, 6).slice());
+  const { drv, q, ram } = setup(disk);
+  const h = drv.add(q, [
+    { data: header(VIRTIO_BLK_T_DISCARD, 0) },
+    { data: segments([0, 1]) },
+    { writable: 1 },
+  ]);
+  // The segments' descriptor (the head's next) now names 16 bytes straddling the end of RAM.
+  const head = q.desc - RAM_BASE + 16 * h;
+  const next = ram.view.getUint16(head + 14, true);
+  ram.view.setUint32(q.desc - RAM_BASE + 16 * next, RAM_BASE + ram.size - 8, true);
+  drv.kick(q);
+  assert.equal(drv.status() & VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_CONFIG_S_NEEDS_RESET);
+  assert.deepEqual(calls, []);
+  assert.deepEqual(disk.bytes, pattern(512 * 8, 6));
+});
+
+test("without the feature negotiated, or on a disk without it, the requests are UNSUPP", () => {
+  const { disk, calls } = recordingDisk(pattern(4096, 8).slice());
+  const lacking = [
+    setup(
+      disk,
+      "a",
+      ALL & ~(1n << BigInt(VIRTIO_BLK_F_DISCARD)) & ~(1n << BigInt(VIRTIO_BLK_F_WRITE_ZEROES)),
+    ),
+    setup(plainDisk(4096)),
+    setup(new MemoryBlockBackend(pattern(4096, 8).slice(), { readOnly: true })),
+  ];
+  for (const { drv, q } of lacking)
+    for (const type of [VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES]) {
+      const h = drv.add(q, [{ data: header(type, 0) }, { data: segments([0, 1]) }, { writable: 1 }]);
+      drv.kick(q);
+      assert.equal(statusOf(drv, q, h).status, VIRTIO_BLK_S_UNSUPP);
+    }
+  assert.deepEqual(calls, []);
+  assert.deepEqual(disk.bytes, pattern(4096, 8));
+});
+
+test("a backend error in any segment makes the request IOERR", () => {
+  const disk = new MemoryBlockBackend(4096);
+  let n = 0;
+  disk.writeZeroes = (_o, _l, _u, done) => done(++n === 2 ? "host disk on fire" : null);
+  const { drv, q } = setup(disk);
+  const h = drv.add(q, [
+    { data: header(VIRTIO_BLK_T_WRITE_ZEROES, 0) },
+    { data: segments([0, 1], [1, 1], [2, 1]) },
+    { writable: 1 },
+  ]);
+  drv.kick(q);
+  assert.equal(statusOf(drv, q, h).status, VIRTIO_BLK_S_IOERR);
+  assert.equal(n, 2, "the request stops at the failed segment");
+});
+
+test("state: an in-flight write-zeroes is re-issued after a load; features survive; a device without them refuses the state", async () => {
+  const bytes = pattern(4096, 9).slice();
+  const disk = new MemoryBlockBackend(bytes, { deferred: true });
+  const a = setup(disk);
+  // Hold the disk's answer: the request stays in flight while the state is saved.
+  disk.writeZeroes = () => {};
+  const h = a.drv.add(a.q, [
+    { data: header(VIRTIO_BLK_T_WRITE_ZEROES, 0) },
+    { data: segments([1, 2]) },
+    { writable: 1 },
+  ]);
+  a.drv.kick(a.q);
+  const saved = a.mmio.saveState();
+  assert.deepEqual((saved.device as unknown as { inflight: number[] }).inflight, [h]);
+
+  const ram2 = new GuestRam(RAM_BASE, a.ram.size);
+  ram2.u8.set(a.ram.u8);
+  const disk2 = new MemoryBlockBackend(bytes, { deferred: true });
+  const blk2 = new VirtioBlk(disk2);
+  const mmio2 = new VirtioMmio("virtio_mmio@10001000", blk2, ram2, new CallbackIrqLine(() => {}));
+  mmio2.loadState(structuredClone(saved));
+  assert.deepEqual(mmio2.saveState(), saved);
+  await settle();
+  await settle();
+  const drv2 = new VirtioTestDriver(mmio2, ram2);
+  drv2.queues[0] = a.q;
+  assert.equal(statusOf(drv2, a.q, h).status, VIRTIO_BLK_S_OK);
+  assert.ok(bytes.subarray(512, 1536).every((b) => b === 0));
+  assert.equal(bit(drv2.deviceFeatures(), VIRTIO_BLK_F_WRITE_ZEROES), 1n);
+
+  // A device over a disk without write-zeroes cannot take a driver that negotiated it.
+  const ram3 = new GuestRam(RAM_BASE, a.ram.size);
+  const mmio3 = new VirtioMmio(
+    "virtio_mmio@10001000",
+    new VirtioBlk(plainDisk(4096)),
+    ram3,
+    new CallbackIrqLine(() => {}),
+  );
+  const before = mmio3.saveState();
+  assert.throws(() => mmio3.loadState(structuredClone(saved)), {
+    code: "bad-state",
+    message: /accepted features this device does not offer/,
+  });
+  assert.deepEqual(mmio3.saveState(), before);
 });

@@ -340,6 +340,14 @@ export class VirtioMmio implements MmioDevice, VirtioTransport, Stateful<VirtioM
     ] as const)
       checkState(u32(s[f]), c, `${f} is not a 32-bit value`);
     checkState(u32(s.interruptStatus) && s.interruptStatus <= 3, c, "interruptStatus has unknown bits");
+    // Features depend on the host side (a disk offers discard only when its backend can), so a state whose
+    // driver accepted a feature this device does not offer would have the guest send requests it refuses.
+    checkState(
+      (s.status & VIRTIO_CONFIG_S_FEATURES_OK) === 0 ||
+        ((s.driverFeaturesLo & ~this.offeredLo) === 0 && (s.driverFeaturesHi & ~this.offeredHi) === 0),
+      c,
+      "the driver accepted features this device does not offer",
+    );
     checkState(
       Array.isArray(s.queues) && s.queues.length === this.queues.length,
       c,
