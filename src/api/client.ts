@@ -3,6 +3,7 @@
 
 import { request } from "node:http";
 import { connect } from "node:net";
+import { pipeline } from "node:stream/promises";
 import { type RawData, WebSocket } from "ws";
 import { apiSocketPath } from "./data-dir.ts";
 import type {
@@ -261,6 +262,120 @@ export class ApiClient {
         res.on("error", () => settle(() => reject(interrupted())));
       });
       http.end(payload);
+    });
+  }
+
+  /**
+   * Downloads the VM's export file (GET /instances/{name}/export) into `dest`, with back-pressure;
+   * `onProgress(received, total)` after each chunk. Resolves once all of it is written; rejects ApiError
+   * (the daemon's refusal, or `export-interrupted` when the answer ended short of its length) or the
+   * error `dest` failed with (a full disk).
+   */
+  exportInstance(
+    name: string,
+    dest: NodeJS.WritableStream,
+    options: { snapshots?: boolean; onProgress?: (received: number, total: number) => void } = {},
+  ): Promise<void> {
+    const q = options.snapshots === false ? "?snapshots=false" : "";
+    return new Promise((resolve, reject) => {
+      const req = request({
+        ...this.target(),
+        method: "GET",
+        path: `${API_BASE}/instances/${encodeURIComponent(name)}/export${q}`,
+        headers: this.headers(),
+      });
+      req.on("error", (e) => reject(unreachable(this.endpoint, e)));
+      req.on("response", (res) => {
+        if (res.statusCode !== 200) {
+          readAll(res).then((text) => reject(toApiError(res.statusCode ?? 0, text)), reject);
+          return;
+        }
+        const total = Number(res.headers["content-length"] ?? 0);
+        let received = 0;
+        res.on("data", (chunk: Buffer) => {
+          received += chunk.length;
+          options.onProgress?.(received, total);
+        });
+        pipeline(res, dest).then(
+          () =>
+            received === total
+              ? resolve()
+              : reject(
+                  new ApiError(
+                    0,
+                    "export-interrupted",
+                    `the daemon ended the export after ${received} of ${total} bytes`,
+                  ),
+                ),
+          (e: Error) => {
+            req.destroy();
+            reject(
+              received < total && !(e as NodeJS.ErrnoException).syscall
+                ? new ApiError(
+                    0,
+                    "export-interrupted",
+                    `the daemon ended the export after ${received} of ${total} bytes (${e.message})`,
+                  )
+                : e,
+            );
+          },
+        );
+      });
+      req.end();
+    });
+  }
+
+  /**
+   * Uploads an export file from `source` (POST /instances?source=archive), streamed with back-pressure;
+   * `onProgress(sent)` as it goes. Resolves with the insert operation once the daemon has verified the
+   * whole file and created the VM; rejects ApiError (bad-archive, already-exists, …). An answer that comes
+   * before the upload ended (a refusal) stops the upload.
+   */
+  importInstance(
+    source: NodeJS.ReadableStream,
+    options: { name?: string; onProgress?: (sent: number) => void } = {},
+  ): Promise<Operation> {
+    const q = new URLSearchParams({ source: "archive" });
+    if (options.name !== undefined) q.set("name", options.name);
+    return new Promise((resolve, reject) => {
+      let answered = false;
+      const req = request({
+        ...this.target(),
+        method: "POST",
+        path: `${API_BASE}/instances?${q}`,
+        headers: { ...this.headers(), "content-type": "application/octet-stream" },
+      });
+      const stopSending = () => {
+        source.unpipe(req);
+        req.end();
+      };
+      req.on("error", (e) => {
+        if (!answered) reject(unreachable(this.endpoint, e));
+      });
+      req.on("response", (res) => {
+        answered = true;
+        stopSending();
+        readAll(res).then((text) => {
+          if (res.statusCode !== 200) return reject(toApiError(res.statusCode ?? 0, text));
+          try {
+            resolve(JSON.parse(text) as Operation);
+          } catch {
+            reject(new ApiError(200, "bad-response", "the daemon sent a response that is not JSON"));
+          }
+        }, reject);
+      });
+      let sent = 0;
+      source.on("data", (chunk: Buffer) => {
+        sent += chunk.length;
+        options.onProgress?.(sent);
+      });
+      source.on("error", (e: Error) => {
+        if (answered) return;
+        answered = true;
+        req.destroy();
+        reject(e);
+      });
+      source.pipe(req);
     });
   }
 

@@ -32,11 +32,25 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
   ],
   ["invalid-image", { status: 400, meaning: "No image of that name." }],
   ["invalid-engine", { status: 400, meaning: "No engine of that name in this daemon." }],
+  [
+    "bad-archive",
+    {
+      status: 400,
+      meaning:
+        "import: the data is not a usable tsvm export file (truncated, changed, not an export, or from a newer format); nothing was created.",
+    },
+  ],
   ["unauthorized", { status: 401, meaning: "TCP only: the bearer token is missing or wrong." }],
   ["not-found", { status: 404, meaning: "No VM, snapshot, operation or API resource of that name." }],
   ["method-not-allowed", { status: 405, meaning: "The resource exists but not with that HTTP method." }],
   ["payload-too-large", { status: 413, meaning: "The request body is larger than 64 KiB." }],
-  ["unsupported-media-type", { status: 415, meaning: "The request body is not application/json." }],
+  [
+    "unsupported-media-type",
+    {
+      status: 415,
+      meaning: "The request body is not application/json (an import's: not application/octet-stream).",
+    },
+  ],
   // The resource as it is now.
   ["already-exists", { status: 409, meaning: "A VM (or a snapshot of that VM) of that name exists." }],
   [
@@ -138,6 +152,13 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
     {
       status: 500,
       meaning: "The new VM's root disk could not be created (e.g. a full disk); nothing was created.",
+    },
+  ],
+  [
+    "import-failed",
+    {
+      status: 500,
+      meaning: "import: the VM could not be written (e.g. a full disk); nothing was created.",
     },
   ],
   ["invalid-config", { status: 500, meaning: "The daemon's configuration is unusable." }],

@@ -25,9 +25,12 @@ export interface ApiOperation {
   readonly query?: readonly QueryParameter[];
   /** The request body's schema (an $id of COMPONENT_SCHEMAS). */
   readonly body?: string;
-  /** The answer: a component by $id, NDJSON lines of one, a WebSocket, or a plain JSON object. */
+  /** A request body of raw bytes (application/octet-stream) the operation also takes: what it is. */
+  readonly binaryBody?: string;
+  /** The answer: a component by $id, NDJSON lines of one, raw bytes, a WebSocket, or a plain JSON object. */
   readonly answer:
     | { readonly json: string; readonly description?: string }
+    | { readonly binary: string }
     | { readonly ndjson: string; readonly json?: string; readonly description: string }
     | { readonly websocket: true }
     | { readonly document: true };
@@ -59,8 +62,28 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     method: "POST",
     path: `${API_BASE}/instances`,
     operationId: "instances.insert",
-    summary: "Create a VM (PROVISIONING → STAGING → RUNNING) from an image",
+    summary:
+      "Create a VM (PROVISIONING → STAGING → RUNNING) from an image, or (source=archive) recreate one from an export file",
+    description:
+      "With source=archive the body is an export file (application/octet-stream, streamed; format in " +
+      "docs/export-format.md, as instances.export writes it) and the VM is recreated as it was exported: " +
+      "TERMINATED, or SUSPENDED with its saved state (resume it), under its own name or the query's name. " +
+      "The answer comes once the whole file is read and verified: the insert operation, DONE. Bad input is " +
+      "refused with bad-archive, a VM that cannot be written with import-failed; either way nothing is created.",
+    query: [
+      {
+        name: "source",
+        schema: { type: "string", enum: ["archive"] },
+        description: "archive: the body is an export file, not an InsertInstanceRequest.",
+      },
+      {
+        name: "name",
+        schema: { type: "string" },
+        description: "source=archive only: the imported VM's name (default: the exported VM's).",
+      },
+    ],
     body: "InsertInstanceRequest",
+    binaryBody: "source=archive: an export file (docs/export-format.md).",
     answer: { json: "Operation", description: "The insert operation" },
     errors: [
       "invalid-name",
@@ -69,6 +92,8 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       "invalid-engine",
       "already-exists",
       "capacity-exceeded",
+      "bad-archive",
+      "import-failed",
     ],
   },
   {
@@ -87,6 +112,26 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       "Delete a VM (legal when RUNNING, TERMINATED or SUSPENDED, or when its definition is unusable; a running VM is stopped first)",
     answer: { json: "Operation" },
     errors: ["illegal-action", "vmm-running"],
+  },
+  {
+    method: "GET",
+    path: `${NAME}/export`,
+    operationId: "instances.export",
+    summary:
+      "Download a TERMINATED or SUSPENDED VM as one export file: definition, disk, saved state, snapshots, boot files",
+    description:
+      "The answer is the export file (docs/export-format.md), streamed with its exact Content-Length; the VM's " +
+      "operations wait until it has been sent, and nothing of the VM changes. A RUNNING VM is refused " +
+      "(illegal-action): suspend or stop it first. Import it with instances.insert?source=archive.",
+    query: [
+      {
+        name: "snapshots",
+        schema: { type: "boolean", default: true },
+        description: "false: leave the VM's snapshots out.",
+      },
+    ],
+    answer: { binary: "The export file" },
+    errors: ["illegal-action", "invalid-argument"],
   },
   action("start", "Start a TERMINATED VM: PROVISIONING → STAGING → RUNNING", ["capacity-exceeded"]),
   action(
@@ -327,6 +372,11 @@ function responses(op: ApiOperation): Json {
       description: "The OpenAPI document",
       content: { "application/json": { schema: { type: "object" } } },
     };
+  else if ("binary" in a)
+    out["200"] = {
+      description: a.binary,
+      content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } },
+    };
   else if ("ndjson" in a)
     out["200"] = {
       description: a.description,
@@ -388,7 +438,21 @@ export function buildOpenApiDocument(): Json {
           }
         : {}),
       ...(op.body
-        ? { requestBody: { required: true, content: { "application/json": { schema: ref(op.body) } } } }
+        ? {
+            requestBody: {
+              required: true,
+              content: {
+                "application/json": { schema: ref(op.body) },
+                ...(op.binaryBody
+                  ? {
+                      "application/octet-stream": {
+                        schema: { type: "string", format: "binary", description: op.binaryBody },
+                      },
+                    }
+                  : {}),
+              },
+            },
+          }
         : {}),
       responses: responses(op),
     };

@@ -18,6 +18,8 @@ Commands:
   logs         a VM's console history            top        live per-VM CPU, MIPS, memory, disk
   console      attach to a VM's serial console (Ctrl-A d detaches)
   exec         run a command in a VM through its guest agent: tsvm exec NAME -- CMD…
+  export       write a stopped or suspended VM as one file (or - for stdout)
+  import       recreate a VM from an export file (or - for stdin), on any host
   snapshot     create, list, restore or delete a VM's snapshots (with memory when running)
   clone        a new VM from a stopped or suspended VM or a snapshot, with a new identity
   set-machine-type   change a stopped VM's vCPUs and memory
@@ -55,6 +57,8 @@ const COMMANDS = new Map<string, Command>([
   ["top", async (argv) => (await import("./top.ts")).topCommand(argv)],
   ["console", async (argv) => (await import("./console.ts")).consoleCommand(argv)],
   ["exec", async (argv) => (await import("./exec.ts")).execCommand(argv)],
+  ["export", async (argv) => (await import("./export.ts")).exportCommand(argv)],
+  ["import", async (argv) => (await import("./import.ts")).importCommand(argv)],
   ["snapshot", async (argv) => (await import("./snapshot.ts")).snapshotCommand(argv)],
   ["set-machine-type", async (argv) => (await import("./set-machine-type.ts")).setMachineTypeCommand(argv)],
   ["machine-types", async (argv) => (await import("./machine-types.ts")).machineTypesCommand(argv)],

@@ -45,6 +45,10 @@ import {
   VmNotFoundError,
   type VmStore,
 } from "./store.ts";
+import { writeArchive } from "./vm-archive/archive-writer.ts";
+import { type ExportOptions, planVmExport } from "./vm-archive/vm-export.ts";
+import { stageImport } from "./vm-archive/vm-import.ts";
+import type { BootFiles } from "./vm-boot-files.ts";
 import { VM_RECORD_FORMAT_VERSION, type VmRecord, withHistory } from "./vm-record.ts";
 import type { VmmExecOptions, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
 import { vmmRunningIn } from "./vmm-running-in.ts";
@@ -55,6 +59,11 @@ export interface ImageCatalog {
   check(image: string): void;
   /** The template disk of `image`, copied (or reflinked) for each new VM; HypervisorError when unknown. */
   diskTemplate(image: string): Promise<{ readonly path: string; readonly sizeMiB: number }>;
+  /**
+   * The firmware, kernel and initrd a VM of `image` boots from, when the image has them (an export carries
+   * them, so that the VM boots and resumes on a host without its image); undefined otherwise.
+   */
+  bootFiles?(image: string): BootFiles | undefined;
 }
 
 /** An image catalog of named files. */
@@ -165,6 +174,8 @@ export class Hypervisor {
   /** vCPUs and memory promised to requests between their admission and their PROVISIONING transition. */
   private readonly reservations = new Map<string, VmAllocation>();
   private readonly broken = new Map<string, HypervisorError>();
+  /** Names taken by imports still reading their file (no VM of that name yet). */
+  private readonly importing = new Set<string>();
   private readonly disks: DiskAdmission;
   /** Set by open(): the data directory's disk nodes, and the snapshots built on them. */
   private nodes!: DiskStore;
@@ -329,8 +340,7 @@ export class Hypervisor {
   // ---- actions -------------------------------------------------------------------------------------
 
   insert(req: InsertRequest): OperationView {
-    checkVmName(req.name);
-    if (this.slots.has(req.name) || this.broken.has(req.name)) throw new VmExistsError(req.name);
+    this.checkNameFree(req.name);
     checkCloneRequest(req);
     if (req.sourceInstance !== undefined) return this.insertClone(req, req.sourceInstance);
     const type = this.sizeOf(req);
@@ -685,6 +695,90 @@ export class Hypervisor {
     return op.view();
   }
 
+  /**
+   * Exports the VM (TERMINATED or SUSPENDED) as one file (docs/export-format.md): `consume` gets the
+   * archive's exact size and its bytes as a stream, read as fast as it takes them. The VM is held meanwhile
+   * (its operations wait behind the export) and nothing of it is changed. Not an operation: a download.
+   */
+  async exportVm<T>(
+    name: string,
+    options: ExportOptions,
+    consume: (archive: { readonly bytes: number; readonly stream: AsyncIterable<Buffer> }) => Promise<T>,
+  ): Promise<T> {
+    const slot = this.slot(name);
+    // A running guest writes its disk and memory as they would be read: the user pauses it, knowingly.
+    if (slot.busy === 0 && slot.record.status === "RUNNING")
+      throw new HypervisorError(
+        "illegal-action",
+        `cannot export VM '${name}' while it is RUNNING: suspend it (its memory goes along) or stop it first`,
+      );
+    return this.hold(slot, "export", async () => {
+      const plan = await planVmExport(
+        slot.record,
+        this.config.store.paths(name),
+        this.nodes.dir,
+        this.config.images,
+        options,
+        this.now(),
+      );
+      return consume({ bytes: plan.bytes, stream: writeArchive(plan) });
+    });
+  }
+
+  /**
+   * Recreates a VM from an export file read from `input` (Compute Engine's insert with a source): as the
+   * same VM (id, definition, disk, saved state, snapshots) under its name or `options.name`. Resolves, once
+   * the whole file is verified and the VM is in place, with the insert operation, DONE. Bad input rejects
+   * (`bad-archive`) and a failed write (`import-failed`) too, having created nothing; so does a name taken.
+   */
+  async importVm(input: AsyncIterable<Uint8Array>, options: { name?: string } = {}): Promise<OperationView> {
+    if (options.name !== undefined) this.checkNameFree(options.name);
+    let reserved: string | undefined;
+    try {
+      const staged = await stageImport(input, {
+        home: this.config.store.home,
+        now: this.now,
+        accept: (manifest) => {
+          const name = options.name ?? manifest.vm.name;
+          this.checkNameFree(name);
+          const engines = this.config.launcher.engines();
+          if (!engines.includes(manifest.vm.engine))
+            throw new HypervisorError(
+              "invalid-engine",
+              `the exported VM runs on the engine '${manifest.vm.engine.slice(0, 80)}', which this daemon does not have (available: ${engines.join(", ") || "none"}); nothing was created`,
+            );
+          this.importing.add(name);
+          reserved = name;
+          // The same VM moved keeps its id, unless this host already has a VM with it (imported twice).
+          const idTaken = [...this.slots.values()].some((s) => s.record.id === manifest.vm.id);
+          return { name, id: idTaken ? randomUUID() : manifest.vm.id };
+        },
+      });
+      const { record } = staged;
+      const op = this.operations.create("insert", record.name);
+      await this.operations.run(op, async () => {
+        // No garbage collection may run between the nodes' arrival in disks/ and the VM's that reaches them.
+        await this.nodes.exclusive(() => staged.commit());
+        const slot = this.newSlot(record);
+        this.slots.set(record.name, slot);
+        await this.holdDisk(slot);
+        const last = record.history[record.history.length - 1]!;
+        this.events.append({
+          time: last.at,
+          type: "transition",
+          vmName: record.name,
+          vmId: record.id,
+          from: null,
+          to: record.status,
+          message: last.reason,
+        });
+      });
+      return op.view();
+    } finally {
+      if (reserved !== undefined) this.importing.delete(reserved);
+    }
+  }
+
   setMachineType(name: string, machineType: string): OperationView {
     const slot = this.slot(name);
     const type = resolveMachineType(machineType);
@@ -1026,6 +1120,40 @@ export class Hypervisor {
   }
 
   // ---- internals -----------------------------------------------------------------------------------
+
+  /** Throws unless `name` is a valid VM name that no VM, unusable VM directory or import in flight has. */
+  private checkNameFree(name: string): void {
+    checkVmName(name);
+    if (this.slots.has(name) || this.broken.has(name) || this.importing.has(name))
+      throw new VmExistsError(name);
+  }
+
+  /**
+   * Runs `work` on the VM's queue where `action` is legal, not as an operation: nothing else runs on the
+   * VM until it settles. An idle VM's legality is checked at once, so an illegal request fails before it
+   * waits.
+   */
+  private hold<T>(slot: VmSlot, action: VmAction, work: () => Promise<T>): Promise<T> {
+    const check = () => {
+      if (slot.deleted) throw new VmNotFoundError(slot.record.name);
+      checkAction(action, slot.record.status, slot.record.name);
+    };
+    if (slot.busy === 0) check();
+    slot.busy++;
+    const run = slot.queue.then(async () => {
+      check();
+      return work();
+    });
+    slot.queue = run
+      .then(
+        () => {},
+        () => {},
+      )
+      .finally(() => {
+        slot.busy--;
+      });
+    return run;
+  }
 
   private slot(name: string): VmSlot {
     checkVmName(name);

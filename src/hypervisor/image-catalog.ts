@@ -4,6 +4,7 @@ import { stat } from "node:fs/promises";
 import { findImage, imagesCacheDir } from "../images/image-store.ts";
 import { FileImageCatalog, type ImageCatalog } from "./hypervisor.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
+import type { BootFiles } from "./vm-boot-files.ts";
 
 export class ImageCacheCatalog implements ImageCatalog {
   private readonly extra: FileImageCatalog;
@@ -27,6 +28,12 @@ export class ImageCacheCatalog implements ImageCatalog {
     if (this.extraNames.has(image)) return this.extra.diskTemplate(image);
     const disk = this.cached(image);
     return { path: disk, sizeMiB: Math.ceil((await stat(disk)).size / 1048576) };
+  }
+
+  bootFiles(image: string): BootFiles | undefined {
+    if (this.extraNames.has(image)) return undefined;
+    const found = findImage(image, this.cacheDir);
+    return found && { firmware: found.firmware, kernel: found.kernel, initrd: found.initrd };
   }
 
   /** The disk of a built image of the cache; HypervisorError `invalid-image` when there is none. */

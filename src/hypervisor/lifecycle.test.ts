@@ -51,6 +51,7 @@ const EXPECTED_LEGAL: Record<VmAction, VmStatus[]> = {
   delete: [...VM_STATUSES],
   setMachineType: ["TERMINATED"],
   exec: ["RUNNING"],
+  export: ["TERMINATED", "SUSPENDED"],
   createSnapshot: ["RUNNING", "TERMINATED", "SUSPENDED"],
   restoreSnapshot: ["RUNNING", "TERMINATED", "SUSPENDED"],
   deleteSnapshot: ["RUNNING", "TERMINATED", "SUSPENDED"],

@@ -74,6 +74,7 @@ export const VM_ACTIONS = [
   "delete",
   "setMachineType",
   "exec",
+  "export",
   "createSnapshot",
   "restoreSnapshot",
   "deleteSnapshot",
@@ -108,6 +109,9 @@ const ACTIONS: Readonly<Record<VmAction, { readonly from: readonly VmStatus[]; r
     setMachineType: { from: ["TERMINATED"] },
     // A command runs in the guest through its agent: there must be a running guest.
     exec: { from: ["RUNNING"] },
+    // An export reads the VM's files, which must be at rest: no guest writes its disk meanwhile (a running
+    // VM is suspended or stopped first; docs/export-format.md).
+    export: { from: ["TERMINATED", "SUSPENDED"] },
     // Snapshots (snapshots.ts) only of a VM at rest or running: never mid-transition. A restore moves the
     // VM through the statuses of a stop and a resume itself, as the snapshot needs.
     createSnapshot: { from: ["RUNNING", "TERMINATED", "SUSPENDED"] },

@@ -12,7 +12,7 @@ import {
   GuestAgentError,
 } from "../engines/riscv/guest-agent-client.ts";
 import { RiscvEngine, type RiscvEngineOptions } from "../engines/riscv/riscv-engine.ts";
-import { findImage } from "../images/image-store.ts";
+import { openActiveDisk } from "./disk-store.ts";
 import {
   identityBootArgs,
   parseRestoredIdentityOutput,
@@ -20,7 +20,7 @@ import {
   restoredIdentityCommand,
 } from "./guest-identity.ts";
 import { readSnapshot, type SnapshotLike, writeSnapshot } from "./snapshot-file.ts";
-import { openActiveDisk } from "./disk-store.ts";
+import { bootFilesOf } from "./vm-boot-files.ts";
 import type { LaunchMode } from "./vmm.ts";
 import type { SaveStateOptions, VmmGuest, VmmSpec } from "./vmm-protocol.ts";
 
@@ -80,8 +80,8 @@ function guestExitOf(reason: ExitReason): GuestExit | undefined {
 }
 
 export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
-  const image = findImage(spec.image);
-  if (!image) throw new Error(`the image '${spec.image}' is not built (build it with 'tsvm image build')`);
+  // An imported VM boots from the copies that came with it, any other from its image.
+  const image = await bootFilesOf(spec.vmDir, spec.image);
   // A restore reads its state before the machine is built: with RAM mapped, it is built on the state's RAM.
   const ramMode = restoreRamMode();
   const [firmware, kernel, initrd, restoring] = await Promise.all([

@@ -85,7 +85,6 @@ export function checkVmName(name: string): void {
   if (!VM_NAME_PATTERN.test(name)) throw new InvalidNameError(name);
 }
 
-/** fsync of a directory: makes a rename or a new entry in it durable. */
 /** fsync of a directory: what was renamed or created in it survives a crash. */
 export async function syncDir(dir: string): Promise<void> {
   const fh = await open(dir, "r");

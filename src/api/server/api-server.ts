@@ -12,7 +12,8 @@ import {
   STATUS_CODES,
 } from "node:http";
 import { connect } from "node:net";
-import type { Duplex } from "node:stream";
+import { type Duplex, Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import type { Hypervisor } from "../../hypervisor/hypervisor.ts";
 import { HypervisorError } from "../../hypervisor/hypervisor-error.ts";
 import { MACHINE_TYPES } from "../../hypervisor/machine-types.ts";
@@ -127,7 +128,17 @@ export class ApiServer {
         method: "POST",
         path: `${API_BASE}/instances`,
         operationId: "instances.insert",
-        handler: async (c) => hv.insert(validateInsert(await c.body())),
+        handler: async (c) => {
+          const source = c.query.get("source");
+          if (source === "archive") return this.importInstance(c);
+          if (source !== null)
+            throw new ApiFailure(
+              400,
+              "invalid-argument",
+              "query parameter 'source' must be 'archive' when given",
+            );
+          return hv.insert(validateInsert(await c.body()));
+        },
       },
       {
         method: "GET",
@@ -140,6 +151,12 @@ export class ApiServer {
         path: `${API_BASE}/instances/{name}`,
         operationId: "instances.delete",
         handler: async (c) => hv.delete(c.params.name!),
+      },
+      {
+        method: "GET",
+        path: `${API_BASE}/instances/{name}/export`,
+        operationId: "instances.export",
+        handler: async (c) => this.exportInstance(c),
       },
       ...(["start", "stop", "reset", "suspend", "resume"] as const).map(
         (action): Route => ({
@@ -342,6 +359,57 @@ export class ApiServer {
     }
     res.end();
     return STREAMING;
+  }
+
+  /**
+   * The VM's export file, streamed with its exact length; back-pressure reaches the file reads through
+   * the pipeline. A client that goes away ends the export (the VM is let go); a failure mid-way cuts the
+   * answer short, which the client sees from the length (and the file's own trailer).
+   */
+  private async exportInstance(c: RequestContext): Promise<typeof STREAMING> {
+    const raw = c.query.get("snapshots");
+    if (raw !== null && raw !== "true" && raw !== "false")
+      throw new ApiFailure(400, "invalid-argument", "query parameter 'snapshots' must be true or false");
+    const name = c.params.name!;
+    await this.hv.exportVm(name, { snapshots: raw !== "false" }, async ({ bytes, stream }) => {
+      c.res.writeHead(200, {
+        "content-type": "application/octet-stream",
+        "content-length": bytes,
+        "content-disposition": `attachment; filename="${name}.tsvm"`,
+        "cache-control": "no-store",
+      });
+      try {
+        await pipeline(Readable.from(stream), c.res);
+      } catch {
+        // The client went away or a read failed: the answer is short, and the client knows it.
+        c.res.destroy();
+      }
+    });
+    return STREAMING;
+  }
+
+  /**
+   * insert?source=archive: the body is an export file, streamed into the importer (nothing is buffered
+   * whole). An error answered before the body was all read closes the connection once the client has
+   * stopped sending (the rest is read and dropped, so the client reads the answer rather than a reset).
+   */
+  private async importInstance(c: RequestContext): Promise<unknown> {
+    const type = c.req.headers["content-type"] ?? "";
+    if (!/^application\/octet-stream\b/i.test(type))
+      throw new ApiFailure(
+        415,
+        "unsupported-media-type",
+        `send an import's export file as application/octet-stream (got '${type.slice(0, 60)}')`,
+      );
+    try {
+      return await this.hv.importVm(c.req, { name: c.query.get("name") ?? undefined });
+    } catch (e) {
+      if (!c.req.readableEnded) {
+        c.res.setHeader("connection", "close");
+        c.req.resume();
+      }
+      throw e;
+    }
   }
 
   /** Events after `after` (optionally of one instance); with watch=true, an NDJSON stream that follows. */
