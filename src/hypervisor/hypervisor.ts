@@ -9,12 +9,11 @@ import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import type { Snapshot } from "../api/schemas/snapshot-schemas.ts";
 import type { InsertInstanceRequest, Instance } from "../api/schemas/vm-schemas.ts";
-import { diskChain, hasOwnData, MAX_CHAIN_DEPTH, readDiskInfo } from "../engines/backends/qcow2/index.ts";
-import { checkCloneRequest, cloneRecord, shareSavedState } from "./clones.ts";
+import { type CloneVm, Clones, checkCloneRequest, cloneRecord } from "./clones.ts";
 import { readConsoleLog } from "./console-log.ts";
 import { crashPoint, statusWritePoint } from "./crash-point.ts";
 import { DiskAdmission } from "./disk-admission.ts";
-import { activeDiskInfo, activeDiskOf, DiskStore, freezeActiveDisk, newNodeId } from "./disk-store.ts";
+import { activeDiskInfo, activeDiskOf, DiskStore } from "./disk-store.ts";
 import { EventLog } from "./event-log.ts";
 import { identityOf, newIdentity } from "./guest-identity.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
@@ -180,6 +179,7 @@ export class Hypervisor {
   /** Set by open(): the data directory's disk nodes, and the snapshots built on them. */
   private nodes!: DiskStore;
   private snapshots!: Snapshots;
+  private clones!: Clones;
   private readonly now: () => Date;
   private closed = false;
 
@@ -203,6 +203,7 @@ export class Hypervisor {
     const hv = new Hypervisor(config, saved.journal);
     hv.nodes = await DiskStore.open(config.store.home, treeNodes);
     hv.snapshots = new Snapshots(hv.nodes);
+    hv.clones = new Clones(hv.nodes, hv.disks, hv.snapshots);
     const { vms, broken } = await config.store.list();
     for (const b of broken) hv.broken.set(b.name, b.error);
     const replay: Array<{ vm: VmRecord; h: VmRecord["history"][number] }> = [];
@@ -971,7 +972,9 @@ export class Hypervisor {
             if (source.deleted) throw new VmNotFoundError(sourceName);
             checkAction(action, source.record.status, sourceName);
             op.statusMessage = `sharing the disk of '${sourceName}'`;
-            return this.makeCloneFiles(source, slot, req.sourceSnapshot);
+            const resumes = await this.clones.makeFiles(this.cloneVm(source, slot), req.sourceSnapshot);
+            await this.holdDisk(slot);
+            return resumes;
           });
         } catch (e) {
           // Nothing is left half-created: no directory, no slot, no reservation; the source is as it was.
@@ -995,71 +998,26 @@ export class Hypervisor {
     );
   }
 
-  /**
-   * Writes the clone's directory, its active disk (an overlay on the source's disk frozen now, or on the
-   * snapshot's node) and its saved state (linked: a clone of a SUSPENDED VM or of a memory snapshot).
-   * Runs in the source's queue. Returns whether the clone resumes from a saved state.
-   */
-  private async makeCloneFiles(source: VmSlot, slot: VmSlot, snapshot: string | undefined): Promise<boolean> {
+  /** The steps making a clone's files may take on the clone and its source (in the source's queue). */
+  private cloneVm(source: VmSlot, slot: VmSlot): CloneVm {
     const { store } = this.config;
-    const from = store.paths(source.record.name);
-    const paths = store.paths(slot.record.name);
-    const taken =
-      snapshot === undefined ? undefined : await this.snapshots.cloneSource(source.record, from, snapshot);
-    if (taken && (taken.cpus !== slot.record.cpus || taken.memoryMiB !== slot.record.memoryMiB)) {
-      // The snapshot was taken with another machine type than its VM has now: the clone has the snapshot's.
-      const others = this.allocations().filter((a) => a.name !== slot.record.name);
-      checkAdmission(this.config.capacity, others, {
-        name: slot.record.name,
-        cpus: taken.cpus,
-        memoryMiB: taken.memoryMiB,
-        diskMiB: 0,
-      });
-      const { machineType, cpus, memoryMiB } = taken;
-      slot.record = { ...slot.record, machineType, cpus, memoryMiB };
-    }
-    const savedState = taken ? taken.stateDir : source.record.status === "SUSPENDED" ? from.stateDir : null;
-    // The node the clone's disk goes on: the snapshot's; the source's active disk's backing when that disk
-    // has nothing of its own yet (written by no guest since it was made or frozen); else the source's
-    // active disk frozen now, one more layer under it (up to the chain limit).
-    const active = activeDiskOf(from.dir);
-    const unwritten =
-      taken || (await hasOwnData(active)) ? undefined : (await readDiskInfo(active)).backing?.path;
-    const depth = taken || unwritten ? 0 : (await diskChain(active)).length;
-    if (depth >= MAX_CHAIN_DEPTH)
-      throw new HypervisorError(
-        "snapshot-limit",
-        `the disk of VM '${source.record.name}' has ${depth} layers, the most a chain may have; no further clone of its present disk can be made (clone one of its snapshots instead)`,
-      );
-    // The clone's overlay may grow to the whole disk; its state is linked, it costs nothing more.
-    const release = await this.disks.admit(slot.record.name, slot.record.diskMiB, paths.disk);
-    try {
-      await this.createVmDirectory(slot.record);
-      crashPoint("insert:after-record");
-      try {
-        await this.nodes.exclusive(async () => {
-          // Freezing leaves the source's disk as it was, only in two layers: its guest sees no change.
-          const node =
-            taken?.node ??
-            unwritten ??
-            (await freezeActiveDisk(from.dir, this.nodes.dir, newNodeId(), "clone"));
-          await this.nodes.createOverlay(paths.disk, node);
-        });
-        if (savedState !== null) await shareSavedState(savedState, paths.stateDir);
-      } catch (e) {
-        await store.remove(slot.record.name);
-        await this.collectDiskGarbage();
-        throw new HypervisorError(
-          "disk-copy-failed",
-          `could not make the disk of clone '${slot.record.name}' of '${source.record.name}' (${(e as Error).message}); nothing was created and '${source.record.name}' is unchanged`,
-        );
-      }
-    } catch (e) {
-      release();
-      throw e;
-    }
-    await this.holdDisk(slot);
-    return savedState !== null;
+    return {
+      get record() {
+        return slot.record;
+      },
+      set record(record) {
+        slot.record = record;
+      },
+      paths: store.paths(slot.record.name),
+      source: { record: source.record, paths: store.paths(source.record.name) },
+      admit: (cpus, memoryMiB) => {
+        const others = this.allocations().filter((a) => a.name !== slot.record.name);
+        checkAdmission(this.config.capacity, others, { name: slot.record.name, cpus, memoryMiB, diskMiB: 0 });
+      },
+      createDirectory: () => this.createVmDirectory(slot.record),
+      removeDirectory: () => store.remove(slot.record.name),
+      collectGarbage: () => this.collectDiskGarbage(),
+    };
   }
 
   /** Creates the new VM's directory with its record; a failure (e.g. a full disk) is record-write-failed. */
