@@ -44,9 +44,8 @@ import {
   VmNotFoundError,
   type VmStore,
 } from "./store.ts";
-import { writeArchive } from "./vm-archive/archive-writer.ts";
-import { type ExportOptions, planVmExport } from "./vm-archive/vm-export.ts";
-import { stageImport } from "./vm-archive/vm-import.ts";
+import { VmArchives } from "./vm-archive/vm-archives.ts";
+import type { ExportOptions } from "./vm-archive/vm-export.ts";
 import type { BootFiles } from "./vm-boot-files.ts";
 import { VM_RECORD_FORMAT_VERSION, type VmRecord, withHistory } from "./vm-record.ts";
 import type { VmmExecOptions, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
@@ -173,13 +172,12 @@ export class Hypervisor {
   /** vCPUs and memory promised to requests between their admission and their PROVISIONING transition. */
   private readonly reservations = new Map<string, VmAllocation>();
   private readonly broken = new Map<string, HypervisorError>();
-  /** Names taken by imports still reading their file (no VM of that name yet). */
-  private readonly importing = new Set<string>();
   private readonly disks: DiskAdmission;
   /** Set by open(): the data directory's disk nodes, and the snapshots built on them. */
   private nodes!: DiskStore;
   private snapshots!: Snapshots;
   private clones!: Clones;
+  private archives!: VmArchives;
   private readonly now: () => Date;
   private closed = false;
 
@@ -204,6 +202,7 @@ export class Hypervisor {
     hv.nodes = await DiskStore.open(config.store.home, treeNodes);
     hv.snapshots = new Snapshots(hv.nodes);
     hv.clones = new Clones(hv.nodes, hv.disks, hv.snapshots);
+    hv.archives = new VmArchives(hv.nodes, config.store.home, config.images, hv.now);
     const { vms, broken } = await config.store.list();
     for (const b of broken) hv.broken.set(b.name, b.error);
     const replay: Array<{ vm: VmRecord; h: VmRecord["history"][number] }> = [];
@@ -713,17 +712,9 @@ export class Hypervisor {
         "illegal-action",
         `cannot export VM '${name}' while it is RUNNING: suspend it (its memory goes along) or stop it first`,
       );
-    return this.hold(slot, "export", async () => {
-      const plan = await planVmExport(
-        slot.record,
-        this.config.store.paths(name),
-        this.nodes.dir,
-        this.config.images,
-        options,
-        this.now(),
-      );
-      return consume({ bytes: plan.bytes, stream: writeArchive(plan) });
-    });
+    return this.hold(slot, "export", async () =>
+      consume(await this.archives.export(slot.record, this.config.store.paths(name), options)),
+    );
   }
 
   /**
@@ -732,52 +723,32 @@ export class Hypervisor {
    * the whole file is verified and the VM is in place, with the insert operation, DONE. Bad input rejects
    * (`bad-archive`) and a failed write (`import-failed`) too, having created nothing; so does a name taken.
    */
-  async importVm(input: AsyncIterable<Uint8Array>, options: { name?: string } = {}): Promise<OperationView> {
-    if (options.name !== undefined) this.checkNameFree(options.name);
-    let reserved: string | undefined;
-    try {
-      const staged = await stageImport(input, {
-        home: this.config.store.home,
-        now: this.now,
-        accept: (manifest) => {
-          const name = options.name ?? manifest.vm.name;
-          this.checkNameFree(name);
-          const engines = this.config.launcher.engines();
-          if (!engines.includes(manifest.vm.engine))
-            throw new HypervisorError(
-              "invalid-engine",
-              `the exported VM runs on the engine '${manifest.vm.engine.slice(0, 80)}', which this daemon does not have (available: ${engines.join(", ") || "none"}); nothing was created`,
-            );
-          this.importing.add(name);
-          reserved = name;
-          // The same VM moved keeps its id, unless this host already has a VM with it (imported twice).
-          const idTaken = [...this.slots.values()].some((s) => s.record.id === manifest.vm.id);
-          return { name, id: idTaken ? randomUUID() : manifest.vm.id };
-        },
-      });
-      const { record } = staged;
-      const op = this.operations.create("insert", record.name);
-      await this.operations.run(op, async () => {
-        // No garbage collection may run between the nodes' arrival in disks/ and the VM's that reaches them.
-        await this.nodes.exclusive(() => staged.commit());
-        const slot = this.newSlot(record);
-        this.slots.set(record.name, slot);
-        await this.holdDisk(slot);
-        const last = record.history[record.history.length - 1]!;
-        this.events.append({
-          time: last.at,
-          type: "transition",
-          vmName: record.name,
-          vmId: record.id,
-          from: null,
-          to: record.status,
-          message: last.reason,
+  importVm(input: AsyncIterable<Uint8Array>, options: { name?: string } = {}): Promise<OperationView> {
+    return this.archives.import(input, options, {
+      checkNameFree: (name) => this.checkNameFree(name),
+      engines: () => this.config.launcher.engines(),
+      idTaken: (id) => [...this.slots.values()].some((s) => s.record.id === id),
+      insert: async (record, commit) => {
+        const op = this.operations.create("insert", record.name);
+        await this.operations.run(op, async () => {
+          await commit();
+          const slot = this.newSlot(record);
+          this.slots.set(record.name, slot);
+          await this.holdDisk(slot);
+          const last = record.history[record.history.length - 1]!;
+          this.events.append({
+            time: last.at,
+            type: "transition",
+            vmName: record.name,
+            vmId: record.id,
+            from: null,
+            to: record.status,
+            message: last.reason,
+          });
         });
-      });
-      return op.view();
-    } finally {
-      if (reserved !== undefined) this.importing.delete(reserved);
-    }
+        return op.view();
+      },
+    });
   }
 
   setMachineType(name: string, machineType: string): OperationView {
@@ -1082,7 +1053,7 @@ export class Hypervisor {
   /** Throws unless `name` is a valid VM name that no VM, unusable VM directory or import in flight has. */
   private checkNameFree(name: string): void {
     checkVmName(name);
-    if (this.slots.has(name) || this.broken.has(name) || this.importing.has(name))
+    if (this.slots.has(name) || this.broken.has(name) || this.archives.isImporting(name))
       throw new VmExistsError(name);
   }
 
