@@ -1,16 +1,22 @@
 // Clones: a new VM made from a stopped or suspended VM, or from one of its snapshots, that shares the
 // source's unchanged disk data (a qcow2 overlay on a frozen disk node, disk-store.ts) and its saved memory
-// (hard links), under a new name and a new identity (guest-identity.ts). The Hypervisor runs the lifecycle;
-// this module checks the request, writes the new record and makes the new VM's files.
+// (hard links), under a new name and a new identity (guest-identity.ts). The Hypervisor runs the lifecycle
+// (the clone's operation, the source's queue, booting or resuming it) and lends the few steps making the
+// files needs (CloneVm); this module checks the request, writes the new record and makes the new VM's files.
 
 import { randomBytes, randomUUID } from "node:crypto";
 import { constants } from "node:fs";
 import { copyFile, link, mkdir, readdir, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { InsertInstanceRequest } from "../api/schemas/vm-schemas.ts";
+import { diskChain, hasOwnData, MAX_CHAIN_DEPTH, readDiskInfo } from "../engines/backends/qcow2/index.ts";
+import { crashPoint } from "./crash-point.ts";
+import type { DiskAdmission } from "./disk-admission.ts";
+import { activeDiskOf, type DiskStore, freezeActiveDisk, newNodeId } from "./disk-store.ts";
 import { newIdentity } from "./guest-identity.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
-import { syncDir } from "./store.ts";
+import type { Snapshots } from "./snapshots.ts";
+import { syncDir, type VmPaths } from "./store.ts";
 import { VM_RECORD_FORMAT_VERSION, type VmRecord } from "./vm-record.ts";
 
 /** The fields a clone takes from its source: giving them too is refused rather than silently ignored. */
@@ -93,4 +99,87 @@ export async function shareSavedState(fromDir: string, toDir: string): Promise<v
     throw e;
   }
   await syncDir(dirname(toDir));
+}
+
+/** What making a clone's files may do, lent by the Hypervisor (it runs in the source's queue). */
+export interface CloneVm {
+  /** The clone's record; set when it takes its snapshot's machine type. */
+  record: VmRecord;
+  readonly paths: VmPaths;
+  readonly source: { readonly record: VmRecord; readonly paths: VmPaths };
+  /** Refuses (checkAdmission) the clone's vCPUs and memory when the host cannot take them beside the rest. */
+  admit(cpus: number, memoryMiB: number): void;
+  /** Creates the clone's directory with its record (record-write-failed). */
+  createDirectory(): Promise<void>;
+  /** Removes the clone's directory again. */
+  removeDirectory(): Promise<void>;
+  /** Removes the disk nodes nothing reaches any more (never throws). */
+  collectGarbage(): Promise<void>;
+}
+
+export class Clones {
+  constructor(
+    private readonly nodes: DiskStore,
+    private readonly disks: DiskAdmission,
+    private readonly snapshots: Snapshots,
+  ) {}
+
+  /**
+   * Writes the clone's directory, its active disk (an overlay on the source's disk frozen now, or on the
+   * snapshot's node) and its saved state (linked: a clone of a SUSPENDED VM or of a memory snapshot).
+   * Returns whether the clone resumes from a saved state.
+   */
+  async makeFiles(vm: CloneVm, snapshot: string | undefined): Promise<boolean> {
+    const { source, paths } = vm;
+    const from = source.paths;
+    const taken =
+      snapshot === undefined ? undefined : await this.snapshots.cloneSource(source.record, from, snapshot);
+    if (taken && (taken.cpus !== vm.record.cpus || taken.memoryMiB !== vm.record.memoryMiB)) {
+      // The snapshot was taken with another machine type than its VM has now: the clone has the snapshot's.
+      vm.admit(taken.cpus, taken.memoryMiB);
+      const { machineType, cpus, memoryMiB } = taken;
+      vm.record = { ...vm.record, machineType, cpus, memoryMiB };
+    }
+    const savedState = taken ? taken.stateDir : source.record.status === "SUSPENDED" ? from.stateDir : null;
+    // The node the clone's disk goes on: the snapshot's; the source's active disk's backing when that disk
+    // has nothing of its own yet (written by no guest since it was made or frozen); else the source's
+    // active disk frozen now, one more layer under it (up to the chain limit).
+    const active = activeDiskOf(from.dir);
+    const unwritten =
+      taken || (await hasOwnData(active)) ? undefined : (await readDiskInfo(active)).backing?.path;
+    const depth = taken || unwritten ? 0 : (await diskChain(active)).length;
+    if (depth >= MAX_CHAIN_DEPTH)
+      throw new HypervisorError(
+        "snapshot-limit",
+        `the disk of VM '${source.record.name}' has ${depth} layers, the most a chain may have; no further clone of its present disk can be made (clone one of its snapshots instead)`,
+      );
+    // The clone's overlay may grow to the whole disk; its state is linked, it costs nothing more.
+    const release = await this.disks.admit(vm.record.name, vm.record.diskMiB, paths.disk);
+    try {
+      await vm.createDirectory();
+      crashPoint("insert:after-record");
+      try {
+        await this.nodes.exclusive(async () => {
+          // Freezing leaves the source's disk as it was, only in two layers: its guest sees no change.
+          const node =
+            taken?.node ??
+            unwritten ??
+            (await freezeActiveDisk(from.dir, this.nodes.dir, newNodeId(), "clone"));
+          await this.nodes.createOverlay(paths.disk, node);
+        });
+        if (savedState !== null) await shareSavedState(savedState, paths.stateDir);
+      } catch (e) {
+        await vm.removeDirectory();
+        await vm.collectGarbage();
+        throw new HypervisorError(
+          "disk-copy-failed",
+          `could not make the disk of clone '${vm.record.name}' of '${source.record.name}' (${(e as Error).message}); nothing was created and '${source.record.name}' is unchanged`,
+        );
+      }
+    } catch (e) {
+      release();
+      throw e;
+    }
+    return savedState !== null;
+  }
 }

@@ -9,12 +9,11 @@ import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import type { Snapshot } from "../api/schemas/snapshot-schemas.ts";
 import type { InsertInstanceRequest, Instance } from "../api/schemas/vm-schemas.ts";
-import { diskChain, hasOwnData, MAX_CHAIN_DEPTH, readDiskInfo } from "../engines/backends/qcow2/index.ts";
-import { checkCloneRequest, cloneRecord, shareSavedState } from "./clones.ts";
+import { type CloneVm, Clones, checkCloneRequest, cloneRecord } from "./clones.ts";
 import { readConsoleLog } from "./console-log.ts";
 import { crashPoint, statusWritePoint } from "./crash-point.ts";
 import { DiskAdmission } from "./disk-admission.ts";
-import { activeDiskInfo, activeDiskOf, DiskStore, freezeActiveDisk, newNodeId } from "./disk-store.ts";
+import { activeDiskInfo, activeDiskOf, DiskStore } from "./disk-store.ts";
 import { EventLog } from "./event-log.ts";
 import { identityOf, newIdentity } from "./guest-identity.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
@@ -45,9 +44,8 @@ import {
   VmNotFoundError,
   type VmStore,
 } from "./store.ts";
-import { writeArchive } from "./vm-archive/archive-writer.ts";
-import { type ExportOptions, planVmExport } from "./vm-archive/vm-export.ts";
-import { stageImport } from "./vm-archive/vm-import.ts";
+import { VmArchives } from "./vm-archive/vm-archives.ts";
+import type { ExportOptions } from "./vm-archive/vm-export.ts";
 import type { BootFiles } from "./vm-boot-files.ts";
 import { VM_RECORD_FORMAT_VERSION, type VmRecord, withHistory } from "./vm-record.ts";
 import type { VmmExecOptions, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
@@ -174,12 +172,12 @@ export class Hypervisor {
   /** vCPUs and memory promised to requests between their admission and their PROVISIONING transition. */
   private readonly reservations = new Map<string, VmAllocation>();
   private readonly broken = new Map<string, HypervisorError>();
-  /** Names taken by imports still reading their file (no VM of that name yet). */
-  private readonly importing = new Set<string>();
   private readonly disks: DiskAdmission;
   /** Set by open(): the data directory's disk nodes, and the snapshots built on them. */
   private nodes!: DiskStore;
   private snapshots!: Snapshots;
+  private clones!: Clones;
+  private archives!: VmArchives;
   private readonly now: () => Date;
   private closed = false;
 
@@ -203,6 +201,8 @@ export class Hypervisor {
     const hv = new Hypervisor(config, saved.journal);
     hv.nodes = await DiskStore.open(config.store.home, treeNodes);
     hv.snapshots = new Snapshots(hv.nodes);
+    hv.clones = new Clones(hv.nodes, hv.disks, hv.snapshots);
+    hv.archives = new VmArchives(hv.nodes, config.store.home, config.images, hv.now);
     const { vms, broken } = await config.store.list();
     for (const b of broken) hv.broken.set(b.name, b.error);
     const replay: Array<{ vm: VmRecord; h: VmRecord["history"][number] }> = [];
@@ -712,17 +712,9 @@ export class Hypervisor {
         "illegal-action",
         `cannot export VM '${name}' while it is RUNNING: suspend it (its memory goes along) or stop it first`,
       );
-    return this.hold(slot, "export", async () => {
-      const plan = await planVmExport(
-        slot.record,
-        this.config.store.paths(name),
-        this.nodes.dir,
-        this.config.images,
-        options,
-        this.now(),
-      );
-      return consume({ bytes: plan.bytes, stream: writeArchive(plan) });
-    });
+    return this.hold(slot, "export", async () =>
+      consume(await this.archives.export(slot.record, this.config.store.paths(name), options)),
+    );
   }
 
   /**
@@ -731,52 +723,32 @@ export class Hypervisor {
    * the whole file is verified and the VM is in place, with the insert operation, DONE. Bad input rejects
    * (`bad-archive`) and a failed write (`import-failed`) too, having created nothing; so does a name taken.
    */
-  async importVm(input: AsyncIterable<Uint8Array>, options: { name?: string } = {}): Promise<OperationView> {
-    if (options.name !== undefined) this.checkNameFree(options.name);
-    let reserved: string | undefined;
-    try {
-      const staged = await stageImport(input, {
-        home: this.config.store.home,
-        now: this.now,
-        accept: (manifest) => {
-          const name = options.name ?? manifest.vm.name;
-          this.checkNameFree(name);
-          const engines = this.config.launcher.engines();
-          if (!engines.includes(manifest.vm.engine))
-            throw new HypervisorError(
-              "invalid-engine",
-              `the exported VM runs on the engine '${manifest.vm.engine.slice(0, 80)}', which this daemon does not have (available: ${engines.join(", ") || "none"}); nothing was created`,
-            );
-          this.importing.add(name);
-          reserved = name;
-          // The same VM moved keeps its id, unless this host already has a VM with it (imported twice).
-          const idTaken = [...this.slots.values()].some((s) => s.record.id === manifest.vm.id);
-          return { name, id: idTaken ? randomUUID() : manifest.vm.id };
-        },
-      });
-      const { record } = staged;
-      const op = this.operations.create("insert", record.name);
-      await this.operations.run(op, async () => {
-        // No garbage collection may run between the nodes' arrival in disks/ and the VM's that reaches them.
-        await this.nodes.exclusive(() => staged.commit());
-        const slot = this.newSlot(record);
-        this.slots.set(record.name, slot);
-        await this.holdDisk(slot);
-        const last = record.history[record.history.length - 1]!;
-        this.events.append({
-          time: last.at,
-          type: "transition",
-          vmName: record.name,
-          vmId: record.id,
-          from: null,
-          to: record.status,
-          message: last.reason,
+  importVm(input: AsyncIterable<Uint8Array>, options: { name?: string } = {}): Promise<OperationView> {
+    return this.archives.import(input, options, {
+      checkNameFree: (name) => this.checkNameFree(name),
+      engines: () => this.config.launcher.engines(),
+      idTaken: (id) => [...this.slots.values()].some((s) => s.record.id === id),
+      insert: async (record, commit) => {
+        const op = this.operations.create("insert", record.name);
+        await this.operations.run(op, async () => {
+          await commit();
+          const slot = this.newSlot(record);
+          this.slots.set(record.name, slot);
+          await this.holdDisk(slot);
+          const last = record.history[record.history.length - 1]!;
+          this.events.append({
+            time: last.at,
+            type: "transition",
+            vmName: record.name,
+            vmId: record.id,
+            from: null,
+            to: record.status,
+            message: last.reason,
+          });
         });
-      });
-      return op.view();
-    } finally {
-      if (reserved !== undefined) this.importing.delete(reserved);
-    }
+        return op.view();
+      },
+    });
   }
 
   setMachineType(name: string, machineType: string): OperationView {
@@ -971,7 +943,9 @@ export class Hypervisor {
             if (source.deleted) throw new VmNotFoundError(sourceName);
             checkAction(action, source.record.status, sourceName);
             op.statusMessage = `sharing the disk of '${sourceName}'`;
-            return this.makeCloneFiles(source, slot, req.sourceSnapshot);
+            const resumes = await this.clones.makeFiles(this.cloneVm(source, slot), req.sourceSnapshot);
+            await this.holdDisk(slot);
+            return resumes;
           });
         } catch (e) {
           // Nothing is left half-created: no directory, no slot, no reservation; the source is as it was.
@@ -995,71 +969,26 @@ export class Hypervisor {
     );
   }
 
-  /**
-   * Writes the clone's directory, its active disk (an overlay on the source's disk frozen now, or on the
-   * snapshot's node) and its saved state (linked: a clone of a SUSPENDED VM or of a memory snapshot).
-   * Runs in the source's queue. Returns whether the clone resumes from a saved state.
-   */
-  private async makeCloneFiles(source: VmSlot, slot: VmSlot, snapshot: string | undefined): Promise<boolean> {
+  /** The steps making a clone's files may take on the clone and its source (in the source's queue). */
+  private cloneVm(source: VmSlot, slot: VmSlot): CloneVm {
     const { store } = this.config;
-    const from = store.paths(source.record.name);
-    const paths = store.paths(slot.record.name);
-    const taken =
-      snapshot === undefined ? undefined : await this.snapshots.cloneSource(source.record, from, snapshot);
-    if (taken && (taken.cpus !== slot.record.cpus || taken.memoryMiB !== slot.record.memoryMiB)) {
-      // The snapshot was taken with another machine type than its VM has now: the clone has the snapshot's.
-      const others = this.allocations().filter((a) => a.name !== slot.record.name);
-      checkAdmission(this.config.capacity, others, {
-        name: slot.record.name,
-        cpus: taken.cpus,
-        memoryMiB: taken.memoryMiB,
-        diskMiB: 0,
-      });
-      const { machineType, cpus, memoryMiB } = taken;
-      slot.record = { ...slot.record, machineType, cpus, memoryMiB };
-    }
-    const savedState = taken ? taken.stateDir : source.record.status === "SUSPENDED" ? from.stateDir : null;
-    // The node the clone's disk goes on: the snapshot's; the source's active disk's backing when that disk
-    // has nothing of its own yet (written by no guest since it was made or frozen); else the source's
-    // active disk frozen now, one more layer under it (up to the chain limit).
-    const active = activeDiskOf(from.dir);
-    const unwritten =
-      taken || (await hasOwnData(active)) ? undefined : (await readDiskInfo(active)).backing?.path;
-    const depth = taken || unwritten ? 0 : (await diskChain(active)).length;
-    if (depth >= MAX_CHAIN_DEPTH)
-      throw new HypervisorError(
-        "snapshot-limit",
-        `the disk of VM '${source.record.name}' has ${depth} layers, the most a chain may have; no further clone of its present disk can be made (clone one of its snapshots instead)`,
-      );
-    // The clone's overlay may grow to the whole disk; its state is linked, it costs nothing more.
-    const release = await this.disks.admit(slot.record.name, slot.record.diskMiB, paths.disk);
-    try {
-      await this.createVmDirectory(slot.record);
-      crashPoint("insert:after-record");
-      try {
-        await this.nodes.exclusive(async () => {
-          // Freezing leaves the source's disk as it was, only in two layers: its guest sees no change.
-          const node =
-            taken?.node ??
-            unwritten ??
-            (await freezeActiveDisk(from.dir, this.nodes.dir, newNodeId(), "clone"));
-          await this.nodes.createOverlay(paths.disk, node);
-        });
-        if (savedState !== null) await shareSavedState(savedState, paths.stateDir);
-      } catch (e) {
-        await store.remove(slot.record.name);
-        await this.collectDiskGarbage();
-        throw new HypervisorError(
-          "disk-copy-failed",
-          `could not make the disk of clone '${slot.record.name}' of '${source.record.name}' (${(e as Error).message}); nothing was created and '${source.record.name}' is unchanged`,
-        );
-      }
-    } catch (e) {
-      release();
-      throw e;
-    }
-    await this.holdDisk(slot);
-    return savedState !== null;
+    return {
+      get record() {
+        return slot.record;
+      },
+      set record(record) {
+        slot.record = record;
+      },
+      paths: store.paths(slot.record.name),
+      source: { record: source.record, paths: store.paths(source.record.name) },
+      admit: (cpus, memoryMiB) => {
+        const others = this.allocations().filter((a) => a.name !== slot.record.name);
+        checkAdmission(this.config.capacity, others, { name: slot.record.name, cpus, memoryMiB, diskMiB: 0 });
+      },
+      createDirectory: () => this.createVmDirectory(slot.record),
+      removeDirectory: () => store.remove(slot.record.name),
+      collectGarbage: () => this.collectDiskGarbage(),
+    };
   }
 
   /** Creates the new VM's directory with its record; a failure (e.g. a full disk) is record-write-failed. */
@@ -1124,7 +1053,7 @@ export class Hypervisor {
   /** Throws unless `name` is a valid VM name that no VM, unusable VM directory or import in flight has. */
   private checkNameFree(name: string): void {
     checkVmName(name);
-    if (this.slots.has(name) || this.broken.has(name) || this.importing.has(name))
+    if (this.slots.has(name) || this.broken.has(name) || this.archives.isImporting(name))
       throw new VmExistsError(name);
   }
 
