@@ -11,11 +11,12 @@
 import { execFile } from "node:child_process";
 import { cp, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { ApiClient } from "../src/api/client.ts";
+import { activeDiskOf } from "../src/hypervisor/disk-store.ts";
 import { createGuest } from "../src/hypervisor/riscv-guest.ts";
 import { VMM_PROTOCOL_VERSION, type VmmSpec } from "../src/hypervisor/vmm-protocol.ts";
 import { identityOf } from "../src/hypervisor/guest-identity.ts";
@@ -160,14 +161,18 @@ async function benchSnapshot(
   runs: number,
   result: SizeResult,
 ) {
-  const scratch = join(home, `snap-${name}`);
-  await mkdir(scratch);
+  // Two levels below the home, as a VM's directory is: the active disk names its backing node
+  // "../../disks/<id>.qcow2", relative to its own directory.
+  const scratch = join(home, "bench-snapshots", name);
+  await mkdir(scratch, { recursive: true });
   const vm = JSON.parse(await readFile(join(home, "vms", name, "vm.json"), "utf8")) as {
     id: string;
     image?: string;
   };
   await cp(join(home, "vms", name, "state"), join(scratch, "state"), { recursive: true });
-  await cp(join(home, "vms", name, "disk.img"), join(scratch, "disk.img"));
+  const disk = activeDiskOf(join(home, "vms", name));
+  const diskCopy = join(scratch, basename(disk));
+  await cp(disk, diskCopy);
   const spec: VmmSpec = {
     protocol: VMM_PROTOCOL_VERSION,
     mode: "restore",
@@ -182,7 +187,7 @@ async function benchSnapshot(
     cpuCapPercent: null,
     cpuWeight: 100,
     vmDir: scratch,
-    diskPath: join(scratch, "disk.img"),
+    diskPath: diskCopy,
     stateDir: join(scratch, "state"),
     consoleLog: join(scratch, "console.log"),
     socketPath: join(scratch, "vmm.sock"),

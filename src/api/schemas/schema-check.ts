@@ -1,16 +1,15 @@
 // Checks a JSON value against one of tsvm's schemas (ajv 8, JSON Schema 2020-12, as the OpenAPI 3.1
 // document) and says what is wrong in tsvm's words: which field, and what it must be.
 
+import { createRequire } from "node:module";
 import type { TSchema } from "@sinclair/typebox";
 import type { ErrorObject, ValidateFunction } from "ajv";
-import { Ajv2020 } from "ajv/dist/2020.js";
-import addFormatsModule from "ajv-formats";
+import type { Ajv2020 } from "ajv/dist/2020.js";
 
-// ajv-formats is CommonJS: its function is the module's default export or the `default` inside it,
-// depending on the loader.
-const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (
-  ajv: Ajv2020,
-) => unknown;
+// ajv and ajv-formats are CommonJS, loaded when the first schema is compiled rather than when this module
+// is: a process that only imports a module with a checker (a VMM starting a restored guest) would otherwise
+// spend ~250 ms of CPU loading ajv and compiling a schema it never uses before its guest can run.
+const require = createRequire(import.meta.url);
 
 /** The first problem found: the field ("" for the value itself; "history[3].at" for a nested one). */
 export interface SchemaProblem {
@@ -25,17 +24,23 @@ export type SchemaCheck<T> = (
 
 /** One ajv for every schema: `verbose` puts the failing schema in each error, which the words come from. */
 export function newAjv(): Ajv2020 {
+  const { Ajv2020 } = require("ajv/dist/2020.js") as typeof import("ajv/dist/2020.js");
+  // ajv-formats's function is the module itself or the `default` inside it.
+  const formats = require("ajv-formats") as { default?: unknown };
+  const addFormats = (formats.default ?? formats) as (ajv: Ajv2020) => unknown;
   const ajv = new Ajv2020({ allErrors: false, verbose: true, strict: false, validateFormats: true });
   addFormats(ajv);
   return ajv;
 }
 
-const ajv = newAjv();
+let sharedAjv: Ajv2020 | undefined;
 
-/** A checker for values of `schema`; the schema is compiled once, here. */
+/** A checker for values of `schema`; the schema is compiled once, on the checker's first use. */
 export function schemaCheck<T extends TSchema>(schema: T): SchemaCheck<T["static"]> {
-  const validate: ValidateFunction = ajv.compile(withoutIds(schema));
+  let validate: ValidateFunction | undefined;
   return (value) => {
+    sharedAjv ??= newAjv();
+    validate ??= sharedAjv.compile(withoutIds(schema));
     if (validate(value)) return { ok: true, value: value as T["static"] };
     return { ok: false, problem: describeError(validate.errors ?? []) };
   };
