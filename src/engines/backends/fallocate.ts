@@ -3,7 +3,7 @@
 // few milliseconds however large the range, and koffi's asynchronous calls cannot report errno.
 
 import { constants } from "node:os";
-import { createRequire } from "node:module";
+import { koffiModule, libcFunction } from "./libc.ts";
 
 /** From <linux/falloc.h>. */
 export const FALLOC_FL_KEEP_SIZE = 0x01;
@@ -22,15 +22,9 @@ let libc: Libc | undefined;
 /** koffi is a native module: loaded on first use, so a disk that is never trimmed costs nothing. */
 function loadLibc(): Libc {
   if (!libc) {
-    const koffi = createRequire(import.meta.url)("koffi") as typeof import("koffi");
     // off_t is 64-bit on every Linux Node supports (glibc's fallocate is fallocate64 there).
-    const fallocate = koffi.load("libc.so.6").func("int fallocate(int, int, int64_t, int64_t)") as (
-      fd: number,
-      mode: number,
-      offset: number,
-      length: number,
-    ) => number;
-    libc = { fallocate, errno: () => koffi.errno() };
+    const fallocate = libcFunction<Libc["fallocate"]>("int fallocate(int, int, int64_t, int64_t)");
+    libc = { fallocate, errno: () => koffiModule().errno() };
   }
   return libc;
 }

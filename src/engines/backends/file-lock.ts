@@ -3,7 +3,7 @@
 // nor be mistaken for one held by a process that merely reused a dead holder's pid.
 
 import { closeSync, constants, openSync, readFileSync, statSync } from "node:fs";
-import { createRequire } from "node:module";
+import { koffiModule, libcFunction } from "./libc.ts";
 
 /** flock(2) operations, from <sys/file.h>. */
 const LOCK_EX = 2;
@@ -22,9 +22,8 @@ let libc: Libc | undefined;
 /** koffi is a native module: it is loaded on first use, so that reading a holder costs a CLI nothing. */
 function loadLibc(): Libc {
   if (!libc) {
-    const koffi = createRequire(import.meta.url)("koffi") as typeof import("koffi");
-    const flock = koffi.load("libc.so.6").func("int flock(int, int)") as (fd: number, op: number) => number;
-    libc = { flock, errno: () => koffi.errno() };
+    const flock = libcFunction<Libc["flock"]>("int flock(int, int)");
+    libc = { flock, errno: () => koffiModule().errno() };
   }
   return libc;
 }

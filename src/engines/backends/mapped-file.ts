@@ -10,7 +10,7 @@
 // mapped file is fine (the kernel keeps its pages while the mapping lasts).
 
 import { closeSync, fstatSync, openSync } from "node:fs";
-import { createRequire } from "node:module";
+import { koffiModule, libcFunction } from "./libc.ts";
 
 /** From <sys/mman.h> (Linux, every architecture Node runs on). */
 const PROT_READ = 1;
@@ -32,15 +32,14 @@ interface Mman {
 
 let mman: Mman | undefined;
 
-/** koffi is a native module: loaded on first use, as file-lock.ts does. */
+/** Loaded on first use (libc.ts). */
 function loadMman(): Mman {
   if (!mman) {
-    const koffi = createRequire(import.meta.url)("koffi") as typeof import("koffi");
-    const mmap = koffi
-      .load("libc.so.6")
-      .func("void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)");
+    const koffi = koffiModule();
     mman = {
-      mmap: mmap as Mman["mmap"],
+      mmap: libcFunction<Mman["mmap"]>(
+        "void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)",
+      ),
       address: (p) => koffi.address(p),
       view: (p, length) => koffi.view(p, length),
       errno: () => koffi.errno(),
