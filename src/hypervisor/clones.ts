@@ -4,7 +4,7 @@
 // (the clone's operation, the source's queue, booting or resuming it) and lends the few steps making the
 // files needs (CloneVm); this module checks the request, writes the new record and makes the new VM's files.
 
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { copyFile, link, mkdir, readdir, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -13,11 +13,10 @@ import { diskChain, hasOwnData, MAX_CHAIN_DEPTH, readDiskInfo } from "../engines
 import { crashPoint } from "./crash-point.ts";
 import type { DiskAdmission } from "./disk-admission.ts";
 import { activeDiskOf, type DiskStore, freezeActiveDisk, newNodeId } from "./disk-store.ts";
-import { newIdentity } from "./guest-identity.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import type { Snapshots } from "./snapshots.ts";
 import { syncDir, type VmPaths } from "./store.ts";
-import { VM_RECORD_FORMAT_VERSION, type VmRecord } from "./vm-record.ts";
+import { newRecordBasics, type VmRecord } from "./vm-record.ts";
 
 /** The fields a clone takes from its source: giving them too is refused rather than silently ignored. */
 const SOURCE_FIELDS = ["machineType", "cpus", "memoryMiB", "image", "engine"] as const;
@@ -49,9 +48,7 @@ export function cloneRecord(source: VmRecord, req: InsertInstanceRequest, at: st
     ? `clone of '${source.name}' (snapshot '${req.sourceSnapshot}')`
     : `clone of '${source.name}'`;
   return {
-    formatVersion: VM_RECORD_FORMAT_VERSION,
-    id: randomUUID(),
-    name: req.name,
+    ...newRecordBasics(req.name, at, `insert: ${from}, resources reserved`),
     machineType: source.machineType,
     cpus: source.cpus,
     memoryMiB: source.memoryMiB,
@@ -61,14 +58,6 @@ export function cloneRecord(source: VmRecord, req: InsertInstanceRequest, at: st
     automaticRestart: req.automaticRestart ?? source.automaticRestart,
     cpuCapPercent: req.cpuCapPercent === undefined ? source.cpuCapPercent : req.cpuCapPercent,
     cpuWeight: req.cpuWeight ?? source.cpuWeight,
-    identity: newIdentity(req.name),
-    status: "PROVISIONING",
-    statusMessage: "",
-    creationTimestamp: at,
-    lastStartTimestamp: null,
-    lastStopTimestamp: null,
-    lastSuspendedTimestamp: null,
-    history: [{ at, from: null, to: "PROVISIONING", reason: `insert: ${from}, resources reserved` }],
   };
 }
 

@@ -2,20 +2,19 @@
 // VMM process, admission against host capacity, operations and events. One instance per data directory
 // (the daemon); every request on one VM is queued behind the previous one, so none is lost or interleaved.
 
-import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import type { Snapshot } from "../api/schemas/snapshot-schemas.ts";
 import type { InsertInstanceRequest, Instance } from "../api/schemas/vm-schemas.ts";
-import { type CloneVm, Clones, checkCloneRequest, cloneRecord } from "./clones.ts";
+import { Clones, type CloneVm, checkCloneRequest, cloneRecord } from "./clones.ts";
 import { readConsoleLog } from "./console-log.ts";
 import { crashPoint, statusWritePoint } from "./crash-point.ts";
 import { DiskAdmission } from "./disk-admission.ts";
 import { activeDiskInfo, activeDiskOf, DiskStore } from "./disk-store.ts";
 import { EventLog } from "./event-log.ts";
-import { identityOf, newIdentity } from "./guest-identity.ts";
+import { identityOf } from "./guest-identity.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import { checkAction, transition, type VmAction, type VmStatus } from "./lifecycle.ts";
 import { DEFAULT_MACHINE_TYPE, machineTypeFor, resolveMachineType } from "./machine-types.ts";
@@ -47,7 +46,7 @@ import {
 import { VmArchives } from "./vm-archive/vm-archives.ts";
 import type { ExportOptions } from "./vm-archive/vm-export.ts";
 import type { BootFiles } from "./vm-boot-files.ts";
-import { VM_RECORD_FORMAT_VERSION, type VmRecord, withHistory } from "./vm-record.ts";
+import { newRecordBasics, type VmRecord, withHistory } from "./vm-record.ts";
 import type { VmmExecOptions, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
 import { vmmRunningIn } from "./vmm-running-in.ts";
 
@@ -366,9 +365,7 @@ export class Hypervisor {
     });
     const at = this.now().toISOString();
     const record: VmRecord = {
-      formatVersion: VM_RECORD_FORMAT_VERSION,
-      id: randomUUID(),
-      name: req.name,
+      ...newRecordBasics(req.name, at, "insert: resources reserved"),
       machineType: type.name,
       cpus: type.cpus,
       memoryMiB: type.memoryMiB,
@@ -378,14 +375,6 @@ export class Hypervisor {
       automaticRestart: req.automaticRestart ?? true,
       cpuCapPercent,
       cpuWeight,
-      identity: newIdentity(req.name),
-      status: "PROVISIONING",
-      statusMessage: "",
-      creationTimestamp: at,
-      lastStartTimestamp: null,
-      lastStopTimestamp: null,
-      lastSuspendedTimestamp: null,
-      history: [{ at, from: null, to: "PROVISIONING", reason: "insert: resources reserved" }],
     };
     // The slot exists from now on: the name and the resources are taken before the first await.
     const slot = this.newSlot(record);

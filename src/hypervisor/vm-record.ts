@@ -2,8 +2,15 @@
 // recorded history of its transitions. Its shape is the schema VmRecord (src/api/schemas/vm-schemas.ts,
 // shared with the API's Instance); every read is checked against it.
 
+import { randomUUID } from "node:crypto";
 import { schemaCheck } from "../api/schemas/schema-check.ts";
-import { MAX_HISTORY_ENTRIES, type TransitionEntry, VmRecord } from "../api/schemas/vm-schemas.ts";
+import {
+  MAX_HISTORY_ENTRIES,
+  type TransitionEntry,
+  VM_RECORD_FORMAT_VERSION,
+  VmRecord,
+} from "../api/schemas/vm-schemas.ts";
+import { newIdentity } from "./guest-identity.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 
 export {
@@ -53,4 +60,24 @@ export function serializeVmRecord(record: VmRecord): string {
 export function withHistory(record: VmRecord, entry: TransitionRecord): VmRecord["history"] {
   const history = [...record.history, entry];
   return history.length > MAX_HISTORY_ENTRIES ? history.slice(history.length - MAX_HISTORY_ENTRIES) : history;
+}
+
+/**
+ * What every new VM's record starts with, however the VM was made (insert, clone): a new id and a new
+ * identity, PROVISIONING since `at` for `reason`, never started, stopped or suspended.
+ */
+export function newRecordBasics(name: string, at: string, reason: string) {
+  return {
+    formatVersion: VM_RECORD_FORMAT_VERSION,
+    id: randomUUID(),
+    name,
+    identity: newIdentity(name),
+    status: "PROVISIONING",
+    statusMessage: "",
+    creationTimestamp: at,
+    lastStartTimestamp: null,
+    lastStopTimestamp: null,
+    lastSuspendedTimestamp: null,
+    history: [{ at, from: null, to: "PROVISIONING", reason }],
+  } satisfies Partial<VmRecord>;
 }
