@@ -804,31 +804,34 @@ export class Hypervisor {
   }
 
   /** Makes the VM what it was at the snapshot (see Snapshots.restore). */
-  async restoreSnapshot(name: string, snapshot: string): Promise<OperationView> {
-    const slot = this.slot(name);
-    await this.snapshots.checkExisting(slot.record, this.config.store.paths(name), snapshot);
-    return this.submit(
-      slot,
-      "restoreSnapshot",
-      "restoreSnapshot",
-      () => {},
-      async (op) => {
-        op.statusMessage = await this.snapshots.restore(this.snapshotVm(slot), snapshot);
-        this.notice(slot, op.statusMessage);
-      },
+  restoreSnapshot(name: string, snapshot: string): Promise<OperationView> {
+    return this.onExistingSnapshot(name, snapshot, "restoreSnapshot", (vm) =>
+      this.snapshots.restore(vm, snapshot),
     );
   }
 
-  async deleteSnapshot(name: string, snapshot: string): Promise<OperationView> {
+  deleteSnapshot(name: string, snapshot: string): Promise<OperationView> {
+    return this.onExistingSnapshot(name, snapshot, "deleteSnapshot", (vm) =>
+      this.snapshots.delete(vm, snapshot),
+    );
+  }
+
+  /** Submits `work` on one of the VM's existing snapshots; what it returns is the operation's message. */
+  private async onExistingSnapshot(
+    name: string,
+    snapshot: string,
+    type: "restoreSnapshot" | "deleteSnapshot",
+    work: (vm: SnapshotVm) => Promise<string>,
+  ): Promise<OperationView> {
     const slot = this.slot(name);
     await this.snapshots.checkExisting(slot.record, this.config.store.paths(name), snapshot);
     return this.submit(
       slot,
-      "deleteSnapshot",
-      "deleteSnapshot",
+      type,
+      type,
       () => {},
       async (op) => {
-        op.statusMessage = await this.snapshots.delete(this.snapshotVm(slot), snapshot);
+        op.statusMessage = await work(this.snapshotVm(slot));
         this.notice(slot, op.statusMessage);
       },
     );
