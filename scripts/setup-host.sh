@@ -11,6 +11,8 @@ packages=(
   gcc libc6-dev
   # dtc checks the device trees the board builds; GNU time measures peak RSS in bench/.
   device-tree-compiler time
+  # passt: the VMs' user-mode network (NAT and port forwards, issue 10); curl reaches guests in tests.
+  passt curl
 )
 src_list=/etc/apt/sources.list.d/tsvm-src.sources
 
