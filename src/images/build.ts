@@ -88,6 +88,9 @@ const RECIPE_FILES = [
   "group",
   "agent",
   "tsvm-reseed.c",
+  "udhcpc.script",
+  "nsswitch.conf",
+  "hosts",
 ];
 const STEPS = 5;
 const HEARTBEAT_MS = 60_000;
@@ -515,6 +518,10 @@ async function buildLocked(
     install("passwd", "etc/passwd", 0o644);
     install("group", "etc/group", 0o644);
     install("agent", "etc/tsvm/agent", 0o755);
+    install("nsswitch.conf", "etc/nsswitch.conf", 0o644);
+    install("hosts", "etc/hosts", 0o644);
+    mkdirSync(join(rootfs, "usr/share/udhcpc"), { recursive: true });
+    install("udhcpc.script", "usr/share/udhcpc/default.script", 0o755);
     // The one program of ours: busybox cannot issue the ioctls that reseed the kernel's CRNG after a
     // restore (docs/guest-agent.md). Static and stripped, so the same sources give the same bytes.
     mkdirSync(join(rootfs, "usr/sbin"), { recursive: true });
