@@ -166,6 +166,9 @@ export async function freezeActiveDisk(
   /** Names the crash point between the renames (crash-point.ts): the VMM's, or the daemon's operation. */
   crashPrefix = "vmm",
 ): Promise<string> {
+  // A node is never written again: what a dead VMM leaked in it would stay leaked (its VMM, if it runs,
+  // holds the lock and closed the disk cleanly before this).
+  await reclaimActiveDiskLeaks(vmDir);
   const info = await activeDiskInfo(vmDir);
   const active = info.path;
   const node = join(disksDir, `${id}.${info.format}`);

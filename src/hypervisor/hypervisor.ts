@@ -1440,6 +1440,7 @@ export class Hypervisor {
     for (const what of await this.snapshots.recover(slot.record, paths)) this.recoveryNotice(slot, what);
     for (const what of await this.config.store.recoverLeftovers(slot.record.name))
       this.recoveryNotice(slot, what);
+    await this.reclaimDiskLeaks(slot);
   }
 
   /** An event saying what recovery settled for the VM (its status unchanged). */

@@ -7,6 +7,7 @@ import { walkChain } from "./disk-chain.ts";
 import { DiskFile } from "./disk-file.ts";
 import type { DiskLayer } from "./disk-layer.ts";
 import { Qcow2Error } from "./qcow2-error.ts";
+import { AUTOCLEAR_TSVM_CLEAN } from "./qcow2-header.ts";
 import { Qcow2Image, type Qcow2OpenOptions } from "./qcow2-image.ts";
 import { probeDisk } from "./probe-disk.ts";
 import { RawLayer } from "./raw-layer.ts";
@@ -48,8 +49,8 @@ export async function openLayers(path: string, options: OpenDiskOptions = {}): P
 
 /**
  * Gives back the clusters a writer killed mid-write leaked in the qcow2 file at `path` (its backing files
- * are not touched, nor opened): opens it for writing, which repairs a file not marked clean, and closes it,
- * which marks it clean. For whoever saw the writer die, so the file is leak-free before anyone looks at it.
+ * are not touched, nor opened): a file not marked clean is opened for writing, which repairs it, and closed,
+ * which marks it; a marked one costs one header read. For whoever saw the writer die, so the file is leak-free before anyone looks at it.
  * Returns how many clusters came back (0 for a raw file or one closed cleanly).
  */
 export async function reclaimLeaks(path: string): Promise<number> {
@@ -57,7 +58,8 @@ export async function reclaimLeaks(path: string): Promise<number> {
   let image: Qcow2Image;
   try {
     const { header } = await probeDisk(file, null);
-    if (header === null) {
+    // A raw file, or one closed cleanly: nothing to give back, and nothing written.
+    if (header === null || (header.autoclearFeatures & AUTOCLEAR_TSVM_CLEAN) !== 0) {
       await file.close();
       return 0;
     }
