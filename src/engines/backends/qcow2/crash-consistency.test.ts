@@ -96,6 +96,7 @@ async function killMidWrite(disk: string, seed: number): Promise<number[]> {
 }
 
 test("kill -9 in the middle of writes leaves a disk qemu-img check accepts, holding only data that was written", {
+  skip,
   timeout: 240_000,
 }, async () => {
   const base = join(dir, "base.raw");

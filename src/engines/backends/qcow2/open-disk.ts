@@ -6,10 +6,10 @@ import { LayerDiskBackend } from "./disk-backend.ts";
 import { walkChain } from "./disk-chain.ts";
 import { DiskFile } from "./disk-file.ts";
 import type { DiskLayer } from "./disk-layer.ts";
+import { probeDisk } from "./probe-disk.ts";
 import { Qcow2Error } from "./qcow2-error.ts";
 import { AUTOCLEAR_TSVM_CLEAN } from "./qcow2-header.ts";
 import { Qcow2Image, type Qcow2OpenOptions } from "./qcow2-image.ts";
-import { probeDisk } from "./probe-disk.ts";
 import { RawLayer } from "./raw-layer.ts";
 
 export interface OpenDiskOptions extends Qcow2OpenOptions {

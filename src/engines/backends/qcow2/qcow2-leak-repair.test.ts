@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, readSync, rmSync, truncateSync, writeSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, truncateSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { skipUnless } from "../../../../tests/skip-unless.ts";
-import { createQcow2, openDisk, Qcow2Error, reclaimLeaks } from "./index.ts";
+import { oneClusterImage, patch, u32, u64 } from "./fixtures/image-bytes.ts";
+import { openDisk, Qcow2Error, reclaimLeaks } from "./index.ts";
 
 const skip = {
   skip: skipUnless(
@@ -24,22 +25,9 @@ let n = 0;
 const call = (f: (done: (e: string | null) => void) => void) =>
   new Promise<string | null>((resolve) => f(resolve));
 
-/** A fresh tsvm qcow2 holding one data cluster of 0x77 at guest offset 0: header, refcount table, block,
- *  L1 table, then the L2 table (cluster 4) and the data (cluster 5). */
-async function image(sizeBytes = 64 * MiB): Promise<string> {
-  const p = join(dir, `img${n++}.qcow2`);
-  await createQcow2(p, { sizeBytes });
-  const d = await openDisk(p);
-  assert.equal(await call((done) => d.write(0, new Uint8Array(CLUSTER).fill(0x77), done)), null);
-  await d.close();
-  return p;
-}
+/** A fresh tsvm qcow2 holding one cluster of 0x77 (the L2 table is cluster 4, the data cluster 5). */
+const image = (sizeBytes = 64 * MiB) => oneClusterImage(join(dir, `img${n++}.qcow2`), sizeBytes);
 
-function patch(path: string, offset: number, bytes: number[]): void {
-  const fd = openSync(path, "r+");
-  writeSync(fd, Uint8Array.from(bytes), 0, bytes.length, offset);
-  closeSync(fd);
-}
 function peek(path: string, offset: number, length: number): Buffer {
   const fd = openSync(path, "r");
   const b = Buffer.alloc(length);
@@ -47,8 +35,6 @@ function peek(path: string, offset: number, length: number): Buffer {
   closeSync(fd);
   return b;
 }
-const u32 = (v: number) => [(v >>> 24) & 255, (v >>> 16) & 255, (v >>> 8) & 255, v & 255];
-const u64 = (v: number) => [...u32(Math.floor(v / 2 ** 32)), ...u32(v >>> 0)];
 const markedClean = (path: string) => (peek(path, 92, 4).readUInt32BE(0) & 0x80000000) !== 0;
 /** As a crashed writer leaves the file: the clean mark gone. */
 const unmark = (path: string) => patch(path, 92, u32(0));
