@@ -4,7 +4,16 @@
 // them), each cell the best of three alternating runs. The qcow2 disk has a raw backing file, as a VM's disk has its image's base. Not a timed test.
 // `--pools 0.25,2,8,32` instead measures allocating writes (fresh disks) with the allocation pool capped at
 // each size in MiB: the pool's refcounts are synced once per refill, and a kill -9 leaks its unused rest.
-import { closeSync, mkdtempSync, openSync, rmSync, truncateSync, writeFileSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  fdatasyncSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -114,6 +123,21 @@ async function reclaimTime(dir: string): Promise<number> {
   return best;
 }
 
+/** Median milliseconds of an fdatasync after a 4 KiB write at a new place (what one pool refill syncs). */
+function syncTime(dir: string): number {
+  const fd = openSync(join(dir, "sync-probe"), "w");
+  const times: number[] = [];
+  for (let k = 0; k < 50; k++) {
+    writeSync(fd, new Uint8Array(4096).fill(k), 0, 4096, k * 65536);
+    const started = performance.now();
+    fdatasyncSync(fd);
+    times.push(performance.now() - started);
+  }
+  closeSync(fd);
+  times.sort((a, b) => a - b);
+  return times[times.length >> 1]!;
+}
+
 async function pools(list: string): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "tsvm-bench-qcow2-"));
   try {
@@ -136,6 +160,7 @@ async function pools(list: string): Promise<void> {
       process.stdout.write(
         `${pad(String(mib), 14)}${pad(best[i]![0]!.toFixed(1), 18)}${best[i]![1]!.toFixed(1)}\n`,
       );
+    process.stdout.write(`fdatasync after a 4 KiB write, median of 50: ${syncTime(dir).toFixed(2)} ms\n`);
     process.stdout.write(
       `reclaiming leaks of a fully allocated disk: ${(await reclaimTime(dir)).toFixed(1)} ms\n`,
     );
