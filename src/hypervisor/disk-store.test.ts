@@ -2,11 +2,13 @@
 // however many ask at once, overlays that read as their image, a freeze interrupted at each step and
 // recovered into one complete arrangement, and garbage collection that removes only unreached nodes.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
+import { closeSync, openSync, writeSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { FileLock } from "../engines/backends/file-lock.ts";
 import { createQcow2, diskChain, readDiskInfo } from "../engines/backends/qcow2/index.ts";
 import {
   ACTIVE_DISK,
@@ -14,6 +16,7 @@ import {
   DiskStore,
   freezeActiveDisk,
   NEXT_DISK,
+  reclaimActiveDiskLeaks,
   recoverActiveDisk,
   replaceActiveDisk,
 } from "./disk-store.ts";
@@ -148,4 +151,37 @@ test("an older VM's raw disk.img is raw whatever its guest wrote: frozen as a ra
     "the chain ends at the raw node: the header inside it is data",
   );
   assert.deepEqual(await readdir(vmDir), [ACTIVE_DISK]);
+});
+
+/** Leaves `disk` as a writer killed mid-write does: a cluster inside the file counted but never referenced,
+ *  and no clean mark (createQcow2's layout: refcount block 0 at cluster 2, 16-bit entries). */
+function leakAsAKilledWriter(disk: string): void {
+  const fd = openSync(disk, "r+");
+  writeSync(fd, Uint8Array.from([0, 1]), 0, 2, 2 * 65536 + 5 * 2); // cluster 5 counted once
+  writeSync(fd, new Uint8Array(4), 0, 4, 92); // the clean mark off
+  writeSync(fd, new Uint8Array(1), 0, 1, 6 * 65536 - 1); // the file reaches past cluster 5
+  closeSync(fd);
+}
+
+test("a dead VMM's leaked disk clusters are given back, unless something still holds the disk", async () => {
+  const { template, store, vmDir } = await home();
+  const disk = join(vmDir, ACTIVE_DISK);
+  await store.createOverlay(disk, await store.baseNode(template));
+  leakAsAKilledWriter(disk);
+  assert.equal(spawnSync("qemu-img", ["check", disk]).status, 3, "leaked");
+  const lock = FileLock.tryTake(disk, { write: true })!;
+  try {
+    assert.deepEqual(await reclaimActiveDiskLeaks(vmDir), [], "a VMM may still be writing it");
+  } finally {
+    lock.release();
+  }
+  assert.deepEqual(await reclaimActiveDiskLeaks(vmDir), [
+    "gave back 1 clusters its VMM had reserved in disk.qcow2",
+  ]);
+  qemuCheck(disk);
+  assert.deepEqual(await reclaimActiveDiskLeaks(vmDir), [], "marked clean: nothing to do");
+  // A freeze gives them back too: the node it makes is never written again.
+  leakAsAKilledWriter(disk);
+  const node = await freezeActiveDisk(vmDir, store.dir, "leaky");
+  qemuCheck(node);
 });

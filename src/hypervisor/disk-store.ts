@@ -25,8 +25,10 @@ import {
   diskChain,
   openDisk,
   readDiskInfo,
+  reclaimLeaks,
   setBacking,
 } from "../engines/backends/qcow2/index.ts";
+import { lockHolders } from "../engines/backends/file-lock.ts";
 import { crashPoint } from "./crash-point.ts";
 import { syncDir } from "./store.ts";
 
@@ -128,6 +130,19 @@ export async function recoverActiveDisk(vmDir: string): Promise<string[]> {
 }
 
 /**
+ * Gives back what the VMM that died in `vmDir` left reserved in its disk (the qcow2 writer's allocation
+ * pool, which `qemu-img check` would report as leaked clusters), so the disk is exact again before the VM
+ * restarts or anyone checks it. Cheap when the VMM closed the disk cleanly. Does nothing while a process
+ * still holds the disk's lock. Returns what was done, for the VM's events.
+ */
+export async function reclaimActiveDiskLeaks(vmDir: string): Promise<string[]> {
+  const path = join(vmDir, ACTIVE_DISK);
+  if (!existsSync(path) || lockHolders(path).length > 0) return [];
+  const clusters = await reclaimLeaks(path);
+  return clusters === 0 ? [] : [`gave back ${clusters} clusters its VMM had reserved in ${ACTIVE_DISK}`];
+}
+
+/**
  * Gives the disk just moved from `vmDir` into disks/ its backing's name as seen from there (qemu resolves
  * a relative name from the file's own directory). Done again after a crash, it changes nothing.
  */
@@ -151,6 +166,9 @@ export async function freezeActiveDisk(
   /** Names the crash point between the renames (crash-point.ts): the VMM's, or the daemon's operation. */
   crashPrefix = "vmm",
 ): Promise<string> {
+  // A node is never written again: what a dead VMM leaked in it would stay leaked (its VMM, if it runs,
+  // holds the lock and closed the disk cleanly before this).
+  await reclaimActiveDiskLeaks(vmDir);
   const info = await activeDiskInfo(vmDir);
   const active = info.path;
   const node = join(disksDir, `${id}.${info.format}`);

@@ -12,7 +12,7 @@ import { Clones, type CloneVm, checkCloneRequest, cloneRecord } from "./clones.t
 import { readConsoleLog } from "./console-log.ts";
 import { crashPoint, statusWritePoint } from "./crash-point.ts";
 import { DiskAdmission } from "./disk-admission.ts";
-import { activeDiskInfo, activeDiskOf, DiskStore } from "./disk-store.ts";
+import { activeDiskInfo, activeDiskOf, DiskStore, reclaimActiveDiskLeaks } from "./disk-store.ts";
 import { EventLog } from "./event-log.ts";
 import { identityOf } from "./guest-identity.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
@@ -1325,6 +1325,7 @@ export class Hypervisor {
 
   /** From REPAIRING: a fresh boot when automaticRestart allows it (and the VM is not crash-looping). */
   private async repair(slot: VmSlot, exit: VmmExit): Promise<void> {
+    await this.reclaimDiskLeaks(slot);
     const nowMs = this.now().getTime();
     slot.restarts = slot.restarts.filter((t) => nowMs - t < CRASH_LOOP_WINDOW_MS);
     let refusal: string | undefined;
@@ -1423,12 +1424,23 @@ export class Hypervisor {
     }
   }
 
+  /** After its VMM died: the disk's leaked clusters back (an event says so); a failure is only an event. */
+  private async reclaimDiskLeaks(slot: VmSlot): Promise<void> {
+    const dir = this.config.store.paths(slot.record.name).dir;
+    try {
+      for (const what of await reclaimActiveDiskLeaks(dir)) this.recoveryNotice(slot, what);
+    } catch (e) {
+      this.notice(slot, `could not reclaim the disk's leaked clusters: ${(e as Error).message}`);
+    }
+  }
+
   /** Settles the temp files a crash left in the VM's directory (no VMM may run for it); each is an event. */
   private async recoverLeftovers(slot: VmSlot): Promise<void> {
     const paths = this.config.store.paths(slot.record.name);
     for (const what of await this.snapshots.recover(slot.record, paths)) this.recoveryNotice(slot, what);
     for (const what of await this.config.store.recoverLeftovers(slot.record.name))
       this.recoveryNotice(slot, what);
+    await this.reclaimDiskLeaks(slot);
   }
 
   /** An event saying what recovery settled for the VM (its status unchanged). */

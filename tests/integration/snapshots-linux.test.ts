@@ -4,7 +4,7 @@
 // middle snapshot keeps the others restorable; the tree survives a daemon restart; after kill -9 of the VMM
 // in the middle of guest writes `qemu-img check` passes on every disk file of the data directory.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -46,27 +46,25 @@ async function readFile(): Promise<string> {
   return (await exec("snap", `read d < /snap-file; read m < ${MEM}/mark; echo "$d/$m"`)).trim();
 }
 
-/** qemu-img check (and info --backing-chain) of every disk file in the data directory: how many. */
-function checkEveryDisk(): number {
-  const files = [
-    ...readdirSync(join(home, "vms"))
-      .filter((vm) => !vm.startsWith("."))
-      .map((vm) => join(home, "vms", vm, "disk.qcow2")),
-    ...readdirSync(join(home, "disks")).map((n) => join(home, "disks", n)),
-  ];
-  for (const f of files) {
-    // Exit 0: no errors; 3: only leaked clusters (space a crash left allocated, harmless, as after a
-    // crashed qemu). Anything else (2: corruption) throws.
-    try {
-      execFileSync("qemu-img", ["check", f], { encoding: "utf8" });
-    } catch (e) {
-      const r = e as { status?: number; stdout?: string };
-      assert.equal(r.status, 3, `qemu-img check ${f}: ${r.stdout}`);
-      assert.doesNotMatch(r.stdout ?? "", /ERROR|corrupt/i, `qemu-img check ${f}`);
-    }
+/**
+ * qemu-img check (and info --backing-chain) of every disk file in the data directory: how many. Exit 0 (no
+ * errors, no leaks) for all of them, except that the active disk of a VM still running (`running`) may
+ * show its VMM's allocation pool as leaked clusters (3), as a running QEMU's does. A disk whose VMM was
+ * killed has been given back its leaks by the daemon by the time the VM is TERMINATED.
+ */
+function checkEveryDisk(running = false): number {
+  const active = readdirSync(join(home, "vms"))
+    .filter((vm) => !vm.startsWith("."))
+    .map((vm) => join(home, "vms", vm, "disk.qcow2"));
+  const nodes = readdirSync(join(home, "disks")).map((n) => join(home, "disks", n));
+  for (const f of [...active, ...nodes]) {
+    const r = spawnSync("qemu-img", ["check", f], { encoding: "utf8" });
+    const allowed = running && active.includes(f) ? [0, 3] : [0];
+    assert.ok(allowed.includes(r.status ?? -1), `qemu-img check ${f} (${r.status}): ${r.stdout}${r.stderr}`);
+    assert.doesNotMatch(r.stdout ?? "", /ERROR|corrupt/, `qemu-img check ${f}`);
     execFileSync("qemu-img", ["info", "--backing-chain", f], { stdio: "ignore" });
   }
-  return files.length;
+  return active.length + nodes.length;
 }
 
 test("snapshots of a running Linux guest: disk and processes come back at each restore; delete, daemon restart, kill -9", {
@@ -164,7 +162,8 @@ test("snapshots of a running Linux guest: disk and processes come back at each r
   assert.ok(r1b.n > r1a.n, "and counts on");
   mark("restored s1 after a daemon restart");
 
-  // kill -9 of the VMM while the guest writes its disk: every disk file passes qemu-img check.
+  // kill -9 of the VMM while the guest writes its disk: once the daemon has handled it, every disk file
+  // passes qemu-img check without even a leak.
   await exec(
     "snap",
     "setsid sh -c 'i=0; while :; do i=$((i+1)); dd if=/dev/urandom of=/w$((i%8)) bs=4k count=64 conv=fsync 2>/dev/null; done' </dev/null >/dev/null 2>&1 &",
@@ -180,5 +179,5 @@ test("snapshots of a running Linux guest: disk and processes come back at each r
   // And the guest boots from that disk again, and s3 is still restorable after all this.
   await ok("snapshot", "restore", "snap", "s3");
   assert.equal(await readFile(), "three/three");
-  assert.ok(checkEveryDisk() >= 4);
+  assert.ok(checkEveryDisk(true) >= 4);
 });

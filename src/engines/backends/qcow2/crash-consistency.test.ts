@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { skipUnless } from "../../../../tests/skip-unless.ts";
 import { BLOCK, crashOp, stamp, WORKERS } from "./fixtures/crash-writer.ts";
-import { createQcow2, openDisk } from "./index.ts";
+import { createQcow2, openDisk, reclaimLeaks } from "./index.ts";
 
 const skip = skipUnless(
   spawnSync("qemu-img", ["--version"]).status === 0,
@@ -96,6 +96,7 @@ async function killMidWrite(disk: string, seed: number): Promise<number[]> {
 }
 
 test("kill -9 in the middle of writes leaves a disk qemu-img check accepts, holding only data that was written", {
+  skip,
   timeout: 240_000,
 }, async () => {
   const base = join(dir, "base.raw");
@@ -106,6 +107,7 @@ test("kill -9 in the middle of writes leaves a disk qemu-img check accepts, hold
   await createQcow2(disk, { sizeBytes: SIZE, backing: { name: "base.raw", format: "raw" } });
   let state = new Int32Array(BLOCKS).fill(ORIGINAL);
   let leakyRounds = 0;
+  let mostLeaked = 0;
   for (let seed = 1; seed <= ROUNDS; seed++) {
     const flushed = await killMidWrite(disk, seed);
     assert.equal(flushed.length, WORKERS);
@@ -115,7 +117,13 @@ test("kill -9 in the middle of writes leaves a disk qemu-img check accepts, hold
       check.status === 0 || check.status === 3,
       `round ${seed}: qemu-img check:\n${check.stdout}${check.stderr}`,
     );
-    if (check.status === 3) leakyRounds++;
+    if (check.status === 3) {
+      leakyRounds++;
+      // The leaks are the killed writer's pool alone: the rounds before were given back when it opened.
+      const leaked = Number(/(\d+) leaked clusters were found/.exec(check.stdout)?.[1]);
+      assert.ok(leaked > 0, check.stdout);
+      mostLeaked = Math.max(mostLeaked, leaked);
+    }
 
     const atFlush = state.slice();
     const later = new Map<number, Set<number>>();
@@ -139,16 +147,22 @@ test("kill -9 in the middle of writes leaves a disk qemu-img check accepts, hold
     }
     state = now;
   }
-  // Opening a crashed disk writable and closing it cleanly gives back nothing that was leaked (leaks stay
-  // leaks, as with QEMU), but it must not turn them into errors either.
+  // A killed writer's pool shows as leaks in the file as it left it (QEMU's images do the same); the next
+  // writable open gives them back (each round's writer did so for the round before), and so does
+  // reclaimLeaks, as the hypervisor calls it when a VMM dies: after that qemu-img check finds nothing.
+  const reclaimed = await reclaimLeaks(disk);
+  const check = spawnSync("qemu-img", ["check", disk], { encoding: "utf8" });
+  assert.equal(check.status, 0, `after reclaimLeaks (${reclaimed} clusters):\n${check.stdout}`);
+  assert.equal(await reclaimLeaks(disk), 0, "a cleanly closed disk has nothing to reclaim");
   const d = await openDisk(disk);
   await d.close();
-  const check = spawnSync("qemu-img", ["check", disk], { encoding: "utf8" });
-  assert.ok(check.status === 0 || check.status === 3, check.stdout);
+  assert.equal(spawnSync("qemu-img", ["check", disk]).status, 0, "open and close keep it leak-free");
   const raw = join(dir, "disk.raw");
   assert.equal(spawnSync("qemu-img", ["convert", "-O", "raw", disk, raw]).status, 0);
   const flat = new Uint8Array(readFileSync(raw));
   for (let b = 0; b < BLOCKS; b++)
     assert.equal(classify(flat.subarray(b * BLOCK, (b + 1) * BLOCK), b), state[b]);
-  process.stdout.write(`# ${leakyRounds} of ${ROUNDS} kills left leaked clusters (qemu-img check exit 3)\n`);
+  process.stdout.write(
+    `# ${leakyRounds} of ${ROUNDS} kills left leaked clusters before reclaiming (at most ${mostLeaked}); none after\n`,
+  );
 });

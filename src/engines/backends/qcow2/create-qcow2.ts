@@ -10,6 +10,7 @@ import { DiskFile } from "./disk-file.ts";
 import { probeDisk } from "./probe-disk.ts";
 import { Qcow2Error } from "./qcow2-error.ts";
 import {
+  AUTOCLEAR_TSVM_CLEAN,
   buildHeaderBytes,
   type DiskFormat,
   decodeBackingName,
@@ -70,6 +71,7 @@ export async function createQcow2(path: string, options: CreateQcow2Options): Pr
   v.setUint32(44, 3 * CLUSTER_SIZE); // L1 table offset
   v.setUint32(52, CLUSTER_SIZE); // refcount table offset
   v.setUint32(56, 1); // refcount table clusters
+  v.setUint32(92, AUTOCLEAR_TSVM_CLEAN); // a new file's refcounts are exact
   v.setUint32(96, REFCOUNT_ORDER);
   v.setUint32(100, QCOW2_V3_HEADER_LENGTH);
 

@@ -1,20 +1,11 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import {
-  closeSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  truncateSync,
-  writeFileSync,
-  writeSync,
-} from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { DiskFile } from "./disk-file.ts";
+import { badImage, oneClusterImage, patch, u32, u64 } from "./fixtures/image-bytes.ts";
 import { createQcow2, diskChain, openDisk, Qcow2Error, readDiskInfo } from "./index.ts";
 import { probeDisk } from "./probe-disk.ts";
 import { Qcow2Refcounts } from "./qcow2-refcounts.ts";
@@ -28,22 +19,7 @@ const call = (f: (done: (e: string | null) => void) => void) =>
   new Promise<string | null>((resolve) => f(resolve));
 
 /** A fresh 64 MiB qcow2 holding one data cluster at guest offset 0. */
-async function image(): Promise<string> {
-  const p = join(dir, `img${n++}.qcow2`);
-  await createQcow2(p, { sizeBytes: 64 * MiB });
-  const d = await openDisk(p);
-  assert.equal(await call((done) => d.write(0, new Uint8Array(65536).fill(0x77), done)), null);
-  await d.close();
-  return p;
-}
-
-function patch(path: string, offset: number, bytes: number[]): void {
-  const fd = openSync(path, "r+");
-  writeSync(fd, Uint8Array.from(bytes), 0, bytes.length, offset);
-  closeSync(fd);
-}
-const u32 = (v: number) => [(v >>> 24) & 255, (v >>> 16) & 255, (v >>> 8) & 255, v & 255];
-const u64 = (v: number) => [...u32(Math.floor(v / 2 ** 32)), ...u32(v >>> 0)];
+const image = () => oneClusterImage(join(dir, `img${n++}.qcow2`), 64 * MiB);
 
 async function refused(path: string, problem: RegExp): Promise<void> {
   for (const attempt of [
@@ -51,14 +27,7 @@ async function refused(path: string, problem: RegExp): Promise<void> {
     () => openDisk(path, { readOnly: true }),
     () => readDiskInfo(path),
   ]) {
-    await assert.rejects(attempt(), (err: unknown) => {
-      assert.ok(err instanceof Qcow2Error, `not a Qcow2Error: ${String(err)}`);
-      assert.equal(err.code, "bad-disk-image");
-      assert.ok(err.message.includes(path), `message names the file: ${err.message}`);
-      assert.match(err.message, problem);
-      assert.ok(!err.message.includes("\n"), "one line");
-      return true;
-    });
+    await assert.rejects(attempt(), badImage(path, problem));
   }
 }
 

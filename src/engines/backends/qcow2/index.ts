@@ -6,6 +6,6 @@ export { type BackingSpec, type CreateQcow2Options, createQcow2, setBacking } fr
 export type { DiskBackend } from "./disk-backend.ts";
 export { type ChainEntry, type DiskInfo, diskChain, MAX_CHAIN_DEPTH, readDiskInfo } from "./disk-chain.ts";
 export { hasOwnData } from "./has-own-data.ts";
-export { type OpenDiskOptions, openDisk } from "./open-disk.ts";
+export { type OpenDiskOptions, openDisk, reclaimLeaks } from "./open-disk.ts";
 export { Qcow2Error, type Qcow2ErrorCode } from "./qcow2-error.ts";
 export type { DiskFormat } from "./qcow2-header.ts";

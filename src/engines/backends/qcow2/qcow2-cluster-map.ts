@@ -178,6 +178,31 @@ export class Qcow2ClusterMap {
     out.host = this.checkedCluster(hi, lo, "data cluster");
   }
 
+  /**
+   * Reports every cluster the mapping references: each L2 table to `table` (before it is read, so a
+   * caller that refuses a table named twice reads none twice), and each host range an entry holds to
+   * `data` (a data or preallocated zero cluster; a compressed cluster's bytes). Offsets are validated as
+   * for any read. Tables are read past the cache, which the guest's I/O keeps for itself.
+   */
+  async countReferences(
+    table: (offset: number, what: string) => void,
+    data: (offset: number, bytes: number) => void,
+  ): Promise<void> {
+    const m: ClusterMapping = { kind: CLUSTER_UNALLOCATED, host: 0, compressedBytes: 0, copied: false };
+    const t = new Uint8Array(this.clusterSize);
+    for (let i = 0; i < this.header.l1Size; i++) {
+      const offset = this.l2Offset(i);
+      if (offset === 0) continue;
+      table(offset, `L2 table ${i}`);
+      await this.file.read(offset, t);
+      for (let k = 0; k < this.l2Entries; k++) {
+        this.decode(t, k, m);
+        if (m.kind === CLUSTER_COMPRESSED) data(m.host, m.compressedBytes);
+        else if (m.kind !== CLUSTER_UNALLOCATED && m.host !== 0) data(m.host, this.clusterSize);
+      }
+    }
+  }
+
   /** Sets L2 entries [first, first+count) of the table at `l2Offset` from `entries` (hi, lo pairs). */
   async setL2Entries(l2Offset: number, first: number, entries: Uint32Array): Promise<void> {
     const bytes = new Uint8Array(entries.length * 4);

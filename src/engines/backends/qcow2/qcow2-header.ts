@@ -17,6 +17,14 @@ export const INCOMPAT_EXTL2 = 1 << 4;
 const INCOMPAT_KNOWN =
   INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | INCOMPAT_COMPRESSION | INCOMPAT_EXTL2;
 
+/**
+ * Autoclear feature bit 31, tsvm's own: "the refcounts are exact" (no leaked clusters). tsvm sets it when it
+ * closes a file it wrote cleanly and clears it when it opens one for writing; a writer that does not know
+ * it clears it too (the spec's rule for autoclear bits, which QEMU follows), so a file without it gets its
+ * leaks looked for (qcow2-leak-repair.ts). Readers ignore autoclear bits: qemu-img reports nothing about it.
+ */
+export const AUTOCLEAR_TSVM_CLEAN = 0x80000000;
+
 /** Header extension types. */
 export const EXT_END = 0;
 export const EXT_BACKING_FORMAT = 0xe2792aca;

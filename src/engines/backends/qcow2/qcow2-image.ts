@@ -4,7 +4,8 @@
 //
 // Crash consistency: every allocation is ordered refcount (synced, see Qcow2Refcounts) → data → L2 entry
 // → L1 entry, each write awaited before the next starts, so a process killed at any moment leaves at worst
-// leaked clusters; frees wait until the L2 entries that dropped them are synced. Metadata changes run one at
+// leaked clusters; frees wait until the L2 entries that dropped them are synced. A clean close marks the
+// file's refcounts exact (AUTOCLEAR_TSVM_CLEAN); a writable open without that mark gives back the leaks. Metadata changes run one at
 // a time (`serialized`); a write to a cluster this file already holds is one pwrite and takes no lock.
 
 import { inflateRaw } from "node:zlib";
@@ -20,8 +21,14 @@ import {
   Qcow2ClusterMap,
 } from "./qcow2-cluster-map.ts";
 import { Qcow2Error } from "./qcow2-error.ts";
-import { INCOMPAT_CORRUPT, INCOMPAT_DIRTY, type Qcow2Header } from "./qcow2-header.ts";
-import { Qcow2Refcounts } from "./qcow2-refcounts.ts";
+import { AUTOCLEAR_TSVM_CLEAN, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, type Qcow2Header } from "./qcow2-header.ts";
+import { repairLeaks } from "./qcow2-leak-repair.ts";
+import { POOL_MAX_BYTES, Qcow2Refcounts } from "./qcow2-refcounts.ts";
+
+export interface Qcow2OpenOptions {
+  /** The allocation pool's largest size (Qcow2Refcounts); only measurements change it. */
+  readonly poolMaxBytes?: number;
+}
 
 export class Qcow2Image implements DiskLayer {
   readonly format = "qcow2";
@@ -30,6 +37,10 @@ export class Qcow2Image implements DiskLayer {
   private metaTail: Promise<unknown> = Promise.resolve();
   /** Used only synchronously (contiguous), so requests in flight cannot disturb each other through it. */
   private readonly peek = newMapping();
+  /** A metadata change failed part-way (e.g. a full disk): it may have leaked clusters, so no clean mark. */
+  private failed = false;
+  /** Leaked clusters the open gave back (0 when the file was closed cleanly). */
+  reclaimedClusters = 0;
 
   private constructor(
     private readonly file: DiskFile,
@@ -43,7 +54,12 @@ export class Qcow2Image implements DiskLayer {
   }
 
   /** Opens a qcow2 file whose header has been parsed; `backing` is its already opened backing layer. */
-  static async open(file: DiskFile, header: Qcow2Header, backing: DiskLayer | null): Promise<Qcow2Image> {
+  static async open(
+    file: DiskFile,
+    header: Qcow2Header,
+    backing: DiskLayer | null,
+    options: Qcow2OpenOptions = {},
+  ): Promise<Qcow2Image> {
     const refuse = (problem: string) =>
       new Qcow2Error("bad-disk-image", `disk image ${file.path}: ${problem}`);
     if (!file.readOnly) {
@@ -55,13 +71,24 @@ export class Qcow2Image implements DiskLayer {
         throw refuse("is marked corrupt; repair it with qemu-img check -r all");
     }
     const map = await Qcow2ClusterMap.load(file, header);
-    const refcounts = file.readOnly ? null : await Qcow2Refcounts.load(file, header);
-    if (!file.readOnly && header.autoclearFeatures !== 0) {
-      // Spec: a writer that does not understand an autoclear bit must clear it (e.g. dirty bitmaps).
-      await file.write(88, new Uint8Array(8));
-      await file.sync();
+    const refcounts = file.readOnly
+      ? null
+      : await Qcow2Refcounts.load(file, header, options.poolMaxBytes ?? POOL_MAX_BYTES);
+    let reclaimed = 0;
+    if (refcounts !== null) {
+      const clean = (header.autoclearFeatures & AUTOCLEAR_TSVM_CLEAN) !== 0;
+      // Spec: a writer that does not understand an autoclear bit must clear it (e.g. dirty bitmaps). Ours
+      // goes too, and is on disk before anything else changes: from now on a crash may leak clusters. The
+      // repair comes after, so the clusters of bitmaps whose bit was cleared are leaks QEMU agrees are.
+      if (header.autoclearFeatures !== 0) {
+        await file.write(88, new Uint8Array(8));
+        await file.sync();
+      }
+      if (!clean) reclaimed = await repairLeaks(file.path, file.size, header, map, refcounts);
     }
-    return new Qcow2Image(file, header, map, refcounts, backing);
+    const image = new Qcow2Image(file, header, map, refcounts, backing);
+    image.reclaimedClusters = reclaimed;
+    return image;
   }
 
   get path(): string {
@@ -74,7 +101,9 @@ export class Qcow2Image implements DiskLayer {
 
   private serialized<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.metaTail.then(fn);
-    this.metaTail = run.catch(() => {});
+    this.metaTail = run.catch(() => {
+      this.failed = true;
+    });
     return run;
   }
 
@@ -446,6 +475,12 @@ export class Qcow2Image implements DiskLayer {
           await this.file.sync();
           await this.refcounts!.applyFrees();
           await this.refcounts!.returnPool();
+          await this.file.sync();
+          if (this.failed) return;
+          // Only now are the refcounts exact: the mark is the last write, and on disk before the file closes.
+          const mark = new Uint8Array(4);
+          new DataView(mark.buffer).setUint32(0, AUTOCLEAR_TSVM_CLEAN);
+          await this.file.write(92, mark);
           await this.file.sync();
         });
     } finally {

@@ -13,10 +13,11 @@ import { TableCache } from "./table-cache.ts";
 /**
  * Bytes of clusters reserved per sync: 2 MiB, doubling up to 32 MiB while refills come less than a second
  * apart, so a guest filling its disk costs one fdatasync per 32 MiB. What a crash leaks of a pool mostly
- * lies past the end of the file, where it takes no space.
+ * lies past the end of the file, where it takes no space, and the next writable open gives it back
+ * (qcow2-leak-repair.ts).
  */
 const POOL_MIN_BYTES = 2 * 1024 * 1024;
-const POOL_MAX_BYTES = 32 * 1024 * 1024;
+export const POOL_MAX_BYTES = 32 * 1024 * 1024;
 const POOL_GROW_WITHIN_MS = 1000;
 /** Frees held back before a flush forces them out anyway. */
 const MAX_PENDING_FREES = 4096;
@@ -45,6 +46,8 @@ export class Qcow2Refcounts {
     private readonly file: DiskFile,
     private readonly header: Qcow2Header,
     table: Uint8Array,
+    /** The largest pool (see POOL_MAX_BYTES; smaller for measurements). */
+    private readonly poolMaxBytes: number,
   ) {
     this.clusterSize = header.clusterSize;
     this.bits = 2 ** header.refcountOrder;
@@ -53,13 +56,21 @@ export class Qcow2Refcounts {
     this.table = table;
     this.tableView = new DataView(table.buffer, table.byteOffset, table.length);
     this.tableOffset = header.refcountTableOffset;
-    this.poolClusters = Math.max(1, POOL_MIN_BYTES / header.clusterSize);
+    this.poolClusters = this.minPoolClusters;
   }
 
-  static async load(file: DiskFile, header: Qcow2Header): Promise<Qcow2Refcounts> {
+  private get minPoolClusters(): number {
+    return Math.max(1, Math.min(POOL_MIN_BYTES, this.poolMaxBytes) / this.clusterSize);
+  }
+
+  static async load(
+    file: DiskFile,
+    header: Qcow2Header,
+    poolMaxBytes = POOL_MAX_BYTES,
+  ): Promise<Qcow2Refcounts> {
     const table = new Uint8Array(header.refcountTableClusters * header.clusterSize);
     await file.read(header.refcountTableOffset, table);
-    return new Qcow2Refcounts(file, header, table);
+    return new Qcow2Refcounts(file, header, table, poolMaxBytes);
   }
 
   private bad(problem: string): Qcow2Error {
@@ -170,11 +181,10 @@ export class Qcow2Refcounts {
   /** Finds free clusters, takes them (refcount 1) and syncs, so they are safe to reference. */
   private async refill(): Promise<void> {
     const now = performance.now();
-    const min = Math.max(1, POOL_MIN_BYTES / this.clusterSize);
     this.poolClusters =
       now - this.lastRefillMs < POOL_GROW_WITHIN_MS
-        ? Math.min(this.poolClusters * 2, Math.max(1, POOL_MAX_BYTES / this.clusterSize))
-        : min;
+        ? Math.min(this.poolClusters * 2, Math.max(1, this.poolMaxBytes / this.clusterSize))
+        : this.minPoolClusters;
     this.lastRefillMs = now;
     const taken: number[] = [];
     let c = this.freeHint;
@@ -287,6 +297,77 @@ export class Qcow2Refcounts {
     this.tableView = new DataView(table.buffer);
     this.tableOffset = tableAt;
     for (let c = 0; c < oldClusters; c++) this.release(oldAt + c * cs);
+  }
+
+  /**
+   * Tells `count` the clusters the refcount structures themselves occupy: the table and every block it
+   * names (each offset validated by blockOffset before it is reported).
+   */
+  countOwnClusters(count: (offset: number, bytes: number, what: string) => void): void {
+    count(this.tableOffset, this.table.length, "the refcount table");
+    for (let i = 0; i * 8 < this.table.length; i++) {
+      const offset = this.blockOffset(i);
+      if (offset !== 0) count(offset, this.clusterSize, `refcount block ${i}`);
+    }
+  }
+
+  /**
+   * Lowers every refcount above `expected[cluster]` (the references counted from the metadata; 0 past
+   * its end) to it: leaked clusters get 0. Only counts nothing references are lowered, so a crash in the
+   * middle leaves leaks again, never a referenced cluster counted as free. A count below its references
+   * is corruption this does not guess at: refused. Returns how many clusters it freed; syncs if any.
+   */
+  async reclaim(expected: Uint32Array): Promise<number> {
+    let freed = 0;
+    let changed = false;
+    const covered = Math.min(expected.length, (this.table.length / 8) * this.perBlock);
+    for (let index = 0; index * 8 < this.table.length; index++) {
+      const offset = this.blockOffset(index);
+      const first = index * this.perBlock;
+      if (offset === 0) {
+        for (let c = first; c < Math.min(first + this.perBlock, expected.length); c++)
+          if (expected[c]! > 0) throw this.tooLow(c, 0, expected[c]!);
+        continue;
+      }
+      const block = await this.block(offset);
+      let lo = Number.POSITIVE_INFINITY;
+      let hi = 0;
+      for (let i = 0; i < this.perBlock; i++) {
+        const c = first + i;
+        const want = c < expected.length ? expected[c]! : 0;
+        const have = this.entry(block, i);
+        if (have === want) continue;
+        if (have < want) throw this.tooLow(c, have, want);
+        this.setEntry(block, i, want);
+        if (want === 0) {
+          freed++;
+          this.freeHint = Math.min(this.freeHint, c);
+        }
+        const byte = Math.floor((i * this.bits) / 8);
+        lo = Math.min(lo, byte);
+        hi = Math.max(hi, byte + Math.max(1, this.bits / 8));
+      }
+      if (hi > 0) {
+        await this.file.write(offset + lo, block.subarray(lo, hi));
+        changed = true;
+      }
+    }
+    // Clusters past the last block the table can name: none may be referenced.
+    for (let c = covered; c < expected.length; c++)
+      if (expected[c]! > 0) throw this.tooLow(c, 0, expected[c]!);
+    if (changed) await this.file.sync();
+    return freed;
+  }
+
+  private tooLow(cluster: number, have: number, want: number): Qcow2Error {
+    return this.bad(
+      `cluster ${cluster} is referenced ${want} times but its refcount is ${have}; repair it with qemu-img check -r all`,
+    );
+  }
+
+  /** The largest refcount this file's refcount width can hold. */
+  get maxRefcount(): number {
+    return this.max;
   }
 
   /** Drops one reference to the cluster at byte offset `offset` at the next flush (see the file comment). */
