@@ -3,10 +3,15 @@ import { test } from "node:test";
 import { GuestRam } from "../../bus/guest-ram.ts";
 import { CallbackIrqLine } from "../../bus/irq-line.ts";
 import { assertRoundTrip } from "../../state/round-trip.ts";
+import { fold, sumWords, transportChecksumValid } from "./internet-checksum.ts";
 import { VirtioMmio } from "./virtio-mmio.ts";
 import {
   ETH_MAX_FRAME,
+  VIRTIO_NET_F_CSUM,
+  VIRTIO_NET_F_GUEST_CSUM,
   VIRTIO_NET_F_MAC,
+  VIRTIO_NET_HDR_F_DATA_VALID,
+  VIRTIO_NET_HDR_F_NEEDS_CSUM,
   VIRTIO_NET_F_STATUS,
   VIRTIO_NET_HDR_SIZE,
   VIRTIO_NET_RX,
@@ -16,6 +21,7 @@ import {
 } from "./virtio-net.ts";
 import {
   VIRTIO_CONFIG_S_NEEDS_RESET,
+  VIRTIO_F_INDIRECT_DESC,
   VIRTIO_F_VERSION_1,
   VIRTIO_ID_NET,
   VIRTIO_MMIO_DEVICE_ID,
@@ -25,7 +31,9 @@ import { VirtioTestDriver } from "./virtio-test-driver.ts";
 
 const MAC = new Uint8Array([0x02, 0x11, 0x22, 0x33, 0x44, 0x55]);
 
-function setup() {
+const ALL = (1n << 64n) - 1n;
+
+function setup(wanted = ALL) {
   const ram = new GuestRam(0x8000_0000, 4 << 20);
   let irqs = 0;
   const irq = new CallbackIrqLine((level) => {
@@ -35,7 +43,7 @@ function setup() {
   const nic = new VirtioNet({ send: (f) => sent.push(f.slice()) }, { mac: MAC });
   const mmio = new VirtioMmio("virtio_mmio@10008000", nic, ram, irq);
   const drv = new VirtioTestDriver(mmio, ram);
-  const features = drv.negotiate((1n << BigInt(VIRTIO_F_VERSION_1)) | (1n << 5n) | (1n << 16n) | 0xffffn);
+  const features = drv.negotiate(wanted);
   assert.ok(features !== null);
   const rx = drv.setupQueue(VIRTIO_NET_RX);
   const tx = drv.setupQueue(VIRTIO_NET_TX);
@@ -60,12 +68,14 @@ function withHeader(f: Uint8Array, flags = 0, gsoType = 0): Uint8Array {
   return b;
 }
 
-test("the card offers MAC and STATUS only (no offloads) and shows its MAC and link up", () => {
+test("the card offers checksum offloads, MAC and STATUS (no segmentation) and shows its MAC and link up", () => {
   const { mmio, drv, features } = setup();
   assert.equal(mmio.read(VIRTIO_MMIO_DEVICE_ID, 4), VIRTIO_ID_NET);
+  const bits = [VIRTIO_F_VERSION_1, VIRTIO_F_INDIRECT_DESC, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM];
+  bits.push(VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS);
   assert.equal(
     features,
-    (1n << 32n) | (1n << BigInt(VIRTIO_NET_F_MAC)) | (1n << BigInt(VIRTIO_NET_F_STATUS)),
+    bits.reduce((a, b) => a | (1n << BigInt(b)), 0n),
   );
   assert.deepEqual(
     [0, 1, 2, 3, 4, 5].map((i) => drv.config8(i)),
@@ -94,7 +104,7 @@ test("transmit: frames leave without the header, in order, split over buffers or
 });
 
 test("hostile transmits are dropped and counted: too short, too long, offload flags, GSO, no data", () => {
-  const { drv, tx, sent, nic } = setup();
+  const { drv, tx, sent, nic } = setup(ALL & ~(1n << BigInt(VIRTIO_NET_F_CSUM)));
   drv.add(tx, [{ data: withHeader(frame(13)) }]);
   drv.add(tx, [{ data: withHeader(frame(ETH_MAX_FRAME + 1)) }]);
   drv.add(tx, [{ data: withHeader(frame(100), 1) }]); // NEEDS_CSUM without VIRTIO_NET_F_CSUM
@@ -108,6 +118,61 @@ test("hostile transmits are dropped and counted: too short, too long, offload fl
   assert.equal(nic.stats.txFrames, 1);
   assert.equal(drv.takeUsed(tx).length, 7, "every chain is returned");
   assert.equal(drv.status() & VIRTIO_CONFIG_S_NEEDS_RESET, 0, "bad frames are not a broken ring");
+});
+
+/** An Ethernet/IPv4/TCP frame with `payload` bytes, its TCP checksum correct (or `partial`: only the
+ *  pseudo-header's sum in the field, as a driver leaves it for NEEDS_CSUM). */
+function tcpFrame(payload: number, partial = false): Uint8Array {
+  const f = frame(14 + 20 + 20 + payload, 0);
+  const v = new DataView(f.buffer);
+  f[14] = 0x45;
+  v.setUint16(16, 20 + 20 + payload);
+  f[22] = 64;
+  f[23] = 6;
+  f.set([192, 0, 2, 2, 192, 0, 2, 1], 26);
+  v.setUint16(24, ~fold(sumWords(f, 14, 34, 0)) & 0xffff);
+  v.setUint16(34, 40000);
+  v.setUint16(36, 80);
+  f[46] = 0x50;
+  for (let i = 0; i < payload; i++) f[54 + i] = (i * 7 + 3) & 0xff;
+  const pseudo = sumWords(f, 26, 34, 0) + 6 + 20 + payload;
+  v.setUint16(50, partial ? fold(pseudo) : ~fold(sumWords(f, 34, f.length, pseudo)) & 0xffff);
+  return f;
+}
+
+test("checksum offload: NEEDS_CSUM frames leave with the checksum completed; a field outside the frame drops it", () => {
+  const { drv, tx, sent, nic } = setup();
+  for (const n of [0, 1, 999, 1460]) {
+    const hdr = withHeader(tcpFrame(n, true), VIRTIO_NET_HDR_F_NEEDS_CSUM);
+    // csum_start 34 (the TCP header), csum_offset 16 (its checksum field), little-endian.
+    hdr.set([34, 0, 16, 0], 6);
+    drv.add(tx, [{ data: hdr }]);
+  }
+  const bad = withHeader(tcpFrame(10, true), VIRTIO_NET_HDR_F_NEEDS_CSUM);
+  bad.set([0x40, 0, 0x00, 0x01], 6); // csum_start 64, csum_offset 256: past the end
+  drv.add(tx, [{ data: bad }]);
+  drv.kick(tx);
+  assert.equal(sent.length, 4);
+  sent.forEach((f, i) => {
+    assert.ok(transportChecksumValid(f), `frame ${i} has a correct TCP checksum`);
+    assert.deepEqual(f, tcpFrame([0, 1, 999, 1460][i]!), "exactly the frame with its checksum");
+  });
+  assert.equal(nic.stats.txDropped, 1);
+});
+
+test("receive checksum: DATA_VALID only for a segment whose checksum was checked, and only with GUEST_CSUM", () => {
+  for (const negotiated of [true, false]) {
+    const { drv, rx, nic } = setup(negotiated ? ALL : ALL & ~(1n << BigInt(VIRTIO_NET_F_GUEST_CSUM)));
+    for (let i = 0; i < 3; i++) drv.add(rx, [{ writable: 1526 }]);
+    const good = tcpFrame(500);
+    const corrupt = tcpFrame(500);
+    corrupt[100]! ^= 1;
+    assert.equal(nic.receive(good), true);
+    assert.equal(nic.receive(corrupt), true);
+    assert.equal(nic.receive(frame(100)), true);
+    const flags = drv.takeUsed(rx).map((u) => drv.get(u.buffers[0]!.addr, 1)[0]);
+    assert.deepEqual(flags, [negotiated ? VIRTIO_NET_HDR_F_DATA_VALID : 0, 0, 0]);
+  }
 });
 
 test("receive: a frame lands behind a 12-byte header with num_buffers 1; too-small buffers are returned empty", () => {
