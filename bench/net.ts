@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { PasstProcess } from "../src/engines/backends/passt-process.ts";
 import { copyDiskFor, findImage } from "../src/images/image-store.ts";
+import { hostGateway } from "../tests/integration/host-gateway.ts";
 import { SerialShell } from "../tests/integration/serial-shell.ts";
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -41,17 +42,6 @@ if (!image) {
   process.exit(2);
 }
 
-/** The host's IPv4 default gateway, which passt gives the guest as its router (mapped to 127.0.0.1). */
-function hostGateway(): string {
-  for (const line of readFileSync("/proc/net/route", "utf8").split("\n").slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (f[1] === "00000000" && f[7] === "00000000") {
-      const g = Number.parseInt(f[2]!, 16);
-      return [g & 255, (g >>> 8) & 255, (g >>> 16) & 255, g >>> 24].join(".");
-    }
-  }
-  throw new Error("this host has no IPv4 default route");
-}
 const gateway = hostGateway();
 
 // Host side: an HTTP server (downloads) and a TCP sink that closes after `upBytes` (uploads).
@@ -111,7 +101,9 @@ async function measure(shell: SerialShell): Promise<PeerNumbers> {
   const ping = await shell.run(`ping -c 10 -i 0.2 -W 2 ${gateway}`, 60_000);
   const rtt = /= [\d.]+\/([\d.]+)\//.exec(ping.output);
   const req = await shell.run(
-    timed(`for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do wget -q -O /dev/null http://${gateway}:${httpPort}/small; done`),
+    timed(
+      `for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do wget -q -O /dev/null http://${gateway}:${httpPort}/small; done`,
+    ),
   );
   return {
     downMBs: best(down),
@@ -174,7 +166,13 @@ try {
     const tsvm = spawn(
       process.execPath,
       [
-        ...["--import", join(root, "node_modules/tsx/dist/loader.mjs"), join(root, "bin/tsvm.ts"), "run", "--net"],
+        ...[
+          "--import",
+          join(root, "node_modules/tsx/dist/loader.mjs"),
+          join(root, "bin/tsvm.ts"),
+          "run",
+          "--net",
+        ],
         ...["--kernel", image.kernel, "--initrd", image.initrd, "--bios", image.firmware, "--disk", disk],
         ...["--append", APPEND],
       ],
@@ -209,7 +207,9 @@ if (values.format === "json") {
     `tsvm ${rev} on Node ${process.version}; gateway ${gateway}; down ${downBytes >> 20} MiB, up ${upBytes >> 20} MiB, best of ${runs}`,
     "",
     `${"measure".padEnd(24)} ${"tsvm".padStart(8)} ${"qemu".padStart(8)} ${"tsvm/qemu".padStart(10)}`,
-    ...rows.map(([m, a, b, r]) => `${m.padEnd(24)} ${fmt(a).padStart(8)} ${fmt(b).padStart(8)} ${r.padStart(10)}`),
+    ...rows.map(
+      ([m, a, b, r]) => `${m.padEnd(24)} ${fmt(a).padStart(8)} ${fmt(b).padStart(8)} ${r.padStart(10)}`,
+    ),
   ];
   process.stdout.write(`${lines.join("\n")}\n`);
 }

@@ -18,21 +18,9 @@ import { StreamFrameSocket } from "../../src/engines/backends/stream-frame-socke
 import { RiscvEngine } from "../../src/engines/riscv/riscv-engine.ts";
 import { copyDiskFor } from "../../src/images/image-store.ts";
 import { BOOT_TIMEOUT_MS, image, noImage } from "./linux-vm-fixture.ts";
+import { hostGateway } from "./host-gateway.ts";
 import { SerialShell } from "./serial-shell.ts";
 import { tsvmRun } from "./tsvm-run-fixture.ts";
-
-/** The host's IPv4 default gateway (/proc/net/route), which passt gives the guest as its router and maps
- *  to the host's own 127.0.0.1. */
-export function hostGateway(): string {
-  for (const line of readFileSync("/proc/net/route", "utf8").split("\n").slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (f[1] === "00000000" && f[7] === "00000000") {
-      const g = Number.parseInt(f[2]!, 16);
-      return [g & 255, (g >>> 8) & 255, (g >>> 16) & 255, g >>> 24].join(".");
-    }
-  }
-  throw new Error("this host has no IPv4 default route: passt gives the guest no gateway");
-}
 
 /** A host HTTP server on 127.0.0.1 serving `blob` at /blob. */
 async function blobServer(blob: Buffer): Promise<{ server: Server; port: number }> {
