@@ -404,3 +404,39 @@ test("configuration errors read as messages for the user", () => {
     /junk\.bin is not a RISC-V Linux Image or ELF executable/,
   );
 });
+
+test("network cards take the virtio slots after disks, rng and console; too many devices is an error", () => {
+  const elf = assembleElf(`.text\n.globl _start\n_start:\nj _start\n`);
+  const config: RiscvVirtConfig = {
+    harts: 1,
+    memoryBytes: 16 * 1024 * 1024,
+    firmware: null,
+    kernel: { name: "loop.elf", bytes: elf },
+    initrd: null,
+    bootargs: "",
+  };
+  const mac = (n: number) => new Uint8Array([2, 0, 0, 0, 0, n]);
+  const make = (disks: number, nics: number) =>
+    new RiscvVirtBoard(config, {
+      clock: { nowMs: () => 0 },
+      console: { write: () => {} },
+      entropy: { fill: () => {} },
+      disks: Array.from({ length: disks }, () => new MemoryBlockBackend(1 << 20)),
+      virtioConsole: { sink: { write: () => {} } },
+      nics: Array.from({ length: nics }, (_, i) => ({ mac: mac(i + 1), port: { send: () => {} } })),
+    });
+  const board = make(2, 2);
+  // DeviceID of each used slot: block, block, entropy, console, net, net.
+  assert.deepEqual(
+    board.virtio.map((t) => t.read(8, 4)),
+    [2, 2, 4, 3, 1, 1],
+  );
+  assert.equal(board.nics.length, 2);
+  assert.deepEqual(board.nics[1]!.mac, mac(2));
+  // A machine without cards keeps the slot ids it always had, so its saved states still load.
+  const without = make(2, 0).saveState();
+  const withCards = board.saveState();
+  for (const id of Object.keys(without.components)) assert.ok(id in withCards.components, id);
+  make(2, 0).loadState(without);
+  assert.throws(() => make(4, 3), /too many disks and network cards/);
+});
