@@ -101,6 +101,8 @@ export class VmmNetwork {
           if (passt) throw new Error("a VM has at most one NAT card");
           passt = new OneOffPasst({
             socketPath: join(passtDirOf(vmDir), PASST_SOCKET),
+            // TSVM_PASST (in the daemon's environment, passed on to its VMMs): another passt, for tests.
+            ...(process.env.TSVM_PASST ? { executable: process.env.TSVM_PASST } : {}),
             forwards: nic.attach.forwards,
             onRestart: (reason) => {
               const failed = reason.includes("restart failed");
@@ -147,13 +149,12 @@ export class VmmNetwork {
       out.netRxBytes! += c.rxBytes;
       out.netTxBytes! += c.txBytes;
     }
-    if (this.passt) out.passtRestarts = this.passt.restarts;
+    if (this.passt) {
+      out.passtRestarts = this.passt.restarts;
+      // 0 while passt is down (between its death and its restart).
+      out.passtPid = this.passt.pid ?? 0;
+    }
     return out;
-  }
-
-  /** The pid of the NAT card's passt now (for tests and vmm.log). */
-  get passtPid(): number | undefined {
-    return this.passt?.pid;
   }
 
   async close(): Promise<void> {
