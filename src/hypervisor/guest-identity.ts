@@ -79,15 +79,19 @@ export function restoredIdentityCommand(
 }
 
 /**
- * Gives card `dev` its MAC and a new DHCP client (rcS's command line). The old client is waited for: it
- * removes its pid file as it exits, which must not be the new one's.
+ * Gives card `dev` its MAC and a new DHCP client (rcS's command line), in the background: in a guest
+ * restored from memory, `ip link set dev ethN address` (and `down`) was seen to hang in the kernel
+ * (uninterruptible), and the agent runs one command at a time, so a hang here must not hold every later
+ * command. The MAC is changed with the card up (virtio-net allows it live). The old client is found by its
+ * command line (busybox writes no pid file without FEATURE_PIDFILE) and waited for, so two clients never
+ * answer for one card. The status printed ("net N 0") says the job started.
  */
 function cardCommand(dev: string, mac: string, hostname: string, index: number): string {
-  const pidFile = `/run/udhcpc.${dev}.pid`;
   return [
-    `{ p=$(cat ${pidFile} 2>/dev/null); if [ -n "$p" ]; then kill $p 2>/dev/null; i=0; while kill -0 $p 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i+1)); done; fi;`,
-    `ip link set dev ${dev} down && ip link set dev ${dev} address ${mac} && ip link set dev ${dev} up &&`,
-    `udhcpc -b -S -t 5 -T 2 -A 3 -i ${dev} -x hostname:${hostname} -p ${pidFile} -s /usr/share/udhcpc/default.script >/dev/null 2>&1; }; echo "net ${index} $?"`,
+    `( old=; for p in $(pidof udhcpc); do case " $(tr '\\0' ' ' </proc/$p/cmdline 2>/dev/null)" in *" -i ${dev} "*) old="$old $p" ;; esac; done;`,
+    `if [ -n "$old" ]; then kill $old; i=0; while kill -0 $old && [ $i -lt 20 ]; do i=$((i+1)); sleep 1; done; fi;`,
+    `ip link set dev ${dev} address ${mac} && ip link set dev ${dev} up &&`,
+    `exec udhcpc -b -S -t 5 -T 2 -A 3 -i ${dev} -x hostname:${hostname} -p /run/udhcpc.${dev}.pid -s /usr/share/udhcpc/default.script ) </dev/null >/dev/null 2>&1 & echo "net ${index} $?"`,
   ].join(" ");
 }
 
