@@ -9,30 +9,8 @@ import {
   RESEED_PROGRAM,
   restoredIdentityCommand,
 } from "./guest-identity.ts";
+import { OLD_RECORD } from "./fixtures/old-vm-record.ts";
 import { CorruptRecordError, parseVmRecord } from "./vm-record.ts";
-
-/** vm.json as tsvm wrote it before identities were kept (no `identity` field). */
-const OLD_RECORD = {
-  formatVersion: 1,
-  id: "3f0c6a1e-94d2-4c51-8b8e-0d1f2a3b4c5d",
-  name: "web",
-  machineType: "t1-small",
-  cpus: 1,
-  memoryMiB: 256,
-  diskMiB: 64,
-  image: "default",
-  engine: "riscv",
-  automaticRestart: true,
-  cpuCapPercent: null,
-  cpuWeight: 100,
-  status: "TERMINATED",
-  statusMessage: "",
-  creationTimestamp: "2026-11-25T18:00:00.000Z",
-  lastStartTimestamp: null,
-  lastStopTimestamp: null,
-  lastSuspendedTimestamp: null,
-  history: [{ at: "2026-11-25T18:00:00.000Z", from: null, to: "TERMINATED", reason: "insert" }],
-};
 
 test("newIdentity: the hostname given and 128 random bits of machine id, new each time", () => {
   const a = newIdentity("web");

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { OLD_RECORD } from "./fixtures/old-vm-record.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import {
   interfacesForCopy,
@@ -94,29 +95,6 @@ test("interfacesForCopy: the same networks in order, every MAC new, no private a
   }
   assert.equal(interfacesForCopy(undefined, new Set()), undefined);
 });
-
-/** vm.json as tsvm wrote it before network cards (issue 10): no networkInterfaces, no forwards. */
-const OLD_RECORD = {
-  formatVersion: 1,
-  id: "3f0c6a1e-94d2-4c51-8b8e-0d1f2a3b4c5d",
-  name: "web",
-  machineType: "t1-small",
-  cpus: 1,
-  memoryMiB: 256,
-  diskMiB: 64,
-  image: "default",
-  engine: "riscv",
-  automaticRestart: true,
-  cpuCapPercent: null,
-  cpuWeight: 100,
-  status: "TERMINATED",
-  statusMessage: "",
-  creationTimestamp: "2026-11-25T18:00:00.000Z",
-  lastStartTimestamp: null,
-  lastStopTimestamp: null,
-  lastSuspendedTimestamp: null,
-  history: [{ at: "2026-11-25T18:00:00.000Z", from: null, to: "TERMINATED", reason: "insert" }],
-};
 
 test("vm.json from before network cards loads unchanged and means no card; the VMM gets none", () => {
   const old = parseVmRecord(JSON.stringify(OLD_RECORD), "vm.json");
