@@ -180,5 +180,13 @@ test("NAT, TCP and UDP forwards, refusals, passt kill -9, a clone of a memory sn
   assert.equal((await exec("web-2", "hostname")).trim(), "web-2");
   // The source keeps its MAC and its forwards.
   assert.equal((await exec("web", "cat /sys/class/net/eth0/address")).trim(), mac);
-  assert.equal((await curl(`http://127.0.0.1:${tcp}/index.html`)).stdout.trim(), "hello-from-guest");
+  const still = await until(
+    "the source's TCP forward after the clone",
+    async () => {
+      const r = await curl(`http://127.0.0.1:${tcp}/index.html`);
+      return r.code === 0 && r.stdout.includes("hello-from-guest") ? r.stdout : undefined;
+    },
+    120_000,
+  );
+  assert.equal(still.trim(), "hello-from-guest");
 });
