@@ -33,6 +33,22 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
   ["invalid-image", { status: 400, meaning: "No image of that name." }],
   ["invalid-engine", { status: 400, meaning: "No engine of that name in this daemon." }],
   [
+    "invalid-network",
+    {
+      status: 400,
+      meaning:
+        "The network cards asked for are unusable: more than 4, a network named twice, or no network of that name.",
+    },
+  ],
+  [
+    "invalid-forward",
+    {
+      status: 400,
+      meaning:
+        "A port forward is unusable: not tcp/udp, a host address that is not an IP literal, a privileged host port (below 1024), two forwards of one host port, or no NAT card to forward through.",
+    },
+  ],
+  [
     "bad-archive",
     {
       status: 400,
@@ -53,6 +69,14 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
   ],
   // The resource as it is now.
   ["already-exists", { status: 409, meaning: "A VM (or a snapshot of that VM) of that name exists." }],
+  [
+    "port-in-use",
+    {
+      status: 409,
+      meaning:
+        "A forward's host port is already forwarded to another VM, or held by a process on the host (checked at create, update and start).",
+    },
+  ],
   [
     "snapshot-limit",
     {

@@ -47,6 +47,16 @@ test("a bad argument to any command: one line in tsvm's words on stderr, exit st
     [["set-machine-type", "vm"], /^tsvm set-machine-type: give the machine type \(--machine-type TYPE\)/],
     [["set-machine-type", "--type", "t1-micro"], /^tsvm set-machine-type: unknown option '--type'/],
     [["machine-types", "all"], /^tsvm machine-types: unexpected argument 'all'/],
+    [["update", "vm"], /^tsvm update: nothing to change: give --forward \(repeatable\) or --no-forwards/],
+    [
+      ["update", "vm", "--forward", "tcp:8080:80", "--no-forwards"],
+      /^tsvm update: give --forward or --no-forwards, not both; see 'tsvm update --help'$/,
+    ],
+    [
+      ["create", "vm", "--forward", "8080:80"],
+      /^tsvm create: --forward: '8080:80' is not a forward: write PROTOCOL/,
+    ],
+    [["create", "vm", "--no-nat", "--forward", "tcp:8080:80"], /^tsvm create: --forward needs the NAT card/],
     [["version", "now"], /^tsvm version: unexpected argument 'now'/],
     [["help", "nope"], /^tsvm: unknown command 'nope'; see 'tsvm --help'$/],
     [["frobnicate"], /^tsvm: unknown command 'frobnicate'; see 'tsvm --help'$/],
@@ -65,7 +75,7 @@ test("a bad argument to any command: one line in tsvm's words on stderr, exit st
 });
 
 test("tsvm help CMD prints CMD's help, as tsvm CMD --help does", async () => {
-  for (const command of ["describe", "start", "set-machine-type", "image", "run", "exec"]) {
+  for (const command of ["describe", "start", "set-machine-type", "image", "run", "exec", "update"]) {
     const viaHelp = await tsvm("help", command);
     const viaOption = await tsvm(command, "--help");
     assert.equal(viaHelp.code, 0, `tsvm help ${command}: ${viaHelp.stderr}`);

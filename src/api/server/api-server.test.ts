@@ -293,6 +293,31 @@ test("bad requests get clear 4xx answers in Compute Engine's error shape, and ch
       ["GET", "/v1/instances/ghost", undefined, 404, "not-found"],
       ["POST", "/v1/instances/ghost/stop", undefined, 404, "not-found"],
       ["POST", "/v1/instances/web/resume", undefined, 409, "illegal-action"],
+      // PATCH (instances.update): only while TERMINATED; each forward checked, naming what is wrong.
+      ["PATCH", "/v1/instances/web", JSON.stringify({ forwards: [] }), 409, "illegal-action"],
+      [
+        "PATCH",
+        "/v1/instances/web",
+        JSON.stringify({ forwards: [{ protocol: "tcp" }] }),
+        400,
+        "invalid-argument",
+      ],
+      ["PATCH", "/v1/instances/web", JSON.stringify({ cpus: 2 }), 400, "invalid-argument"],
+      ["PATCH", "/v1/instances/ghost", JSON.stringify({ forwards: [] }), 404, "not-found"],
+      [
+        "POST",
+        "/v1/instances",
+        JSON.stringify({ name: "x", forwards: [{ protocol: "tcp", hostPort: 80, guestPort: 80 }] }),
+        400,
+        "invalid-forward",
+      ],
+      [
+        "POST",
+        "/v1/instances",
+        JSON.stringify({ name: "x", networkInterfaces: [{ network: "nat" }, { network: "nat" }] }),
+        400,
+        "invalid-network",
+      ],
       [
         "POST",
         "/v1/instances/web/setMachineType",
