@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
+import type { InsertNetworkRequest, Network } from "../api/schemas/network-schemas.ts";
 import type { Snapshot } from "../api/schemas/snapshot-schemas.ts";
 import type { InsertInstanceRequest, Instance } from "../api/schemas/vm-schemas.ts";
 import { Clones, type CloneVm, checkCloneRequest, cloneRecord } from "./clones.ts";
@@ -33,6 +34,8 @@ import {
   hostUsage,
   type VmAllocation,
 } from "./resources.ts";
+import type { SwitchEntry } from "./network-switch-process.ts";
+import { PrivateNetworks } from "./private-networks.ts";
 import { treeNodes } from "./snapshot-tree.ts";
 import { Snapshots, type SnapshotVm } from "./snapshots.ts";
 import {
@@ -109,6 +112,8 @@ export interface HypervisorConfig {
    */
   readonly measureDiskFreeBytes?: () => Promise<number>;
   readonly now?: () => Date;
+  /** How to run private networks' switch processes (none are started without it). */
+  readonly switchEntry?: SwitchEntry;
 }
 
 /**
@@ -177,6 +182,8 @@ export class Hypervisor {
   private snapshots!: Snapshots;
   private clones!: Clones;
   private archives!: VmArchives;
+  /** Private networks, their switches and hosts blocks (private-networks.ts). */
+  private lan!: PrivateNetworks;
   private readonly now: () => Date;
   private closed = false;
 
@@ -197,7 +204,16 @@ export class Hypervisor {
     const saved = await FileOperationJournal.open(join(config.store.home, "operations"));
     for (const problem of saved.unreadable)
       process.stderr.write(`ignoring an unreadable operation record: ${problem}\n`);
-    const hv = new Hypervisor(config, saved.journal);
+    let hv: Hypervisor | undefined;
+    const lan = await PrivateNetworks.open({
+      home: config.store.home,
+      switchEntry: config.switchEntry,
+      vms: () => (hv ? [...hv.slots.values()].map((s) => s.record) : []),
+      exec: (name, command, options) => hv!.exec(name, command, options),
+      log: (line) => process.stderr.write(`${line}\n`),
+    });
+    hv = new Hypervisor({ ...config, launcher: lan.wrapLauncher(config.launcher) }, saved.journal);
+    hv.lan = lan;
     hv.nodes = await DiskStore.open(config.store.home, treeNodes);
     hv.snapshots = new Snapshots(hv.nodes);
     hv.clones = new Clones(hv.nodes, hv.disks, hv.snapshots);
@@ -217,9 +233,11 @@ export class Hypervisor {
         to: h.to,
         message: h.reason,
       });
-    for (const vm of vms) {
-      const slot = hv.newSlot(vm);
-      hv.slots.set(vm.name, slot);
+    for (const vm of vms) hv.slots.set(vm.name, hv.newSlot(vm));
+    await lan.loaded();
+    hv.events.subscribe((e) => lan.onEvent(e));
+    for (const slot of hv.slots.values()) {
+      const vm = slot.record;
       await hv.holdDisk(slot);
       if (vm.status !== "TERMINATED" && vm.status !== "SUSPENDED")
         hv.enqueueSystem(slot, "repair", () => hv.recover(slot));
@@ -334,6 +352,40 @@ export class Hypervisor {
   ): Promise<{ contents: string; start: number; next: number }> {
     const slot = this.slot(name);
     return readConsoleLog(this.config.store.paths(slot.record.name).consoleLog, start, maxBytes);
+  }
+
+  // ---- private networks (private-networks.ts) ---------------------------------------------------------
+
+  /** Creates a network (bad names and subnets, and existing networks, are refused at once). */
+  insertNetwork(req: InsertNetworkRequest): Promise<OperationView> {
+    return this.networkOperation(
+      "insertNetwork",
+      req.name,
+      this.lan.create(req.name, req.subnet, this.now()),
+    );
+  }
+
+  /** Deletes a network, refused at once while any VM has a card on it. */
+  deleteNetwork(name: string): Promise<OperationView> {
+    return this.networkOperation("deleteNetwork", name, this.lan.delete(name));
+  }
+
+  getNetwork(name: string): Promise<Network> {
+    return this.lan.get(name);
+  }
+
+  listNetworks(): Promise<Network[]> {
+    return this.lan.list();
+  }
+
+  private async networkOperation(
+    type: OperationType,
+    name: string,
+    work: Promise<void>,
+  ): Promise<OperationView> {
+    const op = this.operations.create(type, name);
+    await this.operations.run(op, () => work);
+    return op.view();
   }
 
   // ---- actions -------------------------------------------------------------------------------------

@@ -191,8 +191,11 @@ export class Networks {
     return this.networks.has(name);
   }
 
-  /** Creates the network: its name and subnet are checked and taken at once, before anything is written. */
-  async create(name: string, subnetText: string | undefined, now: Date): Promise<NetworkRecord> {
+  /**
+   * Creates the network. Its name and subnet are checked (throwing at once) and taken before anything is
+   * written; the promise settles once it is on disk.
+   */
+  create(name: string, subnetText: string | undefined, now: Date): Promise<NetworkRecord> {
     checkNetworkName(name);
     if (this.networks.has(name) || this.pending.has(name)) throw new NetworkExistsError(name);
     const subnet = subnetText === undefined ? this.freeDefaultSubnet() : parseSubnet(subnetText);
@@ -206,6 +209,11 @@ export class Networks {
       createdAt: now.toISOString(),
     };
     this.pending.set(name, subnet);
+    return this.write(record, subnet);
+  }
+
+  private async write(record: NetworkRecord, subnet: Ipv4Subnet): Promise<NetworkRecord> {
+    const { name } = record;
     try {
       // Assembled under a temp name, then renamed: a crash leaves no half-made network.
       const temp = join(this.dir, `.tmp-${randomBytes(6).toString("hex")}`);
@@ -231,7 +239,7 @@ export class Networks {
    * Deletes the network, refused while any VM (in any status) has a card on it. `beforeRemove` runs once
    * the name is taken from the table (its switch is stopped there).
    */
-  async delete(name: string, vms: readonly CardHolder[], beforeRemove: () => Promise<void>): Promise<void> {
+  delete(name: string, vms: readonly CardHolder[], beforeRemove: () => Promise<void>): Promise<void> {
     checkNetworkName(name);
     const n = this.networks.get(name);
     if (!n) throw new NetworkNotFoundError(name);
@@ -241,6 +249,11 @@ export class Networks {
     if (users.length > 0) throw new NetworkInUseError(name, users.sort());
     this.networks.delete(name);
     this.pending.set(name, undefined);
+    return this.remove(n, beforeRemove);
+  }
+
+  private async remove(n: LoadedNetwork, beforeRemove: () => Promise<void>): Promise<void> {
+    const { name } = n.record;
     try {
       await beforeRemove();
       const temp = join(this.dir, `.tmp-${randomBytes(6).toString("hex")}`);

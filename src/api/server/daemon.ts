@@ -32,6 +32,8 @@ export interface DaemonOptions {
   readonly nodeArgs: readonly string[];
   /** How to run vmm-main.ts through tsx when vmmEntry is bundled (see ProcessVmmLauncherConfig). */
   readonly typeScriptVmm?: { readonly vmmEntry: string; readonly nodeArgs: readonly string[] };
+  /** network-switch-main.ts (or its bundle) and node's arguments to run it: private networks' switches. */
+  readonly switchEntry?: { readonly entry: string; readonly nodeArgs: readonly string[] };
   /** Built-in engines: name → module exporting createGuest. */
   readonly engineModules: Readonly<Record<string, string>>;
   readonly log: (line: string) => void;
@@ -110,6 +112,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
       defaultEngine: config.defaultEngine ?? "riscv",
       defaultImage: config.defaultImage ?? "default",
       stopTimeoutMs: config.stopTimeoutMs ?? 90_000,
+      switchEntry: options.switchEntry,
       // Measured again at each create: the figure above is stale as soon as anything writes to the disk.
       measureDiskFreeBytes: async () => (await availableBytes(home)) - capacityCfg.diskReserveMiB * 1048576,
     });
