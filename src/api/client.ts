@@ -27,6 +27,7 @@ import type {
   NetworkList,
   Snapshot,
   SnapshotList,
+  UpdateInstanceRequest,
   VmEvent,
 } from "./types.ts";
 import { API_BASE, MAX_WAIT_SECONDS } from "./types.ts";
@@ -74,6 +75,10 @@ export class ApiClient {
     action: "start" | "stop" | "reset" | "suspend" | "resume",
   ): Promise<Operation> {
     return this.call("POST", `/instances/${encodeURIComponent(name)}/${action}`);
+  }
+  /** PATCH: changes a TERMINATED VM's definition (its port forwards). */
+  updateInstance(name: string, req: UpdateInstanceRequest): Promise<Operation> {
+    return this.call("PATCH", `/instances/${encodeURIComponent(name)}`, req);
   }
   setMachineType(name: string, machineType: string): Promise<Operation> {
     return this.call("POST", `/instances/${encodeURIComponent(name)}/setMachineType`, { machineType });

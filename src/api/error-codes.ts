@@ -45,6 +45,22 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
     },
   ],
   [
+    "invalid-network",
+    {
+      status: 400,
+      meaning:
+        "The network cards asked for are unusable: more than 4, a network named twice, or no network of that name.",
+    },
+  ],
+  [
+    "invalid-forward",
+    {
+      status: 400,
+      meaning:
+        "A port forward is unusable: not tcp/udp, a host address that is not an IP literal, a privileged host port (below 1024), two forwards of one host port, or no NAT card to forward through.",
+    },
+  ],
+  [
     "bad-archive",
     {
       status: 400,
@@ -70,6 +86,14 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
   [
     "already-exists",
     { status: 409, meaning: "A VM (or a snapshot of that VM), or a network, of that name exists." },
+  ],
+  [
+    "port-in-use",
+    {
+      status: 409,
+      meaning:
+        "A forward's host port is already forwarded to another VM, or held by a process on the host (checked at create, update and start).",
+    },
   ],
   [
     "snapshot-limit",

@@ -17,7 +17,7 @@ interface QueryParameter {
 }
 
 export interface ApiOperation {
-  readonly method: "GET" | "POST" | "DELETE";
+  readonly method: "GET" | "POST" | "PATCH" | "DELETE";
   readonly path: string;
   readonly operationId: string;
   readonly summary: string;
@@ -92,6 +92,9 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       "invalid-engine",
       "already-exists",
       "capacity-exceeded",
+      "invalid-network",
+      "invalid-forward",
+      "port-in-use",
       "bad-archive",
       "import-failed",
     ],
@@ -103,6 +106,16 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     summary: "Describe a VM",
     answer: { json: "Instance" },
     errors: [],
+  },
+  {
+    method: "PATCH",
+    path: NAME,
+    operationId: "instances.update",
+    summary:
+      "Change a TERMINATED VM's port forwards (the fields given replace the VM's); used at its next start",
+    body: "UpdateInstanceRequest",
+    answer: { json: "Operation" },
+    errors: ["illegal-action", "invalid-forward", "port-in-use"],
   },
   {
     method: "DELETE",
@@ -133,7 +146,10 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     answer: { binary: "The export file" },
     errors: ["illegal-action", "invalid-argument"],
   },
-  action("start", "Start a TERMINATED VM: PROVISIONING → STAGING → RUNNING", ["capacity-exceeded"]),
+  action("start", "Start a TERMINATED VM: PROVISIONING → STAGING → RUNNING", [
+    "capacity-exceeded",
+    "port-in-use",
+  ]),
   action(
     "stop",
     "Stop a RUNNING (or SUSPENDED) VM: STOPPING → TERMINATED; the guest is asked to power off, then forced",
@@ -370,7 +386,8 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
 /** Codes any operation of this shape may answer. */
 function commonErrors(op: ApiOperation): string[] {
   const codes = ["unauthorized", "internal"];
-  if (op.method === "POST") codes.push("malformed-json", "payload-too-large", "unsupported-media-type");
+  if (op.method === "POST" || op.method === "PATCH")
+    codes.push("malformed-json", "payload-too-large", "unsupported-media-type");
   if (op.body) codes.push("invalid-argument");
   if (op.path.includes("{name}")) codes.push("invalid-name", "not-found", "corrupt-record");
   if (op.path.includes("{id}")) codes.push("not-found");

@@ -32,8 +32,12 @@ export type {
   InstanceStatus,
   MachineType,
   MachineTypeList,
+  NetworkInterface,
+  PortForward,
+  PortForwardRequest,
   SetMachineTypeRequest,
   TransitionEntry,
+  UpdateInstanceRequest,
 } from "./schemas/vm-schemas.ts";
 
 export const API_BASE = "/v1";

@@ -6,6 +6,7 @@ import type { InsertInstanceRequest } from "../api/types.ts";
 import { connectDaemon } from "./daemon-connection.ts";
 import { fail, parseFormat, printJson } from "./output.ts";
 import { parseCommandLine } from "./parse-command-line.ts";
+import { FORWARD_OPTIONS, forwardsOf } from "./network-options.ts";
 import { SCHEDULING_OPTIONS, schedulingOf } from "./scheduling-options.ts";
 import { waitUnlessAsync } from "./wait-operation.ts";
 
@@ -13,7 +14,8 @@ const HELP = `Usage: tsvm clone SRC NEW [options]
 
 Creates the VM NEW from the VM SRC and starts it. SRC must be TERMINATED or SUSPENDED (or give a snapshot).
 The clone shares SRC's disk as it is now (copy-on-write: unchanged data is stored once) and has the same
-machine type, image and engine, but a new identity: name, hostname, /etc/machine-id, and fresh randomness.
+machine type, image, engine and networks, but a new identity: name, hostname, /etc/machine-id, new MAC
+addresses, and fresh randomness. SRC's port forwards are SRC's: give the clone its own with --forward.
 From a SUSPENDED VM, or a snapshot with memory, the clone resumes where its source was; otherwise it boots.
 
 Options:
@@ -21,6 +23,7 @@ Options:
   --cpu-cap PERCENT       CPU cap in percent of one host core, e.g. 50% (default: SRC's)
   --cpu-weight N          share under contention, 1-10000 (default: SRC's)
   --no-automatic-restart  after a crash, stay TERMINATED instead of booting again
+  --forward PROTO:[ADDR:]HOSTPORT:GUESTPORT   forward a host port to the clone (repeatable; see create)
   --async                 print the operation id and return at once
   --format table|json     output format
 `;
@@ -50,6 +53,9 @@ export async function cloneCommand(argv: string[]): Promise<number> {
   const scheduling = schedulingOf(values);
   if (typeof scheduling === "string") return usage(scheduling);
   Object.assign(req, scheduling);
+  const forwards = forwardsOf(values.forward);
+  if (typeof forwards === "string") return usage(forwards);
+  if (forwards.length > 0) req.forwards = forwards;
   try {
     const client = await connectDaemon();
     const op = await client.insertInstance(req);
@@ -73,6 +79,7 @@ function parse(argv: string[]) {
     options: {
       snapshot: { type: "string" },
       ...SCHEDULING_OPTIONS,
+      ...FORWARD_OPTIONS,
       async: { type: "boolean" },
       format: { type: "string" },
       help: { type: "boolean", short: "h" },

@@ -5,12 +5,14 @@ import type { InsertInstanceRequest } from "../api/types.ts";
 import { connectDaemon } from "./daemon-connection.ts";
 import { fail, parseFormat, printJson } from "./output.ts";
 import { parseCommandLine } from "./parse-command-line.ts";
+import { NETWORK_OPTIONS, networkFieldsOf } from "./network-options.ts";
 import { SCHEDULING_OPTIONS, schedulingOf } from "./scheduling-options.ts";
 import { waitUnlessAsync } from "./wait-operation.ts";
 
 const HELP = `Usage: tsvm create NAME [options]
 
-Creates a VM with its own copy of the image's root disk and starts it.
+Creates a VM with its own copy of the image's root disk and starts it. It has a NAT card (eth0: outbound
+access through passt, an address by DHCP) unless --no-nat, then one card per --network.
 
 Options:
   --machine-type TYPE     t1-micro, t1-small (default), t1-medium, t1-standard-2, t1-standard-4,
@@ -22,6 +24,12 @@ Options:
   --cpu-cap PERCENT       CPU cap in percent of one host core, e.g. 50%
   --cpu-weight N          share under contention, 1-10000 (default 100)
   --no-automatic-restart  after a crash, stay TERMINATED instead of booting again
+  --forward PROTO:[ADDR:]HOSTPORT:GUESTPORT
+                          forward a host port to the guest through its NAT card (repeatable), e.g.
+                          tcp:8080:80, udp:5353:53; passt listens on 127.0.0.1 unless ADDR is given
+                          (tcp:0.0.0.0:8080:80); host ports 1024-65535, not in use
+  --network NAME          a card on private network NAME after the NAT card (repeatable; tsvm network)
+  --no-nat                no NAT card (no outbound network, no forwards)
   --async                 print the operation id and return at once
   --format table|json     output format
 `;
@@ -60,6 +68,9 @@ export async function createCommand(argv: string[]): Promise<number> {
   const scheduling = schedulingOf(values);
   if (typeof scheduling === "string") return usage(scheduling);
   Object.assign(req, scheduling);
+  const network = networkFieldsOf(values);
+  if (typeof network === "string") return usage(network);
+  Object.assign(req, network);
   try {
     const client = await connectDaemon();
     const op = await client.insertInstance(req);
@@ -87,6 +98,7 @@ function parse(argv: string[]) {
       image: { type: "string" },
       engine: { type: "string" },
       ...SCHEDULING_OPTIONS,
+      ...NETWORK_OPTIONS,
       async: { type: "boolean" },
       format: { type: "string" },
       help: { type: "boolean", short: "h" },

@@ -5,12 +5,14 @@ import type { Snapshot } from "../api/types.ts";
 import { connectDaemon } from "./daemon-connection.ts";
 import { fail, parseFormat, printJson } from "./output.ts";
 import { parseCommandLine } from "./parse-command-line.ts";
+import { formatPortForward } from "../api/schemas/port-forward-text.ts";
 import { printSnapshotTree } from "./snapshot.ts";
 
 const HELP = `Usage: tsvm describe NAME [--format table|json]
 
-Shows one VM: its definition, identity (hostname, machine id), status, VMM process id, the history of
-its transitions and its snapshots (JSON: the Instance with a "snapshots" array).
+Shows one VM: its definition, identity (hostname, machine id), network cards (eth0 first: network, MAC,
+private address) and port forwards, status, VMM process id, the history of its transitions and its
+snapshots (JSON: the Instance with a "snapshots" array).
 `;
 
 export async function describeCommand(argv: string[]): Promise<number> {
@@ -56,6 +58,12 @@ export async function describeCommand(argv: string[]): Promise<number> {
       `image:              ${vm.image} (disk ${formatMiB(vm.diskMiB)})`,
       `automatic restart:  ${vm.automaticRestart ? "on" : "off"}`,
       `cpu cap / weight:   ${vm.cpuCapPercent === null ? "none" : `${vm.cpuCapPercent}%`} / ${vm.cpuWeight}`,
+      `network cards:      ${vm.networkInterfaces.length === 0 ? "none" : ""}`.trimEnd(),
+      ...vm.networkInterfaces.map(
+        (nic, i) => `  eth${i}  ${nic.network.padEnd(12)} ${nic.mac}${nic.ipv4 ? `  ${nic.ipv4}` : ""}`,
+      ),
+      `port forwards:      ${vm.forwards.length === 0 ? "none" : ""}`.trimEnd(),
+      ...vm.forwards.map((f) => `  ${formatPortForward(f)}`),
       `vmm pid:            ${vm.vmmPid ?? "-"}`,
       `created:            ${vm.creationTimestamp}`,
       `last start:         ${vm.lastStartTimestamp ?? "-"}`,

@@ -15,7 +15,7 @@ Commands:
   suspend      suspend a VM to files             resume     resume a suspended VM
   delete       delete a VM                       events     VM events (--follow)
   operations   wait for or show operations       daemon     run, stop or query the daemon
-  logs         a VM's console history            top        live per-VM CPU, MIPS, memory, disk
+  logs         a VM's console history            top        live per-VM CPU, MIPS, memory, disk, net
   console      attach to a VM's serial console (Ctrl-A d detaches)
   exec         run a command in a VM through its guest agent: tsvm exec NAME -- CMD…
   export       write a stopped or suspended VM as one file (or - for stdout)
@@ -24,6 +24,7 @@ Commands:
   clone        a new VM from a stopped or suspended VM or a snapshot, with a new identity
   network      create, list, describe or delete private networks (VMs on one reach each other by name)
   set-machine-type   change a stopped VM's vCPUs and memory
+  update       change a stopped VM's port forwards
   machine-types      list the machine types
   version      print tsvm's version (also tsvm --version)
 
@@ -63,6 +64,7 @@ const COMMANDS = new Map<string, Command>([
   ["network", async (argv) => (await import("./network.ts")).networkCommand(argv)],
   ["snapshot", async (argv) => (await import("./snapshot.ts")).snapshotCommand(argv)],
   ["set-machine-type", async (argv) => (await import("./set-machine-type.ts")).setMachineTypeCommand(argv)],
+  ["update", async (argv) => (await import("./update.ts")).updateCommand(argv)],
   ["machine-types", async (argv) => (await import("./machine-types.ts")).machineTypesCommand(argv)],
   ["version", async (argv) => (await import("./version.ts")).versionCommand(argv)],
 ]);

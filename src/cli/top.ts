@@ -10,7 +10,8 @@ const HELP = `Usage: tsvm top [--interval SECONDS] [--iterations N] [--format ta
 
 Refreshes every interval (default 2 s) until Ctrl-C, or N times. For each running VM: CPU % of one host
 core used by its VMM process, its cap and its weight (its share under contention), guest MIPS, guest
-memory and the VMM's resident memory, bytes read and written on its disk. --format json prints one JSON array per refresh.
+memory and the VMM's resident memory, bytes read and written on its disk, bytes received and sent by its
+network cards (all cards together). --format json prints one JSON array per refresh.
 `;
 
 interface Row {
@@ -24,6 +25,8 @@ interface Row {
   rssMiB: number | null;
   diskReadBytes: number | null;
   diskWriteBytes: number | null;
+  netRxBytes: number | null;
+  netTxBytes: number | null;
 }
 
 const previous = new Map<string, { cpuMs: number; at: number }>();
@@ -43,6 +46,8 @@ async function sample(client: ApiClient): Promise<Row[]> {
       rssMiB: null,
       diskReadBytes: null,
       diskWriteBytes: null,
+      netRxBytes: null,
+      netTxBytes: null,
     };
     if (vm.vmmPid !== null) {
       const s = await client.getStats(vm.name).then(
@@ -59,6 +64,9 @@ async function sample(client: ApiClient): Promise<Row[]> {
         if (s.vmmRssBytes !== undefined) row.rssMiB = Math.round(s.vmmRssBytes / 1048576);
         row.diskReadBytes = s.diskReadBytes ?? null;
         row.diskWriteBytes = s.diskWriteBytes ?? null;
+        // A VM without cards has no counters: 0, not unknown.
+        row.netRxBytes = s.netRxBytes ?? 0;
+        row.netTxBytes = s.netTxBytes ?? 0;
       }
     }
     rows.push(row);
@@ -111,7 +119,20 @@ export async function topCommand(argv: string[]): Promise<number> {
       }
       if (process.stdout.isTTY) process.stdout.write("\x1b[H\x1b[2J");
       printTable(
-        ["NAME", "STATUS", "CPU%", "CAP", "WEIGHT", "MIPS", "MEMORY", "RSS", "DISK READ", "DISK WRITE"],
+        [
+          "NAME",
+          "STATUS",
+          "CPU%",
+          "CAP",
+          "WEIGHT",
+          "MIPS",
+          "MEMORY",
+          "RSS",
+          "DISK READ",
+          "DISK WRITE",
+          "NET RX",
+          "NET TX",
+        ],
         rows.map((r) => [
           r.name,
           r.status,
@@ -123,6 +144,8 @@ export async function topCommand(argv: string[]): Promise<number> {
           r.rssMiB === null ? "-" : `${r.rssMiB} MiB`,
           bytes(r.diskReadBytes),
           bytes(r.diskWriteBytes),
+          bytes(r.netRxBytes),
+          bytes(r.netTxBytes),
         ]),
       );
     }

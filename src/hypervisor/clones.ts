@@ -14,12 +14,14 @@ import { crashPoint } from "./crash-point.ts";
 import type { DiskAdmission } from "./disk-admission.ts";
 import { activeDiskOf, type DiskStore, freezeActiveDisk, newNodeId } from "./disk-store.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
+import { hasNatCard, interfacesForCopy } from "./network-interfaces.ts";
+import { forwardsForRequest } from "./port-forwards.ts";
 import type { Snapshots } from "./snapshots.ts";
 import { syncDir, type VmPaths } from "./store.ts";
 import { newRecordBasics, type VmRecord } from "./vm-record.ts";
 
 /** The fields a clone takes from its source: giving them too is refused rather than silently ignored. */
-const SOURCE_FIELDS = ["machineType", "cpus", "memoryMiB", "image", "engine"] as const;
+const SOURCE_FIELDS = ["machineType", "cpus", "memoryMiB", "image", "engine", "networkInterfaces"] as const;
 
 /** Refuses a clone request that names what only a new VM from an image can choose. */
 export function checkCloneRequest(req: InsertInstanceRequest): void {
@@ -35,15 +37,23 @@ export function checkCloneRequest(req: InsertInstanceRequest): void {
   if (given.length > 0)
     throw new HypervisorError(
       "invalid-argument",
-      `a clone has its source's machine type, image and engine: leave out ${given.join(", ")} (change the machine type afterwards with setMachineType)`,
+      `a clone has its source's machine type, image, engine and networks: leave out ${given.join(", ")} (change the machine type afterwards with setMachineType)`,
     );
 }
 
 /**
  * The record of clone `req.name` of `source`: the source's machine type, disk size, image and engine, the
- * request's (else the source's) scheduling, a new id and a new identity, PROVISIONING.
+ * request's (else the source's) scheduling, a new id and a new identity, PROVISIONING. Its network cards are
+ * on the source's networks, with new MACs (none of `takenMacs`); its forwards are the request's, none by
+ * default (the source's host ports are the source's).
  */
-export function cloneRecord(source: VmRecord, req: InsertInstanceRequest, at: string): VmRecord {
+export function cloneRecord(
+  source: VmRecord,
+  req: InsertInstanceRequest,
+  at: string,
+  takenMacs: ReadonlySet<string> = new Set(),
+): VmRecord {
+  const networkInterfaces = interfacesForCopy(source.networkInterfaces, takenMacs);
   const from = req.sourceSnapshot
     ? `clone of '${source.name}' (snapshot '${req.sourceSnapshot}')`
     : `clone of '${source.name}'`;
@@ -58,6 +68,8 @@ export function cloneRecord(source: VmRecord, req: InsertInstanceRequest, at: st
     automaticRestart: req.automaticRestart ?? source.automaticRestart,
     cpuCapPercent: req.cpuCapPercent === undefined ? source.cpuCapPercent : req.cpuCapPercent,
     cpuWeight: req.cpuWeight ?? source.cpuWeight,
+    ...(networkInterfaces === undefined ? {} : { networkInterfaces }),
+    forwards: forwardsForRequest(req.forwards, hasNatCard({ networkInterfaces })),
   };
 }
 

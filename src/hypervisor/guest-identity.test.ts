@@ -97,18 +97,48 @@ test("parseRestoredIdentityOutput: each part's status, null when the guest said 
   assert.deepEqual(parseRestoredIdentityOutput("reseed 0\nidentity 0\n"), {
     reseedStatus: 0,
     identityStatus: 0,
+    networkStatuses: [],
   });
   assert.deepEqual(parseRestoredIdentityOutput("reseed 127\nidentity 0\n"), {
     reseedStatus: 127,
     identityStatus: 0,
+    networkStatuses: [],
   });
   assert.deepEqual(parseRestoredIdentityOutput("reseed -1\nidentity 1x\nreseed 99999\n"), {
     reseedStatus: null,
     identityStatus: null,
+    networkStatuses: [],
   });
   // A hostile guest's flood: only the first 4 KiB are looked at.
-  assert.deepEqual(parseRestoredIdentityOutput(`${"x".repeat(1 << 20)}\nreseed 0\n`), {
+  assert.deepEqual(parseRestoredIdentityOutput(`${"x".repeat(1 << 20)}\nreseed 0\n`, 1), {
     reseedStatus: null,
     identityStatus: null,
+    networkStatuses: [null],
   });
+  // One status per card, in order; a card the guest said nothing about is null.
+  assert.deepEqual(parseRestoredIdentityOutput("reseed 0\nidentity 0\nnet 0 0\nnet 2 1\nnet 1 x\n", 3), {
+    reseedStatus: 0,
+    identityStatus: 0,
+    networkStatuses: [0, null, 1],
+  });
+});
+
+test("restoredIdentityCommand: each card gets its MAC and a new DHCP client as rcS starts it, after the identity", () => {
+  const seed = new Uint8Array(RESEED_BYTES);
+  const macs = ["02:00:00:00:00:01", "02:aa:bb:cc:dd:ee"];
+  const command = restoredIdentityCommand({ hostname: "db-1", machineId: "cd".repeat(16) }, seed, macs);
+  const lines = command.split("\n");
+  assert.equal(lines.length, 4);
+  assert.match(lines[2]!, /ip link set dev eth0 address 02:00:00:00:00:01/);
+  assert.match(
+    lines[2]!,
+    /udhcpc -b -S -t 5 -T 2 -A 3 -i eth0 -x hostname:db-1 -p \/run\/udhcpc\.eth0\.pid -s \/usr\/share\/udhcpc\/default\.script/,
+  );
+  assert.match(lines[2]!, /kill \$p/);
+  assert.match(lines[2]!, /echo "net 0 \$\?"$/);
+  assert.match(lines[3]!, /eth1 address 02:aa:bb:cc:dd:ee.*echo "net 1 \$\?"$/);
+  assert.throws(
+    () => restoredIdentityCommand({ hostname: "db-1", machineId: "cd".repeat(16) }, seed, ["02:00;reboot"]),
+    /malformed/,
+  );
 });

@@ -3,7 +3,13 @@
 // and after a restore from memory (through the guest agent, with fresh randomness: docs/guest-agent.md).
 
 import { createHash, randomBytes } from "node:crypto";
-import { type GuestIdentity, MACHINE_ID_PATTERN, VM_NAME_PATTERN } from "../api/schemas/vm-schemas.ts";
+import {
+  type GuestIdentity,
+  MAC_PATTERN,
+  MACHINE_ID_PATTERN,
+  MAX_NETWORK_INTERFACES,
+  VM_NAME_PATTERN,
+} from "../api/schemas/vm-schemas.ts";
 import type { VmRecord } from "./vm-record.ts";
 
 export type { GuestIdentity } from "../api/schemas/vm-schemas.ts";
@@ -50,30 +56,60 @@ export const RESEED_PROGRAM = "/usr/sbin/tsvm-reseed";
  * The shell command, run through the guest agent after a restore from memory, that gives the guest its
  * identity and fresh randomness: first the CRNG reseeded with `seed` (the most urgent: until then the
  * guest's random numbers are those of every other restore of the same image), then the hostname,
- * /etc/hostname and /etc/machine-id. Each part's status is printed on a line of its own
- * ("reseed N", "identity N"), so a failure of one is told apart from the other's.
+ * /etc/hostname and /etc/machine-id, then each network card (`macs[N]` is ethN's): its MAC set (a clone's
+ * differs from the saved guest's) and its DHCP client restarted, as rcS starts it, so the card asks for a
+ * lease under its MAC from the network now behind it. Each part's status is printed on a line of its own
+ * ("reseed N", "identity N", "net I N"), so a failure of one is told apart from the others'.
  */
-export function restoredIdentityCommand(identity: GuestIdentity, seed: Uint8Array): string {
+export function restoredIdentityCommand(
+  identity: GuestIdentity,
+  seed: Uint8Array,
+  macs: readonly string[] = [],
+): string {
   checkIdentity(identity);
+  if (macs.length > MAX_NETWORK_INTERFACES || !macs.every((m) => MAC_PATTERN.test(m)))
+    throw new Error(`the MAC addresses ${macs.join(", ").slice(0, 200)} are malformed`);
   const hex = Buffer.from(seed).toString("hex");
   const { hostname, machineId } = identity;
   return [
     `echo ${hex} | ${RESEED_PROGRAM}; echo "reseed $?"`,
     `{ hostname ${hostname} && echo ${hostname} >/etc/hostname && echo ${machineId} >/etc/machine-id; }; echo "identity $?"`,
+    ...macs.map((mac, i) => cardCommand(`eth${i}`, mac, hostname, i)),
   ].join("\n");
+}
+
+/**
+ * Gives card `dev` its MAC and a new DHCP client (rcS's command line). The old client is waited for: it
+ * removes its pid file as it exits, which must not be the new one's.
+ */
+function cardCommand(dev: string, mac: string, hostname: string, index: number): string {
+  const pidFile = `/run/udhcpc.${dev}.pid`;
+  return [
+    `{ p=$(cat ${pidFile} 2>/dev/null); if [ -n "$p" ]; then kill $p 2>/dev/null; i=0; while kill -0 $p 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i+1)); done; fi;`,
+    `ip link set dev ${dev} down && ip link set dev ${dev} address ${mac} && ip link set dev ${dev} up &&`,
+    `udhcpc -b -S -t 5 -T 2 -A 3 -i ${dev} -x hostname:${hostname} -p ${pidFile} -s /usr/share/udhcpc/default.script >/dev/null 2>&1; }; echo "net ${index} $?"`,
+  ].join(" ");
 }
 
 /** What the guest reported for restoredIdentityCommand: each part's exit status, null when it said none. */
 export interface RestoredIdentityResult {
   readonly reseedStatus: number | null;
   readonly identityStatus: number | null;
+  /** Per card (index = ethN): the status of setting its MAC and restarting its DHCP client. */
+  readonly networkStatuses: readonly (number | null)[];
 }
 
 /** Reads the two status lines out of the command's output (the guest's output is not trusted: bounded, exact). */
-export function parseRestoredIdentityOutput(stdout: string): RestoredIdentityResult {
+export function parseRestoredIdentityOutput(stdout: string, cards = 0): RestoredIdentityResult {
   const status = (part: string) => {
     const m = new RegExp(`^${part} (\\d{1,3})$`, "m").exec(stdout.slice(0, 4096));
     return m ? Number(m[1]) : null;
   };
-  return { reseedStatus: status("reseed"), identityStatus: status("identity") };
+  return {
+    reseedStatus: status("reseed"),
+    identityStatus: status("identity"),
+    networkStatuses: Array.from({ length: Math.min(cards, MAX_NETWORK_INTERFACES) }, (_, i) =>
+      status(`net ${i}`),
+    ),
+  };
 }

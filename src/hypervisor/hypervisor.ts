@@ -8,7 +8,7 @@ import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import type { InsertNetworkRequest, Network } from "../api/schemas/network-schemas.ts";
 import type { Snapshot } from "../api/schemas/snapshot-schemas.ts";
-import type { InsertInstanceRequest, Instance } from "../api/schemas/vm-schemas.ts";
+import type { InsertInstanceRequest, Instance, UpdateInstanceRequest } from "../api/schemas/vm-schemas.ts";
 import { Clones, type CloneVm, checkCloneRequest, cloneRecord } from "./clones.ts";
 import { readConsoleLog } from "./console-log.ts";
 import { crashPoint, statusWritePoint } from "./crash-point.ts";
@@ -19,6 +19,7 @@ import { identityOf } from "./guest-identity.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import { checkAction, transition, type VmAction, type VmStatus } from "./lifecycle.ts";
 import { DEFAULT_MACHINE_TYPE, machineTypeFor, resolveMachineType } from "./machine-types.ts";
+import { hasNatCard, interfacesForInsert, interfacesOf, macsOf, NAT_NETWORK } from "./network-interfaces.ts";
 import {
   FileOperationJournal,
   type Operation,
@@ -35,6 +36,12 @@ import {
   type VmAllocation,
 } from "./resources.ts";
 import type { SwitchEntry } from "./network-switch-process.ts";
+import {
+  checkForwardsUnshared,
+  checkHostPortsFree,
+  describeForward,
+  forwardsForRequest,
+} from "./port-forwards.ts";
 import { PrivateNetworks } from "./private-networks.ts";
 import { treeNodes } from "./snapshot-tree.ts";
 import { Snapshots, type SnapshotVm } from "./snapshots.ts";
@@ -408,6 +415,18 @@ export class Hypervisor {
         `unknown engine '${engine.slice(0, 80)}'; available: ${engines.join(", ") || "none"}`,
       );
     this.config.images.check(image);
+    // Private cards get their addresses now, before the first await, so that no other insert takes them.
+    const networkInterfaces = this.lan.assignAddresses(
+      interfacesForInsert(req.networkInterfaces, {
+        takenMacs: macsOf(this.records()),
+        checkNetwork: (network) => this.lan.checkNetwork(network),
+      }),
+    );
+    const forwards = forwardsForRequest(
+      req.forwards,
+      networkInterfaces.some((nic) => nic.network === NAT_NETWORK),
+    );
+    checkForwardsUnshared(req.name, forwards, this.records());
     // Only a rough disk figure is known before the image is looked up; the copy is checked again below.
     checkAdmission(this.config.capacity, this.allocations(), {
       name: req.name,
@@ -427,6 +446,8 @@ export class Hypervisor {
       automaticRestart: req.automaticRestart ?? true,
       cpuCapPercent,
       cpuWeight,
+      networkInterfaces,
+      forwards,
     };
     // The slot exists from now on: the name and the resources are taken before the first await.
     const slot = this.newSlot(record);
@@ -440,6 +461,8 @@ export class Hypervisor {
         const { store } = this.config;
         const paths = store.paths(req.name);
         try {
+          // Before anything is written: a port some process holds would fail the VM's first start.
+          await checkHostPortsFree(req.name, forwards);
           const template = await this.config.images.diskTemplate(image);
           // The image's base node when it is not converted yet (once, however many inserts wait for it),
           // and what the new disk may grow to (its image's size), which stays reserved for the VM.
@@ -508,6 +531,8 @@ export class Hypervisor {
       () => this.admit(slot),
       async (op) => {
         try {
+          // passt could not listen on a port another process took while the VM was stopped: said here, clearly.
+          await checkHostPortsFree(name, slot.record.forwards ?? []);
           await this.setStatus(slot, "PROVISIONING", "start: resources reserved", { statusMessage: "" });
         } finally {
           this.reservations.delete(name);
@@ -819,6 +844,47 @@ export class Hypervisor {
     );
   }
 
+  /**
+   * Changes a TERMINATED VM's definition (Compute Engine's instances.update): its port forwards, replaced
+   * whole. Checked as an insert's are (format, other VMs' forwards at once; ports held by a process in the
+   * operation); takes effect at the next start.
+   */
+  update(name: string, req: UpdateInstanceRequest): OperationView {
+    const slot = this.slot(name);
+    const check = () => {
+      const forwards = forwardsForRequest(req.forwards, hasNatCard(slot.record));
+      checkForwardsUnshared(name, forwards, this.records());
+      return forwards;
+    };
+    if (req.forwards !== undefined && slot.busy === 0) check();
+    return this.submit(
+      slot,
+      "update",
+      "update",
+      () => {},
+      async () => {
+        if (req.forwards === undefined) return;
+        const forwards = check();
+        await checkHostPortsFree(name, forwards);
+        const next = { ...slot.record, forwards };
+        await this.config.store.write(next);
+        slot.record = next;
+        this.events.append({
+          time: this.now().toISOString(),
+          type: "notice",
+          vmName: name,
+          vmId: next.id,
+          from: next.status,
+          to: next.status,
+          message:
+            forwards.length === 0
+              ? "port forwards removed"
+              : `port forwards set to ${forwards.map(describeForward).join(", ")}`,
+        });
+      },
+    );
+  }
+
   // ---- snapshots (snapshots.ts) ---------------------------------------------------------------------
 
   async listSnapshots(name: string): Promise<Snapshot[]> {
@@ -965,7 +1031,11 @@ export class Hypervisor {
     const source = this.slot(sourceName);
     const action = req.sourceSnapshot === undefined ? "clone" : "cloneSnapshot";
     if (source.busy === 0) checkAction(action, source.record.status, sourceName);
-    const record = cloneRecord(source.record, req, this.now().toISOString());
+    const copy = cloneRecord(source.record, req, this.now().toISOString(), macsOf(this.records()));
+    const record = copy.networkInterfaces
+      ? { ...copy, networkInterfaces: this.lan.assignAddresses(copy.networkInterfaces) }
+      : copy;
+    checkForwardsUnshared(record.name, record.forwards ?? [], this.records());
     checkScheduling(record.cpuCapPercent, record.cpuWeight, record.cpus);
     checkAdmission(this.config.capacity, this.allocations(), {
       name: record.name,
@@ -986,6 +1056,7 @@ export class Hypervisor {
           resume = await this.onQueueOf(source, async () => {
             if (source.deleted) throw new VmNotFoundError(sourceName);
             checkAction(action, source.record.status, sourceName);
+            await checkHostPortsFree(record.name, record.forwards ?? []);
             op.statusMessage = `sharing the disk of '${sourceName}'`;
             const resumes = await this.clones.makeFiles(this.cloneVm(source, slot), req.sourceSnapshot);
             await this.holdDisk(slot);
@@ -1128,6 +1199,11 @@ export class Hypervisor {
     return run;
   }
 
+  /** Every VM's record (for what must be unique across VMs: MACs, forwarded host ports). */
+  private records(): VmRecord[] {
+    return [...this.slots.values()].map((s) => s.record);
+  }
+
   private slot(name: string): VmSlot {
     checkVmName(name);
     const slot = this.slots.get(name);
@@ -1142,6 +1218,8 @@ export class Hypervisor {
       kind: "tsvm#instance",
       ...slot.record,
       identity: identityOf(slot.record),
+      networkInterfaces: interfacesOf(slot.record),
+      forwards: slot.record.forwards ?? [],
       vmmPid: slot.vmm?.pid ?? null,
     };
   }
@@ -1320,6 +1398,12 @@ export class Hypervisor {
   /** Makes `vmm` the VM's VMM and watches for its exit. */
   private attach(slot: VmSlot, vmm: VmmHandle): void {
     slot.vmm = vmm;
+    vmm.onNotice?.((message) => {
+      if (slot.vmm !== vmm || slot.deleted) return;
+      const { status, name, id } = slot.record;
+      const time = this.now().toISOString();
+      this.events.append({ time, type: "notice", vmName: name, vmId: id, from: status, to: status, message });
+    });
     void vmm.exited.then((exit) => {
       if (slot.vmm !== vmm || slot.deleted || this.closed) return;
       if (slot.expectingExit) return; // the operation that expects it handles it

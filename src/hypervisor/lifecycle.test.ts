@@ -50,6 +50,7 @@ const EXPECTED_LEGAL: Record<VmAction, VmStatus[]> = {
   resume: ["SUSPENDED"],
   delete: [...VM_STATUSES],
   setMachineType: ["TERMINATED"],
+  update: ["TERMINATED"],
   exec: ["RUNNING"],
   export: ["TERMINATED", "SUSPENDED"],
   createSnapshot: ["RUNNING", "TERMINATED", "SUSPENDED"],

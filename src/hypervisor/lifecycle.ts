@@ -73,6 +73,7 @@ export const VM_ACTIONS = [
   "resume",
   "delete",
   "setMachineType",
+  "update",
   "exec",
   "export",
   "createSnapshot",
@@ -107,6 +108,9 @@ const ACTIONS: Readonly<Record<VmAction, { readonly from: readonly VmStatus[]; r
     delete: { from: VM_STATUSES },
     // Compute Engine changes the machine type only of a stopped instance.
     setMachineType: { from: ["TERMINATED"] },
+    // The definition (port forwards) changes only while no VMM runs with the old one (Compute Engine's
+    // instances.update of a stopped instance); it takes effect at the next start.
+    update: { from: ["TERMINATED"] },
     // A command runs in the guest through its agent: there must be a running guest.
     exec: { from: ["RUNNING"] },
     // An export reads the VM's files, which must be at rest: no guest writes its disk meanwhile (a running

@@ -7,9 +7,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { connectUnix } from "./control-socket.ts";
-import { Networks, switchHello } from "./networks.ts";
-import { askSwitchStats, SwitchProcesses } from "./network-switch-process.ts";
 import { fixtureLauncherConfig } from "./fixtures/fixture-launcher.ts";
+import { switchHello } from "./network-interfaces.ts";
+import { askSwitchStats, SwitchProcesses } from "./network-switch-process.ts";
+import { Networks } from "./networks.ts";
 
 const SWITCH_ENTRY = {
   entry: join(import.meta.dirname, "network-switch-main.ts"),

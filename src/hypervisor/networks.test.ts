@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { parseSubnet } from "./ipv4-subnet.ts";
-import { type CardHolder, type NetworkCard, Networks, switchNicSpec } from "./networks.ts";
+import { type CardHolder, type NetworkCard, Networks } from "./networks.ts";
 import { hostsCommand, hostsLinesFor } from "./private-networks.ts";
 
 const homes: string[] = [];
@@ -193,20 +193,6 @@ test("members files list each network's cards and are rewritten only when they c
   assert.equal((await stat(path)).mtimeMs, before);
   await networks.syncMembers([vms[0]!]);
   assert.equal(JSON.parse(await readFile(path, "utf8")).members.length, 1);
-});
-
-test("a switch card's VMM spec: the network's socket and the hello naming the VM and MAC", () => {
-  assert.deepEqual(
-    switchNicSpec("/h", "vm-1", { network: "lab", mac: "02:00:00:00:00:0a", ipv4: "10.77.0.2" }),
-    {
-      mac: "02:00:00:00:00:0a",
-      attach: {
-        kind: "switch",
-        socketPath: "/h/networks/lab/switch.sock",
-        hello: "tsvm-switch 1 vm-1 02:00:00:00:00:0a\n",
-      },
-    },
-  );
 });
 
 test("hosts lines: the other VMs sharing a network, by name; nothing from networks the VM is not on", () => {

@@ -9,7 +9,6 @@ import { join } from "node:path";
 import {
   MEMBERS_FORMAT_VERSION,
   MEMBERS_MAGIC,
-  NAT_NETWORK,
   NETWORK_FORMAT_VERSION,
   NETWORK_MAGIC,
   NETWORK_NAME_PATTERN,
@@ -18,6 +17,7 @@ import {
   NetworkRecord,
 } from "../api/schemas/network-schemas.ts";
 import { schemaCheck } from "../api/schemas/schema-check.ts";
+import { NAT_NETWORK } from "../api/schemas/vm-schemas.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import {
   cardAddresses,
@@ -369,25 +369,4 @@ function membersText(record: NetworkRecord, members: NetworkMember[]): string {
     members,
   };
   return `${JSON.stringify(file, null, 2)}\n`;
-}
-
-/** The line a VMM says first on its connection to the switch (network-switch.ts checks it). */
-export function switchHello(vmId: string, mac: string): string {
-  return `tsvm-switch 1 ${vmId} ${mac}\n`;
-}
-
-/** The VMM spec entry of a card on a private network (VmmSpec.nics). */
-export function switchNicSpec(
-  home: string,
-  vmId: string,
-  card: NetworkCard,
-): { mac: string; attach: { kind: "switch"; socketPath: string; hello: string } } {
-  return {
-    mac: card.mac,
-    attach: {
-      kind: "switch",
-      socketPath: join(home, "networks", card.network, SWITCH_SOCKET),
-      hello: switchHello(vmId, card.mac),
-    },
-  };
 }

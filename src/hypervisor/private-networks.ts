@@ -5,6 +5,7 @@
 
 import type { Network } from "../api/schemas/network-schemas.ts";
 import type { VmEvent } from "../api/schemas/event-schemas.ts";
+import { HypervisorError } from "./hypervisor-error.ts";
 import { formatIpv4, gatewayOf, parseSubnet } from "./ipv4-subnet.ts";
 import { type CardHolder, type NetworkCard, Networks } from "./networks.ts";
 import { askSwitchStats, type SwitchEntry, SwitchProcesses } from "./network-switch-process.ts";
@@ -118,6 +119,15 @@ export class PrivateNetworks {
 
   async list(): Promise<Network[]> {
     return Promise.all(this.networks.list().map((r) => this.get(r.name)));
+  }
+
+  /** Refuses a card on a private network that does not exist (`invalid-network`, naming the command). */
+  checkNetwork(name: string): void {
+    if (!this.networks.has(name))
+      throw new HypervisorError(
+        "invalid-network",
+        `the network '${name.slice(0, 80)}' was not found; create it first (tsvm network create ${name.slice(0, 80)})`,
+      );
   }
 
   /** A new VM's cards with their addresses (see Networks.assignAddresses); throws for an unknown network. */

@@ -22,6 +22,7 @@ import {
 import { readSnapshot, type SnapshotLike, writeSnapshot } from "./snapshot-file.ts";
 import { bootFilesOf } from "./vm-boot-files.ts";
 import type { LaunchMode } from "./vmm.ts";
+import type { GuestHost } from "./vmm-network.ts";
 import type { SaveStateOptions, VmmGuest, VmmSpec } from "./vmm-protocol.ts";
 
 /** The machine's disk port, as the engine takes it (the hypervisor does not import the machine itself). */
@@ -79,7 +80,7 @@ function guestExitOf(reason: ExitReason): GuestExit | undefined {
   }
 }
 
-export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
+export async function createGuest(spec: VmmSpec, host?: GuestHost): Promise<VmmGuest> {
   // An imported VM boots from the copies that came with it, any other from its image.
   const image = await bootFilesOf(spec.vmDir, spec.image);
   // A restore reads its state before the machine is built: with RAM mapped, it is built on the state's RAM.
@@ -151,7 +152,7 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
     agentWasConnected = connected;
   };
   try {
-    engine = new RiscvEngine({
+    const options: RiscvEngineOptions & { nics?: GuestHost["nics"] } = {
       config: {
         harts: spec.cpus,
         memoryBytes: spec.memoryMiB * 1048576,
@@ -173,7 +174,10 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
         ports: [{ name: GUEST_AGENT_PORT_NAME, sink: { write: (bytes) => agentInput(bytes) } }],
       },
       ram: saved && ramMode === "map" ? RiscvEngine.ramOf(saved) : undefined,
-    });
+      // The VM's network cards (eth0 first), their backends made by the VMM (vmm-network.ts).
+      nics: host?.nics ?? [],
+    };
+    engine = new RiscvEngine(options);
   } catch (e) {
     await disk.close();
     throw e;
@@ -211,7 +215,8 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
     const keep = (text: string, bytes: Uint8Array) =>
       text.length < RESTORE_IDENTITY_OUTPUT_BYTES ? text + Buffer.from(bytes).toString("latin1") : text;
     try {
-      const { exitCode } = await agentClient.exec(restoredIdentityCommand(spec.identity, seed), {
+      const macs = (spec.nics ?? []).map((nic) => nic.mac);
+      const { exitCode } = await agentClient.exec(restoredIdentityCommand(spec.identity, seed, macs), {
         timeoutMs: RESTORE_IDENTITY_TIMEOUT_MS,
         signal: abort.signal,
         onOutput: (bytes, stream) => {
@@ -219,7 +224,10 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
           else stderr = keep(stderr, bytes);
         },
       });
-      const { reseedStatus, identityStatus } = parseRestoredIdentityOutput(stdout);
+      const { reseedStatus, identityStatus, networkStatuses } = parseRestoredIdentityOutput(
+        stdout,
+        macs.length,
+      );
       const said = stderr
         .replace(/[^\x20-\x7e]+/g, " ")
         .trim()
@@ -231,10 +239,13 @@ export async function createGuest(spec: VmmSpec): Promise<VmmGuest> {
       const failures = [
         outcome("reseeding the kernel's random number generator", reseedStatus),
         outcome("setting the hostname and machine id", identityStatus),
+        ...networkStatuses.map((status, i) =>
+          outcome(`setting eth${i}'s MAC ${macs[i]} and restarting its DHCP client`, status),
+        ),
       ].filter((f) => f !== null);
       if (failures.length === 0)
         log(
-          `after the restore: hostname ${spec.identity.hostname}, machine id ${spec.identity.machineId}, kernel random number generator reseeded (${Math.round(performance.now() - resumedAt)} ms after the guest resumed)`,
+          `after the restore: hostname ${spec.identity.hostname}, machine id ${spec.identity.machineId}, ${macs.length > 0 ? `MACs ${macs.join(", ")} with DHCP restarted, ` : ""}kernel random number generator reseeded (${Math.round(performance.now() - resumedAt)} ms after the guest resumed)`,
         );
       else log(`after the restore: ${failures.join("; ")}${said ? `: ${said}` : ""}; the VM runs on`);
     } catch (e) {

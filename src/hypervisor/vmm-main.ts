@@ -23,6 +23,7 @@ import { ACTIVE_DISK, freezeActiveDisk } from "./disk-store.ts";
 import { readProcessIdentity } from "./process-identity.ts";
 import { writeFileAtomic } from "./store.ts";
 import type { VmmExit } from "./vmm.ts";
+import { VmmNetwork } from "./vmm-network.ts";
 import {
   CONSOLE_VIEWER_QUEUE_BYTES,
   EXEC_OUTPUT_QUEUE_BYTES,
@@ -53,7 +54,17 @@ const runRecordPath = join(spec.vmDir, "vmm.json");
 const exitRecordPath = join(spec.vmDir, "exit.json");
 const startedAt = new Date().toISOString();
 let guest: VmmGuest | undefined;
+/** The guest's network cards' backends (passt for the NAT card); closed after the guest. */
+let network: VmmNetwork | undefined;
 let exiting = false;
+/** Connections that said hello (the daemon's): each gets the notices (VmmResponse.notice). */
+const noticeListeners = new Set<Socket>();
+
+/** Tells the daemon (every connection that said hello) about an event of the VM. */
+function notice(message: string): void {
+  for (const socket of noticeListeners)
+    if (!socket.destroyed) socket.write(encodeMessage({ id: 0, notice: message }));
+}
 
 // vmm.log (our stderr) is bounded: rotated, and what else writes to stderr (the engine, e.g. about a guest
 // agent breaking its protocol: a guest can do that millions of times) is rate-limited (bounded-log.ts).
@@ -134,6 +145,11 @@ async function exitVmm(exit: VmmExit, code = 0): Promise<never> {
       await guest?.close();
     } catch (e) {
       log(`closing the guest failed: ${(e as Error).message}`);
+    }
+    try {
+      await network?.close();
+    } catch (e) {
+      log(`stopping the network failed: ${(e as Error).message}`);
     }
     try {
       await flushDisks(undefined);
@@ -477,6 +493,7 @@ async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<voi
         reply({
           result: {
             ...g.stats(),
+            ...network?.stats(),
             vmmCpuMs: (cpu.user + cpu.system) / 1000,
             vmmRssBytes: process.memoryUsage.rss(),
             vmmUptimeMs: Math.round(process.uptime() * 1000),
@@ -518,6 +535,8 @@ try {
       (msg) => {
         const req = msg as VmmRequest;
         if (req.method === "hello") {
+          noticeListeners.add(socket);
+          socket.once("close", () => noticeListeners.delete(socket));
           if (!socket.destroyed) socket.write(encodeMessage({ id: req.id, result: helloResult() }));
           return;
         }
@@ -551,7 +570,10 @@ try {
   const mod = (await import(pathToFileURL(spec.engineModule).href)) as { createGuest?: GuestFactory };
   if (typeof mod.createGuest !== "function")
     throw new Error(`the engine module ${spec.engineModule} has no createGuest function`);
-  guest = await mod.createGuest(spec);
+  // The cards' backends first: passt missing or failing is a start failure in one line, before the guest runs.
+  if (spec.nics && spec.nics.length > 0)
+    network = await VmmNetwork.open(spec.nics, spec.vmDir, { log, notice });
+  guest = await mod.createGuest(spec, network ? { nics: network.nics } : undefined);
   const g = guest;
   g.onConsoleOutput((bytes) => {
     consoleLog.write(bytes);
@@ -582,6 +604,7 @@ try {
   log(`could not start: ${message}`);
   await guest?.flushDisks().catch(() => {});
   await guest?.close().catch(() => {});
+  await network?.close().catch(() => {});
   await flushDisks(undefined).catch(() => {});
   consoleLog.close();
   await rm(runRecordPath, { force: true }).catch(() => {});

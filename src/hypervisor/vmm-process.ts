@@ -11,6 +11,7 @@ import { rotateIfLarger } from "./bounded-log.ts";
 import { connectUnix } from "./control-socket.ts";
 import { activeDiskOf, recoverActiveDisk } from "./disk-store.ts";
 import { identityOf } from "./guest-identity.ts";
+import { nicsSpecOf } from "./network-interfaces.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import {
   isSameProcess,
@@ -167,6 +168,7 @@ export class ProcessVmmLauncher implements VmmLauncher {
       stateDir: paths.stateDir,
       consoleLog: paths.consoleLog,
       socketPath,
+      nics: nicsSpecOf(vm, paths.dir),
     };
     await rm(join(paths.dir, "exit.json"), { force: true });
     await rm(paths.vmm, { force: true });
@@ -296,6 +298,7 @@ class SocketVmmHandle implements VmmHandle {
   private resolveExit!: (exit: VmmExit) => void;
   private readonly pending = new Map<number, { resolve: (r: unknown) => void; reject: (e: Error) => void }>();
   private nextId = 1;
+  private noticeListener: ((message: string) => void) | undefined;
   private detached = false;
   private forced = false;
   private childExit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
@@ -373,7 +376,16 @@ class SocketVmmHandle implements VmmHandle {
     return undefined;
   }
 
+  onNotice(callback: (message: string) => void): void {
+    this.noticeListener = callback;
+  }
+
   private onResponse(msg: VmmResponse): void {
+    if (msg.id === 0 && typeof msg.notice === "string") {
+      // Bounded and printable: a VMM hosts a guest, and the message goes into the event stream.
+      this.noticeListener?.(msg.notice.replace(/[^\x20-\x7e]+/g, " ").slice(0, 1000));
+      return;
+    }
     const waiter = this.pending.get(msg.id);
     if (!waiter) return;
     this.pending.delete(msg.id);

@@ -3,6 +3,7 @@
 //
 //   daemon → vmm   {"id":1,"method":"hello"|"stop"|"reset"|"suspend"|"snapshot"|"stats"|"exec","params":{…}}
 //   vmm → daemon   {"id":1,"result":{…}}  or  {"id":1,"error":{"code":"…","message":"…"}}
+//   vmm → daemon   {"id":0,"notice":"…"} unasked, on each connection that said hello: an event to record
 //   exec only:     {"id":1,"output":{"stream":"stdout"|"stderr","data":"<base64>"}} for each chunk of the
 //                  command's output, before its {"id":1,"result":{"exitCode":N}}; closing the connection
 //                  kills the command (the daemon runs each exec on a connection of its own). When the
@@ -14,6 +15,8 @@
 // without an exit record crashed.
 
 import type { GuestIdentity } from "./guest-identity.ts";
+import type { NicSpec } from "./network-interfaces.ts";
+import type { GuestHost } from "./vmm-network.ts";
 import type { LaunchMode, VmmExit } from "./vmm.ts";
 
 export const VMM_PROTOCOL_VERSION = 1;
@@ -42,6 +45,12 @@ export interface VmmSpec {
   readonly consoleLog: string;
   /** Where the VMM listens (mode 0600): `vmm.sock` in the VM's directory (control-socket.ts). */
   readonly socketPath: string;
+  /**
+   * The VM's network cards in order (eth0 first) and what each connects to: passt, which the VMM starts
+   * and supervises (its socket in the VM's directory), or a private network's switch. Absent in specs
+   * written before network cards: none.
+   */
+  readonly nics?: readonly NicSpec[];
 }
 
 /**
@@ -108,6 +117,11 @@ export interface VmmResponse {
   readonly output?: { readonly stream: GuestOutputStream; readonly data: string };
   /** exec: this many bytes of the command's output were dropped here (the reader was too slow). */
   readonly dropped?: number;
+  /**
+   * Not an answer (id 0): something the daemon should record as an event of the VM (e.g. passt was
+   * restarted). Sent on every connection that said hello.
+   */
+  readonly notice?: string;
 }
 
 /**
@@ -207,7 +221,8 @@ export interface SaveStateOptions {
   readonly whilePaused?: () => Promise<void>;
 }
 
-export type GuestFactory = (spec: VmmSpec) => Promise<VmmGuest>;
+/** `host`: what the VMM made for the guest (its network cards' backends); absent for a VMM without any. */
+export type GuestFactory = (spec: VmmSpec, host?: GuestHost) => Promise<VmmGuest>;
 
 /** Splits a byte stream into JSON lines; calls `onError` (once) for an oversized or unparsable line. */
 export class LineDecoder {

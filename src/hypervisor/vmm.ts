@@ -65,6 +65,11 @@ export interface VmmHandle {
   exec(command: string, options: VmmExecOptions): Promise<{ exitCode: number }>;
   /** Ends the VMM at once (SIGKILL). */
   kill(): void;
+  /**
+   * Registers the receiver of what the VMM reports unasked, for the VM's events (e.g. it restarted the NAT
+   * card's passt). Absent on handles of VMMs that report nothing.
+   */
+  onNotice?(callback: (message: string) => void): void;
   /** Lets go of the VMM without stopping it (daemon shutdown); a later daemon re-attaches. */
   detach(): void;
 }

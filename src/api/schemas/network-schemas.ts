@@ -11,8 +11,6 @@ export const MEMBERS_MAGIC = "tsvm-network-members";
 export const MEMBERS_FORMAT_VERSION = 1;
 /** Network names follow VM names (RFC 1035 labels): also safe as a directory name and a host name. */
 export const NETWORK_NAME_PATTERN = VM_NAME_PATTERN;
-/** The name of the NAT card's "network", which no private network may take. */
-export const NAT_NETWORK = "nat";
 /** A network's members: every card of every VM on it (a VM has at most 4 cards). */
 export const MAX_NETWORK_MEMBERS = 1024;
 

@@ -13,6 +13,7 @@ export const OPERATION_TYPES = [
   "resume",
   "delete",
   "setMachineType",
+  "update",
   "repair",
   "createSnapshot",
   "restoreSnapshot",

@@ -77,6 +77,83 @@ export const GuestIdentity = Type.Object(
 );
 export type GuestIdentity = Static<typeof GuestIdentity>;
 
+/** The name of the NAT network: a card on it reaches the host's networks through passt (docs/networking.md). */
+export const NAT_NETWORK = "nat";
+/** The most network cards one VM has (eth0 … eth3). */
+export const MAX_NETWORK_INTERFACES = 4;
+/** A MAC address as tsvm writes it: six lowercase hex pairs joined by colons. */
+export const MAC_PATTERN = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
+
+export const NetworkInterface = Type.Object(
+  {
+    network: Type.String({
+      minLength: 1,
+      maxLength: 63,
+      description: '"nat" (outbound access and port forwards through passt) or a private network\'s name.',
+    }),
+    mac: Type.String({
+      pattern: MAC_PATTERN.source,
+      description:
+        "The card's MAC address (locally administered unicast, 02:…), made at create, kept across restarts, new for a clone.",
+    }),
+    ipv4: Type.Optional(
+      Type.String({
+        maxLength: 15,
+        description: "Private networks only: the address the network's DHCP gives this card.",
+      }),
+    ),
+  },
+  {
+    $id: "NetworkInterface",
+    additionalProperties: false,
+    description: "One network card of a VM; the first is the guest's eth0, the next eth1, and so on.",
+  },
+);
+export type NetworkInterface = Static<typeof NetworkInterface>;
+
+export const PORT_FORWARD_PROTOCOLS = ["tcp", "udp"] as const;
+/** Host ports below this need privileges (and are refused, whoever runs tsvm). */
+export const MIN_FORWARD_HOST_PORT = 1024;
+export const DEFAULT_FORWARD_HOST_ADDRESS = "127.0.0.1";
+
+const forwardProperties = {
+  protocol: StringEnum(PORT_FORWARD_PROTOCOLS, { description: "tcp or udp." }),
+  hostAddress: Type.String({
+    minLength: 1,
+    maxLength: 45,
+    description: `The host address passt listens on: an IPv4 or IPv6 literal (default ${DEFAULT_FORWARD_HOST_ADDRESS}; 0.0.0.0 for every interface).`,
+  }),
+  hostPort: Type.Integer({ minimum: MIN_FORWARD_HOST_PORT, maximum: 65535, description: "The host's port." }),
+  guestPort: Type.Integer({ minimum: 1, maximum: 65535, description: "The guest's port it reaches." }),
+};
+
+export const PortForward = Type.Object(forwardProperties, {
+  $id: "PortForward",
+  additionalProperties: false,
+  description:
+    "A host port whose connections (tcp) or datagrams (udp) go to a guest port on the VM's NAT card.",
+});
+export type PortForward = Static<typeof PortForward>;
+
+/** A forward as a request gives it: the host address may be left out. */
+export const PortForwardRequest = Type.Object(
+  {
+    ...forwardProperties,
+    hostAddress: Type.Optional(forwardProperties.hostAddress),
+    // Typed here, bounded by the hypervisor, whose refusal of a privileged port says why (invalid-forward).
+    hostPort: Type.Integer({
+      minimum: 1,
+      maximum: 65535,
+      description: `The host's port, ${MIN_FORWARD_HOST_PORT} to 65535 (a privileged port is refused).`,
+    }),
+  },
+  { $id: "PortForwardRequest", additionalProperties: false },
+);
+export type PortForwardRequest = Static<typeof PortForwardRequest>;
+
+/** The most forwards one VM has. */
+export const MAX_PORT_FORWARDS = 64;
+
 /** The properties of a VM's definition, shared by the on-disk record and the API's Instance. */
 const vmProperties = {
   formatVersion: Type.Literal(VM_RECORD_FORMAT_VERSION, {
@@ -119,10 +196,17 @@ const vmProperties = {
 
 /**
  * vm.json: one VM's definition, status and the recorded history of its transitions. `identity` is absent
- * in records written before clones existed (guest-identity.ts: identityOf gives theirs).
+ * in records written before clones existed (guest-identity.ts: identityOf gives theirs);
+ * `networkInterfaces` and `forwards` in records written before network cards (issue 10): such a VM has
+ * no card and no forward.
  */
 export const VmRecord = Type.Object(
-  { ...vmProperties, identity: Type.Optional(GuestIdentity) },
+  {
+    ...vmProperties,
+    identity: Type.Optional(GuestIdentity),
+    networkInterfaces: Type.Optional(Type.Array(NetworkInterface, { maxItems: MAX_NETWORK_INTERFACES })),
+    forwards: Type.Optional(Type.Array(PortForward, { maxItems: MAX_PORT_FORWARDS })),
+  },
   { $id: "VmRecord", additionalProperties: false },
 );
 export type VmRecord = Static<typeof VmRecord>;
@@ -132,6 +216,11 @@ export const Instance = Type.Object(
     kind: Type.Literal("tsvm#instance"),
     ...vmProperties,
     identity: GuestIdentity,
+    networkInterfaces: Type.Array(NetworkInterface, {
+      maxItems: MAX_NETWORK_INTERFACES,
+      description: "The VM's network cards in order (eth0 first); [] for none.",
+    }),
+    forwards: Type.Array(PortForward, { maxItems: MAX_PORT_FORWARDS }),
     vmmPid: Type.Union([Type.Integer(), Type.Null()], { description: "The VMM process id while one runs." }),
   },
   { $id: "Instance", additionalProperties: false },
@@ -206,6 +295,30 @@ export const InsertInstanceRequest = Type.Object(
         description: "Relative share under contention (cgroup v2 cpu.weight semantics).",
       }),
     ),
+    networkInterfaces: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            network: Type.String({
+              maxLength: 256,
+              description: '"nat" or the name of a private network (tsvm network create).',
+            }),
+          },
+          { additionalProperties: false },
+        ),
+        {
+          maxItems: MAX_NETWORK_INTERFACES,
+          description: `The VM's cards in order (eth0 first): default one NAT card, [{ "network": "nat" }]; [] for none; at most ${MAX_NETWORK_INTERFACES}, "nat" at most once. Each gets a new MAC. A clone has its source's networks (with new MACs) and leaves this out.`,
+        },
+      ),
+    ),
+    forwards: Type.Optional(
+      Type.Array(PortForwardRequest, {
+        maxItems: MAX_PORT_FORWARDS,
+        description:
+          "Host ports forwarded to the guest through its NAT card (which it must have). A host port another VM forwards, or any process holds, is refused. Default none; a clone's default is none too (its source's ports are taken).",
+      }),
+    ),
     sourceInstance: Type.Optional(
       Type.String({
         maxLength: 256,
@@ -232,6 +345,23 @@ export const SetMachineTypeRequest = Type.Object(
   { $id: "SetMachineTypeRequest", additionalProperties: false },
 );
 export type SetMachineTypeRequest = Static<typeof SetMachineTypeRequest>;
+
+/**
+ * A change to a TERMINATED VM's definition (PATCH /v1/instances/{name}): each field given replaces the
+ * VM's; fields left out stay as they are.
+ */
+export const UpdateInstanceRequest = Type.Object(
+  {
+    forwards: Type.Optional(
+      Type.Array(PortForwardRequest, {
+        maxItems: MAX_PORT_FORWARDS,
+        description: "The VM's new list of port forwards ([] removes them all).",
+      }),
+    ),
+  },
+  { $id: "UpdateInstanceRequest", additionalProperties: false },
+);
+export type UpdateInstanceRequest = Static<typeof UpdateInstanceRequest>;
 
 export const MachineType = Type.Object(
   {

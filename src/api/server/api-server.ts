@@ -46,12 +46,13 @@ import {
   validateInsertNetwork,
   validateInsertSnapshot,
   validateSetMachineType,
+  validateUpdate,
 } from "./validation.ts";
 
 /** exec output queued for one client past which no more is read from the VMM until the client drains. */
 export const EXEC_HIGH_WATER_BYTES = 256 * 1024;
 
-type Method = "GET" | "POST" | "DELETE";
+type Method = "GET" | "POST" | "PATCH" | "DELETE";
 
 interface RequestContext {
   readonly params: Readonly<Record<string, string>>;
@@ -147,6 +148,12 @@ export class ApiServer {
         path: `${API_BASE}/instances/{name}`,
         operationId: "instances.get",
         handler: async (c) => instance(c.params.name!),
+      },
+      {
+        method: "PATCH",
+        path: `${API_BASE}/instances/{name}`,
+        operationId: "instances.update",
+        handler: async (c) => hv.update(c.params.name!, validateUpdate(await c.body())),
       },
       {
         method: "DELETE",

@@ -7,7 +7,11 @@ import type { TSchema } from "@sinclair/typebox";
 import { ExecRequest, MAX_EXEC_COMMAND_BYTES } from "../schemas/api-schemas.ts";
 import { schemaCheck } from "../schemas/schema-check.ts";
 import { InsertSnapshotRequest } from "../schemas/snapshot-schemas.ts";
-import { InsertInstanceRequest, SetMachineTypeRequest } from "../schemas/vm-schemas.ts";
+import {
+  InsertInstanceRequest,
+  SetMachineTypeRequest,
+  UpdateInstanceRequest,
+} from "../schemas/vm-schemas.ts";
 
 /** An HTTP error answer: status, a stable reason, and the message a user reads. */
 export class ApiFailure extends Error {
@@ -41,6 +45,7 @@ function bodyValidator<T extends TSchema>(schema: T): (body: unknown) => T["stat
 
 export const validateInsert = bodyValidator(InsertInstanceRequest);
 export const validateSetMachineType = bodyValidator(SetMachineTypeRequest);
+export const validateUpdate = bodyValidator(UpdateInstanceRequest);
 export const validateInsertSnapshot = bodyValidator(InsertSnapshotRequest);
 export const validateInsertNetwork = bodyValidator(InsertNetworkRequest);
 const checkExec = bodyValidator(ExecRequest);

@@ -28,6 +28,7 @@ import { serializeVmRecord, type VmRecord, withHistory } from "../vm-record.ts";
 import { ArchiveError, ImportWriteError } from "./archive-format.ts";
 import { type ArchiveManifest, hostByteOrder } from "./archive-manifest.ts";
 import { type ArchiveFileSink, type ArchiveSink, readArchive } from "./archive-reader.ts";
+import { interfacesForCopy } from "../network-interfaces.ts";
 
 export interface ImportTarget {
   /** The data directory (TSVM_HOME): staging happens in it, under `.tmp-import-…` (removed after a crash). */
@@ -241,8 +242,12 @@ export async function stageImport(
       throw new ArchiveError(`its snapshot list is unusable: ${(e as Error).message}`);
     }
     await checkDiskChains(staging, vmDir, snapshotNodes);
+    // The same VM moved keeps its network cards' MACs; a second copy here (a new id) is another machine on
+    // the same networks and gets new ones, as a clone does (docs/networking.md).
+    const copied = accepted.id === exported.id ? {} : newMacsOf(exported.networkInterfaces);
     const record: VmRecord = {
       ...exported,
+      ...copied,
       name: accepted.name,
       id: accepted.id,
       statusMessage: "",
@@ -322,4 +327,10 @@ async function* readingErrors(input: AsyncIterable<Uint8Array>): AsyncGenerator<
     if (next.done) return;
     yield next.value;
   }
+}
+
+/** The record fields giving a copy of a VM new MACs on the same networks (none for a VM without cards). */
+function newMacsOf(cards: VmRecord["networkInterfaces"]): Pick<VmRecord, "networkInterfaces"> {
+  const networkInterfaces = interfacesForCopy(cards, new Set());
+  return networkInterfaces === undefined ? {} : { networkInterfaces };
 }
