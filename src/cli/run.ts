@@ -4,7 +4,9 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
+import { PasstMissingError, PasstProcess, PasstStartError } from "../engines/backends/passt-process.ts";
 import { openProbedDisk } from "../engines/backends/probed-disk.ts";
+import { StreamFrameSocket } from "../engines/backends/stream-frame-socket.ts";
 import { Qcow2Error } from "../engines/backends/qcow2/index.ts";
 import type { ExitReason } from "../engines/engine.ts";
 import {
@@ -36,6 +38,9 @@ Options:
   --cpus N         harts, 1 to ${VIRT_MAX_HARTS} (default 1)
   --exec CMD       boot, run CMD in the guest shell, print only its output, power off, and exit
                    with CMD's exit status
+  --net            a network card (eth0, a new MAC each run) with NAT to the host's network through
+                   passt (Debian package passt): DHCP gives the guest 192.0.2.2-style addresses, and the
+                   gateway's address reaches the host's own 127.0.0.1
   -h, --help       show this help
 
 On the console: Ctrl-A x quits, Ctrl-A h shows these keys, Ctrl-A Ctrl-A sends Ctrl-A.
@@ -88,6 +93,7 @@ export interface RunOptions {
   memoryBytes: number;
   cpus: number;
   exec?: string;
+  net: boolean;
 }
 
 /** Parses `tsvm run` arguments; throws UsageError with the line to print. Returns null for --help. */
@@ -103,6 +109,7 @@ export function parseRunArgs(argv: string[]): RunOptions | null {
       memory: { type: "string", short: "m" },
       cpus: { type: "string" },
       exec: { type: "string" },
+      net: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -118,6 +125,7 @@ export function parseRunArgs(argv: string[]): RunOptions | null {
     memoryBytes: parseMemorySize(v.memory ?? "256M"),
     cpus: parseCpus(v.cpus ?? "1"),
     exec: v.exec,
+    net: v.net === true,
   };
 }
 
@@ -153,7 +161,12 @@ export async function runCommand(argv: string[]): Promise<number> {
       process.stderr.write(`tsvm run: ${e.message}\n`);
       return 2;
     }
-    if (e instanceof MachineError || e instanceof Qcow2Error) {
+    if (
+      e instanceof MachineError ||
+      e instanceof Qcow2Error ||
+      e instanceof PasstMissingError ||
+      e instanceof PasstStartError
+    ) {
       process.stderr.write(`tsvm run: ${e.message}\n`);
       return 1;
     }
@@ -197,6 +210,8 @@ async function runWith(options: RunOptions, cleanups: Array<() => void | Promise
     disks.push(disk);
   }
 
+  const nics = options.net ? await startNat(cleanups) : [];
+
   const exec = options.exec !== undefined ? new ExecSession(options.exec) : null;
   const engine = new RiscvEngine({
     config: {
@@ -209,6 +224,7 @@ async function runWith(options: RunOptions, cleanups: Array<() => void | Promise
     },
     console: exec ?? { write: (bytes) => process.stdout.write(bytes) },
     disks,
+    nics,
     onReboot: () => exec?.rebooted(),
     trace: process.env.TSVM_TRACE ? (line) => process.stderr.write(`${line}\n`) : undefined,
   });
@@ -243,6 +259,30 @@ async function runWith(options: RunOptions, cleanups: Array<() => void | Promise
   }
   if (exec) return exec.finish(reason);
   return terminal?.signalExitCode ?? exitCodeOf(reason);
+}
+
+/** A locally administered unicast MAC (02:…), new for each run. */
+export function randomMac(): Uint8Array {
+  const mac = crypto.getRandomValues(new Uint8Array(6));
+  mac[0] = 0x02;
+  return mac;
+}
+
+/** --net: passt on a socket in a private directory, and the card's connection to it. */
+async function startNat(
+  cleanups: Array<() => void | Promise<void>>,
+): Promise<{ mac: Uint8Array; backend: StreamFrameSocket }[]> {
+  const dir = mkdtempSync(join(tmpdir(), "tsvm-run-net-"));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const passt = new PasstProcess({
+    socketPath: join(dir, "passt", "passt.sock"),
+    onRestart: (reason) => process.stderr.write(`tsvm run: ${reason}; restarted it\n`),
+  });
+  cleanups.push(() => passt.stop());
+  await passt.start();
+  const backend = new StreamFrameSocket(passt.socketPath);
+  cleanups.push(() => backend.close());
+  return [{ mac: randomMac(), backend }];
 }
 
 function exitCodeOf(reason: ExitReason): number {

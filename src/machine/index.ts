@@ -16,4 +16,5 @@ export {
   VIRT_MIN_MEMORY,
 } from "./boards/riscv-virt.ts";
 export type { VirtioConsolePortConfig } from "./devices/virtio/virtio-console.ts";
-export type { BlockBackend, CharSink, Clock, Completion, EntropySource } from "./ports.ts";
+export { type VirtioNet, type VirtioNetStats } from "./devices/virtio/virtio-net.ts";
+export type { BlockBackend, CharSink, Clock, Completion, EntropySource, NetworkPort } from "./ports.ts";

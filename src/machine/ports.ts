@@ -34,6 +34,12 @@ export interface CharSink {
   write(bytes: Uint8Array): void;
 }
 
+/** Where a network card's outgoing frames go (Ethernet frames, no virtio header). The frame is a view
+ *  valid during the call only: a port that keeps it copies it. */
+export interface NetworkPort {
+  send(frame: Uint8Array): void;
+}
+
 /** Random bytes for virtio-rng (crypto.getRandomValues in both Node and browsers). */
 export interface EntropySource {
   fill(dst: Uint8Array): void;

@@ -90,6 +90,9 @@ export class PasstProcess {
     // Our card takes Ethernet frames up to 1514 bytes: a guest that took passt's default MTU (65520) from
     // DHCP would send frames the card drops.
     a.push("--mtu", "1500");
+    // passt quits when its client goes: a VMM killed outright leaves no passt behind (a parent-death
+    // signal would not do, as the change to nobody clears it). The next client finds it restarted.
+    a.push("--one-off");
     for (const f of this.options.forwards ?? [])
       a.push(f.protocol === "tcp" ? "-t" : "-u", passtForwardSpec(f));
     return a;

@@ -14,7 +14,9 @@ import {
   type RiscvVirtBoardState,
   type RiscvVirtConfig,
   type VirtioConsolePortConfig,
+  type VirtioNet,
 } from "../../machine/index.ts";
+import type { FrameBackend } from "../backends/frame-backend.ts";
 import {
   type Engine,
   type EngineCapabilities,
@@ -56,6 +58,9 @@ export interface RiscvEngineOptions {
   readonly disks?: readonly BlockBackend[];
   /** Adds a virtio-console: port 0's output goes to `sink`; named ports (e.g. a guest agent) after it. */
   readonly virtioConsole?: { readonly sink: CharSink; readonly ports?: readonly VirtioConsolePortConfig[] };
+  /** Network cards (virtio-net, eth0 first) and where their frames go. The engine sets each backend's
+   *  onFrame; closing the backends is the caller's. */
+  readonly nics?: readonly { readonly mac: Uint8Array; readonly backend: FrameBackend }[];
   /** A guest reset reboots the machine in place (default) or ends the run with exit reason "reset". */
   readonly onReset?: "reboot" | "exit";
   /** Called after each in-place reboot (the guest asked for a reset). */
@@ -153,6 +158,7 @@ export class RiscvEngine implements Engine {
   private readonly onReboot: () => void;
   private readonly trace: ((line: string) => void) | null;
   private lastTraceMs = 0;
+  private readonly backends: FrameBackend[];
   private resolveFirstTurn!: (atMs: number) => void;
   /**
    * Resolves with the host time (performance.now()) at which the guest began running after start: the
@@ -178,9 +184,12 @@ export class RiscvEngine implements Engine {
       entropy: cryptoEntropy,
       disks: (options.disks ?? []).map((d) => new WakingBlockBackend(d, wake)),
       virtioConsole: options.virtioConsole,
+      nics: (options.nics ?? []).map((n) => ({ mac: n.mac, port: { send: (f) => n.backend.send(f) } })),
       ram: options.ram,
     });
     this.board.onPower = (event) => this.onPower(event);
+    this.backends = (options.nics ?? []).map((n) => n.backend);
+    for (let i = 0; i < this.backends.length; i++) this.attachNic(this.board.nics[i]!, this.backends[i]!);
   }
 
   get state(): EngineState {
@@ -219,6 +228,8 @@ export class RiscvEngine implements Engine {
     if (this.current !== "paused") throw new EngineStateError("resume", this.current);
     this.current = "running";
     this.schedule();
+    // Frames refused while paused are waiting in their backends.
+    for (const b of this.backends) b.resume();
   }
 
   async stop(): Promise<void> {
@@ -270,6 +281,24 @@ export class RiscvEngine implements Engine {
     return taken;
   }
 
+  /**
+   * Wires a card to its backend. Frames reach the guest only while the machine runs (never while paused,
+   * when a state may be being saved); one the guest has no buffer for is left to the backend, which stops
+   * reading until the guest posts buffers.
+   */
+  private attachNic(nic: VirtioNet, backend: FrameBackend): void {
+    backend.onFrame = (frame) => {
+      if (this.current !== "running" || !nic.canReceive()) return false;
+      // A frame the card refuses as malformed is dropped (counted by the card), not held.
+      nic.receive(frame);
+      this.wake();
+      return true;
+    };
+    nic.onRxSpace = () => {
+      if (this.current === "running") backend.resume();
+    };
+  }
+
   /** Something outside the loop happened (input, I/O completion): run now instead of sleeping on. */
   wake(): void {
     if (this.current !== "running") return;
@@ -311,6 +340,7 @@ export class RiscvEngine implements Engine {
     if (this.current === "exited") return;
     this.current = "exited";
     this.cancelTimer();
+    for (const b of this.backends) b.onFrame = null;
     this.resolveExit(reason);
   }
 

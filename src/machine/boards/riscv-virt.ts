@@ -15,8 +15,9 @@ import { VirtioBlk } from "../devices/virtio/virtio-blk.ts";
 import { VirtioConsole, type VirtioConsolePortConfig } from "../devices/virtio/virtio-console.ts";
 import type { VirtioDevice } from "../devices/virtio/virtio-device.ts";
 import { VirtioMmio } from "../devices/virtio/virtio-mmio.ts";
+import { VirtioNet } from "../devices/virtio/virtio-net.ts";
 import { VirtioRng } from "../devices/virtio/virtio-rng.ts";
-import type { BlockBackend, CharSink, Clock, EntropySource } from "../ports.ts";
+import type { BlockBackend, CharSink, Clock, EntropySource, NetworkPort } from "../ports.ts";
 import { Rv64Hart } from "../riscv/hart.ts";
 import { type ComponentState, checkState, type Stateful } from "../state/stateful.ts";
 import { type BootFile, type BootPlan, planBoot } from "./boot-plan.ts";
@@ -76,6 +77,11 @@ export interface RiscvVirtHost {
   /** A virtio-console (port 0 → `sink`, plus named ports, e.g. a guest agent's); omitted = none. */
   readonly virtioConsole?: { readonly sink: CharSink; readonly ports?: readonly VirtioConsolePortConfig[] };
   /**
+   * Network cards (virtio-net), eth0 first. They take the virtio slots after every other device, so the
+   * states of machines without cards keep their slots (and keep loading).
+   */
+  readonly nics?: readonly { readonly mac: Uint8Array; readonly port: NetworkPort }[];
+  /**
    * Guest RAM's memory, exactly `memoryBytes` (default: a new ArrayBuffer). A host restoring a saved state
    * passes the state's RAM here (e.g. mapped from its file, read by the host kernel on first touch) and
    * then `loadState` with that same array, which is not copied: resume time does not grow with RAM size.
@@ -127,6 +133,8 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
   readonly virtio: VirtioMmio[] = [];
   /** The virtio-console device when the host asked for one (input: `virtioConsole.receive(port, bytes)`). */
   readonly virtioConsole: VirtioConsole | null = null;
+  /** The network cards, in the order of host.nics (receive: `nics[i].receive(frame)`). */
+  readonly nics: VirtioNet[] = [];
   private readonly rom = new MaskRom("mrom@1000", MROM_SIZE);
   private readonly resettables: Array<{ reset(): void }> = [];
   private plan!: BootPlan;
@@ -195,8 +203,13 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       this.virtioConsole = new VirtioConsole(host.virtioConsole.sink, { ports: host.virtioConsole.ports });
       devices.push(this.virtioConsole);
     }
+    for (const nic of host.nics ?? []) this.nics.push(new VirtioNet(nic.port, { mac: nic.mac }));
+    devices.push(...this.nics);
     if (devices.length > VIRTIO_COUNT)
-      throw new MachineError("bad-config", `the virt board has ${VIRTIO_COUNT} virtio slots; too many disks`);
+      throw new MachineError(
+        "bad-config",
+        `the virt board has ${VIRTIO_COUNT} virtio slots; too many disks and network cards`,
+      );
     for (let i = 0; i < VIRTIO_COUNT; i++) {
       const base = VIRT_VIRTIO.base + i * VIRT_VIRTIO.size;
       const id = `virtio_mmio@${base.toString(16)}`;

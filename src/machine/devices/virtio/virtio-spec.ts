@@ -58,6 +58,7 @@ export const VIRTIO_F_VERSION_1 = 32;
 export const VIRTIO_F_ACCESS_PLATFORM = 33;
 
 // §5 device ids.
+export const VIRTIO_ID_NET = 1;
 export const VIRTIO_ID_BLOCK = 2;
 export const VIRTIO_ID_CONSOLE = 3;
 export const VIRTIO_ID_ENTROPY = 4;
