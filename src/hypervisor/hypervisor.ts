@@ -216,7 +216,7 @@ export class Hypervisor {
       home: config.store.home,
       switchEntry: config.switchEntry,
       vms: () => (hv ? [...hv.slots.values()].map((s) => s.record) : []),
-      exec: (name, command, options) => hv!.exec(name, command, options),
+      exec: (name, command, options) => hv!.agentExec(name, command, options),
       log: (line) => process.stderr.write(`${line}\n`),
     });
     hv = new Hypervisor({ ...config, launcher: lan.wrapLauncher(config.launcher) }, saved.journal);
@@ -340,6 +340,16 @@ export class Hypervisor {
    * an operation: it runs beside the VM's queue, and a stop or suspend meanwhile ends it (`not-running`).
    */
   async exec(name: string, command: string, options: VmmExecOptions): Promise<{ exitCode: number }> {
+    checkAction("exec", this.slot(name).record.status, name);
+    // After the hosts update of a private network that may be running on the agent (private-networks.ts).
+    return this.lan.userExec(name, () => this.agentExec(name, command, options));
+  }
+
+  private async agentExec(
+    name: string,
+    command: string,
+    options: VmmExecOptions,
+  ): Promise<{ exitCode: number }> {
     const slot = this.slot(name);
     checkAction("exec", slot.record.status, slot.record.name);
     if (!slot.vmm) throw new HypervisorError("not-running", `the VM '${name}' has no running VMM`);

@@ -32,6 +32,8 @@ export const HOSTS_END = "# tsvm network end";
 /** How long a hosts update waits for the agent of a guest still booting, and for its command. */
 const HOSTS_AGENT_WAIT_MS = 180_000;
 const HOSTS_TIMEOUT_MS = 30_000;
+/** Tries of a hosts update that found the agent running another client's command. */
+const HOSTS_BUSY_RETRIES = 20;
 
 /**
  * The shell command that replaces the tsvm block of the guest's /etc/hosts (between the marker lines) with
@@ -68,6 +70,12 @@ export class PrivateNetworks {
   private readonly dirty = new Set<string>();
   /** The networks each VM was last seen on (a deleted VM's record is gone when its event comes). */
   private readonly lastNetworks = new Map<string, string[]>();
+  /**
+   * Per VM, the agent command running now (a hosts update or a user's exec) and when it ends: the agent
+   * runs one command at a time, so a user's exec waits for a hosts update instead of failing `agent-busy`,
+   * and a hosts update waits for the user's commands.
+   */
+  private readonly agentTurns = new Map<string, Promise<void>>();
 
   private constructor(
     private readonly config: PrivateNetworksConfig,
@@ -192,6 +200,58 @@ export class PrivateNetworks {
         this.updateHosts(vm.name);
   }
 
+  /**
+   * Runs `work` (a user's exec) once the hosts update running on the VM, if any, has ended; hosts updates
+   * wait for it in turn. User execs do not wait for each other (a second one is refused as before).
+   */
+  async userExec<T>(name: string, work: () => Promise<T>): Promise<T> {
+    const turn = this.agentTurns.get(name);
+    if (turn) await turn;
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    const previous = this.agentTurns.get(name);
+    const chained = previous ? Promise.all([previous, mine]).then(() => {}) : mine;
+    this.agentTurns.set(name, chained);
+    try {
+      return await work();
+    } finally {
+      done();
+      if (this.agentTurns.get(name) === chained) this.agentTurns.delete(name);
+    }
+  }
+
+  /** Runs a hosts update's command in its turn, retrying while the agent is busy with another client. */
+  private async hostsExec(name: string, command: string): Promise<number> {
+    for (let attempt = 0; ; attempt++) {
+      const turn = this.agentTurns.get(name);
+      if (turn) {
+        await turn;
+        continue;
+      }
+      let done!: () => void;
+      const mine = new Promise<void>((resolve) => {
+        done = resolve;
+      });
+      this.agentTurns.set(name, mine);
+      try {
+        const { exitCode } = await this.config.exec(name, command, {
+          onOutput: () => {},
+          agentWaitMs: HOSTS_AGENT_WAIT_MS,
+          timeoutMs: HOSTS_TIMEOUT_MS,
+        });
+        return exitCode;
+      } catch (e) {
+        if ((e as { code?: string }).code !== "agent-busy" || attempt >= HOSTS_BUSY_RETRIES) throw e;
+      } finally {
+        done();
+        if (this.agentTurns.get(name) === mine) this.agentTurns.delete(name);
+      }
+      await new Promise((r) => setTimeout(r, 500 + Math.random() * 1500));
+    }
+  }
+
   private updateHosts(name: string): void {
     if (this.updating.has(name)) {
       this.dirty.add(name);
@@ -208,11 +268,7 @@ export class PrivateNetworks {
           const lines = hostsLinesFor(vm, vms);
           const key = lines.join("\n");
           if (this.applied.get(vm.id) === key) continue;
-          const { exitCode } = await this.config.exec(name, hostsCommand(lines), {
-            onOutput: () => {},
-            agentWaitMs: HOSTS_AGENT_WAIT_MS,
-            timeoutMs: HOSTS_TIMEOUT_MS,
-          });
+          const exitCode = await this.hostsExec(name, hostsCommand(lines));
           if (exitCode === 0) this.applied.set(vm.id, key);
           else this.config.log(`${name}: updating /etc/hosts failed (status ${exitCode})`);
         } while (this.dirty.has(name));
