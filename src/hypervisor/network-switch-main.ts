@@ -5,7 +5,7 @@
 // of a hello gets the ports' counters as one JSON line. It exits when no card has been connected for a
 // while, or on SIGTERM.
 //
-//   node network-switch-main.ts <network dir> [idle ms]
+//   node network-switch-main.ts <network dir> [idle ms] [flood frames/s]
 
 import { readFileSync, statSync, unlinkSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
@@ -38,6 +38,7 @@ if (!dir) {
   process.exit(2);
 }
 const idleMs = Number(process.argv[3] ?? DEFAULT_IDLE_MS);
+const floodRate = Number(process.argv[4] ?? DEFAULT_SWITCH_CONFIG.floodRate);
 const membersPath = join(dir, "members.json");
 const socketPath = join(dir, "switch.sock");
 const checkMembers = schemaCheck(NetworkMembersFile);
@@ -62,6 +63,8 @@ let members = readMembers();
 const sw = new NetworkSwitch({
   subnet: parseSubnet(members.file.subnet),
   ...DEFAULT_SWITCH_CONFIG,
+  floodRate,
+  floodBurst: 2 * floodRate,
   now: () => performance.now(),
 });
 /** Each connected card's socket and the member entry it was admitted as. */

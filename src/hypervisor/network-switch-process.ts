@@ -20,9 +20,12 @@ export interface SwitchEntry {
   readonly nodeArgs: readonly string[];
   /** How long a switch without cards lingers before it exits (ms). */
   readonly idleMs?: number;
+  /** Broadcast/multicast frames per second each card may flood (burst: twice that); default 200. */
+  readonly floodRate?: number;
 }
 
 const START_TIMEOUT_MS = 15_000;
+const DEFAULT_IDLE_MS = 60_000;
 const STATS_TIMEOUT_MS = 2_000;
 
 /** Asks the switch at `socketPath` for its ports' counters; undefined when none answers. */
@@ -90,7 +93,8 @@ export class SwitchProcesses {
     rotateIfLarger(logPath);
     const logFd = openSync(logPath, "a", 0o600);
     const args = [...this.config.nodeArgs, this.config.entry, dir];
-    if (this.config.idleMs !== undefined) args.push(String(this.config.idleMs));
+    args.push(String(this.config.idleMs ?? DEFAULT_IDLE_MS));
+    if (this.config.floodRate !== undefined) args.push(String(this.config.floodRate));
     let child: ReturnType<typeof spawn>;
     try {
       // detached: its own process group, so that a Ctrl-C to the daemon spares the network.
