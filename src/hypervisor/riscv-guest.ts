@@ -80,6 +80,19 @@ function guestExitOf(reason: ExitReason): GuestExit | undefined {
   }
 }
 
+/**
+ * What each network card itself dropped (the VMM counts what passes its backend, vmm-network.ts): frames
+ * for the guest it had no buffer for or that were malformed, and malformed frames the guest sent.
+ */
+function nicDeviceStats(engine: RiscvEngine): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [i, nic] of engine.board.nics.entries()) {
+    out[`nic${i}RxDropped`] = nic.stats.rxDropped;
+    out[`nic${i}TxInvalid`] = nic.stats.txDropped;
+  }
+  return out;
+}
+
 export async function createGuest(spec: VmmSpec, host?: GuestHost): Promise<VmmGuest> {
   // An imported VM boots from the copies that came with it, any other from its image.
   const image = await bootFilesOf(spec.vmDir, spec.image);
@@ -152,7 +165,7 @@ export async function createGuest(spec: VmmSpec, host?: GuestHost): Promise<VmmG
     agentWasConnected = connected;
   };
   try {
-    const options: RiscvEngineOptions & { nics?: GuestHost["nics"] } = {
+    const options: RiscvEngineOptions = {
       config: {
         harts: spec.cpus,
         memoryBytes: spec.memoryMiB * 1048576,
@@ -428,6 +441,7 @@ export async function createGuest(spec: VmmSpec, host?: GuestHost): Promise<VmmG
         resets: s.resets,
         diskReadBytes: io.readBytes,
         diskWriteBytes: io.writeBytes,
+        ...nicDeviceStats(engine),
       };
     },
   };
