@@ -1166,6 +1166,7 @@ export class Hypervisor {
   async close(): Promise<void> {
     // From now on a VMM's exit is left to the next daemon (no repair is started by this one).
     this.closed = true;
+    this.lan.close();
     await Promise.all([...this.slots.values()].map((s) => s.queue));
     for (const slot of this.slots.values()) {
       slot.vmm?.detach();

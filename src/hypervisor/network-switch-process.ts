@@ -24,7 +24,8 @@ export interface SwitchEntry {
   readonly floodRate?: number;
 }
 
-const START_TIMEOUT_MS = 15_000;
+/** Generous: a loaded host (or the tsx loader, in tests) can take many seconds to start a node process. */
+const START_TIMEOUT_MS = 60_000;
 const DEFAULT_IDLE_MS = 60_000;
 const STATS_TIMEOUT_MS = 2_000;
 

@@ -89,6 +89,14 @@ test("cards on a private network: addresses, members, the switch, and the refusa
     [`a ${a.networkInterfaces[1]!.mac}`, `b ${hv.get("b").networkInterfaces[0]!.mac}`],
   );
 
+  // A switch that dies while members run is started again (checked every 10 s).
+  const switchPid = JSON.parse(await readFile(join(home, "networks/lab/switch.json"), "utf8")).pid as number;
+  process.kill(switchPid, "SIGKILL");
+  for (let i = 0; i < 300 && !(await hv.getNetwork("lab")).switchRunning; i++)
+    await new Promise((r) => setTimeout(r, 100));
+  assert.equal((await hv.getNetwork("lab")).switchRunning, true, "the switch was started again");
+  assert.notEqual(JSON.parse(await readFile(join(home, "networks/lab/switch.json"), "utf8")).pid, switchPid);
+
   // A clone gets a new MAC and a new address on the same network.
   await ok(hv, hv.stop("b"));
   await ok(hv, hv.insert({ name: "b2", sourceInstance: "b" }));

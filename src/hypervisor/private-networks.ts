@@ -34,6 +34,11 @@ const HOSTS_AGENT_WAIT_MS = 180_000;
 const HOSTS_TIMEOUT_MS = 30_000;
 /** Tries of a hosts update that found the agent running another client's command. */
 const HOSTS_BUSY_RETRIES = 20;
+/**
+ * How often the switches of networks with running members are checked: one that died (killed, or idle
+ * just as a member started) is started again, and its cards' VMMs reconnect to it by themselves.
+ */
+const SWITCH_CHECK_MS = 10_000;
 
 /**
  * The shell command that replaces the tsvm block of the guest's /etc/hosts (between the marker lines) with
@@ -76,6 +81,7 @@ export class PrivateNetworks {
    * and a hosts update waits for the user's commands.
    */
   private readonly agentTurns = new Map<string, Promise<void>>();
+  private switchCheck: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly config: PrivateNetworksConfig,
@@ -93,6 +99,24 @@ export class PrivateNetworks {
   async loaded(): Promise<void> {
     await this.networks.syncMembers(this.config.vms());
     for (const vm of this.config.vms()) this.lastNetworks.set(vm.name, Networks.networksOf(vm));
+    if (this.switches)
+      this.switchCheck = setInterval(() => void this.checkSwitches(), SWITCH_CHECK_MS).unref();
+  }
+
+  /** Stops the periodic switch check (the daemon is shutting down; switches run on). */
+  close(): void {
+    clearInterval(this.switchCheck);
+  }
+
+  private async checkSwitches(): Promise<void> {
+    const names = new Set<string>();
+    for (const vm of this.config.vms())
+      if (vm.status === "RUNNING") for (const n of Networks.networksOf(vm)) names.add(n);
+    for (const name of names)
+      if (this.networks.has(name))
+        await this.switches
+          ?.ensure(this.networks.pathOf(name))
+          .catch((e: Error) => this.config.log(`network '${name}': ${e.message}`));
   }
 
   /** Throws at once for a bad name or subnet, or an existing network; settles once it is written. */

@@ -4,7 +4,7 @@
 // address; a guest flooding the network with broadcasts leaves its neighbours' traffic intact, its excess
 // dropped by the switch's rate limit and counted.
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { BOOT_TIMEOUT_MS, linuxVmFixture, noImage, until } from "./linux-vm-fixture.ts";
@@ -118,6 +118,13 @@ test("VMs on one private network reach each other by name; another network's VM 
     assert.equal((await exec("a", "wget -q -T 20 -O - http://b/")).trim(), "page of b");
   const flooded = (await network("lab")).ports.find((p) => p.vmName === "b")!;
   assert.ok(flooded.floodDropped > 0 && flooded.forgedDropped === 0, JSON.stringify(flooded));
+
+  // The switch outlives the daemon: stopped and started again, the same switch carries a and b's traffic.
+  const switchPid = JSON.parse(await readFile(join(home, "networks/lab/switch.json"), "utf8")).pid as number;
+  assert.equal((await tsvm("daemon", "stop")).code, 0);
+  assert.equal((await exec("b", "wget -q -T 20 -O - http://a/")).trim(), "page of a");
+  assert.equal(JSON.parse(await readFile(join(home, "networks/lab/switch.json"), "utf8")).pid, switchPid);
+  process.kill(switchPid, 0);
 
   // A network with cards cannot be deleted; the VMs named.
   const inUse = await tsvm("network", "delete", "lab");
