@@ -29,6 +29,9 @@ try {
       ? { vmmEntry: join(bundleDir, "src/hypervisor/vmm-main.mjs"), nodeArgs: vmmNodeArgs, typeScriptVmm }
       : typeScriptVmm),
     engineModules,
+    switchEntry: bundleDir
+      ? { entry: join(bundleDir, "src/hypervisor/network-switch-main.mjs"), nodeArgs: ["--enable-source-maps"] }
+      : { entry: join(root, "src/hypervisor/network-switch-main.ts"), nodeArgs: typeScriptVmm.nodeArgs },
     log: (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),
   });
 } catch (e) {

@@ -14,6 +14,7 @@ import type {
   ExecRequest,
   HostInfo,
   InsertInstanceRequest,
+  InsertNetworkRequest,
   InsertSnapshotRequest,
   Instance,
   InstanceList,
@@ -22,6 +23,8 @@ import type {
   Operation,
   OperationList,
   SerialPortOutput,
+  Network,
+  NetworkList,
   Snapshot,
   SnapshotList,
   UpdateInstanceRequest,
@@ -79,6 +82,18 @@ export class ApiClient {
   }
   setMachineType(name: string, machineType: string): Promise<Operation> {
     return this.call("POST", `/instances/${encodeURIComponent(name)}/setMachineType`, { machineType });
+  }
+  listNetworks(): Promise<NetworkList> {
+    return this.call("GET", "/networks");
+  }
+  getNetwork(name: string): Promise<Network> {
+    return this.call("GET", `/networks/${encodeURIComponent(name)}`);
+  }
+  insertNetwork(req: InsertNetworkRequest): Promise<Operation> {
+    return this.call("POST", "/networks", req);
+  }
+  deleteNetwork(name: string): Promise<Operation> {
+    return this.call("DELETE", `/networks/${encodeURIComponent(name)}`);
   }
   listSnapshots(name: string): Promise<SnapshotList> {
     return this.call("GET", `/instances/${encodeURIComponent(name)}/snapshots`);

@@ -24,7 +24,11 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
   ],
   [
     "invalid-name",
-    { status: 400, meaning: "Not a valid VM or snapshot name (RFC 1035 label, at most 63 characters)." },
+    {
+      status: 400,
+      meaning:
+        "Not a valid VM, snapshot or network name (RFC 1035 label, at most 63 characters; a network may not be named nat).",
+    },
   ],
   [
     "invalid-machine-type",
@@ -32,6 +36,14 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
   ],
   ["invalid-image", { status: 400, meaning: "No image of that name." }],
   ["invalid-engine", { status: 400, meaning: "No engine of that name in this daemon." }],
+  [
+    "invalid-subnet",
+    {
+      status: 400,
+      meaning:
+        "A network's subnet is not an IPv4 CIDR of /16 to /29 in a private range (10/8, 172.16/12, 192.168/16).",
+    },
+  ],
   [
     "invalid-network",
     {
@@ -57,7 +69,10 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
     },
   ],
   ["unauthorized", { status: 401, meaning: "TCP only: the bearer token is missing or wrong." }],
-  ["not-found", { status: 404, meaning: "No VM, snapshot, operation or API resource of that name." }],
+  [
+    "not-found",
+    { status: 404, meaning: "No VM, snapshot, network, operation or API resource of that name." },
+  ],
   ["method-not-allowed", { status: 405, meaning: "The resource exists but not with that HTTP method." }],
   ["payload-too-large", { status: 413, meaning: "The request body is larger than 64 KiB." }],
   [
@@ -68,7 +83,10 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
     },
   ],
   // The resource as it is now.
-  ["already-exists", { status: 409, meaning: "A VM (or a snapshot of that VM) of that name exists." }],
+  [
+    "already-exists",
+    { status: 409, meaning: "A VM (or a snapshot of that VM), or a network, of that name exists." },
+  ],
   [
     "port-in-use",
     {
@@ -83,6 +101,18 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
       status: 409,
       meaning: "The VM has as many snapshots (or disk layers) as it may keep; delete one first.",
     },
+  ],
+  [
+    "subnet-overlap",
+    { status: 409, meaning: "The subnet overlaps another private network's; choose another." },
+  ],
+  [
+    "network-in-use",
+    { status: 409, meaning: "The network has cards of VMs (in any status); delete those VMs first." },
+  ],
+  [
+    "network-full",
+    { status: 409, meaning: "The network's subnet has no free address left for another card." },
   ],
   ["illegal-action", { status: 409, meaning: "The action is not legal in the VM's current status." }],
   [
@@ -125,6 +155,10 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
       status: 502,
       meaning: "The VM's VMM could not be started (engine missing, guest failed to boot, timeout).",
     },
+  ],
+  [
+    "switch-failed",
+    { status: 502, meaning: "A private network's switch process could not be started (see its switch.log)." },
   ],
   ["vmm-error", { status: 502, meaning: "The VM's engine reported an internal error." }],
   ["bad-request", { status: 502, meaning: "The VMM refused the daemon's request (a protocol mismatch)." }],

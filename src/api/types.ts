@@ -17,6 +17,7 @@ export {
   type SerialPortOutput,
 } from "./schemas/api-schemas.ts";
 export type { EventList, EventStreamGap, VmEvent } from "./schemas/event-schemas.ts";
+export type { InsertNetworkRequest, Network, NetworkList } from "./schemas/network-schemas.ts";
 export type { InsertSnapshotRequest, Snapshot, SnapshotList } from "./schemas/snapshot-schemas.ts";
 export type {
   Operation,

@@ -22,6 +22,7 @@ Commands:
   import       recreate a VM from an export file (or - for stdin), on any host
   snapshot     create, list, restore or delete a VM's snapshots (with memory when running)
   clone        a new VM from a stopped or suspended VM or a snapshot, with a new identity
+  network      create, list, describe or delete private networks (VMs on one reach each other by name)
   set-machine-type   change a stopped VM's vCPUs and memory
   update       change a stopped VM's port forwards
   machine-types      list the machine types
@@ -60,6 +61,7 @@ const COMMANDS = new Map<string, Command>([
   ["exec", async (argv) => (await import("./exec.ts")).execCommand(argv)],
   ["export", async (argv) => (await import("./export.ts")).exportCommand(argv)],
   ["import", async (argv) => (await import("./import.ts")).importCommand(argv)],
+  ["network", async (argv) => (await import("./network.ts")).networkCommand(argv)],
   ["snapshot", async (argv) => (await import("./snapshot.ts")).snapshotCommand(argv)],
   ["set-machine-type", async (argv) => (await import("./set-machine-type.ts")).setMachineTypeCommand(argv)],
   ["update", async (argv) => (await import("./update.ts")).updateCommand(argv)],

@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
+import type { InsertNetworkRequest, Network } from "../api/schemas/network-schemas.ts";
 import type { Snapshot } from "../api/schemas/snapshot-schemas.ts";
 import type { InsertInstanceRequest, Instance, UpdateInstanceRequest } from "../api/schemas/vm-schemas.ts";
 import { Clones, type CloneVm, checkCloneRequest, cloneRecord } from "./clones.ts";
@@ -34,12 +35,14 @@ import {
   hostUsage,
   type VmAllocation,
 } from "./resources.ts";
+import type { SwitchEntry } from "./network-switch-process.ts";
 import {
   checkForwardsUnshared,
   checkHostPortsFree,
   describeForward,
   forwardsForRequest,
 } from "./port-forwards.ts";
+import { PrivateNetworks } from "./private-networks.ts";
 import { treeNodes } from "./snapshot-tree.ts";
 import { Snapshots, type SnapshotVm } from "./snapshots.ts";
 import {
@@ -116,6 +119,8 @@ export interface HypervisorConfig {
    */
   readonly measureDiskFreeBytes?: () => Promise<number>;
   readonly now?: () => Date;
+  /** How to run private networks' switch processes (none are started without it). */
+  readonly switchEntry?: SwitchEntry;
 }
 
 /**
@@ -184,6 +189,8 @@ export class Hypervisor {
   private snapshots!: Snapshots;
   private clones!: Clones;
   private archives!: VmArchives;
+  /** Private networks, their switches and hosts blocks (private-networks.ts). */
+  private lan!: PrivateNetworks;
   private readonly now: () => Date;
   private closed = false;
 
@@ -204,7 +211,16 @@ export class Hypervisor {
     const saved = await FileOperationJournal.open(join(config.store.home, "operations"));
     for (const problem of saved.unreadable)
       process.stderr.write(`ignoring an unreadable operation record: ${problem}\n`);
-    const hv = new Hypervisor(config, saved.journal);
+    let hv: Hypervisor | undefined;
+    const lan = await PrivateNetworks.open({
+      home: config.store.home,
+      switchEntry: config.switchEntry,
+      vms: () => (hv ? [...hv.slots.values()].map((s) => s.record) : []),
+      exec: (name, command, options) => hv!.agentExec(name, command, options),
+      log: (line) => process.stderr.write(`${line}\n`),
+    });
+    hv = new Hypervisor({ ...config, launcher: lan.wrapLauncher(config.launcher) }, saved.journal);
+    hv.lan = lan;
     hv.nodes = await DiskStore.open(config.store.home, treeNodes);
     hv.snapshots = new Snapshots(hv.nodes);
     hv.clones = new Clones(hv.nodes, hv.disks, hv.snapshots);
@@ -224,9 +240,11 @@ export class Hypervisor {
         to: h.to,
         message: h.reason,
       });
-    for (const vm of vms) {
-      const slot = hv.newSlot(vm);
-      hv.slots.set(vm.name, slot);
+    for (const vm of vms) hv.slots.set(vm.name, hv.newSlot(vm));
+    await lan.loaded();
+    hv.events.subscribe((e) => lan.onEvent(e));
+    for (const slot of hv.slots.values()) {
+      const vm = slot.record;
       await hv.holdDisk(slot);
       if (vm.status !== "TERMINATED" && vm.status !== "SUSPENDED")
         hv.enqueueSystem(slot, "repair", () => hv.recover(slot));
@@ -322,6 +340,16 @@ export class Hypervisor {
    * an operation: it runs beside the VM's queue, and a stop or suspend meanwhile ends it (`not-running`).
    */
   async exec(name: string, command: string, options: VmmExecOptions): Promise<{ exitCode: number }> {
+    checkAction("exec", this.slot(name).record.status, name);
+    // After the hosts update of a private network that may be running on the agent (private-networks.ts).
+    return this.lan.userExec(name, () => this.agentExec(name, command, options));
+  }
+
+  private async agentExec(
+    name: string,
+    command: string,
+    options: VmmExecOptions,
+  ): Promise<{ exitCode: number }> {
     const slot = this.slot(name);
     checkAction("exec", slot.record.status, slot.record.name);
     if (!slot.vmm) throw new HypervisorError("not-running", `the VM '${name}' has no running VMM`);
@@ -341,6 +369,40 @@ export class Hypervisor {
   ): Promise<{ contents: string; start: number; next: number }> {
     const slot = this.slot(name);
     return readConsoleLog(this.config.store.paths(slot.record.name).consoleLog, start, maxBytes);
+  }
+
+  // ---- private networks (private-networks.ts) ---------------------------------------------------------
+
+  /** Creates a network (bad names and subnets, and existing networks, are refused at once). */
+  insertNetwork(req: InsertNetworkRequest): Promise<OperationView> {
+    return this.networkOperation(
+      "insertNetwork",
+      req.name,
+      this.lan.create(req.name, req.subnet, this.now()),
+    );
+  }
+
+  /** Deletes a network, refused at once while any VM has a card on it. */
+  deleteNetwork(name: string): Promise<OperationView> {
+    return this.networkOperation("deleteNetwork", name, this.lan.delete(name));
+  }
+
+  getNetwork(name: string): Promise<Network> {
+    return this.lan.get(name);
+  }
+
+  listNetworks(): Promise<Network[]> {
+    return this.lan.list();
+  }
+
+  private async networkOperation(
+    type: OperationType,
+    name: string,
+    work: Promise<void>,
+  ): Promise<OperationView> {
+    const op = this.operations.create(type, name);
+    await this.operations.run(op, () => work);
+    return op.view();
   }
 
   // ---- actions -------------------------------------------------------------------------------------
@@ -363,10 +425,13 @@ export class Hypervisor {
         `unknown engine '${engine.slice(0, 80)}'; available: ${engines.join(", ") || "none"}`,
       );
     this.config.images.check(image);
-    const networkInterfaces = interfacesForInsert(req.networkInterfaces, {
-      takenMacs: macsOf(this.records()),
-      checkNetwork: (network) => this.checkPrivateNetwork(network),
-    });
+    // Private cards get their addresses now, before the first await, so that no other insert takes them.
+    const networkInterfaces = this.lan.assignAddresses(
+      interfacesForInsert(req.networkInterfaces, {
+        takenMacs: macsOf(this.records()),
+        checkNetwork: (network) => this.lan.checkNetwork(network),
+      }),
+    );
     const forwards = forwardsForRequest(
       req.forwards,
       networkInterfaces.some((nic) => nic.network === NAT_NETWORK),
@@ -976,7 +1041,10 @@ export class Hypervisor {
     const source = this.slot(sourceName);
     const action = req.sourceSnapshot === undefined ? "clone" : "cloneSnapshot";
     if (source.busy === 0) checkAction(action, source.record.status, sourceName);
-    const record = cloneRecord(source.record, req, this.now().toISOString(), macsOf(this.records()));
+    const copy = cloneRecord(source.record, req, this.now().toISOString(), macsOf(this.records()));
+    const record = copy.networkInterfaces
+      ? { ...copy, networkInterfaces: this.lan.assignAddresses(copy.networkInterfaces) }
+      : copy;
     checkForwardsUnshared(record.name, record.forwards ?? [], this.records());
     checkScheduling(record.cpuCapPercent, record.cpuWeight, record.cpus);
     checkAdmission(this.config.capacity, this.allocations(), {
@@ -1098,6 +1166,7 @@ export class Hypervisor {
   async close(): Promise<void> {
     // From now on a VMM's exit is left to the next daemon (no repair is started by this one).
     this.closed = true;
+    this.lan.close();
     await Promise.all([...this.slots.values()].map((s) => s.queue));
     for (const slot of this.slots.values()) {
       slot.vmm?.detach();
@@ -1145,13 +1214,6 @@ export class Hypervisor {
   private records(): VmRecord[] {
     return [...this.slots.values()].map((s) => s.record);
   }
-
-  /**
-   * Refuses a card on private network `network` when no such network exists. The private networks module
-   * (networks.ts, docs/networking.md) answers that; a daemon without it accepts any well-formed name, and
-   * such a card's VMM finds no switch to connect to (its card stays without link).
-   */
-  private checkPrivateNetwork(_network: string): void {}
 
   private slot(name: string): VmSlot {
     checkVmName(name);

@@ -4,6 +4,7 @@
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
 import { EventList, EventStreamGap, EventStreamLine, VmEvent } from "./event-schemas.ts";
 import { Operation, OperationList } from "./operation-schemas.ts";
+import { InsertNetworkRequest, Network, NetworkList, SwitchPortStats } from "./network-schemas.ts";
 import { InsertSnapshotRequest, Snapshot, SnapshotList } from "./snapshot-schemas.ts";
 import { StringEnum } from "./string-enum.ts";
 import {
@@ -207,4 +208,8 @@ export const COMPONENT_SCHEMAS: readonly TSchema[] = [
   Snapshot,
   SnapshotList,
   InsertSnapshotRequest,
+  SwitchPortStats,
+  Network,
+  NetworkList,
+  InsertNetworkRequest,
 ];

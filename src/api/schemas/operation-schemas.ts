@@ -18,6 +18,8 @@ export const OPERATION_TYPES = [
   "createSnapshot",
   "restoreSnapshot",
   "deleteSnapshot",
+  "insertNetwork",
+  "deleteNetwork",
 ] as const;
 export type OperationType = (typeof OPERATION_TYPES)[number];
 
@@ -31,7 +33,10 @@ export const Operation = Type.Object(
     kind: Type.Literal("tsvm#operation"),
     id: Type.String({ maxLength: 100 }),
     operationType: StringEnum(OPERATION_TYPES),
-    targetName: Type.String({ maxLength: 63, description: "The VM the operation acts on." }),
+    targetName: Type.String({
+      maxLength: 63,
+      description: "The VM (or, for insertNetwork and deleteNetwork, the network) the operation acts on.",
+    }),
     status: StringEnum(OPERATION_STATUSES),
     progress: Type.Integer({ minimum: 0, maximum: 100, description: "Informational, as on Compute Engine." }),
     statusMessage: Type.String(),

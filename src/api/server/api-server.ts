@@ -28,6 +28,7 @@ import {
   type HostInfo,
   type Instance,
   type InstanceList,
+  type NetworkList,
   MAX_REQUEST_BYTES,
   MAX_WAIT_SECONDS,
   type MachineTypeList,
@@ -42,6 +43,7 @@ import {
   ApiFailure,
   validateExec,
   validateInsert,
+  validateInsertNetwork,
   validateInsertSnapshot,
   validateSetMachineType,
   validateUpdate,
@@ -221,6 +223,33 @@ export class ApiServer {
           await c.body(); // none expected; still bounded and checked for JSON
           return hv.restoreSnapshot(c.params.name!, c.params.snapshot!);
         },
+      },
+      {
+        method: "GET",
+        path: `${API_BASE}/networks`,
+        operationId: "networks.list",
+        handler: async (): Promise<NetworkList> => ({
+          kind: "tsvm#networkList",
+          items: await hv.listNetworks(),
+        }),
+      },
+      {
+        method: "POST",
+        path: `${API_BASE}/networks`,
+        operationId: "networks.insert",
+        handler: async (c) => hv.insertNetwork(validateInsertNetwork(await c.body())),
+      },
+      {
+        method: "GET",
+        path: `${API_BASE}/networks/{name}`,
+        operationId: "networks.get",
+        handler: async (c) => hv.getNetwork(c.params.name!),
+      },
+      {
+        method: "DELETE",
+        path: `${API_BASE}/networks/{name}`,
+        operationId: "networks.delete",
+        handler: async (c) => hv.deleteNetwork(c.params.name!),
       },
       {
         method: "POST",

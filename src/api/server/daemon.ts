@@ -32,6 +32,8 @@ export interface DaemonOptions {
   readonly nodeArgs: readonly string[];
   /** How to run vmm-main.ts through tsx when vmmEntry is bundled (see ProcessVmmLauncherConfig). */
   readonly typeScriptVmm?: { readonly vmmEntry: string; readonly nodeArgs: readonly string[] };
+  /** network-switch-main.ts (or its bundle) and node's arguments to run it: private networks' switches. */
+  readonly switchEntry?: { readonly entry: string; readonly nodeArgs: readonly string[] };
   /** Built-in engines: name → module exporting createGuest. */
   readonly engineModules: Readonly<Record<string, string>>;
   readonly log: (line: string) => void;
@@ -45,6 +47,7 @@ interface DaemonConfig {
   defaultImage?: string;
   engines?: Record<string, string>;
   images?: Record<string, string>;
+  switchFloodRate?: number;
 }
 
 function configError(problem: string): HypervisorError {
@@ -73,6 +76,11 @@ async function readConfig(home: string): Promise<DaemonConfig> {
     throw configError("'tcpPort' must be a port number");
   if (cfg.stopTimeoutMs !== undefined && (!Number.isInteger(cfg.stopTimeoutMs) || cfg.stopTimeoutMs < 0))
     throw configError("'stopTimeoutMs' must be a whole number of milliseconds");
+  if (
+    cfg.switchFloodRate !== undefined &&
+    (!Number.isInteger(cfg.switchFloodRate) || cfg.switchFloodRate < 1 || cfg.switchFloodRate > 1_000_000)
+  )
+    throw configError("'switchFloodRate' must be a whole number of frames per second from 1 to 1000000");
   for (const key of ["engines", "images"] as const) {
     const m = cfg[key];
     if (
@@ -110,6 +118,10 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
       defaultEngine: config.defaultEngine ?? "riscv",
       defaultImage: config.defaultImage ?? "default",
       stopTimeoutMs: config.stopTimeoutMs ?? 90_000,
+      switchEntry: options.switchEntry && {
+        ...options.switchEntry,
+        ...(config.switchFloodRate === undefined ? {} : { floodRate: config.switchFloodRate }),
+      },
       // Measured again at each create: the figure above is stale as soon as anything writes to the disk.
       measureDiskFreeBytes: async () => (await availableBytes(home)) - capacityCfg.diskReserveMiB * 1048576,
     });

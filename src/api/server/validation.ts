@@ -2,6 +2,7 @@
 // and unknown fields here, ranges of sizes and names in the hypervisor, so that both say the same thing
 // whatever the client.
 
+import { InsertNetworkRequest } from "../schemas/network-schemas.ts";
 import type { TSchema } from "@sinclair/typebox";
 import { ExecRequest, MAX_EXEC_COMMAND_BYTES } from "../schemas/api-schemas.ts";
 import { schemaCheck } from "../schemas/schema-check.ts";
@@ -46,6 +47,7 @@ export const validateInsert = bodyValidator(InsertInstanceRequest);
 export const validateSetMachineType = bodyValidator(SetMachineTypeRequest);
 export const validateUpdate = bodyValidator(UpdateInstanceRequest);
 export const validateInsertSnapshot = bodyValidator(InsertSnapshotRequest);
+export const validateInsertNetwork = bodyValidator(InsertNetworkRequest);
 const checkExec = bodyValidator(ExecRequest);
 
 export function validateExec(body: unknown): ExecRequest {
