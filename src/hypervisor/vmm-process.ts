@@ -18,6 +18,7 @@ import {
   processArguments,
   readProcessIdentity,
 } from "./process-identity.ts";
+import { SpareVmm, type SpareVmmOptions } from "./spare-vmm.ts";
 import { type VmPaths, writeFileAtomic } from "./store.ts";
 import type { VmRecord } from "./vm-record.ts";
 import type { LaunchMode, VmmExecOptions, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
@@ -56,6 +57,11 @@ export interface ProcessVmmLauncherConfig {
   readonly startTimeoutMs?: number;
   /** How long a running VMM may take to answer a request before it is taken for hung (see request()). */
   readonly requestDeadlines?: VmmRequestDeadlines;
+  /**
+   * Keep a spare VMM of this engine waiting (spare-vmm.ts), started by `spare.replenish()` and after each
+   * launch; a launch adopts it instead of spawning. Absent: every launch spawns.
+   */
+  readonly spare?: SpareVmmOptions & { readonly engine: string };
 }
 
 export class VmmStartError extends HypervisorError {
@@ -122,12 +128,46 @@ async function readExit(paths: VmPaths, vmId: string): Promise<VmmExit | undefin
   return { reason: record.reason, detail: record.detail };
 }
 
+/** Spawns a VMM for the spec at `specPath`, its output appended to `logPath`. */
+function spawnVmm(
+  nodeArgs: readonly string[],
+  vmmEntry: string,
+  specPath: string,
+  logPath: string,
+): ChildProcess {
+  const logFd = openSync(logPath, "a", 0o600);
+  try {
+    // detached: its own process group, so that a signal to the daemon's group (Ctrl-C) spares the VMs.
+    return spawn(process.execPath, [...nodeArgs, vmmEntry, specPath], {
+      detached: true,
+      stdio: ["ignore", logFd, logFd, "ipc"],
+    });
+  } finally {
+    closeSync(logFd);
+  }
+}
+
 export class ProcessVmmLauncher implements VmmLauncher {
   /** A Map, not the config's object: an engine named `constructor` must not find Object's. */
   private readonly engineModules: ReadonlyMap<string, string>;
+  /** The spare VMM that a launch adopts before it spawns one; none without config.spare. */
+  readonly spare: SpareVmm | undefined;
 
   constructor(private readonly config: ProcessVmmLauncherConfig) {
     this.engineModules = new Map(Object.entries(config.engineModules));
+    const spareModule = config.spare && this.engineModules.get(config.spare.engine);
+    this.spare =
+      config.spare && spareModule
+        ? new SpareVmm(
+            { vmmEntry: config.vmmEntry, nodeArgs: config.nodeArgs, engineModule: spareModule },
+            config.spare,
+          )
+        : undefined;
+  }
+
+  /** Ends the spare VMM, if any (the daemon stops; its VMs' VMMs run on). */
+  async close(): Promise<void> {
+    await this.spare?.close();
   }
 
   engines(): readonly string[] {
@@ -174,22 +214,28 @@ export class ProcessVmmLauncher implements VmmLauncher {
     await writeFileAtomic(specPath, `${JSON.stringify(spec, null, 2)}\n`);
 
     // The VMM bounds vmm.log itself (bounded-log.ts); what it inherits from earlier VMMs is rotated here.
-    rotateIfLarger(join(paths.dir, "vmm.log"));
-    const logFd = openSync(join(paths.dir, "vmm.log"), "a", 0o600);
-    let child: ChildProcess;
+    const logPath = join(paths.dir, "vmm.log");
+    rotateIfLarger(logPath);
+    const { vmmEntry, nodeArgs } =
+      this.config.typeScriptVmm && /\.[cm]?ts$/.test(engineModule) ? this.config.typeScriptVmm : this.config;
     try {
-      // detached: its own process group, so that a signal to the daemon's group (Ctrl-C) spares the VMs.
-      const { vmmEntry, nodeArgs } =
-        this.config.typeScriptVmm && /\.[cm]?ts$/.test(engineModule)
-          ? this.config.typeScriptVmm
-          : this.config;
-      child = spawn(process.execPath, [...nodeArgs, vmmEntry, specPath], {
-        detached: true,
-        stdio: ["ignore", logFd, logFd, "ipc"],
-      });
+      const child =
+        (await this.spare?.adopt({ vmmEntry, nodeArgs, engineModule }, specPath, logPath)) ??
+        spawnVmm(nodeArgs, vmmEntry, specPath, logPath);
+      return await this.started(vm, paths, child, socketPath);
     } finally {
-      closeSync(logFd);
+      // The next spare starts once this VM's guest runs (or failed to), not beside its start.
+      this.spare?.replenish();
     }
+  }
+
+  /** Waits until the VMM `child` runs its guest, and connects to its control socket. */
+  private async started(
+    vm: VmRecord,
+    paths: VmPaths,
+    child: ChildProcess,
+    socketPath: string,
+  ): Promise<VmmHandle> {
     const timeoutMs = this.config.startTimeoutMs ?? 120_000;
     const outcome = await new Promise<{ ok: true } | { ok: false; problem: string }>((resolve) => {
       const timer = setTimeout(() => {
