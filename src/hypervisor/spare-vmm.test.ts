@@ -153,7 +153,9 @@ test("a start adopts the waiting spare: same process, records, log and weight as
   const again = await other.reattach(vm, paths);
   assert.ok("pid" in again && again.pid === sparePid);
   again.detach();
-  // The next spare is a new process.
+  // The next spare is a new process, started a moment after the launch.
+  for (let i = 0; i < 100 && launcher.spare!.pid === undefined; i++)
+    await new Promise((r) => setTimeout(r, 50));
   assert.ok(await launcher.spare!.whenReady());
   const next = launcher.spare!.pid!;
   pids.push(next);
@@ -239,6 +241,8 @@ test("a spare killed before its adoption: the start spawns a VMM instead, and th
   const again = await launcher.launch(vm, paths, "boot");
   pids.push(again.pid);
   assert.notEqual(again.pid, second);
+  for (let i = 0; i < 100 && launcher.spare!.pid === undefined; i++)
+    await new Promise((r) => setTimeout(r, 50));
   assert.ok(launcher.spare!.pid !== undefined, "a new spare was started after the launch");
   await again.stop(5000);
 });

@@ -34,6 +34,8 @@ export interface VmmCommand {
 }
 
 const DEFAULT_ADOPT_TIMEOUT_MS = 30_000;
+/** How long after a launch the next spare is started (see replenishSoon). */
+const REPLENISH_DELAY_MS = 1000;
 
 /** One spare process, from its start until it is adopted, killed or gone. */
 class SpareProcess {
@@ -69,6 +71,7 @@ class SpareProcess {
 export class SpareVmm {
   private spare: SpareProcess | undefined;
   private closed = false;
+  private replenishTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly command: VmmCommand,
@@ -125,6 +128,16 @@ export class SpareVmm {
           );
       }
     });
+  }
+
+  /**
+   * replenish() once the launch that took the spare has had time to finish (its records written): a burst
+   * of launches starts one spare, after the burst.
+   */
+  replenishSoon(): void {
+    clearTimeout(this.replenishTimer);
+    this.replenishTimer = setTimeout(() => this.replenish(), REPLENISH_DELAY_MS);
+    this.replenishTimer.unref();
   }
 
   /** The pid of the spare now waiting (ready or still preparing), if any. */
@@ -216,6 +229,7 @@ export class SpareVmm {
   /** Kills the waiting spare and starts no other (the daemon is stopping). */
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.replenishTimer);
     const spare = this.spare;
     this.spare = undefined;
     if (!spare || spare.exited) return;

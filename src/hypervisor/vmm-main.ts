@@ -25,7 +25,7 @@ import { ACTIVE_DISK, freezeActiveDisk } from "./disk-store.ts";
 import { readProcessIdentity } from "./process-identity.ts";
 import { adoptedAt, waitForAdoption } from "./spare-adoption.ts";
 import { SPARE_FLAG } from "./spare-vmm-protocol.ts";
-import { writeFileAtomic } from "./store.ts";
+import { replaceFile, writeFileAtomic } from "./store.ts";
 import type { VmmExit } from "./vmm.ts";
 import {
   CONSOLE_VIEWER_QUEUE_BYTES,
@@ -553,7 +553,8 @@ try {
     ...(self ? { bootId: self.bootId, startTime: self.startTime } : {}),
   };
   crashPoint("vmm:before-run-record");
-  await writeFileAtomic(runRecordPath, `${JSON.stringify(run)}\n`);
+  // Not fsynced: it names this process, which a host crash ends (replaceFile).
+  await replaceFile(runRecordPath, `${JSON.stringify(run)}\n`);
   crashPoint("vmm:after-run-record");
 
   const mod = (await import(pathToFileURL(spec.engineModule).href)) as { createGuest?: GuestFactory };

@@ -19,7 +19,7 @@ import {
   readProcessIdentity,
 } from "./process-identity.ts";
 import { SpareVmm, type SpareVmmOptions } from "./spare-vmm.ts";
-import { type VmPaths, writeFileAtomic } from "./store.ts";
+import { replaceFile, type VmPaths } from "./store.ts";
 import type { VmRecord } from "./vm-record.ts";
 import type { LaunchMode, VmmExecOptions, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
 import {
@@ -211,7 +211,8 @@ export class ProcessVmmLauncher implements VmmLauncher {
     await rm(join(paths.dir, "exit.json"), { force: true });
     await rm(paths.vmm, { force: true });
     const specPath = specPathOf(paths);
-    await writeFileAtomic(specPath, `${JSON.stringify(spec, null, 2)}\n`);
+    // Read at once by the VMM, and rewritten by every launch: it need not survive a host crash.
+    await replaceFile(specPath, `${JSON.stringify(spec, null, 2)}\n`);
 
     // The VMM bounds vmm.log itself (bounded-log.ts); what it inherits from earlier VMMs is rotated here.
     const logPath = join(paths.dir, "vmm.log");
@@ -224,8 +225,9 @@ export class ProcessVmmLauncher implements VmmLauncher {
         spawnVmm(nodeArgs, vmmEntry, specPath, logPath);
       return await this.started(vm, paths, child, socketPath);
     } finally {
-      // The next spare starts once this VM's guest runs (or failed to), not beside its start.
-      this.spare?.replenish();
+      // The next spare starts once this VM's start is done, not beside it: spawning it would hold up the
+      // daemon's event loop (fork) and its start would take CPU from this one.
+      this.spare?.replenishSoon();
     }
   }
 
