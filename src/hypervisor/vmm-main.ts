@@ -1,7 +1,7 @@
 // The VMM process: hosts one guest (through its engine's `createGuest`) and serves the control protocol of
 // vmm-protocol.ts on a Unix socket, so that the VM lives on when the daemon stops, crashes or restarts.
 // Started by vmm-process.ts as `node vmm-main.ts <vmm-spec.json>`, detached, with an IPC channel used only
-// to report that the guest runs (or why it could not start); or started ahead of need as a spare
+// to report that it listens, then that the guest runs (or why it could not start); or started ahead of need as a spare
 // (`vmm-main.ts --spare …`, spare-vmm.ts) that is given its spec later and goes on from there the same way.
 
 import { randomBytes } from "node:crypto";
@@ -97,7 +97,7 @@ function lockDisks(): void {
 }
 
 /** Sends one message on the IPC channel (when there is one), resolving once it is flushed. */
-function sendToLauncher(msg: { type: "ready" | "failed"; message?: string }): Promise<void> {
+function sendToLauncher(msg: { type: "listening" | "ready" | "failed"; message?: string }): Promise<void> {
   return new Promise((resolve) => {
     if (!process.send || !process.connected) return resolve();
     process.send(msg, undefined, {}, () => resolve());
@@ -556,6 +556,8 @@ try {
   // Not fsynced: it names this process, which a host crash ends (replaceFile).
   await replaceFile(runRecordPath, `${JSON.stringify(run)}\n`);
   crashPoint("vmm:after-run-record");
+  // The launcher may connect now (hello is answered at once), while the guest is built.
+  void sendToLauncher({ type: "listening" });
 
   const mod = (await import(pathToFileURL(spec.engineModule).href)) as { createGuest?: GuestFactory };
   if (typeof mod.createGuest !== "function")

@@ -239,12 +239,29 @@ export class ProcessVmmLauncher implements VmmLauncher {
     socketPath: string,
   ): Promise<VmmHandle> {
     const timeoutMs = this.config.startTimeoutMs ?? 120_000;
+    const pid = child.pid!;
+    // The control connection is made (and checked with hello) as soon as the VMM listens, while its guest
+    // is still being built, rather than after: a resume is RUNNING that much sooner.
+    let connecting: Promise<SocketVmmHandle | undefined> | undefined;
+    const connect = () =>
+      (connecting ??= SocketVmmHandle.connect(
+        vm,
+        paths,
+        readProcessIdentity(pid) ?? { pid, bootId: "", startTime: "" },
+        socketPath,
+        child,
+        this.config.requestDeadlines ?? DEFAULT_REQUEST_DEADLINES,
+      ));
     const outcome = await new Promise<{ ok: true } | { ok: false; problem: string }>((resolve) => {
       const timer = setTimeout(() => {
         child.kill("SIGKILL");
         resolve({ ok: false, problem: `its VMM did not start within ${timeoutMs} ms` });
       }, timeoutMs);
       child.on("message", (msg: { type?: string; message?: string }) => {
+        if (msg?.type === "listening") {
+          void connect();
+          return;
+        }
         clearTimeout(timer);
         if (msg?.type === "ready") resolve({ ok: true });
         else resolve({ ok: false, problem: String(msg?.message ?? "the VMM reported a failure") });
@@ -262,6 +279,8 @@ export class ProcessVmmLauncher implements VmmLauncher {
       });
     });
     if (!outcome.ok) {
+      // A connection made while it started is let go (its close is not this VM's exit).
+      void connecting?.then((h) => h?.detach());
       if (child.exitCode === null && child.signalCode === null) {
         await new Promise((resolve) => {
           child.once("exit", resolve);
@@ -272,16 +291,7 @@ export class ProcessVmmLauncher implements VmmLauncher {
     }
     if (child.connected) child.disconnect();
     child.unref();
-    const pid = child.pid!;
-    const identity = readProcessIdentity(pid) ?? { pid, bootId: "", startTime: "" };
-    const handle = await SocketVmmHandle.connect(
-      vm,
-      paths,
-      identity,
-      socketPath,
-      child,
-      this.config.requestDeadlines ?? DEFAULT_REQUEST_DEADLINES,
-    );
+    const handle = await connect();
     if (!handle) {
       child.kill("SIGKILL");
       throw new VmmStartError(vm.name, "its VMM started but does not answer on its control socket");
