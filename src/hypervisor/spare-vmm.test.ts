@@ -9,7 +9,9 @@ import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { closeAndKill } from "./fixtures/close-and-kill.ts";
 import { fixtureLauncherConfig } from "./fixtures/fixture-launcher.ts";
+import { fixtureVmRecord } from "./fixtures/fixture-vm-record.ts";
 import { FileImageCatalog, Hypervisor } from "./hypervisor.ts";
+import { processAlive } from "./process-alive.ts";
 import { processArguments, readProcessIdentity } from "./process-identity.ts";
 import { hostCapacity } from "./resources.ts";
 import { VmStore } from "./store.ts";
@@ -66,47 +68,17 @@ async function readySpare(launcher: ProcessVmmLauncher): Promise<number> {
 
 async function vmIn(dir: string, name: string, patch: Partial<VmRecord> = {}) {
   const store = await VmStore.open(dir);
-  const vm: VmRecord = {
-    formatVersion: 1,
-    id: `id-${name}-${Date.now()}`,
-    name,
-    machineType: "t1-micro",
-    cpus: 1,
-    memoryMiB: 128,
-    diskMiB: 0,
-    image: "none",
-    engine: "fixture",
-    automaticRestart: true,
-    cpuCapPercent: null,
-    cpuWeight: 100,
-    status: "STAGING",
-    statusMessage: "",
-    creationTimestamp: new Date().toISOString(),
-    lastStartTimestamp: null,
-    lastStopTimestamp: null,
-    lastSuspendedTimestamp: null,
-    history: [],
-    ...patch,
-  };
+  const vm = fixtureVmRecord(name, patch);
   await store.create(vm);
   return { vm, paths: store.paths(name) };
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function gone(pid: number, ms = 10_000): Promise<boolean> {
   for (const t0 = Date.now(); Date.now() - t0 < ms; ) {
-    if (!alive(pid)) return true;
+    if (!processAlive(pid)) return true;
     await new Promise((r) => setTimeout(r, 50));
   }
-  return !alive(pid);
+  return !processAlive(pid);
 }
 
 /** The nice value of every thread of `pid` (field 19 of /proc/PID/task/TID/stat). */
@@ -300,7 +272,7 @@ setInterval(() => {}, 1000);
     daemon.once("exit", () => reject(new Error("the stand-in daemon ended early")));
   });
   pids.push(orphan);
-  assert.ok(alive(orphan));
+  assert.ok(processAlive(orphan));
   daemon.kill("SIGKILL");
   assert.ok(await gone(orphan), "the spare of a killed daemon exits");
 });

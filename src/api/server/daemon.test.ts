@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fixtureLauncherConfig } from "../../hypervisor/fixtures/fixture-launcher.ts";
+import { processAlive } from "../../hypervisor/process-alive.ts";
 import { runDaemon } from "./daemon.ts";
 
 test("two daemons starting at once on one home: exactly one runs, the other is refused naming it", async () => {
@@ -60,20 +61,11 @@ test("the daemon keeps a spare VMM waiting while it runs, and ends it when it st
       await new Promise((r) => setTimeout(r, 50));
     }
     assert.ok(pid, `a spare became ready:\n${lines.join("\n")}`);
-    assert.ok(alive(pid));
+    assert.ok(processAlive(pid));
     process.emit("SIGTERM");
     await stopped;
-    assert.ok(!alive(pid), "the spare is gone once the daemon has stopped");
+    assert.ok(!processAlive(pid), "the spare is gone once the daemon has stopped");
   } finally {
     await rm(home, { recursive: true, force: true });
   }
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
