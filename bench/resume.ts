@@ -92,7 +92,24 @@ function installation(home: string) {
 }
 
 /** The epoch ms and VMM CPU ms of the last "first guest instruction after restore" line in vmm.log. */
-async function firstInstruction(vmDir: string, way: Way): Promise<{ epochMs: number; cpuMs: number }> {
+async function firstInstruction(
+  vmDir: string,
+  way: Way,
+  sinceEpochMs: number,
+): Promise<{ epochMs: number; cpuMs: number }> {
+  // RUNNING can be recorded before the VMM has logged its guest's first slice (it is logged as it begins).
+  for (let i = 0; i < 50; i++) {
+    const found = await firstInstructionLine(vmDir, way);
+    if (found && found.epochMs >= sinceEpochMs) return found;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`vmm.log in ${vmDir} has no first-instruction line for ${way}`);
+}
+
+async function firstInstructionLine(
+  vmDir: string,
+  way: Way,
+): Promise<{ epochMs: number; cpuMs: number } | undefined> {
   const log = await readFile(join(vmDir, "vmm.log"), "utf8");
   const matches = [
     ...log.matchAll(
@@ -101,8 +118,7 @@ async function firstInstruction(vmDir: string, way: Way): Promise<{ epochMs: num
   ];
   const last = matches.at(-1);
   const ram = way === "read" ? "read" : "map";
-  if (!last || last[1] !== ram || (way === "spare") !== (last[4] !== undefined))
-    throw new Error(`vmm.log in ${vmDir} has no first-instruction line for ${way}`);
+  if (!last || last[1] !== ram || (way === "spare") !== (last[4] !== undefined)) return undefined;
   return { epochMs: Number(last[2]), cpuMs: Number(last[4] ?? last[3]) };
 }
 
@@ -180,7 +196,7 @@ async function benchSize(
       const done = await client.waitUntilDone(op.id, undefined, 1);
       const runningMs = performance.now() - t0;
       if (done.error) throw new Error(`resume: ${done.error.message}`);
-      const first = await firstInstruction(vmDir, way);
+      const first = await firstInstruction(vmDir, way, t0Epoch);
       const firstMs = first.epochMs - t0Epoch;
       const load = loadavg()[0];
       (result.resumeToRunningMs[way] ??= []).push(runningMs);

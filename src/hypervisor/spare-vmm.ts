@@ -33,6 +33,15 @@ export interface VmmCommand {
   readonly engineModule: string;
 }
 
+/**
+ * A spare that took its VM: `listen` attaches the launcher's listener for its IPC messages ("listening",
+ * "ready", "failed"), first handing it those that came before it was attached.
+ */
+export interface AdoptedVmm {
+  readonly child: ChildProcess;
+  listen(listener: (msg: unknown) => void): void;
+}
+
 const DEFAULT_ADOPT_TIMEOUT_MS = 30_000;
 /** How long after a launch the next spare is started (see replenishSoon). */
 const REPLENISH_DELAY_MS = 1000;
@@ -167,7 +176,7 @@ export class SpareVmm {
    * the VM was touched, and the caller spawns a VMM). A spare is handed out once: it is no longer the
    * waiting one from here on, whatever happens.
    */
-  async adopt(command: VmmCommand, specPath: string, logPath: string): Promise<ChildProcess | undefined> {
+  async adopt(command: VmmCommand, specPath: string, logPath: string): Promise<AdoptedVmm | undefined> {
     const spare = this.spare;
     if (!spare || spare.exited || this.closed) return undefined;
     if (
@@ -186,10 +195,14 @@ export class SpareVmm {
       return undefined;
     }
     const child = spare.child;
+    // Messages after "adopted" may come in the same read of the channel, before the caller listens: kept.
+    const early: unknown[] = [];
+    let adopted = false;
+    let onMessage: (msg: SpareToDaemon) => void = () => {};
     const outcome = await new Promise<{ adopted: true } | { adopted: false; why: string }>((resolve) => {
       const done = (result: { adopted: true } | { adopted: false; why: string }) => {
         clearTimeout(timer);
-        child.off("message", onMessage);
+        if (!result.adopted) child.off("message", onMessage);
         child.off("exit", onExit);
         resolve(result);
       };
@@ -198,9 +211,13 @@ export class SpareVmm {
         () => done({ adopted: false, why: `no answer within ${timeoutMs} ms` }),
         timeoutMs,
       );
-      const onMessage = (msg: SpareToDaemon) => {
-        if (msg?.type === "adopted") done({ adopted: true });
-        else if (msg?.type === "refused") done({ adopted: false, why: `it refused: ${String(msg.message)}` });
+      onMessage = (msg: SpareToDaemon) => {
+        if (adopted) early.push(msg);
+        else if (msg?.type === "adopted") {
+          adopted = true;
+          done({ adopted: true });
+        } else if (msg?.type === "refused")
+          done({ adopted: false, why: `it refused: ${String(msg.message)}` });
       };
       const onExit = (code: number | null, signal: NodeJS.Signals | null) =>
         done({ adopted: false, why: `it ended (${signal ? `signal ${signal}` : `exit code ${code}`})` });
@@ -219,7 +236,14 @@ export class SpareVmm {
       // Referenced again, as a spawned VMM is until its launch lets go of it.
       child.ref();
       child.channel?.ref();
-      return child;
+      return {
+        child,
+        listen: (listener) => {
+          child.off("message", onMessage);
+          for (const msg of early.splice(0)) listener(msg);
+          child.on("message", listener);
+        },
+      };
     }
     this.log(`spare VMM (pid ${spare.pid}) not adopted (${outcome.why}); starting a VMM instead`);
     spare.kill();

@@ -18,7 +18,7 @@ import {
   processArguments,
   readProcessIdentity,
 } from "./process-identity.ts";
-import { SpareVmm, type SpareVmmOptions } from "./spare-vmm.ts";
+import { type AdoptedVmm, SpareVmm, type SpareVmmOptions } from "./spare-vmm.ts";
 import { replaceFile, type VmPaths } from "./store.ts";
 import type { VmRecord } from "./vm-record.ts";
 import type { LaunchMode, VmmExecOptions, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
@@ -128,6 +128,11 @@ async function readExit(paths: VmPaths, vmId: string): Promise<VmmExit | undefin
   return { reason: record.reason, detail: record.detail };
 }
 
+/** A spawned VMM's messages need no hand-over (see AdoptedVmm): they are listened to from its start. */
+function spawnedVmm(child: ChildProcess): AdoptedVmm {
+  return { child, listen: (listener) => child.on("message", listener) };
+}
+
 /** Spawns a VMM for the spec at `specPath`, its output appended to `logPath`. */
 function spawnVmm(
   nodeArgs: readonly string[],
@@ -220,10 +225,10 @@ export class ProcessVmmLauncher implements VmmLauncher {
     const { vmmEntry, nodeArgs } =
       this.config.typeScriptVmm && /\.[cm]?ts$/.test(engineModule) ? this.config.typeScriptVmm : this.config;
     try {
-      const child =
+      const vmm: AdoptedVmm =
         (await this.spare?.adopt({ vmmEntry, nodeArgs, engineModule }, specPath, logPath)) ??
-        spawnVmm(nodeArgs, vmmEntry, specPath, logPath);
-      return await this.started(vm, paths, child, socketPath);
+        spawnedVmm(spawnVmm(nodeArgs, vmmEntry, specPath, logPath));
+      return await this.started(vm, paths, vmm, socketPath);
     } finally {
       // The next spare starts once this VM's start is done, not beside it: spawning it would hold up the
       // daemon's event loop (fork) and its start would take CPU from this one.
@@ -235,7 +240,7 @@ export class ProcessVmmLauncher implements VmmLauncher {
   private async started(
     vm: VmRecord,
     paths: VmPaths,
-    child: ChildProcess,
+    { child, listen }: AdoptedVmm,
     socketPath: string,
   ): Promise<VmmHandle> {
     const timeoutMs = this.config.startTimeoutMs ?? 120_000;
@@ -257,7 +262,8 @@ export class ProcessVmmLauncher implements VmmLauncher {
         child.kill("SIGKILL");
         resolve({ ok: false, problem: `its VMM did not start within ${timeoutMs} ms` });
       }, timeoutMs);
-      child.on("message", (msg: { type?: string; message?: string }) => {
+      listen((raw) => {
+        const msg = raw as { type?: string; message?: string } | null;
         if (msg?.type === "listening") {
           void connect();
           return;
