@@ -4,6 +4,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { dataDir } from "../src/api/data-dir.ts";
 import { runDaemon } from "../src/api/server/daemon.ts";
+import { bundleStamp } from "../scripts/bundle.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 /** The start-up bundle this daemon runs from (scripts/bundle.ts defines it in bundled code), or none under tsx. */
@@ -22,6 +23,15 @@ const engineModules: Record<string, string> = {
     : join(root, "src/hypervisor/riscv-guest.ts"),
 };
 
+/**
+ * The code a VMM started now would run: this daemon's bundle never changes under it; the TypeScript sources
+ * may, and a spare VMM that loaded older ones must not run a VM (TSVM_VMM_SPARE=0: no spare at all).
+ */
+const spareVmm =
+  process.env.TSVM_VMM_SPARE === "0"
+    ? undefined
+    : { codeStamp: bundleDir ? () => bundleDir : () => bundleStamp(root) };
+
 try {
   await runDaemon({
     home: dataDir(),
@@ -32,6 +42,7 @@ try {
     switchEntry: bundleDir
       ? { entry: join(bundleDir, "src/hypervisor/network-switch-main.mjs"), nodeArgs: ["--enable-source-maps"] }
       : { entry: join(root, "src/hypervisor/network-switch-main.ts"), nodeArgs: typeScriptVmm.nodeArgs },
+    spareVmm,
     log: (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),
   });
 } catch (e) {

@@ -104,12 +104,29 @@ function tempNameFor(path: string): string {
  * a crash the file is one of the two. The temp file is removed when any step fails.
  */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  await replaceFile(path, data, mode, true);
+  await syncDir(dirname(path));
+}
+
+/**
+ * Replaces `path` with `data` atomically, as writeFileAtomic, but without making it durable (no fsync, each
+ * of which cost 1–40 ms on a busy disk): for a file that describes a running process (a VMM's spec and its
+ * run record), which means nothing after a host crash (no VMM runs then, and the next start writes it
+ * again). A process that dies midway leaves the old file or the new one; after a host crash the file may
+ * be empty or missing, which its readers take as no record.
+ */
+export async function replaceFile(
+  path: string,
+  data: string | Uint8Array,
+  mode = 0o644,
+  durable = false,
+): Promise<void> {
   const temp = tempNameFor(path);
   try {
     const fh = await open(temp, "wx", mode);
     try {
       await fh.writeFile(data);
-      await fh.sync();
+      if (durable) await fh.sync();
     } finally {
       await fh.close();
     }
@@ -118,7 +135,6 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
     await rm(temp, { force: true });
     throw e;
   }
-  await syncDir(dirname(path));
 }
 
 /**

@@ -1,13 +1,15 @@
 // The VMM process: hosts one guest (through its engine's `createGuest`) and serves the control protocol of
 // vmm-protocol.ts on a Unix socket, so that the VM lives on when the daemon stops, crashes or restarts.
 // Started by vmm-process.ts as `node vmm-main.ts <vmm-spec.json>`, detached, with an IPC channel used only
-// to report that the guest runs (or why it could not start).
+// to report that it listens, then that the guest runs (or why it could not start); or started ahead of need as a spare
+// (`vmm-main.ts --spare …`, spare-vmm.ts) that is given its spec later and goes on from there the same way.
 
 import { randomBytes } from "node:crypto";
 import { fdatasync, readdirSync, writeFileSync } from "node:fs";
 import { mkdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
 import { createServer, type Socket } from "node:net";
 import { setPriority } from "node:os";
+import { performance } from "node:perf_hooks";
 import { dirname, join } from "node:path";
 import { StringDecoder } from "node:string_decoder";
 import { pathToFileURL } from "node:url";
@@ -21,7 +23,9 @@ import { CpuThrottle } from "./cpu-throttle.ts";
 import { crashPoint } from "./crash-point.ts";
 import { ACTIVE_DISK, freezeActiveDisk } from "./disk-store.ts";
 import { readProcessIdentity } from "./process-identity.ts";
-import { writeFileAtomic } from "./store.ts";
+import { adoptedAt, waitForAdoption } from "./spare-adoption.ts";
+import { SPARE_FLAG } from "./spare-vmm-protocol.ts";
+import { replaceFile, writeFileAtomic } from "./store.ts";
 import type { VmmExit } from "./vmm.ts";
 import { VmmNetwork } from "./vmm-network.ts";
 import {
@@ -44,7 +48,9 @@ import {
   type VmmSpec,
 } from "./vmm-protocol.ts";
 
-const specPath = process.argv[2];
+// A spare (spare-vmm.ts) was started before its VM existed: it learns its spec when it is adopted.
+const specPath =
+  process.argv[2] === SPARE_FLAG ? await waitForAdoption(process.argv.slice(2)) : process.argv[2];
 if (!specPath) {
   process.stderr.write("usage: vmm-main.ts <vmm-spec.json>\n");
   process.exit(2);
@@ -53,6 +59,8 @@ const spec = JSON.parse(await readFile(specPath, "utf8")) as VmmSpec;
 const runRecordPath = join(spec.vmDir, "vmm.json");
 const exitRecordPath = join(spec.vmDir, "exit.json");
 const startedAt = new Date().toISOString();
+/** performance.now() when this process became the VM's VMM: its start, or a spare's adoption. */
+const vmmStartMs = adoptedAt()?.atMs ?? 0;
 let guest: VmmGuest | undefined;
 /** The guest's network cards' backends (passt for the NAT card); closed after the guest. */
 let network: VmmNetwork | undefined;
@@ -100,7 +108,7 @@ function lockDisks(): void {
 }
 
 /** Sends one message on the IPC channel (when there is one), resolving once it is flushed. */
-function sendToLauncher(msg: { type: "ready" | "failed"; message?: string }): Promise<void> {
+function sendToLauncher(msg: { type: "listening" | "ready" | "failed"; message?: string }): Promise<void> {
   return new Promise((resolve) => {
     if (!process.send || !process.connected) return resolve();
     process.send(msg, undefined, {}, () => resolve());
@@ -496,7 +504,7 @@ async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<voi
             ...network?.stats(),
             vmmCpuMs: (cpu.user + cpu.system) / 1000,
             vmmRssBytes: process.memoryUsage.rss(),
-            vmmUptimeMs: Math.round(process.uptime() * 1000),
+            vmmUptimeMs: Math.round(performance.now() - vmmStartMs),
             vmmQueuedBytes: queuedBytes(),
             consoleDroppedBytes: consoleDroppedBytes(),
           },
@@ -564,8 +572,11 @@ try {
     ...(self ? { bootId: self.bootId, startTime: self.startTime } : {}),
   };
   crashPoint("vmm:before-run-record");
-  await writeFileAtomic(runRecordPath, `${JSON.stringify(run)}\n`);
+  // Not fsynced: it names this process, which a host crash ends (replaceFile).
+  await replaceFile(runRecordPath, `${JSON.stringify(run)}\n`);
   crashPoint("vmm:after-run-record");
+  // The launcher may connect now (hello is answered at once), while the guest is built.
+  void sendToLauncher({ type: "listening" });
 
   const mod = (await import(pathToFileURL(spec.engineModule).href)) as { createGuest?: GuestFactory };
   if (typeof mod.createGuest !== "function")

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { fixtureLauncherConfig } from "./fixtures/fixture-launcher.ts";
+import { fixtureVmRecord } from "./fixtures/fixture-vm-record.ts";
 import { readProcessIdentity } from "./process-identity.ts";
 import { VmStore } from "./store.ts";
 import type { VmRecord } from "./vm-record.ts";
@@ -26,27 +27,7 @@ async function vmIn(name: string, home?: string): Promise<{ store: VmStore; vm: 
   const dir = home ?? (await mkdtemp(join(tmpdir(), "tsvm-vmm-")));
   if (!home) roots.push(dir);
   const store = await VmStore.open(dir);
-  const vm: VmRecord = {
-    formatVersion: 1,
-    id: `id-${name}-${Date.now()}`,
-    name,
-    machineType: "t1-micro",
-    cpus: 1,
-    memoryMiB: 128,
-    diskMiB: 0,
-    image: "none",
-    engine: "fixture",
-    automaticRestart: true,
-    cpuCapPercent: null,
-    cpuWeight: 100,
-    status: "STAGING",
-    statusMessage: "",
-    creationTimestamp: new Date().toISOString(),
-    lastStartTimestamp: null,
-    lastStopTimestamp: null,
-    lastSuspendedTimestamp: null,
-    history: [],
-  };
+  const vm = fixtureVmRecord(name);
   await store.create(vm);
   return { store, vm };
 }

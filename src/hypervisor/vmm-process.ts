@@ -19,7 +19,8 @@ import {
   processArguments,
   readProcessIdentity,
 } from "./process-identity.ts";
-import { type VmPaths, writeFileAtomic } from "./store.ts";
+import { type AdoptedVmm, SpareVmm, type SpareVmmOptions } from "./spare-vmm.ts";
+import { replaceFile, type VmPaths } from "./store.ts";
 import type { VmRecord } from "./vm-record.ts";
 import type { LaunchMode, VmmExecOptions, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
 import {
@@ -57,6 +58,11 @@ export interface ProcessVmmLauncherConfig {
   readonly startTimeoutMs?: number;
   /** How long a running VMM may take to answer a request before it is taken for hung (see request()). */
   readonly requestDeadlines?: VmmRequestDeadlines;
+  /**
+   * Keep a spare VMM of this engine waiting (spare-vmm.ts), started by `spare.replenish()` and after each
+   * launch; a launch adopts it instead of spawning. Absent: every launch spawns.
+   */
+  readonly spare?: SpareVmmOptions & { readonly engine: string };
 }
 
 export class VmmStartError extends HypervisorError {
@@ -123,12 +129,51 @@ async function readExit(paths: VmPaths, vmId: string): Promise<VmmExit | undefin
   return { reason: record.reason, detail: record.detail };
 }
 
+/** A spawned VMM's messages need no hand-over (see AdoptedVmm): they are listened to from its start. */
+function spawnedVmm(child: ChildProcess): AdoptedVmm {
+  return { child, listen: (listener) => child.on("message", listener) };
+}
+
+/** Spawns a VMM for the spec at `specPath`, its output appended to `logPath`. */
+function spawnVmm(
+  nodeArgs: readonly string[],
+  vmmEntry: string,
+  specPath: string,
+  logPath: string,
+): ChildProcess {
+  const logFd = openSync(logPath, "a", 0o600);
+  try {
+    // detached: its own process group, so that a signal to the daemon's group (Ctrl-C) spares the VMs.
+    return spawn(process.execPath, [...nodeArgs, vmmEntry, specPath], {
+      detached: true,
+      stdio: ["ignore", logFd, logFd, "ipc"],
+    });
+  } finally {
+    closeSync(logFd);
+  }
+}
+
 export class ProcessVmmLauncher implements VmmLauncher {
   /** A Map, not the config's object: an engine named `constructor` must not find Object's. */
   private readonly engineModules: ReadonlyMap<string, string>;
+  /** The spare VMM that a launch adopts before it spawns one; none without config.spare. */
+  readonly spare: SpareVmm | undefined;
 
   constructor(private readonly config: ProcessVmmLauncherConfig) {
     this.engineModules = new Map(Object.entries(config.engineModules));
+    const spareModule = config.spare && this.engineModules.get(config.spare.engine);
+    this.spare =
+      config.spare && spareModule
+        ? new SpareVmm(
+            { vmmEntry: config.vmmEntry, nodeArgs: config.nodeArgs, engineModule: spareModule },
+            config.spare,
+          )
+        : undefined;
+  }
+
+  /** Ends the spare VMM, if any (the daemon stops; its VMs' VMMs run on). */
+  async close(): Promise<void> {
+    await this.spare?.close();
   }
 
   engines(): readonly string[] {
@@ -173,32 +218,58 @@ export class ProcessVmmLauncher implements VmmLauncher {
     await rm(join(paths.dir, "exit.json"), { force: true });
     await rm(paths.vmm, { force: true });
     const specPath = specPathOf(paths);
-    await writeFileAtomic(specPath, `${JSON.stringify(spec, null, 2)}\n`);
+    // Read at once by the VMM, and rewritten by every launch: it need not survive a host crash.
+    await replaceFile(specPath, `${JSON.stringify(spec, null, 2)}\n`);
 
     // The VMM bounds vmm.log itself (bounded-log.ts); what it inherits from earlier VMMs is rotated here.
-    rotateIfLarger(join(paths.dir, "vmm.log"));
-    const logFd = openSync(join(paths.dir, "vmm.log"), "a", 0o600);
-    let child: ChildProcess;
+    const logPath = join(paths.dir, "vmm.log");
+    rotateIfLarger(logPath);
+    const { vmmEntry, nodeArgs } =
+      this.config.typeScriptVmm && /\.[cm]?ts$/.test(engineModule) ? this.config.typeScriptVmm : this.config;
     try {
-      // detached: its own process group, so that a signal to the daemon's group (Ctrl-C) spares the VMs.
-      const { vmmEntry, nodeArgs } =
-        this.config.typeScriptVmm && /\.[cm]?ts$/.test(engineModule)
-          ? this.config.typeScriptVmm
-          : this.config;
-      child = spawn(process.execPath, [...nodeArgs, vmmEntry, specPath], {
-        detached: true,
-        stdio: ["ignore", logFd, logFd, "ipc"],
-      });
+      const vmm: AdoptedVmm =
+        (await this.spare?.adopt({ vmmEntry, nodeArgs, engineModule }, specPath, logPath)) ??
+        spawnedVmm(spawnVmm(nodeArgs, vmmEntry, specPath, logPath));
+      return await this.started(vm, paths, vmm, socketPath);
     } finally {
-      closeSync(logFd);
+      // The next spare starts once this VM's start is done, not beside it: spawning it would hold up the
+      // daemon's event loop (fork) and its start would take CPU from this one.
+      this.spare?.replenishSoon();
     }
+  }
+
+  /** Waits until the VMM `child` runs its guest, and connects to its control socket. */
+  private async started(
+    vm: VmRecord,
+    paths: VmPaths,
+    { child, listen }: AdoptedVmm,
+    socketPath: string,
+  ): Promise<VmmHandle> {
     const timeoutMs = this.config.startTimeoutMs ?? 120_000;
+    const pid = child.pid!;
+    // The control connection is made (and checked with hello) as soon as the VMM listens, while its guest
+    // is still being built, rather than after: a resume is RUNNING that much sooner.
+    let connecting: Promise<SocketVmmHandle | undefined> | undefined;
+    const connect = () =>
+      (connecting ??= SocketVmmHandle.connect(
+        vm,
+        paths,
+        readProcessIdentity(pid) ?? { pid, bootId: "", startTime: "" },
+        socketPath,
+        child,
+        this.config.requestDeadlines ?? DEFAULT_REQUEST_DEADLINES,
+      ));
     const outcome = await new Promise<{ ok: true } | { ok: false; problem: string }>((resolve) => {
       const timer = setTimeout(() => {
         child.kill("SIGKILL");
         resolve({ ok: false, problem: `its VMM did not start within ${timeoutMs} ms` });
       }, timeoutMs);
-      child.on("message", (msg: { type?: string; message?: string }) => {
+      listen((raw) => {
+        const msg = raw as { type?: string; message?: string } | null;
+        if (msg?.type === "listening") {
+          void connect();
+          return;
+        }
         clearTimeout(timer);
         if (msg?.type === "ready") resolve({ ok: true });
         else resolve({ ok: false, problem: String(msg?.message ?? "the VMM reported a failure") });
@@ -216,6 +287,8 @@ export class ProcessVmmLauncher implements VmmLauncher {
       });
     });
     if (!outcome.ok) {
+      // A connection made while it started is let go (its close is not this VM's exit).
+      void connecting?.then((h) => h?.detach());
       if (child.exitCode === null && child.signalCode === null) {
         await new Promise((resolve) => {
           child.once("exit", resolve);
@@ -226,16 +299,7 @@ export class ProcessVmmLauncher implements VmmLauncher {
     }
     if (child.connected) child.disconnect();
     child.unref();
-    const pid = child.pid!;
-    const identity = readProcessIdentity(pid) ?? { pid, bootId: "", startTime: "" };
-    const handle = await SocketVmmHandle.connect(
-      vm,
-      paths,
-      identity,
-      socketPath,
-      child,
-      this.config.requestDeadlines ?? DEFAULT_REQUEST_DEADLINES,
-    );
+    const handle = await connect();
     if (!handle) {
       child.kill("SIGKILL");
       throw new VmmStartError(vm.name, "its VMM started but does not answer on its control socket");

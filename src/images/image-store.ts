@@ -89,7 +89,10 @@ export function listImages(cacheDir = imagesCacheDir()): ImageInfo[] {
     const image = readImage(join(cacheDir, entry));
     if (image) images.push(image);
   }
-  return images.sort((a, b) => b.builtAt.localeCompare(a.builtAt) || a.dir.localeCompare(b.dir));
+  // Code-unit order, not localeCompare: ISO 8601 times and paths need no collation, and the first
+  // localeCompare of a process sets up ICU's collator (~70 ms of CPU in every VMM's start).
+  const order = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
+  return images.sort((a, b) => order(b.builtAt, a.builtAt) || order(a.dir, b.dir));
 }
 
 /**

@@ -1,11 +1,12 @@
 // The daemon's hold on its data directory: of two daemons starting at the same moment, exactly one gets
 // the directory; the other is refused at once with `already-running`, before it touches any VM.
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fixtureLauncherConfig } from "../../hypervisor/fixtures/fixture-launcher.ts";
+import { processAlive } from "../../hypervisor/process-alive.ts";
 import { runDaemon } from "./daemon.ts";
 
 test("two daemons starting at once on one home: exactly one runs, the other is refused naming it", async () => {
@@ -36,6 +37,34 @@ test("two daemons starting at once on one home: exactly one runs, the other is r
     assert.equal((await readFile(join(home, "daemon.lock"), "utf8")).trim(), String(process.pid));
     process.emit("SIGTERM");
     assert.deepEqual((await Promise.all(outcomes)).sort(), [first, "stopped"].sort());
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
+});
+
+test("the daemon keeps a spare VMM waiting while it runs, and ends it when it stops", async () => {
+  const home = await mkdtemp(join(tmpdir(), "tsvm-daemon-"));
+  try {
+    await writeFile(join(home, "config.json"), JSON.stringify({ defaultEngine: "fixture" }));
+    const lines: string[] = [];
+    const stopped = runDaemon({
+      home,
+      vmmEntry: fixtureLauncherConfig.vmmEntry,
+      nodeArgs: fixtureLauncherConfig.nodeArgs,
+      engineModules: fixtureLauncherConfig.engineModules,
+      spareVmm: { codeStamp: () => "test" },
+      log: (line: string) => lines.push(line),
+    });
+    let pid: number | undefined;
+    for (let i = 0; i < 1200 && pid === undefined; i++) {
+      pid = Number(lines.map((l) => /spare VMM \(pid (\d+)\) ready/.exec(l)?.[1]).find(Boolean)) || undefined;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(pid, `a spare became ready:\n${lines.join("\n")}`);
+    assert.ok(processAlive(pid));
+    process.emit("SIGTERM");
+    await stopped;
+    assert.ok(!processAlive(pid), "the spare is gone once the daemon has stopped");
   } finally {
     await rm(home, { recursive: true, force: true });
   }

@@ -36,6 +36,11 @@ export interface DaemonOptions {
   readonly switchEntry?: { readonly entry: string; readonly nodeArgs: readonly string[] };
   /** Built-in engines: name → module exporting createGuest. */
   readonly engineModules: Readonly<Record<string, string>>;
+  /**
+   * Keep a spare VMM of the default engine waiting for the next start or resume (spare-vmm.ts);
+   * `codeStamp` names the code a VMM started now would run (a spare from other code is never adopted).
+   */
+  readonly spareVmm?: { readonly codeStamp: () => string };
   readonly log: (line: string) => void;
 }
 
@@ -49,6 +54,9 @@ interface DaemonConfig {
   images?: Record<string, string>;
   switchFloodRate?: number;
 }
+
+/** A VM name of the greatest length (vm-schemas.ts): its spec path is the longest a spare must take. */
+const LONGEST_VM_NAME = "a".repeat(63);
 
 function configError(problem: string): HypervisorError {
   return new HypervisorError("invalid-config", `the daemon configuration is unusable: ${problem}`);
@@ -105,17 +113,26 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     const store = await VmStore.open(home);
     const capacityCfg = capacityConfig(config.capacity);
     const capacity = await measureHostCapacity(capacityCfg, home);
+    const defaultEngine = config.defaultEngine ?? "riscv";
+    const launcher = new ProcessVmmLauncher({
+      vmmEntry: options.vmmEntry,
+      nodeArgs: options.nodeArgs,
+      typeScriptVmm: options.typeScriptVmm,
+      engineModules: { ...options.engineModules, ...config.engines },
+      spare: options.spareVmm && {
+        engine: defaultEngine,
+        logPath: join(home, "vmm-spare.log"),
+        maxSpecPathBytes: Buffer.byteLength(join(store.paths(LONGEST_VM_NAME).dir, "vmm-spec.json")),
+        codeStamp: options.spareVmm.codeStamp,
+        log,
+      },
+    });
     const hv = await Hypervisor.open({
       store,
       capacity,
-      launcher: new ProcessVmmLauncher({
-        vmmEntry: options.vmmEntry,
-        nodeArgs: options.nodeArgs,
-        typeScriptVmm: options.typeScriptVmm,
-        engineModules: { ...options.engineModules, ...config.engines },
-      }),
+      launcher,
       images: new ImageCacheCatalog(config.images ?? {}),
-      defaultEngine: config.defaultEngine ?? "riscv",
+      defaultEngine,
       defaultImage: config.defaultImage ?? "default",
       stopTimeoutMs: config.stopTimeoutMs ?? 90_000,
       switchEntry: options.switchEntry && {
@@ -138,6 +155,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     };
     await writeFileAtomic(daemonRecordPath(home), `${JSON.stringify(record)}\n`);
     hv.events.subscribe((e) => log(`${e.vmName}: ${e.from ?? "-"} → ${e.to ?? "-"} (${e.message})`));
+    launcher.spare?.replenish();
     log(
       `tsvm daemon (pid ${process.pid}) serving ${socketPath}${tcpPort === null ? "" : ` and 127.0.0.1:${tcpPort}`}; ` +
         `${hv.list().vms.length} VMs; capacity ${capacity.vcpus} vCPUs, ${capacity.memoryMiB} MiB`,
@@ -153,6 +171,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     });
     await server.close();
     await hv.close();
+    await launcher.close();
     await rm(daemonRecordPath(home), { force: true });
     await rm(socketPath, { force: true });
   } finally {
