@@ -191,7 +191,9 @@ export class GuestAgentSession implements AgentSession {
       return;
     }
     this.stdinInFlight -= count;
-    this.pump();
+    // Not from inside `receive`: that runs in the device's transmit handler, and a send from there
+    // re-enters the virtio-console device's receive path while it is still handling a chain.
+    queueMicrotask(() => this.pump());
   }
 
   /** EXIT from the guest: resolves once every chunk before it was delivered. */
