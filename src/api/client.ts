@@ -383,26 +383,35 @@ export class ApiClient {
    * Attaches to the VM's serial console over WebSocket: `onData` gets the console output from now on,
    * `write` types into it. Several attachments may be open at once (each sees all output).
    */
-  openSerialPort(name: string): Promise<SerialPortConnection> {
-    const path = `${API_BASE}/instances/${encodeURIComponent(name)}/serialPort`;
+  async openSerialPort(name: string): Promise<SerialPortConnection> {
+    return new SerialPortConnection(
+      await this.webSocket(
+        `${API_BASE}/instances/${encodeURIComponent(name)}/serialPort`,
+        MAX_CONSOLE_FRAME_BYTES,
+      ),
+    );
+  }
+
+  /** A WebSocket to `path`, open; rejects ApiError with the daemon's answer when it refused the upgrade. */
+  webSocket(path: string, maxPayload: number): Promise<WebSocket> {
     const { endpoint } = this;
     return new Promise((resolve, reject) => {
       const ws =
         "socketPath" in endpoint
           ? new WebSocket(`ws://localhost${path}`, {
               createConnection: () => connect(endpoint.socketPath),
-              maxPayload: MAX_CONSOLE_FRAME_BYTES,
+              maxPayload,
               perMessageDeflate: false,
             })
           : new WebSocket(`ws://${endpoint.host}:${endpoint.port}${path}`, {
               headers: this.headers(),
-              maxPayload: MAX_CONSOLE_FRAME_BYTES,
+              maxPayload,
               perMessageDeflate: false,
             });
       let settled = false;
       ws.once("open", () => {
         settled = true;
-        resolve(new SerialPortConnection(ws));
+        resolve(ws);
       });
       // The daemon refused the upgrade with an ordinary answer: its error body says why.
       ws.once("unexpected-response", (_req, res) => {

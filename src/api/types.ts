@@ -17,6 +17,13 @@ export {
   type SerialPortOutput,
 } from "./schemas/api-schemas.ts";
 export type { EventList, EventStreamGap, VmEvent } from "./schemas/event-schemas.ts";
+export {
+  MAX_SESSION_COMMAND_BYTES,
+  MAX_TERMINAL_CELLS,
+  SESSION_CHANNEL,
+  type SessionControl,
+  type SessionEvent,
+} from "./schemas/session-schemas.ts";
 export type { InsertSnapshotRequest, Snapshot, SnapshotList } from "./schemas/snapshot-schemas.ts";
 export type {
   Operation,

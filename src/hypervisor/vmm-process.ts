@@ -20,7 +20,16 @@ import {
 } from "./process-identity.ts";
 import { type VmPaths, writeFileAtomic } from "./store.ts";
 import type { VmRecord } from "./vm-record.ts";
-import type { LaunchMode, VmmExecOptions, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
+import type {
+  LaunchMode,
+  VmmExecOptions,
+  VmmExit,
+  VmmHandle,
+  VmmLauncher,
+  VmmSession,
+  VmmSessionOptions,
+} from "./vmm.ts";
+import { openVmmSession } from "./vmm-session-client.ts";
 import {
   encodeMessage,
   type HelloResult,
@@ -597,6 +606,10 @@ class SocketVmmHandle implements VmmHandle {
     } finally {
       options.signal?.removeEventListener("abort", onAbort);
     }
+  }
+
+  openSession(options: VmmSessionOptions): Promise<VmmSession> {
+    return openVmmSession(this.socketPath, this.vm.name, options);
   }
 
   /** True while the VMM process is still the one this handle was made for. */

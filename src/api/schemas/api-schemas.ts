@@ -4,6 +4,7 @@
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
 import { EventList, EventStreamGap, EventStreamLine, VmEvent } from "./event-schemas.ts";
 import { Operation, OperationList } from "./operation-schemas.ts";
+import { SessionControl, SessionEvent } from "./session-schemas.ts";
 import { InsertSnapshotRequest, Snapshot, SnapshotList } from "./snapshot-schemas.ts";
 import { StringEnum } from "./string-enum.ts";
 import {
@@ -199,4 +200,6 @@ export const COMPONENT_SCHEMAS: readonly TSchema[] = [
   Snapshot,
   SnapshotList,
   InsertSnapshotRequest,
+  SessionControl,
+  SessionEvent,
 ];
