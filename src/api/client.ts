@@ -392,7 +392,7 @@ export class ApiClient {
     );
   }
 
-  /** A WebSocket to `path`, open; rejects ApiError with the daemon's answer when it refused the upgrade. */
+  /** A WebSocket to `path`, open and paused (resume it once listening); rejects ApiError with the daemon's answer when it refused the upgrade. */
   webSocket(path: string, maxPayload: number): Promise<WebSocket> {
     const { endpoint } = this;
     return new Promise((resolve, reject) => {
@@ -411,6 +411,9 @@ export class ApiClient {
       let settled = false;
       ws.once("open", () => {
         settled = true;
+        // Messages right behind the handshake would be emitted before the caller's listeners exist (the
+        // promise resolves a tick later): they wait until the connection object resumes the socket.
+        ws.pause();
         resolve(ws);
       });
       // The daemon refused the upgrade with an ordinary answer: its error body says why.
@@ -485,6 +488,7 @@ export class SerialPortConnection {
       if (this.listener) this.listener(bytes);
       else this.early.push(bytes);
     });
+    ws.resume();
   }
 
   /** Receives console output; output that arrived before the first call is delivered at once. */

@@ -84,6 +84,7 @@ export class SessionConnection {
       const stream = bytes[0] === SESSION_CHANNEL.stderr ? "stderr" : "stdout";
       this.deliver(bytes.subarray(1), stream);
     });
+    ws.resume();
   }
 
   /** Receives output; output that came before the first call is delivered at once. */

@@ -36,18 +36,32 @@ export async function hostSource(path: string): Promise<void> {
   }
 }
 
+/** `rel` (under `cwd`) and everything below it, each directory after its contents. */
+async function postOrder(cwd: string, rel: string, out: string[]): Promise<void> {
+  const st = await lstat(join(cwd, rel));
+  if (st.isDirectory())
+    for (const name of await readdir(join(cwd, rel))) await postOrder(cwd, join(rel, name), out);
+  out.push(rel);
+}
+
 /**
- * A tar stream of `path` under its own name, read as it is written. Anything that goes wrong meanwhile (a
- * file that vanishes or changes size while it is read) is fatal: `failed` says what.
+ * A tar stream of `path` under its own name, read as it is written. Each directory comes after its
+ * contents, so that an extracting tar (busybox's sets a directory's time when it meets its entry) leaves
+ * it with its own time, not that of the last file put into it. Anything that goes wrong meanwhile (a file
+ * that vanishes or changes size while it is read) is fatal: `failed` says what.
  */
-export function packHostPath(path: string): {
+export async function packHostPath(path: string): Promise<{
   stream: AsyncIterable<Uint8Array>;
   failed: () => string | undefined;
-} {
+}> {
   let problem: string | undefined;
+  const cwd = dirname(resolve(path));
+  const entries: string[] = [];
+  await postOrder(cwd, basename(resolve(path)), entries);
   const pack = createTar(
     {
-      cwd: dirname(resolve(path)),
+      cwd,
+      noDirRecurse: true,
       // Not `portable`, which would drop directories' times and loosen modes: the owner alone is left out
       // (everything copied in belongs to the guest's root, as its tar gives root the archive's owners).
       onWriteEntry: (entry: { stat?: { uid: number; gid: number } }) => {
@@ -57,11 +71,14 @@ export function packHostPath(path: string): {
         }
       },
       strict: true,
+      // Reads of 1 MiB (not 16): what is read ahead of the guest stays small, and a file changed while it
+      // is copied is seen as such (a short read fails the copy) rather than read whole beforehand.
+      maxReadSize: 1048576,
       onwarn: (_code: string, message: string) => {
         problem ??= message;
       },
     },
-    [basename(resolve(path))],
+    entries,
   );
   pack.on("error", (e: unknown) => {
     problem ??= (e as Error).message;

@@ -115,7 +115,7 @@ async function copyIn(
     if (stream === "stderr") messages.take(bytes);
   });
   const total = await tarSize(source);
-  const { stream, failed } = packHostPath(source);
+  const { stream, failed } = await packHostPath(source);
   let sent = 0;
   try {
     for await (const chunk of stream) {
