@@ -162,6 +162,8 @@ async function execSession(
     return code;
   } catch (e) {
     if (timedOut) e = new Error(`the command did not finish within ${options.timeoutSec} s and was killed`);
+    // agent-unavailable: an engine without an agent; the plain exec says so in its own words.
+    if (fallBack && e instanceof ApiError && e.reason === "agent-unavailable") return undefined;
     if (fallBack && e instanceof ApiError && e.reason === "agent-unsupported") {
       process.stderr.write("tsvm exec: the guest agent is version 1: standard input is not forwarded\n");
       return undefined;
