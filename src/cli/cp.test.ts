@@ -4,13 +4,14 @@
 // round-trip with their bytes, modes and times; bad inputs give one line and leave nothing behind, also
 // when a file changes size mid-copy.
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, stat, truncate, utimes, writeFile, chmod } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { type CliInstallation, cliInstallation } from "./fixtures/cli-installation.ts";
+import { cpWhile } from "./fixtures/terminal-run.ts";
 
 const bin = join(dirname(fileURLToPath(import.meta.url)), "../../bin/tsvm");
 let a: CliInstallation;
@@ -141,28 +142,13 @@ test("cp's bad inputs: one line each, exit 1 (usage: 2), nothing created", async
   assert.match(help.stdout, /Usage: tsvm cp/);
 });
 
-/** Runs `tsvm cp ARGS --progress` and truncates `victim` once the copy has started moving bytes. */
-function cpWhileTruncating(args: string[], victim: string): Promise<{ code: number; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(bin, ["cp", "--progress", ...args], { env: { ...process.env, TSVM_HOME: a.home } });
-    let stderr = "";
-    let cut = false;
-    child.stderr.on("data", (b: Buffer) => {
-      stderr += b.toString();
-      if (!cut && /\([1-9]\d?%\)/.test(stderr)) {
-        cut = true;
-        void truncate(victim, 1000);
-      }
-    });
-    child.on("close", (code) => resolve({ code: code ?? 1, stderr }));
-  });
-}
-
 test("a file that changes size mid-copy fails the copy either way, and nothing is left", async () => {
   const src = join(dir, "host", "shrinking");
   await mkdir(src);
   await writeFile(join(src, "a.bin"), randomBytes(96 * 1048576));
-  const into = await cpWhileTruncating([src, `agent-cp:${join(dir, "vm", "in")}`], join(src, "a.bin"));
+  const into = await cpWhile(a.home, [src, `agent-cp:${join(dir, "vm", "in")}`], () =>
+    truncate(join(src, "a.bin"), 1000),
+  );
   assert.equal(into.code, 1, into.stderr);
   assert.match(into.stderr, /shrinking: .*(EOF|changed|size)/i);
   await assert.rejects(stat(join(dir, "vm", "in")), "nothing at the destination in the VM");
@@ -170,9 +156,8 @@ test("a file that changes size mid-copy fails the copy either way, and nothing i
   const vmSide = join(dir, "vm", "shrinking");
   await mkdir(vmSide);
   await writeFile(join(vmSide, "a.bin"), randomBytes(96 * 1048576));
-  const out = await cpWhileTruncating(
-    [`agent-cp:${vmSide}`, join(dir, "host", "out")],
-    join(vmSide, "a.bin"),
+  const out = await cpWhile(a.home, [`agent-cp:${vmSide}`, join(dir, "host", "out")], () =>
+    truncate(join(vmSide, "a.bin"), 1000),
   );
   assert.equal(out.code, 1, out.stderr);
   await assert.rejects(stat(join(dir, "host", "out")), "nothing at the destination on the host");

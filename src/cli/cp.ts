@@ -104,12 +104,7 @@ class GuestMessages {
   }
 }
 
-async function copyIn(
-  conn: SessionConnection,
-  source: string,
-  dest: string,
-  progress: TransferProgress,
-): Promise<void> {
+async function copyIn(conn: SessionConnection, source: string, progress: TransferProgress): Promise<void> {
   const messages = new GuestMessages();
   conn.onOutput((bytes, stream) => {
     if (stream === "stderr") messages.take(bytes);
@@ -217,7 +212,7 @@ export async function cpCommand(argv: string[]): Promise<number> {
         command: guestUnpackScript(to.path, basename(resolve(src))),
         agentWaitSec,
       });
-      await copyIn(conn, src, to.path, progress);
+      await copyIn(conn, src, progress);
     } else if (from) {
       // The destination is checked before the VM is asked for anything.
       await hostDestination(dst, basename(from.path));

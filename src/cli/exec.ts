@@ -158,10 +158,16 @@ async function execSession(
         conn.close();
       }, options.timeoutSec * 1000);
     const code = await attachSession(conn, { tty: options.tty, stdin: options.stdin });
-    if (timedOut) throw new Error(`the command did not finish within ${options.timeoutSec} s and was killed`);
+    if (timedOut)
+      throw new Error(
+        `the command did not finish within ${(options.timeoutSec ?? 0) * 1000} ms and was killed`,
+      );
     return code;
   } catch (e) {
-    if (timedOut) e = new Error(`the command did not finish within ${options.timeoutSec} s and was killed`);
+    if (timedOut)
+      e = new Error(
+        `the command did not finish within ${(options.timeoutSec ?? 0) * 1000} ms and was killed`,
+      );
     // agent-unavailable: an engine without an agent; the plain exec says so in its own words.
     if (fallBack && e instanceof ApiError && e.reason === "agent-unavailable") return undefined;
     if (fallBack && e instanceof ApiError && e.reason === "agent-unsupported") {
