@@ -86,7 +86,7 @@ const RECIPE_FILES = [
   "hostname",
   "passwd",
   "group",
-  "agent",
+  "tsvm-agent.c",
   "tsvm-reseed.c",
   "udhcpc.script",
   "nsswitch.conf",
@@ -517,28 +517,22 @@ async function buildLocked(
     install("hostname", "etc/hostname", 0o644);
     install("passwd", "etc/passwd", 0o644);
     install("group", "etc/group", 0o644);
-    install("agent", "etc/tsvm/agent", 0o755);
     install("nsswitch.conf", "etc/nsswitch.conf", 0o644);
     install("hosts", "etc/hosts", 0o644);
     mkdirSync(join(rootfs, "usr/share/udhcpc"), { recursive: true });
     install("udhcpc.script", "usr/share/udhcpc/default.script", 0o755);
-    // The one program of ours: busybox cannot issue the ioctls that reseed the kernel's CRNG after a
-    // restore (docs/guest-agent.md). Static and stripped, so the same sources give the same bytes.
+    // Our two programs, static and stripped, so the same sources give the same bytes: the guest agent
+    // (one poll loop, ptys, flow control: more than busybox sh can do fast), and the reseed after a
+    // restore (busybox cannot issue its ioctls); both in docs/guest-agent.md.
     mkdirSync(join(rootfs, "usr/sbin"), { recursive: true });
-    await run(
-      `${CROSS_COMPILE}gcc`,
-      [
-        "-static",
-        "-Os",
-        "-s",
-        "-Wall",
-        "-Werror",
-        "-o",
-        join(rootfs, "usr/sbin/tsvm-reseed"),
-        recipe("tsvm-reseed.c"),
-      ],
-      workDir,
-    );
+    const compile = (source: string, dest: string) =>
+      run(
+        `${CROSS_COMPILE}gcc`,
+        ["-static", "-Os", "-s", "-Wall", "-Werror", "-o", join(rootfs, dest), recipe(source)],
+        workDir,
+      );
+    await compile("tsvm-agent.c", "etc/tsvm/agent");
+    await compile("tsvm-reseed.c", "usr/sbin/tsvm-reseed");
     const cpio = new CpioNewcWriter();
     cpio.addTree(rootfs);
     // The kernel opens /dev/console before running /init, and devtmpfs is not mounted yet then.

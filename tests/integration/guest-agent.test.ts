@@ -1,7 +1,9 @@
 // End to end: boots the default image on RiscvEngine with the agent's virtio-console port and drives the
 // guest agent (/etc/tsvm/agent) through GuestAgentClient: exit status, binary and long output, stderr,
-// cancel of a command that never ends, and ping.
+// cancel of a command that never ends, and ping; then protocol version 2's sessions: stdin, terminals and
+// their size, signals, sessions side by side, 20 MiB each way (with the speed), and flow control.
 import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -144,6 +146,157 @@ test("a cancel sent right behind the request still stops the command", { skip },
   await assert.rejects(cancelled, { code: "AGENT_ABORTED" });
   const r = await run("ps | grep -c '[s]leep 1003'; echo next");
   assert.equal(r.stdout.toString(), "0\nnext\n");
+});
+
+/** A session's output as text, with a wait for a pattern in it. */
+function collector() {
+  let text = "";
+  const waiters: { re: RegExp; done: () => void }[] = [];
+  return {
+    onOutput: (bytes: Uint8Array) => {
+      text += Buffer.from(bytes).toString("latin1");
+      for (const w of waiters.filter((w) => w.re.test(text))) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.done();
+      }
+    },
+    text: () => text,
+    waitFor: (re: RegExp) =>
+      re.test(text) ? Promise.resolve() : new Promise<void>((done) => waiters.push({ re, done })),
+  };
+}
+
+test("version 2: the image's agent said HELLO tsvm-agent 2", { skip }, () => {
+  assert.equal(client.version, 2);
+});
+
+test("stdin: cat echoes what was written, binary and all, and ends at EOF", { skip }, async () => {
+  const out = collector();
+  const session = client.open("cat; echo done", { onOutput: out.onOutput, timeoutMs: COMMAND_TIMEOUT_MS });
+  await session.write(new TextEncoder().encode("hello\n"));
+  await session.write(Uint8Array.of(0, 1, 255, 10));
+  session.end();
+  assert.equal(await session.exit, 0);
+  assert.equal(out.text(), "hello\n\0\x01\xff\ndone\n");
+});
+
+test("pty: stty size reports the window, and a resize reaches the foreground group as SIGWINCH", {
+  skip,
+}, async () => {
+  const out = collector();
+  const session = client.open(
+    "trap 'echo winch; stty size; exit 5' WINCH; stty size; while :; do sleep 1; done",
+    {
+      tty: { cols: 100, rows: 30 },
+      onOutput: out.onOutput,
+      timeoutMs: COMMAND_TIMEOUT_MS,
+    },
+  );
+  await out.waitFor(/30 100\r\n/);
+  session.resize(120, 40);
+  assert.equal(await session.exit, 5);
+  assert.match(out.text(), /^30 100\r\nwinch\r\n40 120\r\n$/);
+});
+
+test("a login shell on a pty: TERM, /root, the profile's prompt, exit status", { skip }, async () => {
+  const out = collector();
+  const session = client.open(null, { tty: { cols: 80, rows: 24 }, onOutput: out.onOutput });
+  await out.waitFor(/~ # $/);
+  await session.write(new TextEncoder().encode("echo $TERM; pwd; exit 3\n"));
+  assert.equal(await session.exit, 3);
+  assert.match(out.text(), /xterm-256color\r\n\/root\r\n/);
+});
+
+test("SIGNAL 2 ends sleep 100 with 130; so does a ^C typed on a pty", { skip }, async () => {
+  const piped = client.open("sleep 100", { onOutput: () => {}, timeoutMs: 60_000 });
+  piped.signal(2);
+  assert.equal(await piped.exit, 130);
+  const out = collector();
+  const tty = client.open("echo ready; sleep 100", {
+    tty: { cols: 80, rows: 24 },
+    onOutput: out.onOutput,
+    timeoutMs: 60_000,
+  });
+  await out.waitFor(/ready/);
+  await tty.write(Uint8Array.of(3));
+  assert.equal(await tty.exit, 130);
+});
+
+test("two sessions at once keep their bytes apart", { skip }, async () => {
+  const a = collector();
+  const b = collector();
+  const one = client.open("cat", { onOutput: a.onOutput, timeoutMs: COMMAND_TIMEOUT_MS });
+  const two = client.open("tr a-z A-Z", { onOutput: b.onOutput, timeoutMs: COMMAND_TIMEOUT_MS });
+  for (let i = 0; i < 20; i++) {
+    await one.write(new TextEncoder().encode(`one ${i}\n`));
+    await two.write(new TextEncoder().encode(`two ${i}\n`));
+  }
+  one.end();
+  two.end();
+  assert.deepEqual(await Promise.all([one.exit, two.exit]), [0, 0]);
+  assert.equal(a.text(), Array.from({ length: 20 }, (_, i) => `one ${i}\n`).join(""));
+  assert.equal(b.text(), Array.from({ length: 20 }, (_, i) => `TWO ${i}\n`).join(""));
+});
+
+const BIG = 20 * 1024 * 1024;
+
+test("20 MiB out of the guest and 20 MiB into it through cat, sha256 matching, with the speed", {
+  skip,
+}, async (t) => {
+  const made = await run(`head -c ${BIG} /dev/urandom >/tmp/big && sha256sum /tmp/big`);
+  assert.equal(made.exitCode, 0, made.stderr.toString());
+  const guestSum = made.stdout.toString().split(" ")[0];
+  const hash = createHash("sha256");
+  let received = 0;
+  let started = Date.now();
+  const out = client.open("cat /tmp/big", {
+    onOutput: (bytes) => {
+      hash.update(bytes);
+      received += bytes.length;
+    },
+    timeoutMs: COMMAND_TIMEOUT_MS,
+  });
+  assert.equal(await out.exit, 0);
+  const outSeconds = (Date.now() - started) / 1000;
+  assert.equal(received, BIG);
+  assert.equal(hash.digest("hex"), guestSum);
+
+  const data = randomBytes(BIG);
+  started = Date.now();
+  const into = client.open("cat >/tmp/in", { onOutput: () => {}, timeoutMs: COMMAND_TIMEOUT_MS });
+  for (let at = 0; at < BIG; at += 256 * 1024) await into.write(data.subarray(at, at + 256 * 1024));
+  into.end();
+  assert.equal(await into.exit, 0);
+  const inSeconds = (Date.now() - started) / 1000;
+  const check = await run("sha256sum /tmp/in; rm -f /tmp/in /tmp/big");
+  assert.equal(check.stdout.toString().split(" ")[0], createHash("sha256").update(data).digest("hex"));
+  const mbps = (s: number) => (BIG / 1e6 / s).toFixed(2);
+  t.diagnostic(`guest → host: 20 MiB in ${outSeconds.toFixed(1)} s = ${mbps(outSeconds)} MB/s`);
+  t.diagnostic(`host → guest: 20 MiB in ${inSeconds.toFixed(1)} s = ${mbps(inSeconds)} MB/s`);
+});
+
+test("flow control: a host that does not acknowledge stops the output at 256 KiB; it resumes after", {
+  skip,
+}, async () => {
+  let received = 0;
+  let release: () => void = () => {};
+  const held = new Promise<void>((resolve) => (release = resolve));
+  let reachedWindow: () => void = () => {};
+  const atWindow = new Promise<void>((resolve) => (reachedWindow = resolve));
+  const session = client.open("head -c 1048576 /dev/zero", {
+    onOutput: (bytes) => {
+      received += bytes.length;
+      if (received >= 256 * 1024) reachedWindow();
+      return held; // nothing is acknowledged until `release`
+    },
+    timeoutMs: COMMAND_TIMEOUT_MS,
+  });
+  await atWindow;
+  await new Promise((r) => setTimeout(r, 3000));
+  assert.equal(received, 256 * 1024);
+  release();
+  assert.equal(await session.exit, 0);
+  assert.equal(received, 1024 * 1024);
 });
 
 test("the agent leaves the serial console alone and never broke the protocol", { skip }, async () => {

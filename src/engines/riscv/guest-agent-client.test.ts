@@ -166,7 +166,7 @@ test("hostile lines fail the running command with AGENT_PROTOCOL and kill it; th
     (id: number) => `EXIT ${id} 0\r\n`,
     () => "EXIT 0 0\n",
     () => "EXIT 99999999999 0\n",
-    () => "HELLO tsvm-agent 2\n",
+    () => "HELLO tsvm-agent 3\n",
     () => "\u00ff\n",
     () => "garbage\n",
     () => `OUT 1 ${"A".repeat(GUEST_AGENT_MAX_LINE)}\n`,
@@ -269,4 +269,230 @@ test("commands the agent cannot carry are refused before anything is sent", asyn
   await assert.rejects(client.exec("a".repeat(20_000)), { code: "AGENT_BAD_COMMAND" });
   await assert.rejects(client.exec("echo \0"), { code: "AGENT_BAD_COMMAND" });
   assert.equal(sent.filter((l) => l.startsWith("EXEC")).length, 0);
+});
+
+// ---- protocol version 2: sessions ----
+
+/** A client connected to a version-2 agent. */
+function connectedV2() {
+  const s = setup();
+  s.feed("HELLO tsvm-agent 2\n");
+  assert.equal(s.client.version, 2);
+  return s;
+}
+
+const b64 = (s: string | Uint8Array) => encodeBase64(typeof s === "string" ? ascii(s) : s);
+
+test("open: OPEN carries mode, size and command (or - for a login shell); output, EXIT, ACK of output", async () => {
+  const { client, sent, feed } = connectedV2();
+  const out: string[] = [];
+  const session = client.open("stty size", {
+    tty: { cols: 100, rows: 30 },
+    onOutput: (b, stream) => {
+      out.push(`${stream}:${Buffer.from(b).toString()}`);
+    },
+  });
+  const id = lastId(sent, "OPEN");
+  assert.equal(sent.at(-1), `OPEN ${id} pty 100 30 ${b64("stty size")}`);
+  feed(`OUT ${id} ${b64("30 ")}\nOUT ${id} ${b64("100\r\n")}\n`);
+  await tick();
+  // One ACK for what was delivered in one turn.
+  assert.equal(sent.at(-1), `ACK ${id} 8`);
+  feed(`EXIT ${id} 0\n`);
+  assert.equal(await session.exit, 0);
+  assert.deepEqual(out, ["stdout:30 ", "stdout:100\r\n"]);
+  client.open(null, { onOutput: () => {} });
+  assert.match(sent.at(-1)!, /^OPEN \d+ pipe 0 0 -$/);
+});
+
+test("open with a version-1 agent: AGENT_UNSUPPORTED, whether HELLO said so or a probe finds out", async () => {
+  const { client } = connected();
+  assert.equal(client.version, 1);
+  assert.throws(() => client.open("cat", { onOutput: () => {} }), { code: "AGENT_UNSUPPORTED" });
+  // An agent that only answered a ping (it ran before a restore): VERSION is ignored, the PONG behind it
+  // comes first, so it is version 1.
+  const s = setup();
+  const waiting = s.client.waitForAgent(10_000);
+  s.feed(`PONG ${lastId(s.sent, "PING")}\n`);
+  await tick();
+  const probe = lastId(s.sent, "VERSION");
+  const ping = lastId(s.sent, "PING");
+  assert.ok(ping > probe);
+  s.feed(`PONG ${ping}\n`);
+  await waiting;
+  assert.equal(s.client.version, 1);
+  assert.throws(() => s.client.open(null, { onOutput: () => {} }), { code: "AGENT_UNSUPPORTED" });
+});
+
+test("a version-2 agent found by the probe: sessions opened meanwhile start once it answers", async () => {
+  const { client, sent, feed } = setup();
+  feed("PONG 77\n"); // connected, version unknown
+  const session = client.open("true", { onOutput: () => {} });
+  await tick();
+  assert.equal(sent.filter((l) => l.startsWith("OPEN")).length, 0);
+  feed("VERSION 12345 2\n"); // not the probe's id: ignored
+  assert.equal(client.version, 0);
+  feed(`VERSION ${lastId(sent, "VERSION")} 2\n`);
+  assert.equal(client.version, 2);
+  await tick();
+  const id = lastId(sent, "OPEN");
+  feed(`EXIT ${id} 3\n`);
+  assert.equal(await session.exit, 3);
+});
+
+test("stdin: at most 64 KiB unacknowledged in IN lines of ≤ 3000 bytes; ACKs move the window; EOF after all", async () => {
+  const { client, sent, feed } = connectedV2();
+  const session = client.open("cat", { onOutput: () => {} });
+  const id = lastId(sent, "OPEN");
+  const data = Uint8Array.from({ length: 100_000 }, (_, i) => i & 255);
+  let written = false;
+  const w = session.write(data).then(() => (written = true));
+  session.end();
+  const inLines = () => sent.filter((l) => l.startsWith(`IN ${id} `));
+  const bytesSent = () => inLines().reduce((n, l) => n + Buffer.from(l.split(" ")[2]!, "base64").length, 0);
+  assert.equal(bytesSent(), 64 * 1024);
+  assert.ok(inLines().every((l) => Buffer.from(l.split(" ")[2]!, "base64").length <= 3000));
+  await tick();
+  assert.equal(written, false);
+  assert.ok(!sent.includes(`EOF ${id}`));
+  feed(`ACK ${id} 40000\n`);
+  await w;
+  assert.equal(bytesSent(), 100_000);
+  assert.equal(sent.at(-1), `EOF ${id}`);
+  const echoed = Buffer.concat(inLines().map((l) => Buffer.from(l.split(" ")[2]!, "base64")));
+  assert.deepEqual(new Uint8Array(echoed), data);
+  // An ACK of more than was sent is a violation: the session fails and is killed.
+  feed(`ACK ${id} 999999\n`);
+  await assert.rejects(session.exit, { code: "AGENT_PROTOCOL" });
+  assert.equal(lastId(sent, "KILL"), id);
+  assert.equal(client.protocolErrors, 1);
+});
+
+test("output is acknowledged only when onOutput's promise resolves; a guest beyond the window is cut off", async () => {
+  const { client, sent, feed } = connectedV2();
+  const pending: (() => void)[] = [];
+  const session = client.open("yes", {
+    onOutput: () => new Promise<void>((resolve) => pending.push(resolve)),
+  });
+  const id = lastId(sent, "OPEN");
+  const chunk = new Uint8Array(3000);
+  for (let i = 0; i < 80; i++) feed(`OUT ${id} ${b64(chunk)}\n`); // 240,000 bytes: within the window
+  await tick();
+  assert.equal(sent.filter((l) => l.startsWith("ACK")).length, 0);
+  for (const resolve of pending.splice(0, 10)) resolve();
+  await tick();
+  assert.equal(sent.at(-1), `ACK ${id} 30000`);
+  // 210,000 outstanding; 20 more chunks pass 256 KiB.
+  for (let i = 0; i < 20; i++) feed(`OUT ${id} ${b64(chunk)}\n`);
+  await assert.rejects(session.exit, { code: "AGENT_PROTOCOL" });
+  assert.equal(lastId(sent, "KILL"), id);
+});
+
+test("session controls: WINCH, SIGNAL, KILL lines; bad values refused; BUSY and HELLO end sessions", async () => {
+  const { client, sent, feed } = connectedV2();
+  const session = client.open(null, { tty: { cols: 80, rows: 24 }, onOutput: () => {} });
+  const id = lastId(sent, "OPEN");
+  session.resize(120, 40);
+  session.signal(2);
+  session.kill();
+  assert.deepEqual(sent.slice(-3), [`WINCH ${id} 120 40`, `SIGNAL ${id} 2`, `KILL ${id}`]);
+  assert.throws(() => session.signal(0), RangeError);
+  assert.throws(() => session.resize(-1, 5), RangeError);
+  assert.throws(() => client.open("x", { tty: { cols: 70000, rows: 1 }, onOutput: () => {} }), {
+    code: "AGENT_BAD_COMMAND",
+  });
+  feed(`EXIT ${id} 137\n`);
+  assert.equal(await session.exit, 137);
+  await assert.rejects(session.write(ascii("late")), { code: "AGENT_SESSION_ENDED" });
+  const refused = client.open("true", { onOutput: () => {} });
+  feed(`BUSY ${lastId(sent, "OPEN")}\n`);
+  await assert.rejects(refused.exit, { code: "AGENT_BUSY" });
+  const a = client.open("sleep 9", { onOutput: () => {} });
+  const b = client.open("sleep 9", { onOutput: () => {} });
+  feed("HELLO tsvm-agent 2\n");
+  await assert.rejects(a.exit, { code: "AGENT_RESTARTED" });
+  await assert.rejects(b.exit, { code: "AGENT_RESTARTED" });
+  assert.equal(client.protocolErrors, 0);
+});
+
+test("sessions run beside each other and beside exec; timeout and abort kill only their own", async () => {
+  const { client, sent, feed } = connectedV2();
+  const got = new Map<number, string>();
+  const open = (opts: { timeoutMs?: number; signal?: AbortSignal } = {}) => {
+    const s = client.open("cat", {
+      ...opts,
+      onOutput: (b) => {
+        got.set(id, (got.get(id) ?? "") + Buffer.from(b).toString());
+      },
+    });
+    const id = lastId(sent, "OPEN");
+    return { s, id };
+  };
+  const one = open();
+  const two = open({ timeoutMs: 20 });
+  const ac = new AbortController();
+  const three = open({ signal: ac.signal });
+  const run = client.exec("echo x", { onOutput: () => {} });
+  await tick();
+  const execId = lastId(sent, "EXEC");
+  feed(`OUT ${one.id} ${b64("a")}\nOUT ${three.id} ${b64("c")}\n`);
+  ac.abort();
+  await assert.rejects(three.s.exit, { code: "AGENT_ABORTED" });
+  await assert.rejects(two.s.exit, { code: "AGENT_TIMEOUT" });
+  assert.ok(sent.includes(`KILL ${two.id}`) && sent.includes(`KILL ${three.id}`));
+  feed(`OUT ${three.id} ${b64("late")}\nEXIT ${three.id} 137\nEXIT ${execId} 0\nEXIT ${one.id} 0\n`);
+  assert.equal(await one.s.exit, 0);
+  assert.deepEqual(await run, { exitCode: 0 });
+  assert.deepEqual([got.get(one.id), got.get(three.id)], ["a", "c"]);
+  assert.equal(client.protocolErrors, 0);
+});
+
+test("hostile version-2 lines: malformed ACK/VERSION/OUT fail open sessions (killed), never throw", async () => {
+  const cases = [
+    (id: number) => `ACK ${id}\n`,
+    (id: number) => `ACK ${id} -1\n`,
+    (id: number) => `ACK ${id} 01\n`,
+    (id: number) => `ACK ${id} 99999999999\n`,
+    (id: number) => `OUT ${id} ${"Q".repeat(5)}\n`,
+    (id: number) => `VERSION ${id} 3\n`,
+    (id: number) => `VERSION ${id}\n`,
+    (id: number) => `EXIT ${id} 1 2\n`,
+  ];
+  for (const make of cases) {
+    const { client, sent, feed, errors } = connectedV2();
+    const session = client.open("cat", { onOutput: () => {} });
+    const id = lastId(sent, "OPEN");
+    feed(make(id));
+    await assert.rejects(session.exit, { code: "AGENT_PROTOCOL" }, JSON.stringify(make(id)));
+    assert.equal(lastId(sent, "KILL"), id);
+    assert.equal(errors.length, 1);
+  }
+  // Random lines made of the version-2 words: nothing escapes receive, and a session still works after.
+  for (let seed = 1; seed <= 10; seed++) {
+    const rand = rng(seed);
+    const { client, sent, feed } = connectedV2();
+    const words = [
+      "ACK ",
+      "VERSION ",
+      "OUT ",
+      "EXIT ",
+      "BUSY ",
+      "1",
+      "2",
+      " ",
+      "\n",
+      "QQ==",
+      "HELLO tsvm-agent 2",
+    ];
+    const sessions = Array.from({ length: 3 }, () => client.open("cat", { onOutput: () => {} }));
+    for (const s of sessions) s.exit.catch(() => {});
+    for (let i = 0; i < 3000; i++) {
+      if (rand() < 0.6) feed(words[Math.floor(rand() * words.length)]!);
+      else feed(Uint8Array.from({ length: Math.floor(rand() * 32) }, () => Math.floor(rand() * 256)));
+    }
+    feed("\nHELLO tsvm-agent 2\n");
+    const session = client.open("true", { onOutput: () => {} });
+    feed(`EXIT ${lastId(sent, "OPEN")} 0\n`);
+    assert.equal(await session.exit, 0, `seed ${seed}`);
+  }
 });
