@@ -24,9 +24,6 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-    .update(await readFile(path))
-    .digest("hex");
-
 test("while the guest boots, a shell is refused clearly; then the agent answers", {
   skip: noImage,
   timeout: BOOT_TIMEOUT_MS + 120_000,
