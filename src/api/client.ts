@@ -403,26 +403,38 @@ export class ApiClient {
    * Attaches to the VM's serial console over WebSocket: `onData` gets the console output from now on,
    * `write` types into it. Several attachments may be open at once (each sees all output).
    */
-  openSerialPort(name: string): Promise<SerialPortConnection> {
-    const path = `${API_BASE}/instances/${encodeURIComponent(name)}/serialPort`;
+  async openSerialPort(name: string): Promise<SerialPortConnection> {
+    return new SerialPortConnection(
+      await this.webSocket(
+        `${API_BASE}/instances/${encodeURIComponent(name)}/serialPort`,
+        MAX_CONSOLE_FRAME_BYTES,
+      ),
+    );
+  }
+
+  /** A WebSocket to `path`, open and paused (resume it once listening); rejects ApiError with the daemon's answer when it refused the upgrade. */
+  webSocket(path: string, maxPayload: number): Promise<WebSocket> {
     const { endpoint } = this;
     return new Promise((resolve, reject) => {
       const ws =
         "socketPath" in endpoint
           ? new WebSocket(`ws://localhost${path}`, {
               createConnection: () => connect(endpoint.socketPath),
-              maxPayload: MAX_CONSOLE_FRAME_BYTES,
+              maxPayload,
               perMessageDeflate: false,
             })
           : new WebSocket(`ws://${endpoint.host}:${endpoint.port}${path}`, {
               headers: this.headers(),
-              maxPayload: MAX_CONSOLE_FRAME_BYTES,
+              maxPayload,
               perMessageDeflate: false,
             });
       let settled = false;
       ws.once("open", () => {
         settled = true;
-        resolve(new SerialPortConnection(ws));
+        // Messages right behind the handshake would be emitted before the caller's listeners exist (the
+        // promise resolves a tick later): they wait until the connection object resumes the socket.
+        ws.pause();
+        resolve(ws);
       });
       // The daemon refused the upgrade with an ordinary answer: its error body says why.
       ws.once("unexpected-response", (_req, res) => {
@@ -496,6 +508,7 @@ export class SerialPortConnection {
       if (this.listener) this.listener(bytes);
       else this.early.push(bytes);
     });
+    ws.resume();
   }
 
   /** Receives console output; output that arrived before the first call is delivered at once. */

@@ -142,6 +142,14 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
     "agent-not-connected",
     { status: 409, meaning: "exec: the guest agent did not answer within agentWaitSec." },
   ],
+  [
+    "agent-unsupported",
+    {
+      status: 409,
+      meaning:
+        "sessions (shell, exec with stdin, cp): the guest agent is version 1; the VM's image must be rebuilt by this tsvm.",
+    },
+  ],
   ["agent-busy", { status: 409, meaning: "exec: the guest agent runs another command." }],
   [
     "exec-cancelled",

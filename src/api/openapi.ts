@@ -304,6 +304,57 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
   },
   {
     method: "GET",
+    path: `${NAME}/sessions`,
+    operationId: "instances.openSession",
+    summary: "An interactive session in a RUNNING VM through its guest agent, over WebSocket (RFC 6455)",
+    description:
+      "Send Upgrade: websocket. Runs `sh -c COMMAND`, or a login shell (/bin/sh -l in /root) without one, on " +
+      "pipes or (tty=true; the default for a login shell) in a pseudo-terminal of cols × rows. Binary messages " +
+      "carry bytes behind a 1-byte channel: 0 stdin (client → daemon), 1 stdout and 2 stderr (daemon → client; " +
+      "a terminal's output is all stdout). Text messages are JSON: the client sends SessionControl (resize, " +
+      "signal, eof), the daemon sends one SessionEvent (exit with the exit status, or error) and then closes " +
+      "the connection. Nothing is dropped: output the client does not read holds the guest's command back " +
+      "(at most about 256 KiB is queued in each of the daemon and the VMM), and stdin is read from the client " +
+      "only as fast as the guest takes it. Closing the connection kills the session. A binary message that " +
+      "does not start with channel 0, or a text message that is not a SessionControl, closes it with 1008; " +
+      "messages may be at most 256 KiB (larger: 1009). Errors before the upgrade (VM not RUNNING, no agent " +
+      "yet, an agent of version 1) are ordinary error answers. Needs a guest agent of version 2.",
+    query: [
+      {
+        name: "command",
+        schema: { type: "string", minLength: 1 },
+        description: "Run as sh -c COMMAND (at most 8192 bytes of UTF-8, no NUL); absent: a login shell.",
+      },
+      {
+        name: "tty",
+        schema: { type: "boolean" },
+        description:
+          "A pseudo-terminal instead of pipes; default: true for a login shell, false for a command.",
+      },
+      { name: "cols", schema: { type: "integer", minimum: 1, maximum: 65535, default: 80 } },
+      { name: "rows", schema: { type: "integer", minimum: 1, maximum: 65535, default: 24 } },
+      {
+        name: "agentWaitSec",
+        schema: { type: "integer", minimum: 0, maximum: MAX_AGENT_WAIT_SECONDS, default: 60 },
+        description: "How long to wait for the guest agent of a VM still booting.",
+      },
+    ],
+    answer: { websocket: true },
+    errors: [
+      "invalid-argument",
+      "illegal-action",
+      "not-running",
+      "agent-unavailable",
+      "agent-not-connected",
+      "agent-unsupported",
+      "agent-busy",
+      "agent-error",
+      "vmm-gone",
+      "vmm-error",
+    ],
+  },
+  {
+    method: "GET",
     path: `${API_BASE}/operations`,
     operationId: "operations.list",
     summary: "Recent operations, newest first",

@@ -18,6 +18,13 @@ export {
 } from "./schemas/api-schemas.ts";
 export type { EventList, EventStreamGap, VmEvent } from "./schemas/event-schemas.ts";
 export type { InsertNetworkRequest, Network, NetworkList } from "./schemas/network-schemas.ts";
+export {
+  MAX_SESSION_COMMAND_BYTES,
+  MAX_TERMINAL_CELLS,
+  SESSION_CHANNEL,
+  type SessionControl,
+  type SessionEvent,
+} from "./schemas/session-schemas.ts";
 export type { InsertSnapshotRequest, Snapshot, SnapshotList } from "./schemas/snapshot-schemas.ts";
 export type {
   Operation,

@@ -17,7 +17,9 @@ Commands:
   operations   wait for or show operations       daemon     run, stop or query the daemon
   logs         a VM's console history            top        live per-VM CPU, MIPS, memory, disk, net
   console      attach to a VM's serial console (Ctrl-A d detaches)
-  exec         run a command in a VM through its guest agent: tsvm exec NAME -- CMD…
+  exec         run a command in a VM through its guest agent: tsvm exec NAME [-i] [-t] -- CMD…
+  shell        an interactive login shell in a VM, through its guest agent
+  cp           copy files and directories into or out of a VM: tsvm cp SRC VM:DST, tsvm cp VM:SRC DST
   export       write a stopped or suspended VM as one file (or - for stdout)
   import       recreate a VM from an export file (or - for stdin), on any host
   snapshot     create, list, restore or delete a VM's snapshots (with memory when running)
@@ -59,6 +61,8 @@ const COMMANDS = new Map<string, Command>([
   ["top", async (argv) => (await import("./top.ts")).topCommand(argv)],
   ["console", async (argv) => (await import("./console.ts")).consoleCommand(argv)],
   ["exec", async (argv) => (await import("./exec.ts")).execCommand(argv)],
+  ["shell", async (argv) => (await import("./shell.ts")).shellCommand(argv)],
+  ["cp", async (argv) => (await import("./cp.ts")).cpCommand(argv)],
   ["export", async (argv) => (await import("./export.ts")).exportCommand(argv)],
   ["import", async (argv) => (await import("./import.ts")).importCommand(argv)],
   ["network", async (argv) => (await import("./network.ts")).networkCommand(argv)],

@@ -57,7 +57,14 @@ import { VmArchives } from "./vm-archive/vm-archives.ts";
 import type { ExportOptions } from "./vm-archive/vm-export.ts";
 import type { BootFiles } from "./vm-boot-files.ts";
 import { newRecordBasics, type VmRecord, withHistory } from "./vm-record.ts";
-import type { VmmExecOptions, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
+import type {
+  VmmExecOptions,
+  VmmExit,
+  VmmHandle,
+  VmmLauncher,
+  VmmSession,
+  VmmSessionOptions,
+} from "./vmm.ts";
 import { vmmRunningIn } from "./vmm-running-in.ts";
 
 /** Where a VM's root disk comes from: the images layer (findImage) in the daemon, files in tests. */
@@ -354,6 +361,17 @@ export class Hypervisor {
     checkAction("exec", slot.record.status, slot.record.name);
     if (!slot.vmm) throw new HypervisorError("not-running", `the VM '${name}' has no running VMM`);
     return slot.vmm.exec(command, options);
+  }
+
+  /**
+   * Opens an interactive session (a shell, a command with stdin) in the VM's guest through its agent; the
+   * same rules as exec: legal only while RUNNING, ended by a stop or suspend (`not-running`).
+   */
+  async openSession(name: string, options: VmmSessionOptions): Promise<VmmSession> {
+    const slot = this.slot(name);
+    checkAction("exec", slot.record.status, slot.record.name);
+    if (!slot.vmm) throw new HypervisorError("not-running", `the VM '${name}' has no running VMM`);
+    return slot.vmm.openSession(options);
   }
 
   /**

@@ -1,6 +1,6 @@
 // The engine adapter a VMM hosts for engine "riscv": a RiscvEngine booting the VM's image (OpenSBI, kernel,
 // initrd) with the VM's own disk, its serial console handed to the VMM (which writes console.log), the guest agent
-// (docs/guest-agent.md) on virtio-console port org.tsvm.agent.0 for graceful power-off and exec.
+// (docs/guest-agent.md) on virtio-console port org.tsvm.agent.0 for graceful power-off, exec and sessions.
 
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -389,6 +389,22 @@ export async function createGuest(spec: VmmSpec, host?: GuestHost): Promise<VmmG
         options.signal.removeEventListener("abort", onCancel);
         if (execAbort === abort) execAbort = undefined;
       }
+    },
+    async openSession(command, options) {
+      if (!agentClient.connected) {
+        try {
+          await agentClient.waitForAgent(options.agentWaitMs);
+        } catch (e) {
+          if (e instanceof GuestAgentError && e.code === "AGENT_NOT_CONNECTED")
+            throw new GuestAgentError(
+              "AGENT_NOT_CONNECTED",
+              "the guest agent is not connected yet (the VM is still booting?)",
+            );
+          throw e;
+        }
+      }
+      await restoredIdentity();
+      return agentClient.open(command, { tty: options.tty, onOutput: options.onOutput });
     },
     async pause() {
       if (engine.state === "running") await engine.pause();

@@ -25,6 +25,7 @@ import { ACTIVE_DISK, freezeActiveDisk } from "./disk-store.ts";
 import { readProcessIdentity } from "./process-identity.ts";
 import { adoptedAt, waitForAdoption } from "./spare-adoption.ts";
 import { SPARE_FLAG } from "./spare-vmm-protocol.ts";
+import { agentFailure, relaySession } from "./session-relay.ts";
 import { replaceFile, writeFileAtomic } from "./store.ts";
 import type { VmmExit } from "./vmm.ts";
 import { VmmNetwork } from "./vmm-network.ts";
@@ -44,6 +45,7 @@ import {
   type VmmRequest,
   type VmmResponse,
   type VmmRunRecord,
+  type VmmSessionInput,
   type VmmSnapshotParams,
   type VmmSpec,
 } from "./vmm-protocol.ts";
@@ -318,19 +320,6 @@ async function snapshotGuest(g: VmmGuest, params: VmmSnapshotParams): Promise<{ 
   return { pausedMs: Math.round(pausedMs) };
 }
 
-/**
- * The guest agent's error codes (GuestAgentErrorCode) as the hypervisor's; unknown ones are agent-error.
- * A Map: the code comes from the guest, and a guest answering `constructor` must not find Object's.
- */
-const EXEC_ERROR_CODES: ReadonlyMap<string, string> = new Map([
-  ["AGENT_NOT_CONNECTED", "agent-not-connected"],
-  ["AGENT_TIMEOUT", "exec-timeout"],
-  ["AGENT_BUSY", "agent-busy"],
-  ["AGENT_BAD_COMMAND", "invalid-argument"],
-  ["AGENT_ABORTED", "exec-cancelled"],
-  ["AGENT_CLOSED", "not-running"],
-]);
-
 /** exec: streams the command's output as `output` messages, then its exit status; a closed connection kills it. */
 async function execCommand(
   g: VmmGuest,
@@ -393,10 +382,8 @@ async function execCommand(
     output.flush();
     reply({ result: { exitCode } });
   } catch (e) {
-    const agentCode = (e as { code?: unknown }).code;
-    const code = (typeof agentCode === "string" && EXEC_ERROR_CODES.get(agentCode)) || "agent-error";
     output.flush();
-    reply({ error: { code, message: (e as Error).message } });
+    reply({ error: agentFailure(e) });
   } finally {
     socket.off("close", onClose);
     execWriters.delete(output);
@@ -495,6 +482,9 @@ async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<voi
       case "exec":
         await execCommand(g, req, socket, reply);
         return;
+      case "session":
+        await relaySession(g, req, socket, (handler) => sessionInputs.set(socket, handler), spec.engine);
+        return;
       case "stats": {
         // The VMM process's own figures beside the engine's: what `top` shows and a cap is measured by.
         const cpu = process.cpuUsage();
@@ -519,6 +509,9 @@ async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<voi
   }
 }
 
+/** The session served on a connection (method "session"): where that connection's later lines go. */
+const sessionInputs = new WeakMap<Socket, (msg: VmmSessionInput) => void>();
+
 /** Settles once the guest runs: control requests (but hello) wait for it; a failed start ends the VMM. */
 let resolveStarted!: (g: VmmGuest) => void;
 const started = new Promise<VmmGuest>((resolve) => {
@@ -542,6 +535,8 @@ try {
     const decoder = new LineDecoder(
       (msg) => {
         const req = msg as VmmRequest;
+        const session = sessionInputs.get(socket);
+        if (session) return session(msg as VmmSessionInput);
         if (req.method === "hello") {
           noticeListeners.add(socket);
           socket.once("close", () => noticeListeners.delete(socket));

@@ -22,7 +22,16 @@ import {
 import { type AdoptedVmm, SpareVmm, type SpareVmmOptions } from "./spare-vmm.ts";
 import { replaceFile, type VmPaths } from "./store.ts";
 import type { VmRecord } from "./vm-record.ts";
-import type { LaunchMode, VmmExecOptions, VmmExit, VmmHandle, VmmLauncher } from "./vmm.ts";
+import type {
+  LaunchMode,
+  VmmExecOptions,
+  VmmExit,
+  VmmHandle,
+  VmmLauncher,
+  VmmSession,
+  VmmSessionOptions,
+} from "./vmm.ts";
+import { openVmmSession } from "./vmm-session-client.ts";
 import {
   encodeMessage,
   type HelloResult,
@@ -673,6 +682,10 @@ class SocketVmmHandle implements VmmHandle {
     } finally {
       options.signal?.removeEventListener("abort", onAbort);
     }
+  }
+
+  openSession(options: VmmSessionOptions): Promise<VmmSession> {
+    return openVmmSession(this.socketPath, this.vm.name, options);
   }
 
   /** True while the VMM process is still the one this handle was made for. */

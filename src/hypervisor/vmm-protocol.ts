@@ -9,6 +9,24 @@
 //                  kills the command (the daemon runs each exec on a connection of its own). When the
 //                  daemon reads too slowly (its client does), output past EXEC_OUTPUT_QUEUE_BYTES is
 //                  dropped and {"id":1,"dropped":N} says how many bytes, where they were.
+//   session only:  an interactive session with the guest agent (version 2), on a connection of its own:
+//                  {"id":1,"method":"session","params":{"command":"…" (absent: a login shell),
+//                  "tty":{"cols":C,"rows":R} (absent: pipes), "agentWaitMs":N}}. The VMM answers
+//                  {"id":1,"opened":true} once the agent runs it (or an error). Then, both ways, lines of that id:
+//     daemon → vmm {"id":1,"input":"<base64>"}   stdin bytes (≤ SESSION_CHUNK_BYTES, as output chunks); the daemon keeps
+//                                                at most SESSION_INPUT_WINDOW_BYTES of them unacknowledged
+//                  {"id":1,"eof":true}           no more stdin (after the input before it)
+//                  {"id":1,"resize":{"cols":C,"rows":R}}   the terminal's new size (tty sessions)
+//                  {"id":1,"signal":N}           signal N to the session's foreground process group
+//                  {"id":1,"ack":N}              the daemon's client took N more bytes of output
+//     vmm → daemon {"id":1,"output":{"stream":"stdout"|"stderr","data":"<base64>"}}
+//                                                the VMM sends no more once SESSION_OUTPUT_WINDOW_BYTES are
+//                                                unacknowledged, and meanwhile does not acknowledge the guest
+//                                                agent's output either: a slow client slows the guest, and
+//                                                no byte is dropped anywhere
+//                  {"id":1,"inputAck":N}         N more stdin bytes were handed to the guest
+//                  {"id":1,"result":{"exitCode":N}} or {"id":1,"error":{…}}: the end; nothing follows.
+//                  Closing the connection kills the session (SIGKILL to its processes in the guest).
 //
 // Exit detection does not depend on being the VMM's parent (a restarted daemon is not): the control
 // socket closes when the VMM dies, and the VMM writes exit.json before it exits on purpose; a VMM gone
@@ -17,7 +35,7 @@
 import type { GuestIdentity } from "./guest-identity.ts";
 import type { NicSpec } from "./network-interfaces.ts";
 import type { GuestHost } from "./vmm-network.ts";
-import type { LaunchMode, VmmExit } from "./vmm.ts";
+import type { LaunchMode, VmmExit, VmmSession } from "./vmm.ts";
 
 export const VMM_PROTOCOL_VERSION = 1;
 /** A control message is small; a longer line is a protocol error, not something to buffer. */
@@ -83,7 +101,8 @@ export type VmmMethod =
   | "snapshot"
   | "stats"
   | "attachConsole"
-  | "exec";
+  | "exec"
+  | "session";
 
 /**
  * "snapshot": the guest's memory is saved into `stateDir` (created by the VMM) while its disk is frozen into
@@ -98,10 +117,14 @@ export interface VmmSnapshotParams {
 export interface VmmRequest {
   readonly id: number;
   readonly method: VmmMethod;
-  /** stop: timeoutMs; exec: command, timeoutMs (optional) and agentWaitMs; snapshot: VmmSnapshotParams. */
+  /**
+   * stop: timeoutMs; exec: command, timeoutMs (optional) and agentWaitMs; session: command (absent: a login
+   * shell), tty and agentWaitMs; snapshot: VmmSnapshotParams.
+   */
   readonly params?: {
     readonly timeoutMs?: number;
     readonly command?: string;
+    readonly tty?: TerminalSize;
     readonly agentWaitMs?: number;
     readonly stateDir?: string;
     readonly nodeId?: string;
@@ -122,7 +145,36 @@ export interface VmmResponse {
    * restarted). Sent on every connection that said hello.
    */
   readonly notice?: string;
+  /** session: the guest agent runs the session; input may follow. */
+  readonly opened?: true;
+  /** session: this many more stdin bytes were handed to the guest. */
+  readonly inputAck?: number;
 }
+
+/** What the daemon sends on a session's connection after the VMM answered `opened`. */
+export interface VmmSessionInput {
+  readonly id: number;
+  readonly input?: string;
+  readonly eof?: true;
+  readonly resize?: TerminalSize;
+  readonly signal?: number;
+  readonly ack?: number;
+}
+
+/** A terminal's size in character cells. */
+export interface TerminalSize {
+  readonly cols: number;
+  readonly rows: number;
+}
+
+/** Largest chunk of stdin or output in one `input` or `output` line (its base64 stays under MAX_MESSAGE_BYTES). */
+export const SESSION_CHUNK_BYTES = 32 * 1024;
+/** Stdin the daemon may have sent a session that the VMM has not yet acknowledged. */
+export const SESSION_INPUT_WINDOW_BYTES = 64 * 1024;
+/** Output the VMM may have sent the daemon for one session that the daemon has not acknowledged. */
+export const SESSION_OUTPUT_WINDOW_BYTES = 256 * 1024;
+/** Largest terminal (cells per side) a session may ask for; the kernel's winsize fields are 16-bit. */
+export const MAX_TERMINAL_CELLS = 65535;
 
 /**
  * What the VMM queues for one console viewer before it drops that viewer's output (and later says how
@@ -212,6 +264,21 @@ export interface VmmGuest {
    * the engine has no guest agent. Rejects with an error whose `code` says why (e.g. AGENT_NOT_CONNECTED).
    */
   exec?(command: string, options: GuestExecOptions): Promise<{ exitCode: number }>;
+  /**
+   * Opens an interactive session with the guest agent (version 2): `command` with `sh -c`, or a login
+   * shell when null; in a pseudo-terminal of `tty`'s size, or on pipes. Absent when the engine has no guest
+   * agent. Rejects with an error whose `code` says why (AGENT_NOT_CONNECTED, AGENT_UNSUPPORTED, …).
+   */
+  openSession?(command: string | null, options: GuestSessionOptions): Promise<VmmSession>;
+}
+
+export interface GuestSessionOptions {
+  /** A pseudo-terminal of this size; pipes when absent. */
+  readonly tty?: TerminalSize;
+  /** Each chunk of output; the guest is held back (the chunk unacknowledged) until a returned promise settles. */
+  readonly onOutput: (bytes: Uint8Array, stream: GuestOutputStream) => void | Promise<void>;
+  /** How long to wait for the guest's agent to answer when it has not yet (a guest still booting). */
+  readonly agentWaitMs: number;
 }
 
 export interface SaveStateOptions {
@@ -256,7 +323,7 @@ export class LineDecoder {
   }
 }
 
-export function encodeMessage(msg: VmmRequest | VmmResponse): string {
+export function encodeMessage(msg: VmmRequest | VmmResponse | VmmSessionInput): string {
   return `${JSON.stringify(msg)}\n`;
 }
 

@@ -4,7 +4,7 @@
 import type { Duplex } from "node:stream";
 import type { VmPaths } from "./store.ts";
 import type { VmRecord } from "./vm-record.ts";
-import type { VmmSnapshotParams } from "./vmm-protocol.ts";
+import type { TerminalSize, VmmSnapshotParams } from "./vmm-protocol.ts";
 
 /** Why a VMM is gone. */
 export type VmmExit =
@@ -31,6 +31,36 @@ export interface VmmExecOptions {
   readonly agentWaitMs: number;
   /** Kills the command (the caller went away). */
   readonly signal?: AbortSignal;
+}
+
+export interface VmmSessionOptions {
+  /** `sh -c command` in the guest; a login shell when null. */
+  readonly command: string | null;
+  /** A pseudo-terminal of this size; pipes when absent. */
+  readonly tty?: TerminalSize;
+  /**
+   * Each chunk of output. A returned promise is back-pressure: the chunk counts as unread until it settles,
+   * and the guest is held back once a window of output is unread (nothing is dropped).
+   */
+  readonly onOutput: (bytes: Uint8Array, stream: "stdout" | "stderr") => void | Promise<void>;
+  /** How long to wait for the agent of a guest still booting. */
+  readonly agentWaitMs: number;
+}
+
+/** An interactive session in the guest (a shell, a command with stdin): the guest agent's, relayed. */
+export interface VmmSession {
+  /** Sends stdin bytes; resolves once they are within the window of unacknowledged input. */
+  write(bytes: Uint8Array): Promise<void>;
+  /** No more stdin (after what was written). */
+  end(): void;
+  /** The terminal's new size (tty sessions). */
+  resize(cols: number, rows: number): void;
+  /** Signal `n` to the session's foreground process group. */
+  signal(n: number): void;
+  /** Ends the session at once (its processes are killed). */
+  kill(): void;
+  /** The exit status (0-255; 128+N when signal N ended it); rejects with a HypervisorError. */
+  readonly exit: Promise<number>;
 }
 
 export interface VmmHandle {
@@ -63,6 +93,11 @@ export interface VmmHandle {
    * HypervisorError (e.g. `agent-not-connected`, `agent-unavailable`, `exec-timeout`).
    */
   exec(command: string, options: VmmExecOptions): Promise<{ exitCode: number }>;
+  /**
+   * Opens an interactive session through the guest agent on a connection of its own; resolves once the
+   * guest runs it. Rejects with a HypervisorError (`agent-not-connected`, `agent-unsupported`, …).
+   */
+  openSession(options: VmmSessionOptions): Promise<VmmSession>;
   /** Ends the VMM at once (SIGKILL). */
   kill(): void;
   /**

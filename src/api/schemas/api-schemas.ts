@@ -5,6 +5,7 @@ import { type Static, type TSchema, Type } from "@sinclair/typebox";
 import { EventList, EventStreamGap, EventStreamLine, VmEvent } from "./event-schemas.ts";
 import { Operation, OperationList } from "./operation-schemas.ts";
 import { InsertNetworkRequest, Network, NetworkList, SwitchPortStats } from "./network-schemas.ts";
+import { SessionControl, SessionEvent } from "./session-schemas.ts";
 import { InsertSnapshotRequest, Snapshot, SnapshotList } from "./snapshot-schemas.ts";
 import { StringEnum } from "./string-enum.ts";
 import {
@@ -212,4 +213,6 @@ export const COMPONENT_SCHEMAS: readonly TSchema[] = [
   Network,
   NetworkList,
   InsertNetworkRequest,
+  SessionControl,
+  SessionEvent,
 ];

@@ -29,7 +29,10 @@ import {
   type Instance,
   type InstanceList,
   type NetworkList,
+  MAX_AGENT_WAIT_SECONDS,
   MAX_REQUEST_BYTES,
+  MAX_SESSION_COMMAND_BYTES,
+  MAX_TERMINAL_CELLS,
   MAX_WAIT_SECONDS,
   type MachineTypeList,
   type OperationList,
@@ -39,6 +42,7 @@ import {
 } from "../types.ts";
 import { followEvents } from "./event-stream.ts";
 import { SerialPortSockets } from "./serial-port-socket.ts";
+import { SessionSockets } from "./session-socket.ts";
 import {
   ApiFailure,
   validateExec,
@@ -81,6 +85,11 @@ export const WEBSOCKET_ROUTES: ReadonlyArray<Omit<Route, "handler">> = [
     path: `${API_BASE}/instances/{name}/serialPort`,
     operationId: "instances.connectSerialPort",
   },
+  {
+    method: "GET",
+    path: `${API_BASE}/instances/{name}/sessions`,
+    operationId: "instances.openSession",
+  },
 ];
 
 export interface ApiServerOptions {
@@ -111,6 +120,7 @@ export class ApiServer {
   /** exec answers in progress. */
   private readonly execs = new Set<ServerResponse>();
   private readonly consoles = new SerialPortSockets();
+  private readonly sessions = new SessionSockets();
 
   constructor(
     private readonly hv: Hypervisor,
@@ -471,7 +481,7 @@ export class ApiServer {
    * output and console viewers. Each is bounded by its high-water mark plus one chunk.
    */
   get queuedBytes(): number {
-    let total = this.consoles.queuedBytes;
+    let total = this.consoles.queuedBytes + this.sessions.queuedBytes;
     for (const res of this.streams) total += res.writableLength;
     for (const res of this.execs) total += res.writableLength;
     return total;
@@ -513,6 +523,7 @@ export class ApiServer {
   async close(): Promise<void> {
     for (const res of this.streams) res.end();
     this.consoles.close();
+    this.sessions.close();
     await Promise.all(
       this.servers.map(
         (s) =>
@@ -567,9 +578,11 @@ export class ApiServer {
   }
 
   /**
-   * The serial console over WebSocket (GET /v1/instances/{name}/serialPort with Upgrade: websocket):
-   * binary or text messages from the client are typed into the console, console output comes back as
-   * binary messages. Several clients may be attached at once.
+   * The WebSocket resources: the serial console (GET /v1/instances/{name}/serialPort: binary or text
+   * messages from the client are typed into the console, console output comes back as binary messages;
+   * several clients may be attached at once) and agent sessions (GET /v1/instances/{name}/sessions,
+   * session-socket.ts). Errors before the upgrade (no such VM, not RUNNING, no agent yet) are ordinary
+   * error answers.
    */
   private async upgrade(
     req: IncomingMessage,
@@ -579,7 +592,7 @@ export class ApiServer {
   ): Promise<void> {
     if (transport === "tcp") this.authorize(req);
     const url = new URL(req.url ?? "/", "http://tsvm");
-    const m = new RegExp(`^${API_BASE}/instances/([^/]+)/serialPort$`).exec(url.pathname);
+    const m = new RegExp(`^${API_BASE}/instances/([^/]+)/(serialPort|sessions)$`).exec(url.pathname);
     if (!m || req.method !== "GET")
       throw new ApiFailure(404, "not-found", `no WebSocket resource at ${url.pathname.slice(0, 200)}`);
     const key = req.headers["sec-websocket-key"];
@@ -598,6 +611,13 @@ export class ApiServer {
       name = decodeURIComponent(m[1]!);
     } catch {
       throw new ApiFailure(400, "invalid-name", "the VM name in the path is not valid percent-encoding");
+    }
+    if (m[2] === "sessions") {
+      const request = sessionRequest(url.searchParams);
+      await this.sessions.accept(req, socket, head, (onOutput) =>
+        this.hv.openSession(name, { ...request, onOutput }),
+      );
+      return;
     }
     const vmm = await this.hv.attachConsole(name);
     this.consoles.accept(req, socket, head, vmm);
@@ -697,6 +717,36 @@ function drained(res: ServerResponse): Promise<void> {
     res.on("drain", done);
     res.on("close", done);
   });
+}
+
+/** A session's query parameters: command (absent: a login shell), tty with cols and rows, agentWaitSec. */
+function sessionRequest(query: URLSearchParams): {
+  command: string | null;
+  tty?: { cols: number; rows: number };
+  agentWaitMs: number;
+} {
+  const command = query.get("command");
+  if (command !== null) {
+    const bytes = Buffer.byteLength(command);
+    if (bytes === 0 || bytes > MAX_SESSION_COMMAND_BYTES || command.includes("\0"))
+      throw new ApiFailure(
+        400,
+        "invalid-argument",
+        `query parameter 'command' must be 1 to ${MAX_SESSION_COMMAND_BYTES} bytes without NUL`,
+      );
+  }
+  const tty = query.get("tty");
+  if (tty !== null && tty !== "true" && tty !== "false")
+    throw new ApiFailure(400, "invalid-argument", "query parameter 'tty' must be true or false");
+  const cols = intParam(query, "cols", 1, MAX_TERMINAL_CELLS, 80);
+  const rows = intParam(query, "rows", 1, MAX_TERMINAL_CELLS, 24);
+  const wait = intParam(query, "agentWaitSec", 0, MAX_AGENT_WAIT_SECONDS, DEFAULT_AGENT_WAIT_SECONDS);
+  return {
+    command,
+    // A login shell is interactive: it gets a terminal unless told otherwise.
+    ...(tty === "true" || (tty === null && command === null) ? { tty: { cols, rows } } : {}),
+    agentWaitMs: wait * 1000,
+  };
 }
 
 function toFailure(e: unknown): ApiFailure {
