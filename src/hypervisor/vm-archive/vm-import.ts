@@ -19,7 +19,7 @@ import {
   stat,
 } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { diskChain, readDiskInfo } from "../../engines/backends/qcow2/index.ts";
+import { diskChain, readDiskInfo, reclaimLeaks } from "../../engines/backends/qcow2/index.ts";
 import { DISKS_DIR, SNAPSHOTS_FILE } from "../disk-store.ts";
 import { HypervisorError } from "../hypervisor-error.ts";
 import { readTree } from "../snapshot-tree.ts";
@@ -184,6 +184,14 @@ async function checkDiskChains(
   } catch (e) {
     throw new ArchiveError(`its disk's chain is unusable: ${(e as Error).message}`);
   }
+  // The VM's disk is written again once it runs, trusting its clean mark to mean exact refcounts; one from
+  // another host is counted instead, so refcounts below their references refuse it here.
+  if (top.endsWith(".qcow2"))
+    try {
+      await reclaimLeaks(top, { evenIfMarkedClean: true });
+    } catch (e) {
+      throw new ArchiveError(`its disk's cluster counts are unusable: ${(e as Error).message}`);
+    }
 }
 
 /** Whether two files hold the same bytes. */

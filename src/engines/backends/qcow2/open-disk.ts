@@ -51,19 +51,28 @@ export async function openLayers(path: string, options: OpenDiskOptions = {}): P
  * Gives back the clusters a writer killed mid-write leaked in the qcow2 file at `path` (its backing files
  * are not touched, nor opened): a file not marked clean is opened for writing, which repairs it, and closed,
  * which marks it; a marked one costs one header read. For whoever saw the writer die, so the file is leak-free before anyone looks at it.
- * Returns how many clusters came back (0 for a raw file or one closed cleanly).
+ * Returns how many clusters came back (0 for a raw file or one closed cleanly). With `evenIfMarkedClean`
+ * the mark is not trusted (a file from elsewhere, e.g. an import, may carry it with refcounts that are not
+ * exact): every reference is counted, and refcounts lower than their references refuse the file.
  */
-export async function reclaimLeaks(path: string): Promise<number> {
+export async function reclaimLeaks(
+  path: string,
+  options: { readonly evenIfMarkedClean?: boolean } = {},
+): Promise<number> {
   const file = await DiskFile.open(path, false);
   let image: Qcow2Image;
   try {
     const { header } = await probeDisk(file, null);
+    const clean = header !== null && (header.autoclearFeatures & AUTOCLEAR_TSVM_CLEAN) !== 0;
     // A raw file, or one closed cleanly: nothing to give back, and nothing written.
-    if (header === null || (header.autoclearFeatures & AUTOCLEAR_TSVM_CLEAN) !== 0) {
+    if (header === null || (clean && !options.evenIfMarkedClean)) {
       await file.close();
       return 0;
     }
-    image = await Qcow2Image.open(file, header, null);
+    const unmarked = clean
+      ? { ...header, autoclearFeatures: header.autoclearFeatures & ~AUTOCLEAR_TSVM_CLEAN }
+      : header;
+    image = await Qcow2Image.open(file, unmarked, null);
   } catch (err) {
     await file.close();
     throw err;

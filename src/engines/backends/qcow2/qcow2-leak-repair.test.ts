@@ -118,6 +118,22 @@ test("a write by QEMU clears the mark, so tsvm counts again after QEMU", skip, a
   assert.equal(check(p).status, 0);
 });
 
+test("a file from elsewhere is counted though it carries the mark (evenIfMarkedClean)", skip, async () => {
+  const p = await image();
+  leak(p, 600);
+  assert.ok(markedClean(p));
+  assert.equal(await reclaimLeaks(p), 0, "the mark is trusted by default");
+  assert.equal(await reclaimLeaks(p, { evenIfMarkedClean: true }), 1);
+  assert.ok(markedClean(p), "counted, it is marked again");
+  assert.equal(check(p).status, 0);
+  // A marked file whose refcount is below its references is refused, not trusted.
+  patch(p, REFBLOCK + 5 * 2, [0, 0]);
+  await assert.rejects(
+    reclaimLeaks(p, { evenIfMarkedClean: true }),
+    badImage(p, /cluster 5 is referenced 1 times but its refcount is 0/),
+  );
+});
+
 test("the repair refuses a refcount lower than the references: corruption, not a leak", skip, async () => {
   const p = await image();
   patch(p, REFBLOCK + 5 * 2, [0, 0]); // the data cluster, counted free
