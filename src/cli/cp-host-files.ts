@@ -138,12 +138,36 @@ export async function hostExtraction(dest: HostDestination): Promise<{
     unpack.on("close", () => resolveDone());
     unpack.on("error", () => resolveDone());
   });
+  // While tar is behind, bytes wait here instead of in tar: output that arrived before the reader paused
+  // still comes, and tar adds a listener to its entry for every write it cannot take.
+  const queued: Buffer[] = [];
+  let drained: Promise<void> | undefined;
+  const flushed = () =>
+    new Promise<void>((resolveFlushed) => {
+      const flush = () => {
+        while (queued.length > 0)
+          if (!unpack.write(queued.shift()!)) {
+            unpack.once("drain", flush);
+            return;
+          }
+        drained = undefined;
+        resolveFlushed();
+      };
+      unpack.once("drain", flush);
+    });
   return {
     write(bytes) {
+      if (drained) {
+        queued.push(Buffer.from(bytes));
+        return drained;
+      }
       if (unpack.write(Buffer.from(bytes))) return undefined;
-      return new Promise((r) => unpack.once("drain", () => r()));
+      drained = flushed();
+      return drained;
     },
     async finish() {
+      // A tar that failed never drains: its error is the answer.
+      if (drained) await Promise.race([drained, done]);
       unpack.end();
       await done;
       if (problem) throw new CpError(`the archive from the VM is damaged: ${problem}`);

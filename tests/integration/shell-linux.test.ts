@@ -6,11 +6,23 @@
 // destination directories, a file that changes size mid-copy — one line each, nothing left behind.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { createHash, randomBytes } from "node:crypto";
+import {
+  chmod,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  truncate,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { onTerminal } from "../../src/cli/fixtures/terminal-run.ts";
+import { cpWhile, onTerminal } from "../../src/cli/fixtures/terminal-run.ts";
 import { BOOT_TIMEOUT_MS, linuxVmFixture, noImage, root } from "./linux-vm-fixture.ts";
 
 const bin = join(root, "bin/tsvm");
@@ -23,6 +35,11 @@ before(async () => {
 after(async () => {
   await rm(work, { recursive: true, force: true });
 });
+
+const sha = async (path: string) =>
+  createHash("sha256")
+    .update(await readFile(path))
+    .digest("hex");
 
 test("while the guest boots, a shell is refused clearly; then the agent answers", {
   skip: noImage,
@@ -80,4 +97,85 @@ test("exec with stdin: echo hi | tsvm exec web -- cat; -t gives the command a te
   const t = await tsvm("exec", "-t", "web", "--", "sh", "-c", "test -t 0 && test -t 1 && echo tty");
   assert.equal(t.code, 0, t.stderr);
   assert.match(t.stdout, /^tty\r?\n$/);
+});
+
+test("tsvm cp round-trips a 20 MiB random file and a tree with modes and times", {
+  skip: noImage,
+  timeout: 1_200_000,
+}, async () => {
+  const src = join(work, "tree");
+  await mkdir(join(src, "sub", "deeper"), { recursive: true });
+  await writeFile(join(src, "big.bin"), randomBytes(20 * 1048576));
+  await writeFile(join(src, "sub", "run.sh"), "#!/bin/sh\necho ok\n");
+  await chmod(join(src, "sub", "run.sh"), 0o751);
+  await writeFile(join(src, "sub", "deeper", "secret"), "s");
+  await chmod(join(src, "sub", "deeper", "secret"), 0o600);
+  const old = new Date("2020-01-02T03:04:05Z");
+  await utimes(join(src, "sub", "run.sh"), old, old);
+  await utimes(join(src, "sub", "deeper"), old, old);
+
+  const into = await tsvm("cp", src, "web:/root/");
+  assert.equal(into.code, 0, into.stderr);
+  const inGuest = await exec(
+    "web",
+    "sha256sum /root/tree/big.bin | cut -d' ' -f1; stat -c '%a %Y' /root/tree/sub/run.sh /root/tree/sub/deeper/secret /root/tree/sub/deeper",
+  );
+  const [guestSha, runSh, secret, deeper] = inGuest.trim().split("\n");
+  assert.equal(guestSha, await sha(join(src, "big.bin")));
+  assert.equal(runSh, `751 ${old.getTime() / 1000}`);
+  assert.match(secret!, /^600 /);
+  assert.equal(deeper, `755 ${old.getTime() / 1000}`, "a directory keeps its time");
+
+  const back = join(work, "back");
+  const out = await tsvm("cp", "web:/root/tree", back);
+  assert.equal(out.code, 0, out.stderr);
+  assert.equal(await sha(join(back, "big.bin")), await sha(join(src, "big.bin")));
+  const runBack = await stat(join(back, "sub", "run.sh"));
+  assert.equal(runBack.mode & 0o7777, 0o751);
+  assert.equal(runBack.mtime.getTime(), old.getTime());
+  assert.equal((await stat(join(back, "sub", "deeper"))).mtime.getTime(), old.getTime());
+  assert.equal((await stat(join(back, "sub", "deeper", "secret"))).mode & 0o7777, 0o600);
+  assert.deepEqual(
+    (await readdir(work)).filter((n) => n.startsWith(".tsvm-cp")),
+    [],
+  );
+  assert.equal((await exec("web", "ls -A /root | grep -c tsvm-cp || true")).trim(), "0");
+  await exec("web", "rm -r /root/tree");
+});
+
+test("tsvm cp's bad inputs: one line each, nothing left behind", {
+  skip: noImage,
+  timeout: 1_200_000,
+}, async () => {
+  const cases: [string[], RegExp][] = [
+    [[join(work, "nope"), "web:/root/"], /nope: no such file or directory$/],
+    [["web:/root/nope", work], /\/root\/nope: no such file or directory in the VM$/],
+    [["web:/etc/hostname", join(work, "missing", "x")], /the directory .*missing does not exist$/],
+    [[join(work, "tree", "sub"), "web:/missing/x"], /the directory \/missing does not exist in the VM$/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await tsvm("cp", ...args);
+    assert.equal(r.code, 1, `${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr.trim().split("\n").at(-1)!, message);
+  }
+  // A guest file that shrinks while it is copied out: busybox tar fails, nothing is placed here. In the
+  // guest's tmpfs: 50 MB (long enough to be cut mid-copy) is more than the image's 64 MiB disk has free.
+  await exec("web", "head -c 50000000 /dev/urandom > /tmp/shrinking");
+  const out = await cpWhile(home, ["web:/tmp/shrinking", join(work, "shrunk")], () =>
+    exec("web", ": > /tmp/shrinking"),
+  );
+  assert.equal(out.code, 1, out.stderr);
+  await assert.rejects(stat(join(work, "shrunk")));
+  // A host file that shrinks while it is copied in: nothing is placed in the guest.
+  await writeFile(join(work, "shrinking"), randomBytes(50_000_000));
+  const into = await cpWhile(home, [join(work, "shrinking"), "web:/root/in"], () =>
+    truncate(join(work, "shrinking"), 1000),
+  );
+  assert.equal(into.code, 1, into.stderr);
+  assert.match(into.stderr, /EOF|changed/);
+  assert.equal((await exec("web", "ls -A /root | grep -c -e '^in$' -e tsvm-cp || true")).trim(), "0");
+  assert.deepEqual(
+    (await readdir(work)).filter((n) => n.startsWith(".tsvm-cp")),
+    [],
+  );
 });

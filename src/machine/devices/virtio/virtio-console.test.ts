@@ -38,7 +38,7 @@ function control(id: number, event: number, value: number): Uint8Array {
   return b;
 }
 
-function build(hostConnected = true) {
+function build(hostConnected = true, port1Sink?: (b: Uint8Array) => void) {
   const ram = new GuestRam(0x8000_0000, 1 << 20);
   const irq = new CallbackIrqLine(() => {});
   const out: number[][] = [[], []];
@@ -46,7 +46,9 @@ function build(hostConnected = true) {
   const con = new VirtioConsole(
     { write: (b) => out[0]!.push(...b) },
     {
-      ports: [{ name: AGENT, sink: { write: (b) => out[1]!.push(...b) }, hostConnected }],
+      ports: [
+        { name: AGENT, sink: { write: (b) => (port1Sink ?? ((x) => out[1]!.push(...x)))(b) }, hostConnected },
+      ],
       onOpen: (port, open) => opens.push([port, open]),
     },
   );
@@ -184,6 +186,44 @@ test("data both ways: guest output reaches the port's sink; host input waits for
     [1, false],
     [0, false],
   ]);
+});
+
+test("a sink that answers from inside write (the host sends back at once) does not disturb transmit", () => {
+  let t!: ReturnType<typeof build>;
+  const written: number[] = [];
+  // The guest agent's host side answers a message on the port while the device hands it out.
+  t = build(true, (b) => {
+    written.push(...b);
+    t.con.receive(1, new Uint8Array([b[0]! + 100]));
+  });
+  const { qs } = handshake(t);
+  send(t, qs, control(1, VIRTIO_CONSOLE_PORT_OPEN, 1));
+  const tx1 = qs[5]!;
+  const rx1 = qs[4]!;
+  // Two descriptors per transmit chain, so their heads differ from the receive chains' heads.
+  const heads = [
+    t.drv.add(tx1, [{ data: new Uint8Array([1]) }, { data: new Uint8Array(0) }]),
+    t.drv.add(tx1, [{ data: new Uint8Array([2]) }, { data: new Uint8Array([2]) }]),
+    t.drv.add(tx1, [{ data: new Uint8Array([3]) }, { data: new Uint8Array([3, 3]) }]),
+  ];
+  assert.notDeepEqual(heads, [0, 1, 2]);
+  t.drv.kick(tx1);
+  assert.deepEqual(written, [1, 2, 2, 3, 3, 3]);
+  // Every transmit chain comes back as itself; none is lost or returned twice.
+  assert.deepEqual(
+    t.drv.takeUsed(tx1).map((u) => u.id),
+    heads,
+  );
+  const got = t.drv.takeUsed(rx1);
+  assert.deepEqual(
+    got.map((u) => [...t.drv.get(u.buffers[0]!.addr, u.len)]),
+    [[101], [102], [103]],
+  );
+  // The port keeps working: the next write is handed out too.
+  t.drv.add(tx1, [{ data: new Uint8Array([4]) }]);
+  t.drv.kick(tx1);
+  assert.deepEqual(written.slice(-1), [4]);
+  assert.equal(t.drv.takeUsed(tx1).length, 1);
 });
 
 test("host input is bounded by VIRTIO_CONSOLE_MAX_PENDING while the guest does not read", () => {

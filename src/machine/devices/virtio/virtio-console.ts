@@ -131,7 +131,11 @@ export class VirtioConsole implements VirtioDevice {
   readonly queueMaxSizes: readonly number[];
   private transport!: VirtioTransport;
   private attached = false;
-  private chain!: DescriptorChain;
+  /**
+   * One descriptor chain per queue: a sink's write may call `receive` (the host answers at once) while
+   * `transmit` still holds its chain, so two queues never share one.
+   */
+  private chains: DescriptorChain[] = [];
   private readonly config = new Uint8Array(12);
   private readonly ports: ConsolePort[];
   private readonly onOpen: (port: number, open: boolean) => void;
@@ -159,7 +163,7 @@ export class VirtioConsole implements VirtioDevice {
 
   attach(transport: VirtioTransport): void {
     this.transport = transport;
-    this.chain = new DescriptorChain(transport.ram, QUEUE_SIZE);
+    this.chains = this.queueMaxSizes.map(() => new DescriptorChain(transport.ram, QUEUE_SIZE));
     this.attached = true;
   }
 
@@ -251,7 +255,7 @@ export class VirtioConsole implements VirtioDevice {
   /** Guest→host: every chain on the port's transmit queue goes to its sink. */
   private transmit(p: ConsolePort, index: number): void {
     const q = this.transport.queue(index);
-    const chain = this.chain;
+    const chain = this.chains[index]!;
     let any = false;
     while (q.pop(chain)) {
       // Guest-controlled: the chain's size; at most MAX_TX_BYTES of it reach the host.
@@ -272,7 +276,7 @@ export class VirtioConsole implements VirtioDevice {
     if (p.pendingBytes === 0 || !this.attached || !this.transport.active || !p.guestOpen) return;
     const index = p.rxQueue;
     const q = this.transport.queue(index);
-    const chain = this.chain;
+    const chain = this.chains[index]!;
     let any = false;
     while (p.pendingBytes > 0 && q.pop(chain)) {
       let written = 0;
@@ -297,7 +301,7 @@ export class VirtioConsole implements VirtioDevice {
   /** Control messages from the guest (§5.3.6.2). */
   private readControl(): void {
     const q = this.transport.queue(VIRTIO_CONSOLE_CONTROL_TX);
-    const chain = this.chain;
+    const chain = this.chains[VIRTIO_CONSOLE_CONTROL_TX]!;
     const v = this.messageView;
     let any = false;
     while (q.pop(chain)) {
@@ -344,7 +348,7 @@ export class VirtioConsole implements VirtioDevice {
   private flushControl(): void {
     if (this.control.length === 0 || !this.attached || !this.transport.active) return;
     const q = this.transport.queue(VIRTIO_CONSOLE_CONTROL_RX);
-    const chain = this.chain;
+    const chain = this.chains[VIRTIO_CONSOLE_CONTROL_RX]!;
     const v = this.messageView;
     let any = false;
     while (this.control.length > 0 && q.pop(chain)) {
