@@ -317,6 +317,62 @@ test("saveState/loadState: the shared round trip, and a restored machine carries
   assert.equal(printedBeforeSave + out, "0123456789", "the restored machine prints the rest, once");
 });
 
+test("a timer that comes due while the machine is saved interrupts the restored hart (its mip line is driven again)", () => {
+  // The guest sleeps in WFI for a timer 20 ms away; the machine is paused, the timer comes due, the state
+  // is saved and restored on a new board (whose CLINT, at power-on, already drives MTIP high). The hart
+  // must see MTIP: a Linux guest restored so never had a timer tick on that hart again (issue 10).
+  let now = 1000;
+  const clock = { nowMs: () => now };
+  const config: RiscvVirtConfig = {
+    harts: 1,
+    memoryBytes: 16 * 1024 * 1024,
+    firmware: null,
+    kernel: {
+      name: "timer.elf",
+      bytes: assembleElf(`.text\n.globl _start\n_start:
+  li t0, 0x200bff8           # mtime
+  ld t1, 0(t0)
+  li t2, 200000              # 20 ms at 10 MHz
+  add t1, t1, t2
+  li t0, 0x2004000           # mtimecmp hart 0
+  sd t1, 0(t0)
+  li t0, 0x80                # MTIE
+  csrs mie, t0
+sleep: wfi
+  csrr t0, mip
+  andi t0, t0, 0x80
+  beqz t0, sleep
+  li a0, 5
+  j htif_exit
+${HTIF}`),
+    },
+    initrd: null,
+    bootargs: "",
+  };
+  const make = () =>
+    new RiscvVirtBoard(config, {
+      clock,
+      console: { write: () => {} },
+      entropy: { fill: () => {} },
+      disks: [],
+    });
+  const original = make();
+  for (let i = 0; i < 10 && !original.allWaiting; i++) original.runSlice(10_000);
+  assert.equal(original.allWaiting, true, "the guest sleeps before its timer is due");
+  // Paused (no slices) while the timer comes due, then saved: the state's mtime is past mtimecmp, the
+  // hart's mip does not have MTIP yet.
+  now += 50;
+  const saved = original.saveState();
+
+  const restored = make();
+  const events: PowerEvent[] = [];
+  restored.onPower = (e) => events.push(e);
+  restored.loadState(saved);
+  assert.equal(restored.allWaiting, false, "the due timer wakes the hart at once");
+  for (let i = 0; i < 100 && events.length === 0; i++) restored.runSlice(10_000);
+  assert.deepEqual(events, [{ kind: "htif-exit", code: 5 }]);
+});
+
 test("a board given its RAM runs a state in place (no copy), or boots on it at its first slice", () => {
   let out = "";
   const config = counterConfig();
