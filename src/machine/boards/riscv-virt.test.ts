@@ -158,8 +158,8 @@ counter: .word 0
   assert.ok(i0! > 0 && i1! > 0, "both harts executed");
 });
 
-test("a hart in WFI with a timer armed makes the board idle until the CLINT deadline", () => {
-  const run = boot(`
+/** Arms hart 0's timer 20 ms ahead, sleeps in WFI until MTIP, then exits with 5. */
+const TIMER_SLEEP = `
   li t0, 0x200bff8           # mtime
   ld t1, 0(t0)
   li t2, 200000              # 20 ms at 10 MHz
@@ -173,7 +173,10 @@ sleep: wfi
   andi t0, t0, 0x80
   beqz t0, sleep
   li a0, 5
-  j htif_exit`);
+  j htif_exit`;
+
+test("a hart in WFI with a timer armed makes the board idle until the CLINT deadline", () => {
+  const run = boot(TIMER_SLEEP);
   const t0 = performance.now();
   for (let i = 0; i < 5 && !run.board.allWaiting; i++) run.board.runSlice(10_000);
   assert.equal(run.board.allWaiting, true);
@@ -329,22 +332,7 @@ test("a timer that comes due while the machine is saved interrupts the restored 
     firmware: null,
     kernel: {
       name: "timer.elf",
-      bytes: assembleElf(`.text\n.globl _start\n_start:
-  li t0, 0x200bff8           # mtime
-  ld t1, 0(t0)
-  li t2, 200000              # 20 ms at 10 MHz
-  add t1, t1, t2
-  li t0, 0x2004000           # mtimecmp hart 0
-  sd t1, 0(t0)
-  li t0, 0x80                # MTIE
-  csrs mie, t0
-sleep: wfi
-  csrr t0, mip
-  andi t0, t0, 0x80
-  beqz t0, sleep
-  li a0, 5
-  j htif_exit
-${HTIF}`),
+      bytes: assembleElf(`.text\n.globl _start\n_start:\n${TIMER_SLEEP}\n${HTIF}`),
     },
     initrd: null,
     bootargs: "",
