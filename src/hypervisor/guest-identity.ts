@@ -79,10 +79,10 @@ export function restoredIdentityCommand(
 }
 
 /**
- * Gives card `dev` its MAC and a new DHCP client (rcS's command line), in the background: in a guest
- * restored from memory, `ip link set dev ethN address` (and `down`) was seen to hang in the kernel
- * (uninterruptible), and the agent runs one command at a time, so a hang here must not hold every later
- * command. The MAC is changed with the card up (virtio-net allows it live). The old client is found by its
+ * Gives card `dev` its MAC and a new DHCP client (rcS's command line), in the background: the agent runs
+ * one command at a time, and waiting for the old client (up to 20 s) must not hold every later command.
+ * (`ip link set` once hung in restored guests: a restored hart lost its due timer interrupt, fixed in the
+ * board's loadState; docs/networking.md.) The MAC is changed with the card up (virtio-net allows it live). The old client is found by its
  * command line (busybox writes no pid file without FEATURE_PIDFILE) and waited for, so two clients never
  * answer for one card. The status printed ("net N 0") says the job started.
  */

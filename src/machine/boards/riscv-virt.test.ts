@@ -158,8 +158,8 @@ counter: .word 0
   assert.ok(i0! > 0 && i1! > 0, "both harts executed");
 });
 
-test("a hart in WFI with a timer armed makes the board idle until the CLINT deadline", () => {
-  const run = boot(`
+/** Arms hart 0's timer 20 ms ahead, sleeps in WFI until MTIP, then exits with 5. */
+const TIMER_SLEEP = `
   li t0, 0x200bff8           # mtime
   ld t1, 0(t0)
   li t2, 200000              # 20 ms at 10 MHz
@@ -173,7 +173,10 @@ sleep: wfi
   andi t0, t0, 0x80
   beqz t0, sleep
   li a0, 5
-  j htif_exit`);
+  j htif_exit`;
+
+test("a hart in WFI with a timer armed makes the board idle until the CLINT deadline", () => {
+  const run = boot(TIMER_SLEEP);
   const t0 = performance.now();
   for (let i = 0; i < 5 && !run.board.allWaiting; i++) run.board.runSlice(10_000);
   assert.equal(run.board.allWaiting, true);
@@ -315,6 +318,47 @@ test("saveState/loadState: the shared round trip, and a restored machine carries
   restored.onPower = () => exits++;
   while (exits === 1) restored.runSlice(5_000);
   assert.equal(printedBeforeSave + out, "0123456789", "the restored machine prints the rest, once");
+});
+
+test("a timer that comes due while the machine is saved interrupts the restored hart (its mip line is driven again)", () => {
+  // The guest sleeps in WFI for a timer 20 ms away; the machine is paused, the timer comes due, the state
+  // is saved and restored on a new board (whose CLINT, at power-on, already drives MTIP high). The hart
+  // must see MTIP: a Linux guest restored so never had a timer tick on that hart again (issue 10).
+  let now = 1000;
+  const clock = { nowMs: () => now };
+  const config: RiscvVirtConfig = {
+    harts: 1,
+    memoryBytes: 16 * 1024 * 1024,
+    firmware: null,
+    kernel: {
+      name: "timer.elf",
+      bytes: assembleElf(`.text\n.globl _start\n_start:\n${TIMER_SLEEP}\n${HTIF}`),
+    },
+    initrd: null,
+    bootargs: "",
+  };
+  const make = () =>
+    new RiscvVirtBoard(config, {
+      clock,
+      console: { write: () => {} },
+      entropy: { fill: () => {} },
+      disks: [],
+    });
+  const original = make();
+  for (let i = 0; i < 10 && !original.allWaiting; i++) original.runSlice(10_000);
+  assert.equal(original.allWaiting, true, "the guest sleeps before its timer is due");
+  // Paused (no slices) while the timer comes due, then saved: the state's mtime is past mtimecmp, the
+  // hart's mip does not have MTIP yet.
+  now += 50;
+  const saved = original.saveState();
+
+  const restored = make();
+  const events: PowerEvent[] = [];
+  restored.onPower = (e) => events.push(e);
+  restored.loadState(saved);
+  assert.equal(restored.allWaiting, false, "the due timer wakes the hart at once");
+  for (let i = 0; i < 100 && events.length === 0; i++) restored.runSlice(10_000);
+  assert.deepEqual(events, [{ kind: "htif-exit", code: 5 }]);
 });
 
 test("a board given its RAM runs a state in place (no copy), or boots on it at its first slice", () => {

@@ -148,6 +148,8 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
   /** Called once per power event, after the slice in which it happened. */
   onPower: (event: PowerEvent) => void = () => {};
   private readonly instretBase: number[];
+  /** The lines into the harts' mip (CLINT, PLIC): loadState makes them pass on their next level. */
+  private readonly hartLines: CallbackIrqLine[] = [];
   private tohostOffset = -1;
   private fromhostOffset = -1;
   private htifOut = new Uint8Array(1);
@@ -177,8 +179,11 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       this.harts.push(new Rv64Hart(h, this.bus, this, { jit: config.jit !== false }));
     this.instretBase = new Array(harts).fill(0);
 
-    const line = (hart: Rv64Hart, bit: number): IrqLine =>
-      new CallbackIrqLine((level) => hart.setPending(bit, level));
+    const line = (hart: Rv64Hart, bit: number): IrqLine => {
+      const l = new CallbackIrqLine((level) => hart.setPending(bit, level));
+      this.hartLines.push(l);
+      return l;
+    };
     this.clint = new Clint(
       host.clock,
       this.harts.map((h) => line(h, MIP_MSIP)),
@@ -436,12 +441,17 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
     );
     const before = parts.map(([, c]) => c.saveState());
     let loaded = 0;
+    // The harts load their mip from the state, the CLINT and the PLIC then drive every line again from
+    // theirs: each line must pass that level on even when it was already at it before the load (a timer
+    // that came due after the save would otherwise never interrupt its hart again).
+    for (const l of this.hartLines) l.forget();
     try {
       for (const [name, c] of parts) {
         c.loadState(state.components[name]!);
         loaded++;
       }
     } catch (e) {
+      for (const l of this.hartLines) l.forget();
       for (let i = 0; i < loaded; i++) parts[i]![1].loadState(before[i]!);
       throw e;
     }
