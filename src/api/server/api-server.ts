@@ -380,6 +380,7 @@ export class ApiServer {
         res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
       res.write(`${JSON.stringify(chunk)}\n`);
     };
+    let drain: Promise<void> | null = null;
     try {
       const { exitCode } = await this.hv.exec(c.params.name!, req.command, {
         onOutput: (bytes, stream) => {
@@ -387,8 +388,12 @@ export class ApiServer {
             stream,
             data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64"),
           });
-          // Back-pressure: the VMM's output is not read on while the client is this far behind.
-          if (res.writableLength >= EXEC_HIGH_WATER_BYTES) return drained(res);
+          // Back-pressure: the VMM's output is not read on while the client is this far behind. The lines
+          // of one chunk already read still arrive meanwhile; they share one wait for the drain.
+          if (res.writableLength >= EXEC_HIGH_WATER_BYTES)
+            return (drain ??= drained(res).finally(() => {
+              drain = null;
+            }));
         },
         onDropped: (dropped) => line({ dropped }),
         timeoutMs: req.timeoutSec === undefined ? undefined : req.timeoutSec * 1000,
