@@ -60,7 +60,7 @@ test("clones of a memory snapshot resume with new identities and different rando
   const vmmLog = execFileSync("cat", [join(home, "vms/c1/vmm.log")], { encoding: "utf8" });
   assert.match(
     vmmLog,
-    /after the restore: hostname c1, machine id [0-9a-f]{32}, kernel random number generator reseeded/,
+    /after the restore: hostname c1, machine id [0-9a-f]{32}, MACs 02(?::[0-9a-f]{2}){5} with DHCP restarted, kernel random number generator reseeded/,
   );
 
   // A clone of the stopped VM boots from its disk, where /etc/hostname says "src": rcS gives it its own.
