@@ -13,6 +13,8 @@ packages=(
   device-tree-compiler time
   # passt: the VMs' user-mode network (NAT and port forwards, issue 10); curl reaches guests in tests.
   passt curl
+  # etcd: the cluster's store (issue 12); chromium: the web console's tests drive it headless (issue 13).
+  etcd-server etcd-client chromium
 )
 src_list=/etc/apt/sources.list.d/tsvm-src.sources
 
