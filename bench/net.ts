@@ -2,8 +2,11 @@
 // --net`) beside qemu-system-riscv64 (TCG, `-netdev stream` on a passt of its own) on the same kernel,
 // initramfs, firmware and disk, in one invocation, with the tsvm/qemu ratios. Not a test.
 //
+// Both cards have passt's MTU (PASST_MTU: tsvm's NAT card, QEMU's `host_mtu=`), both passts the same
+// options. --guest-mtu N sets eth0's MTU in both guests before measuring (1500: Ethernet-sized frames).
+//
 // Usage: node --import ./node_modules/tsx/dist/loader.mjs bench/net.ts [--down-mib N] [--up-mib N]
-//          [--runs N] [--only tsvm|qemu] [--format table|json]
+//          [--runs N] [--guest-mtu N] [--only tsvm|qemu] [--format table|json]
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -13,7 +16,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { PasstProcess } from "../src/engines/backends/passt-process.ts";
+import { PASST_MTU, PasstProcess } from "../src/engines/backends/passt-process.ts";
 import { copyDiskFor, findImage } from "../src/images/image-store.ts";
 import { hostGateway } from "../tests/integration/host-gateway.ts";
 import { SerialShell } from "../tests/integration/serial-shell.ts";
@@ -27,6 +30,7 @@ const { values } = parseArgs({
     "down-mib": { type: "string" },
     "up-mib": { type: "string" },
     runs: { type: "string" },
+    "guest-mtu": { type: "string" },
     only: { type: "string" },
     format: { type: "string" },
   },
@@ -34,6 +38,7 @@ const { values } = parseArgs({
 const downBytes = Number(values["down-mib"] ?? 8) << 20;
 const upBytes = Number(values["up-mib"] ?? 4) << 20;
 const runs = Number(values.runs ?? 2);
+const guestMtu = values["guest-mtu"] === undefined ? null : Number(values["guest-mtu"]);
 const log = (s: string) => process.stderr.write(`net-bench: ${s}\n`);
 
 const image = findImage("default");
@@ -66,6 +71,7 @@ await new Promise<void>((r) => sink.listen(0, "127.0.0.1", r));
 const sinkPort = (sink.address() as AddressInfo).port;
 
 interface PeerNumbers {
+  mtu: number | null;
   downMBs: number | null;
   upMBs: number | null;
   pingMs: number | null;
@@ -88,6 +94,8 @@ async function measure(shell: SerialShell): Promise<PeerNumbers> {
     180_000,
   );
   if (lease.status !== 0) throw new Error("no DHCP lease");
+  if (guestMtu !== null) await shell.run(`ip link set dev eth0 mtu ${guestMtu}`);
+  const mtu = Number((await shell.run("cat /sys/class/net/eth0/mtu")).output.trim().split("\n").at(-1));
   await shell.run(`dd if=/dev/urandom of=/tmp/up bs=65536 count=${upBytes >> 16} 2>/dev/null`);
   const best = (xs: number[]) => (xs.length ? Math.max(...xs) : null);
   const down: number[] = [];
@@ -106,6 +114,7 @@ async function measure(shell: SerialShell): Promise<PeerNumbers> {
     ),
   );
   return {
+    mtu: Number.isFinite(mtu) ? mtu : null,
     downMBs: best(down),
     upMBs: best(up),
     pingMs: rtt ? Number(rtt[1]) : null,
@@ -151,7 +160,7 @@ try {
           ...["-append", APPEND],
           ...["-drive", `file=${disk},format=raw,if=none,id=d0`, "-device", "virtio-blk-device,drive=d0"],
           ...["-netdev", `stream,id=n0,server=off,addr.type=unix,addr.path=${passt.socketPath}`],
-          ...["-device", "virtio-net-device,netdev=n0,mac=02:51:45:4d:55:01"],
+          ...["-device", `virtio-net-device,netdev=n0,mac=02:51:45:4d:55:01,host_mtu=${PASST_MTU}`],
         ],
         { stdio: ["pipe", "pipe", "pipe"] },
       );
@@ -189,7 +198,8 @@ try {
 
 const q = results.qemu;
 const t = results.tsvm;
-const fmt = (v: number | null | undefined, d = 2) => (v === null || v === undefined ? "—" : v.toFixed(d));
+const fmt = (v: number | null | undefined, d = 2) =>
+  v === null || v === undefined ? "—" : Number.isInteger(v) ? String(v) : v.toFixed(d);
 const ratio = (a: number | null | undefined, b: number | null | undefined) =>
   a && b ? (a / b).toFixed(2) : "—";
 if (values.format === "json") {
@@ -197,6 +207,7 @@ if (values.format === "json") {
 } else {
   const rev = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: root, encoding: "utf8" }).trim();
   const rows: [string, number | null | undefined, number | null | undefined, string][] = [
+    ["guest eth0 MTU", t?.mtu, q?.mtu, ""],
     ["host→guest TCP, MB/s", t?.downMBs, q?.downMBs, ratio(t?.downMBs, q?.downMBs)],
     ["guest→host TCP, MB/s", t?.upMBs, q?.upMBs, ratio(t?.upMBs, q?.upMBs)],
     ["ping gateway RTT, ms", t?.pingMs, q?.pingMs, ratio(t?.pingMs, q?.pingMs)],
