@@ -358,6 +358,23 @@ test("hostile rings: random descriptor tables never throw out of the card; frame
   }
 });
 
+test("a state saved before MTU and mergeable buffers were offered restores into a NAT card: one buffer a frame, 1514 bytes", () => {
+  const old = setup(ALL & ~((1n << BigInt(VIRTIO_NET_F_MTU)) | (1n << BigInt(VIRTIO_NET_F_MRG_RXBUF))));
+  old.drv.add(old.rx, [{ writable: 1526 }]);
+  old.drv.add(old.rx, [{ writable: 1526 }]);
+  const saved = structuredClone(old.mmio.saveState());
+  const ram = old.ram;
+  const nic = new VirtioNet({ send() {} }, { mac: MAC, mtu: 65520 });
+  const mmio = new VirtioMmio("virtio_mmio@10008000", nic, ram, new CallbackIrqLine(() => {}));
+  mmio.loadState(saved);
+  assert.equal(nic.receive(frame(ETH_MAX_FRAME, 4)), true);
+  assert.equal(nic.receive(frame(4000)), false, "a 1526-byte buffer cannot hold it");
+  assert.deepEqual(
+    old.drv.takeUsed(old.rx).map((u) => u.len),
+    [VIRTIO_NET_HDR_SIZE + ETH_MAX_FRAME, 0],
+  );
+});
+
 test("state round-trips and rejects unknown versions", () => {
   assertRoundTrip(
     assert,

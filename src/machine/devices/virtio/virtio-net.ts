@@ -169,6 +169,8 @@ export class VirtioNet implements VirtioDevice {
    */
   canReceive(length = ETH_MIN_FRAME): boolean {
     if (!this.attached || !this.transport.active) return false;
+    // A frame the card never carries is taken and dropped at once, whatever the buffers.
+    if (length < ETH_MIN_FRAME || length > this.maxFrame) return true;
     if (!this.transport.negotiated(VIRTIO_NET_F_MRG_RXBUF))
       return this.transport.queue(VIRTIO_NET_RX).hasAvailable();
     return this.mergeableBuffersFor(VIRTIO_NET_HDR_SIZE + length) !== 0;
