@@ -140,7 +140,8 @@ async function transfer(peer: Peer, direction: "down" | "up"): Promise<void> {
       : `nc ${gateway} ${sinkPort} </tmp/up`;
   const r = await peer.shell.run(timed(cmd), 600_000);
   if (r.status !== 0) {
-    log(`${peer.name}: ${direction} failed: ${r.output.trim().slice(-200)}`);
+    const said = r.output.replace(/^[CT] .*$/gm, "").trim();
+    log(`${peer.name}: ${direction} failed (status ${r.status})${said ? `: ${said.slice(-200)}` : ""}`);
     return;
   }
   const rate = (direction === "down" ? downBytes : upBytes) / 1e6 / seconds(r.output);
