@@ -80,7 +80,7 @@ export interface RiscvVirtHost {
    * Network cards (virtio-net), eth0 first. They take the virtio slots after every other device, so the
    * states of machines without cards keep their slots (and keep loading).
    */
-  readonly nics?: readonly { readonly mac: Uint8Array; readonly port: NetworkPort }[];
+  readonly nics?: readonly { readonly mac: Uint8Array; readonly mtu?: number; readonly port: NetworkPort }[];
   /**
    * Guest RAM's memory, exactly `memoryBytes` (default: a new ArrayBuffer). A host restoring a saved state
    * passes the state's RAM here (e.g. mapped from its file, read by the host kernel on first touch) and
@@ -208,7 +208,10 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       this.virtioConsole = new VirtioConsole(host.virtioConsole.sink, { ports: host.virtioConsole.ports });
       devices.push(this.virtioConsole);
     }
-    for (const nic of host.nics ?? []) this.nics.push(new VirtioNet(nic.port, { mac: nic.mac }));
+    for (const nic of host.nics ?? [])
+      this.nics.push(
+        new VirtioNet(nic.port, { mac: nic.mac, ...(nic.mtu !== undefined ? { mtu: nic.mtu } : {}) }),
+      );
     devices.push(...this.nics);
     if (devices.length > VIRTIO_COUNT)
       throw new MachineError(
