@@ -64,6 +64,9 @@ export interface RiscvVirtConfig {
   readonly mmuType?: string;
   /** Compile hot guest code to JavaScript (riscv/block-compiler.ts); default true. */
   readonly jit?: boolean;
+  /** Executions of a block start before it is compiled (default JIT_THRESHOLD of riscv/block-cache.ts);
+   * tests force compilation of nearly all code with 1 or 2. */
+  readonly jitThreshold?: number;
 }
 
 /** What the board asks of its host. */
@@ -171,12 +174,20 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
         "bad-config",
         `memory must be a whole number of MiB from ${VIRT_MIN_MEMORY / 2 ** 20}M to ${VIRT_MAX_MEMORY / 2 ** 20}M`,
       );
+    const { jitThreshold } = config;
+    if (jitThreshold !== undefined && !(Number.isSafeInteger(jitThreshold) && jitThreshold >= 1))
+      throw new MachineError(
+        "bad-config",
+        `the JIT threshold must be a whole number from 1, not ${jitThreshold}`,
+      );
     this.ram = new GuestRam(VIRT_DRAM_BASE, memoryBytes, host.ram);
     // A buffer from the host holds what the host put there, not zeros.
     this.ramTouched = host.ram !== undefined;
     this.bus = new PhysBus(this.ram);
     for (let h = 0; h < harts; h++)
       this.harts.push(new Rv64Hart(h, this.bus, this, { jit: config.jit !== false }));
+    const blocks = this.harts[0]!.blockCache;
+    if (blocks !== null && jitThreshold !== undefined) blocks.threshold = jitThreshold;
     this.instretBase = new Array(harts).fill(0);
 
     const line = (hart: Rv64Hart, bit: number): IrqLine => {
