@@ -4,6 +4,21 @@
 import { type PowerEvent, RiscvVirtBoard } from "../../src/machine/boards/riscv-virt.ts";
 import { DM_MASK } from "../../src/machine/riscv/block-cache.ts";
 
+/** riscv64-linux-gnu-gcc flags for a program linked at 0x80000000 with no C library (add -T and sources). */
+export const BARE_METAL_GCC_FLAGS: readonly string[] = [
+  "-march=rv64gc",
+  "-mabi=lp64d",
+  "-mcmodel=medany", // C companions run at 0x80000000
+  "-nostdlib",
+  "-nostartfiles",
+  "-static",
+  "-fno-pie",
+  "-no-pie",
+  "-ffreestanding",
+  "-O2",
+  "-Wl,--build-id=none,--no-warn-rwx-segments",
+];
+
 export interface BareMetalOptions {
   /** Executions of a block start before it is compiled; default the board's. */
   readonly jitThreshold?: number;

@@ -10,7 +10,7 @@ import { dirname, join, resolve } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { skipUnless } from "../skip-unless.ts";
-import { type BareMetalResult, runBareMetal } from "./bare-metal-run.ts";
+import { BARE_METAL_GCC_FLAGS, type BareMetalResult, runBareMetal } from "./bare-metal-run.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
@@ -23,19 +23,7 @@ const RUNTIME = "runtime.S";
 const SHARED_SOURCES = readdirSync(here)
   .filter((f) => f === RUNTIME || f === "link.ld" || f.endsWith(".h") || f.endsWith(".inc"))
   .sort();
-const GCC_FLAGS = [
-  "-march=rv64gc",
-  "-mabi=lp64d",
-  "-mcmodel=medany", // the C companions run at 0x80000000
-  "-nostdlib",
-  "-nostartfiles",
-  "-static",
-  "-fno-pie",
-  "-no-pie",
-  "-ffreestanding",
-  "-O2",
-  "-Wl,--build-id=none,--no-warn-rwx-segments",
-];
+const GCC_FLAGS = BARE_METAL_GCC_FLAGS;
 /** Block-compiler thresholds each program also runs at (the default, JIT_THRESHOLD, is `tsvm run`'s). */
 const FORCED_JIT_THRESHOLDS = [1, 2, 16];
 /** The largest program retires a few million instructions: past this it hangs. */

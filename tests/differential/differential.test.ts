@@ -10,26 +10,14 @@ import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { type BareMetalOptions, runBareMetal } from "../compliance/bare-metal-run.ts";
+import { BARE_METAL_GCC_FLAGS, type BareMetalOptions, runBareMetal } from "../compliance/bare-metal-run.ts";
 import { skipUnless } from "../skip-unless.ts";
 import { describeDword, generateProgram } from "./random-program.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const GCC = "riscv64-linux-gnu-gcc";
 const QEMU = "qemu-system-riscv64";
-const GCC_FLAGS = [
-  "-march=rv64gc",
-  "-mabi=lp64d",
-  "-mcmodel=medany",
-  "-nostdlib",
-  "-nostartfiles",
-  "-static",
-  "-fno-pie",
-  "-no-pie",
-  "-Wl,--build-id=none,--no-warn-rwx-segments",
-  "-T",
-  join(here, "../compliance/link.ld"),
-];
+const GCC_FLAGS = [...BARE_METAL_GCC_FLAGS, "-T", join(here, "../compliance/link.ld")];
 /** Programs per run, blocks (seeds) per program, random instructions per block. */
 const PROGRAMS = 4;
 const BLOCKS = 6;

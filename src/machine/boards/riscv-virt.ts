@@ -72,6 +72,8 @@ export interface RiscvVirtConfig {
 /** What the board asks of its host. */
 export interface RiscvVirtHost {
   readonly clock: Clock;
+  /** The RTC's date: host wall time in ms since the Unix epoch (default Date.now); a test fixes it. */
+  readonly wallClockMs?: () => number;
   /** UART0's output (the serial console). */
   readonly console: CharSink;
   readonly entropy: EntropySource;
@@ -204,7 +206,7 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
     this.plic = new Plic(this.harts.flatMap((h) => [line(h, MIP_MEIP), line(h, MIP_SEIP)]));
     this.uart = new Uart16550(host.console, this.plic.sourceLine(UART0_IRQ));
     this.test = new SifiveTest((kind, code) => this.power(kind === "reset" ? { kind } : { kind, code }));
-    this.rtc = new GoldfishRtc(host.clock, this.plic.sourceLine(RTC_IRQ));
+    this.rtc = new GoldfishRtc(host.clock, this.plic.sourceLine(RTC_IRQ), host.wallClockMs);
 
     this.bus.map(MROM_BASE, MROM_SIZE, this.rom);
     this.bus.map(VIRT_TEST.base, VIRT_TEST.size, this.test);
