@@ -219,7 +219,10 @@ export class WebConsoleServer {
   private login(req: IncomingMessage, res: ServerResponse, url: URL): void {
     if (req.method !== "GET") throw new ApiFailure(405, "method-not-allowed", "open the login URL with GET");
     const redeemed = this.logins.redeem(url.searchParams.get("code") ?? "");
-    if (!redeemed.ok) return sendPage(res, 401, "Login refused", redeemed.problem);
+    if (!redeemed.ok) {
+      sendPage(res, 401, "Login refused", redeemed.problem);
+      return;
+    }
     res.writeHead(303, {
       location: "/",
       "set-cookie": this.cookie(redeemed.session, this.logins.sessionSeconds),
