@@ -210,6 +210,11 @@ test("the serial console: two viewers, typing, resizing, and a huge paste refuse
   }
   await first.bringToFront();
 
+  // The keyboard alone gets out of the terminal: Shift+Tab moves the focus back through the page.
+  await first.keyboard.press("Shift+Tab");
+  assert.equal(await first.evaluate("document.activeElement.className"), "", "focus left the terminal");
+  assert.equal(await first.evaluate("document.activeElement.id"), "console-connect");
+
   // Resizing the window re-fits the terminal: a narrower window has fewer columns.
   const width = async (page: Page) => (await rows(page).locator("div").first().boundingBox())!.width;
   await first.setViewportSize({ width: 1200, height: 800 });

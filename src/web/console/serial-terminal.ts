@@ -36,6 +36,9 @@ export class SerialTerminal {
     this.terminal.loadAddon(this.fit);
     this.terminal.open(container);
     this.terminal.onData((data) => this.send(data));
+    // Tab goes to the guest (shell completion); Shift+Tab leaves the terminal, so that the keyboard alone
+    // can move on through the page.
+    this.terminal.attachCustomKeyEventHandler((e) => !(e.key === "Tab" && e.shiftKey));
     this.resize = new ResizeObserver(() => this.fit.fit());
     this.resize.observe(container);
   }
