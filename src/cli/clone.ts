@@ -4,11 +4,11 @@
 
 import type { InsertInstanceRequest } from "../api/types.ts";
 import { connectDaemon } from "./daemon-connection.ts";
-import { fail, parseFormat, printJson } from "./output.ts";
+import { fail, parseFormat } from "./output.ts";
 import { parseCommandLine } from "./parse-command-line.ts";
 import { FORWARD_OPTIONS, forwardsOf } from "./network-options.ts";
 import { SCHEDULING_OPTIONS, schedulingOf } from "./scheduling-options.ts";
-import { waitUnlessAsync } from "./wait-operation.ts";
+import { printInstanceWhenDone } from "./wait-operation.ts";
 
 const HELP = `Usage: tsvm clone SRC NEW [options]
 
@@ -59,14 +59,14 @@ export async function cloneCommand(argv: string[]): Promise<number> {
   try {
     const client = await connectDaemon();
     const op = await client.insertInstance(req);
-    const done = await waitUnlessAsync(client, op, { async: values.async, json: format === "json" });
-    if (done === undefined) return 0;
-    const vm = await client.getInstance(name);
-    if (format === "json") printJson(vm);
-    else
-      process.stdout.write(
-        `Cloned ${source}${req.sourceSnapshot ? ` (snapshot ${req.sourceSnapshot})` : ""} as ${vm.name} (hostname ${vm.identity.hostname}, machine id ${vm.identity.machineId}): ${vm.status}\n`,
-      );
+    await printInstanceWhenDone(
+      client,
+      op,
+      name,
+      { async: values.async, json: format === "json" },
+      (vm) =>
+        `Cloned ${source}${req.sourceSnapshot ? ` (snapshot ${req.sourceSnapshot})` : ""} as ${vm.name} (hostname ${vm.identity.hostname}, machine id ${vm.identity.machineId}): ${vm.status}`,
+    );
     return 0;
   } catch (e) {
     return fail("clone", e);

@@ -3,7 +3,7 @@
 // daemon keeps its operations on disk, so the wait ends with the operation's true final state).
 
 import { type ApiClient, ApiError } from "../api/client.ts";
-import type { Operation } from "../api/types.ts";
+import type { Instance, Operation } from "../api/types.ts";
 import { connectDaemon } from "./daemon-connection.ts";
 import { printJson } from "./output.ts";
 
@@ -82,6 +82,24 @@ export async function waitUnlessAsync(
   const done = await waitWithProgress(client, op, options.json);
   if (done.error) throw new OperationFailedError(done);
   return done;
+}
+
+/**
+ * The end of an action command on one VM: waits for `op` as waitUnlessAsync does, then prints the VM as it
+ * is now, whole in JSON or as the line `describe` makes of it.
+ */
+export async function printInstanceWhenDone(
+  client: ApiClient,
+  op: Operation,
+  name: string,
+  options: { readonly async?: boolean; readonly json: boolean },
+  describe: (vm: Instance) => string,
+): Promise<void> {
+  const done = await waitUnlessAsync(client, op, options);
+  if (done === undefined) return;
+  const vm = await client.getInstance(name);
+  if (options.json) printJson(vm);
+  else process.stdout.write(`${describe(vm)}\n`);
 }
 
 export class OperationFailedError extends Error {

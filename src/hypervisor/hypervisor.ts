@@ -11,7 +11,7 @@ import type { Snapshot } from "../api/schemas/snapshot-schemas.ts";
 import type { InsertInstanceRequest, Instance, UpdateInstanceRequest } from "../api/schemas/vm-schemas.ts";
 import { Clones, type CloneVm, checkCloneRequest, cloneRecord } from "./clones.ts";
 import { readConsoleLog } from "./console-log.ts";
-import { crashPoint, statusWritePoint } from "./crash-point.ts";
+import { type CrashOperation, crashPoint, statusWritePoint } from "./crash-point.ts";
 import { DiskAdmission } from "./disk-admission.ts";
 import { activeDiskInfo, activeDiskOf, DiskStore, reclaimActiveDiskLeaks } from "./disk-store.ts";
 import { EventLog } from "./event-log.ts";
@@ -854,20 +854,12 @@ export class Hypervisor {
       "setMachineType",
       () => {},
       async () => {
-        const next = { ...slot.record, machineType: type.name, cpus: type.cpus, memoryMiB: type.memoryMiB };
-        crashPoint("setMachineType:before-write");
-        await this.config.store.write(next);
-        crashPoint("setMachineType:after-write");
-        slot.record = next;
-        this.events.append({
-          time: this.now().toISOString(),
-          type: "notice",
-          vmName: name,
-          vmId: next.id,
-          from: next.status,
-          to: next.status,
-          message: `machine type set to ${type.name} (${type.description})`,
-        });
+        await this.changeRecord(
+          slot,
+          { ...slot.record, machineType: type.name, cpus: type.cpus, memoryMiB: type.memoryMiB },
+          `machine type set to ${type.name} (${type.description})`,
+          "setMachineType",
+        );
       },
     );
   }
@@ -894,21 +886,13 @@ export class Hypervisor {
         if (req.forwards === undefined) return;
         const forwards = check();
         await checkHostPortsFree(name, forwards);
-        const next = { ...slot.record, forwards };
-        await this.config.store.write(next);
-        slot.record = next;
-        this.events.append({
-          time: this.now().toISOString(),
-          type: "notice",
-          vmName: name,
-          vmId: next.id,
-          from: next.status,
-          to: next.status,
-          message:
-            forwards.length === 0
-              ? "port forwards removed"
-              : `port forwards set to ${forwards.map(describeForward).join(", ")}`,
-        });
+        await this.changeRecord(
+          slot,
+          { ...slot.record, forwards },
+          forwards.length === 0
+            ? "port forwards removed"
+            : `port forwards set to ${forwards.map(describeForward).join(", ")}`,
+        );
       },
     );
   }
@@ -1016,6 +1000,24 @@ export class Hypervisor {
         await this.stageFromSaved(slot, why);
       },
     };
+  }
+
+  /**
+   * Writes `next` (the slot's record with a changed definition, same status) and records a notice saying
+   * what changed. `crashOperation` names the crash points `<operation>:before-write` and `:after-write`
+   * around the write (crash-point.ts), for an operation the crash test walks.
+   */
+  private async changeRecord(
+    slot: VmSlot,
+    next: VmRecord,
+    message: string,
+    crashOperation?: CrashOperation,
+  ): Promise<void> {
+    if (crashOperation) crashPoint(`${crashOperation}:before-write`);
+    await this.config.store.write(next);
+    if (crashOperation) crashPoint(`${crashOperation}:after-write`);
+    slot.record = next;
+    this.notice(slot, message);
   }
 
   /** An event saying what an operation did to the VM without changing its status. */

@@ -2,54 +2,25 @@
 // real switch process: addresses at insert and clone, the members file, the switch started before a
 // member's VMM and stopped with its network, and the refusals (unknown network, delete while used).
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, test } from "node:test";
-import { closeAndKill } from "./fixtures/close-and-kill.ts";
+import { test } from "node:test";
 import { fixtureLauncherConfig } from "./fixtures/fixture-launcher.ts";
-import { FileImageCatalog, Hypervisor } from "./hypervisor.ts";
+import { ok, TestHypervisors } from "./fixtures/test-hypervisors.ts";
+import type { Hypervisor } from "./hypervisor.ts";
 import { askSwitchStats } from "./network-switch-process.ts";
-import { hostCapacity } from "./resources.ts";
-import { VmStore } from "./store.ts";
-import { ProcessVmmLauncher } from "./vmm-process.ts";
 
-const roots: string[] = [];
-const hypervisors: Hypervisor[] = [];
-after(async () => {
-  for (const hv of hypervisors) await closeAndKill(hv);
-  for (const r of roots) await rm(r, { recursive: true, force: true });
-});
+const hypervisors = new TestHypervisors("tsvm-lan-");
 
 async function openHypervisor(): Promise<{ hv: Hypervisor; home: string }> {
-  const home = await mkdtemp(join(tmpdir(), "tsvm-lan-"));
-  roots.push(home);
-  await writeFile(join(home, "template.img"), Buffer.alloc(8192, 7));
-  const hv = await Hypervisor.open({
-    store: await VmStore.open(home),
-    capacity: hostCapacity(
-      { cpuOvercommit: 4, memoryReserveMiB: 0, diskReserveMiB: 0 },
-      { cores: 2, totalMemoryMiB: 2048, diskAvailableMiB: 100 },
-    ),
-    launcher: new ProcessVmmLauncher(fixtureLauncherConfig),
-    images: new FileImageCatalog({ default: join(home, "template.img") }),
-    defaultEngine: "fixture",
-    defaultImage: "default",
-    stopTimeoutMs: 1000,
-    switchEntry: {
-      entry: join(import.meta.dirname, "network-switch-main.ts"),
-      nodeArgs: fixtureLauncherConfig.nodeArgs,
+  return hypervisors.open({
+    config: {
+      switchEntry: {
+        entry: join(import.meta.dirname, "network-switch-main.ts"),
+        nodeArgs: fixtureLauncherConfig.nodeArgs,
+      },
     },
   });
-  hypervisors.push(hv);
-  return { hv, home };
-}
-
-async function ok(hv: Hypervisor, op: { id: string }) {
-  const result = await hv.waitOperation(op.id, 120_000);
-  assert.equal(result.status, "DONE");
-  assert.equal(result.error, null, result.error?.message);
-  return result;
 }
 
 test("cards on a private network: addresses, members, the switch, and the refusals", async () => {
