@@ -358,10 +358,11 @@ export class ApiClient {
    */
   importInstance(
     source: NodeJS.ReadableStream,
-    options: { name?: string; onProgress?: (sent: number) => void } = {},
+    options: { name?: string; dropMissingNetworks?: boolean; onProgress?: (sent: number) => void } = {},
   ): Promise<Operation> {
     const q = new URLSearchParams({ source: "archive" });
     if (options.name !== undefined) q.set("name", options.name);
+    if (options.dropMissingNetworks) q.set("dropMissingNetworks", "true");
     return new Promise((resolve, reject) => {
       let answered = false;
       const req = request({

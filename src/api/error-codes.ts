@@ -49,7 +49,7 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
     {
       status: 400,
       meaning:
-        "The network cards asked for are unusable: more than 4, a network named twice, or no network of that name.",
+        "The network cards asked for are unusable: more than 4, a network named twice, or no network of that name (also an imported VM's card on a network this host does not have).",
     },
   ],
   [

@@ -469,7 +469,17 @@ export class ApiServer {
         `send an import's export file as application/octet-stream (got '${type.slice(0, 60)}')`,
       );
     try {
-      return await this.hv.importVm(c.req, { name: c.query.get("name") ?? undefined });
+      const drop = c.query.get("dropMissingNetworks");
+      if (drop !== null && drop !== "true" && drop !== "false")
+        throw new ApiFailure(
+          400,
+          "invalid-argument",
+          `query parameter 'dropMissingNetworks' must be true or false (got '${drop.slice(0, 20)}')`,
+        );
+      return await this.hv.importVm(c.req, {
+        name: c.query.get("name") ?? undefined,
+        dropMissingNetworks: drop === "true",
+      });
     } catch (e) {
       if (!c.req.readableEnded) {
         c.res.setHeader("connection", "close");
