@@ -43,6 +43,12 @@ export const REAL_PROGRAMS: readonly RealProgram[] = [
   timed("gzip", "busybox gzip -6 of 3 MiB of Linux's C source", () => "gzip -6 -c /bench/data/linux.txt"),
   timed("gunzip", "busybox gzip -d of the same, compressed", () => "gzip -d -c /bench/data/linux.txt.gz"),
   timed("sha256sum", "busybox sha256sum of the 3 MiB", () => "sha256sum /bench/data/linux.txt"),
+  timed(
+    "esbuild",
+    "esbuild 0.28's riscv64 binary (npm, Go) bundling and minifying tsvm's src/machine (600 KB of TypeScript)",
+    () =>
+      "/bench/real/esbuild /bench/project/src/machine/index.ts --bundle --format=esm --platform=neutral --minify --log-level=warning",
+  ),
 ];
 
 export interface ResultLine {

@@ -1,5 +1,5 @@
 // The real-programs bench: ordinary programs (bench/real-programs: the bench's own C programs, sqlite's
-// speedtest1, busybox gzip and sha256sum) run on tsvm and on qemu-system-riscv64 (TCG) booted from the
+// speedtest1, busybox gzip and sha256sum, esbuild) run on tsvm and on qemu-system-riscv64 (TCG) booted from the
 // same kernel and initramfs, one boot per peer, the programs typed at each one's shell prompt in turn.
 // Prints each program's time on both, tsvm's instruction count, the ratios and their geometric mean.
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from "node:child_process";

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds everything the real-programs bench runs in the guest and prints the directory holding it:
 #   <dir>/bin/<name>            the bench's own C programs and timeit (static riscv64, glibc, -O2)
-#   <dir>/real-programs.cpio    a newc archive with /bench/real/* (those programs and sqlite's speedtest1)
-#                               and /bench/data/* (text to compress and hash); the runner puts it in front
+#   <dir>/real-programs.cpio    a newc archive with /bench/real/* (those programs, sqlite's speedtest1 and
+#                               esbuild), /bench/data/* (text to compress and hash) and /bench/project (a
+#                               TypeScript tree for esbuild to bundle); the runner puts it in front
 #                               of an image's initramfs (Linux unpacks concatenated archives)
 # Every part is cached under ${TSVM_CACHE:-~/.cache/tsvm} by the hash of what it is made from; sources
 # fetched from elsewhere (Debian's sqlite3 source, `apt-get source`) go to <cache>/bench-src, never into
@@ -15,6 +16,10 @@ programs=(crc32 mul-div recursion quicksort memops pointer-chase nbody matmul ti
 cc=riscv64-linux-gnu-gcc
 cflags=(-march=rv64gc -mabi=lp64d -O2 -static -Wl,--build-id=none)
 linux_tar=/usr/src/linux-source-6.1.tar.xz
+# esbuild's riscv64 binary from npm (`npm pack`, not a dependency of tsvm), and the project it bundles:
+# tsvm's own src/machine at a fixed commit, so the work stays the same whatever the checkout holds.
+esbuild_version=0.28.2
+project_commit=f5ac12b32d2ad1ff7c91a17fec2064e6015337e5
 # How much text gzip and sha256sum get: a few MiB, so QEMU takes about a second.
 text_bytes=$((3 * 1024 * 1024))
 
@@ -78,11 +83,33 @@ if [[ ! -f "$text_out/linux.txt" ]]; then
   rm -rf "$text_out" && mv "$text_out.tmp" "$text_out"
 fi
 
+# esbuild: the package's binary is a static Go program.
+es_out="$cache/real-programs/esbuild-$esbuild_version"
+if [[ ! -f "$es_out/esbuild" ]]; then
+  tgz="$src/esbuild/esbuild-linux-riscv64-$esbuild_version.tgz"
+  if [[ ! -f "$tgz" ]]; then
+    mkdir -p "$src/esbuild"
+    (cd "$src/esbuild" && npm pack --silent "@esbuild/linux-riscv64@$esbuild_version" >/dev/null) ||
+      fail "npm pack @esbuild/linux-riscv64@$esbuild_version failed"
+  fi
+  rm -rf "$es_out.tmp" && mkdir -p "$es_out.tmp"
+  tar -xzf "$tgz" -C "$es_out.tmp" package/bin/esbuild && mv "$es_out.tmp/package/bin/esbuild" "$es_out.tmp/esbuild"
+  rm -rf "$es_out.tmp/package" "$es_out" && mv "$es_out.tmp" "$es_out"
+fi
+project_tar="$cache/real-programs/project-$project_commit.tar"
+if [[ ! -f "$project_tar" ]]; then
+  git -C "$here/../.." archive --format=tar -o "$project_tar.tmp" "$project_commit" src/machine ||
+    fail "git archive $project_commit failed (esbuild's project is tsvm's src/machine at that commit)"
+  mv "$project_tar.tmp" "$project_tar"
+fi
+
 # The archive: one fixed mtime and owner, so the same inputs give the same bytes.
-cpio_out="$cache/real-programs/cpio-$( (echo "$c_out $sq_out $text_out"; cat "$here/build.sh") | hash_of)"
+cpio_out="$cache/real-programs/cpio-$( (echo "$c_out $sq_out $text_out $es_out"; cat "$here/build.sh") | hash_of)"
 if [[ ! -f "$cpio_out/real-programs.cpio" ]]; then
   rm -rf "$cpio_out.tmp" && mkdir -p "$cpio_out.tmp/tree/bench/real" "$cpio_out.tmp/tree/bench/data"
-  cp "$c_out"/bin/* "$sq_out/speedtest1" "$cpio_out.tmp/tree/bench/real/"
+  cp "$c_out"/bin/* "$sq_out/speedtest1" "$es_out/esbuild" "$cpio_out.tmp/tree/bench/real/"
+  mkdir "$cpio_out.tmp/tree/bench/project"
+  tar -xf "$project_tar" -C "$cpio_out.tmp/tree/bench/project" --exclude='*.test.ts'
   cp "$text_out/linux.txt" "$cpio_out.tmp/tree/bench/data/"
   gzip -n -6 -c "$text_out/linux.txt" >"$cpio_out.tmp/tree/bench/data/linux.txt.gz"
   cp -r "$c_out/bin" "$cpio_out.tmp/bin"
