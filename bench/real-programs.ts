@@ -11,6 +11,7 @@ import { parseArgs } from "node:util";
 import { bundledEntry, ensureBundle } from "../scripts/bundle.ts";
 import { findImage } from "../src/images/image-store.ts";
 import { median } from "./bench-report.ts";
+import { peerVersions, QEMU } from "./peer-versions.ts";
 import {
   formatRealProgramsTable,
   type PeerRuns,
@@ -26,7 +27,6 @@ import {
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = dirname(here);
-const QEMU = "qemu-system-riscv64";
 const PROMPT_TAIL = /[#$] $/;
 
 const HELP = `Usage: node --import ./node_modules/tsx/dist/loader.mjs bench/real-programs.ts [options]
@@ -290,20 +290,11 @@ interface Acc {
 }
 
 function versions(): { tsvm: string; qemu: string } {
-  const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { version: string };
-  let commit = "";
   try {
-    commit = execFileSync("git", ["-C", root, "rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
-  } catch {
-    // Not a git checkout.
+    return peerVersions(root);
+  } catch (e) {
+    fail((e as Error).message);
   }
-  let qemu: string;
-  try {
-    qemu = execFileSync(QEMU, ["--version"], { encoding: "utf8" }).split("\n")[0]!.trim();
-  } catch {
-    fail(`${QEMU} does not run; install Debian's qemu-system-misc`);
-  }
-  return { tsvm: commit ? `${pkg.version} (${commit})` : pkg.version, qemu };
 }
 
 async function main(): Promise<void> {
