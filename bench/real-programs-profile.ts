@@ -325,7 +325,9 @@ async function main(): Promise<void> {
     );
     return;
   }
-  const names = values.only ? values.only.split(",") : REAL_PROGRAMS.map((p) => p.name);
+  const names = values.only
+    ? values.only.split(",")
+    : REAL_PROGRAMS.filter((p) => !p.optional).map((p) => p.name);
   const programs = names.map((n) => REAL_PROGRAMS.find((p) => p.name === n) ?? fail(`no program '${n}'`));
   const passes = (values.pass ?? "classes,jit").split(",");
   if (passes.some((p) => p !== "classes" && p !== "jit"))

@@ -35,7 +35,11 @@ Boots tsvm and qemu-system-riscv64 (TCG) once each on the default image's kernel
 programs of bench/real-programs in front of it), types every program at both shell prompts in turn, and
 prints each program's time, tsvm's instruction count, tsvm/QEMU ratios and their geometric mean.
 
-Programs: ${REAL_PROGRAMS.map((p) => p.name).join(", ")}
+Programs: ${REAL_PROGRAMS.filter((p) => !p.optional)
+  .map((p) => p.name)
+  .join(", ")}; with --only also ${REAL_PROGRAMS.filter((p) => p.optional)
+  .map((p) => p.name)
+  .join(", ")}
 
 Options:
   --format table|json   output (default table)
@@ -92,7 +96,7 @@ function parseOptions(argv: string[]): Options {
   }
   const format = values.format ?? "table";
   if (format !== "table" && format !== "json") fail(`--format '${format}' must be table or json`);
-  let programs = REAL_PROGRAMS;
+  let programs = REAL_PROGRAMS.filter((p) => !p.optional);
   if (values.only !== undefined) {
     const names = values.only.split(",").filter(Boolean);
     const unknown = names.filter((n) => !REAL_PROGRAMS.some((p) => p.name === n));
