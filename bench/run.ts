@@ -21,10 +21,10 @@ import {
   parseGuestMipsLine,
   parseLinuxMipsLine,
 } from "./bench-report.ts";
+import { peerVersions, QEMU } from "./peer-versions.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = dirname(here);
-const QEMU = "qemu-system-riscv64";
 const TIME = "/usr/bin/time";
 /** How long a guest may take to power off once the prompt was seen, before it is killed. */
 const POWEROFF_GRACE_MS = 120_000;
@@ -568,20 +568,11 @@ function skippedMips(detail: string): MipsResult {
 }
 
 function versions(): { tsvm: string; qemu: string } {
-  const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { version: string };
-  let commit = "";
   try {
-    commit = execFileSync("git", ["-C", root, "rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
-  } catch {
-    // Not a git checkout.
+    return peerVersions(root);
+  } catch (e) {
+    fail((e as Error).message);
   }
-  let qemu: string;
-  try {
-    qemu = execFileSync(QEMU, ["--version"], { encoding: "utf8" }).split("\n")[0]!.trim();
-  } catch {
-    fail(`${QEMU} does not run; install Debian's qemu-system-misc`);
-  }
-  return { tsvm: commit ? `${pkg.version} (${commit})` : pkg.version, qemu };
 }
 
 async function main(): Promise<void> {

@@ -10,6 +10,8 @@ packages=(
   flex bison bc cpio e2fsprogs xz-utils dpkg-dev libelf-dev make
   # The host compiler for the kernel's and busybox's build tools (kconfig, fixdep…).
   gcc libc6-dev
+  # tclsh makes sqlite's amalgamation for bench/real-programs (speedtest1, from Debian's sqlite3 source).
+  tcl
   # dtc checks the device trees the board builds; GNU time measures peak RSS in bench/.
   device-tree-compiler time
   # passt: the VMs' user-mode network (NAT and port forwards, issue 10); curl reaches guests in tests.
