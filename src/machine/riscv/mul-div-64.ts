@@ -111,34 +111,57 @@ export function divu64(al: number, ah: number, bl: number, bh: number): void {
     remainder[1] = Math.floor(r / TWO_POW_32) | 0;
     return;
   }
-  if (a < b) {
+  if (ah >>> 0 < bh >>> 0 || (ah === bh && al >>> 0 < bl >>> 0)) {
     wide[0] = 0;
     wide[1] = 0;
     remainder[0] = al;
     remainder[1] = ah;
     return;
   }
-  // Restoring shift-and-subtract: only for operands ≥ 2^52, rare in practice.
-  let ql = 0;
-  let qh = 0;
-  let rl = 0;
-  let rh = 0;
-  for (let i = 63; i >= 0; i--) {
-    // r = (r << 1) | bit i of a
-    rh = (rh << 1) | (rl >>> 31);
-    const bit = i >= 32 ? (ah >>> (i - 32)) & 1 : (al >>> i) & 1;
-    rl = (rl << 1) | bit;
-    qh = (qh << 1) | (ql >>> 31);
-    ql = ql << 1;
-    if (rh >>> 0 > bh >>> 0 || (rh === bh && rl >>> 0 >= bl >>> 0)) {
-      const borrow = rl >>> 0 < bl >>> 0 ? 1 : 0;
-      rl = (rl - bl) | 0;
-      rh = (rh - bh - borrow) | 0;
-      ql |= 1;
-    }
+  if (bh === 0) {
+    // Divisor below 2^32: long division by 32- then 16-bit digits; every partial dividend is below 2^48, so
+    // the doubles are exact.
+    const dv = bl >>> 0;
+    const uh = ah >>> 0;
+    const qh = Math.floor(uh / dv);
+    let r = uh - qh * dv;
+    let t = r * 65536 + (al >>> 16);
+    const q1 = Math.floor(t / dv);
+    r = t - q1 * dv;
+    t = r * 65536 + (al & 0xffff);
+    const q0 = Math.floor(t / dv);
+    wide[0] = (q1 * 65536 + q0) | 0;
+    wide[1] = qh | 0;
+    remainder[0] = (t - q0 * dv) | 0;
+    remainder[1] = 0;
+    return;
   }
-  wide[0] = ql;
-  wide[1] = qh;
+  if (bh < 0) {
+    // Divisor at least 2^63 and not above the dividend: the quotient is 1.
+    wide[0] = 1;
+    wide[1] = 0;
+    remainder[0] = (al - bl) | 0;
+    remainder[1] = (ah - bh - (al >>> 0 < bl >>> 0 ? 1 : 0)) | 0;
+    return;
+  }
+  // 2^32 ≤ divisor < 2^63: the quotient is below 2^32 and the rounded doubles' quotient is within 1 of it (a
+  // relative error of a few 2^-53). Start one below, so a − q·b is exact in 64 bits (0 ≤ it ≤ a), and step up
+  // at most twice. Was a 64-step shift-and-subtract: 4.6 s of a 13 s run of 128-bit modular exponentiation.
+  let q = Math.floor(a / b) - 1;
+  if (q < 0) q = 0;
+  mulu32(q, bl);
+  const pl = wide[0];
+  const ph = (wide[1] + Math.imul(q, bh)) | 0;
+  let rl = (al - pl) | 0;
+  let rh = (ah - ph - (al >>> 0 < pl >>> 0 ? 1 : 0)) | 0;
+  while (rh >>> 0 > bh >>> 0 || (rh === bh && rl >>> 0 >= bl >>> 0)) {
+    const borrow = rl >>> 0 < bl >>> 0 ? 1 : 0;
+    rl = (rl - bl) | 0;
+    rh = (rh - bh - borrow) | 0;
+    q++;
+  }
+  wide[0] = q | 0;
+  wide[1] = 0;
   remainder[0] = rl;
   remainder[1] = rh;
 }
