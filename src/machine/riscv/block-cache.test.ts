@@ -336,6 +336,58 @@ ${fns}
   assert.deepEqual(on.hart.saveState(), off.hart.saveState());
 });
 
+test("branches inside a region (loop back to a middle label, if/else, a JAL within it) run compiled and exact", {
+  skip,
+}, () => {
+  // gcd by remainder and a bubble pass with a swap inside: backward branches to a label that is not the
+  // region's start, forward branches over code, a JAL inside the region, exits taken and not taken.
+  const vm = lockstep(
+    assemble(`
+  lla s0, data
+  li s1, 300
+  li s2, 0x9e3779b97f4a7c15
+outer:
+  mul s2, s2, s2
+  addi s2, s2, 7
+  srli a0, s2, 3
+  srli a1, s2, 17
+  ori a1, a1, 1
+gcd:
+  remu a2, a0, a1
+  mv a0, a1
+  mv a1, a2
+  bnez a1, gcd
+  sd a0, 0(s0)
+  li t0, 0
+pass:
+  slli t1, t0, 3
+  add t1, t1, s0
+  ld t2, 0(t1)
+  ld t3, 8(t1)
+  bgeu t3, t2, noswap
+  sd t3, 0(t1)
+  sd t2, 8(t1)
+  j next
+noswap:
+  xor t2, t2, s2
+  sd t2, 8(t1)
+next:
+  addi t0, t0, 1
+  li t4, 6
+  blt t0, t4, pass
+  addi s1, s1, -1
+  bnez s1, outer
+  ld a0, 0(s0)
+  andi a0, a0, 0
+  ${EXIT}
+  .data
+data: .zero 64
+`),
+  );
+  assert.equal(vm.exit.code, 0);
+  assert.ok(vm.hart.blockCache!.compiled >= 1);
+});
+
 test("run(budget) never retires more than the budget, even when a compiled loop could run on", {
   skip,
 }, () => {

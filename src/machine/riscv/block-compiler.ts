@@ -1,23 +1,30 @@
-// Translates a straight run of RV64IMC integer instructions (unprivileged spec v20191213 chapters 2, 5, 7 and
-// 16) starting at one guest-physical address into a JavaScript function, so a hot loop runs without fetch,
-// decode or dispatch per instruction.
+// Translates a region of RV64IMC integer instructions (unprivileged spec v20191213 chapters 2, 5, 7 and 16)
+// starting at one guest-physical address into a JavaScript function, so hot code runs without fetch, decode or
+// dispatch per instruction.
 //
-// A block lies inside one 4 KiB page, holds at most MAX_BLOCK_INSNS instructions and stops before anything
-// it does not translate (CSRs, SYSTEM, AMOs, FENCE, floating point, illegal encodings: the interpreter runs
-// those) and after a JAL or JALR. A conditional branch inside it leaves the block when taken; a branch or jump
-// back to the block's first instruction loops inside the function while the instruction budget allows a
-// whole pass. Guest registers live in JS locals while the block runs and are stored back when it leaves. A
-// block calls nothing and never traps: a load or store that misses the TLB fast path (TLB miss, MMIO,
-// misalignment, a page holding code) leaves the block before that instruction, so the interpreter runs it
-// with pc, registers and the retired count exactly where they would be, and takes any fault itself.
+// A region is the straight run of instructions decoded from its start inside one 4 KiB page: at most
+// MAX_BLOCK_INSNS, it stops before anything the compiler does not translate (CSRs, SYSTEM, AMOs, FENCE,
+// floating point, illegal encodings: the interpreter runs those) and after an unconditional jump (JAL, JALR)
+// that no earlier branch jumps past. A branch or JAL whose target is an instruction of the region continues
+// inside the function (a `switch` on the target's label), so loops with branches inside them, if/else and
+// loop exits stay compiled; any other taken branch or jump, and every JALR, leaves. Guest registers live in JS
+// locals while the region runs and are stored back when it leaves. A region calls nothing but the 64-bit
+// multiply/divide helpers and never traps: a load or store that misses the TLB fast path (TLB miss, MMIO,
+// misalignment, a page holding code) leaves before that instruction, so the interpreter runs it with pc,
+// registers and the retired count exactly where they would be, and takes any fault itself.
+//
+// The retired count stays exact: `n` is the count at the start of the current segment (the instructions from
+// one label to the next), so an exit at the j-th instruction of a segment retires n + j. The budget is never
+// overrun: the hart enters a region only when all its instructions fit, and every backward jump inside it
+// checks that they still do (without one, execution only moves forward, so at most all of them run).
 
 import * as md from "./mul-div-64.ts";
 import { RVC_TABLE as IMPORTED_RVC_TABLE } from "./rvc.ts";
 
 const RVC_TABLE = IMPORTED_RVC_TABLE;
 
-/** Most instructions one block holds (one pass through it). */
-export const MAX_BLOCK_INSNS = 64;
+/** Most instructions one region holds: bounds both V8's compile time per region and one pass's length. */
+export const MAX_BLOCK_INSNS = 96;
 /** Mask of the hart's direct-mapped TLB index (512 entries). */
 export const TLB_MASK = 511;
 
@@ -63,7 +70,7 @@ interface Insn {
   readonly delta: number;
 }
 
-/** What compile() made: the function and how many instructions one pass runs at most. */
+/** What compile() made: the function and how many instructions run at most before it checks the budget. */
 export interface CompiledCode {
   readonly fn: BlockFn;
   readonly len: number;
@@ -91,6 +98,8 @@ function decodeBlock(u16: Uint16Array, off: number): Insn[] {
   const out: Insn[] = [];
   const pageEnd = (off & -4096) + 4096;
   let at = off;
+  /** Furthest branch target ahead seen so far (byte offset from `off`): code up to it may be reached. */
+  let reach = 0;
   while (out.length < MAX_BLOCK_INSNS && at < pageEnd) {
     let insn = u16[at >> 1]!;
     let len = 4;
@@ -105,10 +114,14 @@ function decodeBlock(u16: Uint16Array, off: number): Insn[] {
       if (insn === 0) break;
     }
     if (!supported(insn)) break;
-    out.push({ insn, len, delta: at - off });
+    const delta = at - off;
+    out.push({ insn, len, delta });
     at += len;
     const op = insn & 0x7f;
-    if (op === 0x6f || op === 0x67) break; // JAL, JALR end the block
+    if (op === 0x63) reach = Math.max(reach, delta + branchOffset(insn));
+    else if (op === 0x6f) reach = Math.max(reach, delta + jalOffset(insn));
+    // After an unconditional jump only a branch from before it can reach the next instruction.
+    if ((op === 0x6f || op === 0x67) && at - off > reach) break;
   }
   return out;
 }
@@ -163,7 +176,11 @@ function generate(insns: Insn[], off: number): string {
   const written = new Set<number>();
   let loads = false;
   let stores = false;
-  let loops = false;
+  /** Instruction index of each decoded offset; the label (switch case) of each instruction jumped to. */
+  const index = new Map<number, number>();
+  for (let i = 0; i < count; i++) index.set(insns[i]!.delta, i);
+  const label = new Map<number, number>([[0, 0]]);
+  const inside = (target: number): number | undefined => index.get(target);
   for (const { insn, delta } of insns) {
     const op = insn & 0x7f;
     const d = (insn >> 7) & 31;
@@ -177,36 +194,58 @@ function generate(insns: Insn[], off: number): string {
     }
     if (op === 0x03) loads = true;
     if (op === 0x23) stores = true;
-    if (op === 0x63 && delta + branchOffset(insn) === 0) loops = true;
-    if (op === 0x6f && delta + jalOffset(insn) === 0) loops = true;
+    const t =
+      op === 0x63
+        ? inside(delta + branchOffset(insn))
+        : op === 0x6f
+          ? inside(delta + jalOffset(insn))
+          : undefined;
+    if (t !== undefined && !label.has(t)) label.set(t, label.size);
   }
   touched.delete(0);
   written.delete(0);
+  // Jumps inside the region go through `for(;;) switch(p)`; a region without any runs straight.
+  const jumps = label.size > 1 || insns.some(({ insn, delta }) => jumpTarget(insn, delta) === 0);
 
-  // Every exit but JALR's goes through one epilogue: it stores the registers the block writes back to x
+  // Every exit but JALR's goes through one epilogue: it stores the registers the region writes back to x
   // and sets pc = first pc + eC (a constant offset that fits int32, with the carry into the high half) and
   // count = n + eR. An exit is then two constant assignments and a break: no property access, call or
-  // arithmetic that V8 would have no type feedback for when it optimizes the block before that exit was ever
-  // taken (each such site costs a deoptimization and a recompile). Registers: all the block writes, as in a
-  // loop a later instruction's write may come from the previous pass; every touched register was loaded at
-  // entry, so storing an unwritten one is harmless.
+  // arithmetic that V8 would have no type feedback for when it optimizes the region before that exit was ever
+  // taken (each such site costs a deoptimization and a recompile). Registers: all the region writes, as a
+  // write may have happened on an earlier pass; every touched register was loaded at entry, so storing an
+  // unwritten one is harmless.
   let wb = "";
   for (const r of written) wb += `x[${2 * r}]=${L(r)};x[${2 * r + 1}]=${H(r)};`;
-  /** Leave to pc = first pc + c with `retired` instructions of this pass retired. */
+  /** Leave to pc = first pc + c with `retired` instructions of this segment retired. */
   const leave = (c: number, retired: number): string => `{eC=${c};eR=${retired};break X;}`;
+  /** Go on at instruction `t` of the region after `retired` of this segment, or leave there when a backward
+   * jump finds the budget too small for another pass. */
+  const goTo = (t: number, i: number, retired: number): string => {
+    const go = `n+=${retired};p=${label.get(t)};`;
+    if (t > i) return `{${go}continue;}`;
+    return `{${go}if(n+${count}<=end)continue;${leave(insns[t]!.delta, 0)}}`;
+  };
 
   let s = '"use strict";\n';
   s += "const {mul64,mulh64,mulhsu64,mulhu64,div64,divu64,wide,remainder,shl64,srl64,sra64}=rt;\n";
-  // Named after its RAM offset, so profiles and V8 traces tell blocks apart.
+  // Named after its RAM offset, so profiles and V8 traces tell regions apart.
   s += `return function block_${off.toString(16)}(h,x,u8,u16,i32,pl,ph,n,end){\n`;
   if (loads) s += "const rTL=h.rTagLo,rTH=h.rTagHi,rO=h.rOff;\n";
   if (stores) s += "const wTL=h.wTagLo,wTH=h.wTagHi,wO=h.wOff;\n";
   for (const r of touched) s += `let ${L(r)}=x[${2 * r}],${H(r)}=x[${2 * r + 1}];\n`;
   s += "let eC=0,eR=0;\nX:{\n";
-  if (loops) s += "for(;;){\n";
+  if (jumps) s += "let p=0;\nfor(;;){switch(p){\ncase 0:\n";
 
+  /** First instruction of the current segment. */
+  let seg = 0;
   for (let i = 0; i < count; i++) {
     const { insn, len, delta } = insns[i]!;
+    if (i > 0 && label.has(i)) {
+      // Falling through into a label: the segment before is all retired.
+      s += `n+=${i - seg};\ncase ${label.get(i)}:\n`;
+      seg = i;
+    }
+    const j = i - seg;
     const op = insn & 0x7f;
     const d = (insn >> 7) & 31;
     const a = (insn >> 15) & 31;
@@ -311,9 +350,9 @@ function generate(insns: Insn[], off: number): string {
         else if (width === 1) s += "const v=u16[(rO[k]+(lo&4095))>>1];";
         else if (width === 2) s += "const v=i32[(rO[k]+(lo&4095))>>2];";
         else s += "const w=(rO[k]+(lo&4095))>>2,v=i32[w],vh=i32[w+1];";
-        // A TLB miss, MMIO or misaligned access leaves the block before this instruction; the interpreter runs
-        // it (and any trap it takes) with exactly the state it would have had.
-        s += `${put}}else${leave(delta, i)}}\n`;
+        // A TLB miss, MMIO or misaligned access leaves the region before this instruction; the interpreter
+        // runs it (and any trap it takes) with exactly the state it would have had.
+        s += `${put}}else${leave(delta, j)}}\n`;
         break;
       }
       case 0x23: {
@@ -326,41 +365,49 @@ function generate(insns: Insn[], off: number): string {
         else if (width === 1) s += `u16[(wO[k]+(lo&4095))>>1]=${bl};`;
         else if (width === 2) s += `i32[(wO[k]+(lo&4095))>>2]=${bl};`;
         else s += `const w=(wO[k]+(lo&4095))>>2;i32[w]=${bl};i32[w+1]=${bh};`;
-        // Likewise for stores; a page holding compiled code (this block's own, perhaps) never has a write-TLB
-        // entry, so a store into code always leaves here and the interpreter's store drops the stale blocks.
-        s += `}else${leave(delta, i)}}\n`;
+        // Likewise for stores; a page holding compiled code (this region's own, perhaps) never has a write-TLB
+        // entry, so a store into code always leaves here and the interpreter's store drops the stale regions.
+        s += `}else${leave(delta, j)}}\n`;
         break;
       }
       case 0x63: {
-        const off = branchOffset(insn);
+        const target = delta + branchOffset(insn);
         const cond = branchCond(f3, al, ah, bl, bh);
-        if (delta + off === 0) s += `if(${cond}){n+=${i + 1};if(n+${count}<=end)continue;${leave(0, 0)}}\n`;
-        else s += `if(${cond})${leave(delta + off, i + 1)}\n`;
+        const t = inside(target);
+        s += `if(${cond})${t === undefined ? leave(target, j + 1) : goTo(t, i, j + 1)}\n`;
         break;
       }
       case 0x6f: {
-        const off = jalOffset(insn);
+        const target = delta + jalOffset(insn);
         if (d !== 0) s += `{const t=(pl+${delta + len})|0;${H(d)}=t>>>0<pl>>>0?(ph+1)|0:ph;${L(d)}=t;}`;
-        if (delta + off === 0) s += `n+=${i + 1};if(n+${count}<=end)continue;${leave(0, 0)}\n`;
-        else s += `${leave(delta + off, i + 1)}\n`;
+        const t = inside(target);
+        s += `${t === undefined ? leave(target, j + 1) : goTo(t, i, j + 1)}\n`;
         break;
       }
       case 0x67: {
         // Target first: rd may be rs1.
         s += `{const q=${al},t=(q+${imm})|0,th=(${ah}+${ih}+(t>>>0<q>>>0?1:0))|0;`;
         if (d !== 0) s += `const u=(pl+${delta + len})|0;${H(d)}=u>>>0<pl>>>0?(ph+1)|0:ph;${L(d)}=u;`;
-        s += `${wb}h.pcLo=t&-2;h.pcHi=th;h.count=n+${i + 1};return;}\n`;
+        s += `${wb}h.pcLo=t&-2;h.pcHi=th;h.count=n+${j + 1};return;}\n`;
         break;
       }
     }
   }
   const last = insns[count - 1]!;
   const op = last.insn & 0x7f;
-  if (op !== 0x6f && op !== 0x67) s += `${leave(last.delta + last.len, count)}\n`;
-  if (loops) s += "}\n";
+  if (op !== 0x6f && op !== 0x67) s += `${leave(last.delta + last.len, count - seg)}\n`;
+  if (jumps) s += "}}\n";
   s += `}\n${wb}\nconst t=(pl+eC)|0;h.pcLo=t;h.pcHi=(ph+(eC>>31)+(t>>>0<pl>>>0?1:0))|0;h.count=n+eR;\n`;
   s += "};\n";
   return s;
+}
+
+/** Offset of a branch's or JAL's target from the region's start, or -1 for other instructions. */
+function jumpTarget(insn: number, delta: number): number {
+  const op = insn & 0x7f;
+  if (op === 0x63) return delta + branchOffset(insn);
+  if (op === 0x6f) return delta + jalOffset(insn);
+  return -1;
 }
 
 function branchOffset(insn: number): number {

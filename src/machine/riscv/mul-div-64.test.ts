@@ -73,3 +73,23 @@ test("div/divu/rem/remu match the spec table, including by zero and overflow", (
     assert.equal(got(remainder), u(sb === 0n ? sa : overflow ? 0n : sa % sb), `rem ${sa} ${sb}`);
   }
 });
+
+test("divu/remu at exact multiples and one either side, for divisors of every size", () => {
+  let x = 0x2545f4914f6cdd1dn;
+  const next = () => {
+    x ^= u(x << 13n);
+    x ^= x >> 7n;
+    x ^= u(x << 17n);
+    return x;
+  };
+  for (let i = 0; i < 4000; i++) {
+    const b = (next() >> BigInt(i % 63)) | 1n;
+    const q = next() % ((1n << 64n) / b);
+    for (const a of [q * b, q * b + b - 1n, q * b - 1n, q * b + 1n]) {
+      if (a < 0n || a >= 1n << 64n) continue;
+      divu64(lo(a), hi(a), lo(b), hi(b));
+      assert.equal(got(wide), a / b, `divu ${a} ${b}`);
+      assert.equal(got(remainder), a % b, `remu ${a} ${b}`);
+    }
+  }
+});
