@@ -21,7 +21,6 @@ import { checkAction, transition, type VmAction, type VmStatus } from "./lifecyc
 import { DEFAULT_MACHINE_TYPE, machineTypeFor, resolveMachineType } from "./machine-types.ts";
 import { hasNatCard, interfacesForInsert, interfacesOf, macsOf, NAT_NETWORK } from "./network-interfaces.ts";
 import {
-  FileOperationJournal,
   type Operation,
   type OperationJournal,
   OperationRegistry,
@@ -215,7 +214,7 @@ export class Hypervisor {
    * and settles VMs left in a transitional state by a daemon that died mid-operation.
    */
   static async open(config: HypervisorConfig): Promise<Hypervisor> {
-    const saved = await FileOperationJournal.open(join(config.store.home, "operations"));
+    const saved = await config.store.openOperations();
     for (const problem of saved.unreadable)
       process.stderr.write(`ignoring an unreadable operation record: ${problem}\n`);
     let hv: Hypervisor | undefined;
