@@ -9,6 +9,7 @@ import { ControlPlane } from "./cluster/control-plane.ts";
 import { EtcdOperationJournal } from "./cluster/etcd-operation-journal.ts";
 import { EtcdVmRecords } from "./cluster/etcd-vm-records.ts";
 import { EtcdServer } from "./fixtures/etcd-server.ts";
+import { fixtureVmRecord } from "./fixtures/fixture-vm-record.ts";
 import { type OpenedJournal, type OperationView } from "./operations.ts";
 import { VmExistsError, VmNotFoundError, VmStore } from "./store.ts";
 import { CorruptRecordError, type VmRecord } from "./vm-record.ts";
@@ -72,30 +73,16 @@ const implementations: Record<string, Implementation> = {
   },
 };
 
+/** A record as the contract stores it (fixed times and id, so that one read back equals it). */
 function record(name: string, overrides: Partial<VmRecord> = {}): VmRecord {
-  return {
-    formatVersion: 1,
+  return fixtureVmRecord(name, {
     id: `id-${name}`,
-    name,
     host: "h1",
-    machineType: "t1-small",
-    cpus: 1,
-    memoryMiB: 256,
-    diskMiB: 1024,
-    image: "default",
-    engine: "riscv",
-    automaticRestart: true,
-    cpuCapPercent: null,
-    cpuWeight: 100,
     status: "PROVISIONING",
-    statusMessage: "",
     creationTimestamp: "2026-12-07T06:00:00.000Z",
-    lastStartTimestamp: null,
-    lastStopTimestamp: null,
-    lastSuspendedTimestamp: null,
     history: [{ at: "2026-12-07T06:00:00.000Z", from: null, to: "PROVISIONING", reason: "insert" }],
     ...overrides,
-  };
+  });
 }
 
 function operation(id: string, status: OperationView["status"]): OperationView {

@@ -43,7 +43,7 @@ export type HostStatus = Static<typeof HostStatus>;
 
 export const ClusterHost = Type.Object(
   {
-    kind: Type.Literal("tsvm#host"),
+    kind: Type.Literal("tsvm#clusterHost"),
     name: Name(),
     status: HostStatus,
     address: Type.String({ maxLength: 200 }),

@@ -269,13 +269,6 @@ export const InsertInstanceRequest = Type.Object(
       description:
         "The VM's name, an RFC 1035 label: a lowercase letter, then up to 62 lowercase letters, digits or hyphens, not ending in a hyphen.",
     }),
-    host: Type.Optional(
-      Type.String({
-        maxLength: 256,
-        description:
-          "The host to place the VM on (docs/cluster.md); without it the scheduler picks the UP host with the most free memory. A single host is named 'local'.",
-      }),
-    ),
     machineType: Type.Optional(
       Type.String({
         maxLength: 256,
@@ -345,6 +338,13 @@ export const InsertInstanceRequest = Type.Object(
         maxLength: 256,
         description:
           "With sourceInstance: clone that VM's snapshot of this name instead of its present disk; from a snapshot with memory the new VM resumes where its source was when it was taken.",
+      }),
+    ),
+    host: Type.Optional(
+      Type.String({
+        maxLength: 256,
+        description:
+          "The host to place the VM on (docs/cluster.md); without it the scheduler picks the UP host with the most free memory. A single host is named 'local'.",
       }),
     ),
   },

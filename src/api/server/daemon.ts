@@ -23,6 +23,8 @@ import { VmStore, writeFileAtomic } from "../../hypervisor/store.ts";
 import { ProcessVmmLauncher } from "../../hypervisor/vmm-process.ts";
 import { apiSocketPath, daemonLogPath, type DaemonRecord, daemonRecordPath } from "../data-dir.ts";
 import { ApiServer } from "./api-server.ts";
+import { type ClusterOptions, joinCluster } from "./cluster-join.ts";
+import { ClusterRouting } from "./cluster-routing.ts";
 import { ensureApiToken } from "./api-token.ts";
 
 export interface DaemonOptions {
@@ -42,6 +44,8 @@ export interface DaemonOptions {
    */
   readonly spareVmm?: { readonly codeStamp: () => string };
   readonly log: (line: string) => void;
+  /** Join a cluster (docs/cluster.md): VM records in its etcd, the API on TCP with the cluster's token. */
+  readonly cluster?: ClusterOptions;
 }
 
 interface DaemonConfig {
@@ -110,9 +114,10 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
   const lock = takeDaemonLock(home);
   try {
     const config = await readConfig(home);
-    const store = await VmStore.open(home);
     const capacityCfg = capacityConfig(config.capacity);
     const capacity = await measureHostCapacity(capacityCfg, home);
+    const cluster = options.cluster && (await joinCluster(options.cluster, capacity, log));
+    const store = await VmStore.open(home, cluster?.storeOptions);
     const defaultEngine = config.defaultEngine ?? "riscv";
     const launcher = new ProcessVmmLauncher({
       vmmEntry: options.vmmEntry,
@@ -142,11 +147,15 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
       // Measured again at each create: the figure above is stale as soon as anything writes to the disk.
       measureDiskFreeBytes: async () => (await availableBytes(home)) - capacityCfg.diskReserveMiB * 1048576,
     });
-    const token = await ensureApiToken(home);
-    const server = new ApiServer(hv, { token });
+    const token = cluster ? cluster.member.token : await ensureApiToken(home);
+    const server = new ApiServer(hv, { token, cluster: cluster && new ClusterRouting(hv, cluster.member) });
     const socketPath = apiSocketPath(home);
     await server.listenUnix(socketPath);
-    const tcpPort = config.tcpPort === undefined ? null : await server.listenTcp(config.tcpPort);
+    const tcpPort = cluster
+      ? await server.listenTcp(cluster.listen.port, cluster.listen.host)
+      : config.tcpPort === undefined
+        ? null
+        : await server.listenTcp(config.tcpPort);
     const record: DaemonRecord = {
       pid: process.pid,
       socketPath,
@@ -157,7 +166,8 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     hv.events.subscribe((e) => log(`${e.vmName}: ${e.from ?? "-"} → ${e.to ?? "-"} (${e.message})`));
     launcher.spare?.replenish();
     log(
-      `tsvm daemon (pid ${process.pid}) serving ${socketPath}${tcpPort === null ? "" : ` and 127.0.0.1:${tcpPort}`}; ` +
+      `tsvm daemon (pid ${process.pid}) serving ${socketPath}${tcpPort === null ? "" : ` and ${cluster ? cluster.listen.host : "127.0.0.1"}:${tcpPort}`}; ` +
+        (cluster ? `host '${cluster.member.host}' of the cluster at ${options.cluster!.url}; ` : "") +
         `${hv.list().vms.length} VMs; capacity ${capacity.vcpus} vCPUs, ${capacity.memoryMiB} MiB`,
     );
 
@@ -172,6 +182,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     await server.close();
     await hv.close();
     await launcher.close();
+    await cluster?.leave();
     await rm(daemonRecordPath(home), { force: true });
     await rm(socketPath, { force: true });
   } finally {
