@@ -253,3 +253,30 @@ test("a host whose daemon stops shows DOWN and cannot be reached; restarted, it 
   assert.equal(keep.vmmPid, pid);
   assert.equal(keep.host, "h2");
 });
+
+test("through another host: the console history and an agent session (a WebSocket, relayed) reach the VM's host", async () => {
+  const r = await on("h1", "create", "agent-x", "--host", "h2", "--machine-type", "t1-micro");
+  assert.equal(r.code, 0, r.stderr);
+  const logs = await waitFor("the guest's first console line", async () => {
+    const l = await on("h1", "logs", "agent-x");
+    return l.code === 0 && /boot at count/.test(l.stdout) ? l.stdout : undefined;
+  });
+  assert.match(logs, /boot at count/);
+  // stdin is a pipe, so exec runs as a session: the WebSocket upgrade goes h1 → h2.
+  const child = spawn(join(root, "bin/tsvm"), ["exec", "agent-x", "--", "cat"], {
+    env: {
+      ...process.env,
+      TSVM_HOME: join(dir, "client-home"),
+      TSVM_API_URL: daemons.get("h1")!.url,
+      TSVM_API_TOKEN_FILE: tokenFile,
+    },
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  child.stdin.end("relayed through h1\n");
+  const code = await new Promise((resolve) => child.once("close", resolve));
+  assert.equal(code, 0, stderr);
+  assert.equal(stdout, "relayed through h1\n");
+});

@@ -619,6 +619,7 @@ export class ApiServer {
   ): Promise<void> {
     if (transport === "tcp") this.authorize(req);
     const url = new URL(req.url ?? "/", "http://tsvm");
+    if (await this.options.cluster?.routeUpgrade(req, socket, head, url)) return;
     const m = new RegExp(`^${API_BASE}/instances/([^/]+)/(serialPort|sessions)$`).exec(url.pathname);
     if (!m || req.method !== "GET")
       throw new ApiFailure(404, "not-found", `no WebSocket resource at ${url.pathname.slice(0, 200)}`);

@@ -1,15 +1,18 @@
 // A cluster member's API (docs/cluster.md): every host answers for the whole cluster. A request about a VM
 // (or an operation) another host owns is forwarded to that host's API with the cluster's token; an insert
-// goes to the host named or scheduled for it; the instance list and the hosts collection come from etcd.
+// goes to the host named or scheduled for it; WebSocket upgrades (console, sessions) are relayed byte for
+// byte; the instance list and the hosts collection come from etcd.
 // A change is refused at once with control-plane-unavailable while etcd cannot be reached.
 
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { request } from "node:http";
+import { connect } from "node:net";
+import type { Duplex } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ClusterHost } from "../schemas/host-schemas.ts";
 import type { ControlPlane } from "../../hypervisor/cluster/control-plane.ts";
 import type { EtcdVmRecords } from "../../hypervisor/cluster/etcd-vm-records.ts";
-import type { HostInventory } from "../../hypervisor/cluster/host-inventory.ts";
+import type { HostInventory, InventoryHost } from "../../hypervisor/cluster/host-inventory.ts";
 import { clusterHosts, placeVm } from "../../hypervisor/cluster/scheduler.ts";
 import { identityOf } from "../../hypervisor/guest-identity.ts";
 import type { Hypervisor } from "../../hypervisor/hypervisor.ts";
@@ -87,6 +90,38 @@ export class ClusterRouting {
     }
     if (changes) await this.checkControlPlane();
     return false;
+  }
+
+  /**
+   * Forwards a WebSocket upgrade about another host's VM (serial console, sessions) to that host: the
+   * request head is sent on with the cluster's token, then bytes flow both ways untouched. True when
+   * forwarded; false when this host answers it.
+   */
+  async routeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): Promise<boolean> {
+    if (req.headers[FORWARDED_HEADER] !== undefined) return false;
+    const instance = INSTANCE_PATH.exec(url.pathname);
+    const owner = instance ? await this.ownerOf(decodePart(instance[1]!)) : undefined;
+    if (owner === undefined) return false;
+    const host = await this.hostNamed(owner);
+    const target = new URL(host.record.address);
+    const upstream = connect(Number(target.port), target.hostname.replace(/^\[|\]$/g, ""));
+    await new Promise<void>((resolve, reject) => {
+      upstream.once("connect", resolve);
+      upstream.once("error", (e) => reject(this.unreachable(host, e)));
+    });
+    const headers = this.forwardedHeaders(req, target);
+    const lines = [`${req.method} ${req.url} HTTP/1.1`];
+    for (const [key, value] of Object.entries(headers))
+      for (const v of Array.isArray(value) ? value : [value]) if (v !== undefined) lines.push(`${key}: ${v}`);
+    upstream.write(`${lines.join("\r\n")}\r\n\r\n`);
+    if (head.length > 0) upstream.write(head);
+    const end = () => {
+      socket.destroy();
+      upstream.destroy();
+    };
+    pipeline(socket, upstream).catch(end);
+    pipeline(upstream, socket).catch(end);
+    return true;
   }
 
   /** A view of this host's VM, with its host. */
@@ -180,6 +215,31 @@ export class ClusterRouting {
     );
   }
 
+  private async hostNamed(name: string): Promise<InventoryHost> {
+    const host = (await this.member.inventory.list()).find((h) => h.record.name === name);
+    if (!host)
+      throw new ApiFailure(502, "host-unreachable", `host '${name}' is not in the cluster's inventory`);
+    return host;
+  }
+
+  private unreachable(host: InventoryHost, e: Error): ApiFailure {
+    return new ApiFailure(
+      502,
+      "host-unreachable",
+      `host '${host.record.name}' (${host.status}, ${host.record.address}) did not answer the forwarded request: ${e.message}`,
+    );
+  }
+
+  /** The request's headers as sent on: to `target`, with the cluster's token, marked forwarded. */
+  private forwardedHeaders(req: IncomingMessage, target: URL): Record<string, string | string[] | undefined> {
+    return {
+      ...req.headers,
+      host: target.host,
+      authorization: `Bearer ${this.member.token}`,
+      [FORWARDED_HEADER]: this.member.host,
+    };
+  }
+
   /** Sends the request to `hostName`'s API and streams its answer back as it is. */
   private async forward(
     req: IncomingMessage,
@@ -187,16 +247,9 @@ export class ClusterRouting {
     hostName: string,
     body: unknown,
   ): Promise<void> {
-    const host = (await this.member.inventory.list()).find((h) => h.record.name === hostName);
-    if (!host)
-      throw new ApiFailure(502, "host-unreachable", `host '${hostName}' is not in the cluster's inventory`);
+    const host = await this.hostNamed(hostName);
     const target = new URL(req.url ?? "/", host.record.address);
-    const headers: Record<string, string | string[] | undefined> = {
-      ...req.headers,
-      host: target.host,
-      authorization: `Bearer ${this.member.token}`,
-      [FORWARDED_HEADER]: this.member.host,
-    };
+    const headers = this.forwardedHeaders(req, target);
     let payload: string | undefined;
     if (body !== undefined) {
       payload = JSON.stringify(body);
@@ -209,15 +262,7 @@ export class ClusterRouting {
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         pipeline(answer, res).then(resolve, () => resolve());
       });
-      out.on("error", (e) =>
-        reject(
-          new ApiFailure(
-            502,
-            "host-unreachable",
-            `host '${hostName}' (${host.status}, ${host.record.address}) did not answer the forwarded request: ${e.message}`,
-          ),
-        ),
-      );
+      out.on("error", (e) => reject(this.unreachable(host, e)));
       // An answer stops waiting for a client that goes away (e.g. an event stream's).
       res.on("close", () => out.destroy());
       if (payload !== undefined) out.end(payload);
