@@ -4,11 +4,10 @@ import assert from "node:assert/strict";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
-import { ControlPlane } from "./cluster/control-plane.ts";
+import { after, describe, test } from "node:test";
 import { EtcdOperationJournal } from "./cluster/etcd-operation-journal.ts";
 import { EtcdVmRecords } from "./cluster/etcd-vm-records.ts";
-import { EtcdServer } from "./fixtures/etcd-server.ts";
+import { useTestEtcd } from "./fixtures/test-etcd.ts";
 import { fixtureVmRecord } from "./fixtures/fixture-vm-record.ts";
 import { type OpenedJournal, type OperationView } from "./operations.ts";
 import { VmExistsError, VmNotFoundError, VmStore } from "./store.ts";
@@ -26,14 +25,8 @@ interface Implementation {
 }
 
 const roots: string[] = [];
-let etcd: EtcdServer;
-const planes: ControlPlane[] = [];
-before(async () => {
-  etcd = await EtcdServer.start();
-});
+const etcd = useTestEtcd();
 after(async () => {
-  for (const p of planes) p.close();
-  await etcd?.stop();
   for (const r of roots) await rm(r, { recursive: true, force: true });
 });
 
@@ -57,8 +50,7 @@ const implementations: Record<string, Implementation> = {
   },
   etcd: {
     async fresh() {
-      const plane = new ControlPlane(etcd.url, `/test-${process.pid}-${++prefixes}/`);
-      planes.push(plane);
+      const plane = etcd.plane(`contract-${++prefixes}`);
       return {
         records: new EtcdVmRecords(plane, "h1"),
         corrupt: async (name) => {
@@ -196,8 +188,7 @@ for (const [kind, impl] of Object.entries(implementations)) {
 }
 
 test("etcd: one host's store lists only its VMs, reads any host's, and stamps its host on a record", async () => {
-  const plane = new ControlPlane(etcd.url, `/test-${process.pid}-hosts/`);
-  planes.push(plane);
+  const plane = etcd.plane("hosts");
   const h1 = new EtcdVmRecords(plane, "h1");
   const h2 = new EtcdVmRecords(plane, "h2");
   await h1.create(record("web", { host: undefined }));

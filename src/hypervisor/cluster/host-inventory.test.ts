@@ -1,28 +1,15 @@
 // The host inventory and etcd trouble, against a real etcd on 127.0.0.1: joining, a name taken by a live
 // host, DOWN once a lease is gone, and "control plane unavailable" while etcd is stopped.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { EtcdServer } from "../fixtures/etcd-server.ts";
+import { test } from "node:test";
+import { useTestEtcd } from "../fixtures/test-etcd.ts";
 import { VmNotFoundError } from "../store.ts";
-import { ControlPlane, ControlPlaneUnavailableError } from "./control-plane.ts";
+import { ControlPlaneUnavailableError } from "./control-plane.ts";
 import { EtcdVmRecords } from "./etcd-vm-records.ts";
 import { HostInventory, HostNameTakenError } from "./host-inventory.ts";
 
-let etcd: EtcdServer;
-const planes: ControlPlane[] = [];
-before(async () => {
-  etcd = await EtcdServer.start();
-});
-after(async () => {
-  for (const p of planes) p.close();
-  await etcd?.stop();
-});
-
-function plane(prefix: string): ControlPlane {
-  const p = new ControlPlane(etcd.url, `/test-${process.pid}-${prefix}/`);
-  planes.push(p);
-  return p;
-}
+const etcd = useTestEtcd();
+const plane = (name: string) => etcd.plane(name);
 
 const capacity = { vcpus: 8, memoryMiB: 4096 };
 
@@ -54,7 +41,7 @@ test("hosts join with their capacity; a live host's name is refused; a host that
 test("with etcd stopped, reads and writes fail as control-plane-unavailable; after it returns they work", async () => {
   const records = new EtcdVmRecords(plane("trouble"), "h1");
   await assert.rejects(records.read("web"), VmNotFoundError);
-  await etcd.pause();
+  await etcd.server().pause();
   try {
     const t0 = Date.now();
     await assert.rejects(
@@ -66,7 +53,7 @@ test("with etcd stopped, reads and writes fail as control-plane-unavailable; aft
     );
     assert.ok(Date.now() - t0 < 15_000, "the failure comes within the call deadline");
   } finally {
-    await etcd.resume();
+    await etcd.server().resume();
   }
   // The client's circuit breaker may hold calls back a few seconds after the failures.
   const deadline = Date.now() + 20_000;
