@@ -7,6 +7,7 @@ import { runDaemon } from "../src/api/server/daemon.ts";
 import type { ClusterOptions } from "../src/api/server/cluster-join.ts";
 import { parseArgs } from "node:util";
 import { bundleStamp } from "../scripts/bundle.ts";
+import { ensureWebBuild } from "../scripts/build-web.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 /** The start-up bundle this daemon runs from (scripts/bundle.ts defines it in bundled code), or none under tsx. */
@@ -72,6 +73,11 @@ try {
         }
       : { entry: join(root, "src/hypervisor/network-switch-main.ts"), nodeArgs: typeScriptVmm.nodeArgs },
     spareVmm,
+    webAssets: async () => {
+      const built = await ensureWebBuild(root);
+      if (!built.ok) throw new Error(built.problem);
+      return built.dir;
+    },
     log: (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),
   });
 } catch (e) {

@@ -62,6 +62,16 @@ export function bundlesDir(root: string): string {
  * and stats, no file contents: a few milliseconds, paid by every command.
  */
 export function bundleStamp(root: string): string {
+  return bundleStampOf(root, SOURCE_DIRS, BUILD_INPUTS, SOURCE_FILE);
+}
+
+/** The stamp of the files named `sourceFile` under `sourceDirs` (tests left out) and of `buildInputs`. */
+export function bundleStampOf(
+  root: string,
+  sourceDirs: readonly string[],
+  buildInputs: readonly string[],
+  sourceFile: RegExp,
+): string {
   const lines: string[] = [root];
   const walk = (rel: string): void => {
     let entries: Dirent[];
@@ -73,11 +83,11 @@ export function bundleStamp(root: string): string {
     for (const e of entries) {
       const path = `${rel}/${e.name}`;
       if (e.isDirectory()) walk(path);
-      else if (SOURCE_FILE.test(e.name) && !e.name.endsWith(".test.ts")) lines.push(statLine(root, path));
+      else if (sourceFile.test(e.name) && !e.name.endsWith(".test.ts")) lines.push(statLine(root, path));
     }
   };
-  for (const dir of SOURCE_DIRS) walk(dir);
-  for (const file of BUILD_INPUTS) lines.push(statLine(root, file));
+  for (const dir of sourceDirs) walk(dir);
+  for (const file of buildInputs) lines.push(statLine(root, file));
   lines.sort();
   return fnv1a64(lines.join("\n"));
 }
@@ -180,14 +190,7 @@ export async function ensureBundle(root: string): Promise<EnsureBundleResult> {
     await buildBundle(root, tmp, dir);
     // A source saved during the build may or may not be in it: such a bundle is installed under neither name.
     if (bundleStamp(root) !== stamp) throw new Error("the sources changed while it was being built");
-    try {
-      renameSync(tmp, dir);
-      tmp = undefined;
-    } catch (e) {
-      // rename(2) refuses to replace a non-empty directory: a concurrent build finished first.
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code !== "ENOTEMPTY" && code !== "EEXIST") throw e;
-    }
+    if (installBuild(tmp, dir)) tmp = undefined;
     if (!complete()) throw new Error(`${dir} is incomplete`);
     prune(bundles, dir);
     return { ok: true, dir, built: true };
@@ -203,6 +206,21 @@ export async function ensureBundle(root: string): Promise<EnsureBundleResult> {
     return { ok: false, problem: `building the JavaScript bundle failed (${firstLine}; see ${log})` };
   } finally {
     if (tmp !== undefined) rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Renames the build in `tmp` to `dir`; false when a concurrent build got there first (rename(2) refuses
+ * to replace a non-empty directory), `tmp` then being the caller's to remove.
+ */
+export function installBuild(tmp: string, dir: string): boolean {
+  try {
+    renameSync(tmp, dir);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== "ENOTEMPTY" && code !== "EEXIST") throw e;
+    return false;
   }
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure this (Debian bookworm) host has the Debian packages tsvm's tests and guest images need:
-# the riscv64 cross tool chain, Linux 6.1 source, OpenSBI, QEMU, and the kernel/busybox build tools.
+# the riscv64 cross tool chain, Linux 6.1 source, OpenSBI, QEMU, and the kernel/busybox build tools; and
+# that passt may use ping sockets (guests' ICMP).
 # Idempotent and quick when everything is there (one dpkg-query); uses sudo only when not root.
 set -euo pipefail
 
@@ -43,6 +44,19 @@ if ! grep -rqsE '^(Types:.*deb-src|deb-src[[:space:]].*bookworm[[:space:]].*main
     'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' |
     "${as_root[@]}" tee "$src_list" >/dev/null || fail "cannot write $src_list (need root or sudo)"
   needs_update=1
+fi
+
+# passt (as nobody, group 65534) answers the guests' ICMP echo through ping sockets, which the kernel allows
+# only to the groups in net.ipv4.ping_group_range; systemd opens it to all groups on most distributions, a
+# bare container leaves it at "1 0" (none) and a guest's ping gets no reply. Applied now and kept in
+# sysctl.d for the next boot.
+read -r ping_lo ping_hi < <(sysctl -n net.ipv4.ping_group_range 2>/dev/null || echo "0 0")
+if ((ping_lo > 65534 || ping_hi < 65534)); then
+  echo "tsvm setup-host: letting all groups use ping sockets (net.ipv4.ping_group_range was $ping_lo $ping_hi)" >&2
+  echo 'net.ipv4.ping_group_range = 0 2147483647' |
+    "${as_root[@]}" tee /etc/sysctl.d/60-tsvm-ping-group-range.conf >/dev/null &&
+    "${as_root[@]}" sysctl -q -w net.ipv4.ping_group_range="0 2147483647" ||
+    fail "cannot set net.ipv4.ping_group_range (need root or sudo); guests' ping will get no reply"
 fi
 
 # One dpkg-query for all of them keeps the already-set-up case fast.

@@ -30,6 +30,7 @@ import type {
   SnapshotList,
   UpdateInstanceRequest,
   VmEvent,
+  WebConsole,
 } from "./types.ts";
 import { API_BASE, MAX_WAIT_SECONDS } from "./types.ts";
 /** Largest console message accepted from the daemon (it sends what one read of the VMM gave, ≤ 64 KiB). */
@@ -89,6 +90,10 @@ export class ApiClient {
   }
   getNetwork(name: string): Promise<Network> {
     return this.call("GET", `/networks/${encodeURIComponent(name)}`);
+  }
+  /** Makes the daemon serve the web console on `listen` (HOST:PORT) and issue a one-time login URL. */
+  openWebConsole(listen?: string): Promise<WebConsole> {
+    return this.call("POST", "/webConsole", listen === undefined ? {} : { listen });
   }
   insertNetwork(req: InsertNetworkRequest): Promise<Operation> {
     return this.call("POST", "/networks", req);
@@ -357,10 +362,11 @@ export class ApiClient {
    */
   importInstance(
     source: NodeJS.ReadableStream,
-    options: { name?: string; onProgress?: (sent: number) => void } = {},
+    options: { name?: string; dropMissingNetworks?: boolean; onProgress?: (sent: number) => void } = {},
   ): Promise<Operation> {
     const q = new URLSearchParams({ source: "archive" });
     if (options.name !== undefined) q.set("name", options.name);
+    if (options.dropMissingNetworks) q.set("dropMissingNetworks", "true");
     return new Promise((resolve, reject) => {
       let answered = false;
       const req = request({

@@ -81,6 +81,13 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
         schema: { type: "string" },
         description: "source=archive only: the imported VM's name (default: the exported VM's).",
       },
+      {
+        name: "dropMissingNetworks",
+        schema: { type: "boolean", default: false },
+        description:
+          "source=archive only: leave out the VM's cards on private networks this host does not have " +
+          "(without it such a card refuses the import with invalid-network). Refused for a VM with saved memory.",
+      },
     ],
     body: "InsertInstanceRequest",
     binaryBody: "source=archive: an export file (docs/export-format.md).",
@@ -93,6 +100,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       "already-exists",
       "capacity-exceeded",
       "invalid-network",
+      "network-full",
       "invalid-forward",
       "port-in-use",
       "bad-archive",
@@ -434,6 +442,15 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     summary: "Host capacity and what is in use",
     answer: { json: "HostInfo" },
     errors: [],
+  },
+  {
+    method: "POST",
+    path: `${API_BASE}/webConsole`,
+    operationId: "webConsole.open",
+    summary: "Serve the web console on an address and issue a one-time login URL for it (tsvm web)",
+    body: "OpenWebConsoleRequest",
+    answer: { json: "WebConsole" },
+    errors: ["address-in-use", "web-unavailable"],
   },
   {
     method: "GET",

@@ -3,12 +3,11 @@
 // sourceInstance / sourceSnapshot).
 
 import type { InsertInstanceRequest } from "../api/types.ts";
-import { connectDaemon } from "./daemon-connection.ts";
-import { fail, parseFormat, printJson } from "./output.ts";
+import { fail, parseFormat } from "./output.ts";
 import { parseCommandLine } from "./parse-command-line.ts";
 import { FORWARD_OPTIONS, forwardsOf } from "./network-options.ts";
 import { SCHEDULING_OPTIONS, schedulingOf } from "./scheduling-options.ts";
-import { waitUnlessAsync } from "./wait-operation.ts";
+import { runInstanceAction } from "./wait-operation.ts";
 
 const HELP = `Usage: tsvm clone SRC NEW [options]
 
@@ -56,21 +55,14 @@ export async function cloneCommand(argv: string[]): Promise<number> {
   const forwards = forwardsOf(values.forward);
   if (typeof forwards === "string") return usage(forwards);
   if (forwards.length > 0) req.forwards = forwards;
-  try {
-    const client = await connectDaemon();
-    const op = await client.insertInstance(req);
-    const done = await waitUnlessAsync(client, op, { async: values.async, json: format === "json" });
-    if (done === undefined) return 0;
-    const vm = await client.getInstance(name);
-    if (format === "json") printJson(vm);
-    else
-      process.stdout.write(
-        `Cloned ${source}${req.sourceSnapshot ? ` (snapshot ${req.sourceSnapshot})` : ""} as ${vm.name} (hostname ${vm.identity.hostname}, machine id ${vm.identity.machineId}): ${vm.status}\n`,
-      );
-    return 0;
-  } catch (e) {
-    return fail("clone", e);
-  }
+  return runInstanceAction(
+    "clone",
+    name,
+    { async: values.async, json: format === "json" },
+    (client) => client.insertInstance(req),
+    (vm) =>
+      `Cloned ${source}${req.sourceSnapshot ? ` (snapshot ${req.sourceSnapshot})` : ""} as ${vm.name} (hostname ${vm.identity.hostname}, machine id ${vm.identity.machineId}): ${vm.status}`,
+  );
 }
 
 function parse(argv: string[]) {

@@ -1,8 +1,9 @@
 // The host's side of `tsvm cp`: tar streams of a file or directory (npm `tar`: modes and times kept, owners
 // made root), and the placing of what comes out of a VM — extracted into a hidden temporary directory
 // beside the destination and renamed into place only once complete, so a failure leaves nothing
-// half-written at the destination.
+// half-written at the destination, also when `tsvm cp` is ended by a signal (SIGINT, SIGTERM, SIGHUP).
 
+import { rmSync } from "node:fs";
 import { lstat, mkdtemp, readdir, rename, rm, stat, utimes } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { create as createTar, extract as extractTar } from "tar";
@@ -105,9 +106,35 @@ export async function hostDestination(dest: string, sourceName: string): Promise
   return { dir, name: basename(dest) };
 }
 
+/** The signals that end `tsvm cp` (Ctrl-C, kill, a closed terminal). */
+export const CP_ENDING_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+/**
+ * Until the returned function is called, a signal of CP_ENDING_SIGNALS first runs `cleanUp` (synchronous:
+ * nothing else runs meanwhile), then ends the process by that signal, as it would have without the
+ * handler (a shell sees status 128+N).
+ */
+export function cleanUpOnSignal(cleanUp: () => void): () => void {
+  const handler = (signal: NodeJS.Signals) => {
+    stop();
+    try {
+      cleanUp();
+    } finally {
+      process.kill(process.pid, signal);
+    }
+  };
+  const stop = () => {
+    for (const s of CP_ENDING_SIGNALS) process.off(s, handler);
+  };
+  for (const s of CP_ENDING_SIGNALS) process.on(s, handler);
+  return stop;
+}
+
 /**
  * Extracts a tar stream into a temporary directory beside the destination; `place` renames the result
- * into place, `discard` removes it. `write` takes the stream's bytes with back-pressure.
+ * into place, `discard` removes it; so does a signal that ends the process meanwhile. A file reaches its
+ * final name only by a rename of the whole file, so no destination is ever half-written. `write` takes the
+ * stream's bytes with back-pressure.
  */
 export async function hostExtraction(dest: HostDestination): Promise<{
   write: (bytes: Uint8Array) => Promise<void> | undefined;
@@ -116,6 +143,7 @@ export async function hostExtraction(dest: HostDestination): Promise<{
   discard: () => Promise<void>;
 }> {
   const temp = await mkdtemp(join(dest.dir, ".tsvm-cp-"));
+  const keepOnSignal = cleanUpOnSignal(() => rmSync(temp, { recursive: true, force: true, maxRetries: 3 }));
   let problem: string | undefined;
   const unpack = extractTar({
     cwd: temp,
@@ -184,9 +212,11 @@ export async function hostExtraction(dest: HostDestination): Promise<{
       });
       await moveInto(from, join(dest.dir, dest.name));
       await rm(temp, { recursive: true, force: true });
+      keepOnSignal();
     },
     async discard() {
       await rm(temp, { recursive: true, force: true });
+      keepOnSignal();
     },
   };
 }

@@ -163,3 +163,25 @@ test("a file that changes size mid-copy fails the copy either way, and nothing i
   await assert.rejects(stat(join(dir, "host", "out")), "nothing at the destination on the host");
   assert.deepEqual(await leftovers(dir), []);
 });
+
+test("cp ended by SIGINT or SIGTERM mid-copy, either way: it dies of the signal and leaves nothing", async () => {
+  // Large enough that the copy is still under way when the signal comes (progress needs its true size:
+  // the guest's side measures a file with du, which counts a sparse file's blocks, not its length).
+  const src = join(dir, "host", "huge.bin");
+  await writeFile(src, randomBytes(96 * 1048576));
+  const vmSide = join(dir, "vm", "huge.bin");
+  await writeFile(vmSide, await readFile(src));
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    const out = await cpWhile(a.home, [`agent-cp:${vmSide}`, join(dir, "host", "out.bin")], async (cp) =>
+      cp.kill(signal),
+    );
+    assert.equal(out.signal, signal, `out: ${out.stderr}`);
+    await assert.rejects(stat(join(dir, "host", "out.bin")), "nothing at the destination on the host");
+    const into = await cpWhile(a.home, [src, `agent-cp:${join(dir, "vm", "in.bin")}`], async (cp) =>
+      cp.kill(signal),
+    );
+    assert.equal(into.signal, signal, `in: ${into.stderr}`);
+    await assert.rejects(stat(join(dir, "vm", "in.bin")), "nothing at the destination in the VM");
+    assert.deepEqual(await leftovers(dir), [], `after ${signal}`);
+  }
+});

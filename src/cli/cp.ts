@@ -7,6 +7,7 @@ import { ApiError } from "../api/client.ts";
 import { openSession, type SessionConnection } from "../api/session-connection.ts";
 import { DEFAULT_AGENT_WAIT_SECONDS, MAX_AGENT_WAIT_SECONDS } from "../api/types.ts";
 import {
+  CP_ENDING_SIGNALS,
   CpError,
   hostDestination,
   hostExtraction,
@@ -104,6 +105,11 @@ class GuestMessages {
   }
 }
 
+/** How long a copy in ended by a signal waits for the guest to remove its temporary directory. */
+const GUEST_CLEANUP_MS = 10_000;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+
 async function copyIn(conn: SessionConnection, source: string, progress: TransferProgress): Promise<void> {
   const messages = new GuestMessages();
   conn.onOutput((bytes, stream) => {
@@ -111,11 +117,23 @@ async function copyIn(conn: SessionConnection, source: string, progress: Transfe
   });
   const total = await tarSize(source);
   const { stream, failed } = await packHostPath(source);
+  // A signal mid-copy ends the archive as a failure does, so the guest's tar fails and its temporary
+  // directory goes (a killed session would leave it: the guest's processes get SIGKILL, no trap runs).
+  let interrupted: NodeJS.Signals | undefined;
+  let interrupt!: () => void;
+  const interruption = new Promise<void>((resolve) => {
+    interrupt = resolve;
+  });
+  const onSignal = (signal: NodeJS.Signals) => {
+    interrupted ??= signal;
+    interrupt();
+  };
+  for (const s of CP_ENDING_SIGNALS) process.on(s, onSignal);
   let sent = 0;
   try {
     for await (const chunk of stream) {
-      if (failed()) break;
-      await conn.write(chunk);
+      if (failed() || interrupted) break;
+      await Promise.race([conn.write(chunk), interruption]);
       sent += chunk.length;
       progress.update(sent, Math.max(total, sent));
     }
@@ -123,14 +141,22 @@ async function copyIn(conn: SessionConnection, source: string, progress: Transfe
     // The pack failed; `failed` says how.
   }
   const problem = failed();
-  if (problem) {
+  if (problem || interrupted) {
     // An archive cut short at an entry's end would look complete: a block that is no tar header makes
     // the guest's tar fail (and its temporary directory go) instead of placing a partial copy.
-    await conn.write(Buffer.alloc(512, 0xff));
+    await Promise.race([conn.write(Buffer.alloc(512, 0xff)), sleep(GUEST_CLEANUP_MS)]);
   }
   conn.end();
-  const code = await conn.exit;
+  const code = await (interrupted
+    ? Promise.race([conn.exit.catch(() => -1), sleep(GUEST_CLEANUP_MS).then(() => -1)])
+    : conn.exit);
+  for (const s of CP_ENDING_SIGNALS) process.off(s, onSignal);
   progress.finish();
+  if (interrupted) {
+    // Ends as the signal would have ended it (a shell sees 128+N).
+    process.kill(process.pid, interrupted);
+    await new Promise(() => {});
+  }
   if (problem) throw new CpError(`${source}: ${problem} (nothing was copied)`);
   if (code !== 0) throw new CpError(messages.line(code));
 }

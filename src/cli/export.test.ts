@@ -108,6 +108,27 @@ test("export to a file, import under another name; a taken name, a damaged file 
   assert.equal((await a.tsvm("export", "web")).code, 2);
 });
 
+test("import of a VM with a card on a network this home lacks: one line, or --drop-missing-networks", async () => {
+  assert.equal((await a.tsvm("network", "create", "lab")).code, 0);
+  const created = await a.tsvm("create", "lan", "--machine-type", "t1-micro", "--network", "lab", "--no-nat");
+  assert.equal(created.code, 0, created.stderr);
+  assert.equal((await a.tsvm("stop", "lan")).code, 0);
+  const file = join(a.home, "lan.tsvm");
+  assert.equal((await a.tsvm("export", "lan", file)).code, 0);
+
+  const refused = await b.tsvm("import", file);
+  assert.equal(refused.code, 1);
+  assert.match(
+    refused.stderr,
+    /^tsvm import: the exported VM 'lan' has a card on the network 'lab', which this host does not have: create it first \(tsvm network create lab\), or import with --drop-missing-networks to leave such cards out; nothing was created\n$/,
+  );
+  assert.equal((await b.tsvm("describe", "lan")).code, 1, "nothing was created");
+  const dropped = await b.tsvm("import", file, "--drop-missing-networks", "--format", "json");
+  assert.equal(dropped.code, 0, dropped.stderr);
+  assert.deepEqual(JSON.parse(dropped.stdout).networkInterfaces, []);
+  assert.match((await b.tsvm("import", "--help")).stdout, /--drop-missing-networks/);
+});
+
 test("the disk filling up during an export: one line, the partial file removed, the VM untouched (tmpfs; needs root)", async () => {
   // 6 MiB of random bytes in its saved state make an export bigger than the 4 MiB filesystem it goes to.
   const filler = join(a.home, "vms/web/state/filler.bin");

@@ -8,13 +8,17 @@ import { fail, parseFormat, printJson } from "./output.ts";
 import { parseCommandLine } from "./parse-command-line.ts";
 import { TransferProgress } from "./transfer-progress.ts";
 
-const HELP = `Usage: tsvm import FILE|- [--name NAME] [--progress|--no-progress] [--format table|json]
+const HELP = `Usage: tsvm import FILE|- [--name NAME] [--drop-missing-networks] [--progress|--no-progress] [--format table|json]
 
 Recreates the VM held in an export file ('tsvm export'), on this host: TERMINATED, or SUSPENDED with its
 memory (then 'tsvm resume NAME' continues it where it was exported). FILE '-' reads standard input. The
 whole file is checked (checksums, trailer) before anything is created; a damaged, truncated or foreign
 file, or a name already taken, is refused and nothing is created.
   --name NAME      the new VM's name (default: the exported VM's)
+  --drop-missing-networks
+                   leave out the VM's cards on private networks this host does not have (without it
+                   such a card refuses the import: create the network first); not for a VM with saved
+                   memory (suspended, or memory snapshots), whose machine had the card
   --progress       show progress on stderr even when it is not a terminal
   --no-progress    never show progress (default: shown when stderr is a terminal)
 `;
@@ -24,6 +28,7 @@ const parse = (argv: string[]) =>
     allowPositionals: true,
     options: {
       name: { type: "string" },
+      "drop-missing-networks": { type: "boolean" },
       progress: { type: "boolean" },
       "no-progress": { type: "boolean" },
       format: { type: "string" },
@@ -75,6 +80,7 @@ export async function importCommand(argv: string[]): Promise<number> {
     const source = fromStdin ? process.stdin : createReadStream(file);
     const op = await client.importInstance(source, {
       name: values.name,
+      dropMissingNetworks: values["drop-missing-networks"],
       onProgress: (sent) => progress.update(sent, total),
     });
     source.destroy();

@@ -4,7 +4,12 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { PasstMissingError, PasstProcess, PasstStartError } from "../engines/backends/passt-process.ts";
+import {
+  PASST_MTU,
+  PasstMissingError,
+  PasstProcess,
+  PasstStartError,
+} from "../engines/backends/passt-process.ts";
 import { openProbedDisk } from "../engines/backends/probed-disk.ts";
 import { StreamFrameSocket } from "../engines/backends/stream-frame-socket.ts";
 import { Qcow2Error } from "../engines/backends/qcow2/index.ts";
@@ -271,7 +276,7 @@ export function randomMac(): Uint8Array {
 /** --net: passt on a socket in a private directory, and the card's connection to it. */
 async function startNat(
   cleanups: Array<() => void | Promise<void>>,
-): Promise<{ mac: Uint8Array; backend: StreamFrameSocket }[]> {
+): Promise<{ mac: Uint8Array; mtu: number; backend: StreamFrameSocket }[]> {
   const dir = mkdtempSync(join(tmpdir(), "tsvm-run-net-"));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const passt = new PasstProcess({
@@ -282,7 +287,7 @@ async function startNat(
   await passt.start();
   const backend = new StreamFrameSocket(passt.socketPath);
   cleanups.push(() => backend.close());
-  return [{ mac: randomMac(), backend }];
+  return [{ mac: randomMac(), mtu: PASST_MTU, backend }];
 }
 
 function exitCodeOf(reason: ExitReason): number {

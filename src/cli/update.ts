@@ -2,12 +2,11 @@
 // instances.update, PATCH /v1/instances/NAME); they take effect at its next start.
 
 import { formatPortForward } from "../api/schemas/port-forward-text.ts";
-import type { Operation, UpdateInstanceRequest } from "../api/types.ts";
-import { connectDaemon } from "./daemon-connection.ts";
+import type { UpdateInstanceRequest } from "../api/types.ts";
 import { FORWARD_OPTIONS, forwardsOf } from "./network-options.ts";
-import { fail, parseFormat, printJson } from "./output.ts";
+import { fail, parseFormat } from "./output.ts";
 import { parseCommandLine } from "./parse-command-line.ts";
-import { waitUnlessAsync } from "./wait-operation.ts";
+import { runInstanceAction } from "./wait-operation.ts";
 
 const HELP = `Usage: tsvm update NAME (--forward PROTO:[ADDR:]HOSTPORT:GUESTPORT… | --no-forwards) [options]
 
@@ -45,21 +44,14 @@ export async function updateCommand(argv: string[]): Promise<number> {
   if (!values["no-forwards"] && forwards.length === 0)
     return usage("nothing to change: give --forward (repeatable) or --no-forwards");
   const req: UpdateInstanceRequest = { forwards };
-  try {
-    const client = await connectDaemon();
-    const op: Operation = await client.updateInstance(name, req);
-    const done = await waitUnlessAsync(client, op, { async: values.async, json: format === "json" });
-    if (done === undefined) return 0;
-    const vm = await client.getInstance(name);
-    if (format === "json") printJson(vm);
-    else
-      process.stdout.write(
-        `${vm.name}: port forwards ${vm.forwards.length === 0 ? "none" : vm.forwards.map(formatPortForward).join(", ")} (from its next start).\n`,
-      );
-    return 0;
-  } catch (e) {
-    return fail("update", e);
-  }
+  return runInstanceAction(
+    "update",
+    name,
+    { async: values.async, json: format === "json" },
+    (client) => client.updateInstance(name, req),
+    (vm) =>
+      `${vm.name}: port forwards ${vm.forwards.length === 0 ? "none" : vm.forwards.map(formatPortForward).join(", ")} (from its next start).`,
+  );
 }
 
 function parse(argv: string[]) {

@@ -3,9 +3,9 @@
 // daemon keeps its operations on disk, so the wait ends with the operation's true final state).
 
 import { type ApiClient, ApiError } from "../api/client.ts";
-import type { Operation } from "../api/types.ts";
+import type { Instance, Operation } from "../api/types.ts";
 import { connectDaemon } from "./daemon-connection.ts";
-import { printJson } from "./output.ts";
+import { fail, printJson } from "./output.ts";
 
 /** A daemon that went away this many times during one wait is not coming back usefully. */
 const MAX_RECONNECTS = 5;
@@ -82,6 +82,31 @@ export async function waitUnlessAsync(
   const done = await waitWithProgress(client, op, options.json);
   if (done.error) throw new OperationFailedError(done);
   return done;
+}
+
+/**
+ * An action command on one VM, once its arguments are checked: connects to the daemon, starts the
+ * operation with `start`, waits for it as waitUnlessAsync does, then prints the VM as it is now, whole in
+ * JSON or as the line `describe` makes of it. Returns the command's exit status (a failure said in one line).
+ */
+export async function runInstanceAction(
+  command: string,
+  name: string,
+  options: { readonly async?: boolean; readonly json: boolean },
+  start: (client: ApiClient) => Promise<Operation>,
+  describe: (vm: Instance) => string,
+): Promise<number> {
+  try {
+    const client = await connectDaemon();
+    const done = await waitUnlessAsync(client, await start(client), options);
+    if (done === undefined) return 0;
+    const vm = await client.getInstance(name);
+    if (options.json) printJson(vm);
+    else process.stdout.write(`${describe(vm)}\n`);
+    return 0;
+  } catch (e) {
+    return fail(command, e);
+  }
 }
 
 export class OperationFailedError extends Error {

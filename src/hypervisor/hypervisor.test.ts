@@ -1,62 +1,31 @@
 // The hypervisor with real VMM processes (hosting the counting stand-in guest) in a temp data directory.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { readDiskInfo } from "../engines/backends/qcow2/index.ts";
-import { closeAndKill } from "./fixtures/close-and-kill.ts";
 import { fixtureLauncherConfig } from "./fixtures/fixture-launcher.ts";
-import { FileImageCatalog, Hypervisor } from "./hypervisor.ts";
+import { done, ok, type TestHypervisor, TestHypervisors } from "./fixtures/test-hypervisors.ts";
 import { IllegalActionError } from "./lifecycle.ts";
 import { InvalidMachineTypeError } from "./machine-types.ts";
 import { CapacityExceededError, hostCapacity } from "./resources.ts";
-import { VmExistsError, VmNotFoundError, VmStore } from "./store.ts";
+import { VmExistsError, VmNotFoundError } from "./store.ts";
 import { ProcessVmmLauncher } from "./vmm-process.ts";
 
-const roots: string[] = [];
-const hypervisors: Hypervisor[] = [];
-after(async () => {
-  // Kill every VMM the tests left running (without letting the hypervisor restart them), then clean up.
-  for (const hv of hypervisors) await closeAndKill(hv);
-  for (const r of roots) await rm(r, { recursive: true, force: true });
-});
+const hypervisors = new TestHypervisors("tsvm-hv-");
 
-async function openHypervisor(home?: string): Promise<{ hv: Hypervisor; home: string; store: VmStore }> {
-  if (!home) {
-    home = await mkdtemp(join(tmpdir(), "tsvm-hv-"));
-    roots.push(home);
-    await writeFile(join(home, "template.img"), Buffer.alloc(8192, 7));
-  }
-  const store = await VmStore.open(home);
-  const hv = await Hypervisor.open({
-    store,
-    // 4 vCPUs and 1 GiB for guests: small enough that admission is easy to exercise.
-    capacity: hostCapacity(
-      { cpuOvercommit: 2, memoryReserveMiB: 1024, diskReserveMiB: 0 },
-      { cores: 2, totalMemoryMiB: 2048, diskAvailableMiB: 100 },
-    ),
-    launcher: new ProcessVmmLauncher(fixtureLauncherConfig),
-    images: new FileImageCatalog({ default: join(home, "template.img") }),
-    defaultEngine: "fixture",
-    defaultImage: "default",
-    stopTimeoutMs: 1000,
+/** 4 vCPUs and 1 GiB for guests: small enough that admission is easy to exercise. */
+function openHypervisor(home?: string): Promise<TestHypervisor> {
+  return hypervisors.open({
+    home,
+    config: {
+      capacity: hostCapacity(
+        { cpuOvercommit: 2, memoryReserveMiB: 1024, diskReserveMiB: 0 },
+        { cores: 2, totalMemoryMiB: 2048, diskAvailableMiB: 100 },
+      ),
+    },
   });
-  hypervisors.push(hv);
-  return { hv, home, store };
-}
-
-async function done(hv: Hypervisor, op: { id: string }) {
-  const result = await hv.waitOperation(op.id, 120_000);
-  assert.equal(result.status, "DONE");
-  return result;
-}
-
-async function ok(hv: Hypervisor, op: { id: string }) {
-  const result = await done(hv, op);
-  assert.equal(result.error, null, result.error?.message);
-  return result;
 }
 
 async function until(cond: () => boolean, ms = 90_000): Promise<void> {

@@ -11,7 +11,7 @@ import type { Snapshot } from "../api/schemas/snapshot-schemas.ts";
 import type { InsertInstanceRequest, Instance, UpdateInstanceRequest } from "../api/schemas/vm-schemas.ts";
 import { Clones, type CloneVm, checkCloneRequest, cloneRecord } from "./clones.ts";
 import { readConsoleLog } from "./console-log.ts";
-import { crashPoint, statusWritePoint } from "./crash-point.ts";
+import { type CrashOperation, crashPoint, statusWritePoint } from "./crash-point.ts";
 import { DiskAdmission } from "./disk-admission.ts";
 import { activeDiskInfo, activeDiskOf, DiskStore, reclaimActiveDiskLeaks } from "./disk-store.ts";
 import { EventLog } from "./event-log.ts";
@@ -19,7 +19,14 @@ import { identityOf } from "./guest-identity.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import { checkAction, transition, type VmAction, type VmStatus } from "./lifecycle.ts";
 import { DEFAULT_MACHINE_TYPE, machineTypeFor, resolveMachineType } from "./machine-types.ts";
-import { hasNatCard, interfacesForInsert, interfacesOf, macsOf, NAT_NETWORK } from "./network-interfaces.ts";
+import {
+  hasNatCard,
+  interfacesForCopy,
+  interfacesForInsert,
+  interfacesOf,
+  macsOf,
+  NAT_NETWORK,
+} from "./network-interfaces.ts";
 import {
   type Operation,
   type OperationJournal,
@@ -52,7 +59,7 @@ import {
   VmNotFoundError,
   type VmStore,
 } from "./store.ts";
-import { VmArchives } from "./vm-archive/vm-archives.ts";
+import { type ImportOptions, VmArchives } from "./vm-archive/vm-archives.ts";
 import type { ExportOptions } from "./vm-archive/vm-export.ts";
 import type { BootFiles } from "./vm-boot-files.ts";
 import { newRecordBasics, type VmRecord, withHistory } from "./vm-record.ts";
@@ -814,13 +821,27 @@ export class Hypervisor {
    * Recreates a VM from an export file read from `input` (Compute Engine's insert with a source): as the
    * same VM (id, definition, disk, saved state, snapshots) under its name or `options.name`. Resolves, once
    * the whole file is verified and the VM is in place, with the insert operation, DONE. Bad input rejects
-   * (`bad-archive`) and a failed write (`import-failed`) too, having created nothing; so does a name taken.
+   * (`bad-archive`) and a failed write (`import-failed`) too, having created nothing; so does a name taken,
+   * and a card on a private network this host does not have (`invalid-network`; unless
+   * `dropMissingNetworks` leaves such cards out). The same VM moved (it keeps its id) keeps its MACs; a
+   * second copy gets new ones; private cards get addresses of this host's networks.
    */
-  importVm(input: AsyncIterable<Uint8Array>, options: { name?: string } = {}): Promise<OperationView> {
+  importVm(input: AsyncIterable<Uint8Array>, options: ImportOptions = {}): Promise<OperationView> {
     return this.archives.import(input, options, {
       checkNameFree: (name) => this.checkNameFree(name),
       engines: () => this.config.launcher.engines(),
       idTaken: (id) => [...this.slots.values()].some((s) => s.record.id === id),
+      cardsFor: (exported, vm, cardOptions) => {
+        if (exported.networkInterfaces === undefined) return { cards: undefined, release: () => {} };
+        const cards =
+          vm.id === exported.id
+            ? exported.networkInterfaces
+            : interfacesForCopy(exported.networkInterfaces, macsOf(this.records()))!;
+        return this.lan.cardsForImport(
+          { ...vm, cards },
+          { dropMissing: cardOptions.dropMissingNetworks, savedMemory: cardOptions.savedMemory },
+        );
+      },
       insert: async (record, commit) => {
         const op = this.operations.create("insert", record.name);
         await this.operations.run(op, async () => {
@@ -853,20 +874,12 @@ export class Hypervisor {
       "setMachineType",
       () => {},
       async () => {
-        const next = { ...slot.record, machineType: type.name, cpus: type.cpus, memoryMiB: type.memoryMiB };
-        crashPoint("setMachineType:before-write");
-        await this.config.store.write(next);
-        crashPoint("setMachineType:after-write");
-        slot.record = next;
-        this.events.append({
-          time: this.now().toISOString(),
-          type: "notice",
-          vmName: name,
-          vmId: next.id,
-          from: next.status,
-          to: next.status,
-          message: `machine type set to ${type.name} (${type.description})`,
-        });
+        await this.changeRecord(
+          slot,
+          { ...slot.record, machineType: type.name, cpus: type.cpus, memoryMiB: type.memoryMiB },
+          `machine type set to ${type.name} (${type.description})`,
+          "setMachineType",
+        );
       },
     );
   }
@@ -893,21 +906,13 @@ export class Hypervisor {
         if (req.forwards === undefined) return;
         const forwards = check();
         await checkHostPortsFree(name, forwards);
-        const next = { ...slot.record, forwards };
-        await this.config.store.write(next);
-        slot.record = next;
-        this.events.append({
-          time: this.now().toISOString(),
-          type: "notice",
-          vmName: name,
-          vmId: next.id,
-          from: next.status,
-          to: next.status,
-          message:
-            forwards.length === 0
-              ? "port forwards removed"
-              : `port forwards set to ${forwards.map(describeForward).join(", ")}`,
-        });
+        await this.changeRecord(
+          slot,
+          { ...slot.record, forwards },
+          forwards.length === 0
+            ? "port forwards removed"
+            : `port forwards set to ${forwards.map(describeForward).join(", ")}`,
+        );
       },
     );
   }
@@ -1015,6 +1020,24 @@ export class Hypervisor {
         await this.stageFromSaved(slot, why);
       },
     };
+  }
+
+  /**
+   * Writes `next` (the slot's record with a changed definition, same status) and records a notice saying
+   * what changed. `crashOperation` names the crash points `<operation>:before-write` and `:after-write`
+   * around the write (crash-point.ts), for an operation the crash test walks.
+   */
+  private async changeRecord(
+    slot: VmSlot,
+    next: VmRecord,
+    message: string,
+    crashOperation?: CrashOperation,
+  ): Promise<void> {
+    if (crashOperation) crashPoint(`${crashOperation}:before-write`);
+    await this.config.store.write(next);
+    if (crashOperation) crashPoint(`${crashOperation}:after-write`);
+    slot.record = next;
+    this.notice(slot, message);
   }
 
   /** An event saying what an operation did to the VM without changing its status. */
@@ -1431,6 +1454,9 @@ export class Hypervisor {
       const { status, name, id } = slot.record;
       const time = this.now().toISOString();
       this.events.append({ time, type: "notice", vmName: name, vmId: id, from: status, to: status, message });
+    });
+    vmm.onAgentHello?.(() => {
+      if (slot.vmm === vmm && !slot.deleted) this.lan.agentStarted(slot.record.name);
     });
     void vmm.exited.then((exit) => {
       if (slot.vmm !== vmm || slot.deleted || this.closed) return;

@@ -117,6 +117,17 @@ test("the switch process: members only, frames between cards, hostile lengths cl
     const portB = stats.find((p) => p.vmName === "b")!;
     assert.equal(portB.rxFrames, 1);
     assert.equal(portB.txFrames, 1);
+    // A frame cut short (its length said, half its bytes sent, then the connection closed) reaches no one.
+    const cut = card(socketPath, switchHello("vm-c", "02:00:00:00:00:0c"));
+    await until(async () => ((await askSwitchStats(socketPath))?.length ?? 0) === 3, "c back");
+    const whole = frameTo("02:00:00:00:00:0a", "02:00:00:00:00:0c");
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(whole.length);
+    cut.socket.end(Buffer.concat([header, whole.subarray(0, whole.length >> 1)]));
+    await until(() => cut.closed(), "the cut connection to close");
+    b.send(frameTo("02:00:00:00:00:0a", "02:00:00:00:00:0b"));
+    await until(() => a.frames.length === 3, "a to receive b's next frame");
+    assert.equal(a.frames[2]!.subarray(6, 12).toString("hex"), "02000000000b", "b's, not the cut one");
     // Deleting b's card from the members disconnects it.
     await networks.syncMembers([vms[0]!]);
     await until(() => b.closed(), "b to be disconnected once it is no member");

@@ -225,3 +225,27 @@ test("a card that reconnects replaces its old port, whose late frames go nowhere
   sw.removePort(a);
   assert.equal(sw.portList().length, 3, "removing the replaced port leaves the new one");
 });
+
+test("DHCP and ARP floods: answers within the flooding card's budget, nothing reaches the others, their traffic passes", () => {
+  const { sw, got, a, b, c, advance } = lab();
+  for (let i = 0; i < 1000; i++) sw.receive(a, dhcpMessage(A_MAC, 1));
+  assert.equal(got.a.length, 400, "an OFFER per token: the burst");
+  assert.equal(a.stats.floodDropped, 600);
+  assert.equal(got.b.length + got.c.length, 0, "DHCP never reaches another card");
+  // ARP for the switch's .1 draws on the same budget (refilled by a second's worth).
+  advance(1000);
+  for (let i = 0; i < 1000; i++) sw.receive(a, arpRequest(A_MAC, "10.77.0.2", "10.77.0.1"));
+  assert.equal(got.a.length, 600);
+  assert.equal(got.b.length + got.c.length, 0);
+  // ARP for another card is flooded, within the budget: that of the second after.
+  advance(1000);
+  for (let i = 0; i < 1000; i++) sw.receive(a, arpRequest(A_MAC, "10.77.0.2", "10.77.0.3"));
+  assert.equal(got.b.length, 200);
+  assert.equal(got.c.length, 200);
+  // Meanwhile B and C talk as ever, and B's own DHCP is answered: A's flood spent A's tokens only.
+  sw.receive(c, ipv4Frame(B_MAC, C_MAC, "10.77.0.4", "10.77.0.3"));
+  assert.equal(got.b.length, 201);
+  sw.receive(b, dhcpMessage(B_MAC, 1));
+  assert.equal(parseDhcpReply(got.b[201]!).yiaddr, "10.77.0.3");
+  assert.equal(b.stats.floodDropped + c.stats.floodDropped, 0);
+});

@@ -150,13 +150,15 @@ export class NetworkSwitch {
     const group = (frame[0]! & 1) !== 0;
     const destination = macKeyAt(frame, 0);
     if (group || destination === SWITCH_MAC_KEY) {
+      // What the switch answers itself (DHCP, ARP for .1) costs a token too: a card flooding requests
+      // gets at most its budget of answers, and the switch's work for it stays bounded.
+      if (!this.takeToken(port)) {
+        s.floodDropped++;
+        return;
+      }
       if (this.answer(port, frame)) return;
       if (!group) {
         s.unknownDropped++;
-        return;
-      }
-      if (!this.takeToken(port)) {
-        s.floodDropped++;
         return;
       }
       for (const other of this.ports.values()) if (other !== port) this.deliver(other, frame);

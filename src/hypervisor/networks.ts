@@ -270,8 +270,10 @@ export class Networks {
   }
 
   /**
-   * The cards of a new VM (insert or clone) with their addresses: each private card's network must exist,
-   * and gets the lowest free address of its subnet from .2 up (free: no card of `others` has it). Checked
+   * The cards of a new VM (insert, clone, import) with their addresses: each private card's network must
+   * exist, and keeps the address it has when that is one of the subnet's card addresses and free (an
+   * imported VM's), else gets the lowest free address of its subnet from .2 up (free: no card of `others`
+   * has it). Checked
    * and computed synchronously, so two inserts in flight cannot take the same address as long as the
    * caller adds the new record to `others` before its next await.
    */
@@ -299,6 +301,11 @@ export class Networks {
       if (!n) throw new NetworkNotFoundError(card.network);
       const used = usedOn(card.network);
       const { first, last } = cardAddresses(n.subnet);
+      const own = card.ipv4 === undefined ? undefined : parseIpv4(card.ipv4);
+      if (own !== undefined && own >= first && own <= last && !used.has(own)) {
+        used.add(own);
+        return card;
+      }
       for (let ip = first; ip <= last; ip++)
         if (!used.has(ip)) {
           used.add(ip);

@@ -5,6 +5,7 @@
 
 import type { Network } from "../api/schemas/network-schemas.ts";
 import type { VmEvent } from "../api/schemas/event-schemas.ts";
+import { NAT_NETWORK } from "../api/schemas/vm-schemas.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import { formatIpv4, gatewayOf, parseSubnet } from "./ipv4-subnet.ts";
 import { type CardHolder, type NetworkCard, Networks } from "./networks.ts";
@@ -82,6 +83,8 @@ export class PrivateNetworks {
    */
   private readonly agentTurns = new Map<string, Promise<void>>();
   private switchCheck: NodeJS.Timeout | undefined;
+  /** Cards of imports still reading their file (not yet VMs): their addresses and networks are in use. */
+  private readonly reserved = new Set<CardHolder>();
 
   private constructor(
     private readonly config: PrivateNetworksConfig,
@@ -126,7 +129,7 @@ export class PrivateNetworks {
 
   /** Throws at once for an unknown network or one with cards (naming their VMs); its switch is stopped. */
   delete(name: string): Promise<void> {
-    return this.networks.delete(name, this.config.vms(), async () => {
+    return this.networks.delete(name, this.cardHolders(), async () => {
       await this.switches?.stop(this.networks.pathOf(name));
     });
   }
@@ -164,7 +167,53 @@ export class PrivateNetworks {
 
   /** A new VM's cards with their addresses (see Networks.assignAddresses); throws for an unknown network. */
   assignAddresses<C extends NetworkCard>(cards: readonly C[]): C[] {
-    return this.networks.assignAddresses(cards, this.config.vms());
+    return this.networks.assignAddresses(cards, this.cardHolders());
+  }
+
+  /** Every VM's cards, and those reserved for imports still being read. */
+  private cardHolders(): CardHolder[] {
+    return [...this.config.vms(), ...this.reserved];
+  }
+
+  /**
+   * The cards an imported VM gets here, in the exported order: each private card needs its network on
+   * this host, where it gets an address of that network's subnet (its exported one when that is inside
+   * and free: the same VM moved between hosts with the same subnets keeps it). A card on a network this
+   * host lacks is refused (`invalid-network`, naming every such network and both ways on), or with
+   * `dropMissing` left out, which a VM with saved memory (suspended, or memory snapshots) cannot be: its
+   * machine had the card. The addresses stay taken until `release`, called once the VM is in the records
+   * or the import failed.
+   */
+  cardsForImport<C extends NetworkCard>(
+    vm: { readonly id: string; readonly name: string; readonly cards: readonly C[] },
+    options: { readonly dropMissing: boolean; readonly savedMemory: boolean },
+  ): { readonly cards: C[]; readonly release: () => void } {
+    const missing = [
+      ...new Set(
+        vm.cards
+          .filter((c) => c.network !== NAT_NETWORK && !this.networks.has(c.network))
+          .map((c) => c.network),
+      ),
+    ];
+    if (missing.length > 0) {
+      const names = missing.map((n) => `'${n}'`).join(", ");
+      const which = missing.length === 1 ? `the network ${names}` : `the networks ${names}`;
+      if (!options.dropMissing)
+        throw new HypervisorError(
+          "invalid-network",
+          `the exported VM '${vm.name}' has a card on ${which}, which this host does not have: create ${missing.length === 1 ? "it" : "them"} first (tsvm network create ${missing[0]}), or import with --drop-missing-networks to leave such cards out; nothing was created`,
+        );
+      if (options.savedMemory)
+        throw new HypervisorError(
+          "invalid-network",
+          `the exported VM '${vm.name}' has a card on ${which}, which this host does not have, and saved memory (suspended, or memory snapshots) of a machine with that card, so the card cannot be left out: create ${missing.length === 1 ? "the network" : "the networks"} first (tsvm network create ${missing[0]}); nothing was created`,
+        );
+    }
+    const kept = vm.cards.filter((c) => !missing.includes(c.network));
+    const cards = this.assignAddresses(kept);
+    const holder: CardHolder = { id: vm.id, name: vm.name, networkInterfaces: cards };
+    this.reserved.add(holder);
+    return { cards, release: () => this.reserved.delete(holder) };
   }
 
   /** Rewrites the members files after VM records were made or removed. */
@@ -222,6 +271,18 @@ export class PrivateNetworks {
     for (const vm of vms)
       if (vm.status === "RUNNING" && Networks.networksOf(vm).some((n) => networks.has(n)))
         this.updateHosts(vm.name);
+  }
+
+  /**
+   * The VM's guest agent said HELLO: its guest booted. After a reboot the guest did by itself (no status
+   * changed) its block is written again, as after a start; at a first boot the start's update, waiting for
+   * this agent, already writes it.
+   */
+  agentStarted(name: string): void {
+    const vm = this.config.vms().find((v) => v.name === name);
+    if (!vm || vm.status !== "RUNNING" || Networks.networksOf(vm).length === 0) return;
+    this.applied.delete(vm.id);
+    this.updateHosts(name);
   }
 
   /**
@@ -300,6 +361,8 @@ export class PrivateNetworks {
         this.config.log(`${name}: could not update /etc/hosts: ${(e as Error).message}`);
       } finally {
         this.updating.delete(name);
+        // A change during a failed update (e.g. the guest rebooted under it: AGENT_RESTARTED) is applied now.
+        if (this.dirty.has(name)) this.updateHosts(name);
       }
     })();
   }

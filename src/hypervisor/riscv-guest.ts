@@ -182,6 +182,7 @@ export async function createGuest(spec: VmmSpec, host?: GuestHost): Promise<VmmG
   let engine: RiscvEngine;
   let agent: GuestAgentClient | undefined;
   let agentWasConnected = false;
+  let agentHello: (() => void) | undefined;
   // vmm.log says when the agent shows itself: the moment a graceful stop or an exec becomes possible.
   const agentInput = (bytes: Uint8Array) => {
     agent?.receive(bytes);
@@ -229,7 +230,10 @@ export async function createGuest(spec: VmmSpec, host?: GuestHost): Promise<VmmG
       if (taken !== bytes.length)
         throw new GuestAgentError("AGENT_BUSY", "the guest is not reading its agent's virtio-console port");
     },
-    { onProtocolError: (m) => process.stderr.write(`guest agent protocol error: ${m}\n`) },
+    {
+      onProtocolError: (m) => process.stderr.write(`guest agent protocol error: ${m}\n`),
+      onHello: () => agentHello?.(),
+    },
   );
   const agentClient = agent;
   /** The exec in flight, so that a stop can cancel it: the agent runs one command at a time. */
@@ -478,6 +482,9 @@ export async function createGuest(spec: VmmSpec, host?: GuestHost): Promise<VmmG
     },
     onConsoleOutput(callback) {
       output = callback;
+    },
+    onAgentHello(callback) {
+      agentHello = callback;
     },
     stats() {
       const s = engine.stats();

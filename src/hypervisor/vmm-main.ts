@@ -72,8 +72,12 @@ const noticeListeners = new Set<Socket>();
 
 /** Tells the daemon (every connection that said hello) about an event of the VM. */
 function notice(message: string): void {
-  for (const socket of noticeListeners)
-    if (!socket.destroyed) socket.write(encodeMessage({ id: 0, notice: message }));
+  tellListeners({ id: 0, notice: message });
+}
+
+/** Sends an unasked message (id 0) on every connection that said hello. */
+function tellListeners(message: VmmResponse): void {
+  for (const socket of noticeListeners) if (!socket.destroyed) socket.write(encodeMessage(message));
 }
 
 // vmm.log (our stderr) is bounded: rotated, and what else writes to stderr (the engine, e.g. about a guest
@@ -588,6 +592,8 @@ try {
   g.onExit((exit) => {
     void exitVmm(exit, exit.reason === "crashed" ? 70 : 0);
   });
+  // The daemon rewrites what it keeps in the guest (its private networks' hosts block) after each boot.
+  g.onAgentHello?.(() => tellListeners({ id: 0, agentHello: true }));
 
   await g.start(spec.mode);
   if (spec.cpuCapPercent !== null) {

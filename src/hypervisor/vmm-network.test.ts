@@ -2,61 +2,22 @@
 // stand-in guest) and Debian's real passt: what passt holds, its restart after kill -9 (an event, the VM
 // RUNNING), MACs across stop/start and clones, forwards refused at create, update and start.
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, test } from "node:test";
-import { closeAndKill } from "./fixtures/close-and-kill.ts";
-import { fixtureLauncherConfig } from "./fixtures/fixture-launcher.ts";
-import { FileImageCatalog, Hypervisor } from "./hypervisor.ts";
+import { failed, ok, TestHypervisors } from "./fixtures/test-hypervisors.ts";
+import type { Hypervisor } from "./hypervisor.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import { IllegalActionError } from "./lifecycle.ts";
 import { checkHostPortsFree } from "./port-forwards.ts";
-import { hostCapacity } from "./resources.ts";
-import { VmStore } from "./store.ts";
-import { ProcessVmmLauncher } from "./vmm-process.ts";
 
-const roots: string[] = [];
-const hypervisors: Hypervisor[] = [];
+const hypervisors = new TestHypervisors("tsvm-net-");
 const servers: Server[] = [];
-after(async () => {
-  for (const hv of hypervisors) await closeAndKill(hv);
+after(() => {
   for (const s of servers) s.close();
-  for (const r of roots) await rm(r, { recursive: true, force: true });
 });
 
 async function openHypervisor(): Promise<Hypervisor> {
-  const home = await mkdtemp(join(tmpdir(), "tsvm-net-"));
-  roots.push(home);
-  await writeFile(join(home, "template.img"), Buffer.alloc(8192, 7));
-  const hv = await Hypervisor.open({
-    store: await VmStore.open(home),
-    capacity: hostCapacity(
-      { cpuOvercommit: 4, memoryReserveMiB: 0, diskReserveMiB: 0 },
-      { cores: 2, totalMemoryMiB: 4096, diskAvailableMiB: 100 },
-    ),
-    launcher: new ProcessVmmLauncher(fixtureLauncherConfig),
-    images: new FileImageCatalog({ default: join(home, "template.img") }),
-    defaultEngine: "fixture",
-    defaultImage: "default",
-    stopTimeoutMs: 1000,
-  });
-  hypervisors.push(hv);
-  return hv;
-}
-
-async function ok(hv: Hypervisor, op: { id: string }): Promise<void> {
-  const result = await hv.waitOperation(op.id, 120_000);
-  assert.equal(result.status, "DONE");
-  assert.equal(result.error, null, result.error?.message);
-}
-
-async function failed(hv: Hypervisor, op: { id: string }): Promise<{ code: string; message: string }> {
-  const result = await hv.waitOperation(op.id, 120_000);
-  assert.equal(result.status, "DONE");
-  assert.ok(result.error, "the operation should have failed");
-  return result.error;
+  return (await hypervisors.open()).hv;
 }
 
 /** A TCP port on 127.0.0.1 free now (the kernel's choice, let go at once). */

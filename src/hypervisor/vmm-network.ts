@@ -6,13 +6,15 @@
 
 import { join } from "node:path";
 import type { FrameBackend } from "../engines/backends/frame-backend.ts";
-import { PasstProcess } from "../engines/backends/passt-process.ts";
+import { PASST_MTU, PasstProcess } from "../engines/backends/passt-process.ts";
 import { StreamFrameSocket } from "../engines/backends/stream-frame-socket.ts";
 import { macBytes, type NicSpec } from "./network-interfaces.ts";
 
 /** One card as the engine adapter plugs it into the machine. */
 export interface GuestNic {
   readonly mac: Uint8Array;
+  /** The card's MTU: passt's for the NAT card; private networks carry standard Ethernet frames (default). */
+  readonly mtu?: number;
   readonly backend: FrameBackend;
 }
 
@@ -164,7 +166,11 @@ export class VmmNetwork {
           name: `eth${index} (${nic.mac})`,
         });
         counted.push(backend);
-        guestNics.push({ mac: macBytes(nic.mac), backend });
+        guestNics.push({
+          mac: macBytes(nic.mac),
+          ...(nic.attach.kind === "passt" ? { mtu: PASST_MTU } : {}),
+          backend,
+        });
       }
       return new VmmNetwork(guestNics, counted, passt);
     } catch (e) {

@@ -372,6 +372,7 @@ class SocketVmmHandle implements VmmHandle {
   private readonly pending = new Map<number, { resolve: (r: unknown) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private noticeListener: ((message: string) => void) | undefined;
+  private agentHelloListener: (() => void) | undefined;
   private detached = false;
   private forced = false;
   private childExit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
@@ -453,10 +454,18 @@ class SocketVmmHandle implements VmmHandle {
     this.noticeListener = callback;
   }
 
+  onAgentHello(callback: () => void): void {
+    this.agentHelloListener = callback;
+  }
+
   private onResponse(msg: VmmResponse): void {
     if (msg.id === 0 && typeof msg.notice === "string") {
       // Bounded and printable: a VMM hosts a guest, and the message goes into the event stream.
       this.noticeListener?.(msg.notice.replace(/[^\x20-\x7e]+/g, " ").slice(0, 1000));
+      return;
+    }
+    if (msg.id === 0 && msg.agentHello === true) {
+      this.agentHelloListener?.();
       return;
     }
     const waiter = this.pending.get(msg.id);

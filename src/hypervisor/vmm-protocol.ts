@@ -4,6 +4,7 @@
 //   daemon → vmm   {"id":1,"method":"hello"|"stop"|"reset"|"suspend"|"snapshot"|"stats"|"exec","params":{…}}
 //   vmm → daemon   {"id":1,"result":{…}}  or  {"id":1,"error":{"code":"…","message":"…"}}
 //   vmm → daemon   {"id":0,"notice":"…"} unasked, on each connection that said hello: an event to record
+//                  {"id":0,"agentHello":true} unasked, likewise: the guest agent (re)started (a guest boot)
 //   exec only:     {"id":1,"output":{"stream":"stdout"|"stderr","data":"<base64>"}} for each chunk of the
 //                  command's output, before its {"id":1,"result":{"exitCode":N}}; closing the connection
 //                  kills the command (the daemon runs each exec on a connection of its own). When the
@@ -145,6 +146,11 @@ export interface VmmResponse {
    * restarted). Sent on every connection that said hello.
    */
   readonly notice?: string;
+  /**
+   * Not an answer (id 0): the guest's agent said HELLO, so the guest booted (also a reboot of its own,
+   * which changes no status). Sent on every connection that said hello.
+   */
+  readonly agentHello?: true;
   /** session: the guest agent runs the session; input may follow. */
   readonly opened?: true;
   /** session: this many more stdin bytes were handed to the guest. */
@@ -259,6 +265,8 @@ export interface VmmGuest {
   consoleInput(bytes: Uint8Array): void;
   /** Registers the receiver of the guest's serial console output (besides console.log). */
   onConsoleOutput(callback: (bytes: Uint8Array) => void): void;
+  /** Registers the receiver of each HELLO of the guest's agent (its boots); absent without an agent. */
+  onAgentHello?(callback: () => void): void;
   /**
    * Runs `sh -c command` in the guest through its agent and resolves with its exit status. Absent when
    * the engine has no guest agent. Rejects with an error whose `code` says why (e.g. AGENT_NOT_CONNECTED).

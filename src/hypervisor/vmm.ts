@@ -105,6 +105,8 @@ export interface VmmHandle {
    * card's passt). Absent on handles of VMMs that report nothing.
    */
   onNotice?(callback: (message: string) => void): void;
+  /** Registers the receiver of the guest agent's HELLOs (the guest booted: VmmResponse.agentHello). */
+  onAgentHello?(callback: () => void): void;
   /** Lets go of the VMM without stopping it (daemon shutdown); a later daemon re-attaches. */
   detach(): void;
 }

@@ -24,7 +24,7 @@ const LAYERS: Array<[prefix: string, layer: string]> = [
   ["src/api/schemas/", "api/schemas"],
   ["src/api/", "api"],
   ["src/cli/", "cli"],
-  ["web/", "web"],
+  ["src/web/", "web"],
   ["bin/", "bin"],
 ];
 

@@ -10,6 +10,7 @@ import { dirname, join, resolve } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { skipUnless } from "../skip-unless.ts";
+import { BARE_METAL_GCC_FLAGS, type BareMetalResult, runBareMetal } from "./bare-metal-run.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
@@ -22,19 +23,11 @@ const RUNTIME = "runtime.S";
 const SHARED_SOURCES = readdirSync(here)
   .filter((f) => f === RUNTIME || f === "link.ld" || f.endsWith(".h") || f.endsWith(".inc"))
   .sort();
-const GCC_FLAGS = [
-  "-march=rv64gc",
-  "-mabi=lp64d",
-  "-mcmodel=medany", // the C companions run at 0x80000000
-  "-nostdlib",
-  "-nostartfiles",
-  "-static",
-  "-fno-pie",
-  "-no-pie",
-  "-ffreestanding",
-  "-O2",
-  "-Wl,--build-id=none,--no-warn-rwx-segments",
-];
+const GCC_FLAGS = BARE_METAL_GCC_FLAGS;
+/** Block-compiler thresholds each program also runs at (the default, JIT_THRESHOLD, is `tsvm run`'s). */
+const FORCED_JIT_THRESHOLDS = [1, 2, 16];
+/** The largest program retires a few million instructions: past this it hangs. */
+const FORCED_MAX_INSTRUCTIONS = 200_000_000;
 const QEMU_TIMEOUT_MS = 30_000;
 /** The emulator is far slower than QEMU's JIT; the programs are small, so this is still a hang guard. */
 const TSVM_TIMEOUT_MS = 120_000;
@@ -108,6 +101,18 @@ function assertPassed(where: string, name: string, r: SpawnSyncReturns<string>):
   assert.match(r.stdout, /PASS/, `${name} on ${where}: exit code 0 but no PASS on the UART\n${output}`);
 }
 
+/** assertPassed for a run in this process: the power-off code stands for the exit status. */
+function assertBareMetalPassed(where: string, name: string, r: BareMetalResult): void {
+  assert.ok(r.event !== null, `${name} on ${where}: no report after ${r.executed} instructions\n${r.output}`);
+  const status = r.event.kind === "poweroff" || r.event.kind === "htif-exit" ? r.event.code : null;
+  assertPassed(where, name, {
+    status,
+    signal: null,
+    stdout: r.output,
+    stderr: "",
+  } as SpawnSyncReturns<string>);
+}
+
 const gccFound = commandWorks(GCC, ["--version"]);
 const qemuFound = commandWorks(QEMU, ["--version"]);
 const tsvmBin = join(root, "bin", "tsvm");
@@ -137,6 +142,29 @@ if (noGcc) {
         });
         assertPassed("tsvm", name, r);
       });
+      // The same program with the block compiler forced on, in this process: every block compiled before
+      // the start (compiled code runs from the first jump on, where the compiler takes the instructions),
+      // then with the compiler's own counting at low thresholds (a start compiled when reached again).
+      const elfBytes = new Uint8Array(readFileSync(elf));
+      await t.test("tsvm, every block compiled when first reached", () => {
+        const r = runBareMetal(`${name}.elf`, elfBytes, {
+          compileFirstTime: true,
+          maxInstructions: FORCED_MAX_INSTRUCTIONS,
+        });
+        assertBareMetalPassed("tsvm (compiled when first reached)", name, r);
+        assert.ok(r.board.harts[0]!.blockCache!.compiled > 0, `${name}: nothing compiled`);
+      });
+      for (const jitThreshold of FORCED_JIT_THRESHOLDS) {
+        await t.test(`tsvm, compiling at ${jitThreshold}`, () => {
+          const r = runBareMetal(`${name}.elf`, elfBytes, {
+            jitThreshold,
+            maxInstructions: FORCED_MAX_INSTRUCTIONS,
+          });
+          assertBareMetalPassed(`tsvm (JIT threshold ${jitThreshold})`, name, r);
+          if (jitThreshold === 1)
+            assert.ok(r.board.harts[0]!.blockCache!.compiled > 0, `${name}: nothing compiled`);
+        });
+      }
     });
   }
 }

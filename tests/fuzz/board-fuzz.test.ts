@@ -15,6 +15,7 @@ import { haveCrossAssembler } from "../../src/engines/riscv/cross-assembler.ts";
 import { type PowerEvent, RiscvVirtBoard } from "../../src/machine/boards/riscv-virt.ts";
 import { MemoryBlockBackend } from "../../src/machine/devices/virtio/memory-block-backend.ts";
 import type { Clock } from "../../src/machine/ports.ts";
+import { BARE_METAL_GCC_FLAGS } from "../compliance/bare-metal-run.ts";
 import { skipUnless } from "../skip-unless.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -52,19 +53,9 @@ function compile(): Program {
     execFileSync(
       GCC,
       [
-        "-march=rv64gc",
-        "-mabi=lp64d",
-        "-mcmodel=medany",
-        "-nostdlib",
-        "-nostartfiles",
-        "-static",
-        "-fno-pie",
-        "-no-pie",
-        "-ffreestanding",
-        "-O2",
+        ...BARE_METAL_GCC_FLAGS,
         "-Wall",
         "-Werror",
-        "-Wl,--build-id=none,--no-warn-rwx-segments",
         "-T",
         join(here, "board-fuzz.ld"),
         "-o",

@@ -1,5 +1,6 @@
 // NAT and port forwards with a real Linux guest through the daemon (bin/tsvm): a download from a server on
-// the host's 127.0.0.1 at the gateway (sha256 compared), host curl to the guest's httpd through a TCP
+// the host's 127.0.0.1 at the gateway and an upload to it (sha256 compared, in 64 KiB frames at the NAT
+// card's MTU), ping of the gateway (passt's ping sockets), host curl to the guest's httpd through a TCP
 // forward, a UDP forward that answers, forwards refused (privileged port, a port another VM or a process
 // holds), passt killed with kill -9 (restarted, an event, the VM RUNNING, the network working again), and a
 // clone of a memory snapshot with its own MAC whose agent is not held up by the card's after-restore job.
@@ -7,6 +8,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { type AddressInfo, createServer as createTcpServer } from "node:net";
 import { after, test } from "node:test";
@@ -28,6 +30,36 @@ const server = createServer((req, res) => {
 await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
 const blobPort = (server.address() as AddressInfo).port;
 after(() => server.close());
+
+// A TCP sink for the guest's upload: the sha256 of the first blob-sized stream, then it closes.
+let uploaded: (sha: string) => void = () => {};
+const sink = createTcpServer((s) => {
+  const hash = createHash("sha256");
+  let n = 0;
+  s.on("data", (b) => {
+    hash.update(b);
+    n += b.length;
+    if (n >= blob.length) {
+      s.end();
+      uploaded(n === blob.length ? hash.digest("hex") : `${n} bytes`);
+    }
+  });
+  s.on("error", () => {});
+});
+await new Promise<void>((resolve) => sink.listen(0, "127.0.0.1", resolve));
+const sinkPort = (sink.address() as AddressInfo).port;
+after(() => sink.close());
+
+/** passt answers ICMP echo through ping sockets: its group (nobody's when the daemon is root) must be in
+ *  net.ipv4.ping_group_range, which scripts/setup-host.sh sets. */
+function pingSocketsAllowed(): boolean {
+  const [lo, hi] = readFileSync("/proc/sys/net/ipv4/ping_group_range", "utf8")
+    .trim()
+    .split(/\s+/)
+    .map(Number);
+  const gid = process.getuid?.() === 0 ? 65534 : (process.getgid?.() ?? 0);
+  return lo! <= gid && gid <= hi!;
+}
 
 /** A port on 127.0.0.1 free now (the kernel's choice, let go at once). */
 async function freePort(): Promise<number> {
@@ -122,6 +154,25 @@ test("NAT, TCP and UDP forwards, refusals, passt kill -9, a clone of a memory sn
     "the guest's eth0 has the MAC",
   );
   assert.match(await download("web"), new RegExp(`^${blobSha}\\s+/tmp/blob`, "m"));
+  // The NAT card tells Linux passt's MTU: the upload leaves in frames of up to 64 KiB.
+  assert.equal((await exec("web", "cat /sys/class/net/eth0/mtu")).trim(), "65520");
+  const gw = (await exec("web", GATEWAY)).trim();
+  const sha = new Promise<string>((resolve) => {
+    uploaded = resolve;
+  });
+  await exec("web", `nc ${gw} ${sinkPort} </tmp/blob`);
+  assert.equal(await sha, blobSha, "the upload arrived whole");
+  const sent = await exec(
+    "web",
+    "cat /sys/class/net/eth0/statistics/tx_bytes /sys/class/net/eth0/statistics/tx_packets",
+  );
+  const [txBytes, txPackets] = sent.trim().split("\n").map(Number);
+  assert.ok(txBytes! / txPackets! > 1514, `frames larger than Ethernet's (${txBytes} bytes in ${txPackets})`);
+  assert.ok(
+    pingSocketsAllowed(),
+    "net.ipv4.ping_group_range excludes passt's group: run scripts/setup-host.sh",
+  );
+  assert.match(await exec("web", `ping -c 1 -W 10 ${gw}`), /1 packets transmitted, 1 packets received/);
 
   // The guest's services through the forwards: busybox httpd (TCP) and a UDP echo (nc runs cat on each datagram's peer).
   await exec(

@@ -2,7 +2,7 @@
 // reaches the host's network stack) get their addresses from the switch's DHCP and fetch a page from each
 // other by VM name (busybox httpd and wget); a VM on another network reaches neither, by name or by
 // address; a guest flooding the network with broadcasts leaves its neighbours' traffic intact, its excess
-// dropped by the switch's rate limit and counted.
+// dropped by the switch's rate limit and counted; a guest's own reboot gets its hosts block back.
 import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -130,4 +130,18 @@ test("VMs on one private network reach each other by name; another network's VM 
   const inUse = await tsvm("network", "delete", "lab");
   assert.equal(inUse.code, 1);
   assert.match(inUse.stderr, /the network 'lab' has cards of the VMs 'a', 'b'; delete those VMs first/);
+
+  // A guest that reboots by itself (no status changes) gets its block again once its agent is back. Its
+  // disk keeps the last block, so the block is taken out first: only the daemon can put it back.
+  await exec(
+    "a",
+    "sed -i '/^# tsvm network begin$/,/^# tsvm network end$/d' /etc/hosts; (sleep 1; reboot) </dev/null >/dev/null 2>&1 &",
+  );
+  await until("a's block written again after its reboot", async () =>
+    /^# tsvm network begin\n10\.77\.0\.3 b\n# tsvm network end$/m.test(await exec("a", "cat /etc/hosts"))
+      ? true
+      : undefined,
+  );
+  const log = await tsvm("logs", "a");
+  assert.equal(log.stdout.match(/Linux version/g)?.length, 2, "a booted twice: its own reboot");
 });

@@ -170,3 +170,38 @@ test("export is a streamed download with its exact length; import is insert?sour
     (e: Error) => e instanceof ApiError && e.reason === "already-exists",
   );
 });
+
+test("import of a VM with a card on a network the target lacks: invalid-network, or dropMissingNetworks", async () => {
+  await waitDone(source, await source.insertNetwork({ name: "lab" }));
+  await waitDone(
+    source,
+    await source.insertInstance({
+      name: "lan",
+      machineType: "t1-micro",
+      networkInterfaces: [{ network: "nat" }, { network: "lab" }],
+    }),
+  );
+  await waitDone(source, await source.instanceAction("lan", "stop"));
+  const file = await raw(source, "GET", "/instances/lan/export");
+  assert.equal(file.status, 200);
+
+  const missing = await raw(target, "POST", "/instances?source=archive", file.body);
+  assert.equal(missing.status, 400);
+  conforms("Error", JSON.parse(missing.body.toString()));
+  const error = JSON.parse(missing.body.toString()).error;
+  assert.equal(error.errors[0].reason, "invalid-network");
+  assert.match(error.message, /network 'lab', which this host does not have/);
+  const flag = await raw(target, "POST", "/instances?source=archive&dropMissingNetworks=maybe", file.body);
+  assert.equal(flag.status, 400);
+  assert.equal(JSON.parse(flag.body.toString()).error.errors[0].reason, "invalid-argument");
+  await assert.rejects(target.getInstance("lan"), (e: Error) => e instanceof ApiError && e.status === 404);
+
+  const op = await target.importInstance(Readable.from([file.body]), { dropMissingNetworks: true });
+  assert.equal(op.error, null);
+  const vm = await target.getInstance("lan");
+  conforms("Instance", vm);
+  assert.deepEqual(
+    vm.networkInterfaces.map((c) => c.network),
+    ["nat"],
+  );
+});

@@ -7,6 +7,13 @@ import { stat } from "node:fs/promises";
 import { basename, dirname } from "node:path";
 
 export const PASST_PATH = "/usr/bin/passt";
+/**
+ * The MTU passt is told to use (its own default): the largest IPv4 packet that, with the stream protocol's
+ * 4-byte length and an Ethernet header, fits 64 KiB. The NAT card gets the same MTU, which Linux takes from
+ * it (VIRTIO_NET_F_MTU): 64 KiB frames carry a bulk transfer in a 43rd of the frames 1500 bytes would, and
+ * the emulated guest's cost is mostly per frame (docs/performance.md).
+ */
+export const PASST_MTU = 65520;
 /** The account passt changes to when started as root (it refuses to keep root). */
 const NOBODY_UID = 65534;
 const NOBODY_GID = 65534;
@@ -87,9 +94,9 @@ export class PasstProcess {
     // The socket is named relative to passt's working directory (its directory): as root, passt binds it
     // after changing to nobody, who may not be allowed to traverse the directories above.
     const a = ["--foreground", "--quiet", "--stderr", "--socket", basename(this.options.socketPath)];
-    // Our card takes Ethernet frames up to 1514 bytes: a guest that took passt's default MTU (65520) from
-    // DHCP would send frames the card drops.
-    a.push("--mtu", "1500");
+    // The NAT card's MTU is the same (its frames are at most PASST_MTU + 14 bytes), and passt's DHCP
+    // announces it (option 26).
+    a.push("--mtu", String(PASST_MTU));
     // passt quits when its client goes: a VMM killed outright leaves no passt behind (a parent-death
     // signal would not do, as the change to nobody clears it). The next client finds it restarted.
     a.push("--one-off");

@@ -496,3 +496,14 @@ test("hostile version-2 lines: malformed ACK/VERSION/OUT fail open sessions (kil
     assert.equal(await session.exit, 0, `seed ${seed}`);
   }
 });
+
+test("onHello is told each HELLO (each boot of the guest), with its version; a bad HELLO is no boot", () => {
+  const hellos: number[] = [];
+  const client = new GuestAgentClient(() => {}, { onHello: (v) => hellos.push(v) });
+  client.receive(ascii("HELLO tsvm-agent 2\n"));
+  client.receive(ascii("PONG 1\n"));
+  client.receive(ascii("HELLO tsvm-agent 3\nHELLO tsvm-ag"));
+  assert.deepEqual(hellos, [2]);
+  client.receive(ascii("ent 1\n"));
+  assert.deepEqual(hellos, [2, 1], "a HELLO split across reads, after a reboot into an older image");
+});

@@ -100,6 +100,11 @@ export type { AgentSession } from "./agent-session.ts";
 export interface GuestAgentClientOptions {
   /** Told about every line from the guest that breaks the protocol (for a log); the client carries on. */
   readonly onProtocolError?: (message: string) => void;
+  /**
+   * Told each time the agent says HELLO: it (re)opened its port, at boot — the first boot, or a reboot the
+   * guest did by itself, which its host sees nowhere else.
+   */
+  readonly onHello?: (version: number) => void;
 }
 
 interface RunningExec {
@@ -156,12 +161,14 @@ export class GuestAgentClient {
     forget: (id) => this.sessions.delete(id),
   };
   private readonly onProtocolError: (message: string) => void;
+  private readonly onHelloListener: (version: number) => void;
 
   constructor(
     private readonly send: (bytes: Uint8Array) => void,
     options: GuestAgentClientOptions = {},
   ) {
     this.onProtocolError = options.onProtocolError ?? (() => {});
+    this.onHelloListener = options.onHello ?? (() => {});
   }
 
   /** Whether the agent has shown itself (HELLO or PONG) since this client was made. */
@@ -641,6 +648,7 @@ export class GuestAgentClient {
       new GuestAgentError("AGENT_RESTARTED", "the guest agent restarted while the session ran"),
     );
     this.endDrain();
+    this.onHelloListener(version);
   }
 }
 

@@ -59,8 +59,13 @@ export interface RiscvEngineOptions {
   /** Adds a virtio-console: port 0's output goes to `sink`; named ports (e.g. a guest agent) after it. */
   readonly virtioConsole?: { readonly sink: CharSink; readonly ports?: readonly VirtioConsolePortConfig[] };
   /** Network cards (virtio-net, eth0 first) and where their frames go. The engine sets each backend's
-   *  onFrame; closing the backends is the caller's. */
-  readonly nics?: readonly { readonly mac: Uint8Array; readonly backend: FrameBackend }[];
+   *  onFrame; closing the backends is the caller's. `mtu` is the card's (default 1500): what its backend
+   *  carries. */
+  readonly nics?: readonly {
+    readonly mac: Uint8Array;
+    readonly mtu?: number;
+    readonly backend: FrameBackend;
+  }[];
   /** A guest reset reboots the machine in place (default) or ends the run with exit reason "reset". */
   readonly onReset?: "reboot" | "exit";
   /** Called after each in-place reboot (the guest asked for a reset). */
@@ -184,7 +189,11 @@ export class RiscvEngine implements Engine {
       entropy: cryptoEntropy,
       disks: (options.disks ?? []).map((d) => new WakingBlockBackend(d, wake)),
       virtioConsole: options.virtioConsole,
-      nics: (options.nics ?? []).map((n) => ({ mac: n.mac, port: { send: (f) => n.backend.send(f) } })),
+      nics: (options.nics ?? []).map((n) => ({
+        mac: n.mac,
+        ...(n.mtu !== undefined ? { mtu: n.mtu } : {}),
+        port: { send: (f) => n.backend.send(f) },
+      })),
       ram: options.ram,
     });
     this.board.onPower = (event) => this.onPower(event);
@@ -288,7 +297,7 @@ export class RiscvEngine implements Engine {
    */
   private attachNic(nic: VirtioNet, backend: FrameBackend): void {
     backend.onFrame = (frame) => {
-      if (this.current !== "running" || !nic.canReceive()) return false;
+      if (this.current !== "running" || !nic.canReceive(frame.length)) return false;
       // A frame the card refuses as malformed is dropped (counted by the card), not held.
       nic.receive(frame);
       this.wake();

@@ -23,10 +23,28 @@ export interface ImportHost {
   /** Whether a VM of this host already has the id. */
   idTaken(id: string): boolean;
   /**
+   * The cards the imported VM (the exported record, under the id it gets here) has on this host: its
+   * private cards' networks checked and their addresses taken until `release` (PrivateNetworks
+   * .cardsForImport). Throws when a card's network is missing here (unless `dropMissingNetworks`).
+   */
+  cardsFor(
+    exported: VmRecord,
+    vm: { readonly id: string; readonly name: string },
+    options: { readonly dropMissingNetworks: boolean; readonly savedMemory: boolean },
+  ): { readonly cards: VmRecord["networkInterfaces"]; readonly release: () => void };
+  /**
    * Runs the insert operation of the imported VM: `commit` moves it into place, then the Hypervisor makes it
    * known (its slot, its disk held, its first event). Resolves with the operation, DONE.
    */
   insert(record: VmRecord, commit: () => Promise<void>): Promise<OperationView>;
+}
+
+/** What an import is asked for besides its file (Hypervisor.importVm). */
+export interface ImportOptions {
+  /** The VM's name here (default: the exported VM's). */
+  readonly name?: string;
+  /** Leave out the cards on private networks this host does not have, instead of refusing the import. */
+  readonly dropMissingNetworks?: boolean;
 }
 
 export class VmArchives {
@@ -58,11 +76,12 @@ export class VmArchives {
   /** See Hypervisor.importVm. */
   async import(
     input: AsyncIterable<Uint8Array>,
-    options: { name?: string },
+    options: ImportOptions,
     host: ImportHost,
   ): Promise<OperationView> {
     if (options.name !== undefined) host.checkNameFree(options.name);
     let reserved: string | undefined;
+    let releaseCards = () => {};
     try {
       const staged = await stageImport(input, {
         home: this.home,
@@ -76,16 +95,27 @@ export class VmArchives {
               "invalid-engine",
               `the exported VM runs on the engine '${manifest.vm.engine.slice(0, 80)}', which this daemon does not have (available: ${engines.join(", ") || "none"}); nothing was created`,
             );
+          // The same VM moved keeps its id, unless this host already has a VM with it (imported twice).
+          const id = host.idTaken(manifest.vm.id) ? randomUUID() : manifest.vm.id;
+          const { cards, release } = host.cardsFor(
+            manifest.vm,
+            { id, name },
+            {
+              dropMissingNetworks: options.dropMissingNetworks === true,
+              savedMemory: manifest.files.some((f) => /^vm\/(?:snapshots\/[^/]+\/)?state\//.test(f.path)),
+            },
+          );
+          releaseCards = release;
           this.importing.add(name);
           reserved = name;
-          // The same VM moved keeps its id, unless this host already has a VM with it (imported twice).
-          return { name, id: host.idTaken(manifest.vm.id) ? randomUUID() : manifest.vm.id };
+          return { name, id, networkInterfaces: cards };
         },
       });
       // No garbage collection may run between the nodes' arrival in disks/ and the VM's that reaches them.
       return await host.insert(staged.record, () => this.nodes.exclusive(() => staged.commit()));
     } finally {
       if (reserved !== undefined) this.importing.delete(reserved);
+      releaseCards();
     }
   }
 }

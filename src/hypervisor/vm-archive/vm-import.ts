@@ -28,16 +28,20 @@ import { serializeVmRecord, type VmRecord, withHistory } from "../vm-record.ts";
 import { ArchiveError, ImportWriteError } from "./archive-format.ts";
 import { type ArchiveManifest, hostByteOrder } from "./archive-manifest.ts";
 import { type ArchiveFileSink, type ArchiveSink, readArchive } from "./archive-reader.ts";
-import { interfacesForCopy } from "../network-interfaces.ts";
 
 export interface ImportTarget {
   /** The data directory (TSVM_HOME): staging happens in it, under `.tmp-import-…` (removed after a crash). */
   readonly home: string;
   /**
    * Called with the manifest before any file is written: checks that the VM can be recreated here and
-   * reserves its name (throws to refuse). Returns the name and id the VM gets.
+   * reserves its name (throws to refuse). Returns the name and id the VM gets, and its network cards here
+   * (undefined for a VM from before network cards).
    */
-  accept(manifest: ArchiveManifest): { readonly name: string; readonly id: string };
+  accept(manifest: ArchiveManifest): {
+    readonly name: string;
+    readonly id: string;
+    readonly networkInterfaces: VmRecord["networkInterfaces"];
+  };
   readonly now?: () => Date;
 }
 
@@ -66,7 +70,7 @@ const VM_DISK_BACKING = /^\.\.\/\.\.\/disks\/([a-z0-9-]{1,80}\.(?:qcow2|raw))$/;
 
 /** Writes each file of the archive into the staging tree, verified bytes only. */
 class StagingSink implements ArchiveSink {
-  accepted: { name: string; id: string } | undefined;
+  accepted: ReturnType<ImportTarget["accept"]> | undefined;
   /** The file being written, closed by `end` or, when the import fails mid-file, by `closeOpen`. */
   private current: FileHandle | undefined;
 
@@ -250,12 +254,10 @@ export async function stageImport(
       throw new ArchiveError(`its snapshot list is unusable: ${(e as Error).message}`);
     }
     await checkDiskChains(staging, vmDir, snapshotNodes);
-    // The same VM moved keeps its network cards' MACs; a second copy here (a new id) is another machine on
-    // the same networks and gets new ones, as a clone does (docs/networking.md).
-    const copied = accepted.id === exported.id ? {} : newMacsOf(exported.networkInterfaces);
+    const cards = accepted.networkInterfaces;
     const record: VmRecord = {
       ...exported,
-      ...copied,
+      ...(cards === undefined ? {} : { networkInterfaces: cards }),
       name: accepted.name,
       id: accepted.id,
       statusMessage: "",
@@ -335,10 +337,4 @@ async function* readingErrors(input: AsyncIterable<Uint8Array>): AsyncGenerator<
     if (next.done) return;
     yield next.value;
   }
-}
-
-/** The record fields giving a copy of a VM new MACs on the same networks (none for a VM without cards). */
-function newMacsOf(cards: VmRecord["networkInterfaces"]): Pick<VmRecord, "networkInterfaces"> {
-  const networkInterfaces = interfacesForCopy(cards, new Set());
-  return networkInterfaces === undefined ? {} : { networkInterfaces };
 }

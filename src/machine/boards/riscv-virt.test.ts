@@ -443,6 +443,8 @@ test("loadState refuses a state of another configuration and changes nothing", (
 test("configuration errors read as messages for the user", () => {
   assert.throws(() => boot("j .", { harts: 0 }), /1 to 8 CPUs/);
   assert.throws(() => boot("j .", { memoryBytes: 1000 }), /whole number of MiB/);
+  assert.throws(() => boot("j .", { jitThreshold: 0 }), /JIT threshold must be a whole number from 1, not 0/);
+  assert.equal(boot("j .", { jitThreshold: 7 }).board.harts[0]!.blockCache!.threshold, 7);
   assert.throws(
     () => boot("j .", { kernel: { name: "junk.bin", bytes: new Uint8Array(100) } }),
     /junk\.bin is not a RISC-V Linux Image or ELF executable/,

@@ -64,11 +64,16 @@ export interface RiscvVirtConfig {
   readonly mmuType?: string;
   /** Compile hot guest code to JavaScript (riscv/block-compiler.ts); default true. */
   readonly jit?: boolean;
+  /** Executions of a block start before it is compiled (default JIT_THRESHOLD of riscv/block-cache.ts);
+   * tests force compilation of nearly all code with 1 or 2. */
+  readonly jitThreshold?: number;
 }
 
 /** What the board asks of its host. */
 export interface RiscvVirtHost {
   readonly clock: Clock;
+  /** The RTC's date: host wall time in ms since the Unix epoch (default Date.now); a test fixes it. */
+  readonly wallClockMs?: () => number;
   /** UART0's output (the serial console). */
   readonly console: CharSink;
   readonly entropy: EntropySource;
@@ -80,7 +85,7 @@ export interface RiscvVirtHost {
    * Network cards (virtio-net), eth0 first. They take the virtio slots after every other device, so the
    * states of machines without cards keep their slots (and keep loading).
    */
-  readonly nics?: readonly { readonly mac: Uint8Array; readonly port: NetworkPort }[];
+  readonly nics?: readonly { readonly mac: Uint8Array; readonly mtu?: number; readonly port: NetworkPort }[];
   /**
    * Guest RAM's memory, exactly `memoryBytes` (default: a new ArrayBuffer). A host restoring a saved state
    * passes the state's RAM here (e.g. mapped from its file, read by the host kernel on first touch) and
@@ -171,12 +176,20 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
         "bad-config",
         `memory must be a whole number of MiB from ${VIRT_MIN_MEMORY / 2 ** 20}M to ${VIRT_MAX_MEMORY / 2 ** 20}M`,
       );
+    const { jitThreshold } = config;
+    if (jitThreshold !== undefined && !(Number.isSafeInteger(jitThreshold) && jitThreshold >= 1))
+      throw new MachineError(
+        "bad-config",
+        `the JIT threshold must be a whole number from 1, not ${jitThreshold}`,
+      );
     this.ram = new GuestRam(VIRT_DRAM_BASE, memoryBytes, host.ram);
     // A buffer from the host holds what the host put there, not zeros.
     this.ramTouched = host.ram !== undefined;
     this.bus = new PhysBus(this.ram);
     for (let h = 0; h < harts; h++)
       this.harts.push(new Rv64Hart(h, this.bus, this, { jit: config.jit !== false }));
+    const blocks = this.harts[0]!.blockCache;
+    if (blocks !== null && jitThreshold !== undefined) blocks.threshold = jitThreshold;
     this.instretBase = new Array(harts).fill(0);
 
     const line = (hart: Rv64Hart, bit: number): IrqLine => {
@@ -193,7 +206,7 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
     this.plic = new Plic(this.harts.flatMap((h) => [line(h, MIP_MEIP), line(h, MIP_SEIP)]));
     this.uart = new Uart16550(host.console, this.plic.sourceLine(UART0_IRQ));
     this.test = new SifiveTest((kind, code) => this.power(kind === "reset" ? { kind } : { kind, code }));
-    this.rtc = new GoldfishRtc(host.clock, this.plic.sourceLine(RTC_IRQ));
+    this.rtc = new GoldfishRtc(host.clock, this.plic.sourceLine(RTC_IRQ), host.wallClockMs);
 
     this.bus.map(MROM_BASE, MROM_SIZE, this.rom);
     this.bus.map(VIRT_TEST.base, VIRT_TEST.size, this.test);
@@ -208,7 +221,10 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       this.virtioConsole = new VirtioConsole(host.virtioConsole.sink, { ports: host.virtioConsole.ports });
       devices.push(this.virtioConsole);
     }
-    for (const nic of host.nics ?? []) this.nics.push(new VirtioNet(nic.port, { mac: nic.mac }));
+    for (const nic of host.nics ?? [])
+      this.nics.push(
+        new VirtioNet(nic.port, { mac: nic.mac, ...(nic.mtu !== undefined ? { mtu: nic.mtu } : {}) }),
+      );
     devices.push(...this.nics);
     if (devices.length > VIRTIO_COUNT)
       throw new MachineError(

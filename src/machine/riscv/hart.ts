@@ -15,6 +15,7 @@ import {
   type CompiledBlock,
   DM_MASK as IMPORTED_DM_MASK,
 } from "./block-cache.ts";
+import { DebugTriggers, type DebugTriggersState } from "./debug-triggers.ts";
 import { executeFp as importedExecuteFp } from "./fpu.ts";
 import * as md from "./mul-div-64.ts";
 import * as spec from "./priv-spec.ts";
@@ -180,7 +181,8 @@ const S_SCAUSE = 12;
 const CSR_SLOTS = 13;
 
 export interface Rv64HartState extends ComponentState {
-  readonly version: 1;
+  /** 2 added `triggers`; a version 1 state loads with the triggers reset. */
+  readonly version: 1 | 2;
   readonly hartId: number;
   readonly x: Int32Array;
   readonly fr: Int32Array;
@@ -207,6 +209,7 @@ export interface Rv64HartState extends ComponentState {
   readonly cycleOffset: number;
   readonly instretOffset: number;
   readonly wfi: boolean;
+  readonly triggers?: DebugTriggersState;
 }
 
 /** Options of a hart. */
@@ -262,6 +265,8 @@ export class Rv64Hart implements BlockCacheClient {
   private excCause = 0;
   private excTvalLo = 0;
   private excTvalHi = 0;
+  /** tselect, tdata1–3, tinfo (debug-triggers.ts). */
+  private readonly triggers = new DebugTriggers();
   /** Scratch results of csrRead. */
   private csrLo = 0;
   private csrHi = 0;
@@ -362,6 +367,7 @@ export class Rv64Hart implements BlockCacheClient {
     this.cycleOffset = 0;
     this.instretOffset = 0;
     this.wfi = false;
+    this.triggers.reset();
     this.resValid = false;
     this.satpMode = SATP_MODE_BARE;
     this.satpRoot = 0;
@@ -1831,6 +1837,10 @@ export class Rv64Hart implements BlockCacheClient {
           const k = (csr - CSR_PMPADDR0) * 2;
           lo = this.pmpaddr[k];
           hi = this.pmpaddr[k + 1];
+        } else if (DebugTriggers.handles(csr)) {
+          this.triggers.read(csr);
+          lo = this.triggers.lo;
+          hi = this.triggers.hi;
         } else this.illegal(insn);
     }
     this.csrLo = lo;
@@ -1954,7 +1964,7 @@ export class Rv64Hart implements BlockCacheClient {
           const k = (csr - CSR_PMPADDR0) * 2;
           this.pmpaddr[k] = lo;
           this.pmpaddr[k + 1] = hi & 0x3fffff;
-        }
+        } else if (DebugTriggers.handles(csr)) this.triggers.write(csr, lo, hi);
       // mhpmcounter/mhpmevent: writes ignored (read-only-zero implementation).
     }
   }
@@ -1975,7 +1985,7 @@ export class Rv64Hart implements BlockCacheClient {
 
   saveState(): Rv64HartState {
     return {
-      version: 1,
+      version: 2,
       hartId: this.hartId,
       x: this.x.slice(),
       fr: this.fr.slice(),
@@ -2000,13 +2010,18 @@ export class Rv64Hart implements BlockCacheClient {
       cycleOffset: this.cycleOffset,
       instretOffset: this.instretOffset,
       wfi: this.wfi,
+      triggers: this.triggers.saveState(),
     };
   }
 
   /** Restores a saved hart. The reservation is cleared and the TLBs flushed. */
   loadState(s: Rv64HartState): void {
     const id = `hart${this.hartId}`;
-    checkState(s && s.version === 1, id, `version ${s?.version} is not supported (expected 1)`);
+    checkState(
+      s && (s.version === 1 || s.version === 2),
+      id,
+      `version ${s?.version} is not supported (expected 1 or 2)`,
+    );
     checkState(s.hartId === this.hartId, id, `it belongs to hart ${s.hartId}`);
     checkState(s.x instanceof Int32Array && s.x.length === 64, id, "x must be an Int32Array of 64");
     checkState(s.fr instanceof Int32Array && s.fr.length === 64, id, "fr must be an Int32Array of 64");
@@ -2039,6 +2054,9 @@ export class Rv64Hart implements BlockCacheClient {
       id,
       `satp mode ${satpMode} is not supported`,
     );
+    // Loads (or resets) the triggers first: it validates before it changes anything, as the rest does.
+    if (s.version === 2) this.triggers.loadState(s.triggers as DebugTriggersState, id);
+    else this.triggers.reset();
 
     this.x.set(s.x);
     this.fr.set(s.fr);

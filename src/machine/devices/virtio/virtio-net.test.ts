@@ -10,6 +10,8 @@ import {
   VIRTIO_NET_F_CSUM,
   VIRTIO_NET_F_GUEST_CSUM,
   VIRTIO_NET_F_MAC,
+  VIRTIO_NET_F_MRG_RXBUF,
+  VIRTIO_NET_F_MTU,
   VIRTIO_NET_HDR_F_DATA_VALID,
   VIRTIO_NET_HDR_F_NEEDS_CSUM,
   VIRTIO_NET_F_STATUS,
@@ -33,19 +35,22 @@ const MAC = new Uint8Array([0x02, 0x11, 0x22, 0x33, 0x44, 0x55]);
 
 const ALL = (1n << 64n) - 1n;
 
-function setup(wanted = ALL) {
+function setup(wanted = ALL, options: { mtu?: number; rxSize?: number } = {}) {
   const ram = new GuestRam(0x8000_0000, 4 << 20);
   let irqs = 0;
   const irq = new CallbackIrqLine((level) => {
     if (level) irqs++;
   });
   const sent: Uint8Array[] = [];
-  const nic = new VirtioNet({ send: (f) => sent.push(f.slice()) }, { mac: MAC });
+  const nic = new VirtioNet(
+    { send: (f) => sent.push(f.slice()) },
+    { mac: MAC, ...(options.mtu !== undefined ? { mtu: options.mtu } : {}) },
+  );
   const mmio = new VirtioMmio("virtio_mmio@10008000", nic, ram, irq);
   const drv = new VirtioTestDriver(mmio, ram);
   const features = drv.negotiate(wanted);
   assert.ok(features !== null);
-  const rx = drv.setupQueue(VIRTIO_NET_RX);
+  const rx = drv.setupQueue(VIRTIO_NET_RX, options.rxSize);
   const tx = drv.setupQueue(VIRTIO_NET_TX);
   drv.driverOk();
   return { ram, mmio, drv, nic, rx, tx, sent, features, irqs: () => irqs };
@@ -68,11 +73,11 @@ function withHeader(f: Uint8Array, flags = 0, gsoType = 0): Uint8Array {
   return b;
 }
 
-test("the card offers checksum offloads, MAC and STATUS (no segmentation) and shows its MAC and link up", () => {
+test("the card offers checksum offloads, MTU, MAC, mergeable buffers and STATUS (no segmentation) and shows its MAC, link up and MTU", () => {
   const { mmio, drv, features } = setup();
   assert.equal(mmio.read(VIRTIO_MMIO_DEVICE_ID, 4), VIRTIO_ID_NET);
   const bits = [VIRTIO_F_VERSION_1, VIRTIO_F_INDIRECT_DESC, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM];
-  bits.push(VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS);
+  bits.push(VIRTIO_NET_F_MTU, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_STATUS);
   assert.equal(
     features,
     bits.reduce((a, b) => a | (1n << BigInt(b)), 0n),
@@ -82,6 +87,83 @@ test("the card offers checksum offloads, MAC and STATUS (no segmentation) and sh
     [...MAC],
   );
   assert.equal(drv.config16(6), VIRTIO_NET_S_LINK_UP);
+  assert.equal(drv.config16(10), 1500, "Ethernet's MTU unless the host says otherwise");
+  assert.equal(setup(ALL, { mtu: 65520 }).drv.config16(10), 65520);
+});
+
+test("an MTU outside 68..65535 is refused", () => {
+  for (const mtu of [67, 65536, 1500.5, Number.NaN])
+    assert.throws(() => new VirtioNet({ send() {} }, { mac: MAC, mtu }), /MTU is 68\.\.65535/);
+});
+
+test("the frame limit is the card's MTU + 14 both ways: 64 KiB frames on a card with MTU 65520, 1514 by default", () => {
+  const big = setup(ALL, { mtu: 65520 });
+  const f = frame(65534, 3);
+  big.drv.add(big.tx, [{ data: withHeader(f) }]);
+  big.drv.add(big.tx, [{ data: withHeader(frame(65535)) }]);
+  big.drv.kick(big.tx);
+  assert.deepEqual(big.sent, [f]);
+  assert.equal(big.nic.stats.txDropped, 1);
+  assert.equal(big.nic.receive(frame(65535)), false);
+  const small = setup();
+  small.drv.add(small.tx, [{ data: withHeader(frame(ETH_MAX_FRAME + 1)) }]);
+  small.drv.kick(small.tx);
+  assert.deepEqual(small.sent, []);
+  assert.equal(small.nic.stats.txDropped, 1);
+});
+
+test("mergeable buffers: a 64 KiB frame spreads over page-sized buffers with num_buffers in the first; it waits until enough are posted", () => {
+  const { drv, rx, nic } = setup(ALL, { mtu: 65520 });
+  const f = frame(65534, 9);
+  for (let i = 0; i < 10; i++) drv.add(rx, [{ writable: 4096 }]);
+  assert.equal(nic.canReceive(f.length), false, "10 pages hold less than 64 KiB");
+  assert.equal(nic.canReceive(60), true);
+  for (let i = 0; i < 10; i++) drv.add(rx, [{ writable: 4096 }]);
+  assert.equal(nic.canReceive(f.length), true);
+  assert.equal(nic.receive(f), true);
+  const used = drv.takeUsed(rx);
+  const need = VIRTIO_NET_HDR_SIZE + f.length;
+  const count = Math.ceil(need / 4096);
+  assert.deepEqual(
+    used.map((u) => u.len),
+    [...Array.from({ length: count - 1 }, () => 4096), need - 4096 * (count - 1)],
+  );
+  const got = new Uint8Array(need);
+  for (const [i, u] of used.entries()) got.set(drv.get(u.buffers[0]!.addr, u.len), 4096 * i);
+  assert.deepEqual([...got.subarray(0, VIRTIO_NET_HDR_SIZE)], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, count, 0]);
+  assert.deepEqual(got.subarray(VIRTIO_NET_HDR_SIZE), f);
+  // The buffers not needed stay posted: a small frame takes one.
+  assert.equal(nic.receive(frame(60)), true);
+  assert.deepEqual(
+    drv.takeUsed(rx).map((u) => u.len),
+    [VIRTIO_NET_HDR_SIZE + 60],
+  );
+  assert.equal(drv.get(used[0]!.buffers[0]!.addr + 10, 1)[0], count);
+});
+
+test("mergeable buffers that can never hold a frame: the first is returned empty and the frame dropped", () => {
+  const { drv, rx, nic } = setup(ALL, { mtu: 65520, rxSize: 8 });
+  for (let i = 0; i < 8; i++) drv.add(rx, [{ writable: 1526 }]);
+  assert.equal(
+    nic.canReceive(20000),
+    true,
+    "a full ring of buffers that can never hold it: taken and dropped",
+  );
+  assert.equal(nic.receive(frame(20000)), false);
+  assert.deepEqual(
+    drv.takeUsed(rx).map((u) => u.len),
+    [0],
+  );
+  const tiny = setup(ALL, { rxSize: 8 });
+  tiny.drv.add(tiny.rx, [{ writable: 8 }]);
+  tiny.drv.add(tiny.rx, [{ writable: 1526 }]);
+  assert.equal(tiny.nic.receive(frame(60)), false, "a first buffer smaller than the header");
+  assert.equal(tiny.nic.receive(frame(60)), true);
+  assert.deepEqual(
+    tiny.drv.takeUsed(tiny.rx).map((u) => u.len),
+    [0, VIRTIO_NET_HDR_SIZE + 60],
+  );
+  assert.equal(tiny.nic.stats.rxDropped, 1);
 });
 
 test("transmit: frames leave without the header, in order, split over buffers or through an indirect table", () => {
@@ -175,8 +257,8 @@ test("receive checksum: DATA_VALID only for a segment whose checksum was checked
   }
 });
 
-test("receive: a frame lands behind a 12-byte header with num_buffers 1; too-small buffers are returned empty", () => {
-  const { drv, rx, nic, irqs } = setup();
+test("receive without mergeable buffers: a frame lands behind a 12-byte header with num_buffers 1; too-small buffers are returned empty", () => {
+  const { drv, rx, nic, irqs } = setup(ALL & ~(1n << BigInt(VIRTIO_NET_F_MRG_RXBUF)));
   drv.add(rx, [{ writable: 1526 }]);
   drv.add(rx, [{ writable: 6 }, { writable: 6 }, { writable: 2000 }]);
   drv.add(rx, [{ writable: 100 }]);
@@ -274,6 +356,23 @@ test("hostile rings: random descriptor tables never throw out of the card; frame
     const s = nic.stats;
     assert.ok(s.txFrames + s.txDropped >= 0 && s.rxFrames <= 1);
   }
+});
+
+test("a state saved before MTU and mergeable buffers were offered restores into a NAT card: one buffer a frame, 1514 bytes", () => {
+  const old = setup(ALL & ~((1n << BigInt(VIRTIO_NET_F_MTU)) | (1n << BigInt(VIRTIO_NET_F_MRG_RXBUF))));
+  old.drv.add(old.rx, [{ writable: 1526 }]);
+  old.drv.add(old.rx, [{ writable: 1526 }]);
+  const saved = structuredClone(old.mmio.saveState());
+  const ram = old.ram;
+  const nic = new VirtioNet({ send() {} }, { mac: MAC, mtu: 65520 });
+  const mmio = new VirtioMmio("virtio_mmio@10008000", nic, ram, new CallbackIrqLine(() => {}));
+  mmio.loadState(saved);
+  assert.equal(nic.receive(frame(ETH_MAX_FRAME, 4)), true);
+  assert.equal(nic.receive(frame(4000)), false, "a 1526-byte buffer cannot hold it");
+  assert.deepEqual(
+    old.drv.takeUsed(old.rx).map((u) => u.len),
+    [VIRTIO_NET_HDR_SIZE + ETH_MAX_FRAME, 0],
+  );
 });
 
 test("state round-trips and rejects unknown versions", () => {

@@ -1,6 +1,6 @@
 // A virtio network card (VIRTIO 1.2 §5.1) with one receive and one transmit queue, a MAC address, link
-// status and checksum offloads both ways, and no segmentation offloads: every frame is a whole Ethernet
-// frame of at most 1514 bytes behind a 12-byte struct virtio_net_hdr.
+// status, an MTU, checksum offloads both ways and mergeable receive buffers, and no segmentation offloads:
+// every frame is a whole Ethernet frame of at most MTU + 14 bytes behind a 12-byte struct virtio_net_hdr.
 
 import type { AccessWidth } from "../../bus/mmio-device.ts";
 import { MachineError } from "../../base/machine-error.ts";
@@ -14,6 +14,7 @@ import { DescriptorChain } from "./virtqueue.ts";
 // §5.1.3 feature bits.
 export const VIRTIO_NET_F_CSUM = 0;
 export const VIRTIO_NET_F_GUEST_CSUM = 1;
+export const VIRTIO_NET_F_MTU = 3;
 export const VIRTIO_NET_F_MAC = 5;
 export const VIRTIO_NET_F_MRG_RXBUF = 15;
 export const VIRTIO_NET_F_STATUS = 16;
@@ -32,15 +33,24 @@ export const VIRTIO_NET_HDR_SIZE = 12;
 export const VIRTIO_NET_RX = 0;
 export const VIRTIO_NET_TX = 1;
 
-/** The smallest and largest Ethernet frame (without FCS) this card carries: a header, at most 1500 bytes. */
+/** The smallest Ethernet frame (without FCS) a card carries: a header. */
 export const ETH_MIN_FRAME = 14;
-export const ETH_MAX_FRAME = 1514;
+export const ETH_HEADER = 14;
+/** The default MTU (Ethernet's), and the frame it makes: a header and at most 1500 bytes. */
+export const ETH_MTU = 1500;
+export const ETH_MAX_FRAME = ETH_HEADER + ETH_MTU;
+/** The MTUs a card may have: IPv4's least (RFC 791's 68) to IP's largest packet. */
+export const MIN_MTU = 68;
+export const MAX_MTU = 65535;
 
 const QUEUE_SIZE = 256;
 
 export interface VirtioNetOptions {
   /** The card's MAC address, 6 bytes. */
   readonly mac: Uint8Array;
+  /** The largest IP packet the card carries (VIRTIO_NET_F_MTU), MIN_MTU..MAX_MTU; default ETH_MTU. Frames
+   *  longer than mtu + 14 are dropped both ways. */
+  readonly mtu?: number;
 }
 
 export interface VirtioNetStats {
@@ -59,11 +69,15 @@ export interface VirtioNetState extends ComponentState {
 export class VirtioNet implements VirtioDevice {
   readonly deviceId = VIRTIO_ID_NET;
   // Checksums cost the emulated guest a loop over every byte it sends and receives; done here they cost
-  // the host a fraction of that (bench/net.ts). Segmentation offloads would need larger frames.
+  // the host a fraction of that. The guest's cost is mostly per frame, not per byte (bench/net.ts): a large
+  // MTU (VIRTIO_NET_F_MTU sets the guest's) carries the same bytes in fewer frames, and mergeable receive
+  // buffers let Linux receive them into page-sized buffers instead of 64 KiB ones.
   readonly featuresLo =
     ((1 << VIRTIO_NET_F_CSUM) |
       (1 << VIRTIO_NET_F_GUEST_CSUM) |
+      (1 << VIRTIO_NET_F_MTU) |
       (1 << VIRTIO_NET_F_MAC) |
+      (1 << VIRTIO_NET_F_MRG_RXBUF) |
       (1 << VIRTIO_NET_F_STATUS)) >>>
     0;
   readonly featuresHi = 0;
@@ -82,11 +96,13 @@ export class VirtioNet implements VirtioDevice {
   private attached = false;
   private txChain!: DescriptorChain;
   private rxChain!: DescriptorChain;
-  /** §5.1.4 struct virtio_net_config: mac[6], le16 status. */
-  private readonly config = new Uint8Array(8);
+  /** §5.1.4 struct virtio_net_config: mac[6], le16 status, le16 max_virtqueue_pairs, le16 mtu. */
+  private readonly config = new Uint8Array(12);
+  /** The largest frame the card carries: its MTU and an Ethernet header. */
+  readonly maxFrame: number;
   /** One transmitted frame, header included; handed to the port as a view valid during `send` only. */
-  private readonly txBuffer = new Uint8Array(VIRTIO_NET_HDR_SIZE + ETH_MAX_FRAME);
-  /** The header written before every received frame: no flags, GSO_NONE, num_buffers 1. */
+  private readonly txBuffer: Uint8Array;
+  /** The header written before every received frame: flags, GSO_NONE, num_buffers. */
   private readonly rxHeader = new Uint8Array(VIRTIO_NET_HDR_SIZE);
 
   constructor(
@@ -97,10 +113,22 @@ export class VirtioNet implements VirtioDevice {
       throw new MachineError("bad-config", "a network card's MAC address is 6 bytes");
     if ((options.mac[0]! & 1) !== 0)
       throw new MachineError("bad-config", "a network card's MAC address must be unicast");
+    const mtu = options.mtu ?? ETH_MTU;
+    if (!Number.isInteger(mtu) || mtu < MIN_MTU || mtu > MAX_MTU)
+      throw new MachineError("bad-config", `a network card's MTU is ${MIN_MTU}..${MAX_MTU}, not ${mtu}`);
+    this.maxFrame = ETH_HEADER + mtu;
+    this.txBuffer = new Uint8Array(VIRTIO_NET_HDR_SIZE + this.maxFrame);
     this.config.set(options.mac, 0);
     this.config[6] = VIRTIO_NET_S_LINK_UP;
-    // §5.1.6: "If VIRTIO_NET_F_MRG_RXBUF is not negotiated … num_buffers … MUST be 1" (as QEMU writes it).
-    this.rxHeader[10] = 1;
+    // max_virtqueue_pairs: 1 (only meaningful with VIRTIO_NET_F_MQ, which is not offered; QEMU says 1 too).
+    this.config[8] = 1;
+    this.config[10] = mtu & 0xff;
+    this.config[11] = mtu >>> 8;
+  }
+
+  /** The card's MTU. */
+  get mtu(): number {
+    return this.maxFrame - ETH_HEADER;
   }
 
   /** The card's MAC address (a copy). */
@@ -134,49 +162,102 @@ export class VirtioNet implements VirtioDevice {
 
   // ---- host → guest ----
 
-  /** Whether a frame given now would find a receive buffer. */
-  canReceive(): boolean {
-    return this.attached && this.transport.active && this.transport.queue(VIRTIO_NET_RX).hasAvailable();
+  /**
+   * Whether a frame of `length` bytes given now would be taken: it finds receive buffers (with mergeable
+   * buffers: enough of them to hold it), or never could (then `receive` drops it). False while the card is
+   * not running.
+   */
+  canReceive(length = ETH_MIN_FRAME): boolean {
+    if (!this.attached || !this.transport.active) return false;
+    // A frame the card never carries is taken and dropped at once, whatever the buffers.
+    if (length < ETH_MIN_FRAME || length > this.maxFrame) return true;
+    if (!this.transport.negotiated(VIRTIO_NET_F_MRG_RXBUF))
+      return this.transport.queue(VIRTIO_NET_RX).hasAvailable();
+    return this.mergeableBuffersFor(VIRTIO_NET_HDR_SIZE + length) !== 0;
   }
 
   /**
-   * Host → guest: one Ethernet frame (no virtio header) into the guest's next receive buffer. Returns false
-   * when it was dropped (counted): no receive buffer, the card is not running, or not a frame it carries.
+   * With VIRTIO_NET_F_MRG_RXBUF: how many of the available receive buffers, in order, hold `need` bytes;
+   * 0 when the guest has not posted enough yet; -1 when it never will (a full ring of them holds less, or
+   * the first cannot hold the header) or the ring is corrupt.
+   */
+  private mergeableBuffersFor(need: number): number {
+    const q = this.transport.queue(VIRTIO_NET_RX);
+    const n = q.availableCount();
+    const chain = this.rxChain;
+    let total = 0;
+    for (let k = 0; k < n; k++) {
+      if (!q.peek(k, chain)) return -1;
+      // Guest-controlled: every buffer's size. §5.1.6.3.1: with VIRTIO_NET_F_MRG_RXBUF "each buffer MUST
+      // be at least the size of the struct virtio_net_hdr".
+      if (k === 0 && chain.writeTotal < VIRTIO_NET_HDR_SIZE) return -1;
+      total += chain.writeTotal;
+      if (total >= need) return k + 1;
+    }
+    return n === q.size ? -1 : 0;
+  }
+
+  /**
+   * Host → guest: one Ethernet frame (no virtio header) into the guest's next receive buffer (or buffers,
+   * with mergeable buffers). Returns false when it was dropped (counted): no receive space, the card is not
+   * running, or not a frame it carries.
    */
   receive(frame: Uint8Array): boolean {
-    if (frame.length < ETH_MIN_FRAME || frame.length > ETH_MAX_FRAME || !this.canReceive()) {
-      this.stats.rxDropped++;
-      return false;
-    }
+    if (
+      frame.length < ETH_MIN_FRAME ||
+      frame.length > this.maxFrame ||
+      !this.attached ||
+      !this.transport.active
+    )
+      return this.dropRx();
     const q = this.transport.queue(VIRTIO_NET_RX);
     const chain = this.rxChain;
-    if (!q.pop(chain)) {
-      // The ring was corrupt: the queue is broken and the transport asked for a device reset.
-      this.stats.rxDropped++;
-      return false;
+    const need = VIRTIO_NET_HDR_SIZE + frame.length;
+    const mergeable = this.transport.negotiated(VIRTIO_NET_F_MRG_RXBUF);
+    // §5.1.6: "If VIRTIO_NET_F_MRG_RXBUF is not negotiated … num_buffers … MUST be 1" (as QEMU writes it).
+    let buffers = 1;
+    if (mergeable) {
+      buffers = this.mergeableBuffersFor(need);
+      if (buffers === 0) return this.dropRx();
     }
+    // The ring was corrupt when this fails: the queue is broken and the transport asked for a device reset.
+    if (!q.pop(chain)) return this.dropRx();
     // Guest-controlled: the buffer's size. §5.1.6.3.1: without VIRTIO_NET_F_MRG_RXBUF (and without GSO),
     // "the driver SHOULD populate the receive queue(s) with buffers of at least 1526 bytes"; a smaller one
-    // is returned empty and the frame dropped.
-    const need = VIRTIO_NET_HDR_SIZE + frame.length;
-    let ok = chain.writeTotal >= need;
-    if (ok) {
-      // §5.1.6.4: with VIRTIO_NET_F_GUEST_CSUM the device may set DATA_VALID, "the checksum … has been
-      // validated": only for a TCP or UDP segment whose checksum was checked right here.
-      this.rxHeader[0] =
-        this.transport.negotiated(VIRTIO_NET_F_GUEST_CSUM) && transportChecksumValid(frame)
-          ? VIRTIO_NET_HDR_F_DATA_VALID
-          : 0;
-      chain.copyTo(0, this.rxHeader, 0, VIRTIO_NET_HDR_SIZE);
-      chain.copyTo(VIRTIO_NET_HDR_SIZE, frame, 0, frame.length);
+    // is returned empty and the frame dropped, as is the first of mergeable buffers that can never do.
+    if (buffers < 0 || (!mergeable && chain.writeTotal < need)) {
+      q.push(chain.head, 0);
+      this.transport.usedBuffers(VIRTIO_NET_RX);
+      return this.dropRx();
     }
-    q.push(chain.head, ok ? need : 0);
+    // §5.1.6.4: with VIRTIO_NET_F_GUEST_CSUM the device may set DATA_VALID, "the checksum … has been
+    // validated": only for a TCP or UDP segment whose checksum was checked right here.
+    this.rxHeader[0] =
+      this.transport.negotiated(VIRTIO_NET_F_GUEST_CSUM) && transportChecksumValid(frame)
+        ? VIRTIO_NET_HDR_F_DATA_VALID
+        : 0;
+    this.rxHeader[10] = buffers & 0xff;
+    this.rxHeader[11] = buffers >>> 8;
+    chain.copyTo(0, this.rxHeader, 0, VIRTIO_NET_HDR_SIZE);
+    let done = chain.copyTo(VIRTIO_NET_HDR_SIZE, frame, 0, frame.length);
+    q.push(chain.head, VIRTIO_NET_HDR_SIZE + done);
+    // The buffers were counted above; each is returned as soon as it is filled (the guest reads none before
+    // the interrupt below, and reads num_buffers entries from the first).
+    for (let i = 1; i < buffers; i++) {
+      if (!q.pop(chain)) return this.dropRx();
+      const n = chain.copyTo(0, frame, done, frame.length - done);
+      q.push(chain.head, n);
+      done += n;
+    }
     this.transport.usedBuffers(VIRTIO_NET_RX);
-    if (ok) {
-      this.stats.rxFrames++;
-      this.stats.rxBytes += frame.length;
-    } else this.stats.rxDropped++;
-    return ok;
+    this.stats.rxFrames++;
+    this.stats.rxBytes += frame.length;
+    return true;
+  }
+
+  private dropRx(): false {
+    this.stats.rxDropped++;
+    return false;
   }
 
   // ---- guest → host ----
@@ -191,7 +272,7 @@ export class VirtioNet implements VirtioDevice {
       const total = chain.readTotal;
       // Guest-controlled: the chain's size, header fields. A frame that is too short or too long, or a
       // header asking for checksum or segmentation offloads this card never offered, is dropped.
-      if (total < VIRTIO_NET_HDR_SIZE + ETH_MIN_FRAME || total > VIRTIO_NET_HDR_SIZE + ETH_MAX_FRAME) {
+      if (total < VIRTIO_NET_HDR_SIZE + ETH_MIN_FRAME || total > VIRTIO_NET_HDR_SIZE + this.maxFrame) {
         this.stats.txDropped++;
         q.push(chain.head, 0);
         continue;

@@ -245,6 +245,31 @@ export class Virtqueue {
   }
 
   /**
+   * How many chains the driver has made available that the device has not taken (0 when the queue is not
+   * ready). Breaks the queue and returns 0 when the available index moved by more than the queue size.
+   */
+  availableCount(): number {
+    if (!this.ready) return 0;
+    const pending = (this.ram.view.getUint16(this.availOff + 2, true) - this.lastAvailIdx) & 0xffff;
+    // Guest-controlled: avail idx, as in pop.
+    if (pending > this.size) {
+      this.fail(`available index moved by ${pending}, more than the queue size ${this.size}`);
+      return 0;
+    }
+    return pending;
+  }
+
+  /**
+   * Reads the `k`-th available chain the device has not taken (0: the one `pop` would take) into `chain`
+   * without taking it. The caller keeps `k < availableCount()`.
+   */
+  peek(k: number, chain: DescriptorChain): boolean {
+    if (!this.ready) return false;
+    const slot = (this.lastAvailIdx + k) & (this.size - 1);
+    return this.readChain(this.ram.view.getUint16(this.availOff + 4 + 2 * slot, true), chain);
+  }
+
+  /**
    * Walks the chain starting at descriptor `head` into `chain`, validating all of it (indices, cycles,
    * indirect tables, order, addresses and lengths) before the device may touch any buffer.
    */
