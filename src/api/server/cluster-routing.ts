@@ -38,6 +38,8 @@ export interface ClusterMember {
   readonly inventory: HostInventory;
 }
 
+/** How long an operation unknown here is looked for in etcd before it is answered not-found. */
+const OPERATION_LOOKUP_MS = 2000;
 const INSTANCE_PATH = new RegExp(`^${API_BASE}/instances/([^/]+)(?:/.*)?$`);
 const OPERATION_PATH = new RegExp(`^${API_BASE}/operations/([^/]+)(?:/wait)?$`);
 
@@ -184,12 +186,19 @@ export class ClusterRouting {
       // not this host's
     }
     const prefix = this.member.plane.key("operations/");
-    const keys = await this.member.plane.call(`find operation ${id.slice(0, 80)}`, (c) =>
-      c.getAll().prefix(prefix).keys(),
-    );
-    const key = keys.find((k) => k.endsWith(`/${id}`));
-    const host = key?.slice(prefix.length).split("/")[0];
-    return host === undefined || host === this.member.host ? undefined : host;
+    // A host answers with a new operation before its record reaches etcd (the journal writes it a moment
+    // later), so a client told of it by one host and asking another may be early: look for a while.
+    const deadline = Date.now() + OPERATION_LOOKUP_MS;
+    for (;;) {
+      const keys = await this.member.plane.call(`find operation ${id.slice(0, 80)}`, (c) =>
+        c.getAll().prefix(prefix).keys(),
+      );
+      const key = keys.find((k) => k.endsWith(`/${id}`));
+      const host = key?.slice(prefix.length).split("/")[0];
+      if (host !== undefined) return host === this.member.host ? undefined : host;
+      if (Date.now() > deadline) return undefined;
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   /** Where an insert goes: a clone to its source's host (its files are there), else `host` or the scheduler's pick. */
