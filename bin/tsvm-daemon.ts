@@ -4,6 +4,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { dataDir } from "../src/api/data-dir.ts";
 import { runDaemon } from "../src/api/server/daemon.ts";
+import type { ClusterOptions } from "../src/api/server/cluster-join.ts";
+import { parseArgs } from "node:util";
 import { bundleStamp } from "../scripts/bundle.ts";
 import { ensureWebBuild } from "../scripts/build-web.ts";
 
@@ -33,8 +35,32 @@ const spareVmm =
     ? undefined
     : { codeStamp: bundleDir ? () => bundleDir : () => bundleStamp(root) };
 
+/** `--cluster URL --host NAME --listen ADDR:PORT --token-file FILE` (checked whole by `tsvm daemon`). */
+function clusterOptions(): ClusterOptions | undefined {
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    options: {
+      cluster: { type: "string" },
+      host: { type: "string" },
+      listen: { type: "string" },
+      "token-file": { type: "string" },
+    },
+    strict: true,
+  });
+  if (values.cluster === undefined) return undefined;
+  const leaseTtl = Number(process.env.TSVM_LEASE_TTL_SECONDS);
+  return {
+    url: values.cluster,
+    host: values.host ?? "",
+    listen: values.listen ?? "",
+    tokenFile: values["token-file"] ?? "",
+    ...(Number.isInteger(leaseTtl) && leaseTtl > 0 ? { leaseTtlSeconds: leaseTtl } : {}),
+  };
+}
+
 try {
   await runDaemon({
+    cluster: clusterOptions(),
     home: dataDir(),
     ...(bundleDir
       ? { vmmEntry: join(bundleDir, "src/hypervisor/vmm-main.mjs"), nodeArgs: vmmNodeArgs, typeScriptVmm }

@@ -8,6 +8,7 @@ import { type RawData, WebSocket } from "ws";
 import { apiSocketPath } from "./data-dir.ts";
 import type {
   ApiErrorBody,
+  ClusterHostList,
   EventList,
   EventStreamGap,
   ExecChunk,
@@ -155,6 +156,9 @@ export class ApiClient {
   }
   listMachineTypes(): Promise<MachineTypeList> {
     return this.call("GET", "/machineTypes");
+  }
+  listHosts(): Promise<ClusterHostList> {
+    return this.call("GET", "/hosts");
   }
   getHost(): Promise<HostInfo> {
     return this.call("GET", "/host");

@@ -103,6 +103,25 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
     { status: 409, meaning: "A VM (or a snapshot of that VM), or a network, of that name exists." },
   ],
   [
+    "revision-conflict",
+    {
+      status: 409,
+      meaning:
+        "The VM's record changed meanwhile elsewhere (in a cluster: on another host); nothing was written, retry.",
+    },
+  ],
+  [
+    "host-unavailable",
+    {
+      status: 409,
+      meaning: "In a cluster: the host named for a new VM is DRAINING or DOWN and takes no new VMs.",
+    },
+  ],
+  [
+    "host-name-taken",
+    { status: 409, meaning: "A daemon joining a cluster named a host that a live host of the cluster has." },
+  ],
+  [
     "port-in-use",
     {
       status: 409,
@@ -196,8 +215,23 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
     { status: 503, meaning: "The VM's VMM went away during the request; the VM is being repaired, retry." },
   ],
   [
+    "control-plane-unavailable",
+    {
+      status: 503,
+      meaning:
+        "A cluster's etcd cannot be reached: the change was not made (running VMs keep running); retry when etcd is back.",
+    },
+  ],
+  [
     "daemon-restarted",
     { status: 503, meaning: "The operation was interrupted by a daemon restart; its VM was settled, retry." },
+  ],
+  [
+    "host-unreachable",
+    {
+      status: 502,
+      meaning: "In a cluster: the host that runs the VM did not answer a forwarded request.",
+    },
   ],
   // Too slow.
   [

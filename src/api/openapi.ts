@@ -426,6 +426,17 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
   },
   {
     method: "GET",
+    path: `${API_BASE}/hosts`,
+    operationId: "hosts.list",
+    summary:
+      "The cluster's hosts: status (UP, DRAINING, DOWN), capacity, what is used, VMs (docs/cluster.md)",
+    description:
+      "A daemon not in a cluster answers with its one host, 'local'. In a cluster every host answers for all.",
+    answer: { json: "ClusterHostList" },
+    errors: ["control-plane-unavailable"],
+  },
+  {
+    method: "GET",
     path: `${API_BASE}/host`,
     operationId: "host.get",
     summary: "Host capacity and what is in use",

@@ -21,6 +21,8 @@ Options:
   --memory SIZE           memory, e.g. 128M, 1G (32 MiB to 2 GiB)
   --image NAME            image to copy the root disk from (default: default)
   --engine NAME           engine to run the VM (default: the daemon's, riscv)
+  --host NAME             in a cluster, the host to run the VM on (default: the scheduler places it on
+                          the UP host with the most free memory; tsvm hosts list)
   --cpu-cap PERCENT       CPU cap in percent of one host core, e.g. 50%
   --cpu-weight N          share under contention, 1-10000 (default 100)
   --no-automatic-restart  after a crash, stay TERMINATED instead of booting again
@@ -54,6 +56,7 @@ export async function createCommand(argv: string[]): Promise<number> {
     name: positionals[0]!,
   };
   if (values["machine-type"] !== undefined) req.machineType = values["machine-type"];
+  if (values.host !== undefined) req.host = values.host;
   if (values.cpus !== undefined) {
     if (!/^\d+$/.test(values.cpus)) return usage(`--cpus must be a whole number (got '${values.cpus}')`);
     req.cpus = Number(values.cpus);
@@ -97,6 +100,7 @@ function parse(argv: string[]) {
       memory: { type: "string" },
       image: { type: "string" },
       engine: { type: "string" },
+      host: { type: "string" },
       ...SCHEDULING_OPTIONS,
       ...NETWORK_OPTIONS,
       async: { type: "boolean" },

@@ -1,5 +1,6 @@
 // How CLI commands reach the daemon: its Unix socket in the data directory, starting the daemon in the
-// background when none runs (so that no command needs a separate setup step).
+// background when none runs (so that no command needs a separate setup step); or a remote daemon's API
+// (TSVM_API_URL, remote-api.ts), never started from here.
 
 import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync } from "node:fs";
@@ -7,6 +8,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ApiClient, ApiError } from "../api/client.ts";
 import { daemonLogPath, dataDir } from "../api/data-dir.ts";
+import { remoteEndpoint } from "./remote-api.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -43,10 +45,16 @@ async function answers(client: ApiClient): Promise<boolean> {
 }
 
 /**
- * A client of the data directory's daemon; starts the daemon in the background first when none answers
+ * A client of the remote API when one is named (remote-api.ts), else of the data directory's daemon; starts the daemon in the background first when none answers
  * (and `autoStart`), telling the user on stderr.
  */
 export async function connectDaemon(autoStart = true, home = dataDir()): Promise<ApiClient> {
+  const remote = remoteEndpoint();
+  if (remote) {
+    const client = new ApiClient(remote);
+    if (await answers(client)) return client;
+    throw new ApiError(0, "unreachable", `the tsvm API at ${process.env.TSVM_API_URL} does not answer`);
+  }
   const client = ApiClient.forDataDir(home);
   if (await answers(client)) return client;
   if (!autoStart) throw new ApiError(0, "unreachable", `no tsvm daemon runs for ${home}`);

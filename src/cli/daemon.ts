@@ -3,16 +3,20 @@
 
 import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
+import { resolve } from "node:path";
 import { ApiClient } from "../api/client.ts";
 import { type DaemonRecord, daemonLockPath, daemonRecordPath, dataDir } from "../api/data-dir.ts";
 import { lockHolders } from "../engines/backends/file-lock.ts";
 import { daemonCommandLine } from "./daemon-connection.ts";
 import { fail } from "./output.ts";
-import { parseCommandLine } from "./parse-command-line.ts";
+import { parseCommandLine, UsageError } from "./parse-command-line.ts";
 
 const HELP = `Usage: tsvm daemon           run the daemon in the foreground (logs on stderr; Ctrl-C stops it)
        tsvm daemon stop      stop the running daemon; VMs keep running and are re-attached later
        tsvm daemon status    say whether a daemon runs, with its pid and endpoints
+       tsvm daemon --cluster URL --host NAME --listen ADDR:PORT --token-file FILE
+                             run as host NAME of the cluster whose etcd is at URL (docs/cluster.md): the
+                             API on ADDR:PORT with the cluster's token (the same file on every host)
 
 The daemon serves the API on $TSVM_HOME/api.sock. Commands that need it start it in the background when
 none runs. $TSVM_HOME/config.json configures it (capacity, TCP port, stop timeout; see docs/hypervisor.md).
@@ -34,17 +38,41 @@ function runningDaemon(home: string): number | undefined {
   return lockHolders(daemonLockPath(home))[0];
 }
 
+/** The daemon's cluster options, passed on to its process: all four or none (UsageError). */
+function clusterArguments(values: Record<string, string | boolean | undefined>, sub: boolean): string[] {
+  const names = ["cluster", "host", "listen", "token-file"] as const;
+  const given = names.filter((n) => values[n] !== undefined);
+  if (given.length === 0) return [];
+  if (sub) throw new UsageError(`--${given[0]} is an option of 'tsvm daemon' alone, not of stop or status`);
+  const missing = names.filter((n) => values[n] === undefined);
+  if (missing.length > 0)
+    throw new UsageError(
+      `joining a cluster needs --cluster, --host, --listen and --token-file; missing: ${missing.map((n) => `--${n}`).join(", ")}`,
+    );
+  return names.flatMap((n) => [
+    `--${n}`,
+    n === "token-file" ? resolve(String(values[n])) : String(values[n]),
+  ]);
+}
+
 export async function daemonCommand(argv: string[]): Promise<number> {
   let positionals: string[];
   let help: boolean | undefined;
+  let cluster: string[];
   try {
-    ({
-      positionals,
-      values: { help },
-    } = parseCommandLine("daemon", argv, {
+    let values: Record<string, string | boolean | undefined>;
+    ({ positionals, values } = parseCommandLine("daemon", argv, {
       allowPositionals: true,
-      options: { help: { type: "boolean", short: "h" } },
+      options: {
+        help: { type: "boolean", short: "h" },
+        cluster: { type: "string" },
+        host: { type: "string" },
+        listen: { type: "string" },
+        "token-file": { type: "string" },
+      },
     }));
+    help = values.help as boolean | undefined;
+    cluster = clusterArguments(values, positionals.length > 0);
   } catch (e) {
     return fail("daemon", e, true);
   }
@@ -63,7 +91,10 @@ export async function daemonCommand(argv: string[]): Promise<number> {
 
   if (sub === undefined) {
     const { command, args } = daemonCommandLine();
-    const child = spawn(command, args, { stdio: "inherit", env: { ...process.env, TSVM_HOME: home } });
+    const child = spawn(command, [...args, ...cluster], {
+      stdio: "inherit",
+      env: { ...process.env, TSVM_HOME: home },
+    });
     const forward = (signal: NodeJS.Signals) => child.kill(signal);
     process.on("SIGINT", forward);
     process.on("SIGTERM", forward);

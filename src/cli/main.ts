@@ -1,6 +1,7 @@
 // Entry of the tsvm command line: dispatches to one file per command.
 
 import type { InstanceAction } from "./instance-action.ts";
+import { takeRemoteOptions } from "./remote-api.ts";
 
 const HELP = `tsvm — a hypervisor written in TypeScript
 
@@ -29,9 +30,13 @@ Commands:
   update       change a stopped VM's port forwards
   machine-types      list the machine types
   web          serve the web console and print its one-time login URL
+  hosts        list the cluster's hosts (status, capacity, used, VMs): tsvm hosts list
   version      print tsvm's version (also tsvm --version)
 
 Run 'tsvm help <command>' or 'tsvm <command> --help' for a command's options.
+
+Global options: --api-url http://HOST:PORT and --token-file FILE (or TSVM_API_URL, TSVM_API_TOKEN_FILE) run
+the command against that daemon's API, e.g. a cluster host's (docs/cluster.md), instead of $TSVM_HOME's.
 `;
 
 type Command = (argv: string[]) => Promise<number> | number;
@@ -58,6 +63,7 @@ const COMMANDS = new Map<string, Command>([
   ["operations", async (argv) => (await import("./operations.ts")).operationsCommand(argv)],
   ["events", async (argv) => (await import("./events.ts")).eventsCommand(argv)],
   ["daemon", async (argv) => (await import("./daemon.ts")).daemonCommand(argv)],
+  ["hosts", async (argv) => (await import("./hosts.ts")).hostsCommand(argv)],
   ["logs", async (argv) => (await import("./logs.ts")).logsCommand(argv)],
   ["top", async (argv) => (await import("./top.ts")).topCommand(argv)],
   ["console", async (argv) => (await import("./console.ts")).consoleCommand(argv)],
@@ -75,7 +81,13 @@ const COMMANDS = new Map<string, Command>([
   ["version", async (argv) => (await import("./version.ts")).versionCommand(argv)],
 ]);
 
-export async function main(argv: string[]): Promise<number> {
+export async function main(args: string[]): Promise<number> {
+  let argv: string[];
+  try {
+    argv = takeRemoteOptions(args);
+  } catch (e) {
+    return unknown((e as Error).message);
+  }
   const [command, ...rest] = argv;
   if (command === undefined || command === "--help" || command === "-h") {
     process.stdout.write(HELP);

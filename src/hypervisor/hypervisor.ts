@@ -28,7 +28,6 @@ import {
   NAT_NETWORK,
 } from "./network-interfaces.ts";
 import {
-  FileOperationJournal,
   type Operation,
   type OperationJournal,
   OperationRegistry,
@@ -222,7 +221,7 @@ export class Hypervisor {
    * and settles VMs left in a transitional state by a daemon that died mid-operation.
    */
   static async open(config: HypervisorConfig): Promise<Hypervisor> {
-    const saved = await FileOperationJournal.open(join(config.store.home, "operations"));
+    const saved = await config.store.openOperations();
     for (const problem of saved.unreadable)
       process.stderr.write(`ignoring an unreadable operation record: ${problem}\n`);
     let hv: Hypervisor | undefined;

@@ -145,7 +145,14 @@ export interface OperationJournal {
   remove(id: string): Promise<void>;
 }
 
-const OPERATION_ID_PATTERN = /^operation-\d{1,16}-[0-9a-f]{8}$/;
+/** A journal as opened: where to write, what it held, and the records it could not read (left as they are). */
+export interface OpenedJournal {
+  readonly journal: OperationJournal;
+  readonly views: OperationView[];
+  readonly unreadable: string[];
+}
+
+export const OPERATION_ID_PATTERN = /^operation-\d{1,16}-[0-9a-f]{8}$/;
 /** An operation record is a few hundred bytes; a bigger file is not one of ours and is not read. */
 const MAX_OPERATION_FILE_BYTES = 64 * 1024;
 const TEMP_PREFIX = ".tmp-";
@@ -158,9 +165,7 @@ export class FileOperationJournal implements OperationJournal {
    * Opens (creating) the journal directory, removes temp files a crash left, and reads every record. A file
    * that is not a valid record is reported in `unreadable` and left as it is (never overwritten).
    */
-  static async open(
-    dir: string,
-  ): Promise<{ journal: FileOperationJournal; views: OperationView[]; unreadable: string[] }> {
+  static async open(dir: string): Promise<OpenedJournal & { journal: FileOperationJournal }> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const views: OperationView[] = [];
     const unreadable: string[] = [];
@@ -179,8 +184,7 @@ export class FileOperationJournal implements OperationJournal {
         unreadable.push(`${path}: ${(e as Error).message}`);
       }
     }
-    views.sort((a, b) => operationIdMs(a.id) - operationIdMs(b.id) || a.id.localeCompare(b.id));
-    return { journal: new FileOperationJournal(dir), views, unreadable };
+    return { journal: new FileOperationJournal(dir), views: inCreationOrder(views), unreadable };
   }
 
   save(view: OperationView): Promise<void> {
@@ -190,6 +194,11 @@ export class FileOperationJournal implements OperationJournal {
   async remove(id: string): Promise<void> {
     await rm(join(this.dir, `${id}.json`), { force: true });
   }
+}
+
+/** Operations oldest first, as OperationRegistry.load takes them. */
+export function inCreationOrder(views: OperationView[]): OperationView[] {
+  return views.sort((a, b) => operationIdMs(a.id) - operationIdMs(b.id) || a.id.localeCompare(b.id));
 }
 
 /** The creation time in an operation id: unique and increasing within one daemon's life. */

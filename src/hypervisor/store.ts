@@ -24,6 +24,13 @@ import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from "node
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { HypervisorError } from "./hypervisor-error.ts";
+import { FileOperationJournal, type OpenedJournal } from "./operations.ts";
+import {
+  type BrokenVm,
+  RevisionConflictError,
+  type StoredVmRecord,
+  type VmRecordStore,
+} from "./vm-record-store.ts";
 import {
   CorruptRecordError,
   parseVmRecord,
@@ -169,17 +176,41 @@ export interface VmPaths {
   readonly vmm: string;
 }
 
-/** A VM directory whose definition cannot be used; listed so that a user sees it, never overwritten. */
-export interface BrokenVm {
-  readonly name: string;
-  readonly error: HypervisorError;
+export type { BrokenVm } from "./vm-record-store.ts";
+
+/**
+ * Where the records live besides the directories: the vm.json in each (the default), or elsewhere (etcd,
+ * cluster/etcd-vm-records.ts), when the directory holds only the VM's files on this host.
+ */
+export interface VmStoreOptions {
+  readonly records?: (store: VmStore) => VmRecordStore;
+  /** Where operations are journaled: `operations/` in the data directory unless given. */
+  readonly operations?: () => Promise<OpenedJournal>;
 }
 
+/**
+ * The data directory's VMs: their directories (paths, assembly, removal, crash leftovers) and their records,
+ * kept in `records` with compare-and-set by revision. The store remembers the revision of each record it
+ * read or wrote, so the hypervisor's writes fail (RevisionConflictError) rather than overwrite a change
+ * made elsewhere.
+ */
 export class VmStore {
   readonly vmsDir: string;
+  readonly records: VmRecordStore;
+  /** Whether the records are the directories' vm.json files (created and removed with them). */
+  private readonly recordsInDirectories: boolean;
+  private readonly revisions = new Map<string, number>();
+  /** Opens the operation journal (see VmStoreOptions.operations). */
+  readonly openOperations: () => Promise<OpenedJournal>;
 
-  private constructor(readonly home: string) {
+  private constructor(
+    readonly home: string,
+    options: VmStoreOptions,
+  ) {
     this.vmsDir = join(home, "vms");
+    this.recordsInDirectories = options.records === undefined;
+    this.records = options.records ? options.records(this) : new FileVmRecords(this);
+    this.openOperations = options.operations ?? (() => FileOperationJournal.open(join(home, "operations")));
   }
 
   /**
@@ -187,8 +218,8 @@ export class VmStore {
    * it and in `vms/` (half-assembled and half-deleted VM directories). Only the daemon, holding the data
    * directory's lock, may call it: those temp files are written by nothing else.
    */
-  static async open(home: string): Promise<VmStore> {
-    const store = new VmStore(resolve(home));
+  static async open(home: string, options: VmStoreOptions = {}): Promise<VmStore> {
+    const store = new VmStore(resolve(home), options);
     await mkdir(store.vmsDir, { recursive: true, mode: 0o700 });
     for (const dir of [store.home, store.vmsDir]) {
       for (const entry of await readdir(dir)) {
@@ -258,12 +289,120 @@ export class VmStore {
   }
 
   /**
+   * Creates the VM's directory and its record. With vm.json records the directory is assembled with its
+   * definition under a temp name and renamed into place, so a crash never leaves a VM directory without a
+   * definition; with records elsewhere the record is created first (that is where a name is taken), then
+   * the directory. Throws VmExistsError, changing nothing, when the name is taken.
+   */
+  async create(record: VmRecord): Promise<void> {
+    if (this.recordsInDirectories) {
+      this.revisions.set(record.name, await this.records.create(record));
+      return;
+    }
+    const paths = this.paths(record.name);
+    const revision = await this.records.create(record);
+    try {
+      // A directory left by a VM of this name that was removed while this host was away is not ours.
+      await rm(paths.dir, { recursive: true, force: true });
+      await mkdir(paths.dir, { mode: 0o700 });
+      await syncDir(this.vmsDir);
+    } catch (e) {
+      await this.records.remove(record.name, revision).catch(() => {});
+      throw e;
+    }
+    this.revisions.set(record.name, revision);
+  }
+
+  /** Reads and validates the record; VmNotFoundError or CorruptRecordError (the record is left as is). */
+  async read(name: string): Promise<VmRecord> {
+    checkVmName(name);
+    const { record, revision } = await this.records.read(name);
+    this.revisions.set(name, revision);
+    return record;
+  }
+
+  /**
+   * Replaces the record of an existing VM, at the revision this store last saw of it (read first when it has
+   * seen none); RevisionConflictError when it changed meanwhile elsewhere.
+   */
+  async write(record: VmRecord): Promise<void> {
+    checkVmName(record.name);
+    const expected = this.revisions.get(record.name) ?? (await this.records.read(record.name)).revision;
+    this.revisions.set(record.name, await this.records.write(record, expected));
+  }
+
+  /** Every VM by name; the broken ones separately with what is wrong with each. */
+  async list(): Promise<{ vms: VmRecord[]; broken: BrokenVm[] }> {
+    const { vms, broken } = await this.records.list();
+    for (const vm of vms) this.revisions.set(vm.record.name, vm.revision);
+    return { vms: vms.map((v) => v.record), broken };
+  }
+
+  /**
+   * Removes the VM's record and its directory with everything in it. With vm.json records the directory is
+   * first renamed to a temp name (atomic: the VM is gone at once, and a crash mid-way leaves only a temp
+   * directory that the next open removes); with records elsewhere the record goes first, then the files.
+   */
+  async remove(name: string): Promise<void> {
+    checkVmName(name);
+    if (this.recordsInDirectories) await this.records.remove(name);
+    else {
+      await this.records.remove(name, this.revisions.get(name));
+      await this.removeDirectory(name).catch((e) => {
+        if (!(e instanceof VmNotFoundError)) throw e;
+      });
+    }
+    this.revisions.delete(name);
+  }
+
+  /** Renames the VM's directory away (atomically), then removes it; VmNotFoundError when there is none. */
+  async removeDirectory(name: string): Promise<void> {
+    const paths = this.paths(name);
+    const temp = tempNameFor(paths.dir);
+    try {
+      await rename(paths.dir, temp);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new VmNotFoundError(name);
+      throw e;
+    }
+    await syncDir(this.vmsDir);
+    await rm(temp, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The records as each VM directory's vm.json. Only the daemon holding the data directory's lock writes
+ * them, so revisions are kept in memory: each record gets one when first seen, and a new one at each
+ * write; a store opened later numbers them afresh.
+ */
+export class FileVmRecords implements VmRecordStore {
+  private readonly revisions = new Map<string, number>();
+  private lastRevision = 0;
+
+  constructor(private readonly store: VmStore) {}
+
+  private revisionOf(name: string): number {
+    let revision = this.revisions.get(name);
+    if (revision === undefined) {
+      revision = ++this.lastRevision;
+      this.revisions.set(name, revision);
+    }
+    return revision;
+  }
+
+  private bump(name: string): number {
+    const revision = ++this.lastRevision;
+    this.revisions.set(name, revision);
+    return revision;
+  }
+
+  /**
    * Creates the VM's directory with its definition, atomically: the directory is assembled under a temp
    * name and renamed into place, so a crash never leaves a VM directory without a definition. Throws
    * VmExistsError, changing nothing, when the name is taken.
    */
-  async create(record: VmRecord): Promise<void> {
-    const paths = this.paths(record.name);
+  async create(record: VmRecord): Promise<number> {
+    const paths = this.store.paths(record.name);
     if (await exists(paths.dir)) throw new VmExistsError(record.name);
     const temp = tempNameFor(paths.dir);
     try {
@@ -277,12 +416,12 @@ export class VmStore {
       if (code === "ENOTEMPTY" || code === "EEXIST") throw new VmExistsError(record.name);
       throw e;
     }
-    await syncDir(this.vmsDir);
+    await syncDir(this.store.vmsDir);
+    return this.bump(record.name);
   }
 
-  /** Reads and validates the definition; VmNotFoundError or CorruptRecordError (the file is left as is). */
-  async read(name: string): Promise<VmRecord> {
-    const paths = this.paths(name);
+  async read(name: string): Promise<StoredVmRecord> {
+    const paths = this.store.paths(name);
     let text: string;
     try {
       const size = (await stat(paths.definition)).size;
@@ -308,21 +447,23 @@ export class VmStore {
         `it names the VM '${record.name}' but lies in the directory of '${name}'`,
       );
     }
-    return record;
+    return { record, revision: this.revisionOf(name) };
   }
 
-  /** Replaces the definition of an existing VM atomically. */
-  async write(record: VmRecord): Promise<void> {
-    const paths = this.paths(record.name);
+  /** Replaces the definition of an existing VM atomically, at `expectedRevision`. */
+  async write(record: VmRecord, expectedRevision: number): Promise<number> {
+    const paths = this.store.paths(record.name);
     if (!(await exists(paths.dir))) throw new VmNotFoundError(record.name);
+    const current = this.revisionOf(record.name);
+    if (current !== expectedRevision) throw new RevisionConflictError(record.name, expectedRevision, current);
     await writeFileAtomic(paths.definition, serializeVmRecord(record));
+    return this.bump(record.name);
   }
 
-  /** Every VM in the data directory, by name; the broken ones separately with what is wrong with each. */
-  async list(): Promise<{ vms: VmRecord[]; broken: BrokenVm[] }> {
-    const vms: VmRecord[] = [];
+  async list(): Promise<{ vms: StoredVmRecord[]; broken: BrokenVm[] }> {
+    const vms: StoredVmRecord[] = [];
     const broken: BrokenVm[] = [];
-    const names = (await readdir(this.vmsDir)).filter((n) => VM_NAME_PATTERN.test(n)).sort();
+    const names = (await readdir(this.store.vmsDir)).filter((n) => VM_NAME_PATTERN.test(n)).sort();
     for (const name of names) {
       try {
         vms.push(await this.read(name));
@@ -335,21 +476,14 @@ export class VmStore {
     return { vms, broken };
   }
 
-  /**
-   * Removes the VM's directory and everything in it. It is first renamed to a temp name (atomic: the VM is
-   * gone at once, and a crash mid-way leaves only a temp directory that the next open removes).
-   */
-  async remove(name: string): Promise<void> {
-    const paths = this.paths(name);
-    const temp = tempNameFor(paths.dir);
-    try {
-      await rename(paths.dir, temp);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new VmNotFoundError(name);
-      throw e;
+  /** Removes the VM's directory, record and all (see VmStore.removeDirectory). */
+  async remove(name: string, expectedRevision?: number): Promise<void> {
+    if (expectedRevision !== undefined) {
+      const current = this.revisionOf(name);
+      if (current !== expectedRevision) throw new RevisionConflictError(name, expectedRevision, current);
     }
-    await syncDir(this.vmsDir);
-    await rm(temp, { recursive: true, force: true });
+    await this.store.removeDirectory(name);
+    this.revisions.delete(name);
   }
 }
 

@@ -3,6 +3,7 @@
 
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
 import { EventList, EventStreamGap, EventStreamLine, VmEvent } from "./event-schemas.ts";
+import { ClusterHost, ClusterHostList } from "./host-schemas.ts";
 import { Operation, OperationList } from "./operation-schemas.ts";
 import { InsertNetworkRequest, Network, NetworkList, SwitchPortStats } from "./network-schemas.ts";
 import { SessionControl, SessionEvent } from "./session-schemas.ts";
@@ -202,6 +203,8 @@ export const COMPONENT_SCHEMAS: readonly TSchema[] = [
   MachineType,
   MachineTypeList,
   HostInfo,
+  ClusterHost,
+  ClusterHostList,
   InstanceStats,
   ErrorBody,
   SerialPortOutput,

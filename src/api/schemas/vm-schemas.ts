@@ -165,6 +165,13 @@ const vmProperties = {
     description: "Stable unique id (a VM deleted and re-created with the same name gets a new one).",
   }),
   name: Type.String({ pattern: VM_NAME_PATTERN.source }),
+  host: Type.Optional(
+    Type.String({
+      pattern: VM_NAME_PATTERN.source,
+      description:
+        "In a cluster (docs/cluster.md): the host the VM belongs to, where its files are and its VMM runs. Absent on a single host.",
+    }),
+  ),
   machineType: Type.String({ minLength: 1, maxLength: 64 }),
   cpus: Type.Integer({ minimum: 1, maximum: 1024 }),
   memoryMiB: Type.Integer({ minimum: 1, maximum: 1 << 30 }),
@@ -331,6 +338,13 @@ export const InsertInstanceRequest = Type.Object(
         maxLength: 256,
         description:
           "With sourceInstance: clone that VM's snapshot of this name instead of its present disk; from a snapshot with memory the new VM resumes where its source was when it was taken.",
+      }),
+    ),
+    host: Type.Optional(
+      Type.String({
+        maxLength: 256,
+        description:
+          "The host to place the VM on (docs/cluster.md); without it the scheduler picks the UP host with the most free memory. A single host is named 'local'.",
       }),
     ),
   },

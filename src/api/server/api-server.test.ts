@@ -224,6 +224,16 @@ test("insert, get, list, operations and events over the Unix socket conform to t
   const host = await client.getHost();
   conforms("HostInfo", host);
   assert.equal(host.vcpusUsed, 1);
+  // Not in a cluster: one host, "local", which an insert may name; no other.
+  const hosts = await client.listHosts();
+  conforms("ClusterHostList", hosts);
+  assert.deepEqual(
+    hosts.items.map((h) => `${h.name} ${h.status} ${h.used.vcpus}/${h.capacity.vcpus} ${h.vms.join(",")}`),
+    ["local UP 1/4 web"],
+  );
+  await assert.rejects(client.insertInstance({ name: "elsewhere", host: "h9" }), (e: Error) =>
+    /no host 'h9': this daemon is not in a cluster/.test(e.message),
+  );
   conforms("InstanceStats", await client.getStats("web"));
   const stats = (await client.getStats("web")).stats;
   assert.ok(stats.vmmCpuMs! > 0 && stats.vmmRssBytes! > 0, "the VMM process's own figures are there");

@@ -42,7 +42,10 @@ import {
   type OpenWebConsoleRequest,
   type WebConsole,
 } from "../types.ts";
+import type { ClusterHostList } from "../schemas/host-schemas.ts";
+import type { ClusterRouting } from "./cluster-routing.ts";
 import { followEvents } from "./event-stream.ts";
+import { checkLocalHost, localHosts } from "./local-host.ts";
 import { SerialPortSockets } from "./serial-port-socket.ts";
 import { SessionSockets } from "./session-socket.ts";
 import {
@@ -98,6 +101,8 @@ export const WEBSOCKET_ROUTES: ReadonlyArray<Omit<Route, "handler">> = [
 export interface ApiServerOptions {
   /** Required on TCP; the Unix socket relies on its file mode (0600, in a 0700 directory). */
   readonly token?: string;
+  /** A cluster member's routing (cluster-routing.ts): forwarding to other hosts, the whole cluster's lists. */
+  readonly cluster?: ClusterRouting;
   /** Serves the web console (POST /v1/webConsole); absent: this daemon has none. */
   readonly openWebConsole?: (request: OpenWebConsoleRequest) => Promise<WebConsole>;
 }
@@ -126,12 +131,15 @@ export class ApiServer {
   private readonly execs = new Set<ServerResponse>();
   private readonly consoles = new SerialPortSockets();
   private readonly sessions = new SessionSockets();
+  /** When this server was made: a single host's "joinedAt" in the hosts collection. */
+  private readonly startedAt = new Date().toISOString();
 
   constructor(
     private readonly hv: Hypervisor,
     private readonly options: ApiServerOptions = {},
   ) {
-    const instance = (name: string): Instance => hv.get(name);
+    const cluster = options.cluster;
+    const instance = (name: string): Instance => (cluster ? cluster.annotate(hv.get(name)) : hv.get(name));
     this.routes = [
       {
         method: "GET",
@@ -139,7 +147,8 @@ export class ApiServer {
         operationId: "instances.list",
         handler: async (): Promise<InstanceList> => {
           const { vms, broken } = hv.list();
-          return { kind: "tsvm#instanceList", items: vms, unreachable: broken };
+          const local: InstanceList = { kind: "tsvm#instanceList", items: vms, unreachable: broken };
+          return cluster ? cluster.wholeList(local) : local;
         },
       },
       {
@@ -155,7 +164,9 @@ export class ApiServer {
               "invalid-argument",
               "query parameter 'source' must be 'archive' when given",
             );
-          return hv.insert(validateInsert(await c.body()));
+          const insert = validateInsert(await c.body());
+          if (!cluster) checkLocalHost(insert.host);
+          return hv.insert(insert);
         },
       },
       {
@@ -351,6 +362,15 @@ export class ApiServer {
         path: `${API_BASE}/openapi.json`,
         operationId: "openapi.get",
         handler: async () => (this.document ??= buildOpenApiDocument()),
+      },
+      {
+        method: "GET",
+        path: `${API_BASE}/hosts`,
+        operationId: "hosts.list",
+        handler: async (): Promise<ClusterHostList> => ({
+          kind: "tsvm#hostList",
+          items: cluster ? await cluster.listHosts() : localHosts(hv, this.startedAt),
+        }),
       },
       {
         method: "GET",
@@ -589,15 +609,17 @@ export class ApiServer {
       const url = new URL(req.url ?? "/", "http://tsvm");
       const matched = this.match(req.method ?? "GET", url.pathname);
       let bodyRead: Promise<unknown> | undefined;
+      const body = () => {
+        bodyRead ??= readJsonBody(req);
+        return bodyRead;
+      };
+      if (await this.options.cluster?.route(req, res, url, body)) return;
       const result = await matched.route.handler({
         params: matched.params,
         query: url.searchParams,
         req,
         res,
-        body: () => {
-          bodyRead ??= readJsonBody(req);
-          return bodyRead;
-        },
+        body,
       });
       if (result === STREAMING) return;
       const text = JSON.stringify(result);
@@ -623,6 +645,7 @@ export class ApiServer {
   ): Promise<void> {
     if (auth === "token") this.authorize(req);
     const url = new URL(req.url ?? "/", "http://tsvm");
+    if (await this.options.cluster?.routeUpgrade(req, socket, head, url)) return;
     const m = new RegExp(`^${API_BASE}/instances/([^/]+)/(serialPort|sessions)$`).exec(url.pathname);
     if (!m || req.method !== "GET")
       throw new ApiFailure(404, "not-found", `no WebSocket resource at ${url.pathname.slice(0, 200)}`);

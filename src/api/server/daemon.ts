@@ -24,6 +24,8 @@ import { VmStore, writeFileAtomic } from "../../hypervisor/store.ts";
 import { ProcessVmmLauncher } from "../../hypervisor/vmm-process.ts";
 import { apiSocketPath, daemonLogPath, type DaemonRecord, daemonRecordPath } from "../data-dir.ts";
 import { ApiServer } from "./api-server.ts";
+import { type ClusterOptions, joinCluster } from "./cluster-join.ts";
+import { ClusterRouting } from "./cluster-routing.ts";
 import { ensureApiToken } from "./api-token.ts";
 import { WebConsoleServer } from "./web-console-server.ts";
 
@@ -46,6 +48,8 @@ export interface DaemonOptions {
   /** Builds (or finds) the web console's files and gives their directory; absent: no web console. */
   readonly webAssets?: () => Promise<string>;
   readonly log: (line: string) => void;
+  /** Join a cluster (docs/cluster.md): VM records in its etcd, the API on TCP with the cluster's token. */
+  readonly cluster?: ClusterOptions;
 }
 
 interface DaemonConfig {
@@ -122,9 +126,10 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
   const lock = takeDaemonLock(home);
   try {
     const config = await readConfig(home);
-    const store = await VmStore.open(home);
     const capacityCfg = capacityConfig(config.capacity);
     const capacity = await measureHostCapacity(capacityCfg, home);
+    const cluster = options.cluster && (await joinCluster(options.cluster, capacity, log));
+    const store = await VmStore.open(home, cluster?.storeOptions);
     const defaultEngine = config.defaultEngine ?? "riscv";
     const launcher = new ProcessVmmLauncher({
       vmmEntry: options.vmmEntry,
@@ -154,10 +159,11 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
       // Measured again at each create: the figure above is stale as soon as anything writes to the disk.
       measureDiskFreeBytes: async () => (await availableBytes(home)) - capacityCfg.diskReserveMiB * 1048576,
     });
-    const token = await ensureApiToken(home);
+    const token = cluster ? cluster.member.token : await ensureApiToken(home);
     const webAssets = options.webAssets;
     const server: ApiServer = new ApiServer(hv, {
       token,
+      cluster: cluster && new ClusterRouting(hv, cluster.member),
       ...(webAssets ? { openWebConsole: (request) => web.open(request) } : {}),
     });
     const web = new WebConsoleServer({
@@ -169,7 +175,11 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     });
     const socketPath = apiSocketPath(home);
     await server.listenUnix(socketPath);
-    const tcpPort = config.tcpPort === undefined ? null : await server.listenTcp(config.tcpPort);
+    const tcpPort = cluster
+      ? await server.listenTcp(cluster.listen.port, cluster.listen.host)
+      : config.tcpPort === undefined
+        ? null
+        : await server.listenTcp(config.tcpPort);
     const record: DaemonRecord = {
       pid: process.pid,
       socketPath,
@@ -180,7 +190,8 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     hv.events.subscribe((e) => log(`${e.vmName}: ${e.from ?? "-"} → ${e.to ?? "-"} (${e.message})`));
     launcher.spare?.replenish();
     log(
-      `tsvm daemon (pid ${process.pid}) serving ${socketPath}${tcpPort === null ? "" : ` and 127.0.0.1:${tcpPort}`}; ` +
+      `tsvm daemon (pid ${process.pid}) serving ${socketPath}${tcpPort === null ? "" : ` and ${cluster ? cluster.listen.host : "127.0.0.1"}:${tcpPort}`}; ` +
+        (cluster ? `host '${cluster.member.host}' of the cluster at ${options.cluster!.url}; ` : "") +
         `${hv.list().vms.length} VMs; capacity ${capacity.vcpus} vCPUs, ${capacity.memoryMiB} MiB`,
     );
 
@@ -196,6 +207,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     await server.close();
     await hv.close();
     await launcher.close();
+    await cluster?.leave();
     await rm(daemonRecordPath(home), { force: true });
     await rm(socketPath, { force: true });
   } finally {
