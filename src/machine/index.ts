@@ -1,6 +1,7 @@
 // The machine's public index: what engines and hosts may use of the emulated computer.
 
 export { MachineError } from "./base/machine-error.ts";
+export { BoardTurn } from "./boards/board-turn.ts";
 export type { BootFile } from "./boards/boot-plan.ts";
 export { isElf } from "./boards/elf-loader.ts";
 export { parseLinuxImage } from "./boards/linux-image.ts";

@@ -754,13 +754,13 @@ function sessionRequest(query: URLSearchParams): {
   };
 }
 
-function toFailure(e: unknown): ApiFailure {
+export function toFailure(e: unknown): ApiFailure {
   if (e instanceof ApiFailure) return e;
   if (e instanceof HypervisorError) return new ApiFailure(statusOfCode(e.code), e.code, e.message);
   return new ApiFailure(500, "internal", `internal error: ${(e as Error)?.message ?? String(e)}`);
 }
 
-function sendError(res: ServerResponse, failure: ApiFailure): void {
+export function sendError(res: ServerResponse, failure: ApiFailure): void {
   if (res.headersSent) {
     res.end();
     return;
