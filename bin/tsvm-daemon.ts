@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { dataDir } from "../src/api/data-dir.ts";
 import { runDaemon } from "../src/api/server/daemon.ts";
 import { bundleStamp } from "../scripts/bundle.ts";
+import { ensureWebBuild } from "../scripts/build-web.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 /** The start-up bundle this daemon runs from (scripts/bundle.ts defines it in bundled code), or none under tsx. */
@@ -40,9 +41,17 @@ try {
       : typeScriptVmm),
     engineModules,
     switchEntry: bundleDir
-      ? { entry: join(bundleDir, "src/hypervisor/network-switch-main.mjs"), nodeArgs: ["--enable-source-maps"] }
+      ? {
+          entry: join(bundleDir, "src/hypervisor/network-switch-main.mjs"),
+          nodeArgs: ["--enable-source-maps"],
+        }
       : { entry: join(root, "src/hypervisor/network-switch-main.ts"), nodeArgs: typeScriptVmm.nodeArgs },
     spareVmm,
+    webAssets: async () => {
+      const built = await ensureWebBuild(root);
+      if (!built.ok) throw new Error(built.problem);
+      return built.dir;
+    },
     log: (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),
   });
 } catch (e) {

@@ -62,6 +62,16 @@ export function bundlesDir(root: string): string {
  * and stats, no file contents: a few milliseconds, paid by every command.
  */
 export function bundleStamp(root: string): string {
+  return bundleStampOf(root, SOURCE_DIRS, BUILD_INPUTS, SOURCE_FILE);
+}
+
+/** The stamp of the files named `sourceFile` under `sourceDirs` (tests left out) and of `buildInputs`. */
+export function bundleStampOf(
+  root: string,
+  sourceDirs: readonly string[],
+  buildInputs: readonly string[],
+  sourceFile: RegExp,
+): string {
   const lines: string[] = [root];
   const walk = (rel: string): void => {
     let entries: Dirent[];
@@ -73,11 +83,11 @@ export function bundleStamp(root: string): string {
     for (const e of entries) {
       const path = `${rel}/${e.name}`;
       if (e.isDirectory()) walk(path);
-      else if (SOURCE_FILE.test(e.name) && !e.name.endsWith(".test.ts")) lines.push(statLine(root, path));
+      else if (sourceFile.test(e.name) && !e.name.endsWith(".test.ts")) lines.push(statLine(root, path));
     }
   };
-  for (const dir of SOURCE_DIRS) walk(dir);
-  for (const file of BUILD_INPUTS) lines.push(statLine(root, file));
+  for (const dir of sourceDirs) walk(dir);
+  for (const file of buildInputs) lines.push(statLine(root, file));
   lines.sort();
   return fnv1a64(lines.join("\n"));
 }

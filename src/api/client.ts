@@ -29,6 +29,7 @@ import type {
   SnapshotList,
   UpdateInstanceRequest,
   VmEvent,
+  WebConsole,
 } from "./types.ts";
 import { API_BASE, MAX_WAIT_SECONDS } from "./types.ts";
 /** Largest console message accepted from the daemon (it sends what one read of the VMM gave, ≤ 64 KiB). */
@@ -88,6 +89,10 @@ export class ApiClient {
   }
   getNetwork(name: string): Promise<Network> {
     return this.call("GET", `/networks/${encodeURIComponent(name)}`);
+  }
+  /** Makes the daemon serve the web console on `listen` (HOST:PORT) and issue a one-time login URL. */
+  openWebConsole(listen?: string): Promise<WebConsole> {
+    return this.call("POST", "/webConsole", listen === undefined ? {} : { listen });
   }
   insertNetwork(req: InsertNetworkRequest): Promise<Operation> {
     return this.call("POST", "/networks", req);

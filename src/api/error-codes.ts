@@ -68,7 +68,22 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
         "import: the data is not a usable tsvm export file (truncated, changed, not an export, or from a newer format); nothing was created.",
     },
   ],
-  ["unauthorized", { status: 401, meaning: "TCP only: the bearer token is missing or wrong." }],
+  [
+    "unauthorized",
+    {
+      status: 401,
+      meaning:
+        "TCP only: the bearer token is missing or wrong; on the web console: no session, an expired one, or a wrong or used login code.",
+    },
+  ],
+  [
+    "forbidden-origin",
+    {
+      status: 403,
+      meaning:
+        "Web console: a WebSocket or changing request from a page of another origin (its Origin header is not the console's).",
+    },
+  ],
   [
     "not-found",
     { status: 404, meaning: "No VM, snapshot, network, operation or API resource of that name." },
@@ -156,6 +171,10 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
     { status: 409, meaning: "exec: the command was cancelled (the VM stopped, or the client went away)." },
   ],
   ["already-running", { status: 409, meaning: "Another tsvm daemon already serves this data directory." }],
+  [
+    "address-in-use",
+    { status: 409, meaning: "The web console's address is taken by another program; choose another port." },
+  ],
   // Processes the daemon relies on.
   [
     "vmm-start-failed",
@@ -228,6 +247,10 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
     },
   ],
   ["invalid-config", { status: 500, meaning: "The daemon's configuration is unusable." }],
+  [
+    "web-unavailable",
+    { status: 500, meaning: "The web console's files could not be built (the message says why)." },
+  ],
   ["internal", { status: 500, meaning: "An unexpected error in the daemon (a bug: please report it)." }],
 ]);
 

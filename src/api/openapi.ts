@@ -425,6 +425,15 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     errors: [],
   },
   {
+    method: "POST",
+    path: `${API_BASE}/webConsole`,
+    operationId: "webConsole.open",
+    summary: "Serve the web console on an address and issue a one-time login URL for it (tsvm web)",
+    body: "OpenWebConsoleRequest",
+    answer: { json: "WebConsole" },
+    errors: ["address-in-use", "web-unavailable"],
+  },
+  {
     method: "GET",
     path: `${API_BASE}/openapi.json`,
     operationId: "openapi.get",

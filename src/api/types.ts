@@ -25,6 +25,11 @@ export {
   type SessionControl,
   type SessionEvent,
 } from "./schemas/session-schemas.ts";
+export {
+  DEFAULT_WEB_LISTEN,
+  type OpenWebConsoleRequest,
+  type WebConsole,
+} from "./schemas/web-console-schemas.ts";
 export type { InsertSnapshotRequest, Snapshot, SnapshotList } from "./schemas/snapshot-schemas.ts";
 export type {
   Operation,

@@ -28,6 +28,7 @@ Commands:
   set-machine-type   change a stopped VM's vCPUs and memory
   update       change a stopped VM's port forwards
   machine-types      list the machine types
+  web          serve the web console and print its one-time login URL
   version      print tsvm's version (also tsvm --version)
 
 Run 'tsvm help <command>' or 'tsvm <command> --help' for a command's options.
@@ -70,6 +71,7 @@ const COMMANDS = new Map<string, Command>([
   ["set-machine-type", async (argv) => (await import("./set-machine-type.ts")).setMachineTypeCommand(argv)],
   ["update", async (argv) => (await import("./update.ts")).updateCommand(argv)],
   ["machine-types", async (argv) => (await import("./machine-types.ts")).machineTypesCommand(argv)],
+  ["web", async (argv) => (await import("./web.ts")).webCommand(argv)],
   ["version", async (argv) => (await import("./version.ts")).versionCommand(argv)],
 ]);
 

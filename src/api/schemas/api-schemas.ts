@@ -8,6 +8,7 @@ import { InsertNetworkRequest, Network, NetworkList, SwitchPortStats } from "./n
 import { SessionControl, SessionEvent } from "./session-schemas.ts";
 import { InsertSnapshotRequest, Snapshot, SnapshotList } from "./snapshot-schemas.ts";
 import { StringEnum } from "./string-enum.ts";
+import { OpenWebConsoleRequest, WebConsole } from "./web-console-schemas.ts";
 import {
   GuestIdentity,
   InsertInstanceRequest,
@@ -215,4 +216,6 @@ export const COMPONENT_SCHEMAS: readonly TSchema[] = [
   InsertNetworkRequest,
   SessionControl,
   SessionEvent,
+  OpenWebConsoleRequest,
+  WebConsole,
 ];

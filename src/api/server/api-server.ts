@@ -39,6 +39,8 @@ import {
   SERIAL_PORT_PAGE_BYTES,
   type SerialPortOutput,
   type SnapshotList,
+  type OpenWebConsoleRequest,
+  type WebConsole,
 } from "../types.ts";
 import { followEvents } from "./event-stream.ts";
 import { SerialPortSockets } from "./serial-port-socket.ts";
@@ -49,6 +51,7 @@ import {
   validateInsert,
   validateInsertNetwork,
   validateInsertSnapshot,
+  validateOpenWebConsole,
   validateSetMachineType,
   validateUpdate,
 } from "./validation.ts";
@@ -95,6 +98,8 @@ export const WEBSOCKET_ROUTES: ReadonlyArray<Omit<Route, "handler">> = [
 export interface ApiServerOptions {
   /** Required on TCP; the Unix socket relies on its file mode (0600, in a 0700 directory). */
   readonly token?: string;
+  /** Serves the web console (POST /v1/webConsole); absent: this daemon has none. */
+  readonly openWebConsole?: (request: OpenWebConsoleRequest) => Promise<WebConsole>;
 }
 
 function intParam(query: URLSearchParams, key: string, min: number, max: number, fallback: number): number {
@@ -331,6 +336,17 @@ export class ApiServer {
         }),
       },
       {
+        method: "POST",
+        path: `${API_BASE}/webConsole`,
+        operationId: "webConsole.open",
+        handler: async (c) => {
+          const request = validateOpenWebConsole((await c.body()) ?? {});
+          if (!this.options.openWebConsole)
+            throw new ApiFailure(404, "not-found", "this daemon does not serve a web console");
+          return this.options.openWebConsole(request);
+        },
+      },
+      {
         method: "GET",
         path: `${API_BASE}/openapi.json`,
         operationId: "openapi.get",
@@ -503,7 +519,7 @@ export class ApiServer {
     if (await socketAnswers(path))
       throw new HypervisorError("already-running", `another tsvm daemon already serves ${path}`);
     await unlink(path).catch(() => {});
-    const server = this.createHttpServer("unix");
+    const server = this.createHttpServer("none");
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(path, resolve);
@@ -515,7 +531,7 @@ export class ApiServer {
   /** Serves on localhost TCP (127.0.0.1 unless told otherwise); every request needs the bearer token. */
   async listenTcp(port: number, host = "127.0.0.1"): Promise<number> {
     if (!this.options.token) throw new HypervisorError("invalid-config", "the API on TCP needs a token");
-    const server = this.createHttpServer("tcp");
+    const server = this.createHttpServer("token");
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(port, host, resolve);
@@ -541,25 +557,25 @@ export class ApiServer {
     this.servers.length = 0;
   }
 
-  private createHttpServer(transport: "unix" | "tcp"): Server {
+  private createHttpServer(auth: "none" | "token"): Server {
     const server = createServer((req, res) => {
-      this.serve(req, res, transport).catch((e) => {
+      this.serve(req, res, auth).catch((e) => {
         // serve() answers every error itself; this only catches a failure to write the answer.
         if (!res.headersSent)
           sendError(res, new ApiFailure(500, "internal", `internal error: ${(e as Error).message}`));
       });
     });
     server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      this.upgrade(req, socket, head, transport).catch((e) => refuseUpgrade(socket, toFailure(e)));
+      this.upgrade(req, socket, head, auth).catch((e) => refuseUpgrade(socket, toFailure(e)));
     });
     server.requestTimeout = 0; // operations/wait and event streams are long on purpose
     server.headersTimeout = 30_000;
     return server;
   }
 
-  private async serve(req: IncomingMessage, res: ServerResponse, transport: "unix" | "tcp"): Promise<void> {
+  private async serve(req: IncomingMessage, res: ServerResponse, auth: "none" | "token"): Promise<void> {
     try {
-      if (transport === "tcp") this.authorize(req);
+      if (auth === "token") this.authorize(req);
       const url = new URL(req.url ?? "/", "http://tsvm");
       const matched = this.match(req.method ?? "GET", url.pathname);
       let bodyRead: Promise<unknown> | undefined;
@@ -593,9 +609,9 @@ export class ApiServer {
     req: IncomingMessage,
     socket: Duplex,
     head: Buffer,
-    transport: "unix" | "tcp",
+    auth: "none" | "token",
   ): Promise<void> {
-    if (transport === "tcp") this.authorize(req);
+    if (auth === "token") this.authorize(req);
     const url = new URL(req.url ?? "/", "http://tsvm");
     const m = new RegExp(`^${API_BASE}/instances/([^/]+)/(serialPort|sessions)$`).exec(url.pathname);
     if (!m || req.method !== "GET")
@@ -626,6 +642,26 @@ export class ApiServer {
     }
     const vmm = await this.hv.attachConsole(name);
     this.consoles.accept(req, socket, head, vmm);
+  }
+
+  /** Serves a request whose client another server has authenticated (the web console's session). */
+  serveAuthenticated(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    return this.serve(req, res, "none");
+  }
+
+  /** Takes a WebSocket upgrade whose client another server has authenticated and checked. */
+  upgradeAuthenticated(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.upgrade(req, socket, head, "none").catch((e) => refuseUpgrade(socket, toFailure(e)));
+  }
+
+  /** Whether the request carries this API's bearer token. */
+  hasToken(req: IncomingMessage): boolean {
+    try {
+      this.authorize(req);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   private authorize(req: IncomingMessage): void {
@@ -784,7 +820,7 @@ export function sendError(res: ServerResponse, failure: ApiFailure): void {
   res.end(text);
 }
 
-function refuseUpgrade(socket: Duplex, failure: ApiFailure): void {
+export function refuseUpgrade(socket: Duplex, failure: ApiFailure): void {
   const body = JSON.stringify({
     error: {
       code: failure.status,

@@ -8,7 +8,8 @@
 //     "stopTimeoutMs": 90000,       // how long a stopping guest gets before it is forced off
 //     "defaultEngine": "riscv", "defaultImage": "default",
 //     "engines": { "name": "/path/to/engine-module.ts" },   // added to the built-in engines
-//     "images": { "name": "/path/to/disk.img" } }          // disk files usable as images
+//     "images": { "name": "/path/to/disk.img" },          // disk files usable as images
+//     "webSessionSeconds": 43200 }  // how long a browser signed in to the web console stays signed in
 
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -24,6 +25,7 @@ import { ProcessVmmLauncher } from "../../hypervisor/vmm-process.ts";
 import { apiSocketPath, daemonLogPath, type DaemonRecord, daemonRecordPath } from "../data-dir.ts";
 import { ApiServer } from "./api-server.ts";
 import { ensureApiToken } from "./api-token.ts";
+import { WebConsoleServer } from "./web-console-server.ts";
 
 export interface DaemonOptions {
   readonly home: string;
@@ -41,6 +43,8 @@ export interface DaemonOptions {
    * `codeStamp` names the code a VMM started now would run (a spare from other code is never adopted).
    */
   readonly spareVmm?: { readonly codeStamp: () => string };
+  /** Builds (or finds) the web console's files and gives their directory; absent: no web console. */
+  readonly webAssets?: () => Promise<string>;
   readonly log: (line: string) => void;
 }
 
@@ -53,6 +57,7 @@ interface DaemonConfig {
   engines?: Record<string, string>;
   images?: Record<string, string>;
   switchFloodRate?: number;
+  webSessionSeconds?: number;
 }
 
 /** A VM name of the greatest length (vm-schemas.ts): its spec path is the longest a spare must take. */
@@ -89,6 +94,13 @@ async function readConfig(home: string): Promise<DaemonConfig> {
     (!Number.isInteger(cfg.switchFloodRate) || cfg.switchFloodRate < 1 || cfg.switchFloodRate > 1_000_000)
   )
     throw configError("'switchFloodRate' must be a whole number of frames per second from 1 to 1000000");
+  if (
+    cfg.webSessionSeconds !== undefined &&
+    (!Number.isInteger(cfg.webSessionSeconds) ||
+      cfg.webSessionSeconds < 1 ||
+      cfg.webSessionSeconds > 2_592_000)
+  )
+    throw configError("'webSessionSeconds' must be a whole number of seconds from 1 to 2592000 (30 days)");
   for (const key of ["engines", "images"] as const) {
     const m = cfg[key];
     if (
@@ -143,7 +155,18 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
       measureDiskFreeBytes: async () => (await availableBytes(home)) - capacityCfg.diskReserveMiB * 1048576,
     });
     const token = await ensureApiToken(home);
-    const server = new ApiServer(hv, { token });
+    const webAssets = options.webAssets;
+    const server: ApiServer = new ApiServer(hv, {
+      token,
+      ...(webAssets ? { openWebConsole: (request) => web.open(request) } : {}),
+    });
+    const web = new WebConsoleServer({
+      hv,
+      api: server,
+      assets: webAssets ?? (() => Promise.reject(new Error("this daemon has no web console"))),
+      sessionSeconds: config.webSessionSeconds,
+      log,
+    });
     const socketPath = apiSocketPath(home);
     await server.listenUnix(socketPath);
     const tcpPort = config.tcpPort === undefined ? null : await server.listenTcp(config.tcpPort);
@@ -169,6 +192,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
       process.once("SIGTERM", () => stop("SIGTERM"));
       process.once("SIGINT", () => stop("SIGINT"));
     });
+    await web.close();
     await server.close();
     await hv.close();
     await launcher.close();

@@ -7,6 +7,7 @@ import type { TSchema } from "@sinclair/typebox";
 import { ExecRequest, MAX_EXEC_COMMAND_BYTES } from "../schemas/api-schemas.ts";
 import { schemaCheck } from "../schemas/schema-check.ts";
 import { InsertSnapshotRequest } from "../schemas/snapshot-schemas.ts";
+import { OpenWebConsoleRequest } from "../schemas/web-console-schemas.ts";
 import {
   InsertInstanceRequest,
   SetMachineTypeRequest,
@@ -48,6 +49,7 @@ export const validateSetMachineType = bodyValidator(SetMachineTypeRequest);
 export const validateUpdate = bodyValidator(UpdateInstanceRequest);
 export const validateInsertSnapshot = bodyValidator(InsertSnapshotRequest);
 export const validateInsertNetwork = bodyValidator(InsertNetworkRequest);
+export const validateOpenWebConsole = bodyValidator(OpenWebConsoleRequest);
 const checkExec = bodyValidator(ExecRequest);
 
 export function validateExec(body: unknown): ExecRequest {
