@@ -19,3 +19,23 @@ export {
 export type { VirtioConsolePortConfig } from "./devices/virtio/virtio-console.ts";
 export { type VirtioNet, type VirtioNetStats } from "./devices/virtio/virtio-net.ts";
 export type { BlockBackend, CharSink, Clock, Completion, EntropySource, NetworkPort } from "./ports.ts";
+export {
+  decodeStateTree,
+  encodeStateTree,
+  MAX_STATE_MANIFEST_BYTES,
+  MAX_STATE_SECTION_BYTES,
+  MAX_STATE_TREE_BYTES,
+  parseStateManifest,
+  STATE_FORMAT,
+  STATE_MAGIC,
+  STATE_TYPED_ARRAYS,
+  type SnapshotLike,
+  type StateArray,
+  type StateArrayType,
+  StateFormatError,
+  type StateManifest,
+  type StateSectionEntry,
+  sectionArray,
+  sectionFileName,
+  stateManifest,
+} from "./state/state-file-format.ts";

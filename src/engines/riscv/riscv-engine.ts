@@ -28,11 +28,27 @@ import {
   type ExitReason,
 } from "../engine.ts";
 
-// What a host (the CLI, the hypervisor) needs of the machine to configure this engine, without reaching
-// into the machine layer itself.
+// What a host (the CLI, the hypervisor) needs of the machine to configure this engine and to store its
+// states (the state file format, shared with the machine in a browser tab), without reaching into the
+// machine layer itself.
 export {
   type BootFile,
+  decodeStateTree,
+  encodeStateTree,
+  MAX_STATE_MANIFEST_BYTES,
+  MAX_STATE_TREE_BYTES,
   MachineError,
+  parseStateManifest,
+  STATE_FORMAT,
+  STATE_MAGIC,
+  STATE_TYPED_ARRAYS,
+  type SnapshotLike,
+  type StateArray,
+  type StateArrayType,
+  StateFormatError,
+  type StateSectionEntry,
+  sectionFileName,
+  stateManifest,
   type RiscvVirtConfig,
   VIRT_MAX_HARTS,
   VIRT_MAX_MEMORY,
