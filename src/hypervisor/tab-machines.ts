@@ -5,14 +5,22 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { VmRecord } from "./vm-record.ts";
+import { GUEST_AGENT_PORT_NAME } from "../engines/riscv/guest-agent-client.ts";
+import type { RiscvEngineOptions } from "../engines/riscv/riscv-engine.ts";
+import { activeDiskOf, openActiveDisk } from "./disk-store.ts";
 import type { ImageCatalog } from "./hypervisor.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
-import type { BootFiles } from "./vm-boot-files.ts";
+import type { VmPaths } from "./store.ts";
+import { identityBootArgs, identityOf } from "./guest-identity.ts";
+import { BOOTARGS } from "./riscv-guest.ts";
+import { type BootFiles, bootFilesOf } from "./vm-boot-files.ts";
 
-/** The kernel command line of a machine booted in a tab (a VM's, without its identity). */
-export const TAB_BOOTARGS = "console=ttyS0 earlycon=sbi";
+/** The kernel command line of a machine booted in a tab: a VM's, without its identity. */
+const TAB_BOOTARGS = BOOTARGS;
 /** The guest agent's virtio-console port: a server VM's machine has it, so the tab's has it too. */
-export const TAB_CONSOLE_PORTS = ["org.tsvm.agent.0"] as const;
+const TAB_CONSOLE_PORTS = [GUEST_AGENT_PORT_NAME];
 /** A fresh machine in a tab: one hart and 256 MiB, like `tsvm run`. */
 const TAB_HARTS = 1;
 const TAB_MEMORY_BYTES = 256 * 1048576;
@@ -64,13 +72,59 @@ class BootFilesHash {
   }
 }
 
+/** What TabMachines needs of the hypervisor: a SUSPENDED VM held at rest while `work` runs. */
+export type HoldSuspended = <T>(
+  name: string,
+  work: (record: VmRecord, paths: VmPaths) => Promise<T>,
+) => Promise<T>;
+
+/** A SUSPENDED VM as a tab sees it: the machine to build, the image, and its state's files. */
+export interface TabVmView extends TabImageView {
+  readonly vm: string;
+  readonly vmId: string;
+  /** The image the VM was created from (its boot files may be its own copies: `hash` is what counts). */
+  readonly image: string;
+}
+
 export class TabMachines {
   private readonly hashes = new BootFilesHash();
 
   constructor(
     private readonly images: ImageCatalog,
     private readonly defaultImage: string,
+    readonly holdSuspended: HoldSuspended,
   ) {}
+
+  /** The hash naming a VM's boot files (tab-state-upload.ts checks a state's against it). */
+  vmImageHash(record: VmRecord, paths: VmPaths): Promise<string> {
+    return bootFilesOf(paths.dir, record.image).then((files) => this.hashes.of(files));
+  }
+
+  /** A SUSPENDED VM's machine as a tab must build it to run its state. */
+  vm(name: string): Promise<TabVmView> {
+    return this.holdSuspended(name, async (record, paths) => ({
+      vm: record.name,
+      vmId: record.id,
+      name: record.image,
+      image: record.image,
+      hash: await this.vmImageHash(record, paths),
+      spec: {
+        harts: record.cpus,
+        memoryBytes: record.memoryMiB * 1048576,
+        bootargs: `${TAB_BOOTARGS} ${identityBootArgs(identityOf(record))}`,
+        consolePorts: [...TAB_CONSOLE_PORTS],
+        macs: (record.networkInterfaces ?? []).map((nic) => nic.mac),
+      },
+    }));
+  }
+
+  /** A SUSPENDED VM's boot file, held at rest while `send` streams it. */
+  vmBootFile<T>(name: string, file: Exclude<TabFile, "disk">, send: (file: TabFileSource) => Promise<T>) {
+    return this.holdSuspended(name, async (record, paths) => {
+      const path = (await bootFilesOf(paths.dir, record.image))[file];
+      return send({ path, size: (await stat(path)).size });
+    });
+  }
 
   /** The default image as a fresh machine in a tab boots it. */
   async image(): Promise<TabImageView> {
@@ -97,6 +151,34 @@ export class TabMachines {
     return { path, size: (await stat(path)).size };
   }
 
+  /** Streams file `file` of a SUSPENDED VM's saved state (manifest.json, state.json or section-N.bin). */
+  vmStateFile<T>(name: string, file: string, send: (file: TabFileSource) => Promise<T>): Promise<T> {
+    if (!STATE_FILE.test(file))
+      throw new HypervisorError("not-found", `a saved state has no file '${file.slice(0, 100)}'`);
+    return this.holdSuspended(name, async (_record, paths) => {
+      const path = join(paths.stateDir, file);
+      let size: number;
+      try {
+        size = (await stat(path)).size;
+      } catch {
+        throw new HypervisorError("not-found", `the saved state of VM '${name}' has no file '${file}'`);
+      }
+      return send({ path, size });
+    });
+  }
+
+  /** Streams a SUSPENDED VM's disk as the guest sees it (raw, read through its qcow2 chain). */
+  vmDisk<T>(name: string, send: (size: number, bytes: AsyncIterable<Uint8Array>) => Promise<T>): Promise<T> {
+    return this.holdSuspended(name, async (_record, paths) => {
+      const disk = await openActiveDisk(activeDiskOf(paths.dir));
+      try {
+        return await send(disk.sizeBytes, readWhole(disk));
+      } finally {
+        await disk.close();
+      }
+    });
+  }
+
   private bootFiles(image: string): BootFiles {
     this.images.check(image);
     const files = this.images.bootFiles?.(image);
@@ -106,5 +188,24 @@ export class TabMachines {
         `the image '${image}' has no kernel of its own (a plain disk file): a tab cannot boot it`,
       );
     return files;
+  }
+}
+
+/** The files a saved state has. */
+type BlockBackend = NonNullable<RiscvEngineOptions["disks"]>[number];
+
+const STATE_FILE = /^(?:manifest\.json|state\.json|section-\d{1,6}\.bin)$/;
+const DISK_CHUNK = 1 << 20;
+
+/** A disk's bytes front to back, a MiB at a time. */
+async function* readWhole(disk: BlockBackend): AsyncIterable<Uint8Array> {
+  for (let offset = 0; offset < disk.sizeBytes; offset += DISK_CHUNK) {
+    const chunk = new Uint8Array(Math.min(DISK_CHUNK, disk.sizeBytes - offset));
+    await new Promise<void>((resolve, reject) =>
+      disk.read(offset, chunk, (e) =>
+        e === null ? resolve() : reject(new HypervisorError("internal", `reading the disk failed: ${e}`)),
+      ),
+    );
+    yield chunk;
   }
 }

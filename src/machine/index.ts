@@ -6,6 +6,7 @@ export type { BootFile } from "./boards/boot-plan.ts";
 export { isElf } from "./boards/elf-loader.ts";
 export { parseLinuxImage } from "./boards/linux-image.ts";
 export {
+  BOARD_SNAPSHOT,
   type BoardStats,
   type PowerEvent,
   RiscvVirtBoard,
@@ -39,3 +40,10 @@ export {
   sectionFileName,
   stateManifest,
 } from "./state/state-file-format.ts";
+export {
+  checkTabUploadHeader,
+  MAX_TAB_UPLOAD_HEADER_BYTES,
+  TAB_UPLOAD_MAGIC,
+  type TabDiskBase,
+  type TabUploadHeader,
+} from "./state/tab-state-upload-format.ts";

@@ -1,82 +1,115 @@
-// The routes of the machine in a browser tab (docs/machine-in-browser.md), all under /machine: the page and
-// its bundles, the image it boots (GET /machine/image, GET /machine/image/{firmware|kernel|initrd|disk}).
-// Authentication is the server's: these run behind the same check as every other route.
+// The routes of the machine in a browser tab (docs/machine-in-browser.md), registered in web-routes.ts and
+// so served behind the web console's sign-in: the page (/machine) and its worker script, the default image
+// it boots, and a SUSPENDED VM's machine, boot files, disk and state for the tab, and the tab's state taken
+// back into that VM.
 
 import { createReadStream } from "node:fs";
+import { readFile } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { join } from "node:path";
+import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import {
-  TAB_FILES,
-  type TabFile,
-  type TabFileSource,
-  type TabMachines,
-} from "../../hypervisor/tab-machines.ts";
-import { sendError, toFailure } from "./api-server.ts";
-import { machineTabAsset } from "./machine-tab-assets.ts";
+import type { TabFile, TabFileSource } from "../../hypervisor/tab-machines.ts";
+import { takeTabState } from "../../hypervisor/tab-state-upload.ts";
 import { ApiFailure } from "./validation.ts";
+import type { WebRoute, WebRouteContext } from "./web-routes.ts";
 
-export const MACHINE_TAB_PREFIX = "/machine";
+/** The machine worker's bundle (scripts/build-web.ts). */
+const WORKER_ASSET = "machine-worker.js";
 
 function sendJson(res: ServerResponse, value: unknown): void {
   const text = JSON.stringify(value);
-  res.writeHead(200, {
-    "content-type": "application/json",
-    "content-length": Buffer.byteLength(text),
-    "cache-control": "no-store",
-  });
+  res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
   res.end(text);
 }
 
-async function sendFile(res: ServerResponse, file: TabFileSource): Promise<void> {
-  res.writeHead(200, {
-    "content-type": "application/octet-stream",
-    "content-length": file.size,
-    "cache-control": "no-store",
+function sendBytes(res: ServerResponse, size: number, bytes: AsyncIterable<Uint8Array>): Promise<void> {
+  res.writeHead(200, { "content-type": "application/octet-stream", "content-length": size });
+  // A client that goes away ends the read (and so the hold on the VM); the pipeline closes the source.
+  return pipeline(Readable.from(bytes), res).catch(() => {
+    res.destroy();
   });
-  // A client that goes away ends the read; the pipeline closes the file either way.
-  await pipeline(createReadStream(file.path, { start: 0, end: Math.max(0, file.size - 1) }), res).catch(() =>
-    res.destroy(),
+}
+
+function sendFile(res: ServerResponse, file: TabFileSource): Promise<void> {
+  return sendBytes(
+    res,
+    file.size,
+    createReadStream(file.path, { start: 0, end: Math.max(0, file.size - 1) }),
   );
 }
 
-export class MachineTabRoutes {
-  constructor(private readonly tab: TabMachines) {}
-
-  /** Answers a request whose path is /machine or below it; returns false for any other path. */
-  async handle(req: IncomingMessage, res: ServerResponse, pathname: string): Promise<boolean> {
-    if (pathname !== MACHINE_TAB_PREFIX && !pathname.startsWith(`${MACHINE_TAB_PREFIX}/`)) return false;
-    try {
-      await this.route(req, res, pathname.slice(MACHINE_TAB_PREFIX.length));
-    } catch (e) {
-      sendError(res, toFailure(e));
-    }
-    return true;
-  }
-
-  private async route(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
-    const method = req.method ?? "GET";
-    const parts = path.split("/").slice(1);
-    if (method !== "GET")
-      throw new ApiFailure(405, "method-not-allowed", `${method} is not allowed on /machine${path}`);
-    if (path === "" || path === "/") return this.sendAsset(res, "");
-    if (parts[0] === "image" && parts.length === 1) return sendJson(res, await this.tab.image());
-    if (parts[0] === "image" && parts.length === 2 && (TAB_FILES as readonly string[]).includes(parts[1]!))
-      return sendFile(res, await this.tab.imageFile(parts[1] as TabFile));
-    if (parts.length === 1 && /^[a-z-]+\.(js|css)$/.test(parts[0]!)) return this.sendAsset(res, parts[0]!);
-    throw new ApiFailure(404, "not-found", `nothing at /machine${path.slice(0, 200)}`);
-  }
-
-  private async sendAsset(res: ServerResponse, name: string): Promise<void> {
-    const asset = await machineTabAsset(name);
-    if (!asset) throw new ApiFailure(404, "not-found", `nothing at /machine/${name}`);
-    res.writeHead(200, {
-      "content-type": asset.type,
-      "content-length": asset.body.length,
-      "cache-control": "no-cache",
-      // The worker compiles hot guest code with new Function (block-compiler.ts): it needs 'unsafe-eval'.
-      "content-security-policy":
-        "default-src 'self'; script-src 'self' 'unsafe-eval'; worker-src 'self'; style-src 'self' 'unsafe-inline'",
-    });
-    res.end(asset.body);
+function vmName(url: URL): string {
+  const raw = url.pathname.split("/")[3] ?? "";
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new ApiFailure(400, "invalid-name", "the VM name in the path is not valid percent-encoding");
   }
 }
+
+const last = (url: URL): string => url.pathname.slice(url.pathname.lastIndexOf("/") + 1);
+
+const BOOT_FILE = "(firmware|kernel|initrd)";
+
+export const MACHINE_TAB_ROUTES: readonly WebRoute[] = [
+  {
+    method: "GET",
+    path: "/machine",
+    handle: (_req, res, _url, ctx) => ctx.sendAsset(res, "machine.html"),
+  },
+  {
+    // The worker compiles hot guest code with new Function (block-compiler.ts): its script, and only it,
+    // may evaluate code.
+    method: "GET",
+    path: `/assets/${WORKER_ASSET}`,
+    async handle(_req: IncomingMessage, res: ServerResponse, _url: URL, ctx: WebRouteContext) {
+      const body = await readFile(join(ctx.assetsDir, WORKER_ASSET)).catch(() => {
+        throw new ApiFailure(404, "not-found", `there is no file ${WORKER_ASSET}`);
+      });
+      res.setHeader("content-security-policy", "default-src 'self'; script-src 'self' 'unsafe-eval'");
+      res.writeHead(200, { "content-type": "text/javascript; charset=utf-8", "content-length": body.length });
+      res.end(body);
+    },
+  },
+  {
+    method: "GET",
+    path: "/machine/image",
+    handle: async (_req, res, _url, ctx) => sendJson(res, await ctx.hv.tab.image()),
+  },
+  {
+    method: "GET",
+    path: /^\/machine\/image\/(firmware|kernel|initrd|disk)$/,
+    handle: async (_req, res, url, ctx) => sendFile(res, await ctx.hv.tab.imageFile(last(url) as TabFile)),
+  },
+  {
+    method: "GET",
+    path: /^\/machine\/vms\/[^/]{1,200}$/,
+    handle: async (_req, res, url, ctx) => sendJson(res, await ctx.hv.tab.vm(vmName(url))),
+  },
+  {
+    method: "GET",
+    path: new RegExp(`^/machine/vms/[^/]{1,200}/${BOOT_FILE}$`),
+    handle: (_req, res, url, ctx) =>
+      ctx.hv.tab.vmBootFile(vmName(url), last(url) as Exclude<TabFile, "disk">, (file) =>
+        sendFile(res, file),
+      ),
+  },
+  {
+    method: "GET",
+    path: /^\/machine\/vms\/[^/]{1,200}\/disk$/,
+    handle: (_req, res, url, ctx) =>
+      ctx.hv.tab.vmDisk(vmName(url), (size, bytes) => sendBytes(res, size, bytes)),
+  },
+  {
+    method: "GET",
+    path: /^\/machine\/vms\/[^/]{1,200}\/state\/[^/]{1,100}$/,
+    handle: (_req, res, url, ctx) =>
+      ctx.hv.tab.vmStateFile(vmName(url), last(url), (file) => sendFile(res, file)),
+  },
+  {
+    method: "PUT",
+    path: /^\/machine\/vms\/[^/]{1,200}\/state$/,
+    handle: async (req, res, url, ctx) => sendJson(res, await takeTabState(ctx.hv.tab, vmName(url), req)),
+  },
+];

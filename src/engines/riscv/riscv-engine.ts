@@ -3,6 +3,7 @@
 
 import { performance } from "node:perf_hooks";
 import {
+  BOARD_SNAPSHOT,
   type BlockBackend,
   BoardTurn,
   type CharSink,
@@ -33,10 +34,12 @@ import {
 // machine layer itself.
 export {
   type BootFile,
+  checkTabUploadHeader,
   decodeStateTree,
   encodeStateTree,
   MAX_STATE_MANIFEST_BYTES,
   MAX_STATE_TREE_BYTES,
+  MAX_TAB_UPLOAD_HEADER_BYTES,
   MachineError,
   parseStateManifest,
   STATE_FORMAT,
@@ -49,14 +52,16 @@ export {
   type StateSectionEntry,
   sectionFileName,
   stateManifest,
+  TAB_UPLOAD_MAGIC,
+  type TabUploadHeader,
   type RiscvVirtConfig,
   VIRT_MAX_HARTS,
   VIRT_MAX_MEMORY,
   VIRT_MIN_MEMORY,
 } from "../../machine/index.ts";
 
-const SNAPSHOT_ENGINE = "riscv";
-const SNAPSHOT_VERSION = 1;
+const SNAPSHOT_ENGINE = BOARD_SNAPSHOT.engine;
+const SNAPSHOT_VERSION = BOARD_SNAPSHOT.version;
 
 /** Host time one turn of the loop may run guest code before yielding to I/O callbacks. */
 const TURN_MS = 4;

@@ -1,6 +1,8 @@
 // The messages between the /machine page and its machine worker (postMessage both ways): what the page asks
 // of the machine, and what the machine tells the page. Plain data and transferable buffers only.
 
+import type { StateManifest } from "../../machine/index.ts";
+
 /** What the board is built with: the same for a fresh boot and for a restore (it must match the state). */
 export interface TabMachineSpec {
   readonly harts: number;
@@ -19,8 +21,31 @@ export interface TabBootFiles {
   readonly disk: ArrayBuffer;
 }
 
+/** A saved state's files as the server stores them (src/machine/state/state-file-format.ts). */
+export interface TabStateFiles {
+  readonly manifest: string;
+  readonly tree: ArrayBuffer;
+  readonly sections: readonly ArrayBuffer[];
+}
+
+/** A state the machine saved, ready to upload (tab-state-upload-format.ts). */
+export interface TabSavedState {
+  readonly manifest: StateManifest;
+  readonly tree: Uint8Array;
+  readonly sections: readonly Uint8Array[];
+  /** The disk pages written since the disk was fetched, or the whole disk (`whole`). */
+  readonly disk: ReadonlyArray<{ readonly offset: number; readonly bytes: Uint8Array }>;
+}
+
 export type PageToMachine =
-  | { readonly type: "boot"; readonly spec: TabMachineSpec; readonly files: TabBootFiles }
+  | {
+      readonly type: "boot";
+      readonly spec: TabMachineSpec;
+      readonly files: TabBootFiles;
+      /** Resume this state instead of booting. */
+      readonly state?: TabStateFiles;
+    }
+  | { readonly type: "save"; readonly wholeDisk: boolean }
   | { readonly type: "input"; readonly bytes: Uint8Array }
   | { readonly type: "pause" }
   | { readonly type: "resume" };
@@ -39,4 +64,5 @@ export type MachineToPage =
   | { readonly type: "console"; readonly bytes: Uint8Array }
   | { readonly type: "status"; readonly status: TabMachineStatus }
   | { readonly type: "exit"; readonly message: string }
+  | { readonly type: "saved"; readonly state: TabSavedState }
   | { readonly type: "error"; readonly message: string };

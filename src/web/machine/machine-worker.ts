@@ -3,8 +3,29 @@
 // milliseconds with the worker's message loop turning between them, and sleeps on a timer while every hart
 // waits in WFI. Console bytes, status and errors go to the page by postMessage.
 
-import { BoardTurn, type Clock, type EntropySource, RiscvVirtBoard } from "../../machine/index.ts";
-import type { MachineToPage, PageToMachine, TabBootFiles, TabMachineSpec } from "./machine-messages.ts";
+import {
+  BOARD_SNAPSHOT,
+  BoardTurn,
+  type Clock,
+  decodeStateTree,
+  type EntropySource,
+  encodeStateTree,
+  parseStateManifest,
+  RiscvVirtBoard,
+  type RiscvVirtBoardState,
+  type StateSectionEntry,
+  sectionArray,
+  sectionFileName,
+  stateManifest,
+} from "../../machine/index.ts";
+import type {
+  MachineToPage,
+  PageToMachine,
+  TabBootFiles,
+  TabMachineSpec,
+  TabSavedState,
+  TabStateFiles,
+} from "./machine-messages.ts";
 import { MemoryDisk } from "./memory-disk.ts";
 
 /** Host time one turn may run guest code before the worker looks at its messages. */
@@ -32,6 +53,37 @@ function parseMac(text: string): Uint8Array {
   if (parts.length !== 6 || !parts.every((p) => /^[0-9a-fA-F]{2}$/.test(p)))
     throw new Error(`'${text}' is not a MAC address`);
   return Uint8Array.from(parts.map((p) => Number.parseInt(p, 16)));
+}
+
+const ARCH = "riscv64";
+
+async function sha256(bytes: ArrayBuffer | Uint8Array): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * A saved state's board state from its files, everything checked as the server's reader checks it (the
+ * shared format, every size and SHA-256) before any of it is used. Throws with a line saying what is wrong.
+ */
+async function readState(files: TabStateFiles): Promise<RiscvVirtBoardState> {
+  const m = parseStateManifest(files.manifest, ARCH);
+  if (m.engine !== BOARD_SNAPSHOT.engine || m.engineVersion !== BOARD_SNAPSHOT.version)
+    throw new Error(
+      `the state was written by engine ${m.engine} version ${m.engineVersion}, not ${BOARD_SNAPSHOT.engine} ${BOARD_SNAPSHOT.version}`,
+    );
+  if (files.tree.byteLength !== m.treeBytes || (await sha256(files.tree)) !== m.treeSha256)
+    throw new Error("the state's state.json does not match its manifest (size or SHA-256)");
+  if (files.sections.length !== m.sections.length)
+    throw new Error(`the state has ${files.sections.length} sections, its manifest ${m.sections.length}`);
+  const arrays = [];
+  for (const [i, entry] of m.sections.entries()) {
+    const buffer = files.sections[i]!;
+    if (buffer.byteLength !== entry.byteLength || (await sha256(buffer)) !== entry.sha256)
+      throw new Error(`the state's ${entry.file} does not match its manifest (size or SHA-256)`);
+    arrays.push(sectionArray(entry, buffer));
+  }
+  return decodeStateTree(new TextDecoder().decode(files.tree), arrays) as RiscvVirtBoardState;
 }
 
 /** Console output of one turn, sent as one message at its end. */
@@ -68,8 +120,15 @@ class TabMachine {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private readonly channel = new MessageChannel();
 
-  constructor(spec: TabMachineSpec, files: TabBootFiles) {
+  constructor(spec: TabMachineSpec, files: TabBootFiles, state?: RiscvVirtBoardState) {
     this.disk = new MemoryDisk(files.disk);
+    // A state's RAM is used as the machine's (no copy) when it is a whole buffer, as a fetched one is.
+    const ram =
+      state?.ram instanceof Uint8Array &&
+      state.ram.byteOffset === 0 &&
+      state.ram.byteLength === state.ram.buffer.byteLength
+        ? (state.ram.buffer as ArrayBuffer)
+        : undefined;
     const discard = { write: () => {} };
     this.board = new RiscvVirtBoard(
       {
@@ -88,8 +147,10 @@ class TabMachine {
         virtioConsole: { sink: discard, ports: spec.consolePorts.map((name) => ({ name, sink: discard })) },
         // The tab has no network: frames the guest sends are dropped, none arrive.
         nics: spec.macs.map((mac) => ({ mac: parseMac(mac), port: { send: () => {} } })),
+        ram,
       },
     );
+    if (state) this.board.loadState(state);
     this.board.onPower = (event) =>
       this.finish(
         event.kind === "reset" ? "the guest asked for a reset" : `the guest powered off (code ${event.code})`,
@@ -111,6 +172,37 @@ class TabMachine {
     this.state = "paused";
     this.cancelTimer();
     this.sendStatus();
+  }
+
+  /** Pauses the machine and saves its state in the server's format, with the disk pages to send. */
+  async save(wholeDisk: boolean): Promise<TabSavedState> {
+    if (this.state === "exited") throw new Error("the machine has stopped: there is no state to save");
+    this.pause();
+    const { json, sections } = encodeStateTree(this.board.saveState());
+    const tree = new TextEncoder().encode(json);
+    const bytes = sections.map(
+      ({ array }) => new Uint8Array(array.buffer, array.byteOffset, array.byteLength),
+    );
+    const entries: StateSectionEntry[] = [];
+    for (const [i, { array, type }] of sections.entries())
+      entries.push({
+        file: sectionFileName(i),
+        type,
+        length: array.length,
+        byteLength: array.byteLength,
+        sha256: await sha256(bytes[i]!),
+      });
+    const manifest = stateManifest({
+      arch: ARCH,
+      engine: BOARD_SNAPSHOT.engine,
+      engineVersion: BOARD_SNAPSHOT.version,
+      writer: "tsvm (browser tab)",
+      createdAt: new Date().toISOString(),
+      treeBytes: tree.length,
+      treeSha256: await sha256(tree),
+      sections: entries,
+    });
+    return { manifest, tree, sections: bytes, disk: wholeDisk ? this.disk.whole() : this.disk.dirtyRuns() };
   }
 
   input(bytes: Uint8Array): void {
@@ -194,26 +286,35 @@ class TabMachine {
 
 let machine: TabMachine | null = null;
 
-scope.onmessage = (event) => {
-  const message = event.data;
-  try {
-    switch (message.type) {
-      case "boot":
-        if (machine) throw new Error("this tab's machine is already built");
-        machine = new TabMachine(message.spec, message.files);
-        machine.run();
-        return;
-      case "input":
-        machine?.input(message.bytes);
-        return;
-      case "pause":
-        machine?.pause();
-        return;
-      case "resume":
-        machine?.run();
-        return;
+async function handle(message: PageToMachine): Promise<void> {
+  switch (message.type) {
+    case "boot": {
+      if (machine) throw new Error("this tab's machine is already built");
+      const state = message.state ? await readState(message.state) : undefined;
+      machine = new TabMachine(message.spec, message.files, state);
+      machine.run();
+      return;
     }
-  } catch (e) {
-    scope.postMessage({ type: "error", message: e instanceof Error ? e.message : String(e) });
+    case "save": {
+      if (!machine) throw new Error("there is no machine to save");
+      const state = await machine.save(message.wholeDisk);
+      scope.postMessage({ type: "saved", state });
+      return;
+    }
+    case "input":
+      machine?.input(message.bytes);
+      return;
+    case "pause":
+      machine?.pause();
+      return;
+    case "resume":
+      machine?.run();
+      return;
   }
+}
+
+scope.onmessage = (event) => {
+  handle(event.data).catch((e) =>
+    scope.postMessage({ type: "error", message: e instanceof Error ? e.message : String(e) }),
+  );
 };

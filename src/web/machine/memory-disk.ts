@@ -44,6 +44,11 @@ export class MemoryDisk implements BlockBackend {
     done(null);
   }
 
+  /** The whole disk as one run (a copy). */
+  whole(): Array<{ readonly offset: number; readonly bytes: Uint8Array }> {
+    return [{ offset: 0, bytes: this.bytes.slice() }];
+  }
+
   /** The written pages, as [first byte, bytes) runs in increasing order. */
   dirtyRuns(): Array<{ readonly offset: number; readonly bytes: Uint8Array }> {
     const runs: Array<{ offset: number; bytes: Uint8Array }> = [];
