@@ -3,9 +3,9 @@
 // again whenever the sources changed, as the start-up bundle is (scripts/bundle.ts). Everything a page
 // loads is in that directory: nothing comes from a CDN or is fetched at run time.
 
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { bundleStampOf } from "./bundle.ts";
+import { bundleStampOf, installBuild } from "./bundle.ts";
 
 /** Script and style entry points: output name (without extension) → source, relative to the repository. */
 export const WEB_ENTRY_POINTS: Readonly<Record<string, string>> = {
@@ -60,13 +60,7 @@ export async function ensureWebBuild(root: string): Promise<WebBuild> {
       logLevel: "silent",
     });
     for (const [out, src] of Object.entries(WEB_PAGES)) copyFileSync(join(root, src), join(tmp, out));
-    try {
-      renameSync(tmp, dir);
-      tmp = undefined;
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code !== "ENOTEMPTY" && code !== "EEXIST") throw e;
-    }
+    if (installBuild(tmp, dir)) tmp = undefined;
     return { ok: true, dir };
   } catch (e) {
     const first = (e instanceof Error ? e.message : String(e)).split("\n").slice(0, 3).join(" ");

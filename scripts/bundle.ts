@@ -190,14 +190,7 @@ export async function ensureBundle(root: string): Promise<EnsureBundleResult> {
     await buildBundle(root, tmp, dir);
     // A source saved during the build may or may not be in it: such a bundle is installed under neither name.
     if (bundleStamp(root) !== stamp) throw new Error("the sources changed while it was being built");
-    try {
-      renameSync(tmp, dir);
-      tmp = undefined;
-    } catch (e) {
-      // rename(2) refuses to replace a non-empty directory: a concurrent build finished first.
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code !== "ENOTEMPTY" && code !== "EEXIST") throw e;
-    }
+    if (installBuild(tmp, dir)) tmp = undefined;
     if (!complete()) throw new Error(`${dir} is incomplete`);
     prune(bundles, dir);
     return { ok: true, dir, built: true };
@@ -213,6 +206,21 @@ export async function ensureBundle(root: string): Promise<EnsureBundleResult> {
     return { ok: false, problem: `building the JavaScript bundle failed (${firstLine}; see ${log})` };
   } finally {
     if (tmp !== undefined) rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Renames the build in `tmp` to `dir`; false when a concurrent build got there first (rename(2) refuses
+ * to replace a non-empty directory), `tmp` then being the caller's to remove.
+ */
+export function installBuild(tmp: string, dir: string): boolean {
+  try {
+    renameSync(tmp, dir);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== "ENOTEMPTY" && code !== "EEXIST") throw e;
+    return false;
   }
 }
 

@@ -10,6 +10,7 @@ if [[ -x scripts/setup-host.sh ]]; then scripts/setup-host.sh; fi
 echo "== type-check (machine layer without Node types, then the rest)"
 npx tsc -p src/machine/tsconfig.json
 npx tsc -p tsconfig.json
+npx tsc -p src/web/tsconfig.json
 echo "== lint"
 npx biome lint --diagnostic-level=error .
 if [[ -f src/images/build.ts ]]; then

@@ -25,7 +25,7 @@ const LAYERS: Array<[prefix: string, layer: string]> = [
   ["src/api/", "api"],
   ["src/cli/", "cli"],
   ["src/web/machine/", "web/machine"],
-  ["web/", "web"],
+  ["src/web/", "web"],
   ["bin/", "bin"],
 ];
 

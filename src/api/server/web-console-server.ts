@@ -278,7 +278,8 @@ function securityHeaders(res: ServerResponse): void {
   res.setHeader("cache-control", "no-store");
 }
 
-const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+/** Text made safe inside an element (never inside an attribute, which would need ' escaped too). */
+const escapeHtml = (text: string): string => text.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** A small HTML answer saying what is wrong, in one line. */
 function sendPage(res: ServerResponse, status: number, title: string, message: string): void {

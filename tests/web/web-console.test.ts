@@ -1,0 +1,282 @@
+// The web console in a real browser (Debian's chromium, headless, through playwright-core) against a real
+// daemon whose VMs host the counting stand-in guest (its console echoes in capitals): signing in with the
+// one-time code, the live VM list, the lifecycle buttons agreeing with the CLI, the serial console in
+// xterm.js with two viewers, phone width and the keyboard; and everything refused without a session.
+
+import assert from "node:assert/strict";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import type { Browser, Page } from "playwright-core";
+import { type CliInstallation, cliInstallation } from "../../src/cli/fixtures/cli-installation.ts";
+import {
+  httpRequest,
+  launchChromium,
+  sessionCookie,
+  webLoginUrl,
+  webSocketOutcome,
+} from "./web-console-fixture.ts";
+
+let cli: CliInstallation;
+let browser: Browser;
+
+before(async () => {
+  cli = await cliInstallation("web-console");
+  browser = await launchChromium();
+});
+
+after(async () => {
+  await browser?.close();
+  await cli?.remove();
+});
+
+/** The VM's status as the CLI reports it, or undefined when the CLI does not list it. */
+async function cliStatus(name: string): Promise<string | undefined> {
+  const r = await cli.tsvm("list", "--format", "json");
+  assert.equal(r.code, 0, r.stderr);
+  return (JSON.parse(r.stdout) as Array<{ name: string; status: string }>).find((v) => v.name === name)
+    ?.status;
+}
+
+async function signedInPage(): Promise<Page> {
+  const page = await browser.newPage();
+  await page.goto((await webLoginUrl(cli)).href);
+  await page.waitForSelector("table.vms");
+  return page;
+}
+
+const row = (page: Page, vm: string) => page.locator(`tr[data-vm="${vm}"]`);
+
+test("without a session every page, file and API call is refused; the API token still works", async () => {
+  const login = await webLoginUrl(cli);
+  const base = login.origin;
+  for (const path of [
+    "/",
+    "/vm/x",
+    "/assets/console.js",
+    "/assets/console-style.css",
+    "/v1/instances",
+    "/v1/host",
+  ]) {
+    const a = await httpRequest(`${base}${path}`);
+    assert.equal(a.status, 401, path);
+    assert.match(a.body, /sign in first: open the login URL 'tsvm web' printed/, path);
+  }
+  const post = await httpRequest(`${base}/v1/instances`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name: "sneaky" }),
+  });
+  assert.equal(post.status, 401);
+  const ws = await webSocketOutcome(`ws://${login.host}/v1/instances/x/serialPort`, { origin: base });
+  assert.equal(ws.status, 401);
+  // A made-up cookie is no session.
+  const forged = await httpRequest(`${base}/v1/instances`, {
+    headers: { cookie: `tsvm_session_${login.port}=${"ab".repeat(32)}` },
+  });
+  assert.equal(forged.status, 401);
+  assert.match(forged.body, /session is unknown to the daemon/);
+  const wrongToken = await httpRequest(`${base}/v1/instances`, { headers: { authorization: "Bearer nope" } });
+  assert.equal(wrongToken.status, 401);
+  assert.match(wrongToken.body, /the bearer token is wrong/);
+  const { readFile } = await import("node:fs/promises");
+  const token = (await readFile(join(cli.home, "api-token"), "utf8")).trim();
+  const withToken = await httpRequest(`${base}/v1/instances`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  assert.equal(withToken.status, 200);
+  assert.equal(await cliStatus("sneaky"), undefined, "nothing was created");
+});
+
+test("a login code works once; a wrong or reused code is refused with a clear message", async () => {
+  const login = await webLoginUrl(cli);
+  const wrong = new URL(login);
+  wrong.searchParams.set("code", "0".repeat(32));
+  const refused = await httpRequest(wrong);
+  assert.equal(refused.status, 401);
+  assert.match(refused.body, /this login code is wrong; run 'tsvm web' on the host for a new login URL/);
+  assert.equal(refused.headers["set-cookie"], undefined);
+  const first = await httpRequest(login);
+  assert.equal(first.status, 303);
+  assert.equal(first.headers.location, "/");
+  const setCookie = String(first.headers["set-cookie"]);
+  assert.match(setCookie, /HttpOnly/);
+  assert.match(setCookie, /SameSite=Strict/);
+  const again = await httpRequest(login);
+  assert.equal(again.status, 401);
+  assert.match(again.body, /this login code was used already \(each works once\)/);
+  assert.equal(again.headers["set-cookie"], undefined);
+  // The session from the first use works, and the page never holds the API token.
+  const cookie = sessionCookie(first);
+  const page = await httpRequest(`${login.origin}/`, { headers: { cookie } });
+  assert.equal(page.status, 200);
+  const { readFile } = await import("node:fs/promises");
+  const token = (await readFile(join(cli.home, "api-token"), "utf8")).trim();
+  assert.ok(!page.body.includes(token));
+  const script = await httpRequest(`${login.origin}/assets/console.js`, { headers: { cookie } });
+  assert.equal(script.status, 200);
+  assert.ok(!script.body.includes(token));
+});
+
+test("a WebSocket or changing request from another origin is refused, from the console's own it is not", async () => {
+  assert.equal((await cli.tsvm("create", "ws-vm")).code, 0);
+  const login = await webLoginUrl(cli);
+  const cookie = sessionCookie(await httpRequest(login));
+  const url = `ws://${login.host}/v1/instances/ws-vm/serialPort`;
+  const forged = await webSocketOutcome(url, { cookie, origin: "http://evil.example" });
+  assert.equal(forged.opened, false);
+  assert.equal(forged.status, 403);
+  assert.match(forged.body ?? "", /forbidden-origin.*'http:\/\/evil\.example', not this console/);
+  const none = await webSocketOutcome(url, { cookie });
+  assert.equal(none.status, 403, "a browser session's WebSocket must carry its Origin");
+  const own = await webSocketOutcome(url, { cookie, origin: login.origin });
+  assert.equal(own.opened, true);
+  const csrf = await httpRequest(`${login.origin}/v1/instances/ws-vm/stop`, {
+    method: "POST",
+    headers: { cookie, origin: "http://evil.example" },
+  });
+  assert.equal(csrf.status, 403);
+  assert.equal(await cliStatus("ws-vm"), "RUNNING", "the forged stop did nothing");
+  assert.equal((await cli.tsvm("delete", "ws-vm")).code, 0);
+});
+
+test("the list shows a VM made by the CLI; create, suspend, resume and delete from the page agree with the CLI", async () => {
+  assert.equal((await cli.tsvm("create", "from-cli")).code, 0);
+  const page = await signedInPage();
+  await row(page, "from-cli").locator(".status", { hasText: "RUNNING" }).waitFor();
+  assert.equal(await row(page, "from-cli").locator("td[data-label=vCPUs]").textContent(), "1");
+
+  // Create with the keyboard alone: type the name, Tab past the machine type, Enter submits.
+  await page.locator("#new-name").focus();
+  await page.keyboard.type("from-page");
+  await page.keyboard.press("Enter");
+  await row(page, "from-page").locator(".status", { hasText: "RUNNING" }).waitFor();
+  assert.equal(await cliStatus("from-page"), "RUNNING");
+
+  await row(page, "from-page").locator('[data-action="suspend"]').click();
+  await row(page, "from-page").locator(".status", { hasText: "SUSPENDED" }).waitFor();
+  assert.equal(await cliStatus("from-page"), "SUSPENDED");
+
+  // The live list follows a change made elsewhere (the CLI) without a reload.
+  assert.equal((await cli.tsvm("stop", "from-cli")).code, 0);
+  await row(page, "from-cli").locator(".status", { hasText: "TERMINATED" }).waitFor();
+
+  const resume = row(page, "from-page").locator('[data-action="resume"]');
+  await resume.focus();
+  await page.keyboard.press("Enter");
+  await row(page, "from-page").locator(".status", { hasText: "RUNNING" }).waitFor();
+  assert.equal(await cliStatus("from-page"), "RUNNING");
+
+  // Delete asks first: declining keeps the VM, accepting deletes it.
+  page.once("dialog", (d) => void d.dismiss());
+  await row(page, "from-page").locator('[data-action="delete"]').click();
+  await page.waitForTimeout(300);
+  assert.equal(await cliStatus("from-page"), "RUNNING");
+  page.once("dialog", (d) => void d.accept());
+  await row(page, "from-page").locator('[data-action="delete"]').click();
+  await row(page, "from-page").waitFor({ state: "detached" });
+  assert.equal(await cliStatus("from-page"), undefined);
+
+  // The API's refusal is shown as the API words it.
+  await page.locator("#new-name").fill("Bad_Name");
+  await page.locator("form.create button[type=submit]").click();
+  await page.locator("#notice.error").waitFor();
+  const listed = await cli.tsvm("create", "Bad_Name");
+  const apiWords = listed.stderr.replace(/^tsvm create: /, "").trim();
+  assert.ok(apiWords.length > 0);
+  assert.equal((await page.locator("#notice").textContent())?.trim(), apiWords);
+  assert.equal((await cli.tsvm("delete", "from-cli")).code, 0);
+  await page.close();
+});
+
+test("the serial console: two viewers, typing, resizing, and a huge paste refused", async () => {
+  assert.equal((await cli.tsvm("create", "echo-vm")).code, 0);
+  const first = await signedInPage();
+  const second = await signedInPage();
+  for (const page of [first, second]) {
+    await page.goto(`${new URL(page.url()).origin}/vm/echo-vm`);
+    await page.locator("#console-state", { hasText: /^connected$/ }).waitFor();
+  }
+  const rows = (page: Page) => page.locator(".xterm-rows");
+  await first.bringToFront();
+  await first.locator("#terminal").click();
+  await first.keyboard.type("hello web");
+  // The stand-in guest echoes in capitals: both viewers see it (a page draws only while it is in front).
+  for (const page of [first, second]) {
+    await page.bringToFront();
+    // xterm.js draws only while the terminal is in view.
+    await rows(page).scrollIntoViewIfNeeded();
+    await rows(page).filter({ hasText: "HELLO WEB" }).waitFor();
+  }
+  await first.bringToFront();
+
+  // The keyboard alone gets out of the terminal: Shift+Tab moves the focus back through the page.
+  await first.keyboard.press("Shift+Tab");
+  assert.equal(await first.evaluate("document.activeElement.className"), "", "focus left the terminal");
+  assert.equal(await first.evaluate("document.activeElement.id"), "console-connect");
+
+  // Resizing the window re-fits the terminal: a narrower window has fewer columns.
+  const width = async (page: Page) => (await rows(page).locator("div").first().boundingBox())!.width;
+  await first.setViewportSize({ width: 1200, height: 800 });
+  await first.waitForTimeout(300);
+  const wide = await width(first);
+  await first.setViewportSize({ width: 375, height: 700 });
+  await first.waitForTimeout(300);
+  assert.ok((await width(first)) < wide / 2, "the terminal follows the window's width");
+  // At phone width the page has no sideways scrolling.
+  const scroll = await first.evaluate("document.documentElement.scrollWidth");
+  assert.ok(Number(scroll) <= 375, `page is ${scroll} px wide at 375`);
+
+  // A paste larger than the console takes is refused whole: the page says so and the guest gets nothing.
+  const before = (await cli.tsvm("logs", "echo-vm")).stdout;
+  await first.evaluate(`(() => {
+    const data = new DataTransfer();
+    data.setData("text/plain", "x".repeat(2 * 1024 * 1024));
+    document.querySelector(".xterm-helper-textarea").dispatchEvent(
+      new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
+  })()`);
+  await first.locator("#notice.error", { hasText: "paste refused" }).waitFor();
+  assert.match(
+    (await first.locator("#notice").textContent()) ?? "",
+    /paste refused: it is \d+ bytes, and the console takes at most 65536 at once \(nothing was sent\)/,
+  );
+  // A paste of ordinary size goes through.
+  await first.evaluate(`(() => {
+    const data = new DataTransfer();
+    data.setData("text/plain", "pasted ok");
+    document.querySelector(".xterm-helper-textarea").dispatchEvent(
+      new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
+  })()`);
+  await second.bringToFront();
+  await rows(second).scrollIntoViewIfNeeded();
+  await rows(second).filter({ hasText: "PASTED OK" }).waitFor();
+  const afterLogs = (await cli.tsvm("logs", "echo-vm")).stdout;
+  assert.ok(!afterLogs.includes("XXXXXXXX"), "nothing of the huge paste reached the guest");
+  assert.ok(afterLogs.length > before.length);
+  assert.equal((await cli.tsvm("delete", "echo-vm")).code, 0);
+  await first.close();
+  await second.close();
+});
+
+test("an expired session is refused, saying so", async () => {
+  const short = await cliInstallation("web-console-expiry");
+  try {
+    const { readFile } = await import("node:fs/promises");
+    const config = JSON.parse(await readFile(join(short.home, "config.json"), "utf8")) as Record<
+      string,
+      unknown
+    >;
+    await writeFile(join(short.home, "config.json"), JSON.stringify({ ...config, webSessionSeconds: 2 }));
+    const login = await webLoginUrl(short);
+    const cookie = sessionCookie(await httpRequest(login));
+    assert.equal((await httpRequest(`${login.origin}/v1/instances`, { headers: { cookie } })).status, 200);
+    await new Promise((r) => setTimeout(r, 2500));
+    for (const path of ["/", "/v1/instances"]) {
+      const a = await httpRequest(`${login.origin}${path}`, { headers: { cookie } });
+      assert.equal(a.status, 401, path);
+      assert.match(a.body, /this browser's session expired; run 'tsvm web' on the host for a new login URL/);
+    }
+  } finally {
+    await short.remove();
+  }
+});
