@@ -121,12 +121,16 @@ test("a SUSPENDED VM's state resumes in the tab and the tab's state resumes on t
   const page = await context.newPage();
   await page.goto(`${base}/machine?vm=${vm}`);
   await page.waitForFunction(
-    () =>
-      (globalThis as unknown as { tsvmMachine: { status?: { state: string } } }).tsvmMachine.status?.state ===
-      "running",
+    () => {
+      const m = (globalThis as unknown as { tsvmMachine: { status?: { state: string }; error?: string } })
+        .tsvmMachine;
+      return m.status?.state === "running" || m.error !== undefined;
+    },
     null,
     { timeout: 120_000 },
   );
+  const resumedInTab = await tabInfo(page);
+  assert.equal(resumedInTab.error, undefined, `the tab did not resume the state: ${resumedInTab.error}`);
   const inTab = await tabCount(page);
   assert.ok(inTab >= onServer, `the tab's count ${inTab} goes on from the server's ${onServer}`);
   await typeLine(page, "echo from-the-tab > /root/tab.txt; sync; sleep 2");

@@ -44,6 +44,26 @@ export class MemoryDisk implements BlockBackend {
     done(null);
   }
 
+  // Discard and write-zeroes are offered as a VM's disk (qcow2) offers them: a state's driver may have
+  // accepted them, and a machine without them would refuse that state. Both leave the range reading zeros.
+  discard(offset: number, length: number, done: Completion): void {
+    this.zero(offset, length, done);
+  }
+
+  writeZeroes(offset: number, length: number, _unmap: boolean, done: Completion): void {
+    this.zero(offset, length, done);
+  }
+
+  private zero(offset: number, length: number, done: Completion): void {
+    if (offset + length > this.bytes.length) {
+      done("zeroing past the end of the disk");
+      return;
+    }
+    this.bytes.fill(0, offset, offset + length);
+    this.markDirty(offset, length);
+    done(null);
+  }
+
   /** The whole disk as one run (a copy). */
   whole(): Array<{ readonly offset: number; readonly bytes: Uint8Array }> {
     return [{ offset: 0, bytes: this.bytes.slice() }];
