@@ -258,6 +258,32 @@ test("the serial console: two viewers, typing, resizing, and a huge paste refuse
   await second.close();
 });
 
+test("snapshots and port forwards made on a VM's page agree with the CLI", async () => {
+  assert.equal((await cli.tsvm("create", "kept-vm")).code, 0);
+  assert.equal((await cli.tsvm("stop", "kept-vm")).code, 0);
+  const page = await signedInPage();
+  await page.goto(`${new URL(page.url()).origin}/vm/kept-vm`);
+  await page.locator("#vm-status", { hasText: "TERMINATED" }).waitFor();
+  await page.locator("#snapshot-name").fill("before");
+  await page.locator("#snapshot-name").press("Enter");
+  await page.locator("#notice", { hasText: "snapshot before taken" }).waitFor();
+  const snapshots = await cli.tsvm("snapshot", "list", "kept-vm", "--format", "json");
+  assert.deepEqual(
+    (JSON.parse(snapshots.stdout) as Array<{ name: string }>).map((s) => s.name),
+    ["before"],
+  );
+  await page.locator("#forward-host-port").fill("18080");
+  await page.locator("#forward-guest-port").fill("80");
+  await page.locator("#forward-guest-port").press("Enter");
+  await page.locator("#notice", { hasText: "forward 18080 → 80 added" }).waitFor();
+  const described = await cli.tsvm("describe", "kept-vm", "--format", "json");
+  assert.deepEqual((JSON.parse(described.stdout) as { forwards: unknown }).forwards, [
+    { protocol: "tcp", hostAddress: "127.0.0.1", hostPort: 18080, guestPort: 80 },
+  ]);
+  assert.equal((await cli.tsvm("delete", "kept-vm")).code, 0);
+  await page.close();
+});
+
 test("an expired session is refused, saying so", async () => {
   const short = await cliInstallation("web-console-expiry");
   try {
