@@ -11,15 +11,20 @@ import { bundleStampOf, installBuild } from "./bundle.ts";
 export const WEB_ENTRY_POINTS: Readonly<Record<string, string>> = {
   console: "src/web/console/main.ts",
   "console-style": "src/web/console/console.css",
+  // The machine in a browser tab: its page's script (with its style) and the worker running the machine.
+  machine: "src/web/machine/machine-page.ts",
+  "machine-worker": "src/web/machine/machine-worker.ts",
 };
 
 /** HTML pages copied as they are: output name → source. */
 export const WEB_PAGES: Readonly<Record<string, string>> = {
   "index.html": "src/web/console/index.html",
+  "machine.html": "src/web/machine/machine.html",
 };
 
-/** The sources a build depends on: src/web and the API's types (imported by the pages), and the builder. */
-const SOURCE_DIRS = ["src/web", "src/api"];
+/** The sources a build depends on: src/web, the API's types (imported by the pages), the machine (run by
+ *  the /machine page's worker), and the builder. */
+const SOURCE_DIRS = ["src/web", "src/api", "src/machine"];
 const BUILD_INPUTS = ["package-lock.json", "scripts/build-web.ts"];
 
 export type WebBuild = { ok: true; dir: string } | { ok: false; problem: string };

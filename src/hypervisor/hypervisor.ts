@@ -57,11 +57,13 @@ import {
   RecordWriteError,
   VmExistsError,
   VmNotFoundError,
+  type VmPaths,
   type VmStore,
 } from "./store.ts";
 import { type ImportOptions, VmArchives } from "./vm-archive/vm-archives.ts";
 import type { ExportOptions } from "./vm-archive/vm-export.ts";
 import type { BootFiles } from "./vm-boot-files.ts";
+import { TabMachines } from "./tab-machines.ts";
 import { newRecordBasics, type VmRecord, withHistory } from "./vm-record.ts";
 import type {
   VmmExecOptions,
@@ -204,6 +206,8 @@ export class Hypervisor {
   private archives!: VmArchives;
   /** Private networks, their switches and hosts blocks (private-networks.ts). */
   private lan!: PrivateNetworks;
+  /** The machine in a browser tab: the image it boots, SUSPENDED VMs' states to and from it. */
+  tab!: TabMachines;
   private readonly now: () => Date;
   private closed = false;
 
@@ -238,6 +242,9 @@ export class Hypervisor {
     hv.snapshots = new Snapshots(hv.nodes);
     hv.clones = new Clones(hv.nodes, hv.disks, hv.snapshots);
     hv.archives = new VmArchives(hv.nodes, config.store.home, config.images, hv.now);
+    hv.tab = new TabMachines(config.images, config.defaultImage, (name, work) =>
+      hv!.holdSuspended(name, work),
+    );
     const { vms, broken } = await config.store.list();
     for (const b of broken) hv.broken.set(b.name, b.error);
     const replay: Array<{ vm: VmRecord; h: VmRecord["history"][number] }> = [];
@@ -1248,6 +1255,23 @@ export class Hypervisor {
         slot.busy--;
       });
     return run;
+  }
+
+  /** Runs `work` with the SUSPENDED VM `name` held at rest (nothing else runs on it meanwhile). */
+  private holdSuspended<T>(name: string, work: (record: VmRecord, paths: VmPaths) => Promise<T>): Promise<T> {
+    const slot = this.slot(name);
+    const check = () => {
+      if (slot.record.status !== "SUSPENDED")
+        throw new HypervisorError(
+          "illegal-action",
+          `the VM '${name}' is ${slot.record.status}: only a SUSPENDED VM's state moves to or from a browser tab (suspend it first)`,
+        );
+    };
+    if (slot.busy === 0) check();
+    return this.hold(slot, "export", async () => {
+      check();
+      return work(slot.record, this.config.store.paths(name));
+    });
   }
 
   /** Every VM's record (for what must be unique across VMs: MACs, forwarded host ports). */

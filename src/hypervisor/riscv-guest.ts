@@ -36,7 +36,7 @@ const ARCH = "riscv64";
  * The kernel command line of a VM booted from an image (the serial console is where console.log reads),
  * before the VM's identity (guest-identity.ts: identityBootArgs).
  */
-const BOOTARGS = "console=ttyS0 earlycon=sbi";
+export const BOOTARGS = "console=ttyS0 earlycon=sbi";
 
 /** The agent's virtio-console port: port 0 is the console itself, the named ports follow in order. */
 const AGENT_PORT = 1;

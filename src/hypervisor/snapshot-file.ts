@@ -1,11 +1,9 @@
 // A suspended VM's state on disk (STYLE.md "State and snapshots"): a manifest with magic, format version,
 // architecture, writer and per-section SHA-256 checksums; the engine's state tree as JSON with its typed
 // arrays moved out to binary sections; large sections (guest RAM) written sparse, zero pages left as holes.
-//
-//   manifest.json    { magic, format: { major, minor }, arch, engine, engineVersion, writer, createdAt,
-//                      treeBytes, treeSha256, sections: [{ file, type, length, byteLength, sha256 }] }
-//   state.json       the tree; each typed array replaced by { "$section": N }, each bigint by { "$bigint": "…" }
-//   section-N.bin    the bytes of typed array N, from its file's offset 0 (so it can be mapped as it is)
+// The format itself (manifest, tree encoding, checks) is src/machine/state/state-file-format.ts, shared with
+// the machine in a browser tab; this file is its reading and writing as files. Each section-N.bin holds its
+// bytes from offset 0, so it can be mapped as it is.
 //
 // Reading a state can map its large sections (guest RAM) instead of reading them (`largeSections: "map"`),
 // so that a resume does not wait for all of RAM: the host kernel reads a page from the file when the guest
@@ -22,63 +20,33 @@ import { createHash } from "node:crypto";
 import { open, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { mapFilePrivate } from "../engines/backends/mapped-file.ts";
+import {
+  decodeStateTree,
+  encodeStateTree,
+  MAX_STATE_MANIFEST_BYTES,
+  MAX_STATE_TREE_BYTES,
+  parseStateManifest,
+  STATE_FORMAT,
+  STATE_MAGIC,
+  STATE_TYPED_ARRAYS,
+  type SnapshotLike,
+  type StateArray,
+  type StateArrayType,
+  StateFormatError,
+  type StateSectionEntry,
+  sectionFileName,
+  stateManifest,
+} from "../engines/riscv/riscv-engine.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 
-export const SNAPSHOT_MAGIC = "tsvm-state";
-export const SNAPSHOT_FORMAT = { major: 1, minor: 0 } as const;
-/** The JSON part holds registers and device fields, never memory: anything bigger is not ours. */
-export const MAX_TREE_BYTES = 16 << 20;
-const MAX_MANIFEST_BYTES = 1 << 20;
-/** Sections are at most what one VM can have: 2 GiB of RAM plus some. */
-const MAX_SECTION_BYTES = 2 ** 31 + (64 << 20);
+export type { SnapshotLike };
+export const SNAPSHOT_MAGIC = STATE_MAGIC;
+export const SNAPSHOT_FORMAT = STATE_FORMAT;
+export const MAX_TREE_BYTES = MAX_STATE_TREE_BYTES;
 const PAGE = 4096;
 /** Sections at least this big are guest RAM: readSnapshot maps them when asked (`largeSections: "map"`). */
 export const MAP_MIN_BYTES = 1 << 20;
 const ZERO_PAGE = Buffer.alloc(PAGE);
-
-/** What an engine's saveState returns (src/engines/engine.ts EngineSnapshot). */
-export interface SnapshotLike {
-  readonly engine: string;
-  readonly version: number;
-  readonly data: unknown;
-}
-
-const TYPED_ARRAYS = {
-  Uint8Array,
-  Int8Array,
-  Uint8ClampedArray,
-  Uint16Array,
-  Int16Array,
-  Uint32Array,
-  Int32Array,
-  Float32Array,
-  Float64Array,
-  BigUint64Array,
-  BigInt64Array,
-} as const;
-type TypedArrayName = keyof typeof TYPED_ARRAYS;
-type AnyTypedArray = InstanceType<(typeof TYPED_ARRAYS)[TypedArrayName]>;
-
-interface SectionEntry {
-  readonly file: string;
-  readonly type: TypedArrayName;
-  readonly length: number;
-  readonly byteLength: number;
-  readonly sha256: string;
-}
-
-interface Manifest {
-  readonly magic: string;
-  readonly format: { readonly major: number; readonly minor: number };
-  readonly arch: string;
-  readonly engine: string;
-  readonly engineVersion: number;
-  readonly writer: string;
-  readonly createdAt: string;
-  readonly treeBytes: number;
-  readonly treeSha256: string;
-  readonly sections: readonly SectionEntry[];
-}
 
 export class StateFileError extends HypervisorError {
   constructor(dir: string, problem: string) {
@@ -86,11 +54,14 @@ export class StateFileError extends HypervisorError {
   }
 }
 
-function typedArrayName(v: unknown): TypedArrayName | undefined {
-  if (!ArrayBuffer.isView(v) || v instanceof DataView) return undefined;
-  for (const name of Object.keys(TYPED_ARRAYS) as TypedArrayName[])
-    if (v instanceof TYPED_ARRAYS[name]) return name;
-  return undefined;
+/** Runs `work`, naming `dir` in a StateFormatError it throws. */
+function inDir<T>(dir: string, work: () => T): T {
+  try {
+    return work();
+  } catch (e) {
+    if (e instanceof StateFormatError) throw new StateFileError(dir, e.problem);
+    throw e;
+  }
 }
 
 async function writeFileDurable(
@@ -148,42 +119,17 @@ export async function writeSnapshot(
   snapshot: SnapshotLike,
   meta: { readonly arch: string; readonly writer: string },
 ): Promise<void> {
-  const sections: Array<{ array: AnyTypedArray; type: TypedArrayName }> = [];
-  const seen = new Set<object>();
-  const encode = (v: unknown, path: string): unknown => {
-    if (v === null || typeof v === "string" || typeof v === "boolean") return v;
-    if (typeof v === "number") {
-      if (!Number.isFinite(v)) throw new StateFileError(dir, `${path} is ${v}, which JSON cannot hold`);
-      return v;
-    }
-    if (typeof v === "bigint") return { $bigint: v.toString() };
-    const type = typedArrayName(v);
-    if (type) {
-      sections.push({ array: v as AnyTypedArray, type });
-      return { $section: sections.length - 1 };
-    }
-    if (typeof v !== "object")
-      throw new StateFileError(dir, `${path} is a ${typeof v}, which a state cannot hold`);
-    if (seen.has(v)) throw new StateFileError(dir, `${path} refers back to itself`);
-    seen.add(v);
-    if (Array.isArray(v)) return v.map((x, i) => encode(x, `${path}[${i}]`));
-    const out: Record<string, unknown> = {};
-    for (const [key, val] of Object.entries(v)) {
-      if (key.startsWith("$"))
-        throw new StateFileError(dir, `${path}.${key}: keys starting with $ are reserved`);
-      if (val !== undefined) out[key] = encode(val, `${path}.${key}`);
-    }
-    return out;
-  };
-  const tree = Buffer.from(JSON.stringify(encode(snapshot.data, "data")));
+  const encoded = inDir(dir, () => encodeStateTree(snapshot.data));
+  const tree = Buffer.from(encoded.json);
   if (tree.length > MAX_TREE_BYTES)
     throw new StateFileError(dir, `the state tree is ${tree.length} bytes, more than ${MAX_TREE_BYTES}`);
+  const sections = encoded.sections;
 
-  const entries: SectionEntry[] = [];
+  const entries: StateSectionEntry[] = [];
   for (let i = 0; i < sections.length; i++) {
     const { array, type } = sections[i]!;
     const bytes = Buffer.from(array.buffer, array.byteOffset, array.byteLength);
-    const file = `section-${i}.bin`;
+    const file = sectionFileName(i);
     await writeSparse(join(dir, file), bytes);
     entries.push({
       file,
@@ -194,9 +140,7 @@ export async function writeSnapshot(
     });
   }
   await writeFileDurable(join(dir, "state.json"), (fh) => fh.writeFile(tree).then(() => {}));
-  const manifest: Manifest = {
-    magic: SNAPSHOT_MAGIC,
-    format: SNAPSHOT_FORMAT,
+  const manifest = stateManifest({
     arch: meta.arch,
     engine: snapshot.engine,
     engineVersion: snapshot.version,
@@ -205,7 +149,7 @@ export async function writeSnapshot(
     treeBytes: tree.length,
     treeSha256: createHash("sha256").update(tree).digest("hex"),
     sections: entries,
-  };
+  });
   // The manifest last: a directory without one was never completely written.
   await writeFileDurable(join(dir, "manifest.json"), (fh) =>
     fh.writeFile(`${JSON.stringify(manifest, null, 2)}\n`).then(() => {}),
@@ -216,10 +160,6 @@ export async function writeSnapshot(
   } finally {
     await d.close();
   }
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 /** Reads a file of at most `max` bytes, or throws StateFileError saying it is missing or too big. */
@@ -251,9 +191,9 @@ export interface ReadSnapshotOptions {
 async function readSection(
   dir: string,
   file: string,
-  Ctor: (typeof TYPED_ARRAYS)[TypedArrayName],
+  Ctor: (typeof STATE_TYPED_ARRAYS)[StateArrayType],
   length: number,
-): Promise<AnyTypedArray> {
+): Promise<StateArray> {
   // Read straight into the array's memory: a RAM section is not held twice.
   const array = new Ctor(length);
   const view = new Uint8Array(array.buffer);
@@ -274,9 +214,9 @@ async function readSection(
 function mapSection(
   dir: string,
   file: string,
-  Ctor: (typeof TYPED_ARRAYS)[TypedArrayName],
+  Ctor: (typeof STATE_TYPED_ARRAYS)[StateArrayType],
   byteLength: number,
-): AnyTypedArray {
+): StateArray {
   let buffer: ArrayBuffer;
   try {
     buffer = mapFilePrivate(join(dir, file), byteLength);
@@ -292,44 +232,11 @@ function mapSection(
  * the file and the problem.
  */
 export async function readSnapshot(dir: string, options: ReadSnapshotOptions): Promise<SnapshotLike> {
-  const manifestText = (await readBounded(dir, "manifest.json", MAX_MANIFEST_BYTES)).toString("utf8");
-  let m: unknown;
-  try {
-    m = JSON.parse(manifestText);
-  } catch (e) {
-    throw new StateFileError(dir, `manifest.json is not valid JSON (${(e as Error).message})`);
-  }
-  if (!isObject(m) || m.magic !== SNAPSHOT_MAGIC)
-    throw new StateFileError(dir, "manifest.json is not a tsvm state manifest");
-  const format = m.format as Manifest["format"] | undefined;
-  if (!isObject(format) || format.major !== SNAPSHOT_FORMAT.major)
-    throw new StateFileError(dir, `its format ${JSON.stringify(format)} is not ${SNAPSHOT_FORMAT.major}.x`);
-  if (m.arch !== options.arch)
-    throw new StateFileError(dir, `it is a ${String(m.arch)} state, not ${options.arch}`);
-  if (
-    typeof m.engine !== "string" ||
-    typeof m.engineVersion !== "number" ||
-    !Number.isInteger(m.engineVersion)
-  )
-    throw new StateFileError(dir, "manifest.json lacks the engine and its state version");
-  if (!Array.isArray(m.sections) || m.sections.length > 100_000)
-    throw new StateFileError(dir, "manifest.json lacks a valid section list");
+  const manifestText = (await readBounded(dir, "manifest.json", MAX_STATE_MANIFEST_BYTES)).toString("utf8");
+  const m = inDir(dir, () => parseStateManifest(manifestText, options.arch));
   // The sections are read side by side: a resume waits for the slowest, not for their sum.
-  const loadSection = async (i: number, raw: unknown): Promise<AnyTypedArray> => {
-    const s = raw as Partial<SectionEntry>;
-    const Ctor =
-      isObject(raw) && typeof s.type === "string" && Object.hasOwn(TYPED_ARRAYS, s.type)
-        ? TYPED_ARRAYS[s.type as TypedArrayName]
-        : undefined;
-    if (
-      !Ctor ||
-      s.file !== `section-${i}.bin` ||
-      !Number.isSafeInteger(s.length) ||
-      s.byteLength !== s.length! * Ctor.BYTES_PER_ELEMENT ||
-      s.byteLength! > MAX_SECTION_BYTES ||
-      typeof s.sha256 !== "string"
-    )
-      throw new StateFileError(dir, `manifest.json describes section ${i} wrongly`);
+  const loadSection = async (s: StateSectionEntry): Promise<StateArray> => {
+    const Ctor = STATE_TYPED_ARRAYS[s.type];
     let size: number;
     try {
       size = (await stat(join(dir, s.file))).size;
@@ -339,54 +246,27 @@ export async function readSnapshot(dir: string, options: ReadSnapshotOptions): P
     if (size !== s.byteLength)
       throw new StateFileError(
         dir,
-        `${s.file} is ${size < s.byteLength! ? "truncated" : "too long"}: ${size} bytes, expected ${s.byteLength}`,
+        `${s.file} is ${size < s.byteLength ? "truncated" : "too long"}: ${size} bytes, expected ${s.byteLength}`,
       );
-    if (options.largeSections === "map" && s.byteLength! >= MAP_MIN_BYTES)
-      return mapSection(dir, s.file, Ctor, s.byteLength!);
-    const array = await readSection(dir, s.file, Ctor, s.length!);
+    if (options.largeSections === "map" && s.byteLength >= MAP_MIN_BYTES)
+      return mapSection(dir, s.file, Ctor, s.byteLength);
+    const array = await readSection(dir, s.file, Ctor, s.length);
     const bytes = new Uint8Array(array.buffer);
     if (createHash("sha256").update(bytes).digest("hex") !== s.sha256)
       throw new StateFileError(dir, `${s.file} is corrupt (its SHA-256 does not match the manifest)`);
     return array;
   };
-  const sections: AnyTypedArray[] = [];
-  const listed = m.sections as unknown[];
+  const sections: StateArray[] = [];
+  const listed = m.sections;
   // At most 32 files open at once, whatever a manifest lists.
   for (let at = 0; at < listed.length; at += 32)
-    sections.push(
-      ...(await Promise.all(listed.slice(at, at + 32).map((raw, k) => loadSection(at + k, raw)))),
-    );
+    sections.push(...(await Promise.all(listed.slice(at, at + 32).map(loadSection))));
   const tree = await readBounded(dir, "state.json", MAX_TREE_BYTES);
   if (tree.length !== m.treeBytes || createHash("sha256").update(tree).digest("hex") !== m.treeSha256)
     throw new StateFileError(
       dir,
       "state.json is truncated or corrupt (size or SHA-256 does not match the manifest)",
     );
-  const used = new Set<number>();
-  const decode = (v: unknown): unknown => {
-    if (Array.isArray(v)) return v.map(decode);
-    if (!isObject(v)) return v;
-    if ("$section" in v) {
-      const n = v.$section;
-      if (typeof n !== "number" || !sections[n] || used.has(n))
-        throw new StateFileError(dir, `state.json refers to section ${String(n)} wrongly`);
-      used.add(n);
-      return sections[n];
-    }
-    if ("$bigint" in v) {
-      if (typeof v.$bigint !== "string" || !/^-?\d+$/.test(v.$bigint))
-        throw new StateFileError(dir, "state.json holds a bad bigint");
-      return BigInt(v.$bigint);
-    }
-    // fromEntries defines own properties: a key `__proto__` in the file cannot replace the prototype.
-    return Object.fromEntries(Object.entries(v).map(([key, val]) => [key, decode(val)]));
-  };
-  let data: unknown;
-  try {
-    data = decode(JSON.parse(tree.toString("utf8")));
-  } catch (e) {
-    if (e instanceof StateFileError) throw e;
-    throw new StateFileError(dir, `state.json is not valid JSON (${(e as Error).message})`);
-  }
+  const data = inDir(dir, () => decodeStateTree(tree.toString("utf8"), sections));
   return { engine: m.engine, version: m.engineVersion, data };
 }

@@ -24,6 +24,7 @@ const LAYERS: Array<[prefix: string, layer: string]> = [
   ["src/api/schemas/", "api/schemas"],
   ["src/api/", "api"],
   ["src/cli/", "cli"],
+  ["src/web/machine/", "web/machine"],
   ["src/web/", "web"],
   ["bin/", "bin"],
 ];
@@ -74,6 +75,17 @@ const ALLOWED: Record<string, string[]> = {
   // `tsvm run` and `tsvm image` work without a daemon, so the CLI may reach engines and images directly.
   cli: ["api", "api/schemas", "engines", "images"],
   web: ["api", "api/schemas"],
+  // The machine in a browser tab (src/web/machine): the page and its worker, which runs the machine itself.
+  "web/machine": [
+    "machine",
+    "machine/base",
+    "machine/state",
+    "machine/bus",
+    "machine/boards",
+    "machine/devices",
+    "machine/riscv",
+    "machine/fdt",
+  ],
   bin: ["*"],
 };
 
@@ -87,6 +99,9 @@ const NODE_FREE = new Set([
   "machine/boards",
   "machine",
 ]);
+
+/** Layers that run in a browser: packages (xterm.js) are fine, Node's modules are not. */
+const BROWSER = new Set(["web/machine"]);
 
 function layerOf(rel: string): string | undefined {
   for (const [prefix, layer] of LAYERS) if (rel.startsWith(prefix)) return layer;
@@ -122,6 +137,8 @@ test("every import points down the layer table", () => {
             problems.push(
               `${rel}: imports ${spec} (layer ${target}); ${from} may import only: ${ALLOWED[from]!.join(", ") || "nothing"}`,
             );
+        } else if (BROWSER.has(from) && spec.startsWith("node:")) {
+          problems.push(`${rel}: imports ${spec}; ${from} runs in a browser, which has no node:* modules`);
         } else if (NODE_FREE.has(from)) {
           problems.push(
             `${rel}: imports ${spec}; the machine layer must run in a browser and imports no packages or node:*`,

@@ -4,6 +4,7 @@
 
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Hypervisor } from "../../hypervisor/hypervisor.ts";
+import { MACHINE_TAB_ROUTES } from "./machine-tab-routes.ts";
 
 export interface WebRouteContext {
   readonly hv: Hypervisor;
@@ -22,4 +23,4 @@ export interface WebRoute {
 }
 
 /** Every part's routes, in the order they are matched (one line per part). */
-export const WEB_ROUTES: readonly WebRoute[] = [];
+export const WEB_ROUTES: readonly WebRoute[] = [...MACHINE_TAB_ROUTES];

@@ -3,7 +3,9 @@
 
 import { performance } from "node:perf_hooks";
 import {
+  BOARD_SNAPSHOT,
   type BlockBackend,
+  BoardTurn,
   type CharSink,
   type Clock,
   type Completion,
@@ -27,26 +29,42 @@ import {
   type ExitReason,
 } from "../engine.ts";
 
-// What a host (the CLI, the hypervisor) needs of the machine to configure this engine, without reaching
-// into the machine layer itself.
+// What a host (the CLI, the hypervisor) needs of the machine to configure this engine and to store its
+// states (the state file format, shared with the machine in a browser tab), without reaching into the
+// machine layer itself.
 export {
   type BootFile,
+  checkTabUploadHeader,
+  decodeStateTree,
+  encodeStateTree,
+  MAX_STATE_MANIFEST_BYTES,
+  MAX_STATE_TREE_BYTES,
+  MAX_TAB_UPLOAD_HEADER_BYTES,
   MachineError,
+  parseStateManifest,
+  STATE_FORMAT,
+  STATE_MAGIC,
+  STATE_TYPED_ARRAYS,
+  type SnapshotLike,
+  type StateArray,
+  type StateArrayType,
+  StateFormatError,
+  type StateSectionEntry,
+  sectionFileName,
+  stateManifest,
+  TAB_UPLOAD_MAGIC,
+  type TabUploadHeader,
   type RiscvVirtConfig,
   VIRT_MAX_HARTS,
   VIRT_MAX_MEMORY,
   VIRT_MIN_MEMORY,
 } from "../../machine/index.ts";
 
-const SNAPSHOT_ENGINE = "riscv";
-const SNAPSHOT_VERSION = 1;
+const SNAPSHOT_ENGINE = BOARD_SNAPSHOT.engine;
+const SNAPSHOT_VERSION = BOARD_SNAPSHOT.version;
 
 /** Host time one turn of the loop may run guest code before yielding to I/O callbacks. */
 const TURN_MS = 4;
-/** Host time one `runSlice` aims at; the per-hart budget adapts to it. */
-const SLICE_MS = 1;
-const MIN_BUDGET = 1_000;
-const MAX_BUDGET = 2_000_000;
 /** Longest sleep without a deadline (nothing armed): wake up now and then anyway. */
 const MAX_SLEEP_MS = 1_000;
 
@@ -150,15 +168,11 @@ export class RiscvEngine implements Engine {
   readonly exited: Promise<ExitReason>;
   private resolveExit!: (reason: ExitReason) => void;
   private current: EngineState = "created";
-  private budget = 20_000;
+  private readonly turns: BoardTurn;
   private scheduled = false;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private startedAt = 0;
-  private busyMs = 0;
   private resets = 0;
-  private rateWindowStart = 0;
-  private rateWindowInstr = 0;
-  private rate = 0;
   private readonly onReset: "reboot" | "exit";
   private readonly onReboot: () => void;
   private readonly trace: ((line: string) => void) | null;
@@ -197,6 +211,7 @@ export class RiscvEngine implements Engine {
       ram: options.ram,
     });
     this.board.onPower = (event) => this.onPower(event);
+    this.turns = new BoardTurn(this.board, performanceClock);
     this.backends = (options.nics ?? []).map((n) => n.backend);
     for (let i = 0; i < this.backends.length; i++) this.attachNic(this.board.nics[i]!, this.backends[i]!);
   }
@@ -222,7 +237,6 @@ export class RiscvEngine implements Engine {
     if (this.current !== "created") throw new EngineStateError("start", this.current);
     this.current = "running";
     this.startedAt = performance.now();
-    this.rateWindowStart = this.startedAt;
     this.schedule();
   }
 
@@ -319,8 +333,8 @@ export class RiscvEngine implements Engine {
     const now = performance.now();
     return {
       instret: this.board.stats().instret,
-      instructionsPerSecond: this.rate,
-      busyMs: this.busyMs,
+      instructionsPerSecond: this.turns.rate,
+      busyMs: this.turns.busyMs,
       uptimeMs: this.startedAt ? now - this.startedAt : 0,
       resets: this.resets,
     };
@@ -331,8 +345,8 @@ export class RiscvEngine implements Engine {
       const pc = ((h.pcHi >>> 0) * 0x1_0000_0000 + (h.pcLo >>> 0)).toString(16).padStart(16, "0");
       return `hart${i} pc=${pc} priv=${"USHM"[h.privilege]}${h.waiting ? " wfi" : ""} instret=${h.instretCount()}`;
     });
-    const mips = (this.rate / 1e6).toFixed(1);
-    return `[${((now - this.startedAt) / 1000).toFixed(2)}s ${mips} MIPS budget=${this.budget}] ${harts.join("  ")}`;
+    const mips = (this.turns.rate / 1e6).toFixed(1);
+    return `[${((now - this.startedAt) / 1000).toFixed(2)}s ${mips} MIPS budget=${this.turns.budget}] ${harts.join("  ")}`;
   }
 
   private onPower(event: PowerEvent): void {
@@ -366,39 +380,22 @@ export class RiscvEngine implements Engine {
     setImmediate(this.turn);
   }
 
+  private readonly isRunning = (): boolean => this.current === "running";
+
   private readonly turn = (): void => {
     this.scheduled = false;
     if (this.current !== "running" || this.timer !== null) return;
     const board = this.board;
-    const turnStart = performance.now();
-    this.resolveFirstTurn(turnStart);
-    let now = turnStart;
-    let executed = 0;
+    this.resolveFirstTurn(performance.now());
+    let now: number;
     try {
-      do {
-        const sliceStart = now;
-        executed += board.runSlice(this.budget);
-        now = performance.now();
-        // Aim each slice at SLICE_MS so timers and I/O are looked at often enough, whatever the host speed.
-        const took = now - sliceStart;
-        if (!board.allWaiting) {
-          if (took < SLICE_MS / 2) this.budget = Math.min(MAX_BUDGET, this.budget * 2);
-          else if (took > SLICE_MS * 2) this.budget = Math.max(MIN_BUDGET, Math.floor(this.budget / 2));
-        }
-      } while (this.current === "running" && now - turnStart < TURN_MS && !board.allWaiting);
+      now = this.turns.run(TURN_MS, this.isRunning);
     } catch (e) {
       this.finish({
         kind: "error",
         message: `the machine failed: ${e instanceof Error ? e.message : String(e)}`,
       });
       return;
-    }
-    this.busyMs += now - turnStart;
-    this.rateWindowInstr += executed;
-    if (now - this.rateWindowStart >= 1000) {
-      this.rate = (this.rateWindowInstr * 1000) / (now - this.rateWindowStart);
-      this.rateWindowStart = now;
-      this.rateWindowInstr = 0;
     }
     if (this.trace && now - this.lastTraceMs >= 100) {
       this.lastTraceMs = now;

@@ -121,6 +121,9 @@ export interface RiscvVirtBoardState extends ComponentState {
 
 const BOARD_STATE_ID = "riscv-virt";
 
+/** The engine name and version under which hosts store this board's state (the Node engine, the tab). */
+export const BOARD_SNAPSHOT = { engine: "riscv", version: 1 } as const;
+
 export interface BoardStats {
   /** Instructions retired per hart since power-on. */
   readonly instret: readonly number[];
