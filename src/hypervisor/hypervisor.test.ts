@@ -230,11 +230,20 @@ test("the daemon can go away and come back: running VMs are re-attached, dead on
   await hv.close();
   process.kill(diesPid, "SIGKILL");
 
-  const again = (await openHypervisor(home)).hv;
+  // A re-attach that takes its time (as one behind a busy network switch does): a request made meanwhile
+  // waits for it rather than finding no VMM.
+  const inner = new ProcessVmmLauncher(fixtureLauncherConfig);
+  const slowLauncher: typeof inner = Object.assign(Object.create(inner), {
+    reattach: async (...args: Parameters<typeof inner.reattach>) => {
+      if (args[0].name === "keep") await new Promise((r) => setTimeout(r, 1000));
+      return inner.reattach(...args);
+    },
+  });
+  const again = (await hypervisors.open({ home, config: { launcher: slowLauncher } })).hv;
+  assert.ok(((await again.stats("keep")).count ?? 0) > 0, "the re-attached VMM answers");
   await until(() => again.get("dies").status === "RUNNING" && again.get("dies").vmmPid !== null);
   assert.equal(again.get("keep").status, "RUNNING");
   assert.equal(again.get("keep").vmmPid, keepPid);
-  assert.ok(((await again.stats("keep")).count ?? 0) > 0, "the re-attached VMM answers");
   assert.notEqual(again.get("dies").vmmPid, diesPid);
   assert.equal(again.get("off").status, "TERMINATED");
   assert.ok(again.events.since(0).length >= 12, "the histories are replayed as events");

@@ -189,6 +189,11 @@ interface VmSlot {
   deleted: boolean;
   /** The type of the operation running on the VM now (names its crash points). */
   operation: OperationType | undefined;
+  /**
+   * Settles once a restarted daemon's recovery of the VM is done: until then a RUNNING VM has no handle
+   * to its VMM yet, and exec, sessions, the console and stats wait rather than say `not-running`.
+   */
+  recovered: Promise<void>;
 }
 
 export class Hypervisor {
@@ -266,8 +271,13 @@ export class Hypervisor {
     for (const slot of hv.slots.values()) {
       const vm = slot.record;
       await hv.holdDisk(slot);
-      if (vm.status !== "TERMINATED" && vm.status !== "SUSPENDED")
+      if (vm.status !== "TERMINATED" && vm.status !== "SUSPENDED") {
         hv.enqueueSystem(slot, "repair", () => hv.recover(slot));
+        slot.recovered = slot.queue.then(
+          () => {},
+          () => {},
+        );
+      }
       // No VMM may run for a stopped or suspended VM (an orphan is ended first), so what a crash left in its
       // directory is ours to settle.
       else {
@@ -299,6 +309,7 @@ export class Hypervisor {
       restarts: [],
       deleted: false,
       operation: undefined,
+      recovered: Promise.resolve(),
     };
   }
 
@@ -339,6 +350,7 @@ export class Hypervisor {
 
   async stats(name: string): Promise<Record<string, number>> {
     const slot = this.slot(name);
+    await slot.recovered;
     if (!slot.vmm) throw new HypervisorError("not-running", `the VM '${name}' has no running VMM`);
     return slot.vmm.stats();
   }
@@ -346,6 +358,7 @@ export class Hypervisor {
   /** A connection to the VM's serial console (see VmmHandle.attachConsole); the VM must be running. */
   async attachConsole(name: string): Promise<Duplex> {
     const slot = this.slot(name);
+    await slot.recovered;
     if (!slot.vmm)
       throw new HypervisorError(
         "not-running",
@@ -361,6 +374,7 @@ export class Hypervisor {
    */
   async exec(name: string, command: string, options: VmmExecOptions): Promise<{ exitCode: number }> {
     checkAction("exec", this.slot(name).record.status, name);
+    await this.slot(name).recovered;
     // After the hosts update of a private network that may be running on the agent (private-networks.ts).
     return this.lan.userExec(name, () => this.agentExec(name, command, options));
   }
@@ -382,6 +396,7 @@ export class Hypervisor {
    */
   async openSession(name: string, options: VmmSessionOptions): Promise<VmmSession> {
     const slot = this.slot(name);
+    await slot.recovered;
     checkAction("exec", slot.record.status, slot.record.name);
     if (!slot.vmm) throw new HypervisorError("not-running", `the VM '${name}' has no running VMM`);
     return slot.vmm.openSession(options);
