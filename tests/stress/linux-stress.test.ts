@@ -1,0 +1,108 @@
+// Linux under parallel stress on 2 and 4 vCPUs: the default image boots through `tsvm run` with
+// linux-stress.c (threads on a contended mutex and condition variables, processes on a raw futex in shared
+// memory, a ring of pipes, checksummed pipe streams) added to its initramfs, runs it for a while, and must
+// finish with every result exact, every vCPU having run guest code, and no oops, BUG, WARNING, stall or
+// lockup in the kernel's log. A hang shows as the run's deadline. TSVM_STRESS_SECONDS=300 makes it a soak.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { after, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { CpioNewcWriter } from "../../src/images/cpio-newc.ts";
+import { img, skip, tsvmRun } from "../integration/tsvm-run-fixture.ts";
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** Guest seconds of stress per run (rounds go on until then); at least one round runs whatever it says. */
+const SECONDS = Number(process.env.TSVM_STRESS_SECONDS ?? 20);
+/** A boot plus the stress plus a round that started just before the end, with room for a loaded host. */
+const DEADLINE_MS = (SECONDS + 600) * 1000;
+/** Lines of the kernel's log that mean it went wrong: an oops, BUG or WARNING, an RCU stall, a lockup, a
+ *  hung task, a process killed by a signal it should never get. */
+const KERNEL_TROUBLE =
+  "Oops|BUG:|WARNING:|rcu.*stall|soft lockup|hard LOCKUP|hung_task|blocked for more|segfault";
+
+const scratch = mkdtempSync(join(tmpdir(), "tsvm-linux-stress-"));
+after(() => rmSync(scratch, { recursive: true, force: true }));
+
+let initrd: string | undefined;
+
+/** The image's initramfs with /stress/linux-stress in front (Linux unpacks concatenated archives). */
+function stressInitrd(): string {
+  if (initrd !== undefined) return initrd;
+  const elf = join(scratch, "linux-stress");
+  execFileSync(
+    "riscv64-linux-gnu-gcc",
+    [
+      "-march=rv64gc",
+      "-mabi=lp64d",
+      "-O2",
+      "-static",
+      "-pthread",
+      "-Wall",
+      "-Werror",
+      "-o",
+      elf,
+      join(here, "linux-stress.c"),
+    ],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  const cpio = new CpioNewcWriter();
+  cpio.addDirectory("stress");
+  cpio.addFile("stress/linux-stress", readFileSync(elf), 0o755);
+  initrd = join(scratch, "initrd");
+  writeFileSync(initrd, Buffer.concat([cpio.finish(), readFileSync(img!.initrd)]));
+  return initrd;
+}
+
+/** Busy jiffies (user + nice + system + irq + softirq) of each CPU in /proc/stat lines. */
+function busyTicks(lines: string[]): number[] {
+  return lines.map((l) => {
+    const f = l.trim().split(/\s+/).slice(1).map(Number);
+    return f[0]! + f[1]! + f[2]! + f[5]! + f[6]!;
+  });
+}
+
+for (const cpus of [2, 4]) {
+  test(`Linux on ${cpus} vCPUs survives ${SECONDS} s of threads, futexes, processes and pipes, results exact`, {
+    skip,
+  }, async () => {
+    const workers = 2 * cpus; // more runnable threads than vCPUs: preemption, migration, IPIs
+    const script = [
+      "echo nproc=$(nproc)",
+      "grep '^cpu[0-9]' /proc/stat",
+      `/stress/linux-stress ${workers} 1 ${SECONDS}`,
+      "echo status=$?",
+      "grep '^cpu[0-9]' /proc/stat",
+      `dmesg | grep -E '${KERNEL_TROUBLE}' | sed 's/^/TROUBLE /'`,
+      "true",
+    ].join("; ");
+    const t0 = Date.now();
+    const r = await tsvmRun(
+      ["--cpus", String(cpus), "--kernel", img!.kernel, "--initrd", stressInitrd(), "--exec", script],
+      DEADLINE_MS,
+    );
+    const took = ((Date.now() - t0) / 1000).toFixed(0);
+    assert.equal(r.status, 0, `tsvm run: ${r.stderr}\n${r.stdout}`);
+    const lines = r.stdout.split("\n");
+    assert.ok(lines.includes(`nproc=${cpus}`), `the guest did not bring up ${cpus} CPUs:\n${r.stdout}`);
+    assert.match(r.stdout, /^STRESS OK rounds=\d+/m, r.stdout);
+    assert.ok(lines.includes("status=0"), r.stdout);
+    assert.deepEqual(
+      lines.filter((l) => l.startsWith("TROUBLE ")),
+      [],
+      "the kernel's log reports trouble",
+    );
+    const stat = lines.filter((l) => /^cpu\d+ /.test(l));
+    assert.equal(stat.length, 2 * cpus, r.stdout);
+    const before = busyTicks(stat.slice(0, cpus));
+    const busy = busyTicks(stat.slice(cpus)).map((t, i) => t - before[i]!);
+    // Every vCPU ran a good share of the work (a jiffy is 4 ms at the image's HZ=250).
+    for (const [i, t] of busy.entries())
+      assert.ok(t >= 25, `cpu${i} was busy for only ${t} jiffies during the stress: ${busy.join(", ")}`);
+    console.log(
+      `# ${cpus} vCPUs: ${r.stdout.match(/^STRESS OK.*$/m)![0]}, busy jiffies ${busy.join(", ")}, ${took} s`,
+    );
+  });
+}
