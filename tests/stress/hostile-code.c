@@ -6,6 +6,8 @@
 //   - jit-spray: thousands of distinct functions written and run, more than any code cache should keep;
 //   - dma-code: virtio-blk reads code over a hot function's page while the other hart runs it, and each
 //     hart runs the new code after its fence.i;
+//   - smc-cross: hart 1 rewrites a function hart 0 keeps running hot, and hart 0 runs the new one after its
+//     fence.i;
 //   - lrsc-lock: both harts take a spinlock made of lr.w.aq/sc.w.rl around a two-word update;
 //   - lrsc-spin: one hart spins on lr.w until the other hart's plain store, then both hammer one word,
 //     one with lr.d/sc.d and the other with amoadd.d;
@@ -276,7 +278,7 @@ static void blk_wait(void) {
 
 // --- two harts ------------------------------------------------------------------------------------------
 
-enum { CMD_NONE, CMD_DMA_CODE, CMD_LOCK, CMD_SPIN, CMD_HAMMER };
+enum { CMD_NONE, CMD_DMA_CODE, CMD_SMC_CROSS, CMD_LOCK, CMD_SPIN, CMD_HAMMER };
 static volatile int cmd, cmd_done;
 /** dma-code: the disk page now over code[0] (0: none yet), and hart 1's acknowledgement of it. */
 static volatile int dma_phase, dma_ack, hart1_bad;
@@ -334,6 +336,39 @@ static void dma_code(void) {
   report("dma-code", got, want);
   report("dma-code-hart1-bad", hart1_bad, 0);
   report("dma-code-hart1-ran", hart1_calls >= DISK_PAGES, 1);
+}
+
+/** smc-cross: hart 1 writes version v of code[5] (`addi a0, a0, 11·v`) and publishes v; hart 0 runs the
+ * page all along, and after seeing v and its fence.i must get version v's result. */
+#define SMC_VERSIONS 12
+static volatile int smc_phase, smc_ack;
+
+static void hart1_smc_cross(void) {
+  for (int v = 1; v <= SMC_VERSIONS; v++) {
+    write_adder(5, 11 * v);
+    __atomic_store_n(&smc_phase, v, __ATOMIC_RELEASE);
+    while (__atomic_load_n(&smc_ack, __ATOMIC_ACQUIRE) != v) {
+    }
+  }
+}
+
+static void smc_cross(void) {
+  write_adder(5, 0);
+  fence_i();
+  fn_t f = page_fn(5);
+  for (int i = 0; i < 40000; i++) f(0); // hot: compiled where the machine compiles
+  smc_phase = smc_ack = 0;
+  run_on_hart1(CMD_SMC_CROSS);
+  u64 got = 0, want = 0;
+  for (int v = 1; v <= SMC_VERSIONS; v++) {
+    while (__atomic_load_n(&smc_phase, __ATOMIC_ACQUIRE) != v) f(0);
+    fence_i();
+    for (int i = 0; i < 1000; i++) got = f(got);
+    want += 11ULL * v * 1000;
+    __atomic_store_n(&smc_ack, v, __ATOMIC_RELEASE);
+  }
+  wait_hart1();
+  report("smc-cross", got, want);
 }
 
 /** lrsc-lock: a spinlock of lr.w.aq/sc.w.rl around a two-word update that tears without it. */
@@ -450,6 +485,7 @@ void main1(void) {
     while ((c = __atomic_load_n(&cmd, __ATOMIC_ACQUIRE)) == CMD_NONE) {
     }
     if (c == CMD_DMA_CODE) hart1_dma_code();
+    if (c == CMD_SMC_CROSS) hart1_smc_cross();
     if (c == CMD_LOCK) lock_rounds();
     if (c == CMD_SPIN) hart1_spin();
     if (c == CMD_HAMMER) hart1_hammer();
@@ -465,6 +501,7 @@ void main0(void) {
   jit_spray();
   blk_init();
   dma_code();
+  smc_cross();
   lrsc_lock();
   lrsc_spin();
   lrsc_dma();
