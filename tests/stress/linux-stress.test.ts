@@ -4,24 +4,18 @@
 // finish with every result exact, every vCPU having run guest code, and no oops, BUG, WARNING, stall or
 // lockup in the kernel's log. A hang shows as the run's deadline. TSVM_STRESS_SECONDS=300 makes it a soak.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { after, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { CpioNewcWriter } from "../../src/images/cpio-newc.ts";
 import { img, skip, tsvmRun } from "../integration/tsvm-run-fixture.ts";
+import { buildLinuxStress, KERNEL_TROUBLE } from "./linux-stress-program.ts";
 
-const here = dirname(fileURLToPath(import.meta.url));
 /** Guest seconds of stress per run (rounds go on until then); at least one round runs whatever it says. */
-const SECONDS = Number(process.env.TSVM_STRESS_SECONDS ?? 20);
+const SECONDS = Number(process.env.TSVM_STRESS_SECONDS ?? 15);
 /** A boot plus the stress plus a round that started just before the end, with room for a loaded host. */
 const DEADLINE_MS = (SECONDS + 600) * 1000;
-/** Lines of the kernel's log that mean it went wrong: an oops, BUG or WARNING, an RCU stall, a lockup, a
- *  hung task, a process killed by a signal it should never get. */
-const KERNEL_TROUBLE =
-  "Oops|BUG:|WARNING:|rcu.*stall|soft lockup|hard LOCKUP|hung_task|blocked for more|segfault";
 
 const scratch = mkdtempSync(join(tmpdir(), "tsvm-linux-stress-"));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -31,23 +25,7 @@ let initrd: string | undefined;
 /** The image's initramfs with /stress/linux-stress in front (Linux unpacks concatenated archives). */
 function stressInitrd(): string {
   if (initrd !== undefined) return initrd;
-  const elf = join(scratch, "linux-stress");
-  execFileSync(
-    "riscv64-linux-gnu-gcc",
-    [
-      "-march=rv64gc",
-      "-mabi=lp64d",
-      "-O2",
-      "-static",
-      "-pthread",
-      "-Wall",
-      "-Werror",
-      "-o",
-      elf,
-      join(here, "linux-stress.c"),
-    ],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
+  const elf = buildLinuxStress(scratch);
   const cpio = new CpioNewcWriter();
   cpio.addDirectory("stress");
   cpio.addFile("stress/linux-stress", readFileSync(elf), 0o755);

@@ -1,0 +1,78 @@
+// Linux under parallel stress on 4 vCPUs, suspended and resumed twice in the middle of it through the
+// hypervisor: every hart stops wherever it is (inside a futex wait, a pipe copy, an LR/SC loop, an IPI in
+// flight), its state goes to files and a new VMM process goes on from them. The stress (linux-stress.c) must
+// still finish with every result exact and the kernel's log clean.
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { BOOT_TIMEOUT_MS, linuxVmFixture, noImage, until } from "../integration/linux-vm-fixture.ts";
+import { buildLinuxStress, KERNEL_TROUBLE } from "./linux-stress-program.ts";
+
+const { client, tsvm, exec, booted } = await linuxVmFixture("stress-suspend");
+const scratch = mkdtempSync(join(tmpdir(), "tsvm-stress-suspend-"));
+after(() => rmSync(scratch, { recursive: true, force: true }));
+/** Guest seconds the stress runs for; the suspends come while it runs. */
+const SECONDS = 15;
+
+async function suspendResume(): Promise<void> {
+  const s = await tsvm("suspend", "stress");
+  assert.equal(s.code, 0, s.stderr);
+  assert.equal((await client.getInstance("stress")).status, "SUSPENDED");
+  const r = await tsvm("resume", "stress");
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((await client.getInstance("stress")).status, "RUNNING");
+}
+
+test("Linux on 4 vCPUs suspended and resumed twice mid-stress: the stress finishes exact, the log clean", {
+  skip: noImage,
+  timeout: BOOT_TIMEOUT_MS + 600_000,
+}, async (t) => {
+  const t0 = Date.now();
+  const mark = (what: string) => t.diagnostic(`${((Date.now() - t0) / 1000).toFixed(1)} s: ${what}`);
+  const elf = buildLinuxStress(scratch);
+  const created = await tsvm("create", "stress", "--cpus", "4", "--memory", "256M");
+  assert.equal(created.code, 0, created.stderr);
+  await booted("stress");
+  mark("booted");
+  const cp = await tsvm("cp", elf, "stress:/root/linux-stress");
+  assert.equal(cp.code, 0, cp.stderr);
+  // Detached, so the exec returns while the stress runs; /root/running appears once it has started.
+  await exec(
+    "stress",
+    `setsid sh -c 'touch /root/running; /root/linux-stress 4 1 ${SECONDS} > /root/out 2>&1; ` +
+      `echo status=$? >> /root/out' </dev/null >/dev/null 2>&1 &`,
+  );
+  await until("the stress to start", async () =>
+    (await exec("stress", "test -e /root/running && echo yes")).trim() === "yes" ? true : undefined,
+  );
+  mark("stress started");
+  await suspendResume();
+  mark("suspended and resumed");
+  // The first suspend came while the stress ran (it runs SECONDS of guest time; the suspend followed its start
+  // within a few, and guest time stands still while the VM is suspended).
+  assert.equal(
+    await exec("stress", "test -s /root/out && cat /root/out; true"),
+    "",
+    "the stress ended too soon",
+  );
+  await suspendResume();
+  mark("suspended and resumed again");
+  const out = await until(
+    "the stress to finish",
+    async () => {
+      const o = await exec("stress", "cat /root/out 2>/dev/null; true");
+      return o.includes("status=") ? o : undefined;
+    },
+    (SECONDS + 300) * 1000,
+  );
+  mark("stress finished");
+  t.diagnostic(out.trim().replaceAll("\n", " | "));
+  assert.match(out, /^STRESS OK rounds=\d+/m, out);
+  assert.match(out, /^status=0$/m, out);
+  const trouble = await exec("stress", `dmesg | grep -E '${KERNEL_TROUBLE}'; true`);
+  assert.equal(trouble, "", "the kernel's log reports trouble");
+  const vm = await client.getInstance("stress");
+  assert.deepEqual(vm.history.filter((h) => h.to === "SUSPENDED").length, 2, "suspended twice");
+});
