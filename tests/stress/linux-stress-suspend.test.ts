@@ -51,7 +51,7 @@ test("Linux on 4 vCPUs suspended and resumed twice mid-stress: the stress finish
   await suspendResume();
   mark("suspended and resumed");
   // The first suspend came while the stress ran (it runs SECONDS of guest time; the suspend followed its start
-  // within a few, and guest time stands still while the VM is suspended).
+  // within a few seconds).
   assert.equal(
     await exec("stress", "test -s /root/out && cat /root/out; true"),
     "",
