@@ -8,13 +8,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { BOOT_TIMEOUT_MS, linuxVmFixture, noImage, until } from "../integration/linux-vm-fixture.ts";
-import { buildLinuxStress, KERNEL_TROUBLE } from "./linux-stress-program.ts";
+import { assertEveryCpuBusy, buildLinuxStress, KERNEL_TROUBLE } from "./linux-stress-program.ts";
 
 const { client, tsvm, exec, booted } = await linuxVmFixture("stress-suspend");
 const scratch = mkdtempSync(join(tmpdir(), "tsvm-stress-suspend-"));
 after(() => rmSync(scratch, { recursive: true, force: true }));
 /** Guest seconds the stress runs for; the suspends come while it runs. */
 const SECONDS = 15;
+const CPUS = 4;
 
 async function suspendResume(): Promise<void> {
   const s = await tsvm("suspend", "stress");
@@ -25,24 +26,26 @@ async function suspendResume(): Promise<void> {
   assert.equal((await client.getInstance("stress")).status, "RUNNING");
 }
 
-test("Linux on 4 vCPUs suspended and resumed twice mid-stress: the stress finishes exact, the log clean", {
+test("Linux on 4 vCPUs suspended and resumed twice mid-stress: the stress finishes exact, every vCPU busy, the log clean", {
   skip: noImage,
   timeout: BOOT_TIMEOUT_MS + 600_000,
 }, async (t) => {
   const t0 = Date.now();
   const mark = (what: string) => t.diagnostic(`${((Date.now() - t0) / 1000).toFixed(1)} s: ${what}`);
   const elf = buildLinuxStress(scratch);
-  const created = await tsvm("create", "stress", "--cpus", "4", "--memory", "256M");
+  const created = await tsvm("create", "stress", "--cpus", String(CPUS), "--memory", "256M");
   assert.equal(created.code, 0, created.stderr);
   await booted("stress");
   mark("booted");
   const cp = await tsvm("cp", elf, "stress:/root/linux-stress");
   assert.equal(cp.code, 0, cp.stderr);
   // Detached, so the exec returns while the stress runs; /root/running appears once it has started.
+  const stat = `grep "^cpu[0-9]" /proc/stat >> /root/out`;
   await exec(
     "stress",
-    `setsid sh -c 'touch /root/running; /root/linux-stress 4 1 ${SECONDS} > /root/out 2>&1; ` +
-      `echo status=$? >> /root/out' </dev/null >/dev/null 2>&1 &`,
+    `setsid sh -c 'echo nproc=$(nproc) > /root/out; ${stat}; touch /root/running; ` +
+      `/root/linux-stress ${CPUS} 1 ${SECONDS} >> /root/out 2>&1; echo status=$? >> /root/out; ${stat}; ` +
+      `echo done >> /root/out' </dev/null >/dev/null 2>&1 &`,
   );
   await until("the stress to start", async () =>
     (await exec("stress", "test -e /root/running && echo yes")).trim() === "yes" ? true : undefined,
@@ -53,8 +56,8 @@ test("Linux on 4 vCPUs suspended and resumed twice mid-stress: the stress finish
   // The first suspend came while the stress ran (it runs SECONDS of guest time; the suspend followed its start
   // within a few seconds).
   assert.equal(
-    await exec("stress", "test -s /root/out && cat /root/out; true"),
-    "",
+    await exec("stress", "grep -q status= /root/out || echo running"),
+    "running\n",
     "the stress ended too soon",
   );
   await suspendResume();
@@ -63,14 +66,16 @@ test("Linux on 4 vCPUs suspended and resumed twice mid-stress: the stress finish
     "the stress to finish",
     async () => {
       const o = await exec("stress", "cat /root/out 2>/dev/null; true");
-      return o.includes("status=") ? o : undefined;
+      return o.split("\n").includes("done") ? o : undefined;
     },
     (SECONDS + 300) * 1000,
   );
   mark("stress finished");
-  t.diagnostic(out.trim().replaceAll("\n", " | "));
+  t.diagnostic(out.match(/^STRESS.*$/m)?.[0] ?? out);
   assert.match(out, /^STRESS OK rounds=\d+/m, out);
   assert.match(out, /^status=0$/m, out);
+  const busy = assertEveryCpuBusy(out, CPUS);
+  t.diagnostic(`busy jiffies ${busy.join(", ")}`);
   const trouble = await exec("stress", `dmesg | grep -E '${KERNEL_TROUBLE}'; true`);
   assert.equal(trouble, "", "the kernel's log reports trouble");
   const vm = await client.getInstance("stress");
