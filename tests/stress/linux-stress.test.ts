@@ -1,9 +1,10 @@
-// Linux under parallel stress on 2 vCPUs (TSVM_STRESS_CPUS=2,4,8 for more): the default image boots through
-// `tsvm run` with linux-stress.c (threads on a contended mutex and condition variables, processes on a raw futex in shared
-// memory, a ring of pipes, checksummed pipe streams) added to its initramfs, runs it for a while, and must
-// finish with every result exact, every vCPU having run guest code, and no oops, BUG, WARNING, stall or
-// lockup in the kernel's log. A hang shows as the run's deadline. TSVM_STRESS_SECONDS=300 makes it a soak.
-// linux-stress-suspend.test.ts runs the same stress on 4 vCPUs under the hypervisor, suspended twice.
+// Linux under parallel stress on 2 vCPUs (TSVM_STRESS_CPUS=2,4,8 for more): the default image boots
+// through `tsvm run` with linux-stress.c (threads on a contended mutex and condition variables, processes on
+// a raw futex in shared memory, a ring of pipes, checksummed pipe streams) added to its initramfs, runs it
+// for a while, and must finish with every result exact, every vCPU having run guest code, and no oops, BUG,
+// WARNING, stall or lockup in the kernel's log. A hang shows as the run's deadline.
+// TSVM_STRESS_SECONDS=300 makes it a soak. linux-stress-suspend.test.ts runs the same stress on 4 vCPUs
+// under the hypervisor, suspended twice.
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
