@@ -1,4 +1,4 @@
-// Linux under parallel stress on 4 vCPUs, suspended and resumed twice in the middle of it through the
+// Linux under parallel stress on 4 vCPUs, suspended and resumed in the middle of it through the
 // hypervisor: every hart stops wherever it is (inside a futex wait, a pipe copy, an LR/SC loop, an IPI in
 // flight), its state goes to files and a new VMM process goes on from them. The stress (linux-stress.c) must
 // still finish with every result exact and the kernel's log clean.
@@ -26,7 +26,7 @@ async function suspendResume(): Promise<void> {
   assert.equal((await client.getInstance("stress")).status, "RUNNING");
 }
 
-test("Linux on 4 vCPUs suspended and resumed twice mid-stress: the stress finishes exact, every vCPU busy, the log clean", {
+test("Linux on 4 vCPUs suspended and resumed mid-stress: the stress finishes exact, every vCPU busy, the log clean", {
   skip: noImage,
   timeout: BOOT_TIMEOUT_MS + 600_000,
 }, async (t) => {
@@ -60,8 +60,6 @@ test("Linux on 4 vCPUs suspended and resumed twice mid-stress: the stress finish
     "running\n",
     "the stress ended too soon",
   );
-  await suspendResume();
-  mark("suspended and resumed again");
   const out = await until(
     "the stress to finish",
     async () => {
@@ -79,5 +77,5 @@ test("Linux on 4 vCPUs suspended and resumed twice mid-stress: the stress finish
   const trouble = await exec("stress", `dmesg | grep -E '${KERNEL_TROUBLE}'; true`);
   assert.equal(trouble, "", "the kernel's log reports trouble");
   const vm = await client.getInstance("stress");
-  assert.deepEqual(vm.history.filter((h) => h.to === "SUSPENDED").length, 2, "suspended twice");
+  assert.deepEqual(vm.history.filter((h) => h.to === "SUSPENDED").length, 1, "suspended once");
 });

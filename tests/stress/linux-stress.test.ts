@@ -4,7 +4,7 @@
 // for a while, and must finish with every result exact, every vCPU having run guest code, and no oops, BUG,
 // WARNING, stall or lockup in the kernel's log. A hang shows as the run's deadline.
 // TSVM_STRESS_SECONDS=300 makes it a soak. linux-stress-suspend.test.ts runs the same stress on 4 vCPUs
-// under the hypervisor, suspended twice.
+// under the hypervisor, suspended once mid-stress.
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
