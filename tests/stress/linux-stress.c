@@ -6,7 +6,8 @@
 // write — prints FAIL and exits 1; a lost wake-up that never comes back is the test's timeout. Prints
 // "STRESS OK rounds=N" at the end.
 //
-// Usage: linux-stress WORKERS ROUNDS [SECONDS]   (with SECONDS, rounds repeat until that much time passed)
+// Usage: linux-stress WORKERS ROUNDS [SECONDS [STOPFILE]]
+//   rounds repeat until SECONDS passed, and with STOPFILE until that file exists
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/futex.h>
@@ -287,12 +288,13 @@ static double now(void) {
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: linux-stress WORKERS ROUNDS [SECONDS]\n");
+    fprintf(stderr, "usage: linux-stress WORKERS ROUNDS [SECONDS [STOPFILE]]\n");
     return 2;
   }
   workers = atoi(argv[1]);
   int rounds = atoi(argv[2]);
   double seconds = argc > 3 ? atof(argv[3]) : 0;
+  const char *stopfile = argc > 4 ? argv[4] : NULL;
   if (workers < 1 || workers > 32 || rounds < 1) {
     fprintf(stderr, "linux-stress: WORKERS must be 1 to 32 and ROUNDS at least 1\n");
     return 2;
@@ -300,7 +302,7 @@ int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   double t0 = now();
   int done = 0;
-  while (done < rounds || now() - t0 < seconds) {
+  while (done < rounds || now() - t0 < seconds || (stopfile != NULL && access(stopfile, F_OK) != 0)) {
     threads_round();
     futex_round();
     pipes_round(done);
