@@ -451,7 +451,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       { name: "name", schema: { type: "string" }, description: "The VM's name." },
       {
         name: "revision",
-        schema: { type: "integer" },
+        schema: { type: "string", pattern: "^[0-9]{1,15}$" },
         description: "The record's revision as the sender saw it.",
       },
       { name: "from", schema: { type: "string" }, description: "The sending host." },

@@ -5,82 +5,21 @@
 // a RUNNING one running: unknown, same, DOWN and full hosts, two moves at once, the target refusing the VM,
 // the incoming route with a wrong token or a corrupted export file.
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { Etcd3 } from "etcd3";
 import { HOST_RECORD_FORMAT_VERSION } from "../api/schemas/host-schemas.ts";
-import { EtcdServer, freePort } from "../hypervisor/fixtures/etcd-server.ts";
+import { TestCluster, waitFor } from "../hypervisor/fixtures/test-cluster.ts";
+import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
-const TOKEN = "move-test-token-0123456789abcdef";
-let dir: string;
-let etcd: EtcdServer;
-let tokenFile: string;
-const daemons = new Map<string, { home: string; url: string; process: ChildProcess; log: () => string }>();
-
-function on(name: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      join(root, "bin/tsvm"),
-      args,
-      {
-        env: {
-          ...process.env,
-          TSVM_HOME: join(dir, "client-home"),
-          TSVM_API_URL: daemons.get(name)!.url,
-          TSVM_API_TOKEN_FILE: tokenFile,
-        },
-        timeout: 120_000,
-      },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
-
-async function json(name: string, ...args: string[]): Promise<any> {
-  const r = await on(name, ...args, "--format", "json");
-  assert.equal(r.code, 0, `${args.join(" ")} on ${name}: ${r.stderr}`);
-  return JSON.parse(r.stdout);
-}
-
-/** A request to host `name`'s API with the cluster's token (or `token`). */
-async function api(
-  name: string,
-  method: string,
-  path: string,
-  body?: unknown,
-  init: { token?: string; contentType?: string } = {},
-): Promise<{ status: number; body: any }> {
-  const r = await fetch(`${daemons.get(name)!.url}/v1${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${init.token ?? TOKEN}`,
-      ...(body === undefined ? {} : { "content-type": init.contentType ?? "application/json" }),
-    },
-    body:
-      body === undefined ? undefined : body instanceof Uint8Array ? Buffer.from(body) : JSON.stringify(body),
-  });
-  const text = await r.text();
-  return { status: r.status, body: text ? JSON.parse(text) : undefined };
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+let cluster: TestCluster;
+const on = (name: string, ...args: string[]) => cluster.on(name, ...args);
+const json = (name: string, ...args: string[]) => cluster.json(name, ...args);
+const api = (...args: Parameters<TestCluster["api"]>) => cluster.api(...args);
+const home = (name: string) => cluster.hosts.get(name)!.home;
 
 const count = async (vm: string): Promise<number> =>
   (await api("h1", "GET", `/instances/${vm}/stats`)).body.stats.count;
@@ -93,56 +32,21 @@ const countsPast = (vm: string, than: number) =>
   });
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), "tsvm-move-"));
-  etcd = await EtcdServer.start();
-  tokenFile = join(dir, "token");
-  await writeFile(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
-  await writeFile(join(dir, "disk.raw"), Buffer.alloc(4096));
-  for (const name of ["h1", "h2", "h3"]) {
-    const home = join(dir, name);
-    await mkdir(home);
-    const engine = name === "h3" ? "other" : "fixture";
-    await writeFile(
-      join(home, "config.json"),
-      JSON.stringify({
+  cluster = await TestCluster.start(
+    ["h1", "h2", "h3"],
+    (name, dir) => {
+      const engine = name === "h3" ? "other" : "fixture";
+      return {
         defaultEngine: engine,
         engines: { [engine]: join(root, "src/hypervisor/fixtures/counting-guest.ts") },
         images: { default: join(dir, "disk.raw") },
         stopTimeoutMs: 2000,
-      }),
-    );
-    const port = await freePort();
-    const child = spawn(
-      join(root, "bin/tsvm"),
-      [
-        "daemon",
-        "--cluster",
-        etcd.url,
-        "--host",
-        name,
-        "--listen",
-        `127.0.0.1:${port}`,
-        "--token-file",
-        tokenFile,
-      ],
-      { env: { ...process.env, TSVM_HOME: home, TSVM_VMM_SPARE: "0" }, stdio: ["ignore", "ignore", "pipe"] },
-    );
-    let log = "";
-    child.stderr!.on("data", (d: Buffer) => {
-      log = (log + d.toString()).slice(-16384);
-    });
-    daemons.set(name, { home, url: `http://127.0.0.1:${port}`, process: child, log: () => log });
-  }
-  for (const name of daemons.keys())
-    await waitFor(`host ${name} to serve`, async () => {
-      const r = await on(name, "hosts", "list", "--format", "json");
-      if (r.code === 0 && (JSON.parse(r.stdout) as unknown[]).length === 3) return true;
-      if (daemons.get(name)!.process.exitCode !== null)
-        throw new Error(`the daemon of ${name} exited: ${daemons.get(name)!.log()}`);
-      return undefined;
-    });
+      };
+    },
+    { "disk.raw": new Uint8Array(4096) },
+  );
   // Two hosts that have no daemon: "gone" (its lease is gone: DOWN) and "tiny" (UP, but with no room).
-  const client = new Etcd3({ hosts: etcd.url });
+  const client = new Etcd3({ hosts: cluster.etcd.url });
   const record = (name: string, memoryMiB: number) =>
     JSON.stringify({
       formatVersion: HOST_RECORD_FORMAT_VERSION,
@@ -158,23 +62,7 @@ before(async () => {
   client.close();
 });
 
-after(async () => {
-  for (const d of daemons.values()) {
-    if (d.process.exitCode !== null) continue;
-    const list = await on("h1", "list", "--format", "json").catch(() => undefined);
-    if (list?.code === 0)
-      for (const vm of JSON.parse(list.stdout) as Array<{ name: string }>) await on("h1", "delete", vm.name);
-    break;
-  }
-  for (const d of daemons.values()) {
-    if (d.process.exitCode !== null) continue;
-    const exited = new Promise((resolve) => d.process.once("exit", resolve));
-    d.process.kill("SIGTERM");
-    await exited;
-  }
-  await etcd?.stop();
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => cluster?.stop());
 
 test("a RUNNING VM moves h1 → h2 and counts on; at rest it moves as its files; the operation has the figures", async () => {
   assert.equal((await on("h2", "create", "web", "--host", "h1", "--machine-type", "t1-micro")).code, 0);
@@ -200,8 +88,8 @@ test("a RUNNING VM moves h1 → h2 and counts on; at rest it moves as its files;
   const after = await count("web");
   assert.ok(after >= before, `count ${after} after the move, ${before} before`);
   await countsPast("web", after);
-  assert.ok(!existsSync(join(daemons.get("h1")!.home, "vms/web")), "h1 keeps no files of web");
-  assert.ok(existsSync(join(daemons.get("h2")!.home, "vms/web")));
+  assert.ok(!existsSync(join(home("h1"), "vms/web")), "h1 keeps no files of web");
+  assert.ok(existsSync(join(home("h2"), "vms/web")));
   const hosts = await json("h1", "hosts", "list");
   assert.deepEqual(hosts.find((h: any) => h.name === "h2").vms, ["web"]);
 
@@ -213,7 +101,7 @@ test("a RUNNING VM moves h1 → h2 and counts on; at rest it moves as its files;
   const rest = await json("h2", "describe", "web");
   assert.equal(rest.host, "h1");
   assert.equal(rest.status, "TERMINATED");
-  assert.ok(!existsSync(join(daemons.get("h2")!.home, "vms/web")));
+  assert.ok(!existsSync(join(home("h2"), "vms/web")));
   assert.equal((await on("h2", "start", "web")).code, 0);
   assert.equal((await json("h3", "describe", "web")).status, "RUNNING");
 });
@@ -240,7 +128,7 @@ test("bad moves are refused with one line and leave the VM running where it is",
   pid = 0;
   await refused("h3", /moving 'db' to host 'h3' failed: .*invalid-engine/);
   await countsPast("db", before);
-  assert.ok(!existsSync(join(daemons.get("h3")!.home, "vms/db")));
+  assert.ok(!existsSync(join(home("h3"), "vms/db")));
   const usage = await on("h1", "move", "db");
   assert.equal(usage.code, 2);
   assert.match(usage.stderr, /give the host to move to/);
@@ -262,7 +150,7 @@ test("bad moves are refused with one line and leave the VM running where it is",
 test("the incoming route wants the cluster's token and a whole export file; a refused one changes nothing", async () => {
   assert.equal((await on("h1", "create", "cold", "--host", "h1", "--machine-type", "t1-micro")).code, 0);
   assert.equal((await on("h1", "stop", "cold")).code, 0);
-  const file = join(dir, "cold.tsvm");
+  const file = join(cluster.dir, "cold.tsvm");
   assert.equal((await on("h1", "export", "cold", file)).code, 0);
   const bytes = new Uint8Array(await readFile(file));
   const revision = (await etcdRevision("cold")).toString();
@@ -281,14 +169,14 @@ test("the incoming route wants the cluster's token and a whole export file; a re
   const query = await api("h2", "POST", path.replace("&resume=false", ""), bytes, octets);
   assert.equal(query.status, 400);
   assert.match(query.body.error.message, /query parameter 'resume' is missing/);
-  for (const h of ["h2", "h3"]) assert.ok(!existsSync(join(daemons.get(h)!.home, "vms/cold")), h);
+  for (const h of ["h2", "h3"]) assert.ok(!existsSync(join(home(h), "vms/cold")), h);
   const cold = await json("h2", "describe", "cold");
   assert.equal(`${cold.host} ${cold.status}`, "h1 TERMINATED");
-  assert.ok(existsSync(join(daemons.get("h1")!.home, "vms/cold")));
+  assert.ok(existsSync(join(home("h1"), "vms/cold")));
 });
 
 async function etcdRevision(name: string): Promise<number> {
-  const client = new Etcd3({ hosts: etcd.url });
+  const client = new Etcd3({ hosts: cluster.etcd.url });
   try {
     const r = await client.get(`/tsvm/vms/${name}`).exec();
     return Number(r.kvs[0]!.mod_revision);
