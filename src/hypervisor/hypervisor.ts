@@ -878,24 +878,33 @@ export class Hypervisor {
   /**
    * Moves the VM to another host of the cluster (cluster/vm-moves.ts; docs/cluster.md "Moving VMs"):
    * checked at once (a cluster, another host that is UP with room, a VM RUNNING, TERMINATED or SUSPENDED
-   * with no other move in flight), then queued as the operation `move`. The `failover` drain calls it too.
+   * with no other move in flight), then queued as the operation `move`. Without `host` the scheduler picks
+   * one among the other hosts. The `failover` drain calls it too.
    */
-  async move(name: string, host: string): Promise<OperationView> {
+  async move(name: string, host?: string): Promise<OperationView> {
     const slot = this.slot(name);
     if (slot.busy === 0) checkAction("move", slot.record.status, name);
-    await this.moves.begin(name, host, { cpus: slot.record.cpus, memoryMiB: slot.record.memoryMiB });
+    const target = await this.moves.begin(name, host, {
+      cpus: slot.record.cpus,
+      memoryMiB: slot.record.memoryMiB,
+    });
+    let view: OperationView;
     try {
-      return this.submit(
+      view = this.submit(
         slot,
         "move",
         "move",
         () => {},
-        (op) => this.moves.run(op, this.movingVm(slot), host).finally(() => this.moves.end(name)),
+        (op) => this.moves.run(op, this.movingVm(slot), target),
       );
     } catch (e) {
       this.moves.end(name);
       throw e;
     }
+    // The VM's queue settles once this operation has, however it ended (also when its check failed).
+    const end = () => this.moves.end(name);
+    void slot.queue.then(end, end);
+    return view;
   }
 
   /** The steps of a move, on this host's side, lent to VmMoves.run. */
@@ -972,13 +981,16 @@ export class Hypervisor {
       },
     );
     if (view.error) throw new HypervisorError(view.error.code, view.error.message);
-    if (!offer.resume || !adopted) return { kind: "tsvm#moveIn", resumed: false, resumeError: null };
+    if (!offer.resume || !adopted)
+      return { kind: "tsvm#moveIn", resumed: false, resumeMs: 0, resumeError: null };
+    const resumeStarted = Date.now();
     const resume = this.resume(offer.name);
     await this.operations.get(resume.id).waitDone(600_000);
     const done = this.operations.get(resume.id).view();
     return {
       kind: "tsvm#moveIn",
       resumed: done.status === "DONE" && done.error === null,
+      resumeMs: Date.now() - resumeStarted,
       resumeError: done.error ? `${done.error.code}: ${done.error.message}` : null,
     };
   }

@@ -67,7 +67,7 @@ test("a counting Linux guest moves h1 → h2 → h3 while RUNNING and keeps coun
     assert.equal(`${op.migration.from}→${op.migration.to}`, `${from}→${to}`);
     assert.ok(op.migration.bytes > 1 << 20, `${op.migration.bytes} bytes`);
     assert.ok(op.migration.downtimeMs > 0 && op.migration.downtimeMs <= op.migration.totalMs);
-    process.stderr.write(`move ${from}→${to}: ${JSON.stringify(op.migration)}\n`);
+    process.stderr.write(`move ${from}→${to}: ${op.statusMessage}\n`);
     const vm = await cluster.json("h1", "describe", "counter");
     assert.equal(`${vm.host} ${vm.status}`, `${to} RUNNING`);
     const now = await reading(to);

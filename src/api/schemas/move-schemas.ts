@@ -21,6 +21,7 @@ export const MoveInResult = Type.Object(
     resumed: Type.Boolean({
       description: "Whether the VM runs again here (it was RUNNING on its old host).",
     }),
+    resumeMs: Type.Integer({ minimum: 0, description: "How long the resume here took (0 when not asked)." }),
     resumeError: Type.Union([Type.String(), Type.Null()], {
       description: "Why resuming it failed (the VM is SUSPENDED here, its state kept); null otherwise.",
     }),

@@ -29,6 +29,8 @@ export interface MoveAnswer {
   readonly kind: "tsvm#moveIn";
   /** Whether the VM runs again (asked for with `resume`). */
   readonly resumed: boolean;
+  /** How long the target's resume took (0 when not asked). */
+  readonly resumeMs: number;
   /** When a resume was asked for and failed: why (the VM is SUSPENDED on the target, its state kept). */
   readonly resumeError: string | null;
 }
@@ -36,8 +38,11 @@ export interface MoveAnswer {
 export interface MoveTransport {
   /** This host's name. */
   readonly host: string;
-  /** Throws unless `target` is a host of the cluster, UP, with room for the VM (the scheduler's checks). */
-  checkTarget(target: string, need: { readonly cpus: number; readonly memoryMiB: number }): Promise<void>;
+  /**
+   * `wanted` when it is a host of the cluster, UP, with room for the VM (the scheduler's checks; else the
+   * scheduler's error), or without it the scheduler's pick among the other hosts.
+   */
+  chooseTarget(need: { readonly cpus: number; readonly memoryMiB: number }, wanted?: string): Promise<string>;
   /** The host the VM's record names now (undefined: no record). */
   ownerOf(name: string): Promise<string | undefined>;
   /** Sends the VM's export file to `target`; resolves once the target owns the VM. */
@@ -60,16 +65,13 @@ export class ClusterMoveTransport implements MoveTransport {
     private readonly records: EtcdVmRecords,
   ) {}
 
-  async checkTarget(target: string, need: { cpus: number; memoryMiB: number }): Promise<void> {
+  async chooseTarget(need: { cpus: number; memoryMiB: number }, wanted?: string): Promise<string> {
     const [hosts, { vms }] = await Promise.all([this.inventory.list(), this.records.listAll()]);
-    placeVm(
-      clusterHosts(
-        hosts,
-        vms.map((v) => v.record),
-      ),
-      need,
-      target,
+    const all = clusterHosts(
+      hosts,
+      vms.map((v) => v.record),
     );
+    return placeVm(wanted === undefined ? all.filter((h) => h.name !== this.host) : all, need, wanted);
   }
 
   async ownerOf(name: string): Promise<string | undefined> {
@@ -122,6 +124,7 @@ export class ClusterMoveTransport implements MoveTransport {
           let body: {
             kind?: string;
             resumed?: unknown;
+            resumeMs?: unknown;
             resumeError?: unknown;
             error?: { message?: string; errors?: Array<{ reason?: string }> };
           };
@@ -139,6 +142,7 @@ export class ClusterMoveTransport implements MoveTransport {
           resolve({
             kind: "tsvm#moveIn",
             resumed: body.resumed === true,
+            resumeMs: typeof body.resumeMs === "number" ? body.resumeMs : 0,
             resumeError: typeof body.resumeError === "string" ? body.resumeError : null,
           });
         });

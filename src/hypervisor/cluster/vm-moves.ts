@@ -37,15 +37,16 @@ export class VmMoves {
   }
 
   /**
-   * Checks a move of `name` to `target` before it is queued, and reserves the VM for it: this host is in a
-   * cluster, the target is another host, UP, with room; no other move of the VM is in flight. Call `end`
-   * when the move is over (or was not queued).
+   * Checks a move of `name` to `target` (or, when undefined, to the other host the scheduler picks) before
+   * it is queued, and reserves the VM for it: this host is in a cluster, the target is another host, UP,
+   * with room; no other move of the VM is in flight. Resolves with the target's name. Call `end` when the
+   * move is over (or was not queued).
    */
   async begin(
     name: string,
-    target: string,
+    target: string | undefined,
     need: { readonly cpus: number; readonly memoryMiB: number },
-  ): Promise<void> {
+  ): Promise<string> {
     const transport = this.transport;
     if (!transport)
       throw new HypervisorError(
@@ -61,7 +62,7 @@ export class VmMoves {
       );
     this.moving.add(name);
     try {
-      await transport.checkTarget(target, need);
+      return await transport.chooseTarget(need, target);
     } catch (e) {
       this.moving.delete(name);
       throw e;
@@ -78,9 +79,11 @@ export class VmMoves {
     const started = Date.now();
     const wasRunning = vm.status() === "RUNNING";
     let downSince: number | undefined;
+    let suspendMs = 0;
     if (wasRunning) {
       downSince = Date.now();
       await vm.suspend();
+      suspendMs = Date.now() - downSince;
     }
     op.progress = 20;
     const archive = await vm.archive();
@@ -109,10 +112,11 @@ export class VmMoves {
         bytes: sent,
       };
       op.statusMessage =
-        `moved to host '${target}' in ${((ended - started) / 1000).toFixed(1)} s, ${sent} bytes sent` +
+        `moved to host '${target}' in ${seconds(ended - started)}, ${sent} bytes sent` +
         (wasRunning
           ? answer.resumed
-            ? `, guest stopped for ${((ended - downSince!) / 1000).toFixed(1)} s`
+            ? `, guest stopped for ${seconds(ended - downSince!)} (suspend ${seconds(suspendMs)}, ` +
+              `send and verify ${seconds(ended - downSince! - suspendMs - answer.resumeMs)}, resume ${seconds(answer.resumeMs)})`
             : `; resuming it there failed (${answer.resumeError}): it is SUSPENDED on '${target}'`
           : "");
     } catch (e) {
@@ -139,4 +143,8 @@ export class VmMoves {
     const owner = await this.transport!.ownerOf(name).catch(() => undefined);
     return owner !== undefined && owner !== this.transport!.host;
   }
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
 }
