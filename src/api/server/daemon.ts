@@ -26,6 +26,7 @@ import { apiSocketPath, daemonLogPath, type DaemonRecord, daemonRecordPath } fro
 import { ApiServer } from "./api-server.ts";
 import { type ClusterOptions, joinCluster } from "./cluster-join.ts";
 import { ClusterRouting } from "./cluster-routing.ts";
+import { ClusterMoveTransport } from "../../hypervisor/cluster/move-transport.ts";
 import { ensureApiToken } from "./api-token.ts";
 import { WebConsoleServer } from "./web-console-server.ts";
 
@@ -158,6 +159,14 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
       },
       // Measured again at each create: the figure above is stale as soon as anything writes to the disk.
       measureDiskFreeBytes: async () => (await availableBytes(home)) - capacityCfg.diskReserveMiB * 1048576,
+      moveTransport:
+        cluster &&
+        new ClusterMoveTransport(
+          cluster.member.host,
+          cluster.member.token,
+          cluster.member.inventory,
+          cluster.member.records,
+        ),
     });
     const token = cluster ? cluster.member.token : await ensureApiToken(home);
     const webAssets = options.webAssets;
