@@ -4,14 +4,19 @@
 // xterm.js with two viewers, phone width and the keyboard; and everything refused without a session.
 
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { Browser, Page } from "playwright-core";
 import { type CliInstallation, cliInstallation } from "../../src/cli/fixtures/cli-installation.ts";
 import {
+  chartPoints,
   httpRequest,
   launchChromium,
+  pageDetails,
+  pageHistory,
+  waitForPage,
   sessionCookie,
   webLoginUrl,
   webSocketOutcome,
@@ -305,4 +310,87 @@ test("an expired session is refused, saying so", async () => {
   } finally {
     await short.remove();
   }
+});
+
+test("a VM's page shows its details and transition history as the CLI does, live, and its CPU chart gets points", async () => {
+  assert.equal((await cli.tsvm("create", "page-vm", "--cpus", "2", "--memory", "256M")).code, 0);
+  const describe = async () =>
+    JSON.parse((await cli.tsvm("describe", "page-vm", "--format", "json")).stdout) as {
+      id: string;
+      machineType: string;
+      cpus: number;
+      image: string;
+      engine: string;
+      identity: { hostname: string };
+      history: Array<{ from?: string; to: string; reason: string }>;
+    };
+  const page = await signedInPage();
+  await page.goto(`${new URL(page.url()).origin}/vm/page-vm`);
+  await page.locator("#vm-status", { hasText: "RUNNING" }).waitFor();
+  const vm = await describe();
+  const details = await pageDetails(page);
+  assert.equal(details.Id, vm.id);
+  assert.equal(details["Machine type"], vm.machineType);
+  assert.equal(details.vCPUs, "2");
+  assert.equal(details.Memory, "256 MiB");
+  assert.equal(details.Image, vm.image);
+  assert.equal(details.Engine, vm.engine);
+  assert.equal(details.Hostname, vm.identity.hostname);
+  const asRows = (h: typeof vm.history) => [...h].reverse().map((t) => [t.from ?? "-", t.to, t.reason]);
+  assert.deepEqual(await pageHistory(page), asRows(vm.history));
+
+  // A transition made elsewhere (the CLI) shows on the page without a reload.
+  assert.equal((await cli.tsvm("suspend", "page-vm")).code, 0);
+  await page.locator("#vm-status", { hasText: "SUSPENDED" }).waitFor();
+  await waitForPage(
+    page,
+    `document.querySelector('table[aria-label="Transition history"] tbody tr td:nth-child(3)')?.textContent === "SUSPENDED"`,
+  );
+  assert.deepEqual(await pageHistory(page), asRows((await describe()).history));
+  assert.equal((await cli.tsvm("resume", "page-vm")).code, 0);
+  await page.locator("#vm-status", { hasText: "RUNNING" }).waitFor();
+
+  // The chart samples every 2 s while the VM runs: CPU % from the second sample on (the stand-in guest
+  // counts no instructions, so its MIPS line stays flat; web-console-linux.test.ts sees real MIPS).
+  await waitForPage(
+    page,
+    `document.querySelectorAll("polyline.cpu-line").length === 1 &&
+    document.querySelector("polyline.cpu-line").getAttribute("points").trim().split(" ").length >= 3`,
+  );
+  assert.ok((await chartPoints(page, "cpu")) >= 3);
+  assert.match((await page.locator(".chart-label").textContent()) ?? "", /^CPU \d+\.\d %, /);
+  assert.match((await page.locator("svg.chart").getAttribute("aria-label")) ?? "", /^CPU \d+\.\d %/);
+  assert.equal((await cli.tsvm("delete", "page-vm")).code, 0);
+  await page.close();
+});
+
+test("a signed-in browser stays signed in across a daemon restart; only hashes are kept, 0600; signing out holds", async () => {
+  const page = await signedInPage();
+  const origin = new URL(page.url()).origin;
+  const cookie = (await page.context().cookies()).find((c) => c.name.startsWith("tsvm_session_"));
+  assert.ok(cookie, "the page holds a session cookie");
+  assert.equal((await cli.tsvm("daemon", "stop")).code, 0);
+  const recordPath = join(cli.home, "web-console.json");
+  assert.equal((await stat(recordPath)).mode & 0o777, 0o600);
+  const record = await readFile(recordPath, "utf8");
+  assert.ok(!record.includes(cookie.value), "the session id is not in the record");
+  assert.ok(record.includes(createHash("sha256").update(cookie.value).digest("hex")), "its hash is");
+  assert.equal((await httpRequest(`${origin}/`).catch(() => null))?.status, undefined, "no daemon serves");
+
+  // Any command starts the daemon again; the console is back on its address with the browser signed in.
+  assert.equal((await cli.tsvm("create", "after-restart")).code, 0);
+  await page.reload();
+  await row(page, "after-restart").locator(".status", { hasText: "RUNNING" }).waitFor();
+  const header = `${cookie.name}=${cookie.value}`;
+  assert.equal((await httpRequest(`${origin}/v1/instances`, { headers: { cookie: header } })).status, 200);
+
+  // Signing out ends the session for good: a restart does not bring it back.
+  const out = await httpRequest(`${origin}/logout`, { method: "POST", headers: { cookie: header, origin } });
+  assert.equal(out.status, 303);
+  assert.equal((await cli.tsvm("daemon", "stop")).code, 0);
+  assert.equal((await cli.tsvm("delete", "after-restart")).code, 0);
+  const refused = await httpRequest(`${origin}/v1/instances`, { headers: { cookie: header } });
+  assert.equal(refused.status, 401);
+  assert.match(refused.body, /session is unknown to the daemon/);
+  await page.close();
 });
