@@ -4,9 +4,12 @@
 // xterm.js with two viewers, phone width and the keyboard; and everything refused without a session.
 
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readFile, stat, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { after, before, test } from "node:test";
 import type { Browser, Page } from "playwright-core";
 import { type CliInstallation, cliInstallation } from "../../src/cli/fixtures/cli-installation.ts";
@@ -22,6 +25,7 @@ import {
   webSocketOutcome,
 } from "./web-console-fixture.ts";
 
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
 let cli: CliInstallation;
 let browser: Browser;
 
@@ -393,4 +397,128 @@ test("a signed-in browser stays signed in across a daemon restart; only hashes a
   assert.equal(refused.status, 401);
   assert.match(refused.body, /session is unknown to the daemon/);
   await page.close();
+});
+
+test("the list's memory, CPU % and uptime; stop, start and reset from the page as the CLI sees them; nothing from elsewhere", async () => {
+  assert.equal((await cli.tsvm("create", "btn-vm", "--cpus", "2", "--memory", "512M")).code, 0);
+  const page = await browser.newPage();
+  const foreign: string[] = [];
+  page.on("request", (r) => {
+    if (!r.url().startsWith("http://127.0.0.1:")) foreign.push(r.url());
+  });
+  await page.goto((await webLoginUrl(cli)).href);
+  const vm = row(page, "btn-vm");
+  await vm.locator(".status", { hasText: "RUNNING" }).waitFor();
+  assert.equal(await vm.locator("td[data-label=Memory]").textContent(), "512 MiB");
+  // CPU % from the second stats sample (2 s apart); uptime counts from the VM's start.
+  await vm.locator("td[data-label='CPU %']", { hasText: /^\d+\.\d$/ }).waitFor({ timeout: 60_000 });
+  await vm.locator("td[data-label=Uptime]", { hasText: /\d/ }).waitFor();
+
+  await vm.locator('[data-action="stop"]').click();
+  await vm.locator(".status", { hasText: "TERMINATED" }).waitFor({ timeout: 60_000 });
+  assert.equal(await cliStatus("btn-vm"), "TERMINATED");
+  assert.equal(await vm.locator("td[data-label='CPU %']").textContent(), "-");
+  await vm.locator('[data-action="start"]').click();
+  await vm.locator(".status", { hasText: "RUNNING" }).waitFor({ timeout: 60_000 });
+  assert.equal(await cliStatus("btn-vm"), "RUNNING");
+
+  const resets = async () => {
+    const r = await cli.tsvm("events", "btn-vm", "--format", "json");
+    return r.stdout
+      .trim()
+      .split("\n")
+      .filter((l) => l && (JSON.parse(l) as { type: string }).type === "reset").length;
+  };
+  const before = await resets();
+  await vm.locator('[data-action="reset"]').click();
+  await page.locator("#notice", { hasText: "btn-vm reset" }).waitFor();
+  assert.equal(await resets(), before + 1, "the CLI's events show the page's reset");
+  assert.deepEqual(foreign, [], "the page fetched nothing from another origin");
+  assert.equal((await cli.tsvm("delete", "btn-vm")).code, 0);
+  await page.close();
+});
+
+test("tsvm web opens the host's browser on the login URL when there is a display, and none on a headless host", async () => {
+  const bin = await mkdtemp(join(tmpdir(), "tsvm-web-opener-"));
+  try {
+    const opened = join(bin, "opened");
+    await writeFile(join(bin, "xdg-open"), `#!/bin/sh\nprintf '%s' "$1" > '${opened}'\n`, { mode: 0o755 });
+    const run = (display: Record<string, string>) => {
+      const env: Record<string, string | undefined> = {
+        ...process.env,
+        TSVM_HOME: cli.home,
+        PATH: `${bin}:${process.env.PATH}`,
+      };
+      delete env.DISPLAY;
+      delete env.WAYLAND_DISPLAY;
+      return new Promise<{ code: number; stdout: string }>((resolve) => {
+        execFile(
+          join(ROOT, "bin/tsvm"),
+          ["web", "--listen", "127.0.0.1:0"],
+          { env: { ...env, ...display }, timeout: 120_000 },
+          (e, stdout) => resolve({ code: e ? 1 : 0, stdout }),
+        );
+      });
+    };
+    const headless = await run({});
+    assert.equal(headless.code, 0);
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(await stat(opened).catch(() => null), null, "no browser is opened without a display");
+    const shown = await run({ DISPLAY: ":99" });
+    assert.equal(shown.code, 0);
+    const url = shown.stdout.trim();
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/login\?code=[0-9a-f]{32}$/);
+    const deadline = Date.now() + 30_000;
+    while ((await readFile(opened, "utf8").catch(() => "")) !== url) {
+      assert.ok(Date.now() < deadline, "xdg-open was given the printed URL");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await rm(bin, { recursive: true, force: true });
+  }
+});
+
+test("the serial console copies a selection with Ctrl+C and pastes with Ctrl+V; Ctrl+C alone reaches the guest", async () => {
+  assert.equal((await cli.tsvm("create", "clip-vm")).code, 0);
+  const context = await browser.newContext();
+  const login = await webLoginUrl(cli);
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: login.origin });
+  const page = await context.newPage();
+  await page.goto(login.href);
+  await page.waitForSelector("table.vms");
+  await page.goto(`${login.origin}/vm/clip-vm`);
+  await page.locator("#console-state", { hasText: /^connected$/ }).waitFor();
+  const logs = async () => (await cli.tsvm("logs", "clip-vm")).stdout;
+  await page.locator("#terminal").click();
+  await page.keyboard.type("copy me");
+  const line = page.locator(".xterm-rows > div", { hasText: "COPY ME" });
+  await line.waitFor();
+
+  // Nothing selected: Ctrl+C is the guest's interrupt (the stand-in guest echoes it back).
+  const before = (await logs()).length;
+  await page.keyboard.press("Control+c");
+  for (const deadline = Date.now() + 30_000; !(await logs()).slice(before).includes("\u0003"); ) {
+    assert.ok(Date.now() < deadline, "Ctrl+C reached the guest");
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  // A selection (dragged with the mouse over the line): Ctrl+C copies it, and the guest gets nothing.
+  const box = (await line.boundingBox())!;
+  await page.mouse.move(box.x + 1, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width - 2, box.y + box.height / 2, { steps: 5 });
+  await page.mouse.up();
+  const sent = (await logs()).length;
+  await page.keyboard.press("Control+c");
+  assert.equal(((await page.evaluate("navigator.clipboard.readText()")) as string).trim(), "COPY ME");
+  // Ctrl+V pastes the clipboard into the guest.
+  await page.evaluate(`navigator.clipboard.writeText(" and paste")`);
+  await page.keyboard.press("Control+v");
+  await page.locator(".xterm-rows > div", { hasText: "AND PASTE" }).waitFor();
+  const after = (await logs()).slice(sent);
+  assert.ok(
+    after.includes(" AND PASTE") && !after.includes("\u0003") && !after.includes("\u0016"),
+    JSON.stringify(after),
+  );
+  assert.equal((await cli.tsvm("delete", "clip-vm")).code, 0);
+  await context.close();
 });
