@@ -522,3 +522,31 @@ test("the serial console copies a selection with Ctrl+C and pastes with Ctrl+V; 
   assert.equal((await cli.tsvm("delete", "clip-vm")).code, 0);
   await context.close();
 });
+
+test("create from the page with a machine type, or with vCPUs and memory, as the CLI then describes it", async () => {
+  const page = await signedInPage();
+  const type = page.locator("#new-type");
+  const chosen = await type.locator("option").nth(1).getAttribute("value");
+  assert.ok(chosen, "the form offers the API's machine types");
+  await page.locator("#new-name").fill("typed-vm");
+  await type.selectOption(chosen);
+  await page.locator("form.create button[type=submit]").click();
+  await row(page, "typed-vm").locator(".status", { hasText: "RUNNING" }).waitFor();
+  await page.locator("#new-name").fill("sized-vm");
+  await type.selectOption("");
+  await page.locator("#new-cpus").fill("2");
+  await page.locator("#new-memory").fill("384");
+  await page.locator("form.create button[type=submit]").click();
+  await row(page, "sized-vm").locator(".status", { hasText: "RUNNING" }).waitFor();
+  const describe = async (name: string) =>
+    JSON.parse((await cli.tsvm("describe", name, "--format", "json")).stdout) as {
+      machineType: string;
+      cpus: number;
+      memoryMiB: number;
+    };
+  assert.equal((await describe("typed-vm")).machineType, chosen);
+  const sized = await describe("sized-vm");
+  assert.deepEqual([sized.cpus, sized.memoryMiB], [2, 384]);
+  for (const name of ["typed-vm", "sized-vm"]) assert.equal((await cli.tsvm("delete", name)).code, 0);
+  await page.close();
+});
