@@ -28,6 +28,7 @@ import { type ClusterOptions, joinCluster } from "./cluster-join.ts";
 import { ClusterRouting } from "./cluster-routing.ts";
 import { ClusterMoveTransport } from "../../hypervisor/cluster/move-transport.ts";
 import { ensureApiToken } from "./api-token.ts";
+import { webConsoleRecordPath } from "./web-console-record.ts";
 import { WebConsoleServer } from "./web-console-server.ts";
 
 export interface DaemonOptions {
@@ -180,8 +181,12 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
       api: server,
       assets: webAssets ?? (() => Promise.reject(new Error("this daemon has no web console"))),
       sessionSeconds: config.webSessionSeconds,
+      ...(webAssets ? { recordPath: webConsoleRecordPath(home) } : {}),
       log,
     });
+    // Before the API answers (which is when a command that started the daemon goes on): a browser signed in
+    // before a restart finds its console again as soon as the daemon is back.
+    await web.reopen();
     const socketPath = apiSocketPath(home);
     await server.listenUnix(socketPath);
     const tcpPort = cluster
