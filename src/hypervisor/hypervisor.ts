@@ -500,6 +500,7 @@ export class Hypervisor {
       image,
       engine,
       automaticRestart: req.automaticRestart ?? true,
+      ...(req.onHostMaintenance === undefined ? {} : { onHostMaintenance: req.onHostMaintenance }),
       cpuCapPercent,
       cpuWeight,
       networkInterfaces,

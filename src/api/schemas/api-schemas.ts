@@ -3,7 +3,7 @@
 
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
 import { EventList, EventStreamGap, EventStreamLine, VmEvent } from "./event-schemas.ts";
-import { ClusterHost, ClusterHostList } from "./host-schemas.ts";
+import { ClusterHost, ClusterHostList, HostDrainResult } from "./host-schemas.ts";
 import { Operation, OperationList } from "./operation-schemas.ts";
 import { InsertNetworkRequest, Network, NetworkList, SwitchPortStats } from "./network-schemas.ts";
 import { SessionControl, SessionEvent } from "./session-schemas.ts";
@@ -205,6 +205,7 @@ export const COMPONENT_SCHEMAS: readonly TSchema[] = [
   HostInfo,
   ClusterHost,
   ClusterHostList,
+  HostDrainResult,
   InstanceStats,
   ErrorBody,
   SerialPortOutput,
