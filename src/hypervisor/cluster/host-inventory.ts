@@ -9,7 +9,7 @@ import { HypervisorError } from "../hypervisor-error.ts";
 import type { ControlPlane } from "./control-plane.ts";
 
 /** How long a host's lease lives without a keep-alive (etcd3 renews it every third of that). */
-export const DEFAULT_LEASE_TTL_SECONDS = 20;
+export const DEFAULT_LEASE_TTL_SECONDS = 30;
 
 const checkHostRecord = schemaCheck(HostRecord);
 
