@@ -84,6 +84,10 @@ export class ApiClient {
   updateInstance(name: string, req: UpdateInstanceRequest): Promise<Operation> {
     return this.call("PATCH", `/instances/${encodeURIComponent(name)}`, req);
   }
+  /** Moves the VM to another host of the cluster (docs/cluster.md, "Moving VMs"). */
+  moveInstance(name: string, host: string): Promise<Operation> {
+    return this.call("POST", `/instances/${encodeURIComponent(name)}/move`, { host });
+  }
   setMachineType(name: string, machineType: string): Promise<Operation> {
     return this.call("POST", `/instances/${encodeURIComponent(name)}/setMachineType`, { machineType });
   }

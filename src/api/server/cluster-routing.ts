@@ -12,7 +12,7 @@ import { pipeline } from "node:stream/promises";
 import type { ClusterHost, HostDrainResult } from "../schemas/host-schemas.ts";
 import type { ControlPlane } from "../../hypervisor/cluster/control-plane.ts";
 import type { EtcdVmRecords } from "../../hypervisor/cluster/etcd-vm-records.ts";
-import { drainLocalVms, type MoveVm } from "../../hypervisor/cluster/host-drain.ts";
+import { drainLocalVms } from "../../hypervisor/cluster/host-drain.ts";
 import type { HostInventory, InventoryHost } from "../../hypervisor/cluster/host-inventory.ts";
 import { clusterHosts, placeVm } from "../../hypervisor/cluster/scheduler.ts";
 import { identityOf } from "../../hypervisor/guest-identity.ts";
@@ -40,14 +40,14 @@ export interface ClusterMember {
   readonly inventory: HostInventory;
   /** How long a guest gets to stop (the daemon's stopTimeoutMs): a drain waits for its TERMINATE VMs. */
   readonly stopTimeoutMs?: number;
-  /** Moves a VM of this host live to another host; absent until live migration exists (host-drain.ts). */
-  readonly moveVm?: MoveVm;
 }
 
 /** How long an operation unknown here is looked for in etcd before it is answered not-found. */
 const OPERATION_LOOKUP_MS = 2000;
 const INSTANCE_PATH = new RegExp(`^${API_BASE}/instances/([^/]+)(?:/.*)?$`);
 const OPERATION_PATH = new RegExp(`^${API_BASE}/operations/([^/]+)(?:/wait)?$`);
+/** How long a drain waits for one VM's move. */
+const MOVE_WAIT_MS = 10 * 60_000;
 const DRAIN_PATH = new RegExp(`^${API_BASE}/hosts/([^/]+)/drain$`);
 
 export class ClusterRouting {
@@ -186,7 +186,7 @@ export class ClusterRouting {
     if (name === this.member.host)
       done = await drainLocalVms(this.hv, {
         stopTimeoutMs: this.member.stopTimeoutMs ?? 90_000,
-        moveVm: this.member.moveVm,
+        moveVm: (vm) => this.moveAway(vm),
       });
     else {
       const { vms } = await this.member.records.listAll();
@@ -203,6 +203,20 @@ export class ClusterRouting {
       };
     }
     return { kind: "tsvm#hostDrain", host: await this.hostView(name), ...done };
+  }
+
+  /** Moves this host's VM to the host the scheduler picks (never this one: it is DRAINING); answers that host. */
+  private async moveAway(name: string): Promise<string> {
+    const vm = this.hv.get(name);
+    const target = placeVm(
+      (await this.listHosts()).filter((h) => h.name !== this.member.host),
+      { cpus: vm.cpus, memoryMiB: vm.memoryMiB },
+    );
+    const done = await this.hv.waitOperation((await this.hv.move(name, target)).id, MOVE_WAIT_MS);
+    if (done.status !== "DONE")
+      throw new Error(`the move to '${target}' did not finish within ${MOVE_WAIT_MS / 60_000} min`);
+    if (done.error) throw new Error(`the move to '${target}' failed: ${done.error.message}`);
+    return target;
   }
 
   /** Marks host `name` UP again (it takes new VMs); its VMs are not moved back. */

@@ -28,6 +28,7 @@ import { HostFailover } from "../../hypervisor/cluster/host-failover.ts";
 import { killNow, watchLease } from "../../hypervisor/cluster/lease-fence.ts";
 import { type ClusterOptions, joinCluster } from "./cluster-join.ts";
 import { ClusterRouting } from "./cluster-routing.ts";
+import { ClusterMoveTransport } from "../../hypervisor/cluster/move-transport.ts";
 import { ensureApiToken } from "./api-token.ts";
 import { WebConsoleServer } from "./web-console-server.ts";
 
@@ -183,6 +184,14 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
       },
       // Measured again at each create: the figure above is stale as soon as anything writes to the disk.
       measureDiskFreeBytes: async () => (await availableBytes(home)) - capacityCfg.diskReserveMiB * 1048576,
+      moveTransport:
+        cluster &&
+        new ClusterMoveTransport(
+          cluster.member.host,
+          cluster.member.token,
+          cluster.member.inventory,
+          cluster.member.records,
+        ),
     });
     const fence =
       cluster &&

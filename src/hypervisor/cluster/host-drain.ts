@@ -1,6 +1,7 @@
 // A drain of this host (`tsvm host drain H`, docs/cluster.md "Maintenance"): once the host is marked
 // DRAINING (it takes no new VMs), each of its VMs that holds resources goes by its onHostMaintenance: a
-// TERMINATE one is stopped, a MIGRATE one (the default) is moved live to another host by `moveVm`. What
+// TERMINATE one is stopped, a MIGRATE one (the default) is moved to another host by `moveVm` (`tsvm move`'s
+// Hypervisor.move, to the scheduler's pick). What
 // could not be done is reported per VM; the host stays DRAINING until `tsvm host undrain H`.
 
 import type { HostDrainResult } from "../../api/schemas/host-schemas.ts";
@@ -15,7 +16,7 @@ const STOP_MARGIN_MS = 30_000;
 
 export async function drainLocalVms(
   hv: Hypervisor,
-  options: { stopTimeoutMs: number; moveVm?: MoveVm },
+  options: { stopTimeoutMs: number; moveVm: MoveVm },
 ): Promise<Omit<HostDrainResult, "kind" | "host">> {
   const result: Omit<HostDrainResult, "kind" | "host"> = { stopped: [], moved: [], remaining: [] };
   const leave = (name: string, reason: string) =>
@@ -28,11 +29,6 @@ export async function drainLocalVms(
         const done = await hv.waitOperation(hv.stop(vm.name).id, options.stopTimeoutMs + STOP_MARGIN_MS);
         if (done.error) leave(vm.name, `the stop failed: ${done.error.message}`);
         else result.stopped.push(vm.name);
-      } else if (!options.moveVm) {
-        leave(
-          vm.name,
-          "onHostMaintenance is MIGRATE but this daemon cannot move VMs live yet; stop it, or set TERMINATE",
-        );
       } else {
         result.moved.push({ name: vm.name, to: await options.moveVm(vm.name) });
       }
