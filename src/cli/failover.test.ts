@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { TestCluster, waitFor } from "./fixtures/test-cluster.ts";
+import { processRunning } from "../hypervisor/cluster/lease-fence.ts";
+import { TestCluster, waitFor } from "../hypervisor/fixtures/cluster-of-daemons.ts";
 
 /**
  * Short leases so that DOWN and failover come within seconds (fencing after 7.5 s without renewal; with
@@ -16,14 +17,7 @@ const LEASE_TTL_SECONDS = 10;
 let cluster: TestCluster;
 const vmmPids = new Set<number>();
 
-function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
-  } catch {
-    return false;
-  }
-}
+const running = processRunning;
 
 async function vm(from: string, name: string): Promise<any> {
   return (await cluster.json(from, "list")).find((v: any) => v.name === name);

@@ -46,13 +46,13 @@ export function killNow(pids: readonly number[]): number[] {
     }
   }
   const deadline = Date.now() + KILL_WAIT_MS;
-  let alive = pids.filter(running);
-  while (alive.length > 0 && Date.now() < deadline) alive = alive.filter(running);
+  let alive = pids.filter(processRunning);
+  while (alive.length > 0 && Date.now() < deadline) alive = alive.filter(processRunning);
   return alive;
 }
 
 /** Whether `pid` still runs (a zombie, dead but not yet reaped by its parent, does not). */
-function running(pid: number): boolean {
+export function processRunning(pid: number): boolean {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
