@@ -8,7 +8,9 @@ import { type RawData, WebSocket } from "ws";
 import { apiSocketPath } from "./data-dir.ts";
 import type {
   ApiErrorBody,
+  ClusterHost,
   ClusterHostList,
+  HostDrainResult,
   EventList,
   EventStreamGap,
   ExecChunk,
@@ -163,6 +165,12 @@ export class ApiClient {
   }
   listHosts(): Promise<ClusterHostList> {
     return this.call("GET", "/hosts");
+  }
+  drainHost(name: string): Promise<HostDrainResult> {
+    return this.call("POST", `/hosts/${encodeURIComponent(name)}/drain`);
+  }
+  undrainHost(name: string): Promise<ClusterHost> {
+    return this.call("POST", `/hosts/${encodeURIComponent(name)}/undrain`);
   }
   getHost(): Promise<HostInfo> {
     return this.call("GET", "/host");

@@ -479,6 +479,25 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     answer: { json: "ClusterHostList" },
     errors: ["control-plane-unavailable"],
   },
+  // Host maintenance (docs/cluster.md "Maintenance"), issue 12's failover part.
+  {
+    method: "POST",
+    path: `${API_BASE}/hosts/{name}/drain`,
+    operationId: "hosts.drain",
+    summary: "Mark a host DRAINING and empty it: stop its TERMINATE VMs, move its MIGRATE ones",
+    description:
+      "Runs on the drained host (forwarded there) and answers when done, with what was stopped, moved and left (and why). A DOWN host is only marked.",
+    answer: { json: "HostDrainResult" },
+    errors: ["invalid-argument", "not-found", "control-plane-unavailable", "host-unreachable"],
+  },
+  {
+    method: "POST",
+    path: `${API_BASE}/hosts/{name}/undrain`,
+    operationId: "hosts.undrain",
+    summary: "Mark a DRAINING host UP again: it takes new VMs",
+    answer: { json: "ClusterHost" },
+    errors: ["invalid-argument", "not-found", "control-plane-unavailable"],
+  },
   {
     method: "GET",
     path: `${API_BASE}/host`,

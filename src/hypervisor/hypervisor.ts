@@ -506,6 +506,7 @@ export class Hypervisor {
       image,
       engine,
       automaticRestart: req.automaticRestart ?? true,
+      ...(req.onHostMaintenance === undefined ? {} : { onHostMaintenance: req.onHostMaintenance }),
       cpuCapPercent,
       cpuWeight,
       networkInterfaces,

@@ -3,7 +3,7 @@
 
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
 import { EventList, EventStreamGap, EventStreamLine, VmEvent } from "./event-schemas.ts";
-import { ClusterHost, ClusterHostList } from "./host-schemas.ts";
+import { ClusterHost, ClusterHostList, HostDrainResult } from "./host-schemas.ts";
 import { MoveInResult, MoveInstanceRequest } from "./move-schemas.ts";
 import { MigrationReport, Operation, OperationList } from "./operation-schemas.ts";
 import { InsertNetworkRequest, Network, NetworkList, SwitchPortStats } from "./network-schemas.ts";
@@ -209,6 +209,7 @@ export const COMPONENT_SCHEMAS: readonly TSchema[] = [
   HostInfo,
   ClusterHost,
   ClusterHostList,
+  HostDrainResult,
   InstanceStats,
   ErrorBody,
   SerialPortOutput,

@@ -42,13 +42,13 @@ import {
   type OpenWebConsoleRequest,
   type WebConsole,
 } from "../types.ts";
-import type { ClusterHostList } from "../schemas/host-schemas.ts";
+import type { ClusterHost, ClusterHostList, HostDrainResult } from "../schemas/host-schemas.ts";
 import type { ClusterRouting } from "./cluster-routing.ts";
 import { INCOMING_MOVE_PATH } from "../../hypervisor/cluster/move-transport.ts";
 import type { MoveInResult } from "../schemas/move-schemas.ts";
 import { parseMoveOffer } from "./move-offer.ts";
 import { followEvents } from "./event-stream.ts";
-import { checkLocalHost, localHosts } from "./local-host.ts";
+import { checkLocalHost, LOCAL_HOST_NAME, localHosts } from "./local-host.ts";
 import { SerialPortSockets } from "./serial-port-socket.ts";
 import { SessionSockets } from "./session-socket.ts";
 import {
@@ -388,6 +388,25 @@ export class ApiServer {
           items: cluster ? await cluster.listHosts() : localHosts(hv, this.startedAt),
         }),
       },
+      ...(["drain", "undrain"] as const).map(
+        (action): Route => ({
+          method: "POST",
+          path: `${API_BASE}/hosts/{name}/${action}`,
+          operationId: `hosts.${action}`,
+          handler: async (c): Promise<HostDrainResult | ClusterHost> => {
+            await c.body(); // none expected; still bounded and checked for JSON
+            if (!cluster)
+              throw new ApiFailure(
+                400,
+                "invalid-argument",
+                `this daemon is not in a cluster: its one host '${LOCAL_HOST_NAME}' has nowhere to move VMs to`,
+              );
+            return action === "drain"
+              ? cluster.drainHost(c.params.name!)
+              : cluster.undrainHost(c.params.name!);
+          },
+        }),
+      ),
       {
         method: "GET",
         path: `${API_BASE}/host`,
