@@ -1,17 +1,20 @@
-// Translates a region of RV64IMC integer instructions (unprivileged spec v20191213 chapters 2, 5, 7 and 16)
+// Translates a region of RV64IMFDC instructions (unprivileged spec v20191213 chapters 2, 5, 7, 11, 12 and 16)
 // starting at one guest-physical address into a JavaScript function, so hot code runs without fetch, decode or
 // dispatch per instruction.
 //
 // A region is the straight run of instructions decoded from its start inside one 4 KiB page: at most
 // MAX_BLOCK_INSNS, it stops before anything the compiler does not translate (CSRs, SYSTEM, AMOs, FENCE,
-// floating point, illegal encodings: the interpreter runs those) and after an unconditional jump (JAL, JALR)
-// that no earlier branch jumps past. A branch or JAL whose target is an instruction of the region continues
-// inside the function (a `switch` on the target's label), so loops with branches inside them, if/else and
-// loop exits stay compiled; any other taken branch or jump, and every JALR, leaves. Guest registers live in JS
-// locals while the region runs and are stored back when it leaves. A region calls nothing but the 64-bit
-// multiply/divide helpers and never traps: a load or store that misses the TLB fast path (TLB miss, MMIO,
-// misalignment, a page holding code) leaves before that instruction, so the interpreter runs it with pc,
-// registers and the retired count exactly where they would be, and takes any fault itself.
+// illegal encodings: the interpreter runs those) and after an unconditional jump (JAL, JALR) that no earlier
+// branch jumps past. A branch or JAL whose target is an instruction of the region continues inside the
+// function (a `switch` on the target's label), so loops with branches inside them, if/else and loop exits stay
+// compiled; any other taken branch or jump, and every JALR, leaves. Guest registers live in JS locals while the
+// region runs and are stored back when it leaves. A region calls nothing but the 64-bit multiply/divide helpers
+// and the hart's FPU (for FP arithmetic, which it runs on the register files and which never traps there: an
+// instruction it would trap on leaves the region unexecuted) and never traps: a load or store (integer or FP)
+// that misses the TLB fast path (TLB miss, MMIO, misalignment, a page holding code) leaves before that
+// instruction, so the interpreter runs it with pc, registers and the retired count exactly where they would
+// be, and takes any fault itself. FP loads and stores are inline; floating point ending regions made them
+// average 3–4 instructions on FP code.
 //
 // The retired count stays exact: `n` is the count at the start of the current segment (the instructions from
 // one label to the next), so an exit at the j-th instruction of a segment retires n + j. The budget is never
@@ -19,6 +22,7 @@
 // checks that they still do (without one, execution only moves forward, so at most all of them run).
 
 import * as md from "./mul-div-64.ts";
+import { MSTATUS_FS } from "./priv-spec.ts";
 import { RVC_TABLE as IMPORTED_RVC_TABLE } from "./rvc.ts";
 
 const RVC_TABLE = IMPORTED_RVC_TABLE;
@@ -162,9 +166,83 @@ function supported(insn: number): boolean {
       return f3 <= 3;
     case 0x63: // BRANCH
       return f3 !== 2 && f3 !== 3;
+    case 0x07: // LOAD-FP: FLW, FLD
+    case 0x27: // STORE-FP: FSW, FSD
+      return f3 === 2 || f3 === 3;
+    case 0x43: // FMADD, FMSUB, FNMSUB, FNMADD, OP-FP: the hart runs them (an illegal one leaves the region)
+    case 0x47:
+    case 0x4b:
+    case 0x4f:
+    case 0x53:
+      return true;
     default:
       return false;
   }
+}
+
+// OP-FP funct5 values whose rs1 is an integer register (FCVT.fmt.W/L…, FMV.fmt.X) or whose rd is (FEQ/FLT/FLE,
+// FCVT.W/L….fmt, FMV.X.fmt and FCLASS).
+const F5_CVT_FI = 0x1a;
+const F5_MV_F_X = 0x1e;
+const F5_CMP = 0x14;
+const F5_CVT_IF = 0x18;
+const F5_MV_X_F = 0x1c;
+
+/** Bit r set when `insn` reads integer register r (x0 included). */
+function intReads(insn: number): number {
+  const a = 1 << ((insn >> 15) & 31);
+  const b = 1 << ((insn >> 20) & 31);
+  switch (insn & 0x7f) {
+    case 0x37:
+    case 0x17:
+    case 0x6f:
+    case 0x43:
+    case 0x47:
+    case 0x4b:
+    case 0x4f:
+      return 0;
+    case 0x33:
+    case 0x3b:
+    case 0x23:
+    case 0x63:
+      return a | b;
+    case 0x53: {
+      const f5 = insn >>> 27;
+      return f5 === F5_CVT_FI || f5 === F5_MV_F_X ? a : 0;
+    }
+    default:
+      return a;
+  }
+}
+
+/** The integer register `insn` writes, or 0 (x0, or none). */
+function intWrite(insn: number): number {
+  const d = (insn >> 7) & 31;
+  switch (insn & 0x7f) {
+    case 0x23:
+    case 0x63:
+    case 0x07:
+    case 0x27:
+    case 0x43:
+    case 0x47:
+    case 0x4b:
+    case 0x4f:
+      return 0;
+    case 0x53: {
+      const f5 = insn >>> 27;
+      return f5 === F5_CMP || f5 === F5_CVT_IF || f5 === F5_MV_X_F ? d : 0;
+    }
+    default:
+      return d;
+  }
+}
+
+/** Whether `insn` uses the FP registers (and so needs mstatus.FS on). */
+function isFp(insn: number): boolean {
+  const op = insn & 0x7f;
+  return (
+    op === 0x07 || op === 0x27 || op === 0x43 || op === 0x47 || op === 0x4b || op === 0x4f || op === 0x53
+  );
 }
 
 const L = (r: number): string => (r === 0 ? "0" : `r${r}l`);
@@ -176,6 +254,7 @@ function generate(insns: Insn[], off: number): string {
   const written = new Set<number>();
   let loads = false;
   let stores = false;
+  let fp = false;
   /** Instruction index of each decoded offset; the label (switch case) of each instruction jumped to. */
   const index = new Map<number, number>();
   for (let i = 0; i < count; i++) index.set(insns[i]!.delta, i);
@@ -183,17 +262,16 @@ function generate(insns: Insn[], off: number): string {
   const inside = (target: number): number | undefined => index.get(target);
   for (const { insn, delta } of insns) {
     const op = insn & 0x7f;
-    const d = (insn >> 7) & 31;
-    const a = (insn >> 15) & 31;
-    const b = (insn >> 20) & 31;
-    if (op !== 0x37 && op !== 0x17 && op !== 0x6f) touched.add(a);
-    if (op === 0x33 || op === 0x3b || op === 0x23 || op === 0x63) touched.add(b);
-    if (op !== 0x23 && op !== 0x63) {
-      touched.add(d);
-      written.add(d);
+    const reads = intReads(insn);
+    for (let r = 1; r < 32; r++) if ((reads >>> r) & 1) touched.add(r);
+    const w = intWrite(insn);
+    if (w !== 0) {
+      touched.add(w);
+      written.add(w);
     }
-    if (op === 0x03) loads = true;
-    if (op === 0x23) stores = true;
+    if (op === 0x03 || op === 0x07) loads = true;
+    if (op === 0x23 || op === 0x27) stores = true;
+    if (isFp(insn)) fp = true;
     const t =
       op === 0x63
         ? inside(delta + branchOffset(insn))
@@ -232,6 +310,9 @@ function generate(insns: Insn[], off: number): string {
   s += `return function block_${off.toString(16)}(h,x,u8,u16,i32,pl,ph,n,end){\n`;
   if (loads) s += "const rTL=h.rTagLo,rTH=h.rTagHi,rO=h.rOff;\n";
   if (stores) s += "const wTL=h.wTagLo,wTH=h.wTagHi,wO=h.wOff;\n";
+  // mstatus.FS cannot change while a region runs (only CSR writes and traps change it, and neither happens
+  // inside one): read it once. With FS off every FP instruction leaves, so the interpreter raises the trap.
+  if (fp) s += `const fr=h.fr,fsOn=(h.mstatus&${MSTATUS_FS})!==0;\n`;
   for (const r of touched) s += `let ${L(r)}=x[${2 * r}],${H(r)}=x[${2 * r + 1}];\n`;
   s += "let eC=0,eR=0;\nX:{\n";
   if (jumps) s += "let p=0;\nfor(;;){switch(p){\ncase 0:\n";
@@ -389,6 +470,46 @@ function generate(insns: Insn[], off: number): string {
         s += `{const q=${al},t=(q+${imm})|0,th=(${ah}+${ih}+(t>>>0<q>>>0?1:0))|0;`;
         if (d !== 0) s += `const u=(pl+${delta + len})|0;${H(d)}=u>>>0<pl>>>0?(ph+1)|0:ph;${L(d)}=u;`;
         s += `${wb}h.pcLo=t&-2;h.pcHi=th;h.count=n+${j + 1};return;}\n`;
+        break;
+      }
+      case 0x07: {
+        // FLW/FLD through the read TLB as integer loads go; FLW NaN-boxes, both mark FS dirty.
+        const mask = f3 === 2 ? -4093 : -4089;
+        s += `if(!fsOn)${leave(delta, j)}`;
+        s += `{const q=${al},lo=(q+${imm})|0,hi=(${ah}+${ih}+(lo>>>0<q>>>0?1:0))|0,k=(lo>>>12)&${TLB_MASK};`;
+        s += `if(rTH[k]===hi&&rTL[k]===(lo&${mask})){const w=(rO[k]+(lo&4095))>>2;`;
+        s +=
+          f3 === 2
+            ? `fr[${2 * d}]=i32[w];fr[${2 * d + 1}]=-1;`
+            : `fr[${2 * d}]=i32[w];fr[${2 * d + 1}]=i32[w+1];`;
+        s += `h.mstatus|=${MSTATUS_FS};}else${leave(delta, j)}}\n`;
+        break;
+      }
+      case 0x27: {
+        const mask = f3 === 2 ? -4093 : -4089;
+        const sImm = ((insn >> 25) << 5) | ((insn >> 7) & 31);
+        s += `if(!fsOn)${leave(delta, j)}`;
+        s += `{const q=${al},lo=(q+${sImm})|0,hi=(${ah}+${sImm >> 31}+(lo>>>0<q>>>0?1:0))|0,k=(lo>>>12)&${TLB_MASK};`;
+        s += `if(wTH[k]===hi&&wTL[k]===(lo&${mask})){const w=(wO[k]+(lo&4095))>>2;i32[w]=fr[${2 * b}];`;
+        if (f3 === 3) s += `i32[w+1]=fr[${2 * b + 1}];`;
+        s += `}else${leave(delta, j)}}\n`;
+        break;
+      }
+      case 0x43:
+      case 0x47:
+      case 0x4b:
+      case 0x4f:
+      case 0x53: {
+        // The hart's FPU runs it on the register files: integer operands go to x first, an integer result
+        // comes back from it. It touches no memory, so it either completes or changes nothing and says it
+        // would trap (an illegal encoding or rounding mode): then the region leaves for the interpreter.
+        const reads = intReads(insn);
+        const w = intWrite(insn);
+        s += `if(!fsOn)${leave(delta, j)}`;
+        if (reads !== 0 && a !== 0) s += `x[${2 * a}]=${al};x[${2 * a + 1}]=${ah};`;
+        s += `if(h.fpFromBlock(${insn}))${leave(delta, j)}`;
+        if (w !== 0) s += `${L(w)}=x[${2 * w}];${H(w)}=x[${2 * w + 1}];`;
+        s += "\n";
         break;
       }
     }

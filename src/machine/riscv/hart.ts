@@ -1417,6 +1417,22 @@ export class Rv64Hart implements BlockCacheClient {
     return this.illegal(insn);
   }
 
+  /**
+   * Runs FP instruction `insn` for a compiled block (block-compiler.ts), which keeps no integer register the
+   * instruction uses in a local across the call. Returns true, having changed nothing, when the instruction
+   * would trap (FS off, an illegal encoding or rounding mode: every such check comes before any write): the
+   * block then leaves before it and the interpreter raises the trap.
+   */
+  fpFromBlock(insn: number): boolean {
+    try {
+      executeFp(this, insn);
+      return false;
+    } catch (e) {
+      if (e !== TRAP_SIGNAL) throw e;
+      return true;
+    }
+  }
+
   fpEnabled(): boolean {
     return (this.mstatus & MSTATUS_FS) !== 0;
   }
