@@ -21,6 +21,7 @@
 // overrun: the hart enters a region only when all its instructions fit, and every backward jump inside it
 // checks that they still do (without one, execution only moves forward, so at most all of them run).
 
+import * as fast from "./fpu-fast-double.ts";
 import * as md from "./mul-div-64.ts";
 import { MSTATUS_FS } from "./priv-spec.ts";
 import { RVC_TABLE as IMPORTED_RVC_TABLE } from "./rvc.ts";
@@ -62,7 +63,16 @@ const RUNTIME = {
   shl64: md.shl64,
   srl64: md.srl64,
   sra64: md.sra64,
+  addD: fast.addD,
+  mulD: fast.mulD,
+  divD: fast.divD,
+  sqrtD: fast.sqrtD,
+  fmaD: fast.fmaD,
+  fx: fast.FAST_INEXACT,
 };
+
+/** Double arithmetic is inlined on a Float64Array over the FP registers' Int32Array: words in host order. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** One decoded instruction of a block. */
 interface Insn {
@@ -305,14 +315,16 @@ function generate(insns: Insn[], off: number): string {
   };
 
   let s = '"use strict";\n';
-  s += "const {mul64,mulh64,mulhsu64,mulhu64,div64,divu64,wide,remainder,shl64,srl64,sra64}=rt;\n";
+  s +=
+    "const {mul64,mulh64,mulhsu64,mulhu64,div64,divu64,wide,remainder,shl64,srl64,sra64,addD,mulD,divD,sqrtD,fmaD,fx}=rt;\n";
   // Named after its RAM offset, so profiles and V8 traces tell regions apart.
   s += `return function block_${off.toString(16)}(h,x,u8,u16,i32,pl,ph,n,end){\n`;
   if (loads) s += "const rTL=h.rTagLo,rTH=h.rTagHi,rO=h.rOff;\n";
   if (stores) s += "const wTL=h.wTagLo,wTH=h.wTagHi,wO=h.wOff;\n";
   // mstatus.FS cannot change while a region runs (only CSR writes and traps change it, and neither happens
   // inside one): read it once. With FS off every FP instruction leaves, so the interpreter raises the trap.
-  if (fp) s += `const fr=h.fr,fsOn=(h.mstatus&${MSTATUS_FS})!==0;\n`;
+  // frm does not change either: whether DYN rounds to nearest-even is known at entry.
+  if (fp) s += `const fr=h.fr,fd=h.fd,fsOn=(h.mstatus&${MSTATUS_FS})!==0,rne=h.frm===0;\n`;
   for (const r of touched) s += `let ${L(r)}=x[${2 * r}],${H(r)}=x[${2 * r + 1}];\n`;
   s += "let eC=0,eR=0;\nX:{\n";
   if (jumps) s += "let p=0;\nfor(;;){switch(p){\ncase 0:\n";
@@ -505,10 +517,13 @@ function generate(insns: Insn[], off: number): string {
         // would trap (an illegal encoding or rounding mode): then the region leaves for the interpreter.
         const reads = intReads(insn);
         const w = intWrite(insn);
+        let viaFpu = "";
+        if (reads !== 0 && a !== 0) viaFpu += `x[${2 * a}]=${al};x[${2 * a + 1}]=${ah};`;
+        viaFpu += `if(h.fpFromBlock(${insn}))${leave(delta, j)}`;
+        if (w !== 0) viaFpu += `${L(w)}=x[${2 * w}];${H(w)}=x[${2 * w + 1}];`;
+        const inline = LITTLE_ENDIAN ? inlineDouble(insn, al, ah) : null;
         s += `if(!fsOn)${leave(delta, j)}`;
-        if (reads !== 0 && a !== 0) s += `x[${2 * a}]=${al};x[${2 * a + 1}]=${ah};`;
-        s += `if(h.fpFromBlock(${insn}))${leave(delta, j)}`;
-        if (w !== 0) s += `${L(w)}=x[${2 * w}];${H(w)}=x[${2 * w + 1}];`;
+        s += inline === null ? viaFpu : `${inline.replace("VIA_FPU", `{${viaFpu}}`)}`;
         s += "\n";
         break;
       }
@@ -521,6 +536,77 @@ function generate(insns: Insn[], off: number): string {
   s += `}\n${wb}\nconst t=(pl+eC)|0;h.pcLo=t;h.pcHi=(ph+(eC>>31)+(t>>>0<pl>>>0?1:0))|0;h.count=n+eR;\n`;
   s += "};\n";
   return s;
+}
+
+/**
+ * The common double-precision instructions inline: arithmetic under round-to-nearest-even on host numbers
+ * (fpu-fast-double.ts proves the inexact flag; anything it cannot vouch for, and every other rounding mode,
+ * goes to the FPU at VIA_FPU), sign injection and moves on raw bits, comparisons of non-NaN operands. Null
+ * for the rest, which the FPU runs. A result written to f marks FS dirty as the FPU's would.
+ */
+function inlineDouble(insn: number, al: string, ah: string): string | null {
+  const op = insn & 0x7f;
+  const d = (insn >> 7) & 31;
+  const a = (insn >> 15) & 31;
+  const b = (insn >> 20) & 31;
+  const f3 = (insn >> 12) & 7;
+  if (((insn >>> 25) & 3) !== 1) return null; // not D
+  const dirty = `h.mstatus|=${MSTATUS_FS};`;
+  // Arithmetic: static RNE, or DYN with frm = RNE.
+  const arith = (expr: string): string | null => {
+    if (f3 !== 0 && f3 !== 7) return null;
+    const guard = f3 === 0 ? "r===r" : "rne&&r===r";
+    return `{const r=${expr};if(${guard}){if(fx[0]!==0)h.fflags|=1;fd[${d}]=r;${dirty}}else VIA_FPU}`;
+  };
+  if (op !== 0x53) {
+    const c = insn >>> 27;
+    const neg = (r: number, yes: boolean) => (yes ? `-fd[${r}]` : `fd[${r}]`);
+    // FMADD: a*b + c; FMSUB: a*b − c; FNMSUB: −(a*b) + c; FNMADD: −(a*b) − c.
+    return arith(
+      `fmaD(${neg(a, op === 0x4b || op === 0x4f)},fd[${b}],${neg(c, op === 0x47 || op === 0x4f)})`,
+    );
+  }
+  switch (insn >>> 27) {
+    case 0x00:
+      return arith(`addD(fd[${a}],fd[${b}])`);
+    case 0x01:
+      return arith(`addD(fd[${a}],-fd[${b}])`);
+    case 0x02:
+      return arith(`mulD(fd[${a}],fd[${b}])`);
+    case 0x03:
+      return arith(`divD(fd[${a}],fd[${b}])`);
+    case 0x0b:
+      return b === 0 ? arith(`sqrtD(fd[${a}],fr[${2 * a + 1}])`) : null;
+    case 0x04: {
+      // FSGNJ.D/FSGNJN.D/FSGNJX.D (FMV.D, FNEG.D, FABS.D): the sign from rs2, its complement, or the xor.
+      const sign =
+        f3 === 0
+          ? `fr[${2 * b + 1}]&-2147483648`
+          : f3 === 1
+            ? `~fr[${2 * b + 1}]&-2147483648`
+            : f3 === 2
+              ? `(fr[${2 * a + 1}]^fr[${2 * b + 1}])&-2147483648`
+              : null;
+      if (sign === null) return null;
+      return `{const l=fr[${2 * a}],u=(fr[${2 * a + 1}]&2147483647)|(${sign});fr[${2 * d}]=l;fr[${2 * d + 1}]=u;${dirty}}`;
+    }
+    case F5_CMP: {
+      // FLE/FLT/FEQ raise no flag when neither operand is a NaN.
+      if (f3 > 2) return null;
+      const rel = f3 === 0 ? "<=" : f3 === 1 ? "<" : "===";
+      const put = d === 0 ? "" : `${L(d)}=p${rel}q?1:0;${H(d)}=0;`;
+      return `{const p=fd[${a}],q=fd[${b}];if(p===p&&q===q){${put}}else VIA_FPU}`;
+    }
+    case F5_MV_X_F:
+      // FMV.X.D (FCLASS.D is f3 = 1: the FPU's).
+      if (f3 !== 0 || b !== 0) return null;
+      return d === 0 ? "" : `${L(d)}=fr[${2 * a}];${H(d)}=fr[${2 * a + 1}];`;
+    case F5_MV_F_X:
+      if (f3 !== 0 || b !== 0) return null;
+      return `fr[${2 * d}]=${al};fr[${2 * d + 1}]=${ah};${dirty}`;
+    default:
+      return null;
+  }
 }
 
 /** Offset of a branch's or JAL's target from the region's start, or -1 for other instructions. */

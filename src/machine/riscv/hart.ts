@@ -224,6 +224,8 @@ export class Rv64Hart implements BlockCacheClient {
   readonly x = new Int32Array(64);
   /** Floating-point registers as raw bits, same layout. */
   readonly fr = new Int32Array(64);
+  /** The FP registers as doubles (same memory as fr, host word order), for compiled blocks' D arithmetic. */
+  readonly fd = new Float64Array(this.fr.buffer);
   fflags = 0;
   frm = 0;
   /** Result of loadFp64 (and other 64-bit loads). */
