@@ -253,6 +253,47 @@ data:
   assert.ok(cache.compiled >= 1, `only ${cache.compiled} blocks compiled`);
 });
 
+test("a recursive function returns into its own region (JALR to a return point) exactly", { skip }, () => {
+  const vm = lockstep(
+    assemble(`
+  lla sp, stack_top
+  li s1, 0
+  li s2, 6
+outer:
+  li a0, 17
+  call fib
+  add s1, s1, a0
+  addi s2, s2, -1
+  bnez s2, outer
+  li t0, 9582            # 6 * fib(17) = 6 * 1597
+  sub a0, s1, t0
+  ${EXIT}
+fib:
+  li t0, 2
+  blt a0, t0, 1f
+  addi sp, sp, -16
+  sd ra, 8(sp)
+  sd a0, 0(sp)
+  addi a0, a0, -1
+  call fib
+  ld t1, 0(sp)
+  sd a0, 0(sp)
+  addi a0, t1, -2
+  call fib
+  ld t1, 0(sp)
+  add a0, a0, t1
+  ld ra, 8(sp)
+  addi sp, sp, 16
+1: ret
+  .data
+  .balign 16
+  .zero 4096
+stack_top:
+`),
+  );
+  assert.equal(vm.exit.code, 0);
+});
+
 test("a fault in mid-block leaves mepc, mtval, instret and the registers written before it exact", {
   skip,
 }, () => {

@@ -5,16 +5,17 @@
 // A region is the straight run of instructions decoded from its start inside one 4 KiB page: at most
 // MAX_BLOCK_INSNS, it stops before anything the compiler does not translate (CSRs, SYSTEM, AMOs, FENCE,
 // illegal encodings: the interpreter runs those) and after an unconditional jump (JAL, JALR) that no earlier
-// branch jumps past. A branch or JAL whose target is an instruction of the region continues inside the
-// function (a `switch` on the target's label), so loops with branches inside them, if/else and loop exits stay
-// compiled; any other taken branch or jump, and every JALR, leaves. Guest registers live in JS locals while the
-// region runs and are stored back when it leaves. A region calls nothing but the 64-bit multiply/divide helpers
-// and the hart's FPU (for FP arithmetic, which it runs on the register files and which never traps there: an
-// instruction it would trap on leaves the region unexecuted) and never traps: a load or store (integer or FP)
-// that misses the TLB fast path (TLB miss, MMIO, misalignment, a page holding code) leaves before that
-// instruction, so the interpreter runs it with pc, registers and the retired count exactly where they would
-// be, and takes any fault itself. FP loads and stores are inline; floating point ending regions made them
-// average 3–4 instructions on FP code.
+// branch jumps past (a call back into the region, recursion, goes on). A branch or JAL whose target is an
+// instruction of the region continues inside the function (a `switch` on the target's label), so loops with
+// branches inside them, if/else and loop exits stay compiled, and so does a JALR that returns to the
+// instruction after a call in the region; any other taken branch or jump leaves. Guest registers live in JS
+// locals while the region runs and are stored back when it leaves. A region calls nothing but the 64-bit
+// multiply/divide helpers, the double-precision helpers of fpu-fast-double.ts and the hart's FPU (for other
+// FP arithmetic, which it runs on the register files and which never traps there: an instruction it would trap
+// on leaves the region unexecuted) and never traps: a load or store (integer or FP) that misses the TLB fast
+// path (TLB miss, MMIO, misalignment, a page holding code) leaves before that instruction, so the interpreter
+// runs it with pc, registers and the retired count exactly where they would be, and takes any fault itself.
+// (Floating point used to end regions: they averaged 3–4 instructions on FP code.)
 //
 // The retired count stays exact: `n` is the count at the start of the current segment (the instructions from
 // one label to the next), so an exit at the j-th instruction of a segment retires n + j. The budget is never
@@ -134,8 +135,11 @@ function decodeBlock(u16: Uint16Array, off: number): Insn[] {
     const op = insn & 0x7f;
     if (op === 0x63) reach = Math.max(reach, delta + branchOffset(insn));
     else if (op === 0x6f) reach = Math.max(reach, delta + jalOffset(insn));
-    // After an unconditional jump only a branch from before it can reach the next instruction.
-    if ((op === 0x6f || op === 0x67) && at - off > reach) break;
+    // After an unconditional jump only a branch from before it can reach the next instruction, or a return
+    // from a call into the region (a JAL with rd ≠ x0 back to an instruction of it: recursion).
+    const callIn =
+      op === 0x6f && ((insn >> 7) & 31) !== 0 && delta + jalOffset(insn) >= 0 && jalOffset(insn) <= 0;
+    if ((op === 0x6f || op === 0x67) && at - off > reach && !callIn) break;
   }
   return out;
 }
@@ -289,6 +293,17 @@ function generate(insns: Insn[], off: number): string {
           ? inside(delta + jalOffset(insn))
           : undefined;
     if (t !== undefined && !label.has(t)) label.set(t, label.size);
+  }
+  // The instruction after a call (JAL or JALR with rd ≠ x0) in the region is where a return (JALR) may land:
+  // a JALR whose target is one of these goes on inside the region, so a function that calls itself (or a
+  // callee in the region) returns without leaving.
+  const returnPoints: number[] = [];
+  for (let i = 0; i + 1 < count; i++) {
+    const op = insns[i]!.insn & 0x7f;
+    if ((op === 0x6f || op === 0x67) && ((insns[i]!.insn >> 7) & 31) !== 0) {
+      returnPoints.push(i + 1);
+      if (!label.has(i + 1)) label.set(i + 1, label.size);
+    }
   }
   touched.delete(0);
   written.delete(0);
@@ -481,6 +496,13 @@ function generate(insns: Insn[], off: number): string {
         // Target first: rd may be rs1.
         s += `{const q=${al},t=(q+${imm})|0,th=(${ah}+${ih}+(t>>>0<q>>>0?1:0))|0;`;
         if (d !== 0) s += `const u=(pl+${delta + len})|0;${H(d)}=u>>>0<pl>>>0?(ph+1)|0:ph;${L(d)}=u;`;
+        if (returnPoints.length > 0) {
+          // A target in this region's page (same high half; the region never crosses a page) at a return
+          // point: go on there when another pass fits the budget.
+          let pick = "-1";
+          for (const r of returnPoints) pick = `o===${insns[r]!.delta}?${label.get(r)}:${pick}`;
+          s += `if(th===ph){const o=((t&-2)-pl)|0,g=${pick};if(g>=0&&n+${j + 1 + count}<=end){n+=${j + 1};p=g;continue;}}`;
+        }
         s += `${wb}h.pcLo=t&-2;h.pcHi=th;h.count=n+${j + 1};return;}\n`;
         break;
       }
