@@ -497,7 +497,7 @@ function putSingle(x: number): void {
 
 /** Puts a result of fpu-fast-double.ts in sf, or says (false) that the exact path must compute it. */
 function putFastDouble(x: number): boolean {
-  if (x !== x) return false;
+  if (Number.isNaN(x)) return false;
   if (FAST_INEXACT[0] !== 0) sf.flags = FFLAGS_NX;
   putDouble(x);
   return true;
