@@ -114,8 +114,12 @@ const blockCounts = { on: false, inBlocks: 0, calls: 0 };
 /** Wraps each block the cache compiles so its calls and retired instructions are counted. */
 function patchBlockCompile(): void {
   const original = BlockCache.prototype.compile;
-  BlockCache.prototype.compile = function compile(this: BlockCache, off: number): CompiledBlock {
-    const b = original.call(this, off);
+  BlockCache.prototype.compile = function compile(
+    this: BlockCache,
+    off: number,
+    counter?: number,
+  ): CompiledBlock {
+    const b = original.call(this, off, counter);
     const run = b.run;
     const counted: typeof run = (h, ...rest) => {
       const hart = h as HartInside;
@@ -130,7 +134,7 @@ function patchBlockCompile(): void {
     const wrapped = Object.assign(Object.create(Object.getPrototypeOf(b) as object) as CompiledBlock, b, {
       run: counted,
     });
-    this.dm[(off >>> 1) & (this.dm.length - 1)] = wrapped;
+    this.dm[this.dm.indexOf(b)] = wrapped;
     return wrapped;
   };
 }

@@ -163,6 +163,137 @@ data: .zero 64
   assert.ok(cache.compiled >= 3, `only ${cache.compiled} blocks compiled`);
 });
 
+test("floating point runs compiled (inline doubles, the FPU for the rest) with the interpreter's flags and bits", {
+  skip,
+}, () => {
+  // Inexact, exact, overflowing, dividing by zero, NaN and tiny operands, singles, conversions and every
+  // rounding mode in turn (frm changes between passes, so DYN differs from one entry to the next).
+  const vm = lockstep(
+    assemble(`
+  li t0, 0x2000
+  csrs mstatus, t0        # FS = Initial
+  lla s0, data
+  li s1, 300
+loop:
+  andi t0, s1, 7
+  li t1, 5
+  bltu t0, t1, 1f
+  li t0, 0
+1: csrw frm, t0
+  csrw fflags, zero
+  fld f0, 0(s0)
+  fld f1, 8(s0)
+  fld f2, 16(s0)
+  fld f3, 24(s0)          # 1e308
+  fld f4, 32(s0)          # NaN
+  fld f5, 40(s0)          # 1e-300 (tiny products)
+  fadd.d f6, f0, f1
+  fsub.d f7, f0, f1
+  fmul.d f8, f0, f1
+  fdiv.d f9, f0, f1
+  fsqrt.d f10, f1
+  fmadd.d f11, f0, f1, f2
+  fmsub.d f12, f0, f1, f2
+  fnmsub.d f13, f0, f1, f2
+  fnmadd.d f14, f0, f1, f2
+  frflags s3              # the inexact flag of the inline arithmetic alone
+  add s2, s2, s3
+  fmul.d f15, f3, f3      # overflow
+  fdiv.d f16, f0, f17     # f17 = +0 at first: divide by zero
+  fadd.d f18, f4, f0      # NaN
+  fmul.d f19, f5, f5      # underflow
+  fadd.d f20, f0, f0, rne
+  fmul.d f21, f0, f1, rtz
+  fsgnj.d f22, f0, f7
+  fsgnjn.d f23, f0, f0
+  fsgnjx.d f24, f7, f7
+  fmv.d f25, f4
+  fneg.d f26, f1
+  fabs.d f27, f26
+  flt.d a0, f0, f1
+  fle.d a1, f1, f0
+  feq.d a2, f0, f0
+  flt.d a3, f4, f0        # NaN: invalid
+  feq.d a4, f4, f4
+  fmv.x.d a5, f9
+  fmv.d.x f28, a5
+  fcvt.l.d a6, f9
+  fcvt.d.l f29, a6
+  fmin.d f30, f0, f1
+  fsqrt.d f31, f26        # negative: invalid
+  flw f1, 48(s0)
+  fadd.s f2, f1, f1
+  fmul.s f3, f1, f2
+  fmadd.s f4, f1, f2, f3
+  fsw f4, 52(s0)
+  fsd f6, 56(s0)
+  fsd f11, 64(s0)
+  fmv.d.x f17, s1
+  fcvt.d.l f17, s1
+  fadd.d f0, f0, f9
+  fsd f0, 0(s0)
+  frflags a7
+  add s2, s2, a7
+  addi s1, s1, -1
+  bnez s1, loop
+  mv a0, s1
+  ${EXIT}
+  .data
+  .balign 8
+data:
+  .double 1.1, 3.7, -0.3, 1e308
+  .dword 0x7ff8000000000001
+  .double 1e-300
+  .float 1.3, 0.0
+  .zero 16
+`),
+  );
+  assert.equal(vm.exit.code, 0);
+  const cache = vm.hart.blockCache!;
+  assert.ok(cache.compiled >= 1, `only ${cache.compiled} blocks compiled`);
+});
+
+test("a recursive function returns into its own region (JALR to a return point) exactly", { skip }, () => {
+  const vm = lockstep(
+    assemble(`
+  lla sp, stack_top
+  li s1, 0
+  li s2, 6
+outer:
+  li a0, 17
+  call fib
+  add s1, s1, a0
+  addi s2, s2, -1
+  bnez s2, outer
+  li t0, 9582            # 6 * fib(17) = 6 * 1597
+  sub a0, s1, t0
+  ${EXIT}
+fib:
+  li t0, 2
+  blt a0, t0, 1f
+  addi sp, sp, -16
+  sd ra, 8(sp)
+  sd a0, 0(sp)
+  addi a0, a0, -1
+  call fib
+  ld t1, 0(sp)
+  sd a0, 0(sp)
+  addi a0, t1, -2
+  call fib
+  ld t1, 0(sp)
+  add a0, a0, t1
+  ld ra, 8(sp)
+  addi sp, sp, 16
+1: ret
+  .data
+  .balign 16
+  .zero 4096
+stack_top:
+`),
+  );
+  assert.equal(vm.exit.code, 0);
+});
+
 test("a fault in mid-block leaves mepc, mtval, instret and the registers written before it exact", {
   skip,
 }, () => {

@@ -22,6 +22,10 @@ export const JIT_THRESHOLD = 30000;
 export const MAX_BLOCKS = 2048;
 const DM_BITS = 14;
 export const DM_MASK = (1 << DM_BITS) - 1;
+/** The table is two-way: a start's set is (off >> 1) & SET_MASK, its slots 2·set and 2·set + 1. Direct-mapped,
+ * two hot starts 16 KiB apart in RAM that ran by turns reset each other's count forever and neither was ever
+ * compiled (Ackermann's unrolled code in the recursion bench: 10 % of its instructions interpreted). */
+export const SET_MASK = DM_MASK >>> 1;
 /** Pass length of a "this start does not compile" marker: never fits the budget, so it is never run. */
 const NEVER = 0x40000000;
 
@@ -51,13 +55,16 @@ export class BlockCache {
   readonly pageGen: Int32Array;
   /** Per RAM page: 1 while blocks compiled from it may be valid. */
   readonly codePage: Uint8Array;
-  /** The blocks, direct-mapped by (off >> 1) & DM_MASK: a hart looks one up inline, with no call. A block
-   * evicted by another start of the same index is garbage, compiled again if it gets hot again. */
+  /** The blocks, two-way set-associative (SET_MASK): a hart looks one up inline, with no call. A block evicted
+   * by another start of the same set is garbage, compiled again if it gets hot again. */
   readonly dm: Array<CompiledBlock | null> = new Array(DM_MASK + 1).fill(null);
-  /** Per dm index: the start being counted and how often it was seen (counted inline by the hart). */
+  /** Per slot: a start being counted and how often it was seen (counted inline by the hart: a start not
+   * counted in either slot of its set takes the one with the lower count). */
   readonly hotTag = new Int32Array(DM_MASK + 1).fill(-1);
   readonly hotCount = new Int32Array(DM_MASK + 1);
   private readonly clients: BlockCacheClient[] = [];
+  /** Alternates which slot of a full set gives its block up. */
+  private evict = 0;
   /** Executions of a block start before it is compiled (tests lower it). */
   threshold = JIT_THRESHOLD;
   /** Most blocks made before the cache is emptied (tests lower it). */
@@ -97,9 +104,10 @@ export class BlockCache {
     this.clients.push(c);
   }
 
-  /** Compiles the block at RAM offset `off` (its start got hot) and installs it; a start that does not
-   * compile gets a marker that never runs, so it is not tried again until its page changes. */
-  compile(off: number): CompiledBlock {
+  /** Compiles the block at RAM offset `off` (its start got hot, counted in slot `counter`) and installs it in
+   * its set; a start that does not compile gets a marker that never runs, so it is not tried again until its
+   * page changes. */
+  compile(off: number, counter = ((off >>> 1) & SET_MASK) << 1): CompiledBlock {
     if (this.made >= this.maxBlocks) this.flush();
     const page = off >>> 12;
     const code = compileBlock(this.ram.u16, off);
@@ -110,14 +118,26 @@ export class BlockCache {
         : new CompiledBlock(off, gen, code.len, code.fn);
     if (code !== null) this.compiled++;
     this.made++;
-    const k = (off >>> 1) & DM_MASK;
-    this.dm[k] = b;
-    this.hotCount[k] = 0;
+    this.dm[this.slotFor(off)] = b;
+    this.hotTag[counter] = -1;
+    this.hotCount[counter] = 0;
     if (this.codePage[page] === 0) {
       this.codePage[page] = 1;
       for (const c of this.clients) c.dropWriteMappings(page);
     }
     return b;
+  }
+
+  /** The slot of off's set to put its block in: one holding nothing, a stale block or off's own, else each
+   * slot in turn. */
+  private slotFor(off: number): number {
+    const k0 = ((off >>> 1) & SET_MASK) << 1;
+    for (let k = k0; k <= k0 + 1; k++) {
+      const b = this.dm[k]!;
+      if (b === null || b.off === off || b.gen !== this.pageGen[b.off >>> 12]) return k;
+    }
+    this.evict ^= 1;
+    return k0 + this.evict;
   }
 
   /** Drops every block (cache full, fence.i of a whole machine, reset, snapshot load). */

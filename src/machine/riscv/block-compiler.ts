@@ -1,24 +1,30 @@
-// Translates a region of RV64IMC integer instructions (unprivileged spec v20191213 chapters 2, 5, 7 and 16)
+// Translates a region of RV64IMFDC instructions (unprivileged spec v20191213 chapters 2, 5, 7, 11, 12 and 16)
 // starting at one guest-physical address into a JavaScript function, so hot code runs without fetch, decode or
 // dispatch per instruction.
 //
 // A region is the straight run of instructions decoded from its start inside one 4 KiB page: at most
 // MAX_BLOCK_INSNS, it stops before anything the compiler does not translate (CSRs, SYSTEM, AMOs, FENCE,
-// floating point, illegal encodings: the interpreter runs those) and after an unconditional jump (JAL, JALR)
-// that no earlier branch jumps past. A branch or JAL whose target is an instruction of the region continues
-// inside the function (a `switch` on the target's label), so loops with branches inside them, if/else and
-// loop exits stay compiled; any other taken branch or jump, and every JALR, leaves. Guest registers live in JS
+// illegal encodings: the interpreter runs those) and after an unconditional jump (JAL, JALR) that no earlier
+// branch jumps past (a call back into the region, recursion, goes on). A branch or JAL whose target is an
+// instruction of the region continues inside the function (a `switch` on the target's label), so loops with
+// branches inside them, if/else and loop exits stay compiled, and so does a JALR that returns to the
+// instruction after a call in the region; any other taken branch or jump leaves. Guest registers live in JS
 // locals while the region runs and are stored back when it leaves. A region calls nothing but the 64-bit
-// multiply/divide helpers and never traps: a load or store that misses the TLB fast path (TLB miss, MMIO,
-// misalignment, a page holding code) leaves before that instruction, so the interpreter runs it with pc,
-// registers and the retired count exactly where they would be, and takes any fault itself.
+// multiply/divide helpers, the double-precision helpers of fpu-fast-double.ts and the hart's FPU (for other
+// FP arithmetic, which it runs on the register files and which never traps there: an instruction it would trap
+// on leaves the region unexecuted) and never traps: a load or store (integer or FP) that misses the TLB fast
+// path (TLB miss, MMIO, misalignment, a page holding code) leaves before that instruction, so the interpreter
+// runs it with pc, registers and the retired count exactly where they would be, and takes any fault itself.
+// (Floating point used to end regions: they averaged 3–4 instructions on FP code.)
 //
 // The retired count stays exact: `n` is the count at the start of the current segment (the instructions from
 // one label to the next), so an exit at the j-th instruction of a segment retires n + j. The budget is never
 // overrun: the hart enters a region only when all its instructions fit, and every backward jump inside it
 // checks that they still do (without one, execution only moves forward, so at most all of them run).
 
+import * as fast from "./fpu-fast-double.ts";
 import * as md from "./mul-div-64.ts";
+import { MSTATUS_FS } from "./priv-spec.ts";
 import { RVC_TABLE as IMPORTED_RVC_TABLE } from "./rvc.ts";
 
 const RVC_TABLE = IMPORTED_RVC_TABLE;
@@ -58,7 +64,16 @@ const RUNTIME = {
   shl64: md.shl64,
   srl64: md.srl64,
   sra64: md.sra64,
+  addD: fast.addD,
+  mulD: fast.mulD,
+  divD: fast.divD,
+  sqrtD: fast.sqrtD,
+  fmaD: fast.fmaD,
+  fx: fast.FAST_INEXACT,
 };
+
+/** Double arithmetic is inlined on a Float64Array over the FP registers' Int32Array: words in host order. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** One decoded instruction of a block. */
 interface Insn {
@@ -120,8 +135,11 @@ function decodeBlock(u16: Uint16Array, off: number): Insn[] {
     const op = insn & 0x7f;
     if (op === 0x63) reach = Math.max(reach, delta + branchOffset(insn));
     else if (op === 0x6f) reach = Math.max(reach, delta + jalOffset(insn));
-    // After an unconditional jump only a branch from before it can reach the next instruction.
-    if ((op === 0x6f || op === 0x67) && at - off > reach) break;
+    // After an unconditional jump only a branch from before it can reach the next instruction, or a return
+    // from a call into the region (a JAL with rd ≠ x0 back to an instruction of it: recursion).
+    const callIn =
+      op === 0x6f && ((insn >> 7) & 31) !== 0 && delta + jalOffset(insn) >= 0 && jalOffset(insn) <= 0;
+    if ((op === 0x6f || op === 0x67) && at - off > reach && !callIn) break;
   }
   return out;
 }
@@ -162,9 +180,83 @@ function supported(insn: number): boolean {
       return f3 <= 3;
     case 0x63: // BRANCH
       return f3 !== 2 && f3 !== 3;
+    case 0x07: // LOAD-FP: FLW, FLD
+    case 0x27: // STORE-FP: FSW, FSD
+      return f3 === 2 || f3 === 3;
+    case 0x43: // FMADD, FMSUB, FNMSUB, FNMADD, OP-FP: the hart runs them (an illegal one leaves the region)
+    case 0x47:
+    case 0x4b:
+    case 0x4f:
+    case 0x53:
+      return true;
     default:
       return false;
   }
+}
+
+// OP-FP funct5 values whose rs1 is an integer register (FCVT.fmt.W/L…, FMV.fmt.X) or whose rd is (FEQ/FLT/FLE,
+// FCVT.W/L….fmt, FMV.X.fmt and FCLASS).
+const F5_CVT_FI = 0x1a;
+const F5_MV_F_X = 0x1e;
+const F5_CMP = 0x14;
+const F5_CVT_IF = 0x18;
+const F5_MV_X_F = 0x1c;
+
+/** Bit r set when `insn` reads integer register r (x0 included). */
+function intReads(insn: number): number {
+  const a = 1 << ((insn >> 15) & 31);
+  const b = 1 << ((insn >> 20) & 31);
+  switch (insn & 0x7f) {
+    case 0x37:
+    case 0x17:
+    case 0x6f:
+    case 0x43:
+    case 0x47:
+    case 0x4b:
+    case 0x4f:
+      return 0;
+    case 0x33:
+    case 0x3b:
+    case 0x23:
+    case 0x63:
+      return a | b;
+    case 0x53: {
+      const f5 = insn >>> 27;
+      return f5 === F5_CVT_FI || f5 === F5_MV_F_X ? a : 0;
+    }
+    default:
+      return a;
+  }
+}
+
+/** The integer register `insn` writes, or 0 (x0, or none). */
+function intWrite(insn: number): number {
+  const d = (insn >> 7) & 31;
+  switch (insn & 0x7f) {
+    case 0x23:
+    case 0x63:
+    case 0x07:
+    case 0x27:
+    case 0x43:
+    case 0x47:
+    case 0x4b:
+    case 0x4f:
+      return 0;
+    case 0x53: {
+      const f5 = insn >>> 27;
+      return f5 === F5_CMP || f5 === F5_CVT_IF || f5 === F5_MV_X_F ? d : 0;
+    }
+    default:
+      return d;
+  }
+}
+
+/** Whether `insn` uses the FP registers (and so needs mstatus.FS on). */
+function isFp(insn: number): boolean {
+  const op = insn & 0x7f;
+  return (
+    op === 0x07 || op === 0x27 || op === 0x43 || op === 0x47 || op === 0x4b || op === 0x4f || op === 0x53
+  );
 }
 
 const L = (r: number): string => (r === 0 ? "0" : `r${r}l`);
@@ -176,6 +268,7 @@ function generate(insns: Insn[], off: number): string {
   const written = new Set<number>();
   let loads = false;
   let stores = false;
+  let fp = false;
   /** Instruction index of each decoded offset; the label (switch case) of each instruction jumped to. */
   const index = new Map<number, number>();
   for (let i = 0; i < count; i++) index.set(insns[i]!.delta, i);
@@ -183,17 +276,16 @@ function generate(insns: Insn[], off: number): string {
   const inside = (target: number): number | undefined => index.get(target);
   for (const { insn, delta } of insns) {
     const op = insn & 0x7f;
-    const d = (insn >> 7) & 31;
-    const a = (insn >> 15) & 31;
-    const b = (insn >> 20) & 31;
-    if (op !== 0x37 && op !== 0x17 && op !== 0x6f) touched.add(a);
-    if (op === 0x33 || op === 0x3b || op === 0x23 || op === 0x63) touched.add(b);
-    if (op !== 0x23 && op !== 0x63) {
-      touched.add(d);
-      written.add(d);
+    const reads = intReads(insn);
+    for (let r = 1; r < 32; r++) if ((reads >>> r) & 1) touched.add(r);
+    const w = intWrite(insn);
+    if (w !== 0) {
+      touched.add(w);
+      written.add(w);
     }
-    if (op === 0x03) loads = true;
-    if (op === 0x23) stores = true;
+    if (op === 0x03 || op === 0x07) loads = true;
+    if (op === 0x23 || op === 0x27) stores = true;
+    if (isFp(insn)) fp = true;
     const t =
       op === 0x63
         ? inside(delta + branchOffset(insn))
@@ -201,6 +293,17 @@ function generate(insns: Insn[], off: number): string {
           ? inside(delta + jalOffset(insn))
           : undefined;
     if (t !== undefined && !label.has(t)) label.set(t, label.size);
+  }
+  // The instruction after a call (JAL or JALR with rd ≠ x0) in the region is where a return (JALR) may land:
+  // a JALR whose target is one of these goes on inside the region, so a function that calls itself (or a
+  // callee in the region) returns without leaving.
+  const returnPoints: number[] = [];
+  for (let i = 0; i + 1 < count; i++) {
+    const op = insns[i]!.insn & 0x7f;
+    if ((op === 0x6f || op === 0x67) && ((insns[i]!.insn >> 7) & 31) !== 0) {
+      returnPoints.push(i + 1);
+      if (!label.has(i + 1)) label.set(i + 1, label.size);
+    }
   }
   touched.delete(0);
   written.delete(0);
@@ -227,11 +330,16 @@ function generate(insns: Insn[], off: number): string {
   };
 
   let s = '"use strict";\n';
-  s += "const {mul64,mulh64,mulhsu64,mulhu64,div64,divu64,wide,remainder,shl64,srl64,sra64}=rt;\n";
+  s +=
+    "const {mul64,mulh64,mulhsu64,mulhu64,div64,divu64,wide,remainder,shl64,srl64,sra64,addD,mulD,divD,sqrtD,fmaD,fx}=rt;\n";
   // Named after its RAM offset, so profiles and V8 traces tell regions apart.
   s += `return function block_${off.toString(16)}(h,x,u8,u16,i32,pl,ph,n,end){\n`;
   if (loads) s += "const rTL=h.rTagLo,rTH=h.rTagHi,rO=h.rOff;\n";
   if (stores) s += "const wTL=h.wTagLo,wTH=h.wTagHi,wO=h.wOff;\n";
+  // mstatus.FS cannot change while a region runs (only CSR writes and traps change it, and neither happens
+  // inside one): read it once. With FS off every FP instruction leaves, so the interpreter raises the trap.
+  // frm does not change either: whether DYN rounds to nearest-even is known at entry.
+  if (fp) s += `const fr=h.fr,fd=h.fd,fsOn=(h.mstatus&${MSTATUS_FS})!==0,rne=h.frm===0;\n`;
   for (const r of touched) s += `let ${L(r)}=x[${2 * r}],${H(r)}=x[${2 * r + 1}];\n`;
   s += "let eC=0,eR=0;\nX:{\n";
   if (jumps) s += "let p=0;\nfor(;;){switch(p){\ncase 0:\n";
@@ -388,7 +496,57 @@ function generate(insns: Insn[], off: number): string {
         // Target first: rd may be rs1.
         s += `{const q=${al},t=(q+${imm})|0,th=(${ah}+${ih}+(t>>>0<q>>>0?1:0))|0;`;
         if (d !== 0) s += `const u=(pl+${delta + len})|0;${H(d)}=u>>>0<pl>>>0?(ph+1)|0:ph;${L(d)}=u;`;
+        if (returnPoints.length > 0) {
+          // A target in this region's page (same high half; the region never crosses a page) at a return
+          // point: go on there when another pass fits the budget.
+          let pick = "-1";
+          for (const r of returnPoints) pick = `o===${insns[r]!.delta}?${label.get(r)}:${pick}`;
+          s += `if(th===ph){const o=((t&-2)-pl)|0,g=${pick};if(g>=0&&n+${j + 1 + count}<=end){n+=${j + 1};p=g;continue;}}`;
+        }
         s += `${wb}h.pcLo=t&-2;h.pcHi=th;h.count=n+${j + 1};return;}\n`;
+        break;
+      }
+      case 0x07: {
+        // FLW/FLD through the read TLB as integer loads go; FLW NaN-boxes, both mark FS dirty.
+        const mask = f3 === 2 ? -4093 : -4089;
+        s += `if(!fsOn)${leave(delta, j)}`;
+        s += `{const q=${al},lo=(q+${imm})|0,hi=(${ah}+${ih}+(lo>>>0<q>>>0?1:0))|0,k=(lo>>>12)&${TLB_MASK};`;
+        s += `if(rTH[k]===hi&&rTL[k]===(lo&${mask})){const w=(rO[k]+(lo&4095))>>2;`;
+        s +=
+          f3 === 2
+            ? `fr[${2 * d}]=i32[w];fr[${2 * d + 1}]=-1;`
+            : `fr[${2 * d}]=i32[w];fr[${2 * d + 1}]=i32[w+1];`;
+        s += `h.mstatus|=${MSTATUS_FS};}else${leave(delta, j)}}\n`;
+        break;
+      }
+      case 0x27: {
+        const mask = f3 === 2 ? -4093 : -4089;
+        const sImm = ((insn >> 25) << 5) | ((insn >> 7) & 31);
+        s += `if(!fsOn)${leave(delta, j)}`;
+        s += `{const q=${al},lo=(q+${sImm})|0,hi=(${ah}+${sImm >> 31}+(lo>>>0<q>>>0?1:0))|0,k=(lo>>>12)&${TLB_MASK};`;
+        s += `if(wTH[k]===hi&&wTL[k]===(lo&${mask})){const w=(wO[k]+(lo&4095))>>2;i32[w]=fr[${2 * b}];`;
+        if (f3 === 3) s += `i32[w+1]=fr[${2 * b + 1}];`;
+        s += `}else${leave(delta, j)}}\n`;
+        break;
+      }
+      case 0x43:
+      case 0x47:
+      case 0x4b:
+      case 0x4f:
+      case 0x53: {
+        // The hart's FPU runs it on the register files: integer operands go to x first, an integer result
+        // comes back from it. It touches no memory, so it either completes or changes nothing and says it
+        // would trap (an illegal encoding or rounding mode): then the region leaves for the interpreter.
+        const reads = intReads(insn);
+        const w = intWrite(insn);
+        let viaFpu = "";
+        if (reads !== 0 && a !== 0) viaFpu += `x[${2 * a}]=${al};x[${2 * a + 1}]=${ah};`;
+        viaFpu += `if(h.fpFromBlock(${insn}))${leave(delta, j)}`;
+        if (w !== 0) viaFpu += `${L(w)}=x[${2 * w}];${H(w)}=x[${2 * w + 1}];`;
+        const inline = LITTLE_ENDIAN ? inlineDouble(insn, al, ah) : null;
+        s += `if(!fsOn)${leave(delta, j)}`;
+        s += inline === null ? viaFpu : `${inline.replace("VIA_FPU", `{${viaFpu}}`)}`;
+        s += "\n";
         break;
       }
     }
@@ -400,6 +558,77 @@ function generate(insns: Insn[], off: number): string {
   s += `}\n${wb}\nconst t=(pl+eC)|0;h.pcLo=t;h.pcHi=(ph+(eC>>31)+(t>>>0<pl>>>0?1:0))|0;h.count=n+eR;\n`;
   s += "};\n";
   return s;
+}
+
+/**
+ * The common double-precision instructions inline: arithmetic under round-to-nearest-even on host numbers
+ * (fpu-fast-double.ts proves the inexact flag; anything it cannot vouch for, and every other rounding mode,
+ * goes to the FPU at VIA_FPU), sign injection and moves on raw bits, comparisons of non-NaN operands. Null
+ * for the rest, which the FPU runs. A result written to f marks FS dirty as the FPU's would.
+ */
+function inlineDouble(insn: number, al: string, ah: string): string | null {
+  const op = insn & 0x7f;
+  const d = (insn >> 7) & 31;
+  const a = (insn >> 15) & 31;
+  const b = (insn >> 20) & 31;
+  const f3 = (insn >> 12) & 7;
+  if (((insn >>> 25) & 3) !== 1) return null; // not D
+  const dirty = `h.mstatus|=${MSTATUS_FS};`;
+  // Arithmetic: static RNE, or DYN with frm = RNE.
+  const arith = (expr: string): string | null => {
+    if (f3 !== 0 && f3 !== 7) return null;
+    const guard = f3 === 0 ? "r===r" : "rne&&r===r";
+    return `{const r=${expr};if(${guard}){if(fx[0]!==0)h.fflags|=1;fd[${d}]=r;${dirty}}else VIA_FPU}`;
+  };
+  if (op !== 0x53) {
+    const c = insn >>> 27;
+    const neg = (r: number, yes: boolean) => (yes ? `-fd[${r}]` : `fd[${r}]`);
+    // FMADD: a*b + c; FMSUB: a*b − c; FNMSUB: −(a*b) + c; FNMADD: −(a*b) − c.
+    return arith(
+      `fmaD(${neg(a, op === 0x4b || op === 0x4f)},fd[${b}],${neg(c, op === 0x47 || op === 0x4f)})`,
+    );
+  }
+  switch (insn >>> 27) {
+    case 0x00:
+      return arith(`addD(fd[${a}],fd[${b}])`);
+    case 0x01:
+      return arith(`addD(fd[${a}],-fd[${b}])`);
+    case 0x02:
+      return arith(`mulD(fd[${a}],fd[${b}])`);
+    case 0x03:
+      return arith(`divD(fd[${a}],fd[${b}])`);
+    case 0x0b:
+      return b === 0 ? arith(`sqrtD(fd[${a}],fr[${2 * a + 1}])`) : null;
+    case 0x04: {
+      // FSGNJ.D/FSGNJN.D/FSGNJX.D (FMV.D, FNEG.D, FABS.D): the sign from rs2, its complement, or the xor.
+      const sign =
+        f3 === 0
+          ? `fr[${2 * b + 1}]&-2147483648`
+          : f3 === 1
+            ? `~fr[${2 * b + 1}]&-2147483648`
+            : f3 === 2
+              ? `(fr[${2 * a + 1}]^fr[${2 * b + 1}])&-2147483648`
+              : null;
+      if (sign === null) return null;
+      return `{const l=fr[${2 * a}],u=(fr[${2 * a + 1}]&2147483647)|(${sign});fr[${2 * d}]=l;fr[${2 * d + 1}]=u;${dirty}}`;
+    }
+    case F5_CMP: {
+      // FLE/FLT/FEQ raise no flag when neither operand is a NaN.
+      if (f3 > 2) return null;
+      const rel = f3 === 0 ? "<=" : f3 === 1 ? "<" : "===";
+      const put = d === 0 ? "" : `${L(d)}=p${rel}q?1:0;${H(d)}=0;`;
+      return `{const p=fd[${a}],q=fd[${b}];if(p===p&&q===q){${put}}else VIA_FPU}`;
+    }
+    case F5_MV_X_F:
+      // FMV.X.D (FCLASS.D is f3 = 1: the FPU's).
+      if (f3 !== 0 || b !== 0) return null;
+      return d === 0 ? "" : `${L(d)}=fr[${2 * a}];${H(d)}=fr[${2 * a + 1}];`;
+    case F5_MV_F_X:
+      if (f3 !== 0 || b !== 0) return null;
+      return `fr[${2 * d}]=${al};fr[${2 * d + 1}]=${ah};${dirty}`;
+    default:
+      return null;
+  }
 }
 
 /** Offset of a branch's or JAL's target from the region's start, or -1 for other instructions. */

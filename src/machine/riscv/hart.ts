@@ -13,7 +13,7 @@ import {
   BlockCache,
   type BlockCacheClient,
   type CompiledBlock,
-  DM_MASK as IMPORTED_DM_MASK,
+  SET_MASK as IMPORTED_SET_MASK,
 } from "./block-cache.ts";
 import { DebugTriggers, type DebugTriggersState } from "./debug-triggers.ts";
 import { executeFp as importedExecuteFp } from "./fpu.ts";
@@ -130,7 +130,7 @@ const {
   SSTATUS_VISIBLE,
 } = spec;
 const RVC_TABLE = IMPORTED_RVC_TABLE;
-const DM_MASK = IMPORTED_DM_MASK;
+const SET_MASK = IMPORTED_SET_MASK;
 const executeFp = importedExecuteFp;
 const wide = md.wide;
 const remainder = md.remainder;
@@ -224,6 +224,8 @@ export class Rv64Hart implements BlockCacheClient {
   readonly x = new Int32Array(64);
   /** Floating-point registers as raw bits, same layout. */
   readonly fr = new Int32Array(64);
+  /** The FP registers as doubles (same memory as fr, host word order), for compiled blocks' D arithmetic. */
+  readonly fd = new Float64Array(this.fr.buffer);
   fflags = 0;
   frm = 0;
   /** Result of loadFp64 (and other 64-bit loads). */
@@ -494,17 +496,24 @@ export class Rv64Hart implements BlockCacheClient {
           }
           if (fOff >= 0 && dm !== null && pageGen !== null && hotTag !== null && hotCount !== null) {
             const off = fOff + (pcLo & 0xfff);
-            const k = (off >>> 1) & DM_MASK;
-            let blk: CompiledBlock | null = dm[k]!;
+            // The two slots of off's set (block-cache.ts).
+            const k0 = ((off >>> 1) & SET_MASK) << 1;
+            let blk: CompiledBlock | null = dm[k0]!;
+            if (blk === null || blk.off !== off) blk = dm[k0 + 1]!;
             if (blk === null || blk.off !== off || blk.gen !== pageGen[off >>> 12]) {
-              // Not compiled (or stale): count the start; compile it once hot. Inline, as this runs at every
-              // jump the interpreter takes.
-              if (hotTag[k] !== off) {
-                hotTag[k] = off;
-                hotCount[k] = 1;
-                blk = null;
-              } else if (++hotCount[k]! < threshold) blk = null;
-              else blk = this.jitCompile(off);
+              // Not compiled (or stale): count the start, in the slot counting it or else the one with the lower
+              // count; compile it once hot. Inline, as this runs at every jump the interpreter takes.
+              let k = k0;
+              if (hotTag[k0] !== off) {
+                if (hotTag[k0 + 1] === off) k = k0 + 1;
+                else {
+                  if (hotCount[k0 + 1]! < hotCount[k0]!) k = k0 + 1;
+                  hotTag[k] = off;
+                  hotCount[k] = 0;
+                }
+              }
+              if (++hotCount[k]! < threshold) blk = null;
+              else blk = this.jitCompile(off, k);
             }
             // Run a block only when a whole pass fits the budget, so run(budget) never overshoots.
             if (blk !== null && n + blk.len <= end) {
@@ -901,8 +910,8 @@ export class Rv64Hart implements BlockCacheClient {
   }
 
   /** A block start got hot: its block, compiled now. */
-  private jitCompile(off: number): CompiledBlock | null {
-    return this.jit === null ? null : this.jit.compile(off);
+  private jitCompile(off: number, counter: number): CompiledBlock | null {
+    return this.jit === null ? null : this.jit.compile(off, counter);
   }
 
   // ---------------------------------------------------------------- instruction fetch
@@ -1415,6 +1424,22 @@ export class Rv64Hart implements BlockCacheClient {
 
   raiseIllegalInstruction(insn: number): never {
     return this.illegal(insn);
+  }
+
+  /**
+   * Runs FP instruction `insn` for a compiled block (block-compiler.ts), which keeps no integer register the
+   * instruction uses in a local across the call. Returns true, having changed nothing, when the instruction
+   * would trap (FS off, an illegal encoding or rounding mode: every such check comes before any write): the
+   * block then leaves before it and the interpreter raises the trap.
+   */
+  fpFromBlock(insn: number): boolean {
+    try {
+      executeFp(this, insn);
+      return false;
+    } catch (e) {
+      if (e !== TRAP_SIGNAL) throw e;
+      return true;
+    }
   }
 
   fpEnabled(): boolean {

@@ -7,6 +7,17 @@
 // it once in roundPack. Scratch words are preallocated: nothing is allocated per operation. Significands of
 // unpacked operands (at most 53 bits) are held in JS numbers, which represent such integers exactly.
 
+import * as fast from "./fpu-fast-double.ts";
+
+// Imported bindings copied into module constants (a loader compiling to CommonJS makes each use a getter call).
+const FAST_INEXACT = fast.FAST_INEXACT;
+const addD = fast.addD;
+const mulD = fast.mulD;
+const divD = fast.divD;
+const sqrtD = fast.sqrtD;
+const fmaD = fast.fmaD;
+const twoSumErr = fast.twoSumErr;
+
 export const FMT_S = 0;
 export const FMT_D = 1;
 
@@ -459,9 +470,6 @@ F64[0] = 1;
 const HI = I32[1] === 0x3ff00000 ? 1 : 0;
 const LO = 1 - HI;
 
-const SPLIT = 134217729; // 2^27 + 1: Veltkamp's splitter for binary64
-const TWO_M960 = 2 ** -960;
-const TWO_995 = 2 ** 995;
 const TWO_M125 = 2 ** -125;
 
 function toDouble(lo: number, hi: number): number {
@@ -487,24 +495,12 @@ function putSingle(x: number): void {
   sf.hi = -1;
 }
 
-/** The rounding error of a + b = s (Knuth's TwoSum), exact when s is finite. */
-function twoSumErr(a: number, b: number, s: number): number {
-  const bb = s - a;
-  return a - (s - bb) + (b - bb);
-}
-
-/**
- * The rounding error of a * b = p (Dekker's TwoProduct), exact when |a|, |b| < 2^995 and |p| >= 2^-960, so
- * the split never overflows and every partial product stays above the subnormal range.
- */
-function twoProductErr(a: number, b: number, p: number): number {
-  let c = SPLIT * a;
-  const ah = c - (c - a);
-  const al = a - ah;
-  c = SPLIT * b;
-  const bh = c - (c - b);
-  const bl = b - bh;
-  return ah * bh - p + ah * bl + al * bh + al * bl;
+/** Puts a result of fpu-fast-double.ts in sf, or says (false) that the exact path must compute it. */
+function putFastDouble(x: number): boolean {
+  if (Number.isNaN(x)) return false;
+  if (FAST_INEXACT[0] !== 0) sf.flags = FFLAGS_NX;
+  putDouble(x);
+  return true;
 }
 
 function finiteD(hi: number): boolean {
@@ -525,14 +521,8 @@ function fastAdd(
 ): boolean {
   if (fmt === FMT_D) {
     if (!finiteD(aHi) || !finiteD(bHi)) return false;
-    const a = toDouble(aLo, aHi);
-    const b = subtract ? -toDouble(bLo, bHi) : toDouble(bLo, bHi);
-    const s = a + b;
-    if (s === Number.POSITIVE_INFINITY || s === Number.NEGATIVE_INFINITY) return false;
-    // A sum that lands in the subnormal range is exact, so addition never underflows.
-    if (twoSumErr(a, b, s) !== 0) sf.flags = FFLAGS_NX;
-    putDouble(s);
-    return true;
+    const b = toDouble(bLo, bHi);
+    return putFastDouble(addD(toDouble(aLo, aHi), subtract ? -b : b));
   }
   if (!finiteS(aLo) || !finiteS(bLo)) return false;
   const a = toSingle(aLo);
@@ -548,19 +538,7 @@ function fastAdd(
 function fastMul(fmt: number, aLo: number, aHi: number, bLo: number, bHi: number): boolean {
   if (fmt === FMT_D) {
     if (!finiteD(aHi) || !finiteD(bHi)) return false;
-    const a = toDouble(aLo, aHi);
-    const b = toDouble(bLo, bHi);
-    const p = a * b;
-    if (a === 0 || b === 0) {
-      putDouble(p); // an exact, correctly signed zero
-      return true;
-    }
-    const m = Math.abs(p);
-    if (m < TWO_M960 || m === Number.POSITIVE_INFINITY || Math.abs(a) >= TWO_995 || Math.abs(b) >= TWO_995)
-      return false;
-    if (twoProductErr(a, b, p) !== 0) sf.flags = FFLAGS_NX;
-    putDouble(p);
-    return true;
+    return putFastDouble(mulD(toDouble(aLo, aHi), toDouble(bLo, bHi)));
   }
   if (!finiteS(aLo) || !finiteS(bLo)) return false;
   const p = toSingle(aLo) * toSingle(bLo); // exact: 48 significant bits at most
@@ -575,27 +553,7 @@ function fastMul(fmt: number, aLo: number, aHi: number, bLo: number, bHi: number
 function fastDiv(fmt: number, aLo: number, aHi: number, bLo: number, bHi: number): boolean {
   if (fmt === FMT_D) {
     if (!finiteD(aHi) || !finiteD(bHi)) return false;
-    const a = toDouble(aLo, aHi);
-    const b = toDouble(bLo, bHi);
-    if (b === 0) return false;
-    const q = a / b;
-    if (a === 0) {
-      putDouble(q);
-      return true;
-    }
-    // The quotient is exact exactly when q * b reproduces a with no rounding error.
-    if (
-      Math.abs(q) >= TWO_995 ||
-      Math.abs(b) >= TWO_995 ||
-      Math.abs(a) < TWO_M960 ||
-      Math.abs(q) < TWO_M960
-    ) {
-      return false;
-    }
-    const p = q * b;
-    if (p !== a || twoProductErr(q, b, p) !== 0) sf.flags = FFLAGS_NX;
-    putDouble(q);
-    return true;
+    return putFastDouble(divD(toDouble(aLo, aHi), toDouble(bLo, bHi)));
   }
   if (!finiteS(aLo) || !finiteS(bLo)) return false;
   const a = toSingle(aLo);
@@ -611,18 +569,8 @@ function fastDiv(fmt: number, aLo: number, aHi: number, bLo: number, bHi: number
 
 function fastSqrt(fmt: number, aLo: number, aHi: number): boolean {
   if (fmt === FMT_D) {
-    if (!finiteD(aHi) || aHi < 0) return false;
-    const a = toDouble(aLo, aHi);
-    if (a === 0) {
-      putDouble(a);
-      return true;
-    }
-    if (a < TWO_M960) return false;
-    const r = Math.sqrt(a);
-    const p = r * r;
-    if (p !== a || twoProductErr(r, r, p) !== 0) sf.flags = FFLAGS_NX;
-    putDouble(r);
-    return true;
+    if (!finiteD(aHi)) return false;
+    return putFastDouble(sqrtD(toDouble(aLo, aHi), aHi));
   }
   if (!finiteS(aLo) || aLo < 0) return false;
   const a = toSingle(aLo);
@@ -674,42 +622,9 @@ function fastFma(
     return true;
   }
   if (!finiteD(aHi) || !finiteD(bHi) || !finiteD(cHi)) return false;
-  const a = negProduct ? -toDouble(aLo, aHi) : toDouble(aLo, aHi);
-  const b = toDouble(bLo, bHi);
-  const c = negAddend ? -toDouble(cLo, cHi) : toDouble(cLo, cHi);
-  const uh = a * b;
-  if (a === 0 || b === 0) {
-    putDouble(uh + c); // an exact zero product: the sum is exact and JS gives the IEEE sign of zero
-    return true;
-  }
-  const mp = Math.abs(uh);
-  if (mp < TWO_M960 || mp === Number.POSITIVE_INFINITY || Math.abs(a) >= TWO_995 || Math.abs(b) >= TWO_995) {
-    return false;
-  }
-  const ul = twoProductErr(a, b, uh);
-  const th = c + uh;
-  if (th === Number.POSITIVE_INFINITY || th === Number.NEGATIVE_INFINITY) return false;
-  const tl = twoSumErr(c, uh, th);
-  let v = tl + ul;
-  const w = twoSumErr(tl, ul, v);
-  if (w !== 0) {
-    F64[0] = v;
-    if ((I32[LO] & 1) === 0) {
-      // Round to odd: step the magnitude one ulp towards the exact sum. The low bit is 0, so +1 never carries.
-      if (w > 0 === v > 0) I32[LO] += 1;
-      else if (I32[LO] === 0) {
-        I32[LO] = -1;
-        I32[HI] -= 1;
-      } else I32[LO] -= 1;
-      v = F64[0];
-    }
-  }
-  const z = th + v;
-  const m = Math.abs(z);
-  if (m === Number.POSITIVE_INFINITY || (m < TWO_M960 && (z !== 0 || w !== 0))) return false;
-  if (w !== 0 || twoSumErr(th, v, z) !== 0) sf.flags = FFLAGS_NX;
-  putDouble(z);
-  return true;
+  const a = toDouble(aLo, aHi);
+  const c = toDouble(cLo, cHi);
+  return putFastDouble(fmaD(negProduct ? -a : a, toDouble(bLo, bHi), negAddend ? -c : c));
 }
 
 /** FCVT.S.D under RNE and the exact FCVT.D.S, on host numbers. */
