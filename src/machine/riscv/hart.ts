@@ -1233,8 +1233,10 @@ export class Rv64Hart implements BlockCacheClient {
         this.illegal(insn);
     }
     // With shared RAM another thread may have written since the read: then the AMO starts over.
-    if (this.atomics !== null && !this.atomics.cas(w, dw, ol, oh, nl, nh))
-      return this.execAmo(insn, d, a, b, f3);
+    if (this.atomics !== null && !this.atomics.cas(w, dw, ol, oh, nl, nh)) {
+      this.execAmo(insn, d, a, b, f3);
+      return;
+    }
     if (this.atomics === null) {
       i32[w] = nl;
       if (dw) i32[w + 1] = nh;
