@@ -3,9 +3,7 @@
 // engine parks it, then sends its state back.
 
 import { parentPort, workerData } from "node:worker_threads";
-import type { Rv64HartState } from "../../machine/riscv/hart.ts";
-import { AwayHart } from "../../machine/smp/away-hart.ts";
-import type { AwayHartSetup } from "../../machine/smp/remote-harts.ts";
+import { AwayHart, type AwayHartSetup, type Rv64HartState } from "../../machine/index.ts";
 import { sharedMonotonicClock } from "./shared-monotonic-clock.ts";
 
 /** From the engine: run from this state until parked. */

@@ -274,7 +274,7 @@ export class RiscvEngine implements Engine {
     this.current = "paused";
     this.cancelTimer();
     // Harts on threads stop at their next instruction boundary and hand their states over.
-    await this.threads?.park();
+    if (this.threads !== null) await this.threads.park();
   }
 
   async resume(): Promise<void> {
@@ -294,7 +294,7 @@ export class RiscvEngine implements Engine {
     if (this.current !== "running" && this.current !== "paused")
       throw new EngineStateError("reset", this.current);
     // No hart on this thread is mid-instruction here; those on threads are parked first.
-    await this.threads?.park();
+    if (this.threads !== null) await this.threads.park();
     this.board.boot();
     this.resets++;
     if (this.current === "running") this.threads?.run();

@@ -8,8 +8,8 @@
 
 import { GuestRam } from "../bus/guest-ram.ts";
 import { PhysBus } from "../bus/phys-bus.ts";
-import { dropCodeOfOtherThreads } from "../smp/fence-i.ts";
-import { SharedRamAtomics } from "../smp/shared-ram-atomics.ts";
+import { dropCodeOfOtherThreads } from "./fence-i.ts";
+import { SharedRamAtomics } from "../bus/shared-ram-atomics.ts";
 import { type ComponentState, checkState } from "../state/stateful.ts";
 import {
   BlockCache,

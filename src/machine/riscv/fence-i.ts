@@ -3,7 +3,7 @@
 // through an IPI, after it writes code for any of them) is where such writes must become visible to this
 // hart's instruction fetch (unprivileged spec §3.1 "Zifencei"): every code page's blocks are dropped then.
 
-import type { BlockCache } from "../riscv/block-cache.ts";
+import type { BlockCache } from "./block-cache.ts";
 
 export function dropCodeOfOtherThreads(cache: BlockCache): void {
   const pages = cache.codePage;

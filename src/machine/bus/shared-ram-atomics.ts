@@ -3,7 +3,7 @@
 // Atomics on BigInt64 (the only 64-bit atomic JavaScript has; its BigInts are made only here, on this path
 // of the threaded machine), and FENCE as a full barrier.
 
-import type { GuestRam } from "../bus/guest-ram.ts";
+import type { GuestRam } from "./guest-ram.ts";
 
 export class SharedRamAtomics {
   private readonly i32: Int32Array;
