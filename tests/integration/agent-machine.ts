@@ -59,7 +59,12 @@ export async function bootAgentMachine(
   };
   try {
     await engine.start();
-    await client.waitForAgent(options.bootTimeoutMs);
+    // A machine that stops while booting (a failed hart thread) says why instead of timing out.
+    const stopped = engine.exited.then((r) => {
+      throw new Error(`the machine stopped while booting: ${JSON.stringify(r)}`);
+    });
+    stopped.catch(() => {});
+    await Promise.race([client.waitForAgent(options.bootTimeoutMs), stopped]);
   } catch (e) {
     await close();
     throw new Error(`${(e as Error).message}; serial console: ${serial.slice(-3000)}`);

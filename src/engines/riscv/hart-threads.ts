@@ -86,7 +86,14 @@ export class HartThreads {
         }),
     );
     for (const r of remote.harts) r.link.requestPark(true);
-    await Promise.all(parked);
+    // The workers are unreferenced (an engine nobody stopped must not keep a process alive), but their
+    // replies must: nothing else may be pending while a pause waits for them.
+    for (const w of this.workers) w.ref();
+    try {
+      await Promise.all(parked);
+    } finally {
+      for (const w of this.workers) w.unref();
+    }
     this.running = false;
   }
 
