@@ -101,8 +101,8 @@ done: .word 0
 woken: .word 0
 `;
 
-test("two harts on two threads: amoadd.d and LR/SC on shared words lose no update; an IPI wakes a WFI'd hart", async () => {
-  const engine = new RiscvEngine({
+function twoHartEngine(): RiscvEngine {
+  return new RiscvEngine({
     config: {
       harts: 2,
       memoryBytes: 16 * 1024 * 1024,
@@ -114,6 +114,10 @@ test("two harts on two threads: amoadd.d and LR/SC on shared words lose no updat
     console: { write: () => {} },
     hartThreads: true,
   });
+}
+
+test("two harts on two threads: amoadd.d and LR/SC on shared words lose no update; an IPI wakes a WFI'd hart", async () => {
+  const engine = twoHartEngine();
   await engine.start();
   // A pause while both harts run parks the second on its thread and hands its state over.
   await new Promise((r) => setTimeout(r, 200));
@@ -125,4 +129,18 @@ test("two harts on two threads: amoadd.d and LR/SC on shared words lose no updat
   }
   assert.deepEqual(await engine.exited, { kind: "htif-exit", code: 0 });
   assert.ok(engine.stats().instret[1]! > 4 * ROUNDS, `hart 1 ran ${engine.stats().instret[1]} instructions`);
+});
+
+test("reset() parks the second hart before RAM is loaded again; both run the program again from its start", async () => {
+  const engine = twoHartEngine();
+  await engine.start();
+  // Mid-run (or at the latest once the first run ended): the counters start again from zero with RAM.
+  const deadline = Date.now() + 30_000;
+  while (engine.stats().instret[1]! < 100_000 && Date.now() < deadline && engine.state === "running")
+    await new Promise((r) => setTimeout(r, 20));
+  if (engine.state === "running") {
+    await engine.reset();
+    assert.equal(engine.stats().resets, 1);
+  }
+  assert.deepEqual(await engine.exited, { kind: "htif-exit", code: 0 });
 });
