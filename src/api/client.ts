@@ -8,7 +8,9 @@ import { type RawData, WebSocket } from "ws";
 import { apiSocketPath } from "./data-dir.ts";
 import type {
   ApiErrorBody,
+  ClusterHost,
   ClusterHostList,
+  HostDrainResult,
   EventList,
   EventStreamGap,
   ExecChunk,
@@ -81,6 +83,10 @@ export class ApiClient {
   /** PATCH: changes a TERMINATED VM's definition (its port forwards). */
   updateInstance(name: string, req: UpdateInstanceRequest): Promise<Operation> {
     return this.call("PATCH", `/instances/${encodeURIComponent(name)}`, req);
+  }
+  /** Moves the VM to another host of the cluster (docs/cluster.md, "Moving VMs"). */
+  moveInstance(name: string, host: string): Promise<Operation> {
+    return this.call("POST", `/instances/${encodeURIComponent(name)}/move`, { host });
   }
   setMachineType(name: string, machineType: string): Promise<Operation> {
     return this.call("POST", `/instances/${encodeURIComponent(name)}/setMachineType`, { machineType });
@@ -159,6 +165,12 @@ export class ApiClient {
   }
   listHosts(): Promise<ClusterHostList> {
     return this.call("GET", "/hosts");
+  }
+  drainHost(name: string): Promise<HostDrainResult> {
+    return this.call("POST", `/hosts/${encodeURIComponent(name)}/drain`);
+  }
+  undrainHost(name: string): Promise<ClusterHost> {
+    return this.call("POST", `/hosts/${encodeURIComponent(name)}/undrain`);
   }
   getHost(): Promise<HostInfo> {
     return this.call("GET", "/host");

@@ -114,7 +114,15 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
     "host-unavailable",
     {
       status: 409,
-      meaning: "In a cluster: the host named for a new VM is DRAINING or DOWN and takes no new VMs.",
+      meaning:
+        "In a cluster: the host named for a new VM (or a move) is DRAINING or DOWN and takes no new VMs.",
+    },
+  ],
+  [
+    "move-in-progress",
+    {
+      status: 409,
+      meaning: "In a cluster: the VM is being moved to another host already; wait for that move.",
     },
   ],
   [
@@ -271,6 +279,14 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
     {
       status: 500,
       meaning: "The new VM's root disk could not be created (e.g. a full disk); nothing was created.",
+    },
+  ],
+  [
+    "move-failed",
+    {
+      status: 502,
+      meaning:
+        "In a cluster: the VM could not be sent to the other host (it did not answer, or refused the VM); the message says where the VM is (a RUNNING one runs on where it was).",
     },
   ],
   [

@@ -425,6 +425,50 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     errors: [],
   },
   {
+    method: "POST",
+    path: `${NAME}/move`,
+    operationId: "instances.move",
+    summary: 'Move a VM to another host of the cluster (docs/cluster.md, "Moving VMs")',
+    description:
+      "A TERMINATED or SUSPENDED VM goes as its files; a RUNNING one is suspended, sent with its saved state and " +
+      "resumed on the new host (its guest does not run meanwhile: the operation's migration.downtimeMs). The " +
+      "host must be another UP host of the cluster with room for the VM. Until the new host owns the VM it stays " +
+      "where it was, and a RUNNING one runs on there. The operation's `migration` gives the figures.",
+    body: "MoveInstanceRequest",
+    answer: { json: "Operation" },
+    errors: ["illegal-action", "host-unavailable", "capacity-exceeded", "move-in-progress", "move-failed"],
+  },
+  {
+    method: "POST",
+    path: `${API_BASE}/migrations/incoming`,
+    operationId: "migrations.incoming",
+    summary: "Between the hosts of a cluster: take in a VM another host moves here (its export file)",
+    description:
+      "Sent by the VM's host during instances.move, with the cluster's token. The file is verified whole; the " +
+      "VM's record is then taken over at the revision the sending host last saw (revision-conflict, and nothing " +
+      "kept, when it changed meanwhile), and the VM is resumed when asked.",
+    query: [
+      { name: "name", schema: { type: "string" }, description: "The VM's name." },
+      {
+        name: "revision",
+        schema: { type: "string", pattern: "^[0-9]{1,15}$" },
+        description: "The record's revision as the sender saw it.",
+      },
+      { name: "from", schema: { type: "string" }, description: "The sending host." },
+      { name: "resume", schema: { type: "boolean" }, description: "Resume the VM once it is here." },
+    ],
+    binaryBody: "The VM's export file (docs/export-format.md).",
+    answer: { json: "MoveInResult" },
+    errors: [
+      "bad-archive",
+      "import-failed",
+      "already-exists",
+      "revision-conflict",
+      "invalid-network",
+      "invalid-engine",
+    ],
+  },
+  {
     method: "GET",
     path: `${API_BASE}/hosts`,
     operationId: "hosts.list",
@@ -434,6 +478,25 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       "A daemon not in a cluster answers with its one host, 'local'. In a cluster every host answers for all.",
     answer: { json: "ClusterHostList" },
     errors: ["control-plane-unavailable"],
+  },
+  // Host maintenance (docs/cluster.md "Maintenance"), issue 12's failover part.
+  {
+    method: "POST",
+    path: `${API_BASE}/hosts/{name}/drain`,
+    operationId: "hosts.drain",
+    summary: "Mark a host DRAINING and empty it: stop its TERMINATE VMs, move its MIGRATE ones",
+    description:
+      "Runs on the drained host (forwarded there) and answers when done, with what was stopped, moved and left (and why). A DOWN host is only marked.",
+    answer: { json: "HostDrainResult" },
+    errors: ["invalid-argument", "not-found", "control-plane-unavailable", "host-unreachable"],
+  },
+  {
+    method: "POST",
+    path: `${API_BASE}/hosts/{name}/undrain`,
+    operationId: "hosts.undrain",
+    summary: "Mark a DRAINING host UP again: it takes new VMs",
+    answer: { json: "ClusterHost" },
+    errors: ["invalid-argument", "not-found", "control-plane-unavailable"],
   },
   {
     method: "GET",

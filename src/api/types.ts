@@ -16,7 +16,7 @@ export {
   SERIAL_PORT_PAGE_BYTES,
   type SerialPortOutput,
 } from "./schemas/api-schemas.ts";
-export type { ClusterHost, ClusterHostList, HostStatus } from "./schemas/host-schemas.ts";
+export type { ClusterHost, ClusterHostList, HostDrainResult, HostStatus } from "./schemas/host-schemas.ts";
 export type { EventList, EventStreamGap, VmEvent } from "./schemas/event-schemas.ts";
 export type { InsertNetworkRequest, Network, NetworkList } from "./schemas/network-schemas.ts";
 export {

@@ -22,6 +22,9 @@ Options:
   --cpu-cap PERCENT       CPU cap in percent of one host core, e.g. 50% (default: SRC's)
   --cpu-weight N          share under contention, 1-10000 (default: SRC's)
   --no-automatic-restart  after a crash, stay TERMINATED instead of booting again
+  --on-host-maintenance MIGRATE|TERMINATE
+                          what 'tsvm host drain' does with it: move it to another host (the
+                          default) or stop it
   --forward PROTO:[ADDR:]HOSTPORT:GUESTPORT   forward a host port to the clone (repeatable; see create)
   --async                 print the operation id and return at once
   --format table|json     output format

@@ -192,7 +192,7 @@ test("without --host the scheduler places a VM on the UP host with the most free
   assert.equal((await on("h1", "delete", "auto")).code, 0);
 });
 
-test("a second daemon with a live host's name is refused; with etcd down changes fail clearly and VMs run on", async () => {
+test("a second daemon with a live host's name is refused; with etcd down changes fail clearly, VMs run on, all catches up", async () => {
   const port = await freePort();
   const home = join(dir, "h1-again");
   await mkdir(home);
@@ -219,6 +219,17 @@ test("a second daemon with a live host's name is refused; with etcd down changes
   await waitFor("etcd to answer the daemon again", async () =>
     (await on("h1", "hosts", "list")).code === 0 ? true : undefined,
   );
+  // All catches up: the same VMM ran through, the hosts kept their leases (no fencing) and changes work.
+  assert.equal((await json("h2", "describe", "db")).vmmPid, pid);
+  assert.deepEqual(
+    (await json("h2", "hosts", "list")).map((h: any) => `${h.name} ${h.status}`),
+    ["h1 UP", "h2 UP"],
+  );
+  assert.doesNotMatch(daemons.get("h1")!.log(), /fencing/);
+  const stop = await on("h2", "stop", "db");
+  assert.equal(stop.code, 0, stop.stderr);
+  assert.equal((await json("h1", "describe", "db")).status, "TERMINATED");
+  assert.equal((await on("h1", "start", "db")).code, 0);
 });
 
 test("a host whose daemon stops shows DOWN and cannot be reached; restarted, it re-attaches its VMs from etcd", async () => {

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, stat, truncate, utimes, writeFile, chmod } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rm, stat, truncate, utimes, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -161,6 +161,35 @@ test("a file that changes size mid-copy fails the copy either way, and nothing i
   );
   assert.equal(out.code, 1, out.stderr);
   await assert.rejects(stat(join(dir, "host", "out")), "nothing at the destination on the host");
+  assert.deepEqual(await leftovers(dir), []);
+});
+
+test("a file that vanishes mid-copy (deleted before its turn) fails the copy either way, naming it; nothing is left", async () => {
+  // Files between the large one and the one deleted: the host's tar reads a few entries ahead, and a file
+  // it has read already is copied as it was (deleting it afterwards is no loss).
+  const tree = async (root: string) => {
+    await mkdir(root);
+    await writeFile(join(root, "a.bin"), randomBytes(96 * 1048576));
+    for (let i = 1; i <= 8; i++) await writeFile(join(root, `m${i}`), `${i}\n`);
+    await writeFile(join(root, "z.bin"), "gone soon\n");
+  };
+  const src = join(dir, "host", "vanishing");
+  await tree(src);
+  const into = await cpWhile(a.home, [src, `agent-cp:${join(dir, "vm", "in-vanishing")}`], () =>
+    rm(join(src, "z.bin")),
+  );
+  assert.equal(into.code, 1, into.stderr);
+  assert.match(into.stderr, /z\.bin/);
+  await assert.rejects(stat(join(dir, "vm", "in-vanishing")), "nothing at the destination in the VM");
+
+  const vmSide = join(dir, "vm", "vanishing");
+  await tree(vmSide);
+  const out = await cpWhile(a.home, [`agent-cp:${vmSide}`, join(dir, "host", "out-vanishing")], () =>
+    rm(join(vmSide, "z.bin")),
+  );
+  assert.equal(out.code, 1, out.stderr);
+  assert.match(out.stderr, /z\.bin/);
+  await assert.rejects(stat(join(dir, "host", "out-vanishing")), "nothing at the destination on the host");
   assert.deepEqual(await leftovers(dir), []);
 });
 

@@ -26,6 +26,9 @@ Options:
   --cpu-cap PERCENT       CPU cap in percent of one host core, e.g. 50%
   --cpu-weight N          share under contention, 1-10000 (default 100)
   --no-automatic-restart  after a crash, stay TERMINATED instead of booting again
+  --on-host-maintenance MIGRATE|TERMINATE
+                          what 'tsvm host drain' does with it: move it to another host (the
+                          default) or stop it
   --forward PROTO:[ADDR:]HOSTPORT:GUESTPORT
                           forward a host port to the guest through its NAT card (repeatable), e.g.
                           tcp:8080:80, udp:5353:53; passt listens on 127.0.0.1 unless ADDR is given

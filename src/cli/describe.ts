@@ -57,6 +57,7 @@ export async function describeCommand(argv: string[]): Promise<number> {
       `engine:             ${vm.engine}`,
       `image:              ${vm.image} (disk ${formatMiB(vm.diskMiB)})`,
       `automatic restart:  ${vm.automaticRestart ? "on" : "off"}`,
+      `host maintenance:   ${vm.onHostMaintenance ?? "MIGRATE"}`,
       `cpu cap / weight:   ${vm.cpuCapPercent === null ? "none" : `${vm.cpuCapPercent}%`} / ${vm.cpuWeight}`,
       `network cards:      ${vm.networkInterfaces.length === 0 ? "none" : ""}`.trimEnd(),
       ...vm.networkInterfaces.map(

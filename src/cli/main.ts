@@ -31,6 +31,8 @@ Commands:
   machine-types      list the machine types
   web          serve the web console and print its one-time login URL
   hosts        list the cluster's hosts (status, capacity, used, VMs): tsvm hosts list
+  host         maintenance of a cluster host: tsvm host drain H, tsvm host undrain H
+  move         move a VM to another host of the cluster: tsvm move NAME --host HOST
   version      print tsvm's version (also tsvm --version)
 
 Run 'tsvm help <command>' or 'tsvm <command> --help' for a command's options.
@@ -64,6 +66,8 @@ const COMMANDS = new Map<string, Command>([
   ["events", async (argv) => (await import("./events.ts")).eventsCommand(argv)],
   ["daemon", async (argv) => (await import("./daemon.ts")).daemonCommand(argv)],
   ["hosts", async (argv) => (await import("./hosts.ts")).hostsCommand(argv)],
+  ["host", async (argv) => (await import("./host.ts")).hostCommand(argv)],
+  ["move", async (argv) => (await import("./move.ts")).moveCommand(argv)],
   ["logs", async (argv) => (await import("./logs.ts")).logsCommand(argv)],
   ["top", async (argv) => (await import("./top.ts")).topCommand(argv)],
   ["console", async (argv) => (await import("./console.ts")).consoleCommand(argv)],

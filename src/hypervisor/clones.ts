@@ -66,6 +66,9 @@ export function cloneRecord(
     image: source.image,
     engine: source.engine,
     automaticRestart: req.automaticRestart ?? source.automaticRestart,
+    ...((req.onHostMaintenance ?? source.onHostMaintenance) === undefined
+      ? {}
+      : { onHostMaintenance: req.onHostMaintenance ?? source.onHostMaintenance }),
     cpuCapPercent: req.cpuCapPercent === undefined ? source.cpuCapPercent : req.cpuCapPercent,
     cpuWeight: req.cpuWeight ?? source.cpuWeight,
     ...(networkInterfaces === undefined ? {} : { networkInterfaces }),

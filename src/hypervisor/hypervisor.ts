@@ -60,7 +60,9 @@ import {
   type VmPaths,
   type VmStore,
 } from "./store.ts";
-import { type ImportOptions, VmArchives } from "./vm-archive/vm-archives.ts";
+import { type ImportHost, type ImportOptions, VmArchives } from "./vm-archive/vm-archives.ts";
+import type { MoveAnswer, MoveOffer, MoveTransport } from "./cluster/move-transport.ts";
+import { type MovingVm, VmMoves } from "./cluster/vm-moves.ts";
 import type { ExportOptions } from "./vm-archive/vm-export.ts";
 import type { BootFiles } from "./vm-boot-files.ts";
 import { TabMachines } from "./tab-machines.ts";
@@ -136,6 +138,8 @@ export interface HypervisorConfig {
   readonly now?: () => Date;
   /** How to run private networks' switch processes (none are started without it). */
   readonly switchEntry?: SwitchEntry;
+  /** How VMs move to the cluster's other hosts (cluster/move-transport.ts); none on a single host. */
+  readonly moveTransport?: MoveTransport;
 }
 
 /**
@@ -209,6 +213,7 @@ export class Hypervisor {
   private snapshots!: Snapshots;
   private clones!: Clones;
   private archives!: VmArchives;
+  private readonly moves: VmMoves;
   /** Private networks, their switches and hosts blocks (private-networks.ts). */
   private lan!: PrivateNetworks;
   /** The machine in a browser tab: the image it boots, SUSPENDED VMs' states to and from it. */
@@ -223,6 +228,7 @@ export class Hypervisor {
     this.now = config.now ?? (() => new Date());
     this.disks = new DiskAdmission(config.capacity, config.measureDiskFreeBytes);
     this.operations = new OperationRegistry(this.now, { journal });
+    this.moves = new VmMoves(config.moveTransport);
   }
 
   /**
@@ -500,6 +506,7 @@ export class Hypervisor {
       image,
       engine,
       automaticRestart: req.automaticRestart ?? true,
+      ...(req.onHostMaintenance === undefined ? {} : { onHostMaintenance: req.onHostMaintenance }),
       cpuCapPercent,
       cpuWeight,
       networkInterfaces,
@@ -643,53 +650,57 @@ export class Hypervisor {
       "suspend",
       "suspend",
       () => {},
-      async () => {
-        const vmm = slot.vmm;
-        // RUNNING without a VMM: it exited just before, and the operation that handles its exit (repair,
-        // or STOPPING for a guest power-off) is queued behind this one. Nothing is suspended; changing
-        // nothing leaves that operation to settle the VM (repairing here reported a suspend that never
-        // happened as done).
-        if (!vmm)
-          throw new HypervisorError(
-            "not-running",
-            `the VMM of '${name}' has exited, so nothing was suspended; its exit is being handled`,
-          );
-        await this.setStatus(slot, "SUSPENDING", "suspend requested");
-        slot.expectingExit = true;
-        try {
-          await vmm.suspend();
-        } catch (e) {
-          const message = `suspend failed: ${(e as Error).message}`;
-          // A VMM that still answers kept its guest running; one that does not is gone or going.
-          const alive = await vmm.stats().then(
-            () => true,
-            () => false,
-          );
-          if (alive) {
-            slot.expectingExit = false;
-            await this.setStatus(slot, "RUNNING", message, { statusMessage: message });
-            throw new HypervisorError("suspend-failed", message);
-          }
-          // This operation repairs the VM, so its VMM's exit must not also be taken as a crash (that queued
-          // a second repair, which booted another VMM over this one's and leaked it): expect the exit until
-          // it has come.
-          const exit = await vmm.exited;
-          slot.vmm = undefined;
-          slot.expectingExit = false;
-          await this.setStatus(slot, "REPAIRING", exit.detail, { statusMessage: message });
-          await this.repair(slot, exit);
-          throw new HypervisorError("suspend-failed", message);
-        }
-        crashPoint("suspend:after-vmm-exit");
-        slot.vmm = undefined;
-        slot.expectingExit = false;
-        const at = this.now().toISOString();
-        await this.setStatus(slot, "SUSPENDED", "suspended: CPU and memory released, state written", {
-          lastSuspendedTimestamp: at,
-          statusMessage: "",
-        });
-      },
+      () => this.suspendSlot(slot),
     );
+  }
+
+  /** RUNNING → SUSPENDING → SUSPENDED: the VMM writes the state and exits (on the VM's queue). */
+  private async suspendSlot(slot: VmSlot): Promise<void> {
+    const name = slot.record.name;
+    const vmm = slot.vmm;
+    // RUNNING without a VMM: it exited just before, and the operation that handles its exit (repair,
+    // or STOPPING for a guest power-off) is queued behind this one. Nothing is suspended; changing
+    // nothing leaves that operation to settle the VM (repairing here reported a suspend that never
+    // happened as done).
+    if (!vmm)
+      throw new HypervisorError(
+        "not-running",
+        `the VMM of '${name}' has exited, so nothing was suspended; its exit is being handled`,
+      );
+    await this.setStatus(slot, "SUSPENDING", "suspend requested");
+    slot.expectingExit = true;
+    try {
+      await vmm.suspend();
+    } catch (e) {
+      const message = `suspend failed: ${(e as Error).message}`;
+      // A VMM that still answers kept its guest running; one that does not is gone or going.
+      const alive = await vmm.stats().then(
+        () => true,
+        () => false,
+      );
+      if (alive) {
+        slot.expectingExit = false;
+        await this.setStatus(slot, "RUNNING", message, { statusMessage: message });
+        throw new HypervisorError("suspend-failed", message);
+      }
+      // This operation repairs the VM, so its VMM's exit must not also be taken as a crash (that queued
+      // a second repair, which booted another VMM over this one's and leaked it): expect the exit until
+      // it has come.
+      const exit = await vmm.exited;
+      slot.vmm = undefined;
+      slot.expectingExit = false;
+      await this.setStatus(slot, "REPAIRING", exit.detail, { statusMessage: message });
+      await this.repair(slot, exit);
+      throw new HypervisorError("suspend-failed", message);
+    }
+    crashPoint("suspend:after-vmm-exit");
+    slot.vmm = undefined;
+    slot.expectingExit = false;
+    const at = this.now().toISOString();
+    await this.setStatus(slot, "SUSPENDED", "suspended: CPU and memory released, state written", {
+      lastSuspendedTimestamp: at,
+      statusMessage: "",
+    });
   }
 
   resume(name: string): OperationView {
@@ -699,16 +710,18 @@ export class Hypervisor {
       "resume",
       "resume",
       () => this.admit(slot),
-      async (op) => {
-        try {
-          await this.setStatus(slot, "PROVISIONING", "resume: resources reserved", { statusMessage: "" });
-        } finally {
-          this.reservations.delete(name);
-        }
-        op.progress = 30;
-        await this.stageFromSaved(slot, "resume");
-      },
+      () => this.resumeSlot(slot, "resume"),
     );
+  }
+
+  /** SUSPENDED → PROVISIONING → STAGING → RUNNING from the saved state; admit(slot) first. */
+  private async resumeSlot(slot: VmSlot, why: string): Promise<void> {
+    try {
+      await this.setStatus(slot, "PROVISIONING", `${why}: resources reserved`, { statusMessage: "" });
+    } finally {
+      this.reservations.delete(slot.record.name);
+    }
+    await this.stageFromSaved(slot, why);
   }
 
   /** PROVISIONING → STAGING → RUNNING restoring the saved state, which is consumed; SUSPENDED on failure. */
@@ -850,9 +863,144 @@ export class Hypervisor {
    */
   importVm(input: AsyncIterable<Uint8Array>, options: ImportOptions = {}): Promise<OperationView> {
     return this.archives.import(input, options, {
+      ...this.importSteps(),
+      idTaken: (id) => [...this.slots.values()].some((s) => s.record.id === id),
+      insert: async (record, commit) => {
+        const op = this.operations.create("insert", record.name);
+        await this.operations.run(op, async () => {
+          await commit();
+          await this.welcome(record, record.history[record.history.length - 1]!);
+        });
+        return op.view();
+      },
+    });
+  }
+
+  /**
+   * Moves the VM to another host of the cluster (cluster/vm-moves.ts; docs/cluster.md "Moving VMs"):
+   * checked at once (a cluster, another host that is UP with room, a VM RUNNING, TERMINATED or SUSPENDED
+   * with no other move in flight), then queued as the operation `move`. Without `host` the scheduler picks
+   * one among the other hosts. The `failover` drain calls it too.
+   */
+  async move(name: string, host?: string): Promise<OperationView> {
+    const slot = this.slot(name);
+    if (slot.busy === 0) checkAction("move", slot.record.status, name);
+    const target = await this.moves.begin(name, host, {
+      cpus: slot.record.cpus,
+      memoryMiB: slot.record.memoryMiB,
+    });
+    let view: OperationView;
+    try {
+      view = this.submit(
+        slot,
+        "move",
+        "move",
+        () => {},
+        (op) => this.moves.run(op, this.movingVm(slot), target),
+      );
+    } catch (e) {
+      this.moves.end(name);
+      throw e;
+    }
+    // The VM's queue settles once this operation has, however it ended (also when its check failed).
+    const end = () => this.moves.end(name);
+    void slot.queue.then(end, end);
+    return view;
+  }
+
+  /** The steps of a move, on this host's side, lent to VmMoves.run. */
+  private movingVm(slot: VmSlot): MovingVm {
+    const name = slot.record.name;
+    return {
+      name,
+      status: () => slot.record.status,
+      revision: async () =>
+        this.config.store.revisionOf(name) ?? (await this.config.store.records.read(name)).revision,
+      suspend: () => this.suspendSlot(slot),
+      resumeHere: async (why) => {
+        this.admit(slot);
+        await this.resumeSlot(slot, why);
+      },
+      archive: () => this.archives.export(slot.record, this.config.store.paths(name), {}),
+      forget: async (to) => {
+        slot.deleted = true;
+        this.slots.delete(name);
+        this.disks.release(name);
+        await this.config.store.release(name);
+        await this.collectDiskGarbage();
+        this.events.append({
+          time: this.now().toISOString(),
+          type: "notice",
+          vmName: name,
+          vmId: slot.record.id,
+          from: slot.record.status,
+          to: slot.record.status,
+          message: `moved to host '${to}': its files were removed here`,
+        });
+      },
+    };
+  }
+
+  /**
+   * Takes in a VM another host of the cluster moves here (its export file from `input`, verified whole):
+   * its files go into place, then its record is taken over at the revision the old host last saw
+   * (RevisionConflictError, and nothing kept, when it changed meanwhile), and it is resumed when it was
+   * RUNNING there. Resolves once the VM is this host's.
+   */
+  async moveIn(input: AsyncIterable<Uint8Array>, offer: MoveOffer): Promise<MoveAnswer> {
+    let adopted: VmSlot | undefined;
+    const view = await this.archives.import(
+      input,
+      { name: offer.name },
+      {
+        ...this.importSteps(),
+        // The same VM, not a copy: it keeps its id (and so its MACs).
+        idTaken: () => false,
+        insert: async (record, commit) => {
+          const op = this.operations.create("move", record.name);
+          await this.operations.run(op, async () => {
+            const entry = {
+              at: this.now().toISOString(),
+              from: record.status,
+              to: record.status,
+              reason: `moved here from host '${offer.from}'`,
+            };
+            const { host: _oldHost, ...rest } = record;
+            const moved: VmRecord = { ...rest, history: [...record.history.slice(0, -1), entry] };
+            await commit();
+            try {
+              await this.config.store.adopt(moved, offer.revision);
+            } catch (e) {
+              await this.config.store.release(record.name).catch(() => {});
+              await this.collectDiskGarbage().catch(() => {});
+              throw e;
+            }
+            adopted = await this.welcome(moved, entry);
+          });
+          return op.view();
+        },
+      },
+    );
+    if (view.error) throw new HypervisorError(view.error.code, view.error.message);
+    if (!offer.resume || !adopted)
+      return { kind: "tsvm#moveIn", resumed: false, resumeMs: 0, resumeError: null };
+    const resumeStarted = Date.now();
+    const resume = this.resume(offer.name);
+    await this.operations.get(resume.id).waitDone(600_000);
+    const done = this.operations.get(resume.id).view();
+    return {
+      kind: "tsvm#moveIn",
+      resumed: done.status === "DONE" && done.error === null,
+      resumeMs: Date.now() - resumeStarted,
+      resumeError: done.error ? `${done.error.code}: ${done.error.message}` : null,
+    };
+  }
+
+  /** The steps imports and moves share (ImportHost). */
+  private importSteps(): Pick<ImportHost, "checkNameFree" | "engines" | "cardsFor"> {
+    return {
       checkNameFree: (name) => this.checkNameFree(name),
       engines: () => this.config.launcher.engines(),
-      idTaken: (id) => [...this.slots.values()].some((s) => s.record.id === id),
       cardsFor: (exported, vm, cardOptions) => {
         if (exported.networkInterfaces === undefined) return { cards: undefined, release: () => {} };
         const cards =
@@ -864,27 +1012,24 @@ export class Hypervisor {
           { dropMissing: cardOptions.dropMissingNetworks, savedMemory: cardOptions.savedMemory },
         );
       },
-      insert: async (record, commit) => {
-        const op = this.operations.create("insert", record.name);
-        await this.operations.run(op, async () => {
-          await commit();
-          const slot = this.newSlot(record);
-          this.slots.set(record.name, slot);
-          await this.holdDisk(slot);
-          const last = record.history[record.history.length - 1]!;
-          this.events.append({
-            time: last.at,
-            type: "transition",
-            vmName: record.name,
-            vmId: record.id,
-            from: null,
-            to: record.status,
-            message: last.reason,
-          });
-        });
-        return op.view();
-      },
+    };
+  }
+
+  /** Makes a VM whose files were just put in place (import, move) known: its slot, its disk held, an event. */
+  private async welcome(record: VmRecord, entry: VmRecord["history"][number]): Promise<VmSlot> {
+    const slot = this.newSlot(record);
+    this.slots.set(record.name, slot);
+    await this.holdDisk(slot);
+    this.events.append({
+      time: entry.at,
+      type: "transition",
+      vmName: record.name,
+      vmId: record.id,
+      from: entry.from,
+      to: record.status,
+      message: entry.reason,
     });
+    return slot;
   }
 
   setMachineType(name: string, machineType: string): OperationView {

@@ -58,6 +58,7 @@ const EXPECTED_LEGAL: Record<VmAction, VmStatus[]> = {
   deleteSnapshot: ["RUNNING", "TERMINATED", "SUSPENDED"],
   clone: ["TERMINATED", "SUSPENDED"],
   cloneSnapshot: ["RUNNING", "TERMINATED", "SUSPENDED"],
+  move: ["RUNNING", "TERMINATED", "SUSPENDED"],
 };
 
 test("every (from, to) pair: legal ones return the target, illegal ones throw naming both states", () => {

@@ -81,6 +81,7 @@ export const VM_ACTIONS = [
   "deleteSnapshot",
   "clone",
   "cloneSnapshot",
+  "move",
 ] as const;
 export type VmAction = (typeof VM_ACTIONS)[number];
 
@@ -125,6 +126,9 @@ const ACTIONS: Readonly<Record<VmAction, { readonly from: readonly VmStatus[]; r
     // it; a saved state, if any, is shared too. A snapshot is immutable: any stable status will do.
     clone: { from: ["TERMINATED", "SUSPENDED"] },
     cloneSnapshot: { from: ["RUNNING", "TERMINATED", "SUSPENDED"] },
+    // A move to another host (cluster/vm-moves.ts): a VM at rest goes as its files; a RUNNING one is
+    // suspended, sent, and resumed there. Never mid-transition.
+    move: { from: ["RUNNING", "TERMINATED", "SUSPENDED"] },
   };
 
 export class IllegalActionError extends HypervisorError {

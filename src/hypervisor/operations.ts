@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import {
+  type MigrationReport,
   type Operation as OperationShape,
   Operation as OperationSchema,
   type OperationStatus,
@@ -29,6 +30,8 @@ export class Operation {
   startTime: string | null = null;
   endTime: string | null = null;
   error: { code: string; message: string } | null = null;
+  /** A move's figures, once it has them. */
+  migration: MigrationReport | undefined;
   /** The journal's writes of this operation, in order (a later view must not be overtaken by an earlier). */
   saving: Promise<void> = Promise.resolve();
   /** Why the DONE record is not on disk yet (it is retried); until it is, the operation shows as RUNNING. */
@@ -56,6 +59,7 @@ export class Operation {
     op.startTime = v.startTime;
     op.endTime = v.endTime;
     op.error = v.error ? { ...v.error } : null;
+    if (v.migration) op.migration = { ...v.migration };
     if (op.status === "DONE") op.markDone();
     return op;
   }
@@ -91,6 +95,7 @@ export class Operation {
       startTime: this.startTime,
       endTime: this.endTime,
       error: this.error,
+      ...(this.migration ? { migration: this.migration } : {}),
     };
   }
 

@@ -331,6 +331,29 @@ export class VmStore {
     this.revisions.set(record.name, await this.records.write(record, expected));
   }
 
+  /** The revision this store last saw of the VM's record (a move hands it to the new host). */
+  revisionOf(name: string): number | undefined {
+    return this.revisions.get(name);
+  }
+
+  /**
+   * Takes over the record of a VM moved here from another host (cluster/vm-moves.ts): writes it at the
+   * revision the old host last saw, so that a change made meanwhile fails the move (RevisionConflictError)
+   * rather than being overwritten. The VM's directory must already be in place.
+   */
+  async adopt(record: VmRecord, expectedRevision: number): Promise<void> {
+    checkVmName(record.name);
+    this.revisions.set(record.name, await this.records.write(record, expectedRevision));
+  }
+
+  /** Forgets a VM moved away: its directory goes, its record (now another host's) stays. */
+  async release(name: string): Promise<void> {
+    this.revisions.delete(name);
+    await this.removeDirectory(name).catch((e) => {
+      if (!(e instanceof VmNotFoundError)) throw e;
+    });
+  }
+
   /** Every VM by name; the broken ones separately with what is wrong with each. */
   async list(): Promise<{ vms: VmRecord[]; broken: BrokenVm[] }> {
     const { vms, broken } = await this.records.list();

@@ -2,7 +2,8 @@
 // web console: /machine boots the default image in a Web Worker to a shell prompt and runs a command; a
 // SUSPENDED VM's state resumes in the tab with its counting loop going on, the tab saves its state back, and
 // `tsvm resume` continues it on the server with the count still going up and the tab's disk writes there.
-// Offers the server must refuse (not a tab's state, another image's) change nothing.
+// Offers the server must refuse (not a tab's state, another image's) change nothing; a save the server
+// refuses leaves the tab's machine running, and a saved one can be resumed in the tab too.
 
 import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
@@ -137,7 +138,25 @@ test("a SUSPENDED VM's state resumes in the tab and the tab's state resumes on t
   const later = await tabCount(page);
   assert.ok(later > inTab, `the loop counts in the tab (${inTab}, then ${later})`);
 
+  // A save the server refuses: the tab's machine goes on running, nothing lost.
+  await page.locator("#vm-name").fill("no-such-vm");
+  await page.locator("#save").click();
+  await page.waitForFunction(
+    () => (globalThis as unknown as { tsvmMachine: { error?: string } }).tsvmMachine.error,
+    null,
+    { timeout: 120_000 },
+  );
+  assert.match((await tabInfo(page)).error ?? "", /no-such-vm.*\(the machine goes on in this tab\)$/);
+  await page.waitForFunction(
+    () =>
+      (globalThis as unknown as { tsvmMachine: { status?: { state: string } } }).tsvmMachine.status?.state ===
+      "running",
+    null,
+    { timeout: 60_000 },
+  );
+
   // Tab → server.
+  await page.locator("#vm-name").fill(vm);
   await page.locator("#save").click();
   await page.waitForFunction(
     () =>
@@ -153,6 +172,10 @@ test("a SUSPENDED VM's state resumes in the tab and the tab's state resumes on t
     `the save failed: ${saved.error}; console:\n${(await consoleText(page)).slice(-400)}`,
   );
   assert.equal((await tabInfo(page)).status?.state, "paused");
+  // The tab's copy may run on too ("Resume here"); the VM on the server keeps the state it was sent.
+  await page.locator("#resume").click();
+  const tabAfterSave = await tabCount(page);
+  assert.ok(tabAfterSave >= later, `the tab's copy counts on (${later}, then ${tabAfterSave})`);
   await page.close();
   assert.equal((await fx.tsvm("resume", vm)).code, 0);
   const resumed = await serverCount(vm);

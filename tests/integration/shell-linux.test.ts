@@ -166,6 +166,21 @@ test("tsvm cp's bad inputs: one line each, nothing left behind", {
   );
   assert.equal(out.code, 1, out.stderr);
   await assert.rejects(stat(join(work, "shrunk")));
+  // Guest files that vanish while a tree is copied out, before busybox tar reaches them: tar fails naming
+  // them, nothing is placed here. Whichever order the guest's tmpfs lists the tree in, four of the small
+  // files come after the large one.
+  await exec(
+    "web",
+    "mkdir /tmp/vanishing && cd /tmp/vanishing && for i in 1 2 3 4; do echo $i > m$i; done && " +
+      "head -c 50000000 /dev/urandom > a.bin && for i in 5 6 7 8; do echo $i > m$i; done",
+  );
+  const vanished = await cpWhile(home, ["web:/tmp/vanishing", join(work, "vanished")], () =>
+    exec("web", "rm /tmp/vanishing/m*"),
+  );
+  assert.equal(vanished.code, 1, vanished.stderr);
+  assert.match(vanished.stderr, /m\d/);
+  await assert.rejects(stat(join(work, "vanished")));
+  await exec("web", "rm -r /tmp/vanishing");
   // A host file that shrinks while it is copied in: nothing is placed in the guest.
   await writeFile(join(work, "shrinking"), randomBytes(50_000_000));
   const into = await cpWhile(home, [join(work, "shrinking"), "web:/root/in"], () =>

@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { request } from "node:http";
-import { type Browser, chromium } from "playwright-core";
+import { type Browser, chromium, type Page } from "playwright-core";
 import { WebSocket } from "ws";
 
 export interface CliRunner {
@@ -78,4 +78,34 @@ export function sessionCookie(answer: Answer): string {
   const line = Array.isArray(set) ? set[0] : set;
   assert.ok(line, "the login answer sets a cookie");
   return line.split(";")[0]!;
+}
+
+/** The VM page's details as the page shows them: each <dt>'s text → its <dd>'s. */
+export async function pageDetails(page: Page): Promise<Record<string, string>> {
+  return page.evaluate(`Object.fromEntries(Array.from(document.querySelectorAll("dl.details dt"),
+    (dt) => [dt.textContent, dt.nextElementSibling.textContent]))`);
+}
+
+/** The VM page's transition history, newest first: [from, to, why] per row. */
+export async function pageHistory(page: Page): Promise<string[][]> {
+  return page.evaluate(`Array.from(document.querySelectorAll('table[aria-label="Transition history"] tbody tr'),
+    (tr) => Array.from(tr.querySelectorAll("td"), (td) => td.textContent).slice(1))`);
+}
+
+/** How many points the chart's line of `kind` (cpu or mips) has. */
+export async function chartPoints(page: Page, kind: "cpu" | "mips"): Promise<number> {
+  const points = (await page.locator(`polyline.${kind}-line`).getAttribute("points")) ?? "";
+  return points.trim() === "" ? 0 : points.trim().split(/\s+/).length;
+}
+
+/**
+ * Waits until `expression`, evaluated in the page, is truthy. Polled from here: the console's policy lets
+ * no page script evaluate strings, which waitForFunction would.
+ */
+export async function waitForPage(page: Page, expression: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await page.evaluate(expression))) {
+    if (Date.now() > deadline) throw new Error(`the page never made true: ${expression}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }

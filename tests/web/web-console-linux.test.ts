@@ -1,12 +1,12 @@
 // The web console with a real Linux guest, in a real browser: the URL `tsvm web` printed signs chromium
 // in, the VM created by the CLI is listed as RUNNING, and its serial console in xterm.js runs a command
-// typed into the page. One boot.
+// typed into the page, and its page's chart shows the guest's MIPS. One boot.
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { Browser } from "playwright-core";
 import { BOOT_TIMEOUT_MS, linuxVmFixture, noImage } from "../integration/linux-vm-fixture.ts";
-import { launchChromium, webLoginUrl } from "./web-console-fixture.ts";
+import { chartPoints, launchChromium, pageDetails, waitForPage, webLoginUrl } from "./web-console-fixture.ts";
 
 let browser: Browser | undefined;
 before(async () => {
@@ -16,7 +16,7 @@ after(async () => {
   await browser?.close();
 });
 
-test("a Linux VM made by the CLI is listed RUNNING and its console in the page runs uname -m", {
+test("a Linux VM made by the CLI is listed RUNNING, its console in the page runs uname -m, its chart shows MIPS", {
   skip: noImage,
   timeout: BOOT_TIMEOUT_MS + 300_000,
 }, async () => {
@@ -42,5 +42,19 @@ test("a Linux VM made by the CLI is listed RUNNING and its console in the page r
     .first()
     .waitFor({ timeout: 120_000 });
   assert.match((await rows.textContent()) ?? "", /uname -m.*riscv64/s);
+
+  // A busy guest: the chart's samples (every 2 s) show its instructions per second beside the VMM's CPU %.
+  await page.keyboard.type("while :; do :; done &\n");
+  const details = await pageDetails(page);
+  assert.equal(details.Engine, "riscv");
+  assert.equal(details.Image, "default");
+  await waitForPage(
+    page,
+    `/^CPU \\d+\\.\\d %, (?!0\\.0 )\\d+\\.\\d MIPS$/.test(document.querySelector(".chart-label").textContent)`,
+    120_000,
+  );
+  assert.ok((await chartPoints(page, "mips")) >= 2);
+  const label = (await page.locator(".chart-label").textContent()) ?? "";
+  process.stderr.write(`the VM page's chart: ${label}\n`);
   await page.close();
 });

@@ -4,19 +4,28 @@
 // xterm.js with two viewers, phone width and the keyboard; and everything refused without a session.
 
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { after, before, test } from "node:test";
 import type { Browser, Page } from "playwright-core";
 import { type CliInstallation, cliInstallation } from "../../src/cli/fixtures/cli-installation.ts";
 import {
+  chartPoints,
   httpRequest,
   launchChromium,
+  pageDetails,
+  pageHistory,
+  waitForPage,
   sessionCookie,
   webLoginUrl,
   webSocketOutcome,
 } from "./web-console-fixture.ts";
 
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
 let cli: CliInstallation;
 let browser: Browser;
 
@@ -305,4 +314,239 @@ test("an expired session is refused, saying so", async () => {
   } finally {
     await short.remove();
   }
+});
+
+test("a VM's page shows its details and transition history as the CLI does, live, and its CPU chart gets points", async () => {
+  assert.equal((await cli.tsvm("create", "page-vm", "--cpus", "2", "--memory", "256M")).code, 0);
+  const describe = async () =>
+    JSON.parse((await cli.tsvm("describe", "page-vm", "--format", "json")).stdout) as {
+      id: string;
+      machineType: string;
+      cpus: number;
+      image: string;
+      engine: string;
+      identity: { hostname: string };
+      history: Array<{ from?: string; to: string; reason: string }>;
+    };
+  const page = await signedInPage();
+  await page.goto(`${new URL(page.url()).origin}/vm/page-vm`);
+  await page.locator("#vm-status", { hasText: "RUNNING" }).waitFor();
+  const vm = await describe();
+  const details = await pageDetails(page);
+  assert.equal(details.Id, vm.id);
+  assert.equal(details["Machine type"], vm.machineType);
+  assert.equal(details.vCPUs, "2");
+  assert.equal(details.Memory, "256 MiB");
+  assert.equal(details.Image, vm.image);
+  assert.equal(details.Engine, vm.engine);
+  assert.equal(details.Hostname, vm.identity.hostname);
+  const asRows = (h: typeof vm.history) => [...h].reverse().map((t) => [t.from ?? "-", t.to, t.reason]);
+  assert.deepEqual(await pageHistory(page), asRows(vm.history));
+
+  // A transition made elsewhere (the CLI) shows on the page without a reload.
+  assert.equal((await cli.tsvm("suspend", "page-vm")).code, 0);
+  await page.locator("#vm-status", { hasText: "SUSPENDED" }).waitFor();
+  await waitForPage(
+    page,
+    `document.querySelector('table[aria-label="Transition history"] tbody tr td:nth-child(3)')?.textContent === "SUSPENDED"`,
+  );
+  assert.deepEqual(await pageHistory(page), asRows((await describe()).history));
+  assert.equal((await cli.tsvm("resume", "page-vm")).code, 0);
+  await page.locator("#vm-status", { hasText: "RUNNING" }).waitFor();
+
+  // The chart samples every 2 s while the VM runs: CPU % from the second sample on (the stand-in guest
+  // counts no instructions, so its MIPS line stays flat; web-console-linux.test.ts sees real MIPS).
+  await waitForPage(
+    page,
+    `document.querySelectorAll("polyline.cpu-line").length === 1 &&
+    document.querySelector("polyline.cpu-line").getAttribute("points").trim().split(" ").length >= 3`,
+  );
+  assert.ok((await chartPoints(page, "cpu")) >= 3);
+  assert.match((await page.locator(".chart-label").textContent()) ?? "", /^CPU \d+\.\d %, /);
+  assert.match((await page.locator("svg.chart").getAttribute("aria-label")) ?? "", /^CPU \d+\.\d %/);
+  assert.equal((await cli.tsvm("delete", "page-vm")).code, 0);
+  await page.close();
+});
+
+test("a signed-in browser stays signed in across a daemon restart; only hashes are kept, 0600; signing out holds", async () => {
+  const page = await signedInPage();
+  const origin = new URL(page.url()).origin;
+  const cookie = (await page.context().cookies()).find((c) => c.name.startsWith("tsvm_session_"));
+  assert.ok(cookie, "the page holds a session cookie");
+  assert.equal((await cli.tsvm("daemon", "stop")).code, 0);
+  const recordPath = join(cli.home, "web-console.json");
+  assert.equal((await stat(recordPath)).mode & 0o777, 0o600);
+  const record = await readFile(recordPath, "utf8");
+  assert.ok(!record.includes(cookie.value), "the session id is not in the record");
+  assert.ok(record.includes(createHash("sha256").update(cookie.value).digest("hex")), "its hash is");
+  assert.equal((await httpRequest(`${origin}/`).catch(() => null))?.status, undefined, "no daemon serves");
+
+  // Any command starts the daemon again; the console is back on its address with the browser signed in.
+  assert.equal((await cli.tsvm("create", "after-restart")).code, 0);
+  await page.reload();
+  await row(page, "after-restart").locator(".status", { hasText: "RUNNING" }).waitFor();
+  const header = `${cookie.name}=${cookie.value}`;
+  assert.equal((await httpRequest(`${origin}/v1/instances`, { headers: { cookie: header } })).status, 200);
+
+  // Signing out ends the session for good: a restart does not bring it back.
+  const out = await httpRequest(`${origin}/logout`, { method: "POST", headers: { cookie: header, origin } });
+  assert.equal(out.status, 303);
+  assert.equal((await cli.tsvm("daemon", "stop")).code, 0);
+  assert.equal((await cli.tsvm("delete", "after-restart")).code, 0);
+  const refused = await httpRequest(`${origin}/v1/instances`, { headers: { cookie: header } });
+  assert.equal(refused.status, 401);
+  assert.match(refused.body, /session is unknown to the daemon/);
+  await page.close();
+});
+
+test("the list's memory, CPU % and uptime; stop, start and reset from the page as the CLI sees them; nothing from elsewhere", async () => {
+  assert.equal((await cli.tsvm("create", "btn-vm", "--cpus", "2", "--memory", "512M")).code, 0);
+  const page = await browser.newPage();
+  const foreign: string[] = [];
+  page.on("request", (r) => {
+    if (!r.url().startsWith("http://127.0.0.1:")) foreign.push(r.url());
+  });
+  await page.goto((await webLoginUrl(cli)).href);
+  const vm = row(page, "btn-vm");
+  await vm.locator(".status", { hasText: "RUNNING" }).waitFor();
+  assert.equal(await vm.locator("td[data-label=Memory]").textContent(), "512 MiB");
+  // CPU % from the second stats sample (2 s apart); uptime counts from the VM's start.
+  await vm.locator("td[data-label='CPU %']", { hasText: /^\d+\.\d$/ }).waitFor({ timeout: 60_000 });
+  await vm.locator("td[data-label=Uptime]", { hasText: /\d/ }).waitFor();
+
+  await vm.locator('[data-action="stop"]').click();
+  await vm.locator(".status", { hasText: "TERMINATED" }).waitFor({ timeout: 60_000 });
+  assert.equal(await cliStatus("btn-vm"), "TERMINATED");
+  assert.equal(await vm.locator("td[data-label='CPU %']").textContent(), "-");
+  await vm.locator('[data-action="start"]').click();
+  await vm.locator(".status", { hasText: "RUNNING" }).waitFor({ timeout: 60_000 });
+  assert.equal(await cliStatus("btn-vm"), "RUNNING");
+
+  const resets = async () => {
+    const r = await cli.tsvm("events", "btn-vm", "--format", "json");
+    return r.stdout
+      .trim()
+      .split("\n")
+      .filter((l) => l && (JSON.parse(l) as { type: string }).type === "reset").length;
+  };
+  const before = await resets();
+  await vm.locator('[data-action="reset"]').click();
+  await page.locator("#notice", { hasText: "btn-vm reset" }).waitFor();
+  assert.equal(await resets(), before + 1, "the CLI's events show the page's reset");
+  assert.deepEqual(foreign, [], "the page fetched nothing from another origin");
+  assert.equal((await cli.tsvm("delete", "btn-vm")).code, 0);
+  await page.close();
+});
+
+test("tsvm web opens the host's browser on the login URL when there is a display, and none on a headless host", async () => {
+  const bin = await mkdtemp(join(tmpdir(), "tsvm-web-opener-"));
+  try {
+    const opened = join(bin, "opened");
+    await writeFile(join(bin, "xdg-open"), `#!/bin/sh\nprintf '%s' "$1" > '${opened}'\n`, { mode: 0o755 });
+    const run = (display: Record<string, string>) => {
+      const env: Record<string, string | undefined> = {
+        ...process.env,
+        TSVM_HOME: cli.home,
+        PATH: `${bin}:${process.env.PATH}`,
+      };
+      delete env.DISPLAY;
+      delete env.WAYLAND_DISPLAY;
+      return new Promise<{ code: number; stdout: string }>((resolve) => {
+        execFile(
+          join(ROOT, "bin/tsvm"),
+          ["web", "--listen", "127.0.0.1:0"],
+          { env: { ...env, ...display }, timeout: 120_000 },
+          (e, stdout) => resolve({ code: e ? 1 : 0, stdout }),
+        );
+      });
+    };
+    const headless = await run({});
+    assert.equal(headless.code, 0);
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(await stat(opened).catch(() => null), null, "no browser is opened without a display");
+    const shown = await run({ DISPLAY: ":99" });
+    assert.equal(shown.code, 0);
+    const url = shown.stdout.trim();
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/login\?code=[0-9a-f]{32}$/);
+    const deadline = Date.now() + 30_000;
+    while ((await readFile(opened, "utf8").catch(() => "")) !== url) {
+      assert.ok(Date.now() < deadline, "xdg-open was given the printed URL");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await rm(bin, { recursive: true, force: true });
+  }
+});
+
+test("the serial console copies a selection with Ctrl+C and pastes with Ctrl+V; Ctrl+C alone reaches the guest", async () => {
+  assert.equal((await cli.tsvm("create", "clip-vm")).code, 0);
+  const context = await browser.newContext();
+  const login = await webLoginUrl(cli);
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: login.origin });
+  const page = await context.newPage();
+  await page.goto(login.href);
+  await page.waitForSelector("table.vms");
+  await page.goto(`${login.origin}/vm/clip-vm`);
+  await page.locator("#console-state", { hasText: /^connected$/ }).waitFor();
+  const logs = async () => (await cli.tsvm("logs", "clip-vm")).stdout;
+  await page.locator("#terminal").click();
+  await page.keyboard.type("copy me");
+  const line = page.locator(".xterm-rows > div", { hasText: "COPY ME" });
+  await line.waitFor();
+
+  // Nothing selected: Ctrl+C is the guest's interrupt (the stand-in guest echoes it back).
+  const before = (await logs()).length;
+  await page.keyboard.press("Control+c");
+  for (const deadline = Date.now() + 30_000; !(await logs()).slice(before).includes("\u0003"); ) {
+    assert.ok(Date.now() < deadline, "Ctrl+C reached the guest");
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  // A selection (dragged with the mouse over the line): Ctrl+C copies it, and the guest gets nothing.
+  const box = (await line.boundingBox())!;
+  await page.mouse.move(box.x + 1, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width - 2, box.y + box.height / 2, { steps: 5 });
+  await page.mouse.up();
+  const sent = (await logs()).length;
+  await page.keyboard.press("Control+c");
+  assert.equal(((await page.evaluate("navigator.clipboard.readText()")) as string).trim(), "COPY ME");
+  // Ctrl+V pastes the clipboard into the guest.
+  await page.evaluate(`navigator.clipboard.writeText(" and paste")`);
+  await page.keyboard.press("Control+v");
+  await page.locator(".xterm-rows > div", { hasText: "AND PASTE" }).waitFor();
+  const after = (await logs()).slice(sent);
+  assert.ok(
+    after.includes(" AND PASTE") && !after.includes("\u0003") && !after.includes("\u0016"),
+    JSON.stringify(after),
+  );
+  assert.equal((await cli.tsvm("delete", "clip-vm")).code, 0);
+  await context.close();
+});
+
+test("create from the page with a machine type, or with vCPUs and memory, as the CLI then describes it", async () => {
+  const page = await signedInPage();
+  const type = page.locator("#new-type");
+  const chosen = await type.locator("option").nth(1).getAttribute("value");
+  assert.ok(chosen, "the form offers the API's machine types");
+  await page.locator("#new-name").fill("typed-vm");
+  await type.selectOption(chosen);
+  await page.locator("form.create button[type=submit]").click();
+  await row(page, "typed-vm").locator(".status", { hasText: "RUNNING" }).waitFor();
+  await page.locator("#new-name").fill("sized-vm");
+  await type.selectOption("");
+  await page.locator("#new-cpus").fill("2");
+  await page.locator("#new-memory").fill("384");
+  await page.locator("form.create button[type=submit]").click();
+  await row(page, "sized-vm").locator(".status", { hasText: "RUNNING" }).waitFor();
+  const describe = async (name: string) =>
+    JSON.parse((await cli.tsvm("describe", name, "--format", "json")).stdout) as {
+      machineType: string;
+      cpus: number;
+      memoryMiB: number;
+    };
+  assert.equal((await describe("typed-vm")).machineType, chosen);
+  const sized = await describe("sized-vm");
+  assert.deepEqual([sized.cpus, sized.memoryMiB], [2, 384]);
+  for (const name of ["typed-vm", "sized-vm"]) assert.equal((await cli.tsvm("delete", name)).code, 0);
+  await page.close();
 });

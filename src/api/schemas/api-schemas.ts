@@ -3,8 +3,9 @@
 
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
 import { EventList, EventStreamGap, EventStreamLine, VmEvent } from "./event-schemas.ts";
-import { ClusterHost, ClusterHostList } from "./host-schemas.ts";
-import { Operation, OperationList } from "./operation-schemas.ts";
+import { ClusterHost, ClusterHostList, HostDrainResult } from "./host-schemas.ts";
+import { MoveInResult, MoveInstanceRequest } from "./move-schemas.ts";
+import { MigrationReport, Operation, OperationList } from "./operation-schemas.ts";
 import { InsertNetworkRequest, Network, NetworkList, SwitchPortStats } from "./network-schemas.ts";
 import { SessionControl, SessionEvent } from "./session-schemas.ts";
 import { InsertSnapshotRequest, Snapshot, SnapshotList } from "./snapshot-schemas.ts";
@@ -194,8 +195,11 @@ export const COMPONENT_SCHEMAS: readonly TSchema[] = [
   InsertInstanceRequest,
   SetMachineTypeRequest,
   UpdateInstanceRequest,
+  MigrationReport,
   Operation,
   OperationList,
+  MoveInstanceRequest,
+  MoveInResult,
   VmEvent,
   EventStreamGap,
   EventStreamLine,
@@ -205,6 +209,7 @@ export const COMPONENT_SCHEMAS: readonly TSchema[] = [
   HostInfo,
   ClusterHost,
   ClusterHostList,
+  HostDrainResult,
   InstanceStats,
   ErrorBody,
   SerialPortOutput,

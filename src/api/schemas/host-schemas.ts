@@ -61,3 +61,25 @@ export const ClusterHostList = Type.Object(
   { $id: "ClusterHostList", additionalProperties: false },
 );
 export type ClusterHostList = Static<typeof ClusterHostList>;
+
+export const HostDrainResult = Type.Object(
+  {
+    kind: Type.Literal("tsvm#hostDrain"),
+    host: ClusterHost,
+    stopped: Type.Array(Name(), {
+      description: "VMs with onHostMaintenance TERMINATE that the drain stopped.",
+    }),
+    moved: Type.Array(Type.Object({ name: Name(), to: Name() }, { additionalProperties: false }), {
+      description: "VMs with onHostMaintenance MIGRATE moved to another host, and where.",
+    }),
+    remaining: Type.Array(
+      Type.Object(
+        { name: Name(), reason: Type.String({ maxLength: 1000 }) },
+        { additionalProperties: false },
+      ),
+      { description: "VMs still on the host that hold resources, each with why the drain left it." },
+    ),
+  },
+  { $id: "HostDrainResult", additionalProperties: false },
+);
+export type HostDrainResult = Static<typeof HostDrainResult>;

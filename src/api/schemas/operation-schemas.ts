@@ -20,6 +20,7 @@ export const OPERATION_TYPES = [
   "deleteSnapshot",
   "insertNetwork",
   "deleteNetwork",
+  "move",
 ] as const;
 export type OperationType = (typeof OPERATION_TYPES)[number];
 
@@ -27,6 +28,32 @@ export const OPERATION_STATUSES = ["PENDING", "RUNNING", "DONE"] as const;
 export type OperationStatus = (typeof OPERATION_STATUSES)[number];
 
 const Time = () => Type.String({ format: "date-time", maxLength: 40 });
+
+/** What a move of a VM to another host took (docs/cluster.md, "Moving VMs"). */
+export const MigrationReport = Type.Object(
+  {
+    from: Type.String({ maxLength: 63, description: "The host the VM left." }),
+    to: Type.String({ maxLength: 63, description: "The host the VM is on now." }),
+    totalMs: Type.Integer({
+      minimum: 0,
+      description: "From the move's start to the VM in place (and running again) on the new host.",
+    }),
+    downtimeMs: Type.Integer({
+      minimum: 0,
+      description: "How long a RUNNING VM's guest did not run (0 for a VM at rest).",
+    }),
+    rounds: Type.Integer({
+      minimum: 0,
+      description: "Pre-copy rounds of memory sent while the guest ran (0: stop-and-copy).",
+    }),
+    bytes: Type.Integer({
+      minimum: 0,
+      description: "Bytes sent to the new host (disk, saved state, definition).",
+    }),
+  },
+  { $id: "MigrationReport", additionalProperties: false },
+);
+export type MigrationReport = Static<typeof MigrationReport>;
 
 export const Operation = Type.Object(
   {
@@ -56,6 +83,7 @@ export const Operation = Type.Object(
       ],
       { description: "Set when the operation failed." },
     ),
+    migration: Type.Optional(MigrationReport),
   },
   { $id: "Operation", additionalProperties: false },
 );

@@ -154,6 +154,16 @@ export type PortForwardRequest = Static<typeof PortForwardRequest>;
 /** The most forwards one VM has. */
 export const MAX_PORT_FORWARDS = 64;
 
+/**
+ * Compute Engine's scheduling.onHostMaintenance: what `tsvm host drain` does with the VM (docs/cluster.md).
+ * Absent in a record means MIGRATE, the default, so records written before it existed read the same.
+ */
+export const OnHostMaintenance = Type.Union([Type.Literal("MIGRATE"), Type.Literal("TERMINATE")], {
+  description:
+    "What a drain of the VM's host does with it: MIGRATE (the default) moves it live to another host, TERMINATE stops it.",
+});
+export type OnHostMaintenance = Static<typeof OnHostMaintenance>;
+
 /** The properties of a VM's definition, shared by the on-disk record and the API's Instance. */
 const vmProperties = {
   formatVersion: Type.Literal(VM_RECORD_FORMAT_VERSION, {
@@ -182,6 +192,7 @@ const vmProperties = {
     description:
       "Compute Engine's scheduling.automaticRestart: after a VMM crash, boot again or stay TERMINATED.",
   }),
+  onHostMaintenance: Type.Optional(OnHostMaintenance),
   cpuCapPercent: Type.Union([Type.Integer({ minimum: 1, maximum: 100 * 1024 }), Type.Null()], {
     description: "CPU cap in percent of one host core (100 = one full core), or null for no cap.",
   }),
@@ -289,6 +300,7 @@ export const InsertInstanceRequest = Type.Object(
       Type.String({ maxLength: 256, description: "Default: the daemon's default engine." }),
     ),
     automaticRestart: Type.Optional(Type.Boolean({ default: true })),
+    onHostMaintenance: Type.Optional(OnHostMaintenance),
     cpuCapPercent: Type.Optional(
       Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], {
         description: "Percent of one host core, 1 to 100 × cpus; null (the default) for no cap.",

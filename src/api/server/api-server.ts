@@ -42,10 +42,13 @@ import {
   type OpenWebConsoleRequest,
   type WebConsole,
 } from "../types.ts";
-import type { ClusterHostList } from "../schemas/host-schemas.ts";
+import type { ClusterHost, ClusterHostList, HostDrainResult } from "../schemas/host-schemas.ts";
 import type { ClusterRouting } from "./cluster-routing.ts";
+import { INCOMING_MOVE_PATH } from "../../hypervisor/cluster/move-transport.ts";
+import type { MoveInResult } from "../schemas/move-schemas.ts";
+import { parseMoveOffer } from "./move-offer.ts";
 import { followEvents } from "./event-stream.ts";
-import { checkLocalHost, localHosts } from "./local-host.ts";
+import { checkLocalHost, LOCAL_HOST_NAME, localHosts } from "./local-host.ts";
 import { SerialPortSockets } from "./serial-port-socket.ts";
 import { SessionSockets } from "./session-socket.ts";
 import {
@@ -55,6 +58,7 @@ import {
   validateInsertNetwork,
   validateInsertSnapshot,
   validateOpenWebConsole,
+  validateMove,
   validateSetMachineType,
   validateUpdate,
 } from "./validation.ts";
@@ -210,6 +214,18 @@ export class ApiServer {
         operationId: "instances.setMachineType",
         handler: async (c) =>
           hv.setMachineType(c.params.name!, validateSetMachineType(await c.body()).machineType),
+      },
+      {
+        method: "POST",
+        path: `${API_BASE}/instances/{name}/move`,
+        operationId: "instances.move",
+        handler: async (c) => hv.move(c.params.name!, validateMove(await c.body()).host),
+      },
+      {
+        method: "POST",
+        path: INCOMING_MOVE_PATH,
+        operationId: "migrations.incoming",
+        handler: async (c) => this.moveIn(c),
       },
       {
         method: "GET",
@@ -372,6 +388,25 @@ export class ApiServer {
           items: cluster ? await cluster.listHosts() : localHosts(hv, this.startedAt),
         }),
       },
+      ...(["drain", "undrain"] as const).map(
+        (action): Route => ({
+          method: "POST",
+          path: `${API_BASE}/hosts/{name}/${action}`,
+          operationId: `hosts.${action}`,
+          handler: async (c): Promise<HostDrainResult | ClusterHost> => {
+            await c.body(); // none expected; still bounded and checked for JSON
+            if (!cluster)
+              throw new ApiFailure(
+                400,
+                "invalid-argument",
+                `this daemon is not in a cluster: its one host '${LOCAL_HOST_NAME}' has nowhere to move VMs to`,
+              );
+            return action === "drain"
+              ? cluster.drainHost(c.params.name!)
+              : cluster.undrainHost(c.params.name!);
+          },
+        }),
+      ),
       {
         method: "GET",
         path: `${API_BASE}/host`,
@@ -500,6 +535,31 @@ export class ApiServer {
         name: c.query.get("name") ?? undefined,
         dropMissingNetworks: drop === "true",
       });
+    } catch (e) {
+      if (!c.req.readableEnded) {
+        c.res.setHeader("connection", "close");
+        c.req.resume();
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * migrations.incoming: another host of the cluster moves a VM here; the body is its export file, streamed
+   * into the importer. Only a cluster member's API (the cluster's token) takes it.
+   */
+  private async moveIn(c: RequestContext): Promise<MoveInResult> {
+    if (!this.options.cluster)
+      throw new ApiFailure(400, "invalid-argument", "this daemon is not in a cluster: it takes no moved VMs");
+    const type = c.req.headers["content-type"] ?? "";
+    if (!/^application\/octet-stream\b/i.test(type))
+      throw new ApiFailure(
+        415,
+        "unsupported-media-type",
+        `send a moved VM's export file as application/octet-stream (got '${type.slice(0, 60)}')`,
+      );
+    try {
+      return await this.hv.moveIn(c.req, parseMoveOffer(c.query));
     } catch (e) {
       if (!c.req.readableEnded) {
         c.res.setHeader("connection", "close");

@@ -91,7 +91,7 @@ export async function joinCluster(
     plane.close();
     throw e;
   }
-  // TODO(#12): fencing — a host that lost its lease must stop its VMMs before another host may start them.
+  // Fencing (lease-fence.ts, started by the daemon) has stopped the VMMs well before etcd3 reports the loss.
   membership.onLost((reason) => log(`${reason}; this host shows DOWN until the daemon restarts`));
   const records = new EtcdVmRecords(plane, options.host);
   return {

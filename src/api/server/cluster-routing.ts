@@ -9,9 +9,10 @@ import { request } from "node:http";
 import { connect } from "node:net";
 import type { Duplex } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { ClusterHost } from "../schemas/host-schemas.ts";
+import type { ClusterHost, HostDrainResult } from "../schemas/host-schemas.ts";
 import type { ControlPlane } from "../../hypervisor/cluster/control-plane.ts";
 import type { EtcdVmRecords } from "../../hypervisor/cluster/etcd-vm-records.ts";
+import { drainLocalVms } from "../../hypervisor/cluster/host-drain.ts";
 import type { HostInventory, InventoryHost } from "../../hypervisor/cluster/host-inventory.ts";
 import { clusterHosts, placeVm } from "../../hypervisor/cluster/scheduler.ts";
 import { identityOf } from "../../hypervisor/guest-identity.ts";
@@ -19,6 +20,7 @@ import type { Hypervisor } from "../../hypervisor/hypervisor.ts";
 import { HypervisorError } from "../../hypervisor/hypervisor-error.ts";
 import { DEFAULT_MACHINE_TYPE, machineTypeFor, resolveMachineType } from "../../hypervisor/machine-types.ts";
 import { interfacesOf } from "../../hypervisor/network-interfaces.ts";
+import { holdsCpuAndMemory } from "../../hypervisor/resources.ts";
 import { VmNotFoundError } from "../../hypervisor/store.ts";
 import type { VmRecord } from "../../hypervisor/vm-record.ts";
 import { API_BASE, type InsertInstanceRequest, type Instance, type InstanceList } from "../types.ts";
@@ -36,12 +38,17 @@ export interface ClusterMember {
   readonly plane: ControlPlane;
   readonly records: EtcdVmRecords;
   readonly inventory: HostInventory;
+  /** How long a guest gets to stop (the daemon's stopTimeoutMs): a drain waits for its TERMINATE VMs. */
+  readonly stopTimeoutMs?: number;
 }
 
 /** How long an operation unknown here is looked for in etcd before it is answered not-found. */
 const OPERATION_LOOKUP_MS = 2000;
 const INSTANCE_PATH = new RegExp(`^${API_BASE}/instances/([^/]+)(?:/.*)?$`);
 const OPERATION_PATH = new RegExp(`^${API_BASE}/operations/([^/]+)(?:/wait)?$`);
+/** How long a drain waits for one VM's move. */
+const MOVE_WAIT_MS = 10 * 60_000;
+const DRAIN_PATH = new RegExp(`^${API_BASE}/hosts/([^/]+)/drain$`);
 
 export class ClusterRouting {
   constructor(
@@ -78,6 +85,14 @@ export class ClusterRouting {
       const target = await this.placement(insert);
       if (target !== this.member.host) {
         await this.forward(req, res, target, { ...insert, host: target });
+        return true;
+      }
+    } else if (DRAIN_PATH.test(url.pathname) && method === "POST") {
+      // A drain stops and moves the host's own VMs, so that host runs it (a DOWN host's is only marked).
+      const name = decodePart(DRAIN_PATH.exec(url.pathname)![1]!);
+      const host = name === this.member.host ? undefined : await this.member.inventory.get(name);
+      if (host !== undefined && host.status !== "DOWN") {
+        await this.forward(req, res, name, undefined);
         return true;
       }
     } else {
@@ -159,6 +174,61 @@ export class ClusterRouting {
       hosts,
       vms.map((v) => v.record),
     );
+  }
+
+  /**
+   * Marks host `name` DRAINING and, when it is this host, stops its TERMINATE VMs and moves its MIGRATE
+   * ones (host-drain.ts). A DOWN host is only marked: its VMs are reported as left, with why.
+   */
+  async drainHost(name: string): Promise<HostDrainResult> {
+    await this.member.inventory.setDraining(name, true);
+    let done: Omit<HostDrainResult, "kind" | "host">;
+    if (name === this.member.host)
+      done = await drainLocalVms(this.hv, {
+        stopTimeoutMs: this.member.stopTimeoutMs ?? 90_000,
+        moveVm: (vm) => this.moveAway(vm),
+      });
+    else {
+      const { vms } = await this.member.records.listAll();
+      done = {
+        stopped: [],
+        moved: [],
+        remaining: vms
+          .map((v) => v.record)
+          .filter((r) => r.host === name && holdsCpuAndMemory(r.status))
+          .map((r) => ({
+            name: r.name,
+            reason: `host '${name}' is DOWN: nothing on it can be stopped or moved`,
+          })),
+      };
+    }
+    return { kind: "tsvm#hostDrain", host: await this.hostView(name), ...done };
+  }
+
+  /** Moves this host's VM to the host the scheduler picks (never this one: it is DRAINING); answers that host. */
+  private async moveAway(name: string): Promise<string> {
+    const vm = this.hv.get(name);
+    const target = placeVm(
+      (await this.listHosts()).filter((h) => h.name !== this.member.host),
+      { cpus: vm.cpus, memoryMiB: vm.memoryMiB },
+    );
+    const done = await this.hv.waitOperation((await this.hv.move(name, target)).id, MOVE_WAIT_MS);
+    if (done.status !== "DONE")
+      throw new Error(`the move to '${target}' did not finish within ${MOVE_WAIT_MS / 60_000} min`);
+    if (done.error) throw new Error(`the move to '${target}' failed: ${done.error.message}`);
+    return target;
+  }
+
+  /** Marks host `name` UP again (it takes new VMs); its VMs are not moved back. */
+  async undrainHost(name: string): Promise<ClusterHost> {
+    await this.member.inventory.setDraining(name, false);
+    return this.hostView(name);
+  }
+
+  private async hostView(name: string): Promise<ClusterHost> {
+    const host = (await this.listHosts()).find((h) => h.name === name);
+    if (!host) throw new ApiFailure(404, "not-found", `no host '${name.slice(0, 80)}' in the cluster`);
+    return host;
   }
 
   /** The host that owns the VM when it is not this one; undefined when this host answers. */

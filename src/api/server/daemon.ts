@@ -24,9 +24,13 @@ import { VmStore, writeFileAtomic } from "../../hypervisor/store.ts";
 import { ProcessVmmLauncher } from "../../hypervisor/vmm-process.ts";
 import { apiSocketPath, daemonLogPath, type DaemonRecord, daemonRecordPath } from "../data-dir.ts";
 import { ApiServer } from "./api-server.ts";
+import { HostFailover } from "../../hypervisor/cluster/host-failover.ts";
+import { killNow, watchLease } from "../../hypervisor/cluster/lease-fence.ts";
 import { type ClusterOptions, joinCluster } from "./cluster-join.ts";
 import { ClusterRouting } from "./cluster-routing.ts";
+import { ClusterMoveTransport } from "../../hypervisor/cluster/move-transport.ts";
 import { ensureApiToken } from "./api-token.ts";
+import { webConsoleRecordPath } from "./web-console-record.ts";
 import { WebConsoleServer } from "./web-console-server.ts";
 
 export interface DaemonOptions {
@@ -116,6 +120,29 @@ async function readConfig(home: string): Promise<DaemonConfig> {
   return cfg;
 }
 
+/** The daemon's exit status after it fenced itself (lease-fence.ts): its VMMs were killed. */
+export const FENCED_EXIT_CODE = 4;
+
+/**
+ * Fencing: kills every VMM of this host and ends the process in the same turn of the event loop, so that
+ * nothing (a VMM exit noticed, an automatic restart) runs in between. Restarted, the daemon joins again
+ * and restarts only the VMs whose records still name this host (docs/cluster.md "Fencing").
+ */
+function fenceAndExit(hv: Hypervisor, host: string, reason: string, log: (line: string) => void): never {
+  const pids = hv
+    .list()
+    .vms.map((v) => v.vmmPid)
+    .filter((pid): pid is number => pid !== null);
+  log(`fencing host '${host}': ${reason}; killing ${pids.length} VMMs (pids ${pids.join(", ") || "none"})`);
+  const alive = killNow(pids);
+  log(
+    alive.length === 0
+      ? `fenced: every VMM of host '${host}' is gone; the daemon exits (restart it to join again)`
+      : `fencing could not end the VMMs with pids ${alive.join(", ")}; the daemon exits`,
+  );
+  process.exit(FENCED_EXIT_CODE);
+}
+
 /** Runs the daemon until SIGTERM/SIGINT; resolves after a clean shutdown (VMs keep running). */
 export async function runDaemon(options: DaemonOptions): Promise<void> {
   const { home, log } = options;
@@ -158,12 +185,32 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
       },
       // Measured again at each create: the figure above is stale as soon as anything writes to the disk.
       measureDiskFreeBytes: async () => (await availableBytes(home)) - capacityCfg.diskReserveMiB * 1048576,
+      moveTransport:
+        cluster &&
+        new ClusterMoveTransport(
+          cluster.member.host,
+          cluster.member.token,
+          cluster.member.inventory,
+          cluster.member.records,
+        ),
     });
+    const fence =
+      cluster &&
+      watchLease({
+        ttlSeconds: cluster.membership.ttlSeconds,
+        renewedAt: () => cluster.membership.renewedAt(),
+        fence: (reason) => fenceAndExit(hv, cluster.member.host, reason, log),
+      });
+    const failover =
+      cluster && new HostFailover(cluster.member, { ttlSeconds: cluster.membership.ttlSeconds, log });
+    failover?.start();
     const token = cluster ? cluster.member.token : await ensureApiToken(home);
     const webAssets = options.webAssets;
     const server: ApiServer = new ApiServer(hv, {
       token,
-      cluster: cluster && new ClusterRouting(hv, cluster.member),
+      cluster:
+        cluster &&
+        new ClusterRouting(hv, { ...cluster.member, stopTimeoutMs: config.stopTimeoutMs ?? 90_000 }),
       ...(webAssets ? { openWebConsole: (request) => web.open(request) } : {}),
     });
     const web = new WebConsoleServer({
@@ -171,8 +218,12 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
       api: server,
       assets: webAssets ?? (() => Promise.reject(new Error("this daemon has no web console"))),
       sessionSeconds: config.webSessionSeconds,
+      ...(webAssets ? { recordPath: webConsoleRecordPath(home) } : {}),
       log,
     });
+    // Before the API answers (which is when a command that started the daemon goes on): a browser signed in
+    // before a restart finds its console again as soon as the daemon is back.
+    await web.reopen();
     const socketPath = apiSocketPath(home);
     await server.listenUnix(socketPath);
     const tcpPort = cluster
@@ -203,6 +254,8 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
       process.once("SIGTERM", () => stop("SIGTERM"));
       process.once("SIGINT", () => stop("SIGINT"));
     });
+    fence?.stop();
+    await failover?.stop();
     await web.close();
     await server.close();
     await hv.close();

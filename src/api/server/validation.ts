@@ -2,6 +2,7 @@
 // and unknown fields here, ranges of sizes and names in the hypervisor, so that both say the same thing
 // whatever the client.
 
+import { MoveInstanceRequest } from "../schemas/move-schemas.ts";
 import { InsertNetworkRequest } from "../schemas/network-schemas.ts";
 import type { TSchema } from "@sinclair/typebox";
 import { ExecRequest, MAX_EXEC_COMMAND_BYTES } from "../schemas/api-schemas.ts";
@@ -46,6 +47,7 @@ function bodyValidator<T extends TSchema>(schema: T): (body: unknown) => T["stat
 
 export const validateInsert = bodyValidator(InsertInstanceRequest);
 export const validateSetMachineType = bodyValidator(SetMachineTypeRequest);
+export const validateMove = bodyValidator(MoveInstanceRequest);
 export const validateUpdate = bodyValidator(UpdateInstanceRequest);
 export const validateInsertSnapshot = bodyValidator(InsertSnapshotRequest);
 export const validateInsertNetwork = bodyValidator(InsertNetworkRequest);

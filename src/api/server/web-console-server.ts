@@ -2,7 +2,8 @@
 // files, the parts registered in web-routes.ts, and the API itself, to browsers signed in with a one-time
 // login code (web-logins.ts) and to clients with the API's bearer token. The page never sees the token:
 // its calls carry the session cookie (HttpOnly, SameSite=Strict), and a WebSocket or changing request
-// from a page of another origin is refused.
+// from a page of another origin is refused. Where it serves and who is signed in is kept in a record
+// (web-console-record.ts), so that a restarted daemon serves it again and its browsers stay signed in.
 
 import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -14,6 +15,7 @@ import { HypervisorError } from "../../hypervisor/hypervisor-error.ts";
 import { API_BASE, DEFAULT_WEB_LISTEN, type OpenWebConsoleRequest, type WebConsole } from "../types.ts";
 import { type ApiServer, refuseUpgrade, sendError, toFailure } from "./api-server.ts";
 import { ApiFailure } from "./validation.ts";
+import { readWebConsoleRecord, writeWebConsoleRecord } from "./web-console-record.ts";
 import { type SessionCheck, WebLogins } from "./web-logins.ts";
 import { WEB_ROUTES, type WebRouteContext } from "./web-routes.ts";
 
@@ -23,6 +25,8 @@ export interface WebConsoleServerOptions {
   /** The directory of the built web files (scripts/build-web.ts), built on first use; throws if it cannot be. */
   readonly assets: () => Promise<string>;
   readonly sessionSeconds?: number;
+  /** Where to keep the address and the logins' hashes (web-console-record.ts); absent: nothing is kept. */
+  readonly recordPath?: string;
   readonly log?: (line: string) => void;
 }
 
@@ -57,11 +61,21 @@ export function parseListenAddress(listen: string): { host: string; port: number
 }
 
 export class WebConsoleServer {
-  private readonly logins: WebLogins;
+  private logins: WebLogins;
+  /** The record's writes, one after another (the last one written holds the newest logins). */
+  private saving: Promise<void> = Promise.resolve();
+  /** The logins' revision last handed to a write, and the address it was written with. */
+  private savedRevision = -1;
+  private savedAt: WebConsoleServer["bound"] = null;
   private server: Server | null = null;
   /** Where the running server listens, as asked and as bound. */
   private bound: { listen: string; host: string; port: number } | null = null;
   private assetsDir = "";
+  /**
+   * Upgraded connections (serial consoles, sessions): closeAllConnections no longer sees them, yet close()
+   * waits for them, so that one open console page would hold a stopping daemon forever.
+   */
+  private readonly upgraded = new Set<Duplex>();
 
   constructor(private readonly options: WebConsoleServerOptions) {
     this.logins = new WebLogins(options.sessionSeconds);
@@ -86,6 +100,7 @@ export class WebConsoleServer {
       this.options.log?.(`web console serving http://${urlHost(host)}:${this.bound.port}/`);
     }
     const { code, expiresAt } = this.logins.issueCode();
+    await this.save();
     const url = `http://${urlHost(host)}:${this.bound!.port}/`;
     return {
       kind: "tsvm#webConsole",
@@ -96,6 +111,51 @@ export class WebConsoleServer {
     };
   }
 
+  /**
+   * After a daemon restart: serves the console again where the record says it was, with its sign-ins.
+   * Never throws: a console that cannot be served again is logged, and `tsvm web` serves it anew.
+   */
+  async reopen(): Promise<void> {
+    const path = this.options.recordPath;
+    if (!path) return;
+    const log = this.options.log ?? (() => {});
+    let record: Awaited<ReturnType<typeof readWebConsoleRecord>>;
+    try {
+      record = await readWebConsoleRecord(path);
+    } catch (e) {
+      log(`the web console is not served again: ${(e as Error).message}; run 'tsvm web' to serve it anew`);
+      return;
+    }
+    if (!record) return;
+    this.logins = new WebLogins(this.options.sessionSeconds, Date.now, record.logins);
+    this.savedRevision = -1;
+    try {
+      this.assetsDir = await this.options.assets();
+      this.server = await this.listen(record.host, record.port);
+    } catch (e) {
+      log(
+        `the web console is not served again on ${urlHost(record.host)}:${record.port}: ${(e as Error).message}; run 'tsvm web' to serve it anew`,
+      );
+      return;
+    }
+    this.bound = { listen: record.listen, host: record.host, port: record.port };
+    log(`web console serving http://${urlHost(record.host)}:${record.port}/ again, its sign-ins kept`);
+  }
+
+  /** Writes the record (after the writes before it); a failure is logged, the console goes on without. */
+  private save(): Promise<void> {
+    const path = this.options.recordPath;
+    const b = this.bound;
+    if (!path || !b || (this.logins.revision === this.savedRevision && this.savedAt === b))
+      return this.saving;
+    this.savedRevision = this.logins.revision;
+    this.savedAt = b;
+    this.saving = this.saving
+      .then(() => writeWebConsoleRecord(path, { ...b, logins: this.logins.state() }))
+      .catch((e) => this.options.log?.(`the web console's record was not written: ${(e as Error).message}`));
+    return this.saving;
+  }
+
   async close(): Promise<void> {
     const server = this.server;
     this.server = null;
@@ -104,6 +164,7 @@ export class WebConsoleServer {
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeAllConnections();
+      for (const socket of this.upgraded) socket.destroy();
     });
   }
 
@@ -112,6 +173,8 @@ export class WebConsoleServer {
       this.handle(req, res).catch((e) => sendError(res, toFailure(e)));
     });
     server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      this.upgraded.add(socket);
+      socket.once("close", () => this.upgraded.delete(socket));
       try {
         this.upgrade(req, socket, head);
       } catch (e) {
@@ -181,6 +244,7 @@ export class WebConsoleServer {
     if (url.pathname === "/logout" && req.method === "POST") {
       this.checkOrigin(req, true);
       this.logins.end(this.sessionOf(req));
+      await this.save();
       res.writeHead(303, { location: "/", "set-cookie": this.cookie("", 0) });
       res.end();
       return;
@@ -216,9 +280,11 @@ export class WebConsoleServer {
   }
 
   /** GET /login?code=…: exchanges a login code for a session cookie, then goes to the console. */
-  private login(req: IncomingMessage, res: ServerResponse, url: URL): void {
+  private async login(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     if (req.method !== "GET") throw new ApiFailure(405, "method-not-allowed", "open the login URL with GET");
     const redeemed = this.logins.redeem(url.searchParams.get("code") ?? "");
+    // Saved before the answer: a session the browser holds is one a restarted daemon knows.
+    await this.save();
     if (!redeemed.ok) {
       sendPage(res, 401, "Login refused", redeemed.problem);
       return;

@@ -53,6 +53,36 @@ test("only the newest 64 codes are kept", () => {
   assert.ok(!logins.redeem(first).ok);
 });
 
+test("what is saved holds hashes only; restored, its sessions keep their end and its codes work once", () => {
+  let now = 5_000_000;
+  const logins = new WebLogins(60, () => now);
+  const used = logins.issueCode().code;
+  const spare = logins.issueCode().code;
+  const first = logins.redeem(used);
+  assert.ok(first.ok);
+  const saved = logins.state();
+  const text = JSON.stringify(saved);
+  for (const secret of [used, spare, first.session]) assert.ok(!text.includes(secret), "no secret is saved");
+  assert.equal(saved.sessions.length, 1);
+  assert.equal(saved.sessions[0]!.endsAt, now + 60_000);
+
+  now += 30_000;
+  // A restart with a longer lifetime in its config: the session ends when it was going to.
+  const restored = new WebLogins(3600, () => now, saved);
+  assert.deepEqual(restored.check(first.session), { ok: true });
+  assert.match((restored.redeem(used) as { problem: string }).problem, /was used already/);
+  const second = restored.redeem(spare);
+  assert.ok(second.ok);
+  assert.match((restored.redeem(spare) as { problem: string }).problem, /was used already/);
+  now += 30_000;
+  assert.match((restored.check(first.session) as { problem: string }).problem, /session expired/);
+  assert.deepEqual(restored.check(second.session), { ok: true });
+  // Codes that expired while no daemon ran are gone.
+  now += LOGIN_CODE_MS;
+  const late = new WebLogins(60, () => now, { ...saved, usedCodes: [] });
+  assert.match((late.redeem(spare) as { problem: string }).problem, /this login code is wrong/);
+});
+
 test("listen addresses: IP literals or localhost with a port, else one clear line", () => {
   assert.deepEqual(parseListenAddress("127.0.0.1:8090"), { host: "127.0.0.1", port: 8090 });
   assert.deepEqual(parseListenAddress("[::1]:0"), { host: "::1", port: 0 });

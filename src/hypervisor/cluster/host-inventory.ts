@@ -9,7 +9,7 @@ import { HypervisorError } from "../hypervisor-error.ts";
 import type { ControlPlane } from "./control-plane.ts";
 
 /** How long a host's lease lives without a keep-alive (etcd3 renews it every third of that). */
-export const DEFAULT_LEASE_TTL_SECONDS = 10;
+export const DEFAULT_LEASE_TTL_SECONDS = 30;
 
 const checkHostRecord = schemaCheck(HostRecord);
 
@@ -32,6 +32,10 @@ export interface InventoryHost {
 export interface HostMembership {
   readonly name: string;
   readonly leaseId: string;
+  /** The lease's TTL in seconds. */
+  readonly ttlSeconds: number;
+  /** When the lease was last granted or renewed (Date.now() time). */
+  renewedAt(): number;
   onLost(listener: (reason: string) => void): void;
   leave(): Promise<void>;
 }
@@ -56,6 +60,8 @@ export class HostInventory {
     address: string;
     capacity: HostRecord["capacity"];
   }): Promise<HostMembership> {
+    // Taken before the grant: the lease can only expire later than this plus its TTL.
+    const grantedAt = Date.now();
     const lease: Lease = this.plane.client.lease(this.ttlSeconds, { autoKeepAlive: true });
     try {
       const leaseId = await this.plane.call("grant the host's lease", () => lease.grant());
@@ -79,10 +85,45 @@ export class HostInventory {
           .commit(),
       );
       if (!result.succeeded) throw new HostNameTakenError(host.name);
-      return membership(host.name, leaseId, lease);
+      return membership(host.name, leaseId, lease, this.ttlSeconds, grantedAt);
     } catch (e) {
       await lease.revoke().catch(() => {});
       throw e;
+    }
+  }
+
+  /**
+   * Marks host `name` DRAINING (it takes no new VMs) or UP again, with a compare-and-set on its record so
+   * that a join writing it at the same moment is not overwritten. Answers the host as it is now.
+   */
+  async setDraining(name: string, draining: boolean): Promise<InventoryHost> {
+    for (let attempt = 0; ; attempt++) {
+      const response = await this.plane.call(`read the record of host '${name}'`, (c) =>
+        c.get(this.recordKey(name)).exec(),
+      );
+      const kv = response.kvs[0];
+      const host = kv && (await this.get(name));
+      if (!kv || !host)
+        throw new HypervisorError(
+          "invalid-argument",
+          `no host '${name.slice(0, 80)}' in the cluster; hosts: ${(await this.list()).map((h) => h.record.name).join(", ") || "none"}`,
+        );
+      if (host.record.draining === draining) return host;
+      const record: HostRecord = { ...host.record, draining };
+      const key = this.recordKey(name);
+      const result = await this.plane.call(`mark host '${name}' ${draining ? "DRAINING" : "UP"}`, (c) =>
+        c
+          .if(key, "Mod", "==", kv.mod_revision)
+          .then(c.put(key).value(JSON.stringify(record)))
+          .commit(),
+      );
+      if (result.succeeded)
+        return { record, status: host.status === "DOWN" ? "DOWN" : draining ? "DRAINING" : "UP" };
+      if (attempt >= 5)
+        throw new HypervisorError(
+          "revision-conflict",
+          `the record of host '${name}' kept changing; try again`,
+        );
     }
   }
 
@@ -118,9 +159,19 @@ export class HostInventory {
   }
 }
 
-function membership(name: string, leaseId: string, lease: Lease): HostMembership {
+function membership(
+  name: string,
+  leaseId: string,
+  lease: Lease,
+  ttlSeconds: number,
+  grantedAt: number,
+): HostMembership {
   const listeners: Array<(reason: string) => void> = [];
   let left = false;
+  let renewedAt = grantedAt;
+  lease.on("keepaliveSucceeded", () => {
+    renewedAt = Date.now();
+  });
   lease.on("lost", (e) => {
     if (left) return;
     for (const listener of listeners) listener(`the lease of host '${name}' was lost: ${e.message}`);
@@ -128,6 +179,8 @@ function membership(name: string, leaseId: string, lease: Lease): HostMembership
   return {
     name,
     leaseId,
+    ttlSeconds,
+    renewedAt: () => renewedAt,
     onLost: (listener) => {
       listeners.push(listener);
     },

@@ -208,6 +208,16 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
     for (let h = 0; h < harts; h++)
       this.harts.push(new Rv64Hart(h, this.bus, this, { jit: config.jit !== false, sharedRam: threaded }));
     this.localHarts = threaded ? this.harts.slice(0, 1) : this.harts;
+    // "An SC must fail if a write from some other device to the bytes accessed by the LR can be observed to
+    // occur between the LR and SC" (unprivileged ISA, Zalrsc): every DMA drops every reservation (an SC may
+    // fail for no reason, so no address compare is needed). A device completing inside a hart's MMIO store
+    // (a virtio notify) lands between that hart's LR and SC. A hart on another thread (smp/) is not reached
+    // from here: its SC is a compare-and-swap, which fails when DMA changed the value.
+    this.ram.addWriteListener({
+      ramWritten: () => {
+        for (const h of this.harts) h.clearReservation();
+      },
+    });
     const blocks = this.harts[0]!.blockCache;
     if (blocks !== null && jitThreshold !== undefined) blocks.threshold = jitThreshold;
     this.instretBase = new Array(harts).fill(0);

@@ -36,11 +36,23 @@ export class SerialTerminal {
     this.terminal.loadAddon(this.fit);
     this.terminal.open(container);
     this.terminal.onData((data) => this.send(data));
-    // Tab goes to the guest (shell completion); Shift+Tab leaves the terminal, so that the keyboard alone
-    // can move on through the page.
-    this.terminal.attachCustomKeyEventHandler((e) => !(e.key === "Tab" && e.shiftKey));
+    this.terminal.attachCustomKeyEventHandler((e) => !this.leftToBrowser(e));
     this.resize = new ResizeObserver(() => this.fit.fit());
     this.resize.observe(container);
+  }
+
+  /**
+   * Keys the browser handles instead of the guest. Shift+Tab leaves the terminal, so that the keyboard
+   * alone can move on through the page (Tab goes to the guest, for shell completion). Ctrl+C copies while
+   * text is selected (else it is the guest's interrupt), Ctrl+Shift+C always; Ctrl+V and Ctrl+Shift+V
+   * paste: xterm.js would send them to the guest as control characters, so no copy or paste event fired.
+   */
+  private leftToBrowser(e: KeyboardEvent): boolean {
+    if (e.key === "Tab") return e.shiftKey;
+    if (!e.ctrlKey || e.altKey || e.metaKey) return false;
+    const key = e.key.toLowerCase();
+    if (key === "c") return e.shiftKey || this.terminal.hasSelection();
+    return key === "v";
   }
 
   /** Shows the recent output, then follows the console live. */

@@ -1,6 +1,7 @@
 // The /machine page: fetches the default image's files from the daemon, boots them in a machine worker
 // (machine-worker.ts) and shows its serial console in xterm.js. The terminal runs in screen-reader mode,
-// so its text is in the page for screen readers and tests.
+// so its text is in the page for screen readers and tests. It moves a SUSPENDED VM's guest into the tab
+// and saves the tab's guest back to one; a paused machine (after a save) may be resumed in the tab.
 
 import { FitAddon } from "@xterm/addon-fit";
 import { Terminal } from "@xterm/xterm";
@@ -42,6 +43,7 @@ const info: TabMachineInfo = {};
 
 const statusLine = document.getElementById("status")!;
 const vmInput = document.getElementById("vm-name") as HTMLInputElement;
+const resumeButton = document.getElementById("resume") as HTMLButtonElement;
 const term = new Terminal({ screenReaderMode: true, convertEol: false, scrollback: 5000 });
 const fit = new FitAddon();
 term.loadAddon(fit);
@@ -99,9 +101,9 @@ class PromptWatch {
 const vmPath = (name: string) => `/machine/vms/${encodeURIComponent(name)}`;
 const encoder = new TextEncoder();
 
-/** The running machine's worker, and where its state came from (a save needs to say). */
+/** The running machine's worker, and the save it is doing (the worker answers "saved" or "error"). */
 let worker: Worker | null = null;
-let onSaved: ((state: TabSavedState) => void) | null = null;
+let pendingSave: { resolve: (state: TabSavedState) => void; reject: (e: Error) => void } | null = null;
 
 function startWorker(): Worker {
   const w = new Worker("/assets/machine-worker.js", { type: "module" });
@@ -119,16 +121,22 @@ function startWorker(): Worker {
         return;
       case "status":
         info.status = m.status;
-        say(describe(m.status));
+        resumeButton.disabled = m.status.state !== "paused";
+        // An error or a save's outcome stays in view beside the figures until the next action.
+        if (!pendingSave) say([info.error ?? info.saved, describe(m.status)].filter(Boolean).join(" · "));
         return;
       case "saved":
-        onSaved?.(m.state);
+        pendingSave?.resolve(m.state);
+        pendingSave = null;
         return;
       case "exit":
         say(`the machine stopped: ${m.message}`);
         return;
       case "error":
-        fail(m.message);
+        if (pendingSave) {
+          pendingSave.reject(new Error(m.message));
+          pendingSave = null;
+        } else fail(m.message);
         return;
     }
   };
@@ -151,6 +159,7 @@ async function bootImage(): Promise<void> {
     ["firmware", "kernel", "initrd", "disk"].map((f) => fetchBytes(`/machine/image/${f}`)),
   );
   info.fetchMs = performance.now() - fetchStart;
+  diskBase = { kind: "image" };
   say(`booting ${image.name}…`);
   worker = startWorker();
   const boot: PageToMachine = { type: "boot", spec: image.spec, files: { firmware, kernel, initrd, disk } };
@@ -188,7 +197,11 @@ async function resumeVm(name: string): Promise<void> {
   info.error = undefined;
   say(`resuming VM ${name}…`);
   worker = startWorker();
-  baseTreeSha = (JSON.parse(manifestText) as { treeSha256: string }).treeSha256;
+  diskBase = {
+    kind: "vm",
+    vmId: image.vmId!,
+    treeSha256: (JSON.parse(manifestText) as { treeSha256: string }).treeSha256,
+  };
   const boot: PageToMachine = {
     type: "boot",
     spec: image.spec,
@@ -199,8 +212,12 @@ async function resumeVm(name: string): Promise<void> {
   term.focus();
 }
 
-/** The tree SHA-256 of the VM state this tab resumed (its disk started from that VM's). */
-let baseTreeSha: string | undefined;
+/**
+ * What the tab's disk started from: the image (a save sends the whole disk), or a VM's disk as it was with
+ * the state of that tree SHA-256 (a save sends only the pages written since; the server checks the VM still
+ * holds that state). A save moves it to the state just saved.
+ */
+let diskBase: TabDiskBase = { kind: "image" };
 
 /** The request body of tab-state-upload-format.ts. */
 function uploadBody(saved: TabSavedState, base: TabDiskBase): Blob {
@@ -225,35 +242,58 @@ function uploadBody(saved: TabSavedState, base: TabDiskBase): Blob {
   return new Blob(parts);
 }
 
-/** Pauses this tab's machine, saves its state and sends it to the SUSPENDED VM `name`. */
+/**
+ * Pauses this tab's machine, saves its state and sends it to the SUSPENDED VM `name`. The machine stays
+ * paused when the VM took it (the VM is the one to continue, though Resume here runs the tab's copy on);
+ * when the save fails, it goes on running in the tab as if nothing had been asked.
+ */
 async function saveToVm(name: string): Promise<void> {
-  if (!worker || !info.image) throw new Error("there is no machine in this tab to save");
-  const fromVm = info.image.vmId !== undefined && baseTreeSha !== undefined;
+  const w = worker;
+  if (!w || !info.image) throw new Error("there is no machine in this tab to save");
+  if (pendingSave) throw new Error("a save is under way already");
+  const wasRunning = info.status?.state === "running";
   say(`saving the machine's state to VM ${name}…`);
-  const saved = await new Promise<TabSavedState>((resolve) => {
-    onSaved = resolve;
-    worker!.postMessage({ type: "save", wholeDisk: !fromVm } satisfies PageToMachine);
-  });
-  const base: TabDiskBase = fromVm
-    ? { kind: "vm", vmId: info.image.vmId!, treeSha256: baseTreeSha! }
-    : { kind: "image" };
-  const res = await fetchOk(`${vmPath(name)}/state`, {
-    method: "PUT",
-    headers: { "content-type": "application/octet-stream" },
-    body: uploadBody(saved, base),
-  });
-  const outcome = (await res.json()) as { diskBytesWritten: number };
-  info.saved = `saved to VM ${name} (${outcome.diskBytesWritten} disk bytes): continue it with 'tsvm resume ${name}'`;
-  say(info.saved);
+  try {
+    const saved = await new Promise<TabSavedState>((resolve, reject) => {
+      pendingSave = { resolve, reject };
+      w.postMessage({ type: "save", wholeDisk: diskBase.kind === "image" } satisfies PageToMachine);
+    });
+    const res = await fetchOk(`${vmPath(name)}/state`, {
+      method: "PUT",
+      headers: { "content-type": "application/octet-stream" },
+      body: uploadBody(saved, diskBase),
+    });
+    const outcome = (await res.json()) as { diskBytesWritten: number };
+    // The VM's disk is the tab's now, with this state: a later save to it sends only pages written since.
+    const target = (await (await fetchOk(vmPath(name))).json()) as TabImage;
+    diskBase = { kind: "vm", vmId: target.vmId!, treeSha256: saved.manifest.treeSha256 };
+    info.saved = `saved to VM ${name} (${outcome.diskBytesWritten} disk bytes): continue it with 'tsvm resume ${name}'`;
+    say(info.saved);
+  } catch (e) {
+    if (wasRunning) w.postMessage({ type: "resume" } satisfies PageToMachine);
+    const message = e instanceof Error ? e.message : String(e);
+    throw new Error(`${message}${wasRunning ? " (the machine goes on in this tab)" : ""}`);
+  }
+}
+
+/** Runs this tab's paused machine on (after a save, its copy of the guest; the VM's is not touched). */
+function resumeHere(): void {
+  if (!worker) throw new Error("there is no machine in this tab to resume");
+  info.saved = undefined;
+  worker.postMessage({ type: "resume" } satisfies PageToMachine);
+  term.focus();
 }
 
 /** Runs a page action, showing its failure as the server or the machine worded it. */
 function act(action: () => Promise<void>): void {
+  info.error = undefined;
+  info.saved = undefined;
   action().catch((e) => fail(e instanceof Error ? e.message : String(e)));
 }
 
 document.getElementById("load")!.addEventListener("click", () => act(() => resumeVm(vmInput.value.trim())));
 document.getElementById("save")!.addEventListener("click", () => act(() => saveToVm(vmInput.value.trim())));
+resumeButton.addEventListener("click", () => act(async () => resumeHere()));
 
 const requested = new URLSearchParams(location.search).get("vm");
 if (requested) vmInput.value = requested;

@@ -1,0 +1,277 @@
+// The migration benchmark (`node --import ./node_modules/tsx/dist/loader.mjs bench/migration.ts`): an idle
+// Linux guest (the default image, 256 MiB unless --memory) moved between two hosts, tsvm beside QEMU, runs
+// alternating (tsvm, QEMU, tsvm, …) so that both see the same stretches of a shared host's speed.
+//   tsvm: two daemons in a cluster on one etcd (src/hypervisor/fixtures/test-cluster.ts), `tsvm move` of the
+//         RUNNING VM back and forth; the figures are the move operation's (totalMs, downtimeMs, bytes).
+//   QEMU: qemu-system-riscv64 booted to its shell, then `migrate` over QMP to a second QEMU started with
+//         -incoming on 127.0.0.1, with block migration (blk: the disk is copied too, as tsvm copies it);
+//         the figures are query-migrate's (total-time, downtime, ram and disk transferred). Back and forth,
+//         a fresh -incoming QEMU for each move.
+// Progress goes to stderr, the table (or JSON) to stdout, with the load average before and after.
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { copyFileSync, statSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { connect, type Socket } from "node:net";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { freePort } from "../src/hypervisor/fixtures/etcd-server.ts";
+import { TestCluster, waitFor } from "../src/hypervisor/fixtures/test-cluster.ts";
+import { BOOTARGS } from "../src/hypervisor/riscv-guest.ts";
+import { findImage, type ImageInfo } from "../src/images/image-store.ts";
+import { median } from "./bench-report.ts";
+import { QEMU } from "./peer-versions.ts";
+
+const HELP = `Usage: node --import ./node_modules/tsx/dist/loader.mjs bench/migration.ts [options]
+
+Moves an idle Linux guest between two hosts --runs times with tsvm (tsvm move, stop-and-copy) and with
+QEMU (live migration over QMP, with its disk), alternating, and prints medians.
+
+Options:
+  --memory MIB     guest RAM (default 256)
+  --runs N         moves per peer (default 4)
+  --format table|json
+  -h, --help
+`;
+
+interface Move {
+  totalMs: number;
+  downtimeMs: number;
+  bytes: number;
+}
+
+const BOOT_TIMEOUT_MS = 15 * 60_000;
+
+/** tsvm: a two-host cluster with one VM, moved back and forth. */
+class TsvmPeer {
+  private where = "h1";
+  private constructor(private readonly cluster: TestCluster) {}
+
+  static async start(memoryMiB: number): Promise<TsvmPeer> {
+    const cluster = await TestCluster.start(["h1", "h2"], () => ({ stopTimeoutMs: 5000 }));
+    const peer = new TsvmPeer(cluster);
+    const r = await cluster.on(
+      "h1",
+      "create",
+      "idle",
+      "--host",
+      "h1",
+      "--machine-type",
+      `custom-1-${memoryMiB}`,
+    );
+    if (r.code !== 0) throw new Error(`create: ${r.stderr}`);
+    const booted = await cluster.on("h1", "exec", "idle", "--agent-wait", "600", "--", "true");
+    if (booted.code !== 0) throw new Error(`the guest did not boot: ${booted.stderr}`);
+    return peer;
+  }
+
+  async move(): Promise<Move> {
+    const to = this.where === "h1" ? "h2" : "h1";
+    const op = await this.cluster.json("h1", "move", "idle", "--host", to);
+    this.where = to;
+    return { totalMs: op.migration.totalMs, downtimeMs: op.migration.downtimeMs, bytes: op.migration.bytes };
+  }
+
+  stop(): Promise<void> {
+    return this.cluster.stop();
+  }
+}
+
+/** A QMP connection: one command at a time, events skipped. */
+class Qmp {
+  private buffer = "";
+  private waiting: ((line: Record<string, unknown>) => void) | undefined;
+
+  private constructor(private readonly socket: Socket) {
+    socket.on("data", (d: Buffer) => {
+      this.buffer += d.toString();
+      for (;;) {
+        const nl = this.buffer.indexOf("\n");
+        if (nl < 0) break;
+        const line = JSON.parse(this.buffer.slice(0, nl)) as Record<string, unknown>;
+        this.buffer = this.buffer.slice(nl + 1);
+        if ("return" in line || "error" in line) this.waiting?.(line);
+      }
+    });
+  }
+
+  static async open(path: string): Promise<Qmp> {
+    const socket = await waitFor(`QMP at ${path}`, async () => {
+      const s = connect(path);
+      return new Promise<Socket | undefined>((resolve) => {
+        s.once("connect", () => resolve(s));
+        s.once("error", () => resolve(undefined));
+      });
+    });
+    const qmp = new Qmp(socket);
+    await qmp.run("qmp_capabilities");
+    return qmp;
+  }
+
+  run(command: string, args?: object): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      this.waiting = (line) => {
+        this.waiting = undefined;
+        if ("error" in line) reject(new Error(`${command}: ${JSON.stringify(line.error)}`));
+        else resolve(line.return as Record<string, unknown>);
+      };
+      this.socket.write(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}) })}\n`);
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+/** QEMU: the source booted to its shell, moved to a fresh -incoming QEMU each time. */
+class QemuPeer {
+  private current!: { child: ChildProcess; qmp: Qmp; disk: string };
+  private next = 0;
+  private constructor(
+    private readonly dir: string,
+    private readonly image: ImageInfo,
+    private readonly memoryMiB: number,
+  ) {}
+
+  static async start(image: ImageInfo, memoryMiB: number): Promise<QemuPeer> {
+    const dir = await mkdtemp(join(tmpdir(), "tsvm-migration-qemu-"));
+    const peer = new QemuPeer(dir, image, memoryMiB);
+    const disk = join(dir, "disk-0.img");
+    copyFileSync(image.disk, disk);
+    const { child, qmp } = await peer.launch(disk, undefined);
+    let console = "";
+    child.stdout!.on("data", (d: Buffer) => {
+      console = (console + d.toString()).slice(-4096);
+    });
+    await waitFor(
+      "QEMU's guest to reach its shell",
+      async () => (/[#$] $/.test(console) ? true : undefined),
+      BOOT_TIMEOUT_MS,
+    );
+    peer.current = { child, qmp, disk };
+    return peer;
+  }
+
+  private async launch(
+    disk: string,
+    incomingPort: number | undefined,
+  ): Promise<{ child: ChildProcess; qmp: Qmp }> {
+    const qmpPath = join(this.dir, `qmp-${this.next++}.sock`);
+    const argv = ["-M", "virt", "-smp", "1", "-m", `${this.memoryMiB}M`, "-nographic"];
+    argv.push("-bios", this.image.firmware, "-kernel", this.image.kernel, "-initrd", this.image.initrd);
+    argv.push("-append", BOOTARGS, "-qmp", `unix:${qmpPath},server=on,wait=off`);
+    argv.push("-drive", `file=${disk},if=none,id=d0,format=raw`, "-device", "virtio-blk-device,drive=d0");
+    if (incomingPort !== undefined) argv.push("-incoming", `tcp:127.0.0.1:${incomingPort}`);
+    const child = spawn(QEMU, argv, { stdio: ["pipe", "pipe", "pipe"] });
+    const qmp = await Qmp.open(qmpPath);
+    return { child, qmp };
+  }
+
+  async move(): Promise<Move> {
+    const port = await freePort();
+    const disk = join(this.dir, `disk-${this.next}.img`);
+    // The destination's disk: empty, of the same size; block migration fills it.
+    execFileSync("truncate", ["-s", String(statSync(this.current.disk).size), disk]);
+    const target = await this.launch(disk, port);
+    const source = this.current;
+    await source.qmp.run("migrate", { uri: `tcp:127.0.0.1:${port}`, blk: true });
+    const info = await waitFor(
+      "QEMU's migration to complete",
+      async () => {
+        const q = await source.qmp.run("query-migrate");
+        if (q.status === "failed") throw new Error(`QEMU's migration failed: ${JSON.stringify(q)}`);
+        return q.status === "completed" ? q : undefined;
+      },
+      600_000,
+    );
+    await source.qmp.run("quit").catch(() => {});
+    source.qmp.close();
+    source.child.kill("SIGKILL");
+    await rm(source.disk, { force: true });
+    this.current = { ...target, disk };
+    const ram = info.ram as { transferred: number };
+    const blk = info.disk as { transferred: number } | undefined;
+    return {
+      totalMs: info["total-time"] as number,
+      downtimeMs: info.downtime as number,
+      bytes: ram.transferred + (blk?.transferred ?? 0),
+    };
+  }
+
+  async stop(): Promise<void> {
+    this.current.qmp.close();
+    this.current.child.kill("SIGKILL");
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+function summary(moves: Move[]): { totalMs: number; downtimeMs: number; mib: number; runs: Move[] } {
+  return {
+    totalMs: median(moves.map((m) => m.totalMs))!,
+    downtimeMs: median(moves.map((m) => m.downtimeMs))!,
+    mib: Math.round((median(moves.map((m) => m.bytes))! / 1048576) * 10) / 10,
+    runs: moves,
+  };
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      memory: { type: "string", default: "256" },
+      runs: { type: "string", default: "4" },
+      format: { type: "string", default: "table" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const memoryMiB = Number(values.memory);
+  const runs = Number(values.runs);
+  const image = findImage("default");
+  if (!image) {
+    process.stderr.write("no default image: run `tsvm image build` first\n");
+    return 1;
+  }
+  const loadBefore = loadavg();
+  process.stderr.write(`booting a ${memoryMiB} MiB guest on tsvm and on QEMU\n`);
+  const [tsvm, qemu] = await Promise.all([TsvmPeer.start(memoryMiB), QemuPeer.start(image, memoryMiB)]);
+  const results = { tsvm: [] as Move[], qemu: [] as Move[] };
+  try {
+    for (let i = 0; i < runs; i++) {
+      for (const [name, peer] of [
+        ["tsvm", tsvm],
+        ["qemu", qemu],
+      ] as const) {
+        const m = await peer.move();
+        results[name].push(m);
+        process.stderr.write(`${name} move ${i + 1}: ${JSON.stringify(m)}\n`);
+      }
+    }
+  } finally {
+    await Promise.all([tsvm.stop(), qemu.stop()]);
+  }
+  const report = {
+    memoryMiB,
+    runs,
+    loadAverage: { before: loadBefore.map((l) => l.toFixed(2)), after: loadavg().map((l) => l.toFixed(2)) },
+    tsvm: summary(results.tsvm),
+    qemu: summary(results.qemu),
+  };
+  if (values.format === "json") process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else {
+    const row = (name: string, s: ReturnType<typeof summary>) =>
+      `${name.padEnd(6)} ${String(s.totalMs).padStart(9)} ${String(s.downtimeMs).padStart(12)} ${String(s.mib).padStart(9)}\n`;
+    process.stdout.write(
+      `idle ${memoryMiB} MiB guest, median of ${runs} moves; load average ${report.loadAverage.before.join(" ")} → ${report.loadAverage.after.join(" ")}\n` +
+        `peer    total ms  downtime ms  MiB sent\n` +
+        row("tsvm", report.tsvm) +
+        row("qemu", report.qemu),
+    );
+  }
+  return 0;
+}
+
+process.exitCode = await main();

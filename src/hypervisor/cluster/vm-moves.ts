@@ -1,0 +1,150 @@
+// Moving a VM to another host of the cluster (`tsvm move VM --host H`, docs/cluster.md "Moving VMs"): a VM
+// at rest (TERMINATED or SUSPENDED) goes as its export file and is taken over by the target at the record's
+// revision; a RUNNING one is suspended first, sent with its saved state, and resumed there (stop-and-copy:
+// its guest does not run meanwhile, and that time is the move's downtime). Until the target owns the
+// record the VM stays the source's: any failure before leaves it where it was (a RUNNING one resumed).
+
+import { HypervisorError } from "../hypervisor-error.ts";
+import type { VmStatus } from "../lifecycle.ts";
+import type { Operation } from "../operations.ts";
+import type { MoveTransport } from "./move-transport.ts";
+
+/** What a move asks of the Hypervisor about the VM it moves (run on the VM's queue). */
+export interface MovingVm {
+  readonly name: string;
+  status(): VmStatus;
+  /** The record's revision as this host last saw it. */
+  revision(): Promise<number>;
+  /** RUNNING → SUSPENDED: CPU and memory into the saved state. */
+  suspend(): Promise<void>;
+  /** SUSPENDED → RUNNING again on this host, after a failed move of a RUNNING VM. */
+  resumeHere(why: string): Promise<void>;
+  /** The VM's export file (definition, disk, saved state, snapshots). */
+  archive(): Promise<{ readonly bytes: number; readonly stream: AsyncIterable<Buffer> }>;
+  /** The VM is the target's now: this host lets go of it (its files go, its record stays). */
+  forget(to: string): Promise<void>;
+}
+
+export class VmMoves {
+  /** VMs with a move in flight (a second move of one is refused at once). */
+  private readonly moving = new Set<string>();
+
+  constructor(private readonly transport: MoveTransport | undefined) {}
+
+  /** Whether a move of `name` is in flight. */
+  isMoving(name: string): boolean {
+    return this.moving.has(name);
+  }
+
+  /**
+   * Checks a move of `name` to `target` (or, when undefined, to the other host the scheduler picks) before
+   * it is queued, and reserves the VM for it: this host is in a cluster, the target is another host, UP,
+   * with room; no other move of the VM is in flight. Resolves with the target's name. Call `end` when the
+   * move is over (or was not queued).
+   */
+  async begin(
+    name: string,
+    target: string | undefined,
+    need: { readonly cpus: number; readonly memoryMiB: number },
+  ): Promise<string> {
+    const transport = this.transport;
+    if (!transport)
+      throw new HypervisorError(
+        "invalid-argument",
+        "this daemon is not in a cluster: a VM moves only between the hosts of one (docs/cluster.md)",
+      );
+    if (target === transport.host)
+      throw new HypervisorError("invalid-argument", `the VM '${name}' is already on host '${target}'`);
+    if (this.moving.has(name))
+      throw new HypervisorError(
+        "move-in-progress",
+        `the VM '${name}' is being moved already; wait for that move`,
+      );
+    this.moving.add(name);
+    try {
+      return await transport.chooseTarget(need, target);
+    } catch (e) {
+      this.moving.delete(name);
+      throw e;
+    }
+  }
+
+  end(name: string): void {
+    this.moving.delete(name);
+  }
+
+  /** The move itself, as the operation `op` on the VM's queue (after begin()). */
+  async run(op: Operation, vm: MovingVm, target: string): Promise<void> {
+    const transport = this.transport!;
+    const started = Date.now();
+    const wasRunning = vm.status() === "RUNNING";
+    let downSince: number | undefined;
+    let suspendMs = 0;
+    if (wasRunning) {
+      downSince = Date.now();
+      await vm.suspend();
+      suspendMs = Date.now() - downSince;
+    }
+    op.progress = 20;
+    const archive = await vm.archive();
+    let sent = 0;
+    const counted = (async function* () {
+      for await (const chunk of archive.stream) {
+        sent += chunk.length;
+        op.progress = 20 + Math.floor((70 * sent) / Math.max(1, archive.bytes));
+        yield chunk;
+      }
+    })();
+    try {
+      const answer = await transport.send(
+        target,
+        { name: vm.name, revision: await vm.revision(), from: transport.host, resume: wasRunning },
+        { bytes: archive.bytes, stream: counted },
+      );
+      await vm.forget(target);
+      const ended = Date.now();
+      op.migration = {
+        from: transport.host,
+        to: target,
+        totalMs: ended - started,
+        downtimeMs: downSince === undefined ? 0 : ended - downSince,
+        rounds: 0,
+        bytes: sent,
+      };
+      op.statusMessage =
+        `moved to host '${target}' in ${seconds(ended - started)}, ${sent} bytes sent` +
+        (wasRunning
+          ? answer.resumed
+            ? `, guest stopped for ${seconds(ended - downSince!)} (suspend ${seconds(suspendMs)}, ` +
+              `send and verify ${seconds(ended - downSince! - suspendMs - answer.resumeMs)}, resume ${seconds(answer.resumeMs)})`
+            : `; resuming it there failed (${answer.resumeError}): it is SUSPENDED on '${target}'`
+          : "");
+    } catch (e) {
+      // A failure after the target took the record over (its answer lost) must not run the VM here too.
+      if (await this.ownedElsewhere(vm.name)) {
+        await vm.forget(target);
+        throw new HypervisorError(
+          "move-failed",
+          `${(e as Error).message}; but host '${target}' took the VM over, so it is there now`,
+        );
+      }
+      if (wasRunning)
+        await vm.resumeHere(`move to '${target}' failed`).catch((r: Error) => {
+          throw new HypervisorError(
+            "move-failed",
+            `${(e as Error).message}; resuming it on this host failed too (${r.message}): it is SUSPENDED here`,
+          );
+        });
+      throw e;
+    }
+  }
+
+  private async ownedElsewhere(name: string): Promise<boolean> {
+    const owner = await this.transport!.ownerOf(name).catch(() => undefined);
+    return owner !== undefined && owner !== this.transport!.host;
+  }
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
+}
