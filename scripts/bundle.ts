@@ -31,6 +31,7 @@ export const BUNDLE_ENTRY_POINTS = [
   "bin/tsvm-daemon.ts",
   "src/hypervisor/vmm-main.ts",
   "src/hypervisor/riscv-guest.ts",
+  "src/engines/riscv/hart-worker.ts",
   "src/hypervisor/network-switch-main.ts",
   "bench/tsvm-peer.ts",
 ] as const;

@@ -232,6 +232,8 @@ async function runWith(options: RunOptions, cleanups: Array<() => void | Promise
     nics,
     onReboot: () => exec?.rebooted(),
     trace: process.env.TSVM_TRACE ? (line) => process.stderr.write(`${line}\n`) : undefined,
+    // Harts after the first on worker threads of their own, as the VMM does (docs/architecture.md).
+    hartThreads: process.env.TSVM_HART_THREADS === "1",
   });
 
   const terminal = exec ? null : new TerminalAttachment(engine);

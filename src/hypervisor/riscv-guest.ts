@@ -61,6 +61,15 @@ function restoreRamMode(): "map" | "read" {
   return process.env.TSVM_RESTORE_RAM === "read" ? "read" : "map";
 }
 
+/**
+ * Whether a multi-vCPU guest runs its harts after the first on worker threads of their own, in parallel
+ * (TSVM_HART_THREADS=1 in the VMM's environment; RiscvEngine's hartThreads). Opt-in while it is new: by
+ * default every hart takes turns on the VMM's main thread.
+ */
+function hartThreads(): boolean {
+  return process.env.TSVM_HART_THREADS === "1";
+}
+
 /** Reads the VM's saved state (everything checked but, when mapped, RAM's checksum: snapshot-file.ts). */
 function readState(spec: VmmSpec, mode: "map" | "read"): Promise<SnapshotLike> {
   return readSnapshot(spec.stateDir, { arch: ARCH, largeSections: mode });
@@ -214,6 +223,7 @@ export async function createGuest(spec: VmmSpec, host?: GuestHost): Promise<VmmG
         ports: [{ name: GUEST_AGENT_PORT_NAME, sink: { write: (bytes) => agentInput(bytes) } }],
       },
       ram: saved && ramMode === "map" ? RiscvEngine.ramOf(saved) : undefined,
+      hartThreads: hartThreads(),
       // The VM's network cards (eth0 first), their backends made by the VMM (vmm-network.ts).
       nics: host?.nics ?? [],
     };

@@ -16,6 +16,7 @@ const LAYERS: Array<[prefix: string, layer: string]> = [
   ["src/machine/riscv/", "machine/riscv"],
   ["src/machine/devices/", "machine/devices"],
   ["src/machine/boards/", "machine/boards"],
+  ["src/machine/smp/", "machine/smp"],
   ["src/machine/", "machine"],
   ["src/engines/", "engines"],
   ["src/images/", "images"],
@@ -37,6 +38,14 @@ const ALLOWED: Record<string, string[]> = {
   "machine/fdt": ["machine/base"],
   "machine/riscv": ["machine/base", "machine/state", "machine/bus"],
   "machine/devices": ["machine/base", "machine/state", "machine/bus", "machine"],
+  "machine/smp": [
+    "machine/base",
+    "machine/state",
+    "machine/bus",
+    "machine/riscv",
+    "machine/devices",
+    "machine",
+  ],
   "machine/boards": [
     "machine/base",
     "machine/state",
@@ -44,6 +53,7 @@ const ALLOWED: Record<string, string[]> = {
     "machine/fdt",
     "machine/riscv",
     "machine/devices",
+    "machine/smp",
     "machine",
   ],
   machine: [
@@ -54,6 +64,7 @@ const ALLOWED: Record<string, string[]> = {
     "machine/riscv",
     "machine/devices",
     "machine/boards",
+    "machine/smp",
   ],
   engines: [
     "machine",

@@ -1,5 +1,6 @@
 // The emulator engine: runs a riscv-virt board in this Node process, in slices of about a millisecond with the
-// event loop turning between them, and sleeping on a timer while every hart waits in WFI.
+// event loop turning between them, and sleeping on a timer while every hart waits in WFI. With `hartThreads`,
+// harts 1… run in parallel on worker threads of their own (hart-threads.ts) over RAM in a SharedArrayBuffer.
 
 import { performance } from "node:perf_hooks";
 import {
@@ -28,6 +29,8 @@ import {
   type EngineStats,
   type ExitReason,
 } from "../engine.ts";
+import { HartThreads } from "./hart-threads.ts";
+import { sharedMonotonicClock } from "./shared-monotonic-clock.ts";
 
 // What a host (the CLI, the hypervisor) needs of the machine to configure this engine and to store its
 // states (the state file format, shared with the machine in a browser tab), without reaching into the
@@ -97,6 +100,11 @@ export interface RiscvEngineOptions {
    * booted: its RAM is the buffer's contents.
    */
   readonly ram?: ArrayBuffer;
+  /**
+   * Runs each hart after the first on a worker thread of its own, in parallel (default false: every hart
+   * takes turns on this thread). Guest RAM is then a SharedArrayBuffer: a `ram` given is copied into one.
+   */
+  readonly hartThreads?: boolean;
 }
 
 const performanceClock: Clock = { nowMs: () => performance.now() };
@@ -169,6 +177,10 @@ export class RiscvEngine implements Engine {
   private resolveExit!: (reason: ExitReason) => void;
   private current: EngineState = "created";
   private readonly turns: BoardTurn;
+  /** The board's clock: performance.now(), or one every thread reads alike when harts run on threads. */
+  private readonly clock: Clock;
+  /** The worker threads of harts 1…, or null when every hart runs on this thread. */
+  private readonly threads: HartThreads | null = null;
   private scheduled = false;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private startedAt = 0;
@@ -197,8 +209,17 @@ export class RiscvEngine implements Engine {
       this.resolveFirstTurn = resolve;
     });
     const wake = (): void => this.wake();
+    const threaded = options.hartThreads === true && options.config.harts > 1;
+    this.clock = threaded ? sharedMonotonicClock() : performanceClock;
+    let ram: ArrayBuffer | SharedArrayBuffer | undefined = options.ram;
+    if (threaded) {
+      const shared = new SharedArrayBuffer(options.config.memoryBytes);
+      if (ram !== undefined && ram.byteLength === shared.byteLength)
+        new Uint8Array(shared).set(new Uint8Array(ram));
+      ram = shared;
+    }
     this.board = new RiscvVirtBoard(options.config, {
-      clock: performanceClock,
+      clock: this.clock,
       console: options.console,
       entropy: cryptoEntropy,
       disks: (options.disks ?? []).map((d) => new WakingBlockBackend(d, wake)),
@@ -208,10 +229,15 @@ export class RiscvEngine implements Engine {
         ...(n.mtu !== undefined ? { mtu: n.mtu } : {}),
         port: { send: (f) => n.backend.send(f) },
       })),
-      ram: options.ram,
+      ram,
+      threadedHarts: threaded,
     });
     this.board.onPower = (event) => this.onPower(event);
-    this.turns = new BoardTurn(this.board, performanceClock);
+    this.turns = new BoardTurn(this.board, this.clock);
+    if (threaded)
+      this.threads = new HartThreads(this.board, wake, (message) =>
+        this.finish({ kind: "error", message: `the machine failed: ${message}` }),
+      );
     this.backends = (options.nics ?? []).map((n) => n.backend);
     for (let i = 0; i < this.backends.length; i++) this.attachNic(this.board.nics[i]!, this.backends[i]!);
   }
@@ -237,6 +263,8 @@ export class RiscvEngine implements Engine {
     if (this.current !== "created") throw new EngineStateError("start", this.current);
     this.current = "running";
     this.startedAt = performance.now();
+    this.board.powerOnIfPending();
+    this.threads?.run();
     this.schedule();
   }
 
@@ -245,11 +273,14 @@ export class RiscvEngine implements Engine {
     // One thread: between turns no hart is executing, so every vCPU is parked as soon as we stop scheduling.
     this.current = "paused";
     this.cancelTimer();
+    // Harts on threads stop at their next instruction boundary and hand their states over.
+    if (this.threads !== null) await this.threads.park();
   }
 
   async resume(): Promise<void> {
     if (this.current !== "paused") throw new EngineStateError("resume", this.current);
     this.current = "running";
+    this.threads?.run();
     this.schedule();
     // Frames refused while paused are waiting in their backends.
     for (const b of this.backends) b.resume();
@@ -262,9 +293,11 @@ export class RiscvEngine implements Engine {
   async reset(): Promise<void> {
     if (this.current !== "running" && this.current !== "paused")
       throw new EngineStateError("reset", this.current);
-    // One thread: no hart is mid-instruction here, so the board can boot again on the spot.
+    // No hart on this thread is mid-instruction here; those on threads are parked first.
+    if (this.threads !== null) await this.threads.park();
     this.board.boot();
     this.resets++;
+    if (this.current === "running") this.threads?.run();
     this.wake();
   }
 
@@ -353,16 +386,31 @@ export class RiscvEngine implements Engine {
     if (event.kind === "reset") {
       this.resets++;
       if (this.onReset === "exit") this.finish({ kind: "reset" });
+      else if (this.threads !== null) void this.rebootThreaded();
       else this.onReboot();
       return;
     }
     this.finish(event);
   }
 
+  /** A guest reset with harts on threads: the board boots once they are parked (it leaves that to us). */
+  private async rebootThreaded(): Promise<void> {
+    this.current = "paused";
+    this.cancelTimer();
+    await this.threads!.park();
+    if (this.current !== "paused") return;
+    this.board.boot();
+    this.current = "running";
+    this.threads!.run();
+    this.schedule();
+    this.onReboot();
+  }
+
   private finish(reason: ExitReason): void {
     if (this.current === "exited") return;
     this.current = "exited";
     this.cancelTimer();
+    void this.threads?.close();
     for (const b of this.backends) b.onFrame = null;
     this.resolveExit(reason);
   }
@@ -404,7 +452,7 @@ export class RiscvEngine implements Engine {
     if (this.current !== "running") return;
     if (board.allWaiting) {
       // Every hart sleeps in WFI: sleep the host too, until the next timer or until wake() (input, I/O).
-      const delay = Math.min(MAX_SLEEP_MS, board.nextDeadlineMs() - performance.now());
+      const delay = Math.min(MAX_SLEEP_MS, board.nextDeadlineMs() - this.clock.nowMs());
       if (delay > 0) {
         this.timer = setTimeout(() => {
           this.timer = null;

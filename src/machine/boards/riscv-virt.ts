@@ -1,5 +1,6 @@
 // The riscv-virt board: QEMU's `virt` machine (hw/riscv/virt.c) — its memory map, interrupt wiring, device
-// tree and boot protocol — with N RV64GC harts run round-robin in one thread.
+// tree and boot protocol — with N RV64GC harts run round-robin in one thread, or harts 1… on threads of their
+// own when the host offers them (smp/).
 
 import { MachineError } from "../base/machine-error.ts";
 import { GuestRam } from "../bus/guest-ram.ts";
@@ -19,6 +20,7 @@ import { VirtioNet } from "../devices/virtio/virtio-net.ts";
 import { VirtioRng } from "../devices/virtio/virtio-rng.ts";
 import type { BlockBackend, CharSink, Clock, EntropySource, NetworkPort } from "../ports.ts";
 import { Rv64Hart } from "../riscv/hart.ts";
+import { type AwayHartSetup, type RemoteHart, RemoteHarts } from "../smp/remote-harts.ts";
 import { type ComponentState, checkState, type Stateful } from "../state/stateful.ts";
 import { type BootFile, type BootPlan, planBoot } from "./boot-plan.ts";
 import { buildResetRom, MROM_BASE, MROM_SIZE } from "./boot-rom.ts";
@@ -93,7 +95,14 @@ export interface RiscvVirtHost {
    * The board keeps the buffer's contents until it is loaded or run: it powers on (clearing RAM, copying
    * the images in) at its first `runSlice` unless `loadState` came first.
    */
-  readonly ram?: ArrayBuffer;
+  readonly ram?: ArrayBuffer | SharedArrayBuffer;
+  /**
+   * Harts 1… run on other threads of the host, each from `awaySetup(i)` (smp/away-hart.ts); `ram` must be a
+   * SharedArrayBuffer. The board then runs hart 0 and the devices, performs the other harts' device accesses
+   * in `serveRemoteHarts()` (and in every slice), and leaves a guest reset to the host (`boot()` once it has
+   * parked them). Default false: every hart runs in `runSlice`.
+   */
+  readonly threadedHarts?: boolean;
 }
 
 /** Why the machine stopped running on its own. */
@@ -133,6 +142,10 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
   readonly ram: GuestRam;
   readonly bus: PhysBus;
   readonly harts: Rv64Hart[] = [];
+  /** The harts run elsewhere (host.threadedHarts), null when all run here. */
+  readonly remote: RemoteHarts | null = null;
+  /** The harts runSlice runs. */
+  private readonly localHarts: Rv64Hart[];
   readonly clint: Clint;
   readonly plic: Plic;
   readonly uart: Uart16550;
@@ -189,12 +202,17 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
     // A buffer from the host holds what the host put there, not zeros.
     this.ramTouched = host.ram !== undefined;
     this.bus = new PhysBus(this.ram);
+    const threaded = host.threadedHarts === true && harts > 1;
+    if (threaded && !(host.ram instanceof SharedArrayBuffer))
+      throw new MachineError("bad-config", "harts on threads need guest RAM in a SharedArrayBuffer");
     for (let h = 0; h < harts; h++)
-      this.harts.push(new Rv64Hart(h, this.bus, this, { jit: config.jit !== false }));
+      this.harts.push(new Rv64Hart(h, this.bus, this, { jit: config.jit !== false, sharedRam: threaded }));
+    this.localHarts = threaded ? this.harts.slice(0, 1) : this.harts;
     // "An SC must fail if a write from some other device to the bytes accessed by the LR can be observed to
     // occur between the LR and SC" (unprivileged ISA, Zalrsc): every DMA drops every reservation (an SC may
     // fail for no reason, so no address compare is needed). A device completing inside a hart's MMIO store
-    // (a virtio notify) lands between that hart's LR and SC.
+    // (a virtio notify) lands between that hart's LR and SC. A hart on another thread (smp/) is not reached
+    // from here: its SC is a compare-and-swap, which fails when DMA changed the value.
     this.ram.addWriteListener({
       ramWritten: () => {
         for (const h of this.harts) h.clearReservation();
@@ -204,8 +222,13 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
     if (blocks !== null && jitThreshold !== undefined) blocks.threshold = jitThreshold;
     this.instretBase = new Array(harts).fill(0);
 
+    const remoteOf = new Map<Rv64Hart, RemoteHart>();
     const line = (hart: Rv64Hart, bit: number): IrqLine => {
-      const l = new CallbackIrqLine((level) => hart.setPending(bit, level));
+      const l = new CallbackIrqLine((level) => {
+        const r = remoteOf.get(hart);
+        if (r) r.setLine(bit, level);
+        else hart.setPending(bit, level);
+      });
       this.hartLines.push(l);
       return l;
     };
@@ -214,6 +237,10 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       this.harts.map((h) => line(h, MIP_MSIP)),
       this.harts.map((h) => line(h, MIP_MTIP)),
     );
+    if (threaded) {
+      this.remote = new RemoteHarts(this.clint, this.bus);
+      for (const h of this.harts.slice(1)) remoteOf.set(h, this.remote.add(h));
+    }
     // PLIC context 2h drives hart h's MEIP, context 2h+1 its SEIP (the order of interrupts-extended).
     this.plic = new Plic(this.harts.flatMap((h) => [line(h, MIP_MEIP), line(h, MIP_SEIP)]));
     this.uart = new Uart16550(host.console, this.plic.sourceLine(UART0_IRQ));
@@ -307,6 +334,24 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
     this.fromhostOffset = this.plan.fromhost === null ? -1 : this.ram.offsetOf(this.plan.fromhost, 0, 8);
   }
 
+  /** Boots now if the board is still waiting for its first slice or state (a host about to start remote harts). */
+  powerOnIfPending(): void {
+    if (this.bootPending) this.boot();
+  }
+
+  /** What a thread needs to run remote hart `i` (an index into `remote.harts`). */
+  awaySetup(i: number): AwayHartSetup {
+    const remote = this.remote;
+    if (remote === null || !remote.harts[i])
+      throw new MachineError("bad-config", `there is no remote hart ${i}`);
+    return remote.setupOf(remote.harts[i]!, this.config.jit !== false, this.config.jitThreshold);
+  }
+
+  /** Performs the device accesses the remote harts posted (a host calls it when the doorbell rings). */
+  serveRemoteHarts(): void {
+    this.remote?.serve();
+  }
+
   /** Power-on: every device and hart reset, RAM cleared, images copied in, every hart at the reset ROM. */
   boot(): void {
     this.bootPending = false;
@@ -342,7 +387,8 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
   runSlice(budgetPerHart: number): number {
     if (this.bootPending) this.boot();
     let executed = 0;
-    const harts = this.harts;
+    const harts = this.localHarts;
+    const remote = this.remote;
     for (let h = 0; h < harts.length; h++) {
       const hart = harts[h]!;
       executed += hart.run(budgetPerHart);
@@ -352,13 +398,18 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       if (this.pendingPower) break;
       this.clint.update();
     }
+    if (remote !== null) {
+      remote.serve();
+      remote.timeBase.publish();
+    }
     this.clint.update();
     this.rtc.update();
     this.uart.flush();
     if (this.tohostOffset >= 0) this.pollHtif();
     const event = this.pendingPower;
     if (event) {
-      if (event.kind === "reset") this.boot();
+      // Remote harts must be parked before RAM is loaded again: their host boots the board then.
+      if (event.kind === "reset" && remote === null) this.boot();
       this.pendingPower = null;
       this.onPower(event);
     }
@@ -396,9 +447,12 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
     }
   }
 
-  /** True when every hart sleeps in WFI with nothing pending: the host may sleep until `nextDeadlineMs()`. */
+  /**
+   * True when every hart runSlice runs sleeps in WFI with nothing pending: the host may sleep until
+   * `nextDeadlineMs()` (remote harts sleep on their own threads; the doorbell wakes the host for them).
+   */
   get allWaiting(): boolean {
-    for (const h of this.harts) if (!h.waiting) return false;
+    for (const h of this.localHarts) if (!h.waiting) return false;
     return true;
   }
 
@@ -492,6 +546,13 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
   }
 
   stats(): BoardStats {
-    return { instret: this.harts.map((h, i) => h.instretCount() + this.instretBase[i]!) };
+    const remote = this.remote;
+    return {
+      instret: this.harts.map(
+        (h, i) =>
+          (i > 0 && remote !== null ? remote.harts[i - 1]!.instretCount() : h.instretCount()) +
+          this.instretBase[i]!,
+      ),
+    };
   }
 }

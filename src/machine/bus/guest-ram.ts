@@ -11,7 +11,8 @@ export interface RamWriteListener {
 const PAGE_WORDS = 1024;
 
 export class GuestRam {
-  readonly buffer: ArrayBuffer;
+  /** A SharedArrayBuffer when harts on other threads share this RAM (smp/). */
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
   readonly u8: Uint8Array;
   readonly u16: Uint16Array;
   readonly i32: Int32Array;
@@ -26,7 +27,7 @@ export class GuestRam {
   constructor(
     readonly base: number,
     readonly size: number,
-    buffer?: ArrayBuffer,
+    buffer?: ArrayBuffer | SharedArrayBuffer,
   ) {
     if (size <= 0 || size % 4096 !== 0)
       throw new MachineError("bad-ram-size", `RAM size ${size} is not a positive multiple of 4 KiB`);

@@ -94,6 +94,17 @@ export class Clint implements MmioDevice, Stateful<ClintState> {
     return Math.floor(this.ticksNow());
   }
 
+  /**
+   * Writes guest time's origin (host ms, ticks at that moment) into `out[0]`, `out[1]`: a hart on another
+   * thread computes mtime from it and the same host clock (smp/time-base.ts). Returns true when it changed.
+   */
+  timeBase(out: Float64Array): boolean {
+    if (out[0] === this.originMs && out[1] === this.originTicks) return false;
+    out[0] = this.originMs;
+    out[1] = this.originTicks;
+    return true;
+  }
+
   /** Re-evaluate every hart's MTIP against the current mtime; the board calls it between slices. */
   update(): void {
     const t = this.mtime();

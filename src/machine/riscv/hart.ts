@@ -8,6 +8,8 @@
 
 import { GuestRam } from "../bus/guest-ram.ts";
 import { PhysBus } from "../bus/phys-bus.ts";
+import { dropCodeOfOtherThreads } from "./fence-i.ts";
+import { SharedRamAtomics } from "../bus/shared-ram-atomics.ts";
 import { type ComponentState, checkState } from "../state/stateful.ts";
 import {
   BlockCache,
@@ -217,6 +219,9 @@ export interface Rv64HartConfig {
   /** Compile hot basic blocks to JavaScript (block-compiler.ts); default true. Off, every instruction is
    * interpreted: the same results, instruction for instruction, only slower. */
   readonly jit?: boolean;
+  /** Harts on other threads share this RAM (smp/): AMOs and SC compare-and-swap, FENCE is a barrier and
+   * FENCE.I drops this hart's compiled code. */
+  readonly sharedRam?: boolean;
 }
 
 export class Rv64Hart implements BlockCacheClient {
@@ -263,6 +268,11 @@ export class Rv64Hart implements BlockCacheClient {
   private resValid = false;
   private resLo = 0;
   private resHi = 0;
+  /** The value LR read: with shared RAM, SC succeeds only if memory still holds it (a compare-and-swap). */
+  private resValLo = 0;
+  private resValHi = 0;
+  /** Non-null when harts on other threads share this RAM. */
+  private readonly atomics: SharedRamAtomics | null;
 
   private excCause = 0;
   private excTvalLo = 0;
@@ -318,6 +328,7 @@ export class Rv64Hart implements BlockCacheClient {
     this.i32 = bus.ram.i32;
     this.jit = config.jit === false ? null : BlockCache.of(bus.ram);
     this.jit?.addClient(this);
+    this.atomics = config.sharedRam === true ? new SharedRamAtomics(bus.ram) : null;
     if (!warmedUp) {
       warmedUp = true;
       warmUp();
@@ -974,6 +985,10 @@ export class Rv64Hart implements BlockCacheClient {
       case 0x0f:
         // MISC-MEM: FENCE and FENCE.I are no-ops here (one in-order hart at a time, no decoded-code cache).
         if (f3 > 1) this.illegal(insn);
+        if (this.atomics !== null) {
+          if (f3 === 1 && this.jit !== null) dropCodeOfOtherThreads(this.jit);
+          else this.atomics.fence();
+        }
         // PAUSE (Zihintpause, a FENCE with pred=W, succ=0) marks a spin-wait loop: end this hart's turn so
         // the hart it waits for gets to run.
         if (insn === PAUSE) {
@@ -1155,15 +1170,20 @@ export class Rv64Hart implements BlockCacheClient {
       this.resValid = true;
       this.resLo = lo;
       this.resHi = hi;
+      this.resValLo = x[d];
+      this.resValHi = x[d + 1];
       return;
     }
     // "AMOs and SC raise store/AMO address-misaligned exceptions" when not naturally aligned.
     if ((lo & (size - 1)) !== 0) this.fault(CAUSE_MISALIGNED_STORE, lo, hi);
     if (f5 === 3) {
       // SC
-      const ok = this.resValid && this.resLo === lo && this.resHi === hi;
+      let ok = this.resValid && this.resLo === lo && this.resHi === hi;
       this.resValid = false;
-      if (ok) {
+      if (ok && this.atomics !== null) {
+        const w = this.amoOffset(lo, hi, size) >> 2;
+        ok = this.atomics.cas(w, dw, this.resValLo, this.resValHi, x[b], dw ? x[b + 1] : 0);
+      } else if (ok) {
         if (dw) this.sd(lo, hi, x[b], x[b + 1]);
         else this.sw(lo, hi, x[b]);
       }
@@ -1221,8 +1241,15 @@ export class Rv64Hart implements BlockCacheClient {
       default:
         this.illegal(insn);
     }
-    i32[w] = nl;
-    if (dw) i32[w + 1] = nh;
+    // With shared RAM another thread may have written since the read: then the AMO starts over.
+    if (this.atomics !== null && !this.atomics.cas(w, dw, ol, oh, nl, nh)) {
+      this.execAmo(insn, d, a, b, f3);
+      return;
+    }
+    if (this.atomics === null) {
+      i32[w] = nl;
+      if (dw) i32[w + 1] = nh;
+    }
     x[d] = ol;
     x[d + 1] = oh;
   }

@@ -1,0 +1,146 @@
+// Two harts of one machine on two threads (RiscvEngine's hartThreads), bare metal: after a start barrier both
+// hammer the same doubleword with amoadd.d (carrying into the high half) and the same word with an LR/SC loop
+// at the same time; not one update may be lost. Then a WFI'd hart is woken across threads by an IPI (CLINT
+// msip written by hart 0) and a pause/resume in between changes nothing.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { assembleElf } from "./cross-assembler.ts";
+import { RiscvEngine } from "./riscv-engine.ts";
+
+const ROUNDS = 200_000;
+
+const PROGRAM = `
+.text
+.globl _start
+_start:
+  csrr s0, mhartid
+  li t2, 1
+  la t0, ready
+  amoadd.w zero, t2, (t0)
+barrier:
+  lw t3, 0(t0)
+  li t4, 2
+  bne t3, t4, barrier
+  la t0, counter
+  li t1, ${ROUNDS}
+  li t2, 0xffffffff
+amo_loop:
+  amoadd.d zero, t2, (t0)
+  addi t1, t1, -1
+  bnez t1, amo_loop
+  la t0, counter2
+  li t1, ${ROUNDS}
+sc_loop:
+  lr.w t3, (t0)
+  addi t3, t3, 1
+  sc.w t4, t3, (t0)
+  bnez t4, sc_loop
+  addi t1, t1, -1
+  bnez t1, sc_loop
+  la t0, done
+  li t2, 1
+  amoadd.w zero, t2, (t0)
+  bnez s0, sleeper
+wait_done:
+  lw t3, 0(t0)
+  li t4, 2
+  bne t3, t4, wait_done
+  # wake hart 1 (in WFI) with a software interrupt: CLINT msip[1]
+  li t0, 0x2000004
+  li t1, 1
+  sw t1, 0(t0)
+  la t0, woken
+wait_woken:
+  lw t3, 0(t0)
+  beqz t3, wait_woken
+  la t0, counter
+  ld a1, 0(t0)
+  li a2, ${ROUNDS * 2 * 0xffffffff}
+  bne a1, a2, bad
+  la t0, counter2
+  lw a1, 0(t0)
+  li a2, ${ROUNDS * 2}
+  bne a1, a2, bad2
+  li a0, 0
+  j htif_exit
+bad:
+  li a0, 1
+  j htif_exit
+bad2:
+  li a0, 2
+  j htif_exit
+sleeper:
+  li t0, 8            # mie.MSIE
+  csrs mie, t0
+sleep:
+  wfi
+  csrr t0, mip
+  andi t0, t0, 8
+  beqz t0, sleep
+  la t0, woken
+  li t1, 1
+  sw t1, 0(t0)
+park:
+  wfi
+  j park
+htif_exit:
+  slli a0, a0, 1
+  ori a0, a0, 1
+  la t0, tohost
+  sd a0, 0(t0)
+1: j 1b
+.data
+.balign 64
+.globl tohost
+tohost: .dword 0
+.balign 8
+counter: .dword 0
+counter2: .word 0
+ready: .word 0
+done: .word 0
+woken: .word 0
+`;
+
+function twoHartEngine(): RiscvEngine {
+  return new RiscvEngine({
+    config: {
+      harts: 2,
+      memoryBytes: 16 * 1024 * 1024,
+      firmware: null,
+      kernel: { name: "t.elf", bytes: assembleElf(PROGRAM) },
+      initrd: null,
+      bootargs: "",
+    },
+    console: { write: () => {} },
+    hartThreads: true,
+  });
+}
+
+test("two harts on two threads: amoadd.d and LR/SC on shared words lose no update; an IPI wakes a WFI'd hart", async () => {
+  const engine = twoHartEngine();
+  await engine.start();
+  // A pause while both harts run parks the second on its thread and hands its state over.
+  await new Promise((r) => setTimeout(r, 200));
+  if (engine.state === "running") {
+    await engine.pause();
+    const state = (await engine.saveState()).data as { components: Record<string, { instret: number }> };
+    assert.equal(state.components.hart1!.instret, engine.stats().instret[1]);
+    await engine.resume();
+  }
+  assert.deepEqual(await engine.exited, { kind: "htif-exit", code: 0 });
+  assert.ok(engine.stats().instret[1]! > 4 * ROUNDS, `hart 1 ran ${engine.stats().instret[1]} instructions`);
+});
+
+test("reset() parks the second hart before RAM is loaded again; both run the program again from its start", async () => {
+  const engine = twoHartEngine();
+  await engine.start();
+  // Mid-run (or at the latest once the first run ended): the counters start again from zero with RAM.
+  const deadline = Date.now() + 30_000;
+  while (engine.stats().instret[1]! < 100_000 && Date.now() < deadline && engine.state === "running")
+    await new Promise((r) => setTimeout(r, 20));
+  if (engine.state === "running") {
+    await engine.reset();
+    assert.equal(engine.stats().resets, 1);
+  }
+  assert.deepEqual(await engine.exited, { kind: "htif-exit", code: 0 });
+});
