@@ -10,6 +10,10 @@ import { create as createTar, extract as extractTar } from "tar";
 
 /** A tar header block per entry, the data rounded up to blocks, two zero blocks at the end. */
 const BLOCK = 512;
+/** How long a discarded extraction waits for tar to shut the files it has open before removing them. */
+const DISCARD_WAIT_MS = 10_000;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
 /** A problem the user must fix, said in one line (no stack, no code). */
 export class CpError extends Error {
@@ -166,6 +170,14 @@ export async function hostExtraction(dest: HostDestination): Promise<{
     unpack.on("close", () => resolveDone());
     unpack.on("error", () => resolveDone());
   });
+  // Only 'close' says every file tar opened is written and shut (it follows 'error' too, once ended):
+  // removing the temporary directory before then races tar's last writes into it.
+  const closed = new Promise<void>((resolveClosed) => unpack.once("close", () => resolveClosed()));
+  let ended = false;
+  const end = () => {
+    if (!ended) unpack.end();
+    ended = true;
+  };
   // While tar is behind, bytes wait here instead of in tar: output that arrived before the reader paused
   // still comes, and tar adds a listener to its entry for every write it cannot take.
   const queued: Buffer[] = [];
@@ -196,7 +208,7 @@ export async function hostExtraction(dest: HostDestination): Promise<{
     async finish() {
       // A tar that failed never drains: its error is the answer.
       if (drained) await Promise.race([drained, done]);
-      unpack.end();
+      end();
       await done;
       if (problem) throw new CpError(`the archive from the VM is damaged: ${problem}`);
       for (const { path, mtime } of dirTimes.reverse()) {
@@ -215,7 +227,10 @@ export async function hostExtraction(dest: HostDestination): Promise<{
       keepOnSignal();
     },
     async discard() {
-      await rm(temp, { recursive: true, force: true });
+      queued.length = 0;
+      end();
+      await Promise.race([closed, sleep(DISCARD_WAIT_MS)]);
+      await rm(temp, { recursive: true, force: true, maxRetries: 5 });
       keepOnSignal();
     },
   };
