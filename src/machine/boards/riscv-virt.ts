@@ -217,6 +217,9 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       ramWritten: () => {
         for (const h of this.harts) h.clearReservation();
       },
+      dirtyPagesReset: () => {
+        for (const h of this.localHarts) h.dropAllWriteMappings();
+      },
     });
     const blocks = this.harts[0]!.blockCache;
     if (blocks !== null && jitThreshold !== undefined) blocks.threshold = jitThreshold;
