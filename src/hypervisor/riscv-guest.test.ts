@@ -351,6 +351,16 @@ test("saveState with keepRunning: paused for the copy only, whilePaused runs pau
     } finally {
       await restored.close();
     }
+    // The suspend's state (written from the live RAM, not a copy) is the guest where it stopped.
+    const resumed = await createGuest(spec("restore", stopped));
+    try {
+      await resumed.start("restore");
+      assert.equal(instret(resumed), atStop);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.ok(instret(resumed) > atStop, "the resumed guest runs");
+    } finally {
+      await resumed.close();
+    }
   } finally {
     await guest.close();
   }

@@ -101,13 +101,15 @@ export class VmMoves {
         { name: vm.name, revision: await vm.revision(), from: transport.host, resume: wasRunning },
         { bytes: archive.bytes, stream: counted },
       );
+      // The guest runs on the target once it answered: letting go of the files here is not downtime.
+      const answered = Date.now();
       await vm.forget(target);
       const ended = Date.now();
       op.migration = {
         from: transport.host,
         to: target,
         totalMs: ended - started,
-        downtimeMs: downSince === undefined ? 0 : ended - downSince,
+        downtimeMs: downSince === undefined ? 0 : answered - downSince,
         rounds: 0,
         bytes: sent,
       };
@@ -115,8 +117,8 @@ export class VmMoves {
         `moved to host '${target}' in ${seconds(ended - started)}, ${sent} bytes sent` +
         (wasRunning
           ? answer.resumed
-            ? `, guest stopped for ${seconds(ended - downSince!)} (suspend ${seconds(suspendMs)}, ` +
-              `send and verify ${seconds(ended - downSince! - suspendMs - answer.resumeMs)}, resume ${seconds(answer.resumeMs)})`
+            ? `, guest stopped for ${seconds(answered - downSince!)} (suspend ${seconds(suspendMs)}, ` +
+              `send and verify ${seconds(answered - downSince! - suspendMs - answer.resumeMs)}, resume ${seconds(answer.resumeMs)})`
             : `; resuming it there failed (${answer.resumeError}): it is SUSPENDED on '${target}'`
           : "");
     } catch (e) {
