@@ -340,27 +340,23 @@ test("saveState with keepRunning: paused for the copy only, whilePaused runs pau
     await guest.resume();
     await runsOn(atStop);
 
+    /** Restores `stateDir` in a new guest: it has retired exactly `at` instructions, then runs on. */
+    const restoresAt = async (stateDir: string, at: number) => {
+      const restored = await createGuest(spec("restore", stateDir));
+      try {
+        await restored.start("restore");
+        assert.equal(instret(restored), at);
+        await new Promise((r) => setTimeout(r, 200));
+        assert.ok(instret(restored) > at, "the restored guest runs");
+      } finally {
+        await restored.close();
+      }
+    };
     // The keepRunning state is the guest at the copy, not later: restored, it has retired exactly as many
     // instructions as it had in whilePaused (checked before its first slice runs).
-    const restored = await createGuest(spec("restore", saved));
-    try {
-      await restored.start("restore");
-      assert.equal(instret(restored), duringPause);
-      await new Promise((r) => setTimeout(r, 200));
-      assert.ok(instret(restored) > duringPause, "the restored guest runs");
-    } finally {
-      await restored.close();
-    }
+    await restoresAt(saved, duringPause);
     // The suspend's state (written from the live RAM, not a copy) is the guest where it stopped.
-    const resumed = await createGuest(spec("restore", stopped));
-    try {
-      await resumed.start("restore");
-      assert.equal(instret(resumed), atStop);
-      await new Promise((r) => setTimeout(r, 200));
-      assert.ok(instret(resumed) > atStop, "the resumed guest runs");
-    } finally {
-      await resumed.close();
-    }
+    await restoresAt(stopped, atStop);
   } finally {
     await guest.close();
   }
