@@ -17,6 +17,7 @@ import { ImageCacheCatalog } from "./image-catalog.ts";
 import { hostCapacity } from "./resources.ts";
 import { VmStore } from "./store.ts";
 import { createGuest } from "./riscv-guest.ts";
+import { readSnapshot } from "./snapshot-file.ts";
 import { ProcessVmmLauncher } from "./vmm-process.ts";
 import { VMM_PROTOCOL_VERSION, type VmmSpec } from "./vmm-protocol.ts";
 
@@ -330,13 +331,26 @@ test("saveState with keepRunning: paused for the copy only, whilePaused runs pau
     );
     await runsOn(instret(guest));
 
-    // Without keepRunning (suspend) the guest stays paused until told.
+    // A suspend: RAM first in rounds while the guest runs (it keeps counting in RAM meanwhile), then without
+    // keepRunning the guest stays paused until told.
     const stopped = join(dir, "stopped");
     await mkdir(stopped);
+    const before = instret(guest);
+    const pre = await guest.prewriteRam!(join(dir, "ram.pre"));
+    assert.ok(pre && pre.rounds >= 2 && pre.bytes > 0, `rounds ${JSON.stringify(pre)}`);
+    assert.ok(instret(guest) > before, "the guest ran during the rounds");
     await guest.saveState(stopped);
+    assert.ok(!existsSync(join(dir, "ram.pre")), "the rounds' file became the state's RAM");
     const atStop = instret(guest);
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(instret(guest), atStop, "paused after a save without keepRunning");
+    // Its RAM is the paused guest's, byte for byte: the same as a state written whole now.
+    const whole = join(dir, "whole");
+    await mkdir(whole);
+    await guest.saveState(whole);
+    const ramOf = async (d: string) =>
+      ((await readSnapshot(d, { arch: "riscv64" })).data as { ram: Uint8Array }).ram;
+    assert.ok(Buffer.from(await ramOf(stopped)).equals(Buffer.from(await ramOf(whole))), "the same RAM");
     await guest.resume();
     await runsOn(atStop);
 

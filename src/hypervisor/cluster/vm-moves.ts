@@ -7,6 +7,7 @@
 import { HypervisorError } from "../hypervisor-error.ts";
 import type { VmStatus } from "../lifecycle.ts";
 import type { Operation } from "../operations.ts";
+import type { SuspendFigures } from "../vmm-protocol.ts";
 import type { MoveTransport } from "./move-transport.ts";
 
 /** What a move asks of the Hypervisor about the VM it moves (run on the VM's queue). */
@@ -15,8 +16,11 @@ export interface MovingVm {
   status(): VmStatus;
   /** The record's revision as this host last saw it. */
   revision(): Promise<number>;
-  /** RUNNING → SUSPENDED: CPU and memory into the saved state. */
-  suspend(): Promise<void>;
+  /**
+   * RUNNING → SUSPENDED: CPU and memory into the saved state (RAM first in rounds while the guest runs);
+   * the VMM's figures, when it gave them.
+   */
+  suspend(): Promise<SuspendFigures | undefined>;
   /** SUSPENDED → RUNNING again on this host, after a failed move of a RUNNING VM. */
   resumeHere(why: string): Promise<void>;
   /** The VM's export file (definition, disk, saved state, snapshots). */
@@ -80,10 +84,14 @@ export class VmMoves {
     const wasRunning = vm.status() === "RUNNING";
     let downSince: number | undefined;
     let suspendMs = 0;
+    let rounds = 0;
     if (wasRunning) {
-      downSince = Date.now();
-      await vm.suspend();
+      const asked = Date.now();
+      const figures = await vm.suspend();
+      // The guest ran on while its RAM was written in rounds: it stopped only after them.
+      downSince = asked + Math.min(figures?.runningMs ?? 0, Date.now() - asked);
       suspendMs = Date.now() - downSince;
+      rounds = figures?.rounds ?? 0;
     }
     op.progress = 20;
     const archive = await vm.archive();
@@ -110,7 +118,7 @@ export class VmMoves {
         to: target,
         totalMs: ended - started,
         downtimeMs: downSince === undefined ? 0 : answered - downSince,
-        rounds: 0,
+        rounds,
         bytes: sent,
       };
       op.statusMessage =
