@@ -261,6 +261,8 @@ function consoleDroppedBytes(): number {
 async function suspendGuest(g: VmmGuest): Promise<SuspendFigures> {
   const temp = join(spec.vmDir, `.tmp-state-${randomBytes(6).toString("hex")}`);
   const ramFile = join(spec.vmDir, `.tmp-ram-${randomBytes(6).toString("hex")}`);
+  // First, so that a daemon restarted meanwhile sees a state being written (awaitSuspendInFlight).
+  await mkdir(temp);
   let pre: PrewriteFigures | undefined;
   try {
     pre = await g.prewriteRam?.(ramFile);
@@ -268,7 +270,6 @@ async function suspendGuest(g: VmmGuest): Promise<SuspendFigures> {
     // Nothing lost: the state is then written the whole way, paused.
     log(`writing RAM while the guest runs failed (${(e as Error).message}); suspending without it`);
   }
-  await mkdir(temp);
   let pausedMs: number;
   try {
     crashPoint("vmm:before-state-write");
