@@ -1,8 +1,9 @@
 // The migration benchmark (`node --import ./node_modules/tsx/dist/loader.mjs bench/migration.ts`): an idle
 // Linux guest (the default image, 256 MiB unless --memory) moved between two hosts, tsvm beside QEMU, runs
 // alternating (tsvm, QEMU, tsvm, …) so that both see the same stretches of a shared host's speed.
-//   tsvm: two daemons in a cluster on one etcd (src/hypervisor/fixtures/test-cluster.ts), `tsvm move` of the
-//         RUNNING VM back and forth; the figures are the move operation's (totalMs, downtimeMs, bytes).
+//   tsvm: two daemons in a cluster on one etcd (src/hypervisor/fixtures/test-cluster.ts), each with its spare
+//         VMM as a daemon has by default, `tsvm move` of the RUNNING VM back and forth; the figures are the
+//         move operation's (totalMs, downtimeMs, bytes), and its statusMessage (where the downtime went).
 //   QEMU: qemu-system-riscv64 booted to its shell, then `migrate` over QMP to a second QEMU started with
 //         -incoming on 127.0.0.1, with block migration (blk: the disk is copied too, as tsvm copies it);
 //         the figures are query-migrate's (total-time, downtime, ram and disk transferred). Back and forth,
@@ -48,7 +49,13 @@ class TsvmPeer {
   private constructor(private readonly cluster: TestCluster) {}
 
   static async start(memoryMiB: number): Promise<TsvmPeer> {
-    const cluster = await TestCluster.start(["h1", "h2"], () => ({ stopTimeoutMs: 5000 }));
+    // Each daemon keeps a spare VMM ready, as daemons do by default (tests leave it out).
+    const cluster = await TestCluster.start(
+      ["h1", "h2"],
+      () => ({ stopTimeoutMs: 5000 }),
+      {},
+      { spareVmm: true },
+    );
     const peer = new TsvmPeer(cluster);
     const r = await cluster.on(
       "h1",
@@ -69,6 +76,7 @@ class TsvmPeer {
     const to = this.where === "h1" ? "h2" : "h1";
     const op = await this.cluster.json("h1", "move", "idle", "--host", to);
     this.where = to;
+    process.stderr.write(`tsvm: ${op.statusMessage}\n`);
     return { totalMs: op.migration.totalMs, downtimeMs: op.migration.downtimeMs, bytes: op.migration.bytes };
   }
 

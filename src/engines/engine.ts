@@ -59,11 +59,23 @@ export interface Engine {
   stop(): Promise<void>;
   /** Resets the machine as its reset button would: the guest boots again. Legal from "running" and "paused". */
   reset(): Promise<void>;
-  /** The VM's state, for suspend or migration. Legal from "paused", when capabilities.snapshot. */
-  saveState(): Promise<EngineSnapshot>;
+  /**
+   * The VM's state, for suspend or migration. Legal from "paused", when capabilities.snapshot. With
+   * `shareRam` the snapshot may hold the live RAM instead of a copy: true only until the VM runs again (a
+   * suspend writes it while the VM stays paused).
+   */
+  saveState(options?: { readonly shareRam?: boolean }): Promise<EngineSnapshot>;
   /** Replaces the VM's state with a saved one (same configuration). Legal from "created" and "paused". */
   restoreState(snapshot: EngineSnapshot): Promise<void>;
   stats(): EngineStats;
+  /**
+   * Starts dirty-page tracking of guest RAM (when capabilities.dirtyPageTracking), with no page dirty: from
+   * here on every write by a vCPU or a device marks its 4 KiB page.
+   */
+  startDirtyPageTracking?(): void;
+  /** The guest RAM pages (numbers of 4 KiB pages from RAM's start) written since tracking started or since the last call, sorted; clears them. */
+  takeDirtyPages?(): Uint32Array;
+  stopDirtyPageTracking?(): void;
 }
 
 /** A lifecycle call made in a state where it is not legal. */

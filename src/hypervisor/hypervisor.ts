@@ -75,6 +75,7 @@ import type {
   VmmSession,
   VmmSessionOptions,
 } from "./vmm.ts";
+import type { SuspendFigures } from "./vmm-protocol.ts";
 import { vmmRunningIn } from "./vmm-running-in.ts";
 
 /** Where a VM's root disk comes from: the images layer (findImage) in the daemon, files in tests. */
@@ -650,12 +651,17 @@ export class Hypervisor {
       "suspend",
       "suspend",
       () => {},
-      () => this.suspendSlot(slot),
+      async () => {
+        await this.suspendSlot(slot);
+      },
     );
   }
 
-  /** RUNNING → SUSPENDING → SUSPENDED: the VMM writes the state and exits (on the VM's queue). */
-  private async suspendSlot(slot: VmSlot): Promise<void> {
+  /**
+   * RUNNING → SUSPENDING → SUSPENDED: the VMM writes the state and exits (on the VM's queue). Resolves with
+   * the VMM's figures (vmm.ts).
+   */
+  private async suspendSlot(slot: VmSlot): Promise<SuspendFigures | undefined> {
     const name = slot.record.name;
     const vmm = slot.vmm;
     // RUNNING without a VMM: it exited just before, and the operation that handles its exit (repair,
@@ -669,8 +675,9 @@ export class Hypervisor {
       );
     await this.setStatus(slot, "SUSPENDING", "suspend requested");
     slot.expectingExit = true;
+    let figures: SuspendFigures | undefined;
     try {
-      await vmm.suspend();
+      figures = await vmm.suspend();
     } catch (e) {
       const message = `suspend failed: ${(e as Error).message}`;
       // A VMM that still answers kept its guest running; one that does not is gone or going.
@@ -701,6 +708,7 @@ export class Hypervisor {
       lastSuspendedTimestamp: at,
       statusMessage: "",
     });
+    return figures;
   }
 
   resume(name: string): OperationView {

@@ -17,6 +17,7 @@ import { ImageCacheCatalog } from "./image-catalog.ts";
 import { hostCapacity } from "./resources.ts";
 import { VmStore } from "./store.ts";
 import { createGuest } from "./riscv-guest.ts";
+import { readSnapshot } from "./snapshot-file.ts";
 import { ProcessVmmLauncher } from "./vmm-process.ts";
 import { VMM_PROTOCOL_VERSION, type VmmSpec } from "./vmm-protocol.ts";
 
@@ -330,27 +331,46 @@ test("saveState with keepRunning: paused for the copy only, whilePaused runs pau
     );
     await runsOn(instret(guest));
 
-    // Without keepRunning (suspend) the guest stays paused until told.
+    // A suspend: RAM first in rounds while the guest runs (it keeps counting in RAM meanwhile), then without
+    // keepRunning the guest stays paused until told.
     const stopped = join(dir, "stopped");
     await mkdir(stopped);
+    const before = instret(guest);
+    const pre = await guest.prewriteRam!(join(dir, "ram.pre"));
+    assert.ok(pre && pre.rounds >= 2 && pre.bytes > 0, `rounds ${JSON.stringify(pre)}`);
+    assert.ok(instret(guest) > before, "the guest ran during the rounds");
     await guest.saveState(stopped);
+    assert.ok(!existsSync(join(dir, "ram.pre")), "the rounds' file became the state's RAM");
     const atStop = instret(guest);
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(instret(guest), atStop, "paused after a save without keepRunning");
+    // Its RAM is the paused guest's, byte for byte: the same as a state written whole now.
+    const whole = join(dir, "whole");
+    await mkdir(whole);
+    await guest.saveState(whole);
+    const ramOf = async (d: string) =>
+      ((await readSnapshot(d, { arch: "riscv64" })).data as { ram: Uint8Array }).ram;
+    assert.ok(Buffer.from(await ramOf(stopped)).equals(Buffer.from(await ramOf(whole))), "the same RAM");
     await guest.resume();
     await runsOn(atStop);
 
+    /** Restores `stateDir` in a new guest: it has retired exactly `at` instructions, then runs on. */
+    const restoresAt = async (stateDir: string, at: number) => {
+      const restored = await createGuest(spec("restore", stateDir));
+      try {
+        await restored.start("restore");
+        assert.equal(instret(restored), at);
+        await new Promise((r) => setTimeout(r, 200));
+        assert.ok(instret(restored) > at, "the restored guest runs");
+      } finally {
+        await restored.close();
+      }
+    };
     // The keepRunning state is the guest at the copy, not later: restored, it has retired exactly as many
     // instructions as it had in whilePaused (checked before its first slice runs).
-    const restored = await createGuest(spec("restore", saved));
-    try {
-      await restored.start("restore");
-      assert.equal(instret(restored), duringPause);
-      await new Promise((r) => setTimeout(r, 200));
-      assert.ok(instret(restored) > duringPause, "the restored guest runs");
-    } finally {
-      await restored.close();
-    }
+    await restoresAt(saved, duringPause);
+    // The suspend's state (written from the live RAM, not a copy) is the guest where it stopped.
+    await restoresAt(stopped, atStop);
   } finally {
     await guest.close();
   }

@@ -17,7 +17,7 @@
 // VMM running on a mapping of one never sees it change (mapped-file.ts says why that matters).
 
 import { createHash } from "node:crypto";
-import { open, readFile, stat } from "node:fs/promises";
+import { open, readFile, rename, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { mapFilePrivate } from "../engines/backends/mapped-file.ts";
 import {
@@ -111,13 +111,73 @@ async function writeSparse(path: string, bytes: Buffer): Promise<void> {
 }
 
 /**
+ * Writes pages of `bytes` (live guest RAM; the guest may run meanwhile) into the file at `path` at their own
+ * offsets: with `pages` null every non-zero page into a new file of `bytes.length` (zero pages left as
+ * holes), else those pages, zero or not, into that file. Resolves with the bytes written. A suspend's rounds
+ * while its guest runs (riscv-guest.ts): what changes behind a round is in the next round's pages.
+ */
+export async function writeRamPages(path: string, bytes: Buffer, pages: Uint32Array | null): Promise<number> {
+  const fh = await open(path, pages === null ? "wx" : "r+", 0o600);
+  let written = 0;
+  try {
+    if (pages === null) await fh.truncate(bytes.length);
+    const write = async (from: number, to: number) => {
+      for (let at = from; at < to; ) {
+        const { bytesWritten } = await fh.write(bytes, at, to - at, at);
+        at += bytesWritten;
+      }
+      written += to - from;
+    };
+    if (pages === null) {
+      for (let off = 0; off < bytes.length; off += PAGE) {
+        if (bytes.subarray(off, off + PAGE).equals(ZERO_PAGE)) continue;
+        let end = off + PAGE;
+        while (
+          end < bytes.length &&
+          end - off < MAX_WRITE_BYTES &&
+          !bytes.subarray(end, end + PAGE).equals(ZERO_PAGE)
+        )
+          end += PAGE;
+        await write(off, end);
+        off = end - PAGE;
+      }
+    } else {
+      // Runs of consecutive pages in one write each (pages are sorted).
+      for (let i = 0; i < pages.length; ) {
+        let j = i + 1;
+        while (j < pages.length && pages[j] === pages[j - 1]! + 1 && (j - i) * PAGE < MAX_WRITE_BYTES) j++;
+        await write(pages[i]! * PAGE, pages[j - 1]! * PAGE + PAGE);
+        i = j;
+      }
+    }
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  return written;
+}
+
+/** A section already written by writeRamPages rounds, but for the pages written since the last one. */
+export interface PrewrittenSection {
+  /** The file writeRamPages wrote. */
+  readonly path: string;
+  /** The section's array (the live RAM) whose bytes the file holds. */
+  readonly array: ArrayBufferView;
+  /** The pages written since the last round: written now, then the file becomes the section's. */
+  readonly dirty: Uint32Array;
+}
+
+/**
  * Writes `snapshot` into `dir` (an existing, empty directory; the caller renames it into place). Throws
  * HypervisorError "bad-state" for a tree that cannot be stored (functions, non-finite numbers, cycles).
+ * With `prewritten` its section is finished from that file (only the pages dirty since its last round are
+ * written) and moved into `dir`, instead of written whole.
  */
 export async function writeSnapshot(
   dir: string,
   snapshot: SnapshotLike,
   meta: { readonly arch: string; readonly writer: string },
+  prewritten?: PrewrittenSection,
 ): Promise<void> {
   const encoded = inDir(dir, () => encodeStateTree(snapshot.data));
   const tree = Buffer.from(encoded.json);
@@ -130,7 +190,15 @@ export async function writeSnapshot(
     const { array, type } = sections[i]!;
     const bytes = Buffer.from(array.buffer, array.byteOffset, array.byteLength);
     const file = sectionFileName(i);
-    await writeSparse(join(dir, file), bytes);
+    const isPrewritten =
+      prewritten !== undefined &&
+      array.buffer === prewritten.array.buffer &&
+      array.byteOffset === prewritten.array.byteOffset &&
+      array.byteLength === prewritten.array.byteLength;
+    if (isPrewritten) {
+      await writeRamPages(prewritten.path, bytes, prewritten.dirty);
+      await rename(prewritten.path, join(dir, file));
+    } else await writeSparse(join(dir, file), bytes);
     entries.push({
       file,
       type,

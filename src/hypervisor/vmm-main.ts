@@ -40,6 +40,8 @@ import {
   MAX_EXEC_COMMAND_BYTES,
   MAX_EXEC_TIMEOUT_MS,
   VMM_PROTOCOL_VERSION,
+  type PrewriteFigures,
+  type SuspendFigures,
   type VmmExitRecord,
   type VmmGuest,
   type VmmRequest,
@@ -251,18 +253,37 @@ function consoleDroppedBytes(): number {
   return total;
 }
 
-/** Writes the guest's state to a fresh directory, then swaps it in place of the old state directory. */
-async function suspendGuest(g: VmmGuest): Promise<void> {
+/**
+ * Writes the guest's state to a fresh directory, then swaps it in place of the old state directory. Its RAM
+ * is written first in rounds while the guest runs on (when the engine can), so that the guest is paused
+ * only for the pages written after them, its devices and CPU. Resolves with what the suspend came to.
+ */
+async function suspendGuest(g: VmmGuest): Promise<SuspendFigures> {
   const temp = join(spec.vmDir, `.tmp-state-${randomBytes(6).toString("hex")}`);
+  const ramFile = join(spec.vmDir, `.tmp-ram-${randomBytes(6).toString("hex")}`);
+  // First, so that a daemon restarted meanwhile sees a state being written (awaitSuspendInFlight).
   await mkdir(temp);
+  let pre: PrewriteFigures | undefined;
+  try {
+    pre = await g.prewriteRam?.(ramFile);
+  } catch (e) {
+    // Nothing lost: the state is then written the whole way, paused.
+    log(`writing RAM while the guest runs failed (${(e as Error).message}); suspending without it`);
+  }
+  let pausedMs: number;
   try {
     crashPoint("vmm:before-state-write");
-    const { pausedMs } = await g.saveState(temp);
-    log(`state written to ${temp} (the guest paused ${pausedMs.toFixed(0)} ms)`);
+    ({ pausedMs } = await g.saveState(temp));
+    log(
+      `state written to ${temp} (the guest paused ${pausedMs.toFixed(0)} ms` +
+        (pre ? `, after ${pre.rounds} rounds of RAM, ${pre.bytes} bytes, written while it ran)` : ")"),
+    );
     crashPoint("vmm:after-state-write");
   } catch (e) {
     await rm(temp, { recursive: true, force: true });
     throw e;
+  } finally {
+    await rm(ramFile, { force: true });
   }
   // The state must never be newer than the disk it expects: the disk is durable before the state is in place.
   try {
@@ -278,6 +299,12 @@ async function suspendGuest(g: VmmGuest): Promise<void> {
   await rename(temp, spec.stateDir);
   crashPoint("vmm:after-state-swap");
   await rm(old, { recursive: true, force: true });
+  return {
+    pausedMs: Math.round(pausedMs),
+    rounds: pre?.rounds ?? 0,
+    bytes: pre?.bytes ?? 0,
+    runningMs: Math.round(pre?.runningMs ?? 0),
+  };
 }
 
 /**
@@ -428,21 +455,23 @@ async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<voi
         await g.reset();
         reply({ result: {} });
         return;
-      case "suspend":
+      case "suspend": {
         // The throttle must not resume a guest that is being saved.
         throttle?.stop();
         await g.resume();
+        let figures: SuspendFigures;
         try {
-          await suspendGuest(g);
+          figures = await suspendGuest(g);
         } catch (e) {
           // Nothing was committed: the guest runs on.
           await g.resume().catch(() => {});
           throttle?.start();
           throw e;
         }
-        reply({ result: {} });
+        reply({ result: figures });
         await exitVmm({ reason: "suspended", detail: `state written to ${spec.stateDir}` });
         return;
+      }
       case "snapshot": {
         const p = req.params;
         if (

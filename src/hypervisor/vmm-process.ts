@@ -39,6 +39,7 @@ import {
   parseExitRecord,
   parseRunRecord,
   VMM_PROTOCOL_VERSION,
+  type SuspendFigures,
   type VmmMethod,
   type VmmRequest,
   type VmmResponse,
@@ -560,14 +561,25 @@ class SocketVmmHandle implements VmmHandle {
     await this.request("reset", undefined, this.deadlines.controlMs);
   }
 
-  async suspend(): Promise<void> {
-    await this.request("suspend", undefined, this.deadlines.suspendMs);
+  async suspend(): Promise<SuspendFigures | undefined> {
+    const result = (await this.request("suspend", undefined, this.deadlines.suspendMs)) as Partial<
+      Record<keyof SuspendFigures, unknown>
+    > | null;
     const exit = await this.exited;
     if (exit.reason !== "suspended")
       throw new HypervisorError(
         "suspend-failed",
         `the VMM of '${this.vm.name}' ended while suspending: ${exit.detail}`,
       );
+    const n = (v: unknown) => (typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : undefined);
+    const pausedMs = n(result?.pausedMs);
+    if (pausedMs === undefined) return undefined;
+    return {
+      pausedMs,
+      rounds: n(result?.rounds) ?? 0,
+      bytes: n(result?.bytes) ?? 0,
+      runningMs: n(result?.runningMs) ?? 0,
+    };
   }
 
   async snapshot(params: VmmSnapshotParams): Promise<{ pausedMs: number }> {

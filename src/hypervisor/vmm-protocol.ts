@@ -246,6 +246,13 @@ export interface VmmGuest {
    */
   saveState(dir: string, options?: SaveStateOptions): Promise<{ pausedMs: number }>;
   /**
+   * A suspend's first part, while the guest runs: writes its RAM to `path` (a new file) in rounds — all of
+   * it, then the pages written meanwhile, until they are few — with dirty-page tracking on, so that the
+   * next saveState without keepRunning writes only the pages dirtied since and takes the file over.
+   * Resolves undefined when this engine cannot (no dirty-page tracking, or the guest is not running).
+   */
+  prewriteRam?(path: string): Promise<PrewriteFigures | undefined>;
+  /**
    * Closes the guest's disk (its writes flushed), runs `between` (which may move the file: a snapshot's
    * freeze), then opens `path` (with its chain) in its place; the guest, paused, sees nothing. When
    * `between` fails the disk is opened again where it was.
@@ -278,6 +285,26 @@ export interface VmmGuest {
    * agent. Rejects with an error whose `code` says why (AGENT_NOT_CONNECTED, AGENT_UNSUPPORTED, …).
    */
   openSession?(command: string | null, options: GuestSessionOptions): Promise<VmmSession>;
+}
+
+/**
+ * The answer to "suspend": how long the guest was paused (until its state was written), and the rounds of
+ * RAM written before that while it ran (0 when the engine cannot).
+ */
+export interface SuspendFigures {
+  readonly pausedMs: number;
+  readonly rounds: number;
+  readonly bytes: number;
+  /** How long the guest ran on, during the rounds, after the suspend was asked for. */
+  readonly runningMs: number;
+}
+
+/** What a suspend's rounds while the guest ran came to. */
+export interface PrewriteFigures {
+  readonly rounds: number;
+  readonly bytes: number;
+  /** How long the guest ran on while they were written. */
+  readonly runningMs: number;
 }
 
 export interface GuestSessionOptions {

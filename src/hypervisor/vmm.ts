@@ -4,7 +4,7 @@
 import type { Duplex } from "node:stream";
 import type { VmPaths } from "./store.ts";
 import type { VmRecord } from "./vm-record.ts";
-import type { TerminalSize, VmmSnapshotParams } from "./vmm-protocol.ts";
+import type { SuspendFigures, TerminalSize, VmmSnapshotParams } from "./vmm-protocol.ts";
 
 /** Why a VMM is gone. */
 export type VmmExit =
@@ -73,9 +73,11 @@ export interface VmmHandle {
   reset(): Promise<void>;
   /**
    * Pauses the guest and writes its whole state (memory, CPUs, devices) to the state directory, then the
-   * VMM exits. Rejects, with the guest still running, when the state could not be written.
+   * VMM exits. Rejects, with the guest still running, when the state could not be written. Resolves with
+   * the VMM's figures (how long the guest was paused; its RAM rounds written while it ran), or undefined
+   * from a VMM that gave none.
    */
-  suspend(): Promise<void>;
+  suspend(): Promise<SuspendFigures | undefined>;
   /**
    * Saves the guest's memory into `stateDir` and freezes its disk into node `nodeId` of `disksDir` while
    * it is briefly paused; the guest runs on. Rejects, with nothing committed, when that failed.

@@ -44,7 +44,8 @@ export const MigrationReport = Type.Object(
     }),
     rounds: Type.Integer({
       minimum: 0,
-      description: "Pre-copy rounds of memory sent while the guest ran (0: stop-and-copy).",
+      description:
+        "Rounds of the guest's memory written while it ran on, before it stopped: into its saved state on the old host, sent after the stop (0: all of it written while stopped).",
     }),
     bytes: Type.Integer({
       minimum: 0,

@@ -167,11 +167,8 @@ class WakingBlockBackend implements BlockBackend {
 }
 
 export class RiscvEngine implements Engine {
-  readonly capabilities: EngineCapabilities = {
-    snapshot: true,
-    dirtyPageTracking: false,
-    liveMigration: false,
-  };
+  /** Dirty-page tracking only with every hart on this thread: harts on worker threads do not mark pages. */
+  readonly capabilities: EngineCapabilities;
   readonly board: RiscvVirtBoard;
   readonly exited: Promise<ExitReason>;
   private resolveExit!: (reason: ExitReason) => void;
@@ -210,6 +207,7 @@ export class RiscvEngine implements Engine {
     });
     const wake = (): void => this.wake();
     const threaded = options.hartThreads === true && options.config.harts > 1;
+    this.capabilities = { snapshot: true, dirtyPageTracking: !threaded, liveMigration: false };
     this.clock = threaded ? sharedMonotonicClock() : performanceClock;
     let ram: ArrayBuffer | SharedArrayBuffer | undefined = options.ram;
     if (threaded) {
@@ -301,9 +299,23 @@ export class RiscvEngine implements Engine {
     this.wake();
   }
 
-  async saveState(): Promise<EngineSnapshot> {
+  async saveState(options: { readonly shareRam?: boolean } = {}): Promise<EngineSnapshot> {
     if (this.current !== "paused") throw new EngineStateError("save the state of", this.current);
-    return { engine: SNAPSHOT_ENGINE, version: SNAPSHOT_VERSION, data: this.board.saveState() };
+    return { engine: SNAPSHOT_ENGINE, version: SNAPSHOT_VERSION, data: this.board.saveState(options) };
+  }
+
+  startDirtyPageTracking(): void {
+    if (!this.capabilities.dirtyPageTracking)
+      throw new MachineError("unsupported", "dirty-page tracking needs every hart on one thread");
+    this.board.ram.startDirtyTracking();
+  }
+
+  takeDirtyPages(): Uint32Array {
+    return this.board.ram.takeDirtyPages();
+  }
+
+  stopDirtyPageTracking(): void {
+    this.board.ram.stopDirtyTracking();
   }
 
   async restoreState(snapshot: EngineSnapshot): Promise<void> {

@@ -7,6 +7,7 @@
 import { HypervisorError } from "../hypervisor-error.ts";
 import type { VmStatus } from "../lifecycle.ts";
 import type { Operation } from "../operations.ts";
+import type { SuspendFigures } from "../vmm-protocol.ts";
 import type { MoveTransport } from "./move-transport.ts";
 
 /** What a move asks of the Hypervisor about the VM it moves (run on the VM's queue). */
@@ -15,8 +16,11 @@ export interface MovingVm {
   status(): VmStatus;
   /** The record's revision as this host last saw it. */
   revision(): Promise<number>;
-  /** RUNNING → SUSPENDED: CPU and memory into the saved state. */
-  suspend(): Promise<void>;
+  /**
+   * RUNNING → SUSPENDED: CPU and memory into the saved state (RAM first in rounds while the guest runs);
+   * the VMM's figures, when it gave them.
+   */
+  suspend(): Promise<SuspendFigures | undefined>;
   /** SUSPENDED → RUNNING again on this host, after a failed move of a RUNNING VM. */
   resumeHere(why: string): Promise<void>;
   /** The VM's export file (definition, disk, saved state, snapshots). */
@@ -80,10 +84,14 @@ export class VmMoves {
     const wasRunning = vm.status() === "RUNNING";
     let downSince: number | undefined;
     let suspendMs = 0;
+    let rounds = 0;
     if (wasRunning) {
-      downSince = Date.now();
-      await vm.suspend();
+      const asked = Date.now();
+      const figures = await vm.suspend();
+      // The guest ran on while its RAM was written in rounds: it stopped only after them.
+      downSince = asked + Math.min(figures?.runningMs ?? 0, Date.now() - asked);
       suspendMs = Date.now() - downSince;
+      rounds = figures?.rounds ?? 0;
     }
     op.progress = 20;
     const archive = await vm.archive();
@@ -101,22 +109,24 @@ export class VmMoves {
         { name: vm.name, revision: await vm.revision(), from: transport.host, resume: wasRunning },
         { bytes: archive.bytes, stream: counted },
       );
+      // The guest runs on the target once it answered: letting go of the files here is not downtime.
+      const answered = Date.now();
       await vm.forget(target);
       const ended = Date.now();
       op.migration = {
         from: transport.host,
         to: target,
         totalMs: ended - started,
-        downtimeMs: downSince === undefined ? 0 : ended - downSince,
-        rounds: 0,
+        downtimeMs: downSince === undefined ? 0 : answered - downSince,
+        rounds,
         bytes: sent,
       };
       op.statusMessage =
         `moved to host '${target}' in ${seconds(ended - started)}, ${sent} bytes sent` +
         (wasRunning
           ? answer.resumed
-            ? `, guest stopped for ${seconds(ended - downSince!)} (suspend ${seconds(suspendMs)}, ` +
-              `send and verify ${seconds(ended - downSince! - suspendMs - answer.resumeMs)}, resume ${seconds(answer.resumeMs)})`
+            ? `, guest stopped for ${seconds(answered - downSince!)} (suspend ${seconds(suspendMs)}, ` +
+              `send and verify ${seconds(answered - downSince! - suspendMs - answer.resumeMs)}, resume ${seconds(answer.resumeMs)})`
             : `; resuming it there failed (${answer.resumeError}): it is SUSPENDED on '${target}'`
           : "");
     } catch (e) {

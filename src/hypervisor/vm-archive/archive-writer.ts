@@ -5,6 +5,7 @@
 
 import { createHash, type Hash } from "node:crypto";
 import { type FileHandle, open } from "node:fs/promises";
+import { dataExtents } from "../../engines/backends/file-extents.ts";
 import {
   ARCHIVE_FORMAT,
   ARCHIVE_MAGIC,
@@ -57,12 +58,21 @@ export async function scanRuns(source: string | Buffer, size: number): Promise<A
   }
   const fh = await open(source, "r");
   try {
+    if ((await fh.stat()).size < size) throw new Error(`${source} is shorter than ${size} bytes`);
     const buffer = Buffer.alloc(SCAN_CHUNK);
-    for (let at = 0; at < size; at += SCAN_CHUNK) {
-      const want = Math.min(SCAN_CHUNK, size - at);
-      const { bytesRead } = await fh.read(buffer, 0, want, at);
-      if (bytesRead !== want) throw new Error(`${source} is shorter than ${size} bytes`);
-      addRuns(runs, buffer.subarray(0, want), at);
+    // Only where the file has data: its holes read as zeros. Reads stay page-aligned so that addRuns' pages
+    // are the file's, and never go over a page twice (blocks smaller than a page).
+    let scanned = 0;
+    for (const [from, to] of dataExtents(fh.fd, size) ?? [[0, size]]) {
+      const start = Math.max(scanned, from - (from % ARCHIVE_PAGE));
+      const end = Math.min(size, to + ((ARCHIVE_PAGE - (to % ARCHIVE_PAGE)) % ARCHIVE_PAGE));
+      for (let at = start; at < end; at += SCAN_CHUNK) {
+        const want = Math.min(SCAN_CHUNK, end - at);
+        const { bytesRead } = await fh.read(buffer, 0, want, at);
+        if (bytesRead !== want) throw new Error(`${source} is shorter than ${size} bytes`);
+        addRuns(runs, buffer.subarray(0, want), at);
+      }
+      scanned = Math.max(scanned, end);
     }
   } finally {
     await fh.close();

@@ -2,7 +2,7 @@
 // every kind of bad input — truncated anywhere, any region's byte changed, a future version, not an export,
 // bytes after the end — is refused with one line naming the problem, before the sink sees a wrong byte.
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, open, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -10,7 +10,7 @@ import { VM_RECORD_FORMAT_VERSION, type VmRecord } from "../vm-record.ts";
 import { ARCHIVE_PAGE, ArchiveError, FILE_HEADER_BYTES, RECORD_HEADER_BYTES } from "./archive-format.ts";
 import type { ArchiveManifest } from "./archive-manifest.ts";
 import { type ArchiveSink, readArchive } from "./archive-reader.ts";
-import { planArchive, writeArchive } from "./archive-writer.ts";
+import { planArchive, scanRuns, writeArchive } from "./archive-writer.ts";
 
 const root = await mkdtemp(join(tmpdir(), "tsvm-archive-"));
 after(() => rm(root, { recursive: true, force: true }));
@@ -196,4 +196,28 @@ test("the messages name the problem: not an export, a future version, unknown fl
   const body = Buffer.from(bytes);
   body[FILE_HEADER_BYTES + RECORD_HEADER_BYTES + 5]! ^= 1;
   assert.match(await refusal(body), /the META record at byte 16 does not match its checksum/);
+});
+
+test("a sparse file's holes are skipped and its non-zero pages found, also zero pages written as data", async () => {
+  const path = join(root, "sparse.bin");
+  const size = 64 * ARCHIVE_PAGE + 100;
+  const fh = await open(path, "w");
+  try {
+    await fh.truncate(size);
+    const page = (fill: number) => Buffer.alloc(ARCHIVE_PAGE, fill);
+    await fh.write(page(1), 0, ARCHIVE_PAGE, 0);
+    await fh.write(page(0), 0, ARCHIVE_PAGE, ARCHIVE_PAGE); // data on disk, but zeros
+    await fh.write(page(2), 0, ARCHIVE_PAGE, 2 * ARCHIVE_PAGE);
+    await fh.write(page(3), 0, ARCHIVE_PAGE, 40 * ARCHIVE_PAGE);
+    await fh.write(Buffer.from([9]), 0, 1, size - 1); // the short last page
+  } finally {
+    await fh.close();
+  }
+  assert.deepEqual(await scanRuns(path, size), [
+    [0, ARCHIVE_PAGE],
+    [2 * ARCHIVE_PAGE, 3 * ARCHIVE_PAGE],
+    [40 * ARCHIVE_PAGE, 41 * ARCHIVE_PAGE],
+    [64 * ARCHIVE_PAGE, size],
+  ]);
+  await assert.rejects(scanRuns(path, size + 1), /shorter than/);
 });

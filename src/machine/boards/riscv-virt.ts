@@ -217,6 +217,9 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       ramWritten: () => {
         for (const h of this.harts) h.clearReservation();
       },
+      dirtyPagesReset: () => {
+        for (const h of this.localHarts) h.dropAllWriteMappings();
+      },
     });
     const blocks = this.harts[0]!.blockCache;
     if (blocks !== null && jitThreshold !== undefined) blocks.threshold = jitThreshold;
@@ -469,8 +472,12 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
     return list;
   }
 
-  /** The machine's state, between slices (the host calls it while paused). RAM is copied. */
-  saveState(): RiscvVirtBoardState {
+  /**
+   * The machine's state, between slices (the host calls it while paused). RAM is copied, unless `shareRam`:
+   * then the state holds the live RAM, which stays true only while the machine stays paused (a suspend
+   * writes it out before anything runs again, and spares the copy of all of RAM).
+   */
+  saveState(options: { readonly shareRam?: boolean } = {}): RiscvVirtBoardState {
     if (this.bootPending) this.boot();
     this.uart.flush();
     const components: Record<string, ComponentState> = {};
@@ -481,7 +488,7 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       memoryBytes: this.ram.size,
       instretBase: this.instretBase.slice(),
       components,
-      ram: this.ram.copy(),
+      ram: options.shareRam === true ? this.ram.u8 : this.ram.copy(),
     };
   }
 

@@ -5,6 +5,11 @@ import { MachineError } from "../base/machine-error.ts";
 /** Told when a device (not a hart's store) wrote guest RAM, e.g. so a hart drops code compiled from it. */
 export interface RamWriteListener {
   ramWritten(off: number, len: number): void;
+  /**
+   * Dirty-page tracking started or the dirty pages were taken: every hart must drop its write-TLB entries,
+   * since a store through one is not seen (a page gets its entry again once marked dirty).
+   */
+  dirtyPagesReset?(): void;
 }
 
 /** 32-bit words in a 4 KiB page. */
@@ -18,6 +23,13 @@ export class GuestRam {
   readonly i32: Int32Array;
   readonly view: DataView;
   private readonly listeners: RamWriteListener[] = [];
+  /**
+   * Dirty-page tracking (live migration's pre-copy): one byte per 4 KiB page, non-zero when the page was
+   * written since the map was last taken; null when not tracking. Harts mark a page when they map it for
+   * writing (a write-TLB fill, so a store through the TLB costs nothing more) and on every store outside the
+   * TLB; device writes are marked by `noteWrite`.
+   */
+  dirtyPages: Uint8Array | null = null;
 
   /** @param base guest-physical address of byte 0 (0x8000_0000 on the virt board)
    *  @param size bytes; a multiple of 4 KiB
@@ -76,6 +88,47 @@ export class GuestRam {
     return new Uint8Array(out.buffer);
   }
 
+  /** Starts dirty-page tracking with no page dirty (from here on every write is seen). */
+  startDirtyTracking(): void {
+    this.dirtyPages = new Uint8Array(this.size >>> 12);
+    this.dirtyPagesReset();
+  }
+
+  /** Stops dirty-page tracking (harts keep the write mappings they have). */
+  stopDirtyTracking(): void {
+    this.dirtyPages = null;
+  }
+
+  /**
+   * The pages written since tracking started or since the last call, as sorted page numbers, and clears the
+   * map: a write after this call is in the next one's answer. Throws when not tracking.
+   */
+  takeDirtyPages(): Uint32Array {
+    const map = this.dirtyPages;
+    if (map === null) throw new MachineError("not-tracking", "dirty-page tracking is not on");
+    let n = 0;
+    for (let p = 0; p < map.length; p++) if (map[p] !== 0) n++;
+    const pages = new Uint32Array(n);
+    n = 0;
+    for (let p = 0; p < map.length; p++) if (map[p] !== 0) pages[n++] = p;
+    map.fill(0);
+    this.dirtyPagesReset();
+    return pages;
+  }
+
+  /** Marks the pages of [off, off + len) dirty when tracking (a hart's store outside its write TLB). */
+  markDirty(off: number, len: number): void {
+    const map = this.dirtyPages;
+    if (map === null || len <= 0) return;
+    const last = (off + len - 1) >>> 12;
+    for (let p = off >>> 12; p <= last; p++) map[p] = 1;
+  }
+
+  private dirtyPagesReset(): void {
+    const ls = this.listeners;
+    for (let i = 0; i < ls.length; i++) ls[i]!.dirtyPagesReset?.();
+  }
+
   addWriteListener(l: RamWriteListener): void {
     this.listeners.push(l);
   }
@@ -86,6 +139,7 @@ export class GuestRam {
    * when nothing listens.
    */
   noteWrite(off: number, len: number): void {
+    if (this.dirtyPages !== null) this.markDirty(off, len);
     const ls = this.listeners;
     for (let i = 0; i < ls.length; i++) ls[i]!.ramWritten(off, len);
   }

@@ -411,6 +411,11 @@ export class Rv64Hart implements BlockCacheClient {
     }
   }
 
+  /** Empties the write TLBs (dirty-page tracking: the next store to each page is seen). */
+  dropAllWriteMappings(): void {
+    for (const t of [this.bareTlb, this.supervisorTlb, this.userTlb]) t.wTagLo.fill(TLB_EMPTY);
+  }
+
   /** BlockCacheClient: compiled code was dropped; a running block leaves at its next check. */
   codeChanged(): void {
     this.breakOut = true;
@@ -1632,6 +1637,10 @@ export class Rv64Hart implements BlockCacheClient {
         this.rTagHi[i] = hi;
         this.rOff[i] = pageOff;
       } else if (access === ACCESS_STORE) {
+        // Dirty-page tracking: a page is marked when mapped for writing (the store TLB is emptied whenever
+        // the map is taken), so stores through the TLB, here and in compiled blocks, cost nothing more.
+        const dirty = this.bus.ram.dirtyPages;
+        if (dirty !== null) dirty[pageOff >>> 12] = 1;
         // A page holding compiled code never gets a write-TLB entry: its stores take storeSlow, which drops
         // the page's blocks.
         if (this.jit !== null && this.jit.codePage[pageOff >>> 12] !== 0) return pa;
@@ -1708,6 +1717,7 @@ export class Rv64Hart implements BlockCacheClient {
     const want = access === ACCESS_STORE ? PTE_A | PTE_D : PTE_A;
     if ((pteLo & want) !== want) {
       i32[pteOff >> 2] = pteLo | want;
+      this.bus.ram.markDirty(pteOff, 8);
       this.noteCodeWrite(pteOff);
     }
     const pageNumber = ppn + (vpnAll % span);
