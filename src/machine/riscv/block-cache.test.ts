@@ -519,6 +519,45 @@ data: .zero 64
   assert.ok(vm.hart.blockCache!.compiled >= 1);
 });
 
+test("blocks chain to the next through their links (branch, jump, fall-through) and stay exact", {
+  skip,
+}, () => {
+  // Three regions in one page: the CSR reads end A and B (the compiler leaves them to the interpreter), so
+  // A's jump, B's branch back and the fall-through from C are exits to other blocks of the page.
+  const loop = `
+  li a0, 0
+  li a1, 3000
+  j a
+  csrr t0, mscratch
+c:
+  addi a2, a2, 3
+  xori a2, a2, 5
+  j b
+  csrr t0, mscratch
+a:
+  addi a0, a0, 1
+  andi t1, a0, 3
+  beqz t1, c
+  j b
+  csrr t0, mscratch
+b:
+  addi a1, a1, -1
+  bnez a1, a
+  andi a0, a0, 0
+  ${EXIT}`;
+  const vm = lockstep(assemble(loop));
+  assert.equal(vm.exit.code, 0);
+  // Budgets of 1–700 in lockstep: most block entries still come through a link.
+  assert.ok(vm.hart.chainedRuns > 3000, `chained ${vm.hart.chainedRuns} times`);
+  const once = machine(assemble(loop), true);
+  while (once.exit.code === null) once.hart.run(100_000);
+  assert.ok(once.hart.chainedRuns > 2 * 3000 - 100, `chained ${once.hart.chainedRuns} times`);
+  const off = machine(assemble(loop), false);
+  while (off.exit.code === null) off.hart.run(100_000);
+  assert.equal(off.hart.chainedRuns, 0);
+  assert.deepEqual(once.hart.saveState(), off.hart.saveState());
+});
+
 test("run(budget) never retires more than the budget, even when a compiled loop could run on", {
   skip,
 }, () => {

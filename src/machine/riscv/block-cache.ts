@@ -31,13 +31,21 @@ const NEVER = 0x40000000;
 
 /** One compiled block: valid while `gen` equals its page's generation. */
 export class CompiledBlock {
+  /** Per link slot of `run` (CompiledCode.exits): the block last found at that exit's pc, which is in this
+   * block's page, so a hart goes on there without looking it up (it checks the generation, as for any block).
+   * Links hold only blocks made since the last flush, so they keep no more alive than MAX_BLOCKS. */
+  readonly links: Array<CompiledBlock | null>;
+
   constructor(
     readonly off: number,
     readonly gen: number,
     /** Most instructions one call retires before it returns or loops. */
     readonly len: number,
     readonly run: BlockFn,
-  ) {}
+    exits = 0,
+  ) {
+    this.links = new Array<CompiledBlock | null>(exits).fill(null);
+  }
 }
 
 /** What the cache asks of each hart that runs its blocks. */
@@ -48,7 +56,9 @@ export interface BlockCacheClient {
   codeChanged(): void;
 }
 
-function neverRuns(): void {}
+function neverRuns(): number {
+  return -1;
+}
 
 export class BlockCache {
   /** Per RAM page: bumped when the page's blocks are dropped. */
@@ -115,7 +125,7 @@ export class BlockCache {
     const b =
       code === null
         ? new CompiledBlock(off, gen, NEVER, neverRuns)
-        : new CompiledBlock(off, gen, code.len, code.fn);
+        : new CompiledBlock(off, gen, code.len, code.fn, code.exits);
     if (code !== null) this.compiled++;
     this.made++;
     this.dm[this.slotFor(off)] = b;

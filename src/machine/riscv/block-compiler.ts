@@ -37,7 +37,9 @@ export const TLB_MASK = 511;
 /**
  * The compiled form of a block. Arguments: the hart (its TLB arrays and pc/count fields), the
  * register file, RAM views, pc of the first instruction as halves, the retired count at entry and the count
- * the block must not pass. On return the hart's pcLo/pcHi/count say where execution continues.
+ * the block must not pass. On return the hart's pcLo/pcHi/count say where execution continues, and the result
+ * is the block's link slot for that exit (a branch or direct jump to a constant pc in the block's own page,
+ * so the next block is known without looking it up: see `CompiledCode.exits`), or -1 for any other exit.
  */
 export type BlockFn = (
   h: unknown,
@@ -49,7 +51,7 @@ export type BlockFn = (
   ph: number,
   n: number,
   end: number,
-) => void;
+) => number;
 
 /** The helpers generated code calls (64-bit multiply/divide and variable shifts through `wide`). */
 const RUNTIME = {
@@ -89,6 +91,10 @@ interface Insn {
 export interface CompiledCode {
   readonly fn: BlockFn;
   readonly len: number;
+  /** Link slots: exits to distinct constant pcs in the block's page, numbered 0.. as `fn` returns them. Only
+   * exits after a branch, a jump or the last instruction get one; an exit before an instruction the block
+   * could not run (a TLB miss, FP the hart must run) returns -1, as the interpreter must run it. */
+  readonly exits: number;
 }
 
 /**
@@ -98,15 +104,15 @@ export interface CompiledCode {
 export function compileBlock(u16: Uint16Array, off: number): CompiledCode | null {
   const insns = decodeBlock(u16, off);
   if (insns.length === 0) return null;
-  const src = generate(insns, off);
-  const factory = new Function("rt", src) as (rt: typeof RUNTIME) => BlockFn;
-  return { fn: factory(RUNTIME), len: insns.length };
+  const gen = generate(insns, off);
+  const factory = new Function("rt", gen.src) as (rt: typeof RUNTIME) => BlockFn;
+  return { fn: factory(RUNTIME), len: insns.length, exits: gen.exits };
 }
 
 /** The source compileBlock would compile (for tests and debugging). */
 export function blockSource(u16: Uint16Array, off: number): string | null {
   const insns = decodeBlock(u16, off);
-  return insns.length === 0 ? null : generate(insns, off);
+  return insns.length === 0 ? null : generate(insns, off).src;
 }
 
 function decodeBlock(u16: Uint16Array, off: number): Insn[] {
@@ -262,7 +268,7 @@ function isFp(insn: number): boolean {
 const L = (r: number): string => (r === 0 ? "0" : `r${r}l`);
 const H = (r: number): string => (r === 0 ? "0" : `r${r}h`);
 
-function generate(insns: Insn[], off: number): string {
+function generate(insns: Insn[], off: number): { src: string; exits: number } {
   const count = insns.length;
   const touched = new Set<number>();
   const written = new Set<number>();
@@ -319,14 +325,29 @@ function generate(insns: Insn[], off: number): string {
   // unwritten one is harmless.
   let wb = "";
   for (const r of written) wb += `x[${2 * r}]=${L(r)};x[${2 * r + 1}]=${H(r)};`;
-  /** Leave to pc = first pc + c with `retired` instructions of this segment retired. */
-  const leave = (c: number, retired: number): string => `{eC=${c};eR=${retired};break X;}`;
+  /** Link slot of each constant exit offset inside the block's page (CompiledCode.exits). */
+  const slots = new Map<number, number>();
+  const slotOf = (c: number): number => {
+    const at = (off & 4095) + c;
+    if (at < 0 || at >= 4096) return -1;
+    let k = slots.get(c);
+    if (k === undefined) {
+      k = slots.size;
+      slots.set(c, k);
+    }
+    return k;
+  };
+  /** Leave to pc = first pc + c with `retired` instructions of this segment retired; `linked` for an exit
+   * after the instruction before it completed (a taken branch or jump, the end), which may go straight to
+   * the block at c. */
+  const leave = (c: number, retired: number, linked = false): string =>
+    `{eC=${c};eR=${retired};${linked ? `eL=${slotOf(c)};` : ""}break X;}`;
   /** Go on at instruction `t` of the region after `retired` of this segment, or leave there when a backward
    * jump finds the budget too small for another pass. */
   const goTo = (t: number, i: number, retired: number): string => {
     const go = `n+=${retired};p=${label.get(t)};`;
     if (t > i) return `{${go}continue;}`;
-    return `{${go}if(n+${count}<=end)continue;${leave(insns[t]!.delta, 0)}}`;
+    return `{${go}if(n+${count}<=end)continue;${leave(insns[t]!.delta, 0, true)}}`;
   };
 
   let s = '"use strict";\n';
@@ -341,7 +362,7 @@ function generate(insns: Insn[], off: number): string {
   // frm does not change either: whether DYN rounds to nearest-even is known at entry.
   if (fp) s += `const fr=h.fr,fd=h.fd,fsOn=(h.mstatus&${MSTATUS_FS})!==0,rne=h.frm===0;\n`;
   for (const r of touched) s += `let ${L(r)}=x[${2 * r}],${H(r)}=x[${2 * r + 1}];\n`;
-  s += "let eC=0,eR=0;\nX:{\n";
+  s += "let eC=0,eR=0,eL=-1;\nX:{\n";
   if (jumps) s += "let p=0;\nfor(;;){switch(p){\ncase 0:\n";
 
   /** First instruction of the current segment. */
@@ -482,14 +503,14 @@ function generate(insns: Insn[], off: number): string {
         const target = delta + branchOffset(insn);
         const cond = branchCond(f3, al, ah, bl, bh);
         const t = inside(target);
-        s += `if(${cond})${t === undefined ? leave(target, j + 1) : goTo(t, i, j + 1)}\n`;
+        s += `if(${cond})${t === undefined ? leave(target, j + 1, true) : goTo(t, i, j + 1)}\n`;
         break;
       }
       case 0x6f: {
         const target = delta + jalOffset(insn);
         if (d !== 0) s += `{const t=(pl+${delta + len})|0;${H(d)}=t>>>0<pl>>>0?(ph+1)|0:ph;${L(d)}=t;}`;
         const t = inside(target);
-        s += `${t === undefined ? leave(target, j + 1) : goTo(t, i, j + 1)}\n`;
+        s += `${t === undefined ? leave(target, j + 1, true) : goTo(t, i, j + 1)}\n`;
         break;
       }
       case 0x67: {
@@ -503,7 +524,7 @@ function generate(insns: Insn[], off: number): string {
           for (const r of returnPoints) pick = `o===${insns[r]!.delta}?${label.get(r)}:${pick}`;
           s += `if(th===ph){const o=((t&-2)-pl)|0,g=${pick};if(g>=0&&n+${j + 1 + count}<=end){n+=${j + 1};p=g;continue;}}`;
         }
-        s += `${wb}h.pcLo=t&-2;h.pcHi=th;h.count=n+${j + 1};return;}\n`;
+        s += `${wb}h.pcLo=t&-2;h.pcHi=th;h.count=n+${j + 1};return -1;}\n`;
         break;
       }
       case 0x07: {
@@ -553,11 +574,11 @@ function generate(insns: Insn[], off: number): string {
   }
   const last = insns[count - 1]!;
   const op = last.insn & 0x7f;
-  if (op !== 0x6f && op !== 0x67) s += `${leave(last.delta + last.len, count - seg)}\n`;
+  if (op !== 0x6f && op !== 0x67) s += `${leave(last.delta + last.len, count - seg, true)}\n`;
   if (jumps) s += "}}\n";
   s += `}\n${wb}\nconst t=(pl+eC)|0;h.pcLo=t;h.pcHi=(ph+(eC>>31)+(t>>>0<pl>>>0?1:0))|0;h.count=n+eR;\n`;
-  s += "};\n";
-  return s;
+  s += "return eL;\n};\n";
+  return { src: s, exits: slots.size };
 }
 
 /**
