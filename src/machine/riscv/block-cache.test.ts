@@ -558,6 +558,47 @@ b:
   assert.deepEqual(once.hart.saveState(), off.hart.saveState());
 });
 
+test("two starts that run by turns in a set whose other slot counted a third still get compiled", {
+  skip,
+}, () => {
+  // fb, fa and fc share a set (RAM offsets 16 KiB apart). fb runs 40 times first; then fa and fc by turns.
+  const image = assemble(`
+  li s0, 40
+1: call fb
+  addi s0, s0, -1
+  bnez s0, 1b
+  li s0, 400
+2: call fa
+  call fc
+  addi s0, s0, -1
+  bnez s0, 2b
+  li a0, 0
+  ${EXIT}
+  .org 0x4100
+fb: ret
+  .org 0x8100
+fa: ret
+  .org 0xc100
+fc: ret
+`);
+  // The three functions' RAM offsets: the c.ret (0x8082) halfwords from 16 KiB on, in order.
+  const rets: number[] = [];
+  for (let o = 0x4000; o + 1 < image.length; o += 2)
+    if (image[o] === 0x82 && image[o + 1] === 0x80) rets.push(o);
+  assert.equal(rets.length, 3);
+  const [fb, fa, fc] = rets as [number, number, number];
+  assert.equal((fa - fb) % 0x4000, 0);
+  assert.equal((fc - fb) % 0x4000, 0);
+  const vm = machine(image, true);
+  const cache = vm.hart.blockCache!;
+  cache.threshold = 50;
+  while (vm.exit.code === null) vm.hart.run(10_000);
+  const compiledAt = (off: number) => cache.dm.some((b) => b !== null && b.off === off && b.len === 1);
+  assert.ok(compiledAt(fa), "fa compiled");
+  assert.ok(compiledAt(fc), "fc compiled");
+  assert.ok(!compiledAt(fb), "fb (40 runs) not compiled");
+});
+
 test("run(budget) never retires more than the budget, even when a compiled loop could run on", {
   skip,
 }, () => {

@@ -69,7 +69,7 @@ export class BlockCache {
    * by another start of the same set is garbage, compiled again if it gets hot again. */
   readonly dm: Array<CompiledBlock | null> = new Array(DM_MASK + 1).fill(null);
   /** Per slot: a start being counted and how often it was seen (counted inline by the hart: a start not
-   * counted in either slot of its set takes the one with the lower count). */
+   * counted in either slot of its set takes one whose count is zero, else lowers both). */
   readonly hotTag = new Int32Array(DM_MASK + 1).fill(-1);
   readonly hotCount = new Int32Array(DM_MASK + 1);
   private readonly clients: BlockCacheClient[] = [];
@@ -156,6 +156,7 @@ export class BlockCache {
     this.made = 0;
     this.dm.fill(null);
     this.hotTag.fill(-1);
+    this.hotCount.fill(0);
     // Generations move on so no block still referenced anywhere matches; code pages stay marked until their
     // next write, which only costs that write the slow path.
     for (let p = 0; p < this.pageGen.length; p++) this.pageGen[p] = (this.pageGen[p]! + 1) | 0;

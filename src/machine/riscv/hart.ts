@@ -527,18 +527,25 @@ export class Rv64Hart implements BlockCacheClient {
               links = null;
             }
             if (blk === null || blk.off !== off || blk.gen !== pageGen[off >>> 12]) {
-              // Not compiled (or stale): count the start, in the slot counting it or else the one with the lower
-              // count; compile it once hot. Inline, as this runs at every jump the interpreter takes.
+              // Not compiled (or stale): count the start in the slot counting it, else in a slot whose count
+              // is zero; else wear both counts down by one (Misra–Gries: a start taking over a third of its
+              // set's visits keeps a slot, however many rare ones pass). Replacing the lower count instead
+              // let two starts that ran by turns reset each other forever while a third held the other slot:
+              // one recursion hot spot ran 5.8 M times uncompiled. Compile it once hot. Inline, as this runs
+              // at every jump the interpreter takes.
               let k = k0;
               if (hotTag[k0] !== off) {
                 if (hotTag[k0 + 1] === off) k = k0 + 1;
-                else {
-                  if (hotCount[k0 + 1]! < hotCount[k0]!) k = k0 + 1;
+                else if (hotCount[k0] === 0 || hotCount[k0 + 1] === 0) {
+                  if (hotCount[k0] !== 0) k = k0 + 1;
                   hotTag[k] = off;
-                  hotCount[k] = 0;
+                } else {
+                  hotCount[k0]--;
+                  hotCount[k0 + 1]--;
+                  k = -1;
                 }
               }
-              if (++hotCount[k]! < threshold) blk = null;
+              if (k < 0 || ++hotCount[k]! < threshold) blk = null;
               else blk = this.jitCompile(off, k);
             }
             // Run a block only when a whole pass fits the budget, so run(budget) never overshoots.
