@@ -559,8 +559,10 @@ export class Rv64Hart implements BlockCacheClient {
               let e = ran.run(this, x, u8, u16, i32, pcLo, pcHi, n, end);
               n = this.count;
               while (e >= 0 && !this.breakOut) {
+                // The next block is in ran's page, which no write changed since ran was entered (a write into
+                // a code page sets breakOut): it is valid when compiled at ran's generation.
                 const next: CompiledBlock | null = ran.links[e]!;
-                if (next === null || next.gen !== pageGen[next.off >>> 12] || n + next.len > end) break;
+                if (next === null || next.gen !== ran.gen || n + next.len > end) break;
                 ran = next;
                 chained++;
                 before = n;
