@@ -5,7 +5,9 @@
 // A region is the straight run of instructions decoded from its start inside one 4 KiB page: at most
 // MAX_BLOCK_INSNS, it stops before anything the compiler does not translate (CSRs, SYSTEM, AMOs, FENCE,
 // illegal encodings: the interpreter runs those) and after an unconditional jump (JAL, JALR) that no earlier
-// branch jumps past (a call back into the region, recursion, goes on). A branch or JAL whose target is an
+// branch jumps past (a call back into the region, recursion, goes on), except that a `j` to code of the page
+// not decoded yet is followed there (a trace: the region then holds code from several places, in the order it
+// runs, and stops at code it already holds, which its last instruction jumps to). A branch or JAL whose target is an
 // instruction of the region continues inside the function (a `switch` on the target's label), so loops with
 // branches inside them, if/else and loop exits stay compiled, and so does a JALR that returns to the
 // instruction after a call in the region; any other taken branch or jump leaves. Guest registers live in JS
@@ -117,11 +119,14 @@ export function blockSource(u16: Uint16Array, off: number): string | null {
 
 function decodeBlock(u16: Uint16Array, off: number): Insn[] {
   const out: Insn[] = [];
-  const pageEnd = (off & -4096) + 4096;
+  const pageStart = off & -4096;
+  const pageEnd = pageStart + 4096;
+  /** Offsets (from `off`) decoded so far. */
+  const seen = new Set<number>();
   let at = off;
   /** Furthest branch target ahead seen so far (byte offset from `off`): code up to it may be reached. */
   let reach = 0;
-  while (out.length < MAX_BLOCK_INSNS && at < pageEnd) {
+  while (out.length < MAX_BLOCK_INSNS && at < pageEnd && !seen.has(at - off)) {
     let insn = u16[at >> 1]!;
     let len = 4;
     if ((insn & 3) === 3) {
@@ -137,15 +142,26 @@ function decodeBlock(u16: Uint16Array, off: number): Insn[] {
     if (!supported(insn)) break;
     const delta = at - off;
     out.push({ insn, len, delta });
+    seen.add(delta);
     at += len;
     const op = insn & 0x7f;
+    /** A `j` (JAL x0): its target counts as reached only when decoding goes on past it. */
+    const j = op === 0x6f && ((insn >> 7) & 31) === 0;
     if (op === 0x63) reach = Math.max(reach, delta + branchOffset(insn));
-    else if (op === 0x6f) reach = Math.max(reach, delta + jalOffset(insn));
+    else if (op === 0x6f && !j) reach = Math.max(reach, delta + jalOffset(insn));
     // After an unconditional jump only a branch from before it can reach the next instruction, or a return
     // from a call into the region (a JAL with rd ≠ x0 back to an instruction of it: recursion).
     const callIn =
       op === 0x6f && ((insn >> 7) & 31) !== 0 && delta + jalOffset(insn) >= 0 && jalOffset(insn) <= 0;
-    if ((op === 0x6f || op === 0x67) && at - off > reach && !callIn) break;
+    if ((op === 0x6f || op === 0x67) && at - off > reach && !callIn) {
+      // A `j` (JAL x0) to code of this page not decoded yet: the region goes on there (a trace), so the jump
+      // stays inside it. Decoding stops at code already decoded, which the last instruction then jumps to.
+      const target = at - len + (j ? jalOffset(insn) : 0);
+      if (!j || target < pageStart || target >= pageEnd) break;
+      at = target;
+      // Branch targets ahead of the code left behind say nothing about the code from here on.
+      reach = at - off;
+    } else if (j) reach = Math.max(reach, delta + jalOffset(insn));
   }
   return out;
 }
@@ -304,17 +320,24 @@ function generate(insns: Insn[], off: number): { src: string; exits: number } {
   // a JALR whose target is one of these goes on inside the region, so a function that calls itself (or a
   // callee in the region) returns without leaving.
   const returnPoints: number[] = [];
-  for (let i = 0; i + 1 < count; i++) {
-    const op = insns[i]!.insn & 0x7f;
-    if ((op === 0x6f || op === 0x67) && ((insns[i]!.insn >> 7) & 31) !== 0) {
-      returnPoints.push(i + 1);
-      if (!label.has(i + 1)) label.set(i + 1, label.size);
+  for (let i = 0; i < count; i++) {
+    const { insn, len, delta } = insns[i]!;
+    const op = insn & 0x7f;
+    const r = inside(delta + len);
+    if ((op === 0x6f || op === 0x67) && ((insn >> 7) & 31) !== 0 && r !== undefined) {
+      returnPoints.push(r);
+      if (!label.has(r)) label.set(r, label.size);
     }
   }
+  // The last instruction falls through into code the region holds when decoding stopped there (after a trace).
+  const lastInsn = insns[count - 1]!;
+  const fallTo = inside(lastInsn.delta + lastInsn.len);
+  if (fallTo !== undefined && !label.has(fallTo)) label.set(fallTo, label.size);
   touched.delete(0);
   written.delete(0);
   // Jumps inside the region go through `for(;;) switch(p)`; a region without any runs straight.
-  const jumps = label.size > 1 || insns.some(({ insn, delta }) => jumpTarget(insn, delta) === 0);
+  const jumps =
+    label.size > 1 || fallTo !== undefined || insns.some(({ insn, delta }) => jumpTarget(insn, delta) === 0);
 
   // Every exit but JALR's goes through one epilogue: it stores the registers the region writes back to x
   // and sets pc = first pc + eC (a constant offset that fits int32, with the carry into the high half) and
@@ -508,7 +531,7 @@ function generate(insns: Insn[], off: number): { src: string; exits: number } {
       }
       case 0x6f: {
         const target = delta + jalOffset(insn);
-        if (d !== 0) s += `{const t=(pl+${delta + len})|0;${H(d)}=t>>>0<pl>>>0?(ph+1)|0:ph;${L(d)}=t;}`;
+        if (d !== 0) s += `{const t=(pl+${delta + len})|0;${H(d)}=${carried("t", delta + len)};${L(d)}=t;}`;
         const t = inside(target);
         s += `${t === undefined ? leave(target, j + 1, true) : goTo(t, i, j + 1)}\n`;
         break;
@@ -516,7 +539,7 @@ function generate(insns: Insn[], off: number): { src: string; exits: number } {
       case 0x67: {
         // Target first: rd may be rs1.
         s += `{const q=${al},t=(q+${imm})|0,th=(${ah}+${ih}+(t>>>0<q>>>0?1:0))|0;`;
-        if (d !== 0) s += `const u=(pl+${delta + len})|0;${H(d)}=u>>>0<pl>>>0?(ph+1)|0:ph;${L(d)}=u;`;
+        if (d !== 0) s += `const u=(pl+${delta + len})|0;${H(d)}=${carried("u", delta + len)};${L(d)}=u;`;
         if (returnPoints.length > 0) {
           // A target in this region's page (same high half; the region never crosses a page) at a return
           // point: go on there when another pass fits the budget.
@@ -574,7 +597,11 @@ function generate(insns: Insn[], off: number): { src: string; exits: number } {
   }
   const last = insns[count - 1]!;
   const op = last.insn & 0x7f;
-  if (op !== 0x6f && op !== 0x67) s += `${leave(last.delta + last.len, count - seg, true)}\n`;
+  if (op !== 0x6f && op !== 0x67)
+    s +=
+      fallTo !== undefined
+        ? `${goTo(fallTo, count - 1, count - seg)}\n`
+        : `${leave(last.delta + last.len, count - seg, true)}\n`;
   if (jumps) s += "}}\n";
   s += `}\n${wb}\nconst t=(pl+eC)|0;h.pcLo=t;h.pcHi=(ph+(eC>>31)+(t>>>0<pl>>>0?1:0))|0;h.count=n+eR;\n`;
   s += "return eL;\n};\n";
@@ -650,6 +677,11 @@ function inlineDouble(insn: number, al: string, ah: string): string | null {
     default:
       return null;
   }
+}
+
+/** The high half of pc + c, whose low half is in `lo` (c: a constant offset, negative after a trace went back). */
+function carried(lo: string, c: number): string {
+  return c >= 0 ? `${lo}>>>0<pl>>>0?(ph+1)|0:ph` : `${lo}>>>0>pl>>>0?(ph-1)|0:ph`;
 }
 
 /** Offset of a branch's or JAL's target from the region's start, or -1 for other instructions. */
