@@ -296,7 +296,8 @@ function generate(insns: Insn[], off: number): { src: string; exits: number } {
   for (let i = 0; i < count; i++) index.set(insns[i]!.delta, i);
   const label = new Map<number, number>([[0, 0]]);
   const inside = (target: number): number | undefined => index.get(target);
-  for (const { insn, delta } of insns) {
+  for (let i = 0; i < count; i++) {
+    const { insn, delta } = insns[i]!;
     const op = insn & 0x7f;
     const reads = intReads(insn);
     for (let r = 1; r < 32; r++) if ((reads >>> r) & 1) touched.add(r);
@@ -314,7 +315,7 @@ function generate(insns: Insn[], off: number): { src: string; exits: number } {
         : op === 0x6f
           ? inside(delta + jalOffset(insn))
           : undefined;
-    if (t !== undefined && !label.has(t)) label.set(t, label.size);
+    if (t !== undefined && !label.has(t) && !traced(insns, i, t)) label.set(t, label.size);
   }
   // The instruction after a call (JAL or JALR with rd ≠ x0) in the region is where a return (JALR) may land:
   // a JALR whose target is one of these goes on inside the region, so a function that calls itself (or a
@@ -533,6 +534,8 @@ function generate(insns: Insn[], off: number): { src: string; exits: number } {
         const target = delta + jalOffset(insn);
         if (d !== 0) s += `{const t=(pl+${delta + len})|0;${H(d)}=${carried("t", delta + len)};${L(d)}=t;}`;
         const t = inside(target);
+        // A `j` the region was traced through: its target is the next instruction here (no label, no switch).
+        if (t !== undefined && traced(insns, i, t)) break;
         s += `${t === undefined ? leave(target, j + 1, true) : goTo(t, i, j + 1)}\n`;
         break;
       }
@@ -677,6 +680,11 @@ function inlineDouble(insn: number, al: string, ah: string): string | null {
     default:
       return null;
   }
+}
+
+/** Whether instruction i is a `j` the region was traced through: its target t is the next one decoded. */
+function traced(insns: Insn[], i: number, t: number): boolean {
+  return t === i + 1 && ((insns[i]!.insn >> 7) & 31) === 0 && (insns[i]!.insn & 0x7f) === 0x6f;
 }
 
 /** The high half of pc + c, whose low half is in `lo` (c: a constant offset, negative after a trace went back). */
