@@ -124,11 +124,12 @@ function patchBlockCompile(): void {
     const counted: typeof run = (h, ...rest) => {
       const hart = h as HartInside;
       const before = hart.count;
-      run(h, ...rest);
+      const exit = run(h, ...rest);
       if (blockCounts.on) {
         blockCounts.calls++;
         blockCounts.inBlocks += hart.count - before;
       }
+      return exit;
     };
     // Replaced where the hart looks it up, with the same start, generation and length.
     const wrapped = Object.assign(Object.create(Object.getPrototypeOf(b) as object) as CompiledBlock, b, {

@@ -519,6 +519,127 @@ data: .zero 64
   assert.ok(vm.hart.blockCache!.compiled >= 1);
 });
 
+test("blocks chain to the next through their links (taken branches to other blocks of the page) and stay exact", {
+  skip,
+}, () => {
+  // Three regions in one page: the CSR reads end them (the compiler leaves CSRs to the interpreter), so the
+  // taken branches from one to another are exits to other blocks of the page (a1 is never 0 at \`bnez a1, b\`).
+  const loop = `
+  li a0, 0
+  li a1, 3000
+  j a
+  csrr t0, mscratch
+c:
+  addi a2, a2, 3
+  xori a2, a2, 5
+  bnez a1, b
+  csrr t0, mscratch
+a:
+  addi a0, a0, 1
+  andi t1, a0, 3
+  beqz t1, c
+  bnez a1, b
+  csrr t0, mscratch
+b:
+  addi a1, a1, -1
+  bnez a1, a
+  andi a0, a0, 0
+  ${EXIT}`;
+  const vm = lockstep(assemble(loop));
+  assert.equal(vm.exit.code, 0);
+  // Budgets of 1–700 in lockstep: most block entries still come through a link.
+  assert.ok(vm.hart.chainedRuns > 3000, `chained ${vm.hart.chainedRuns} times`);
+  const once = machine(assemble(loop), true);
+  while (once.exit.code === null) once.hart.run(100_000);
+  assert.ok(once.hart.chainedRuns > 2 * 3000 - 100, `chained ${once.hart.chainedRuns} times`);
+  const off = machine(assemble(loop), false);
+  while (off.exit.code === null) off.hart.run(100_000);
+  assert.equal(off.hart.chainedRuns, 0);
+  assert.deepEqual(once.hart.saveState(), off.hart.saveState());
+});
+
+test("two starts that run by turns in a set whose other slot counted a third still get compiled", {
+  skip,
+}, () => {
+  // fb, fa and fc share a set (RAM offsets 16 KiB apart). fb runs 40 times first; then fa and fc by turns.
+  const image = assemble(`
+  li s0, 40
+1: call fb
+  addi s0, s0, -1
+  bnez s0, 1b
+  li s0, 400
+2: call fa
+  call fc
+  addi s0, s0, -1
+  bnez s0, 2b
+  li a0, 0
+  ${EXIT}
+  .org 0x4100
+fb: ret
+  .org 0x8100
+fa: ret
+  .org 0xc100
+fc: ret
+`);
+  // The three functions' RAM offsets: the c.ret (0x8082) halfwords from 16 KiB on, in order.
+  const rets: number[] = [];
+  for (let o = 0x4000; o + 1 < image.length; o += 2)
+    if (image[o] === 0x82 && image[o + 1] === 0x80) rets.push(o);
+  assert.equal(rets.length, 3);
+  const [fb, fa, fc] = rets as [number, number, number];
+  assert.equal((fa - fb) % 0x4000, 0);
+  assert.equal((fc - fb) % 0x4000, 0);
+  const vm = machine(image, true);
+  const cache = vm.hart.blockCache!;
+  cache.threshold = 50;
+  while (vm.exit.code === null) vm.hart.run(10_000);
+  const compiledAt = (off: number) => cache.dm.some((b) => b !== null && b.off === off && b.len === 1);
+  assert.ok(compiledAt(fa), "fa compiled");
+  assert.ok(compiledAt(fc), "fc compiled");
+  assert.ok(!compiledAt(fb), "fb (40 runs) not compiled");
+});
+
+test("a region follows a jump to other code of its page (a trace) and stays exact", { skip }, () => {
+  // The loop body is split by jumps backward and forward over code the trace skips; a call and its return
+  // (auipc/jal with a negative offset from the region's start) and a fall-through into code decoded first.
+  const vm = lockstep(
+    assemble(`
+  li a0, 0
+  li a1, 2000
+  j top
+back:
+  auipc t2, 0
+  xor a0, a0, t2
+  j tail
+  csrr t0, mscratch
+leaf:
+  addi a0, a0, 7
+  ret
+  csrr t0, mscratch
+top:
+  addi a0, a0, 3
+  slli a2, a0, 5
+  call leaf
+  xor a0, a0, a2
+  j back
+  csrr t0, mscratch
+tail:
+  srli a0, a0, 1
+  addi a1, a1, -1
+  bnez a1, top
+  li a0, 0
+  ${EXIT}
+`),
+  );
+  assert.equal(vm.exit.code, 0);
+  // The block after the call's return (xor; j back; auipc; xor; j tail; srli; addi; bnez…) holds code from
+  // three places.
+  // A block holding both back's auipc t2, 0 (397) and tail's addi a1, a1, -1 (fff58593), as its source says.
+  const u16 = new Uint16Array(vm.ram.u8.buffer, 0, vm.ram.u8.length >> 1);
+  const sources = vm.hart.blockCache!.dm.map((b) => (b === null ? "" : (blockSource(u16, b.off) ?? "")));
+  assert.ok(sources.some((src) => / 397\n/.test(src) && / fff58593\n/.test(src)));
+});
+
 test("run(budget) never retires more than the budget, even when a compiled loop could run on", {
   skip,
 }, () => {

@@ -31,13 +31,21 @@ const NEVER = 0x40000000;
 
 /** One compiled block: valid while `gen` equals its page's generation. */
 export class CompiledBlock {
+  /** Per link slot of `run` (CompiledCode.exits): the block last found at that exit's pc, which is in this
+   * block's page, so a hart goes on there without looking it up (it checks the generation, as for any block).
+   * Links hold only blocks made since the last flush, so they keep no more alive than MAX_BLOCKS. */
+  readonly links: Array<CompiledBlock | null>;
+
   constructor(
     readonly off: number,
     readonly gen: number,
     /** Most instructions one call retires before it returns or loops. */
     readonly len: number,
     readonly run: BlockFn,
-  ) {}
+    exits = 0,
+  ) {
+    this.links = new Array<CompiledBlock | null>(exits).fill(null);
+  }
 }
 
 /** What the cache asks of each hart that runs its blocks. */
@@ -48,7 +56,9 @@ export interface BlockCacheClient {
   codeChanged(): void;
 }
 
-function neverRuns(): void {}
+function neverRuns(): number {
+  return -1;
+}
 
 export class BlockCache {
   /** Per RAM page: bumped when the page's blocks are dropped. */
@@ -59,7 +69,7 @@ export class BlockCache {
    * by another start of the same set is garbage, compiled again if it gets hot again. */
   readonly dm: Array<CompiledBlock | null> = new Array(DM_MASK + 1).fill(null);
   /** Per slot: a start being counted and how often it was seen (counted inline by the hart: a start not
-   * counted in either slot of its set takes the one with the lower count). */
+   * counted in either slot of its set takes one whose count is zero, else lowers both). */
   readonly hotTag = new Int32Array(DM_MASK + 1).fill(-1);
   readonly hotCount = new Int32Array(DM_MASK + 1);
   private readonly clients: BlockCacheClient[] = [];
@@ -115,7 +125,7 @@ export class BlockCache {
     const b =
       code === null
         ? new CompiledBlock(off, gen, NEVER, neverRuns)
-        : new CompiledBlock(off, gen, code.len, code.fn);
+        : new CompiledBlock(off, gen, code.len, code.fn, code.exits);
     if (code !== null) this.compiled++;
     this.made++;
     this.dm[this.slotFor(off)] = b;
@@ -146,6 +156,7 @@ export class BlockCache {
     this.made = 0;
     this.dm.fill(null);
     this.hotTag.fill(-1);
+    this.hotCount.fill(0);
     // Generations move on so no block still referenced anywhere matches; code pages stay marked until their
     // next write, which only costs that write the slow path.
     for (let p = 0; p < this.pageGen.length; p++) this.pageGen[p] = (this.pageGen[p]! + 1) | 0;

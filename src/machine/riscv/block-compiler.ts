@@ -5,7 +5,9 @@
 // A region is the straight run of instructions decoded from its start inside one 4 KiB page: at most
 // MAX_BLOCK_INSNS, it stops before anything the compiler does not translate (CSRs, SYSTEM, AMOs, FENCE,
 // illegal encodings: the interpreter runs those) and after an unconditional jump (JAL, JALR) that no earlier
-// branch jumps past (a call back into the region, recursion, goes on). A branch or JAL whose target is an
+// branch jumps past (a call back into the region, recursion, goes on), except that a `j` to code of the page
+// not decoded yet is followed there (a trace: the region then holds code from several places, in the order it
+// runs, and stops at code it already holds, which its last instruction jumps to). A branch or JAL whose target is an
 // instruction of the region continues inside the function (a `switch` on the target's label), so loops with
 // branches inside them, if/else and loop exits stay compiled, and so does a JALR that returns to the
 // instruction after a call in the region; any other taken branch or jump leaves. Guest registers live in JS
@@ -37,7 +39,9 @@ export const TLB_MASK = 511;
 /**
  * The compiled form of a block. Arguments: the hart (its TLB arrays and pc/count fields), the
  * register file, RAM views, pc of the first instruction as halves, the retired count at entry and the count
- * the block must not pass. On return the hart's pcLo/pcHi/count say where execution continues.
+ * the block must not pass. On return the hart's pcLo/pcHi/count say where execution continues, and the result
+ * is the block's link slot for that exit (a branch or direct jump to a constant pc in the block's own page,
+ * so the next block is known without looking it up: see `CompiledCode.exits`), or -1 for any other exit.
  */
 export type BlockFn = (
   h: unknown,
@@ -49,7 +53,7 @@ export type BlockFn = (
   ph: number,
   n: number,
   end: number,
-) => void;
+) => number;
 
 /** The helpers generated code calls (64-bit multiply/divide and variable shifts through `wide`). */
 const RUNTIME = {
@@ -89,6 +93,10 @@ interface Insn {
 export interface CompiledCode {
   readonly fn: BlockFn;
   readonly len: number;
+  /** Link slots: exits to distinct constant pcs in the block's page, numbered 0.. as `fn` returns them. Only
+   * exits after a branch, a jump or the last instruction get one; an exit before an instruction the block
+   * could not run (a TLB miss, FP the hart must run) returns -1, as the interpreter must run it. */
+  readonly exits: number;
 }
 
 /**
@@ -98,24 +106,27 @@ export interface CompiledCode {
 export function compileBlock(u16: Uint16Array, off: number): CompiledCode | null {
   const insns = decodeBlock(u16, off);
   if (insns.length === 0) return null;
-  const src = generate(insns, off);
-  const factory = new Function("rt", src) as (rt: typeof RUNTIME) => BlockFn;
-  return { fn: factory(RUNTIME), len: insns.length };
+  const gen = generate(insns, off);
+  const factory = new Function("rt", gen.src) as (rt: typeof RUNTIME) => BlockFn;
+  return { fn: factory(RUNTIME), len: insns.length, exits: gen.exits };
 }
 
 /** The source compileBlock would compile (for tests and debugging). */
 export function blockSource(u16: Uint16Array, off: number): string | null {
   const insns = decodeBlock(u16, off);
-  return insns.length === 0 ? null : generate(insns, off);
+  return insns.length === 0 ? null : generate(insns, off).src;
 }
 
 function decodeBlock(u16: Uint16Array, off: number): Insn[] {
   const out: Insn[] = [];
-  const pageEnd = (off & -4096) + 4096;
+  const pageStart = off & -4096;
+  const pageEnd = pageStart + 4096;
+  /** Offsets (from `off`) decoded so far. */
+  const seen = new Set<number>();
   let at = off;
   /** Furthest branch target ahead seen so far (byte offset from `off`): code up to it may be reached. */
   let reach = 0;
-  while (out.length < MAX_BLOCK_INSNS && at < pageEnd) {
+  while (out.length < MAX_BLOCK_INSNS && at < pageEnd && !seen.has(at - off)) {
     let insn = u16[at >> 1]!;
     let len = 4;
     if ((insn & 3) === 3) {
@@ -131,15 +142,26 @@ function decodeBlock(u16: Uint16Array, off: number): Insn[] {
     if (!supported(insn)) break;
     const delta = at - off;
     out.push({ insn, len, delta });
+    seen.add(delta);
     at += len;
     const op = insn & 0x7f;
+    /** A `j` (JAL x0): its target counts as reached only when decoding goes on past it. */
+    const j = op === 0x6f && ((insn >> 7) & 31) === 0;
     if (op === 0x63) reach = Math.max(reach, delta + branchOffset(insn));
-    else if (op === 0x6f) reach = Math.max(reach, delta + jalOffset(insn));
+    else if (op === 0x6f && !j) reach = Math.max(reach, delta + jalOffset(insn));
     // After an unconditional jump only a branch from before it can reach the next instruction, or a return
     // from a call into the region (a JAL with rd ≠ x0 back to an instruction of it: recursion).
     const callIn =
       op === 0x6f && ((insn >> 7) & 31) !== 0 && delta + jalOffset(insn) >= 0 && jalOffset(insn) <= 0;
-    if ((op === 0x6f || op === 0x67) && at - off > reach && !callIn) break;
+    if ((op === 0x6f || op === 0x67) && at - off > reach && !callIn) {
+      // A `j` (JAL x0) to code of this page not decoded yet: the region goes on there (a trace), so the jump
+      // stays inside it. Decoding stops at code already decoded, which the last instruction then jumps to.
+      const target = at - len + (j ? jalOffset(insn) : 0);
+      if (!j || target < pageStart || target >= pageEnd) break;
+      at = target;
+      // Branch targets ahead of the code left behind say nothing about the code from here on.
+      reach = at - off;
+    } else if (j) reach = Math.max(reach, delta + jalOffset(insn));
   }
   return out;
 }
@@ -262,7 +284,7 @@ function isFp(insn: number): boolean {
 const L = (r: number): string => (r === 0 ? "0" : `r${r}l`);
 const H = (r: number): string => (r === 0 ? "0" : `r${r}h`);
 
-function generate(insns: Insn[], off: number): string {
+function generate(insns: Insn[], off: number): { src: string; exits: number } {
   const count = insns.length;
   const touched = new Set<number>();
   const written = new Set<number>();
@@ -274,7 +296,8 @@ function generate(insns: Insn[], off: number): string {
   for (let i = 0; i < count; i++) index.set(insns[i]!.delta, i);
   const label = new Map<number, number>([[0, 0]]);
   const inside = (target: number): number | undefined => index.get(target);
-  for (const { insn, delta } of insns) {
+  for (let i = 0; i < count; i++) {
+    const { insn, delta } = insns[i]!;
     const op = insn & 0x7f;
     const reads = intReads(insn);
     for (let r = 1; r < 32; r++) if ((reads >>> r) & 1) touched.add(r);
@@ -292,23 +315,30 @@ function generate(insns: Insn[], off: number): string {
         : op === 0x6f
           ? inside(delta + jalOffset(insn))
           : undefined;
-    if (t !== undefined && !label.has(t)) label.set(t, label.size);
+    if (t !== undefined && !label.has(t) && !traced(insns, i, t)) label.set(t, label.size);
   }
   // The instruction after a call (JAL or JALR with rd ≠ x0) in the region is where a return (JALR) may land:
   // a JALR whose target is one of these goes on inside the region, so a function that calls itself (or a
   // callee in the region) returns without leaving.
   const returnPoints: number[] = [];
-  for (let i = 0; i + 1 < count; i++) {
-    const op = insns[i]!.insn & 0x7f;
-    if ((op === 0x6f || op === 0x67) && ((insns[i]!.insn >> 7) & 31) !== 0) {
-      returnPoints.push(i + 1);
-      if (!label.has(i + 1)) label.set(i + 1, label.size);
+  for (let i = 0; i < count; i++) {
+    const { insn, len, delta } = insns[i]!;
+    const op = insn & 0x7f;
+    const r = inside(delta + len);
+    if ((op === 0x6f || op === 0x67) && ((insn >> 7) & 31) !== 0 && r !== undefined) {
+      returnPoints.push(r);
+      if (!label.has(r)) label.set(r, label.size);
     }
   }
+  // The last instruction falls through into code the region holds when decoding stopped there (after a trace).
+  const lastInsn = insns[count - 1]!;
+  const fallTo = inside(lastInsn.delta + lastInsn.len);
+  if (fallTo !== undefined && !label.has(fallTo)) label.set(fallTo, label.size);
   touched.delete(0);
   written.delete(0);
   // Jumps inside the region go through `for(;;) switch(p)`; a region without any runs straight.
-  const jumps = label.size > 1 || insns.some(({ insn, delta }) => jumpTarget(insn, delta) === 0);
+  const jumps =
+    label.size > 1 || fallTo !== undefined || insns.some(({ insn, delta }) => jumpTarget(insn, delta) === 0);
 
   // Every exit but JALR's goes through one epilogue: it stores the registers the region writes back to x
   // and sets pc = first pc + eC (a constant offset that fits int32, with the carry into the high half) and
@@ -319,14 +349,29 @@ function generate(insns: Insn[], off: number): string {
   // unwritten one is harmless.
   let wb = "";
   for (const r of written) wb += `x[${2 * r}]=${L(r)};x[${2 * r + 1}]=${H(r)};`;
-  /** Leave to pc = first pc + c with `retired` instructions of this segment retired. */
-  const leave = (c: number, retired: number): string => `{eC=${c};eR=${retired};break X;}`;
+  /** Link slot of each constant exit offset inside the block's page (CompiledCode.exits). */
+  const slots = new Map<number, number>();
+  const slotOf = (c: number): number => {
+    const at = (off & 4095) + c;
+    if (at < 0 || at >= 4096) return -1;
+    let k = slots.get(c);
+    if (k === undefined) {
+      k = slots.size;
+      slots.set(c, k);
+    }
+    return k;
+  };
+  /** Leave to pc = first pc + c with `retired` instructions of this segment retired; `linked` for an exit
+   * after the instruction before it completed (a taken branch or jump, the end), which may go straight to
+   * the block at c. */
+  const leave = (c: number, retired: number, linked = false): string =>
+    `{eC=${c};eR=${retired};${linked ? `eL=${slotOf(c)};` : ""}break X;}`;
   /** Go on at instruction `t` of the region after `retired` of this segment, or leave there when a backward
    * jump finds the budget too small for another pass. */
   const goTo = (t: number, i: number, retired: number): string => {
     const go = `n+=${retired};p=${label.get(t)};`;
     if (t > i) return `{${go}continue;}`;
-    return `{${go}if(n+${count}<=end)continue;${leave(insns[t]!.delta, 0)}}`;
+    return `{${go}if(n+${count}<=end)continue;${leave(insns[t]!.delta, 0, true)}}`;
   };
 
   let s = '"use strict";\n';
@@ -341,7 +386,7 @@ function generate(insns: Insn[], off: number): string {
   // frm does not change either: whether DYN rounds to nearest-even is known at entry.
   if (fp) s += `const fr=h.fr,fd=h.fd,fsOn=(h.mstatus&${MSTATUS_FS})!==0,rne=h.frm===0;\n`;
   for (const r of touched) s += `let ${L(r)}=x[${2 * r}],${H(r)}=x[${2 * r + 1}];\n`;
-  s += "let eC=0,eR=0;\nX:{\n";
+  s += "let eC=0,eR=0,eL=-1;\nX:{\n";
   if (jumps) s += "let p=0;\nfor(;;){switch(p){\ncase 0:\n";
 
   /** First instruction of the current segment. */
@@ -482,20 +527,22 @@ function generate(insns: Insn[], off: number): string {
         const target = delta + branchOffset(insn);
         const cond = branchCond(f3, al, ah, bl, bh);
         const t = inside(target);
-        s += `if(${cond})${t === undefined ? leave(target, j + 1) : goTo(t, i, j + 1)}\n`;
+        s += `if(${cond})${t === undefined ? leave(target, j + 1, true) : goTo(t, i, j + 1)}\n`;
         break;
       }
       case 0x6f: {
         const target = delta + jalOffset(insn);
-        if (d !== 0) s += `{const t=(pl+${delta + len})|0;${H(d)}=t>>>0<pl>>>0?(ph+1)|0:ph;${L(d)}=t;}`;
+        if (d !== 0) s += `{const t=(pl+${delta + len})|0;${H(d)}=${carried("t", delta + len)};${L(d)}=t;}`;
         const t = inside(target);
-        s += `${t === undefined ? leave(target, j + 1) : goTo(t, i, j + 1)}\n`;
+        // A `j` the region was traced through: its target is the next instruction here (no label, no switch).
+        if (t !== undefined && traced(insns, i, t)) break;
+        s += `${t === undefined ? leave(target, j + 1, true) : goTo(t, i, j + 1)}\n`;
         break;
       }
       case 0x67: {
         // Target first: rd may be rs1.
         s += `{const q=${al},t=(q+${imm})|0,th=(${ah}+${ih}+(t>>>0<q>>>0?1:0))|0;`;
-        if (d !== 0) s += `const u=(pl+${delta + len})|0;${H(d)}=u>>>0<pl>>>0?(ph+1)|0:ph;${L(d)}=u;`;
+        if (d !== 0) s += `const u=(pl+${delta + len})|0;${H(d)}=${carried("u", delta + len)};${L(d)}=u;`;
         if (returnPoints.length > 0) {
           // A target in this region's page (same high half; the region never crosses a page) at a return
           // point: go on there when another pass fits the budget.
@@ -503,7 +550,7 @@ function generate(insns: Insn[], off: number): string {
           for (const r of returnPoints) pick = `o===${insns[r]!.delta}?${label.get(r)}:${pick}`;
           s += `if(th===ph){const o=((t&-2)-pl)|0,g=${pick};if(g>=0&&n+${j + 1 + count}<=end){n+=${j + 1};p=g;continue;}}`;
         }
-        s += `${wb}h.pcLo=t&-2;h.pcHi=th;h.count=n+${j + 1};return;}\n`;
+        s += `${wb}h.pcLo=t&-2;h.pcHi=th;h.count=n+${j + 1};return -1;}\n`;
         break;
       }
       case 0x07: {
@@ -553,11 +600,15 @@ function generate(insns: Insn[], off: number): string {
   }
   const last = insns[count - 1]!;
   const op = last.insn & 0x7f;
-  if (op !== 0x6f && op !== 0x67) s += `${leave(last.delta + last.len, count - seg)}\n`;
+  if (op !== 0x6f && op !== 0x67)
+    s +=
+      fallTo !== undefined
+        ? `${goTo(fallTo, count - 1, count - seg)}\n`
+        : `${leave(last.delta + last.len, count - seg, true)}\n`;
   if (jumps) s += "}}\n";
   s += `}\n${wb}\nconst t=(pl+eC)|0;h.pcLo=t;h.pcHi=(ph+(eC>>31)+(t>>>0<pl>>>0?1:0))|0;h.count=n+eR;\n`;
-  s += "};\n";
-  return s;
+  s += "return eL;\n};\n";
+  return { src: s, exits: slots.size };
 }
 
 /**
@@ -629,6 +680,16 @@ function inlineDouble(insn: number, al: string, ah: string): string | null {
     default:
       return null;
   }
+}
+
+/** Whether instruction i is a `j` the region was traced through: its target t is the next one decoded. */
+function traced(insns: Insn[], i: number, t: number): boolean {
+  return t === i + 1 && ((insns[i]!.insn >> 7) & 31) === 0 && (insns[i]!.insn & 0x7f) === 0x6f;
+}
+
+/** The high half of pc + c, whose low half is in `lo` (c: a constant offset, negative after a trace went back). */
+function carried(lo: string, c: number): string {
+  return c >= 0 ? `${lo}>>>0<pl>>>0?(ph+1)|0:ph` : `${lo}>>>0>pl>>>0?(ph-1)|0:ph`;
 }
 
 /** Offset of a branch's or JAL's target from the region's start, or -1 for other instructions. */

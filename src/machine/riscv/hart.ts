@@ -262,6 +262,9 @@ export class Rv64Hart implements BlockCacheClient {
   private wfi = false;
   /** Set when the inner loop must return so interrupts are looked at again. */
   private breakOut = false;
+  /** Compiled blocks entered straight from the block before through its link, with no lookup (tests and
+   * profiles read it). */
+  chainedRuns = 0;
   /** Set by PAUSE: run() returns early. */
   private paused = false;
 
@@ -498,6 +501,11 @@ export class Rv64Hart implements BlockCacheClient {
     const hotCount = jit === null ? null : jit.hotCount;
     const threshold = jit === null ? 0 : jit.threshold;
     let jumped = true;
+    // The links of the block that last left through a linked exit (a constant pc in its own page, so the
+    // fetch page still holds) and that exit's slot: where the block found at the new pc is remembered.
+    let links: Array<CompiledBlock | null> | null = null;
+    let slot = 0;
+    let chained = 0;
     try {
       loop: while (n < end) {
         if (jumped) {
@@ -516,31 +524,65 @@ export class Rv64Hart implements BlockCacheClient {
             const k0 = ((off >>> 1) & SET_MASK) << 1;
             let blk: CompiledBlock | null = dm[k0]!;
             if (blk === null || blk.off !== off) blk = dm[k0 + 1]!;
+            if (links !== null) {
+              // A linked exit: a block there found before, and the one found now is remembered.
+              const linked: CompiledBlock | null = links[slot]!;
+              if (linked !== null && linked.gen === pageGen[off >>> 12]) blk = linked;
+              else if (blk !== null && blk.off === off && blk.gen === pageGen[off >>> 12]) links[slot] = blk;
+              links = null;
+            }
             if (blk === null || blk.off !== off || blk.gen !== pageGen[off >>> 12]) {
-              // Not compiled (or stale): count the start, in the slot counting it or else the one with the lower
-              // count; compile it once hot. Inline, as this runs at every jump the interpreter takes.
+              // Not compiled (or stale): count the start in the slot counting it, else in a slot whose count
+              // is zero; else wear both counts down by one (Misra–Gries: a start taking over a third of its
+              // set's visits keeps a slot, however many rare ones pass). Replacing the lower count instead
+              // let two starts that ran by turns reset each other forever while a third held the other slot:
+              // one recursion hot spot ran 5.8 M times uncompiled. Compile it once hot. Inline, as this runs
+              // at every jump the interpreter takes.
               let k = k0;
               if (hotTag[k0] !== off) {
                 if (hotTag[k0 + 1] === off) k = k0 + 1;
-                else {
-                  if (hotCount[k0 + 1]! < hotCount[k0]!) k = k0 + 1;
+                else if (hotCount[k0] === 0 || hotCount[k0 + 1] === 0) {
+                  if (hotCount[k0] !== 0) k = k0 + 1;
                   hotTag[k] = off;
-                  hotCount[k] = 0;
+                } else {
+                  hotCount[k0]--;
+                  hotCount[k0 + 1]--;
+                  k = -1;
                 }
               }
-              if (++hotCount[k]! < threshold) blk = null;
+              if (k < 0 || ++hotCount[k]! < threshold) blk = null;
               else blk = this.jitCompile(off, k);
             }
             // Run a block only when a whole pass fits the budget, so run(budget) never overshoots.
             if (blk !== null && n + blk.len <= end) {
-              // A block calls nothing and cannot trap: it returns with this.pcLo/pcHi/count set.
-              blk.run(this, x, u8, u16, i32, pcLo, pcHi, n, end);
-              // A block leaves before an instruction it cannot finish itself (TLB miss, MMIO, misaligned):
-              // when that was its first, the interpreter runs it before a block is looked up again.
-              jumped = this.count !== n;
+              // A block calls nothing and cannot trap: it returns with this.pcLo/pcHi/count set, and its link
+              // slot when it left to a constant pc in its page. Blocks chain through their links here, with no
+              // fetch-page check or table lookup, while the next one is valid and fits the budget and nothing
+              // asked the loop to stop (breakOut: an interrupt, changed code).
+              let ran: CompiledBlock = blk;
+              let before = n;
+              let e = ran.run(this, x, u8, u16, i32, pcLo, pcHi, n, end);
               n = this.count;
+              while (e >= 0 && !this.breakOut) {
+                // The next block is in ran's page, which no write changed since ran was entered (a write into
+                // a code page sets breakOut): it is valid when compiled at ran's generation.
+                const next: CompiledBlock | null = ran.links[e]!;
+                if (next === null || next.gen !== ran.gen || n + next.len > end) break;
+                ran = next;
+                chained++;
+                before = n;
+                e = ran.run(this, x, u8, u16, i32, this.pcLo, this.pcHi, n, end);
+                n = this.count;
+              }
               pcLo = this.pcLo;
               pcHi = this.pcHi;
+              // A block leaves before an instruction it cannot finish itself (TLB miss, MMIO, misaligned):
+              // when that was its first, the interpreter runs it before a block is looked up again.
+              jumped = n !== before;
+              if (e >= 0) {
+                links = ran.links;
+                slot = e;
+              }
               if (this.breakOut) break;
               continue;
             }
@@ -922,6 +964,7 @@ export class Rv64Hart implements BlockCacheClient {
       this.count = n;
       this.pcLo = pcLo;
       this.pcHi = pcHi;
+      this.chainedRuns += chained;
     }
   }
 
