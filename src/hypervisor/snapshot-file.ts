@@ -17,7 +17,7 @@
 // VMM running on a mapping of one never sees it change (mapped-file.ts says why that matters).
 
 import { createHash } from "node:crypto";
-import { open, readFile, rename, stat } from "node:fs/promises";
+import { type FileHandle, open, readFile, rename, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { mapFilePrivate } from "../engines/backends/mapped-file.ts";
 import {
@@ -86,28 +86,38 @@ const MAX_WRITE_BYTES = 8 << 20;
  * made a suspend of a 1 GiB guest take many seconds of system calls.
  */
 async function writeSparse(path: string, bytes: Buffer): Promise<void> {
+  await writeFileDurable(path, async (fh) => {
+    for (const [from, to] of nonZeroRuns(bytes)) await writeRange(fh, bytes, from, to);
+    await fh.truncate(bytes.length);
+  });
+}
+
+/** The [start, end) runs of `bytes` holding no all-zero page, each at most MAX_WRITE_BYTES (a file's holes). */
+function* nonZeroRuns(bytes: Buffer): Generator<[number, number]> {
   const isZero = (off: number) => {
     const page = bytes.subarray(off, Math.min(off + PAGE, bytes.length));
     return page.length === PAGE ? page.equals(ZERO_PAGE) : page.every((b) => b === 0);
   };
-  await writeFileDurable(path, async (fh) => {
-    let off = 0;
-    while (off < bytes.length) {
-      if (isZero(off)) {
-        off += PAGE;
-        continue;
-      }
-      let end = off + PAGE;
-      while (end < bytes.length && end - off < MAX_WRITE_BYTES && !isZero(end)) end += PAGE;
-      end = Math.min(end, bytes.length);
-      for (let at = off; at < end; ) {
-        const { bytesWritten } = await fh.write(bytes, at, end - at, at);
-        at += bytesWritten;
-      }
-      off = end;
+  let off = 0;
+  while (off < bytes.length) {
+    if (isZero(off)) {
+      off += PAGE;
+      continue;
     }
-    await fh.truncate(bytes.length);
-  });
+    let end = off + PAGE;
+    while (end < bytes.length && end - off < MAX_WRITE_BYTES && !isZero(end)) end += PAGE;
+    end = Math.min(end, bytes.length);
+    yield [off, end];
+    off = end;
+  }
+}
+
+/** Writes bytes [from, to) of `bytes` at the same offsets of the file (a short write is carried on). */
+async function writeRange(fh: FileHandle, bytes: Buffer, from: number, to: number): Promise<void> {
+  for (let at = from; at < to; ) {
+    const { bytesWritten } = await fh.write(bytes, at, to - at, at);
+    at += bytesWritten;
+  }
 }
 
 /**
@@ -122,25 +132,11 @@ export async function writeRamPages(path: string, bytes: Buffer, pages: Uint32Ar
   try {
     if (pages === null) await fh.truncate(bytes.length);
     const write = async (from: number, to: number) => {
-      for (let at = from; at < to; ) {
-        const { bytesWritten } = await fh.write(bytes, at, to - at, at);
-        at += bytesWritten;
-      }
+      await writeRange(fh, bytes, from, to);
       written += to - from;
     };
     if (pages === null) {
-      for (let off = 0; off < bytes.length; off += PAGE) {
-        if (bytes.subarray(off, off + PAGE).equals(ZERO_PAGE)) continue;
-        let end = off + PAGE;
-        while (
-          end < bytes.length &&
-          end - off < MAX_WRITE_BYTES &&
-          !bytes.subarray(end, end + PAGE).equals(ZERO_PAGE)
-        )
-          end += PAGE;
-        await write(off, end);
-        off = end - PAGE;
-      }
+      for (const [from, to] of nonZeroRuns(bytes)) await write(from, to);
     } else {
       // Runs of consecutive pages in one write each (pages are sorted).
       for (let i = 0; i < pages.length; ) {
