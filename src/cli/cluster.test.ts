@@ -172,6 +172,28 @@ test("two hosts: placement by --host, any host's API serves the whole cluster an
   assert.equal(stop.code, 0, stop.stderr);
   assert.equal((await json("h1", "describe", "web")).status, "TERMINATED");
   assert.equal((await json("h2", "hosts", "list")).find((h: any) => h.name === "h2").used.vcpus, 0);
+  // Events are the cluster's (etcd-event-log.ts): both hosts list both VMs' events, numbered alike.
+  const eventsOf = async (host: string) => {
+    const r = await on(host, "events", "--format", "json");
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l))
+      .map((e: any) => `${e.seq} ${e.vmName} ${e.from}→${e.to}`);
+  };
+  await waitFor("h1 to list web's stop on h2", async () =>
+    (await eventsOf("h1")).some((e) => / web RUNNING→STOPPING$/.test(e)) ? true : undefined,
+  );
+  const seenOnH1 = await eventsOf("h1");
+  assert.ok(
+    seenOnH1.some((e) => / db STAGING→RUNNING$/.test(e)),
+    seenOnH1.join("\n"),
+  );
+  await waitFor("h2 to list the same events", async () => {
+    const seenOnH2 = await eventsOf("h2");
+    return seenOnH2.slice(0, seenOnH1.length).join() === seenOnH1.join() ? true : undefined;
+  });
   // Names are the cluster's: taken on h2, refused on h1.
   const taken = await on("h2", "create", "web", "--host", "h1");
   assert.notEqual(taken.code, 0);

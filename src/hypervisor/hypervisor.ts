@@ -203,6 +203,8 @@ interface VmSlot {
 
 export class Hypervisor {
   readonly events = new EventLog();
+  /** The last event replayed from the VMs' histories at open: events after it happened in this daemon's life. */
+  replayedSeq = 0;
   private readonly operations: OperationRegistry;
   private readonly slots = new Map<string, VmSlot>();
   /** vCPUs and memory promised to requests between their admission and their PROVISIONING transition. */
@@ -272,6 +274,7 @@ export class Hypervisor {
         to: h.to,
         message: h.reason,
       });
+    hv.replayedSeq = hv.events.lastSeq;
     for (const vm of vms) hv.slots.set(vm.name, hv.newSlot(vm));
     await lan.loaded();
     hv.events.subscribe((e) => lan.onEvent(e));
