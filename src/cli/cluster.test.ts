@@ -201,6 +201,19 @@ test("two hosts: placement by --host, any host's API serves the whole cluster an
   const unknown = await on("h1", "create", "other", "--host", "h9");
   assert.notEqual(unknown.code, 0);
   assert.match(unknown.stderr, /no host 'h9' in the cluster/);
+  // An import creates the VM on the host that receives it, with its record in etcd: listed by every host,
+  // and refused, leaving nothing, when another host has the name.
+  const file = join(dir, "web.tsvm");
+  const exported = await on("h1", "export", "web", file, "--no-progress");
+  assert.equal(exported.code, 0, exported.stderr);
+  const twin = await on("h1", "import", file, "--no-progress");
+  assert.notEqual(twin.code, 0);
+  assert.match(twin.stderr, /already exists/);
+  assert.ok(!existsSync(join(daemons.get("h1")!.home, "vms/web")), "nothing left on h1");
+  const copy = await on("h1", "import", file, "--name", "web-copy", "--no-progress");
+  assert.equal(copy.code, 0, copy.stderr);
+  assert.equal((await json("h2", "describe", "web-copy")).host, "h1");
+  assert.equal((await on("h2", "delete", "web-copy")).code, 0);
 });
 
 test("without --host the scheduler places a VM on the UP host with the most free memory", async () => {

@@ -879,7 +879,13 @@ export class Hypervisor {
       insert: async (record, commit) => {
         const op = this.operations.create("insert", record.name);
         await this.operations.run(op, async () => {
-          await commit();
+          const giveBack = await this.config.store.claim(record);
+          try {
+            await commit();
+          } catch (e) {
+            await giveBack().catch(() => {});
+            throw e;
+          }
           await this.welcome(record, record.history[record.history.length - 1]!);
         });
         return op.view();

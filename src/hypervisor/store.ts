@@ -313,6 +313,22 @@ export class VmStore {
     this.revisions.set(record.name, revision);
   }
 
+  /**
+   * Takes the name of a VM an import is about to put in place. With records elsewhere (a cluster's etcd)
+   * the record is created there first, so that a name another host has refuses the import (VmExistsError)
+   * and the VM is listed by every host; the returned function gives the name back when the import then
+   * fails. With vm.json records the VM's directory, renamed into place by the import, is its record.
+   */
+  async claim(record: VmRecord): Promise<() => Promise<void>> {
+    if (this.recordsInDirectories) return async () => {};
+    const revision = await this.records.create(record);
+    this.revisions.set(record.name, revision);
+    return async () => {
+      this.revisions.delete(record.name);
+      await this.records.remove(record.name, revision);
+    };
+  }
+
   /** Reads and validates the record; VmNotFoundError or CorruptRecordError (the record is left as is). */
   async read(name: string): Promise<VmRecord> {
     checkVmName(name);
