@@ -261,6 +261,11 @@ export class Hypervisor {
     );
     const { vms, broken } = await config.store.list();
     for (const b of broken) hv.broken.set(b.name, b.error);
+    const mine = new Set([...vms, ...broken].map((v) => v.name));
+    for (const name of await config.store.removeStrays(mine, (dir) => vmmRunningIn(dir) !== undefined))
+      process.stderr.write(
+        `removed vms/${name}: no VM of this host has that name (a crash mid-move left it)\n`,
+      );
     const replay: Array<{ vm: VmRecord; h: VmRecord["history"][number] }> = [];
     for (const vm of vms) for (const h of vm.history) replay.push({ vm, h });
     replay.sort((a, b) => a.h.at.localeCompare(b.h.at));

@@ -370,6 +370,27 @@ export class VmStore {
     });
   }
 
+  /**
+   * With records elsewhere (a cluster's etcd): removes the VM directories that no record of this host names,
+   * and says which. They are what a crash left of a handover: a VM moved away whose old host died before it
+   * let go of its files, a VM moved here whose new host died before it took over the record, a VM deleted
+   * while this host was away. `mine` are the names this host's records hold (usable or not). A directory
+   * from which a VMM still runs is kept; its VM is another host's to settle, not this one's to delete under it.
+   */
+  async removeStrays(mine: ReadonlySet<string>, vmmRunsIn: (dir: string) => boolean): Promise<string[]> {
+    if (this.recordsInDirectories) return [];
+    const removed: string[] = [];
+    for (const name of await readdir(this.vmsDir)) {
+      if (name.startsWith(TEMP_PREFIX) || mine.has(name)) continue;
+      const dir = join(this.vmsDir, name);
+      if (vmmRunsIn(dir)) continue;
+      await rm(dir, { recursive: true, force: true });
+      removed.push(name);
+    }
+    if (removed.length > 0) await syncDir(this.vmsDir);
+    return removed;
+  }
+
   /** Every VM by name; the broken ones separately with what is wrong with each. */
   async list(): Promise<{ vms: VmRecord[]; broken: BrokenVm[] }> {
     const { vms, broken } = await this.records.list();
