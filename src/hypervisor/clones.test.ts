@@ -7,7 +7,7 @@ import { after, test } from "node:test";
 import { diskChain } from "../engines/backends/qcow2/index.ts";
 import { checkCloneRequest, cloneRecord, shareSavedState } from "./clones.ts";
 import { closeAndKill } from "./fixtures/close-and-kill.ts";
-import { openFixtureHypervisor } from "./fixtures/fixture-hypervisor.ts";
+import { expectConsole, openFixtureHypervisor } from "./fixtures/fixture-hypervisor.ts";
 import type { Hypervisor } from "./hypervisor.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
 import { IllegalActionError } from "./lifecycle.ts";
@@ -206,7 +206,7 @@ test("clone of a snapshot: with memory it resumes where the source was then; dis
   await ok(hv, hv.insert({ name: "b", sourceInstance: "src", sourceSnapshot: "mem" }));
   for (const vm of ["a", "b"]) {
     assert.equal(hv.get(vm).status, "RUNNING");
-    assert.match((await hv.serialPortOutput(vm, 0)).contents, new RegExp(`^restore at count ${saved}\n`));
+    await expectConsole(hv, vm, new RegExp(`^restore at count ${saved}\n`));
   }
   assert.notEqual(hv.get("a").identity.machineId, hv.get("b").identity.machineId);
   assert.equal(hv.get("src").status, "RUNNING", "a snapshot's source may run on");
@@ -215,7 +215,7 @@ test("clone of a snapshot: with memory it resumes where the source was then; dis
   await ok(hv, hv.stop("src"));
   await ok(hv, await hv.createSnapshot("src", "cold"));
   await ok(hv, hv.insert({ name: "c", sourceInstance: "src", sourceSnapshot: "cold" }));
-  assert.match((await hv.serialPortOutput("c", 0)).contents, /^boot at count 0\n/);
+  await expectConsole(hv, "c", /^boot at count 0\n/);
   await assert.rejects(
     async () => ok(hv, hv.insert({ name: "d", sourceInstance: "src", sourceSnapshot: "nope" })),
     /has no snapshot 'nope'/,
@@ -236,12 +236,12 @@ test("clone of a SUSPENDED VM resumes where its source was; the source keeps its
     hv.get("twin").history.map((h) => h.to),
     ["PROVISIONING", "STAGING", "RUNNING"],
   );
-  assert.match((await hv.serialPortOutput("twin", 0)).contents, new RegExp(`^restore at count ${saved}\\n`));
+  await expectConsole(hv, "twin", new RegExp(`^restore at count ${saved}\\n`));
   // The clone's state was consumed (removed); the source's is whole and resumes too.
   await assert.rejects(stat(store.paths("twin").stateDir));
   assert.equal(hv.get("src").status, "SUSPENDED");
   await ok(hv, hv.resume("src"));
-  assert.match((await hv.serialPortOutput("src", 0)).contents, new RegExp(`restore at count ${saved}\\n`));
+  await expectConsole(hv, "src", new RegExp(`restore at count ${saved}\\n`));
 });
 
 test("clone refused: a source RUNNING or unknown, a name taken, a shape given; nothing is created", async () => {

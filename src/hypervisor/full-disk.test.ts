@@ -13,7 +13,7 @@ import { after, before, test } from "node:test";
 import { diskChain } from "../engines/backends/qcow2/index.ts";
 import { availableBytes } from "./disk-admission.ts";
 import { closeAndKill } from "./fixtures/close-and-kill.ts";
-import { openFixtureHypervisor } from "./fixtures/fixture-hypervisor.ts";
+import { expectConsole, openFixtureHypervisor } from "./fixtures/fixture-hypervisor.ts";
 import { fixtureLauncherConfig } from "./fixtures/fixture-launcher.ts";
 import type { Hypervisor } from "./hypervisor.ts";
 import { processAlive } from "./process-alive.ts";
@@ -228,8 +228,7 @@ test("a disk that fills during a clone: a clear error, the clone removed, the so
   await ok(hv, hv.insert({ name: "twin", sourceInstance: "src" }).id);
   await ok(hv, hv.resume("src").id);
   const count = JSON.parse(before.state).count;
-  for (const vm of ["src", "twin"])
-    assert.match((await hv.serialPortOutput(vm, 0)).contents, new RegExp(`restore at count ${count}\\n`));
+  for (const vm of ["src", "twin"]) await expectConsole(hv, vm, new RegExp(`restore at count ${count}\\n`));
 });
 
 test("a full disk during start, suspend and the console log: nothing changes that is not on disk, no VM is stranded, and all works again once space is freed", async () => {

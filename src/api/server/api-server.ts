@@ -114,6 +114,23 @@ export interface ApiServerOptions {
   readonly openWebConsole?: (request: OpenWebConsoleRequest) => Promise<WebConsole>;
 }
 
+/** How long a client may go on sending an upload that was refused before it is cut off. */
+const REFUSED_UPLOAD_DRAIN_MS = 30_000;
+
+/**
+ * After a refusal given before an upload's body was all read: the rest is read and thrown away rather than
+ * the connection closed at once. A client still sending into a closed connection gets a reset (EPIPE,
+ * ECONNRESET) that can reach it before the refusal does, and the refusal is lost. The client stops sending
+ * when the answer comes; one that goes on longer than REFUSED_UPLOAD_DRAIN_MS is cut off.
+ */
+function drainRefusedUpload(req: IncomingMessage): void {
+  if (req.readableEnded) return;
+  const cutOff = setTimeout(() => req.socket.destroy(), REFUSED_UPLOAD_DRAIN_MS);
+  cutOff.unref();
+  req.once("close", () => clearTimeout(cutOff));
+  req.resume();
+}
+
 function intParam(query: URLSearchParams, key: string, min: number, max: number, fallback: number): number {
   const raw = query.get(key);
   if (raw === null) return fallback;
@@ -539,10 +556,7 @@ export class ApiServer {
         dropMissingNetworks: drop === "true",
       });
     } catch (e) {
-      if (!c.req.readableEnded) {
-        c.res.setHeader("connection", "close");
-        c.req.resume();
-      }
+      drainRefusedUpload(c.req);
       throw e;
     }
   }
@@ -564,10 +578,7 @@ export class ApiServer {
     try {
       return await this.hv.moveIn(c.req, parseMoveOffer(c.query));
     } catch (e) {
-      if (!c.req.readableEnded) {
-        c.res.setHeader("connection", "close");
-        c.req.resume();
-      }
+      drainRefusedUpload(c.req);
       throw e;
     }
   }
