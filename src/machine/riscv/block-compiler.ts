@@ -40,8 +40,9 @@ export const TLB_MASK = 511;
  * The compiled form of a block. Arguments: the hart (its TLB arrays and pc/count fields), the
  * register file, RAM views, pc of the first instruction as halves, the retired count at entry and the count
  * the block must not pass. On return the hart's pcLo/pcHi/count say where execution continues, and the result
- * is the block's link slot for that exit (a branch or direct jump to a constant pc in the block's own page,
- * so the next block is known without looking it up: see `CompiledCode.exits`), or -1 for any other exit.
+ * is the block's link slot for that exit (a branch or direct jump to a constant pc in the block's own page, or a
+ * JALR to a pc in it, so the next block is known without looking it up: see `CompiledCode.exits`), or -1 for
+ * any other exit.
  */
 export type BlockFn = (
   h: unknown,
@@ -93,10 +94,15 @@ interface Insn {
 export interface CompiledCode {
   readonly fn: BlockFn;
   readonly len: number;
-  /** Link slots: exits to distinct constant pcs in the block's page, numbered 0.. as `fn` returns them. Only
-   * exits after a branch, a jump or the last instruction get one; an exit before an instruction the block
-   * could not run (a TLB miss, FP the hart must run) returns -1, as the interpreter must run it. */
+  /** Link slots, numbered 0.. as `fn` returns them: one per distinct constant pc in the block's page that an
+   * exit after a branch, a jump or the last instruction goes to, and two per JALR for the targets it finds in
+   * the page (a function returning to two call sites by turns, as fib's two calls do). A JALR returns the
+   * first of its two whatever its target, so a block kept in them is run only when it starts at the pc the
+   * exit left at. An exit before an instruction the block could not run (a TLB miss, FP the hart must run)
+   * and a JALR out of the page return -1: the interpreter or a lookup goes on. */
   readonly exits: number;
+  /** The first slot of each JALR's two. */
+  readonly pairs: readonly number[];
 }
 
 /**
@@ -108,7 +114,7 @@ export function compileBlock(u16: Uint16Array, off: number): CompiledCode | null
   if (insns.length === 0) return null;
   const gen = generate(insns, off);
   const factory = new Function("rt", gen.src) as (rt: typeof RUNTIME) => BlockFn;
-  return { fn: factory(RUNTIME), len: insns.length, exits: gen.exits };
+  return { fn: factory(RUNTIME), len: insns.length, exits: gen.exits, pairs: gen.pairs };
 }
 
 /** The source compileBlock would compile (for tests and debugging). */
@@ -284,7 +290,7 @@ function isFp(insn: number): boolean {
 const L = (r: number): string => (r === 0 ? "0" : `r${r}l`);
 const H = (r: number): string => (r === 0 ? "0" : `r${r}h`);
 
-function generate(insns: Insn[], off: number): { src: string; exits: number } {
+function generate(insns: Insn[], off: number): { src: string; exits: number; pairs: number[] } {
   const count = insns.length;
   const touched = new Set<number>();
   const written = new Set<number>();
@@ -349,10 +355,12 @@ function generate(insns: Insn[], off: number): { src: string; exits: number } {
   // unwritten one is harmless.
   let wb = "";
   for (const r of written) wb += `x[${2 * r}]=${L(r)};x[${2 * r + 1}]=${H(r)};`;
-  /** Link slot of each constant exit offset inside the block's page (CompiledCode.exits). */
-  const slots = new Map<number, number>();
-  const slotOf = (c: number): number => {
-    const at = (off & 4095) + c;
+  /** Link slot of each constant exit offset inside the block's page, and the two of each JALR
+   * (CompiledCode.exits); `pairs` lists the first of each JALR's two. */
+  const slots = new Map<number | string, number>();
+  const pairs: number[] = [];
+  const slotOf = (c: number | string): number => {
+    const at = typeof c === "string" ? 0 : (off & 4095) + c;
     if (at < 0 || at >= 4096) return -1;
     let k = slots.get(c);
     if (k === undefined) {
@@ -550,7 +558,13 @@ function generate(insns: Insn[], off: number): { src: string; exits: number } {
           for (const r of returnPoints) pick = `o===${insns[r]!.delta}?${label.get(r)}:${pick}`;
           s += `if(th===ph){const o=((t&-2)-pl)|0,g=${pick};if(g>=0&&n+${j + 1 + count}<=end){n+=${j + 1};p=g;continue;}}`;
         }
-        s += `${wb}h.pcLo=t&-2;h.pcHi=th;h.count=n+${j + 1};return -1;}\n`;
+        // A target in this block's page (a return to a call site there, recursion's cascade of returns) leaves
+        // through this JALR's pair of link slots, which keep the last two blocks found there: the hart runs the
+        // one that starts at the new pc (see `exits`).
+        const pair = slotOf(`jalr${i}`);
+        slotOf(`jalr${i}'`);
+        pairs.push(pair);
+        s += `${wb}h.pcLo=t&-2;h.pcHi=th;h.count=n+${j + 1};return th===ph&&((t^pl)&-4096)===0?${pair}:-1;}\n`;
         break;
       }
       case 0x07: {
@@ -608,7 +622,7 @@ function generate(insns: Insn[], off: number): { src: string; exits: number } {
   if (jumps) s += "}}\n";
   s += `}\n${wb}\nconst t=(pl+eC)|0;h.pcLo=t;h.pcHi=(ph+(eC>>31)+(t>>>0<pl>>>0?1:0))|0;h.count=n+eR;\n`;
   s += "return eL;\n};\n";
-  return { src: s, exits: slots.size };
+  return { src: s, exits: slots.size, pairs };
 }
 
 /**
