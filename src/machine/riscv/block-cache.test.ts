@@ -678,6 +678,36 @@ tail:
   assert.ok(sources.some((src) => / 397\n/.test(src) && / fff58593\n/.test(src)));
 });
 
+test("auipc's offset from a region's start may pass 32 bits signed (a trace back, then auipc 0x80000)", {
+  skip,
+}, () => {
+  // The region at top traces back through \`j back\`: auipc's pc is then below the region's start, and its
+  // immediate (−2^31) plus that negative distance is below −2^31, so its high half must still be −1.
+  const vm = lockstep(
+    assemble(`
+  li a0, 0
+  li a1, 400
+  j top
+back:
+  auipc t2, 0x80000
+  auipc t3, 0x7ffff
+  xor a0, a0, t2
+  add a0, a0, t3
+  j tail
+  csrr t0, mscratch
+top:
+  addi a1, a1, -1
+  j back
+  csrr t0, mscratch
+tail:
+  bnez a1, top
+  srli a0, a0, 32
+  ${EXIT}
+`),
+  );
+  assert.ok(vm.hart.blockCache!.compiled > 0);
+});
+
 test("run(budget) never retires more than the budget, even when a compiled loop could run on", {
   skip,
 }, () => {

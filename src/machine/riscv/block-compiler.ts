@@ -489,8 +489,13 @@ function generate(insns: Insn[], off: number): { src: string; exits: number; pai
         break;
       }
       case 0x17: {
+        // pc + imm as the first pc plus a constant c, which may leave int32's range: imm near ±2^31 and a delta
+        // of up to a page either way (negative after a trace went back). So c is split into its low 32 bits
+        // (unsigned, added with a carry) and its high half (0 or −1), rather than `c >> 31`, which wraps.
         const c = (insn & 0xfffff000) + delta;
-        if (d !== 0) s += `{const t=(pl+${c})|0;${H(d)}=(ph+${c >> 31}+(t>>>0<pl>>>0?1:0))|0;${L(d)}=t;}`;
+        const cl = c >>> 0;
+        const ch = (c - cl) / 4294967296;
+        if (d !== 0) s += `{const t=(pl+${cl})|0;${H(d)}=(ph+${ch}+(t>>>0<pl>>>0?1:0))|0;${L(d)}=t;}`;
         break;
       }
       case 0x03: {
