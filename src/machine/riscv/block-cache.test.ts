@@ -708,6 +708,55 @@ tail:
   assert.ok(vm.hart.blockCache!.compiled > 0);
 });
 
+test("variable shifts and MUL run inline in a block, exact for every shift amount and with rd = rs", {
+  skip,
+}, () => {
+  // Every amount 0..127 (only the low 6 bits count) over values whose halves differ, rd = rs1 and rd = rs2
+  // included, folded into a0; a0's upper half is then checked against the interpreter's in lockstep.
+  const body = `
+  sll t0, s2, s1
+  srl t1, s2, s1
+  sra t2, s2, s1
+  sll s3, s3, s1
+  srl t3, s4, s1
+  sra s4, s4, s1
+  mul t4, s2, s5
+  mul s5, s6, s5
+  mul t5, s1, s1
+  xor a0, a0, t0
+  add a0, a0, t1
+  xor a0, a0, t2
+  add a0, a0, s3
+  xor a0, a0, t3
+  add a0, a0, s4
+  xor a0, a0, t4
+  add a0, a0, s5
+  xor a0, a0, t5`;
+  const image = assemble(`
+  li a0, 0
+  li s1, 0
+  li s2, 0x8123456789abcdef
+  li s6, 0x7edcba9876543210
+loop:
+  li s3, -3
+  li s4, 0xf0000000fffffff1
+  addi s5, s1, -77
+${body}
+  addi s1, s1, 1
+  li t6, 128
+  bne s1, t6, loop
+  srli a0, a0, 32
+  ${EXIT}
+`);
+  const vm = lockstep(image);
+  assert.ok(vm.hart.blockCache!.compiled > 0);
+  const u16 = new Uint16Array(image.buffer, 0, image.length >> 1);
+  const loopAt = vm.hart.blockCache!.dm.find((b) => b !== null && b.len > 20)!.off;
+  const src = blockSource(u16, loopAt)!;
+  assert.match(src, /Math\.imul/);
+  assert.doesNotMatch(src, /shl64\(|srl64\(|sra64\(|mul64\(|wide\[/);
+});
+
 test("run(budget) never retires more than the budget, even when a compiled loop could run on", {
   skip,
 }, () => {

@@ -56,9 +56,8 @@ export type BlockFn = (
   end: number,
 ) => number;
 
-/** The helpers generated code calls (64-bit multiply/divide and variable shifts through `wide`). */
+/** The helpers generated code calls (MULH*, divide and remainder through `wide`; double arithmetic). */
 const RUNTIME = {
-  mul64: md.mul64,
   mulh64: md.mulh64,
   mulhsu64: md.mulhsu64,
   mulhu64: md.mulhu64,
@@ -66,9 +65,6 @@ const RUNTIME = {
   divu64: md.divu64,
   wide: md.wide,
   remainder: md.remainder,
-  shl64: md.shl64,
-  srl64: md.srl64,
-  sra64: md.sra64,
   addD: fast.addD,
   mulD: fast.mulD,
   divD: fast.divD,
@@ -383,8 +379,7 @@ function generate(insns: Insn[], off: number): { src: string; exits: number; pai
   };
 
   let s = '"use strict";\n';
-  s +=
-    "const {mul64,mulh64,mulhsu64,mulhu64,div64,divu64,wide,remainder,shl64,srl64,sra64,addD,mulD,divD,sqrtD,fmaD,fx}=rt;\n";
+  s += "const {mulh64,mulhsu64,mulhu64,div64,divu64,wide,remainder,addD,mulD,divD,sqrtD,fmaD,fx}=rt;\n";
   // Named after its RAM offset, so profiles and V8 traces tell regions apart.
   s += `return function block_${off.toString(16)}(h,x,u8,u16,i32,pl,ph,n,end){\n`;
   if (loads) s += "const rTL=h.rTagLo,rTH=h.rTagHi,rO=h.rOff;\n";
@@ -767,7 +762,7 @@ function genOp(
       case 0:
         return `{const q=${al},lo=(q+${bl})|0;${dh}=(${ah}+${bh}+(lo>>>0<q>>>0?1:0))|0;${dl}=lo;}`;
       case 1:
-        return `shl64(${al},${ah},${bl}&63);${fromWide}`;
+        return shiftLeft(al, ah, bl, dl, dh);
       case 2:
         return two(`${ah}<${bh}||(${ah}===${bh}&&${al}>>>0<${bl}>>>0)?1:0`, "0");
       case 3:
@@ -775,7 +770,7 @@ function genOp(
       case 4:
         return two(`${al}^${bl}`, `${ah}^${bh}`);
       case 5:
-        return `srl64(${al},${ah},${bl}&63);${fromWide}`;
+        return shiftRight(al, ah, bl, dl, dh, false);
       case 6:
         return two(`${al}|${bl}`, `${ah}|${bh}`);
       default:
@@ -784,12 +779,12 @@ function genOp(
   }
   if (f7 === 0x20) {
     if (f3 === 0) return two(`(${al}-${bl})|0`, `(${ah}-${bh}-(${al}>>>0<${bl}>>>0?1:0))|0`);
-    return `sra64(${al},${ah},${bl}&63);${fromWide}`;
+    return shiftRight(al, ah, bl, dl, dh, true);
   }
   const args = `(${al},${ah},${bl},${bh});`;
   switch (f3) {
     case 0:
-      return `mul64${args}${fromWide}`;
+      return mulLow(al, ah, bl, bh, dl, dh);
     case 1:
       return `mulh64${args}${fromWide}`;
     case 2:
@@ -805,6 +800,41 @@ function genOp(
     default:
       return `divu64${args}${dl}=remainder[0];${dh}=remainder[1];`;
   }
+}
+
+// Variable 64-bit shifts and MUL inline, on the operands read into constants first (rd may be rs1 or rs2):
+// memcpy's unaligned merges and hashes run them often, and a helper call with its result through `wide`
+// cost more than the arithmetic.
+
+/** SLL: rd = rs1 << (rs2 & 63). */
+function shiftLeft(al: string, ah: string, bl: string, dl: string, dh: string): string {
+  return (
+    `{const sa=${bl}&63,ql=${al},qh=${ah};` +
+    `if(sa===0){${dl}=ql;${dh}=qh;}else if(sa<32){${dh}=(qh<<sa)|(ql>>>(32-sa));${dl}=ql<<sa;}` +
+    `else{${dh}=ql<<(sa-32);${dl}=0;}}`
+  );
+}
+
+/** SRL or SRA: rd = rs1 >> (rs2 & 63), logical or arithmetic. */
+function shiftRight(al: string, ah: string, bl: string, dl: string, dh: string, arith: boolean): string {
+  const hiShift = arith ? "qh>>sa" : "(qh>>>sa)|0";
+  const fromHi = arith ? "qh>>(sa-32)" : "(qh>>>(sa-32))|0";
+  const fill = arith ? "qh>>31" : "0";
+  return (
+    `{const sa=${bl}&63,ql=${al},qh=${ah};` +
+    `if(sa===0){${dl}=ql;${dh}=qh;}else if(sa<32){${dl}=(ql>>>sa)|(qh<<(32-sa));${dh}=${hiShift};}` +
+    `else{${dl}=${fromHi};${dh}=${fill};}}`
+  );
+}
+
+/** MUL: the low 64 bits of rs1 × rs2. The high word of the low halves' 32×32 product from 16-bit digits (each
+ * partial sum below 2^34, exact in a double), as mul-div-64.ts's mulu32 does; the cross terms wrap. */
+function mulLow(al: string, ah: string, bl: string, bh: string, dl: string, dh: string): string {
+  return (
+    `{const ql=${al},qh=${ah},rl=${bl},rh=${bh},a0=ql&65535,a1=ql>>>16,b0=rl&65535,b1=rl>>>16,` +
+    `m=a1*b0+a0*b1+((a0*b0)>>>16);` +
+    `${dh}=(a1*b1+Math.floor(m/65536)+Math.imul(ql,rh)+Math.imul(qh,rl))|0;${dl}=Math.imul(ql,rl);}`
+  );
 }
 
 /** OP-32 (and M's W forms): the 32-bit result expression, as the interpreter's execOp32 computes it. */
