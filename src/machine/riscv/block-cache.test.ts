@@ -757,6 +757,59 @@ ${body}
   assert.doesNotMatch(src, /shl64\(|srl64\(|sra64\(|mul64\(|wide\[/);
 });
 
+test("DIV, DIVU, REM and REMU of operands below 2^52 run inline, exact at the edges of that range", {
+  skip,
+}, () => {
+  // Every pair of the table's values (by 0, negative, at and past 2^52, 32-bit, the overflow case) through
+  // all four, rd = rs1 and rd = rs2 included, folded into a0 and checked against the interpreter in lockstep.
+  const image = assemble(`
+  li a0, 0
+  lla s0, values
+  li s1, 0
+outer:
+  slli t0, s1, 3
+  add t0, t0, s0
+  ld s2, 0(t0)
+  li s3, 0
+inner:
+  slli t0, s3, 3
+  add t0, t0, s0
+  ld s4, 0(t0)
+  div t1, s2, s4
+  divu t2, s2, s4
+  rem t3, s2, s4
+  remu t4, s2, s4
+  mv t5, s2
+  divu t5, t5, s4
+  mv t6, s4
+  remu t6, s2, t6
+  xor a0, a0, t1
+  add a0, a0, t2
+  xor a0, a0, t3
+  add a0, a0, t4
+  xor a0, a0, t5
+  add a0, a0, t6
+  slli a0, a0, 1
+  addi s3, s3, 1
+  li t0, 16
+  bne s3, t0, inner
+  addi s1, s1, 1
+  bne s1, t0, outer
+  srli a0, a0, 32
+  ${EXIT}
+  .data
+  .balign 8
+values:
+  .dword 0, 1, 7, -1, -7, 0x000fffffffffffff, 0x0010000000000000, 0x0010000000000005
+  .dword 0x00000000ffffffff, 0x0000000100000000, 0x8000000000000000, 0x000ffffffff00001
+  .dword 0x123456789abcdef, 3, 0x0020000000000001, 0x003fffffffffffff
+`);
+  const vm = lockstep(image);
+  const u16 = new Uint16Array(image.buffer, 0, image.length >> 1);
+  const sources = vm.hart.blockCache!.dm.map((b) => (b === null ? "" : (blockSource(u16, b.off) ?? "")));
+  assert.ok(sources.some((src) => src.includes("Math.floor(A/B)")));
+});
+
 test("run(budget) never retires more than the budget, even when a compiled loop could run on", {
   skip,
 }, () => {

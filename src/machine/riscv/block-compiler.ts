@@ -792,14 +792,38 @@ function genOp(
     case 3:
       return `mulhu64${args}${fromWide}`;
     case 4:
-      return `div64${args}${fromWide}`;
+      return divSmall(al, ah, bl, bh, "q", dl, dh, `div64${args}${fromWide}`);
     case 5:
-      return `divu64${args}${fromWide}`;
+      return divSmall(al, ah, bl, bh, "q", dl, dh, `divu64${args}${fromWide}`);
     case 6:
-      return `div64${args}${dl}=remainder[0];${dh}=remainder[1];`;
+      return divSmall(al, ah, bl, bh, "r", dl, dh, `div64${args}${dl}=remainder[0];${dh}=remainder[1];`);
     default:
-      return `divu64${args}${dl}=remainder[0];${dh}=remainder[1];`;
+      return divSmall(al, ah, bl, bh, "r", dl, dh, `divu64${args}${dl}=remainder[0];${dh}=remainder[1];`);
   }
+}
+
+/**
+ * DIV/DIVU/REM/REMU inline when both operands are below 2^52 (so non-negative: signed and unsigned agree) and
+ * the divisor is not 0, else `helper` (mul-div-64.ts). Doubles are exact there, and so is the floor of their
+ * rounded quotient: a true quotient k − ε (ε ≥ 1/B) is not rounded up to k, as k·B < A + B < 2^53 makes half
+ * an ulp of k below 1/B. Most of a gcd's divisions are of such operands; a call cost more than the division.
+ */
+function divSmall(
+  al: string,
+  ah: string,
+  bl: string,
+  bh: string,
+  want: "q" | "r",
+  dl: string,
+  dh: string,
+  helper: string,
+): string {
+  return (
+    `{const ql=${al},qh=${ah},rl=${bl},rh=${bh};` +
+    "if(((qh|rh)>>>20)===0&&(rl|rh)!==0){const A=qh*4294967296+(ql>>>0),B=rh*4294967296+(rl>>>0);" +
+    "const q=Math.floor(A/B),r=A-q*B;" +
+    `${dl}=${want}|0;${dh}=(${want}/4294967296)|0;}else{${helper}}}`
+  );
 }
 
 // Variable 64-bit shifts and MUL inline, on the operands read into constants first (rd may be rs1 or rs2):
