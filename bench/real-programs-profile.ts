@@ -58,6 +58,8 @@ interface JitProfile {
   retired: number;
   inBlocks: number;
   blockCalls: number;
+  /** Block entries through a link slot (Rv64Hart.chainedRuns), not the dispatch loop's lookup. */
+  chained: number;
   blocksCompiled: number;
   cacheFlushes: number;
   pagesInvalidated: number;
@@ -308,6 +310,13 @@ function formatProfiles(
           return j && j.blockCalls ? (j.inBlocks / j.blockCalls).toFixed(1) : "—";
         }),
       ],
+      [
+        "% of block calls through a link",
+        ...names.map((n) => {
+          const j = jits.get(n);
+          return j ? pct(j.chained, j.blockCalls) : "—";
+        }),
+      ],
       ["blocks compiled", ...names.map((n) => String(jits.get(n)?.blocksCompiled ?? "—"))],
       [
         "cache flushes / pages invalidated",
@@ -415,13 +424,14 @@ async function main(): Promise<void> {
   }
   const cpuReports: string[] = [];
   if (passes.includes("jit")) {
-    let start = { retired: 0, compiled: 0, flushes: 0, invalidations: 0 };
+    let start = { retired: 0, chained: 0, compiled: 0, flushes: 0, invalidations: 0 };
     const cache = (engine: RiscvEngine) => engine.board.harts[0]!.blockCache!;
     await runPrograms(true, files, programs, timeoutMs, {
       begin(_p, engine) {
         const c = cache(engine);
         start = {
           retired: engine.board.harts[0]!.instret,
+          chained: engine.board.harts[0]!.chainedRuns,
           compiled: c.compiled,
           flushes: c.flushes,
           invalidations: c.invalidations,
@@ -445,6 +455,7 @@ async function main(): Promise<void> {
           retired: engine.board.harts[0]!.instret - start.retired,
           inBlocks: blockCounts.inBlocks,
           blockCalls: blockCounts.calls,
+          chained: engine.board.harts[0]!.chainedRuns - start.chained,
           blocksCompiled: c.compiled - start.compiled,
           cacheFlushes: c.flushes - start.flushes,
           pagesInvalidated: c.invalidations - start.invalidations,
