@@ -7,10 +7,14 @@
 //    its all-interpreted time.
 //  - jit: the JIT on, every compiled block's function wrapped to count the instructions it retires and its
 //    calls, and the block cache's counters (blocks compiled, flushes, invalidated pages).
+//  - with --cpu-profile DIR, the jit pass also takes V8's CPU profile of each program's run (from typing it to
+//    its prompt, the boot left out) into DIR/NAME.cpuprofile and prints where the time went: self time by
+//    function, every compiled block's together.
 // Usage: node --import ./node_modules/tsx/dist/loader.mjs bench/real-programs-profile.ts [--only A,B]
-//          [--pass classes,jit] [--sample-every N] [--format table|json]
+//          [--pass classes,jit] [--sample-every N] [--cpu-profile DIR] [--format table|json]
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -54,6 +58,8 @@ interface JitProfile {
   retired: number;
   inBlocks: number;
   blockCalls: number;
+  /** Block entries through a link slot (Rv64Hart.chainedRuns), not the dispatch loop's lookup. */
+  chained: number;
   blocksCompiled: number;
   cacheFlushes: number;
   pagesInvalidated: number;
@@ -140,6 +146,34 @@ function patchBlockCompile(): void {
   };
 }
 
+/** V8's CPU profile as the inspector returns it (the fields read here). */
+interface CpuProfile {
+  nodes: { id: number; callFrame: { functionName: string; url: string } }[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** Self time by function, largest first, as % of the profile: compiled blocks (block_OFFSET) as one row. */
+function selfTimes(profile: CpuProfile, top: number): string[] {
+  const frames = new Map(profile.nodes.map((n) => [n.id, n.callFrame]));
+  const byName = new Map<string, number>();
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    const f = frames.get(id)!;
+    const file = f.url.slice(f.url.lastIndexOf("/") + 1);
+    const name = f.functionName.startsWith("block_")
+      ? "compiled blocks"
+      : `${f.functionName || "(anonymous)"}${file ? ` ${file}` : ""}`;
+    const dt = profile.timeDeltas[i] ?? 0;
+    byName.set(name, (byName.get(name) ?? 0) + dt);
+    total += dt;
+  });
+  return [...byName]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([name, t]) => `${pct(t, total).padStart(6)} %  ${name}`);
+}
+
 function fail(message: string): never {
   process.stderr.write(`real-programs-profile: ${message}\n`);
   process.exit(2);
@@ -164,8 +198,8 @@ async function runPrograms(
   programs: readonly RealProgram[],
   timeoutMs: number,
   around: {
-    begin(p: RealProgram, engine: RiscvEngine): void;
-    end(p: RealProgram, engine: RiscvEngine, text: string): void;
+    begin(p: RealProgram, engine: RiscvEngine): void | Promise<void>;
+    end(p: RealProgram, engine: RiscvEngine, text: string): void | Promise<void>;
   },
 ): Promise<void> {
   let text = "";
@@ -205,13 +239,13 @@ async function runPrograms(
     for (const p of programs) {
       const mark = text.length;
       process.stderr.write(`real-programs-profile: ${jit ? "jit" : "classes"}: ${p.name}\n`);
-      around.begin(p, engine);
+      await around.begin(p, engine);
       engine.sendConsole(new TextEncoder().encode(`${p.command(1)}\n`));
       await until(() => {
         const out = text.slice(mark);
         return PROMPT_TAIL.test(out) && out.split("\n").length > 2;
       }, p.name);
-      around.end(p, engine, text.slice(mark));
+      await around.end(p, engine, text.slice(mark));
     }
   } finally {
     await engine.stop();
@@ -276,6 +310,13 @@ function formatProfiles(
           return j && j.blockCalls ? (j.inBlocks / j.blockCalls).toFixed(1) : "—";
         }),
       ],
+      [
+        "% of block calls through a link",
+        ...names.map((n) => {
+          const j = jits.get(n);
+          return j ? pct(j.chained, j.blockCalls) : "—";
+        }),
+      ],
       ["blocks compiled", ...names.map((n) => String(jits.get(n)?.blocksCompiled ?? "—"))],
       [
         "cache flushes / pages invalidated",
@@ -313,6 +354,7 @@ async function main(): Promise<void> {
           pass: { type: "string" },
           "sample-every": { type: "string" },
           format: { type: "string" },
+          "cpu-profile": { type: "string" },
           timeout: { type: "string" },
           help: { type: "boolean", short: "h" },
         },
@@ -373,14 +415,23 @@ async function main(): Promise<void> {
         c.instret = line?.instret ?? null;
       },
     });
+  const profileDir = values["cpu-profile"];
+  const inspector = profileDir === undefined ? null : new Session();
+  if (inspector !== null && profileDir !== undefined) {
+    mkdirSync(profileDir, { recursive: true });
+    inspector.connect();
+    await inspector.post("Profiler.enable");
+  }
+  const cpuReports: string[] = [];
   if (passes.includes("jit")) {
-    let start = { retired: 0, compiled: 0, flushes: 0, invalidations: 0 };
+    let start = { retired: 0, chained: 0, compiled: 0, flushes: 0, invalidations: 0 };
     const cache = (engine: RiscvEngine) => engine.board.harts[0]!.blockCache!;
     await runPrograms(true, files, programs, timeoutMs, {
       begin(_p, engine) {
         const c = cache(engine);
         start = {
           retired: engine.board.harts[0]!.instret,
+          chained: engine.board.harts[0]!.chainedRuns,
           compiled: c.compiled,
           flushes: c.flushes,
           invalidations: c.invalidations,
@@ -388,9 +439,15 @@ async function main(): Promise<void> {
         blockCounts.inBlocks = 0;
         blockCounts.calls = 0;
         blockCounts.on = true;
+        if (inspector !== null) return inspector.post("Profiler.start");
       },
-      end(p, engine, out) {
+      async end(p, engine, out) {
         blockCounts.on = false;
+        if (inspector !== null && profileDir !== undefined) {
+          const { profile } = await inspector.post("Profiler.stop");
+          writeFileSync(join(profileDir, `${p.name}.cpuprofile`), JSON.stringify(profile));
+          cpuReports.push(`${p.name}: self time`, ...selfTimes(profile as CpuProfile, 12), "");
+        }
         const c = cache(engine);
         const line = parseResultLine(out, p.name);
         jits.set(p.name, {
@@ -398,6 +455,7 @@ async function main(): Promise<void> {
           retired: engine.board.harts[0]!.instret - start.retired,
           inBlocks: blockCounts.inBlocks,
           blockCalls: blockCounts.calls,
+          chained: engine.board.harts[0]!.chainedRuns - start.chained,
           blocksCompiled: c.compiled - start.compiled,
           cacheFlushes: c.flushes - start.flushes,
           pagesInvalidated: c.invalidations - start.invalidations,
@@ -411,6 +469,7 @@ async function main(): Promise<void> {
       `${JSON.stringify({ classes: Object.fromEntries(classes), jit: Object.fromEntries(jits) }, null, 2)}\n`,
     );
   else process.stdout.write(formatProfiles(classes, jits, names));
+  if (cpuReports.length > 0) process.stdout.write(`\n${cpuReports.join("\n")}`);
 }
 
 await main();

@@ -558,6 +558,44 @@ b:
   assert.deepEqual(once.hart.saveState(), off.hart.saveState());
 });
 
+test("returns (JALR) to blocks of the same page chain through the JALR's link, checked against the pc", {
+  skip,
+}, () => {
+  // f returns by turns to two call sites, each the start of its own block (a forward JAL ends a region), so
+  // its JALR's one link slot sees two targets: the block kept there runs only when it starts at the new pc.
+  const loop = `
+  li s0, 3000
+  li s1, 0
+  li a0, 0
+top:
+  jal ra, f
+after1:
+  addi s1, s1, 1
+  jal ra, f
+after2:
+  addi s0, s0, -1
+  bnez s0, top
+  sub a0, a0, s1
+  li t0, 15000       # 3000 * 2 * 3 - 3000
+  sub a0, a0, t0
+  ${EXIT}
+  csrr t0, mscratch
+f:
+  addi a0, a0, 3
+  ret
+`;
+  const vm = lockstep(assemble(loop));
+  assert.equal(vm.exit.code, 0);
+  const once = machine(assemble(loop), true);
+  while (once.exit.code === null) once.hart.run(100_000);
+  // Per pass: top→f, f→after1, after1→f, f→after2 and after2→top. Without the JALR's link only 3 of the 5
+  // come through a link; with it, all but the first of each and the alternations the one slot misses.
+  assert.ok(once.hart.chainedRuns > 4 * 3000, `chained ${once.hart.chainedRuns} times`);
+  const off = machine(assemble(loop), false);
+  while (off.exit.code === null) off.hart.run(100_000);
+  assert.deepEqual(once.hart.saveState(), off.hart.saveState());
+});
+
 test("two starts that run by turns in a set whose other slot counted a third still get compiled", {
   skip,
 }, () => {
@@ -638,6 +676,138 @@ tail:
   const u16 = new Uint16Array(vm.ram.u8.buffer, 0, vm.ram.u8.length >> 1);
   const sources = vm.hart.blockCache!.dm.map((b) => (b === null ? "" : (blockSource(u16, b.off) ?? "")));
   assert.ok(sources.some((src) => / 397\n/.test(src) && / fff58593\n/.test(src)));
+});
+
+test("auipc's offset from a region's start may pass 32 bits signed (a trace back, then auipc 0x80000)", {
+  skip,
+}, () => {
+  // The region at top traces back through \`j back\`: auipc's pc is then below the region's start, and its
+  // immediate (−2^31) plus that negative distance is below −2^31, so its high half must still be −1.
+  const vm = lockstep(
+    assemble(`
+  li a0, 0
+  li a1, 400
+  j top
+back:
+  auipc t2, 0x80000
+  auipc t3, 0x7ffff
+  xor a0, a0, t2
+  add a0, a0, t3
+  j tail
+  csrr t0, mscratch
+top:
+  addi a1, a1, -1
+  j back
+  csrr t0, mscratch
+tail:
+  bnez a1, top
+  srli a0, a0, 32
+  ${EXIT}
+`),
+  );
+  assert.ok(vm.hart.blockCache!.compiled > 0);
+});
+
+test("variable shifts and MUL run inline in a block, exact for every shift amount and with rd = rs", {
+  skip,
+}, () => {
+  // Every amount 0..127 (only the low 6 bits count) over values whose halves differ, rd = rs1 and rd = rs2
+  // included, folded into a0; a0's upper half is then checked against the interpreter's in lockstep.
+  const body = `
+  sll t0, s2, s1
+  srl t1, s2, s1
+  sra t2, s2, s1
+  sll s3, s3, s1
+  srl t3, s4, s1
+  sra s4, s4, s1
+  mul t4, s2, s5
+  mul s5, s6, s5
+  mul t5, s1, s1
+  xor a0, a0, t0
+  add a0, a0, t1
+  xor a0, a0, t2
+  add a0, a0, s3
+  xor a0, a0, t3
+  add a0, a0, s4
+  xor a0, a0, t4
+  add a0, a0, s5
+  xor a0, a0, t5`;
+  const image = assemble(`
+  li a0, 0
+  li s1, 0
+  li s2, 0x8123456789abcdef
+  li s6, 0x7edcba9876543210
+loop:
+  li s3, -3
+  li s4, 0xf0000000fffffff1
+  addi s5, s1, -77
+${body}
+  addi s1, s1, 1
+  li t6, 128
+  bne s1, t6, loop
+  srli a0, a0, 32
+  ${EXIT}
+`);
+  const vm = lockstep(image);
+  assert.ok(vm.hart.blockCache!.compiled > 0);
+  const u16 = new Uint16Array(image.buffer, 0, image.length >> 1);
+  const loopAt = vm.hart.blockCache!.dm.find((b) => b !== null && b.len > 20)!.off;
+  const src = blockSource(u16, loopAt)!;
+  assert.match(src, /Math\.imul/);
+  assert.doesNotMatch(src, /shl64\(|srl64\(|sra64\(|mul64\(|wide\[/);
+});
+
+test("DIV, DIVU, REM and REMU of operands below 2^52 run inline, exact at the edges of that range", {
+  skip,
+}, () => {
+  // Every pair of the table's values (by 0, negative, at and past 2^52, 32-bit, the overflow case) through
+  // all four, rd = rs1 and rd = rs2 included, folded into a0 and checked against the interpreter in lockstep.
+  const image = assemble(`
+  li a0, 0
+  lla s0, values
+  li s1, 0
+outer:
+  slli t0, s1, 3
+  add t0, t0, s0
+  ld s2, 0(t0)
+  li s3, 0
+inner:
+  slli t0, s3, 3
+  add t0, t0, s0
+  ld s4, 0(t0)
+  div t1, s2, s4
+  divu t2, s2, s4
+  rem t3, s2, s4
+  remu t4, s2, s4
+  mv t5, s2
+  divu t5, t5, s4
+  mv t6, s4
+  remu t6, s2, t6
+  xor a0, a0, t1
+  add a0, a0, t2
+  xor a0, a0, t3
+  add a0, a0, t4
+  xor a0, a0, t5
+  add a0, a0, t6
+  slli a0, a0, 1
+  addi s3, s3, 1
+  li t0, 16
+  bne s3, t0, inner
+  addi s1, s1, 1
+  bne s1, t0, outer
+  srli a0, a0, 32
+  ${EXIT}
+  .data
+  .balign 8
+values:
+  .dword 0, 1, 7, -1, -7, 0x000fffffffffffff, 0x0010000000000000, 0x0010000000000005
+  .dword 0x00000000ffffffff, 0x0000000100000000, 0x8000000000000000, 0x000ffffffff00001
+  .dword 0x123456789abcdef, 3, 0x0020000000000001, 0x003fffffffffffff
+`);
+  const vm = lockstep(image);
+  const u16 = new Uint16Array(image.buffer, 0, image.length >> 1);
+  const sources = vm.hart.blockCache!.dm.map((b) => (b === null ? "" : (blockSource(u16, b.off) ?? "")));
+  assert.ok(sources.some((src) => src.includes("Math.floor(A/B)")));
 });
 
 test("run(budget) never retires more than the budget, even when a compiled loop could run on", {

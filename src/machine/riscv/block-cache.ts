@@ -35,6 +35,9 @@ export class CompiledBlock {
    * block's page, so a hart goes on there without looking it up (it checks the generation, as for any block).
    * Links hold only blocks made since the last flush, so they keep no more alive than MAX_BLOCKS. */
   readonly links: Array<CompiledBlock | null>;
+  /** Per link slot: 1 at the first of a JALR's two slots, whose targets vary: the block found is kept in the
+   * first and the one it replaces moves to the second. */
+  readonly pairs: Uint8Array;
 
   constructor(
     readonly off: number,
@@ -43,8 +46,11 @@ export class CompiledBlock {
     readonly len: number,
     readonly run: BlockFn,
     exits = 0,
+    pairs: readonly number[] = [],
   ) {
     this.links = new Array<CompiledBlock | null>(exits).fill(null);
+    this.pairs = new Uint8Array(exits);
+    for (const p of pairs) this.pairs[p] = 1;
   }
 }
 
@@ -125,7 +131,7 @@ export class BlockCache {
     const b =
       code === null
         ? new CompiledBlock(off, gen, NEVER, neverRuns)
-        : new CompiledBlock(off, gen, code.len, code.fn, code.exits);
+        : new CompiledBlock(off, gen, code.len, code.fn, code.exits, code.pairs);
     if (code !== null) this.compiled++;
     this.made++;
     this.dm[this.slotFor(off)] = b;

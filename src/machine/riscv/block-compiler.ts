@@ -40,8 +40,9 @@ export const TLB_MASK = 511;
  * The compiled form of a block. Arguments: the hart (its TLB arrays and pc/count fields), the
  * register file, RAM views, pc of the first instruction as halves, the retired count at entry and the count
  * the block must not pass. On return the hart's pcLo/pcHi/count say where execution continues, and the result
- * is the block's link slot for that exit (a branch or direct jump to a constant pc in the block's own page,
- * so the next block is known without looking it up: see `CompiledCode.exits`), or -1 for any other exit.
+ * is the block's link slot for that exit (a branch or direct jump to a constant pc in the block's own page, or a
+ * JALR to a pc in it, so the next block is known without looking it up: see `CompiledCode.exits`), or -1 for
+ * any other exit.
  */
 export type BlockFn = (
   h: unknown,
@@ -55,9 +56,8 @@ export type BlockFn = (
   end: number,
 ) => number;
 
-/** The helpers generated code calls (64-bit multiply/divide and variable shifts through `wide`). */
+/** The helpers generated code calls (MULH*, divide and remainder through `wide`; double arithmetic). */
 const RUNTIME = {
-  mul64: md.mul64,
   mulh64: md.mulh64,
   mulhsu64: md.mulhsu64,
   mulhu64: md.mulhu64,
@@ -65,9 +65,6 @@ const RUNTIME = {
   divu64: md.divu64,
   wide: md.wide,
   remainder: md.remainder,
-  shl64: md.shl64,
-  srl64: md.srl64,
-  sra64: md.sra64,
   addD: fast.addD,
   mulD: fast.mulD,
   divD: fast.divD,
@@ -93,10 +90,15 @@ interface Insn {
 export interface CompiledCode {
   readonly fn: BlockFn;
   readonly len: number;
-  /** Link slots: exits to distinct constant pcs in the block's page, numbered 0.. as `fn` returns them. Only
-   * exits after a branch, a jump or the last instruction get one; an exit before an instruction the block
-   * could not run (a TLB miss, FP the hart must run) returns -1, as the interpreter must run it. */
+  /** Link slots, numbered 0.. as `fn` returns them: one per distinct constant pc in the block's page that an
+   * exit after a branch, a jump or the last instruction goes to, and two per JALR for the targets it finds in
+   * the page (a function returning to two call sites by turns, as fib's two calls do). A JALR returns the
+   * first of its two whatever its target, so a block kept in them is run only when it starts at the pc the
+   * exit left at. An exit before an instruction the block could not run (a TLB miss, FP the hart must run)
+   * and a JALR out of the page return -1: the interpreter or a lookup goes on. */
   readonly exits: number;
+  /** The first slot of each JALR's two. */
+  readonly pairs: readonly number[];
 }
 
 /**
@@ -108,7 +110,7 @@ export function compileBlock(u16: Uint16Array, off: number): CompiledCode | null
   if (insns.length === 0) return null;
   const gen = generate(insns, off);
   const factory = new Function("rt", gen.src) as (rt: typeof RUNTIME) => BlockFn;
-  return { fn: factory(RUNTIME), len: insns.length, exits: gen.exits };
+  return { fn: factory(RUNTIME), len: insns.length, exits: gen.exits, pairs: gen.pairs };
 }
 
 /** The source compileBlock would compile (for tests and debugging). */
@@ -284,7 +286,7 @@ function isFp(insn: number): boolean {
 const L = (r: number): string => (r === 0 ? "0" : `r${r}l`);
 const H = (r: number): string => (r === 0 ? "0" : `r${r}h`);
 
-function generate(insns: Insn[], off: number): { src: string; exits: number } {
+function generate(insns: Insn[], off: number): { src: string; exits: number; pairs: number[] } {
   const count = insns.length;
   const touched = new Set<number>();
   const written = new Set<number>();
@@ -349,10 +351,12 @@ function generate(insns: Insn[], off: number): { src: string; exits: number } {
   // unwritten one is harmless.
   let wb = "";
   for (const r of written) wb += `x[${2 * r}]=${L(r)};x[${2 * r + 1}]=${H(r)};`;
-  /** Link slot of each constant exit offset inside the block's page (CompiledCode.exits). */
-  const slots = new Map<number, number>();
-  const slotOf = (c: number): number => {
-    const at = (off & 4095) + c;
+  /** Link slot of each constant exit offset inside the block's page, and the two of each JALR
+   * (CompiledCode.exits); `pairs` lists the first of each JALR's two. */
+  const slots = new Map<number | string, number>();
+  const pairs: number[] = [];
+  const slotOf = (c: number | string): number => {
+    const at = typeof c === "string" ? 0 : (off & 4095) + c;
     if (at < 0 || at >= 4096) return -1;
     let k = slots.get(c);
     if (k === undefined) {
@@ -375,8 +379,7 @@ function generate(insns: Insn[], off: number): { src: string; exits: number } {
   };
 
   let s = '"use strict";\n';
-  s +=
-    "const {mul64,mulh64,mulhsu64,mulhu64,div64,divu64,wide,remainder,shl64,srl64,sra64,addD,mulD,divD,sqrtD,fmaD,fx}=rt;\n";
+  s += "const {mulh64,mulhsu64,mulhu64,div64,divu64,wide,remainder,addD,mulD,divD,sqrtD,fmaD,fx}=rt;\n";
   // Named after its RAM offset, so profiles and V8 traces tell regions apart.
   s += `return function block_${off.toString(16)}(h,x,u8,u16,i32,pl,ph,n,end){\n`;
   if (loads) s += "const rTL=h.rTagLo,rTH=h.rTagHi,rO=h.rOff;\n";
@@ -481,8 +484,13 @@ function generate(insns: Insn[], off: number): { src: string; exits: number } {
         break;
       }
       case 0x17: {
+        // pc + imm as the first pc plus a constant c, which may leave int32's range: imm near ±2^31 and a delta
+        // of up to a page either way (negative after a trace went back). So c is split into its low 32 bits
+        // (unsigned, added with a carry) and its high half (0 or −1), rather than `c >> 31`, which wraps.
         const c = (insn & 0xfffff000) + delta;
-        if (d !== 0) s += `{const t=(pl+${c})|0;${H(d)}=(ph+${c >> 31}+(t>>>0<pl>>>0?1:0))|0;${L(d)}=t;}`;
+        const cl = c >>> 0;
+        const ch = (c - cl) / 4294967296;
+        if (d !== 0) s += `{const t=(pl+${cl})|0;${H(d)}=(ph+${ch}+(t>>>0<pl>>>0?1:0))|0;${L(d)}=t;}`;
         break;
       }
       case 0x03: {
@@ -550,7 +558,13 @@ function generate(insns: Insn[], off: number): { src: string; exits: number } {
           for (const r of returnPoints) pick = `o===${insns[r]!.delta}?${label.get(r)}:${pick}`;
           s += `if(th===ph){const o=((t&-2)-pl)|0,g=${pick};if(g>=0&&n+${j + 1 + count}<=end){n+=${j + 1};p=g;continue;}}`;
         }
-        s += `${wb}h.pcLo=t&-2;h.pcHi=th;h.count=n+${j + 1};return -1;}\n`;
+        // A target in this block's page (a return to a call site there, recursion's cascade of returns) leaves
+        // through this JALR's pair of link slots, which keep the last two blocks found there: the hart runs the
+        // one that starts at the new pc (see `exits`).
+        const pair = slotOf(`jalr${i}`);
+        slotOf(`jalr${i}'`);
+        pairs.push(pair);
+        s += `${wb}h.pcLo=t&-2;h.pcHi=th;h.count=n+${j + 1};return th===ph&&((t^pl)&-4096)===0?${pair}:-1;}\n`;
         break;
       }
       case 0x07: {
@@ -608,7 +622,7 @@ function generate(insns: Insn[], off: number): { src: string; exits: number } {
   if (jumps) s += "}}\n";
   s += `}\n${wb}\nconst t=(pl+eC)|0;h.pcLo=t;h.pcHi=(ph+(eC>>31)+(t>>>0<pl>>>0?1:0))|0;h.count=n+eR;\n`;
   s += "return eL;\n};\n";
-  return { src: s, exits: slots.size };
+  return { src: s, exits: slots.size, pairs };
 }
 
 /**
@@ -748,7 +762,7 @@ function genOp(
       case 0:
         return `{const q=${al},lo=(q+${bl})|0;${dh}=(${ah}+${bh}+(lo>>>0<q>>>0?1:0))|0;${dl}=lo;}`;
       case 1:
-        return `shl64(${al},${ah},${bl}&63);${fromWide}`;
+        return shiftLeft(al, ah, bl, dl, dh);
       case 2:
         return two(`${ah}<${bh}||(${ah}===${bh}&&${al}>>>0<${bl}>>>0)?1:0`, "0");
       case 3:
@@ -756,7 +770,7 @@ function genOp(
       case 4:
         return two(`${al}^${bl}`, `${ah}^${bh}`);
       case 5:
-        return `srl64(${al},${ah},${bl}&63);${fromWide}`;
+        return shiftRight(al, ah, bl, dl, dh, false);
       case 6:
         return two(`${al}|${bl}`, `${ah}|${bh}`);
       default:
@@ -765,12 +779,12 @@ function genOp(
   }
   if (f7 === 0x20) {
     if (f3 === 0) return two(`(${al}-${bl})|0`, `(${ah}-${bh}-(${al}>>>0<${bl}>>>0?1:0))|0`);
-    return `sra64(${al},${ah},${bl}&63);${fromWide}`;
+    return shiftRight(al, ah, bl, dl, dh, true);
   }
   const args = `(${al},${ah},${bl},${bh});`;
   switch (f3) {
     case 0:
-      return `mul64${args}${fromWide}`;
+      return mulLow(al, ah, bl, bh, dl, dh);
     case 1:
       return `mulh64${args}${fromWide}`;
     case 2:
@@ -778,14 +792,73 @@ function genOp(
     case 3:
       return `mulhu64${args}${fromWide}`;
     case 4:
-      return `div64${args}${fromWide}`;
+      return divSmall(al, ah, bl, bh, "q", dl, dh, `div64${args}${fromWide}`);
     case 5:
-      return `divu64${args}${fromWide}`;
+      return divSmall(al, ah, bl, bh, "q", dl, dh, `divu64${args}${fromWide}`);
     case 6:
-      return `div64${args}${dl}=remainder[0];${dh}=remainder[1];`;
+      return divSmall(al, ah, bl, bh, "r", dl, dh, `div64${args}${dl}=remainder[0];${dh}=remainder[1];`);
     default:
-      return `divu64${args}${dl}=remainder[0];${dh}=remainder[1];`;
+      return divSmall(al, ah, bl, bh, "r", dl, dh, `divu64${args}${dl}=remainder[0];${dh}=remainder[1];`);
   }
+}
+
+/**
+ * DIV/DIVU/REM/REMU inline when both operands are below 2^52 (so non-negative: signed and unsigned agree) and
+ * the divisor is not 0, else `helper` (mul-div-64.ts). Doubles are exact there, and so is the floor of their
+ * rounded quotient: a true quotient k − ε (ε ≥ 1/B) is not rounded up to k, as k·B < A + B < 2^53 makes half
+ * an ulp of k below 1/B. Most of a gcd's divisions are of such operands; a call cost more than the division.
+ */
+function divSmall(
+  al: string,
+  ah: string,
+  bl: string,
+  bh: string,
+  want: "q" | "r",
+  dl: string,
+  dh: string,
+  helper: string,
+): string {
+  return (
+    `{const ql=${al},qh=${ah},rl=${bl},rh=${bh};` +
+    "if(((qh|rh)>>>20)===0&&(rl|rh)!==0){const A=qh*4294967296+(ql>>>0),B=rh*4294967296+(rl>>>0);" +
+    "const q=Math.floor(A/B),r=A-q*B;" +
+    `${dl}=${want}|0;${dh}=(${want}/4294967296)|0;}else{${helper}}}`
+  );
+}
+
+// Variable 64-bit shifts and MUL inline, on the operands read into constants first (rd may be rs1 or rs2):
+// memcpy's unaligned merges and hashes run them often, and a helper call with its result through `wide`
+// cost more than the arithmetic.
+
+/** SLL: rd = rs1 << (rs2 & 63). */
+function shiftLeft(al: string, ah: string, bl: string, dl: string, dh: string): string {
+  return (
+    `{const sa=${bl}&63,ql=${al},qh=${ah};` +
+    `if(sa===0){${dl}=ql;${dh}=qh;}else if(sa<32){${dh}=(qh<<sa)|(ql>>>(32-sa));${dl}=ql<<sa;}` +
+    `else{${dh}=ql<<(sa-32);${dl}=0;}}`
+  );
+}
+
+/** SRL or SRA: rd = rs1 >> (rs2 & 63), logical or arithmetic. */
+function shiftRight(al: string, ah: string, bl: string, dl: string, dh: string, arith: boolean): string {
+  const hiShift = arith ? "qh>>sa" : "(qh>>>sa)|0";
+  const fromHi = arith ? "qh>>(sa-32)" : "(qh>>>(sa-32))|0";
+  const fill = arith ? "qh>>31" : "0";
+  return (
+    `{const sa=${bl}&63,ql=${al},qh=${ah};` +
+    `if(sa===0){${dl}=ql;${dh}=qh;}else if(sa<32){${dl}=(ql>>>sa)|(qh<<(32-sa));${dh}=${hiShift};}` +
+    `else{${dl}=${fromHi};${dh}=${fill};}}`
+  );
+}
+
+/** MUL: the low 64 bits of rs1 × rs2. The high word of the low halves' 32×32 product from 16-bit digits (each
+ * partial sum below 2^34, exact in a double), as mul-div-64.ts's mulu32 does; the cross terms wrap. */
+function mulLow(al: string, ah: string, bl: string, bh: string, dl: string, dh: string): string {
+  return (
+    `{const ql=${al},qh=${ah},rl=${bl},rh=${bh},a0=ql&65535,a1=ql>>>16,b0=rl&65535,b1=rl>>>16,` +
+    `m=a1*b0+a0*b1+((a0*b0)>>>16);` +
+    `${dh}=(a1*b1+Math.floor(m/65536)+Math.imul(ql,rh)+Math.imul(qh,rl))|0;${dl}=Math.imul(ql,rl);}`
+  );
 }
 
 /** OP-32 (and M's W forms): the 32-bit result expression, as the interpreter's execOp32 computes it. */

@@ -504,6 +504,7 @@ export class Rv64Hart implements BlockCacheClient {
     // The links of the block that last left through a linked exit (a constant pc in its own page, so the
     // fetch page still holds) and that exit's slot: where the block found at the new pc is remembered.
     let links: Array<CompiledBlock | null> | null = null;
+    let linkPairs: Uint8Array | null = null;
     let slot = 0;
     let chained = 0;
     try {
@@ -526,9 +527,15 @@ export class Rv64Hart implements BlockCacheClient {
             if (blk === null || blk.off !== off) blk = dm[k0 + 1]!;
             if (links !== null) {
               // A linked exit: a block there found before, and the one found now is remembered.
-              const linked: CompiledBlock | null = links[slot]!;
-              if (linked !== null && linked.gen === pageGen[off >>> 12]) blk = linked;
-              else if (blk !== null && blk.off === off && blk.gen === pageGen[off >>> 12]) links[slot] = blk;
+              // A JALR's pair of slots (CompiledBlock.pairs) keeps the last two blocks its targets had.
+              let linked: CompiledBlock | null = links[slot]!;
+              if (linked !== null && linked.off !== off && linkPairs !== null && linkPairs[slot] === 1)
+                linked = links[slot + 1]!;
+              if (linked !== null && linked.off === off && linked.gen === pageGen[off >>> 12]) blk = linked;
+              else if (blk !== null && blk.off === off && blk.gen === pageGen[off >>> 12]) {
+                if (linkPairs !== null && linkPairs[slot] === 1) links[slot + 1] = links[slot]!;
+                links[slot] = blk;
+              }
               links = null;
             }
             if (blk === null || blk.off !== off || blk.gen !== pageGen[off >>> 12]) {
@@ -565,9 +572,12 @@ export class Rv64Hart implements BlockCacheClient {
               n = this.count;
               while (e >= 0 && !this.breakOut) {
                 // The next block is in ran's page, which no write changed since ran was entered (a write into
-                // a code page sets breakOut): it is valid when compiled at ran's generation.
-                const next: CompiledBlock | null = ran.links[e]!;
-                if (next === null || next.gen !== ran.gen || n + next.len > end) break;
+                // a code page sets breakOut): it is valid when compiled at ran's generation. A JALR's slot is
+                // shared by its targets: the block there must start at the pc the exit left at.
+                const want = (ran.off & -4096) | (this.pcLo & 4095);
+                let next: CompiledBlock | null = ran.links[e]!;
+                if (next !== null && next.off !== want && ran.pairs[e] === 1) next = ran.links[e + 1]!;
+                if (next === null || next.gen !== ran.gen || next.off !== want || n + next.len > end) break;
                 ran = next;
                 chained++;
                 before = n;
@@ -581,6 +591,7 @@ export class Rv64Hart implements BlockCacheClient {
               jumped = n !== before;
               if (e >= 0) {
                 links = ran.links;
+                linkPairs = ran.pairs;
                 slot = e;
               }
               if (this.breakOut) break;

@@ -2,7 +2,18 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { div64, divu64, mul64, mulh64, mulhsu64, mulhu64, mulu32, remainder, wide } from "./mul-div-64.ts";
+import {
+  div64,
+  divisionsKept,
+  divu64,
+  mul64,
+  mulh64,
+  mulhsu64,
+  mulhu64,
+  mulu32,
+  remainder,
+  wide,
+} from "./mul-div-64.ts";
 
 const lo = (v: bigint) => Number(BigInt.asIntN(32, v));
 const hi = (v: bigint) => Number(BigInt.asIntN(32, v >> 32n));
@@ -92,4 +103,32 @@ test("divu/remu at exact multiples and one either side, for divisors of every si
       assert.equal(got(remainder), a % b, `remu ${a} ${b}`);
     }
   }
+});
+
+test("a division of the last one's operands (C's n / d, then n % d) is answered from it, and exactly", () => {
+  const cases: [bigint, bigint][] = [
+    [0xfedcba9876543210n, 0x12345n],
+    [0xfedcba9876543210n, 0x123456789an],
+    [0xfedcba9876543210n, 0x7000000000000001n],
+    [(1n << 52n) + 3n, 7n],
+  ];
+  for (const [a, b] of cases) {
+    const before = divisionsKept;
+    divu64(lo(a), hi(a), lo(b), hi(b));
+    mul64(3, 0, 5, 0); // another result through wide in between
+    divu64(lo(a), hi(a), lo(b), hi(b));
+    assert.equal(divisionsKept, before + 1, `divu ${a} ${b}`);
+    assert.equal(got(wide), a / b);
+    assert.equal(got(remainder), a % b);
+    // The same magnitudes through the signed division keep the signs apart.
+    div64(lo(-a), hi(-a), lo(b), hi(b));
+    assert.equal(got(wide), u(s(-a) / s(b)), `div ${-a} ${b}`);
+    assert.equal(got(remainder), u(s(-a) % s(b)), `rem ${-a} ${b}`);
+    divu64(lo(a), hi(a), lo(b), hi(b));
+    assert.equal(got(wide), a / b);
+  }
+  // Other operands are divided anew.
+  divu64(100, 0, 7, 0);
+  assert.equal(got(wide), 14n);
+  assert.equal(got(remainder), 2n);
 });

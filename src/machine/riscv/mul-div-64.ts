@@ -79,6 +79,28 @@ function sub64From(l: number, h: number): void {
 /** Remainder of the last `divu64`, as halves. */
 export const remainder = new Int32Array(2);
 
+// The last long division's operands and results. C's `n / d` and `n % d` become a DIVU and a REMU (or DIV and
+// REM) of the same operands one after the other (libgcc's 128-bit division does it too, and RISC-V has no
+// instruction for both), so the second is answered from here. The divisor 0 never matches: it returns first.
+let keptAl = 0;
+let keptAh = 0;
+let keptBl = 0;
+let keptBh = 0;
+const kept = new Int32Array(4);
+/** Divisions answered from the last one's results (for tests). */
+export let divisionsKept = 0;
+
+function keep(al: number, ah: number, bl: number, bh: number): void {
+  keptAl = al;
+  keptAh = ah;
+  keptBl = bl;
+  keptBh = bh;
+  kept[0] = wide[0];
+  kept[1] = wide[1];
+  kept[2] = remainder[0];
+  kept[3] = remainder[1];
+}
+
 /**
  * Unsigned 64-bit division: quotient into `wide`, remainder into `remainder`. Division by zero gives
  * quotient 2^64−1 and remainder = dividend, as the spec's table (§13.2) requires.
@@ -89,6 +111,14 @@ export function divu64(al: number, ah: number, bl: number, bh: number): void {
     wide[1] = -1;
     remainder[0] = al;
     remainder[1] = ah;
+    return;
+  }
+  if (al === keptAl && ah === keptAh && bl === keptBl && bh === keptBh) {
+    divisionsKept++;
+    wide[0] = kept[0];
+    wide[1] = kept[1];
+    remainder[0] = kept[2];
+    remainder[1] = kept[3];
     return;
   }
   const a = (ah >>> 0) * TWO_POW_32 + (al >>> 0);
@@ -116,6 +146,7 @@ export function divu64(al: number, ah: number, bl: number, bh: number): void {
     wide[1] = Math.floor(q / TWO_POW_32) | 0;
     remainder[0] = (r % TWO_POW_32) | 0;
     remainder[1] = Math.floor(r / TWO_POW_32) | 0;
+    keep(al, ah, bl, bh);
     return;
   }
   if (ah >>> 0 < bh >>> 0 || (ah === bh && al >>> 0 < bl >>> 0)) {
@@ -141,6 +172,7 @@ export function divu64(al: number, ah: number, bl: number, bh: number): void {
     wide[1] = qh | 0;
     remainder[0] = (t - q0 * dv) | 0;
     remainder[1] = 0;
+    keep(al, ah, bl, bh);
     return;
   }
   if (bh < 0) {
@@ -172,6 +204,7 @@ export function divu64(al: number, ah: number, bl: number, bh: number): void {
   wide[1] = 0;
   remainder[0] = rl;
   remainder[1] = rh;
+  keep(al, ah, bl, bh);
 }
 
 /**
