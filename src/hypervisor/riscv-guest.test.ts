@@ -3,6 +3,8 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { type AddressInfo, connect, createServer } from "node:net";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, test } from "node:test";
@@ -16,10 +18,11 @@ import { Hypervisor } from "./hypervisor.ts";
 import { ImageCacheCatalog } from "./image-catalog.ts";
 import { hostCapacity } from "./resources.ts";
 import { VmStore } from "./store.ts";
+import { answerSource, receiveMigration, socketSink, targetAnswer } from "./migration-stream.ts";
 import { createGuest } from "./riscv-guest.ts";
 import { readSnapshot } from "./snapshot-file.ts";
 import { ProcessVmmLauncher } from "./vmm-process.ts";
-import { VMM_PROTOCOL_VERSION, type VmmSpec } from "./vmm-protocol.ts";
+import { VMM_PROTOCOL_VERSION, type VmmGuest, type VmmSpec } from "./vmm-protocol.ts";
 
 const OPENSBI = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
 const missing =
@@ -259,21 +262,9 @@ test("suspend and resume a riscv VM: it continues without rebooting; a corrupt s
   assert.equal(text.split("<up>").length - 1, 1, "the guest's start-up ran once");
 });
 
-test("saveState with keepRunning: paused for the copy only, whilePaused runs paused, the state restores exactly", {
-  skip: noSnapshots,
-}, async () => {
-  const cache = join(root, "images");
-  // Counts a word in memory for ever.
-  await makeImage(
-    cache,
-    "counter",
-    "  la t0, count\n1: ld t1, 0(t0)\n  addi t1, t1, 1\n  sd t1, 0(t0)\n  j 1b\n.data\ncount: .dword 0\n",
-  );
-  process.env.TSVM_CACHE = dirname(cache);
-  const dir = join(root, "vm-save");
-  await mkdir(dir);
-  await writeFile(join(dir, "disk.img"), Buffer.alloc(64 * 1024));
-  const spec = (mode: "boot" | "restore", stateDir: string): VmmSpec => ({
+/** A 64 MiB guest of the "counter" image (makeCounterImage) in `dir`, booted or restored from `stateDir`. */
+function counterSpec(dir: string, mode: "boot" | "restore", stateDir: string): VmmSpec {
+  return {
     protocol: VMM_PROTOCOL_VERSION,
     mode,
     vmId: "00000000-0000-4000-8000-000000000000",
@@ -291,17 +282,40 @@ test("saveState with keepRunning: paused for the copy only, whilePaused runs pau
     stateDir,
     consoleLog: join(dir, "console.log"),
     socketPath: join(dir, "vmm.sock"),
-  });
-  const instret = (g: { stats(): Record<string, number> }) => g.stats().instret ?? 0;
+  };
+}
+
+/** The "counter" image: counts a word in memory for ever. */
+async function makeCounterImage(cache: string): Promise<void> {
+  await makeImage(
+    cache,
+    "counter",
+    "  la t0, count\n1: ld t1, 0(t0)\n  addi t1, t1, 1\n  sd t1, 0(t0)\n  j 1b\n.data\ncount: .dword 0\n",
+  );
+  process.env.TSVM_CACHE = dirname(cache);
+}
+
+const instret = (g: { stats(): Record<string, number> }) => g.stats().instret ?? 0;
+
+/** Waits until `guest` has retired a million instructions more than `from`. */
+async function runsOn(guest: { stats(): Record<string, number> }, from: number): Promise<void> {
+  for (let i = 0; i < 1000 && instret(guest) < from + 1_000_000; i++)
+    await new Promise((r) => setTimeout(r, 10));
+  assert.ok(instret(guest) >= from + 1_000_000, `the guest runs (instret ${from} → ${instret(guest)})`);
+}
+
+test("saveState with keepRunning: paused for the copy only, whilePaused runs paused, the state restores exactly", {
+  skip: noSnapshots,
+}, async () => {
+  await makeCounterImage(join(root, "images"));
+  const dir = join(root, "vm-save");
+  await mkdir(dir);
+  await writeFile(join(dir, "disk.img"), Buffer.alloc(64 * 1024));
+  const spec = (mode: "boot" | "restore", stateDir: string) => counterSpec(dir, mode, stateDir);
   const guest = await createGuest(spec("boot", join(dir, "unused")));
   try {
     await guest.start("boot");
-    const runsOn = async (from: number) => {
-      for (let i = 0; i < 1000 && instret(guest) < from + 1_000_000; i++)
-        await new Promise((r) => setTimeout(r, 10));
-      assert.ok(instret(guest) >= from + 1_000_000, `the guest runs (instret ${from} → ${instret(guest)})`);
-    };
-    await runsOn(0);
+    await runsOn(guest, 0);
 
     let duringPause = -1;
     const saved = join(dir, "saved");
@@ -315,7 +329,7 @@ test("saveState with keepRunning: paused for the copy only, whilePaused runs pau
       },
     });
     assert.ok(duringPause > 0 && pausedMs >= 50, `paused ${pausedMs} ms, across whilePaused`);
-    await runsOn(duringPause);
+    await runsOn(guest, duringPause);
 
     // A failing whilePaused: nothing saved, the guest runs on.
     const failed = join(dir, "failed");
@@ -329,7 +343,7 @@ test("saveState with keepRunning: paused for the copy only, whilePaused runs pau
       }),
       /no room for the overlay/,
     );
-    await runsOn(instret(guest));
+    await runsOn(guest, instret(guest));
 
     // A suspend: RAM first in rounds while the guest runs (it keeps counting in RAM meanwhile), then without
     // keepRunning the guest stays paused until told.
@@ -352,7 +366,7 @@ test("saveState with keepRunning: paused for the copy only, whilePaused runs pau
       ((await readSnapshot(d, { arch: "riscv64" })).data as { ram: Uint8Array }).ram;
     assert.ok(Buffer.from(await ramOf(stopped)).equals(Buffer.from(await ramOf(whole))), "the same RAM");
     await guest.resume();
-    await runsOn(atStop);
+    await runsOn(guest, atStop);
 
     /** Restores `stateDir` in a new guest: it has retired exactly `at` instructions, then runs on. */
     const restoresAt = async (stateDir: string, at: number) => {
@@ -373,5 +387,77 @@ test("saveState with keepRunning: paused for the copy only, whilePaused runs pau
     await restoresAt(stopped, atStop);
   } finally {
     await guest.close();
+  }
+});
+
+test("live migration over a socket: RAM in rounds while the guest runs, then a short pause, and the target runs on from memory; a wrong ticket leaves it running here", {
+  skip: noSnapshots,
+}, async () => {
+  await makeCounterImage(join(root, "images"));
+  const dir = join(root, "vm-live");
+  await mkdir(dir);
+  await writeFile(join(dir, "disk.img"), Buffer.alloc(64 * 1024));
+  const ticket = randomBytes(16).toString("hex");
+  const hello = { arch: "riscv64", memoryBytes: 64 << 20, ticket };
+  // The target: takes one stream per connection into a new guest, restored from memory (no state file).
+  const targets: Array<{ guest: VmmGuest; atStart: number }> = [];
+  const server = createServer((socket) => {
+    receiveMigration(socket, hello).then(
+      async (got) => {
+        const target = await createGuest(
+          counterSpec(dir, "restore", join(dir, "no-state")),
+          undefined,
+          got.snapshot,
+        );
+        await target.start("restore");
+        targets.push({ guest: target, atStart: instret(target) });
+        answerSource(socket);
+      },
+      (e: Error) => answerSource(socket, e),
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as AddressInfo).port;
+  const migrate = async (g: VmmGuest, withTicket: string) => {
+    const socket = connect(port, "127.0.0.1");
+    await new Promise((r) => socket.once("connect", r));
+    const answer = targetAnswer(socket);
+    // An early refusal ends the stream at once.
+    answer.catch(() => socket.destroy());
+    try {
+      return await g.migrateOut!(socketSink(socket), withTicket, () => answer);
+    } catch (e) {
+      throw await answer.then(
+        () => e,
+        (refusal: Error) => refusal,
+      );
+    } finally {
+      socket.destroy();
+    }
+  };
+  const source = await createGuest(counterSpec(dir, "boot", join(dir, "unused")));
+  try {
+    await source.start("boot");
+    await runsOn(source, 0);
+    await assert.rejects(migrate(source, "not-the-ticket"), /ticket is wrong/);
+    assert.equal(targets.length, 0, "nothing runs on the target");
+    await runsOn(source, instret(source));
+
+    const figures = await migrate(source, ticket);
+    const atPause = instret(source);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(instret(source), atPause, "the source stays paused");
+    assert.equal(targets.length, 1);
+    const target = targets[0]!;
+    // The target begins exactly where the source paused: the same instructions retired, then it runs on.
+    assert.equal(target.atStart, atPause);
+    await runsOn(target.guest, atPause);
+    assert.ok(figures.rounds >= 2, `rounds while it ran: ${JSON.stringify(figures)}`);
+    assert.ok(figures.pausedMs < figures.runningMs + figures.pausedMs, "the pause is part of the whole");
+    console.log(`live migration of a 64 MiB guest: ${JSON.stringify(figures)}`);
+    await target.guest.close();
+  } finally {
+    server.close();
+    await source.close();
   }
 });

@@ -33,7 +33,9 @@
 // socket closes when the VMM dies, and the VMM writes exit.json before it exits on purpose; a VMM gone
 // without an exit record crashed.
 
+import type { SnapshotLike } from "./snapshot-file.ts";
 import type { GuestIdentity } from "./guest-identity.ts";
+import type { MigrationSink } from "./migration-stream.ts";
 import type { NicSpec } from "./network-interfaces.ts";
 import type { GuestHost } from "./vmm-network.ts";
 import type { LaunchMode, VmmExit, VmmSession } from "./vmm.ts";
@@ -253,6 +255,14 @@ export interface VmmGuest {
    */
   prewriteRam?(path: string): Promise<PrewriteFigures | undefined>;
   /**
+   * Live migration's source side (migration-stream.ts): sends the guest's RAM to `sink` in rounds while it
+   * runs (dirty-page tracking on), then pauses it, makes its disk writes durable and sends the last dirty
+   * pages, its machine state and END; then waits for `confirmed` (the target runs the guest) and resolves
+   * with the guest left paused. When anything fails (the sink, the target's answer) the guest runs on
+   * here and the error is thrown. Rejects at once when this engine cannot track dirty pages.
+   */
+  migrateOut?(sink: MigrationSink, ticket: string, confirmed: () => Promise<void>): Promise<MigrationFigures>;
+  /**
    * Closes the guest's disk (its writes flushed), runs `between` (which may move the file: a snapshot's
    * freeze), then opens `path` (with its chain) in its place; the guest, paused, sees nothing. When
    * `between` fails the disk is opened again where it was.
@@ -307,6 +317,18 @@ export interface PrewriteFigures {
   readonly runningMs: number;
 }
 
+/** What a live migration's source side came to (VmmGuest.migrateOut). */
+export interface MigrationFigures {
+  /** Rounds of RAM sent while the guest ran. */
+  readonly rounds: number;
+  /** Bytes of the stream. */
+  readonly bytes: number;
+  /** How long the guest ran on while the rounds were sent. */
+  readonly runningMs: number;
+  /** From the pause to the target's confirmation: the guest-visible pause. */
+  readonly pausedMs: number;
+}
+
 export interface GuestSessionOptions {
   /** A pseudo-terminal of this size; pipes when absent. */
   readonly tty?: TerminalSize;
@@ -323,8 +345,12 @@ export interface SaveStateOptions {
   readonly whilePaused?: () => Promise<void>;
 }
 
-/** `host`: what the VMM made for the guest (its network cards' backends); absent for a VMM without any. */
-export type GuestFactory = (spec: VmmSpec, host?: GuestHost) => Promise<VmmGuest>;
+/**
+ * `host`: what the VMM made for the guest (its network cards' backends); absent for a VMM without any.
+ * `incoming`: the machine state a live migration brought (receiveMigration), restored instead of the
+ * state directory's when the mode is "restore".
+ */
+export type GuestFactory = (spec: VmmSpec, host?: GuestHost, incoming?: SnapshotLike) => Promise<VmmGuest>;
 
 /** Splits a byte stream into JSON lines; calls `onError` (once) for an oversized or unparsable line. */
 export class LineDecoder {
