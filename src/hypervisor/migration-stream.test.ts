@@ -10,7 +10,7 @@ import {
 } from "./migration-stream.ts";
 
 const RAM_BYTES = 64 * 1024;
-const HELLO: MigrationHello = { arch: "riscv64", memoryBytes: RAM_BYTES, ticket: "t-0123456789" };
+const HELLO: MigrationHello = { engine: "riscv", memoryBytes: RAM_BYTES, ticket: "t-0123456789" };
 
 /** A machine-state-like tree: live RAM, a small section and a bigint, as the engine's has. */
 function machine() {
@@ -76,7 +76,7 @@ test("bad streams are refused with one line naming the problem", async () => {
   };
   await refused(good, /ticket is wrong/, { ...HELLO, ticket: "t-other" });
   await refused(good, /bytes of RAM, not 131072/, { ...HELLO, memoryBytes: 2 * RAM_BYTES });
-  await refused(good, /a riscv64 guest, not rv32/, { ...HELLO, arch: "rv32" });
+  await refused(good, /engine riscv, not kvm/, { ...HELLO, engine: "kvm" });
   // A byte flipped in a page (past HELLO): only END's digest can tell.
   const flipped = Buffer.from(good);
   flipped[200] ^= 0x40;

@@ -4,7 +4,7 @@
 // nothing until the digest matched, so a corrupt, cut or forged stream leaves nothing behind.
 //
 //   frame    := kind (u8) · length (u32 LE) · payload[length]
-//   HELLO  1  JSON {magic, version, arch, memoryBytes, ticket}: first, once; the ticket is the target's
+//   HELLO  1  JSON {magic, version, engine, memoryBytes, ticket}: first, once; the ticket is the target's
 //             one-time secret for this migration (it reached the source over the cluster-token API)
 //   PAGES  2  first page number (u32 LE) · the pages' bytes (a whole number of 4 KiB pages, ≤ 8 MiB)
 //   STATE  3  header length (u32 LE) · JSON {engine, version, tree, sections: [{type, length} | {ram: true}]}
@@ -12,7 +12,7 @@
 //   END    4  SHA-256 (32 bytes) of every byte of the stream before this frame
 
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { Socket } from "node:net";
+import { connect, type Socket } from "node:net";
 import {
   decodeStateTree,
   encodeStateTree,
@@ -55,7 +55,8 @@ export interface MigrationSink {
 
 /** What the source says about the guest in its HELLO. */
 export interface MigrationHello {
-  readonly arch: string;
+  /** The VMM's engine (VmmSpec.engine): a state is only for the engine that saved it. */
+  readonly engine: string;
   readonly memoryBytes: number;
   readonly ticket: string;
 }
@@ -167,7 +168,7 @@ class ChunkReader {
 }
 
 /**
- * Reads a migration stream from `input` whose HELLO must carry `expect`'s ticket, architecture and RAM
+ * Reads a migration stream from `input` whose HELLO must carry `expect`'s ticket, engine and RAM
  * size, into a fresh RAM buffer; resolves once END's digest matched, with the last STATE and that RAM as
  * its RAM section. Anything else rejects with MigrationStreamError (nothing of it is kept).
  */
@@ -253,8 +254,8 @@ function checkHello(body: Buffer, expect: MigrationHello): void {
   const sha = (s: unknown) => createHash("sha256").update(String(s)).digest();
   if (typeof hello.ticket !== "string" || !timingSafeEqual(sha(hello.ticket), sha(expect.ticket)))
     throw new MigrationStreamError("its ticket is wrong (not the migration this host expects)");
-  if (hello.arch !== expect.arch)
-    throw new MigrationStreamError(`it is a ${String(hello.arch)} guest, not ${expect.arch}`);
+  if (hello.engine !== expect.engine)
+    throw new MigrationStreamError(`it is a guest of engine ${String(hello.engine)}, not ${expect.engine}`);
   if (hello.memoryBytes !== expect.memoryBytes)
     throw new MigrationStreamError(
       `its guest has ${String(hello.memoryBytes)} bytes of RAM, not ${expect.memoryBytes}`,
@@ -359,12 +360,60 @@ export function targetAnswer(socket: Socket): Promise<void> {
   });
 }
 
-/** The target's answer: the guest runs here (undefined) or why it does not. */
-export function answerSource(socket: Socket, failure?: Error): void {
+/**
+ * The target's answer: the guest runs here (undefined) or why it does not. Resolves once the line is
+ * flushed (or the connection is gone).
+ */
+export function answerSource(socket: Socket, failure?: Error): Promise<void> {
   const line = failure ? `failed: ${failure.message.replace(/\s+/g, " ")}` : RUNNING_LINE;
-  socket.end(`${line}\n`);
-  if (!failure) return;
-  // The source stops sending once it reads the line; whatever it sent meanwhile is read and dropped.
-  socket.resume();
-  setTimeout(() => socket.destroy(), 10_000).unref();
+  const flushed = new Promise<void>((resolve) => {
+    socket.once("close", () => resolve());
+    socket.end(`${line}\n`, () => resolve());
+  });
+  if (failure) {
+    // The source stops sending once it reads the line; whatever it sent meanwhile is read and dropped.
+    socket.resume();
+    setTimeout(() => socket.destroy(), 10_000).unref();
+  }
+  return flushed;
+}
+
+/**
+ * The source's side of a migration over TCP: connects to the target VMM at `target`, runs `send` (a
+ * guest's migrateOut) with the sink, the ticket and the target's answer; a refusal the target sends early
+ * ends the stream at once. Rejects with the target's refusal when it gave one.
+ */
+export async function sendOverTcp<T>(
+  target: { readonly host: string; readonly port: number; readonly ticket: string },
+  send: (sink: MigrationSink, ticket: string, confirmed: () => Promise<void>) => Promise<T>,
+): Promise<T> {
+  const socket = connect(target.port, target.host);
+  socket.on("error", () => {});
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once("connect", resolve);
+      socket.once("error", reject);
+    });
+  } catch (e) {
+    socket.destroy();
+    throw new HypervisorError(
+      "move-failed",
+      `cannot reach the target VMM at ${target.host}:${target.port}: ${(e as Error).message}`,
+    );
+  }
+  let refusal: Error | undefined;
+  const answer = targetAnswer(socket);
+  answer.catch((r: Error) => {
+    refusal = r;
+    socket.destroy();
+  });
+  try {
+    return await send(socketSink(socket), target.ticket, () => answer);
+  } catch (e) {
+    // Let a refusal on its way arrive: it says more than the broken pipe it caused.
+    await new Promise((r) => setTimeout(r, 50));
+    throw refusal ?? new HypervisorError("move-failed", `sending the guest failed: ${(e as Error).message}`);
+  } finally {
+    socket.destroy();
+  }
 }

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
-import { type AddressInfo, connect, createServer } from "node:net";
+import { type AddressInfo, createServer } from "node:net";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, test } from "node:test";
@@ -14,14 +14,16 @@ import { assembleElf, haveCrossAssembler } from "../engines/riscv/cross-assemble
 import { RiscvEngine } from "../engines/riscv/riscv-engine.ts";
 import { closeAndKill } from "./fixtures/close-and-kill.ts";
 import { fixtureLauncherConfig } from "./fixtures/fixture-launcher.ts";
+import { fixtureVmRecord } from "./fixtures/fixture-vm-record.ts";
 import { Hypervisor } from "./hypervisor.ts";
 import { ImageCacheCatalog } from "./image-catalog.ts";
 import { hostCapacity } from "./resources.ts";
 import { VmStore } from "./store.ts";
-import { answerSource, receiveMigration, socketSink, targetAnswer } from "./migration-stream.ts";
+import { answerSource, receiveMigration, sendOverTcp } from "./migration-stream.ts";
 import { createGuest } from "./riscv-guest.ts";
 import { readSnapshot } from "./snapshot-file.ts";
 import { ProcessVmmLauncher } from "./vmm-process.ts";
+import type { VmmHandle } from "./vmm.ts";
 import { VMM_PROTOCOL_VERSION, type VmmGuest, type VmmSpec } from "./vmm-protocol.ts";
 
 const OPENSBI = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
@@ -398,7 +400,7 @@ test("live migration over a socket: RAM in rounds while the guest runs, then a s
   await mkdir(dir);
   await writeFile(join(dir, "disk.img"), Buffer.alloc(64 * 1024));
   const ticket = randomBytes(16).toString("hex");
-  const hello = { arch: "riscv64", memoryBytes: 64 << 20, ticket };
+  const hello = { engine: "riscv", memoryBytes: 64 << 20, ticket };
   // The target: takes one stream per connection into a new guest, restored from memory (no state file).
   const targets: Array<{ guest: VmmGuest; atStart: number }> = [];
   const server = createServer((socket) => {
@@ -418,23 +420,8 @@ test("live migration over a socket: RAM in rounds while the guest runs, then a s
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const port = (server.address() as AddressInfo).port;
-  const migrate = async (g: VmmGuest, withTicket: string) => {
-    const socket = connect(port, "127.0.0.1");
-    await new Promise((r) => socket.once("connect", r));
-    const answer = targetAnswer(socket);
-    // An early refusal ends the stream at once.
-    answer.catch(() => socket.destroy());
-    try {
-      return await g.migrateOut!(socketSink(socket), withTicket, () => answer);
-    } catch (e) {
-      throw await answer.then(
-        () => e,
-        (refusal: Error) => refusal,
-      );
-    } finally {
-      socket.destroy();
-    }
-  };
+  const migrate = (g: VmmGuest, withTicket: string) =>
+    sendOverTcp({ host: "127.0.0.1", port, ticket: withTicket }, g.migrateOut!);
   const source = await createGuest(counterSpec(dir, "boot", join(dir, "unused")));
   try {
     await source.start("boot");
@@ -459,5 +446,87 @@ test("live migration over a socket: RAM in rounds while the guest runs, then a s
   } finally {
     server.close();
     await source.close();
+  }
+});
+
+test("live migration between VMM processes: the target VMM runs the guest from the stream and the source exits 'migrated'; a wrong ticket or a dead target leaves it running on its source", {
+  skip: noSnapshots,
+}, async () => {
+  await makeCounterImage(join(root, "images"));
+  const launcher = new ProcessVmmLauncher({
+    ...fixtureLauncherConfig,
+    engineModules: { riscv: join(dirname(fileURLToPath(import.meta.url)), "riscv-guest.ts") },
+  });
+  const vm = fixtureVmRecord("mover", { engine: "riscv", image: "counter", memoryMiB: 64 });
+  /** The VM's directory on a host of its own (a data directory each), with its disk. */
+  const onHost = async (home: string) => {
+    const store = await VmStore.open(join(root, home));
+    await store.create(vm);
+    const paths = store.paths(vm.name);
+    await writeFile(join(paths.dir, "disk.img"), Buffer.alloc(64 * 1024));
+    return paths;
+  };
+  const [from, to] = [await onHost("home-from"), await onHost("home-to")];
+  /** A target VMM waiting for the guest; `port` resolves once it listens. */
+  const target = (ticket: string) => {
+    let listening!: (port: number) => void;
+    const port = new Promise<number>((r) => {
+      listening = r;
+    });
+    const launch = launcher.launch(vm, to, "restore", {
+      incoming: { ticket, waitMs: 60_000, onListening: listening },
+    });
+    launch.catch(() => {});
+    return { port, launch };
+  };
+  const source = await launcher.launch(vm, from, "boot");
+  const pids = [source.pid];
+  try {
+    const count = async (h: VmmHandle) => (await h.stats()).instret ?? 0;
+    const advances = async (h: VmmHandle) => {
+      const c0 = await count(h);
+      for (let i = 0; i < 500 && (await count(h)) < c0 + 1_000_000; i++)
+        await new Promise((r) => setTimeout(r, 20));
+      assert.ok((await count(h)) >= c0 + 1_000_000, "the guest runs");
+    };
+    await advances(source);
+
+    // A wrong ticket: the target refuses the stream and ends, the guest runs on here.
+    const forged = target("the-ticket");
+    await assert.rejects(
+      source.migrateOut!({ host: "127.0.0.1", port: await forged.port, ticket: "not-the-ticket" }),
+      /ticket is wrong|closed the connection/,
+    );
+    await assert.rejects(forged.launch, /ticket is wrong/);
+    await advances(source);
+
+    // A target killed before the stream: the source cannot reach it and runs on.
+    const killed = target("the-ticket");
+    const killedPort = await killed.port;
+    const killedPid = JSON.parse(await readFile(to.vmm, "utf8")).pid as number;
+    process.kill(killedPid, "SIGKILL");
+    await assert.rejects(killed.launch);
+    await assert.rejects(
+      source.migrateOut!({ host: "127.0.0.1", port: killedPort, ticket: "the-ticket" }),
+      /cannot reach the target VMM|closed the connection/,
+    );
+    await advances(source);
+
+    // The move itself.
+    const ticket = randomBytes(16).toString("hex");
+    const good = target(ticket);
+    const figures = await source.migrateOut!({ host: "127.0.0.1", port: await good.port, ticket });
+    const moved = await good.launch;
+    pids.push(moved.pid);
+    assert.equal((await source.exited).reason, "migrated");
+    assert.ok(figures.rounds >= 2 && figures.bytes > 0, JSON.stringify(figures));
+    await advances(moved);
+    console.log(`live migration between VMM processes (64 MiB): ${JSON.stringify(figures)}`);
+    await moved.stop(5000);
+  } finally {
+    for (const pid of pids)
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {}
   }
 });

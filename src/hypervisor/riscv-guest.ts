@@ -477,7 +477,7 @@ export async function createGuest(
       let rounds = 0;
       engine.startDirtyPageTracking();
       try {
-        await out.hello({ arch: ARCH, memoryBytes: ram.byteLength, ticket });
+        await out.hello({ engine: spec.engine, memoryBytes: ram.byteLength, ticket });
         // Round 0: every non-zero page (the target's RAM starts zeroed); then the pages written meanwhile.
         let dirty: Uint32Array | null = null;
         for (;;) {

@@ -72,6 +72,27 @@ export interface VmmSpec {
    * written before network cards: none.
    */
   readonly nics?: readonly NicSpec[];
+  /**
+   * A live migration's target (migration-stream.ts): instead of booting or reading `stateDir`, the VMM
+   * listens on `host` (a free TCP port, told to its launcher as {type:"incoming", port}) for one stream
+   * carrying `ticket`, and runs the guest from it in memory; it is ready once the guest runs, and fails its
+   * start (nothing kept) when the stream is bad or none came within `waitMs`.
+   */
+  readonly incoming?: IncomingMigration;
+}
+
+/** Where and for what a live migration's target VMM waits (VmmSpec.incoming). */
+export interface IncomingMigration {
+  readonly host: string;
+  readonly ticket: string;
+  readonly waitMs: number;
+}
+
+/** "migrateOut": the target VMM to send the running guest to (VmmSpec.incoming on the target). */
+export interface VmmMigrateParams {
+  readonly host: string;
+  readonly port: number;
+  readonly ticket: string;
 }
 
 /**
@@ -105,7 +126,8 @@ export type VmmMethod =
   | "stats"
   | "attachConsole"
   | "exec"
-  | "session";
+  | "session"
+  | "migrateOut";
 
 /**
  * "snapshot": the guest's memory is saved into `stateDir` (created by the VMM) while its disk is frozen into
@@ -122,7 +144,7 @@ export interface VmmRequest {
   readonly method: VmmMethod;
   /**
    * stop: timeoutMs; exec: command, timeoutMs (optional) and agentWaitMs; session: command (absent: a login
-   * shell), tty and agentWaitMs; snapshot: VmmSnapshotParams.
+   * shell), tty and agentWaitMs; snapshot: VmmSnapshotParams; migrateOut: VmmMigrateParams.
    */
   readonly params?: {
     readonly timeoutMs?: number;
@@ -132,6 +154,9 @@ export interface VmmRequest {
     readonly stateDir?: string;
     readonly nodeId?: string;
     readonly disksDir?: string;
+    readonly host?: string;
+    readonly port?: number;
+    readonly ticket?: string;
   };
 }
 
@@ -412,7 +437,7 @@ export function parseRunRecord(text: string): VmmRunRecord | undefined {
   return undefined;
 }
 
-const EXIT_REASONS = new Set(["poweroff", "forced", "suspended", "crashed"]);
+const EXIT_REASONS = new Set(["poweroff", "forced", "suspended", "crashed", "migrated"]);
 
 export function parseExitRecord(text: string): VmmExitRecord | undefined {
   try {
