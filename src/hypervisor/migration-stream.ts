@@ -169,13 +169,16 @@ class ChunkReader {
 
 /**
  * Reads a migration stream from `input` whose HELLO must carry `expect`'s ticket, engine and RAM
- * size, into a fresh RAM buffer; resolves once END's digest matched, with the last STATE and that RAM as
+ * size, into `into` (zeroed, the guest's RAM size) or a fresh buffer; resolves once END's digest matched, with the last STATE and that RAM as
  * its RAM section. Anything else rejects with MigrationStreamError (nothing of it is kept).
  */
 export async function receiveMigration(
   input: AsyncIterable<Uint8Array>,
   expect: MigrationHello,
+  into?: ArrayBuffer,
 ): Promise<ReceivedMigration> {
+  if (into && into.byteLength !== expect.memoryBytes)
+    throw new RangeError(`a RAM buffer of ${into.byteLength} bytes for a guest of ${expect.memoryBytes}`);
   const reader = new ChunkReader(input);
   const digest = createHash("sha256");
   let bytes = 0;
@@ -225,7 +228,7 @@ export async function receiveMigration(
     bytes += head.length + length;
     if (kind === HELLO) {
       checkHello(body, expect);
-      ram = new Uint8Array(expect.memoryBytes);
+      ram = into ? new Uint8Array(into) : new Uint8Array(expect.memoryBytes);
     } else if (kind === PAGES) {
       const pages = body.subarray(4);
       const at = body.length >= 4 ? body.readUInt32LE(0) * PAGE : -1;

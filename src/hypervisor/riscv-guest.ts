@@ -26,7 +26,7 @@ import { adoptedAt } from "./spare-adoption.ts";
 import { bootFilesOf } from "./vm-boot-files.ts";
 import type { LaunchMode } from "./vmm.ts";
 import type { GuestHost } from "./vmm-network.ts";
-import type { SaveStateOptions, VmmGuest, VmmSpec } from "./vmm-protocol.ts";
+import type { IncomingGuest, SaveStateOptions, VmmGuest, VmmSpec } from "./vmm-protocol.ts";
 
 /** The machine's disk port, as the engine takes it (the hypervisor does not import the machine itself). */
 type BlockBackend = NonNullable<RiscvEngineOptions["disks"]>[number];
@@ -133,18 +133,18 @@ export async function prepareGuest(): Promise<void> {
 export async function createGuest(
   spec: VmmSpec,
   host?: GuestHost,
-  incoming?: SnapshotLike,
+  incoming?: IncomingGuest,
 ): Promise<VmmGuest> {
   // An imported VM boots from the copies that came with it, any other from its image.
   const image = await bootFilesOf(spec.vmDir, spec.image);
   // A restore reads its state before the machine is built: with RAM mapped, it is built on the state's RAM.
-  // A live migration's state is in memory already, its RAM a buffer of its own: the machine takes it over.
-  const ramMode = incoming ? "map" : restoreRamMode();
+  // A live migration's machine is built on the RAM its stream fills, before the stream ends (start waits).
+  const ramMode = restoreRamMode();
   const [firmware, kernel, initrd, restoring] = await Promise.all([
     readFile(image.firmware),
     readFile(image.kernel),
     readFile(image.initrd),
-    spec.mode === "restore" ? (incoming ?? readState(spec, ramMode)) : undefined,
+    spec.mode === "restore" && !incoming ? readState(spec, ramMode) : undefined,
   ]);
   let saved = restoring;
   // The active disk with its chain (qcow2 over its nodes, or an older VM's raw disk.img); replaced by
@@ -229,7 +229,7 @@ export async function createGuest(
         sink: { write: () => {} },
         ports: [{ name: GUEST_AGENT_PORT_NAME, sink: { write: (bytes) => agentInput(bytes) } }],
       },
-      ram: saved && ramMode === "map" ? RiscvEngine.ramOf(saved) : undefined,
+      ram: incoming?.ram ?? (saved && ramMode === "map" ? RiscvEngine.ramOf(saved) : undefined),
       hartThreads: hartThreads(),
       // The VM's network cards (eth0 first), their backends made by the VMM (vmm-network.ts).
       nics: host?.nics ?? [],
@@ -346,7 +346,7 @@ export async function createGuest(
         if (!engine.capabilities.snapshot)
           throw new Error("the riscv engine cannot restore a saved state yet");
         // Everything is checked (sizes, checksums, format) before the engine sees any of it.
-        await engine.restoreState(saved ?? (await readState(spec, ramMode)));
+        await engine.restoreState(saved ?? (await (incoming?.state ?? readState(spec, ramMode))));
         // Held no longer than needed: with RAM read (not mapped), this is a second copy of it.
         saved = undefined;
         // vmm.log says when the guest ran again, in wall-clock ms, for bench/resume.ts.

@@ -37,6 +37,7 @@ import {
   encodeMessage,
   type GuestFactory,
   type HelloResult,
+  type IncomingGuest,
   type IncomingMigration,
   LineDecoder,
   MAX_AGENT_WAIT_MS,
@@ -381,15 +382,17 @@ async function migrateGuest(
   return figures;
 }
 
-/** The migration a target VMM took in: its guest's state, and the connection to answer the source on. */
+/** The connection a target VMM took its guest from (to answer the source on), and when the stream ended. */
 let incomingSocket: Socket | undefined;
+let receivedAt = 0;
 
 /**
- * A target VMM's wait for its guest: listens on `incoming.host` (its port told to the launcher) for one
- * connection, whose stream must be whole and carry the ticket; resolves with the state it carried. A bad
- * stream, or none within `incoming.waitMs`, rejects: the VMM's start fails and nothing is kept.
+ * A target VMM's guest: listens on `incoming.host` (its port told to the launcher) for one connection,
+ * whose stream must be whole and carry the ticket, and fills the guest's RAM from it meanwhile. Resolves
+ * at once, with that RAM and the state the stream ends with; a bad stream, or none within
+ * `incoming.waitMs`, rejects that state: the VMM's start then fails and nothing is kept.
  */
-async function awaitIncoming(incoming: IncomingMigration): Promise<SnapshotLike> {
+async function awaitIncoming(incoming: IncomingMigration): Promise<IncomingGuest> {
   const server: Server = createServer();
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -398,7 +401,9 @@ async function awaitIncoming(incoming: IncomingMigration): Promise<SnapshotLike>
   const { port } = server.address() as { port: number };
   log(`waiting for a live migration on ${incoming.host}:${port}`);
   void sendToLauncher({ type: "incoming", port });
-  return new Promise<SnapshotLike>((resolve, reject) => {
+  const memoryBytes = spec.memoryMiB * 1048576;
+  const ram = new ArrayBuffer(memoryBytes);
+  const state = new Promise<SnapshotLike>((resolve, reject) => {
     const timer = setTimeout(() => {
       server.close();
       reject(new Error(`no live migration came within ${incoming.waitMs} ms`));
@@ -409,13 +414,19 @@ async function awaitIncoming(incoming: IncomingMigration): Promise<SnapshotLike>
       clearTimeout(timer);
       incomingSocket = socket;
       socket.on("error", () => {});
-      const memoryBytes = spec.memoryMiB * 1048576;
-      receiveMigration(socket, { engine: spec.engine, memoryBytes, ticket: incoming.ticket }).then((got) => {
-        log(`received the guest: ${got.bytes} bytes, ${got.ramBytes} of them RAM pages`);
-        resolve(got.snapshot);
-      }, reject);
+      receiveMigration(socket, { engine: spec.engine, memoryBytes, ticket: incoming.ticket }, ram).then(
+        (got) => {
+          receivedAt = performance.now();
+          log(`received the guest: ${got.bytes} bytes, ${got.ramBytes} of them RAM pages`);
+          resolve(got.snapshot);
+        },
+        reject,
+      );
     });
   });
+  // Awaited by the guest's start; a failure before that is its start's failure too.
+  state.catch(() => {});
+  return { ram, state };
 }
 
 /** exec: streams the command's output as `output` messages, then its exit status; a closed connection kills it. */
@@ -723,7 +734,10 @@ try {
 
   await g.start(spec.mode);
   // The source lets go of its guest once told that it runs here.
-  if (incomingSocket) void answerSource(incomingSocket);
+  if (incomingSocket) {
+    void answerSource(incomingSocket);
+    log(`the migrated guest runs, ${(performance.now() - receivedAt).toFixed(0)} ms after its stream ended`);
+  }
   if (spec.cpuCapPercent !== null) {
     throttle = new CpuThrottle(g, spec.cpuCapPercent);
     throttle.start();

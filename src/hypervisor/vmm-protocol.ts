@@ -372,10 +372,19 @@ export interface SaveStateOptions {
 
 /**
  * `host`: what the VMM made for the guest (its network cards' backends); absent for a VMM without any.
- * `incoming`: the machine state a live migration brought (receiveMigration), restored instead of the
- * state directory's when the mode is "restore".
+ * `incoming`: a live migration's guest (mode "restore"), restored instead of the state directory's.
  */
-export type GuestFactory = (spec: VmmSpec, host?: GuestHost, incoming?: SnapshotLike) => Promise<VmmGuest>;
+export type GuestFactory = (spec: VmmSpec, host?: GuestHost, incoming?: IncomingGuest) => Promise<VmmGuest>;
+
+/**
+ * A live migration's guest as its target VMM takes it in: the machine is built on `ram` while the stream
+ * still fills it (receiveMigration), and its start waits for `state`, the stream's verified end, whose RAM
+ * section is that same buffer: the guest runs as soon as the stream ended, without a copy.
+ */
+export interface IncomingGuest {
+  readonly ram: ArrayBuffer;
+  readonly state: Promise<SnapshotLike>;
+}
 
 /** Splits a byte stream into JSON lines; calls `onError` (once) for an oversized or unparsable line. */
 export class LineDecoder {
