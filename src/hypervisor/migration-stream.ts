@@ -322,11 +322,34 @@ function parseState(body: Buffer): {
 const RUNNING_LINE = "running";
 const MAX_ANSWER_BYTES = 1024;
 
-/** The sink of a stream over `socket`: each write resolves once flushed, rejects once the socket failed. */
+/**
+ * The sink of a stream over `socket`: a write resolves at once while the socket takes more (a frame per
+ * run of pages must not wait a turn of the event loop each, which the guest shares), else once it
+ * drained; it rejects once the socket failed or closed.
+ */
 export function socketSink(socket: Socket): MigrationSink {
+  let failed: Error | undefined;
+  socket.once("error", (e) => {
+    failed ??= e;
+  });
+  socket.once("close", () => {
+    failed ??= new Error("the connection closed");
+  });
   return {
-    write: (bytes) =>
-      new Promise((resolve, reject) => socket.write(bytes, (e) => (e ? reject(e) : resolve()))),
+    write: async (bytes) => {
+      if (failed) throw failed;
+      if (socket.write(bytes)) return;
+      await new Promise<void>((resolve, reject) => {
+        const done = () => {
+          socket.off("drain", done);
+          socket.off("close", done);
+          if (failed) reject(failed);
+          else resolve();
+        };
+        socket.on("drain", done);
+        socket.on("close", done);
+      });
+    },
   };
 }
 

@@ -1,7 +1,8 @@
 // The protocol between the daemon and a VMM process: the files a VMM leaves in its VM's directory (spec,
 // pid + socket, exit record) and the newline-delimited JSON messages on its control socket.
 //
-//   daemon → vmm   {"id":1,"method":"hello"|"stop"|"reset"|"suspend"|"snapshot"|"stats"|"exec","params":{…}}
+//   daemon → vmm   {"id":1,"method":"hello"|"stop"|"reset"|"suspend"|"snapshot"|"stats"|"exec"|"migrateOut",
+//                  "params":{…}}
 //   vmm → daemon   {"id":1,"result":{…}}  or  {"id":1,"error":{"code":"…","message":"…"}}
 //   vmm → daemon   {"id":0,"notice":"…"} unasked, on each connection that said hello: an event to record
 //                  {"id":0,"agentHello":true} unasked, likewise: the guest agent (re)started (a guest boot)
