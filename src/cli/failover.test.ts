@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { processRunning } from "../hypervisor/cluster/lease-fence.ts";
-import { TestCluster, waitFor } from "../hypervisor/fixtures/cluster-of-daemons.ts";
+import { TestCluster, waitFor } from "../hypervisor/fixtures/test-cluster.ts";
 
 /**
  * Short leases so that DOWN and failover come within seconds (fencing after 7.5 s without renewal; with

@@ -24,6 +24,7 @@ import { VmStore, writeFileAtomic } from "../../hypervisor/store.ts";
 import { ProcessVmmLauncher } from "../../hypervisor/vmm-process.ts";
 import { apiSocketPath, daemonLogPath, type DaemonRecord, daemonRecordPath } from "../data-dir.ts";
 import { ApiServer } from "./api-server.ts";
+import { EtcdEventLog } from "../../hypervisor/cluster/etcd-event-log.ts";
 import { HostFailover } from "../../hypervisor/cluster/host-failover.ts";
 import { killNow, watchLease } from "../../hypervisor/cluster/lease-fence.ts";
 import { type ClusterOptions, joinCluster } from "./cluster-join.ts";
@@ -204,10 +205,13 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     const failover =
       cluster && new HostFailover(cluster.member, { ttlSeconds: cluster.membership.ttlSeconds, log });
     failover?.start();
+    const clusterEvents =
+      cluster && (await EtcdEventLog.open(cluster.member.plane, hv.events, hv.replayedSeq, log));
     const token = cluster ? cluster.member.token : await ensureApiToken(home);
     const webAssets = options.webAssets;
     const server: ApiServer = new ApiServer(hv, {
       token,
+      ...(clusterEvents ? { events: clusterEvents.log } : {}),
       cluster:
         cluster &&
         new ClusterRouting(hv, { ...cluster.member, stopTimeoutMs: config.stopTimeoutMs ?? 90_000 }),
@@ -256,6 +260,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     });
     fence?.stop();
     await failover?.stop();
+    await clusterEvents?.close();
     await web.close();
     await server.close();
     await hv.close();
