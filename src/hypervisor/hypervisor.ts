@@ -1724,6 +1724,7 @@ export class Hypervisor {
       // The guest runs in another VMM now (a live migration this daemon did not see end): repairing would
       // boot it a second time. It is let be here; the move's takeover of the record decides where it is.
       const why = `its VMM handed the guest over and exited (${exit.detail}); it is not restarted here`;
+      await this.setStatus(slot, "STOPPING", why);
       await this.setStatus(slot, "TERMINATED", why, {
         statusMessage: why,
         lastStopTimestamp: this.now().toISOString(),
