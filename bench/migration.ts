@@ -38,6 +38,7 @@ QEMU (live migration over QMP, with its disk), alternating, and prints medians.
 
 Options:
   --memory MIB     guest RAM (default 256)
+  --dirty-mib N    a process in each guest rewrites N MiB of its memory for ever (default 0: idle)
   --runs N         moves per peer (default 4)
   --tsvm daemons|vmm  daemons (default): \`tsvm move\` between two daemons of a cluster (stop-and-copy);
                    vmm: live migration VMM to VMM (pre-copy; the daemons do not use it yet)
@@ -53,12 +54,20 @@ interface Move {
 
 const BOOT_TIMEOUT_MS = 15 * 60_000;
 
+/**
+ * With --dirty-mib N, each guest runs a process that rewrites the same N MiB of its memory for ever (dd
+ * reading /dev/zero into its N MiB buffer: the kernel clears those pages again and again), touching no disk.
+ */
+function dirtierCommand(mib: number): string {
+  return `dd if=/dev/zero of=/dev/null bs=${mib}M count=1000000000 >/dev/null 2>&1 &`;
+}
+
 /** tsvm: a two-host cluster with one VM, moved back and forth. */
 class TsvmPeer {
   private where = "h1";
   private constructor(private readonly cluster: TestCluster) {}
 
-  static async start(memoryMiB: number): Promise<TsvmPeer> {
+  static async start(memoryMiB: number, dirtyMiB: number): Promise<TsvmPeer> {
     // Each daemon keeps a spare VMM ready, as daemons do by default (tests leave it out).
     const cluster = await TestCluster.start({
       hosts: ["h1", "h2"],
@@ -78,6 +87,10 @@ class TsvmPeer {
     if (r.code !== 0) throw new Error(`create: ${r.stderr}`);
     const booted = await cluster.on("h1", "exec", "idle", "--agent-wait", "600", "--", "true");
     if (booted.code !== 0) throw new Error(`the guest did not boot: ${booted.stderr}`);
+    if (dirtyMiB > 0) {
+      const dirtying = await cluster.on("h1", "exec", "idle", "--", "sh", "-c", dirtierCommand(dirtyMiB));
+      if (dirtying.code !== 0) throw new Error(`the dirtying process did not start: ${dirtying.stderr}`);
+    }
     return peer;
   }
 
@@ -117,7 +130,7 @@ class VmmPeer {
     this.vm = fixtureVmRecord("idle", { engine: "riscv", image: "default", memoryMiB });
   }
 
-  static async start(image: ImageInfo, memoryMiB: number): Promise<VmmPeer> {
+  static async start(image: ImageInfo, memoryMiB: number, dirtyMiB: number): Promise<VmmPeer> {
     const dir = await mkdtemp(join(tmpdir(), "tsvm-migration-vmm-"));
     const peer = new VmmPeer(dir, memoryMiB);
     const hosts: VmPaths[] = [];
@@ -132,6 +145,10 @@ class VmmPeer {
     peer.other = hosts[1]!;
     const booted = await handle.exec("true", { agentWaitMs: BOOT_TIMEOUT_MS, onOutput: () => {} });
     if (booted.exitCode !== 0) throw new Error("the guest did not boot");
+    if (dirtyMiB > 0) {
+      const dirtying = await handle.exec(dirtierCommand(dirtyMiB), { agentWaitMs: 0, onOutput: () => {} });
+      if (dirtying.exitCode !== 0) throw new Error("the dirtying process did not start");
+    }
     return peer;
   }
 
@@ -223,7 +240,7 @@ class QemuPeer {
     private readonly memoryMiB: number,
   ) {}
 
-  static async start(image: ImageInfo, memoryMiB: number): Promise<QemuPeer> {
+  static async start(image: ImageInfo, memoryMiB: number, dirtyMiB: number): Promise<QemuPeer> {
     const dir = await mkdtemp(join(tmpdir(), "tsvm-migration-qemu-"));
     const peer = new QemuPeer(dir, image, memoryMiB);
     const disk = join(dir, "disk-0.img");
@@ -238,6 +255,7 @@ class QemuPeer {
       async () => (/[#$] $/.test(console) ? true : undefined),
       BOOT_TIMEOUT_MS,
     );
+    if (dirtyMiB > 0) child.stdin!.write(`${dirtierCommand(dirtyMiB)}\n`);
     peer.current = { child, qmp, disk };
     return peer;
   }
@@ -310,6 +328,7 @@ async function main(): Promise<number> {
       memory: { type: "string", default: "256" },
       runs: { type: "string", default: "4" },
       tsvm: { type: "string", default: "daemons" },
+      "dirty-mib": { type: "string", default: "0" },
       format: { type: "string", default: "table" },
       help: { type: "boolean", short: "h" },
     },
@@ -320,6 +339,7 @@ async function main(): Promise<number> {
   }
   const memoryMiB = Number(values.memory);
   const runs = Number(values.runs);
+  const dirtyMiB = Number(values["dirty-mib"]);
   const image = findImage("default");
   if (!image) {
     process.stderr.write("no default image: run `tsvm image build` first\n");
@@ -332,8 +352,8 @@ async function main(): Promise<number> {
     return 2;
   }
   const [tsvm, qemu] = await Promise.all([
-    values.tsvm === "vmm" ? VmmPeer.start(image, memoryMiB) : TsvmPeer.start(memoryMiB),
-    QemuPeer.start(image, memoryMiB),
+    values.tsvm === "vmm" ? VmmPeer.start(image, memoryMiB, dirtyMiB) : TsvmPeer.start(memoryMiB, dirtyMiB),
+    QemuPeer.start(image, memoryMiB, dirtyMiB),
   ]);
   const results = { tsvm: [] as Move[], qemu: [] as Move[] };
   try {
@@ -352,6 +372,7 @@ async function main(): Promise<number> {
   }
   const report = {
     memoryMiB,
+    dirtyMiB,
     runs,
     loadAverage: { before: loadBefore.map((l) => l.toFixed(2)), after: loadavg().map((l) => l.toFixed(2)) },
     tsvm: summary(results.tsvm),
@@ -362,7 +383,7 @@ async function main(): Promise<number> {
     const row = (name: string, s: ReturnType<typeof summary>) =>
       `${name.padEnd(6)} ${String(s.totalMs).padStart(9)} ${String(s.downtimeMs).padStart(12)} ${String(s.mib).padStart(9)}\n`;
     process.stdout.write(
-      `idle ${memoryMiB} MiB guest, median of ${runs} moves; load average ${report.loadAverage.before.join(" ")} → ${report.loadAverage.after.join(" ")}\n` +
+      `${dirtyMiB > 0 ? `${dirtyMiB} MiB-dirtying` : "idle"} ${memoryMiB} MiB guest, median of ${runs} moves; load average ${report.loadAverage.before.join(" ")} → ${report.loadAverage.after.join(" ")}\n` +
         `peer    total ms  downtime ms  MiB sent   (tsvm: ${values.tsvm})\n` +
         row("tsvm", report.tsvm) +
         row("qemu", report.qemu),
