@@ -10,16 +10,24 @@
 //         a fresh -incoming QEMU for each move.
 // Progress goes to stderr, the table (or JSON) to stdout, with the load average before and after.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { copyFileSync, statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { freePort } from "../src/hypervisor/fixtures/etcd-server.ts";
+import { fixtureLauncherConfig } from "../src/hypervisor/fixtures/fixture-launcher.ts";
+import { fixtureVmRecord } from "../src/hypervisor/fixtures/fixture-vm-record.ts";
 import { TestCluster, waitFor } from "../src/hypervisor/fixtures/test-cluster.ts";
 import { BOOTARGS } from "../src/hypervisor/riscv-guest.ts";
-import { findImage, type ImageInfo } from "../src/images/image-store.ts";
+import { type VmPaths, VmStore } from "../src/hypervisor/store.ts";
+import type { VmRecord } from "../src/hypervisor/vm-record.ts";
+import type { VmmHandle } from "../src/hypervisor/vmm.ts";
+import { ProcessVmmLauncher } from "../src/hypervisor/vmm-process.ts";
+import { copyDiskFor, findImage, type ImageInfo } from "../src/images/image-store.ts";
 import { median } from "./bench-report.ts";
 import { QEMU } from "./peer-versions.ts";
 
@@ -30,7 +38,10 @@ QEMU (live migration over QMP, with its disk), alternating, and prints medians.
 
 Options:
   --memory MIB     guest RAM (default 256)
+  --dirty-mib N    a process in each guest rewrites N MiB of its memory for ever (default 0: idle)
   --runs N         moves per peer (default 4)
+  --tsvm daemons|vmm  daemons (default): \`tsvm move\` between two daemons of a cluster (stop-and-copy);
+                   vmm: live migration VMM to VMM (pre-copy; the daemons do not use it yet)
   --format table|json
   -h, --help
 `;
@@ -43,12 +54,20 @@ interface Move {
 
 const BOOT_TIMEOUT_MS = 15 * 60_000;
 
+/**
+ * With --dirty-mib N, each guest runs a process that rewrites the same N MiB of its memory for ever (dd
+ * reading /dev/zero into its N MiB buffer: the kernel clears those pages again and again), touching no disk.
+ */
+function dirtierCommand(mib: number): string {
+  return `dd if=/dev/zero of=/dev/null bs=${mib}M count=1000000000 >/dev/null 2>&1 &`;
+}
+
 /** tsvm: a two-host cluster with one VM, moved back and forth. */
 class TsvmPeer {
   private where = "h1";
   private constructor(private readonly cluster: TestCluster) {}
 
-  static async start(memoryMiB: number): Promise<TsvmPeer> {
+  static async start(memoryMiB: number, dirtyMiB: number): Promise<TsvmPeer> {
     // Each daemon keeps a spare VMM ready, as daemons do by default (tests leave it out).
     const cluster = await TestCluster.start({
       hosts: ["h1", "h2"],
@@ -68,6 +87,10 @@ class TsvmPeer {
     if (r.code !== 0) throw new Error(`create: ${r.stderr}`);
     const booted = await cluster.on("h1", "exec", "idle", "--agent-wait", "600", "--", "true");
     if (booted.code !== 0) throw new Error(`the guest did not boot: ${booted.stderr}`);
+    if (dirtyMiB > 0) {
+      const dirtying = await cluster.on("h1", "exec", "idle", "--", "sh", "-c", dirtierCommand(dirtyMiB));
+      if (dirtying.code !== 0) throw new Error(`the dirtying process did not start: ${dirtying.stderr}`);
+    }
     return peer;
   }
 
@@ -81,6 +104,82 @@ class TsvmPeer {
 
   stop(): Promise<void> {
     return this.cluster.stop();
+  }
+}
+
+/**
+ * tsvm VMM to VMM (--tsvm vmm): the live migration of migration-stream.ts between two VMM processes, one
+ * data directory each, as the daemons do not use it yet: the target VMM is launched waiting (`incoming`),
+ * the source's migrateOut sends RAM in rounds while the guest runs, then pauses it for the rest. The
+ * disk is not moved by this path yet: the target's is a copy of the source's taken while the idle guest
+ * runs on (fine for timing an idle guest; see docs/cluster.md "Live migration").
+ */
+class VmmPeer {
+  private current!: { handle: VmmHandle; paths: VmPaths };
+  private other!: VmPaths;
+  private readonly launcher = new ProcessVmmLauncher({
+    ...fixtureLauncherConfig,
+    engineModules: { riscv: fileURLToPath(new URL("../src/hypervisor/riscv-guest.ts", import.meta.url)) },
+  });
+  private readonly vm: VmRecord;
+
+  private constructor(
+    private readonly dir: string,
+    memoryMiB: number,
+  ) {
+    this.vm = fixtureVmRecord("idle", { engine: "riscv", image: "default", memoryMiB });
+  }
+
+  static async start(image: ImageInfo, memoryMiB: number, dirtyMiB: number): Promise<VmmPeer> {
+    const dir = await mkdtemp(join(tmpdir(), "tsvm-migration-vmm-"));
+    const peer = new VmmPeer(dir, memoryMiB);
+    const hosts: VmPaths[] = [];
+    for (const host of ["h1", "h2"]) {
+      const store = await VmStore.open(join(dir, host));
+      await store.create(peer.vm);
+      hosts.push(store.paths(peer.vm.name));
+    }
+    copyDiskFor(image, join(hosts[0]!.dir, "disk.img"));
+    const handle = await peer.launcher.launch(peer.vm, hosts[0]!, "boot");
+    peer.current = { handle, paths: hosts[0]! };
+    peer.other = hosts[1]!;
+    const booted = await handle.exec("true", { agentWaitMs: BOOT_TIMEOUT_MS, onOutput: () => {} });
+    if (booted.exitCode !== 0) throw new Error("the guest did not boot");
+    if (dirtyMiB > 0) {
+      const dirtying = await handle.exec(dirtierCommand(dirtyMiB), { agentWaitMs: 0, onOutput: () => {} });
+      if (dirtying.exitCode !== 0) throw new Error("the dirtying process did not start");
+    }
+    return peer;
+  }
+
+  async move(): Promise<Move> {
+    const to = this.other;
+    copyFileSync(join(this.current.paths.dir, "disk.img"), join(to.dir, "disk.img"));
+    const ticket = randomBytes(16).toString("hex");
+    let listening!: (port: number) => void;
+    const port = new Promise<number>((r) => {
+      listening = r;
+    });
+    const launch = this.launcher.launch(this.vm, to, "restore", {
+      incoming: { ticket, waitMs: 600_000, onListening: listening },
+    });
+    // Total: from the ask to the guest running on the target (not the source VMM's exit after it).
+    const ready = launch.then(() => Date.now());
+    ready.catch(() => {});
+    const asked = Date.now();
+    const figures = await this.current.handle.migrateOut!({ host: "127.0.0.1", port: await port, ticket });
+    const handle = await launch;
+    const totalMs = (await ready) - asked;
+    process.stderr.write(`tsvm (vmm): ${JSON.stringify(figures)}\n`);
+    this.other = this.current.paths;
+    this.current = { handle, paths: to };
+    return { totalMs, downtimeMs: Math.round(figures.pausedMs), bytes: figures.bytes };
+  }
+
+  async stop(): Promise<void> {
+    this.current.handle.kill();
+    await this.current.handle.exited;
+    await rm(this.dir, { recursive: true, force: true });
   }
 }
 
@@ -141,7 +240,7 @@ class QemuPeer {
     private readonly memoryMiB: number,
   ) {}
 
-  static async start(image: ImageInfo, memoryMiB: number): Promise<QemuPeer> {
+  static async start(image: ImageInfo, memoryMiB: number, dirtyMiB: number): Promise<QemuPeer> {
     const dir = await mkdtemp(join(tmpdir(), "tsvm-migration-qemu-"));
     const peer = new QemuPeer(dir, image, memoryMiB);
     const disk = join(dir, "disk-0.img");
@@ -156,6 +255,7 @@ class QemuPeer {
       async () => (/[#$] $/.test(console) ? true : undefined),
       BOOT_TIMEOUT_MS,
     );
+    if (dirtyMiB > 0) child.stdin!.write(`${dirtierCommand(dirtyMiB)}\n`);
     peer.current = { child, qmp, disk };
     return peer;
   }
@@ -227,6 +327,8 @@ async function main(): Promise<number> {
     options: {
       memory: { type: "string", default: "256" },
       runs: { type: "string", default: "4" },
+      tsvm: { type: "string", default: "daemons" },
+      "dirty-mib": { type: "string", default: "0" },
       format: { type: "string", default: "table" },
       help: { type: "boolean", short: "h" },
     },
@@ -237,6 +339,7 @@ async function main(): Promise<number> {
   }
   const memoryMiB = Number(values.memory);
   const runs = Number(values.runs);
+  const dirtyMiB = Number(values["dirty-mib"]);
   const image = findImage("default");
   if (!image) {
     process.stderr.write("no default image: run `tsvm image build` first\n");
@@ -244,7 +347,14 @@ async function main(): Promise<number> {
   }
   const loadBefore = loadavg();
   process.stderr.write(`booting a ${memoryMiB} MiB guest on tsvm and on QEMU\n`);
-  const [tsvm, qemu] = await Promise.all([TsvmPeer.start(memoryMiB), QemuPeer.start(image, memoryMiB)]);
+  if (values.tsvm !== "daemons" && values.tsvm !== "vmm") {
+    process.stderr.write(`--tsvm is daemons or vmm, not '${values.tsvm}'\n`);
+    return 2;
+  }
+  const [tsvm, qemu] = await Promise.all([
+    values.tsvm === "vmm" ? VmmPeer.start(image, memoryMiB, dirtyMiB) : TsvmPeer.start(memoryMiB, dirtyMiB),
+    QemuPeer.start(image, memoryMiB, dirtyMiB),
+  ]);
   const results = { tsvm: [] as Move[], qemu: [] as Move[] };
   try {
     for (let i = 0; i < runs; i++) {
@@ -262,6 +372,7 @@ async function main(): Promise<number> {
   }
   const report = {
     memoryMiB,
+    dirtyMiB,
     runs,
     loadAverage: { before: loadBefore.map((l) => l.toFixed(2)), after: loadavg().map((l) => l.toFixed(2)) },
     tsvm: summary(results.tsvm),
@@ -272,8 +383,8 @@ async function main(): Promise<number> {
     const row = (name: string, s: ReturnType<typeof summary>) =>
       `${name.padEnd(6)} ${String(s.totalMs).padStart(9)} ${String(s.downtimeMs).padStart(12)} ${String(s.mib).padStart(9)}\n`;
     process.stdout.write(
-      `idle ${memoryMiB} MiB guest, median of ${runs} moves; load average ${report.loadAverage.before.join(" ")} → ${report.loadAverage.after.join(" ")}\n` +
-        `peer    total ms  downtime ms  MiB sent\n` +
+      `${dirtyMiB > 0 ? `${dirtyMiB} MiB-dirtying` : "idle"} ${memoryMiB} MiB guest, median of ${runs} moves; load average ${report.loadAverage.before.join(" ")} → ${report.loadAverage.after.join(" ")}\n` +
+        `peer    total ms  downtime ms  MiB sent   (tsvm: ${values.tsvm})\n` +
         row("tsvm", report.tsvm) +
         row("qemu", report.qemu),
     );

@@ -185,6 +185,31 @@ test("a killed VMM: REPAIRING then a fresh boot (automaticRestart) or TERMINATED
   assert.equal(hv.get("bystander").status, "RUNNING");
 });
 
+test("a VMM that exited 'migrated' (its guest handed to another VMM) is never repaired here: the VM ends TERMINATED", async () => {
+  const { hv, store } = await openHypervisor();
+  await ok(hv, hv.insert({ name: "handed-over", machineType: "t1-micro" }));
+  const vm = hv.get("handed-over");
+  const pid = vm.vmmPid!;
+  // What a VMM leaves when its migrateOut succeeded, seen by a daemon that did not ask for it.
+  const exit = { reason: "migrated", detail: "the guest runs on at 127.0.0.1:9 now", vmId: vm.id };
+  await writeFile(
+    join(store.paths("handed-over").dir, "exit.json"),
+    JSON.stringify({ ...exit, at: new Date().toISOString() }),
+  );
+  process.kill(pid, "SIGKILL");
+  await until(() => hv.get("handed-over").status === "TERMINATED");
+  const after = hv.get("handed-over");
+  assert.deepEqual(
+    after.history.slice(vm.history.length).map((h) => h.to),
+    ["STOPPING", "TERMINATED"],
+    "no REPAIRING, no fresh boot",
+  );
+  assert.match(after.statusMessage, /handed the guest over .* not restarted here/);
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal(hv.get("handed-over").status, "TERMINATED", "and stays so");
+  assert.equal(hv.get("handed-over").vmmPid, null);
+});
+
 test("a guest that powers itself off goes STOPPING → TERMINATED; one that cannot boot ends TERMINATED with the reason", async () => {
   const { hv } = await openHypervisor();
   await ok(hv, hv.insert({ name: "selfoff-x", machineType: "t1-micro" }));

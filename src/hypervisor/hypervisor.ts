@@ -1668,7 +1668,12 @@ export class Hypervisor {
       if (slot.vmm !== vmm || slot.deleted || this.closed) return;
       if (slot.expectingExit) return; // the operation that expects it handles it
       slot.vmm = undefined;
-      const type = exit.reason === "poweroff" ? "stop" : exit.reason === "suspended" ? "suspend" : "repair";
+      const type =
+        exit.reason === "poweroff" || exit.reason === "migrated"
+          ? "stop"
+          : exit.reason === "suspended"
+            ? "suspend"
+            : "repair";
       this.enqueueSystem(slot, type, () => this.onUnexpectedExit(slot, exit));
     });
   }
@@ -1711,6 +1716,17 @@ export class Hypervisor {
       // As on Compute Engine, a guest that shuts itself down goes STOPPING → TERMINATED.
       await this.setStatus(slot, "STOPPING", exit.detail);
       await this.setStatus(slot, "TERMINATED", "stopped: CPU and memory released", {
+        lastStopTimestamp: this.now().toISOString(),
+      });
+      return;
+    }
+    if (exit.reason === "migrated") {
+      // The guest runs in another VMM now (a live migration this daemon did not see end): repairing would
+      // boot it a second time. It is let be here; the move's takeover of the record decides where it is.
+      const why = `its VMM handed the guest over and exited (${exit.detail}); it is not restarted here`;
+      await this.setStatus(slot, "STOPPING", why);
+      await this.setStatus(slot, "TERMINATED", why, {
+        statusMessage: why,
         lastStopTimestamp: this.now().toISOString(),
       });
       return;

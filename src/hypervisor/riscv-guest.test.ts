@@ -3,6 +3,8 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { type AddressInfo, createServer } from "node:net";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, test } from "node:test";
@@ -12,14 +14,17 @@ import { assembleElf, haveCrossAssembler } from "../engines/riscv/cross-assemble
 import { RiscvEngine } from "../engines/riscv/riscv-engine.ts";
 import { closeAndKill } from "./fixtures/close-and-kill.ts";
 import { fixtureLauncherConfig } from "./fixtures/fixture-launcher.ts";
+import { fixtureVmRecord } from "./fixtures/fixture-vm-record.ts";
 import { Hypervisor } from "./hypervisor.ts";
 import { ImageCacheCatalog } from "./image-catalog.ts";
 import { hostCapacity } from "./resources.ts";
 import { VmStore } from "./store.ts";
+import { answerSource, receiveMigration, sendOverTcp } from "./migration-stream.ts";
 import { createGuest } from "./riscv-guest.ts";
 import { readSnapshot } from "./snapshot-file.ts";
 import { ProcessVmmLauncher } from "./vmm-process.ts";
-import { VMM_PROTOCOL_VERSION, type VmmSpec } from "./vmm-protocol.ts";
+import type { VmmHandle } from "./vmm.ts";
+import { VMM_PROTOCOL_VERSION, type VmmGuest, type VmmSpec } from "./vmm-protocol.ts";
 
 const OPENSBI = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
 const missing =
@@ -259,21 +264,9 @@ test("suspend and resume a riscv VM: it continues without rebooting; a corrupt s
   assert.equal(text.split("<up>").length - 1, 1, "the guest's start-up ran once");
 });
 
-test("saveState with keepRunning: paused for the copy only, whilePaused runs paused, the state restores exactly", {
-  skip: noSnapshots,
-}, async () => {
-  const cache = join(root, "images");
-  // Counts a word in memory for ever.
-  await makeImage(
-    cache,
-    "counter",
-    "  la t0, count\n1: ld t1, 0(t0)\n  addi t1, t1, 1\n  sd t1, 0(t0)\n  j 1b\n.data\ncount: .dword 0\n",
-  );
-  process.env.TSVM_CACHE = dirname(cache);
-  const dir = join(root, "vm-save");
-  await mkdir(dir);
-  await writeFile(join(dir, "disk.img"), Buffer.alloc(64 * 1024));
-  const spec = (mode: "boot" | "restore", stateDir: string): VmmSpec => ({
+/** A 64 MiB guest of the "counter" image (makeCounterImage) in `dir`, booted or restored from `stateDir`. */
+function counterSpec(dir: string, mode: "boot" | "restore", stateDir: string): VmmSpec {
+  return {
     protocol: VMM_PROTOCOL_VERSION,
     mode,
     vmId: "00000000-0000-4000-8000-000000000000",
@@ -291,17 +284,40 @@ test("saveState with keepRunning: paused for the copy only, whilePaused runs pau
     stateDir,
     consoleLog: join(dir, "console.log"),
     socketPath: join(dir, "vmm.sock"),
-  });
-  const instret = (g: { stats(): Record<string, number> }) => g.stats().instret ?? 0;
+  };
+}
+
+/** The "counter" image: counts a word in memory for ever. */
+async function makeCounterImage(cache: string): Promise<void> {
+  await makeImage(
+    cache,
+    "counter",
+    "  la t0, count\n1: ld t1, 0(t0)\n  addi t1, t1, 1\n  sd t1, 0(t0)\n  j 1b\n.data\ncount: .dword 0\n",
+  );
+  process.env.TSVM_CACHE = dirname(cache);
+}
+
+const instret = (g: { stats(): Record<string, number> }) => g.stats().instret ?? 0;
+
+/** Waits until `guest` has retired a million instructions more than `from`. */
+async function runsOn(guest: { stats(): Record<string, number> }, from: number): Promise<void> {
+  for (let i = 0; i < 1000 && instret(guest) < from + 1_000_000; i++)
+    await new Promise((r) => setTimeout(r, 10));
+  assert.ok(instret(guest) >= from + 1_000_000, `the guest runs (instret ${from} → ${instret(guest)})`);
+}
+
+test("saveState with keepRunning: paused for the copy only, whilePaused runs paused, the state restores exactly", {
+  skip: noSnapshots,
+}, async () => {
+  await makeCounterImage(join(root, "images"));
+  const dir = join(root, "vm-save");
+  await mkdir(dir);
+  await writeFile(join(dir, "disk.img"), Buffer.alloc(64 * 1024));
+  const spec = (mode: "boot" | "restore", stateDir: string) => counterSpec(dir, mode, stateDir);
   const guest = await createGuest(spec("boot", join(dir, "unused")));
   try {
     await guest.start("boot");
-    const runsOn = async (from: number) => {
-      for (let i = 0; i < 1000 && instret(guest) < from + 1_000_000; i++)
-        await new Promise((r) => setTimeout(r, 10));
-      assert.ok(instret(guest) >= from + 1_000_000, `the guest runs (instret ${from} → ${instret(guest)})`);
-    };
-    await runsOn(0);
+    await runsOn(guest, 0);
 
     let duringPause = -1;
     const saved = join(dir, "saved");
@@ -315,7 +331,7 @@ test("saveState with keepRunning: paused for the copy only, whilePaused runs pau
       },
     });
     assert.ok(duringPause > 0 && pausedMs >= 50, `paused ${pausedMs} ms, across whilePaused`);
-    await runsOn(duringPause);
+    await runsOn(guest, duringPause);
 
     // A failing whilePaused: nothing saved, the guest runs on.
     const failed = join(dir, "failed");
@@ -329,7 +345,7 @@ test("saveState with keepRunning: paused for the copy only, whilePaused runs pau
       }),
       /no room for the overlay/,
     );
-    await runsOn(instret(guest));
+    await runsOn(guest, instret(guest));
 
     // A suspend: RAM first in rounds while the guest runs (it keeps counting in RAM meanwhile), then without
     // keepRunning the guest stays paused until told.
@@ -352,7 +368,7 @@ test("saveState with keepRunning: paused for the copy only, whilePaused runs pau
       ((await readSnapshot(d, { arch: "riscv64" })).data as { ram: Uint8Array }).ram;
     assert.ok(Buffer.from(await ramOf(stopped)).equals(Buffer.from(await ramOf(whole))), "the same RAM");
     await guest.resume();
-    await runsOn(atStop);
+    await runsOn(guest, atStop);
 
     /** Restores `stateDir` in a new guest: it has retired exactly `at` instructions, then runs on. */
     const restoresAt = async (stateDir: string, at: number) => {
@@ -373,5 +389,151 @@ test("saveState with keepRunning: paused for the copy only, whilePaused runs pau
     await restoresAt(stopped, atStop);
   } finally {
     await guest.close();
+  }
+});
+
+test("live migration over a socket: RAM in rounds while the guest runs, then a short pause, and the target runs on from memory; a wrong ticket leaves it running here", {
+  skip: noSnapshots,
+}, async () => {
+  await makeCounterImage(join(root, "images"));
+  const dir = join(root, "vm-live");
+  await mkdir(dir);
+  await writeFile(join(dir, "disk.img"), Buffer.alloc(64 * 1024));
+  const ticket = randomBytes(16).toString("hex");
+  const hello = { engine: "riscv", memoryBytes: 64 << 20, ticket };
+  // The target: takes one stream per connection into a new guest, restored from memory (no state file).
+  const targets: Array<{ guest: VmmGuest; atStart: number }> = [];
+  const server = createServer(async (socket) => {
+    // As a target VMM does: the machine is built on the RAM the stream fills, its start waits for the end.
+    const ram = new ArrayBuffer(hello.memoryBytes);
+    const state = receiveMigration(socket, hello, ram).then((got) => got.snapshot);
+    state.catch(() => {});
+    const target = await createGuest(counterSpec(dir, "restore", join(dir, "no-state")), undefined, {
+      ram,
+      state,
+    });
+    try {
+      await target.start("restore");
+    } catch (e) {
+      await target.close();
+      await answerSource(socket, e as Error);
+      return;
+    }
+    targets.push({ guest: target, atStart: instret(target) });
+    await answerSource(socket);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as AddressInfo).port;
+  const migrate = (g: VmmGuest, withTicket: string) =>
+    sendOverTcp({ host: "127.0.0.1", port, ticket: withTicket }, g.migrateOut!);
+  const source = await createGuest(counterSpec(dir, "boot", join(dir, "unused")));
+  try {
+    await source.start("boot");
+    await runsOn(source, 0);
+    await assert.rejects(migrate(source, "not-the-ticket"), /ticket is wrong/);
+    assert.equal(targets.length, 0, "nothing runs on the target");
+    await runsOn(source, instret(source));
+
+    const figures = await migrate(source, ticket);
+    const atPause = instret(source);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(instret(source), atPause, "the source stays paused");
+    assert.equal(targets.length, 1);
+    const target = targets[0]!;
+    // The target begins exactly where the source paused: the same instructions retired, then it runs on.
+    assert.equal(target.atStart, atPause);
+    await runsOn(target.guest, atPause);
+    assert.ok(figures.rounds >= 2, `rounds while it ran: ${JSON.stringify(figures)}`);
+    assert.ok(figures.pausedMs < figures.runningMs + figures.pausedMs, "the pause is part of the whole");
+    console.log(`live migration of a 64 MiB guest: ${JSON.stringify(figures)}`);
+    await target.guest.close();
+  } finally {
+    server.close();
+    await source.close();
+  }
+});
+
+test("live migration between VMM processes: the target VMM runs the guest from the stream and the source exits 'migrated'; a wrong ticket or a dead target leaves it running on its source", {
+  skip: noSnapshots,
+}, async () => {
+  await makeCounterImage(join(root, "images"));
+  const launcher = new ProcessVmmLauncher({
+    ...fixtureLauncherConfig,
+    engineModules: { riscv: join(dirname(fileURLToPath(import.meta.url)), "riscv-guest.ts") },
+  });
+  const vm = fixtureVmRecord("mover", { engine: "riscv", image: "counter", memoryMiB: 64 });
+  /** The VM's directory on a host of its own (a data directory each), with its disk. */
+  const onHost = async (home: string) => {
+    const store = await VmStore.open(join(root, home));
+    await store.create(vm);
+    const paths = store.paths(vm.name);
+    await writeFile(join(paths.dir, "disk.img"), Buffer.alloc(64 * 1024));
+    return paths;
+  };
+  const [from, to] = [await onHost("home-from"), await onHost("home-to")];
+  /** A target VMM waiting for the guest; `port` resolves once it listens. */
+  const target = (ticket: string) => {
+    let listening!: (port: number) => void;
+    const port = new Promise<number>((r) => {
+      listening = r;
+    });
+    const launch = launcher.launch(vm, to, "restore", {
+      incoming: { ticket, waitMs: 60_000, onListening: listening },
+    });
+    launch.catch(() => {});
+    return { port, launch };
+  };
+  const source = await launcher.launch(vm, from, "boot");
+  const pids = [source.pid];
+  try {
+    const count = async (h: VmmHandle) => (await h.stats()).instret ?? 0;
+    const advances = async (h: VmmHandle) => {
+      const c0 = await count(h);
+      for (let i = 0; i < 500 && (await count(h)) < c0 + 1_000_000; i++)
+        await new Promise((r) => setTimeout(r, 20));
+      assert.ok((await count(h)) >= c0 + 1_000_000, "the guest runs");
+    };
+    await advances(source);
+
+    // A wrong ticket: the target refuses the stream and ends, the guest runs on here.
+    const forged = target("the-ticket");
+    await assert.rejects(
+      source.migrateOut!({ host: "127.0.0.1", port: await forged.port, ticket: "not-the-ticket" }),
+      /ticket is wrong|closed the connection/,
+    );
+    await assert.rejects(forged.launch, /ticket is wrong/);
+    await advances(source);
+
+    // A target killed before the stream: the source cannot reach it and runs on.
+    const killed = target("the-ticket");
+    const killedPort = await killed.port;
+    const killedPid = JSON.parse(await readFile(to.vmm, "utf8")).pid as number;
+    process.kill(killedPid, "SIGKILL");
+    await assert.rejects(killed.launch);
+    await assert.rejects(
+      source.migrateOut!({ host: "127.0.0.1", port: killedPort, ticket: "the-ticket" }),
+      /cannot reach the target VMM|closed the connection/,
+    );
+    await advances(source);
+
+    // The move itself.
+    const ticket = randomBytes(16).toString("hex");
+    const good = target(ticket);
+    const before = await count(source);
+    const figures = await source.migrateOut!({ host: "127.0.0.1", port: await good.port, ticket });
+    const moved = await good.launch;
+    pids.push(moved.pid);
+    assert.equal((await source.exited).reason, "migrated");
+    // The same guest carried on (a fresh boot would have retired fewer instructions than the source had).
+    assert.ok((await count(moved)) >= before, "the target carries on where the source was");
+    assert.ok(figures.rounds >= 2 && figures.bytes > 0, JSON.stringify(figures));
+    await advances(moved);
+    console.log(`live migration between VMM processes (64 MiB): ${JSON.stringify(figures)}`);
+    await moved.stop(5000);
+  } finally {
+    for (const pid of pids)
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {}
   }
 });

@@ -20,12 +20,13 @@ import {
   RESEED_BYTES,
   restoredIdentityCommand,
 } from "./guest-identity.ts";
+import { type MigrationSink, MigrationStreamWriter } from "./migration-stream.ts";
 import { readSnapshot, type SnapshotLike, writeRamPages, writeSnapshot } from "./snapshot-file.ts";
 import { adoptedAt } from "./spare-adoption.ts";
 import { bootFilesOf } from "./vm-boot-files.ts";
 import type { LaunchMode } from "./vmm.ts";
 import type { GuestHost } from "./vmm-network.ts";
-import type { SaveStateOptions, VmmGuest, VmmSpec } from "./vmm-protocol.ts";
+import type { IncomingGuest, SaveStateOptions, VmmGuest, VmmSpec } from "./vmm-protocol.ts";
 
 /** The machine's disk port, as the engine takes it (the hypervisor does not import the machine itself). */
 type BlockBackend = NonNullable<RiscvEngineOptions["disks"]>[number];
@@ -129,16 +130,21 @@ export async function prepareGuest(): Promise<void> {
   });
 }
 
-export async function createGuest(spec: VmmSpec, host?: GuestHost): Promise<VmmGuest> {
+export async function createGuest(
+  spec: VmmSpec,
+  host?: GuestHost,
+  incoming?: IncomingGuest,
+): Promise<VmmGuest> {
   // An imported VM boots from the copies that came with it, any other from its image.
   const image = await bootFilesOf(spec.vmDir, spec.image);
   // A restore reads its state before the machine is built: with RAM mapped, it is built on the state's RAM.
+  // A live migration's machine is built on the RAM its stream fills, before the stream ends (start waits).
   const ramMode = restoreRamMode();
   const [firmware, kernel, initrd, restoring] = await Promise.all([
     readFile(image.firmware),
     readFile(image.kernel),
     readFile(image.initrd),
-    spec.mode === "restore" ? readState(spec, ramMode) : undefined,
+    spec.mode === "restore" && !incoming ? readState(spec, ramMode) : undefined,
   ]);
   let saved = restoring;
   // The active disk with its chain (qcow2 over its nodes, or an older VM's raw disk.img); replaced by
@@ -223,7 +229,7 @@ export async function createGuest(spec: VmmSpec, host?: GuestHost): Promise<VmmG
         sink: { write: () => {} },
         ports: [{ name: GUEST_AGENT_PORT_NAME, sink: { write: (bytes) => agentInput(bytes) } }],
       },
-      ram: saved && ramMode === "map" ? RiscvEngine.ramOf(saved) : undefined,
+      ram: incoming?.ram ?? (saved && ramMode === "map" ? RiscvEngine.ramOf(saved) : undefined),
       hartThreads: hartThreads(),
       // The VM's network cards (eth0 first), their backends made by the VMM (vmm-network.ts).
       nics: host?.nics ?? [],
@@ -340,7 +346,7 @@ export async function createGuest(spec: VmmSpec, host?: GuestHost): Promise<VmmG
         if (!engine.capabilities.snapshot)
           throw new Error("the riscv engine cannot restore a saved state yet");
         // Everything is checked (sizes, checksums, format) before the engine sees any of it.
-        await engine.restoreState(saved ?? (await readState(spec, ramMode)));
+        await engine.restoreState(saved ?? (await (incoming?.state ?? readState(spec, ramMode))));
         // Held no longer than needed: with RAM read (not mapped), this is a second copy of it.
         saved = undefined;
         // vmm.log says when the guest ran again, in wall-clock ms, for bench/resume.ts.
@@ -459,6 +465,53 @@ export async function createGuest(spec: VmmSpec, host?: GuestHost): Promise<VmmG
         await rm(path, { force: true });
         throw e;
       }
+    },
+    async migrateOut(sink: MigrationSink, ticket: string, confirmed: () => Promise<void>) {
+      if (!engine.capabilities.dirtyPageTracking || engine.state !== "running")
+        throw new Error("a live migration needs a running guest whose engine tracks dirty pages");
+      const started = performance.now();
+      const ram = engine.board.ram.u8;
+      const out = new MigrationStreamWriter(sink);
+      let pausedAt = 0;
+      let paused = false;
+      let rounds = 0;
+      engine.startDirtyPageTracking();
+      try {
+        await out.hello({ engine: spec.engine, memoryBytes: ram.byteLength, ticket });
+        // Round 0: every non-zero page (the target's RAM starts zeroed); then the pages written meanwhile.
+        let dirty: Uint32Array | null = null;
+        for (;;) {
+          await out.pages(ram, dirty);
+          rounds++;
+          if (rounds > 1 && dirty!.length <= PREWRITE_FEW_PAGES) break;
+          if (rounds === PREWRITE_MAX_ROUNDS) break;
+          dirty = engine.takeDirtyPages();
+        }
+        pausedAt = performance.now();
+        await engine.pause();
+        paused = true;
+        // The target's disk must hold every write the state expects.
+        await flushDisks();
+        // A device may write RAM while the guest is paused (a disk read completing): its pages then go
+        // again, with a state saved after them (the target keeps the last STATE).
+        let last = engine.takeDirtyPages();
+        for (let tries = 0; ; tries++) {
+          await out.pages(ram, last);
+          await out.state(await engine.saveState({ shareRam: true }), ram);
+          last = engine.takeDirtyPages();
+          if (last.length === 0) break;
+          if (tries === 3) throw new Error("devices kept writing guest RAM while it was paused");
+        }
+        await out.end();
+        await confirmed();
+      } catch (e) {
+        engine.stopDirtyPageTracking();
+        if (paused) await engine.resume();
+        throw e;
+      }
+      engine.stopDirtyPageTracking();
+      const ended = performance.now();
+      return { rounds, bytes: out.bytes, runningMs: pausedAt - started, pausedMs: ended - pausedAt };
     },
     async saveState(dir: string, options: SaveStateOptions = {}) {
       if (!engine.capabilities.snapshot)

@@ -93,7 +93,7 @@ async function writeSparse(path: string, bytes: Buffer): Promise<void> {
 }
 
 /** The [start, end) runs of `bytes` holding no all-zero page, each at most MAX_WRITE_BYTES (a file's holes). */
-function* nonZeroRuns(bytes: Buffer): Generator<[number, number]> {
+export function* nonZeroRuns(bytes: Buffer): Generator<[number, number]> {
   const isZero = (off: number) => {
     const page = bytes.subarray(off, Math.min(off + PAGE, bytes.length));
     return page.length === PAGE ? page.equals(ZERO_PAGE) : page.every((b) => b === 0);
@@ -137,20 +137,25 @@ export async function writeRamPages(path: string, bytes: Buffer, pages: Uint32Ar
     };
     if (pages === null) {
       for (const [from, to] of nonZeroRuns(bytes)) await write(from, to);
-    } else {
-      // Runs of consecutive pages in one write each (pages are sorted).
-      for (let i = 0; i < pages.length; ) {
-        let j = i + 1;
-        while (j < pages.length && pages[j] === pages[j - 1]! + 1 && (j - i) * PAGE < MAX_WRITE_BYTES) j++;
-        await write(pages[i]! * PAGE, pages[j - 1]! * PAGE + PAGE);
-        i = j;
-      }
-    }
+    } else for (const [from, to] of pageRuns(pages)) await write(from, to);
     await fh.sync();
   } finally {
     await fh.close();
   }
   return written;
+}
+
+/**
+ * The [start, end) byte ranges of runs of consecutive pages in `pages` (sorted page numbers), each at most
+ * MAX_WRITE_BYTES: one write (or one frame of a migration stream) per run.
+ */
+export function* pageRuns(pages: Uint32Array): Generator<[number, number]> {
+  for (let i = 0; i < pages.length; ) {
+    let j = i + 1;
+    while (j < pages.length && pages[j] === pages[j - 1]! + 1 && (j - i) * PAGE < MAX_WRITE_BYTES) j++;
+    yield [pages[i]! * PAGE, pages[j - 1]! * PAGE + PAGE];
+    i = j;
+  }
 }
 
 /** A section already written by writeRamPages rounds, but for the pages written since the last one. */

@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { fdatasync, readdirSync, writeFileSync } from "node:fs";
 import { mkdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
-import { createServer, type Socket } from "node:net";
+import { createServer, type Server, type Socket } from "node:net";
 import { setPriority } from "node:os";
 import { performance } from "node:perf_hooks";
 import { dirname, join } from "node:path";
@@ -21,11 +21,13 @@ import { ConsoleLogWriter } from "./console-log.ts";
 import { listenPrivate } from "./control-socket.ts";
 import { CpuThrottle } from "./cpu-throttle.ts";
 import { crashPoint } from "./crash-point.ts";
+import { answerSource, receiveMigration, sendOverTcp } from "./migration-stream.ts";
 import { ACTIVE_DISK, freezeActiveDisk } from "./disk-store.ts";
 import { readProcessIdentity } from "./process-identity.ts";
 import { adoptedAt, waitForAdoption } from "./spare-adoption.ts";
 import { SPARE_FLAG } from "./spare-vmm-protocol.ts";
 import { agentFailure, relaySession } from "./session-relay.ts";
+import type { SnapshotLike } from "./snapshot-file.ts";
 import { replaceFile, writeFileAtomic } from "./store.ts";
 import type { VmmExit } from "./vmm.ts";
 import { VmmNetwork } from "./vmm-network.ts";
@@ -35,10 +37,13 @@ import {
   encodeMessage,
   type GuestFactory,
   type HelloResult,
+  type IncomingGuest,
+  type IncomingMigration,
   LineDecoder,
   MAX_AGENT_WAIT_MS,
   MAX_EXEC_COMMAND_BYTES,
   MAX_EXEC_TIMEOUT_MS,
+  type MigrationFigures,
   VMM_PROTOCOL_VERSION,
   type PrewriteFigures,
   type SuspendFigures,
@@ -116,7 +121,11 @@ function lockDisks(): void {
 }
 
 /** Sends one message on the IPC channel (when there is one), resolving once it is flushed. */
-function sendToLauncher(msg: { type: "listening" | "ready" | "failed"; message?: string }): Promise<void> {
+function sendToLauncher(msg: {
+  type: "listening" | "ready" | "failed" | "incoming";
+  message?: string;
+  port?: number;
+}): Promise<void> {
   return new Promise((resolve) => {
     if (!process.send || !process.connected) return resolve();
     process.send(msg, undefined, {}, () => resolve());
@@ -351,6 +360,75 @@ async function snapshotGuest(g: VmmGuest, params: VmmSnapshotParams): Promise<{ 
   return { pausedMs: Math.round(pausedMs) };
 }
 
+// Live migration (migration-stream.ts; docs/cluster.md "Live migration"): the source VMM sends its running
+// guest to a target VMM started with `spec.incoming`, which runs it from memory.
+
+/**
+ * migrateOut: the guest to the target VMM at `params` over TCP, RAM in rounds while it runs, then paused
+ * the rest; resolves once it runs there (the guest here stays paused: the VMM then exits "migrated").
+ */
+async function migrateGuest(
+  g: VmmGuest,
+  params: { readonly host: string; readonly port: number; readonly ticket: string },
+): Promise<MigrationFigures> {
+  if (!g.migrateOut) throw new Error(`the ${spec.engine} engine cannot migrate a running guest`);
+  const figures = await sendOverTcp(params, (sink, ticket, confirmed) =>
+    g.migrateOut!(sink, ticket, confirmed),
+  );
+  log(
+    `migrated to ${params.host}:${params.port}: ${figures.rounds} rounds of RAM while the guest ran ` +
+      `(${figures.runningMs.toFixed(0)} ms), paused ${figures.pausedMs.toFixed(0)} ms, ${figures.bytes} bytes`,
+  );
+  return figures;
+}
+
+/** The connection a target VMM took its guest from (to answer the source on), and when the stream ended. */
+let incomingSocket: Socket | undefined;
+let receivedAt = 0;
+
+/**
+ * A target VMM's guest: listens on `incoming.host` (its port told to the launcher) for one connection,
+ * whose stream must be whole and carry the ticket, and fills the guest's RAM from it meanwhile. Resolves
+ * at once, with that RAM and the state the stream ends with; a bad stream, or none within
+ * `incoming.waitMs`, rejects that state: the VMM's start then fails and nothing is kept.
+ */
+async function awaitIncoming(incoming: IncomingMigration): Promise<IncomingGuest> {
+  const server: Server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, incoming.host, resolve);
+  });
+  const { port } = server.address() as { port: number };
+  log(`waiting for a live migration on ${incoming.host}:${port}`);
+  void sendToLauncher({ type: "incoming", port });
+  const memoryBytes = spec.memoryMiB * 1048576;
+  const ram = new ArrayBuffer(memoryBytes);
+  const state = new Promise<SnapshotLike>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      server.close();
+      reject(new Error(`no live migration came within ${incoming.waitMs} ms`));
+    }, incoming.waitMs);
+    server.once("connection", (socket) => {
+      // One stream only: whatever comes first decides.
+      server.close();
+      clearTimeout(timer);
+      incomingSocket = socket;
+      socket.on("error", () => {});
+      receiveMigration(socket, { engine: spec.engine, memoryBytes, ticket: incoming.ticket }, ram).then(
+        (got) => {
+          receivedAt = performance.now();
+          log(`received the guest: ${got.bytes} bytes, ${got.ramBytes} of them RAM pages`);
+          resolve(got.snapshot);
+        },
+        reject,
+      );
+    });
+  });
+  // Awaited by the guest's start; a failure before that is its start's failure too.
+  state.catch(() => {});
+  return { ram, state };
+}
+
 /** exec: streams the command's output as `output` messages, then its exit status; a closed connection kills it. */
 async function execCommand(
   g: VmmGuest,
@@ -470,6 +548,34 @@ async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<voi
         }
         reply({ result: figures });
         await exitVmm({ reason: "suspended", detail: `state written to ${spec.stateDir}` });
+        return;
+      }
+      case "migrateOut": {
+        const p = req.params;
+        if (
+          typeof p?.host !== "string" ||
+          !Number.isInteger(p.port) ||
+          (p.port as number) < 1 ||
+          (p.port as number) > 65535 ||
+          typeof p.ticket !== "string"
+        ) {
+          reply({ error: { code: "bad-request", message: "migrateOut needs host, port and ticket" } });
+          return;
+        }
+        // The throttle must not resume a guest being handed over.
+        throttle?.stop();
+        await g.resume();
+        let figures: MigrationFigures;
+        try {
+          figures = await migrateGuest(g, { host: p.host, port: p.port as number, ticket: p.ticket });
+        } catch (e) {
+          // The target did not take it: the guest runs on here.
+          await g.resume().catch(() => {});
+          throttle?.start();
+          throw e;
+        }
+        reply({ result: figures });
+        await exitVmm({ reason: "migrated", detail: `the guest runs on at ${p.host}:${p.port} now` });
         return;
       }
       case "snapshot": {
@@ -612,7 +718,9 @@ try {
   // The cards' backends first: passt missing or failing is a start failure in one line, before the guest runs.
   if (spec.nics && spec.nics.length > 0)
     network = await VmmNetwork.open(spec.nics, spec.vmDir, { log, notice });
-  guest = await mod.createGuest(spec, network ? { nics: network.nics } : undefined);
+  // A live migration's target builds its guest from the stream, in memory, instead of a state file.
+  const incoming = spec.incoming ? await awaitIncoming(spec.incoming) : undefined;
+  guest = await mod.createGuest(spec, network ? { nics: network.nics } : undefined, incoming);
   const g = guest;
   g.onConsoleOutput((bytes) => {
     consoleLog.write(bytes);
@@ -625,6 +733,11 @@ try {
   g.onAgentHello?.(() => tellListeners({ id: 0, agentHello: true }));
 
   await g.start(spec.mode);
+  // The source lets go of its guest once told that it runs here.
+  if (incomingSocket) {
+    void answerSource(incomingSocket);
+    log(`the migrated guest runs, ${(performance.now() - receivedAt).toFixed(0)} ms after its stream ended`);
+  }
   if (spec.cpuCapPercent !== null) {
     throttle = new CpuThrottle(g, spec.cpuCapPercent);
     throttle.start();
@@ -643,6 +756,9 @@ try {
 } catch (e) {
   const message = (e as Error).message;
   log(`could not start: ${message}`);
+  // Told before this process ends, so that the source knows why (it runs its guest on either way).
+  if (incomingSocket)
+    await Promise.race([answerSource(incomingSocket, e as Error), new Promise((r) => setTimeout(r, 1000))]);
   await guest?.flushDisks().catch(() => {});
   await guest?.close().catch(() => {});
   await network?.close().catch(() => {});

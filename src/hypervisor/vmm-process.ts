@@ -24,6 +24,7 @@ import { replaceFile, type VmPaths } from "./store.ts";
 import type { VmRecord } from "./vm-record.ts";
 import type {
   LaunchMode,
+  LaunchOptions,
   VmmExecOptions,
   VmmExit,
   VmmHandle,
@@ -39,11 +40,13 @@ import {
   parseExitRecord,
   parseRunRecord,
   VMM_PROTOCOL_VERSION,
+  type MigrationFigures,
   type SuspendFigures,
   type VmmMethod,
   type VmmRequest,
   type VmmResponse,
   type VmmRunRecord,
+  type VmmMigrateParams,
   type VmmSnapshotParams,
   type VmmSpec,
 } from "./vmm-protocol.ts";
@@ -190,7 +193,12 @@ export class ProcessVmmLauncher implements VmmLauncher {
     return [...this.engineModules.keys()];
   }
 
-  async launch(vm: VmRecord, paths: VmPaths, mode: LaunchMode): Promise<VmmHandle> {
+  async launch(
+    vm: VmRecord,
+    paths: VmPaths,
+    mode: LaunchMode,
+    options: LaunchOptions = {},
+  ): Promise<VmmHandle> {
     const engineModule = this.engineModules.get(vm.engine);
     if (!engineModule)
       throw new VmmStartError(vm.name, `the engine '${vm.engine}' is not available in this build of tsvm`);
@@ -224,6 +232,15 @@ export class ProcessVmmLauncher implements VmmLauncher {
       consoleLog: paths.consoleLog,
       socketPath,
       nics: nicsSpecOf(vm, paths.dir),
+      ...(options.incoming
+        ? {
+            incoming: {
+              host: options.incoming.host ?? "127.0.0.1",
+              ticket: options.incoming.ticket,
+              waitMs: options.incoming.waitMs,
+            },
+          }
+        : {}),
     };
     await rm(join(paths.dir, "exit.json"), { force: true });
     await rm(paths.vmm, { force: true });
@@ -240,7 +257,7 @@ export class ProcessVmmLauncher implements VmmLauncher {
       const vmm: AdoptedVmm =
         (await this.spare?.adopt({ vmmEntry, nodeArgs, engineModule }, specPath, logPath)) ??
         spawnedVmm(spawnVmm(nodeArgs, vmmEntry, specPath, logPath));
-      return await this.started(vm, paths, vmm, socketPath);
+      return await this.started(vm, paths, vmm, socketPath, options.incoming);
     } finally {
       // The next spare starts once this VM's start is done, not beside it: spawning it would hold up the
       // daemon's event loop (fork) and its start would take CPU from this one.
@@ -254,8 +271,10 @@ export class ProcessVmmLauncher implements VmmLauncher {
     paths: VmPaths,
     { child, listen }: AdoptedVmm,
     socketPath: string,
+    incoming?: LaunchOptions["incoming"],
   ): Promise<VmmHandle> {
-    const timeoutMs = this.config.startTimeoutMs ?? 120_000;
+    // A migration's target starts once the source has sent the guest, which may take its wait.
+    const timeoutMs = (this.config.startTimeoutMs ?? 120_000) + (incoming?.waitMs ?? 0);
     const pid = child.pid!;
     // The control connection is made (and checked with hello) as soon as the VMM listens, while its guest
     // is still being built, rather than after: a resume is RUNNING that much sooner.
@@ -275,9 +294,13 @@ export class ProcessVmmLauncher implements VmmLauncher {
         resolve({ ok: false, problem: `its VMM did not start within ${timeoutMs} ms` });
       }, timeoutMs);
       listen((raw) => {
-        const msg = raw as { type?: string; message?: string } | null;
+        const msg = raw as { type?: string; message?: string; port?: unknown } | null;
         if (msg?.type === "listening") {
           void connect();
+          return;
+        }
+        if (msg?.type === "incoming" && incoming && typeof msg.port === "number") {
+          incoming.onListening(msg.port);
           return;
         }
         clearTimeout(timer);
@@ -579,6 +602,25 @@ class SocketVmmHandle implements VmmHandle {
       rounds: n(result?.rounds) ?? 0,
       bytes: n(result?.bytes) ?? 0,
       runningMs: n(result?.runningMs) ?? 0,
+    };
+  }
+
+  async migrateOut(target: VmmMigrateParams): Promise<MigrationFigures> {
+    const result = (await this.request("migrateOut", { ...target }, this.deadlines.suspendMs)) as Partial<
+      Record<keyof MigrationFigures, unknown>
+    > | null;
+    const exit = await this.exited;
+    if (exit.reason !== "migrated")
+      throw new HypervisorError(
+        "move-failed",
+        `the VMM of '${this.vm.name}' ended while migrating: ${exit.detail}`,
+      );
+    const n = (v: unknown) => (typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : 0);
+    return {
+      rounds: n(result?.rounds),
+      bytes: n(result?.bytes),
+      runningMs: n(result?.runningMs),
+      pausedMs: n(result?.pausedMs),
     };
   }
 

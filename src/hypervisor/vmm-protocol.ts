@@ -1,7 +1,8 @@
 // The protocol between the daemon and a VMM process: the files a VMM leaves in its VM's directory (spec,
 // pid + socket, exit record) and the newline-delimited JSON messages on its control socket.
 //
-//   daemon → vmm   {"id":1,"method":"hello"|"stop"|"reset"|"suspend"|"snapshot"|"stats"|"exec","params":{…}}
+//   daemon → vmm   {"id":1,"method":"hello"|"stop"|"reset"|"suspend"|"snapshot"|"stats"|"exec"|"migrateOut",
+//                  "params":{…}}
 //   vmm → daemon   {"id":1,"result":{…}}  or  {"id":1,"error":{"code":"…","message":"…"}}
 //   vmm → daemon   {"id":0,"notice":"…"} unasked, on each connection that said hello: an event to record
 //                  {"id":0,"agentHello":true} unasked, likewise: the guest agent (re)started (a guest boot)
@@ -33,7 +34,9 @@
 // socket closes when the VMM dies, and the VMM writes exit.json before it exits on purpose; a VMM gone
 // without an exit record crashed.
 
+import type { SnapshotLike } from "./snapshot-file.ts";
 import type { GuestIdentity } from "./guest-identity.ts";
+import type { MigrationSink } from "./migration-stream.ts";
 import type { NicSpec } from "./network-interfaces.ts";
 import type { GuestHost } from "./vmm-network.ts";
 import type { LaunchMode, VmmExit, VmmSession } from "./vmm.ts";
@@ -70,6 +73,27 @@ export interface VmmSpec {
    * written before network cards: none.
    */
   readonly nics?: readonly NicSpec[];
+  /**
+   * A live migration's target (migration-stream.ts): instead of booting or reading `stateDir`, the VMM
+   * listens on `host` (a free TCP port, told to its launcher as {type:"incoming", port}) for one stream
+   * carrying `ticket`, and runs the guest from it in memory; it is ready once the guest runs, and fails its
+   * start (nothing kept) when the stream is bad or none came within `waitMs`.
+   */
+  readonly incoming?: IncomingMigration;
+}
+
+/** Where and for what a live migration's target VMM waits (VmmSpec.incoming). */
+export interface IncomingMigration {
+  readonly host: string;
+  readonly ticket: string;
+  readonly waitMs: number;
+}
+
+/** "migrateOut": the target VMM to send the running guest to (VmmSpec.incoming on the target). */
+export interface VmmMigrateParams {
+  readonly host: string;
+  readonly port: number;
+  readonly ticket: string;
 }
 
 /**
@@ -103,7 +127,8 @@ export type VmmMethod =
   | "stats"
   | "attachConsole"
   | "exec"
-  | "session";
+  | "session"
+  | "migrateOut";
 
 /**
  * "snapshot": the guest's memory is saved into `stateDir` (created by the VMM) while its disk is frozen into
@@ -120,7 +145,7 @@ export interface VmmRequest {
   readonly method: VmmMethod;
   /**
    * stop: timeoutMs; exec: command, timeoutMs (optional) and agentWaitMs; session: command (absent: a login
-   * shell), tty and agentWaitMs; snapshot: VmmSnapshotParams.
+   * shell), tty and agentWaitMs; snapshot: VmmSnapshotParams; migrateOut: VmmMigrateParams.
    */
   readonly params?: {
     readonly timeoutMs?: number;
@@ -130,6 +155,9 @@ export interface VmmRequest {
     readonly stateDir?: string;
     readonly nodeId?: string;
     readonly disksDir?: string;
+    readonly host?: string;
+    readonly port?: number;
+    readonly ticket?: string;
   };
 }
 
@@ -253,6 +281,14 @@ export interface VmmGuest {
    */
   prewriteRam?(path: string): Promise<PrewriteFigures | undefined>;
   /**
+   * Live migration's source side (migration-stream.ts): sends the guest's RAM to `sink` in rounds while it
+   * runs (dirty-page tracking on), then pauses it, makes its disk writes durable and sends the last dirty
+   * pages, its machine state and END; then waits for `confirmed` (the target runs the guest) and resolves
+   * with the guest left paused. When anything fails (the sink, the target's answer) the guest runs on
+   * here and the error is thrown. Rejects at once when this engine cannot track dirty pages.
+   */
+  migrateOut?(sink: MigrationSink, ticket: string, confirmed: () => Promise<void>): Promise<MigrationFigures>;
+  /**
    * Closes the guest's disk (its writes flushed), runs `between` (which may move the file: a snapshot's
    * freeze), then opens `path` (with its chain) in its place; the guest, paused, sees nothing. When
    * `between` fails the disk is opened again where it was.
@@ -307,6 +343,18 @@ export interface PrewriteFigures {
   readonly runningMs: number;
 }
 
+/** What a live migration's source side came to (VmmGuest.migrateOut). */
+export interface MigrationFigures {
+  /** Rounds of RAM sent while the guest ran. */
+  readonly rounds: number;
+  /** Bytes of the stream. */
+  readonly bytes: number;
+  /** How long the guest ran on while the rounds were sent. */
+  readonly runningMs: number;
+  /** From the pause to the target's confirmation: the guest-visible pause. */
+  readonly pausedMs: number;
+}
+
 export interface GuestSessionOptions {
   /** A pseudo-terminal of this size; pipes when absent. */
   readonly tty?: TerminalSize;
@@ -323,8 +371,21 @@ export interface SaveStateOptions {
   readonly whilePaused?: () => Promise<void>;
 }
 
-/** `host`: what the VMM made for the guest (its network cards' backends); absent for a VMM without any. */
-export type GuestFactory = (spec: VmmSpec, host?: GuestHost) => Promise<VmmGuest>;
+/**
+ * `host`: what the VMM made for the guest (its network cards' backends); absent for a VMM without any.
+ * `incoming`: a live migration's guest (mode "restore"), restored instead of the state directory's.
+ */
+export type GuestFactory = (spec: VmmSpec, host?: GuestHost, incoming?: IncomingGuest) => Promise<VmmGuest>;
+
+/**
+ * A live migration's guest as its target VMM takes it in: the machine is built on `ram` while the stream
+ * still fills it (receiveMigration), and its start waits for `state`, the stream's verified end, whose RAM
+ * section is that same buffer: the guest runs as soon as the stream ended, without a copy.
+ */
+export interface IncomingGuest {
+  readonly ram: ArrayBuffer;
+  readonly state: Promise<SnapshotLike>;
+}
 
 /** Splits a byte stream into JSON lines; calls `onError` (once) for an oversized or unparsable line. */
 export class LineDecoder {
@@ -386,7 +447,7 @@ export function parseRunRecord(text: string): VmmRunRecord | undefined {
   return undefined;
 }
 
-const EXIT_REASONS = new Set(["poweroff", "forced", "suspended", "crashed"]);
+const EXIT_REASONS = new Set(["poweroff", "forced", "suspended", "crashed", "migrated"]);
 
 export function parseExitRecord(text: string): VmmExitRecord | undefined {
   try {

@@ -4,7 +4,14 @@
 import type { Duplex } from "node:stream";
 import type { VmPaths } from "./store.ts";
 import type { VmRecord } from "./vm-record.ts";
-import type { SuspendFigures, TerminalSize, VmmSnapshotParams } from "./vmm-protocol.ts";
+import type {
+  IncomingMigration,
+  MigrationFigures,
+  SuspendFigures,
+  TerminalSize,
+  VmmMigrateParams,
+  VmmSnapshotParams,
+} from "./vmm-protocol.ts";
 
 /** Why a VMM is gone. */
 export type VmmExit =
@@ -15,7 +22,9 @@ export type VmmExit =
   /** The guest's whole state was written to the state directory, then the VMM exited. */
   | { readonly reason: "suspended"; readonly detail: string }
   /** The engine reported an internal error, or the process died without saying why (signal, crash). */
-  | { readonly reason: "crashed"; readonly detail: string };
+  | { readonly reason: "crashed"; readonly detail: string }
+  /** A live migration handed the guest over: it runs in the target's VMM now (migrateOut). */
+  | { readonly reason: "migrated"; readonly detail: string };
 
 export interface VmmExecOptions {
   /**
@@ -79,6 +88,13 @@ export interface VmmHandle {
    */
   suspend(): Promise<SuspendFigures | undefined>;
   /**
+   * Live migration, the source side: sends the running guest to a target VMM waiting for it (launched
+   * with `incoming`), RAM in rounds while it runs, then paused the rest; resolves once the guest runs
+   * there, this VMM having exited ("migrated"). Rejects, with the guest running on here, when anything
+   * failed (the target refused the stream or died). Absent on handles of VMMs that cannot.
+   */
+  migrateOut?(target: VmmMigrateParams): Promise<MigrationFigures>;
+  /**
    * Saves the guest's memory into `stateDir` and freezes its disk into node `nodeId` of `disksDir` while
    * it is briefly paused; the guest runs on. Rejects, with nothing committed, when that failed.
    */
@@ -115,6 +131,18 @@ export interface VmmHandle {
 
 export type LaunchMode = "boot" | "restore";
 
+export interface LaunchOptions {
+  /**
+   * A live migration's target (mode "restore"): the VMM waits for the guest's stream instead of reading
+   * the state directory; `onListening` gets its port once it listens (give it to the source), and the
+   * launch resolves once the guest runs from the stream.
+   */
+  readonly incoming?: Omit<IncomingMigration, "host"> & {
+    readonly host?: string;
+    readonly onListening: (port: number) => void;
+  };
+}
+
 export interface VmmLauncher {
   /** The engines this launcher can run (VmRecord.engine values). */
   engines(): readonly string[];
@@ -122,7 +150,7 @@ export interface VmmLauncher {
    * Starts a VMM for `vm` and resolves once its guest runs: booted fresh, or restored from the state
    * directory. Rejects with a HypervisorError saying what went wrong (the state files are left untouched).
    */
-  launch(vm: VmRecord, paths: VmPaths, mode: LaunchMode): Promise<VmmHandle>;
+  launch(vm: VmRecord, paths: VmPaths, mode: LaunchMode, options?: LaunchOptions): Promise<VmmHandle>;
   /**
    * Re-attaches to the VMM recorded in the VM's directory, when it still runs. Otherwise resolves
    * `{ exit }`: how it ended (from the VMM's exit record, or "crashed" when it left none).
