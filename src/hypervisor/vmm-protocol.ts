@@ -70,6 +70,11 @@ export interface VmmSpec {
    * written before network cards: none.
    */
   readonly nics?: readonly NicSpec[];
+  /**
+   * In a cluster, the fence deadline (vmm-watchdog.ts): the VMM ends itself when no heartbeat told it of a
+   * lease renewal for this long. Absent: no VMM-side fence (a single host).
+   */
+  readonly fenceAfterMs?: number;
 }
 
 /**
@@ -103,7 +108,9 @@ export type VmmMethod =
   | "stats"
   | "attachConsole"
   | "exec"
-  | "session";
+  | "session"
+  // {"id":0,"method":"heartbeat","params":{"leaseAgeMs":N}}: not answered (vmm-watchdog.ts).
+  | "heartbeat";
 
 /**
  * "snapshot": the guest's memory is saved into `stateDir` (created by the VMM) while its disk is frozen into
@@ -130,6 +137,7 @@ export interface VmmRequest {
     readonly stateDir?: string;
     readonly nodeId?: string;
     readonly disksDir?: string;
+    readonly leaseAgeMs?: number;
   };
 }
 

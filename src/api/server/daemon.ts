@@ -25,7 +25,7 @@ import { ProcessVmmLauncher } from "../../hypervisor/vmm-process.ts";
 import { apiSocketPath, daemonLogPath, type DaemonRecord, daemonRecordPath } from "../data-dir.ts";
 import { ApiServer } from "./api-server.ts";
 import { HostFailover } from "../../hypervisor/cluster/host-failover.ts";
-import { killNow, watchLease } from "../../hypervisor/cluster/lease-fence.ts";
+import { FENCE_AFTER_TTL_SHARE, killNow, watchLease } from "../../hypervisor/cluster/lease-fence.ts";
 import { type ClusterOptions, joinCluster } from "./cluster-join.ts";
 import { ClusterRouting } from "./cluster-routing.ts";
 import { ClusterMoveTransport } from "../../hypervisor/cluster/move-transport.ts";
@@ -169,6 +169,11 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
         maxSpecPathBytes: Buffer.byteLength(join(store.paths(LONGEST_VM_NAME).dir, "vmm-spec.json")),
         codeStamp: options.spareVmm.codeStamp,
         log,
+      },
+      // Each VMM fences itself on the daemon's deadline when no heartbeat tells it of a renewal (docs/cluster.md).
+      lease: cluster && {
+        fenceAfterMs: cluster.membership.ttlSeconds * 1000 * FENCE_AFTER_TTL_SHARE,
+        leaseAgeMs: () => Date.now() - cluster.membership.renewedAt(),
       },
     });
     const hv = await Hypervisor.open({
