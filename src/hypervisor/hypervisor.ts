@@ -1063,6 +1063,43 @@ export class Hypervisor {
     return slot;
   }
 
+  /** Whether this host has room now for `record`'s vCPUs and memory (a DOWN host's VM, host-failover.ts). */
+  hasRoomFor(record: VmRecord): boolean {
+    if (this.slots.has(record.name)) return false;
+    try {
+      checkAdmission(this.config.capacity, this.allocations(), { ...record, diskMiB: 0 });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Restarts here a VM on shared storage whose record host-failover.ts just took over from a DOWN host
+   * (REPAIRING, its host this one): what its dead VMM left in its directory is settled, then it boots from
+   * its disk as an automatic restart does. Resolves once it runs (or the restart failed, as its record says).
+   */
+  async restartFromDownHost(name: string, reason: string): Promise<void> {
+    const record = await this.config.store.read(name);
+    const slot = await this.welcome(record, {
+      at: this.now().toISOString(),
+      from: record.status,
+      to: record.status,
+      reason,
+    });
+    const done = new Promise<void>((resolve) => {
+      this.enqueueSystem(slot, "repair", async () => {
+        try {
+          await this.recoverLeftovers(slot);
+          await this.repair(slot, { reason: "crashed", detail: reason });
+        } finally {
+          resolve();
+        }
+      });
+    });
+    await done;
+  }
+
   setMachineType(name: string, machineType: string): OperationView {
     const slot = this.slot(name);
     const type = resolveMachineType(machineType);

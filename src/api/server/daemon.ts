@@ -207,7 +207,20 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
         fence: (reason) => fenceAndExit(hv, cluster.member.host, reason, log),
       });
     const failover =
-      cluster && new HostFailover(cluster.member, { ttlSeconds: cluster.membership.ttlSeconds, log });
+      cluster &&
+      new HostFailover(cluster.member, {
+        ttlSeconds: cluster.membership.ttlSeconds,
+        log,
+        // A DOWN host's VMs on shared storage restart here when this host wins them (docs/cluster.md).
+        ...(cluster.sharedStorage
+          ? {
+              restarter: {
+                hasRoom: (record) => hv.hasRoomFor(record),
+                restart: (name, reason) => hv.restartFromDownHost(name, reason),
+              },
+            }
+          : {}),
+      });
     failover?.start();
     const token = cluster ? cluster.member.token : await ensureApiToken(home);
     const webAssets = options.webAssets;
