@@ -22,6 +22,7 @@ import { takeDaemonLock } from "../../hypervisor/daemon-lock.ts";
 import { capacityConfig, measureHostCapacity } from "../../hypervisor/resources.ts";
 import { VmStore, writeFileAtomic } from "../../hypervisor/store.ts";
 import { ProcessVmmLauncher } from "../../hypervisor/vmm-process.ts";
+import { HEARTBEAT_EVERY_MS } from "../../hypervisor/vmm-watchdog.ts";
 import { apiSocketPath, daemonLogPath, type DaemonRecord, daemonRecordPath } from "../data-dir.ts";
 import { ApiServer } from "./api-server.ts";
 import { HostFailover } from "../../hypervisor/cluster/host-failover.ts";
@@ -170,9 +171,10 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
         codeStamp: options.spareVmm.codeStamp,
         log,
       },
-      // Each VMM fences itself on the daemon's deadline when no heartbeat tells it of a renewal (docs/cluster.md).
+      // Each VMM fences itself when no heartbeat tells it of a renewal (docs/cluster.md): on the daemon's own
+      // deadline, plus two heartbeats, so that a renewal just in time for the daemon is in time for its VMMs.
       lease: cluster && {
-        fenceAfterMs: cluster.membership.ttlSeconds * 1000 * FENCE_AFTER_TTL_SHARE,
+        fenceAfterMs: cluster.membership.ttlSeconds * 1000 * FENCE_AFTER_TTL_SHARE + 2 * HEARTBEAT_EVERY_MS,
         leaseAgeMs: () => Date.now() - cluster.membership.renewedAt(),
       },
     });
