@@ -47,7 +47,7 @@ function clusterArguments(values: Record<string, string | boolean | undefined>, 
   if (given.length === 0) {
     if (values["shared-storage"] !== undefined)
       throw new UsageError(
-        "--shared-storage is an option of a cluster's daemon: give --cluster and the rest too",
+        "--shared-storage is for a cluster: give --cluster, --host, --listen and --token-file too",
       );
     return [];
   }
