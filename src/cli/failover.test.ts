@@ -240,6 +240,16 @@ test("kill -9 of a whole host: its VM on shared storage restarts on another host
   const snap = await cluster.on("h2", "snapshot", "create", "roam", "s1");
   assert.notEqual(snap.code, 0);
   assert.match(snap.stderr, /cannot snapshot VM 'roam': it is on the cluster's shared storage/);
+  for (const refused of [
+    await cluster.on("h3", "move", "roam", "--host", "h2"),
+    await cluster.on("h1", "clone", "roam", "twin"),
+  ]) {
+    assert.notEqual(refused.code, 0);
+    assert.match(
+      refused.stderr,
+      /VM 'roam': it is on the cluster's shared storage, where (move|clone) is not supported yet/,
+    );
+  }
 
   const h1 = cluster.hosts.get("h1")!;
   for (const p of [daemonPidOf("h1"), pid]) process.kill(p, "SIGKILL");

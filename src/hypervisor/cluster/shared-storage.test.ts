@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { useTestEtcd } from "../fixtures/test-etcd.ts";
+import { TestHypervisors } from "../fixtures/test-hypervisors.ts";
 import { joinSharedStorage, refuseOnSharedStorage, SHARED_STORAGE_MARKER } from "./shared-storage.ts";
 
 const etcd = useTestEtcd();
@@ -93,4 +94,14 @@ test("what is not built for a VM on shared storage is refused by name", () => {
     /cannot move VM 'web': it is on the cluster's shared storage, where move is not supported yet/,
   );
   refuseOnSharedStorage({ name: "web" }, "move");
+});
+
+test("a host without shared storage refuses a VM asked to be there, and creates nothing", async () => {
+  const { hv, store } = await new TestHypervisors("tsvm-noshared-").open();
+  assert.throws(
+    () => hv.insert({ name: "web", sharedStorage: true }),
+    /this host has no shared storage: start the cluster's daemons with --shared-storage DIR/,
+  );
+  assert.deepEqual((await store.list()).vms, []);
+  assert.equal(store.sharedVmsDir, undefined);
 });
