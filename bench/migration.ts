@@ -50,12 +50,11 @@ class TsvmPeer {
 
   static async start(memoryMiB: number): Promise<TsvmPeer> {
     // Each daemon keeps a spare VMM ready, as daemons do by default (tests leave it out).
-    const cluster = await TestCluster.start(
-      ["h1", "h2"],
-      () => ({ stopTimeoutMs: 5000 }),
-      {},
-      { spareVmm: true },
-    );
+    const cluster = await TestCluster.start({
+      hosts: ["h1", "h2"],
+      config: () => ({ stopTimeoutMs: 5000 }),
+      spareVmm: true,
+    });
     const peer = new TsvmPeer(cluster);
     const r = await cluster.on(
       "h1",

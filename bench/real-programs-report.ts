@@ -129,6 +129,8 @@ export interface RealProgramsReport {
   readonly versions: { readonly tsvm: string; readonly qemu: string };
   readonly guest: {
     readonly memoryMiB: number;
+    /** vCPUs of each guest (tsvm's further harts on worker threads); absent in reports before --cpus. */
+    readonly cpus?: number;
     readonly kernel: string;
     readonly initrd: string;
     readonly append: string;
@@ -179,7 +181,7 @@ export function formatRealProgramsTable(r: RealProgramsReport): string {
   const lines = [
     `${r.date}  ${r.host.cpu}, ${r.host.cores} cores, load average ${r.host.loadAverageAtStart.toFixed(2)} at start, ${r.host.loadAverageAtEnd.toFixed(2)} at end`,
     `tsvm ${r.versions.tsvm} on Node ${r.host.node}; ${r.versions.qemu}`,
-    `guest: 1 hart, ${r.guest.memoryMiB} MiB; scale ${r.guest.scale}, ${r.guest.repeat} run(s) per program and peer (median)`,
+    `guest: ${r.guest.cpus ?? 1} vCPU(s), ${r.guest.memoryMiB} MiB; scale ${r.guest.scale}, ${r.guest.repeat} run(s) per program and peer (median)`,
     "",
   ];
   const head = [

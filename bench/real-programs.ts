@@ -48,6 +48,8 @@ Options:
   --repeat N            runs per program and peer, alternating; the median is used (default 1)
   --timeout S           bound on each program run, in seconds (default 600); the boot gets the same
   --memory MIB          guest RAM (default 256)
+  --cpus N              vCPUs of both guests (default 1): QEMU -smp N (one host thread per vCPU), tsvm with
+                        each further hart on a worker thread; for multi-threaded programs (esbuild)
   --kernel F --initrd F --firmware F
                         boot files (default: the cached default image, see bin/tsvm image list)
   --append S            kernel command line (default "console=ttyS0 earlycon=sbi")
@@ -61,6 +63,7 @@ interface Options {
   repeat: number;
   timeoutMs: number;
   memoryMiB: number;
+  cpus: number;
   kernel: string;
   initrd: string;
   firmware: string;
@@ -120,6 +123,7 @@ function parseOptions(argv: string[]): Options {
     repeat: positiveInt(values.repeat, 1, "--repeat", 100),
     timeoutMs: positiveInt(values.timeout, 600, "--timeout") * 1000,
     memoryMiB: positiveInt(values.memory, 256, "--memory", 4096),
+    cpus: positiveInt(values.cpus, 1, "--cpus", 8),
     kernel,
     initrd,
     firmware:
@@ -139,6 +143,7 @@ function parse(argv: string[]) {
       repeat: { type: "string" },
       timeout: { type: "string" },
       memory: { type: "string" },
+      cpus: { type: "string" },
       kernel: { type: "string" },
       initrd: { type: "string" },
       firmware: { type: "string" },
@@ -227,6 +232,7 @@ interface BootFiles {
   firmware: string;
   append: string;
   memoryMiB: number;
+  cpus: number;
 }
 
 const tsxLoader = pathToFileURL(join(root, "node_modules/tsx/dist/loader.mjs")).href;
@@ -238,11 +244,11 @@ function peerArgv(peer: "tsvm" | "qemu", f: BootFiles): string[] {
       process.execPath,
       ...tsvmPeerArgs,
       ...["--kernel", f.kernel, "--initrd", f.initrd, "--bios", f.firmware, "--append", f.append],
-      ...["--memory", String(f.memoryMiB * 2 ** 20)],
+      ...["--memory", String(f.memoryMiB * 2 ** 20), "--harts", String(f.cpus)],
     ];
   return [
     QEMU,
-    ...["-M", "virt", "-smp", "1", "-m", `${f.memoryMiB}M`, "-nographic", "-bios", f.firmware],
+    ...["-M", "virt", "-smp", String(f.cpus), "-m", `${f.memoryMiB}M`, "-nographic", "-bios", f.firmware],
     ...["-kernel", f.kernel, "-initrd", f.initrd, "-append", f.append],
   ];
 }
@@ -345,6 +351,7 @@ async function main(): Promise<void> {
     firmware: o.firmware,
     append: o.append,
     memoryMiB: o.memoryMiB,
+    cpus: o.cpus,
   };
 
   const peers = ["qemu", "tsvm"] as const;
@@ -449,6 +456,7 @@ async function main(): Promise<void> {
     versions: v,
     guest: {
       memoryMiB: o.memoryMiB,
+      cpus: o.cpus,
       kernel: o.kernel,
       initrd: o.initrd,
       append: o.append,

@@ -2,7 +2,8 @@
 // stdin, with the exact retired-instruction count reported on stderr (at the shell prompt and at exit).
 //
 // Usage: node --import tsx bench/tsvm-peer.ts --kernel F [--initrd F] [--bios F|none] [--append S]
-//          [--memory BYTES]
+//          [--memory BYTES] [--harts N]
+// With N > 1 harts, harts 1.. run on worker threads (the engine's hartThreads).
 // stderr lines the runner reads (one JSON object after the tag):
 //   tsvm-peer-prompt {"instret":N,"engineMs":T}   the first shell prompt appeared on the console
 //   tsvm-peer-exit {"instret":N,"engineMs":T,"reason":...}
@@ -25,6 +26,7 @@ const { values } = parseArgs({
     bios: { type: "string" },
     append: { type: "string" },
     memory: { type: "string" },
+    harts: { type: "string" },
   },
 });
 if (!values.kernel) {
@@ -36,9 +38,15 @@ const prompt = new PromptWatcher();
 let engine: RiscvEngine | null = null;
 const totalInstret = (): number => (engine ? engine.stats().instret.reduce((a, b) => a + b, 0) : 0);
 
+const harts = Number(values.harts ?? 1);
+if (!Number.isInteger(harts) || harts < 1 || harts > 8) {
+  process.stderr.write("tsvm-peer: --harts must be 1 to 8\n");
+  process.exit(2);
+}
 engine = new RiscvEngine({
+  hartThreads: harts > 1,
   config: {
-    harts: 1,
+    harts,
     memoryBytes: Number(values.memory ?? 256 * 1024 * 1024),
     firmware: values.bios === undefined || values.bios === "none" ? null : bootFile(values.bios),
     kernel: bootFile(values.kernel),

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { lockHolders } from "../engines/backends/file-lock.ts";
 import { processRunning } from "../hypervisor/cluster/lease-fence.ts";
-import { TestCluster, waitFor } from "../hypervisor/fixtures/cluster-of-daemons.ts";
+import { TestCluster, waitFor } from "../hypervisor/fixtures/test-cluster.ts";
 
 /**
  * Short leases so that DOWN and failover come within seconds (fencing after 7.5 s without renewal; with

@@ -32,9 +32,9 @@ const countsPast = (vm: string, than: number) =>
   });
 
 before(async () => {
-  cluster = await TestCluster.start(
-    ["h1", "h2", "h3"],
-    (name, dir) => {
+  cluster = await TestCluster.start({
+    hosts: ["h1", "h2", "h3"],
+    config: (name, dir) => {
       const engine = name === "h3" ? "other" : "fixture";
       return {
         defaultEngine: engine,
@@ -43,8 +43,7 @@ before(async () => {
         stopTimeoutMs: 2000,
       };
     },
-    { "disk.raw": new Uint8Array(4096) },
-  );
+  });
   // Two hosts that have no daemon: "gone" (its lease is gone: DOWN) and "tiny" (UP, but with no room).
   const client = new Etcd3({ hosts: cluster.etcd.url });
   const record = (name: string, memoryMiB: number) =>

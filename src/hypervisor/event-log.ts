@@ -6,19 +6,32 @@ import type { VmEvent } from "../api/schemas/event-schemas.ts";
 export type { VmEvent };
 
 /** Events kept in memory for `since` queries; the VM histories in vm.json are the durable record. */
-const MAX_KEPT_EVENTS = 10000;
+export const MAX_KEPT_EVENTS = 10000;
 
-export class EventLog {
+/** What the API reads and follows: this daemon's log, or a cluster's (cluster/etcd-event-log.ts). */
+export type VmEventSource = Pick<EventLog, "since" | "lastSeq" | "firstSeq" | "subscribe">;
+
+export class EventLog implements VmEventSource {
   private readonly events: VmEvent[] = [];
   private nextSeq = 1;
   private readonly listeners = new Set<(e: VmEvent) => void>();
 
   append(event: Omit<VmEvent, "seq">): VmEvent {
-    const e: VmEvent = { seq: this.nextSeq++, ...event };
-    this.events.push(e);
-    if (this.events.length > MAX_KEPT_EVENTS) this.events.splice(0, this.events.length - MAX_KEPT_EVENTS);
-    for (const listener of this.listeners) listener(e);
+    const e: VmEvent = { seq: this.nextSeq, ...event };
+    this.adopt(e);
     return e;
+  }
+
+  /**
+   * Keeps an event numbered elsewhere (a cluster's log, where etcd orders them). Numbers only go up: one not
+   * above the last is already kept and is ignored; one further above left a gap, as events that were trimmed.
+   */
+  adopt(event: VmEvent): void {
+    if (event.seq < this.nextSeq) return;
+    this.nextSeq = event.seq + 1;
+    this.events.push(event);
+    if (this.events.length > MAX_KEPT_EVENTS) this.events.splice(0, this.events.length - MAX_KEPT_EVENTS);
+    for (const listener of this.listeners) listener(event);
   }
 
   /** Events with seq > `after`, oldest first, at most `limit`; optionally of one VM. */

@@ -204,6 +204,8 @@ interface VmSlot {
 
 export class Hypervisor {
   readonly events = new EventLog();
+  /** The last event replayed from the VMs' histories at open: events after it happened in this daemon's life. */
+  replayedSeq = 0;
   private readonly operations: OperationRegistry;
   private readonly slots = new Map<string, VmSlot>();
   /** vCPUs and memory promised to requests between their admission and their PROVISIONING transition. */
@@ -264,6 +266,11 @@ export class Hypervisor {
     );
     const { vms, broken } = await config.store.list();
     for (const b of broken) hv.broken.set(b.name, b.error);
+    const mine = new Set([...vms, ...broken].map((v) => v.name));
+    for (const name of await config.store.removeStrays(mine, (dir) => vmmRunningIn(dir) !== undefined))
+      process.stderr.write(
+        `removed vms/${name}: no VM of this host has that name (a crash mid-move left it)\n`,
+      );
     const replay: Array<{ vm: VmRecord; h: VmRecord["history"][number] }> = [];
     for (const vm of vms) for (const h of vm.history) replay.push({ vm, h });
     replay.sort((a, b) => a.h.at.localeCompare(b.h.at));
@@ -277,6 +284,7 @@ export class Hypervisor {
         to: h.to,
         message: h.reason,
       });
+    hv.replayedSeq = hv.events.lastSeq;
     for (const vm of vms) hv.slots.set(vm.name, hv.newSlot(vm));
     await lan.loaded();
     hv.events.subscribe((e) => lan.onEvent(e));
@@ -896,9 +904,17 @@ export class Hypervisor {
       ...this.importSteps(),
       idTaken: (id) => [...this.slots.values()].some((s) => s.record.id === id),
       insert: async (record, commit) => {
+        // An export file never holds one (export refuses them); one that says so was made by hand.
+        refuseOnSharedStorage(record, "import");
         const op = this.operations.create("insert", record.name);
         await this.operations.run(op, async () => {
-          await commit();
+          const giveBack = await this.config.store.claim(record);
+          try {
+            await commit();
+          } catch (e) {
+            await giveBack().catch(() => {});
+            throw e;
+          }
           await this.welcome(record, record.history[record.history.length - 1]!);
         });
         return op.view();
@@ -988,6 +1004,7 @@ export class Hypervisor {
         // The same VM, not a copy: it keeps its id (and so its MACs).
         idTaken: () => false,
         insert: async (record, commit) => {
+          refuseOnSharedStorage(record, "move in");
           const op = this.operations.create("move", record.name);
           await this.operations.run(op, async () => {
             const entry = {

@@ -339,6 +339,22 @@ export class VmStore {
     this.revisions.set(record.name, revision);
   }
 
+  /**
+   * Takes the name of a VM an import is about to put in place. With records elsewhere (a cluster's etcd)
+   * the record is created there first, so that a name another host has refuses the import (VmExistsError)
+   * and the VM is listed by every host; the returned function gives the name back when the import then
+   * fails. With vm.json records the VM's directory, renamed into place by the import, is its record.
+   */
+  async claim(record: VmRecord): Promise<() => Promise<void>> {
+    if (this.recordsInDirectories) return async () => {};
+    const revision = await this.records.create(record);
+    this.revisions.set(record.name, revision);
+    return async () => {
+      this.revisions.delete(record.name);
+      await this.records.remove(record.name, revision);
+    };
+  }
+
   /** Reads and validates the record; VmNotFoundError or CorruptRecordError (the record is left as is). */
   async read(name: string): Promise<VmRecord> {
     checkVmName(name);
@@ -381,6 +397,27 @@ export class VmStore {
     await this.removeDirectory(name).catch((e) => {
       if (!(e instanceof VmNotFoundError)) throw e;
     });
+  }
+
+  /**
+   * With records elsewhere (a cluster's etcd): removes the VM directories that no record of this host names,
+   * and says which. They are what a crash left of a handover: a VM moved away whose old host died before it
+   * let go of its files, a VM moved here whose new host died before it took over the record, a VM deleted
+   * while this host was away. `mine` are the names this host's records hold (usable or not). A directory
+   * from which a VMM still runs is kept; its VM is another host's to settle, not this one's to delete under it.
+   */
+  async removeStrays(mine: ReadonlySet<string>, vmmRunsIn: (dir: string) => boolean): Promise<string[]> {
+    if (this.recordsInDirectories) return [];
+    const removed: string[] = [];
+    for (const name of await readdir(this.vmsDir)) {
+      if (name.startsWith(TEMP_PREFIX) || mine.has(name)) continue;
+      const dir = join(this.vmsDir, name);
+      if (vmmRunsIn(dir)) continue;
+      await rm(dir, { recursive: true, force: true });
+      removed.push(name);
+    }
+    if (removed.length > 0) await syncDir(this.vmsDir);
+    return removed;
   }
 
   /** Every VM by name; the broken ones separately with what is wrong with each. */

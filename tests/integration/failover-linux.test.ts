@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { lockHolders } from "../../src/engines/backends/file-lock.ts";
 import { processRunning } from "../../src/hypervisor/cluster/lease-fence.ts";
-import { TestCluster, waitFor } from "../../src/hypervisor/fixtures/cluster-of-daemons.ts";
+import { TestCluster, waitFor } from "../../src/hypervisor/fixtures/test-cluster.ts";
 import { AGENT_WAIT_SECONDS, BOOT_TIMEOUT_MS, noImage } from "./linux-vm-fixture.ts";
 
 /** Short leases, as in src/cli/failover.test.ts: DOWN and the restart elsewhere come within seconds. */
@@ -21,10 +21,9 @@ before(async () => {
   cluster = await TestCluster.start({
     leaseTtlSeconds: LEASE_TTL_SECONDS,
     sharedStorage: true,
-    config: { stopTimeoutMs: 5000 },
+    config: () => ({ stopTimeoutMs: 5000 }),
+    hosts: ["h1", "h2"],
   });
-  await cluster.startHost("h1");
-  await cluster.startHost("h2");
 });
 
 after(async () => {

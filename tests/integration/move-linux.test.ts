@@ -11,7 +11,7 @@ let cluster: TestCluster;
 
 before(async () => {
   if (noImage) return;
-  cluster = await TestCluster.start(["h1", "h2", "h3"], () => ({ stopTimeoutMs: 5000 }));
+  cluster = await TestCluster.start({ hosts: ["h1", "h2", "h3"], config: () => ({ stopTimeoutMs: 5000 }) });
 });
 
 after(() => cluster?.stop());

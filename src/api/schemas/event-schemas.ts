@@ -12,7 +12,7 @@ export const VmEvent = Type.Object(
     seq: Type.Integer({
       minimum: 1,
       description:
-        "Increases by one per event within a daemon's life; a restarted daemon's new events start above the replayed history.",
+        "Increases by one per event. On a single host, within a daemon's life (a restarted daemon's new events start above the replayed history); in a cluster, the cluster's number, the same on every host.",
     }),
     time: Type.String({ format: "date-time", maxLength: 40 }),
     type: StringEnum(VM_EVENT_TYPES),

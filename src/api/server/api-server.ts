@@ -14,6 +14,7 @@ import {
 import { connect } from "node:net";
 import { type Duplex, Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import type { VmEventSource } from "../../hypervisor/event-log.ts";
 import type { Hypervisor } from "../../hypervisor/hypervisor.ts";
 import { HypervisorError } from "../../hypervisor/hypervisor-error.ts";
 import { MACHINE_TYPES } from "../../hypervisor/machine-types.ts";
@@ -107,6 +108,8 @@ export interface ApiServerOptions {
   readonly token?: string;
   /** A cluster member's routing (cluster-routing.ts): forwarding to other hosts, the whole cluster's lists. */
   readonly cluster?: ClusterRouting;
+  /** The events the API lists and follows: a cluster's (cluster/etcd-event-log.ts); the hypervisor's if absent. */
+  readonly events?: VmEventSource;
   /** Serves the web console (POST /v1/webConsole); absent: this daemon has none. */
   readonly openWebConsole?: (request: OpenWebConsoleRequest) => Promise<WebConsole>;
 }
@@ -574,14 +577,15 @@ export class ApiServer {
     const after = intParam(c.query, "after", 0, Number.MAX_SAFE_INTEGER, 0);
     const limit = intParam(c.query, "limit", 1, 10000, 1000);
     const vm = c.query.get("instance") ?? undefined;
-    const backlog = this.hv.events.since(after, limit, vm);
+    const events = this.options.events ?? this.hv.events;
+    const backlog = events.since(after, limit, vm);
     if (c.query.get("watch") !== "true")
-      return { kind: "tsvm#eventList", items: backlog, lastSeq: this.hv.events.lastSeq };
+      return { kind: "tsvm#eventList", items: backlog, lastSeq: events.lastSeq };
     const res = c.res;
     res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
     // The watcher learns at once that it is following, not when the first event comes.
     res.flushHeaders();
-    followEvents(res, this.hv.events, after, vm);
+    followEvents(res, events, after, vm);
     this.streams.add(res);
     res.on("close", () => this.streams.delete(res));
     return STREAMING;

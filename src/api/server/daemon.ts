@@ -25,6 +25,7 @@ import { ProcessVmmLauncher } from "../../hypervisor/vmm-process.ts";
 import { HEARTBEAT_EVERY_MS } from "../../hypervisor/vmm-watchdog.ts";
 import { apiSocketPath, daemonLogPath, type DaemonRecord, daemonRecordPath } from "../data-dir.ts";
 import { ApiServer } from "./api-server.ts";
+import { EtcdEventLog } from "../../hypervisor/cluster/etcd-event-log.ts";
 import { HostFailover } from "../../hypervisor/cluster/host-failover.ts";
 import { FENCE_AFTER_TTL_SHARE, killNow, watchLease } from "../../hypervisor/cluster/lease-fence.ts";
 import { type ClusterOptions, joinCluster } from "./cluster-join.ts";
@@ -224,10 +225,13 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
           : {}),
       });
     failover?.start();
+    const clusterEvents =
+      cluster && (await EtcdEventLog.open(cluster.member.plane, hv.events, hv.replayedSeq, log));
     const token = cluster ? cluster.member.token : await ensureApiToken(home);
     const webAssets = options.webAssets;
     const server: ApiServer = new ApiServer(hv, {
       token,
+      ...(clusterEvents ? { events: clusterEvents.log } : {}),
       cluster:
         cluster &&
         new ClusterRouting(hv, { ...cluster.member, stopTimeoutMs: config.stopTimeoutMs ?? 90_000 }),
@@ -276,6 +280,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     });
     fence?.stop();
     await failover?.stop();
+    await clusterEvents?.close();
     await web.close();
     await server.close();
     await hv.close();

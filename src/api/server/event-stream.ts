@@ -4,7 +4,7 @@
 // client lagged (it keeps the last 10,000) are lost, and a `{"dropped": N}` line says how many.
 
 import type { ServerResponse } from "node:http";
-import type { EventLog, VmEvent } from "../../hypervisor/event-log.ts";
+import type { VmEvent, VmEventSource } from "../../hypervisor/event-log.ts";
 
 /** Event lines queued for one client past which no more are written until it drains. */
 export const EVENT_STREAM_HIGH_WATER_BYTES = 64 * 1024;
@@ -15,7 +15,7 @@ const CATCH_UP_BATCH = 500;
  * Streams the events after `after` (of instance `vm` when given) to `res`, then new ones as they come,
  * until the response closes. The head must be written already.
  */
-export function followEvents(res: ServerResponse, events: EventLog, after: number, vm?: string): void {
+export function followEvents(res: ServerResponse, events: VmEventSource, after: number, vm?: string): void {
   /**
    * The newest sequence number the client has been sent (or that was not its to receive). Events older
    * than the log's window when the stream begins are simply not there, as for a plain list.
