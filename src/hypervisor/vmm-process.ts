@@ -227,7 +227,9 @@ export class ProcessVmmLauncher implements VmmLauncher {
       consoleLog: paths.consoleLog,
       socketPath,
       nics: nicsSpecOf(vm, paths.dir),
-      ...(this.config.lease ? { fenceAfterMs: this.config.lease.fenceAfterMs } : {}),
+      // Only a VM on shared storage may be restarted by another host, so only its VMM must fence itself; any
+      // other VMM outlives its daemon (a restart may take long) as on a single host.
+      ...(this.config.lease && vm.sharedStorage ? { fenceAfterMs: this.config.lease.fenceAfterMs } : {}),
     };
     await rm(join(paths.dir, "exit.json"), { force: true });
     await rm(paths.vmm, { force: true });

@@ -79,7 +79,8 @@ async function launchWith(name: string, leaseAgeMs: () => number) {
   const home = await mkdtemp(join(tmpdir(), "tsvm-watchdog-"));
   roots.push(home);
   const store = await VmStore.open(home);
-  const vm = fixtureVmRecord(name);
+  // Only a VM on shared storage gets a fence (another host may restart it).
+  const vm = fixtureVmRecord(name, { sharedStorage: true });
   await store.create(vm);
   const launcher = new ProcessVmmLauncher({
     ...fixtureLauncherConfig,

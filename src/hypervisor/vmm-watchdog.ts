@@ -1,7 +1,8 @@
 // The VMM's side of fencing (docs/cluster.md "Fencing"): in a cluster the daemon sends each VMM a heartbeat
-// every HEARTBEAT_EVERY_MS saying how long ago its host's lease was last renewed; a VMM that has heard of
-// no renewal for its fence deadline (the daemon's own, lease-fence.ts) ends itself at once. So a daemon
-// killed on its own, or stalled, cannot leave a guest running that another host may restart elsewhere.
+// every HEARTBEAT_EVERY_MS saying how long ago its host's lease was last renewed; the VMM of a VM on shared
+// storage that has heard of no renewal for its fence deadline (the daemon's own, lease-fence.ts, and two
+// heartbeats) ends itself at once. So a daemon killed on its own, or stalled, cannot leave a guest running
+// that another host may restart elsewhere.
 
 import { performance } from "node:perf_hooks";
 
