@@ -44,6 +44,7 @@ function clusterOptions(): ClusterOptions | undefined {
       host: { type: "string" },
       listen: { type: "string" },
       "token-file": { type: "string" },
+      "shared-storage": { type: "string" },
     },
     strict: true,
   });
@@ -54,6 +55,7 @@ function clusterOptions(): ClusterOptions | undefined {
     host: values.host ?? "",
     listen: values.listen ?? "",
     tokenFile: values["token-file"] ?? "",
+    ...(values["shared-storage"] === undefined ? {} : { sharedStorage: values["shared-storage"] }),
     ...(Number.isInteger(leaseTtl) && leaseTtl > 0 ? { leaseTtlSeconds: leaseTtl } : {}),
   };
 }

@@ -23,6 +23,8 @@ Options:
   --engine NAME           engine to run the VM (default: the daemon's, riscv)
   --host NAME             in a cluster, the host to run the VM on (default: the scheduler places it on
                           the UP host with the most free memory; tsvm hosts list)
+  --shared-storage        in a cluster with shared storage, keep the VM's files there: when its host
+                          goes DOWN another host restarts it (no snapshots, clones, export or move yet)
   --cpu-cap PERCENT       CPU cap in percent of one host core, e.g. 50%
   --cpu-weight N          share under contention, 1-10000 (default 100)
   --no-automatic-restart  after a crash, stay TERMINATED instead of booting again
@@ -60,6 +62,7 @@ export async function createCommand(argv: string[]): Promise<number> {
   };
   if (values["machine-type"] !== undefined) req.machineType = values["machine-type"];
   if (values.host !== undefined) req.host = values.host;
+  if (values["shared-storage"]) req.sharedStorage = true;
   if (values.cpus !== undefined) {
     if (!/^\d+$/.test(values.cpus)) return usage(`--cpus must be a whole number (got '${values.cpus}')`);
     req.cpus = Number(values.cpus);
@@ -104,6 +107,7 @@ function parse(argv: string[]) {
       image: { type: "string" },
       engine: { type: "string" },
       host: { type: "string" },
+      "shared-storage": { type: "boolean" },
       ...SCHEDULING_OPTIONS,
       ...NETWORK_OPTIONS,
       async: { type: "boolean" },

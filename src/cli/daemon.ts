@@ -14,9 +14,11 @@ import { parseCommandLine, UsageError } from "./parse-command-line.ts";
 const HELP = `Usage: tsvm daemon           run the daemon in the foreground (logs on stderr; Ctrl-C stops it)
        tsvm daemon stop      stop the running daemon; VMs keep running and are re-attached later
        tsvm daemon status    say whether a daemon runs, with its pid and endpoints
-       tsvm daemon --cluster URL --host NAME --listen ADDR:PORT --token-file FILE
+       tsvm daemon --cluster URL --host NAME --listen ADDR:PORT --token-file FILE [--shared-storage DIR]
                              run as host NAME of the cluster whose etcd is at URL (docs/cluster.md): the
-                             API on ADDR:PORT with the cluster's token (the same file on every host)
+                             API on ADDR:PORT with the cluster's token (the same file on every host);
+                             DIR: the cluster's shared storage, the same path on every host (the first
+                             host to name one sets it; a host that sees it otherwise is refused)
 
 The daemon serves the API on $TSVM_HOME/api.sock. Commands that need it start it in the background when
 none runs. $TSVM_HOME/config.json configures it (capacity, TCP port, stop timeout; see docs/hypervisor.md).
@@ -42,17 +44,24 @@ function runningDaemon(home: string): number | undefined {
 function clusterArguments(values: Record<string, string | boolean | undefined>, sub: boolean): string[] {
   const names = ["cluster", "host", "listen", "token-file"] as const;
   const given = names.filter((n) => values[n] !== undefined);
-  if (given.length === 0) return [];
+  if (given.length === 0) {
+    if (values["shared-storage"] !== undefined)
+      throw new UsageError(
+        "--shared-storage is for a cluster: give --cluster, --host, --listen and --token-file too",
+      );
+    return [];
+  }
   if (sub) throw new UsageError(`--${given[0]} is an option of 'tsvm daemon' alone, not of stop or status`);
   const missing = names.filter((n) => values[n] === undefined);
   if (missing.length > 0)
     throw new UsageError(
       `joining a cluster needs --cluster, --host, --listen and --token-file; missing: ${missing.map((n) => `--${n}`).join(", ")}`,
     );
-  return names.flatMap((n) => [
-    `--${n}`,
-    n === "token-file" ? resolve(String(values[n])) : String(values[n]),
-  ]);
+  const shared = values["shared-storage"];
+  return [
+    ...names.flatMap((n) => [`--${n}`, n === "token-file" ? resolve(String(values[n])) : String(values[n])]),
+    ...(shared === undefined ? [] : ["--shared-storage", resolve(String(shared))]),
+  ];
 }
 
 export async function daemonCommand(argv: string[]): Promise<number> {
@@ -69,6 +78,7 @@ export async function daemonCommand(argv: string[]): Promise<number> {
         host: { type: "string" },
         listen: { type: "string" },
         "token-file": { type: "string" },
+        "shared-storage": { type: "string" },
       },
     }));
     help = values.help as boolean | undefined;

@@ -58,6 +58,7 @@ export async function describeCommand(argv: string[]): Promise<number> {
       `image:              ${vm.image} (disk ${formatMiB(vm.diskMiB)})`,
       `automatic restart:  ${vm.automaticRestart ? "on" : "off"}`,
       `host maintenance:   ${vm.onHostMaintenance ?? "MIGRATE"}`,
+      ...(vm.sharedStorage ? ["storage:            the cluster's shared storage"] : []),
       `cpu cap / weight:   ${vm.cpuCapPercent === null ? "none" : `${vm.cpuCapPercent}%`} / ${vm.cpuWeight}`,
       `network cards:      ${vm.networkInterfaces.length === 0 ? "none" : ""}`.trimEnd(),
       ...vm.networkInterfaces.map(

@@ -1,11 +1,14 @@
 // Host maintenance and failover on a cluster on this machine (real etcd, three real daemons, the remote
 // CLI): drain and undrain by onHostMaintenance; a host cut off from etcd (through a proxy the test cuts)
 // kills its VMMs before the others see it DOWN, and its VM is marked and restarts when it returns; a whole
-// host killed with SIGKILL has its VMs marked REPAIRING and restarted per automaticRestart on its return.
+// host killed with SIGKILL has its VMs marked REPAIRING and restarted per automaticRestart on its return;
+// VMs on the cluster's shared storage restart on another host instead, once, after their old VMMs are gone:
+// a whole host killed, and a daemon killed alone (its VMMs fence themselves).
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { lockHolders } from "../engines/backends/file-lock.ts";
 import { processRunning } from "../hypervisor/cluster/lease-fence.ts";
 import { TestCluster, waitFor } from "../hypervisor/fixtures/test-cluster.ts";
 
@@ -46,7 +49,7 @@ async function hostStatus(from: string): Promise<string[]> {
 }
 
 before(async () => {
-  cluster = await TestCluster.start({ leaseTtlSeconds: LEASE_TTL_SECONDS });
+  cluster = await TestCluster.start({ leaseTtlSeconds: LEASE_TTL_SECONDS, sharedStorage: true });
   await cluster.startHost("h1");
   await cluster.startHost("h2");
   await cluster.startHost("h3", { throughProxy: true });
@@ -190,4 +193,129 @@ test("kill -9 of a whole host: its VMs are marked REPAIRING, and on its return r
   assert.equal(settled.a.host, "h2");
   assert.match(settled.o.statusMessage, /automaticRestart is off/);
   vmmPids.add((await cluster.json("h1", "describe", "again")).vmmPid);
+});
+
+/** The pid of the process running host `name`'s daemon proper (`tsvm daemon` runs it as its child). */
+function daemonPidOf(name: string): number {
+  return JSON.parse(readFileSync(join(cluster.hosts.get(name)!.home, "daemon.json"), "utf8")).pid as number;
+}
+
+/** The processes holding the lock of a shared-storage VM's disk: its VMM, and never more than one. */
+function diskHolders(name: string): number[] {
+  return lockHolders(join(cluster.sharedDir!, "vms", name, "disk.qcow2"));
+}
+
+/** How many times the stand-in guest booted, by its console (on shared storage, so every host's boots). */
+function boots(name: string): number {
+  const log = readFileSync(join(cluster.sharedDir!, "vms", name, "console.log"), "utf8");
+  return log.split("boot at count 0").length - 1;
+}
+
+const restartedHere =
+  /^host '(h\d)' is DOWN \(its lease expired\); restarted on host '(h\d)' \(its disk is on the cluster's shared storage\)$/;
+
+/** Waits until `name` runs on a host other than `from`, and checks it was restarted there once. */
+async function restartedElsewhere(name: string, from: string, asker: string): Promise<any> {
+  const moved = await waitFor(
+    `${name} to run on another host than ${from}`,
+    async () => {
+      const d = await cluster.on(asker, "describe", name, "--format", "json");
+      const v = d.code === 0 ? JSON.parse(d.stdout) : undefined;
+      return v?.status === "RUNNING" && v.host !== from && v.vmmPid !== null ? v : undefined;
+    },
+    90_000,
+  );
+  vmmPids.add(moved.vmmPid);
+  const takeovers = moved.history.filter((h: any) => restartedHere.test(h.reason));
+  assert.equal(takeovers.length, 1, JSON.stringify(moved.history));
+  assert.deepEqual(restartedHere.exec(takeovers[0].reason)!.slice(1), [from, moved.host]);
+  assert.equal(moved.sharedStorage, true);
+  return moved;
+}
+
+test("kill -9 of a whole host: its VM on shared storage restarts on another host, once, and boots there", async () => {
+  const pid = await create("h2", "roam", "--host", "h1", "--shared-storage");
+  assert.deepEqual(diskHolders("roam"), [pid]);
+  assert.equal(boots("roam"), 1);
+  const snap = await cluster.on("h2", "snapshot", "create", "roam", "s1");
+  assert.notEqual(snap.code, 0);
+  assert.match(snap.stderr, /cannot snapshot VM 'roam': it is on the cluster's shared storage/);
+  for (const refused of [
+    await cluster.on("h3", "move", "roam", "--host", "h2"),
+    await cluster.on("h1", "clone", "roam", "twin"),
+  ]) {
+    assert.notEqual(refused.code, 0);
+    assert.match(
+      refused.stderr,
+      /VM 'roam': it is on the cluster's shared storage, where (move|clone) is not supported yet/,
+    );
+  }
+
+  const h1 = cluster.hosts.get("h1")!;
+  for (const p of [daemonPidOf("h1"), pid]) process.kill(p, "SIGKILL");
+  h1.process.kill("SIGKILL");
+  await h1.exited;
+  const moved = await restartedElsewhere("roam", "h1", "h2");
+  assert.notEqual(moved.vmmPid, pid);
+  assert.ok(!running(pid));
+  assert.deepEqual(diskHolders("roam"), [moved.vmmPid], "one VMM has the disk");
+  await waitFor("the guest to boot on its new host", async () => (boots("roam") === 2 ? true : undefined));
+
+  // The old host returns: the VM stays where it runs now, not started a second time.
+  await cluster.startHost("h1");
+  await new Promise((r) => setTimeout(r, 3000));
+  const after = await cluster.json("h1", "describe", "roam");
+  assert.equal(after.host, moved.host);
+  assert.equal(after.vmmPid, moved.vmmPid);
+  assert.deepEqual(diskHolders("roam"), [moved.vmmPid]);
+  assert.equal(boots("roam"), 2);
+  assert.ok(
+    !(await cluster.json("h1", "hosts", "list")).find((h: any) => h.name === "h1").vms.includes("roam"),
+  );
+});
+
+test("kill -9 of the daemon alone: its shared-storage VM's VMM stops within the deadline, then the VM restarts elsewhere, never twice", async () => {
+  // The daemon's deadline (three quarters of the TTL) and two heartbeats (src/api/server/daemon.ts).
+  const fenceMs = LEASE_TTL_SECONDS * 1000 * 0.75 + 1000;
+  const shared = await create("h1", "lone", "--host", "h3", "--shared-storage");
+  const local = await create("h1", "homebody", "--host", "h3");
+  const h3 = cluster.hosts.get("h3")!;
+  const killedAt = Date.now();
+  process.kill(daemonPidOf("h3"), "SIGKILL");
+  await h3.exited;
+  const goneAt = await waitFor(
+    "the shared-storage VM's VMM to fence itself",
+    async () => (running(shared) ? undefined : Date.now()),
+    fenceMs + 5000,
+  );
+  console.log(`its VMM gone ${goneAt - killedAt} ms after its daemon was killed (deadline ${fenceMs} ms)`);
+  const vmmLog = readFileSync(join(cluster.sharedDir!, "vms", "lone", "vmm.log"), "utf8");
+  assert.match(vmmLog, /fenced: no heartbeat from the daemon told of a lease renewal/);
+
+  const moved = await restartedElsewhere("lone", "h3", "h1");
+  assert.ok(Date.parse(moved.lastStartTimestamp) > goneAt, "started after the old VMM was gone");
+  assert.deepEqual(diskHolders("lone"), [moved.vmmPid]);
+  // The local VM keeps today's behaviour: its VMM runs on (no other host may restart it), it is marked, and
+  // its host's return re-attaches it.
+  assert.ok(running(local), "a VM not on shared storage outlives its daemon");
+  const home = await vm("h1", "homebody");
+  assert.equal(home.status, "REPAIRING");
+  assert.equal(home.host, "h3");
+  assert.match(home.statusMessage, /it restarts when the host returns/);
+  // Several more failover checks of both survivors: nothing more happens to the restarted VM.
+  await new Promise((r) => setTimeout(r, 5000));
+  const later = await cluster.json("h2", "describe", "lone");
+  assert.equal(later.vmmPid, moved.vmmPid);
+  assert.equal(later.history.filter((h: any) => restartedHere.test(h.reason)).length, 1);
+  assert.deepEqual(diskHolders("lone"), [moved.vmmPid]);
+  assert.equal(boots("lone"), 2);
+
+  await cluster.startHost("h3");
+  const back = await waitFor("homebody to be re-attached on h3", async () => {
+    const v = await vm("h1", "homebody");
+    return v?.status === "RUNNING" ? v : undefined;
+  });
+  assert.equal(back.host, "h3");
+  assert.equal((await cluster.json("h3", "describe", "homebody")).vmmPid, local, "the same VMM");
+  assert.equal((await cluster.json("h3", "describe", "lone")).host, moved.host, "lone stays where it runs");
 });

@@ -37,6 +37,10 @@ test("a bad argument to any command: one line in tsvm's words on stderr, exit st
     [["operations", "--nope"], /^tsvm operations: unknown option '--nope'; see 'tsvm operations --help'$/],
     [["events", "--bogus", "x"], /^tsvm events: unknown option '--bogus'; see 'tsvm events --help'$/],
     [["daemon", "--x"], /^tsvm daemon: unknown option '--x'; see 'tsvm daemon --help'$/],
+    [
+      ["daemon", "--shared-storage", "/srv/shared"],
+      /^tsvm daemon: --shared-storage is for a cluster: give --cluster, --host, --listen and --token-file too/,
+    ],
     [["logs", "vm", "--follow=1"], /^tsvm logs: --follow takes no value; see 'tsvm logs --help'$/],
     [["top", "--interval"], /^tsvm top: --interval needs a value; see 'tsvm top --help'$/],
     [["console", "--raw", "vm"], /^tsvm console: unknown option '--raw'; see 'tsvm console --help'$/],

@@ -225,6 +225,8 @@ export class DiskStore {
   /** Base conversions in flight, by node id: concurrent inserts of one image convert it once. */
   private readonly converting = new Map<string, Promise<string>>();
   private lock: Promise<void> = Promise.resolve();
+  /** Nodes on shared storage: never collected (openShared). */
+  private shared = false;
 
   private constructor(
     home: string,
@@ -246,6 +248,17 @@ export class DiskStore {
       if (entry.startsWith(TEMP_PREFIX)) await rm(path, { recursive: true, force: true });
       else if (NODE_PATTERN.test(entry) && ((await stat(path)).mode & 0o222) !== 0) await chmod(path, 0o444);
     }
+    return store;
+  }
+
+  /**
+   * The nodes on a cluster's shared storage (`shared`/disks, made by cluster/shared-storage.ts): the base
+   * nodes of the VMs there. Other hosts write there too, so nothing is cleaned up at open (a temp may be
+   * another host's conversion in flight) and nothing is ever collected (another host's VM may reach it).
+   */
+  static async openShared(shared: string): Promise<DiskStore> {
+    const store = new DiskStore(shared, async () => []);
+    store.shared = true;
     return store;
   }
 
@@ -341,6 +354,7 @@ export class DiskStore {
    * it inside `exclusive`. Returns the ids removed.
    */
   async collectGarbage(): Promise<string[]> {
+    if (this.shared) return [];
     const reached = new Set<string>();
     const mark = async (top: string) => {
       for (const link of await diskChain(top)) reached.add(basename(link.path));

@@ -4,7 +4,7 @@
 
 import { existsSync } from "node:fs";
 import { readdir, rm, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { Duplex } from "node:stream";
 import type { InsertNetworkRequest, Network } from "../api/schemas/network-schemas.ts";
 import type { Snapshot } from "../api/schemas/snapshot-schemas.ts";
@@ -62,6 +62,7 @@ import {
 } from "./store.ts";
 import { type ImportHost, type ImportOptions, VmArchives } from "./vm-archive/vm-archives.ts";
 import type { MoveAnswer, MoveOffer, MoveTransport } from "./cluster/move-transport.ts";
+import { refuseOnSharedStorage } from "./cluster/shared-storage.ts";
 import { type MovingVm, VmMoves } from "./cluster/vm-moves.ts";
 import type { ExportOptions } from "./vm-archive/vm-export.ts";
 import type { BootFiles } from "./vm-boot-files.ts";
@@ -213,6 +214,8 @@ export class Hypervisor {
   private readonly disks: DiskAdmission;
   /** Set by open(): the data directory's disk nodes, and the snapshots built on them. */
   private nodes!: DiskStore;
+  /** The disk nodes on the cluster's shared storage (base nodes of VMs there), when it has one. */
+  private sharedNodes: DiskStore | undefined;
   private snapshots!: Snapshots;
   private clones!: Clones;
   private archives!: VmArchives;
@@ -253,6 +256,8 @@ export class Hypervisor {
     hv = new Hypervisor({ ...config, launcher: lan.wrapLauncher(config.launcher) }, saved.journal);
     hv.lan = lan;
     hv.nodes = await DiskStore.open(config.store.home, treeNodes);
+    const shared = config.store.sharedVmsDir;
+    if (shared !== undefined) hv.sharedNodes = await DiskStore.openShared(dirname(shared));
     hv.snapshots = new Snapshots(hv.nodes);
     hv.clones = new Clones(hv.nodes, hv.disks, hv.snapshots);
     hv.archives = new VmArchives(hv.nodes, config.store.home, config.images, hv.now);
@@ -315,6 +320,7 @@ export class Hypervisor {
   }
 
   private newSlot(record: VmRecord): VmSlot {
+    this.config.store.locate(record);
     return {
       record,
       vmm: undefined,
@@ -471,7 +477,19 @@ export class Hypervisor {
   insert(req: InsertRequest): OperationView {
     this.checkNameFree(req.name);
     checkCloneRequest(req);
-    if (req.sourceInstance !== undefined) return this.insertClone(req, req.sourceInstance);
+    if (req.sourceInstance !== undefined) {
+      if (req.sharedStorage)
+        throw new HypervisorError(
+          "invalid-argument",
+          "a clone cannot be put on shared storage yet (its disk shares its source's nodes)",
+        );
+      return this.insertClone(req, req.sourceInstance);
+    }
+    if (req.sharedStorage && !this.sharedNodes)
+      throw new HypervisorError(
+        "invalid-argument",
+        "this host has no shared storage: start the cluster's daemons with --shared-storage DIR",
+      );
     const type = this.sizeOf(req);
     const cpuCapPercent = req.cpuCapPercent ?? null;
     const cpuWeight = req.cpuWeight ?? 100;
@@ -516,6 +534,7 @@ export class Hypervisor {
       engine,
       automaticRestart: req.automaticRestart ?? true,
       ...(req.onHostMaintenance === undefined ? {} : { onHostMaintenance: req.onHostMaintenance }),
+      ...(req.sharedStorage ? { sharedStorage: true } : {}),
       cpuCapPercent,
       cpuWeight,
       networkInterfaces,
@@ -538,7 +557,9 @@ export class Hypervisor {
           const template = await this.config.images.diskTemplate(image);
           // The image's base node when it is not converted yet (once, however many inserts wait for it),
           // and what the new disk may grow to (its image's size), which stays reserved for the VM.
-          const base = await this.nodes.baseNodePath(template.path);
+          // A VM on shared storage has its base node there too: every host reaches its whole chain.
+          const nodes = slot.record.sharedStorage ? this.sharedNodes! : this.nodes;
+          const base = await nodes.baseNodePath(template.path);
           const releaseBase = existsSync(base)
             ? () => {}
             : await this.disks.admit(`${image} (image base)`, template.sizeMiB, base, { shared: true });
@@ -555,8 +576,8 @@ export class Hypervisor {
             crashPoint("insert:after-record");
             try {
               op.statusMessage = "creating the root disk";
-              await this.nodes.exclusive(async () =>
-                this.nodes.createOverlay(paths.disk, await this.nodes.baseNode(template.path)),
+              await nodes.exclusive(async () =>
+                nodes.createOverlay(paths.disk, await nodes.baseNode(template.path)),
               );
             } catch (e) {
               await store.remove(req.name);
@@ -857,6 +878,7 @@ export class Hypervisor {
     consume: (archive: { readonly bytes: number; readonly stream: AsyncIterable<Buffer> }) => Promise<T>,
   ): Promise<T> {
     const slot = this.slot(name);
+    refuseOnSharedStorage(slot.record, "export");
     // A running guest writes its disk and memory as they would be read: the user pauses it, knowingly.
     if (slot.busy === 0 && slot.record.status === "RUNNING")
       throw new HypervisorError(
@@ -882,6 +904,8 @@ export class Hypervisor {
       ...this.importSteps(),
       idTaken: (id) => [...this.slots.values()].some((s) => s.record.id === id),
       insert: async (record, commit) => {
+        // An export file never holds one (export refuses them); one that says so was made by hand.
+        refuseOnSharedStorage(record, "import");
         const op = this.operations.create("insert", record.name);
         await this.operations.run(op, async () => {
           const giveBack = await this.config.store.claim(record);
@@ -906,6 +930,7 @@ export class Hypervisor {
    */
   async move(name: string, host?: string): Promise<OperationView> {
     const slot = this.slot(name);
+    refuseOnSharedStorage(slot.record, "move");
     if (slot.busy === 0) checkAction("move", slot.record.status, name);
     const target = await this.moves.begin(name, host, {
       cpus: slot.record.cpus,
@@ -979,6 +1004,7 @@ export class Hypervisor {
         // The same VM, not a copy: it keeps its id (and so its MACs).
         idTaken: () => false,
         insert: async (record, commit) => {
+          refuseOnSharedStorage(record, "move in");
           const op = this.operations.create("move", record.name);
           await this.operations.run(op, async () => {
             const entry = {
@@ -1054,6 +1080,43 @@ export class Hypervisor {
     return slot;
   }
 
+  /** Whether this host has room now for `record`'s vCPUs and memory (a DOWN host's VM, host-failover.ts). */
+  hasRoomFor(record: VmRecord): boolean {
+    if (this.slots.has(record.name)) return false;
+    try {
+      checkAdmission(this.config.capacity, this.allocations(), { ...record, diskMiB: 0 });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Restarts here a VM on shared storage whose record host-failover.ts just took over from a DOWN host
+   * (REPAIRING, its host this one): what its dead VMM left in its directory is settled, then it boots from
+   * its disk as an automatic restart does. Resolves once it runs (or the restart failed, as its record says).
+   */
+  async restartFromDownHost(name: string, reason: string): Promise<void> {
+    const record = await this.config.store.read(name);
+    const slot = await this.welcome(record, {
+      at: this.now().toISOString(),
+      from: record.status,
+      to: record.status,
+      reason,
+    });
+    const done = new Promise<void>((resolve) => {
+      this.enqueueSystem(slot, "repair", async () => {
+        try {
+          await this.recoverLeftovers(slot);
+          await this.repair(slot, { reason: "crashed", detail: reason });
+        } finally {
+          resolve();
+        }
+      });
+    });
+    await done;
+  }
+
   setMachineType(name: string, machineType: string): OperationView {
     const slot = this.slot(name);
     const type = resolveMachineType(machineType);
@@ -1121,6 +1184,7 @@ export class Hypervisor {
   /** Takes snapshot `snapshot` of the VM (RUNNING: with its memory, the guest runs on; else its disk). */
   async createSnapshot(name: string, snapshot: string, description = ""): Promise<OperationView> {
     const slot = this.slot(name);
+    refuseOnSharedStorage(slot.record, "snapshot");
     await this.snapshots.checkNew(slot.record, this.config.store.paths(name), snapshot);
     return this.submit(
       slot,
@@ -1268,6 +1332,7 @@ export class Hypervisor {
    */
   private insertClone(req: InsertRequest, sourceName: string): OperationView {
     const source = this.slot(sourceName);
+    refuseOnSharedStorage(source.record, "clone");
     const action = req.sourceSnapshot === undefined ? "clone" : "cloneSnapshot";
     if (source.busy === 0) checkAction(action, source.record.status, sourceName);
     const copy = cloneRecord(source.record, req, this.now().toISOString(), macsOf(this.records()));

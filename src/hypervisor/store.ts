@@ -186,6 +186,11 @@ export interface VmStoreOptions {
   readonly records?: (store: VmStore) => VmRecordStore;
   /** Where operations are journaled: `operations/` in the data directory unless given. */
   readonly operations?: () => Promise<OpenedJournal>;
+  /**
+   * A cluster's shared storage (cluster/shared-storage.ts): the VMs whose records say `sharedStorage` have
+   * their directories in its `vms/`, not in this data directory's.
+   */
+  readonly sharedDir?: string;
 }
 
 /**
@@ -196,10 +201,14 @@ export interface VmStoreOptions {
  */
 export class VmStore {
   readonly vmsDir: string;
+  /** The shared storage's `vms/`, when the cluster has one. */
+  readonly sharedVmsDir: string | undefined;
   readonly records: VmRecordStore;
   /** Whether the records are the directories' vm.json files (created and removed with them). */
   private readonly recordsInDirectories: boolean;
   private readonly revisions = new Map<string, number>();
+  /** The VMs on shared storage (seen in their records): paths() puts their directories there. */
+  private readonly onShared = new Set<string>();
   /** Opens the operation journal (see VmStoreOptions.operations). */
   readonly openOperations: () => Promise<OpenedJournal>;
 
@@ -208,6 +217,7 @@ export class VmStore {
     options: VmStoreOptions,
   ) {
     this.vmsDir = join(home, "vms");
+    this.sharedVmsDir = options.sharedDir === undefined ? undefined : join(options.sharedDir, "vms");
     this.recordsInDirectories = options.records === undefined;
     this.records = options.records ? options.records(this) : new FileVmRecords(this);
     this.openOperations = options.operations ?? (() => FileOperationJournal.open(join(home, "operations")));
@@ -275,9 +285,24 @@ export class VmStore {
     return done;
   }
 
+  /**
+   * Notes where the VM's directory is (its record's `sharedStorage`); every record the store reads, lists or
+   * writes is noted, and the hypervisor notes each VM it takes in before it asks for its paths.
+   */
+  locate(record: VmRecord): void {
+    if (record.sharedStorage) {
+      if (this.sharedVmsDir === undefined)
+        throw new HypervisorError(
+          "invalid-argument",
+          `the VM '${record.name}' is on shared storage, and this host has none (start its daemon with --shared-storage)`,
+        );
+      this.onShared.add(record.name);
+    } else this.onShared.delete(record.name);
+  }
+
   paths(name: string): VmPaths {
     checkVmName(name);
-    const dir = join(this.vmsDir, name);
+    const dir = join(this.onShared.has(name) ? this.sharedVmsDir! : this.vmsDir, name);
     return {
       dir,
       definition: join(dir, DEFINITION_FILE),
@@ -299,13 +324,14 @@ export class VmStore {
       this.revisions.set(record.name, await this.records.create(record));
       return;
     }
+    this.locate(record);
     const paths = this.paths(record.name);
     const revision = await this.records.create(record);
     try {
       // A directory left by a VM of this name that was removed while this host was away is not ours.
       await rm(paths.dir, { recursive: true, force: true });
       await mkdir(paths.dir, { mode: 0o700 });
-      await syncDir(this.vmsDir);
+      await syncDir(dirname(paths.dir));
     } catch (e) {
       await this.records.remove(record.name, revision).catch(() => {});
       throw e;
@@ -334,6 +360,7 @@ export class VmStore {
     checkVmName(name);
     const { record, revision } = await this.records.read(name);
     this.revisions.set(name, revision);
+    this.locate(record);
     return record;
   }
 
@@ -345,6 +372,7 @@ export class VmStore {
     checkVmName(record.name);
     const expected = this.revisions.get(record.name) ?? (await this.records.read(record.name)).revision;
     this.revisions.set(record.name, await this.records.write(record, expected));
+    this.locate(record);
   }
 
   /** The revision this store last saw of the VM's record (a move hands it to the new host). */
@@ -360,6 +388,7 @@ export class VmStore {
   async adopt(record: VmRecord, expectedRevision: number): Promise<void> {
     checkVmName(record.name);
     this.revisions.set(record.name, await this.records.write(record, expectedRevision));
+    this.locate(record);
   }
 
   /** Forgets a VM moved away: its directory goes, its record (now another host's) stays. */
@@ -394,8 +423,17 @@ export class VmStore {
   /** Every VM by name; the broken ones separately with what is wrong with each. */
   async list(): Promise<{ vms: VmRecord[]; broken: BrokenVm[] }> {
     const { vms, broken } = await this.records.list();
-    for (const vm of vms) this.revisions.set(vm.record.name, vm.revision);
-    return { vms: vms.map((v) => v.record), broken };
+    const usable: VmRecord[] = [];
+    for (const vm of vms) {
+      this.revisions.set(vm.record.name, vm.revision);
+      try {
+        this.locate(vm.record);
+        usable.push(vm.record);
+      } catch (e) {
+        broken.push({ name: vm.record.name, error: e as HypervisorError });
+      }
+    }
+    return { vms: usable, broken };
   }
 
   /**
@@ -425,7 +463,7 @@ export class VmStore {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new VmNotFoundError(name);
       throw e;
     }
-    await syncDir(this.vmsDir);
+    await syncDir(dirname(paths.dir));
     await rm(temp, { recursive: true, force: true });
   }
 }

@@ -31,6 +31,7 @@ import type { SnapshotLike } from "./snapshot-file.ts";
 import { replaceFile, writeFileAtomic } from "./store.ts";
 import type { VmmExit } from "./vmm.ts";
 import { VmmNetwork } from "./vmm-network.ts";
+import { VmmWatchdog } from "./vmm-watchdog.ts";
 import {
   CONSOLE_VIEWER_QUEUE_BYTES,
   EXEC_OUTPUT_QUEUE_BYTES,
@@ -96,6 +97,18 @@ function log(message: string): void {
   if (vmmLog) vmmLog.write(line);
   else process.stderr.write(line);
 }
+
+// Fencing (vmm-watchdog.ts): in a cluster, a VMM whose daemon has told it of no lease renewal for the fence
+// deadline ends at once, guest and all, without flushing anything (its storage may hang): another host may
+// soon restart the VM from its disk. SIGKILL, so that nothing of ours runs after the decision.
+const watchdog =
+  spec.fenceAfterMs === undefined
+    ? undefined
+    : new VmmWatchdog(spec.fenceAfterMs, (reason) => {
+        log(`fenced: ${reason}; the VMM kills itself`);
+        process.kill(process.pid, "SIGKILL");
+      });
+watchdog?.start();
 
 /** Exclusive locks on the VM's disks, held for the VMM's life: no second VMM may open them meanwhile. */
 const diskLocks: FileLock[] = [];
@@ -676,6 +689,7 @@ try {
         const req = msg as VmmRequest;
         const session = sessionInputs.get(socket);
         if (session) return session(msg as VmmSessionInput);
+        if (req.method === "heartbeat") return watchdog?.heard(req.params?.leaseAgeMs);
         if (req.method === "hello") {
           noticeListeners.add(socket);
           socket.once("close", () => noticeListeners.delete(socket));

@@ -33,6 +33,7 @@ import type {
   VmmSessionOptions,
 } from "./vmm.ts";
 import { openVmmSession } from "./vmm-session-client.ts";
+import { HEARTBEAT_EVERY_MS, type LeaseWitness } from "./vmm-watchdog.ts";
 import {
   encodeMessage,
   type HelloResult,
@@ -76,6 +77,8 @@ export interface ProcessVmmLauncherConfig {
    * launch; a launch adopts it instead of spawning. Absent: every launch spawns.
    */
   readonly spare?: SpareVmmOptions & { readonly engine: string };
+  /** In a cluster: the host's lease, told to every VMM by heartbeats; each fences itself without them. */
+  readonly lease?: LeaseWitness;
 }
 
 export class VmmStartError extends HypervisorError {
@@ -241,6 +244,9 @@ export class ProcessVmmLauncher implements VmmLauncher {
             },
           }
         : {}),
+      // Only a VM on shared storage may be restarted by another host, so only its VMM must fence itself; any
+      // other VMM outlives its daemon (a restart may take long) as on a single host.
+      ...(this.config.lease && vm.sharedStorage ? { fenceAfterMs: this.config.lease.fenceAfterMs } : {}),
     };
     await rm(join(paths.dir, "exit.json"), { force: true });
     await rm(paths.vmm, { force: true });
@@ -287,6 +293,7 @@ export class ProcessVmmLauncher implements VmmLauncher {
         socketPath,
         child,
         this.config.requestDeadlines ?? DEFAULT_REQUEST_DEADLINES,
+        this.config.lease,
       ));
     const outcome = await new Promise<{ ok: true } | { ok: false; problem: string }>((resolve) => {
       const timer = setTimeout(() => {
@@ -360,6 +367,7 @@ export class ProcessVmmLauncher implements VmmLauncher {
         run.socketPath,
         undefined,
         this.config.requestDeadlines ?? DEFAULT_REQUEST_DEADLINES,
+        this.config.lease,
       );
       if (handle) return handle;
       // Alive but deaf: a hung VMM cannot be controlled, so it is ended and repaired like a crashed one.
@@ -402,6 +410,8 @@ class SocketVmmHandle implements VmmHandle {
   private childExit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   /** Settles when the daemon's own child (if this VMM is one) has been reaped and its status is known. */
   private readonly childReaped: Promise<void> | undefined;
+  /** The heartbeats that keep the VMM's fence away (cluster only, vmm-watchdog.ts). */
+  private heartbeat: NodeJS.Timeout | undefined;
 
   readonly pid: number;
 
@@ -444,6 +454,7 @@ class SocketVmmHandle implements VmmHandle {
     socketPath: string,
     child: ChildProcess | undefined,
     deadlines: VmmRequestDeadlines,
+    lease?: LeaseWitness,
   ): Promise<SocketVmmHandle | undefined> {
     const pid = identity.pid;
     const socket = await new Promise<Socket | undefined>((resolve) => {
@@ -468,10 +479,30 @@ class SocketVmmHandle implements VmmHandle {
         handle.request("hello"),
         sleep(3000).then(() => Promise.reject(new Error("timeout"))),
       ])) as HelloResult;
-      if (hello.vmId === vm.id && hello.pid === pid && hello.protocol === VMM_PROTOCOL_VERSION) return handle;
+      if (hello.vmId === vm.id && hello.pid === pid && hello.protocol === VMM_PROTOCOL_VERSION) {
+        if (lease) handle.keepAlive(lease);
+        return handle;
+      }
     } catch {}
     handle.detach();
     return undefined;
+  }
+
+  /** Sends a heartbeat with the lease's age now and every HEARTBEAT_EVERY_MS, until the connection ends. */
+  private keepAlive(lease: LeaseWitness): void {
+    const beat = () => {
+      if (this.socket.destroyed) return clearInterval(this.heartbeat);
+      this.socket.write(
+        encodeMessage({
+          id: 0,
+          method: "heartbeat",
+          params: { leaseAgeMs: Math.max(0, lease.leaseAgeMs()) },
+        }),
+      );
+    };
+    beat();
+    this.heartbeat = setInterval(beat, HEARTBEAT_EVERY_MS);
+    this.heartbeat.unref();
   }
 
   onNotice(callback: (message: string) => void): void {
@@ -500,6 +531,7 @@ class SocketVmmHandle implements VmmHandle {
   }
 
   private async onClose(): Promise<void> {
+    clearInterval(this.heartbeat);
     for (const waiter of this.pending.values())
       waiter.reject(
         new HypervisorError("vmm-gone", `the VMM of '${this.vm.name}' closed its control socket`),

@@ -80,6 +80,11 @@ export interface VmmSpec {
    * start (nothing kept) when the stream is bad or none came within `waitMs`.
    */
   readonly incoming?: IncomingMigration;
+  /**
+   * In a cluster, the fence deadline (vmm-watchdog.ts): the VMM ends itself when no heartbeat told it of a
+   * lease renewal for this long. Absent: no VMM-side fence (a single host).
+   */
+  readonly fenceAfterMs?: number;
 }
 
 /** Where and for what a live migration's target VMM waits (VmmSpec.incoming). */
@@ -128,7 +133,9 @@ export type VmmMethod =
   | "attachConsole"
   | "exec"
   | "session"
-  | "migrateOut";
+  | "migrateOut"
+  // {"id":0,"method":"heartbeat","params":{"leaseAgeMs":N}}: not answered (vmm-watchdog.ts).
+  | "heartbeat";
 
 /**
  * "snapshot": the guest's memory is saved into `stateDir` (created by the VMM) while its disk is frozen into
@@ -158,6 +165,7 @@ export interface VmmRequest {
     readonly host?: string;
     readonly port?: number;
     readonly ticket?: string;
+    readonly leaseAgeMs?: number;
   };
 }
 

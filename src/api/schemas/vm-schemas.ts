@@ -193,6 +193,12 @@ const vmProperties = {
       "Compute Engine's scheduling.automaticRestart: after a VMM crash, boot again or stay TERMINATED.",
   }),
   onHostMaintenance: Type.Optional(OnHostMaintenance),
+  sharedStorage: Type.Optional(
+    Type.Boolean({
+      description:
+        "In a cluster with shared storage (docs/cluster.md): the VM's files are there, so another host restarts it when its host goes DOWN. Absent: in its host's data directory.",
+    }),
+  ),
   cpuCapPercent: Type.Union([Type.Integer({ minimum: 1, maximum: 100 * 1024 }), Type.Null()], {
     description: "CPU cap in percent of one host core (100 = one full core), or null for no cap.",
   }),
@@ -301,6 +307,12 @@ export const InsertInstanceRequest = Type.Object(
     ),
     automaticRestart: Type.Optional(Type.Boolean({ default: true })),
     onHostMaintenance: Type.Optional(OnHostMaintenance),
+    sharedStorage: Type.Optional(
+      Type.Boolean({
+        description:
+          "Keep the VM's files on the cluster's shared storage (docs/cluster.md), so that it restarts on another host when its host goes DOWN. Default false: its host's data directory.",
+      }),
+    ),
     cpuCapPercent: Type.Optional(
       Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], {
         description: "Percent of one host core, 1 to 100 × cpus; null (the default) for no cap.",

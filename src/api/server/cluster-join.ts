@@ -7,6 +7,7 @@ import { ControlPlane } from "../../hypervisor/cluster/control-plane.ts";
 import { EtcdOperationJournal } from "../../hypervisor/cluster/etcd-operation-journal.ts";
 import { EtcdVmRecords } from "../../hypervisor/cluster/etcd-vm-records.ts";
 import { type HostMembership, HostInventory } from "../../hypervisor/cluster/host-inventory.ts";
+import { joinSharedStorage, type SharedStorage } from "../../hypervisor/cluster/shared-storage.ts";
 import { HypervisorError } from "../../hypervisor/hypervisor-error.ts";
 import type { HostCapacity } from "../../hypervisor/resources.ts";
 import type { VmStoreOptions } from "../../hypervisor/store.ts";
@@ -22,6 +23,8 @@ export interface ClusterOptions {
   readonly tokenFile: string;
   /** The host's lease, in seconds (DEFAULT_LEASE_TTL_SECONDS unless given). */
   readonly leaseTtlSeconds?: number;
+  /** `--shared-storage DIR`: the cluster's shared directory as this host sees it (shared-storage.ts). */
+  readonly sharedStorage?: string;
 }
 
 export interface JoinedCluster {
@@ -29,6 +32,8 @@ export interface JoinedCluster {
   readonly storeOptions: VmStoreOptions;
   readonly listen: { readonly host: string; readonly port: number };
   readonly membership: HostMembership;
+  /** The cluster's shared storage, when it has one. */
+  readonly sharedStorage: SharedStorage | undefined;
   leave(): Promise<void>;
 }
 
@@ -81,7 +86,10 @@ export async function joinCluster(
   const plane = new ControlPlane(options.url);
   const inventory = new HostInventory(plane, options.leaseTtlSeconds);
   let membership: HostMembership;
+  let sharedStorage: SharedStorage | undefined;
   try {
+    // Before the host registers: a host that sees the shared storage otherwise than the cluster never joins.
+    sharedStorage = await joinSharedStorage(plane, options.sharedStorage);
     membership = await inventory.join({
       name: options.host,
       address: `http://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${listen.port}`,
@@ -99,7 +107,9 @@ export async function joinCluster(
     storeOptions: {
       records: () => records,
       operations: () => EtcdOperationJournal.open(plane, options.host),
+      ...(sharedStorage ? { sharedDir: sharedStorage.dir } : {}),
     },
+    sharedStorage,
     listen,
     membership,
     leave: async () => {

@@ -22,11 +22,12 @@ import { takeDaemonLock } from "../../hypervisor/daemon-lock.ts";
 import { capacityConfig, measureHostCapacity } from "../../hypervisor/resources.ts";
 import { VmStore, writeFileAtomic } from "../../hypervisor/store.ts";
 import { ProcessVmmLauncher } from "../../hypervisor/vmm-process.ts";
+import { HEARTBEAT_EVERY_MS } from "../../hypervisor/vmm-watchdog.ts";
 import { apiSocketPath, daemonLogPath, type DaemonRecord, daemonRecordPath } from "../data-dir.ts";
 import { ApiServer } from "./api-server.ts";
 import { EtcdEventLog } from "../../hypervisor/cluster/etcd-event-log.ts";
 import { HostFailover } from "../../hypervisor/cluster/host-failover.ts";
-import { killNow, watchLease } from "../../hypervisor/cluster/lease-fence.ts";
+import { FENCE_AFTER_TTL_SHARE, killNow, watchLease } from "../../hypervisor/cluster/lease-fence.ts";
 import { type ClusterOptions, joinCluster } from "./cluster-join.ts";
 import { ClusterRouting } from "./cluster-routing.ts";
 import { ClusterMoveTransport } from "../../hypervisor/cluster/move-transport.ts";
@@ -171,6 +172,12 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
         codeStamp: options.spareVmm.codeStamp,
         log,
       },
+      // Each VMM fences itself when no heartbeat tells it of a renewal (docs/cluster.md): on the daemon's own
+      // deadline, plus two heartbeats, so that a renewal just in time for the daemon is in time for its VMMs.
+      lease: cluster && {
+        fenceAfterMs: cluster.membership.ttlSeconds * 1000 * FENCE_AFTER_TTL_SHARE + 2 * HEARTBEAT_EVERY_MS,
+        leaseAgeMs: () => Date.now() - cluster.membership.renewedAt(),
+      },
     });
     const hv = await Hypervisor.open({
       store,
@@ -203,7 +210,20 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
         fence: (reason) => fenceAndExit(hv, cluster.member.host, reason, log),
       });
     const failover =
-      cluster && new HostFailover(cluster.member, { ttlSeconds: cluster.membership.ttlSeconds, log });
+      cluster &&
+      new HostFailover(cluster.member, {
+        ttlSeconds: cluster.membership.ttlSeconds,
+        log,
+        // A DOWN host's VMs on shared storage restart here when this host wins them (docs/cluster.md).
+        ...(cluster.sharedStorage
+          ? {
+              restarter: {
+                hasRoom: (record) => hv.hasRoomFor(record),
+                restart: (name, reason) => hv.restartFromDownHost(name, reason),
+              },
+            }
+          : {}),
+      });
     failover?.start();
     const clusterEvents =
       cluster && (await EtcdEventLog.open(cluster.member.plane, hv.events, hv.replayedSeq, log));

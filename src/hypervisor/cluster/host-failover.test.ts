@@ -79,3 +79,60 @@ test("drain marks a host DRAINING and undrain UP again; an unknown host is named
   await assert.rejects(inventory.setDraining("h9", true), /no host 'h9' in the cluster; hosts: h1/);
   await again.leave();
 });
+
+test("a DOWN host's VMs on shared storage are taken over and restarted by exactly one host with room", async () => {
+  const plane = etcd.plane("restart");
+  const h1 = member(plane, "h1");
+  const restarted: string[] = [];
+  const watcher = (host: string, room: boolean) =>
+    new HostFailover(member(plane, host), {
+      ttlSeconds: TTL,
+      log: () => {},
+      restarter: {
+        hasRoom: () => room,
+        restart: async (name, reason) => {
+          restarted.push(`${host} ${name} ${reason}`);
+        },
+      },
+    });
+  const [h2, h3, full] = [watcher("h2", true), watcher("h3", true), watcher("h4", false)];
+  const gone = await h1.inventory.join({ name: "h1", address: "http://127.0.0.1:7101", capacity });
+  await h1.records.create(fixtureVmRecord("roam", { status: "RUNNING", sharedStorage: true }));
+  await h1.records.create(fixtureVmRecord("wait", { status: "RUNNING", sharedStorage: true }));
+  await h1.records.create(fixtureVmRecord("home", { status: "RUNNING" }));
+  await h1.records.create(
+    fixtureVmRecord("manual", { status: "RUNNING", sharedStorage: true, automaticRestart: false }),
+  );
+  await gone.leave();
+  const t0 = Date.now();
+  for (const w of [h2, h3, full]) assert.deepEqual(await w.check(t0), []);
+  const later = t0 + TTL * 1000;
+  // The host without room goes first: it marks what it cannot take, and leaves it to the others.
+  assert.deepEqual((await full.check(later)).sort(), ["home", "manual", "roam", "wait"]);
+  const wait = (await h1.records.read("wait")).record;
+  assert.equal(wait.host, "h1");
+  assert.match(
+    wait.statusMessage,
+    /it restarts on the first host with room for it \(host 'h4' has none now\)/,
+  );
+  assert.match((await h1.records.read("manual")).record.statusMessage, /automaticRestart is off/);
+  const [a, b] = await Promise.all([h2.check(later), h3.check(later)]);
+  assert.deepEqual([...a!, ...b!].sort(), ["roam", "wait"], "each taken once");
+  assert.equal(restarted.length, 2);
+  for (const name of ["roam", "wait"]) {
+    const { record } = await h1.records.read(name);
+    assert.ok(record.host === "h2" || record.host === "h3");
+    assert.equal(record.status, "REPAIRING");
+    assert.equal(
+      record.statusMessage,
+      `host 'h1' is DOWN (its lease expired); restarted on host '${record.host}' (its disk is on the cluster's shared storage)`,
+    );
+    assert.ok(restarted.includes(`${record.host} ${name} ${record.statusMessage}`), restarted.join("\n"));
+  }
+  assert.equal((await h1.records.read("home")).record.host, "h1", "a local VM stays its host's");
+  assert.deepEqual(
+    [...(await h2.check(later + 1000)), ...(await h3.check(later + 1000))],
+    [],
+    "nothing twice",
+  );
+});

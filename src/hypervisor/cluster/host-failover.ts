@@ -3,9 +3,12 @@
 // lease-fence.ts, even with a stalled event loop), its VMs that were running are marked REPAIRING with
 // the reason, each in one transaction that compares the record's revision and that the host's liveness
 // key is still absent, so that a host coming back, or another host marking at the same moment, wins
-// cleanly and nothing is written twice. The VM restarts when its host returns (its daemon's recovery
-// restarts a REPAIRING VM whose VMM is gone, per automaticRestart). Restarting it on another host needs
-// its disk on storage every host sees, which VMs do not have yet: the reason says so.
+// cleanly and nothing is written twice. A VM on the cluster's shared storage with automaticRestart is
+// restarted here instead, when this host has room: the same transaction re-homes its record to this host
+// (REPAIRING, the reason saying so) and the hypervisor boots it from its disk. Its old host's VMMs are gone
+// by then: each fenced itself (lease-fence.ts, vmm-watchdog.ts) before the lease could expire, a TTL ago.
+// Any other VM restarts when its host returns (its daemon's recovery restarts a REPAIRING VM whose VMM is
+// gone, per automaticRestart), since its disk is on that host: the reason says so.
 
 import { serializeVmRecord, type VmRecord, withHistory } from "../vm-record.ts";
 import type { StoredVmRecord } from "../vm-record-store.ts";
@@ -15,6 +18,21 @@ import type { HostInventory } from "./host-inventory.ts";
 
 /** The statuses of a VM whose guest ran (or was about to) on the host when it went DOWN. */
 const WAS_RUNNING: ReadonlySet<VmRecord["status"]> = new Set(["RUNNING", "STAGING"]);
+/** Those a VM on shared storage is restarted elsewhere from (one marked REPAIRING before, too). */
+const RESTARTABLE: ReadonlySet<VmRecord["status"]> = new Set(["RUNNING", "STAGING", "REPAIRING"]);
+
+/** What this host offers for a DOWN host's VMs on shared storage (absent: it has no shared storage). */
+export interface FailoverRestarter {
+  /** Whether this host has room for the VM now (its vCPUs and memory). */
+  hasRoom(record: VmRecord): boolean;
+  /** Boots the VM whose record this host just took over (REPAIRING, its host this one). */
+  restart(name: string, reason: string): Promise<void>;
+}
+
+/** Why a DOWN host's VM restarts here, in the user's words. */
+export function restartedHereReason(downHost: string, here: string): string {
+  return `host '${downHost}' is DOWN (its lease expired); restarted on host '${here}' (its disk is on the cluster's shared storage)`;
+}
 
 /** Why a DOWN host's VM is not restarted elsewhere, in the user's words. */
 export function notRestartedReason(host: string, record: VmRecord): string {
@@ -37,7 +55,11 @@ export class HostFailover {
       readonly inventory: HostInventory;
       readonly records: EtcdVmRecords;
     },
-    private readonly options: { readonly ttlSeconds: number; readonly log: (line: string) => void },
+    private readonly options: {
+      readonly ttlSeconds: number;
+      readonly log: (line: string) => void;
+      readonly restarter?: FailoverRestarter;
+    },
   ) {}
 
   start(): void {
@@ -62,7 +84,10 @@ export class HostFailover {
     await this.running;
   }
 
-  /** One look at the inventory: marks the VMs of hosts DOWN for longer than a TTL. */
+  /**
+   * One look at the inventory: restarts here the VMs on shared storage of hosts DOWN for longer than a TTL
+   * (when this host has room) and marks their other running VMs. Answers the names of the VMs it changed.
+   */
   async check(now = Date.now()): Promise<string[]> {
     const hosts = await this.member.inventory.list();
     const ripe = new Set<string>();
@@ -80,19 +105,58 @@ export class HostFailover {
     const marked: string[] = [];
     for (const stored of vms) {
       const host = stored.record.host;
-      if (host === undefined || !ripe.has(host) || !WAS_RUNNING.has(stored.record.status)) continue;
-      if (await this.markRepairing(stored, host)) marked.push(stored.record.name);
+      if (host === undefined || !ripe.has(host)) continue;
+      const restarter = this.options.restarter;
+      const { record } = stored;
+      if (record.sharedStorage && record.automaticRestart && restarter) {
+        if (RESTARTABLE.has(record.status) && restarter.hasRoom(record)) {
+          if (await this.takeOver(stored, host)) marked.push(record.name);
+          continue;
+        }
+        // No room here: marked, so that the first host with room takes it (REPAIRING is restartable).
+        const reason = `host '${host}' is DOWN (its lease expired); it restarts on the first host with room for it (host '${this.member.host}' has none now)`;
+        if (WAS_RUNNING.has(record.status) && (await this.markRepairing(stored, host, reason)))
+          marked.push(record.name);
+        continue;
+      }
+      if (!WAS_RUNNING.has(record.status)) continue;
+      if (await this.markRepairing(stored, host)) marked.push(record.name);
     }
     return marked;
   }
 
-  /** Marks one VM of DOWN host `host` REPAIRING, if its record and the host's absence are as seen. */
-  private async markRepairing(stored: StoredVmRecord, host: string): Promise<boolean> {
+  /**
+   * Takes over one VM on shared storage of DOWN host `host` (rule 3: its record and the host's absence as
+   * seen) and has it restarted here. Answers whether this host won it.
+   */
+  private async takeOver(stored: StoredVmRecord, host: string): Promise<boolean> {
+    const here = this.member.host;
+    const reason = restartedHereReason(host, here);
+    if (!(await this.markRepairing(stored, host, reason, here))) return false;
+    // A failed restart is the hypervisor's to report (the VM stays REPAIRING or TERMINATED here, saying why).
+    await this.options
+      .restarter!.restart(stored.record.name, reason)
+      .catch((e) =>
+        this.options.log(`${stored.record.name}: the restart here failed: ${(e as Error).message}`),
+      );
+    return true;
+  }
+
+  /**
+   * Marks one VM of DOWN host `host` REPAIRING (giving it to `newHost` when named), if its record and the
+   * host's absence are as seen.
+   */
+  private async markRepairing(
+    stored: StoredVmRecord,
+    host: string,
+    reason = notRestartedReason(host, stored.record),
+    newHost?: string,
+  ): Promise<boolean> {
     const { record, revision } = stored;
-    const reason = notRestartedReason(host, record);
     const at = new Date().toISOString();
     const marked: VmRecord = {
       ...record,
+      ...(newHost === undefined ? {} : { host: newHost }),
       status: "REPAIRING",
       statusMessage: reason,
       history: withHistory(record, { at, from: record.status, to: "REPAIRING", reason }),
