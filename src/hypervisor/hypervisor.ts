@@ -38,6 +38,7 @@ import {
   checkAdmission,
   type HostCapacity,
   type HostUsage,
+  holdsCpuAndMemory,
   hostUsage,
   type VmAllocation,
 } from "./resources.ts";
@@ -1664,6 +1665,9 @@ export class Hypervisor {
     }
     statusWritePoint(slot.operation, to, "after-write");
     slot.record = next;
+    // A start's or resume's reservation ends in the same turn as the status that now counts the VM: ended a
+    // microtask later (the caller's finally), a host usage read in between counted the VM twice.
+    if (holdsCpuAndMemory(to)) this.reservations.delete(next.name);
     this.events.append({
       time: at,
       type: "transition",
