@@ -35,19 +35,7 @@ after(async () => {
 
 /** `sh -c SCRIPT` in the guest through host `via`'s API, waiting for its agent; its stdout's lines. */
 async function guest(via: string, script: string): Promise<string[]> {
-  const r = await cluster.on(
-    via,
-    "exec",
-    "phoenix",
-    "--agent-wait",
-    AGENT_WAIT_SECONDS,
-    "--",
-    "sh",
-    "-c",
-    script,
-  );
-  assert.equal(r.code, 0, `exec '${script}': ${r.stderr}`);
-  return r.stdout.trim().split("\n");
+  return (await cluster.guestShell(via, "phoenix", script, AGENT_WAIT_SECONDS)).trim().split("\n");
 }
 
 test("a Linux guest on shared storage boots on another host from its disk when its host is killed", {

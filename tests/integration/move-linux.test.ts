@@ -18,19 +18,7 @@ after(() => cluster?.stop());
 
 /** `sh -c SCRIPT` in the guest through host `via`'s API; its stdout. */
 async function guest(via: string, script: string): Promise<string> {
-  const r = await cluster.on(
-    via,
-    "exec",
-    "counter",
-    "--agent-wait",
-    AGENT_WAIT_SECONDS,
-    "--",
-    "sh",
-    "-c",
-    script,
-  );
-  assert.equal(r.code, 0, `exec '${script}': ${r.stderr}`);
-  return r.stdout;
+  return cluster.guestShell(via, "counter", script, AGENT_WAIT_SECONDS);
 }
 
 /** The counter's pid, its count and the guest's uptime, read in the guest. */
