@@ -237,19 +237,15 @@ test("kill -9 of a whole host: its VM on shared storage restarts on another host
   const pid = await create("h2", "roam", "--host", "h1", "--shared-storage");
   assert.deepEqual(diskHolders("roam"), [pid]);
   assert.equal(boots("roam"), 1);
+  // A snapshot's disk node goes on the shared storage too: the host that restarts the VM reaches it.
   const snap = await cluster.on("h2", "snapshot", "create", "roam", "s1");
-  assert.notEqual(snap.code, 0);
-  assert.match(snap.stderr, /cannot snapshot VM 'roam': it is on the cluster's shared storage/);
-  for (const refused of [
-    await cluster.on("h3", "move", "roam", "--host", "h2"),
-    await cluster.on("h1", "clone", "roam", "twin"),
-  ]) {
-    assert.notEqual(refused.code, 0);
-    assert.match(
-      refused.stderr,
-      /VM 'roam': it is on the cluster's shared storage, where (move|clone) is not supported yet/,
-    );
-  }
+  assert.equal(snap.code, 0, snap.stderr);
+  const refused = await cluster.on("h3", "move", "roam", "--host", "h2");
+  assert.notEqual(refused.code, 0);
+  assert.match(
+    refused.stderr,
+    /VM 'roam': it is on the cluster's shared storage, where move is not supported yet/,
+  );
 
   const h1 = cluster.hosts.get("h1")!;
   for (const p of [daemonPidOf("h1"), pid]) process.kill(p, "SIGKILL");
@@ -272,6 +268,35 @@ test("kill -9 of a whole host: its VM on shared storage restarts on another host
   assert.ok(
     !(await cluster.json("h1", "hosts", "list")).find((h: any) => h.name === "h1").vms.includes("roam"),
   );
+
+  // Its snapshot, taken on h1, is usable where it runs now: cloned (the clone on shared storage with it),
+  // the clone exported and imported as a VM of a host's own storage, and restored.
+  assert.deepEqual(
+    (await cluster.json("h3", "snapshot", "list", "roam")).map((s: any) => s.name),
+    ["s1"],
+  );
+  const clone = await cluster.on("h1", "clone", "roam", "twin", "--snapshot", "s1");
+  assert.equal(clone.code, 0, clone.stderr);
+  const twin = await cluster.json("h1", "describe", "twin");
+  vmmPids.add(twin.vmmPid);
+  assert.deepEqual([twin.host, twin.sharedStorage, twin.status], [moved.host, true, "RUNNING"]);
+  for (const step of [
+    ["stop", "twin"],
+    ["export", "twin", join(cluster.dir, "twin.tsvm")],
+    ["import", join(cluster.dir, "twin.tsvm"), "--name", "twin-copy"],
+  ]) {
+    const r = await cluster.on("h3", ...step);
+    assert.equal(r.code, 0, `${step.join(" ")}: ${r.stderr}`);
+  }
+  const copy = await cluster.json("h3", "describe", "twin-copy");
+  assert.deepEqual([copy.host, copy.sharedStorage ?? false, copy.status], ["h3", false, "TERMINATED"]);
+  const restored = await cluster.on("h1", "snapshot", "restore", "roam", "s1");
+  assert.equal(restored.code, 0, restored.stderr);
+  const back = await cluster.json("h1", "describe", "roam");
+  vmmPids.add(back.vmmPid);
+  assert.equal(back.status, "RUNNING");
+  assert.deepEqual(diskHolders("roam"), [back.vmmPid]);
+  for (const name of ["twin", "twin-copy"]) assert.equal((await cluster.on("h1", "delete", name)).code, 0);
 });
 
 test("kill -9 of the daemon alone: its shared-storage VM's VMM stops within the deadline, then the VM restarts elsewhere, never twice", async () => {

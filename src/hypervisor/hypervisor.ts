@@ -259,8 +259,8 @@ export class Hypervisor {
     hv.nodes = await DiskStore.open(config.store.home, treeNodes);
     const shared = config.store.sharedVmsDir;
     if (shared !== undefined) hv.sharedNodes = await DiskStore.openShared(dirname(shared));
-    hv.snapshots = new Snapshots(hv.nodes);
-    hv.clones = new Clones(hv.nodes, hv.disks, hv.snapshots);
+    hv.snapshots = new Snapshots((vm) => hv!.nodesOf(vm));
+    hv.clones = new Clones((vm) => hv!.nodesOf(vm), hv.disks, hv.snapshots);
     hv.archives = new VmArchives(hv.nodes, config.store.home, config.images, hv.now);
     hv.tab = new TabMachines(config.images, config.defaultImage, (name, work) =>
       hv!.holdSuspended(name, work),
@@ -479,10 +479,14 @@ export class Hypervisor {
     this.checkNameFree(req.name);
     checkCloneRequest(req);
     if (req.sourceInstance !== undefined) {
-      if (req.sharedStorage)
+      const source = this.slot(req.sourceInstance).record;
+      // Its disk is an overlay on its source's nodes, so it goes where they are.
+      if (req.sharedStorage !== undefined && req.sharedStorage !== (source.sharedStorage === true))
         throw new HypervisorError(
           "invalid-argument",
-          "a clone cannot be put on shared storage yet (its disk shares its source's nodes)",
+          source.sharedStorage
+            ? `a clone of '${source.name}' is on the cluster's shared storage, as its source is (its disk shares the source's nodes)`
+            : `a clone of '${source.name}' cannot go on shared storage: its disk shares its source's nodes, which are on this host's own storage`,
         );
       return this.insertClone(req, req.sourceInstance);
     }
@@ -559,7 +563,7 @@ export class Hypervisor {
           // The image's base node when it is not converted yet (once, however many inserts wait for it),
           // and what the new disk may grow to (its image's size), which stays reserved for the VM.
           // A VM on shared storage has its base node there too: every host reaches its whole chain.
-          const nodes = slot.record.sharedStorage ? this.sharedNodes! : this.nodes;
+          const nodes = this.nodesOf(slot.record);
           const base = await nodes.baseNodePath(template.path);
           const releaseBase = existsSync(base)
             ? () => {}
@@ -879,7 +883,6 @@ export class Hypervisor {
     consume: (archive: { readonly bytes: number; readonly stream: AsyncIterable<Buffer> }) => Promise<T>,
   ): Promise<T> {
     const slot = this.slot(name);
-    refuseOnSharedStorage(slot.record, "export");
     // A running guest writes its disk and memory as they would be read: the user pauses it, knowingly.
     if (slot.busy === 0 && slot.record.status === "RUNNING")
       throw new HypervisorError(
@@ -887,7 +890,14 @@ export class Hypervisor {
         `cannot export VM '${name}' while it is RUNNING: suspend it (its memory goes along) or stop it first`,
       );
     return this.hold(slot, "export", async () =>
-      consume(await this.archives.export(slot.record, this.config.store.paths(name), options)),
+      consume(
+        await this.archives.export(
+          slot.record,
+          this.config.store.paths(name),
+          options,
+          this.nodesOf(slot.record).dir,
+        ),
+      ),
     );
   }
 
@@ -905,7 +915,7 @@ export class Hypervisor {
       ...this.importSteps(),
       idTaken: (id) => [...this.slots.values()].some((s) => s.record.id === id),
       insert: async (record, commit) => {
-        // An export file never holds one (export refuses them); one that says so was made by hand.
+        // An export file never says so (export leaves the flag out); one that does was made by hand.
         refuseOnSharedStorage(record, "import");
         const op = this.operations.create("insert", record.name);
         await this.operations.run(op, async () => {
@@ -1081,6 +1091,17 @@ export class Hypervisor {
     return slot;
   }
 
+  /** Where the VM's disk nodes are: this host's disks/, or the shared storage's for a VM there. */
+  private nodesOf(record: VmRecord): DiskStore {
+    if (!record.sharedStorage) return this.nodes;
+    if (!this.sharedNodes)
+      throw new HypervisorError(
+        "invalid-argument",
+        `the VM '${record.name}' is on shared storage, and this host has none (start its daemon with --shared-storage)`,
+      );
+    return this.sharedNodes;
+  }
+
   /** Whether this host has room now for `record`'s vCPUs and memory (a DOWN host's VM, host-failover.ts). */
   hasRoomFor(record: VmRecord): boolean {
     if (this.slots.has(record.name)) return false;
@@ -1185,7 +1206,6 @@ export class Hypervisor {
   /** Takes snapshot `snapshot` of the VM (RUNNING: with its memory, the guest runs on; else its disk). */
   async createSnapshot(name: string, snapshot: string, description = ""): Promise<OperationView> {
     const slot = this.slot(name);
-    refuseOnSharedStorage(slot.record, "snapshot");
     await this.snapshots.checkNew(slot.record, this.config.store.paths(name), snapshot);
     return this.submit(
       slot,
@@ -1333,7 +1353,6 @@ export class Hypervisor {
    */
   private insertClone(req: InsertRequest, sourceName: string): OperationView {
     const source = this.slot(sourceName);
-    refuseOnSharedStorage(source.record, "clone");
     const action = req.sourceSnapshot === undefined ? "clone" : "cloneSnapshot";
     if (source.busy === 0) checkAction(action, source.record.status, sourceName);
     const copy = cloneRecord(source.record, req, this.now().toISOString(), macsOf(this.records()));
@@ -1418,7 +1437,7 @@ export class Hypervisor {
       if (e instanceof HypervisorError) throw e;
       throw new HypervisorError(
         "record-write-failed",
-        `could not create the directory of VM '${record.name}' in ${store.vmsDir} (${e.message}); nothing was created`,
+        `could not create the directory of VM '${record.name}' in ${(record.sharedStorage && store.sharedVmsDir) || store.vmsDir} (${e.message}); nothing was created`,
       );
     });
   }
