@@ -258,7 +258,7 @@ export class Hypervisor {
     hv.lan = lan;
     hv.nodes = await DiskStore.open(config.store.home, treeNodes);
     const shared = config.store.sharedVmsDir;
-    if (shared !== undefined) hv.sharedNodes = await DiskStore.openShared(dirname(shared));
+    if (shared !== undefined) hv.sharedNodes = await DiskStore.openShared(dirname(shared), treeNodes);
     hv.snapshots = new Snapshots((vm) => hv!.nodesOf(vm));
     hv.clones = new Clones((vm) => hv!.nodesOf(vm), hv.disks, hv.snapshots);
     hv.archives = new VmArchives(hv.nodes, config.store.home, config.images, hv.now);
@@ -1337,11 +1337,12 @@ export class Hypervisor {
 
   /** Removes the disk nodes nothing reaches any more; a failure is logged, never the caller's. */
   private async collectDiskGarbage(): Promise<void> {
-    try {
-      await this.nodes.exclusive(() => this.nodes.collectGarbage());
-    } catch (e) {
-      process.stderr.write(`disk garbage collection failed: ${(e as Error).message}\n`);
-    }
+    for (const nodes of this.sharedNodes ? [this.nodes, this.sharedNodes] : [this.nodes])
+      try {
+        await nodes.exclusive(() => nodes.collectGarbage());
+      } catch (e) {
+        process.stderr.write(`disk garbage collection in ${nodes.dir} failed: ${(e as Error).message}\n`);
+      }
   }
 
   // ---- clones (clones.ts) ----------------------------------------------------------------------------
