@@ -112,6 +112,30 @@ test("drain stops TERMINATE VMs, moves MIGRATE ones away, takes no new VMs until
     assert.equal((await cluster.on("h1", "delete", name)).code, 0);
 });
 
+test("a VM on shared storage moves without copying: suspended, handed over, resumed where it was", async () => {
+  const pid = await create("h1", "wander", "--host", "h1", "--shared-storage");
+  const dir = join(cluster.sharedDir!, "vms", "wander");
+  const moved = await cluster.on("h2", "move", "wander", "--host", "h2");
+  assert.equal(moved.code, 0, moved.stderr);
+  assert.match(moved.stdout, /moved to host 'h2' in [\d.]+ s, 0 bytes sent, guest stopped for/);
+  console.log(`shared move: ${moved.stdout.trim()}`);
+  const there = await cluster.json("h3", "describe", "wander");
+  vmmPids.add(there.vmmPid);
+  assert.deepEqual([there.host, there.status, there.sharedStorage], ["h2", "RUNNING", true]);
+  assert.ok(!running(pid), "the old VMM is gone");
+  assert.deepEqual(diskHolders("wander"), [there.vmmPid], "one VMM has the disk, from the same directory");
+  assert.equal(boots("wander"), 1, "resumed, not booted again");
+  assert.match(there.history.at(-1).reason, /moved here from host 'h1'|resume/);
+  assert.ok(readFileSync(join(dir, "console.log"), "utf8").length > 0, "its directory stayed on the storage");
+  // At rest it is handed over as it is.
+  assert.equal((await cluster.on("h1", "stop", "wander")).code, 0);
+  const cold = await cluster.on("h1", "move", "wander", "--host", "h3");
+  assert.equal(cold.code, 0, cold.stderr);
+  const rest = await cluster.json("h1", "describe", "wander");
+  assert.deepEqual([rest.host, rest.status], ["h3", "TERMINATED"]);
+  assert.equal((await cluster.on("h1", "delete", "wander")).code, 0);
+});
+
 test("a host cut off from etcd kills its VMMs before the others see it DOWN; its VM is marked, then runs again on its return", async () => {
   const pid = await create("h1", "cut", "--host", "h3");
   const h3 = cluster.hosts.get("h3")!;
@@ -240,13 +264,6 @@ test("kill -9 of a whole host: its VM on shared storage restarts on another host
   // A snapshot's disk node goes on the shared storage too: the host that restarts the VM reaches it.
   const snap = await cluster.on("h2", "snapshot", "create", "roam", "s1");
   assert.equal(snap.code, 0, snap.stderr);
-  const refused = await cluster.on("h3", "move", "roam", "--host", "h2");
-  assert.notEqual(refused.code, 0);
-  assert.match(
-    refused.stderr,
-    /VM 'roam': it is on the cluster's shared storage, where move is not supported yet/,
-  );
-
   const h1 = cluster.hosts.get("h1")!;
   for (const p of [daemonPidOf("h1"), pid]) process.kill(p, "SIGKILL");
   h1.process.kill("SIGKILL");

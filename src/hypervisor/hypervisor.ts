@@ -63,6 +63,7 @@ import {
 } from "./store.ts";
 import { type ImportHost, type ImportOptions, VmArchives } from "./vm-archive/vm-archives.ts";
 import type { MoveAnswer, MoveOffer, MoveTransport } from "./cluster/move-transport.ts";
+import { takeInSharedVm } from "./cluster/shared-move-in.ts";
 import { refuseOnSharedStorage } from "./cluster/shared-storage.ts";
 import { type MovingVm, VmMoves } from "./cluster/vm-moves.ts";
 import type { ExportOptions } from "./vm-archive/vm-export.ts";
@@ -941,7 +942,6 @@ export class Hypervisor {
    */
   async move(name: string, host?: string): Promise<OperationView> {
     const slot = this.slot(name);
-    refuseOnSharedStorage(slot.record, "move");
     if (slot.busy === 0) checkAction("move", slot.record.status, name);
     const target = await this.moves.begin(name, host, {
       cpus: slot.record.cpus,
@@ -969,8 +969,10 @@ export class Hypervisor {
   /** The steps of a move, on this host's side, lent to VmMoves.run. */
   private movingVm(slot: VmSlot): MovingVm {
     const name = slot.record.name;
+    const shared = slot.record.sharedStorage === true;
     return {
       name,
+      shared,
       status: () => slot.record.status,
       revision: async () =>
         this.config.store.revisionOf(name) ?? (await this.config.store.records.read(name)).revision,
@@ -979,13 +981,19 @@ export class Hypervisor {
         this.admit(slot);
         await this.resumeSlot(slot, why);
       },
-      archive: () => this.archives.export(slot.record, this.config.store.paths(name), {}),
+      archive: async () =>
+        shared
+          ? { bytes: 0, stream: (async function* () {})() }
+          : this.archives.export(slot.record, this.config.store.paths(name), {}),
       forget: async (to) => {
         slot.deleted = true;
         this.slots.delete(name);
         this.disks.release(name);
-        await this.config.store.release(name);
-        await this.collectDiskGarbage();
+        if (shared) this.config.store.letGo(name);
+        else {
+          await this.config.store.release(name);
+          await this.collectDiskGarbage();
+        }
         this.events.append({
           time: this.now().toISOString(),
           type: "notice",
@@ -993,7 +1001,9 @@ export class Hypervisor {
           vmId: slot.record.id,
           from: slot.record.status,
           to: slot.record.status,
-          message: `moved to host '${to}': its files were removed here`,
+          message: shared
+            ? `moved to host '${to}': its files stay on the shared storage, where that host runs it`
+            : `moved to host '${to}': its files were removed here`,
         });
       },
     };
@@ -1007,7 +1017,11 @@ export class Hypervisor {
    */
   async moveIn(input: AsyncIterable<Uint8Array>, offer: MoveOffer): Promise<MoveAnswer> {
     let adopted: VmSlot | undefined;
-    const view = await this.archives.import(
+    const view = offer.shared
+      ? await this.moveInShared(input, offer, (slot) => {
+          adopted = slot;
+        })
+      : await this.archives.import(
       input,
       { name: offer.name },
       {
@@ -1053,6 +1067,40 @@ export class Hypervisor {
       resumeMs: Date.now() - resumeStarted,
       resumeError: done.error ? `${done.error.code}: ${done.error.message}` : null,
     };
+  }
+
+  /** moveIn of a VM on the cluster's shared storage (shared-move-in.ts): its files are where they were. */
+  private async moveInShared(
+    input: AsyncIterable<Uint8Array>,
+    offer: MoveOffer,
+    adopted: (slot: VmSlot) => void,
+  ): Promise<OperationView> {
+    for await (const chunk of input)
+      if (chunk.length > 0)
+        throw new HypervisorError("invalid-argument", "a move of a VM on shared storage sends no files");
+    const { store } = this.config;
+    const op = this.operations.create("move", offer.name);
+    await this.operations.run(op, () =>
+      takeInSharedVm(
+        {
+          hasSharedStorage: this.sharedNodes !== undefined,
+          read: (name) => store.records.read(name),
+          checkNameFree: (name) => this.checkNameFree(name),
+          cardsFor: (record) =>
+            this.importSteps().cardsFor(record, record, {
+              dropMissingNetworks: false,
+              savedMemory: record.status === "SUSPENDED",
+            }),
+          adopt: async (record, revision, entry) => {
+            await store.adopt(record, revision);
+            adopted(await this.welcome(record, entry));
+          },
+        },
+        offer,
+        this.now().toISOString(),
+      ),
+    );
+    return op.view();
   }
 
   /** The steps imports and moves share (ImportHost). */

@@ -23,5 +23,8 @@ export function parseMoveOffer(query: URLSearchParams): MoveOffer {
   const resume = get("resume");
   if (resume !== "true" && resume !== "false")
     throw new ApiFailure(400, "invalid-argument", "query parameter 'resume' must be true or false");
-  return { name, revision: Number(revision), from, resume: resume === "true" };
+  const shared = query.get("shared") ?? "false";
+  if (shared !== "true" && shared !== "false")
+    throw new ApiFailure(400, "invalid-argument", "query parameter 'shared' must be true or false");
+  return { name, revision: Number(revision), from, resume: resume === "true", shared: shared === "true" };
 }

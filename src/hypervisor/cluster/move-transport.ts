@@ -22,6 +22,11 @@ export interface MoveOffer {
   readonly from: string;
   /** Resume the VM once it is in place (it was RUNNING on the source). */
   readonly resume: boolean;
+  /**
+   * The VM is on the cluster's shared storage: the body is empty, its files are already where the target
+   * sees them (shared-move-in.ts).
+   */
+  readonly shared?: boolean;
 }
 
 /** The target's answer once the VM is its own. */
@@ -95,6 +100,7 @@ export class ClusterMoveTransport implements MoveTransport {
     url.searchParams.set("revision", String(offer.revision));
     url.searchParams.set("from", offer.from);
     url.searchParams.set("resume", String(offer.resume));
+    if (offer.shared) url.searchParams.set("shared", "true");
     const failed = (why: string) =>
       new HypervisorError("move-failed", `moving '${offer.name}' to host '${target}' failed: ${why}`);
     return new Promise<MoveAnswer>((resolve, reject) => {
