@@ -382,6 +382,7 @@ export class RiscvEngine implements Engine {
       busyMs: this.turns.busyMs,
       uptimeMs: this.startedAt ? now - this.startedAt : 0,
       resets: this.resets,
+      ...(this.board.remote !== null ? { hartThreads: this.board.remote.stats() } : {}),
     };
   }
 

@@ -8,6 +8,7 @@ import { CallbackIrqLine, type IrqLine } from "../bus/irq-line.ts";
 import type { MmioDevice } from "../bus/mmio-device.ts";
 import { PhysBus } from "../bus/phys-bus.ts";
 import { Clint } from "../devices/clint.ts";
+import { ClintRegisters } from "../devices/clint-registers.ts";
 import { GoldfishRtc } from "../devices/goldfish-rtc.ts";
 import { Plic } from "../devices/plic.ts";
 import { SifiveTest } from "../devices/sifive-test.ts";
@@ -235,12 +236,21 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       this.hartLines.push(l);
       return l;
     };
+    // With harts on other threads the CLINT's registers are shared with their views of it (smp/away-hart.ts).
     this.clint = new Clint(
       host.clock,
       this.harts.map((h) => line(h, MIP_MSIP)),
       this.harts.map((h) => line(h, MIP_MTIP)),
+      undefined,
+      threaded
+        ? {
+            regs: new ClintRegisters(new SharedArrayBuffer(ClintRegisters.bytes(harts)), harts),
+            onHartWritten: (h) => this.remote?.wakeHart(h),
+          }
+        : {},
     );
     if (threaded) {
+      this.clint.reset();
       this.remote = new RemoteHarts(this.clint, this.bus);
       for (const h of this.harts.slice(1)) remoteOf.set(h, this.remote.add(h));
     }
@@ -401,10 +411,7 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       if (this.pendingPower) break;
       this.clint.update();
     }
-    if (remote !== null) {
-      remote.serve();
-      remote.timeBase.publish();
-    }
+    if (remote !== null) remote.serve();
     this.clint.update();
     this.rtc.update();
     this.uart.flush();
@@ -461,7 +468,8 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
 
   /** Host time (Clock ms) of the next timer event; Infinity when none is armed. */
   nextDeadlineMs(): number {
-    return Math.min(this.clint.nextDeadlineMs(), this.rtc.nextDeadlineMs());
+    // Harts on other threads wait for their own timers.
+    return Math.min(this.clint.nextDeadlineMs(0, this.localHarts.length), this.rtc.nextDeadlineMs());
   }
 
   /** Every stateful component by its stable id (hart0…, clint@2000000, virtio_mmio@10001000, …). */
