@@ -96,11 +96,13 @@ try {
       const cpuStart = process.cpuUsage();
       const threadsStart = threadCpu();
       const statsStart = m.engine.stats().hartThreads;
+      const instretStart = m.engine.stats().instret;
       const out = await m.run(script, 900_000);
       const ms = performance.now() - start;
       const cpu = process.cpuUsage(cpuStart);
       const threadsUsed = busiestThreads(threadsStart, threadCpu());
       const statsEnd = m.engine.stats().hartThreads;
+      const instret = m.engine.stats().instret.map((n, h) => (n - instretStart[h]!) / 1e6);
       cpuPerWall[i]!.push((cpu.user + cpu.system) / 1000 / ms);
       await m.engine.pause();
       const sums = out.stdout.trim().split("\n");
@@ -108,7 +110,7 @@ try {
         throw new Error(`${configs[i]!.name}: wrong result ${JSON.stringify(out)}`);
       times[i]!.push(ms);
       console.error(
-        `run ${r + 1} ${configs[i]!.name}: ${(ms / 1000).toFixed(2)} s, CPU/wall ${cpuPerWall[i]!.at(-1)!.toFixed(2)}, thread CPU s: ${threadsUsed}, load ${loadavg()[0]!.toFixed(2)}`,
+        `run ${r + 1} ${configs[i]!.name}: ${(ms / 1000).toFixed(2)} s, CPU/wall ${cpuPerWall[i]!.at(-1)!.toFixed(2)}, thread CPU s: ${threadsUsed}, M instructions per hart: ${instret.map((n) => n.toFixed(0)).join(" + ")}, load ${loadavg()[0]!.toFixed(2)}`,
       );
       if (statsStart && statsEnd) console.error(`  hart 1's thread: ${hartThreadDelta(statsStart[0]!, statsEnd[0]!)}`);
     }

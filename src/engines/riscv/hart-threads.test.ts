@@ -144,3 +144,87 @@ test("reset() parks the second hart before RAM is loaded again; both run the pro
   }
   assert.deepEqual(await engine.exited, { kind: "htif-exit", code: 0 });
 });
+
+const TEAR_ROUNDS = 3_000_000;
+
+/** Hart 0 stores 0 and all-ones in turn into one doubleword while hart 1 loads it; exits with the count of
+ * loads that saw neither (half of one store and half of the other). */
+const TEAR_PROGRAM = `
+.text
+.globl _start
+_start:
+  csrr s0, mhartid
+  li t2, 1
+  la t0, ready
+  amoadd.w zero, t2, (t0)
+barrier:
+  lw t3, 0(t0)
+  li t4, 2
+  bne t3, t4, barrier
+  la t0, shared
+  la t2, stop
+  li t5, -1
+  bnez s0, reader
+writer:
+  # (the load between the stores keeps a compiler from dropping the first as overwritten)
+  sd zero, 0(t0)
+  lw t3, 0(t2)
+  sd t5, 0(t0)
+  beqz t3, writer
+  fence rw, rw
+  la t0, torn
+  ld a0, 0(t0)
+  slli a0, a0, 1
+  ori a0, a0, 1
+  la t0, tohost
+  sd a0, 0(t0)
+1: j 1b
+reader:
+  li t1, ${TEAR_ROUNDS}
+  li t4, 0
+read:
+  ld t3, 0(t0)
+  beqz t3, whole
+  beq t3, t5, whole
+  addi t4, t4, 1
+whole:
+  addi t1, t1, -1
+  bnez t1, read
+  la t0, torn
+  sd t4, 0(t0)
+  fence rw, rw
+  li t3, 1
+  sw t3, 0(t2)
+park:
+  wfi
+  j park
+.data
+.balign 64
+.globl tohost
+tohost: .dword 0
+.balign 8
+shared: .dword 0
+torn: .dword 0
+ready: .word 0
+stop: .word 0
+`;
+
+for (const jit of [true, false])
+  test(`an aligned 64-bit store is seen whole by a load on another thread (RVWMO single-copy atomicity), JIT ${jit ? "on" : "off"}`, async () => {
+    const engine = new RiscvEngine({
+      config: {
+        harts: 2,
+        memoryBytes: 16 * 1024 * 1024,
+        firmware: null,
+        kernel: { name: "t.elf", bytes: assembleElf(TEAR_PROGRAM) },
+        initrd: null,
+        bootargs: "",
+        jit,
+      },
+      console: { write: () => {} },
+      hartThreads: true,
+    });
+    await engine.start();
+    // The exit code is how many of hart 1's loads saw half of one store and half of the other.
+    assert.deepEqual(await engine.exited, { kind: "htif-exit", code: 0 });
+  });

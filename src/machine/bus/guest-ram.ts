@@ -21,6 +21,8 @@ export class GuestRam {
   readonly u8: Uint8Array;
   readonly u16: Uint16Array;
   readonly i32: Int32Array;
+  /** RAM as doublewords: an aligned 8-byte access in one host access (single-copy atomic across threads). */
+  readonly f64: Float64Array;
   readonly view: DataView;
   private readonly listeners: RamWriteListener[] = [];
   /**
@@ -53,6 +55,7 @@ export class GuestRam {
     this.u8 = new Uint8Array(buffer);
     this.u16 = new Uint16Array(buffer);
     this.i32 = new Int32Array(buffer);
+    this.f64 = new Float64Array(buffer);
     this.view = new DataView(buffer);
   }
 
