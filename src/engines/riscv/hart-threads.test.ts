@@ -228,3 +228,80 @@ for (const jit of [true, false])
     // The exit code is how many of hart 1's loads saw half of one store and half of the other.
     assert.deepEqual(await engine.exited, { kind: "htif-exit", code: 0 });
   });
+
+/** Both harts write forever: a doubleword into each of 32 pages of their own in turn, at an offset that
+ * moves with the pass, so every pass changes every page. */
+const WRITERS_PROGRAM = `
+.text
+.globl _start
+_start:
+  csrr s0, mhartid
+  la s1, area
+  slli t0, s0, 17          # hart h writes pages [32h, 32h + 32) of the area
+  add s1, s1, t0
+  li a0, 0
+pass:
+  addi a0, a0, 1
+  andi t1, a0, 511
+  slli t1, t1, 3           # offset in the page: (pass mod 512) * 8
+  add t2, s1, t1
+  li t3, 32
+page:
+  sd a0, 0(t2)
+  li t4, 4096
+  add t2, t2, t4
+  addi t3, t3, -1
+  bnez t3, page
+  j pass
+.data
+.balign 4096
+area: .space ${64 * 4096}
+`;
+
+test("dirty-page tracking sees the stores of a hart on another thread: a pre-copy of RAM while both harts write ends equal to RAM", async () => {
+  const engine = new RiscvEngine({
+    config: {
+      harts: 2,
+      memoryBytes: 16 * 1024 * 1024,
+      firmware: null,
+      kernel: { name: "t.elf", bytes: assembleElf(WRITERS_PROGRAM) },
+      initrd: null,
+      bootargs: "",
+    },
+    console: { write: () => {} },
+    hartThreads: true,
+  });
+  assert.equal(engine.capabilities.dirtyPageTracking, true);
+  const ram = engine.board.ram.u8;
+  await engine.start();
+  try {
+    // Hart 1's thread takes a while to start (it loads the machine's code).
+    const deadline = Date.now() + 60_000;
+    while (engine.stats().instret[1]! < 100_000 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    // Live migration's pre-copy: all of RAM once, then the pages dirtied since, round after round, while
+    // both harts write; then paused, the last dirty pages. The copy must then be RAM exactly.
+    engine.startDirtyPageTracking();
+    const copy = ram.slice();
+    const copied = new Set<number>();
+    for (let round = 0; round < 12; round++) {
+      await new Promise((r) => setTimeout(r, 15));
+      for (const p of engine.takeDirtyPages()) {
+        copy.set(ram.subarray(p * 4096, (p + 1) * 4096), p * 4096);
+        copied.add(p);
+      }
+    }
+    await engine.pause();
+    for (const p of engine.takeDirtyPages()) copy.set(ram.subarray(p * 4096, (p + 1) * 4096), p * 4096);
+    const [ran0, ran1] = engine.stats().instret;
+    assert.ok(ran0! > 100_000 && ran1! > 100_000, `both harts ran (${ran0}, ${ran1})`);
+    // Pages of both harts' halves of the area were seen dirty while running.
+    const areaPage = [...copied].sort((a, b) => a - b);
+    assert.ok(areaPage.length >= 64, `${areaPage.length} pages seen dirty while running`);
+    let firstDiff = -1;
+    for (let i = 0; i < ram.length && firstDiff < 0; i++) if (copy[i] !== ram[i]) firstDiff = i;
+    assert.equal(firstDiff, -1, `the copy differs from RAM at page ${firstDiff >> 12}`);
+  } finally {
+    await engine.stop();
+  }
+});

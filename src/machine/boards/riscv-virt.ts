@@ -220,6 +220,7 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       },
       dirtyPagesReset: () => {
         for (const h of this.localHarts) h.dropAllWriteMappings();
+        this.remote?.dropWriteMappings();
       },
     });
     const blocks = this.harts[0]!.blockCache;

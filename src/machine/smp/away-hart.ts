@@ -61,6 +61,8 @@ export class AwayHart {
   /** The line levels last given to the hart. */
   private applied = 0;
   private budget = 20_000;
+  /** The board's last write-TLB drop request this hart acted on (hart-link.ts). */
+  private dropped = 0;
 
   constructor(
     setup: AwayHartSetup,
@@ -70,6 +72,8 @@ export class AwayHart {
     const link = new HartLink(setup.link, doorbell);
     this.link = link;
     const ram = new GuestRam(setup.ramBase, setup.ram.byteLength, setup.ram);
+    // Always marked (cheap: a byte per write-TLB fill): the board clears it when its tracking starts.
+    ram.dirtyPages = new Uint8Array(setup.dirtyMap);
     const bus = new PhysBus(ram);
     const own = setup.hartId;
     this.msip = new CallbackIrqLine((level) => this.hart.setPending(MIP_MSIP, level));
@@ -114,9 +118,11 @@ export class AwayHart {
     const link = this.link;
     const hart = this.hart;
     const clock = this.clock;
+    link.running = true;
     while (!link.parkRequested) {
       const seen = link.wakeCount;
       this.takeLines();
+      this.takeDropRequest();
       const start = clock.nowMs();
       hart.run(this.budget);
       const ran = clock.nowMs();
@@ -134,6 +140,16 @@ export class AwayHart {
       else if (took > SLICE_MS * 2) this.budget = Math.max(MIN_BUDGET, Math.floor(this.budget / 2));
     }
     link.instretCount = hart.instretCount();
+    link.running = false;
+  }
+
+  /** Dirty-page tracking took the map: the next store to each page must mark it again. */
+  private takeDropRequest(): void {
+    const req = this.link.dropRequest;
+    if (req === this.dropped) return;
+    this.hart.dropAllWriteMappings();
+    this.dropped = req;
+    this.link.ackDrop(req);
   }
 
   /** Passes the PLIC's line levels that changed on to the hart, and the CLINT's levels now. */

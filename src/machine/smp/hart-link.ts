@@ -16,7 +16,10 @@ const WIDTH = 6;
 const LO = 7;
 const HI = 8;
 const OK = 9; // 1 when something answered the access
-const INT_SLOTS = 10;
+const DROP_REQ = 10; // bumped when the board asks the hart to drop its write TLB (dirty-page tracking)
+const DROP_ACK = 11; // the last DROP_REQ the hart acted on
+const RUNNING = 12; // 1 while the hart's thread runs it (in runUntilParked)
+const INT_SLOTS = 13;
 /** Float64 slots after the int32s: the physical address of the request, the hart's instret, then counters. */
 const F64_BASE = 16;
 const PA = 0;
@@ -114,6 +117,27 @@ export class HartLink {
     };
   }
 
+  /** Asks the hart to drop its write-TLB entries; returns the request to wait for (`awaitDrop`). */
+  requestDrop(): number {
+    const req = Atomics.add(this.i32, DROP_REQ, 1) + 1;
+    this.wake();
+    return req;
+  }
+
+  /**
+   * Waits until the hart dropped its write-TLB entries for `req`, or is not running (it acts on the request
+   * before it runs again); performs the hart's device accesses meanwhile, which it may be waiting for.
+   */
+  awaitDrop(req: number, serve: () => void): void {
+    const i32 = this.i32;
+    for (;;) {
+      const ack = Atomics.load(i32, DROP_ACK);
+      if (ack - req >= 0 || Atomics.load(i32, RUNNING) === 0) return;
+      serve();
+      Atomics.wait(i32, DROP_ACK, ack, 1);
+    }
+  }
+
   /** Performs a posted load or store on `bus` and answers it; false when none was posted. */
   serve(bus: PhysBus): boolean {
     const i32 = this.i32;
@@ -136,6 +160,23 @@ export class HartLink {
 
   get parkRequested(): boolean {
     return Atomics.load(this.i32, PARK) === 1;
+  }
+
+  /** The last write-TLB drop the board asked for. */
+  get dropRequest(): number {
+    return Atomics.load(this.i32, DROP_REQ);
+  }
+
+  /** The hart dropped its write TLB for request `req`. */
+  ackDrop(req: number): void {
+    Atomics.store(this.i32, DROP_ACK, req);
+    Atomics.notify(this.i32, DROP_ACK);
+  }
+
+  /** Whether the hart's thread is running it (the board waits for its acknowledgements only then). */
+  set running(on: boolean) {
+    Atomics.store(this.i32, RUNNING, on ? 1 : 0);
+    Atomics.notify(this.i32, DROP_ACK);
   }
 
   get wakeCount(): number {

@@ -22,6 +22,8 @@ export interface AwayHartSetup {
   readonly doorbell: SharedArrayBuffer;
   /** Per hart id: the link of each remote hart (null for hart 0, which the doorbell reaches), for IPIs. */
   readonly peers: readonly (SharedArrayBuffer | null)[];
+  /** Guest RAM's dirty-page map, one byte per page, which the hart marks always (bus/guest-ram.ts). */
+  readonly dirtyMap: SharedArrayBuffer;
   /** The CLINT's registers (devices/clint-registers.ts), its window's id, and the board's hart count. */
   readonly clint: { readonly regs: SharedArrayBuffer; readonly id: string; readonly harts: number };
   readonly ram: SharedArrayBuffer;
@@ -73,6 +75,7 @@ export class RemoteHarts {
   /** Int32 0 moves whenever a remote hart posts a device access (a host may Atomics.waitAsync on it). */
   readonly doorbell = new Int32Array(this.doorbellBuffer);
   readonly harts: RemoteHart[] = [];
+  private readonly dirtyMap: SharedArrayBuffer;
 
   /** @param clint the board's CLINT, its registers in a SharedArrayBuffer */
   constructor(
@@ -81,6 +84,20 @@ export class RemoteHarts {
   ) {
     if (!(clint.regs.buffer instanceof SharedArrayBuffer))
       throw new Error("remote harts need the CLINT's registers in a SharedArrayBuffer");
+    this.dirtyMap = new SharedArrayBuffer(bus.ram.size >>> 12);
+    bus.ram.shareDirtyMap(new Uint8Array(this.dirtyMap));
+  }
+
+  /**
+   * Every remote hart drops its write-TLB entries (dirty-page tracking started or took the map); returns
+   * once each running one did, performing their device accesses meanwhile (about a slice, a millisecond).
+   */
+  dropWriteMappings(): void {
+    const reqs = this.harts.map((r) => r.link.requestDrop());
+    const serve = (): void => {
+      this.serve();
+    };
+    for (let i = 0; i < this.harts.length; i++) this.harts[i]!.link.awaitDrop(reqs[i]!, serve);
   }
 
   /** Wakes hart `h` (a board's hart id) if it runs on another thread: its CLINT registers changed. */
@@ -121,6 +138,7 @@ export class RemoteHarts {
       hartId: r.shell.hartId,
       link: r.link.buffer,
       doorbell: this.doorbellBuffer,
+      dirtyMap: this.dirtyMap,
       peers: [null, ...this.harts.map((p) => p.link.buffer)],
       clint: {
         regs: this.clint.regs.buffer as SharedArrayBuffer,
