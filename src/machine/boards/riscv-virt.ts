@@ -43,6 +43,9 @@ import {
   type VirtFdtConfig,
 } from "./riscv-virt-fdt.ts";
 
+/** Fewest instructions hart 0 runs between looks at the remote harts' device accesses. */
+const SERVE_PIECE_MIN = 1_000;
+
 /** mip bit numbers (privileged spec §3.1.9). */
 const MIP_MSIP = 3;
 const MIP_MTIP = 7;
@@ -405,7 +408,7 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
     const remote = this.remote;
     for (let h = 0; h < harts.length; h++) {
       const hart = harts[h]!;
-      executed += hart.run(budgetPerHart);
+      executed += remote === null ? hart.run(budgetPerHart) : this.runServing(hart, budgetPerHart, remote);
       // LR/SC: another hart runs next and may store to the reserved address; we do not track stores
       // across harts, so the reservation is dropped (the SC fails and the guest retries, as the spec allows).
       if (harts.length > 1) hart.clearReservation();
@@ -425,6 +428,24 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       this.onPower(event);
     }
     return executed;
+  }
+
+  /**
+   * Runs `hart` for up to `budget` instructions in pieces, performing the device accesses harts on other
+   * threads posted between them: such an access waits for a piece (an eighth of a slice), not a whole slice.
+   */
+  private runServing(hart: Rv64Hart, budget: number, remote: RemoteHarts): number {
+    const piece = Math.max(SERVE_PIECE_MIN, budget >>> 3);
+    let done = 0;
+    while (done < budget) {
+      const ask = Math.min(piece, budget - done);
+      const ran = hart.run(ask);
+      done += ran;
+      remote.serve();
+      // Fewer than asked: WFI, a power event, or the hart left its run early; a whole run would stop too.
+      if (ran < ask) break;
+    }
+    return done;
   }
 
   /**
