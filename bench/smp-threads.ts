@@ -112,7 +112,8 @@ try {
       console.error(
         `run ${r + 1} ${configs[i]!.name}: ${(ms / 1000).toFixed(2)} s, CPU/wall ${cpuPerWall[i]!.at(-1)!.toFixed(2)}, thread CPU s: ${threadsUsed}, M instructions per hart: ${instret.map((n) => n.toFixed(0)).join(" + ")}, load ${loadavg()[0]!.toFixed(2)}`,
       );
-      if (statsStart && statsEnd) console.error(`  hart 1's thread: ${hartThreadDelta(statsStart[0]!, statsEnd[0]!)}`);
+      if (statsStart && statsEnd)
+        console.error(`  hart 1's thread: ${hartThreadDelta(statsStart[0]!, statsEnd[0]!)}`);
     }
   const base = median(times[0]!) ?? Number.NaN;
   console.log(

@@ -1,7 +1,8 @@
 // Two harts of one machine on two threads (RiscvEngine's hartThreads), bare metal: after a start barrier both
 // hammer the same doubleword with amoadd.d (carrying into the high half) and the same word with an LR/SC loop
 // at the same time; not one update may be lost. Then a WFI'd hart is woken across threads by an IPI (CLINT
-// msip written by hart 0) and a pause/resume in between changes nothing.
+// msip written by hart 0) and a pause/resume in between changes nothing. Also: a 64-bit store is seen whole
+// by a load on the other thread, and dirty-page tracking sees the worker hart's stores.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { assembleElf } from "./cross-assembler.ts";
@@ -9,7 +10,8 @@ import { RiscvEngine } from "./riscv-engine.ts";
 
 const ROUNDS = 200_000;
 
-const PROGRAM = `
+/** Both harts start, with s0 = mhartid, once both are here (a word `ready` in .data counts them). */
+const START_BARRIER = `
 .text
 .globl _start
 _start:
@@ -21,7 +23,10 @@ barrier:
   lw t3, 0(t0)
   li t4, 2
   bne t3, t4, barrier
-  la t0, counter
+`;
+
+const PROGRAM = `
+${START_BARRIER}  la t0, counter
   li t1, ${ROUNDS}
   li t2, 0xffffffff
 amo_loop:
@@ -101,15 +106,17 @@ done: .word 0
 woken: .word 0
 `;
 
-function twoHartEngine(): RiscvEngine {
+/** A bare-metal `program` on two harts, hart 1 on a worker thread. */
+function twoHartEngine(program = PROGRAM, jit = true): RiscvEngine {
   return new RiscvEngine({
     config: {
       harts: 2,
       memoryBytes: 16 * 1024 * 1024,
       firmware: null,
-      kernel: { name: "t.elf", bytes: assembleElf(PROGRAM) },
+      kernel: { name: "t.elf", bytes: assembleElf(program) },
       initrd: null,
       bootargs: "",
+      jit,
     },
     console: { write: () => {} },
     hartThreads: true,
@@ -150,18 +157,7 @@ const TEAR_ROUNDS = 3_000_000;
 /** Hart 0 stores 0 and all-ones in turn into one doubleword while hart 1 loads it; exits with the count of
  * loads that saw neither (half of one store and half of the other). */
 const TEAR_PROGRAM = `
-.text
-.globl _start
-_start:
-  csrr s0, mhartid
-  li t2, 1
-  la t0, ready
-  amoadd.w zero, t2, (t0)
-barrier:
-  lw t3, 0(t0)
-  li t4, 2
-  bne t3, t4, barrier
-  la t0, shared
+${START_BARRIER}  la t0, shared
   la t2, stop
   li t5, -1
   bnez s0, reader
@@ -211,19 +207,7 @@ stop: .word 0
 
 for (const jit of [true, false])
   test(`an aligned 64-bit store is seen whole by a load on another thread (RVWMO single-copy atomicity), JIT ${jit ? "on" : "off"}`, async () => {
-    const engine = new RiscvEngine({
-      config: {
-        harts: 2,
-        memoryBytes: 16 * 1024 * 1024,
-        firmware: null,
-        kernel: { name: "t.elf", bytes: assembleElf(TEAR_PROGRAM) },
-        initrd: null,
-        bootargs: "",
-        jit,
-      },
-      console: { write: () => {} },
-      hartThreads: true,
-    });
+    const engine = twoHartEngine(TEAR_PROGRAM, jit);
     await engine.start();
     // The exit code is how many of hart 1's loads saw half of one store and half of the other.
     assert.deepEqual(await engine.exited, { kind: "htif-exit", code: 0 });
@@ -259,18 +243,7 @@ area: .space ${64 * 4096}
 `;
 
 test("dirty-page tracking sees the stores of a hart on another thread: a pre-copy of RAM while both harts write ends equal to RAM", async () => {
-  const engine = new RiscvEngine({
-    config: {
-      harts: 2,
-      memoryBytes: 16 * 1024 * 1024,
-      firmware: null,
-      kernel: { name: "t.elf", bytes: assembleElf(WRITERS_PROGRAM) },
-      initrd: null,
-      bootargs: "",
-    },
-    console: { write: () => {} },
-    hartThreads: true,
-  });
+  const engine = twoHartEngine(WRITERS_PROGRAM);
   assert.equal(engine.capabilities.dirtyPageTracking, true);
   const ram = engine.board.ram.u8;
   await engine.start();

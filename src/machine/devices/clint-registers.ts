@@ -48,29 +48,31 @@ export class ClintRegisters {
 
   /** Guest ticks at host time `nowMs` (exact, maybe fractional). */
   ticksAt(nowMs: number): number {
-    const seq = this.seq;
-    const origin = this.origin;
-    for (;;) {
-      const before = Atomics.load(seq, SEQ);
-      const originMs = origin[0]!;
-      const originTicks = origin[1]!;
-      if ((before & 1) !== 0 || Atomics.load(seq, SEQ) !== before) continue;
-      const elapsed = nowMs - originMs;
-      // A Clock never goes backwards; should one, guest time stands still rather than running backwards.
-      return originTicks + (elapsed > 0 ? elapsed * TICKS_PER_MS : 0);
-    }
+    this.readOrigin();
+    const elapsed = nowMs - this.originMs;
+    // A Clock never goes backwards; should one, guest time stands still rather than running backwards.
+    return this.originTicks + (elapsed > 0 ? elapsed * TICKS_PER_MS : 0);
   }
 
   /** Host time (ms) at which guest time reaches `ticks`. */
   msAt(ticks: number): number {
+    this.readOrigin();
+    return this.originMs + (ticks - this.originTicks) / TICKS_PER_MS;
+  }
+
+  /** The origin as last read whole (readOrigin), in fields: no allocation per read. */
+  private originMs = 0;
+  private originTicks = 0;
+
+  /** Reads the origin into originMs/originTicks, again until no writer moved it meanwhile. */
+  private readOrigin(): void {
     const seq = this.seq;
     const origin = this.origin;
     for (;;) {
       const before = Atomics.load(seq, SEQ);
-      const originMs = origin[0]!;
-      const originTicks = origin[1]!;
-      if ((before & 1) !== 0 || Atomics.load(seq, SEQ) !== before) continue;
-      return originMs + (ticks - originTicks) / TICKS_PER_MS;
+      this.originMs = origin[0]!;
+      this.originTicks = origin[1]!;
+      if ((before & 1) === 0 && Atomics.load(seq, SEQ) === before) return;
     }
   }
 

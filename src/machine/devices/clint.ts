@@ -242,7 +242,10 @@ export class Clint implements MmioDevice, Stateful<ClintState> {
       const now = this.mtime();
       const lo = now % TWO_32;
       const hi = Math.floor(now / TWO_32) % TWO_32;
-      this.regs.setOrigin(this.clock.nowMs(), word === CLINT_MTIME ? hi * TWO_32 + value : value * TWO_32 + lo);
+      this.regs.setOrigin(
+        this.clock.nowMs(),
+        word === CLINT_MTIME ? hi * TWO_32 + value : value * TWO_32 + lo,
+      );
     }
   }
 }

@@ -91,9 +91,8 @@ export class AwayHart {
         else link.ringDoorbell();
       },
     });
-    setup.windows.forEach((w, i) =>
-      bus.map(w.base, w.size, w.id === id ? this.clint : new LinkedWindow(w.id, w.base, link, i, clock)),
-    );
+    for (const [i, w] of setup.windows.entries())
+      bus.map(w.base, w.size, w.id === id ? this.clint : new LinkedWindow(w.id, w.base, link, i, clock));
     this.hart = new Rv64Hart(own, bus, this.clint, { jit: setup.jit, sharedRam: true });
     const blocks = this.hart.blockCache;
     if (blocks !== null && setup.jitThreshold !== undefined) blocks.threshold = setup.jitThreshold;
