@@ -115,9 +115,20 @@ export class AwayHart {
   /** Runs the hart, sleeping while it waits in WFI, until the board asks it to park. */
   runUntilParked(): void {
     const link = this.link;
+    link.running = true;
+    try {
+      this.runLoop();
+    } finally {
+      // Also when the hart failed: nobody may wait for this thread's acknowledgements any longer.
+      link.instretCount = this.hart.instretCount();
+      link.running = false;
+    }
+  }
+
+  private runLoop(): void {
+    const link = this.link;
     const hart = this.hart;
     const clock = this.clock;
-    link.running = true;
     while (!link.parkRequested) {
       const seen = link.wakeCount;
       this.takeLines();
@@ -138,8 +149,6 @@ export class AwayHart {
       if (took < SLICE_MS / 2) this.budget = Math.min(MAX_BUDGET, this.budget * 2);
       else if (took > SLICE_MS * 2) this.budget = Math.max(MIN_BUDGET, Math.floor(this.budget / 2));
     }
-    link.instretCount = hart.instretCount();
-    link.running = false;
   }
 
   /** Dirty-page tracking took the map: the next store to each page must mark it again. */
