@@ -7,15 +7,22 @@
 // agent's command; host CPU / wall (this process, every thread) shows how far the harts really ran at once: on
 // a loaded host (and with sched_autogroup, where all threads of a session share one share of the CPU) the
 // threads get no more CPU than one thread would. Progress to stderr, the table to stdout, with the load.
+import { readdirSync, readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
+import type { HartThreadStats } from "../src/machine/index.ts";
 import { findImage } from "../src/images/image-store.ts";
 import { type AgentMachine, bootAgentMachine } from "../tests/integration/agent-machine.ts";
 import { median } from "./bench-report.ts";
 
 const { values } = parseArgs({
-  options: { runs: { type: "string", default: "3" }, mib: { type: "string", default: "8" } },
+  options: {
+    runs: { type: "string", default: "3" },
+    mib: { type: "string", default: "8" },
+    /** Only these guests, by number (1: 1 vCPU, 2: threads, 3: one thread), e.g. "1,2". */
+    only: { type: "string", default: "1,2,3" },
+  },
 });
 const runs = Number(values.runs);
 const mib = Number(values.mib);
@@ -25,11 +32,47 @@ if (!img) {
   process.exit(1);
 }
 
+const only = values.only.split(",").map(Number);
 const configs = [
   { name: "1 vCPU", harts: 1, hartThreads: false },
   { name: "2 vCPUs, threads", harts: 2, hartThreads: true },
   { name: "2 vCPUs, one thread", harts: 2, hartThreads: false },
-];
+].filter((_, i) => only.includes(i + 1));
+/** CPU seconds (user + system) of each thread of this process, by thread id (Linux /proc; empty elsewhere). */
+function threadCpu(): Map<string, number> {
+  const out = new Map<string, number>();
+  try {
+    for (const tid of readdirSync("/proc/self/task")) {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, "latin1");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      out.set(tid, (Number(f[11]) + Number(f[12])) / 100);
+    }
+  } catch {}
+  return out;
+}
+
+/** The threads that used the most CPU between two readings, busiest first: "main 3.1 s, 2.9, 0.4". */
+function busiestThreads(before: Map<string, number>, after: Map<string, number>): string {
+  const main = String(process.pid);
+  const used = [...after].map(([tid, s]) => [tid, s - (before.get(tid) ?? 0)] as const);
+  const others = used.filter(([tid, s]) => tid !== main && s >= 0.05).sort((a, b) => b[1] - a[1]);
+  const mainS = used.find(([tid]) => tid === main)?.[1] ?? 0;
+  return [`main ${mainS.toFixed(2)}`, ...others.slice(0, 3).map(([, s]) => s.toFixed(2))].join(", ");
+}
+
+/** What hart 1's thread did during a run: ms running, sleeping in WFI, waiting for device round trips. */
+function hartThreadDelta(a: HartThreadStats, b: HartThreadStats): string {
+  const windows = Object.entries(b.windows)
+    .map(([id, w]) => [id, w.calls - (a.windows[id]?.calls ?? 0), w.ms - (a.windows[id]?.ms ?? 0)] as const)
+    .filter(([, calls]) => calls > 0)
+    .map(([id, calls, ms]) => `${id} ${calls}× ${ms.toFixed(0)} ms`);
+  return [
+    `run ${(b.runMs - a.runMs).toFixed(0)} ms`,
+    `WFI ${b.sleeps - a.sleeps}× ${(b.sleepMs - a.sleepMs).toFixed(0)} ms`,
+    `device round trips ${b.calls - a.calls}× ${(b.callMs - a.callMs).toFixed(0)} ms (${windows.join(", ")})`,
+  ].join("; ");
+}
+
 const machines: AgentMachine[] = [];
 const times: number[][] = configs.map(() => []);
 /** Host CPU time of this process (every thread) per wall time of each run: above 1 when harts ran at once. */
@@ -51,9 +94,15 @@ try {
       await m.engine.resume();
       const start = performance.now();
       const cpuStart = process.cpuUsage();
+      const threadsStart = threadCpu();
+      const statsStart = m.engine.stats().hartThreads;
+      const instretStart = m.engine.stats().instret;
       const out = await m.run(script, 900_000);
       const ms = performance.now() - start;
       const cpu = process.cpuUsage(cpuStart);
+      const threadsUsed = busiestThreads(threadsStart, threadCpu());
+      const statsEnd = m.engine.stats().hartThreads;
+      const instret = m.engine.stats().instret.map((n, h) => (n - instretStart[h]!) / 1e6);
       cpuPerWall[i]!.push((cpu.user + cpu.system) / 1000 / ms);
       await m.engine.pause();
       const sums = out.stdout.trim().split("\n");
@@ -61,8 +110,10 @@ try {
         throw new Error(`${configs[i]!.name}: wrong result ${JSON.stringify(out)}`);
       times[i]!.push(ms);
       console.error(
-        `run ${r + 1} ${configs[i]!.name}: ${(ms / 1000).toFixed(2)} s, CPU/wall ${cpuPerWall[i]!.at(-1)!.toFixed(2)}`,
+        `run ${r + 1} ${configs[i]!.name}: ${(ms / 1000).toFixed(2)} s, CPU/wall ${cpuPerWall[i]!.at(-1)!.toFixed(2)}, thread CPU s: ${threadsUsed}, M instructions per hart: ${instret.map((n) => n.toFixed(0)).join(" + ")}, load ${loadavg()[0]!.toFixed(2)}`,
       );
+      if (statsStart && statsEnd)
+        console.error(`  hart 1's thread: ${hartThreadDelta(statsStart[0]!, statsEnd[0]!)}`);
     }
   const base = median(times[0]!) ?? Number.NaN;
   console.log(

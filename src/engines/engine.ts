@@ -1,6 +1,8 @@
 // The interface the hypervisor sees of an engine that runs one VM (emulator or KVM): lifecycle, the exit
 // event with a typed reason, statistics and declared capabilities.
 
+import type { HartThreadStats } from "../machine/index.ts";
+
 /** Why a VM stopped running. */
 export type ExitReason =
   /** The guest powered off (sifive_test FINISHER_PASS or FINISHER_FAIL with its code). */
@@ -31,6 +33,8 @@ export interface EngineStats {
   readonly uptimeMs: number;
   /** Guest resets so far. */
   readonly resets: number;
+  /** Per vCPU 1… on a worker thread of its own: where that thread's time went (riscv hartThreads). */
+  readonly hartThreads?: readonly HartThreadStats[];
 }
 
 export type EngineState = "created" | "running" | "paused" | "exited";

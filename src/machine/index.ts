@@ -21,6 +21,7 @@ export type { VirtioConsolePortConfig } from "./devices/virtio/virtio-console.ts
 export { type VirtioNet, type VirtioNetStats } from "./devices/virtio/virtio-net.ts";
 export type { Rv64HartState } from "./riscv/hart.ts";
 export { AwayHart } from "./smp/away-hart.ts";
+export type { HartThreadStats } from "./smp/hart-link.ts";
 export type { AwayHartSetup } from "./smp/remote-harts.ts";
 export type { BlockBackend, CharSink, Clock, Completion, EntropySource, NetworkPort } from "./ports.ts";
 export {

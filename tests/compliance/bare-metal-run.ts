@@ -32,6 +32,8 @@ export interface BareMetalOptions {
    * threshold of 1 compiles a start only when reached again: code that runs once, most of a compliance
    * program, stays in the interpreter). */
   readonly compileFirstTime?: boolean;
+  /** Guest RAM in a SharedArrayBuffer, as a board with harts on threads has it (one hart still). */
+  readonly sharedRam?: boolean;
 }
 
 export interface BareMetalResult {
@@ -49,10 +51,11 @@ export function runBareMetal(name: string, elf: Uint8Array, options: BareMetalOp
   // Guest time moves 1 ms per slice: deterministic, and a program waiting for a timer gets there.
   const clock = { now: 0, nowMs: () => clock.now };
   const chunks: Uint8Array[] = [];
+  const memoryBytes = options.memoryBytes ?? 128 * 1024 * 1024;
   const board = new RiscvVirtBoard(
     {
       harts: options.harts ?? 1,
-      memoryBytes: options.memoryBytes ?? 128 * 1024 * 1024,
+      memoryBytes,
       firmware: null,
       kernel: { name, bytes: elf },
       initrd: null,
@@ -65,6 +68,7 @@ export function runBareMetal(name: string, elf: Uint8Array, options: BareMetalOp
       console: { write: (bytes) => chunks.push(bytes.slice()) },
       entropy: { fill: (d) => d.fill(0x5a) },
       disks: [],
+      ...(options.sharedRam ? { ram: new SharedArrayBuffer(memoryBytes) } : {}),
     },
   );
   let event: PowerEvent | null = null;

@@ -154,6 +154,24 @@ if (noGcc) {
         assertBareMetalPassed("tsvm (compiled when first reached)", name, r);
         assert.ok(r.board.harts[0]!.blockCache!.compiled > 0, `${name}: nothing compiled`);
       });
+      // RAM in a SharedArrayBuffer, as with harts on threads: 64-bit accesses, PTE reads and A/D updates take
+      // their whole-doubleword and compare-and-swap paths, compiled and interpreted.
+      await t.test("tsvm, RAM shared between threads, every block compiled when first reached", () => {
+        const r = runBareMetal(`${name}.elf`, elfBytes, {
+          compileFirstTime: true,
+          sharedRam: true,
+          maxInstructions: FORCED_MAX_INSTRUCTIONS,
+        });
+        assertBareMetalPassed("tsvm (shared RAM, compiled when first reached)", name, r);
+      });
+      await t.test("tsvm, RAM shared between threads, interpreter", () => {
+        const r = runBareMetal(`${name}.elf`, elfBytes, {
+          jit: false,
+          sharedRam: true,
+          maxInstructions: FORCED_MAX_INSTRUCTIONS,
+        });
+        assertBareMetalPassed("tsvm (shared RAM, interpreter)", name, r);
+      });
       for (const jitThreshold of FORCED_JIT_THRESHOLDS) {
         await t.test(`tsvm, compiling at ${jitThreshold}`, () => {
           const r = runBareMetal(`${name}.elf`, elfBytes, {

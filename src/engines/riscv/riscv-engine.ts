@@ -167,7 +167,7 @@ class WakingBlockBackend implements BlockBackend {
 }
 
 export class RiscvEngine implements Engine {
-  /** Dirty-page tracking only with every hart on this thread: harts on worker threads do not mark pages. */
+  /** Dirty-page tracking with harts on worker threads too: they mark a shared map (bus/guest-ram.ts). */
   readonly capabilities: EngineCapabilities;
   readonly board: RiscvVirtBoard;
   readonly exited: Promise<ExitReason>;
@@ -207,7 +207,7 @@ export class RiscvEngine implements Engine {
     });
     const wake = (): void => this.wake();
     const threaded = options.hartThreads === true && options.config.harts > 1;
-    this.capabilities = { snapshot: true, dirtyPageTracking: !threaded, liveMigration: false };
+    this.capabilities = { snapshot: true, dirtyPageTracking: true, liveMigration: false };
     this.clock = threaded ? sharedMonotonicClock() : performanceClock;
     let ram: ArrayBuffer | SharedArrayBuffer | undefined = options.ram;
     if (threaded) {
@@ -305,8 +305,6 @@ export class RiscvEngine implements Engine {
   }
 
   startDirtyPageTracking(): void {
-    if (!this.capabilities.dirtyPageTracking)
-      throw new MachineError("unsupported", "dirty-page tracking needs every hart on one thread");
     this.board.ram.startDirtyTracking();
   }
 
@@ -382,6 +380,7 @@ export class RiscvEngine implements Engine {
       busyMs: this.turns.busyMs,
       uptimeMs: this.startedAt ? now - this.startedAt : 0,
       resets: this.resets,
+      ...(this.board.remote !== null ? { hartThreads: this.board.remote.stats() } : {}),
     };
   }
 

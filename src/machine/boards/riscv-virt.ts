@@ -8,6 +8,7 @@ import { CallbackIrqLine, type IrqLine } from "../bus/irq-line.ts";
 import type { MmioDevice } from "../bus/mmio-device.ts";
 import { PhysBus } from "../bus/phys-bus.ts";
 import { Clint } from "../devices/clint.ts";
+import { ClintRegisters } from "../devices/clint-registers.ts";
 import { GoldfishRtc } from "../devices/goldfish-rtc.ts";
 import { Plic } from "../devices/plic.ts";
 import { SifiveTest } from "../devices/sifive-test.ts";
@@ -41,6 +42,9 @@ import {
   VIRTIO_IRQ,
   type VirtFdtConfig,
 } from "./riscv-virt-fdt.ts";
+
+/** Fewest instructions hart 0 runs between looks at the remote harts' device accesses. */
+const SERVE_PIECE_MIN = 1_000;
 
 /** mip bit numbers (privileged spec §3.1.9). */
 const MIP_MSIP = 3;
@@ -219,6 +223,7 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       },
       dirtyPagesReset: () => {
         for (const h of this.localHarts) h.dropAllWriteMappings();
+        this.remote?.dropWriteMappings();
       },
     });
     const blocks = this.harts[0]!.blockCache;
@@ -235,12 +240,21 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       this.hartLines.push(l);
       return l;
     };
+    // With harts on other threads the CLINT's registers are shared with their views of it (smp/away-hart.ts).
     this.clint = new Clint(
       host.clock,
       this.harts.map((h) => line(h, MIP_MSIP)),
       this.harts.map((h) => line(h, MIP_MTIP)),
+      undefined,
+      threaded
+        ? {
+            regs: new ClintRegisters(new SharedArrayBuffer(ClintRegisters.bytes(harts)), harts),
+            onHartWritten: (h) => this.remote?.wakeHart(h),
+          }
+        : {},
     );
     if (threaded) {
+      this.clint.reset();
       this.remote = new RemoteHarts(this.clint, this.bus);
       for (const h of this.harts.slice(1)) remoteOf.set(h, this.remote.add(h));
     }
@@ -394,17 +408,14 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
     const remote = this.remote;
     for (let h = 0; h < harts.length; h++) {
       const hart = harts[h]!;
-      executed += hart.run(budgetPerHart);
+      executed += remote === null ? hart.run(budgetPerHart) : this.runServing(hart, budgetPerHart, remote);
       // LR/SC: another hart runs next and may store to the reserved address; we do not track stores
       // across harts, so the reservation is dropped (the SC fails and the guest retries, as the spec allows).
       if (harts.length > 1) hart.clearReservation();
       if (this.pendingPower) break;
       this.clint.update();
     }
-    if (remote !== null) {
-      remote.serve();
-      remote.timeBase.publish();
-    }
+    if (remote !== null) remote.serve();
     this.clint.update();
     this.rtc.update();
     this.uart.flush();
@@ -417,6 +428,24 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
       this.onPower(event);
     }
     return executed;
+  }
+
+  /**
+   * Runs `hart` for up to `budget` instructions in pieces, performing the device accesses harts on other
+   * threads posted between them: such an access waits for a piece (an eighth of a slice), not a whole slice.
+   */
+  private runServing(hart: Rv64Hart, budget: number, remote: RemoteHarts): number {
+    const piece = Math.max(SERVE_PIECE_MIN, budget >>> 3);
+    let done = 0;
+    while (done < budget) {
+      const ask = Math.min(piece, budget - done);
+      const ran = hart.run(ask);
+      done += ran;
+      remote.serve();
+      // Fewer than asked: WFI, a power event, or the hart left its run early; a whole run would stop too.
+      if (ran < ask) break;
+    }
+    return done;
   }
 
   /**
@@ -461,7 +490,8 @@ export class RiscvVirtBoard implements Stateful<RiscvVirtBoardState> {
 
   /** Host time (Clock ms) of the next timer event; Infinity when none is armed. */
   nextDeadlineMs(): number {
-    return Math.min(this.clint.nextDeadlineMs(), this.rtc.nextDeadlineMs());
+    // Harts on other threads wait for their own timers.
+    return Math.min(this.clint.nextDeadlineMs(0, this.localHarts.length), this.rtc.nextDeadlineMs());
   }
 
   /** Every stateful component by its stable id (hart0…, clint@2000000, virtio_mmio@10001000, …). */

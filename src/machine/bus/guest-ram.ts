@@ -21,6 +21,8 @@ export class GuestRam {
   readonly u8: Uint8Array;
   readonly u16: Uint16Array;
   readonly i32: Int32Array;
+  /** RAM as doublewords: an aligned 8-byte access in one host access (single-copy atomic across threads). */
+  readonly f64: Float64Array;
   readonly view: DataView;
   private readonly listeners: RamWriteListener[] = [];
   /**
@@ -30,6 +32,11 @@ export class GuestRam {
    * TLB; device writes are marked by `noteWrite`.
    */
   dirtyPages: Uint8Array | null = null;
+  /**
+   * The map harts on other threads mark (over a SharedArrayBuffer), or null: tracking then uses it, and takes
+   * pages from it so that a page a hart marks while it is being taken is kept for the next take.
+   */
+  private sharedDirtyMap: Uint8Array | null = null;
 
   /** @param base guest-physical address of byte 0 (0x8000_0000 on the virt board)
    *  @param size bytes; a multiple of 4 KiB
@@ -53,6 +60,7 @@ export class GuestRam {
     this.u8 = new Uint8Array(buffer);
     this.u16 = new Uint16Array(buffer);
     this.i32 = new Int32Array(buffer);
+    this.f64 = new Float64Array(buffer);
     this.view = new DataView(buffer);
   }
 
@@ -88,9 +96,20 @@ export class GuestRam {
     return new Uint8Array(out.buffer);
   }
 
+  /**
+   * Harts on other threads mark pages in `map` (one byte per page, over a SharedArrayBuffer, always): this
+   * RAM's tracking uses it too.
+   */
+  shareDirtyMap(map: Uint8Array): void {
+    if (map.length !== this.size >>> 12) throw new Error("the dirty-page map has one byte per page");
+    this.sharedDirtyMap = map;
+  }
+
   /** Starts dirty-page tracking with no page dirty (from here on every write is seen). */
   startDirtyTracking(): void {
-    this.dirtyPages = new Uint8Array(this.size >>> 12);
+    const shared = this.sharedDirtyMap;
+    if (shared !== null) shared.fill(0);
+    this.dirtyPages = shared ?? new Uint8Array(this.size >>> 12);
     this.dirtyPagesReset();
   }
 
@@ -106,6 +125,7 @@ export class GuestRam {
   takeDirtyPages(): Uint32Array {
     const map = this.dirtyPages;
     if (map === null) throw new MachineError("not-tracking", "dirty-page tracking is not on");
+    if (map === this.sharedDirtyMap) return this.takeSharedDirtyPages(map);
     let n = 0;
     for (let p = 0; p < map.length; p++) if (map[p] !== 0) n++;
     const pages = new Uint32Array(n);
@@ -114,6 +134,20 @@ export class GuestRam {
     map.fill(0);
     this.dirtyPagesReset();
     return pages;
+  }
+
+  /**
+   * takeDirtyPages with harts marking on other threads: each marked page is cleared with an atomic exchange
+   * (a plain clear could wipe a mark made after the page was read, and lose a store for good), then every
+   * hart drops its write TLB. A store between the two through an entry it had still lands in a page this
+   * take reports (the entry's mark, made after the previous take's drop, was there to see), and its host
+   * copies the reported pages after this returns.
+   */
+  private takeSharedDirtyPages(map: Uint8Array): Uint32Array {
+    const pages: number[] = [];
+    for (let p = 0; p < map.length; p++) if (map[p] !== 0 && Atomics.exchange(map, p, 0) !== 0) pages.push(p);
+    this.dirtyPagesReset();
+    return Uint32Array.from(pages);
   }
 
   /** Marks the pages of [off, off + len) dirty when tracking (a hart's store outside its write TLB). */

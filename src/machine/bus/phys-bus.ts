@@ -19,6 +19,9 @@ export class PhysBus {
   private devices: MmioDevice[] = [];
   private readonly ramBase: number;
   private readonly ramEnd: number;
+  /** Splits a doubleword read whole into its halves (and joins them for a store). */
+  private readonly pair64 = new Float64Array(1);
+  private readonly pair32 = new Int32Array(this.pair64.buffer);
 
   constructor(readonly ram: GuestRam) {
     this.ramBase = ram.base;
@@ -81,6 +84,11 @@ export class PhysBus {
       } else if (width === 4) {
         this.lo = view.getInt32(off, true);
         this.hi = 0;
+      } else if ((off & 7) === 0) {
+        // Aligned: one 8-byte access, which a hart on another thread sees whole or not at all (RVWMO).
+        this.pair64[0] = this.ram.f64[off >> 3]!;
+        this.lo = this.pair32[0]!;
+        this.hi = this.pair32[1]!;
       } else {
         this.lo = view.getInt32(off, true);
         this.hi = view.getInt32(off + 4, true);
@@ -110,7 +118,11 @@ export class PhysBus {
       if (width === 1) this.ram.u8[off] = lo;
       else if (width === 2) view.setUint16(off, lo, true);
       else if (width === 4) view.setInt32(off, lo, true);
-      else {
+      else if ((off & 7) === 0) {
+        this.pair32[0] = lo;
+        this.pair32[1] = hi;
+        this.ram.f64[off >> 3] = this.pair64[0]!;
+      } else {
         view.setInt32(off, lo, true);
         view.setInt32(off + 4, hi, true);
       }

@@ -1,5 +1,7 @@
 // The core-local interruptor of QEMU's virt board: SiFive CLINT layout of the RISC-V ACLINT spec v1.0
-// (§2 MTIMER: mtime/mtimecmp, §3 MSWI: msip), software and timer interrupts for every hart.
+// (§2 MTIMER: mtime/mtimecmp, §3 MSWI: msip), software and timer interrupts for every hart. Its registers
+// live in a buffer of their own (clint-registers.ts): a hart on another thread has a Clint of its own over
+// the same registers, and programs its timer or sends an IPI without a round trip to the board's thread.
 
 import { MachineError } from "../base/machine-error.ts";
 import type { IrqLine } from "../bus/irq-line.ts";
@@ -7,6 +9,7 @@ import type { AccessWidth, MmioDevice } from "../bus/mmio-device.ts";
 import type { Clock } from "../ports.ts";
 import type { ComponentState, Stateful } from "../state/stateful.ts";
 import { checkState } from "../state/stateful.ts";
+import { ClintRegisters } from "./clint-registers.ts";
 import { extractLanes, fitsInWord, insertLanes } from "./sub-word-access.ts";
 
 /** Offsets inside the window (QEMU virt: base 0x0200_0000). */
@@ -14,12 +17,10 @@ export const CLINT_MSIP_BASE = 0x0000;
 export const CLINT_MTIMECMP_BASE = 0x4000;
 export const CLINT_MTIME = 0xbff8;
 export const CLINT_SIZE = 0x10000;
-/** "timebase-frequency" of QEMU virt's /cpus node, in Hz. */
-export const CLINT_TIMEBASE_FREQ = 10_000_000;
+export { CLINT_TIMEBASE_FREQ } from "./clint-registers.ts";
 /** ACLINT §3: "up to 4095 harts"; the mtimecmp array ends where mtime starts. */
 export const CLINT_MAX_HARTS = 4095;
 
-const TICKS_PER_MS = CLINT_TIMEBASE_FREQ / 1000;
 const TWO_32 = 4294967296;
 /** mtimecmp at or beyond this (29,000 years away) means "no timer": OpenSBI parks it at all-ones. */
 const NO_DEADLINE = 2 ** 63;
@@ -35,56 +36,58 @@ export interface ClintState extends ComponentState {
   readonly msip: Uint8Array;
 }
 
+/** How a CLINT shares its registers with views on other threads. */
+export interface ClintSharing {
+  /** The registers (default: the CLINT's own, reset when made). */
+  readonly regs?: ClintRegisters;
+  /** A register of hart `h` (msip, mtimecmp) was written through this view: whoever else looks at hart
+   * `h`'s lines must look again (wake a hart sleeping on another thread). Not called for `reset` or
+   * `loadState`. */
+  readonly onHartWritten?: (h: number) => void;
+}
+
 export class Clint implements MmioDevice, Stateful<ClintState> {
   readonly harts: number;
-  // Guest time is originTicks at host time originMs and runs at TICKS_PER_MS from there; writing mtime or
-  // loading a state moves this origin, so host time never appears in the guest or in a saved state.
-  private originMs: number;
-  private originTicks = 0;
-  private readonly cmpLo: Uint32Array;
-  private readonly cmpHi: Uint32Array;
-  /** mtimecmp as a double, for the comparison (exact below 2^53 ticks = 28 years). */
-  private readonly cmp: Float64Array;
-  private readonly msip: Uint8Array;
+  /** The registers and guest time's origin; shared with the CLINT views of harts on other threads. */
+  readonly regs: ClintRegisters;
+  private readonly onHartWritten: ((h: number) => void) | null;
 
   /**
-   * @param clock the host's monotonic clock
+   * @param clock the host's monotonic clock (the same on every thread sharing `regs`)
    * @param msipLines per hart, its MSIP input
    * @param mtipLines per hart, its MTIP input (same length)
+   * @param sharing the registers when CLINT views on several threads share them
    */
   constructor(
     private readonly clock: Clock,
     private readonly msipLines: readonly IrqLine[],
     private readonly mtipLines: readonly IrqLine[],
     readonly id = "clint@2000000",
+    sharing: ClintSharing = {},
   ) {
+    const regs = sharing.regs;
     const n = msipLines.length;
-    if (n < 1 || n > CLINT_MAX_HARTS || mtipLines.length !== n)
+    if (n < 1 || n > CLINT_MAX_HARTS || mtipLines.length !== n || (regs !== undefined && regs.harts !== n))
       throw new MachineError(
         "bad-clint-config",
         `the CLINT needs one MSIP and one MTIP line per hart (1 to ${CLINT_MAX_HARTS} harts)`,
       );
     this.harts = n;
-    this.cmpLo = new Uint32Array(n);
-    this.cmpHi = new Uint32Array(n);
-    this.cmp = new Float64Array(n);
-    this.msip = new Uint8Array(n);
-    this.originMs = clock.nowMs();
-    this.reset();
+    this.regs = regs ?? new ClintRegisters(new ArrayBuffer(ClintRegisters.bytes(n)), n);
+    this.onHartWritten = sharing.onHartWritten ?? null;
+    if (regs === undefined) this.reset();
   }
 
   /** Power-on state as QEMU's: mtime 0, no software interrupt, every mtimecmp 0 (so MTIP is pending). */
   reset(): void {
-    this.originMs = this.clock.nowMs();
-    this.originTicks = 0;
+    const regs = this.regs;
+    regs.setOrigin(this.clock.nowMs(), 0);
     // The ACLINT leaves mtimecmp's reset value unspecified; QEMU's is 0, and firmware such as OpenSBI
     // writes all-ones before it enables timer interrupts.
-    this.cmpLo.fill(0);
-    this.cmpHi.fill(0);
     for (let h = 0; h < this.harts; h++) {
-      this.cmp[h] = this.cmpHi[h] * TWO_32 + this.cmpLo[h];
-      this.msip[h] = 0;
-      this.msipLines[h].set(false);
+      regs.setCmp(h, 0, 0);
+      regs.msip[h] = 0;
+      this.msipLines[h]!.set(false);
     }
     this.update();
   }
@@ -95,33 +98,39 @@ export class Clint implements MmioDevice, Stateful<ClintState> {
   }
 
   /**
-   * Writes guest time's origin (host ms, ticks at that moment) into `out[0]`, `out[1]`: a hart on another
-   * thread computes mtime from it and the same host clock (smp/time-base.ts). Returns true when it changed.
+   * Re-evaluates every hart's MTIP against the current mtime, and its MSIP (a view on another thread may
+   * have written it); the board calls it between slices.
    */
-  timeBase(out: Float64Array): boolean {
-    if (out[0] === this.originMs && out[1] === this.originTicks) return false;
-    out[0] = this.originMs;
-    out[1] = this.originTicks;
-    return true;
-  }
-
-  /** Re-evaluate every hart's MTIP against the current mtime; the board calls it between slices. */
   update(): void {
     const t = this.mtime();
-    for (let h = 0; h < this.harts; h++) this.mtipLines[h].set(t >= this.cmp[h]);
+    const regs = this.regs;
+    for (let h = 0; h < this.harts; h++) {
+      this.mtipLines[h]!.set(t >= regs.cmp[h]!);
+      this.msipLines[h]!.set(regs.msip[h] === 1);
+    }
   }
 
-  /** Host time (the Clock's ms) at which the earliest not-yet-reached mtimecmp fires; Infinity if none. */
-  nextDeadlineMs(): number {
+  /** `update()` for hart `h` alone (a hart on its own thread looks at its own lines). */
+  updateHart(h: number): void {
+    const regs = this.regs;
+    this.mtipLines[h]!.set(this.mtime() >= regs.cmp[h]!);
+    this.msipLines[h]!.set(regs.msip[h] === 1);
+  }
+
+  /**
+   * Host time (the Clock's ms) at which the earliest not-yet-reached mtimecmp of harts [from, to) fires
+   * (default: every hart); Infinity if none.
+   */
+  nextDeadlineMs(from = 0, to = this.harts): number {
     const t = this.ticksNow();
+    const cmp = this.regs.cmp;
     let earliest = Number.POSITIVE_INFINITY;
-    for (let h = 0; h < this.harts; h++) {
-      const c = this.cmp[h];
-      if (c <= t || c >= NO_DEADLINE) continue;
-      const ms = this.originMs + (c - this.originTicks) / TICKS_PER_MS;
-      if (ms < earliest) earliest = ms;
+    for (let h = from; h < to; h++) {
+      const c = cmp[h]!;
+      if (c <= t || c >= NO_DEADLINE || c >= earliest) continue;
+      earliest = c;
     }
-    return earliest;
+    return earliest === Number.POSITIVE_INFINITY ? earliest : this.regs.msAt(earliest);
   }
 
   read(offset: number, width: AccessWidth): number {
@@ -144,9 +153,9 @@ export class Clint implements MmioDevice, Stateful<ClintState> {
     return {
       version: STATE_VERSION,
       mtime: this.ticksNow(),
-      mtimecmpLo: this.cmpLo.slice(),
-      mtimecmpHi: this.cmpHi.slice(),
-      msip: this.msip.slice(),
+      mtimecmpLo: new Uint32Array(this.regs.cmpLo),
+      mtimecmpHi: new Uint32Array(this.regs.cmpHi),
+      msip: new Uint8Array(this.regs.msip),
     };
   }
 
@@ -179,33 +188,29 @@ export class Clint implements MmioDevice, Stateful<ClintState> {
       "msip holds a value other than 0 or 1",
     );
 
-    this.originMs = this.clock.nowMs();
-    this.originTicks = state.mtime;
-    this.cmpLo.set(state.mtimecmpLo);
-    this.cmpHi.set(state.mtimecmpHi);
-    this.msip.set(state.msip);
+    const regs = this.regs;
+    regs.setOrigin(this.clock.nowMs(), state.mtime);
     for (let h = 0; h < n; h++) {
-      this.cmp[h] = this.cmpHi[h] * TWO_32 + this.cmpLo[h];
-      this.msipLines[h].set(this.msip[h] === 1);
+      regs.setCmp(h, state.mtimecmpLo[h]!, state.mtimecmpHi[h]!);
+      regs.msip[h] = state.msip[h]!;
+      this.msipLines[h]!.set(regs.msip[h] === 1);
     }
     this.update();
   }
 
   private ticksNow(): number {
-    const elapsed = this.clock.nowMs() - this.originMs;
-    // A Clock never goes backwards; should one, guest time stands still rather than running backwards.
-    return this.originTicks + (elapsed > 0 ? elapsed * TICKS_PER_MS : 0);
+    return this.regs.ticksAt(this.clock.nowMs());
   }
 
   private readWord(word: number): number {
     if (word < CLINT_MTIMECMP_BASE) {
       const h = (word - CLINT_MSIP_BASE) >>> 2;
-      return h < this.harts ? this.msip[h] : 0;
+      return h < this.harts ? this.regs.msip[h]! : 0;
     }
     if (word < CLINT_MTIME) {
       const h = (word - CLINT_MTIMECMP_BASE) >>> 3;
       if (h >= this.harts) return 0;
-      return word & 4 ? this.cmpHi[h] : this.cmpLo[h];
+      return (word & 4 ? this.regs.cmpHi[h]! : this.regs.cmpLo[h]!) >>> 0;
     }
     if (word === CLINT_MTIME) return this.mtime() % TWO_32;
     if (word === CLINT_MTIME + 4) return Math.floor(this.mtime() / TWO_32) % TWO_32;
@@ -218,16 +223,18 @@ export class Clint implements MmioDevice, Stateful<ClintState> {
       const h = (word - CLINT_MSIP_BASE) >>> 2;
       if (h >= this.harts) return;
       // ACLINT §3.1: "the upper 31 bits are wired to zero"; bit 0 is the hart's MSIP.
-      this.msip[h] = value & 1;
-      this.msipLines[h].set((value & 1) === 1);
+      this.regs.msip[h] = value & 1;
+      this.msipLines[h]!.set((value & 1) === 1);
+      this.onHartWritten?.(h);
       return;
     }
     if (word < CLINT_MTIME) {
       const h = (word - CLINT_MTIMECMP_BASE) >>> 3;
       if (h >= this.harts) return;
-      if (word & 4) this.cmpHi[h] = value;
-      else this.cmpLo[h] = value;
-      this.cmp[h] = this.cmpHi[h] * TWO_32 + this.cmpLo[h];
+      const regs = this.regs;
+      if (word & 4) regs.setCmp(h, regs.cmpLo[h]!, value);
+      else regs.setCmp(h, value, regs.cmpHi[h]!);
+      this.onHartWritten?.(h);
       return;
     }
     if (word === CLINT_MTIME || word === CLINT_MTIME + 4) {
@@ -235,8 +242,10 @@ export class Clint implements MmioDevice, Stateful<ClintState> {
       const now = this.mtime();
       const lo = now % TWO_32;
       const hi = Math.floor(now / TWO_32) % TWO_32;
-      this.originTicks = word === CLINT_MTIME ? hi * TWO_32 + value : value * TWO_32 + lo;
-      this.originMs = this.clock.nowMs();
+      this.regs.setOrigin(
+        this.clock.nowMs(),
+        word === CLINT_MTIME ? hi * TWO_32 + value : value * TWO_32 + lo,
+      );
     }
   }
 }

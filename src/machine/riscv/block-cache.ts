@@ -94,7 +94,11 @@ export class BlockCache {
   /** Pages whose blocks a write dropped (for tests and stats). */
   invalidations = 0;
 
+  /** Harts on other threads share this RAM (a SharedArrayBuffer): blocks make 64-bit accesses whole. */
+  private readonly atomic64: boolean;
+
   constructor(private readonly ram: GuestRam) {
+    this.atomic64 = ram.buffer instanceof SharedArrayBuffer;
     const pages = ram.size >>> 12;
     this.pageGen = new Int32Array(pages);
     this.codePage = new Uint8Array(pages);
@@ -126,7 +130,7 @@ export class BlockCache {
   compile(off: number, counter = ((off >>> 1) & SET_MASK) << 1): CompiledBlock {
     if (this.made >= this.maxBlocks) this.flush();
     const page = off >>> 12;
-    const code = compileBlock(this.ram.u16, off);
+    const code = compileBlock(this.ram.u16, off, this.atomic64);
     const gen = this.pageGen[page]!;
     const b =
       code === null

@@ -105,18 +105,22 @@ export interface CompiledCode {
  * Compiles the block at byte `off` of RAM (`u16` views it). Returns null when the first instruction is not one
  * this compiler translates.
  */
-export function compileBlock(u16: Uint16Array, off: number): CompiledCode | null {
+/**
+ * @param atomic64 harts on other threads share RAM: an aligned 64-bit access must be one host access
+ *        (through the hart's `ramF64`), single-copy atomic as RVWMO requires
+ */
+export function compileBlock(u16: Uint16Array, off: number, atomic64 = false): CompiledCode | null {
   const insns = decodeBlock(u16, off);
   if (insns.length === 0) return null;
-  const gen = generate(insns, off);
+  const gen = generate(insns, off, atomic64);
   const factory = new Function("rt", gen.src) as (rt: typeof RUNTIME) => BlockFn;
   return { fn: factory(RUNTIME), len: insns.length, exits: gen.exits, pairs: gen.pairs };
 }
 
 /** The source compileBlock would compile (for tests and debugging). */
-export function blockSource(u16: Uint16Array, off: number): string | null {
+export function blockSource(u16: Uint16Array, off: number, atomic64 = false): string | null {
   const insns = decodeBlock(u16, off);
-  return insns.length === 0 ? null : generate(insns, off).src;
+  return insns.length === 0 ? null : generate(insns, off, atomic64).src;
 }
 
 function decodeBlock(u16: Uint16Array, off: number): Insn[] {
@@ -286,13 +290,19 @@ function isFp(insn: number): boolean {
 const L = (r: number): string => (r === 0 ? "0" : `r${r}l`);
 const H = (r: number): string => (r === 0 ? "0" : `r${r}h`);
 
-function generate(insns: Insn[], off: number): { src: string; exits: number; pairs: number[] } {
+function generate(
+  insns: Insn[],
+  off: number,
+  atomic64: boolean,
+): { src: string; exits: number; pairs: number[] } {
   const count = insns.length;
   const touched = new Set<number>();
   const written = new Set<number>();
   let loads = false;
   let stores = false;
   let fp = false;
+  /** Whether a 64-bit load or store (integer or FP) is in the region. */
+  let wide = false;
   /** Instruction index of each decoded offset; the label (switch case) of each instruction jumped to. */
   const index = new Map<number, number>();
   for (let i = 0; i < count; i++) index.set(insns[i]!.delta, i);
@@ -310,6 +320,7 @@ function generate(insns: Insn[], off: number): { src: string; exits: number; pai
     }
     if (op === 0x03 || op === 0x07) loads = true;
     if (op === 0x23 || op === 0x27) stores = true;
+    if ((op === 0x03 || op === 0x07 || op === 0x23 || op === 0x27) && ((insn >>> 12) & 7) === 3) wide = true;
     if (isFp(insn)) fp = true;
     const t =
       op === 0x63
@@ -384,6 +395,9 @@ function generate(insns: Insn[], off: number): { src: string; exits: number; pai
   s += `return function block_${off.toString(16)}(h,x,u8,u16,i32,pl,ph,n,end){\n`;
   if (loads) s += "const rTL=h.rTagLo,rTH=h.rTagHi,rO=h.rOff;\n";
   if (stores) s += "const wTL=h.wTagLo,wTH=h.wTagHi,wO=h.wOff;\n";
+  // A doubleword as one 8-byte access, split into halves through P64/P32 (hart.ts `ramF64`).
+  const atomic = atomic64 && wide;
+  if (atomic) s += "const F64=h.ramF64,P64=h.pair64,P32=h.pair32;\n";
   // mstatus.FS cannot change while a region runs (only CSR writes and traps change it, and neither happens
   // inside one): read it once. With FS off every FP instruction leaves, so the interpreter raises the trap.
   // frm does not change either: whether DYN rounds to nearest-even is known at entry.
@@ -510,6 +524,7 @@ function generate(insns: Insn[], off: number): { src: string; exits: number; pai
         if (width === 0) s += "const v=u8[rO[k]+(lo&4095)];";
         else if (width === 1) s += "const v=u16[(rO[k]+(lo&4095))>>1];";
         else if (width === 2) s += "const v=i32[(rO[k]+(lo&4095))>>2];";
+        else if (atomic) s += "P64[0]=F64[(rO[k]+(lo&4095))>>3];const v=P32[0],vh=P32[1];";
         else s += "const w=(rO[k]+(lo&4095))>>2,v=i32[w],vh=i32[w+1];";
         // A TLB miss, MMIO or misaligned access leaves the region before this instruction; the interpreter
         // runs it (and any trap it takes) with exactly the state it would have had.
@@ -525,6 +540,7 @@ function generate(insns: Insn[], off: number): { src: string; exits: number; pai
         if (width === 0) s += `u8[wO[k]+(lo&4095)]=${bl};`;
         else if (width === 1) s += `u16[(wO[k]+(lo&4095))>>1]=${bl};`;
         else if (width === 2) s += `i32[(wO[k]+(lo&4095))>>2]=${bl};`;
+        else if (atomic) s += `P32[0]=${bl};P32[1]=${bh};F64[(wO[k]+(lo&4095))>>3]=P64[0];`;
         else s += `const w=(wO[k]+(lo&4095))>>2;i32[w]=${bl};i32[w+1]=${bh};`;
         // Likewise for stores; a page holding compiled code (this region's own, perhaps) never has a write-TLB
         // entry, so a store into code always leaves here and the interpreter's store drops the stale regions.
@@ -576,7 +592,9 @@ function generate(insns: Insn[], off: number): { src: string; exits: number; pai
         s +=
           f3 === 2
             ? `fr[${2 * d}]=i32[w];fr[${2 * d + 1}]=-1;`
-            : `fr[${2 * d}]=i32[w];fr[${2 * d + 1}]=i32[w+1];`;
+            : atomic
+              ? `P64[0]=F64[w>>1];fr[${2 * d}]=P32[0];fr[${2 * d + 1}]=P32[1];`
+              : `fr[${2 * d}]=i32[w];fr[${2 * d + 1}]=i32[w+1];`;
         s += `h.mstatus|=${MSTATUS_FS};}else${leave(delta, j)}}\n`;
         break;
       }
@@ -585,8 +603,10 @@ function generate(insns: Insn[], off: number): { src: string; exits: number; pai
         const sImm = ((insn >> 25) << 5) | ((insn >> 7) & 31);
         s += `if(!fsOn)${leave(delta, j)}`;
         s += `{const q=${al},lo=(q+${sImm})|0,hi=(${ah}+${sImm >> 31}+(lo>>>0<q>>>0?1:0))|0,k=(lo>>>12)&${TLB_MASK};`;
-        s += `if(wTH[k]===hi&&wTL[k]===(lo&${mask})){const w=(wO[k]+(lo&4095))>>2;i32[w]=fr[${2 * b}];`;
-        if (f3 === 3) s += `i32[w+1]=fr[${2 * b + 1}];`;
+        s += `if(wTH[k]===hi&&wTL[k]===(lo&${mask})){const w=(wO[k]+(lo&4095))>>2;`;
+        if (f3 !== 3) s += `i32[w]=fr[${2 * b}];`;
+        else if (atomic) s += `P32[0]=fr[${2 * b}];P32[1]=fr[${2 * b + 1}];F64[w>>1]=P64[0];`;
+        else s += `i32[w]=fr[${2 * b}];i32[w+1]=fr[${2 * b + 1}];`;
         s += `}else${leave(delta, j)}}\n`;
         break;
       }

@@ -276,6 +276,15 @@ export class Rv64Hart implements BlockCacheClient {
   private resValHi = 0;
   /** Non-null when harts on other threads share this RAM. */
   private readonly atomics: SharedRamAtomics | null;
+  /**
+   * With RAM in a SharedArrayBuffer (harts on other threads), RAM as doublewords (else null): an aligned 64-bit load or store is then one 8-byte host
+   * access, single-copy atomic as RVWMO requires (two 32-bit halves let another thread see half of a store).
+   * V8 compiles an aligned Float64Array access to one 8-byte load or store, and moves the bits unchanged
+   * (NaN payloads included) between Float64Arrays; `pair64`/`pair32` split a doubleword into its halves.
+   */
+  readonly ramF64: Float64Array | null;
+  readonly pair64 = new Float64Array(1);
+  readonly pair32 = new Int32Array(this.pair64.buffer);
 
   private excCause = 0;
   private excTvalLo = 0;
@@ -332,6 +341,8 @@ export class Rv64Hart implements BlockCacheClient {
     this.jit = config.jit === false ? null : BlockCache.of(bus.ram);
     this.jit?.addClient(this);
     this.atomics = config.sharedRam === true ? new SharedRamAtomics(bus.ram) : null;
+    // The same test as the block cache's, whose blocks then take this view.
+    this.ramF64 = bus.ram.buffer instanceof SharedArrayBuffer ? bus.ram.f64 : null;
     if (!warmedUp) {
       warmedUp = true;
       warmUp();
@@ -474,6 +485,9 @@ export class Rv64Hart implements BlockCacheClient {
     const u8 = this.u8;
     const u16 = this.u16;
     const i32 = this.i32;
+    const f64 = this.ramF64;
+    const pair64 = this.pair64;
+    const pair32 = this.pair32;
     this.breakOut = false;
     // Hot state lives in locals while the loop runs (a field access per use costs more than the work). The
     // count and pc are stored back in `finally`, also when an instruction traps: a trapping instruction
@@ -784,8 +798,14 @@ export class Rv64Hart implements BlockCacheClient {
               case 3:
                 if (th && tl === (lo & -4089)) {
                   const w = (rOff[i] + (lo & 0xfff)) >> 2;
-                  v = i32[w];
-                  x[d + 1] = i32[w + 1];
+                  if (f64 === null) {
+                    v = i32[w];
+                    x[d + 1] = i32[w + 1];
+                  } else {
+                    pair64[0] = f64[w >> 1]!;
+                    v = pair32[0]!;
+                    x[d + 1] = pair32[1]!;
+                  }
                 } else {
                   v = this.loadSlow(lo, hi, 8);
                   x[d + 1] = this.tmpHi;
@@ -834,8 +854,14 @@ export class Rv64Hart implements BlockCacheClient {
               case 3:
                 if (th && tl === (lo & -4089)) {
                   const w = (wOff[i] + (lo & 0xfff)) >> 2;
-                  i32[w] = x[b];
-                  i32[w + 1] = x[b + 1];
+                  if (f64 === null) {
+                    i32[w] = x[b];
+                    i32[w + 1] = x[b + 1];
+                  } else {
+                    pair32[0] = x[b];
+                    pair32[1] = x[b + 1];
+                    f64[w >> 1] = pair64[0]!;
+                  }
                 } else this.storeSlow(lo, hi, 8, x[b], x[b + 1]);
                 break;
               default:
@@ -1575,6 +1601,13 @@ export class Rv64Hart implements BlockCacheClient {
     const i = (lo >>> 12) & TLB_MASK;
     if (this.rTagLo[i] === (lo & -4089) && this.rTagHi[i] === hi) {
       const w = (this.rOff[i] + (lo & 0xfff)) >> 2;
+      const f64 = this.ramF64;
+      if (f64 !== null) {
+        this.pair64[0] = f64[w >> 1]!;
+        this.tmpLo = this.pair32[0]!;
+        this.tmpHi = this.pair32[1]!;
+        return this.tmpLo;
+      }
       const v = this.i32[w];
       this.tmpLo = v;
       this.tmpHi = this.i32[w + 1];
@@ -1600,8 +1633,15 @@ export class Rv64Hart implements BlockCacheClient {
     const i = (lo >>> 12) & TLB_MASK;
     if (this.wTagLo[i] === (lo & -4089) && this.wTagHi[i] === hi) {
       const w = (this.wOff[i] + (lo & 0xfff)) >> 2;
-      this.i32[w] = vlo;
-      this.i32[w + 1] = vhi;
+      const f64 = this.ramF64;
+      if (f64 !== null) {
+        this.pair32[0] = vlo;
+        this.pair32[1] = vhi;
+        f64[w >> 1] = this.pair64[0]!;
+      } else {
+        this.i32[w] = vlo;
+        this.i32[w + 1] = vhi;
+      }
     } else this.storeSlow(lo, hi, 8, vlo, vhi);
   }
 
@@ -1739,8 +1779,15 @@ export class Rv64Hart implements BlockCacheClient {
       pteOff = this.bus.ramOffset(base + vpn * 8, 8);
       // A page-table entry outside RAM is an access fault of the original access type.
       if (pteOff < 0) this.fault(accessFaultCause(access), lo, hi);
-      pteLo = i32[pteOff >> 2];
-      pteHi = i32[(pteOff >> 2) + 1];
+      if (this.ramF64 !== null) {
+        // Another hart may be writing this PTE: read it whole.
+        this.pair64[0] = this.ramF64[pteOff >> 3]!;
+        pteLo = this.pair32[0]!;
+        pteHi = this.pair32[1]!;
+      } else {
+        pteLo = i32[pteOff >> 2];
+        pteHi = i32[(pteOff >> 2) + 1];
+      }
       // Invalid, W without R, or reserved/Svpbmt/Svnapot bits 63:54 set (none implemented): page fault.
       if ((pteLo & PTE_V) === 0 || (pteLo & (PTE_R | PTE_W)) === PTE_W || pteHi >>> 22 !== 0)
         this.fault(pageFaultCause(access), lo, hi);
@@ -1767,10 +1814,13 @@ export class Rv64Hart implements BlockCacheClient {
     const span = 2 ** (9 * level);
     // "If i > 0 and pte.ppn[i−1:0] ≠ 0, this is a misaligned superpage; stop and raise a page-fault".
     if (ppn % span !== 0) this.fault(pageFaultCause(access), lo, hi);
-    // Hardware A/D update, done in place on the PTE (one hart runs at a time, so this is atomic).
+    // Hardware A/D update, in place on the PTE: atomic, as the spec requires, because one hart runs at a time,
+    // or with harts on other threads a compare-and-swap; if the PTE changed since it was read, walk again.
     const want = access === ACCESS_STORE ? PTE_A | PTE_D : PTE_A;
     if ((pteLo & want) !== want) {
-      i32[pteOff >> 2] = pteLo | want;
+      if (this.atomics === null) i32[pteOff >> 2] = pteLo | want;
+      else if (Atomics.compareExchange(i32, pteOff >> 2, pteLo, pteLo | want) !== pteLo)
+        return this.walk(lo, hi, access, priv);
       this.bus.ram.markDirty(pteOff, 8);
       this.noteCodeWrite(pteOff);
     }
