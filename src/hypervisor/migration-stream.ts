@@ -56,6 +56,20 @@ export class MigrationStreamError extends HypervisorError {
   }
 }
 
+/**
+ * The source sent the whole stream but the target's answer did not come (a connection lost, a target gone
+ * after END): the target may run the guest already. The source keeps its guest paused until its launcher
+ * settles who owns the VM (a VMM's "migrateSettle").
+ */
+export class MigrationUnconfirmedError extends HypervisorError {
+  constructor(problem: string) {
+    super(
+      "migration-unconfirmed",
+      `the whole guest was sent but the target did not confirm that it runs it (${problem}); it stays paused here until its owner is known`,
+    );
+  }
+}
+
 /** Where the sender's bytes go; resolves once the bytes are taken (backpressure). */
 export interface MigrationSink {
   write(bytes: Buffer): Promise<void>;
@@ -543,6 +557,7 @@ export async function sendOverTcp<T>(
   try {
     return await send(socketSink(socket), target.ticket, () => answer);
   } catch (e) {
+    if (e instanceof MigrationUnconfirmedError) throw e;
     // Let a refusal on its way arrive: it says more than the broken pipe it caused.
     await new Promise((r) => setTimeout(r, 50));
     throw refusal ?? new HypervisorError("move-failed", `sending the guest failed: ${(e as Error).message}`);

@@ -20,7 +20,7 @@ import {
 } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { diskChain, readDiskInfo, reclaimLeaks } from "../../engines/backends/qcow2/index.ts";
-import { DISKS_DIR, SNAPSHOTS_FILE } from "../disk-store.ts";
+import { DISKS_DIR, SNAPSHOTS_FILE, VM_DISK_BACKING } from "../disk-store.ts";
 import { HypervisorError } from "../hypervisor-error.ts";
 import { readTree } from "../snapshot-tree.ts";
 import { syncDir, writeFileAtomic } from "../store.ts";
@@ -65,8 +65,6 @@ export interface StagedImport {
 const VM_FILES = /^vm\/(?:disk\.qcow2|disk\.img|snapshots\.json|state\/.+|snapshots\/.+|boot\/.+)$/;
 /** A disk node's file name in disks/, as disk-store.ts names them. */
 const NODE_FILE = /^[a-z0-9-]{1,80}\.(?:qcow2|raw)$/;
-/** The only backing names an imported disk may have: the node layout of disk-store.ts, nothing outside it. */
-const VM_DISK_BACKING = /^\.\.\/\.\.\/disks\/([a-z0-9-]{1,80}\.(?:qcow2|raw))$/;
 
 /** Writes each file of the archive into the staging tree, verified bytes only. */
 class StagingSink implements ArchiveSink {
