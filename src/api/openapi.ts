@@ -469,6 +469,42 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
     ],
   },
   {
+    method: "POST",
+    path: `${API_BASE}/migrations/live`,
+    operationId: "migrations.live",
+    summary: "Between the hosts of a cluster: prepare to take in a RUNNING VM another host moves here live",
+    description:
+      "Sent by the VM's host during instances.move, with the cluster's token; the body is the VM's export " +
+      "without its active disk. The file is verified whole, the name and room checked, and the VM's files put " +
+      "in place (its record stays the sender's); a VMM then waits for the guest's live migration stream, " +
+      "which brings the active disk after the pause. The VM's record is taken over at the sender's revision " +
+      'only once that stream arrived whole, before the guest runs here (docs/cluster.md "Moving a running VM").',
+    query: [
+      { name: "name", schema: { type: "string" }, description: "The VM's name." },
+      {
+        name: "revision",
+        schema: { type: "string", pattern: "^[0-9]{1,15}$" },
+        description: "The record's revision as the sender saw it.",
+      },
+      { name: "from", schema: { type: "string" }, description: "The sending host." },
+      {
+        name: "diskBytes",
+        schema: { type: "string", pattern: "^[0-9]{1,13}$" },
+        description: "The active disk's virtual size in bytes.",
+      },
+    ],
+    binaryBody: "The VM's export file without its active disk (docs/export-format.md).",
+    answer: { json: "LiveMoveInResult" },
+    errors: [
+      "bad-archive",
+      "import-failed",
+      "already-exists",
+      "capacity-exceeded",
+      "invalid-network",
+      "invalid-engine",
+    ],
+  },
+  {
     method: "GET",
     path: `${API_BASE}/hosts`,
     operationId: "hosts.list",

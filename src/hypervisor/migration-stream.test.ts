@@ -142,8 +142,14 @@ test("a disk sent after the pause lands at its path only once the whole stream i
     );
     assert.deepEqual(await left(), []);
     // A disk the target does not expect, and none where it expects one.
-    await assert.rejects(receiveMigration(chunked(good, 65536), HELLO), /carries a disk, and the target expects none/);
-    await assert.rejects(receiveMigration(chunked(await stream(), 4096), HELLO, undefined, disk), /carried no disk/);
+    await assert.rejects(
+      receiveMigration(chunked(good, 65536), HELLO),
+      /carries a disk, and the target expects none/,
+    );
+    await assert.rejects(
+      receiveMigration(chunked(await stream(), 4096), HELLO, undefined, disk),
+      /carried no disk/,
+    );
     assert.deepEqual(await left(), []);
 
     const got = await receiveMigration(chunked(good, 65536), HELLO, undefined, disk);

@@ -423,7 +423,9 @@ function launcherSaysRun(): Promise<void> {
       const type = (msg as { type?: unknown } | null)?.type;
       if (type === "incoming-run") done();
       else if (type === "incoming-abort")
-        done(new Error(`its host refused it: ${String((msg as { message?: unknown }).message).slice(0, 300)}`));
+        done(
+          new Error(`its host refused it: ${String((msg as { message?: unknown }).message).slice(0, 300)}`),
+        );
     };
     const onGone = () => done(new Error("the daemon that launched this VMM is gone"));
     if (!process.send || !process.connected) return onGone();

@@ -45,9 +45,9 @@ import {
 } from "../types.ts";
 import type { ClusterHost, ClusterHostList, HostDrainResult } from "../schemas/host-schemas.ts";
 import type { ClusterRouting } from "./cluster-routing.ts";
-import { INCOMING_MOVE_PATH } from "../../hypervisor/cluster/move-transport.ts";
-import type { MoveInResult } from "../schemas/move-schemas.ts";
-import { parseMoveOffer } from "./move-offer.ts";
+import { INCOMING_MOVE_PATH, LIVE_MOVE_PATH } from "../../hypervisor/cluster/move-transport.ts";
+import type { LiveMoveInResult, MoveInResult } from "../schemas/move-schemas.ts";
+import { parseLiveMoveOffer, parseMoveOffer } from "./move-offer.ts";
 import { followEvents } from "./event-stream.ts";
 import { checkLocalHost, LOCAL_HOST_NAME, localHosts } from "./local-host.ts";
 import { SerialPortSockets } from "./serial-port-socket.ts";
@@ -246,6 +246,12 @@ export class ApiServer {
         path: INCOMING_MOVE_PATH,
         operationId: "migrations.incoming",
         handler: async (c) => this.moveIn(c),
+      },
+      {
+        method: "POST",
+        path: LIVE_MOVE_PATH,
+        operationId: "migrations.live",
+        handler: async (c) => this.moveInLive(c),
       },
       {
         method: "GET",
@@ -577,6 +583,30 @@ export class ApiServer {
       );
     try {
       return await this.hv.moveIn(c.req, parseMoveOffer(c.query));
+    } catch (e) {
+      drainRefusedUpload(c.req);
+      throw e;
+    }
+  }
+
+  /**
+   * migrations.live: another host of the cluster moves a RUNNING VM here live; the body is its live move's
+   * file. Only a cluster member's API (the cluster's token) takes it. The VMM that waits for the guest's
+   * stream listens on the address this request came in at: the one the sender reaches this host on.
+   */
+  private async moveInLive(c: RequestContext): Promise<LiveMoveInResult> {
+    if (!this.options.cluster)
+      throw new ApiFailure(400, "invalid-argument", "this daemon is not in a cluster: it takes no moved VMs");
+    const type = c.req.headers["content-type"] ?? "";
+    if (!/^application\/octet-stream\b/i.test(type))
+      throw new ApiFailure(
+        415,
+        "unsupported-media-type",
+        `send a live move's file as application/octet-stream (got '${type.slice(0, 60)}')`,
+      );
+    const local = (c.req.socket.localAddress ?? "127.0.0.1").replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, "");
+    try {
+      return await this.hv.moveInLive(c.req, parseLiveMoveOffer(c.query), local);
     } catch (e) {
       drainRefusedUpload(c.req);
       throw e;
