@@ -379,7 +379,16 @@ export async function createGuest(
               `the migrated disk holds ${disk.sizeBytes} bytes, not the ${incoming.diskBytes} the guest was built for`,
             );
         }
+        const restoring = performance.now();
         await engine.restoreState(state);
+        if (incoming) {
+          const restored = performance.now();
+          // A gated migration's guest runs only once its host owns the VM (asked for meanwhile).
+          await incoming.mayRun?.();
+          log(
+            `the migrated guest: disk opened and state restored in ${(restored - restoring).toFixed(0)} ms, then waited ${(performance.now() - restored).toFixed(0)} ms for its host's word`,
+          );
+        }
         // Held no longer than needed: with RAM read (not mapped), this is a second copy of it.
         saved = undefined;
         // vmm.log says when the guest ran again, in wall-clock ms, for bench/resume.ts.

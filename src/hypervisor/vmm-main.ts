@@ -452,6 +452,8 @@ async function awaitIncoming(incoming: IncomingMigration): Promise<IncomingGuest
   void sendToLauncher({ type: "incoming", port });
   const memoryBytes = spec.memoryMiB * 1048576;
   const ram = new ArrayBuffer(memoryBytes);
+  /** A gated migration's word from the launcher, asked for once the stream is verified. */
+  let launcherWord: Promise<void> | undefined;
   const state = new Promise<SnapshotLike>((resolve, reject) => {
     const timer = setTimeout(() => {
       server.close();
@@ -478,8 +480,12 @@ async function awaitIncoming(incoming: IncomingMigration): Promise<IncomingGuest
             lockDisks();
           }
           if (incoming.gated) {
-            await launcherSaysRun();
-            log(`told to run it, ${(performance.now() - receivedAt).toFixed(0)} ms after its stream ended`);
+            const word = launcherSaysRun().then(() =>
+              log(`told to run it, ${(performance.now() - receivedAt).toFixed(0)} ms after its stream ended`),
+            );
+            // Awaited by the guest's start before it runs (IncomingGuest.mayRun).
+            word.catch(() => {});
+            launcherWord = word;
           }
           return got.snapshot;
         })
@@ -488,7 +494,12 @@ async function awaitIncoming(incoming: IncomingMigration): Promise<IncomingGuest
   });
   // Awaited by the guest's start; a failure before that is its start's failure too.
   state.catch(() => {});
-  return { ram, state, ...(incoming.diskBytes === undefined ? {} : { diskBytes: incoming.diskBytes }) };
+  return {
+    ram,
+    state,
+    ...(incoming.diskBytes === undefined ? {} : { diskBytes: incoming.diskBytes }),
+    ...(incoming.gated ? { mayRun: () => launcherWord ?? Promise.reject(new Error("no word yet")) } : {}),
+  };
 }
 
 /**

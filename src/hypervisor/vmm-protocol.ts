@@ -423,6 +423,12 @@ export interface IncomingGuest {
   readonly state: Promise<SnapshotLike>;
   /** The stream brings the active disk (IncomingMigration.diskBytes): in place once `state` resolved. */
   readonly diskBytes?: number;
+  /**
+   * A gated migration (IncomingMigration.gated): the restored guest runs only once this resolves (its
+   * launcher took the VM over); a rejection fails the start. Asked for as soon as the stream is verified,
+   * so that the takeover and the restore overlap.
+   */
+  readonly mayRun?: () => Promise<void>;
 }
 
 /** Splits a byte stream into JSON lines; calls `onError` (once) for an oversized or unparsable line. */
