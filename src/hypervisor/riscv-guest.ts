@@ -508,6 +508,7 @@ export async function createGuest(
         throw e;
       }
     },
+    canMigrateLive: () => engine.capabilities.dirtyPageTracking,
     async migrateOut(
       sink: MigrationSink,
       ticket: string,

@@ -706,7 +706,9 @@ async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<voi
         return;
       }
       case "capabilities":
-        reply({ result: { liveMigration: typeof g.migrateOut === "function" } });
+        reply({
+          result: { liveMigration: typeof g.migrateOut === "function" && g.canMigrateLive?.() === true },
+        });
         return;
       case "snapshot": {
         const p = req.params;

@@ -318,6 +318,8 @@ export interface VmmGuest {
    * paused and throws MigrationUnconfirmedError (the target may run it). With `disk`, the active disk
    * file goes too, after the pause. Rejects at once when this engine cannot track dirty pages.
    */
+  /** Whether migrateOut can send this guest now (its engine tracks dirty pages); absent: it cannot. */
+  canMigrateLive?(): boolean;
   migrateOut?(
     sink: MigrationSink,
     ticket: string,
