@@ -57,6 +57,16 @@ export class MigrationStreamError extends HypervisorError {
 }
 
 /**
+ * The target said it will not run the guest (a line "failed: <why>"): a target says so only while nothing
+ * of the guest can run there (before its launcher was asked to take the VM over), so the source runs on.
+ */
+export class TargetRefusal extends HypervisorError {
+  constructor(why: string) {
+    super("move-failed", `the target refused the guest: ${why}`);
+  }
+}
+
+/**
  * The source sent the whole stream but the target's answer did not come (a connection lost, a target gone
  * after END): the target may run the guest already. The source keeps its guest paused until its launcher
  * settles who owns the VM (a VMM's "migrateSettle").
@@ -491,13 +501,7 @@ export function targetAnswer(socket: Socket): Promise<void> {
       if (nl < 0 && text.length < MAX_ANSWER_BYTES) return;
       const line = text.slice(0, nl < 0 ? MAX_ANSWER_BYTES : nl);
       if (line === RUNNING_LINE) done();
-      else
-        done(
-          new HypervisorError(
-            "move-failed",
-            `the target refused the guest: ${line.replace(/^failed: /, "").slice(0, 300)}`,
-          ),
-        );
+      else done(new TargetRefusal(line.replace(/^failed: /, "").slice(0, 300)));
     };
     const onClose = () =>
       done(new HypervisorError("move-failed", "the target closed the connection before the guest ran there"));

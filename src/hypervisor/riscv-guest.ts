@@ -20,7 +20,12 @@ import {
   RESEED_BYTES,
   restoredIdentityCommand,
 } from "./guest-identity.ts";
-import { type MigrationSink, MigrationStreamWriter, MigrationUnconfirmedError } from "./migration-stream.ts";
+import {
+  type MigrationSink,
+  MigrationStreamWriter,
+  MigrationUnconfirmedError,
+  TargetRefusal,
+} from "./migration-stream.ts";
 import { readSnapshot, type SnapshotLike, writeRamPages, writeSnapshot } from "./snapshot-file.ts";
 import { adoptedAt } from "./spare-adoption.ts";
 import { bootFilesOf } from "./vm-boot-files.ts";
@@ -560,7 +565,8 @@ export async function createGuest(
         engine.stopDirtyPageTracking();
         // Once the whole stream went, the target may run the guest already (its answer lost): only the
         // launcher, who knows who owns the VM now, may let it run here again.
-        if (streamEnded) throw new MigrationUnconfirmedError((e as Error).message);
+        if (streamEnded && !(e instanceof TargetRefusal))
+          throw new MigrationUnconfirmedError((e as Error).message);
         if (paused) await engine.resume();
         throw e;
       }

@@ -406,6 +406,11 @@ let incomingSocket: Socket | undefined;
 let receivedAt = 0;
 /** A migrateOut whose target did not confirm: the guest waits paused for migrateSettle. */
 let migrationUnsettled = false;
+/**
+ * A gated target asked its launcher to take the VM over: from then on it never tells the source "failed"
+ * (the launcher may own the VM already); it only closes, and the source asks who owns the VM.
+ */
+let askedLauncher = false;
 
 /**
  * A gated target (IncomingMigration.gated): tells the launcher that the whole guest arrived and waits for
@@ -431,6 +436,7 @@ function launcherSaysRun(): Promise<void> {
     if (!process.send || !process.connected) return onGone();
     process.on("message", onMessage);
     process.once("disconnect", onGone);
+    askedLauncher = true;
     void sendToLauncher({ type: "received" });
   });
 }
@@ -890,7 +896,8 @@ try {
   const message = (e as Error).message;
   log(`could not start: ${message}`);
   // Told before this process ends, so that the source knows why (it runs its guest on either way).
-  if (incomingSocket)
+  if (incomingSocket && askedLauncher) incomingSocket.destroy();
+  else if (incomingSocket)
     await Promise.race([answerSource(incomingSocket, e as Error), new Promise((r) => setTimeout(r, 1000))]);
   await guest?.flushDisks().catch(() => {});
   await guest?.close().catch(() => {});
