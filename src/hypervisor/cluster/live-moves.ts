@@ -71,9 +71,16 @@ export type LiveMoveOutcome =
  * could not start (the guest runs on here untouched: copy it cold). Rejects move-failed, with the guest
  * running here, when the stream failed.
  */
+/** The VM as moveLive sees it: its live steps, its name and revision, and how this host lets go of it. */
+type MovingLive = LiveMovingVm & {
+  readonly name: string;
+  revision(): Promise<number>;
+  forget(to: string): Promise<void>;
+};
+
 export async function moveLive(
   op: Operation,
-  vm: LiveMovingVm & { readonly name: string; revision(): Promise<number> },
+  vm: MovingLive,
   target: string,
   transport: MoveTransport,
 ): Promise<LiveMoveOutcome> {
@@ -111,7 +118,7 @@ export async function moveLive(
  * lets go. Unknown (etcd unreachable): the guest stays paused — running it could make it run twice.
  */
 async function settleUnconfirmed(
-  vm: LiveMovingVm & { readonly name: string },
+  vm: MovingLive,
   target: string,
   transport: MoveTransport,
   cause: Error,
@@ -129,6 +136,7 @@ async function settleUnconfirmed(
       }
       if (owner !== transport.host) {
         await vm.settle(false);
+        await vm.forget(owner ?? target);
         throw new HypervisorError(
           "move-failed",
           `moving '${vm.name}' live to host '${target}' did not confirm (${cause.message}), but host '${owner}' took the VM over, so it is there now`,

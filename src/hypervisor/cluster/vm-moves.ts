@@ -90,7 +90,7 @@ export class VmMoves {
     if (wasRunning && vm.live) {
       const live = await moveLive(
         op,
-        { ...vm.live, name: vm.name, revision: () => vm.revision() },
+        { ...vm.live, name: vm.name, revision: () => vm.revision(), forget: (to) => vm.forget(to) },
         target,
         transport,
       );
