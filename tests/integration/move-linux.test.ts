@@ -2,14 +2,15 @@
 // one real etcd, three daemons, the default image. A counter process started in the guest goes on counting
 // through the moves h1 → h2 → h3 — the same process (its pid), the same boot (uptime only grows), its count
 // never starting again — and each move reports its figures: RAM sent in rounds while the guest ran, and a
-// pause well below the stop-and-copy move's 2.7–3.2 s. Then the target's VMM is killed in the middle of a
-// move's stream: the VM runs on where it was, counting, and nothing of it is left on the target.
+// pause well below the stop-and-copy move's 2.7–3.2 s. Then the target's VMM, and then the target's daemon,
+// is killed in the middle of a move's stream: the VM runs on where it was, counting, and nothing of it is
+// left on the target (after the daemon's restart, for the daemon).
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { TestCluster, waitFor } from "../../src/hypervisor/fixtures/test-cluster.ts";
+import { type CliResult, TestCluster, waitFor } from "../../src/hypervisor/fixtures/test-cluster.ts";
 import { AGENT_WAIT_SECONDS, BOOT_TIMEOUT_MS, noImage } from "./linux-vm-fixture.ts";
 
 let cluster: TestCluster;
@@ -107,6 +108,29 @@ function rssBytes(pid: number): number {
   }
 }
 
+/**
+ * Starts a move of the counter from h3 to h1 and, once h1's incoming VMM has taken in 32 MiB of the stream
+ * (its resident memory grows as pages arrive), runs `kill` with that VMM's pid; resolves with the move's
+ * CLI result and the pid.
+ */
+async function moveAndKillMidStream(
+  kill: (vmmPid: number) => void,
+): Promise<{ moved: CliResult; pid: number }> {
+  const moving = cluster.on("h2", "move", "counter", "--host", "h1", "--format", "json");
+  // Polled often: the stream's first round may last well under a second.
+  let baseline: number | undefined;
+  for (const deadline = Date.now() + 120_000; ; ) {
+    assert.ok(Date.now() < deadline, "the target VMM never took in pages");
+    await new Promise((r) => setTimeout(r, 10));
+    const pid = vmmPid("h1", "counter");
+    if (pid === undefined) continue;
+    baseline ??= rssBytes(pid);
+    if (rssBytes(pid) < baseline + (32 << 20)) continue;
+    kill(pid);
+    return { moved: await moving, pid };
+  }
+}
+
 test("the target's VMM killed in the middle of the stream: the VM runs on where it was, nothing is left there", {
   skip: noImage,
   timeout: BOOT_TIMEOUT_MS + 10 * 60_000,
@@ -119,22 +143,7 @@ test("the target's VMM killed in the middle of the stream: the VM runs on where 
     "mkdir -p /mnt/fill && mount -t tmpfs tmpfs /mnt/fill && b=$(readlink -f /bin/sh) && " +
       "while [ $(stat -c %s /mnt/fill/f 2>/dev/null || echo 0) -lt 64000000 ]; do cat $b $b $b $b >> /mnt/fill/f; done; echo ok",
   );
-  const moving = cluster.on("h2", "move", "counter", "--host", "h1", "--format", "json");
-  // The target's VMM records itself, then its RAM grows as the stream's pages arrive: killed then.
-  // Polled often: the stream's first round may last well under a second.
-  let baseline: number | undefined;
-  let killed: number | undefined;
-  for (const deadline = Date.now() + 120_000; killed === undefined; ) {
-    assert.ok(Date.now() < deadline, "the target VMM never took in pages");
-    await new Promise((r) => setTimeout(r, 10));
-    const pid = vmmPid("h1", "counter");
-    if (pid === undefined) continue;
-    baseline ??= rssBytes(pid);
-    if (rssBytes(pid) < baseline + (32 << 20)) continue;
-    process.kill(pid, "SIGKILL");
-    killed = pid;
-  }
-  const moved = await moving;
+  const { moved, pid: killed } = await moveAndKillMidStream((pid) => process.kill(pid, "SIGKILL"));
   assert.notEqual(moved.code, 0, moved.stdout);
   assert.match(moved.stderr, /failed: .*; it runs on here/);
   process.stderr.write(
@@ -151,6 +160,54 @@ test("the target's VMM killed in the middle of the stream: the VM runs on where 
   );
   assert.equal(rssBytes(killed), 0, "the killed VMM is gone");
   // The same counter process counts on, on h3.
+  const now = await reading("h3");
+  assert.equal(now.pid, before.pid);
+  await waitFor(
+    "the counter to advance on h3",
+    async () => ((await reading("h3")).count > now.count ? true : undefined),
+    120_000,
+  );
+});
+
+test("the target's daemon killed in the middle of the stream: the VM runs on where it was; restarted, the target removes what it prepared", {
+  skip: noImage,
+  timeout: BOOT_TIMEOUT_MS + 10 * 60_000,
+}, async () => {
+  const before = await reading("h3");
+  const h1 = cluster.hosts.get("h1")!;
+  // `tsvm daemon` runs the daemon proper as its child: both go, as in a crash.
+  const daemonPid = JSON.parse(readFileSync(join(h1.home, "daemon.json"), "utf8")).pid as number;
+  const { moved, pid } = await moveAndKillMidStream(() => {
+    process.kill(daemonPid, "SIGKILL");
+    h1.process.kill("SIGKILL");
+  });
+  assert.notEqual(moved.code, 0, moved.stdout);
+  assert.match(moved.stderr, /failed: .*it runs on here/);
+  process.stderr.write(
+    `killed the target daemon mid-stream: ${moved.stderr.trim().split("\n").at(-1)?.slice(0, 400)}\n`,
+  );
+  const vm = await cluster.json("h2", "describe", "counter");
+  assert.equal(`${vm.host} ${vm.status}`, "h3 RUNNING");
+  // Its VMM, left without its daemon, never runs the guest: it ends once it finds its daemon gone.
+  await waitFor(
+    "the orphaned target VMM to end",
+    async () => (rssBytes(pid) === 0 ? true : undefined),
+    120_000,
+  );
+  // Restarted (once its old lease is gone), h1 removes the VM's directory no record of its names.
+  await waitFor(
+    "h1 to start again",
+    async () => {
+      try {
+        await cluster.startHost("h1");
+        return true;
+      } catch {
+        return undefined;
+      }
+    },
+    180_000,
+  );
+  assert.ok(!existsSync(join(h1.home, "vms", "counter")), "h1 keeps nothing of the VM");
   const now = await reading("h3");
   assert.equal(now.pid, before.pid);
   await waitFor(
