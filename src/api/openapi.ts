@@ -39,6 +39,16 @@ export interface ApiOperation {
 }
 
 const NAME = `${API_BASE}/instances/{name}`;
+/** The query both routes a moved VM comes in by share (src/api/server/move-offer.ts). */
+const MOVE_OFFER_QUERY: readonly QueryParameter[] = [
+  { name: "name", schema: { type: "string" }, description: "The VM's name." },
+  {
+    name: "revision",
+    schema: { type: "string", pattern: "^[0-9]{1,15}$" },
+    description: "The record's revision as the sender saw it.",
+  },
+  { name: "from", schema: { type: "string" }, description: "The sending host." },
+];
 const action = (verb: string, summary: string, errors: readonly string[] = []): ApiOperation => ({
   method: "POST",
   path: `${NAME}/${verb}`,
@@ -448,13 +458,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       "VM's record is then taken over at the revision the sending host last saw (revision-conflict, and nothing " +
       "kept, when it changed meanwhile), and the VM is resumed when asked.",
     query: [
-      { name: "name", schema: { type: "string" }, description: "The VM's name." },
-      {
-        name: "revision",
-        schema: { type: "string", pattern: "^[0-9]{1,15}$" },
-        description: "The record's revision as the sender saw it.",
-      },
-      { name: "from", schema: { type: "string" }, description: "The sending host." },
+      ...MOVE_OFFER_QUERY,
       { name: "resume", schema: { type: "boolean" }, description: "Resume the VM once it is here." },
     ],
     binaryBody: "The VM's export file (docs/export-format.md).",
@@ -480,13 +484,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       "which brings the active disk after the pause. The VM's record is taken over at the sender's revision " +
       'only once that stream arrived whole, before the guest runs here (docs/cluster.md "Moving a running VM").',
     query: [
-      { name: "name", schema: { type: "string" }, description: "The VM's name." },
-      {
-        name: "revision",
-        schema: { type: "string", pattern: "^[0-9]{1,15}$" },
-        description: "The record's revision as the sender saw it.",
-      },
-      { name: "from", schema: { type: "string" }, description: "The sending host." },
+      ...MOVE_OFFER_QUERY,
       {
         name: "diskBytes",
         schema: { type: "string", pattern: "^[0-9]{1,13}$" },

@@ -149,12 +149,7 @@ test("bad moves are refused with one line and leave the VM running where it is",
 });
 
 test("the incoming route wants the cluster's token and a whole export file; a refused one changes nothing", async () => {
-  assert.equal((await on("h1", "create", "cold", "--host", "h1", "--machine-type", "t1-micro")).code, 0);
-  assert.equal((await on("h1", "stop", "cold")).code, 0);
-  const file = join(cluster.dir, "cold.tsvm");
-  assert.equal((await on("h1", "export", "cold", file)).code, 0);
-  const bytes = new Uint8Array(await readFile(file));
-  const revision = (await etcdRevision("cold")).toString();
+  const { bytes, revision } = await stoppedExport("cold");
   const path = `/migrations/incoming?name=cold&revision=${revision}&from=h1&resume=false`;
   const octets = { contentType: "application/octet-stream" };
   const wrong = await api("h2", "POST", path, bytes, { ...octets, token: "not-the-cluster-token-at-all" });
@@ -187,12 +182,7 @@ async function etcdRevision(name: string): Promise<number> {
 }
 
 test("the live route wants the cluster's token and a live move's file; a refused one leaves nothing on the target", async () => {
-  assert.equal((await on("h1", "create", "still", "--host", "h1", "--machine-type", "t1-micro")).code, 0);
-  assert.equal((await on("h1", "stop", "still")).code, 0);
-  const file = join(cluster.dir, "still.tsvm");
-  assert.equal((await on("h1", "export", "still", file)).code, 0);
-  const bytes = new Uint8Array(await readFile(file));
-  const revision = (await etcdRevision("still")).toString();
+  const { bytes, revision } = await stoppedExport("still");
   const path = `/migrations/live?name=still&revision=${revision}&from=h1&diskBytes=1048576`;
   const octets = { contentType: "application/octet-stream" };
   const wrong = await api("h2", "POST", path, bytes, { ...octets, token: "not-the-cluster-token-at-all" });
@@ -209,3 +199,12 @@ test("the live route wants the cluster's token and a live move's file; a refused
   const still = await json("h2", "describe", "still");
   assert.equal(`${still.host} ${still.status}`, "h1 TERMINATED");
 });
+
+/** A VM `name` created on h1 and stopped: its export file's bytes and its record's revision in etcd. */
+async function stoppedExport(name: string): Promise<{ bytes: Uint8Array; revision: string }> {
+  assert.equal((await on("h1", "create", name, "--host", "h1", "--machine-type", "t1-micro")).code, 0);
+  assert.equal((await on("h1", "stop", name)).code, 0);
+  const file = join(cluster.dir, `${name}.tsvm`);
+  assert.equal((await on("h1", "export", name, file)).code, 0);
+  return { bytes: new Uint8Array(await readFile(file)), revision: (await etcdRevision(name)).toString() };
+}

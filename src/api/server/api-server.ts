@@ -571,7 +571,17 @@ export class ApiServer {
    * migrations.incoming: another host of the cluster moves a VM here; the body is its export file, streamed
    * into the importer. Only a cluster member's API (the cluster's token) takes it.
    */
-  private async moveIn(c: RequestContext): Promise<MoveInResult> {
+  private moveIn(c: RequestContext): Promise<MoveInResult> {
+    return this.movedHere(c, "a moved VM's export file", () =>
+      this.hv.moveIn(c.req, parseMoveOffer(c.query)),
+    );
+  }
+
+  /**
+   * A VM another host of the cluster sends here (`what`, an octet stream): only in a cluster; `take`'s
+   * refusal drains what is left of the upload.
+   */
+  private async movedHere<T>(c: RequestContext, what: string, take: () => Promise<T>): Promise<T> {
     if (!this.options.cluster)
       throw new ApiFailure(400, "invalid-argument", "this daemon is not in a cluster: it takes no moved VMs");
     const type = c.req.headers["content-type"] ?? "";
@@ -579,10 +589,10 @@ export class ApiServer {
       throw new ApiFailure(
         415,
         "unsupported-media-type",
-        `send a moved VM's export file as application/octet-stream (got '${type.slice(0, 60)}')`,
+        `send ${what} as application/octet-stream (got '${type.slice(0, 60)}')`,
       );
     try {
-      return await this.hv.moveIn(c.req, parseMoveOffer(c.query));
+      return await take();
     } catch (e) {
       drainRefusedUpload(c.req);
       throw e;
@@ -594,23 +604,11 @@ export class ApiServer {
    * file. Only a cluster member's API (the cluster's token) takes it. The VMM that waits for the guest's
    * stream listens on the address this request came in at: the one the sender reaches this host on.
    */
-  private async moveInLive(c: RequestContext): Promise<LiveMoveInResult> {
-    if (!this.options.cluster)
-      throw new ApiFailure(400, "invalid-argument", "this daemon is not in a cluster: it takes no moved VMs");
-    const type = c.req.headers["content-type"] ?? "";
-    if (!/^application\/octet-stream\b/i.test(type))
-      throw new ApiFailure(
-        415,
-        "unsupported-media-type",
-        `send a live move's file as application/octet-stream (got '${type.slice(0, 60)}')`,
-      );
+  private moveInLive(c: RequestContext): Promise<LiveMoveInResult> {
     const local = (c.req.socket.localAddress ?? "127.0.0.1").replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, "");
-    try {
-      return await this.hv.moveInLive(c.req, parseLiveMoveOffer(c.query), local);
-    } catch (e) {
-      drainRefusedUpload(c.req);
-      throw e;
-    }
+    return this.movedHere(c, "a live move's file", () =>
+      this.hv.moveInLive(c.req, parseLiveMoveOffer(c.query), local),
+    );
   }
 
   /** Events after `after` (optionally of one instance); with watch=true, an NDJSON stream that follows. */
