@@ -65,12 +65,6 @@ export type LiveMoveOutcome =
     }
   | { readonly moved: false; readonly why: string };
 
-/**
- * The source's side: prepares the target with the live move's file, then has the VMM send the guest.
- * Resolves moved (the target runs it, the VM's record is the target's), or not moved when the live path
- * could not start (the guest runs on here untouched: copy it cold). Rejects move-failed, with the guest
- * running here, when the stream failed.
- */
 /** The VM as moveLive sees it: its live steps, its name and revision, and how this host lets go of it. */
 type MovingLive = LiveMovingVm & {
   readonly name: string;
@@ -78,6 +72,12 @@ type MovingLive = LiveMovingVm & {
   forget(to: string): Promise<void>;
 };
 
+/**
+ * The source's side: prepares the target with the live move's file, then has the VMM send the guest.
+ * Resolves moved (the target runs it, the VM's record is the target's), or not moved when the live path
+ * could not start (the guest runs on here untouched: copy it cold). Rejects move-failed, with the guest
+ * running here, when the stream failed.
+ */
 export async function moveLive(
   op: Operation,
   vm: MovingLive,
