@@ -112,6 +112,30 @@ test("drain stops TERMINATE VMs, moves MIGRATE ones away, takes no new VMs until
     assert.equal((await cluster.on("h1", "delete", name)).code, 0);
 });
 
+test("a VM on shared storage moves without copying: suspended, handed over, resumed where it was", async () => {
+  const pid = await create("h1", "wander", "--host", "h1", "--shared-storage");
+  const dir = join(cluster.sharedDir!, "vms", "wander");
+  const moved = await cluster.on("h2", "move", "wander", "--host", "h2");
+  assert.equal(moved.code, 0, moved.stderr);
+  assert.match(moved.stdout, /moved to host 'h2' in [\d.]+ s, 0 bytes sent, guest stopped for/);
+  console.log(`shared move: ${moved.stdout.trim()}`);
+  const there = await cluster.json("h3", "describe", "wander");
+  vmmPids.add(there.vmmPid);
+  assert.deepEqual([there.host, there.status, there.sharedStorage], ["h2", "RUNNING", true]);
+  assert.ok(!running(pid), "the old VMM is gone");
+  assert.deepEqual(diskHolders("wander"), [there.vmmPid], "one VMM has the disk, from the same directory");
+  assert.equal(boots("wander"), 1, "resumed, not booted again");
+  assert.match(there.history.at(-1).reason, /moved here from host 'h1'|resume/);
+  assert.ok(readFileSync(join(dir, "console.log"), "utf8").length > 0, "its directory stayed on the storage");
+  // At rest it is handed over as it is.
+  assert.equal((await cluster.on("h1", "stop", "wander")).code, 0);
+  const cold = await cluster.on("h1", "move", "wander", "--host", "h3");
+  assert.equal(cold.code, 0, cold.stderr);
+  const rest = await cluster.json("h1", "describe", "wander");
+  assert.deepEqual([rest.host, rest.status], ["h3", "TERMINATED"]);
+  assert.equal((await cluster.on("h1", "delete", "wander")).code, 0);
+});
+
 test("a host cut off from etcd kills its VMMs before the others see it DOWN; its VM is marked, then runs again on its return", async () => {
   const pid = await create("h1", "cut", "--host", "h3");
   const h3 = cluster.hosts.get("h3")!;
@@ -237,20 +261,9 @@ test("kill -9 of a whole host: its VM on shared storage restarts on another host
   const pid = await create("h2", "roam", "--host", "h1", "--shared-storage");
   assert.deepEqual(diskHolders("roam"), [pid]);
   assert.equal(boots("roam"), 1);
+  // A snapshot's disk node goes on the shared storage too: the host that restarts the VM reaches it.
   const snap = await cluster.on("h2", "snapshot", "create", "roam", "s1");
-  assert.notEqual(snap.code, 0);
-  assert.match(snap.stderr, /cannot snapshot VM 'roam': it is on the cluster's shared storage/);
-  for (const refused of [
-    await cluster.on("h3", "move", "roam", "--host", "h2"),
-    await cluster.on("h1", "clone", "roam", "twin"),
-  ]) {
-    assert.notEqual(refused.code, 0);
-    assert.match(
-      refused.stderr,
-      /VM 'roam': it is on the cluster's shared storage, where (move|clone) is not supported yet/,
-    );
-  }
-
+  assert.equal(snap.code, 0, snap.stderr);
   const h1 = cluster.hosts.get("h1")!;
   for (const p of [daemonPidOf("h1"), pid]) process.kill(p, "SIGKILL");
   h1.process.kill("SIGKILL");
@@ -272,6 +285,35 @@ test("kill -9 of a whole host: its VM on shared storage restarts on another host
   assert.ok(
     !(await cluster.json("h1", "hosts", "list")).find((h: any) => h.name === "h1").vms.includes("roam"),
   );
+
+  // Its snapshot, taken on h1, is usable where it runs now: cloned (the clone on shared storage with it),
+  // the clone exported and imported as a VM of a host's own storage, and restored.
+  assert.deepEqual(
+    (await cluster.json("h3", "snapshot", "list", "roam")).map((s: any) => s.name),
+    ["s1"],
+  );
+  const clone = await cluster.on("h1", "clone", "roam", "twin", "--snapshot", "s1");
+  assert.equal(clone.code, 0, clone.stderr);
+  const twin = await cluster.json("h1", "describe", "twin");
+  vmmPids.add(twin.vmmPid);
+  assert.deepEqual([twin.host, twin.sharedStorage, twin.status], [moved.host, true, "RUNNING"]);
+  for (const step of [
+    ["stop", "twin"],
+    ["export", "twin", join(cluster.dir, "twin.tsvm")],
+    ["import", join(cluster.dir, "twin.tsvm"), "--name", "twin-copy"],
+  ]) {
+    const r = await cluster.on("h3", ...step);
+    assert.equal(r.code, 0, `${step.join(" ")}: ${r.stderr}`);
+  }
+  const copy = await cluster.json("h3", "describe", "twin-copy");
+  assert.deepEqual([copy.host, copy.sharedStorage ?? false, copy.status], ["h3", false, "TERMINATED"]);
+  const restored = await cluster.on("h1", "snapshot", "restore", "roam", "s1");
+  assert.equal(restored.code, 0, restored.stderr);
+  const back = await cluster.json("h1", "describe", "roam");
+  vmmPids.add(back.vmmPid);
+  assert.equal(back.status, "RUNNING");
+  assert.deepEqual(diskHolders("roam"), [back.vmmPid]);
+  for (const name of ["twin", "twin-copy"]) assert.equal((await cluster.on("h1", "delete", name)).code, 0);
 });
 
 test("kill -9 of the daemon alone: its shared-storage VM's VMM stops within the deadline, then the VM restarts elsewhere, never twice", async () => {

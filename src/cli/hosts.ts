@@ -9,8 +9,8 @@ import { parseCommandLine } from "./parse-command-line.ts";
 const HELP = `Usage: tsvm hosts list [--format table|json]
 
 Lists the hosts of the cluster the daemon belongs to: status (UP; DRAINING: takes no new VMs; DOWN: its
-lease expired), vCPUs and memory used of its capacity, and its VMs. A daemon not in a cluster is one host,
-'local'.
+lease expired), vCPUs and memory used of its capacity, its VMs, and whether it sees the cluster's shared
+storage (SHARED: a DOWN host's VMs there may restart on it). A daemon not in a cluster is one host, 'local'.
 `;
 
 export async function hostsCommand(argv: string[]): Promise<number> {
@@ -37,12 +37,13 @@ export async function hostsCommand(argv: string[]): Promise<number> {
     if (format === "json") printJson(items);
     else
       printTable(
-        ["NAME", "STATUS", "CPUS", "MEMORY", "VMS"],
+        ["NAME", "STATUS", "CPUS", "MEMORY", "SHARED", "VMS"],
         items.map((h) => [
           h.name,
           h.status,
           `${h.used.vcpus}/${h.capacity.vcpus}`,
           `${formatMiB(h.used.memoryMiB)}/${formatMiB(h.capacity.memoryMiB)}`,
+          h.sharedStorage ? "yes" : "no",
           h.vms.join(",") || "-",
         ]),
       );

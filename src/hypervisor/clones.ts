@@ -71,6 +71,8 @@ export function cloneRecord(
       : { onHostMaintenance: req.onHostMaintenance ?? source.onHostMaintenance }),
     cpuCapPercent: req.cpuCapPercent === undefined ? source.cpuCapPercent : req.cpuCapPercent,
     cpuWeight: req.cpuWeight ?? source.cpuWeight,
+    // Its disk is an overlay on its source's nodes: on shared storage when the source's are.
+    ...(source.sharedStorage ? { sharedStorage: true } : {}),
     ...(networkInterfaces === undefined ? {} : { networkInterfaces }),
     forwards: forwardsForRequest(req.forwards, hasNatCard({ networkInterfaces })),
   };
@@ -123,7 +125,8 @@ export interface CloneVm {
 
 export class Clones {
   constructor(
-    private readonly nodes: DiskStore,
+    /** Where a VM's disk nodes are (the host's disks/, or the shared storage's for a VM there). */
+    private readonly nodesOf: (vm: VmRecord) => DiskStore,
     private readonly disks: DiskAdmission,
     private readonly snapshots: Snapshots,
   ) {}
@@ -163,13 +166,13 @@ export class Clones {
       await vm.createDirectory();
       crashPoint("insert:after-record");
       try {
-        await this.nodes.exclusive(async () => {
+        // A clone of a VM on shared storage is there too (cloneRecord), its nodes with its source's.
+        const nodes = this.nodesOf(source.record);
+        await nodes.exclusive(async () => {
           // Freezing leaves the source's disk as it was, only in two layers: its guest sees no change.
           const node =
-            taken?.node ??
-            unwritten ??
-            (await freezeActiveDisk(from.dir, this.nodes.dir, newNodeId(), "clone"));
-          await this.nodes.createOverlay(paths.disk, node);
+            taken?.node ?? unwritten ?? (await freezeActiveDisk(from.dir, nodes.dir, newNodeId(), "clone"));
+          await nodes.createOverlay(paths.disk, node);
         });
         if (savedState !== null) await shareSavedState(savedState, paths.stateDir);
       } catch (e) {

@@ -19,6 +19,7 @@ import {
   reclaimActiveDiskLeaks,
   recoverActiveDisk,
   replaceActiveDisk,
+  SHARED_NODE_GRACE_MS,
 } from "./disk-store.ts";
 import { treeNodes } from "./snapshot-tree.ts";
 
@@ -130,6 +131,29 @@ test("garbage collection removes only nodes no chain reaches, and nothing when a
   await rm(vmDir, { recursive: true });
   assert.equal((await store.collectGarbage()).length, 2);
   assert.deepEqual(await readdir(store.dir), []);
+});
+
+test("on shared storage, an unreached node goes only once it is older than the grace another host may need", async () => {
+  const { home: dir, template, vmDir } = await home();
+  // The shared directory's layout (DIR/vms, DIR/disks), made here by the local store's open.
+  await DiskStore.open(dir, treeNodes);
+  const store = await DiskStore.openShared(dir, treeNodes);
+  const base = await store.baseNode(template);
+  const disk = join(vmDir, ACTIVE_DISK);
+  await store.createOverlay(disk, base);
+  const kept = await freezeActiveDisk(vmDir, store.dir, "00000000000000aa");
+  await freezeActiveDisk(vmDir, store.dir, "00000000000000bb");
+  await replaceActiveDisk(vmDir, kept);
+  // Just made: another host could be about to write the chain that reaches it.
+  assert.deepEqual(await store.collectGarbage(), []);
+  assert.deepEqual(await store.collectGarbage(Date.now() + SHARED_NODE_GRACE_MS - 60_000), []);
+  assert.deepEqual(await store.collectGarbage(Date.now() + SHARED_NODE_GRACE_MS + 1000), [
+    "00000000000000bb",
+  ]);
+  assert.deepEqual(
+    (await diskChain(disk)).map((l) => l.path),
+    [disk, kept, base],
+  );
 });
 
 test("an older VM's raw disk.img is raw whatever its guest wrote: frozen as a raw node, never probed", async () => {

@@ -218,6 +218,12 @@ export async function replaceActiveDisk(vmDir: string, nodePath: string): Promis
 export type SnapshotNodeReader = (vmDir: string) => Promise<string[]>;
 
 /**
+ * How long an unreached node on shared storage is kept: far longer than any host takes from making a node
+ * to writing the chain that reaches it, so a collection never races another host's freeze or clone.
+ */
+export const SHARED_NODE_GRACE_MS = 10 * 60_000;
+
+/**
  * The disk nodes of one data directory. Node-creating steps and garbage collection are serialized through
  * `exclusive`, so that a collection never sees a node made but not yet referenced.
  */
@@ -227,7 +233,7 @@ export class DiskStore {
   /** Base conversions in flight, by node id: concurrent inserts of one image convert it once. */
   private readonly converting = new Map<string, Promise<string>>();
   private lock: Promise<void> = Promise.resolve();
-  /** Nodes on shared storage: never collected (openShared). */
+  /** Nodes on shared storage (openShared): collected only once older than SHARED_NODE_GRACE_MS. */
   private shared = false;
 
   private constructor(
@@ -255,11 +261,13 @@ export class DiskStore {
 
   /**
    * The nodes on a cluster's shared storage (`shared`/disks, made by cluster/shared-storage.ts): the base
-   * nodes of the VMs there. Other hosts write there too, so nothing is cleaned up at open (a temp may be
-   * another host's conversion in flight) and nothing is ever collected (another host's VM may reach it).
+   * and snapshot nodes of the VMs there, whose directories are `shared`/vms. Other hosts write there too and
+   * this daemon's lock does not reach them: nothing is cleaned up at open (a temp may be another host's
+   * conversion in flight), and collection spares a node made or changed within SHARED_NODE_GRACE_MS (another
+   * host may be between making it and writing the chain that reaches it: a freeze, a clone, a conversion).
    */
-  static async openShared(shared: string): Promise<DiskStore> {
-    const store = new DiskStore(shared, async () => []);
+  static async openShared(shared: string, snapshotNodes: SnapshotNodeReader): Promise<DiskStore> {
+    const store = new DiskStore(shared, snapshotNodes);
     store.shared = true;
     return store;
   }
@@ -355,8 +363,7 @@ export class DiskStore {
    * is removed when any chain cannot be read: a node is deleted only when it is known unreachable. Call
    * it inside `exclusive`. Returns the ids removed.
    */
-  async collectGarbage(): Promise<string[]> {
-    if (this.shared) return [];
+  async collectGarbage(now = Date.now()): Promise<string[]> {
     const reached = new Set<string>();
     const mark = async (top: string) => {
       for (const link of await diskChain(top)) reached.add(basename(link.path));
@@ -377,6 +384,10 @@ export class DiskStore {
     for (const entry of await readdir(this.dir)) {
       const m = NODE_PATTERN.exec(entry);
       if (!m || reached.has(entry)) continue;
+      if (this.shared) {
+        const info = await stat(join(this.dir, entry)).catch(() => undefined);
+        if (!info || now - Math.max(info.mtimeMs, info.ctimeMs) < SHARED_NODE_GRACE_MS) continue;
+      }
       await rm(join(this.dir, entry), { force: true });
       removed.push(m[1]!);
     }

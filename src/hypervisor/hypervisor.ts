@@ -76,6 +76,7 @@ import type {
   MoveOffer,
   MoveTransport,
 } from "./cluster/move-transport.ts";
+import { takeInSharedVm } from "./cluster/shared-move-in.ts";
 import { refuseOnSharedStorage } from "./cluster/shared-storage.ts";
 import { type MovingVm, VmMoves } from "./cluster/vm-moves.ts";
 import { acceptLiveMove, type LiveMoveInHost, type LiveMovingVm } from "./cluster/live-moves.ts";
@@ -272,9 +273,9 @@ export class Hypervisor {
     hv.lan = lan;
     hv.nodes = await DiskStore.open(config.store.home, treeNodes);
     const shared = config.store.sharedVmsDir;
-    if (shared !== undefined) hv.sharedNodes = await DiskStore.openShared(dirname(shared));
-    hv.snapshots = new Snapshots(hv.nodes);
-    hv.clones = new Clones(hv.nodes, hv.disks, hv.snapshots);
+    if (shared !== undefined) hv.sharedNodes = await DiskStore.openShared(dirname(shared), treeNodes);
+    hv.snapshots = new Snapshots((vm) => hv!.nodesOf(vm));
+    hv.clones = new Clones((vm) => hv!.nodesOf(vm), hv.disks, hv.snapshots);
     hv.archives = new VmArchives(hv.nodes, config.store.home, config.images, hv.now);
     hv.tab = new TabMachines(config.images, config.defaultImage, (name, work) =>
       hv!.holdSuspended(name, work),
@@ -493,10 +494,14 @@ export class Hypervisor {
     this.checkNameFree(req.name);
     checkCloneRequest(req);
     if (req.sourceInstance !== undefined) {
-      if (req.sharedStorage)
+      const source = this.slot(req.sourceInstance).record;
+      // Its disk is an overlay on its source's nodes, so it goes where they are.
+      if (req.sharedStorage !== undefined && req.sharedStorage !== (source.sharedStorage === true))
         throw new HypervisorError(
           "invalid-argument",
-          "a clone cannot be put on shared storage yet (its disk shares its source's nodes)",
+          source.sharedStorage
+            ? `a clone of '${source.name}' is on the cluster's shared storage, as its source is (its disk shares the source's nodes)`
+            : `a clone of '${source.name}' cannot go on shared storage: its disk shares its source's nodes, which are on this host's own storage`,
         );
       return this.insertClone(req, req.sourceInstance);
     }
@@ -573,7 +578,7 @@ export class Hypervisor {
           // The image's base node when it is not converted yet (once, however many inserts wait for it),
           // and what the new disk may grow to (its image's size), which stays reserved for the VM.
           // A VM on shared storage has its base node there too: every host reaches its whole chain.
-          const nodes = slot.record.sharedStorage ? this.sharedNodes! : this.nodes;
+          const nodes = this.nodesOf(slot.record);
           const base = await nodes.baseNodePath(template.path);
           const releaseBase = existsSync(base)
             ? () => {}
@@ -893,7 +898,6 @@ export class Hypervisor {
     consume: (archive: { readonly bytes: number; readonly stream: AsyncIterable<Buffer> }) => Promise<T>,
   ): Promise<T> {
     const slot = this.slot(name);
-    refuseOnSharedStorage(slot.record, "export");
     // A running guest writes its disk and memory as they would be read: the user pauses it, knowingly.
     if (slot.busy === 0 && slot.record.status === "RUNNING")
       throw new HypervisorError(
@@ -901,7 +905,14 @@ export class Hypervisor {
         `cannot export VM '${name}' while it is RUNNING: suspend it (its memory goes along) or stop it first`,
       );
     return this.hold(slot, "export", async () =>
-      consume(await this.archives.export(slot.record, this.config.store.paths(name), options)),
+      consume(
+        await this.archives.export(
+          slot.record,
+          this.config.store.paths(name),
+          options,
+          this.nodesOf(slot.record).dir,
+        ),
+      ),
     );
   }
 
@@ -919,7 +930,7 @@ export class Hypervisor {
       ...this.importSteps(),
       idTaken: (id) => [...this.slots.values()].some((s) => s.record.id === id),
       insert: async (record, commit) => {
-        // An export file never holds one (export refuses them); one that says so was made by hand.
+        // An export file never says so (export leaves the flag out); one that does was made by hand.
         refuseOnSharedStorage(record, "import");
         const op = this.operations.create("insert", record.name);
         await this.operations.run(op, async () => {
@@ -945,7 +956,6 @@ export class Hypervisor {
    */
   async move(name: string, host?: string): Promise<OperationView> {
     const slot = this.slot(name);
-    refuseOnSharedStorage(slot.record, "move");
     if (slot.busy === 0) checkAction("move", slot.record.status, name);
     const target = await this.moves.begin(name, host, {
       cpus: slot.record.cpus,
@@ -973,8 +983,10 @@ export class Hypervisor {
   /** The steps of a move, on this host's side, lent to VmMoves.run. */
   private movingVm(slot: VmSlot): MovingVm {
     const name = slot.record.name;
+    const shared = slot.record.sharedStorage === true;
     return {
       name,
+      shared,
       status: () => slot.record.status,
       revision: async () =>
         this.config.store.revisionOf(name) ?? (await this.config.store.records.read(name)).revision,
@@ -983,14 +995,21 @@ export class Hypervisor {
         this.admit(slot);
         await this.resumeSlot(slot, why);
       },
-      archive: () => this.archives.export(slot.record, this.config.store.paths(name), {}),
-      live: this.liveMovingVm(slot),
+      archive: async () =>
+        shared
+          ? { bytes: 0, stream: (async function* () {})() }
+          : this.archives.export(slot.record, this.config.store.paths(name), {}),
+      // On shared storage its disk need not move: handed over suspended (shared-move-in.ts), not live.
+      ...(shared ? {} : { live: this.liveMovingVm(slot) }),
       forget: async (to) => {
         slot.deleted = true;
         this.slots.delete(name);
         this.disks.release(name);
-        await this.config.store.release(name);
-        await this.collectDiskGarbage();
+        if (shared) this.config.store.letGo(name);
+        else {
+          await this.config.store.release(name);
+          await this.collectDiskGarbage();
+        }
         this.events.append({
           time: this.now().toISOString(),
           type: "notice",
@@ -998,7 +1017,9 @@ export class Hypervisor {
           vmId: slot.record.id,
           from: slot.record.status,
           to: slot.record.status,
-          message: `moved to host '${to}': its files were removed here`,
+          message: shared
+            ? `moved to host '${to}': its files stay on the shared storage, where that host runs it`
+            : `moved to host '${to}': its files were removed here`,
         });
       },
     };
@@ -1054,39 +1075,43 @@ export class Hypervisor {
    */
   async moveIn(input: AsyncIterable<Uint8Array>, offer: MoveOffer): Promise<MoveAnswer> {
     let adopted: VmSlot | undefined;
-    const view = await this.archives.import(
-      input,
-      { name: offer.name },
-      {
-        ...this.importSteps(),
-        // The same VM, not a copy: it keeps its id (and so its MACs).
-        idTaken: () => false,
-        insert: async (record, commit) => {
-          refuseOnSharedStorage(record, "move in");
-          const op = this.operations.create("move", record.name);
-          await this.operations.run(op, async () => {
-            const entry = {
-              at: this.now().toISOString(),
-              from: record.status,
-              to: record.status,
-              reason: `moved here from host '${offer.from}'`,
-            };
-            const { host: _oldHost, ...rest } = record;
-            const moved: VmRecord = { ...rest, history: [...record.history.slice(0, -1), entry] };
-            await commit();
-            try {
-              await this.config.store.adopt(moved, offer.revision);
-            } catch (e) {
-              await this.config.store.release(record.name).catch(() => {});
-              await this.collectDiskGarbage().catch(() => {});
-              throw e;
-            }
-            adopted = await this.welcome(moved, entry);
-          });
-          return op.view();
-        },
-      },
-    );
+    const view = offer.shared
+      ? await this.moveInShared(input, offer, (slot) => {
+          adopted = slot;
+        })
+      : await this.archives.import(
+          input,
+          { name: offer.name },
+          {
+            ...this.importSteps(),
+            // The same VM, not a copy: it keeps its id (and so its MACs).
+            idTaken: () => false,
+            insert: async (record, commit) => {
+              refuseOnSharedStorage(record, "move in");
+              const op = this.operations.create("move", record.name);
+              await this.operations.run(op, async () => {
+                const entry = {
+                  at: this.now().toISOString(),
+                  from: record.status,
+                  to: record.status,
+                  reason: `moved here from host '${offer.from}'`,
+                };
+                const { host: _oldHost, ...rest } = record;
+                const moved: VmRecord = { ...rest, history: [...record.history.slice(0, -1), entry] };
+                await commit();
+                try {
+                  await this.config.store.adopt(moved, offer.revision);
+                } catch (e) {
+                  await this.config.store.release(record.name).catch(() => {});
+                  await this.collectDiskGarbage().catch(() => {});
+                  throw e;
+                }
+                adopted = await this.welcome(moved, entry);
+              });
+              return op.view();
+            },
+          },
+        );
     if (view.error) throw new HypervisorError(view.error.code, view.error.message);
     if (!offer.resume || !adopted)
       return { kind: "tsvm#moveIn", resumed: false, resumeMs: 0, resumeError: null };
@@ -1168,6 +1193,40 @@ export class Hypervisor {
     };
   }
 
+  /** moveIn of a VM on the cluster's shared storage (shared-move-in.ts): its files are where they were. */
+  private async moveInShared(
+    input: AsyncIterable<Uint8Array>,
+    offer: MoveOffer,
+    adopted: (slot: VmSlot) => void,
+  ): Promise<OperationView> {
+    for await (const chunk of input)
+      if (chunk.length > 0)
+        throw new HypervisorError("invalid-argument", "a move of a VM on shared storage sends no files");
+    const { store } = this.config;
+    const op = this.operations.create("move", offer.name);
+    await this.operations.run(op, () =>
+      takeInSharedVm(
+        {
+          hasSharedStorage: this.sharedNodes !== undefined,
+          read: (name) => store.records.read(name),
+          checkNameFree: (name) => this.checkNameFree(name),
+          cardsFor: (record) =>
+            this.importSteps().cardsFor(record, record, {
+              dropMissingNetworks: false,
+              savedMemory: record.status === "SUSPENDED",
+            }),
+          adopt: async (record, revision, entry) => {
+            await store.adopt(record, revision);
+            adopted(await this.welcome(record, entry));
+          },
+        },
+        offer,
+        this.now().toISOString(),
+      ),
+    );
+    return op.view();
+  }
+
   /** The steps imports and moves share (ImportHost). */
   private importSteps(): Pick<ImportHost, "checkNameFree" | "engines" | "cardsFor"> {
     return {
@@ -1202,6 +1261,17 @@ export class Hypervisor {
       message: entry.reason,
     });
     return slot;
+  }
+
+  /** Where the VM's disk nodes are: this host's disks/, or the shared storage's for a VM there. */
+  private nodesOf(record: VmRecord): DiskStore {
+    if (!record.sharedStorage) return this.nodes;
+    if (!this.sharedNodes)
+      throw new HypervisorError(
+        "invalid-argument",
+        `the VM '${record.name}' is on shared storage, and this host has none (start its daemon with --shared-storage)`,
+      );
+    return this.sharedNodes;
   }
 
   /** Whether this host has room now for `record`'s vCPUs and memory (a DOWN host's VM, host-failover.ts). */
@@ -1308,7 +1378,6 @@ export class Hypervisor {
   /** Takes snapshot `snapshot` of the VM (RUNNING: with its memory, the guest runs on; else its disk). */
   async createSnapshot(name: string, snapshot: string, description = ""): Promise<OperationView> {
     const slot = this.slot(name);
-    refuseOnSharedStorage(slot.record, "snapshot");
     await this.snapshots.checkNew(slot.record, this.config.store.paths(name), snapshot);
     return this.submit(
       slot,
@@ -1440,11 +1509,12 @@ export class Hypervisor {
 
   /** Removes the disk nodes nothing reaches any more; a failure is logged, never the caller's. */
   private async collectDiskGarbage(): Promise<void> {
-    try {
-      await this.nodes.exclusive(() => this.nodes.collectGarbage());
-    } catch (e) {
-      process.stderr.write(`disk garbage collection failed: ${(e as Error).message}\n`);
-    }
+    for (const nodes of this.sharedNodes ? [this.nodes, this.sharedNodes] : [this.nodes])
+      try {
+        await nodes.exclusive(() => nodes.collectGarbage());
+      } catch (e) {
+        process.stderr.write(`disk garbage collection in ${nodes.dir} failed: ${(e as Error).message}\n`);
+      }
   }
 
   // ---- clones (clones.ts) ----------------------------------------------------------------------------
@@ -1456,7 +1526,6 @@ export class Hypervisor {
    */
   private insertClone(req: InsertRequest, sourceName: string): OperationView {
     const source = this.slot(sourceName);
-    refuseOnSharedStorage(source.record, "clone");
     const action = req.sourceSnapshot === undefined ? "clone" : "cloneSnapshot";
     if (source.busy === 0) checkAction(action, source.record.status, sourceName);
     const copy = cloneRecord(source.record, req, this.now().toISOString(), macsOf(this.records()));
@@ -1541,7 +1610,7 @@ export class Hypervisor {
       if (e instanceof HypervisorError) throw e;
       throw new HypervisorError(
         "record-write-failed",
-        `could not create the directory of VM '${record.name}' in ${store.vmsDir} (${e.message}); nothing was created`,
+        `could not create the directory of VM '${record.name}' in ${(record.sharedStorage && store.sharedVmsDir) || store.vmsDir} (${e.message}); nothing was created`,
       );
     });
   }

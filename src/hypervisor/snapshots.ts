@@ -99,7 +99,8 @@ async function linkTree(from: string, to: string): Promise<void> {
 }
 
 export class Snapshots {
-  constructor(private readonly disks: DiskStore) {}
+  /** `nodesOf`: where a VM's disk nodes are (the host's disks/, or the shared storage's for a VM there). */
+  constructor(private readonly nodesOf: (vm: VmRecord) => DiskStore) {}
 
   private dirOf(paths: VmPaths): string {
     return join(paths.dir, SNAPSHOTS_DIR);
@@ -111,7 +112,7 @@ export class Snapshots {
     const names = new Map(tree.snapshots.map((s) => [s.id, s.name]));
     const out: Snapshot[] = [];
     for (const s of tree.snapshots) {
-      const node = this.disks.nodePath(s.diskNode);
+      const node = this.nodesOf(vm).nodePath(s.diskNode);
       out.push({
         kind: "tsvm#snapshot",
         name: s.name,
@@ -176,7 +177,8 @@ export class Snapshots {
     const status = record.status;
     const memory = status !== "TERMINATED";
     let message: string;
-    return this.disks.exclusive(async () => {
+    const disks = this.nodesOf(record);
+    return disks.exclusive(async () => {
       try {
         await mkdir(temp);
         if (status === "RUNNING") {
@@ -189,11 +191,11 @@ export class Snapshots {
           const { pausedMs } = await vmm.snapshot({
             stateDir: join(temp, "state"),
             nodeId: id,
-            disksDir: this.disks.dir,
+            disksDir: disks.dir,
           });
           message = `snapshot '${name}' taken with the guest's memory; the guest was paused ${pausedMs} ms`;
         } else {
-          await freezeActiveDisk(paths.dir, this.disks.dir, id, "createSnapshot");
+          await freezeActiveDisk(paths.dir, disks.dir, id, "createSnapshot");
           if (memory) await linkTree(paths.stateDir, join(temp, "state"));
           message = `snapshot '${name}' taken of the ${memory ? "disk and saved memory" : "disk"}`;
         }
@@ -235,7 +237,8 @@ export class Snapshots {
     const tree = await readTree(paths.dir, record.id);
     const entry = findByName(tree, name);
     if (!entry) throw new SnapshotNotFoundError(record.name, name);
-    const node = this.disks.nodePath(entry.diskNode);
+    const disks = this.nodesOf(record);
+    const node = disks.nodePath(entry.diskNode);
     const saved = join(this.dirOf(paths), entry.id, "state");
     if (!node || (entry.memory && !(await stat(saved).catch(() => undefined))))
       throw new HypervisorError(
@@ -244,11 +247,11 @@ export class Snapshots {
       );
     if (record.status !== "TERMINATED")
       await vm.stop(`restoring snapshot '${name}': the current guest is discarded`);
-    await this.disks.exclusive(async () => {
+    await disks.exclusive(async () => {
       await replaceActiveDisk(paths.dir, node);
       crashPoint("restoreSnapshot:after-disk-replaced");
       await writeTree(paths.dir, { ...tree, currentId: entry.id });
-      await this.disks.collectGarbage();
+      await disks.collectGarbage();
     });
     if (!entry.memory) return `restored the disk of snapshot '${name}'; the VM is TERMINATED`;
     const temp = join(paths.dir, `${TEMP_PREFIX}state-${randomBytes(6).toString("hex")}`);
@@ -275,10 +278,11 @@ export class Snapshots {
     const tree = await readTree(paths.dir, record.id);
     const entry = findByName(tree, name);
     if (!entry) throw new SnapshotNotFoundError(record.name, name);
-    return this.disks.exclusive(async () => {
+    const disks = this.nodesOf(record);
+    return disks.exclusive(async () => {
       await writeTree(paths.dir, withoutSnapshot(tree, entry));
       await rm(join(this.dirOf(paths), entry.id), { recursive: true, force: true });
-      const removed = await this.disks.collectGarbage();
+      const removed = await disks.collectGarbage();
       return `deleted snapshot '${name}'; ${removed.length} disk layer(s) no longer used were removed`;
     });
   }
@@ -291,7 +295,7 @@ export class Snapshots {
     checkSnapshotName(name);
     const entry = findByName(await readTree(paths.dir, vm.id), name);
     if (!entry) throw new SnapshotNotFoundError(vm.name, name);
-    const node = this.disks.nodePath(entry.diskNode);
+    const node = this.nodesOf(vm).nodePath(entry.diskNode);
     const stateDir = entry.memory ? join(this.dirOf(paths), entry.id, "state") : null;
     if (!node || (stateDir !== null && !(await stat(stateDir).catch(() => undefined))))
       throw new HypervisorError(

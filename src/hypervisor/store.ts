@@ -391,6 +391,15 @@ export class VmStore {
     this.locate(record);
   }
 
+  /**
+   * Forgets a VM on shared storage moved to another host: its directory stays, the other host runs it from
+   * there; its record is that host's now.
+   */
+  letGo(name: string): void {
+    this.revisions.delete(name);
+    this.onShared.delete(name);
+  }
+
   /** Forgets a VM moved away: its directory goes, its record (now another host's) stays. */
   async release(name: string): Promise<void> {
     this.revisions.delete(name);

@@ -30,6 +30,12 @@ export const HostRecord = Type.Object(
     }),
     capacity: Resources("the host may give to VMs (after overcommit and reserve)"),
     draining: Type.Boolean({ description: "Set by a drain: the host takes no new VMs." }),
+    sharedStorage: Type.Optional(
+      Type.Boolean({
+        description:
+          "The host sees the cluster's shared storage (--shared-storage): a DOWN host's VMs there may restart on it.",
+      }),
+    ),
     joinedAt: Time(),
   },
   { $id: "HostRecord", additionalProperties: false },
@@ -50,6 +56,10 @@ export const ClusterHost = Type.Object(
     capacity: Resources("the host may give to VMs"),
     used: Resources("taken by the host's VMs that hold resources (not TERMINATED or SUSPENDED)"),
     vms: Type.Array(Name(), { description: "The names of the host's VMs." }),
+    sharedStorage: Type.Boolean({
+      description:
+        "Whether the host sees the cluster's shared storage (a DOWN host's VMs there may restart on it).",
+    }),
     joinedAt: Time(),
   },
   { $id: "ClusterHost", additionalProperties: false },

@@ -94,6 +94,7 @@ export async function joinCluster(
       name: options.host,
       address: `http://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${listen.port}`,
       capacity: { vcpus: capacity.vcpus, memoryMiB: capacity.memoryMiB },
+      sharedStorage: sharedStorage !== undefined,
     });
   } catch (e) {
     plane.close();

@@ -29,6 +29,7 @@ export function localHosts(hv: Hypervisor, since: string): ClusterHost[] {
       capacity: { vcpus: capacity.vcpus, memoryMiB: capacity.memoryMiB },
       used: { vcpus: usage.vcpus, memoryMiB: usage.memoryMiB },
       vms: hv.list().vms.map((v) => v.name),
+      sharedStorage: false,
       joinedAt: since,
     },
   ];

@@ -12,7 +12,10 @@ export function parseMoveOffer(query: URLSearchParams): MoveOffer {
   const resume = param(query, "resume");
   if (resume !== "true" && resume !== "false")
     throw new ApiFailure(400, "invalid-argument", "query parameter 'resume' must be true or false");
-  return { ...offer, resume: resume === "true" };
+  const shared = query.get("shared") ?? "false";
+  if (shared !== "true" && shared !== "false")
+    throw new ApiFailure(400, "invalid-argument", "query parameter 'shared' must be true or false");
+  return { ...offer, resume: resume === "true", shared: shared === "true" };
 }
 
 /** The query of migrations.live (a RUNNING VM another host moves here live) as a LiveMoveOffer. */
@@ -35,7 +38,7 @@ function param(query: URLSearchParams, key: string): string {
   return value;
 }
 
-function parseOffer(query: URLSearchParams): Omit<MoveOffer, "resume"> {
+function parseOffer(query: URLSearchParams): Omit<MoveOffer, "resume" | "shared"> {
   const get = (key: string) => param(query, key);
   const name = get("name");
   checkVmName(name);

@@ -4,8 +4,11 @@
 // the reason, each in one transaction that compares the record's revision and that the host's liveness
 // key is still absent, so that a host coming back, or another host marking at the same moment, wins
 // cleanly and nothing is written twice. A VM on the cluster's shared storage with automaticRestart is
-// restarted here instead, when this host has room: the same transaction re-homes its record to this host
-// (REPAIRING, the reason saying so) and the hypervisor boots it from its disk. Its old host's VMMs are gone
+// restarted instead, on the host the scheduler picks among the UP hosts that see that storage (every host
+// computes the same placement from the same records, restartPlacement); the pick's same transaction
+// re-homes its record to itself (REPAIRING, the reason saying so) and its hypervisor boots it from its disk.
+// Should the pick not do so within a further TTL (it went away, or its own admission says no), any such
+// host with room takes the VM. Its old host's VMMs are gone
 // by then: each fenced itself (lease-fence.ts, vmm-watchdog.ts) before the lease could expire, a TTL ago.
 // Any other VM restarts when its host returns (its daemon's recovery restarts a REPAIRING VM whose VMM is
 // gone, per automaticRestart), since its disk is on that host: the reason says so.
@@ -14,7 +17,8 @@ import { serializeVmRecord, type VmRecord, withHistory } from "../vm-record.ts";
 import type { StoredVmRecord } from "../vm-record-store.ts";
 import type { ControlPlane } from "./control-plane.ts";
 import type { EtcdVmRecords } from "./etcd-vm-records.ts";
-import type { HostInventory } from "./host-inventory.ts";
+import type { HostInventory, InventoryHost } from "./host-inventory.ts";
+import { clusterHosts, placeVm } from "./scheduler.ts";
 
 /** The statuses of a VM whose guest ran (or was about to) on the host when it went DOWN. */
 const WAS_RUNNING: ReadonlySet<VmRecord["status"]> = new Set(["RUNNING", "STAGING"]);
@@ -32,6 +36,53 @@ export interface FailoverRestarter {
 /** Why a DOWN host's VM restarts here, in the user's words. */
 export function restartedHereReason(downHost: string, here: string): string {
   return `host '${downHost}' is DOWN (its lease expired); restarted on host '${here}' (its disk is on the cluster's shared storage)`;
+}
+
+/** Why a DOWN host's VM on shared storage waits (REPAIRING) for a host to restart it, in the user's words. */
+function waitingReason(downHost: string, pick: string | undefined): string {
+  return pick === undefined
+    ? `host '${downHost}' is DOWN (its lease expired); no host that sees the shared storage has room for it now: it restarts on the first that has`
+    : `host '${downHost}' is DOWN (its lease expired); it restarts on host '${pick}', the scheduler's pick among the hosts that see the shared storage`;
+}
+
+/**
+ * Where the DOWN hosts' (`ripe`) VMs on shared storage with automaticRestart go: each, in name order, to
+ * the scheduler's pick (scheduler.ts) among the UP hosts that see the shared storage, counting the VMs
+ * placed before it. Every host computes the same from the same records, so each takes only its own.
+ */
+export function restartPlacement(
+  hosts: readonly InventoryHost[],
+  vms: readonly StoredVmRecord[],
+  ripe: ReadonlySet<string>,
+): Map<string, string> {
+  const view = clusterHosts(
+    hosts.filter((h) => h.status === "UP" && h.record.sharedStorage === true),
+    vms.map((v) => v.record),
+  );
+  const waiting = vms
+    .map((v) => v.record)
+    .filter(
+      (r) =>
+        r.host !== undefined &&
+        ripe.has(r.host) &&
+        r.sharedStorage &&
+        r.automaticRestart &&
+        RESTARTABLE.has(r.status),
+    )
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const picks = new Map<string, string>();
+  for (const r of waiting) {
+    let pick: string;
+    try {
+      pick = placeVm(view, { cpus: r.cpus, memoryMiB: r.memoryMiB });
+    } catch {
+      continue;
+    }
+    picks.set(r.name, pick);
+    const chosen = view.find((h) => h.name === pick)!;
+    chosen.used = { vcpus: chosen.used.vcpus + r.cpus, memoryMiB: chosen.used.memoryMiB + r.memoryMiB };
+  }
+  return picks;
 }
 
 /** Why a DOWN host's VM is not restarted elsewhere, in the user's words. */
@@ -102,20 +153,27 @@ export class HostFailover {
     }
     if (ripe.size === 0) return [];
     const { vms } = await this.member.records.listAll();
+    const picks = restartPlacement(hosts, vms, ripe);
+    const restarter = this.options.restarter;
     const marked: string[] = [];
     for (const stored of vms) {
       const host = stored.record.host;
       if (host === undefined || !ripe.has(host)) continue;
-      const restarter = this.options.restarter;
       const { record } = stored;
-      if (record.sharedStorage && record.automaticRestart && restarter) {
-        if (RESTARTABLE.has(record.status) && restarter.hasRoom(record)) {
+      if (record.sharedStorage && record.automaticRestart) {
+        if (!RESTARTABLE.has(record.status)) continue;
+        const pick = picks.get(record.name);
+        // The scheduler's pick takes it; once it is overdue (the pick did not, in a further TTL), any host
+        // that sees the shared storage and has room does.
+        const overdue = now - this.downSince.get(host)! >= 2 * this.options.ttlSeconds * 1000;
+        if (restarter && (pick === this.member.host || overdue) && restarter.hasRoom(record)) {
           if (await this.takeOver(stored, host)) marked.push(record.name);
           continue;
         }
-        // No room here: marked, so that the first host with room takes it (REPAIRING is restartable).
-        const reason = `host '${host}' is DOWN (its lease expired); it restarts on the first host with room for it (host '${this.member.host}' has none now)`;
-        if (WAS_RUNNING.has(record.status) && (await this.markRepairing(stored, host, reason)))
+        if (
+          WAS_RUNNING.has(record.status) &&
+          (await this.markRepairing(stored, host, waitingReason(host, pick)))
+        )
           marked.push(record.name);
         continue;
       }

@@ -59,6 +59,7 @@ export class HostInventory {
     name: string;
     address: string;
     capacity: HostRecord["capacity"];
+    sharedStorage?: boolean;
   }): Promise<HostMembership> {
     // Taken before the grant: the lease can only expire later than this plus its TTL.
     const grantedAt = Date.now();
@@ -72,6 +73,7 @@ export class HostInventory {
         address: host.address,
         capacity: host.capacity,
         draining: previous?.record.draining ?? false,
+        ...(host.sharedStorage ? { sharedStorage: true } : {}),
         joinedAt: new Date().toISOString(),
       };
       const alive = this.aliveKey(host.name);

@@ -27,6 +27,11 @@ export interface MoveOffer {
   readonly from: string;
   /** Resume the VM once it is in place (it was RUNNING on the source). */
   readonly resume: boolean;
+  /**
+   * The VM is on the cluster's shared storage: the body is empty, its files are already where the target
+   * sees them (shared-move-in.ts).
+   */
+  readonly shared?: boolean;
 }
 
 /** The target's answer once the VM is its own. */
@@ -41,7 +46,7 @@ export interface MoveAnswer {
 }
 
 /** What the source adds to its offer for a live move. */
-export interface LiveMoveOffer extends Omit<MoveOffer, "resume"> {
+export interface LiveMoveOffer extends Omit<MoveOffer, "resume" | "shared"> {
   /** The active disk's virtual size: the target builds the guest's disk with it until the file arrives. */
   readonly diskBytes: number;
 }
@@ -120,7 +125,13 @@ export class ClusterMoveTransport implements MoveTransport {
     const { body } = await this.post(
       target,
       INCOMING_MOVE_PATH,
-      { ...offer, revision: String(offer.revision), resume: String(offer.resume) },
+      {
+        name: offer.name,
+        revision: String(offer.revision),
+        from: offer.from,
+        resume: String(offer.resume),
+        ...(offer.shared ? { shared: "true" } : {}),
+      },
       archive,
       "tsvm#moveIn",
     );
@@ -140,7 +151,12 @@ export class ClusterMoveTransport implements MoveTransport {
     const { body, url } = await this.post(
       target,
       LIVE_MOVE_PATH,
-      { ...offer, revision: String(offer.revision), diskBytes: String(offer.diskBytes) },
+      {
+        name: offer.name,
+        revision: String(offer.revision),
+        from: offer.from,
+        diskBytes: String(offer.diskBytes),
+      },
       archive,
       "tsvm#liveMoveIn",
     );

@@ -27,6 +27,7 @@ export function clusterHosts(hosts: readonly InventoryHost[], records: readonly 
       capacity: record.capacity,
       used,
       vms: mine.map((r) => r.name).sort(),
+      sharedStorage: record.sharedStorage === true,
       joinedAt: record.joinedAt,
     };
   });

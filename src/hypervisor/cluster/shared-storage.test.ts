@@ -2,12 +2,14 @@
 // it, hosts racing agree, and a host that sees it otherwise (another path, none, no marker, another
 // directory's marker, a file, a relative path) is refused in one line, with nothing changed.
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { useTestEtcd } from "../fixtures/test-etcd.ts";
-import { TestHypervisors } from "../fixtures/test-hypervisors.ts";
+import { ok, TestHypervisors } from "../fixtures/test-hypervisors.ts";
+import { VmStore } from "../store.ts";
 import { joinSharedStorage, refuseOnSharedStorage, SHARED_STORAGE_MARKER } from "./shared-storage.ts";
 
 const etcd = useTestEtcd();
@@ -104,4 +106,53 @@ test("a host without shared storage refuses a VM asked to be there, and creates 
   );
   assert.deepEqual((await store.list()).vms, []);
   assert.equal(store.sharedVmsDir, undefined);
+});
+
+test("a VM on shared storage: its snapshots' nodes and its clones go there; its export imports on a host without any", async () => {
+  const shared = await tempDir();
+  const hypervisors = new TestHypervisors("tsvm-shared-vm-");
+  const home = await mkdtemp(join(tmpdir(), "tsvm-shared-home-"));
+  roots.push(home);
+  await writeFile(join(home, "template.img"), Buffer.alloc(8192, 7));
+  for (const sub of ["vms", "disks"]) await mkdir(join(shared, sub));
+  const store = await VmStore.open(home, { sharedDir: shared });
+  const { hv } = await hypervisors.open({ home, config: { store } });
+  await ok(hv, hv.insert({ name: "web", sharedStorage: true }));
+  await ok(hv, hv.insert({ name: "loc" }));
+  await ok(hv, hv.stop("web"));
+  await ok(hv, await hv.createSnapshot("web", "s1"));
+  const [s1] = await hv.listSnapshots("web");
+  assert.ok(existsSync(join(shared, "disks", `${s1!.id}.qcow2`)), "the snapshot's node is on shared storage");
+  assert.ok(!existsSync(join(home, "disks", `${s1!.id}.qcow2`)));
+
+  assert.throws(
+    () => hv.insert({ name: "solo", sourceInstance: "web", sourceSnapshot: "s1", sharedStorage: false }),
+    /a clone of 'web' is on the cluster's shared storage, as its source is/,
+  );
+  assert.throws(
+    () => hv.insert({ name: "far", sourceInstance: "loc", sharedStorage: true }),
+    /a clone of 'loc' cannot go on shared storage: its disk shares its source's nodes/,
+  );
+  await ok(hv, hv.insert({ name: "twin", sourceInstance: "web", sourceSnapshot: "s1" }));
+  assert.equal(hv.get("twin").sharedStorage, true);
+  assert.ok(existsSync(join(shared, "vms", "twin", "disk.qcow2")));
+
+  await ok(hv, hv.stop("twin"));
+  const archive = await hv.exportVm("twin", {}, async ({ stream }) => {
+    const chunks: Buffer[] = [];
+    for await (const c of stream) chunks.push(c);
+    return Buffer.concat(chunks);
+  });
+  const other = (await hypervisors.open()).hv;
+  await ok(
+    other,
+    await other.importVm(
+      (async function* () {
+        yield archive;
+      })(),
+    ),
+  );
+  const copy = other.get("twin");
+  assert.equal(copy.sharedStorage, undefined, "imported onto the importer's own storage");
+  assert.equal(copy.status, "TERMINATED");
 });

@@ -160,8 +160,8 @@ export async function joinSharedStorage(
 }
 
 /**
- * Refuses what is not built for a VM on shared storage yet: snapshots, clones, export and moves work on a
- * host's own disk nodes (docs/cluster.md "Not done yet").
+ * Refuses what is not built for a VM on shared storage yet: a move sends a host's own disk nodes (and an
+ * import, of an export file made by hand that says so; docs/cluster.md "Shared storage").
  */
 export function refuseOnSharedStorage(
   record: { name: string; sharedStorage?: boolean },

@@ -15,6 +15,8 @@ import type { MoveTransport } from "./move-transport.ts";
 /** What a move asks of the Hypervisor about the VM it moves (run on the VM's queue). */
 export interface MovingVm {
   readonly name: string;
+  /** On the cluster's shared storage: nothing is copied, the target takes its files where they are. */
+  readonly shared: boolean;
   status(): VmStatus;
   /** The record's revision as this host last saw it. */
   revision(): Promise<number>;
@@ -137,7 +139,13 @@ export class VmMoves {
     try {
       const answer = await transport.send(
         target,
-        { name: vm.name, revision: await vm.revision(), from: transport.host, resume: wasRunning },
+        {
+          name: vm.name,
+          revision: await vm.revision(),
+          from: transport.host,
+          resume: wasRunning,
+          ...(vm.shared ? { shared: true } : {}),
+        },
         { bytes: archive.bytes, stream: counted },
       );
       // The guest runs on the target once it answered: letting go of the files here is not downtime.

@@ -72,8 +72,10 @@ export class VmArchives {
     record: VmRecord,
     paths: VmPaths,
     options: ExportOptions,
+    /** Where its disk nodes are: this host's disks/ unless the VM is on the cluster's shared storage. */
+    disksDir = this.nodes.dir,
   ): Promise<{ readonly bytes: number; readonly stream: AsyncIterable<Buffer> }> {
-    const plan = await planVmExport(record, paths, this.nodes.dir, this.images, options, this.now());
+    const plan = await planVmExport(record, paths, disksDir, this.images, options, this.now());
     return { bytes: plan.bytes, stream: writeArchive(plan) };
   }
 

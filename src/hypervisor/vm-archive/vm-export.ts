@@ -140,9 +140,15 @@ export async function planVmExport(
       exportedAt: now.toISOString(),
       writer: "tsvm",
       byteOrder: hostByteOrder(),
-      vm: record,
+      // Where the VM's files were is this host's business: an import puts them on the importer's storage.
+      vm: withoutPlacement(record),
       snapshots: options.snapshots ?? true,
     },
     await vmFiles(record, paths, disksDir, images, options),
   );
+}
+
+function withoutPlacement(record: VmRecord): VmRecord {
+  const { sharedStorage: _, ...rest } = record;
+  return rest;
 }
