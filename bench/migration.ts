@@ -2,8 +2,10 @@
 // Linux guest (the default image, 256 MiB unless --memory) moved between two hosts, tsvm beside QEMU, runs
 // alternating (tsvm, QEMU, tsvm, …) so that both see the same stretches of a shared host's speed.
 //   tsvm: two daemons in a cluster on one etcd (src/hypervisor/fixtures/test-cluster.ts), each with its spare
-//         VMM as a daemon has by default, `tsvm move` of the RUNNING VM back and forth; the figures are the
-//         move operation's (totalMs, downtimeMs, bytes), and its statusMessage (where the downtime went).
+//         VMM as a daemon has by default, `tsvm move` of the RUNNING VM back and forth: live (the daemons
+//         drive the VMM-to-VMM stream, cluster/live-moves.ts; its active disk goes in the stream after the
+//         pause); the figures are the move operation's (totalMs, downtimeMs, rounds, bytes), and its
+//         statusMessage says whether it went live.
 //   QEMU: qemu-system-riscv64 booted to its shell, then `migrate` over QMP to a second QEMU started with
 //         -incoming on 127.0.0.1, with block migration (blk: the disk is copied too, as tsvm copies it);
 //         the figures are query-migrate's (total-time, downtime, ram and disk transferred). Back and forth,
@@ -33,15 +35,16 @@ import { QEMU } from "./peer-versions.ts";
 
 const HELP = `Usage: node --import ./node_modules/tsx/dist/loader.mjs bench/migration.ts [options]
 
-Moves an idle Linux guest between two hosts --runs times with tsvm (tsvm move, stop-and-copy) and with
-QEMU (live migration over QMP, with its disk), alternating, and prints medians.
+Moves an idle Linux guest between two hosts --runs times with tsvm (tsvm move: live) and with QEMU (live
+migration over QMP, with its disk), alternating, and prints medians and tsvm/QEMU ratios.
 
 Options:
   --memory MIB     guest RAM (default 256)
   --dirty-mib N    a process in each guest rewrites N MiB of its memory for ever (default 0: idle)
   --runs N         moves per peer (default 4)
-  --tsvm daemons|vmm  daemons (default): \`tsvm move\` between two daemons of a cluster (stop-and-copy);
-                   vmm: live migration VMM to VMM (pre-copy; the daemons do not use it yet)
+  --tsvm daemons|vmm  daemons (default): \`tsvm move\` of the RUNNING VM between two daemons of a cluster
+                   (live: the daemons drive the VMM-to-VMM stream, the disk in it); vmm: the VMM-to-VMM
+                   stream alone, without daemons (the target's disk a copy taken beforehand)
   --format table|json
   -h, --help
 `;
@@ -50,6 +53,8 @@ interface Move {
   totalMs: number;
   downtimeMs: number;
   bytes: number;
+  /** tsvm daemons: whether the move went live (else stop-and-copy, its statusMessage says why). */
+  live?: boolean;
 }
 
 const BOOT_TIMEOUT_MS = 15 * 60_000;
@@ -99,7 +104,12 @@ class TsvmPeer {
     const op = await this.cluster.json("h1", "move", "idle", "--host", to);
     this.where = to;
     process.stderr.write(`tsvm: ${op.statusMessage}\n`);
-    return { totalMs: op.migration.totalMs, downtimeMs: op.migration.downtimeMs, bytes: op.migration.bytes };
+    return {
+      totalMs: op.migration.totalMs,
+      downtimeMs: op.migration.downtimeMs,
+      bytes: op.migration.bytes,
+      live: /^moved live/.test(op.statusMessage),
+    };
   }
 
   stop(): Promise<void> {
@@ -109,7 +119,7 @@ class TsvmPeer {
 
 /**
  * tsvm VMM to VMM (--tsvm vmm): the live migration of migration-stream.ts between two VMM processes, one
- * data directory each, as the daemons do not use it yet: the target VMM is launched waiting (`incoming`),
+ * data directory each, without daemons (the stream alone, as --tsvm daemons drives it): the target VMM is launched waiting (`incoming`),
  * the source's migrateOut sends RAM in rounds while the guest runs, then pauses it for the rest. The
  * disk is not moved by this path yet: the target's is a copy of the source's taken while the idle guest
  * runs on (fine for timing an idle guest; see docs/cluster.md "Live migration").
@@ -382,11 +392,13 @@ async function main(): Promise<number> {
   else {
     const row = (name: string, s: ReturnType<typeof summary>) =>
       `${name.padEnd(6)} ${String(s.totalMs).padStart(9)} ${String(s.downtimeMs).padStart(12)} ${String(s.mib).padStart(9)}\n`;
+    const ratio = (a: number, b: number) => (b > 0 ? (a / b).toFixed(2) : "-");
     process.stdout.write(
       `${dirtyMiB > 0 ? `${dirtyMiB} MiB-dirtying` : "idle"} ${memoryMiB} MiB guest, median of ${runs} moves; load average ${report.loadAverage.before.join(" ")} → ${report.loadAverage.after.join(" ")}\n` +
-        `peer    total ms  downtime ms  MiB sent   (tsvm: ${values.tsvm})\n` +
+        `peer    total ms  downtime ms  MiB sent   (tsvm: ${values.tsvm}${values.tsvm === "daemons" ? `, ${results.tsvm.filter((m) => m.live).length} of ${runs} moves live` : ""})\n` +
         row("tsvm", report.tsvm) +
-        row("qemu", report.qemu),
+        row("qemu", report.qemu) +
+        `tsvm/qemu ${ratio(report.tsvm.totalMs, report.qemu.totalMs).padStart(7)} ${ratio(report.tsvm.downtimeMs, report.qemu.downtimeMs).padStart(12)} ${ratio(report.tsvm.mib, report.qemu.mib).padStart(9)}\n`,
     );
   }
   return 0;

@@ -290,6 +290,14 @@ export const ERROR_CODES: ReadonlyMap<string, ErrorCode> = new Map<string, Error
     },
   ],
   [
+    "migration-unconfirmed",
+    {
+      status: 502,
+      meaning:
+        "Between a daemon and its VMM only: a live migration's whole stream went but the target did not confirm; the guest waits paused until the daemon knows who owns the VM (a move then ends move-failed).",
+    },
+  ],
+  [
     "import-failed",
     {
       status: 500,

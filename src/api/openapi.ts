@@ -39,6 +39,16 @@ export interface ApiOperation {
 }
 
 const NAME = `${API_BASE}/instances/{name}`;
+/** The query both routes a moved VM comes in by share (src/api/server/move-offer.ts). */
+const MOVE_OFFER_QUERY: readonly QueryParameter[] = [
+  { name: "name", schema: { type: "string" }, description: "The VM's name." },
+  {
+    name: "revision",
+    schema: { type: "string", pattern: "^[0-9]{1,15}$" },
+    description: "The record's revision as the sender saw it.",
+  },
+  { name: "from", schema: { type: "string" }, description: "The sending host." },
+];
 const action = (verb: string, summary: string, errors: readonly string[] = []): ApiOperation => ({
   method: "POST",
   path: `${NAME}/${verb}`,
@@ -448,13 +458,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       "VM's record is then taken over at the revision the sending host last saw (revision-conflict, and nothing " +
       "kept, when it changed meanwhile), and the VM is resumed when asked.",
     query: [
-      { name: "name", schema: { type: "string" }, description: "The VM's name." },
-      {
-        name: "revision",
-        schema: { type: "string", pattern: "^[0-9]{1,15}$" },
-        description: "The record's revision as the sender saw it.",
-      },
-      { name: "from", schema: { type: "string" }, description: "The sending host." },
+      ...MOVE_OFFER_QUERY,
       { name: "resume", schema: { type: "boolean" }, description: "Resume the VM once it is here." },
     ],
     binaryBody: "The VM's export file (docs/export-format.md).",
@@ -464,6 +468,36 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       "import-failed",
       "already-exists",
       "revision-conflict",
+      "invalid-network",
+      "invalid-engine",
+    ],
+  },
+  {
+    method: "POST",
+    path: `${API_BASE}/migrations/live`,
+    operationId: "migrations.live",
+    summary: "Between the hosts of a cluster: prepare to take in a RUNNING VM another host moves here live",
+    description:
+      "Sent by the VM's host during instances.move, with the cluster's token; the body is the VM's export " +
+      "without its active disk. The file is verified whole, the name and room checked, and the VM's files put " +
+      "in place (its record stays the sender's); a VMM then waits for the guest's live migration stream, " +
+      "which brings the active disk after the pause. The VM's record is taken over at the sender's revision " +
+      'only once that stream arrived whole, before the guest runs here (docs/cluster.md "Moving a running VM").',
+    query: [
+      ...MOVE_OFFER_QUERY,
+      {
+        name: "diskBytes",
+        schema: { type: "string", pattern: "^[0-9]{1,13}$" },
+        description: "The active disk's virtual size in bytes.",
+      },
+    ],
+    binaryBody: "The VM's export file without its active disk (docs/export-format.md).",
+    answer: { json: "LiveMoveInResult" },
+    errors: [
+      "bad-archive",
+      "import-failed",
+      "already-exists",
+      "capacity-exceeded",
       "invalid-network",
       "invalid-engine",
     ],

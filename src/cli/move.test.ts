@@ -75,6 +75,8 @@ test("a RUNNING VM moves h1 → h2 and counts on; at rest it moves as its files;
   assert.equal(op.migration.to, "h2");
   assert.equal(op.migration.rounds, 0);
   assert.ok(op.migration.bytes > 0);
+  // The stand-in guest's VMM cannot send its guest live: the move says so and went the stop-and-copy way.
+  assert.match(op.statusMessage, /not moved live: its engine cannot migrate a running guest/);
   assert.ok(op.migration.downtimeMs > 0 && op.migration.downtimeMs <= op.migration.totalMs);
   const web = await json("h1", "describe", "web");
   assert.equal(web.host, "h2");
@@ -147,12 +149,7 @@ test("bad moves are refused with one line and leave the VM running where it is",
 });
 
 test("the incoming route wants the cluster's token and a whole export file; a refused one changes nothing", async () => {
-  assert.equal((await on("h1", "create", "cold", "--host", "h1", "--machine-type", "t1-micro")).code, 0);
-  assert.equal((await on("h1", "stop", "cold")).code, 0);
-  const file = join(cluster.dir, "cold.tsvm");
-  assert.equal((await on("h1", "export", "cold", file)).code, 0);
-  const bytes = new Uint8Array(await readFile(file));
-  const revision = (await etcdRevision("cold")).toString();
+  const { bytes, revision } = await stoppedExport("cold");
   const path = `/migrations/incoming?name=cold&revision=${revision}&from=h1&resume=false`;
   const octets = { contentType: "application/octet-stream" };
   const wrong = await api("h2", "POST", path, bytes, { ...octets, token: "not-the-cluster-token-at-all" });
@@ -182,4 +179,32 @@ async function etcdRevision(name: string): Promise<number> {
   } finally {
     client.close();
   }
+}
+
+test("the live route wants the cluster's token and a live move's file; a refused one leaves nothing on the target", async () => {
+  const { bytes, revision } = await stoppedExport("still");
+  const path = `/migrations/live?name=still&revision=${revision}&from=h1&diskBytes=1048576`;
+  const octets = { contentType: "application/octet-stream" };
+  const wrong = await api("h2", "POST", path, bytes, { ...octets, token: "not-the-cluster-token-at-all" });
+  assert.equal(wrong.status, 401);
+  // A whole, valid export, but of a VM at rest with its disk: not what a live move sends.
+  const atRest = await api("h2", "POST", path, bytes, octets);
+  assert.equal(atRest.status, 400, JSON.stringify(atRest.body));
+  assert.equal(atRest.body.error.errors[0].reason, "bad-archive");
+  assert.match(atRest.body.error.message, /a live move's file holds a RUNNING VM/);
+  const size = await api("h2", "POST", path.replace("diskBytes=1048576", "diskBytes=1000"), bytes, octets);
+  assert.equal(size.status, 400);
+  assert.match(size.body.error.message, /'diskBytes' must be a whole number of 512-byte sectors/);
+  for (const h of ["h2", "h3"]) assert.ok(!existsSync(join(home(h), "vms/still")), h);
+  const still = await json("h2", "describe", "still");
+  assert.equal(`${still.host} ${still.status}`, "h1 TERMINATED");
+});
+
+/** A VM `name` created on h1 and stopped: its export file's bytes and its record's revision in etcd. */
+async function stoppedExport(name: string): Promise<{ bytes: Uint8Array; revision: string }> {
+  assert.equal((await on("h1", "create", name, "--host", "h1", "--machine-type", "t1-micro")).code, 0);
+  assert.equal((await on("h1", "stop", name)).code, 0);
+  const file = join(cluster.dir, `${name}.tsvm`);
+  assert.equal((await on("h1", "export", name, file)).code, 0);
+  return { bytes: new Uint8Array(await readFile(file)), revision: (await etcdRevision(name)).toString() };
 }

@@ -33,6 +33,8 @@ import { crashPoint } from "./crash-point.ts";
 import { syncDir } from "./store.ts";
 
 export const DISKS_DIR = "disks";
+/** The only backing names a VM's active disk may have: a node of disks/, nothing outside the layout. */
+export const VM_DISK_BACKING = /^\.\.\/\.\.\/disks\/([a-z0-9-]{1,80}\.(?:qcow2|raw))$/;
 /** The active disk of a VM made since qcow2 disks, and the raw one of an older VM. */
 export const ACTIVE_DISK = "disk.qcow2";
 export const LEGACY_DISK = "disk.img";

@@ -4,7 +4,7 @@
 
 import { existsSync } from "node:fs";
 import { readdir, rm, stat } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import type { Duplex } from "node:stream";
 import type { InsertNetworkRequest, Network } from "../api/schemas/network-schemas.ts";
 import type { Snapshot } from "../api/schemas/snapshot-schemas.ts";
@@ -13,10 +13,17 @@ import { Clones, type CloneVm, checkCloneRequest, cloneRecord } from "./clones.t
 import { readConsoleLog } from "./console-log.ts";
 import { type CrashOperation, crashPoint, statusWritePoint } from "./crash-point.ts";
 import { DiskAdmission } from "./disk-admission.ts";
-import { activeDiskInfo, activeDiskOf, DiskStore, reclaimActiveDiskLeaks } from "./disk-store.ts";
+import {
+  ACTIVE_DISK,
+  activeDiskInfo,
+  activeDiskOf,
+  DiskStore,
+  reclaimActiveDiskLeaks,
+} from "./disk-store.ts";
 import { EventLog } from "./event-log.ts";
 import { identityOf } from "./guest-identity.ts";
 import { HypervisorError } from "./hypervisor-error.ts";
+import { RevisionConflictError } from "./vm-record-store.ts";
 import { checkAction, transition, type VmAction, type VmStatus } from "./lifecycle.ts";
 import { DEFAULT_MACHINE_TYPE, machineTypeFor, resolveMachineType } from "./machine-types.ts";
 import {
@@ -62,10 +69,17 @@ import {
   type VmStore,
 } from "./store.ts";
 import { type ImportHost, type ImportOptions, VmArchives } from "./vm-archive/vm-archives.ts";
-import type { MoveAnswer, MoveOffer, MoveTransport } from "./cluster/move-transport.ts";
+import type {
+  LiveMoveAnswer,
+  LiveMoveOffer,
+  MoveAnswer,
+  MoveOffer,
+  MoveTransport,
+} from "./cluster/move-transport.ts";
 import { takeInSharedVm } from "./cluster/shared-move-in.ts";
 import { refuseOnSharedStorage } from "./cluster/shared-storage.ts";
 import { type MovingVm, VmMoves } from "./cluster/vm-moves.ts";
+import { acceptLiveMove, type LiveMoveInHost, type LiveMovingVm } from "./cluster/live-moves.ts";
 import type { ExportOptions } from "./vm-archive/vm-export.ts";
 import type { BootFiles } from "./vm-boot-files.ts";
 import { TabMachines } from "./tab-machines.ts";
@@ -985,6 +999,8 @@ export class Hypervisor {
         shared
           ? { bytes: 0, stream: (async function* () {})() }
           : this.archives.export(slot.record, this.config.store.paths(name), {}),
+      // On shared storage its disk need not move: handed over suspended (shared-move-in.ts), not live.
+      ...(shared ? {} : { live: this.liveMovingVm(slot) }),
       forget: async (to) => {
         slot.deleted = true;
         this.slots.delete(name);
@@ -1009,6 +1025,48 @@ export class Hypervisor {
     };
   }
 
+  /** A RUNNING VM's steps of a live move, on this host's side (cluster/live-moves.ts). */
+  private liveMovingVm(slot: VmSlot): LiveMovingVm {
+    const paths = this.config.store.paths(slot.record.name);
+    return {
+      canMigrateLive: async () => (await slot.vmm?.canMigrateLive?.()) ?? false,
+      diskBytes: async () => {
+        const info = await activeDiskInfo(paths.dir);
+        return info.format === "qcow2" && basename(info.path) === ACTIVE_DISK ? info.virtualSize : undefined;
+      },
+      archive: () => this.archives.export(slot.record, paths, { activeDisk: false }),
+      migrateOut: async (target) => {
+        const vmm = slot.vmm;
+        if (!vmm?.migrateOut)
+          throw new HypervisorError("not-running", `the VMM of '${slot.record.name}' has exited`);
+        // Its exit ("migrated") is this move's, not one to repair.
+        slot.expectingExit = true;
+        try {
+          const figures = await vmm.migrateOut(target);
+          slot.vmm = undefined;
+          return figures;
+        } catch (e) {
+          if ((e as HypervisorError).code !== "migration-unconfirmed") slot.expectingExit = false;
+          throw e;
+        }
+      },
+      settle: async (resume) => {
+        await slot.vmm!.migrateSettle!(resume);
+        if (resume) slot.expectingExit = false;
+        else slot.vmm = undefined;
+      },
+      fence: async () => {
+        try {
+          await this.config.store.write(slot.record);
+          return true;
+        } catch (e) {
+          if (e instanceof RevisionConflictError) return false;
+          throw e;
+        }
+      },
+    };
+  }
+
   /**
    * Takes in a VM another host of the cluster moves here (its export file from `input`, verified whole):
    * its files go into place, then its record is taken over at the revision the old host last saw
@@ -1022,38 +1080,38 @@ export class Hypervisor {
           adopted = slot;
         })
       : await this.archives.import(
-      input,
-      { name: offer.name },
-      {
-        ...this.importSteps(),
-        // The same VM, not a copy: it keeps its id (and so its MACs).
-        idTaken: () => false,
-        insert: async (record, commit) => {
-          refuseOnSharedStorage(record, "move in");
-          const op = this.operations.create("move", record.name);
-          await this.operations.run(op, async () => {
-            const entry = {
-              at: this.now().toISOString(),
-              from: record.status,
-              to: record.status,
-              reason: `moved here from host '${offer.from}'`,
-            };
-            const { host: _oldHost, ...rest } = record;
-            const moved: VmRecord = { ...rest, history: [...record.history.slice(0, -1), entry] };
-            await commit();
-            try {
-              await this.config.store.adopt(moved, offer.revision);
-            } catch (e) {
-              await this.config.store.release(record.name).catch(() => {});
-              await this.collectDiskGarbage().catch(() => {});
-              throw e;
-            }
-            adopted = await this.welcome(moved, entry);
-          });
-          return op.view();
-        },
-      },
-    );
+          input,
+          { name: offer.name },
+          {
+            ...this.importSteps(),
+            // The same VM, not a copy: it keeps its id (and so its MACs).
+            idTaken: () => false,
+            insert: async (record, commit) => {
+              refuseOnSharedStorage(record, "move in");
+              const op = this.operations.create("move", record.name);
+              await this.operations.run(op, async () => {
+                const entry = {
+                  at: this.now().toISOString(),
+                  from: record.status,
+                  to: record.status,
+                  reason: `moved here from host '${offer.from}'`,
+                };
+                const { host: _oldHost, ...rest } = record;
+                const moved: VmRecord = { ...rest, history: [...record.history.slice(0, -1), entry] };
+                await commit();
+                try {
+                  await this.config.store.adopt(moved, offer.revision);
+                } catch (e) {
+                  await this.config.store.release(record.name).catch(() => {});
+                  await this.collectDiskGarbage().catch(() => {});
+                  throw e;
+                }
+                adopted = await this.welcome(moved, entry);
+              });
+              return op.view();
+            },
+          },
+        );
     if (view.error) throw new HypervisorError(view.error.code, view.error.message);
     if (!offer.resume || !adopted)
       return { kind: "tsvm#moveIn", resumed: false, resumeMs: 0, resumeError: null };
@@ -1066,6 +1124,72 @@ export class Hypervisor {
       resumed: done.status === "DONE" && done.error === null,
       resumeMs: Date.now() - resumeStarted,
       resumeError: done.error ? `${done.error.code}: ${done.error.message}` : null,
+    };
+  }
+
+  /**
+   * Takes in a RUNNING VM another host of the cluster moves here live (cluster/live-moves.ts): its live
+   * move's file from `input`; resolves with where its VMM waits for the guest's stream (on `listenHost`).
+   */
+  moveInLive(
+    input: AsyncIterable<Uint8Array>,
+    offer: LiveMoveOffer,
+    listenHost: string,
+  ): Promise<LiveMoveAnswer> {
+    return acceptLiveMove(this.liveMoveInSteps(), input, offer, listenHost);
+  }
+
+  /** The steps of a live move in, on this host's side, lent to acceptLiveMove. */
+  private liveMoveInSteps(): LiveMoveInHost {
+    return {
+      importLive: async (input, name, prepared) => {
+        const view = await this.archives.import(
+          input,
+          { name, live: true },
+          {
+            ...this.importSteps(),
+            idTaken: () => false,
+            insert: async (record, commit) => {
+              refuseOnSharedStorage(record, "move in");
+              checkAdmission(this.config.capacity, this.allocations(), { ...record, diskMiB: 0 });
+              const op = this.operations.create("move", record.name);
+              await this.operations.run(op, () => commit(() => prepared(record)));
+              return op.view();
+            },
+          },
+        );
+        if (view.error) throw new HypervisorError(view.error.code, view.error.message);
+      },
+      paths: (name) => this.config.store.paths(name),
+      launch: (record, paths, incoming) =>
+        this.config.launcher.launch(record, paths, "restore", { incoming }),
+      takeOver: async (record, offer) => {
+        const entry = {
+          at: this.now().toISOString(),
+          from: record.status,
+          to: record.status,
+          reason: `moved here live from host '${offer.from}'`,
+        };
+        const { host: _oldHost, ...rest } = record;
+        const moved: VmRecord = { ...rest, history: [...record.history.slice(0, -1), entry] };
+        await this.config.store.adopt(moved, offer.revision);
+        return moved;
+      },
+      welcome: async (record, vmm) => {
+        this.attach(await this.welcome(record, record.history[record.history.length - 1]!), vmm);
+      },
+      discard: async (name) => {
+        await this.config.store.release(name);
+        // Queued behind the live move's hold on disk garbage collection: its nodes go once it let go.
+        void this.collectDiskGarbage();
+      },
+      lost: async (record, why) => {
+        const slot = await this.welcome(record, record.history[record.history.length - 1]!);
+        await this.setStatus(slot, "TERMINATED", why, {
+          statusMessage: why,
+          lastStopTimestamp: this.now().toISOString(),
+        });
+      },
     };
   }
 

@@ -1,6 +1,10 @@
 // The live migration stream (migration-stream.ts): what is sent in rounds arrives whole, and every kind of
 // bad stream (forged, corrupted, cut, oversized, out of bounds) is refused with one line naming the problem.
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
 import {
   type MigrationHello,
@@ -94,4 +98,65 @@ test("bad streams are refused with one line naming the problem", async () => {
   await refused(await stream(HELLO, bigger), /outside the guest's RAM/);
   // Pages before HELLO.
   await refused(good.subarray(good.readUInt32LE(1) + 5), /does not begin with HELLO/);
+});
+
+test("a disk sent after the pause lands at its path only once the whole stream is verified", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "tsvm-migration-disk-"));
+  try {
+    const source = join(dir, "source.qcow2");
+    // Larger than one DISK frame (8 MiB), and not a multiple of it.
+    const content = randomBytes((9 << 20) + 123);
+    await writeFile(source, content);
+    const withDisk = async (): Promise<Buffer> => {
+      const chunks: Buffer[] = [];
+      const w = new MigrationStreamWriter({ write: async (b) => void chunks.push(b) });
+      const { ram, data } = machine();
+      await w.hello(HELLO);
+      await w.pages(ram, null);
+      assert.equal(await w.disk(source), content.length);
+      await w.state({ engine: "riscv-virt", version: 1, data }, ram);
+      await w.end();
+      return Buffer.concat(chunks);
+    };
+    const good = await withDisk();
+    const target = join(dir, "vm", "disk.qcow2");
+    await mkdir(join(dir, "vm"));
+    const disk = { path: target, maxBytes: 16 << 20 };
+    const left = () => readdir(join(dir, "vm"));
+
+    // Corrupted in its last byte: nothing is left in the VM's directory, not even the staged file.
+    const flipped = Buffer.from(good);
+    flipped[flipped.length - 40] ^= 1;
+    await assert.rejects(receiveMigration(chunked(flipped, 65536), HELLO, undefined, disk), /SHA-256/);
+    assert.deepEqual(await left(), []);
+    // Cut in the middle of the disk.
+    await assert.rejects(
+      receiveMigration(chunked(good.subarray(0, 5 << 20), 65536), HELLO, undefined, disk),
+      /cut after/,
+    );
+    assert.deepEqual(await left(), []);
+    // Larger than the target allows.
+    await assert.rejects(
+      receiveMigration(chunked(good, 65536), HELLO, undefined, { path: target, maxBytes: 1 << 20 }),
+      /disk is larger than the 1048576 bytes/,
+    );
+    assert.deepEqual(await left(), []);
+    // A disk the target does not expect, and none where it expects one.
+    await assert.rejects(
+      receiveMigration(chunked(good, 65536), HELLO),
+      /carries a disk, and the target expects none/,
+    );
+    await assert.rejects(
+      receiveMigration(chunked(await stream(), 4096), HELLO, undefined, disk),
+      /carried no disk/,
+    );
+    assert.deepEqual(await left(), []);
+
+    const got = await receiveMigration(chunked(good, 65536), HELLO, undefined, disk);
+    assert.equal(got.diskBytes, content.length);
+    assert.ok((await readFile(target)).equals(content), "the disk as the source had it");
+    assert.deepEqual(await left(), ["disk.qcow2"]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -9,9 +9,15 @@
 //   PAGES  2  first page number (u32 LE) · the pages' bytes (a whole number of 4 KiB pages, ≤ 8 MiB)
 //   STATE  3  header length (u32 LE) · JSON {engine, version, tree, sections: [{type, length} | {ram: true}]}
 //             · the bytes of every section but RAM's, in order; a later STATE replaces an earlier one
+//   DISK   5  the next bytes (≤ 8 MiB) of the guest's active disk file (its writable top layer), in order,
+//             after the guest paused and its disk was flushed: the layer changes while the guest runs, so it
+//             goes in the stop-and-copy part (docs/cluster.md "Moving a running VM"); only when the target
+//             expects a disk, and no more than the bound it gave. The target writes them to a file of its
+//             own beside the VM's and renames it into place only once END's digest matched
 //   END    4  SHA-256 (32 bytes) of every byte of the stream before this frame
 
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { type FileHandle, open, rename, rm } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
 import {
   decodeStateTree,
@@ -33,18 +39,44 @@ const HELLO = 1;
 const PAGES = 2;
 const STATE = 3;
 const END = 4;
+const DISK = 5;
 const PAGE = 4096;
 const FRAME_HEADER_BYTES = 5;
 /** Largest frame of each kind: a bound on what a hostile sender can make the target hold. */
 const MAX_HELLO_BYTES = 4096;
 const MAX_PAGES_BYTES = 4 + (8 << 20);
 const MAX_STATE_BYTES = 4 + MAX_STATE_TREE_BYTES + (64 << 20);
+const MAX_DISK_FRAME_BYTES = 8 << 20;
 const DIGEST_BYTES = 32;
 
 /** A migration stream that cannot be used (bad, cut, forged): the target keeps nothing of it. */
 export class MigrationStreamError extends HypervisorError {
   constructor(problem: string) {
     super("move-failed", `the live migration stream is unusable: ${problem}`);
+  }
+}
+
+/**
+ * The target said it will not run the guest (a line "failed: <why>"): a target says so only while nothing
+ * of the guest can run there (before its launcher was asked to take the VM over), so the source runs on.
+ */
+export class TargetRefusal extends HypervisorError {
+  constructor(why: string) {
+    super("move-failed", `the target refused the guest: ${why}`);
+  }
+}
+
+/**
+ * The source sent the whole stream but the target's answer did not come (a connection lost, a target gone
+ * after END): the target may run the guest already. The source keeps its guest paused until its launcher
+ * settles who owns the VM (a VMM's "migrateSettle").
+ */
+export class MigrationUnconfirmedError extends HypervisorError {
+  constructor(problem: string) {
+    super(
+      "migration-unconfirmed",
+      `the whole guest was sent but the target did not confirm that it runs it (${problem}); it stays paused here until its owner is known`,
+    );
   }
 }
 
@@ -113,6 +145,27 @@ export class MigrationStreamWriter {
     return this.frame(STATE, [size, header, ...bodies]);
   }
 
+  /**
+   * Sends the disk file at `path` whole, in DISK frames (the guest paused, its writes flushed: the file
+   * does not change meanwhile). Resolves with its size.
+   */
+  async disk(path: string): Promise<number> {
+    const file = await open(path, "r");
+    try {
+      const chunk = Buffer.allocUnsafe(MAX_DISK_FRAME_BYTES);
+      let at = 0;
+      for (;;) {
+        const { bytesRead } = await file.read(chunk, 0, chunk.length, at);
+        if (bytesRead === 0) return at;
+        // A copy: the sink may hold the frame while the next chunk is read into this buffer.
+        await this.frame(DISK, [Buffer.from(chunk.subarray(0, bytesRead))]);
+        at += bytesRead;
+      }
+    } finally {
+      await file.close();
+    }
+  }
+
   end(): Promise<void> {
     return this.frame(END, [this.digest.digest()]);
   }
@@ -139,6 +192,15 @@ export interface ReceivedMigration {
   readonly bytes: number;
   /** Bytes of RAM pages it carried (pages sent again in later rounds counted again). */
   readonly ramBytes: number;
+  /** Bytes of the disk file it carried (in place at ReceiveDisk.path now); 0 without one. */
+  readonly diskBytes: number;
+}
+
+/** Where a target takes the guest's active disk file the stream carries, and how large it may be. */
+export interface ReceiveDisk {
+  /** Written (a new file beside it first) only once the whole stream is verified. */
+  readonly path: string;
+  readonly maxBytes: number;
 }
 
 /** Exactly-n-bytes reads from an async stream of chunks. */
@@ -176,9 +238,65 @@ export async function receiveMigration(
   input: AsyncIterable<Uint8Array>,
   expect: MigrationHello,
   into?: ArrayBuffer,
+  disk?: ReceiveDisk,
 ): Promise<ReceivedMigration> {
   if (into && into.byteLength !== expect.memoryBytes)
     throw new RangeError(`a RAM buffer of ${into.byteLength} bytes for a guest of ${expect.memoryBytes}`);
+  const incomingDisk = disk ? new IncomingDisk(disk) : undefined;
+  try {
+    const got = await receiveFrames(input, expect, into, incomingDisk);
+    await incomingDisk?.commit();
+    return got;
+  } catch (e) {
+    await incomingDisk?.discard();
+    throw e;
+  }
+}
+
+/** The disk file a stream carries, written beside its final path and renamed there once verified. */
+class IncomingDisk {
+  private readonly staging: string;
+  private file: FileHandle | undefined;
+  bytes = 0;
+
+  constructor(private readonly disk: ReceiveDisk) {
+    this.staging = `${disk.path}.incoming-${randomBytes(4).toString("hex")}`;
+  }
+
+  async append(bytes: Buffer): Promise<void> {
+    if (this.bytes + bytes.length > this.disk.maxBytes)
+      throw new MigrationStreamError(`its disk is larger than the ${this.disk.maxBytes} bytes it may be`);
+    this.file ??= await open(this.staging, "wx", 0o600);
+    let done = 0;
+    while (done < bytes.length) {
+      const { bytesWritten } = await this.file.write(bytes, done, bytes.length - done, this.bytes + done);
+      done += bytesWritten;
+    }
+    this.bytes += bytes.length;
+  }
+
+  /** The verified disk into place, durable (a stream without DISK frames leaves the path as it was). */
+  async commit(): Promise<void> {
+    if (!this.file) throw new MigrationStreamError("it carried no disk, and the target expects one");
+    await this.file.sync();
+    await this.file.close();
+    this.file = undefined;
+    await rename(this.staging, this.disk.path);
+  }
+
+  async discard(): Promise<void> {
+    await this.file?.close().catch(() => {});
+    this.file = undefined;
+    await rm(this.staging, { force: true });
+  }
+}
+
+async function receiveFrames(
+  input: AsyncIterable<Uint8Array>,
+  expect: MigrationHello,
+  into: ArrayBuffer | undefined,
+  disk: IncomingDisk | undefined,
+): Promise<ReceivedMigration> {
   const reader = new ChunkReader(input);
   const digest = createHash("sha256");
   let bytes = 0;
@@ -201,8 +319,15 @@ export async function receiveMigration(
             ? MAX_STATE_BYTES
             : kind === END
               ? DIGEST_BYTES
-              : -1;
-    if (max < 0) throw new MigrationStreamError(`a frame of unknown kind ${kind} at byte ${bytes}`);
+              : kind === DISK && disk
+                ? MAX_DISK_FRAME_BYTES
+                : -1;
+    if (max < 0)
+      throw new MigrationStreamError(
+        kind === DISK
+          ? "it carries a disk, and the target expects none"
+          : `a frame of unknown kind ${kind} at byte ${bytes}`,
+      );
     if (length > max)
       throw new MigrationStreamError(`a frame of kind ${kind} is ${length} bytes, more than ${max}`);
     if ((kind === HELLO) !== (ram === undefined))
@@ -221,7 +346,12 @@ export async function receiveMigration(
         if (e instanceof StateFormatError) throw new MigrationStreamError(e.problem);
         throw e;
       }
-      return { snapshot: { ...state.snapshot, data }, bytes: bytes + head.length + length, ramBytes };
+      return {
+        snapshot: { ...state.snapshot, data },
+        bytes: bytes + head.length + length,
+        ramBytes,
+        diskBytes: disk?.bytes ?? 0,
+      };
     }
     digest.update(head);
     digest.update(body);
@@ -238,7 +368,8 @@ export async function receiveMigration(
         );
       ram!.set(pages, at);
       ramBytes += pages.length;
-    } else state = parseState(body);
+    } else if (kind === DISK) await disk!.append(body);
+    else state = parseState(body);
   }
 }
 
@@ -370,13 +501,7 @@ export function targetAnswer(socket: Socket): Promise<void> {
       if (nl < 0 && text.length < MAX_ANSWER_BYTES) return;
       const line = text.slice(0, nl < 0 ? MAX_ANSWER_BYTES : nl);
       if (line === RUNNING_LINE) done();
-      else
-        done(
-          new HypervisorError(
-            "move-failed",
-            `the target refused the guest: ${line.replace(/^failed: /, "").slice(0, 300)}`,
-          ),
-        );
+      else done(new TargetRefusal(line.replace(/^failed: /, "").slice(0, 300)));
     };
     const onClose = () =>
       done(new HypervisorError("move-failed", "the target closed the connection before the guest ran there"));
@@ -436,6 +561,7 @@ export async function sendOverTcp<T>(
   try {
     return await send(socketSink(socket), target.ticket, () => answer);
   } catch (e) {
+    if (e instanceof MigrationUnconfirmedError) throw e;
     // Let a refusal on its way arrive: it says more than the broken pipe it caused.
     await new Promise((r) => setTimeout(r, 50));
     throw refusal ?? new HypervisorError("move-failed", `sending the guest failed: ${(e as Error).message}`);

@@ -225,9 +225,9 @@ export class PrivateNetworks {
   wrapLauncher(inner: VmmLauncher): VmmLauncher {
     return {
       engines: () => inner.engines(),
-      launch: async (vm, paths, mode) => {
+      launch: async (vm, paths, mode, options) => {
         await this.prepare(vm);
-        return inner.launch(vm, paths, mode);
+        return inner.launch(vm, paths, mode, options);
       },
       reattach: async (vm, paths) => {
         // A running VM found by a restarted daemon: its switch normally outlived the daemon too.

@@ -20,7 +20,12 @@ import {
   RESEED_BYTES,
   restoredIdentityCommand,
 } from "./guest-identity.ts";
-import { type MigrationSink, MigrationStreamWriter } from "./migration-stream.ts";
+import {
+  type MigrationSink,
+  MigrationStreamWriter,
+  MigrationUnconfirmedError,
+  TargetRefusal,
+} from "./migration-stream.ts";
 import { readSnapshot, type SnapshotLike, writeRamPages, writeSnapshot } from "./snapshot-file.ts";
 import { adoptedAt } from "./spare-adoption.ts";
 import { bootFilesOf } from "./vm-boot-files.ts";
@@ -31,6 +36,26 @@ import type { IncomingGuest, SaveStateOptions, VmmGuest, VmmSpec } from "./vmm-p
 /** The machine's disk port, as the engine takes it (the hypervisor does not import the machine itself). */
 type BlockBackend = NonNullable<RiscvEngineOptions["disks"]>[number];
 type Completion = Parameters<BlockBackend["flush"]>[0];
+type DiskBackend = Awaited<ReturnType<typeof openActiveDisk>>;
+
+/**
+ * A live migration's disk until its stream brought it (createGuest): its size for the machine's devices,
+ * nothing to read or write (the guest does not run before start() replaced it).
+ */
+function diskToCome(path: string, sizeBytes: number): DiskBackend {
+  const refuse = (done: Completion) => done("the migrated disk has not arrived yet");
+  return {
+    path,
+    sizeBytes,
+    readOnly: false,
+    read: (_offset, _dst, done) => refuse(done),
+    write: (_offset, _src, done) => refuse(done),
+    flush: (done) => done(null),
+    discard: (_offset, _length, done) => refuse(done),
+    writeZeroes: (_offset, _length, _unmap, done) => refuse(done),
+    close: async () => {},
+  };
+}
 
 const ARCH = "riscv64";
 
@@ -148,8 +173,12 @@ export async function createGuest(
   ]);
   let saved = restoring;
   // The active disk with its chain (qcow2 over its nodes, or an older VM's raw disk.img); replaced by
-  // reopenDisk when a snapshot freezes it.
-  let disk = await openActiveDisk(spec.diskPath);
+  // reopenDisk when a snapshot freezes it. A live migration's disk arrives at the end of its stream: the
+  // machine is built on a stand-in of its size meanwhile, which start() replaces before the guest runs.
+  let disk: DiskBackend =
+    incoming?.diskBytes === undefined
+      ? await openActiveDisk(spec.diskPath)
+      : diskToCome(spec.diskPath, incoming.diskBytes);
   const io = { readBytes: 0, writeBytes: 0 };
   /** Writes (and discards) handed to the file but not completed: a flush must wait for them to be worth
    *  anything. */
@@ -346,7 +375,25 @@ export async function createGuest(
         if (!engine.capabilities.snapshot)
           throw new Error("the riscv engine cannot restore a saved state yet");
         // Everything is checked (sizes, checksums, format) before the engine sees any of it.
-        await engine.restoreState(saved ?? (await (incoming?.state ?? readState(spec, ramMode))));
+        const state = saved ?? (await (incoming?.state ?? readState(spec, ramMode)));
+        if (incoming?.diskBytes !== undefined) {
+          // The stream put the disk in place before its state resolved.
+          disk = await openActiveDisk(spec.diskPath);
+          if (disk.sizeBytes !== incoming.diskBytes)
+            throw new Error(
+              `the migrated disk holds ${disk.sizeBytes} bytes, not the ${incoming.diskBytes} the guest was built for`,
+            );
+        }
+        const restoring = performance.now();
+        await engine.restoreState(state);
+        if (incoming) {
+          const restored = performance.now();
+          // A gated migration's guest runs only once its host owns the VM (asked for meanwhile).
+          await incoming.mayRun?.();
+          log(
+            `the migrated guest: disk opened and state restored in ${(restored - restoring).toFixed(0)} ms, then waited ${(performance.now() - restored).toFixed(0)} ms for its host's word`,
+          );
+        }
         // Held no longer than needed: with RAM read (not mapped), this is a second copy of it.
         saved = undefined;
         // vmm.log says when the guest ran again, in wall-clock ms, for bench/resume.ts.
@@ -466,7 +513,13 @@ export async function createGuest(
         throw e;
       }
     },
-    async migrateOut(sink: MigrationSink, ticket: string, confirmed: () => Promise<void>) {
+    canMigrateLive: () => engine.capabilities.dirtyPageTracking,
+    async migrateOut(
+      sink: MigrationSink,
+      ticket: string,
+      confirmed: () => Promise<void>,
+      options: { readonly disk?: boolean } = {},
+    ) {
       if (!engine.capabilities.dirtyPageTracking || engine.state !== "running")
         throw new Error("a live migration needs a running guest whose engine tracks dirty pages");
       const started = performance.now();
@@ -474,6 +527,7 @@ export async function createGuest(
       const out = new MigrationStreamWriter(sink);
       let pausedAt = 0;
       let paused = false;
+      let streamEnded = false;
       let rounds = 0;
       engine.startDirtyPageTracking();
       try {
@@ -492,6 +546,8 @@ export async function createGuest(
         paused = true;
         // The target's disk must hold every write the state expects.
         await flushDisks();
+        // Its active layer too, when the target has none of its own (another host's storage).
+        if (options.disk) await out.disk(disk.path);
         // A device may write RAM while the guest is paused (a disk read completing): its pages then go
         // again, with a state saved after them (the target keeps the last STATE).
         let last = engine.takeDirtyPages();
@@ -503,9 +559,14 @@ export async function createGuest(
           if (tries === 3) throw new Error("devices kept writing guest RAM while it was paused");
         }
         await out.end();
+        streamEnded = true;
         await confirmed();
       } catch (e) {
         engine.stopDirtyPageTracking();
+        // Once the whole stream went, the target may run the guest already (its answer lost): only the
+        // launcher, who knows who owns the VM now, may let it run here again.
+        if (streamEnded && !(e instanceof TargetRefusal))
+          throw new MigrationUnconfirmedError((e as Error).message);
         if (paused) await engine.resume();
         throw e;
       }

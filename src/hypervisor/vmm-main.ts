@@ -21,8 +21,14 @@ import { ConsoleLogWriter } from "./console-log.ts";
 import { listenPrivate } from "./control-socket.ts";
 import { CpuThrottle } from "./cpu-throttle.ts";
 import { crashPoint } from "./crash-point.ts";
-import { answerSource, receiveMigration, sendOverTcp } from "./migration-stream.ts";
-import { ACTIVE_DISK, freezeActiveDisk } from "./disk-store.ts";
+import {
+  answerSource,
+  MigrationUnconfirmedError,
+  receiveMigration,
+  sendOverTcp,
+} from "./migration-stream.ts";
+import { readDiskInfo } from "../engines/backends/qcow2/index.ts";
+import { ACTIVE_DISK, freezeActiveDisk, VM_DISK_BACKING } from "./disk-store.ts";
 import { readProcessIdentity } from "./process-identity.ts";
 import { adoptedAt, waitForAdoption } from "./spare-adoption.ts";
 import { SPARE_FLAG } from "./spare-vmm-protocol.ts";
@@ -135,7 +141,7 @@ function lockDisks(): void {
 
 /** Sends one message on the IPC channel (when there is one), resolving once it is flushed. */
 function sendToLauncher(msg: {
-  type: "listening" | "ready" | "failed" | "incoming";
+  type: "listening" | "ready" | "failed" | "incoming" | "received";
   message?: string;
   port?: number;
 }): Promise<void> {
@@ -382,11 +388,11 @@ async function snapshotGuest(g: VmmGuest, params: VmmSnapshotParams): Promise<{ 
  */
 async function migrateGuest(
   g: VmmGuest,
-  params: { readonly host: string; readonly port: number; readonly ticket: string },
+  params: { readonly host: string; readonly port: number; readonly ticket: string; readonly disk: boolean },
 ): Promise<MigrationFigures> {
   if (!g.migrateOut) throw new Error(`the ${spec.engine} engine cannot migrate a running guest`);
   const figures = await sendOverTcp(params, (sink, ticket, confirmed) =>
-    g.migrateOut!(sink, ticket, confirmed),
+    g.migrateOut!(sink, ticket, confirmed, { disk: params.disk }),
   );
   log(
     `migrated to ${params.host}:${params.port}: ${figures.rounds} rounds of RAM while the guest ran ` +
@@ -398,6 +404,42 @@ async function migrateGuest(
 /** The connection a target VMM took its guest from (to answer the source on), and when the stream ended. */
 let incomingSocket: Socket | undefined;
 let receivedAt = 0;
+/** A migrateOut whose target did not confirm: the guest waits paused for migrateSettle. */
+let migrationUnsettled = false;
+/**
+ * A gated target asked its launcher to take the VM over: from then on it never tells the source "failed"
+ * (the launcher may own the VM already); it only closes, and the source asks who owns the VM.
+ */
+let askedLauncher = false;
+
+/**
+ * A gated target (IncomingMigration.gated): tells the launcher that the whole guest arrived and waits for
+ * its word. Resolves when it says run (it owns the VM now); rejects when it says not to, or is gone.
+ */
+function launcherSaysRun(): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (error?: Error) => {
+      process.off("message", onMessage);
+      process.off("disconnect", onGone);
+      if (error) reject(error);
+      else resolve();
+    };
+    const onMessage = (msg: unknown) => {
+      const type = (msg as { type?: unknown } | null)?.type;
+      if (type === "incoming-run") done();
+      else if (type === "incoming-abort")
+        done(
+          new Error(`its host refused it: ${String((msg as { message?: unknown }).message).slice(0, 300)}`),
+        );
+    };
+    const onGone = () => done(new Error("the daemon that launched this VMM is gone"));
+    if (!process.send || !process.connected) return onGone();
+    process.on("message", onMessage);
+    process.once("disconnect", onGone);
+    askedLauncher = true;
+    void sendToLauncher({ type: "received" });
+  });
+}
 
 /**
  * A target VMM's guest: listens on `incoming.host` (its port told to the launcher) for one connection,
@@ -416,6 +458,8 @@ async function awaitIncoming(incoming: IncomingMigration): Promise<IncomingGuest
   void sendToLauncher({ type: "incoming", port });
   const memoryBytes = spec.memoryMiB * 1048576;
   const ram = new ArrayBuffer(memoryBytes);
+  /** A gated migration's word from the launcher, asked for once the stream is verified. */
+  let launcherWord: Promise<void> | undefined;
   const state = new Promise<SnapshotLike>((resolve, reject) => {
     const timer = setTimeout(() => {
       server.close();
@@ -427,19 +471,64 @@ async function awaitIncoming(incoming: IncomingMigration): Promise<IncomingGuest
       clearTimeout(timer);
       incomingSocket = socket;
       socket.on("error", () => {});
-      receiveMigration(socket, { engine: spec.engine, memoryBytes, ticket: incoming.ticket }, ram).then(
-        (got) => {
+      const disk =
+        incoming.diskBytes === undefined
+          ? undefined
+          : { path: diskPath, maxBytes: maxDiskFileBytes(incoming.diskBytes) };
+      receiveMigration(socket, { engine: spec.engine, memoryBytes, ticket: incoming.ticket }, ram, disk)
+        .then(async (got) => {
           receivedAt = performance.now();
-          log(`received the guest: ${got.bytes} bytes, ${got.ramBytes} of them RAM pages`);
-          resolve(got.snapshot);
-        },
-        reject,
-      );
+          log(
+            `received the guest: ${got.bytes} bytes, ${got.ramBytes} of them RAM pages, ${got.diskBytes} its disk`,
+          );
+          if (disk) {
+            await checkMigratedDisk(diskPath);
+            lockDisks();
+          }
+          if (incoming.gated) {
+            const word = launcherSaysRun().then(() =>
+              log(`told to run it, ${(performance.now() - receivedAt).toFixed(0)} ms after its stream ended`),
+            );
+            // Awaited by the guest's start before it runs (IncomingGuest.mayRun).
+            word.catch(() => {});
+            launcherWord = word;
+          }
+          return got.snapshot;
+        })
+        .then(resolve, reject);
     });
   });
   // Awaited by the guest's start; a failure before that is its start's failure too.
   state.catch(() => {});
-  return { ram, state };
+  return {
+    ram,
+    state,
+    ...(incoming.diskBytes === undefined ? {} : { diskBytes: incoming.diskBytes }),
+    ...(incoming.gated ? { mayRun: () => launcherWord ?? Promise.reject(new Error("no word yet")) } : {}),
+  };
+}
+
+/**
+ * The most a migrated disk file of `virtualBytes` may take: its data, qcow2's tables (an L2 entry and a
+ * refcount per 64 KiB cluster) and the writer's preallocation, with room to spare.
+ */
+function maxDiskFileBytes(virtualBytes: number): number {
+  return virtualBytes + Math.ceil(virtualBytes / 16) + (64 << 20);
+}
+
+/**
+ * A migrated disk is the VM's top layer over its nodes, which its host already holds: backed by a node of
+ * disks/ and nothing else (a forged stream cannot make the guest read a host file through a backing name).
+ */
+async function checkMigratedDisk(path: string): Promise<void> {
+  const info = await readDiskInfo(path).catch((e: Error) => {
+    throw new Error(`the migrated disk is not a usable disk: ${e.message}`);
+  });
+  if (info.format !== "qcow2") throw new Error(`the migrated disk is ${info.format}, not qcow2`);
+  if (info.backing && !VM_DISK_BACKING.test(info.backing.name))
+    throw new Error(
+      `the migrated disk is backed by ${JSON.stringify(info.backing.name).slice(0, 100)}, not by a disk node`,
+    );
 }
 
 /** exec: streams the command's output as `output` messages, then its exit status; a closed connection kills it. */
@@ -580,8 +669,20 @@ async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<voi
         await g.resume();
         let figures: MigrationFigures;
         try {
-          figures = await migrateGuest(g, { host: p.host, port: p.port as number, ticket: p.ticket });
+          figures = await migrateGuest(g, {
+            host: p.host,
+            port: p.port as number,
+            ticket: p.ticket,
+            disk: p.disk === true,
+          });
         } catch (e) {
+          if (e instanceof MigrationUnconfirmedError) {
+            // Held paused: the launcher settles it (migrateSettle) once it knows who owns the VM.
+            migrationUnsettled = true;
+            log(e.message);
+            reply({ error: { code: e.code, message: e.message } });
+            return;
+          }
           // The target did not take it: the guest runs on here.
           await g.resume().catch(() => {});
           throttle?.start();
@@ -591,6 +692,30 @@ async function handle(g: VmmGuest, req: VmmRequest, socket: Socket): Promise<voi
         await exitVmm({ reason: "migrated", detail: `the guest runs on at ${p.host}:${p.port} now` });
         return;
       }
+      case "migrateSettle": {
+        // After an unconfirmed migrateOut: `resume` when the VM is still this host's (its launcher made
+        // sure the target can no longer take it over), else the guest runs elsewhere and this VMM ends.
+        if (!migrationUnsettled) {
+          reply({ error: { code: "bad-request", message: "no live migration waits to be settled" } });
+          return;
+        }
+        migrationUnsettled = false;
+        if (req.params?.resume === true) {
+          await g.resume();
+          throttle?.start();
+          log("the migration did not happen: the guest runs on here");
+          reply({ result: {} });
+          return;
+        }
+        reply({ result: {} });
+        await exitVmm({ reason: "migrated", detail: "the guest runs on another host now" });
+        return;
+      }
+      case "capabilities":
+        reply({
+          result: { liveMigration: typeof g.migrateOut === "function" && g.canMigrateLive?.() === true },
+        });
+        return;
       case "snapshot": {
         const p = req.params;
         if (
@@ -771,7 +896,8 @@ try {
   const message = (e as Error).message;
   log(`could not start: ${message}`);
   // Told before this process ends, so that the source knows why (it runs its guest on either way).
-  if (incomingSocket)
+  if (incomingSocket && askedLauncher) incomingSocket.destroy();
+  else if (incomingSocket)
     await Promise.race([answerSource(incomingSocket, e as Error), new Promise((r) => setTimeout(r, 1000))]);
   await guest?.flushDisks().catch(() => {});
   await guest?.close().catch(() => {});

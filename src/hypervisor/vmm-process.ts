@@ -241,6 +241,8 @@ export class ProcessVmmLauncher implements VmmLauncher {
               host: options.incoming.host ?? "127.0.0.1",
               ticket: options.incoming.ticket,
               waitMs: options.incoming.waitMs,
+              ...(options.incoming.diskBytes === undefined ? {} : { diskBytes: options.incoming.diskBytes }),
+              ...(options.incoming.onReceived ? { gated: true } : {}),
             },
           }
         : {}),
@@ -308,6 +310,14 @@ export class ProcessVmmLauncher implements VmmLauncher {
         }
         if (msg?.type === "incoming" && incoming && typeof msg.port === "number") {
           incoming.onListening(msg.port);
+          return;
+        }
+        if (msg?.type === "received" && incoming?.onReceived) {
+          // The launcher's word decides whether the guest runs (a move's takeover of the VM's record).
+          void incoming.onReceived().then(
+            () => child.send({ type: "incoming-run" }, () => {}),
+            (e: Error) => child.send({ type: "incoming-abort", message: e.message }, () => {}),
+          );
           return;
         }
         clearTimeout(timer);
@@ -654,6 +664,26 @@ class SocketVmmHandle implements VmmHandle {
       runningMs: n(result?.runningMs),
       pausedMs: n(result?.pausedMs),
     };
+  }
+
+  async migrateSettle(resume: boolean): Promise<void> {
+    await this.request("migrateSettle", { resume }, this.deadlines.controlMs);
+    if (resume) return;
+    const exit = await this.exited;
+    if (exit.reason !== "migrated")
+      throw new HypervisorError("move-failed", `the VMM of '${this.vm.name}' ended: ${exit.detail}`);
+  }
+
+  async canMigrateLive(): Promise<boolean> {
+    try {
+      const result = (await this.request("capabilities", undefined, this.deadlines.controlMs)) as {
+        liveMigration?: unknown;
+      } | null;
+      return result?.liveMigration === true;
+    } catch {
+      // A VMM from before the method: it answers "unknown method".
+      return false;
+    }
   }
 
   async snapshot(params: VmmSnapshotParams): Promise<{ pausedMs: number }> {

@@ -1,8 +1,8 @@
 // The protocol between the daemon and a VMM process: the files a VMM leaves in its VM's directory (spec,
 // pid + socket, exit record) and the newline-delimited JSON messages on its control socket.
 //
-//   daemon → vmm   {"id":1,"method":"hello"|"stop"|"reset"|"suspend"|"snapshot"|"stats"|"exec"|"migrateOut",
-//                  "params":{…}}
+//   daemon → vmm   {"id":1,"method":"hello"|"stop"|"reset"|"suspend"|"snapshot"|"stats"|"exec"|"migrateOut"|
+//                  "migrateSettle"|"capabilities", "params":{…}}
 //   vmm → daemon   {"id":1,"result":{…}}  or  {"id":1,"error":{"code":"…","message":"…"}}
 //   vmm → daemon   {"id":0,"notice":"…"} unasked, on each connection that said hello: an event to record
 //                  {"id":0,"agentHello":true} unasked, likewise: the guest agent (re)started (a guest boot)
@@ -92,6 +92,18 @@ export interface IncomingMigration {
   readonly host: string;
   readonly ticket: string;
   readonly waitMs: number;
+  /**
+   * The stream carries the guest's active disk (another host's storage): its virtual size, which the
+   * machine is built with until the file arrives (and which the file must have). Absent: the disk is in
+   * place already (the same storage).
+   */
+  readonly diskBytes?: number;
+  /**
+   * Once the whole stream is verified, tell the launcher ({type:"received"}) and run the guest only when it
+   * answers {type:"incoming-run"} (it took the VM over); {type:"incoming-abort"} or its going away fails
+   * the start. A daemon's move gates its VMM so that the VM never runs on two hosts.
+   */
+  readonly gated?: boolean;
 }
 
 /** "migrateOut": the target VMM to send the running guest to (VmmSpec.incoming on the target). */
@@ -99,6 +111,8 @@ export interface VmmMigrateParams {
   readonly host: string;
   readonly port: number;
   readonly ticket: string;
+  /** Send the guest's active disk file in the stream, after the pause (the target has other storage). */
+  readonly disk?: boolean;
 }
 
 /**
@@ -134,6 +148,11 @@ export type VmmMethod =
   | "exec"
   | "session"
   | "migrateOut"
+  // After a migrateOut answered "migration-unconfirmed": {"resume": true} runs the guest on here, else the
+  // VMM exits "migrated".
+  | "migrateSettle"
+  // {"liveMigration": boolean}: whether the guest can be sent live (migrateOut).
+  | "capabilities"
   // {"id":0,"method":"heartbeat","params":{"leaseAgeMs":N}}: not answered (vmm-watchdog.ts).
   | "heartbeat";
 
@@ -165,6 +184,8 @@ export interface VmmRequest {
     readonly host?: string;
     readonly port?: number;
     readonly ticket?: string;
+    readonly disk?: boolean;
+    readonly resume?: boolean;
     readonly leaseAgeMs?: number;
   };
 }
@@ -293,9 +314,18 @@ export interface VmmGuest {
    * runs (dirty-page tracking on), then pauses it, makes its disk writes durable and sends the last dirty
    * pages, its machine state and END; then waits for `confirmed` (the target runs the guest) and resolves
    * with the guest left paused. When anything fails (the sink, the target's answer) the guest runs on
-   * here and the error is thrown. Rejects at once when this engine cannot track dirty pages.
+   * here and the error is thrown — but once the whole stream went, a missing confirmation leaves the guest
+   * paused and throws MigrationUnconfirmedError (the target may run it). With `disk`, the active disk
+   * file goes too, after the pause. Rejects at once when this engine cannot track dirty pages.
    */
-  migrateOut?(sink: MigrationSink, ticket: string, confirmed: () => Promise<void>): Promise<MigrationFigures>;
+  /** Whether migrateOut can send this guest now (its engine tracks dirty pages); absent: it cannot. */
+  canMigrateLive?(): boolean;
+  migrateOut?(
+    sink: MigrationSink,
+    ticket: string,
+    confirmed: () => Promise<void>,
+    options?: { readonly disk?: boolean },
+  ): Promise<MigrationFigures>;
   /**
    * Closes the guest's disk (its writes flushed), runs `between` (which may move the file: a snapshot's
    * freeze), then opens `path` (with its chain) in its place; the guest, paused, sees nothing. When
@@ -393,6 +423,14 @@ export type GuestFactory = (spec: VmmSpec, host?: GuestHost, incoming?: Incoming
 export interface IncomingGuest {
   readonly ram: ArrayBuffer;
   readonly state: Promise<SnapshotLike>;
+  /** The stream brings the active disk (IncomingMigration.diskBytes): in place once `state` resolved. */
+  readonly diskBytes?: number;
+  /**
+   * A gated migration (IncomingMigration.gated): the restored guest runs only once this resolves (its
+   * launcher took the VM over); a rejection fails the start. Asked for as soon as the stream is verified,
+   * so that the takeover and the restore overlap.
+   */
+  readonly mayRun?: () => Promise<void>;
 }
 
 /** Splits a byte stream into JSON lines; calls `onError` (once) for an oversized or unparsable line. */

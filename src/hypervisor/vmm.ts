@@ -95,6 +95,14 @@ export interface VmmHandle {
    */
   migrateOut?(target: VmmMigrateParams): Promise<MigrationFigures>;
   /**
+   * After a migrateOut rejected with code "migration-unconfirmed" (the whole guest went, the target's
+   * answer did not come; the guest waits paused): `resume` once the VM is sure to be this host's still,
+   * else the VMM exits "migrated" (the guest runs elsewhere). Resolves once done.
+   */
+  migrateSettle?(resume: boolean): Promise<void>;
+  /** Whether this VMM's guest can be sent live (migrateOut): false from VMMs that cannot or do not say. */
+  canMigrateLive?(): Promise<boolean>;
+  /**
    * Saves the guest's memory into `stateDir` and freezes its disk into node `nodeId` of `disksDir` while
    * it is briefly paused; the guest runs on. Rejects, with nothing committed, when that failed.
    */
@@ -137,9 +145,14 @@ export interface LaunchOptions {
    * the state directory; `onListening` gets its port once it listens (give it to the source), and the
    * launch resolves once the guest runs from the stream.
    */
-  readonly incoming?: Omit<IncomingMigration, "host"> & {
+  readonly incoming?: Omit<IncomingMigration, "host" | "gated"> & {
     readonly host?: string;
     readonly onListening: (port: number) => void;
+    /**
+     * Gates the guest (IncomingMigration.gated): called once the whole stream is verified, before the guest
+     * runs; the guest runs when it resolves, and the launch fails when it rejects.
+     */
+    readonly onReceived?: () => Promise<void>;
   };
 }
 

@@ -4,7 +4,7 @@
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
 import { EventList, EventStreamGap, EventStreamLine, VmEvent } from "./event-schemas.ts";
 import { ClusterHost, ClusterHostList, HostDrainResult } from "./host-schemas.ts";
-import { MoveInResult, MoveInstanceRequest } from "./move-schemas.ts";
+import { LiveMoveInResult, MoveInResult, MoveInstanceRequest } from "./move-schemas.ts";
 import { MigrationReport, Operation, OperationList } from "./operation-schemas.ts";
 import { InsertNetworkRequest, Network, NetworkList, SwitchPortStats } from "./network-schemas.ts";
 import { SessionControl, SessionEvent } from "./session-schemas.ts";
@@ -200,6 +200,7 @@ export const COMPONENT_SCHEMAS: readonly TSchema[] = [
   OperationList,
   MoveInstanceRequest,
   MoveInResult,
+  LiveMoveInResult,
   VmEvent,
   EventStreamGap,
   EventStreamLine,

@@ -29,3 +29,19 @@ export const MoveInResult = Type.Object(
   { $id: "MoveInResult", additionalProperties: false },
 );
 export type MoveInResult = Static<typeof MoveInResult>;
+
+export const LiveMoveInResult = Type.Object(
+  {
+    kind: Type.Literal("tsvm#liveMoveIn"),
+    port: Type.Integer({
+      minimum: 1,
+      maximum: 65535,
+      description: "The TCP port where the VMM waits for the guest's live migration stream.",
+    }),
+    ticket: Type.String({
+      description: 'The one-time secret the stream\'s HELLO must carry (docs/cluster.md "Live migration").',
+    }),
+  },
+  { $id: "LiveMoveInResult", additionalProperties: false },
+);
+export type LiveMoveInResult = Static<typeof LiveMoveInResult>;

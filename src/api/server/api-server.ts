@@ -45,9 +45,9 @@ import {
 } from "../types.ts";
 import type { ClusterHost, ClusterHostList, HostDrainResult } from "../schemas/host-schemas.ts";
 import type { ClusterRouting } from "./cluster-routing.ts";
-import { INCOMING_MOVE_PATH } from "../../hypervisor/cluster/move-transport.ts";
-import type { MoveInResult } from "../schemas/move-schemas.ts";
-import { parseMoveOffer } from "./move-offer.ts";
+import { INCOMING_MOVE_PATH, LIVE_MOVE_PATH } from "../../hypervisor/cluster/move-transport.ts";
+import type { LiveMoveInResult, MoveInResult } from "../schemas/move-schemas.ts";
+import { parseLiveMoveOffer, parseMoveOffer } from "./move-offer.ts";
 import { followEvents } from "./event-stream.ts";
 import { checkLocalHost, LOCAL_HOST_NAME, localHosts } from "./local-host.ts";
 import { SerialPortSockets } from "./serial-port-socket.ts";
@@ -246,6 +246,12 @@ export class ApiServer {
         path: INCOMING_MOVE_PATH,
         operationId: "migrations.incoming",
         handler: async (c) => this.moveIn(c),
+      },
+      {
+        method: "POST",
+        path: LIVE_MOVE_PATH,
+        operationId: "migrations.live",
+        handler: async (c) => this.moveInLive(c),
       },
       {
         method: "GET",
@@ -565,7 +571,17 @@ export class ApiServer {
    * migrations.incoming: another host of the cluster moves a VM here; the body is its export file, streamed
    * into the importer. Only a cluster member's API (the cluster's token) takes it.
    */
-  private async moveIn(c: RequestContext): Promise<MoveInResult> {
+  private moveIn(c: RequestContext): Promise<MoveInResult> {
+    return this.movedHere(c, "a moved VM's export file", () =>
+      this.hv.moveIn(c.req, parseMoveOffer(c.query)),
+    );
+  }
+
+  /**
+   * A VM another host of the cluster sends here (`what`, an octet stream): only in a cluster; `take`'s
+   * refusal drains what is left of the upload.
+   */
+  private async movedHere<T>(c: RequestContext, what: string, take: () => Promise<T>): Promise<T> {
     if (!this.options.cluster)
       throw new ApiFailure(400, "invalid-argument", "this daemon is not in a cluster: it takes no moved VMs");
     const type = c.req.headers["content-type"] ?? "";
@@ -573,14 +589,26 @@ export class ApiServer {
       throw new ApiFailure(
         415,
         "unsupported-media-type",
-        `send a moved VM's export file as application/octet-stream (got '${type.slice(0, 60)}')`,
+        `send ${what} as application/octet-stream (got '${type.slice(0, 60)}')`,
       );
     try {
-      return await this.hv.moveIn(c.req, parseMoveOffer(c.query));
+      return await take();
     } catch (e) {
       drainRefusedUpload(c.req);
       throw e;
     }
+  }
+
+  /**
+   * migrations.live: another host of the cluster moves a RUNNING VM here live; the body is its live move's
+   * file. Only a cluster member's API (the cluster's token) takes it. The VMM that waits for the guest's
+   * stream listens on the address this request came in at: the one the sender reaches this host on.
+   */
+  private moveInLive(c: RequestContext): Promise<LiveMoveInResult> {
+    const local = (c.req.socket.localAddress ?? "127.0.0.1").replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, "");
+    return this.movedHere(c, "a live move's file", () =>
+      this.hv.moveInLive(c.req, parseLiveMoveOffer(c.query), local),
+    );
   }
 
   /** Events after `after` (optionally of one instance); with watch=true, an NDJSON stream that follows. */

@@ -12,6 +12,11 @@ import { clusterHosts, placeVm } from "./scheduler.ts";
 
 /** The target host's route that takes a moved VM in (POST, the export file as the body). */
 export const INCOMING_MOVE_PATH = "/v1/migrations/incoming";
+/**
+ * The target host's route that prepares a live move (POST, a live move's file as the body: the RUNNING VM
+ * without its active disk; cluster/live-moves.ts): answered with where its VMM waits for the guest.
+ */
+export const LIVE_MOVE_PATH = "/v1/migrations/live";
 
 /** What the source tells the target about the VM it sends. */
 export interface MoveOffer {
@@ -40,6 +45,21 @@ export interface MoveAnswer {
   readonly resumeError: string | null;
 }
 
+/** What the source adds to its offer for a live move. */
+export interface LiveMoveOffer extends Omit<MoveOffer, "resume" | "shared"> {
+  /** The active disk's virtual size: the target builds the guest's disk with it until the file arrives. */
+  readonly diskBytes: number;
+}
+
+/** The target's answer to a live move's offer: its VMM waits for the guest's stream there. */
+export interface LiveMoveAnswer {
+  readonly kind: "tsvm#liveMoveIn";
+  /** The target VMM's port, on the address the source reached the target's API at. */
+  readonly port: number;
+  /** The one-time secret the stream's HELLO must carry. */
+  readonly ticket: string;
+}
+
 export interface MoveTransport {
   /** This host's name. */
   readonly host: string;
@@ -56,6 +76,15 @@ export interface MoveTransport {
     offer: MoveOffer,
     archive: { readonly bytes: number; readonly stream: AsyncIterable<Buffer> },
   ): Promise<MoveAnswer>;
+  /**
+   * Sends a live move's file to `target`, which prepares the VM (not yet its own) and starts a VMM for the
+   * guest's stream; resolves with where that VMM listens.
+   */
+  prepareLive(
+    target: string,
+    offer: LiveMoveOffer,
+    archive: { readonly bytes: number; readonly stream: AsyncIterable<Buffer> },
+  ): Promise<{ readonly host: string; readonly port: number; readonly ticket: string }>;
 }
 
 /** How long the target may take to answer once the whole file is sent (it verifies and resumes). */
@@ -93,17 +122,71 @@ export class ClusterMoveTransport implements MoveTransport {
     offer: MoveOffer,
     archive: { readonly bytes: number; readonly stream: AsyncIterable<Buffer> },
   ): Promise<MoveAnswer> {
+    const { body } = await this.post(
+      target,
+      INCOMING_MOVE_PATH,
+      {
+        name: offer.name,
+        revision: String(offer.revision),
+        from: offer.from,
+        resume: String(offer.resume),
+        ...(offer.shared ? { shared: "true" } : {}),
+      },
+      archive,
+      "tsvm#moveIn",
+    );
+    return {
+      kind: "tsvm#moveIn",
+      resumed: body.resumed === true,
+      resumeMs: typeof body.resumeMs === "number" ? body.resumeMs : 0,
+      resumeError: typeof body.resumeError === "string" ? body.resumeError : null,
+    };
+  }
+
+  async prepareLive(
+    target: string,
+    offer: LiveMoveOffer,
+    archive: { readonly bytes: number; readonly stream: AsyncIterable<Buffer> },
+  ): Promise<{ host: string; port: number; ticket: string }> {
+    const { body, url } = await this.post(
+      target,
+      LIVE_MOVE_PATH,
+      {
+        name: offer.name,
+        revision: String(offer.revision),
+        from: offer.from,
+        diskBytes: String(offer.diskBytes),
+      },
+      archive,
+      "tsvm#liveMoveIn",
+    );
+    const port = body.port;
+    if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535)
+      throw new HypervisorError("move-failed", `host '${target}' answered the live move without a port`);
+    if (typeof body.ticket !== "string" || body.ticket.length < 16 || body.ticket.length > 200)
+      throw new HypervisorError("move-failed", `host '${target}' answered the live move without a ticket`);
+    // Its VMM listens where its API was reached (a bracketed IPv6 literal loses its brackets for connect).
+    return { host: url.hostname.replace(/^\[|\]$/g, ""), port, ticket: body.ticket };
+  }
+
+  /**
+   * POSTs `archive` to `target`'s `path` with `params` as the query, authenticated with the cluster's
+   * token; resolves with the JSON answer when it is 200 and of `kind`, else rejects with move-failed.
+   */
+  private async post(
+    target: string,
+    path: string,
+    params: Readonly<Record<string, string>>,
+    archive: { readonly bytes: number; readonly stream: AsyncIterable<Buffer> },
+    kind: string,
+  ): Promise<{ body: Record<string, unknown>; url: URL }> {
     const host = (await this.inventory.list()).find((h) => h.record.name === target);
     if (!host) throw new HypervisorError("host-unavailable", `host '${target}' left the cluster`);
-    const url = new URL(INCOMING_MOVE_PATH, host.record.address);
-    url.searchParams.set("name", offer.name);
-    url.searchParams.set("revision", String(offer.revision));
-    url.searchParams.set("from", offer.from);
-    url.searchParams.set("resume", String(offer.resume));
-    if (offer.shared) url.searchParams.set("shared", "true");
+    const url = new URL(path, host.record.address);
+    for (const [key, value] of Object.entries(params)) url.searchParams.set(key, value);
     const failed = (why: string) =>
-      new HypervisorError("move-failed", `moving '${offer.name}' to host '${target}' failed: ${why}`);
-    return new Promise<MoveAnswer>((resolve, reject) => {
+      new HypervisorError("move-failed", `moving '${params.name}' to host '${target}' failed: ${why}`);
+    return new Promise((resolve, reject) => {
       const out = request(url, {
         method: "POST",
         headers: {
@@ -129,28 +212,20 @@ export class ClusterMoveTransport implements MoveTransport {
           const text = Buffer.concat(chunks).toString("utf8");
           let body: {
             kind?: string;
-            resumed?: unknown;
-            resumeMs?: unknown;
-            resumeError?: unknown;
             error?: { message?: string; errors?: Array<{ reason?: string }> };
-          };
+          } & Record<string, unknown>;
           try {
             body = JSON.parse(text);
           } catch {
             reject(failed(`it answered ${res.statusCode} with no JSON`));
             return;
           }
-          if (res.statusCode !== 200 || body.kind !== "tsvm#moveIn") {
+          if (res.statusCode !== 200 || body.kind !== kind) {
             const reason = body.error?.errors?.[0]?.reason ?? res.statusCode;
             reject(failed(`it refused the VM (${reason}: ${String(body.error?.message).slice(0, 300)})`));
             return;
           }
-          resolve({
-            kind: "tsvm#moveIn",
-            resumed: body.resumed === true,
-            resumeMs: typeof body.resumeMs === "number" ? body.resumeMs : 0,
-            resumeError: typeof body.resumeError === "string" ? body.resumeError : null,
-          });
+          resolve({ body, url });
         });
       });
       void (async () => {

@@ -1,13 +1,15 @@
 // Moving a VM to another host of the cluster (`tsvm move VM --host H`, docs/cluster.md "Moving VMs"): a VM
 // at rest (TERMINATED or SUSPENDED) goes as its export file and is taken over by the target at the record's
-// revision; a RUNNING one is suspended first, sent with its saved state, and resumed there (stop-and-copy:
-// its guest does not run meanwhile, and that time is the move's downtime). Until the target owns the
+// revision; a RUNNING one goes live when its engine can (live-moves.ts: its guest pauses only for the
+// stream's last part), else it is suspended first, sent with its saved state, and resumed there
+// (stop-and-copy: its guest does not run meanwhile, and that time is the move's downtime). Until the target owns the
 // record the VM stays the source's: any failure before leaves it where it was (a RUNNING one resumed).
 
 import { HypervisorError } from "../hypervisor-error.ts";
 import type { VmStatus } from "../lifecycle.ts";
 import type { Operation } from "../operations.ts";
 import type { SuspendFigures } from "../vmm-protocol.ts";
+import { type LiveMovingVm, moveLive } from "./live-moves.ts";
 import type { MoveTransport } from "./move-transport.ts";
 
 /** What a move asks of the Hypervisor about the VM it moves (run on the VM's queue). */
@@ -29,6 +31,8 @@ export interface MovingVm {
   archive(): Promise<{ readonly bytes: number; readonly stream: AsyncIterable<Buffer> }>;
   /** The VM is the target's now: this host lets go of it (its files go, its record stays). */
   forget(to: string): Promise<void>;
+  /** A RUNNING VM's live move (live-moves.ts); absent: it always goes the stop-and-copy way. */
+  readonly live?: LiveMovingVm;
 }
 
 export class VmMoves {
@@ -84,6 +88,33 @@ export class VmMoves {
     const transport = this.transport!;
     const started = Date.now();
     const wasRunning = vm.status() === "RUNNING";
+    let coldWhy: string | undefined;
+    if (wasRunning && vm.live) {
+      const live = await moveLive(
+        op,
+        { ...vm.live, name: vm.name, revision: () => vm.revision(), forget: (to) => vm.forget(to) },
+        target,
+        transport,
+      );
+      if (live.moved) {
+        await vm.forget(target);
+        const ended = Date.now();
+        const { figures } = live;
+        op.migration = {
+          from: transport.host,
+          to: target,
+          totalMs: ended - started,
+          downtimeMs: Math.round(figures.pausedMs),
+          rounds: figures.rounds,
+          bytes: live.bytes,
+        };
+        op.statusMessage =
+          `moved live to host '${target}' in ${seconds(ended - started)}, ${live.bytes} bytes sent, ` +
+          `${figures.rounds} rounds of RAM while the guest ran, guest paused ${Math.round(figures.pausedMs)} ms`;
+        return;
+      }
+      coldWhy = live.why;
+    }
     let downSince: number | undefined;
     let suspendMs = 0;
     let rounds = 0;
@@ -136,7 +167,8 @@ export class VmMoves {
             ? `, guest stopped for ${seconds(answered - downSince!)} (suspend ${seconds(suspendMs)}, ` +
               `send and verify ${seconds(answered - downSince! - suspendMs - answer.resumeMs)}, resume ${seconds(answer.resumeMs)})`
             : `; resuming it there failed (${answer.resumeError}): it is SUSPENDED on '${target}'`
-          : "");
+          : "") +
+        (coldWhy ? `; not moved live: ${coldWhy}` : "");
     } catch (e) {
       // A failure after the target took the record over (its answer lost) must not run the VM here too.
       if (await this.ownedElsewhere(vm.name)) {

@@ -34,9 +34,11 @@ export interface ImportHost {
   ): { readonly cards: VmRecord["networkInterfaces"]; readonly release: () => void };
   /**
    * Runs the insert operation of the imported VM: `commit` moves it into place, then the Hypervisor makes it
-   * known (its slot, its disk held, its first event). Resolves with the operation, DONE.
+   * known (its slot, its disk held, its first event). Resolves with the operation, DONE. `commit`'s
+   * `andThen` runs right after, while no disk garbage collection may run yet (a live move's VM, whose
+   * active disk comes later).
    */
-  insert(record: VmRecord, commit: () => Promise<void>): Promise<OperationView>;
+  insert(record: VmRecord, commit: (andThen?: () => Promise<void>) => Promise<void>): Promise<OperationView>;
 }
 
 /** What an import is asked for besides its file (Hypervisor.importVm). */
@@ -45,6 +47,8 @@ export interface ImportOptions {
   readonly name?: string;
   /** Leave out the cards on private networks this host does not have, instead of refusing the import. */
   readonly dropMissingNetworks?: boolean;
+  /** A live move's file: a RUNNING VM without its active disk (ImportTarget.live). */
+  readonly live?: boolean;
 }
 
 export class VmArchives {
@@ -88,6 +92,7 @@ export class VmArchives {
       const staged = await stageImport(input, {
         home: this.home,
         now: this.now,
+        live: options.live === true,
         accept: (manifest) => {
           const name = options.name ?? manifest.vm.name;
           host.checkNameFree(name);
@@ -114,7 +119,12 @@ export class VmArchives {
         },
       });
       // No garbage collection may run between the nodes' arrival in disks/ and the VM's that reaches them.
-      return await host.insert(staged.record, () => this.nodes.exclusive(() => staged.commit()));
+      return await host.insert(staged.record, (andThen) =>
+        this.nodes.exclusive(async () => {
+          await staged.commit();
+          await andThen?.();
+        }),
+      );
     } finally {
       if (reserved !== undefined) this.importing.delete(reserved);
       releaseCards();

@@ -21,6 +21,11 @@ import { type ArchivePlan, planArchive } from "./archive-writer.ts";
 export interface ExportOptions {
   /** Include the VM's snapshots (snapshots.json and their saved states); default true. */
   readonly snapshots?: boolean;
+  /**
+   * Include the active disk (default true). A live move leaves it out: the VM runs and writes it, so it
+   * goes in the migration stream after the pause (cluster/live-moves.ts); its nodes do not change.
+   */
+  readonly activeDisk?: boolean;
 }
 
 interface SourceFile {
@@ -82,7 +87,7 @@ async function vmFiles(
       if (!nodePath) throw new Error(`the disk node ${node} of a snapshot of '${record.name}' is missing`);
       chains.push(await diskChain(nodePath));
     }
-  await add(basename(active));
+  if (options.activeDisk ?? true) await add(basename(active));
   const nodes = new Set<string>();
   for (const chain of chains)
     for (const link of chain) {

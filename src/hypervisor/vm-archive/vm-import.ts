@@ -20,7 +20,7 @@ import {
 } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { diskChain, readDiskInfo, reclaimLeaks } from "../../engines/backends/qcow2/index.ts";
-import { DISKS_DIR, SNAPSHOTS_FILE } from "../disk-store.ts";
+import { DISKS_DIR, SNAPSHOTS_FILE, VM_DISK_BACKING } from "../disk-store.ts";
 import { HypervisorError } from "../hypervisor-error.ts";
 import { readTree } from "../snapshot-tree.ts";
 import { syncDir, writeFileAtomic } from "../store.ts";
@@ -43,6 +43,11 @@ export interface ImportTarget {
     readonly networkInterfaces: VmRecord["networkInterfaces"];
   };
   readonly now?: () => Date;
+  /**
+   * A live move's file (cluster/live-moves.ts): a RUNNING VM without its active disk, which its migration
+   * stream brings later (and which the VMM checks then); everything else is checked as for any import.
+   */
+  readonly live?: boolean;
 }
 
 export interface StagedImport {
@@ -65,8 +70,6 @@ export interface StagedImport {
 const VM_FILES = /^vm\/(?:disk\.qcow2|disk\.img|snapshots\.json|state\/.+|snapshots\/.+|boot\/.+)$/;
 /** A disk node's file name in disks/, as disk-store.ts names them. */
 const NODE_FILE = /^[a-z0-9-]{1,80}\.(?:qcow2|raw)$/;
-/** The only backing names an imported disk may have: the node layout of disk-store.ts, nothing outside it. */
-const VM_DISK_BACKING = /^\.\.\/\.\.\/disks\/([a-z0-9-]{1,80}\.(?:qcow2|raw))$/;
 
 /** Writes each file of the archive into the staging tree, verified bytes only. */
 class StagingSink implements ArchiveSink {
@@ -86,9 +89,10 @@ class StagingSink implements ArchiveSink {
         `its saved state is ${manifest.byteOrder}-endian and this host is ${hostByteOrder()}-endian; tsvm cannot convert it`,
       );
     const status = manifest.vm.status;
-    if (status !== "TERMINATED" && status !== "SUSPENDED")
+    const live = this.target.live === true;
+    if (live ? status !== "RUNNING" : status !== "TERMINATED" && status !== "SUSPENDED")
       throw new ArchiveError(
-        `it holds a VM that was ${status}; an export holds a TERMINATED or SUSPENDED VM`,
+        `it holds a VM that was ${status}; ${live ? "a live move's file holds a RUNNING VM" : "an export holds a TERMINATED or SUSPENDED VM"}`,
       );
     if (status === "SUSPENDED" && !manifest.files.some((f) => f.path.startsWith("vm/state/")))
       throw new ArchiveError("it holds a SUSPENDED VM without its saved state (vm/state/)");
@@ -100,8 +104,13 @@ class StagingSink implements ArchiveSink {
     const stray = manifest.files.find((f) => f.path.startsWith("vm/") && !VM_FILES.test(f.path));
     if (stray)
       throw new ArchiveError(`it holds ${stray.path.slice(0, 100)}, which is no part of an exported VM`);
-    if (!manifest.files.some((f) => f.path === "vm/disk.qcow2" || f.path === "vm/disk.img"))
+    const hasDisk = manifest.files.some((f) => f.path === "vm/disk.qcow2" || f.path === "vm/disk.img");
+    if (!hasDisk && !live)
       throw new ArchiveError("it holds no disk for the VM (vm/disk.qcow2 or vm/disk.img)");
+    if (hasDisk && live)
+      throw new ArchiveError(
+        "it holds the VM's active disk, which a live move sends in its migration stream",
+      );
     this.accepted = this.target.accept(manifest);
     await mkdir(join(this.dir, "vms", "vm"), { recursive: true, mode: 0o700 });
     await mkdir(join(this.dir, "disks"), { mode: 0o700 });
@@ -158,6 +167,7 @@ async function checkDiskChains(
   staging: string,
   vmDir: string,
   snapshotNodes: readonly string[],
+  live: boolean,
 ): Promise<void> {
   const disks = join(staging, "disks");
   const check = async (file: string, pattern: RegExp, what: string) => {
@@ -177,12 +187,14 @@ async function checkDiskChains(
       throw new ArchiveError(`its ${what} is backed by the node ${m[1]}, which the export does not hold`);
   };
   const top = existsSync(join(vmDir, "disk.qcow2")) ? join(vmDir, "disk.qcow2") : join(vmDir, "disk.img");
-  await check(top, VM_DISK_BACKING, "disk");
+  if (!live) await check(top, VM_DISK_BACKING, "disk");
   for (const node of await readdir(disks))
     await check(join(disks, node), /^([a-z0-9-]{1,80}\.(?:qcow2|raw))$/, `disk node ${node}`);
   for (const node of snapshotNodes)
     if (!existsSync(join(disks, `${node}.qcow2`)) && !existsSync(join(disks, `${node}.raw`)))
       throw new ArchiveError(`a snapshot's disk node ${node.slice(0, 80)} is not in the export`);
+  // The nodes are whole: a live move's active disk, over them, comes in its stream.
+  if (live) return;
   try {
     await diskChain(top);
   } catch (e) {
@@ -253,7 +265,7 @@ export async function stageImport(
     } catch (e) {
       throw new ArchiveError(`its snapshot list is unusable: ${(e as Error).message}`);
     }
-    await checkDiskChains(staging, vmDir, snapshotNodes);
+    await checkDiskChains(staging, vmDir, snapshotNodes, target.live === true);
     const cards = accepted.networkInterfaces;
     const record: VmRecord = {
       ...exported,
