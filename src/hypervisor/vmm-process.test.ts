@@ -128,7 +128,14 @@ test("after the daemon lets go, a new launcher re-attaches by the recorded pid a
   const again = await other.reattach(vm, paths);
   assert.ok("pid" in again);
   assert.equal(again.pid, handle.pid);
-  assert.ok((await countOf(again)) > 0);
+  // The guest counts on through the re-attached handle (just launched, it may not have counted yet).
+  const until = Date.now() + 10_000;
+  let count = await countOf(again);
+  while (count === 0 && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 50));
+    count = await countOf(again);
+  }
+  assert.ok(count > 0, "the re-attached VMM answers with its guest's count");
   process.kill(again.pid, "SIGKILL");
   const exit = await again.exited;
   assert.equal(exit.reason, "crashed");

@@ -18,6 +18,8 @@ const PAGE_WORDS = 1024;
 export class GuestRam {
   /** A SharedArrayBuffer when harts on other threads share this RAM (smp/). */
   readonly buffer: ArrayBuffer | SharedArrayBuffer;
+  /** Whether `buffer` is shared with other threads. */
+  readonly shared: boolean;
   readonly u8: Uint8Array;
   readonly u16: Uint16Array;
   readonly i32: Int32Array;
@@ -57,6 +59,8 @@ export class GuestRam {
       );
     buffer ??= new ArrayBuffer(size);
     this.buffer = buffer;
+    // A page that is not cross-origin isolated has no SharedArrayBuffer at all (the machine in a tab).
+    this.shared = typeof SharedArrayBuffer !== "undefined" && buffer instanceof SharedArrayBuffer;
     this.u8 = new Uint8Array(buffer);
     this.u16 = new Uint16Array(buffer);
     this.i32 = new Int32Array(buffer);

@@ -98,7 +98,7 @@ export class BlockCache {
   private readonly atomic64: boolean;
 
   constructor(private readonly ram: GuestRam) {
-    this.atomic64 = ram.buffer instanceof SharedArrayBuffer;
+    this.atomic64 = ram.shared;
     const pages = ram.size >>> 12;
     this.pageGen = new Int32Array(pages);
     this.codePage = new Uint8Array(pages);

@@ -345,7 +345,7 @@ export class Rv64Hart implements BlockCacheClient {
     this.jit?.addClient(this);
     this.atomics = config.sharedRam === true ? new SharedRamAtomics(bus.ram) : null;
     // The same test as the block cache's, whose blocks then take this view.
-    this.ramF64 = bus.ram.buffer instanceof SharedArrayBuffer ? bus.ram.f64 : null;
+    this.ramF64 = bus.ram.shared ? bus.ram.f64 : null;
     if (!warmedUp) {
       warmedUp = true;
       warmUp();
