@@ -62,6 +62,7 @@ import { Snapshots, type SnapshotVm } from "./snapshots.ts";
 import {
   checkVmName,
   NEW_STATE_PREFIX,
+  noSharedStorageError,
   RecordWriteError,
   VmExistsError,
   VmNotFoundError,
@@ -1266,11 +1267,7 @@ export class Hypervisor {
   /** Where the VM's disk nodes are: this host's disks/, or the shared storage's for a VM there. */
   private nodesOf(record: VmRecord): DiskStore {
     if (!record.sharedStorage) return this.nodes;
-    if (!this.sharedNodes)
-      throw new HypervisorError(
-        "invalid-argument",
-        `the VM '${record.name}' is on shared storage, and this host has none (start its daemon with --shared-storage)`,
-      );
+    if (!this.sharedNodes) throw noSharedStorageError(record.name);
     return this.sharedNodes;
   }
 

@@ -199,6 +199,14 @@ export interface VmStoreOptions {
  * read or wrote, so the hypervisor's writes fail (RevisionConflictError) rather than overwrite a change
  * made elsewhere.
  */
+/** A VM on the cluster's shared storage met by a host that has none. */
+export function noSharedStorageError(name: string): HypervisorError {
+  return new HypervisorError(
+    "invalid-argument",
+    `the VM '${name}' is on shared storage, and this host has none (start its daemon with --shared-storage)`,
+  );
+}
+
 export class VmStore {
   readonly vmsDir: string;
   /** The shared storage's `vms/`, when the cluster has one. */
@@ -291,11 +299,7 @@ export class VmStore {
    */
   locate(record: VmRecord): void {
     if (record.sharedStorage) {
-      if (this.sharedVmsDir === undefined)
-        throw new HypervisorError(
-          "invalid-argument",
-          `the VM '${record.name}' is on shared storage, and this host has none (start its daemon with --shared-storage)`,
-        );
+      if (this.sharedVmsDir === undefined) throw noSharedStorageError(record.name);
       this.onShared.add(record.name);
     } else this.onShared.delete(record.name);
   }
